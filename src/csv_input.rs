@@ -1,0 +1,1 @@
+//! CSV reading (stub, being written).

@@ -1,0 +1,8 @@
+//! zns-batch: resumable bulk sender for Zalo ZNS Journey messages.
+//!
+//! `main.rs` parses arguments and dispatches; everything else lives here so
+//! integration tests can drive the same pipeline.
+
+pub mod csv_input;
+pub mod phone;
+pub mod provider;

@@ -1,0 +1,1 @@
+//! Phone normalisation (stub, being written).

@@ -1,0 +1,283 @@
+//! eTelecom Zalo Cloud API (seeds 000–002): Twirp-style `POST {base}.Zalo/<Method>`
+//! with `Authorization: Bearer <key>`; int64 ids go out as JSON strings and
+//! are accepted back as strings or numbers.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use super::http::{self, lenient, RawReply};
+use super::{
+    Capabilities, Dedup, ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError,
+    ProviderKind, ProviderSettings, SendOutcome, SendRequest, TokenCheck, TokenRequest,
+};
+
+pub struct Etelecom {
+    client: reqwest::Client,
+    settings: ProviderSettings,
+}
+
+/// The fields of a journey reply (CreateJourney and GetJourney answer alike).
+#[derive(Debug, Deserialize, Default)]
+struct JourneyReply {
+    #[serde(default, deserialize_with = "lenient::code")]
+    error_code: i64,
+    #[serde(default)]
+    error_message: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    journey_id: Option<String>,
+    #[serde(default)]
+    journey_token: Option<String>,
+    // The seed's table says `expires_at`, its example `expired_at`.
+    #[serde(default, alias = "expires_at", deserialize_with = "lenient::opt_string")]
+    expired_at: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct MessageReply {
+    #[serde(default, deserialize_with = "lenient::code")]
+    error_code: i64,
+    #[serde(default)]
+    error_message: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    msg_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    tracking_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    delivery_status: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    delivery_time: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    fee_main: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    fee_token: Option<String>,
+}
+
+/// Twirp's error body.
+#[derive(Debug, Deserialize)]
+struct TwirpError {
+    code: String,
+    #[serde(default)]
+    msg: String,
+}
+
+/// Validity implied by the token type's suffix (`token_logistics_30` → 30 days).
+pub fn token_type_validity(token_type: &str) -> time::Duration {
+    let days = token_type
+        .rsplit('_')
+        .next()
+        .and_then(|d| d.parse::<i64>().ok())
+        .unwrap_or(7);
+    time::Duration::days(days)
+}
+
+/// Parse a provider timestamp: RFC 3339, or Unix seconds / milliseconds.
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Some(t);
+    }
+    let n: i64 = s.trim().parse().ok()?;
+    if n > 100_000_000_000 {
+        OffsetDateTime::from_unix_timestamp_nanos(n as i128 * 1_000_000).ok()
+    } else {
+        OffsetDateTime::from_unix_timestamp(n).ok()
+    }
+}
+
+impl Etelecom {
+    pub fn new(client: reqwest::Client, settings: ProviderSettings) -> Self {
+        Self { client, settings }
+    }
+
+    async fn call(&self, method: &str, body: &Value) -> Result<RawReply, ProviderError> {
+        let url = format!("{}.Zalo/{}", self.settings.base_url.trim_end_matches('/'), method);
+        let req = self
+            .client
+            .post(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .bearer_auth(self.settings.api_key.expose())
+            .json(body);
+        let reply = http::execute(req).await?;
+        if reply.status.is_success() {
+            Ok(reply)
+        } else {
+            Err(self.error_reply(&reply))
+        }
+    }
+
+    /// A non-2xx reply: an `error_code` in the body is classified by the
+    /// table, a Twirp `{code,msg}` by its code, anything else by status.
+    fn error_reply(&self, reply: &RawReply) -> ProviderError {
+        if matches!(reply.status.as_u16(), 401 | 403) {
+            return http::status_error(reply);
+        }
+        if let Ok(body) = serde_json::from_slice::<JourneyReply>(&reply.body) {
+            if body.error_code != 0 {
+                return self.code_error(body.error_code, body.error_message.as_deref());
+            }
+        }
+        if let Ok(tw) = serde_json::from_slice::<TwirpError>(&reply.body) {
+            let class = match tw.code.as_str() {
+                "unauthenticated" | "permission_denied" => Some(ErrorClass::AbortAuth),
+                "resource_exhausted" | "unavailable" | "deadline_exceeded" => Some(ErrorClass::Retry),
+                "invalid_argument" | "malformed" | "out_of_range" | "failed_precondition" => {
+                    Some(ErrorClass::FailRow)
+                }
+                _ => None,
+            };
+            if let Some(class) = class {
+                let mut err = http::status_error(reply);
+                err.class = class;
+                err.message = format!("{} ({}): {}", reply.status, tw.code, tw.msg);
+                return err;
+            }
+        }
+        http::status_error(reply)
+    }
+
+    fn code_error(&self, code: i64, message: Option<&str>) -> ProviderError {
+        let code = code.to_string();
+        let class = self.settings.codes.classify(self.settings.kind, &code);
+        ProviderError::new(class, code, message.unwrap_or("provider error").to_string())
+    }
+}
+
+#[async_trait]
+impl Provider for Etelecom {
+    fn kind(&self) -> ProviderKind {
+        self.settings.kind
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tokens: true,
+            dedup: Dedup::Inferred,
+            lookup_by_tracking_id: false,
+        }
+    }
+
+    async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
+        let body = json!({
+            "oa_id": req.oa_id,
+            "phone": req.phone,
+            "token_type": req.token_type,
+        });
+        let reply = self.call("CreateJourney", &body).await?;
+        let j: JourneyReply = http::decode(&reply)?;
+        if j.error_code != 0 {
+            let mut err = self.code_error(j.error_code, j.error_message.as_deref());
+            // "Check the token" means nothing while buying one.
+            if err.class == ErrorClass::CheckToken {
+                err.class = ErrorClass::FailRow;
+            }
+            return Err(err);
+        }
+        let journey_id = j.journey_id.clone().or_else(|| j.id.clone()).ok_or_else(|| {
+            ProviderError::new(ErrorClass::Retry, "decode", "CreateJourney reply has no journey id")
+                .in_doubt(true)
+        })?;
+        let expires_at = j
+            .expired_at
+            .as_deref()
+            .and_then(parse_time)
+            .unwrap_or_else(|| OffsetDateTime::now_utc() + token_type_validity(req.token_type));
+        Ok(JourneyToken {
+            provider_ref: j.id.filter(|id| *id != journey_id),
+            journey_id,
+            token: j.journey_token,
+            expires_at,
+            status: j.status,
+        })
+    }
+
+    async fn check_token(
+        &self,
+        oa_id: &str,
+        token: &JourneyToken,
+    ) -> Result<TokenCheck, ProviderError> {
+        let body = json!({ "journey_id": token.journey_id, "oa_id": oa_id });
+        let reply = match self.call("GetJourney", &body).await {
+            Ok(reply) => reply,
+            Err(e) if e.class == ErrorClass::FailRow => return Ok(TokenCheck::NotFound),
+            Err(e) => return Err(e),
+        };
+        let j: JourneyReply = http::decode(&reply)?;
+        if j.error_code != 0 {
+            let err = self.code_error(j.error_code, j.error_message.as_deref());
+            return match err.class {
+                ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => Err(err),
+                _ => Ok(TokenCheck::NotFound),
+            };
+        }
+        if j.status.as_deref() == Some("N") {
+            return Ok(TokenCheck::Disabled);
+        }
+        match j.expired_at.as_deref().and_then(parse_time) {
+            Some(t) if t <= OffsetDateTime::now_utc() => Ok(TokenCheck::Expired),
+            Some(t) => Ok(TokenCheck::Valid { expires_at: t }),
+            None => Ok(TokenCheck::Valid {
+                expires_at: token.expires_at,
+            }),
+        }
+    }
+
+    async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
+        let token = req.token.ok_or_else(|| {
+            ProviderError::new(ErrorClass::RefreshToken, "no_token", "send without a journey token")
+        })?;
+        let data: Map<String, Value> = req
+            .template_data
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        // template_id is an `int` in the seed (int64s are strings, ints numbers).
+        let template_id = req
+            .template_id
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(req.template_id.to_string()));
+        let body = json!({
+            "oa_id": req.oa_id,
+            "journey_id": token.journey_id,
+            "phone": req.phone,
+            "template_id": template_id,
+            "template_data": data,
+            "tracking_id": req.tracking_id,
+        });
+        let reply = self.call("SendZNSJourney", &body).await?;
+        let m: MessageReply = http::decode(&reply)?;
+        if m.error_code != 0 {
+            return Err(self.code_error(m.error_code, m.error_message.as_deref()));
+        }
+        Ok(SendOutcome {
+            msg_id: m.msg_id,
+            provider_ref: m.id,
+            quota: None,
+            duplicate: false,
+        })
+    }
+
+    async fn get_message(&self, oa_id: &str, msg_id: &str) -> Result<MessageInfo, ProviderError> {
+        let body = json!({ "oa_id": oa_id, "msg_id": msg_id });
+        let reply = self.call("GetMessage", &body).await?;
+        let m: MessageReply = http::decode(&reply)?;
+        if m.error_code != 0 {
+            return Err(self.code_error(m.error_code, m.error_message.as_deref()));
+        }
+        Ok(MessageInfo {
+            msg_id: m.msg_id.unwrap_or_else(|| msg_id.to_string()),
+            tracking_id: m.tracking_id,
+            delivery_status: m.delivery_status,
+            delivery_time: m.delivery_time,
+            fee_main: m.fee_main.and_then(|f| f.parse().ok()),
+            fee_token: m.fee_token.and_then(|f| f.parse().ok()),
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! Transport shared by the adapters: one pooled client, and the mapping of
+//! transport failures and HTTP statuses onto [`ErrorClass`].
+
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::{ErrorClass, ProviderError};
+
+/// Largest reply body we read; a provider reply is a few hundred bytes.
+const MAX_REPLY_BYTES: usize = 1 << 20;
+
+pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .user_agent(concat!("zns-batch/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// A reply as read off the wire: status, `Retry-After`, body.
+pub struct RawReply {
+    pub status: StatusCode,
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
+/// Send and read the whole reply, classifying transport failures.
+///
+/// A failure to connect proves the request never left (`in_doubt = false`);
+/// a timeout or a broken reply after the request was written may hide an
+/// accepted request (`in_doubt = true`).
+pub async fn execute(req: RequestBuilder) -> Result<RawReply, ProviderError> {
+    let resp = req.send().await.map_err(transport_error)?;
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut body = Vec::new();
+    let mut resp = resp;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                    return Err(ProviderError::new(
+                        ErrorClass::Retry,
+                        "decode",
+                        format!("reply larger than {MAX_REPLY_BYTES} bytes"),
+                    )
+                    .in_doubt(status.is_success()));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(ProviderError::new(
+                    ErrorClass::Retry,
+                    if e.is_timeout() { "timeout" } else { "reply_lost" },
+                    format!("reply broken off: {}", error_chain(&e)),
+                )
+                .in_doubt(true))
+            }
+        }
+    }
+    Ok(RawReply {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+fn transport_error(e: reqwest::Error) -> ProviderError {
+    if e.is_connect() {
+        ProviderError::new(
+            ErrorClass::Retry,
+            "connect",
+            format!("cannot connect: {}", error_chain(&e)),
+        )
+    } else if e.is_timeout() {
+        ProviderError::new(ErrorClass::Retry, "timeout", "no reply before the request timeout")
+            .in_doubt(true)
+    } else {
+        ProviderError::new(
+            ErrorClass::Retry,
+            "reply_lost",
+            format!("connection failed: {}", error_chain(&e)),
+        )
+        .in_doubt(true)
+    }
+}
+
+/// reqwest's top-level message hides the cause; the chain shows it. URLs
+/// never carry secrets here (keys travel in headers or bodies).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Classify a non-2xx status. `body_hint` is a short excerpt for the message.
+pub fn status_error(reply: &RawReply) -> ProviderError {
+    let status = reply.status;
+    let code = format!("http_{}", status.as_u16());
+    let hint = body_excerpt(&reply.body);
+    let msg = if hint.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {hint}")
+    };
+    match status.as_u16() {
+        401 | 403 => ProviderError::new(ErrorClass::AbortAuth, code, msg),
+        // Refused before any work: safe to retry, nothing in doubt.
+        429 | 503 => ProviderError::new(ErrorClass::Retry, code, msg).with_retry_after(reply.retry_after),
+        408 => ProviderError::new(ErrorClass::Retry, code, msg).in_doubt(true),
+        // A 5xx may come after the provider acted on the request.
+        500..=599 => ProviderError::new(ErrorClass::Retry, code, msg).in_doubt(true),
+        _ => ProviderError::new(ErrorClass::FailRow, code, msg),
+    }
+}
+
+/// Decode a 2xx JSON body. Garbage in a success reply is in doubt: the
+/// provider may well have accepted the request.
+pub fn decode<T: DeserializeOwned>(reply: &RawReply) -> Result<T, ProviderError> {
+    serde_json::from_slice(&reply.body).map_err(|e| {
+        ProviderError::new(
+            ErrorClass::Retry,
+            "decode",
+            format!("unreadable reply ({e}): {}", body_excerpt(&reply.body)),
+        )
+        .in_doubt(true)
+    })
+}
+
+/// A short, printable excerpt of a reply body for error messages.
+pub fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// Providers send int64s as JSON strings or numbers; accept both.
+pub mod lenient {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum StrOrNum {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+
+    fn to_string(v: StrOrNum) -> String {
+        match v {
+            StrOrNum::S(s) => s,
+            StrOrNum::I(i) => i.to_string(),
+            StrOrNum::U(u) => u.to_string(),
+            StrOrNum::F(f) => f.to_string(),
+            StrOrNum::B(b) => b.to_string(),
+        }
+    }
+
+    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(Option::<StrOrNum>::deserialize(d)?
+            .map(to_string)
+            .filter(|s| !s.is_empty()))
+    }
+
+    /// An integer code that may come as `0`, `"0"` or be missing (→ 0).
+    pub fn code<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        match Option::<StrOrNum>::deserialize(d)? {
+            None => Ok(0),
+            Some(StrOrNum::I(i)) => Ok(i),
+            Some(StrOrNum::U(u)) => Ok(u as i64),
+            Some(StrOrNum::F(f)) => Ok(f as i64),
+            Some(StrOrNum::B(_)) => Err(serde::de::Error::custom("boolean error code")),
+            Some(StrOrNum::S(s)) => s
+                .trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("non-numeric error code `{s}`"))),
+        }
+    }
+
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(Option::<StrOrNum>::deserialize(d)?.and_then(|v| match v {
+            StrOrNum::U(u) => Some(u),
+            StrOrNum::I(i) => u64::try_from(i).ok(),
+            StrOrNum::S(s) => s.trim().parse().ok(),
+            _ => None,
+        }))
+    }
+}

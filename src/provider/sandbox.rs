@@ -1,0 +1,1 @@
+//! Sandbox provider server (stub, being written).
