@@ -6,3 +6,5 @@
 pub mod csv_input;
 pub mod phone;
 pub mod provider;
+pub mod quota;
+pub mod store;

@@ -97,7 +97,8 @@ pub struct ErrorTable {
 
 impl Default for ErrorTable {
     fn default() -> Self {
-        Self::with_overrides(&HashMap::new()).expect("the built-in table has no overrides to reject")
+        Self::with_overrides(&HashMap::new())
+            .expect("the built-in table has no overrides to reject")
     }
 }
 
@@ -116,7 +117,9 @@ impl ErrorTable {
         }
         for (provider, codes) in overrides {
             let kind = ProviderKind::parse(provider)
-                .ok_or_else(|| format!("error_codes: unknown provider `{provider}` (etelecom, zalo, esms)"))?
+                .ok_or_else(|| {
+                    format!("error_codes: unknown provider `{provider}` (etelecom, zalo, esms)")
+                })?
                 .protocol();
             for (code, class_name) in codes {
                 let class = ErrorClass::parse(class_name).ok_or_else(|| {
@@ -152,12 +155,30 @@ mod tests {
     #[test]
     fn documented_codes_map_to_their_class() {
         let t = ErrorTable::default();
-        assert_eq!(t.classify(ProviderKind::Etelecom, "-118"), ErrorClass::FailRow);
-        assert_eq!(t.classify(ProviderKind::Sandbox, "-144"), ErrorClass::PauseQuota);
-        assert_eq!(t.classify(ProviderKind::Zalo, "-124"), ErrorClass::AbortAuth);
-        assert_eq!(t.classify(ProviderKind::Esms, "124"), ErrorClass::AlreadySent);
-        assert_eq!(t.classify(ProviderKind::Esms, "103"), ErrorClass::PauseQuota);
-        assert_eq!(t.classify(ProviderKind::Etelecom, "-999"), ErrorClass::CheckToken);
+        assert_eq!(
+            t.classify(ProviderKind::Etelecom, "-118"),
+            ErrorClass::FailRow
+        );
+        assert_eq!(
+            t.classify(ProviderKind::Sandbox, "-144"),
+            ErrorClass::PauseQuota
+        );
+        assert_eq!(
+            t.classify(ProviderKind::Zalo, "-124"),
+            ErrorClass::AbortAuth
+        );
+        assert_eq!(
+            t.classify(ProviderKind::Esms, "124"),
+            ErrorClass::AlreadySent
+        );
+        assert_eq!(
+            t.classify(ProviderKind::Esms, "103"),
+            ErrorClass::PauseQuota
+        );
+        assert_eq!(
+            t.classify(ProviderKind::Etelecom, "-999"),
+            ErrorClass::CheckToken
+        );
         assert_eq!(t.classify(ProviderKind::Esms, "777"), ErrorClass::FailRow);
     }
 
@@ -169,13 +190,21 @@ mod tests {
             HashMap::from([("-201".to_string(), "refresh_token".to_string())]),
         );
         let t = ErrorTable::with_overrides(&o).unwrap();
-        assert_eq!(t.classify(ProviderKind::Etelecom, "-201"), ErrorClass::RefreshToken);
-        assert_eq!(t.classify(ProviderKind::Sandbox, "-201"), ErrorClass::RefreshToken);
+        assert_eq!(
+            t.classify(ProviderKind::Etelecom, "-201"),
+            ErrorClass::RefreshToken
+        );
+        assert_eq!(
+            t.classify(ProviderKind::Sandbox, "-201"),
+            ErrorClass::RefreshToken
+        );
 
         let bad = HashMap::from([(
             "etelecom".to_string(),
             HashMap::from([("-1".to_string(), "explode".to_string())]),
         )]);
-        assert!(ErrorTable::with_overrides(&bad).unwrap_err().contains("explode"));
+        assert!(ErrorTable::with_overrides(&bad)
+            .unwrap_err()
+            .contains("explode"));
     }
 }

@@ -32,7 +32,11 @@ struct JourneyReply {
     #[serde(default)]
     journey_token: Option<String>,
     // The seed's table says `expires_at`, its example `expired_at`.
-    #[serde(default, alias = "expires_at", deserialize_with = "lenient::opt_string")]
+    #[serde(
+        default,
+        alias = "expires_at",
+        deserialize_with = "lenient::opt_string"
+    )]
     expired_at: Option<String>,
     #[serde(default)]
     status: Option<String>,
@@ -97,7 +101,11 @@ impl Etelecom {
     }
 
     async fn call(&self, method: &str, body: &Value) -> Result<RawReply, ProviderError> {
-        let url = format!("{}.Zalo/{}", self.settings.base_url.trim_end_matches('/'), method);
+        let url = format!(
+            "{}.Zalo/{}",
+            self.settings.base_url.trim_end_matches('/'),
+            method
+        );
         let req = self
             .client
             .post(url)
@@ -126,7 +134,9 @@ impl Etelecom {
         if let Ok(tw) = serde_json::from_slice::<TwirpError>(&reply.body) {
             let class = match tw.code.as_str() {
                 "unauthenticated" | "permission_denied" => Some(ErrorClass::AbortAuth),
-                "resource_exhausted" | "unavailable" | "deadline_exceeded" => Some(ErrorClass::Retry),
+                "resource_exhausted" | "unavailable" | "deadline_exceeded" => {
+                    Some(ErrorClass::Retry)
+                }
                 "invalid_argument" | "malformed" | "out_of_range" | "failed_precondition" => {
                     Some(ErrorClass::FailRow)
                 }
@@ -179,10 +189,18 @@ impl Provider for Etelecom {
             }
             return Err(err);
         }
-        let journey_id = j.journey_id.clone().or_else(|| j.id.clone()).ok_or_else(|| {
-            ProviderError::new(ErrorClass::Retry, "decode", "CreateJourney reply has no journey id")
+        let journey_id = j
+            .journey_id
+            .clone()
+            .or_else(|| j.id.clone())
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ErrorClass::Retry,
+                    "decode",
+                    "CreateJourney reply has no journey id",
+                )
                 .in_doubt(true)
-        })?;
+            })?;
         let expires_at = j
             .expired_at
             .as_deref()
@@ -230,7 +248,11 @@ impl Provider for Etelecom {
 
     async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
         let token = req.token.ok_or_else(|| {
-            ProviderError::new(ErrorClass::RefreshToken, "no_token", "send without a journey token")
+            ProviderError::new(
+                ErrorClass::RefreshToken,
+                "no_token",
+                "send without a journey token",
+            )
         })?;
         let data: Map<String, Value> = req
             .template_data

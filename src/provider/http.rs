@@ -61,7 +61,11 @@ pub async fn execute(req: RequestBuilder) -> Result<RawReply, ProviderError> {
             Err(e) => {
                 return Err(ProviderError::new(
                     ErrorClass::Retry,
-                    if e.is_timeout() { "timeout" } else { "reply_lost" },
+                    if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "reply_lost"
+                    },
                     format!("reply broken off: {}", error_chain(&e)),
                 )
                 .in_doubt(true))
@@ -83,8 +87,12 @@ fn transport_error(e: reqwest::Error) -> ProviderError {
             format!("cannot connect: {}", error_chain(&e)),
         )
     } else if e.is_timeout() {
-        ProviderError::new(ErrorClass::Retry, "timeout", "no reply before the request timeout")
-            .in_doubt(true)
+        ProviderError::new(
+            ErrorClass::Retry,
+            "timeout",
+            "no reply before the request timeout",
+        )
+        .in_doubt(true)
     } else {
         ProviderError::new(
             ErrorClass::Retry,
@@ -121,7 +129,9 @@ pub fn status_error(reply: &RawReply) -> ProviderError {
     match status.as_u16() {
         401 | 403 => ProviderError::new(ErrorClass::AbortAuth, code, msg),
         // Refused before any work: safe to retry, nothing in doubt.
-        429 | 503 => ProviderError::new(ErrorClass::Retry, code, msg).with_retry_after(reply.retry_after),
+        429 | 503 => {
+            ProviderError::new(ErrorClass::Retry, code, msg).with_retry_after(reply.retry_after)
+        }
         408 => ProviderError::new(ErrorClass::Retry, code, msg).in_doubt(true),
         // A 5xx may come after the provider acted on the request.
         500..=599 => ProviderError::new(ErrorClass::Retry, code, msg).in_doubt(true),

@@ -21,7 +21,11 @@ impl Zalo {
 }
 
 fn unsupported() -> ProviderError {
-    ProviderError::new(ErrorClass::AbortConfig, "unsupported", "provider not implemented yet")
+    ProviderError::new(
+        ErrorClass::AbortConfig,
+        "unsupported",
+        "provider not implemented yet",
+    )
 }
 
 #[async_trait]
@@ -30,7 +34,11 @@ impl Provider for Zalo {
         ProviderKind::Zalo
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities { tokens: true, dedup: Dedup::Inferred, lookup_by_tracking_id: false }
+        Capabilities {
+            tokens: true,
+            dedup: Dedup::Inferred,
+            lookup_by_tracking_id: false,
+        }
     }
     async fn create_token(&self, _req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
         Err(unsupported())

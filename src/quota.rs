@@ -1,0 +1,128 @@
+//! The clock and the OA's quota day.
+//!
+//! Zalo counts an OA's daily ZNS quota per day in Vietnam. Vietnam has kept
+//! UTC+7 without daylight saving since 1975, so a fixed offset is exact.
+//!
+//! Tests and operators can shift the clock with `ZNS_BATCH_NOW` (RFC 3339):
+//! the process then starts at that instant and time runs on from there, so
+//! "resume tomorrow" is testable without waiting a day.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use time::{macros::offset, Date, OffsetDateTime, UtcOffset};
+
+/// Asia/Ho_Chi_Minh.
+pub const OA_OFFSET: UtcOffset = offset!(+7);
+
+pub const NOW_ENV: &str = "ZNS_BATCH_NOW";
+
+struct ClockBase {
+    start: OffsetDateTime,
+    at: Instant,
+}
+
+static CLOCK: OnceLock<ClockBase> = OnceLock::new();
+
+/// Error for a malformed `ZNS_BATCH_NOW`, reported once at start-up.
+pub fn check_clock_override() -> Result<(), String> {
+    match std::env::var(NOW_ENV) {
+        Ok(v) if !v.trim().is_empty() => parse_instant(&v).map(|_| ()).ok_or_else(|| {
+            format!("{NOW_ENV}=`{v}` is not an RFC 3339 time such as 2026-11-24T08:00:00+07:00")
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn parse_instant(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// Current time (UTC), honouring `ZNS_BATCH_NOW`.
+pub fn now() -> OffsetDateTime {
+    let base = CLOCK.get_or_init(|| ClockBase {
+        start: std::env::var(NOW_ENV)
+            .ok()
+            .and_then(|v| parse_instant(&v))
+            .unwrap_or_else(OffsetDateTime::now_utc),
+        at: Instant::now(),
+    });
+    (base.start + base.at.elapsed()).to_offset(UtcOffset::UTC)
+}
+
+pub fn now_ms() -> i64 {
+    to_ms(now())
+}
+
+pub fn to_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The OA's calendar day for an instant.
+pub fn oa_day(t: OffsetDateTime) -> Date {
+    t.to_offset(OA_OFFSET).date()
+}
+
+/// `YYYY-MM-DD` of the OA's current day: the key of the quota counter.
+pub fn today_key() -> String {
+    day_key(oa_day(now()))
+}
+
+pub fn day_key(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// When the next quota day starts (midnight in Vietnam), as RFC 3339.
+pub fn next_day_start(t: OffsetDateTime) -> OffsetDateTime {
+    let day = oa_day(t);
+    let next = day.next_day().unwrap_or(day);
+    next.midnight().assume_offset(OA_OFFSET)
+}
+
+/// Human form used in messages: `2026-11-24 00:00 +07:00`.
+pub fn fmt_local(t: OffsetDateTime) -> String {
+    let l = t.to_offset(OA_OFFSET);
+    format!(
+        "{} {:02}:{:02} +07:00",
+        day_key(l.date()),
+        l.hour(),
+        l.minute()
+    )
+}
+
+/// RFC 3339 in UTC for reports and JSON.
+pub fn fmt_rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn the_quota_day_is_vietnams_day() {
+        // 17:30 UTC is already 00:30 the next day in Hanoi.
+        let t = datetime!(2026-11-23 17:30 UTC);
+        assert_eq!(day_key(oa_day(t)), "2026-11-24");
+        let t = datetime!(2026-11-23 16:59 UTC);
+        assert_eq!(day_key(oa_day(t)), "2026-11-23");
+        assert_eq!(next_day_start(t), datetime!(2026-11-24 00:00 +7));
+        assert_eq!(
+            fmt_local(datetime!(2026-11-23 16:59 UTC)),
+            "2026-11-23 23:59 +07:00"
+        );
+    }
+
+    #[test]
+    fn ms_round_trip() {
+        let t = datetime!(2026-11-23 10:00:00.123 UTC);
+        assert_eq!(from_ms(to_ms(t)), t);
+    }
+}
