@@ -8,3 +8,5 @@ pub mod phone;
 pub mod provider;
 pub mod quota;
 pub mod store;
+pub mod report;
+pub mod runner;

@@ -704,6 +704,22 @@ impl Store {
         Ok(out)
     }
 
+    /// How many rows a run has left (cheap: counts the partial index).
+    pub fn open_count(&self, campaign_id: i64, include_in_doubt: bool) -> Result<u64> {
+        let (open, doubt): (i64, i64) = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*), COALESCE(SUM(state = 'in_doubt'), 0) FROM rows \
+                     WHERE campaign_id = ?1 AND {OPEN_STATES_SQL}"
+                ),
+                [campaign_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.e(e))?;
+        Ok((if include_in_doubt { open } else { open - doubt }) as u64)
+    }
+
     /// The stored token for a key (checked again under the per-phone lock so
     /// a token bought moments ago by another row is reused, not re-bought).
     pub fn token(&self, key: &TokenKey) -> Result<Option<JourneyToken>> {

@@ -1,0 +1,284 @@
+//! Turning a CSV into a campaign: file identity, streamed batched import
+//! (resumable after a kill), and the per-campaign lock.
+
+use std::fs::File;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::csv_input::{self, CsvError, CsvItem, CsvOptions, CsvReader};
+use crate::store::{Campaign, ImportCounts, ImportRow, NewCampaign, Store, StoreError};
+
+/// Records per import transaction.
+const IMPORT_BATCH: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    /// The input file is unusable (exit 2).
+    #[error(transparent)]
+    Csv(#[from] CsvError),
+    /// The campaign exists with another file (exit 2).
+    #[error("campaign `{name}` was imported from a different file ({stored_path}, sha256 {stored}…); {given_path} has sha256 {given}…. Use a new --campaign name for a new file, or pass the original file")]
+    DifferentFile {
+        name: String,
+        stored_path: String,
+        stored: String,
+        given_path: String,
+        given: String,
+    },
+    #[error("campaign `{name}` is being run by another zns-batch process (lock {lock}); wait for it or stop it first")]
+    Locked { name: String, lock: PathBuf },
+    #[error("cannot create the lock file {path}: {source}")]
+    LockFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What identifies a campaign and how its rows are read.
+pub struct CampaignSpec<'a> {
+    pub name: &'a str,
+    pub csv: &'a Path,
+    pub template_id: &'a str,
+    pub token_type: &'a str,
+    pub provider: &'a str,
+    pub base_url: Option<&'a str>,
+    pub oa_id: &'a str,
+    pub in_doubt_policy: &'a str,
+    pub csv_options: &'a CsvOptions,
+    pub dedup_phones: bool,
+}
+
+/// Deterministic per campaign, so a rerun under the same name reuses the
+/// same tracking ids (and a de-duplicating provider drops repeats).
+pub fn tracking_prefix(campaign: &str) -> String {
+    let digest = Sha256::digest(campaign.as_bytes());
+    format!("zb{}", &hex::encode(digest)[..10])
+}
+
+/// Create the campaign from the file, or check the file against the stored
+/// one and finish an interrupted import. Returns the campaign and what this
+/// call imported.
+pub fn open_or_import(
+    store: &mut Store,
+    spec: &CampaignSpec<'_>,
+) -> Result<(Campaign, ImportCounts, bool), CampaignError> {
+    let hash = csv_input::file_sha256(spec.csv)?;
+    let existing = store.find_campaign(spec.name)?;
+    if let Some(c) = &existing {
+        if c.csv_sha256 != hash {
+            return Err(CampaignError::DifferentFile {
+                name: spec.name.to_string(),
+                stored_path: c.csv_path.clone(),
+                stored: c.csv_sha256[..12.min(c.csv_sha256.len())].to_string(),
+                given_path: spec.csv.display().to_string(),
+                given: hash[..12].to_string(),
+            });
+        }
+        if c.import_done {
+            return Ok((c.clone(), ImportCounts::default(), false));
+        }
+    }
+    let mut reader = CsvReader::open(spec.csv, spec.csv_options)?;
+    let campaign = match existing {
+        Some(c) => c,
+        None => {
+            let csv_path = std::fs::canonicalize(spec.csv)
+                .unwrap_or_else(|_| spec.csv.to_path_buf())
+                .display()
+                .to_string();
+            store.create_campaign(&NewCampaign {
+                name: spec.name,
+                csv_path: &csv_path,
+                csv_sha256: &hash,
+                template_keys: &reader.header().template_keys,
+                provider: spec.provider,
+                base_url: spec.base_url,
+                oa_id: spec.oa_id,
+                template_id: spec.template_id,
+                token_type: spec.token_type,
+                tracking_prefix: &tracking_prefix(spec.name),
+                in_doubt_policy: spec.in_doubt_policy,
+            })?
+        }
+    };
+    let counts = import_rows(store, &campaign, &mut reader, spec.dedup_phones)?;
+    let campaign = store
+        .find_campaign(spec.name)?
+        .unwrap_or(campaign);
+    Ok((campaign, counts, true))
+}
+
+/// Finish importing a campaign whose import was interrupted, from its file.
+pub fn resume_import(
+    store: &mut Store,
+    campaign: &Campaign,
+    csv: &Path,
+    csv_options: &CsvOptions,
+    dedup_phones: bool,
+) -> Result<(Campaign, ImportCounts), CampaignError> {
+    let hash = csv_input::file_sha256(csv)?;
+    if hash != campaign.csv_sha256 {
+        return Err(CampaignError::DifferentFile {
+            name: campaign.name.clone(),
+            stored_path: campaign.csv_path.clone(),
+            stored: campaign.csv_sha256[..12.min(campaign.csv_sha256.len())].to_string(),
+            given_path: csv.display().to_string(),
+            given: hash[..12].to_string(),
+        });
+    }
+    let mut reader = CsvReader::open(csv, csv_options)?;
+    let counts = import_rows(store, campaign, &mut reader, dedup_phones)?;
+    let campaign = store
+        .find_campaign(&campaign.name)?
+        .unwrap_or_else(|| campaign.clone());
+    Ok((campaign, counts))
+}
+
+fn import_rows(
+    store: &mut Store,
+    campaign: &Campaign,
+    reader: &mut CsvReader,
+    dedup: bool,
+) -> Result<ImportCounts, CampaignError> {
+    if campaign.imported_through_line > 0 {
+        reader.skip_through_line(campaign.imported_through_line)?;
+    }
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message("importing");
+        s
+    });
+    // Owned records for one batch; the store borrows them.
+    struct Owned {
+        line: u64,
+        phone: String,
+        tracking: Option<String>,
+        data: String,
+        reject: Option<String>,
+    }
+    let mut batch: Vec<Owned> = Vec::with_capacity(IMPORT_BATCH);
+    let mut total = ImportCounts::default();
+    let mut last_line = campaign.imported_through_line;
+    loop {
+        let item = reader.next_item()?;
+        let done = item.is_none();
+        match item {
+            Some(CsvItem::Row(r)) => {
+                last_line = r.line;
+                batch.push(Owned {
+                    line: r.line,
+                    data: serde_json::to_string(&r.values).unwrap_or_else(|_| "[]".into()),
+                    phone: r.phone,
+                    tracking: r.tracking_id,
+                    reject: None,
+                });
+            }
+            Some(CsvItem::Rejected(r)) => {
+                last_line = r.line;
+                batch.push(Owned {
+                    line: r.line,
+                    phone: r.raw_phone,
+                    tracking: None,
+                    data: String::new(),
+                    reject: Some(r.reason),
+                });
+            }
+            None => {}
+        }
+        if batch.len() >= IMPORT_BATCH || done {
+            let rows: Vec<ImportRow<'_>> = batch
+                .iter()
+                .map(|o| match &o.reject {
+                    Some(reason) => ImportRow::Rejected {
+                        line: o.line,
+                        raw_phone: &o.phone,
+                        reason,
+                    },
+                    None => ImportRow::Accepted {
+                        line: o.line,
+                        phone: &o.phone,
+                        tracking_id: o.tracking.as_deref(),
+                        data_json: &o.data,
+                    },
+                })
+                .collect();
+            let c = store.import_batch(campaign.id, &rows, last_line, done, dedup)?;
+            total.accepted += c.accepted;
+            total.rejected += c.rejected;
+            drop(rows);
+            batch.clear();
+            if let Some(s) = &spinner {
+                s.set_message(format!(
+                    "importing: {} rows ({} rejected)",
+                    total.accepted + total.rejected,
+                    total.rejected
+                ));
+                s.tick();
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    Ok(total)
+}
+
+/// Held for the whole run; the OS releases it if the process dies.
+pub struct CampaignLock {
+    _file: File,
+}
+
+pub fn lock(state: &Path, campaign: &str) -> Result<CampaignLock, CampaignError> {
+    let digest = hex::encode(Sha256::digest(campaign.as_bytes()));
+    let mut name = state.as_os_str().to_owned();
+    name.push(format!(".{}.lock", &digest[..12]));
+    let path = PathBuf::from(name);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| CampaignError::LockFile {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(CampaignLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CampaignError::Locked {
+            name: campaign.to_string(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(CampaignError::LockFile { path, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_prefix_is_stable_and_short() {
+        assert_eq!(tracking_prefix("bills-2026-11"), tracking_prefix("bills-2026-11"));
+        assert_ne!(tracking_prefix("a"), tracking_prefix("b"));
+        assert_eq!(tracking_prefix("x").len(), 12);
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_campaign_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("s.sqlite");
+        let first = lock(&state, "c").unwrap();
+        assert!(matches!(lock(&state, "c"), Err(CampaignError::Locked { .. })));
+        let _other = lock(&state, "other").unwrap();
+        drop(first);
+        lock(&state, "c").unwrap();
+    }
+}

@@ -1,0 +1,249 @@
+//! The command line. Options that a config file may also set are `Option`s
+//! here so "not given" can fall through to the file, then to defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::provider::sandbox::SandboxArgs;
+use crate::provider::ProviderKind;
+use crate::runner::InDoubtPolicy;
+
+const ABOUT: &str = "Send Zalo ZNS Journey messages in bulk from a CSV — resumable, \
+exactly-once per row, under a rate limit and the OA's daily quota.";
+
+const EXAMPLES: &str = "\
+Examples:
+  # Try it: a sample campaign on the embedded sandbox (no network, no key)
+  zns-batch run samples/billing-notice.csv --campaign demo --template-id 246810
+
+  # Check a file before sending: every bad row with its line and reason
+  zns-batch validate customers.csv
+
+  # Real sends through eTelecom (key from the environment, never printed)
+  ZNS_API_KEY=... zns-batch run bills.csv --campaign bills-2026-11 \\
+      --provider etelecom --oa-id 4318226164000000000 --template-id 300100 \\
+      --rate 50 --daily-quota 5000
+
+  # After a crash, an outage or a quota pause: carry on where it stopped
+  zns-batch resume bills-2026-11
+
+  # What happened to every row
+  zns-batch status
+  zns-batch report bills-2026-11 --out bills-2026-11.csv
+
+Exit codes: 0 finished · 1 fatal (auth rejected, state unusable) · 2 bad usage or input file · 3 paused, resumable (quota, Ctrl-C, outage)";
+
+#[derive(Debug, Parser)]
+#[command(name = "zns-batch", version, about = ABOUT, after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    /// SQLite checkpoint database.
+    #[arg(long, global = true, env = "ZNS_STATE", value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
+    /// TOML config file (default: ./zns-batch.toml if present). Flags override it.
+    #[arg(long, global = true, env = "ZNS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log detail on stderr (-v info, -vv debug). Phones are masked, keys never shown.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr; no progress bar.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import a CSV as a campaign and send it (resumes if the campaign exists with the same file).
+    #[command(after_help = "\
+Examples:
+  zns-batch run samples/billing-notice.csv --campaign demo --template-id 246810
+  zns-batch run bills.csv --campaign bills-nov --provider etelecom --oa-id 43182261 \\
+      --template-id 300100 --concurrency 32 --rate 50 --daily-quota 5000
+  zns-batch run bills.csv --campaign bills-nov --dry-run      # import and plan, send nothing")]
+    Run(RunArgs),
+    /// Continue a paused or interrupted campaign where it stopped.
+    #[command(after_help = "\
+Examples:
+  zns-batch resume bills-nov
+  zns-batch resume bills-nov --concurrency 8 --rate 20
+  zns-batch resume bills-nov --in-doubt resend   # also resend rows held in doubt")]
+    Resume(ResumeArgs),
+    /// Show campaigns: counts per state, today's quota use, last error.
+    #[command(after_help = "Examples:\n  zns-batch status\n  zns-batch status bills-nov --json")]
+    Status(StatusArgs),
+    /// Write one CSV line per input row: phone, state, msg_id, error, attempts, times.
+    #[command(after_help = "Examples:\n  zns-batch report bills-nov --out bills-nov.csv\n  zns-batch report bills-nov --excel --out bills-nov.csv")]
+    Report(ReportArgs),
+    /// Check a CSV without sending: every rejected row with its line and reason.
+    #[command(after_help = "Examples:\n  zns-batch validate samples/bad-rows.csv\n  zns-batch validate bills.csv --json")]
+    Validate(ValidateArgs),
+    /// Run the sandbox provider server on loopback (eTelecom, Zalo or eSMS protocol).
+    #[command(after_help = "\
+Examples:
+  zns-batch sandbox --listen 127.0.0.1:8765
+  zns-batch sandbox --protocol etelecom --daily-quota 300 --fail-5xx 0.1 --fail-429 0.05 --drop-reply 0.02
+Then: zns-batch run FILE.csv --campaign c --template-id 1 --provider etelecom \\
+        --base-url http://127.0.0.1:8765/v1/shop --api-key sandbox-key --oa-id 1")]
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Recipients: header row, a phone column, one column per template parameter.
+    pub csv: PathBuf,
+
+    /// Campaign name: the key for resume, status and report.
+    #[arg(long)]
+    pub campaign: String,
+
+    /// ZNS Journey template id.
+    #[arg(long, env = "ZNS_TEMPLATE_ID")]
+    pub template_id: Option<String>,
+
+    /// Journey token type (validity in days is the suffix).
+    #[arg(long, value_name = "TYPE")]
+    pub token_type: Option<String>,
+
+    /// Import and plan only: nothing is sent, nothing is bought.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub provider: ProviderOpts,
+    #[command(flatten)]
+    pub send: SendOpts,
+    #[command(flatten)]
+    pub csv_opts: CsvOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The campaign to continue.
+    pub campaign: String,
+
+    /// The original CSV, if the import itself was interrupted and the file moved.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub provider: ProviderOpts,
+    #[command(flatten)]
+    pub send: SendOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this campaign.
+    pub campaign: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    pub campaign: String,
+    /// Output file (default: stdout).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Start with a UTF-8 BOM so Excel shows Vietnamese text correctly.
+    #[arg(long)]
+    pub excel: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    pub csv: PathBuf,
+    #[command(flatten)]
+    pub csv_opts: CsvOpts,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ProviderOpts {
+    /// Provider; default `sandbox` when no API key is configured, else `etelecom`.
+    #[arg(long, value_enum, env = "ZNS_PROVIDER")]
+    pub provider: Option<ProviderKind>,
+
+    /// Provider base URL (eTelecom: the Shop or Partner base, e.g. https://HOST/v1/shop).
+    #[arg(long, env = "ZNS_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// API key (eTelecom key, Zalo OA access token, eSMS ApiKey). Never printed or stored.
+    #[arg(long, env = "ZNS_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+
+    /// eSMS SecretKey. Never printed or stored.
+    #[arg(long, env = "ZNS_SECRET_KEY", hide_env_values = true, value_name = "KEY")]
+    pub secret_key: Option<String>,
+
+    /// Zalo Official Account id.
+    #[arg(long, env = "ZNS_OA_ID", value_name = "ID")]
+    pub oa_id: Option<String>,
+
+    /// Per-request timeout, e.g. 10s, 1500ms.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct SendOpts {
+    /// Requests in flight at once [default: 16].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: Option<u32>,
+
+    /// Requests per second across all provider calls [default: unlimited].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
+
+    /// Messages per OA per day (Asia/Ho_Chi_Minh) this tool will not pass.
+    #[arg(long, value_name = "N")]
+    pub daily_quota: Option<u64>,
+
+    /// Rows whose reply was lost: resend under the same tracking id, or hold them [default: resend].
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub in_doubt: Option<InDoubtPolicy>,
+
+    /// Attempts per request before a row waits for the next resume [default: 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: Option<u32>,
+
+    /// Pause (exit 3) when no request has succeeded for this long [default: 2m].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub outage_after: Option<Duration>,
+
+    /// First retry delay; doubles per attempt with jitter [default: 250ms].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub backoff: Option<Duration>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct CsvOpts {
+    /// Column holding the phone number [default: phone].
+    #[arg(long, value_name = "NAME")]
+    pub phone_column: Option<String>,
+
+    /// Field delimiter, one character [default: ,].
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<char>,
+
+    /// Template columns that may be empty (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "COLS")]
+    pub optional_columns: Vec<String>,
+
+    /// Keep rows whose phone repeats (default: later repeats are rejected).
+    #[arg(long)]
+    pub allow_duplicate_phones: bool,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 500ms, 10s, 2m, 1h"))
+}

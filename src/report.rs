@@ -1,0 +1,390 @@
+//! What the operator sees: live progress, the end-of-run summary, the
+//! `status` table and the per-row `report` CSV.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::quota;
+use crate::runner::{RunCounters, RunTotals, StopReason};
+use crate::store::{Campaign, QuotaDay, ReportRow, StateCounts, Store, StoreError};
+
+/// Live progress: an indicatif bar on a terminal, a line every 10 s
+/// otherwise (cron logs), nothing when disabled.
+pub struct Progress {
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn start(total: u64, enabled: bool, counters: Arc<RunCounters>) -> Progress {
+        if !enabled || total == 0 {
+            return Progress {
+                ticker: None,
+                bar: None,
+            };
+        }
+        let tty = std::io::stderr().is_terminal();
+        let bar = tty.then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} {msg} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        let bar_for_task = bar.clone();
+        let started = Instant::now();
+        let ticker = tokio::spawn(async move {
+            let mut last_line = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(125)).await;
+                let sent = counters.sent.load(Ordering::Relaxed);
+                let failed = counters.failed.load(Ordering::Relaxed);
+                let done = sent
+                    + failed
+                    + counters.held_in_doubt.load(Ordering::Relaxed)
+                    + counters.deferred.load(Ordering::Relaxed);
+                let retrying = counters.retrying_now.load(Ordering::Relaxed);
+                let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
+                let msg = format!("sent {sent} failed {failed} retrying {retrying} {rate:.0} msg/s");
+                match &bar_for_task {
+                    Some(bar) => {
+                        bar.set_position(done.min(total));
+                        bar.set_message(msg);
+                    }
+                    None if last_line.elapsed() >= Duration::from_secs(10) => {
+                        last_line = Instant::now();
+                        eprintln!("progress: {done}/{total} {msg}");
+                    }
+                    None => {}
+                }
+            }
+        });
+        Progress {
+            ticker: Some(ticker),
+            bar,
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(t) = self.ticker {
+            t.abort();
+        }
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Everything the end-of-run summary says, also printed as JSON with `--json`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub campaign: String,
+    /// finished | paused | aborted
+    pub result: &'static str,
+    pub exit_code: i32,
+    pub reason: Option<String>,
+    pub stop: Option<StopReason>,
+    pub provider: String,
+    pub oa_id: String,
+    pub template_id: String,
+    pub counts: StateCounts,
+    pub this_run: RunTotals,
+    pub quota_today: QuotaDay,
+    pub daily_quota: Option<u64>,
+    pub first_rejects: Vec<RejectLine>,
+    pub top_errors: Vec<ErrorLine>,
+    pub next_step: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RejectLine {
+    pub line: u64,
+    pub phone: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorLine {
+    pub code: String,
+    pub message: String,
+    pub rows: u64,
+}
+
+impl Summary {
+    pub fn rejects_and_errors(
+        store: &Store,
+        campaign_id: i64,
+    ) -> Result<(Vec<RejectLine>, Vec<ErrorLine>), StoreError> {
+        let rejects = store
+            .rejects(campaign_id, 5)?
+            .into_iter()
+            .map(|(line, phone, reason)| RejectLine {
+                line,
+                phone: crate::phone::mask(&phone),
+                reason,
+            })
+            .collect();
+        let errors = store
+            .top_errors(campaign_id, 5)?
+            .into_iter()
+            .map(|(code, message, rows)| ErrorLine {
+                code,
+                message,
+                rows,
+            })
+            .collect();
+        Ok((rejects, errors))
+    }
+
+    pub fn print(&self, json: bool) {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
+            );
+            return;
+        }
+        let c = &self.counts;
+        let t = &self.this_run;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "\nCampaign {} — {}\n",
+            self.campaign,
+            self.result.to_uppercase()
+        ));
+        if let Some(reason) = &self.reason {
+            out.push_str(&format!("  {reason}\n"));
+        }
+        out.push_str(&format!(
+            "  provider    {} · OA {} · template {}\n",
+            self.provider, self.oa_id, self.template_id
+        ));
+        out.push_str(&format!(
+            "  rows        {} in file: {} accepted, {} rejected\n",
+            c.total,
+            c.total - c.rejected,
+            c.rejected
+        ));
+        out.push_str(&format!(
+            "  sent        {:>8}   (this run {}; resent after doubt {})\n",
+            c.sent, t.sent, t.resent_after_doubt
+        ));
+        out.push_str(&format!("  failed      {:>8}\n", c.failed));
+        for e in &self.top_errors {
+            out.push_str(&format!(
+                "                ×{} code {}: {}\n",
+                e.rows, e.code, e.message
+            ));
+        }
+        out.push_str(&format!("  rejected    {:>8}\n", c.rejected));
+        for r in &self.first_rejects {
+            out.push_str(&format!("                line {}: {}\n", r.line, r.reason));
+        }
+        if c.rejected as usize > self.first_rejects.len() {
+            out.push_str("                … every reject is listed by `zns-batch report`\n");
+        }
+        if c.in_doubt > 0 {
+            out.push_str(&format!(
+                "  in doubt    {:>8}   (held: may or may not have been delivered)\n",
+                c.in_doubt
+            ));
+        }
+        out.push_str(&format!(
+            "  not yet sent{:>8}\n",
+            c.pending + c.token_ready + c.in_flight
+        ));
+        out.push_str(&format!(
+            "  tokens      {} bought, {} reused, {} refreshed\n",
+            t.tokens_created, t.tokens_reused, t.tokens_refreshed
+        ));
+        if t.retries > 0 {
+            out.push_str(&format!("  retries     {}\n", t.retries));
+        }
+        let limit = self
+            .daily_quota
+            .or(self.quota_today.provider_limit)
+            .map(|l| format!(" of {l}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  quota       {}{} used on {} (Asia/Ho_Chi_Minh)\n",
+            self.quota_today.used, limit, self.quota_today.day
+        ));
+        let rate = t.sent as f64 / t.elapsed_secs.max(0.001);
+        out.push_str(&format!(
+            "  time        {:.1} s, {:.0} msg/s, {} requests\n",
+            t.elapsed_secs, rate, t.requests
+        ));
+        if let Some(next) = &self.next_step {
+            out.push_str(&format!("  next        {next}\n"));
+        }
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// One campaign's line in `status`.
+#[derive(Debug, Serialize)]
+pub struct CampaignStatusLine {
+    pub campaign: String,
+    pub status: String,
+    pub provider: String,
+    pub oa_id: String,
+    pub template_id: String,
+    pub counts: StateCounts,
+    pub quota_used_today: u64,
+    pub quota_day: String,
+    pub next_quota_reset: String,
+    pub last_error: Option<String>,
+    pub updated_at: String,
+}
+
+pub fn status_lines(store: &Store, only: Option<&str>) -> Result<Vec<CampaignStatusLine>, StoreError> {
+    let today = quota::today_key();
+    let next = quota::fmt_rfc3339(quota::next_day_start(quota::now()));
+    let mut out = Vec::new();
+    for c in store.list_campaigns()? {
+        if only.is_some_and(|n| n != c.name) {
+            continue;
+        }
+        out.push(CampaignStatusLine {
+            counts: store.state_counts(c.id)?,
+            quota_used_today: store.quota_used_on(&c.oa_id, &today)?,
+            quota_day: today.clone(),
+            next_quota_reset: next.clone(),
+            campaign: c.name,
+            status: c.status.as_str().to_string(),
+            provider: c.provider,
+            oa_id: c.oa_id,
+            template_id: c.template_id,
+            last_error: c.last_error,
+            updated_at: quota::fmt_rfc3339(quota::from_ms(c.updated_ms)),
+        });
+    }
+    Ok(out)
+}
+
+pub fn print_status(lines: &[CampaignStatusLine]) {
+    if lines.is_empty() {
+        println!("No campaigns yet. Start one with: zns-batch run <CSV> --campaign <NAME> --template-id <ID>");
+        return;
+    }
+    println!(
+        "{:<24} {:<9} {:<9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>10}",
+        "CAMPAIGN", "STATUS", "PROVIDER", "ROWS", "SENT", "FAILED", "REJECTED", "OPEN", "IN DOUBT", "QUOTA DAY"
+    );
+    for l in lines {
+        let c = &l.counts;
+        println!(
+            "{:<24} {:<9} {:<9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>10}",
+            truncate(&l.campaign, 24),
+            l.status,
+            l.provider,
+            c.total,
+            c.sent,
+            c.failed,
+            c.rejected,
+            c.open(),
+            c.in_doubt,
+            l.quota_used_today
+        );
+    }
+    if let Some(first) = lines.first() {
+        println!(
+            "Quota day {} (Asia/Ho_Chi_Minh); next reset {}.",
+            first.quota_day, first.next_quota_reset
+        );
+    }
+    for l in lines.iter().filter(|l| l.last_error.is_some() && l.status != "finished") {
+        println!("{}: last stop: {}", l.campaign, l.last_error.as_deref().unwrap_or(""));
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Spreadsheets run cells starting with these as formulas.
+fn spreadsheet_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}").into(),
+        _ => s.into(),
+    }
+}
+
+pub const REPORT_HEADER: [&str; 11] = [
+    "line",
+    "phone",
+    "tracking_id",
+    "state",
+    "msg_id",
+    "error_code",
+    "error",
+    "attempts",
+    "resent_after_doubt",
+    "updated_at",
+    "sent_at",
+];
+
+/// One CSV line per input row (rejects included), in file order.
+pub fn write_report(
+    store: &Store,
+    campaign: &Campaign,
+    out: impl Write,
+    excel_bom: bool,
+) -> anyhow::Result<u64> {
+    let mut out = std::io::BufWriter::new(out);
+    if excel_bom {
+        out.write_all("\u{feff}".as_bytes())?;
+    }
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(REPORT_HEADER)?;
+    let mut n = 0u64;
+    let fmt_ms = |ms: Option<i64>| ms.map(|m| quota::fmt_rfc3339(quota::from_ms(m))).unwrap_or_default();
+    let written = store.for_each_report_row(campaign, |r: &ReportRow| {
+        n += 1;
+        w.write_record([
+            r.line.to_string().as_str(),
+            &spreadsheet_safe(&r.phone),
+            &spreadsheet_safe(&r.tracking_id),
+            &r.state,
+            &spreadsheet_safe(r.msg_id.as_deref().unwrap_or("")),
+            &spreadsheet_safe(r.error_code.as_deref().unwrap_or("")),
+            &spreadsheet_safe(r.error.as_deref().unwrap_or("")),
+            &r.attempts.to_string(),
+            if r.resent_after_doubt { "yes" } else { "" },
+            &fmt_ms(r.updated_ms),
+            &fmt_ms(r.sent_ms),
+        ])
+        .map_err(std::io::Error::other)
+    })?;
+    written?;
+    w.flush()?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_like_cells_are_escaped() {
+        assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(spreadsheet_safe("-118"), "'-118");
+        assert_eq!(spreadsheet_safe("84912345678"), "84912345678");
+        assert_eq!(truncate("Hóa đơn tháng 11", 5), "Hóa …");
+    }
+}

@@ -1,0 +1,916 @@
+//! The send pipeline: stream open rows from the store, get each a journey
+//! token, send it under the concurrency bound, the rate limit and the daily
+//! quota, and checkpoint every step through the single writer.
+//!
+//! Safety rules held here:
+//! - a row is durably `in_flight` (and its quota unit claimed) before its
+//!   request leaves, so a kill at any moment leaves it either untouched or
+//!   in doubt — never silently sent;
+//! - an in-doubt row is resent only under the same tracking id, or held;
+//! - a token is bought under a per-phone lock after re-reading the store,
+//!   and stored before it is used, so one key is never bought twice.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::{mpsc, Notify};
+
+use crate::phone::mask;
+use crate::provider::{
+    ErrorClass, JourneyToken, Provider, ProviderError, SendRequest, TokenCheck, TokenRequest,
+};
+use crate::quota;
+use crate::store::{
+    Campaign, CampaignStatus, QuotaKey, RowState, Store, StoreError, TokenKey, WorkRow, WriteOp,
+    WriteResult, Writer,
+};
+
+/// What to do with a row whose request may have been accepted but whose
+/// reply was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum InDoubtPolicy {
+    /// Send again under the same tracking id (the provider can de-duplicate).
+    Resend,
+    /// Leave the row `in_doubt` for an operator: a possible miss over a possible duplicate.
+    Hold,
+}
+
+impl InDoubtPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InDoubtPolicy::Resend => "resend",
+            InDoubtPolicy::Hold => "hold",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "resend" => Some(Self::Resend),
+            "hold" => Some(Self::Hold),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Requests per second (all provider calls), if limited.
+    pub rate: Option<NonZeroU32>,
+    /// Our own cap on messages per OA day.
+    pub daily_quota: Option<u64>,
+    pub in_doubt: InDoubtPolicy,
+    /// Attempts per provider call before the row is deferred to a resume.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Without a single success for this long, the provider is down: pause.
+    pub outage_after: Duration,
+    /// A stored token is reused only if it outlives now by this much.
+    pub token_margin: Duration,
+    /// After a stop request, how long to wait for in-flight requests.
+    pub drain_deadline: Duration,
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            rate: None,
+            daily_quota: None,
+            in_doubt: InDoubtPolicy::Resend,
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(250),
+            backoff_cap: Duration::from_secs(15),
+            outage_after: Duration::from_secs(120),
+            token_margin: Duration::from_secs(30 * 60),
+            drain_deadline: Duration::from_secs(10),
+            progress: true,
+        }
+    }
+}
+
+/// Why a run stopped before finishing every row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Quota = 1,
+    Interrupted = 2,
+    Outage = 3,
+    Auth = 4,
+    Config = 5,
+    Store = 6,
+}
+
+impl StopReason {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Quota,
+            2 => Self::Interrupted,
+            3 => Self::Outage,
+            4 => Self::Auth,
+            5 => Self::Config,
+            6 => Self::Store,
+            _ => return None,
+        })
+    }
+
+    /// Aborts are fatal (exit 1); the rest pause resumably (exit 3).
+    pub fn is_fatal(self) -> bool {
+        matches!(self, Self::Auth | Self::Config | Self::Store)
+    }
+}
+
+/// A shared stop flag: the first reason wins; sleepers are woken.
+#[derive(Default)]
+pub struct Stop {
+    reason: AtomicU8,
+    message: Mutex<Option<String>>,
+    notify: Notify,
+}
+
+impl Stop {
+    pub fn request(&self, reason: StopReason, message: impl Into<String>) {
+        if self
+            .reason
+            .compare_exchange(0, reason as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            if let Ok(mut m) = self.message.lock() {
+                *m = Some(message.into());
+            }
+        }
+        self.notify.notify_waiters();
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        StopReason::from_u8(self.reason.load(Ordering::SeqCst))
+    }
+
+    pub fn message(&self) -> Option<String> {
+        self.message.lock().ok().and_then(|m| m.clone())
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.reason.load(Ordering::Relaxed) != 0
+    }
+
+    /// Sleep, cut short by a stop request. Returns false if stopped.
+    async fn sleep(&self, d: Duration) -> bool {
+        if self.is_set() {
+            return false;
+        }
+        let notified = self.notify.notified();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !self.is_set(),
+            _ = notified => false,
+        }
+    }
+
+    async fn stopped(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counters for this run (the store holds the campaign's totals).
+#[derive(Debug, Default)]
+pub struct RunCounters {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub retries: AtomicU64,
+    pub retrying_now: AtomicU64,
+    pub tokens_created: AtomicU64,
+    pub tokens_reused: AtomicU64,
+    pub tokens_refreshed: AtomicU64,
+    pub resent_after_doubt: AtomicU64,
+    pub held_in_doubt: AtomicU64,
+    pub deferred: AtomicU64,
+    pub replayed_duplicates: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunTotals {
+    pub sent: u64,
+    pub failed: u64,
+    pub retries: u64,
+    pub tokens_created: u64,
+    pub tokens_reused: u64,
+    pub tokens_refreshed: u64,
+    pub resent_after_doubt: u64,
+    pub held_in_doubt: u64,
+    pub deferred: u64,
+    pub replayed_duplicates: u64,
+    pub requests: u64,
+    pub elapsed_secs: f64,
+}
+
+impl RunCounters {
+    fn totals(&self, elapsed: Duration) -> RunTotals {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RunTotals {
+            sent: g(&self.sent),
+            failed: g(&self.failed),
+            retries: g(&self.retries),
+            tokens_created: g(&self.tokens_created),
+            tokens_reused: g(&self.tokens_reused),
+            tokens_refreshed: g(&self.tokens_refreshed),
+            resent_after_doubt: g(&self.resent_after_doubt),
+            held_in_doubt: g(&self.held_in_doubt),
+            deferred: g(&self.deferred),
+            replayed_duplicates: g(&self.replayed_duplicates),
+            requests: g(&self.requests),
+            elapsed_secs: elapsed.as_secs_f64(),
+        }
+    }
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    pub stop: Option<StopReason>,
+    pub stop_message: Option<String>,
+    pub totals: RunTotals,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the row reader: {0}")]
+    Reader(String),
+}
+
+/// Rows read per page from the store.
+const PAGE: usize = 512;
+
+struct Ctx {
+    campaign: Campaign,
+    account: String,
+    provider: Arc<dyn Provider>,
+    opts: RunOptions,
+    writer: Writer,
+    reader: Mutex<Store>,
+    stop: Arc<Stop>,
+    counters: Arc<RunCounters>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    token_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    uses_tokens: bool,
+    started: Instant,
+    /// Milliseconds since `started` of the last successful provider call.
+    last_success_ms: AtomicU64,
+    saw_failure: AtomicBool,
+}
+
+/// How one row's processing ended, for the caller's bookkeeping.
+enum CallFailure {
+    /// Classified provider error to act on.
+    Provider(ProviderError),
+    /// Transient errors used up the attempts: the row waits for a resume.
+    Budget(ProviderError),
+    /// A stop was requested while waiting.
+    Stopped,
+    Store(StoreError),
+}
+
+impl From<StoreError> for CallFailure {
+    fn from(e: StoreError) -> Self {
+        CallFailure::Store(e)
+    }
+}
+
+/// Run a campaign's open rows to the end or to a stop.
+pub async fn run(
+    state_path: PathBuf,
+    campaign: Campaign,
+    account: String,
+    provider: Arc<dyn Provider>,
+    opts: RunOptions,
+    stop: Arc<Stop>,
+    counters: Arc<RunCounters>,
+) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let (writer, writer_thread) = Writer::start(&state_path)?;
+    let reader = Store::open(&state_path)?;
+    let limiter = opts.rate.map(|rate| {
+        // A burst of a tenth of a second keeps the pipe full without a spike.
+        let burst = NonZeroU32::new((rate.get() / 10).max(1)).unwrap_or(NonZeroU32::MIN);
+        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+    });
+    let ctx = Arc::new(Ctx {
+        uses_tokens: provider.capabilities().tokens,
+        campaign,
+        account,
+        provider,
+        opts,
+        writer: writer.clone(),
+        reader: Mutex::new(reader),
+        stop: stop.clone(),
+        counters: counters.clone(),
+        limiter,
+        token_locks: Mutex::new(HashMap::new()),
+        started,
+        last_success_ms: AtomicU64::new(0),
+        saw_failure: AtomicBool::new(false),
+    });
+
+    writer
+        .write(WriteOp::CampaignStatus {
+            campaign_id: ctx.campaign.id,
+            status: CampaignStatus::Running,
+            last_error: None,
+        })
+        .await?;
+
+    // Pages of open rows come from a blocking reader thread on its own connection.
+    let (row_tx, row_rx) = mpsc::channel::<WorkRow>(PAGE * 2);
+    let reader_ctx = ctx.clone();
+    let include_in_doubt = ctx.opts.in_doubt == InDoubtPolicy::Resend;
+    let reader_path = state_path.clone();
+    let reader_task = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        let store = Store::open(&reader_path)?;
+        let mut after = 0i64;
+        loop {
+            if reader_ctx.stop.is_set() {
+                return Ok(());
+            }
+            let page = store.open_rows_page(
+                &reader_ctx.campaign,
+                &reader_ctx.account,
+                after,
+                PAGE,
+                include_in_doubt,
+            )?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.id;
+            for row in page {
+                if row_tx.blocking_send(row).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    });
+
+    let concurrency = ctx.opts.concurrency.max(1);
+    let work_ctx = ctx.clone();
+    let rows = futures::stream::unfold(row_rx, |mut rx| async move {
+        rx.recv().await.map(|row| (row, rx))
+    });
+    let stop_for_stream = stop.clone();
+    let work = rows
+        .take_while(move |_| futures::future::ready(!stop_for_stream.is_set()))
+        .for_each_concurrent(concurrency, move |row| {
+            let ctx = work_ctx.clone();
+            async move { process_row(&ctx, row).await }
+        });
+
+    let todo = ctx
+        .reader
+        .lock()
+        .map_err(|_| RunError::Reader("reader lock poisoned".into()))?
+        .open_count(ctx.campaign.id, include_in_doubt)?;
+    let progress = crate::report::Progress::start(todo, ctx.opts.progress, counters.clone());
+
+    // Run until done; after a stop request, give in-flight requests a
+    // deadline, then cut them off (they stay `in_flight`: in doubt).
+    let deadline = ctx.opts.drain_deadline;
+    let stop_wait = stop.clone();
+    tokio::pin!(work);
+    tokio::select! {
+        _ = &mut work => {}
+        _ = async {
+            stop_wait.stopped().await;
+            tokio::time::sleep(deadline).await;
+        } => {
+            tracing::warn!("in-flight requests did not finish within {deadline:?}; they stay in doubt");
+        }
+    }
+    progress.finish();
+
+    let reader_result = reader_task.await;
+    let stop_reason = stop.reason();
+    let status = match stop_reason {
+        Some(r) if r.is_fatal() => CampaignStatus::Aborted,
+        Some(_) => CampaignStatus::Paused,
+        None => CampaignStatus::Running, // decided by the caller from the counts
+    };
+    let flush = writer
+        .write(WriteOp::CampaignStatus {
+            campaign_id: ctx.campaign.id,
+            status,
+            last_error: stop.message(),
+        })
+        .await;
+    drop(ctx);
+    drop(writer);
+    let thread_result = writer_thread
+        .join()
+        .map_err(|_| RunError::Reader("state writer thread panicked".into()))?;
+    thread_result?;
+    flush?;
+    match reader_result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(RunError::Reader(e.to_string())),
+    }
+    Ok(RunOutcome {
+        stop: stop.reason(),
+        stop_message: stop.message(),
+        totals: counters.totals(started.elapsed()),
+    })
+}
+
+async fn process_row(ctx: &Ctx, row: WorkRow) {
+    if ctx.stop.is_set() {
+        return;
+    }
+    if let Err(e) = process_row_inner(ctx, &row).await {
+        ctx.stop.request(
+            StopReason::Store,
+            format!("state database unusable: {e}"),
+        );
+    }
+}
+
+async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
+    let doubt_from_before = row.state == RowState::InFlight || row.state == RowState::InDoubt;
+    if doubt_from_before && ctx.opts.in_doubt == InDoubtPolicy::Hold {
+        if row.state == RowState::InFlight {
+            ctx.writer.post(WriteOp::MarkInDoubt {
+                row_id: row.id,
+                code: "in_doubt".into(),
+                message: "request left in an earlier run and its reply was never recorded; held (--in-doubt hold)".into(),
+            })?;
+        }
+        ctx.counters.held_in_doubt.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+
+    let values: Vec<String> = serde_json::from_str(&row.data_json).unwrap_or_default();
+    let data: Vec<(&str, &str)> = ctx
+        .campaign
+        .template_keys
+        .iter()
+        .map(String::as_str)
+        .zip(values.iter().map(String::as_str))
+        .collect();
+
+    let mut token: Option<JourneyToken> = None;
+    if ctx.uses_tokens {
+        match ensure_token(ctx, row, None).await {
+            Ok(t) => token = Some(t),
+            Err(f) => return settle_failure(ctx, row, f, false, None),
+        }
+    }
+
+    let mut in_doubt = doubt_from_before;
+    let mut refreshed = false;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        if let Some(limiter) = &ctx.limiter {
+            limiter.until_ready().await;
+        }
+        if ctx.stop.is_set() {
+            return Ok(());
+        }
+        let quota_key = ctx.quota_key();
+        match ctx
+            .writer
+            .write(WriteOp::MarkInFlight {
+                row_id: row.id,
+                journey_id: token.as_ref().map(|t| t.journey_id.clone()),
+                quota: quota_key.clone(),
+                limit: ctx.opts.daily_quota,
+            })
+            .await?
+        {
+            WriteResult::Done => {}
+            WriteResult::QuotaFull => {
+                ctx.stop.request(
+                    StopReason::Quota,
+                    quota_message(&quota_key),
+                );
+                return Ok(());
+            }
+        }
+        let req = SendRequest {
+            oa_id: &ctx.campaign.oa_id,
+            phone: &row.phone,
+            template_id: &ctx.campaign.template_id,
+            template_data: &data,
+            tracking_id: &row.tracking_id,
+            token: token.as_ref(),
+            campaign: &ctx.campaign.name,
+        };
+        ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let result = ctx.provider.send(&req).await;
+        // Whatever the previous attempt's fate, this one decides from here.
+        let release = (!in_doubt).then(|| quota_key.clone());
+        match result {
+            Ok(outcome) => {
+                ctx.note_success();
+                if outcome.duplicate {
+                    ctx.counters.replayed_duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                if in_doubt {
+                    ctx.counters.resent_after_doubt.fetch_add(1, Ordering::Relaxed);
+                }
+                ctx.writer.post(WriteOp::MarkSent {
+                    row_id: row.id,
+                    msg_id: outcome.msg_id,
+                    resent_after_doubt: in_doubt,
+                    provider_quota: outcome.quota.map(|q| (quota_key, q)),
+                })?;
+                ctx.counters.sent.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(phone = %mask(&row.phone), line = row.line, "sent");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::debug!(phone = %mask(&row.phone), line = row.line, code = %e.code, class = ?e.class, in_doubt = e.in_doubt, "send failed: {}", e.message);
+                match e.class {
+                    ErrorClass::Retry => {
+                        ctx.note_transient_failure(&e);
+                        if e.in_doubt {
+                            in_doubt = true;
+                            if ctx.opts.in_doubt == InDoubtPolicy::Hold {
+                                ctx.writer.post(WriteOp::MarkInDoubt {
+                                    row_id: row.id,
+                                    code: e.code.clone(),
+                                    message: format!("{}; held (--in-doubt hold)", e.message),
+                                })?;
+                                ctx.counters.held_in_doubt.fetch_add(1, Ordering::Relaxed);
+                                return Ok(());
+                            }
+                        } else if !in_doubt {
+                            // Refused outright: the row is back to waiting, not in doubt.
+                            ctx.writer.post(WriteOp::MarkPending {
+                                row_id: row.id,
+                                code: e.code.clone(),
+                                message: e.message.clone(),
+                                release: release.clone(),
+                            })?;
+                        }
+                        if attempt >= ctx.opts.max_attempts {
+                            ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(phone = %mask(&row.phone), line = row.line, "giving up for this run after {attempt} attempts: {e}");
+                            return Ok(());
+                        }
+                        ctx.counters.retries.fetch_add(1, Ordering::Relaxed);
+                        ctx.counters.retrying_now.fetch_add(1, Ordering::Relaxed);
+                        let woke = ctx.stop.sleep(ctx.backoff(attempt, e.retry_after)).await;
+                        ctx.counters.retrying_now.fetch_sub(1, Ordering::Relaxed);
+                        if !woke {
+                            return Ok(());
+                        }
+                    }
+                    ErrorClass::AlreadySent => {
+                        ctx.note_success();
+                        ctx.counters.replayed_duplicates.fetch_add(1, Ordering::Relaxed);
+                        ctx.writer.post(WriteOp::MarkSent {
+                            row_id: row.id,
+                            msg_id: None,
+                            resent_after_doubt: in_doubt,
+                            provider_quota: None,
+                        })?;
+                        ctx.counters.sent.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    ErrorClass::RefreshToken | ErrorClass::CheckToken if ctx.uses_tokens && !refreshed => {
+                        ctx.note_success();
+                        let current = token.clone();
+                        let bad = match e.class {
+                            ErrorClass::RefreshToken => true,
+                            _ => match current.as_ref() {
+                                Some(t) => match check_token(ctx, t).await {
+                                    Ok(TokenCheck::Valid { .. }) => false,
+                                    Ok(_) => true,
+                                    Err(f) => return settle_failure(ctx, row, f, in_doubt, release),
+                                },
+                                None => true,
+                            },
+                        };
+                        if !bad {
+                            // The token is fine: the code is about this message.
+                            return settle_failure(ctx, row, CallFailure::Provider(e), in_doubt, release);
+                        }
+                        refreshed = true;
+                        if !in_doubt {
+                            ctx.writer.post(WriteOp::MarkPending {
+                                row_id: row.id,
+                                code: e.code.clone(),
+                                message: format!("token refused ({}); buying a new one", e.message),
+                                release: release.clone(),
+                            })?;
+                        }
+                        match ensure_token(ctx, row, current.as_ref()).await {
+                            Ok(t) => {
+                                ctx.counters.tokens_refreshed.fetch_add(1, Ordering::Relaxed);
+                                token = Some(t);
+                            }
+                            Err(f) => return settle_failure(ctx, row, f, in_doubt, None),
+                        }
+                    }
+                    _ => return settle_failure(ctx, row, CallFailure::Provider(e), in_doubt, release),
+                }
+            }
+        }
+    }
+}
+
+/// Record how a row ended when it did not end in `sent`.
+fn settle_failure(
+    ctx: &Ctx,
+    row: &WorkRow,
+    failure: CallFailure,
+    in_doubt: bool,
+    release: Option<QuotaKey>,
+) -> Result<(), StoreError> {
+    let e = match failure {
+        CallFailure::Stopped => return Ok(()),
+        CallFailure::Store(e) => return Err(e),
+        CallFailure::Budget(e) => {
+            ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(phone = %mask(&row.phone), line = row.line, "giving up for this run: {e}");
+            return Ok(());
+        }
+        CallFailure::Provider(e) => e,
+    };
+    let back_to_pending = |ctx: &Ctx| -> Result<(), StoreError> {
+        if !in_doubt {
+            ctx.writer.post(WriteOp::MarkPending {
+                row_id: row.id,
+                code: e.code.clone(),
+                message: e.message.clone(),
+                release: release.clone(),
+            })?;
+        }
+        Ok(())
+    };
+    match e.class {
+        ErrorClass::PauseQuota => {
+            back_to_pending(ctx)?;
+            let key = ctx.quota_key();
+            ctx.writer.post(WriteOp::QuotaExhausted { quota: key.clone() })?;
+            ctx.stop.request(
+                StopReason::Quota,
+                format!("provider: {} (code {}). {}", e.message, e.code, quota_message(&key)),
+            );
+        }
+        ErrorClass::AbortAuth => {
+            back_to_pending(ctx)?;
+            ctx.stop.request(
+                StopReason::Auth,
+                format!(
+                    "the provider rejected the credentials: {} (code {}). Check --api-key / ZNS_API_KEY and --oa-id",
+                    e.message, e.code
+                ),
+            );
+        }
+        ErrorClass::AbortConfig => {
+            back_to_pending(ctx)?;
+            ctx.stop.request(
+                StopReason::Config,
+                format!(
+                    "the provider refused the campaign setup: {} (code {}). Check --template-id, --oa-id and the provider account",
+                    e.message, e.code
+                ),
+            );
+        }
+        ErrorClass::Retry => {
+            // Only reached through token calls that ran out of attempts.
+            ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {
+            // Permanent for this recipient. If an earlier attempt is in
+            // doubt the message may still have gone out: keep the unit.
+            ctx.writer.post(WriteOp::MarkFailed {
+                row_id: row.id,
+                code: e.code.clone(),
+                message: e.message.clone(),
+                release: if in_doubt { None } else { release },
+            })?;
+            ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(phone = %mask(&row.phone), line = row.line, code = %e.code, "failed: {}", e.message);
+        }
+    }
+    Ok(())
+}
+
+fn quota_message(key: &QuotaKey) -> String {
+    format!(
+        "daily quota for OA {} used up on {} (Asia/Ho_Chi_Minh); the next quota day starts {}",
+        key.oa_id,
+        key.day,
+        quota::fmt_local(quota::next_day_start(quota::now()))
+    )
+}
+
+impl Ctx {
+    fn quota_key(&self) -> QuotaKey {
+        QuotaKey {
+            account: self.account.clone(),
+            oa_id: self.campaign.oa_id.clone(),
+            day: quota::today_key(),
+        }
+    }
+
+    fn token_key(&self, phone: &str) -> TokenKey {
+        TokenKey {
+            account: self.account.clone(),
+            oa_id: self.campaign.oa_id.clone(),
+            phone: phone.to_string(),
+            token_type: self.campaign.token_type.clone(),
+        }
+    }
+
+    fn usable(&self, t: &JourneyToken) -> bool {
+        let margin = time::Duration::try_from(self.opts.token_margin).unwrap_or(time::Duration::ZERO);
+        t.status.as_deref() != Some("N") && t.expires_at > quota::now() + margin
+    }
+
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .opts
+            .backoff_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.opts.backoff_cap);
+        // Jitter over the upper half spreads retries without starving them.
+        let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
+        match retry_after {
+            Some(ra) => jittered.max(ra.min(Duration::from_secs(300))),
+            None => jittered,
+        }
+    }
+
+    fn note_success(&self) {
+        self.last_success_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// A provider that has not answered well for `outage_after` is down:
+    /// pause rather than burn through every row's retries.
+    fn note_transient_failure(&self, e: &ProviderError) {
+        self.saw_failure.store(true, Ordering::Relaxed);
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_success_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) > self.opts.outage_after.as_millis() as u64 {
+            self.stop.request(
+                StopReason::Outage,
+                format!(
+                    "no successful reply from the provider for {}s; last error: {} (code {})",
+                    self.opts.outage_after.as_secs(),
+                    e.message,
+                    e.code
+                ),
+            );
+        }
+    }
+
+    fn stored_token(&self, key: &TokenKey) -> Result<Option<JourneyToken>, StoreError> {
+        match self.reader.lock() {
+            Ok(store) => store.token(key),
+            Err(_) => Err(StoreError::WriterGone("token reader lock poisoned".into())),
+        }
+    }
+
+    /// One lock per phone while a token is bought for it.
+    async fn lock_phone(&self, phone: &str) -> PhoneLock<'_> {
+        let lock = {
+            let mut map = self.token_locks.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(phone.to_string()).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        PhoneLock {
+            ctx: self,
+            phone: phone.to_string(),
+            lock,
+            guard: Some(guard),
+        }
+    }
+}
+
+struct PhoneLock<'a> {
+    ctx: &'a Ctx,
+    phone: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for PhoneLock<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut map = self.ctx.token_locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map and we hold it: nobody waits, so the entry can go.
+        if Arc::strong_count(&self.lock) == 2 {
+            map.remove(&self.phone);
+        }
+    }
+}
+
+/// A usable token for the row's phone: the stored one, or a newly bought
+/// one (stored durably before it is returned). `stale`: a token the
+/// provider refused, which must not be handed back.
+async fn ensure_token(
+    ctx: &Ctx,
+    row: &WorkRow,
+    stale: Option<&JourneyToken>,
+) -> Result<JourneyToken, CallFailure> {
+    let is_stale = |t: &JourneyToken| stale.is_some_and(|s| s.journey_id == t.journey_id);
+    if let Some(t) = &row.token {
+        if stale.is_none() && ctx.usable(t) {
+            ctx.counters.tokens_reused.fetch_add(1, Ordering::Relaxed);
+            return Ok(t.clone());
+        }
+    }
+    let _lock = ctx.lock_phone(&row.phone).await;
+    let key = ctx.token_key(&row.phone);
+    // Another row may have bought one while we waited for the lock.
+    if let Some(t) = ctx.stored_token(&key)? {
+        if ctx.usable(&t) && !is_stale(&t) {
+            ctx.counters.tokens_reused.fetch_add(1, Ordering::Relaxed);
+            return Ok(t);
+        }
+    }
+    let req = TokenRequest {
+        oa_id: &ctx.campaign.oa_id,
+        phone: &row.phone,
+        token_type: &ctx.campaign.token_type,
+    };
+    let token = call_with_retry(ctx, || ctx.provider.create_token(&req)).await?;
+    ctx.writer
+        .write(WriteOp::SaveToken {
+            key,
+            token: token.clone(),
+            row_id: row.id,
+        })
+        .await?;
+    ctx.counters.tokens_created.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(phone = %mask(&row.phone), "journey token bought");
+    Ok(token)
+}
+
+async fn check_token(ctx: &Ctx, token: &JourneyToken) -> Result<TokenCheck, CallFailure> {
+    call_with_retry(ctx, || ctx.provider.check_token(&ctx.campaign.oa_id, token)).await
+}
+
+/// A provider call that is safe to repeat (token calls), retried on
+/// transient errors with backoff, under the rate limit.
+async fn call_with_retry<T, F, Fut>(ctx: &Ctx, mut call: F) -> Result<T, CallFailure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        if let Some(limiter) = &ctx.limiter {
+            limiter.until_ready().await;
+        }
+        if ctx.stop.is_set() {
+            return Err(CallFailure::Stopped);
+        }
+        ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
+        match call().await {
+            Ok(v) => {
+                ctx.note_success();
+                return Ok(v);
+            }
+            Err(e) if e.class == ErrorClass::Retry => {
+                ctx.note_transient_failure(&e);
+                if attempt >= ctx.opts.max_attempts {
+                    return Err(CallFailure::Budget(e));
+                }
+                ctx.counters.retries.fetch_add(1, Ordering::Relaxed);
+                ctx.counters.retrying_now.fetch_add(1, Ordering::Relaxed);
+                let woke = ctx.stop.sleep(ctx.backoff(attempt, e.retry_after)).await;
+                ctx.counters.retrying_now.fetch_sub(1, Ordering::Relaxed);
+                if !woke {
+                    return Err(CallFailure::Stopped);
+                }
+            }
+            Err(e) => {
+                ctx.note_success();
+                return Err(CallFailure::Provider(e));
+            }
+        }
+    }
+}
