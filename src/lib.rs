@@ -7,6 +7,6 @@ pub mod csv_input;
 pub mod phone;
 pub mod provider;
 pub mod quota;
-pub mod store;
 pub mod report;
 pub mod runner;
+pub mod store;

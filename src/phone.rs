@@ -6,5 +6,9 @@ pub fn mask(phone: &str) -> String {
     if c.len() < 8 {
         return "****".into();
     }
-    format!("{}****{}", c[..4].iter().collect::<String>(), c[c.len() - 3..].iter().collect::<String>())
+    format!(
+        "{}****{}",
+        c[..4].iter().collect::<String>(),
+        c[c.len() - 3..].iter().collect::<String>()
+    )
 }

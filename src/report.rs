@@ -30,7 +30,8 @@ impl Progress {
         }
         let tty = std::io::stderr().is_terminal();
         let bar = tty.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
+            let bar =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
             bar.set_style(
                 ProgressStyle::with_template(
                     "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} {msg} ETA {eta}",
@@ -53,7 +54,8 @@ impl Progress {
                     + counters.deferred.load(Ordering::Relaxed);
                 let retrying = counters.retrying_now.load(Ordering::Relaxed);
                 let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
-                let msg = format!("sent {sent} failed {failed} retrying {retrying} {rate:.0} msg/s");
+                let msg =
+                    format!("sent {sent} failed {failed} retrying {retrying} {rate:.0} msg/s");
                 match &bar_for_task {
                     Some(bar) => {
                         bar.set_position(done.min(total));
@@ -246,7 +248,10 @@ pub struct CampaignStatusLine {
     pub updated_at: String,
 }
 
-pub fn status_lines(store: &Store, only: Option<&str>) -> Result<Vec<CampaignStatusLine>, StoreError> {
+pub fn status_lines(
+    store: &Store,
+    only: Option<&str>,
+) -> Result<Vec<CampaignStatusLine>, StoreError> {
     let today = quota::today_key();
     let next = quota::fmt_rfc3339(quota::next_day_start(quota::now()));
     let mut out = Vec::new();
@@ -278,7 +283,16 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
     }
     println!(
         "{:<24} {:<9} {:<9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>10}",
-        "CAMPAIGN", "STATUS", "PROVIDER", "ROWS", "SENT", "FAILED", "REJECTED", "OPEN", "IN DOUBT", "QUOTA DAY"
+        "CAMPAIGN",
+        "STATUS",
+        "PROVIDER",
+        "ROWS",
+        "SENT",
+        "FAILED",
+        "REJECTED",
+        "OPEN",
+        "IN DOUBT",
+        "QUOTA DAY"
     );
     for l in lines {
         let c = &l.counts;
@@ -302,8 +316,15 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
             first.quota_day, first.next_quota_reset
         );
     }
-    for l in lines.iter().filter(|l| l.last_error.is_some() && l.status != "finished") {
-        println!("{}: last stop: {}", l.campaign, l.last_error.as_deref().unwrap_or(""));
+    for l in lines
+        .iter()
+        .filter(|l| l.last_error.is_some() && l.status != "finished")
+    {
+        println!(
+            "{}: last stop: {}",
+            l.campaign,
+            l.last_error.as_deref().unwrap_or("")
+        );
     }
 }
 
@@ -353,7 +374,10 @@ pub fn write_report(
     let mut w = csv::Writer::from_writer(out);
     w.write_record(REPORT_HEADER)?;
     let mut n = 0u64;
-    let fmt_ms = |ms: Option<i64>| ms.map(|m| quota::fmt_rfc3339(quota::from_ms(m))).unwrap_or_default();
+    let fmt_ms = |ms: Option<i64>| {
+        ms.map(|m| quota::fmt_rfc3339(quota::from_ms(m)))
+            .unwrap_or_default()
+    };
     let written = store.for_each_report_row(campaign, |r: &ReportRow| {
         n += 1;
         w.write_record([

@@ -443,10 +443,8 @@ async fn process_row(ctx: &Ctx, row: WorkRow) {
         return;
     }
     if let Err(e) = process_row_inner(ctx, &row).await {
-        ctx.stop.request(
-            StopReason::Store,
-            format!("state database unusable: {e}"),
-        );
+        ctx.stop
+            .request(StopReason::Store, format!("state database unusable: {e}"));
     }
 }
 
@@ -505,10 +503,8 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         {
             WriteResult::Done => {}
             WriteResult::QuotaFull => {
-                ctx.stop.request(
-                    StopReason::Quota,
-                    quota_message(&quota_key),
-                );
+                ctx.stop
+                    .request(StopReason::Quota, quota_message(&quota_key));
                 return Ok(());
             }
         }
@@ -529,10 +525,14 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
             Ok(outcome) => {
                 ctx.note_success();
                 if outcome.duplicate {
-                    ctx.counters.replayed_duplicates.fetch_add(1, Ordering::Relaxed);
+                    ctx.counters
+                        .replayed_duplicates
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 if in_doubt {
-                    ctx.counters.resent_after_doubt.fetch_add(1, Ordering::Relaxed);
+                    ctx.counters
+                        .resent_after_doubt
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 ctx.writer.post(WriteOp::MarkSent {
                     row_id: row.id,
@@ -584,7 +584,9 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                     }
                     ErrorClass::AlreadySent => {
                         ctx.note_success();
-                        ctx.counters.replayed_duplicates.fetch_add(1, Ordering::Relaxed);
+                        ctx.counters
+                            .replayed_duplicates
+                            .fetch_add(1, Ordering::Relaxed);
                         ctx.writer.post(WriteOp::MarkSent {
                             row_id: row.id,
                             msg_id: None,
@@ -594,7 +596,9 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                         ctx.counters.sent.fetch_add(1, Ordering::Relaxed);
                         return Ok(());
                     }
-                    ErrorClass::RefreshToken | ErrorClass::CheckToken if ctx.uses_tokens && !refreshed => {
+                    ErrorClass::RefreshToken | ErrorClass::CheckToken
+                        if ctx.uses_tokens && !refreshed =>
+                    {
                         ctx.note_success();
                         let current = token.clone();
                         let bad = match e.class {
@@ -603,14 +607,22 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                                 Some(t) => match check_token(ctx, t).await {
                                     Ok(TokenCheck::Valid { .. }) => false,
                                     Ok(_) => true,
-                                    Err(f) => return settle_failure(ctx, row, f, in_doubt, release),
+                                    Err(f) => {
+                                        return settle_failure(ctx, row, f, in_doubt, release)
+                                    }
                                 },
                                 None => true,
                             },
                         };
                         if !bad {
                             // The token is fine: the code is about this message.
-                            return settle_failure(ctx, row, CallFailure::Provider(e), in_doubt, release);
+                            return settle_failure(
+                                ctx,
+                                row,
+                                CallFailure::Provider(e),
+                                in_doubt,
+                                release,
+                            );
                         }
                         refreshed = true;
                         if !in_doubt {
@@ -623,13 +635,23 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                         }
                         match ensure_token(ctx, row, current.as_ref()).await {
                             Ok(t) => {
-                                ctx.counters.tokens_refreshed.fetch_add(1, Ordering::Relaxed);
+                                ctx.counters
+                                    .tokens_refreshed
+                                    .fetch_add(1, Ordering::Relaxed);
                                 token = Some(t);
                             }
                             Err(f) => return settle_failure(ctx, row, f, in_doubt, None),
                         }
                     }
-                    _ => return settle_failure(ctx, row, CallFailure::Provider(e), in_doubt, release),
+                    _ => {
+                        return settle_failure(
+                            ctx,
+                            row,
+                            CallFailure::Provider(e),
+                            in_doubt,
+                            release,
+                        )
+                    }
                 }
             }
         }
@@ -669,10 +691,16 @@ fn settle_failure(
         ErrorClass::PauseQuota => {
             back_to_pending(ctx)?;
             let key = ctx.quota_key();
-            ctx.writer.post(WriteOp::QuotaExhausted { quota: key.clone() })?;
+            ctx.writer
+                .post(WriteOp::QuotaExhausted { quota: key.clone() })?;
             ctx.stop.request(
                 StopReason::Quota,
-                format!("provider: {} (code {}). {}", e.message, e.code, quota_message(&key)),
+                format!(
+                    "provider: {} (code {}). {}",
+                    e.message,
+                    e.code,
+                    quota_message(&key)
+                ),
             );
         }
         ErrorClass::AbortAuth => {
@@ -743,7 +771,8 @@ impl Ctx {
     }
 
     fn usable(&self, t: &JourneyToken) -> bool {
-        let margin = time::Duration::try_from(self.opts.token_margin).unwrap_or(time::Duration::ZERO);
+        let margin =
+            time::Duration::try_from(self.opts.token_margin).unwrap_or(time::Duration::ZERO);
         t.status.as_deref() != Some("N") && t.expires_at > quota::now() + margin
     }
 
@@ -818,7 +847,11 @@ struct PhoneLock<'a> {
 impl Drop for PhoneLock<'_> {
     fn drop(&mut self) {
         self.guard.take();
-        let mut map = self.ctx.token_locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .ctx
+            .token_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         // Only the map and we hold it: nobody waits, so the entry can go.
         if Arc::strong_count(&self.lock) == 2 {
             map.remove(&self.phone);
