@@ -10,3 +10,7 @@ pub mod quota;
 pub mod report;
 pub mod runner;
 pub mod store;
+pub mod app;
+pub mod campaign;
+pub mod cli;
+pub mod config;

@@ -1,1 +1,47 @@
-fn main() {}
+//! Entry point: parse arguments, set up logging, dispatch, exit with the
+//! command's code.
+
+use clap::Parser;
+use zns_batch::app::{self, AppError};
+use zns_batch::cli::Cli;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(app::EXIT_FATAL);
+        }
+    };
+    let code = match runtime.block_on(app::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let AppError::Usage(_) = e {
+                eprintln!("(see `zns-batch --help`, or `zns-batch <command> --help` for examples)");
+            }
+            e.exit_code()
+        }
+    };
+    // Don't wait for lingering connection tasks on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    std::process::exit(code);
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZNS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("zns_batch={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -720,6 +720,23 @@ impl Store {
         Ok((if include_in_doubt { open } else { open - doubt }) as u64)
     }
 
+    /// Open rows whose phone has a stored token valid past `valid_after_ms`.
+    pub fn reusable_tokens(&self, campaign: &Campaign, account: &str, valid_after_ms: i64) -> Result<u64> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM rows r JOIN tokens t \
+                       ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
+                     WHERE r.campaign_id = ?4 AND r.{OPEN_STATES_SQL} \
+                       AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N'"
+                ),
+                params![account, campaign.oa_id, campaign.token_type, campaign.id, valid_after_ms],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.e(e))
+    }
+
     /// The stored token for a key (checked again under the per-phone lock so
     /// a token bought moments ago by another row is reused, not re-bought).
     pub fn token(&self, key: &TokenKey) -> Result<Option<JourneyToken>> {

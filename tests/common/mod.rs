@@ -1,0 +1,189 @@
+//! Shared test harness: the real binary, a real sandbox server on an
+//! ephemeral loopback port, real SQLite files in a temp dir.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use zns_batch::provider::sandbox::{Sandbox, SandboxConfig, Stats};
+use zns_batch::provider::ProviderKind;
+
+pub const KEY: &str = "test-key-DO-NOT-LEAK-7f3a";
+pub const SECRET: &str = "test-secret-DO-NOT-LEAK-91bc";
+pub const OA: &str = "4318226164000000001";
+
+/// Every process a test starts is killed after this long.
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_zns-batch")
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    pub fn state(&self) -> PathBuf {
+        self.path("state.sqlite")
+    }
+}
+
+pub async fn sandbox(protocol: ProviderKind, tweak: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
+    let mut cfg = SandboxConfig {
+        protocol,
+        api_key: KEY.to_string(),
+        secret_key: SECRET.to_string(),
+        ..SandboxConfig::default()
+    };
+    tweak(&mut cfg);
+    Sandbox::start("127.0.0.1:0".parse().unwrap(), cfg)
+        .await
+        .expect("start sandbox")
+}
+
+/// A phone for row `i`: distinct for distinct `i`, valid Vietnamese mobile.
+pub fn phone(i: usize) -> String {
+    format!("8491{:07}", i)
+}
+
+/// Write a CSV of `n` good rows (phones from `first`), written in mixed
+/// local formats. Returns the normalised phones in order.
+pub fn write_csv(path: &Path, first: usize, n: usize) -> Vec<String> {
+    let mut out = String::from("phone,customer_name,amount\n");
+    let mut phones = Vec::with_capacity(n);
+    for i in first..first + n {
+        let p = phone(i);
+        let shown = match i % 3 {
+            0 => p.clone(),
+            1 => format!("0{}", &p[2..]),
+            _ => format!("+84 {} {} {}", &p[2..5], &p[5..8], &p[8..]),
+        };
+        out.push_str(&format!("{shown},Nguyễn Văn Ánh {i},{}.000 đ\n", 100 + i % 900));
+        phones.push(p);
+    }
+    std::fs::write(path, out).expect("write csv");
+    phones
+}
+
+/// Common flags to point the binary at a sandbox.
+pub fn provider_args(sb: &Sandbox, protocol: ProviderKind) -> Vec<String> {
+    let mut v = vec![
+        "--provider".to_string(),
+        protocol.as_str().to_string(),
+        "--base-url".to_string(),
+        sb.base_url(),
+        "--oa-id".to_string(),
+        OA.to_string(),
+        "--request-timeout".to_string(),
+        "2s".to_string(),
+        "--backoff".to_string(),
+        "20ms".to_string(),
+    ];
+    if protocol == ProviderKind::Esms {
+        v.push("--secret-key".into());
+        v.push(SECRET.into());
+    }
+    v
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub fn command(env: &Env, args: &[String]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.arg("--state").arg(env.state());
+    cmd.args(args);
+    cmd.env("ZNS_API_KEY", KEY);
+    cmd.env_remove("ZNS_BATCH_NOW");
+    cmd.env_remove("ZNS_CONFIG");
+    cmd.current_dir(env.dir.path());
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+pub async fn run_with(mut cmd: tokio::process::Command) -> Run {
+    let out: Output = tokio::time::timeout(PROCESS_TIMEOUT, cmd.output())
+        .await
+        .expect("zns-batch did not finish in time")
+        .expect("spawn zns-batch");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub async fn run(env: &Env, args: &[String]) -> Run {
+    run_with(command(env, args)).await
+}
+
+pub fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Tracking ids of the report's rows in a given state.
+pub async fn report_rows(env: &Env, campaign: &str) -> Vec<csv::StringRecord> {
+    let out = env.path(&format!("{campaign}-report.csv"));
+    let r = run(env, &args(&["report", campaign, "--out", out.to_str().unwrap()])).await;
+    assert_eq!(r.code, 0, "{r}");
+    let mut rdr = csv::Reader::from_path(&out).expect("read report");
+    rdr.records().map(|r| r.expect("report record")).collect()
+}
+
+/// The exactly-once check: every tracking id of a sent row was delivered
+/// exactly once, nothing else was delivered, and no good row is missing.
+pub fn assert_exactly_once(stats: &Stats, sent_tracking_ids: &BTreeSet<String>, expected_rows: usize) {
+    assert_eq!(
+        sent_tracking_ids.len(),
+        expected_rows,
+        "rows marked sent in the report"
+    );
+    let dups: Vec<_> = stats.deliveries.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(dups.is_empty(), "tracking ids delivered more than once: {dups:?}");
+    let delivered: BTreeSet<String> = stats.deliveries.keys().cloned().collect();
+    let missing: Vec<_> = sent_tracking_ids.difference(&delivered).take(5).collect();
+    assert!(missing.is_empty(), "rows marked sent but never delivered: {missing:?}");
+    let extra: Vec<_> = delivered.difference(sent_tracking_ids).take(5).collect();
+    assert!(extra.is_empty(), "deliveries for rows not marked sent: {extra:?}");
+}
+
+/// Column indexes in the report CSV.
+pub const R_LINE: usize = 0;
+pub const R_PHONE: usize = 1;
+pub const R_TRACKING: usize = 2;
+pub const R_STATE: usize = 3;
+pub const R_ERROR: usize = 6;
+
+pub fn tracking_ids_in_state(rows: &[csv::StringRecord], state: &str) -> BTreeSet<String> {
+    rows.iter()
+        .filter(|r| &r[R_STATE] == state)
+        .map(|r| r[R_TRACKING].to_string())
+        .collect()
+}
