@@ -1,0 +1,431 @@
+//! eSMS `SendZaloMessage_V4_post_json` with `IsJourney` (seed 004): keys in
+//! the body, answers as `{"CodeResult": "...", "SMSID", "ErrorMessage"}`.
+//! No token step: eSMS manages the journey from `OrderId`.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::{
+    msg_id_of, normalize_phone, parse_object, Call, Delivery, Endpoint, Message, Reply, Shared,
+};
+
+/// eSMS's documented maximum for RequestId.
+const MAX_REQUEST_ID: usize = 50;
+
+pub(super) fn route(method: &Method, path: &str) -> Option<Endpoint> {
+    // WCF paths are case-insensitive; the trailing slash is optional.
+    let p = path.trim_end_matches('/').to_ascii_lowercase();
+    let rest = p.strip_prefix("/mainservice.svc/json").unwrap_or(&p);
+    match rest {
+        "/sendzalomessage_v4_post_json" if method == Method::POST => Some(Endpoint::Send),
+        "/zns/getquota" if method == Method::POST || method == Method::GET => Some(Endpoint::Quota),
+        _ => None,
+    }
+}
+
+fn code(code: &str, message: &str) -> Reply {
+    Reply::ok(json!({ "CodeResult": code, "SMSID": "", "ErrorMessage": message }))
+}
+
+/// eSMS values are strings, but numbers and booleans are taken as their text.
+fn text(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.trim().to_string()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::Bool(b)) => Ok(b.to_string()),
+        Some(_) => Err(format!("{key}: expected a string")),
+    }
+}
+
+fn is_true(s: &str) -> bool {
+    s == "1" || s.eq_ignore_ascii_case("true")
+}
+
+pub(super) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
+    match ep {
+        Endpoint::Send => send(shared, call),
+        Endpoint::Quota => quota(shared, call),
+        _ => code("118", "unsupported message type"),
+    }
+}
+
+fn authorized(shared: &Shared, obj: &Map<String, Value>) -> bool {
+    let ok = text(obj, "ApiKey").is_ok_and(|k| k == shared.api_key)
+        && text(obj, "SecretKey").is_ok_and(|k| k == shared.secret_key);
+    if !ok {
+        shared.lock().stats.auth_failures += 1;
+    }
+    ok
+}
+
+struct SendFields {
+    phone: String,
+    temp_id: String,
+    oa: String,
+    request_id: String,
+    sandbox: bool,
+}
+
+fn fields(obj: &Map<String, Value>) -> Result<SendFields, String> {
+    let phone = text(obj, "Phone")?;
+    let temp_id = text(obj, "TempID")?;
+    let oa = text(obj, "OAID")?;
+    let request_id = text(obj, "RequestId")?;
+    let order_id = text(obj, "OrderId")?;
+    let is_journey = is_true(&text(obj, "IsJourney")?);
+    let sandbox = is_true(&text(obj, "Sandbox")?);
+    for key in ["campaignid", "CallbackUrl"] {
+        text(obj, key)?;
+    }
+    match obj.get("Params") {
+        Some(Value::Array(items)) if items.iter().all(|v| v.is_string() || v.is_number()) => {}
+        None | Some(Value::Null) => return Err("Params is required".to_string()),
+        Some(_) => return Err("Params: expected an array of strings".to_string()),
+    }
+    if phone.is_empty() {
+        return Err("Phone is required".to_string());
+    }
+    if temp_id.is_empty() {
+        return Err("TempID is required".to_string());
+    }
+    if oa.is_empty() {
+        return Err("OAID is required".to_string());
+    }
+    if is_journey && order_id.is_empty() {
+        return Err("OrderId is required for a journey message".to_string());
+    }
+    if request_id.chars().count() > MAX_REQUEST_ID {
+        return Err(format!(
+            "RequestId is longer than {MAX_REQUEST_ID} characters"
+        ));
+    }
+    Ok(SendFields {
+        phone,
+        temp_id,
+        oa,
+        request_id,
+        sandbox,
+    })
+}
+
+fn send(shared: &Shared, call: &Call<'_>) -> Reply {
+    let obj = match parse_object(call.body) {
+        Ok(o) => o,
+        // Undecodable: what a WCF endpoint does with a body it cannot bind.
+        Err(e) => {
+            return Reply::with_status(
+                StatusCode::BAD_REQUEST,
+                json!({ "CodeResult": "210", "SMSID": "", "ErrorMessage": e }),
+            )
+        }
+    };
+    if !authorized(shared, &obj) {
+        return code("101", "ApiKey or SecretKey is incorrect");
+    }
+    let f = match fields(&obj) {
+        Ok(f) => f,
+        Err(e) => return code("110", &e),
+    };
+    let mut g = shared.lock();
+    g.count_send_attempt(&f.request_id);
+    let Some(phone) = normalize_phone(&f.phone) else {
+        return code("108", "phone number format is wrong");
+    };
+    if shared.is_unknown_phone(&phone) {
+        return code("99", "phone number is blocked or not on Zalo");
+    }
+    if f.sandbox {
+        // Validate only: nothing sent, charged or counted.
+        return code("100", "");
+    }
+    let msg = Message {
+        oa: f.oa,
+        journey: None,
+        phone,
+        template_id: f.temp_id.parse().unwrap_or(0),
+        tracking_id: f.request_id,
+        sent: g.now(),
+    };
+    let quota = g.daily_quota;
+    match g.deliver(shared.dedup, msg) {
+        Delivery::New(n) => Reply::accepted(
+            json!({ "CodeResult": "100", "SMSID": msg_id_of(n), "ErrorMessage": "" }),
+        ),
+        Delivery::Replay(n) => Reply::accepted(json!({
+            "CodeResult": "124",
+            "SMSID": msg_id_of(n),
+            "ErrorMessage": "Duplicate RequestId",
+        })),
+        Delivery::OverQuota => code(
+            "103",
+            &format!("OA has used its daily ZNS quota ({quota} messages per day)"),
+        ),
+    }
+}
+
+/// `application/x-www-form-urlencoded` pairs into a JSON object.
+fn query_object(query: &str) -> Map<String, Value> {
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (!k.is_empty()).then(|| (percent_decode(k), Value::String(percent_decode(v))))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], escaped) {
+            (_, Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, None) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn quota(shared: &Shared, call: &Call<'_>) -> Reply {
+    let mut obj = call.query.map(query_object).unwrap_or_default();
+    if !call.body.iter().all(u8::is_ascii_whitespace) {
+        match parse_object(call.body) {
+            Ok(body) => obj.extend(body),
+            Err(e) => return code("110", &e),
+        }
+    }
+    if !authorized(shared, &obj) {
+        return code("101", "ApiKey or SecretKey is incorrect");
+    }
+    let oa = match text(&obj, "OAID") {
+        Ok(oa) if !oa.is_empty() => oa,
+        _ => return code("110", "OAID is required"),
+    };
+    let (remaining, daily) = shared.lock().quota_report(&oa);
+    Reply::ok(json!({
+        "CodeResult": "100",
+        "DailyQuota": daily,
+        "RemainingQuota": remaining,
+        "ErrorMessage": "",
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::super::tests::{client, start};
+    use super::super::{Faults, ProviderKind, Sandbox, SandboxConfig};
+
+    fn cfg() -> SandboxConfig {
+        SandboxConfig {
+            protocol: ProviderKind::Esms,
+            ..SandboxConfig::default()
+        }
+    }
+
+    fn body(phone: &str, request_id: &str) -> Value {
+        json!({
+            "ApiKey": "sandbox-key", "SecretKey": "sandbox-secret",
+            "Phone": phone, "Params": ["An", "12"], "TempID": "217489",
+            "OAID": "4097311281936189049", "IsJourney": "true", "OrderId": "J-1",
+            "campaignid": "c1", "RequestId": request_id, "CallbackUrl": "", "Sandbox": "0",
+        })
+    }
+
+    async fn send(sb: &Sandbox, body: &Value) -> (u16, Value) {
+        let resp = client()
+            .post(format!("{}/SendZaloMessage_V4_post_json/", sb.base_url()))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let s = resp.status().as_u16();
+        (s, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn happy_path_and_quota_lookup() {
+        let sb = start(cfg()).await;
+        let (s, v) = send(&sb, &body("84987654321", "r-1")).await;
+        assert_eq!((s, &v["CodeResult"]), (200, &json!("100")), "{v}");
+        assert!(v["SMSID"].as_str().is_some_and(|id| !id.is_empty()));
+        // Without the trailing slash too.
+        let resp = client()
+            .post(format!("{}/SendZaloMessage_V4_post_json", sb.base_url()))
+            .json(&body("0987654321", "r-2"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            resp.json::<Value>().await.unwrap_or(Value::Null)["CodeResult"],
+            "100"
+        );
+
+        let q: Value = client()
+            .get(format!(
+                "{}/ZNS/GetQuota?ApiKey=sandbox-key&SecretKey=sandbox-secret&OAID=4097311281936189049",
+                sb.base_url()
+            ))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        assert_eq!(q["CodeResult"], "100");
+        assert_eq!(q["RemainingQuota"], 500_000 - 2);
+        let st = sb.stats();
+        assert_eq!((st.accepted, st.tokens_created), (2, 0));
+        assert_eq!(st.deliveries.get("r-1"), Some(&1));
+        sb.stop().await;
+    }
+
+    #[tokio::test]
+    async fn codes_for_bad_requests() {
+        let sb = start(SandboxConfig {
+            unknown_phone_suffixes: vec!["77".into()],
+            ..cfg()
+        })
+        .await;
+        let mut b = body("84987654321", "x");
+        b["SecretKey"] = json!("wrong");
+        assert_eq!(send(&sb, &b).await.1["CodeResult"], "101");
+        let mut b = body("84987654321", "x");
+        b["OrderId"] = json!("");
+        assert_eq!(send(&sb, &b).await.1["CodeResult"], "110");
+        b["IsJourney"] = json!("false");
+        assert_eq!(send(&sb, &b).await.1["CodeResult"], "100");
+        let b = body("84987654321", &"y".repeat(51));
+        assert_eq!(send(&sb, &b).await.1["CodeResult"], "110");
+        assert_eq!(send(&sb, &body("12345", "p")).await.1["CodeResult"], "108");
+        assert_eq!(
+            send(&sb, &body("84987654377", "u")).await.1["CodeResult"],
+            "99"
+        );
+        let mut b = body("84987654321", "s");
+        b["Sandbox"] = json!("1");
+        assert_eq!(send(&sb, &b).await.1["CodeResult"], "100");
+        let mut b = body("84987654321", "s2");
+        b["Params"] = json!({"a": 1});
+        assert_eq!(send(&sb, &b).await.1["CodeResult"], "110");
+
+        // Garbage: HTTP 400 with 210, never a panic.
+        for garbage in ["nope", "[1]", "\"str\"", ""] {
+            let resp = client()
+                .post(format!("{}/SendZaloMessage_V4_post_json/", sb.base_url()))
+                .body(garbage)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(resp.status().as_u16(), 400);
+            assert_eq!(
+                resp.json::<Value>().await.unwrap_or(Value::Null)["CodeResult"],
+                "210"
+            );
+        }
+        let st = sb.stats();
+        assert_eq!(st.accepted, 1, "only the non-journey send");
+        assert_eq!(st.auth_failures, 1);
+        assert!(!st.deliveries.contains_key("s"));
+        sb.stop().await;
+    }
+
+    #[tokio::test]
+    async fn dedup_124_and_no_dedup() {
+        let sb = start(cfg()).await;
+        let (_, a) = send(&sb, &body("84987654321", "r")).await;
+        let (_, b) = send(&sb, &body("84987654321", "r")).await;
+        assert_eq!(b["CodeResult"], "124");
+        assert_eq!(a["SMSID"], b["SMSID"]);
+        let st = sb.stats();
+        assert_eq!((st.accepted, st.duplicates_absorbed), (1, 1));
+        assert_eq!(st.deliveries.get("r"), Some(&1));
+        assert_eq!(st.send_requests_per_tracking_id.get("r"), Some(&2));
+        sb.stop().await;
+
+        let sb = start(SandboxConfig {
+            dedup: false,
+            ..cfg()
+        })
+        .await;
+        send(&sb, &body("84987654321", "r")).await;
+        let (_, b) = send(&sb, &body("84987654321", "r")).await;
+        assert_eq!(b["CodeResult"], "100");
+        assert_eq!(sb.stats().deliveries.get("r"), Some(&2));
+        sb.stop().await;
+    }
+
+    #[tokio::test]
+    async fn quota_103_then_next_day() {
+        let sb = start(SandboxConfig {
+            daily_quota: 2,
+            ..cfg()
+        })
+        .await;
+        for r in ["a", "b"] {
+            assert_eq!(
+                send(&sb, &body("84987654321", r)).await.1["CodeResult"],
+                "100"
+            );
+        }
+        let (_, v) = send(&sb, &body("84987654321", "c")).await;
+        assert_eq!(v["CodeResult"], "103");
+        assert!(v["ErrorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("daily")));
+        // A replay of an accepted RequestId still answers 124 at the quota.
+        assert_eq!(
+            send(&sb, &body("84987654321", "a")).await.1["CodeResult"],
+            "124"
+        );
+        sb.advance_day(1);
+        assert_eq!(
+            send(&sb, &body("84987654321", "c")).await.1["CodeResult"],
+            "100"
+        );
+        assert_eq!(sb.stats().quota_rejections, 1);
+        sb.stop().await;
+    }
+
+    #[tokio::test]
+    async fn dropped_reply_is_accepted_but_broken() {
+        let sb = start(SandboxConfig {
+            faults: Faults {
+                drop_reply: 1.0,
+                ..Faults::default()
+            },
+            ..cfg()
+        })
+        .await;
+        let res = client()
+            .post(format!("{}/SendZaloMessage_V4_post_json/", sb.base_url()))
+            .json(&body("84987654321", "lost"))
+            .send()
+            .await;
+        let broken = match res {
+            Err(_) => true,
+            Ok(resp) => resp.bytes().await.is_err(),
+        };
+        assert!(broken, "the client must see a broken reply");
+        assert_eq!(sb.stats().deliveries.get("lost"), Some(&1));
+        sb.stop().await;
+    }
+}
