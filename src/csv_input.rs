@@ -417,23 +417,25 @@ impl CsvReader {
 
         // Structural problems first: the values cannot be trusted after them.
         for (i, field) in rec.iter().take(named).enumerate() {
-            let column = self.column_name(i);
+            let column = || self.column_name(i);
             if field.len() > MAX_FIELD_BYTES {
                 return reject(format!(
-                    "value in column `{column}` is {} bytes, limit {MAX_FIELD_BYTES}",
+                    "value in column `{}` is {} bytes, limit {MAX_FIELD_BYTES}",
+                    column(),
                     field.len()
                 ));
             }
             if field.contains(&0) {
                 return reject(format!(
-                    "value in column `{column}` contains a NUL byte (the file looks \
-                     corrupt: export it again)"
+                    "value in column `{}` contains a NUL byte (the file looks corrupt: \
+                     export it again)",
+                    column()
                 ));
             }
             if std::str::from_utf8(field).is_err() {
                 return reject(format!(
-                    "value in column `{column}` is not valid UTF-8 (save the file as \
-                     \"CSV UTF-8\")"
+                    "value in column `{}` is not valid UTF-8 (save the file as \"CSV UTF-8\")",
+                    column()
                 ));
             }
         }
@@ -614,10 +616,9 @@ fn analyse_header(
     if let Some(pos) = columns.iter().position(|c| c.is_empty()) {
         return Err(CsvError::EmptyColumnName { position: pos + 1 });
     }
-    for (i, name) in columns.iter().enumerate() {
-        if columns.iter().skip(i + 1).any(|other| other == name) {
-            return Err(CsvError::DuplicateColumn { name: name.clone() });
-        }
+    let mut seen = std::collections::HashSet::with_capacity(columns.len());
+    if let Some(dup) = columns.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(CsvError::DuplicateColumn { name: dup.clone() });
     }
 
     let wanted = opts.phone_column.trim();
