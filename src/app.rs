@@ -110,12 +110,18 @@ pub async fn dispatch(cli: Cli) -> Result<i32, AppError> {
 
 fn csv_options(g: &Globals, o: &CsvOpts) -> Result<(CsvOptions, bool), AppError> {
     let mut opts = CsvOptions::default();
-    if let Some(col) = o.phone_column.clone().or_else(|| g.config.phone_column.clone()) {
+    if let Some(col) = o
+        .phone_column
+        .clone()
+        .or_else(|| g.config.phone_column.clone())
+    {
         opts.phone_column = col;
     }
     if let Some(d) = o.delimiter {
         if !d.is_ascii() {
-            return Err(usage(format!("--delimiter `{d}` must be a single ASCII character, e.g. ';' or '\\t'")));
+            return Err(usage(format!(
+                "--delimiter `{d}` must be a single ASCII character, e.g. ';' or '\\t'"
+            )));
         }
         opts.delimiter = d as u8;
     }
@@ -144,7 +150,10 @@ fn run_options(g: &Globals, o: &SendOpts, stored_policy: Option<&str>) -> RunOpt
     if let Some(n) = o.max_attempts.or(c.max_attempts) {
         r.max_attempts = n.max(1);
     }
-    if let Some(d) = o.outage_after.or_else(|| ConfigFile::duration(&c.outage_after)) {
+    if let Some(d) = o
+        .outage_after
+        .or_else(|| ConfigFile::duration(&c.outage_after))
+    {
         r.outage_after = d;
     }
     if let Some(d) = o.backoff.or_else(|| ConfigFile::duration(&c.backoff)) {
@@ -169,13 +178,24 @@ fn provider_choice(
     o: &ProviderOpts,
     stored: Option<&Campaign>,
 ) -> Result<(ProviderKind, Option<String>, Option<String>), AppError> {
-    let api_key = o.api_key.clone().or_else(|| g.config.api_key_from_env()).filter(|k| !k.is_empty());
+    let api_key = o
+        .api_key
+        .clone()
+        .or_else(|| g.config.api_key_from_env())
+        .filter(|k| !k.is_empty());
     let kind = match (o.provider, stored, g.config.provider.as_deref()) {
         (Some(k), _, _) => k,
-        (None, Some(c), _) => ProviderKind::parse(&c.provider)
-            .ok_or_else(|| usage(format!("campaign `{}` names an unknown provider `{}`", c.name, c.provider)))?,
-        (None, None, Some(p)) => ProviderKind::parse(p)
-            .ok_or_else(|| usage(format!("config: provider = \"{p}\" is not one of sandbox, etelecom, zalo, esms")))?,
+        (None, Some(c), _) => ProviderKind::parse(&c.provider).ok_or_else(|| {
+            usage(format!(
+                "campaign `{}` names an unknown provider `{}`",
+                c.name, c.provider
+            ))
+        })?,
+        (None, None, Some(p)) => ProviderKind::parse(p).ok_or_else(|| {
+            usage(format!(
+                "config: provider = \"{p}\" is not one of sandbox, etelecom, zalo, esms"
+            ))
+        })?,
         (None, None, None) if api_key.is_some() => ProviderKind::Etelecom,
         _ => ProviderKind::Sandbox,
     };
@@ -208,13 +228,18 @@ async fn connect(
         .request_timeout
         .or_else(|| ConfigFile::duration(&g.config.request_timeout))
         .unwrap_or(Duration::from_secs(30));
-    let secret = o.secret_key.clone().or_else(|| g.config.secret_key_from_env());
+    let secret = o
+        .secret_key
+        .clone()
+        .or_else(|| g.config.secret_key_from_env());
     let (base_url, api_key, sandbox, label) = match (kind, base_url) {
         (ProviderKind::Sandbox, None) => {
             // The embedded sandbox: a real server on loopback, a key made up per run.
             let key = format!("embedded-{}", hex::encode(rand::random::<[u8; 12]>()));
             let sb = Sandbox::start(
-                "127.0.0.1:0".parse().map_err(|e| AppError::Fatal(anyhow::anyhow!("{e}")))?,
+                "127.0.0.1:0"
+                    .parse()
+                    .map_err(|e| AppError::Fatal(anyhow::anyhow!("{e}")))?,
                 SandboxConfig {
                     api_key: key.clone(),
                     ..SandboxConfig::default()
@@ -223,7 +248,12 @@ async fn connect(
             .await
             .context("cannot start the embedded sandbox on 127.0.0.1")?;
             let url = sb.base_url();
-            (url, key, Some(sb), "sandbox (embedded, no network)".to_string())
+            (
+                url,
+                key,
+                Some(sb),
+                "sandbox (embedded, no network)".to_string(),
+            )
         }
         (_, Some(url)) => {
             let key = match (kind, api_key) {
@@ -270,7 +300,11 @@ fn url_check(url: &str) -> Result<(), AppError> {
 
 fn open_store(path: &Path) -> Result<Store, AppError> {
     Store::open(path).map_err(|e| {
-        AppError::Fatal(anyhow::anyhow!(e).context("the state database is unusable (check the path, permissions and free disk)"))
+        AppError::Fatal(
+            anyhow::anyhow!(e).context(
+                "the state database is unusable (check the path, permissions and free disk)",
+            ),
+        )
     })
 }
 
@@ -298,7 +332,11 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
         .or_else(|| g.config.oa_id.clone())
         .or_else(|| (kind == ProviderKind::Sandbox).then(|| SANDBOX_OA_ID.to_string()))
         .ok_or_else(|| usage(format!("--provider {kind} needs --oa-id (or ZNS_OA_ID)")))?;
-    let opts = run_options(g, &args.send, existing.as_ref().map(|c| c.in_doubt_policy.as_str()));
+    let opts = run_options(
+        g,
+        &args.send,
+        existing.as_ref().map(|c| c.in_doubt_policy.as_str()),
+    );
     if let Some(c) = &existing {
         if c.template_id != template_id || c.oa_id != oa_id {
             return Err(usage(format!(
@@ -309,7 +347,11 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
     }
     let _lock = campaign::lock(&g.state, &args.campaign)?;
     // The embedded sandbox is per run: no base URL is stored for it.
-    let stored_url = if kind == ProviderKind::Sandbox { args.provider.base_url.as_deref() } else { base_url.as_deref() };
+    let stored_url = if kind == ProviderKind::Sandbox {
+        args.provider.base_url.as_deref()
+    } else {
+        base_url.as_deref()
+    };
     let (campaign, imported, fresh) = campaign::open_or_import(
         &mut store,
         &CampaignSpec {
@@ -335,7 +377,10 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
                 imported.rejected
             );
         } else {
-            eprintln!("campaign `{}` already imported from this file: resuming it", campaign.name);
+            eprintln!(
+                "campaign `{}` already imported from this file: resuming it",
+                campaign.name
+            );
         }
     }
     if args.dry_run {
@@ -350,7 +395,11 @@ async fn resume_cmd(g: &Globals, args: ResumeArgs) -> Result<i32, AppError> {
     let Some(mut campaign) = store.find_campaign(&args.campaign)? else {
         let names = store.campaign_names()?;
         return Err(usage(if names.is_empty() {
-            format!("no campaign `{}` in {} (it has none yet)", args.campaign, g.state.display())
+            format!(
+                "no campaign `{}` in {} (it has none yet)",
+                args.campaign,
+                g.state.display()
+            )
         } else {
             format!(
                 "no campaign `{}` in {}; known: {}",
@@ -362,7 +411,10 @@ async fn resume_cmd(g: &Globals, args: ResumeArgs) -> Result<i32, AppError> {
     };
     let _lock = campaign::lock(&g.state, &campaign.name)?;
     if !campaign.import_done {
-        let csv = args.csv.clone().unwrap_or_else(|| PathBuf::from(&campaign.csv_path));
+        let csv = args
+            .csv
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&campaign.csv_path));
         let (opts, dedup) = csv_options(g, &CsvOpts::default())?;
         let (c, counts) = campaign::resume_import(&mut store, &campaign, &csv, &opts, dedup)?;
         if !g.quiet && !g.json {
@@ -377,7 +429,10 @@ async fn resume_cmd(g: &Globals, args: ResumeArgs) -> Result<i32, AppError> {
     let (kind, base_url, api_key) = provider_choice(g, &args.provider, Some(&campaign))?;
     if let Some(oa) = &args.provider.oa_id {
         if *oa != campaign.oa_id {
-            return Err(usage(format!("campaign `{}` sends for OA {}; --oa-id {} cannot change that", campaign.name, campaign.oa_id, oa)));
+            return Err(usage(format!(
+                "campaign `{}` sends for OA {}; --oa-id {} cannot change that",
+                campaign.name, campaign.oa_id, oa
+            )));
         }
     }
     let opts = run_options(g, &args.send, Some(&campaign.in_doubt_policy));
@@ -408,7 +463,10 @@ fn dry_run(
     };
     let uses_tokens = kind != ProviderKind::Esms;
     let (rejects, _) = Summary::rejects_and_errors(store, campaign.id)?;
-    let days = opts.daily_quota.filter(|q| *q > 0).map(|q| to_send.div_ceil(q));
+    let days = opts
+        .daily_quota
+        .filter(|q| *q > 0)
+        .map(|q| to_send.div_ceil(q));
     let plan = serde_json::json!({
         "campaign": campaign.name,
         "dry_run": true,
@@ -424,19 +482,40 @@ fn dry_run(
         "quota_days_needed": days,
     });
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        );
     } else {
-        println!("\nDry run for campaign {} — nothing sent, nothing bought", campaign.name);
-        println!("  rows           {} ({} accepted, {} rejected)", counts.total, counts.total - counts.rejected, counts.rejected);
+        println!(
+            "\nDry run for campaign {} — nothing sent, nothing bought",
+            campaign.name
+        );
+        println!(
+            "  rows           {} ({} accepted, {} rejected)",
+            counts.total,
+            counts.total - counts.rejected,
+            counts.rejected
+        );
         for r in &rejects {
             println!("                   line {}: {}", r.line, r.reason);
         }
-        println!("  to send        {to_send} messages ({} already sent)", counts.sent);
+        println!(
+            "  to send        {to_send} messages ({} already sent)",
+            counts.sent
+        );
         if uses_tokens {
-            println!("  tokens         {} to buy, {} to reuse", to_send.saturating_sub(reusable), reusable.min(to_send));
+            println!(
+                "  tokens         {} to buy, {} to reuse",
+                to_send.saturating_sub(reusable),
+                reusable.min(to_send)
+            );
         }
         if let Some(d) = days {
-            println!("  quota days     {d} at {} per day", opts.daily_quota.unwrap_or(0));
+            println!(
+                "  quota days     {d} at {} per day",
+                opts.daily_quota.unwrap_or(0)
+            );
         }
         println!("  next           zns-batch resume {}", campaign.name);
     }
@@ -485,7 +564,11 @@ async fn execute(
         )
         .await;
         signals.abort();
-        Some(result.map_err(|e| AppError::Fatal(anyhow::anyhow!(e).context("the state database became unusable during the run"))))
+        Some(result.map_err(|e| {
+            AppError::Fatal(
+                anyhow::anyhow!(e).context("the state database became unusable during the run"),
+            )
+        }))
     };
     let outcome = match outcome {
         Some(r) => Some(r?),
@@ -498,7 +581,9 @@ async fn execute(
     let (result, code, status) = match stop_reason {
         Some(r) if r.is_fatal() => ("aborted", EXIT_FATAL, CampaignStatus::Aborted),
         Some(_) => ("paused", EXIT_PAUSED, CampaignStatus::Paused),
-        None if counts.open() > 0 || counts.in_doubt > 0 => ("paused", EXIT_PAUSED, CampaignStatus::Paused),
+        None if counts.open() > 0 || counts.in_doubt > 0 => {
+            ("paused", EXIT_PAUSED, CampaignStatus::Paused)
+        }
         None => ("finished", EXIT_OK, CampaignStatus::Finished),
     };
     let mut reason = stop.message();
@@ -516,8 +601,14 @@ async fn execute(
     }
     store.set_campaign_status(campaign.id, status, reason.as_deref())?;
     let next_step = match (result, stop_reason) {
-        ("finished", _) => Some(format!("zns-batch report {} --out {}.csv", campaign.name, campaign.name)),
-        ("aborted", _) => Some(format!("fix the cause above, then: zns-batch resume {}", campaign.name)),
+        ("finished", _) => Some(format!(
+            "zns-batch report {} --out {}.csv",
+            campaign.name, campaign.name
+        )),
+        ("aborted", _) => Some(format!(
+            "fix the cause above, then: zns-batch resume {}",
+            campaign.name
+        )),
         (_, Some(StopReason::Quota)) => Some(format!(
             "zns-batch resume {}   (after {})",
             campaign.name,
@@ -576,7 +667,10 @@ async fn watch_signals(stop: Arc<Stop>, talk: bool) {
             if talk {
                 eprintln!("\nstopping: no new rows; waiting for requests in flight (press Ctrl-C again to quit now)");
             }
-            stop.request(StopReason::Interrupted, "interrupted (Ctrl-C / SIGTERM); nothing is lost, resume to continue");
+            stop.request(
+                StopReason::Interrupted,
+                "interrupted (Ctrl-C / SIGTERM); nothing is lost, resume to continue",
+            );
         } else {
             eprintln!("quitting now; rows in flight are checked on resume");
             std::process::exit(EXIT_PAUSED);
@@ -591,18 +685,27 @@ fn status_cmd(g: &Globals, args: StatusArgs) -> Result<i32, AppError> {
         if g.json {
             println!("[]");
         } else {
-            println!("No state database at {} yet: nothing has run.", g.state.display());
+            println!(
+                "No state database at {} yet: nothing has run.",
+                g.state.display()
+            );
         }
         return Ok(EXIT_OK);
     };
     let lines = report::status_lines(&store, args.campaign.as_deref())?;
     if let Some(name) = &args.campaign {
         if lines.is_empty() {
-            return Err(usage(format!("no campaign `{name}` in {}", g.state.display())));
+            return Err(usage(format!(
+                "no campaign `{name}` in {}",
+                g.state.display()
+            )));
         }
     }
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&lines).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&lines).unwrap_or_default()
+        );
     } else {
         report::print_status(&lines);
     }
@@ -612,9 +715,13 @@ fn status_cmd(g: &Globals, args: StatusArgs) -> Result<i32, AppError> {
 fn report_cmd(g: &Globals, args: ReportArgs) -> Result<i32, AppError> {
     let store = Store::open_existing(&g.state)?
         .ok_or_else(|| usage(format!("no state database at {}", g.state.display())))?;
-    let campaign = store
-        .find_campaign(&args.campaign)?
-        .ok_or_else(|| usage(format!("no campaign `{}` in {}", args.campaign, g.state.display())))?;
+    let campaign = store.find_campaign(&args.campaign)?.ok_or_else(|| {
+        usage(format!(
+            "no campaign `{}` in {}",
+            args.campaign,
+            g.state.display()
+        ))
+    })?;
     let n = match &args.out {
         Some(path) => {
             let file = std::fs::File::create(path)
@@ -681,9 +788,17 @@ fn validate_cmd(g: &Globals, args: ValidateArgs) -> Result<i32, AppError> {
         );
         println!("template parameters: {}", campaign.template_keys.join(", "));
         for (line, phone, reason) in &rejects {
-            let shown = if phone.is_empty() { String::new() } else { format!(" [{phone}]") };
+            let shown = if phone.is_empty() {
+                String::new()
+            } else {
+                format!(" [{phone}]")
+            };
             println!("  line {line}{shown}: {reason}");
         }
     }
-    Ok(if counts.rejected > 0 { EXIT_USAGE } else { EXIT_OK })
+    Ok(if counts.rejected > 0 {
+        EXIT_USAGE
+    } else {
+        EXIT_OK
+    })
 }

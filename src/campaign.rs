@@ -107,9 +107,7 @@ pub fn open_or_import(
         }
     };
     let counts = import_rows(store, &campaign, &mut reader, spec.dedup_phones)?;
-    let campaign = store
-        .find_campaign(spec.name)?
-        .unwrap_or(campaign);
+    let campaign = store.find_campaign(spec.name)?.unwrap_or(campaign);
     Ok((campaign, counts, true))
 }
 
@@ -266,7 +264,10 @@ mod tests {
 
     #[test]
     fn tracking_prefix_is_stable_and_short() {
-        assert_eq!(tracking_prefix("bills-2026-11"), tracking_prefix("bills-2026-11"));
+        assert_eq!(
+            tracking_prefix("bills-2026-11"),
+            tracking_prefix("bills-2026-11")
+        );
         assert_ne!(tracking_prefix("a"), tracking_prefix("b"));
         assert_eq!(tracking_prefix("x").len(), 12);
     }
@@ -276,7 +277,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("s.sqlite");
         let first = lock(&state, "c").unwrap();
-        assert!(matches!(lock(&state, "c"), Err(CampaignError::Locked { .. })));
+        assert!(matches!(
+            lock(&state, "c"),
+            Err(CampaignError::Locked { .. })
+        ));
         let _other = lock(&state, "other").unwrap();
         drop(first);
         lock(&state, "c").unwrap();

@@ -83,10 +83,14 @@ Examples:
     #[command(after_help = "Examples:\n  zns-batch status\n  zns-batch status bills-nov --json")]
     Status(StatusArgs),
     /// Write one CSV line per input row: phone, state, msg_id, error, attempts, times.
-    #[command(after_help = "Examples:\n  zns-batch report bills-nov --out bills-nov.csv\n  zns-batch report bills-nov --excel --out bills-nov.csv")]
+    #[command(
+        after_help = "Examples:\n  zns-batch report bills-nov --out bills-nov.csv\n  zns-batch report bills-nov --excel --out bills-nov.csv"
+    )]
     Report(ReportArgs),
     /// Check a CSV without sending: every rejected row with its line and reason.
-    #[command(after_help = "Examples:\n  zns-batch validate samples/bad-rows.csv\n  zns-batch validate bills.csv --json")]
+    #[command(
+        after_help = "Examples:\n  zns-batch validate samples/bad-rows.csv\n  zns-batch validate bills.csv --json"
+    )]
     Validate(ValidateArgs),
     /// Run the sandbox provider server on loopback (eTelecom, Zalo or eSMS protocol).
     #[command(after_help = "\
@@ -181,7 +185,12 @@ pub struct ProviderOpts {
     pub api_key: Option<String>,
 
     /// eSMS SecretKey. Never printed or stored.
-    #[arg(long, env = "ZNS_SECRET_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "ZNS_SECRET_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub secret_key: Option<String>,
 
     /// Zalo Official Account id.

@@ -167,7 +167,10 @@ request_timeout = "15s"
         let (cfg, path) = ConfigFile::load(Some(&p)).unwrap();
         assert_eq!(path.as_deref(), Some(p.as_path()));
         assert_eq!(cfg.concurrency, Some(32));
-        assert_eq!(ConfigFile::duration(&cfg.request_timeout), Some(Duration::from_secs(15)));
+        assert_eq!(
+            ConfigFile::duration(&cfg.request_timeout),
+            Some(Duration::from_secs(15))
+        );
         assert_eq!(cfg.error_codes["etelecom"]["-201"], "refresh_token");
     }
 }

@@ -3,6 +3,10 @@
 //! `main.rs` parses arguments and dispatches; everything else lives here so
 //! integration tests can drive the same pipeline.
 
+pub mod app;
+pub mod campaign;
+pub mod cli;
+pub mod config;
 pub mod csv_input;
 pub mod phone;
 pub mod provider;
@@ -10,7 +14,3 @@ pub mod quota;
 pub mod report;
 pub mod runner;
 pub mod store;
-pub mod app;
-pub mod campaign;
-pub mod cli;
-pub mod config;

@@ -375,12 +375,13 @@ pub async fn run(
         rx.recv().await.map(|row| (row, rx))
     });
     let stop_for_stream = stop.clone();
-    let work = rows
-        .take_while(move |_| futures::future::ready(!stop_for_stream.is_set()))
-        .for_each_concurrent(concurrency, move |row| {
-            let ctx = work_ctx.clone();
-            async move { process_row(&ctx, row).await }
-        });
+    let mut work = Box::pin(
+        rows.take_while(move |_| futures::future::ready(!stop_for_stream.is_set()))
+            .for_each_concurrent(concurrency, move |row| {
+                let ctx = work_ctx.clone();
+                async move { process_row(&ctx, row).await }
+            }),
+    );
 
     let todo = ctx
         .reader
@@ -393,7 +394,6 @@ pub async fn run(
     // deadline, then cut them off (they stay `in_flight`: in doubt).
     let deadline = ctx.opts.drain_deadline;
     let stop_wait = stop.clone();
-    tokio::pin!(work);
     tokio::select! {
         _ = &mut work => {}
         _ = async {
@@ -404,6 +404,9 @@ pub async fn run(
         }
     }
     progress.finish();
+    // Dropping the stream releases the row channel (unblocking the reader)
+    // and its context clone, whose writer handle would keep the writer alive.
+    drop(work);
 
     let reader_result = reader_task.await;
     let stop_reason = stop.reason();

@@ -721,7 +721,12 @@ impl Store {
     }
 
     /// Open rows whose phone has a stored token valid past `valid_after_ms`.
-    pub fn reusable_tokens(&self, campaign: &Campaign, account: &str, valid_after_ms: i64) -> Result<u64> {
+    pub fn reusable_tokens(
+        &self,
+        campaign: &Campaign,
+        account: &str,
+        valid_after_ms: i64,
+    ) -> Result<u64> {
         self.conn
             .query_row(
                 &format!(

@@ -69,7 +69,10 @@ pub fn write_csv(path: &Path, first: usize, n: usize) -> Vec<String> {
             1 => format!("0{}", &p[2..]),
             _ => format!("+84 {} {} {}", &p[2..5], &p[5..8], &p[8..]),
         };
-        out.push_str(&format!("{shown},Nguyễn Văn Ánh {i},{}.000 đ\n", 100 + i % 900));
+        out.push_str(&format!(
+            "{shown},Nguyễn Văn Ánh {i},{}.000 đ\n",
+            100 + i % 900
+        ));
         phones.push(p);
     }
     std::fs::write(path, out).expect("write csv");
@@ -105,14 +108,22 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -151,7 +162,11 @@ pub fn args(list: &[&str]) -> Vec<String> {
 /// Tracking ids of the report's rows in a given state.
 pub async fn report_rows(env: &Env, campaign: &str) -> Vec<csv::StringRecord> {
     let out = env.path(&format!("{campaign}-report.csv"));
-    let r = run(env, &args(&["report", campaign, "--out", out.to_str().unwrap()])).await;
+    let r = run(
+        env,
+        &args(&["report", campaign, "--out", out.to_str().unwrap()]),
+    )
+    .await;
     assert_eq!(r.code, 0, "{r}");
     let mut rdr = csv::Reader::from_path(&out).expect("read report");
     rdr.records().map(|r| r.expect("report record")).collect()
@@ -159,19 +174,32 @@ pub async fn report_rows(env: &Env, campaign: &str) -> Vec<csv::StringRecord> {
 
 /// The exactly-once check: every tracking id of a sent row was delivered
 /// exactly once, nothing else was delivered, and no good row is missing.
-pub fn assert_exactly_once(stats: &Stats, sent_tracking_ids: &BTreeSet<String>, expected_rows: usize) {
+pub fn assert_exactly_once(
+    stats: &Stats,
+    sent_tracking_ids: &BTreeSet<String>,
+    expected_rows: usize,
+) {
     assert_eq!(
         sent_tracking_ids.len(),
         expected_rows,
         "rows marked sent in the report"
     );
     let dups: Vec<_> = stats.deliveries.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(dups.is_empty(), "tracking ids delivered more than once: {dups:?}");
+    assert!(
+        dups.is_empty(),
+        "tracking ids delivered more than once: {dups:?}"
+    );
     let delivered: BTreeSet<String> = stats.deliveries.keys().cloned().collect();
     let missing: Vec<_> = sent_tracking_ids.difference(&delivered).take(5).collect();
-    assert!(missing.is_empty(), "rows marked sent but never delivered: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "rows marked sent but never delivered: {missing:?}"
+    );
     let extra: Vec<_> = delivered.difference(sent_tracking_ids).take(5).collect();
-    assert!(extra.is_empty(), "deliveries for rows not marked sent: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "deliveries for rows not marked sent: {extra:?}"
+    );
 }
 
 /// Column indexes in the report CSV.
