@@ -10,8 +10,8 @@ use anyhow::Context;
 
 use crate::campaign::{self, CampaignError, CampaignSpec};
 use crate::cli::{
-    Cli, Command, CsvOpts, ProviderOpts, ReportArgs, ResumeArgs, RunArgs, SendOpts, StatusArgs,
-    ValidateArgs,
+    Cli, Command, CsvOpts, ProviderOpts, ReportArgs, ResumeArgs, RunArgs, SafetyOpts, SendOpts,
+    StatusArgs, ValidateArgs,
 };
 use crate::config::{ConfigFile, DEFAULT_STATE};
 use crate::csv_input::CsvOptions;
@@ -26,6 +26,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FATAL: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_PAUSED: i32 = 3;
+/// Over, but the deadline passed first: some rows were never sent (`expired`).
+pub const EXIT_EXPIRED: i32 = 4;
 
 pub const DEFAULT_TOKEN_TYPE: &str = "token_logistics_7";
 /// OA id used with the sandbox when none is given.
@@ -161,6 +163,41 @@ fn run_options(g: &Globals, o: &SendOpts, stored_policy: Option<&str>) -> RunOpt
     }
     r.progress = !g.quiet && !g.json;
     r
+}
+
+/// Deadline and frequency cap given on this command line, as stored values
+/// (milliseconds). A deadline already past is a mistake, not a plan.
+fn run_safety(o: &SafetyOpts) -> Result<(Option<i64>, Option<i64>), AppError> {
+    let now = quota::now();
+    let not_after = match (o.not_after, o.valid_for) {
+        (Some(t), _) => Some(t),
+        (None, Some(d)) => Some(now + d),
+        (None, None) => None,
+    };
+    if let Some(t) = not_after.filter(|t| *t <= now) {
+        return Err(usage(format!(
+            "--not-after {} is already past (now {}); give a later time or leave it out",
+            quota::fmt_local(t),
+            quota::fmt_local(now)
+        )));
+    }
+    let interval = o
+        .min_interval_per_phone
+        .map(|d| d.as_millis().min(i64::MAX as u128) as i64);
+    Ok((not_after.map(quota::to_ms), interval))
+}
+
+/// Store what this command line says about the deadline and frequency cap.
+fn apply_run_safety(
+    store: &mut Store,
+    campaign: Campaign,
+    safety: (Option<i64>, Option<i64>),
+) -> Result<Campaign, AppError> {
+    if safety == (None, None) {
+        return Ok(campaign);
+    }
+    store.update_run_safety(campaign.id, safety.0, safety.1)?;
+    Ok(store.find_campaign(&campaign.name)?.unwrap_or(campaign))
 }
 
 /// The provider a run talks to; keeps an embedded sandbox alive.
@@ -322,6 +359,7 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
         .or_else(|| g.config.token_type.clone())
         .unwrap_or_else(|| DEFAULT_TOKEN_TYPE.to_string());
     let (csv_opts, dedup) = csv_options(g, &args.csv_opts)?;
+    let safety = run_safety(&args.safety)?;
     let mut store = open_store(&g.state)?;
     let existing = store.find_campaign(&args.campaign)?;
     let (kind, base_url, api_key) = provider_choice(g, &args.provider, existing.as_ref())?;
@@ -363,10 +401,16 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
             base_url: stored_url,
             oa_id: &oa_id,
             in_doubt_policy: opts.in_doubt.as_str(),
+            not_after_ms: safety.0,
+            min_interval_ms: safety.1.or_else(|| {
+                ConfigFile::duration(&g.config.min_interval_per_phone)
+                    .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+            }),
             csv_options: &csv_opts,
             dedup_phones: dedup,
         },
     )?;
+    let campaign = apply_run_safety(&mut store, campaign, safety)?;
     if !g.quiet && !g.json {
         if fresh {
             eprintln!(
@@ -410,6 +454,8 @@ async fn resume_cmd(g: &Globals, args: ResumeArgs) -> Result<i32, AppError> {
         }));
     };
     let _lock = campaign::lock(&g.state, &campaign.name)?;
+    let safety = run_safety(&args.safety)?;
+    campaign = apply_run_safety(&mut store, campaign, safety)?;
     if !campaign.import_done {
         let csv = args
             .csv
@@ -463,6 +509,8 @@ fn dry_run(
     };
     let uses_tokens = kind != ProviderKind::Esms;
     let (rejects, _) = Summary::rejects_and_errors(store, campaign.id)?;
+    let would_skip = store.would_skip_count(campaign, quota::now_ms())?;
+    let to_send = to_send.saturating_sub(would_skip);
     let days = opts
         .daily_quota
         .filter(|q| *q > 0)
@@ -476,6 +524,8 @@ fn dry_run(
         "first_rejects": rejects,
         "already_sent": counts.sent,
         "messages_to_send": to_send,
+        "would_skip_min_interval": would_skip,
+        "not_after": campaign.not_after_ms.map(|ms| quota::fmt_rfc3339(quota::from_ms(ms))),
         "tokens_to_reuse": if uses_tokens { reusable.min(to_send) } else { 0 },
         "tokens_to_buy": if uses_tokens { to_send.saturating_sub(reusable) } else { 0 },
         "daily_quota": opts.daily_quota,
@@ -504,6 +554,17 @@ fn dry_run(
             "  to send        {to_send} messages ({} already sent)",
             counts.sent
         );
+        if would_skip > 0 {
+            println!(
+                "  would skip     {would_skip} rows: their phone got a message from this OA within --min-interval-per-phone"
+            );
+        }
+        if let Some(ms) = campaign.not_after_ms {
+            println!(
+                "  deadline       {} (rows not sent by then expire)",
+                quota::fmt_local(quota::from_ms(ms))
+            );
+        }
         if uses_tokens {
             println!(
                 "  tokens         {} to buy, {} to reuse",
@@ -584,6 +645,7 @@ async fn execute(
         None if counts.open() > 0 || counts.in_doubt > 0 => {
             ("paused", EXIT_PAUSED, CampaignStatus::Paused)
         }
+        None if counts.expired > 0 => ("expired", EXIT_EXPIRED, CampaignStatus::Expired),
         None => ("finished", EXIT_OK, CampaignStatus::Finished),
     };
     let mut reason = stop.message();
@@ -593,6 +655,15 @@ async fn execute(
             counts.open()
         ));
     }
+    if let (None, Some(deadline)) = (&reason, campaign.not_after_ms) {
+        if counts.expired > 0 && code == EXIT_EXPIRED {
+            reason = Some(format!(
+                "{} rows expired unsent: the campaign's deadline {} passed; nothing more will be sent",
+                counts.expired,
+                quota::fmt_local(quota::from_ms(deadline))
+            ));
+        }
+    }
     if reason.is_none() && counts.in_doubt > 0 {
         reason = Some(format!(
             "{} rows held in doubt (--in-doubt hold): their reply was lost; check them with the provider, then `zns-batch resume {} --in-doubt resend` to resend under the same tracking id",
@@ -601,7 +672,7 @@ async fn execute(
     }
     store.set_campaign_status(campaign.id, status, reason.as_deref())?;
     let next_step = match (result, stop_reason) {
-        ("finished", _) => Some(format!(
+        ("finished" | "expired", _) => Some(format!(
             "zns-batch report {} --out {}.csv",
             campaign.name, campaign.name
         )),
@@ -755,6 +826,8 @@ fn validate_cmd(g: &Globals, args: ValidateArgs) -> Result<i32, AppError> {
             base_url: None,
             oa_id: "0",
             in_doubt_policy: "resend",
+            not_after_ms: None,
+            min_interval_ms: None,
             csv_options: &opts,
             dedup_phones: dedup,
         },

@@ -49,6 +49,9 @@ pub struct CampaignSpec<'a> {
     pub base_url: Option<&'a str>,
     pub oa_id: &'a str,
     pub in_doubt_policy: &'a str,
+    /// Run-safety settings stored with a new campaign.
+    pub not_after_ms: Option<i64>,
+    pub min_interval_ms: Option<i64>,
     pub csv_options: &'a CsvOptions,
     pub dedup_phones: bool,
 }
@@ -103,6 +106,8 @@ pub fn open_or_import(
                 token_type: spec.token_type,
                 tracking_prefix: &tracking_prefix(spec.name),
                 in_doubt_policy: spec.in_doubt_policy,
+                not_after_ms: spec.not_after_ms,
+                min_interval_ms: spec.min_interval_ms,
             })?
         }
     };

@@ -128,6 +128,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub send: SendOpts,
     #[command(flatten)]
+    pub safety: SafetyOpts,
+    #[command(flatten)]
     pub csv_opts: CsvOpts,
 }
 
@@ -144,6 +146,8 @@ pub struct ResumeArgs {
     pub provider: ProviderOpts,
     #[command(flatten)]
     pub send: SendOpts,
+    #[command(flatten)]
+    pub safety: SafetyOpts,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +237,24 @@ pub struct SendOpts {
     pub backoff: Option<Duration>,
 }
 
+/// Run safety: stored with the campaign; given on `resume`, they replace the stored value.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SafetyOpts {
+    /// Deadline: after it nothing more is sent and remaining rows become `expired`
+    /// (exit 4). E.g. 2026-11-24T08:00+07:00; without an offset, Asia/Ho_Chi_Minh time.
+    #[arg(long, value_parser = parse_time, value_name = "TIME", conflicts_with = "valid_for")]
+    pub not_after: Option<time::OffsetDateTime>,
+
+    /// Deadline relative to now, e.g. 6h, 2d.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub valid_for: Option<Duration>,
+
+    /// Skip a row whose phone got a message from this OA (any campaign in this
+    /// state file) within this interval, e.g. 24h; 0 turns the cap off.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub min_interval_per_phone: Option<Duration>,
+}
+
 #[derive(Debug, Args, Clone, Default)]
 pub struct CsvOpts {
     /// Column holding the phone number [default: phone].
@@ -250,6 +272,10 @@ pub struct CsvOpts {
     /// Keep rows whose phone repeats (default: later repeats are rejected).
     #[arg(long)]
     pub allow_duplicate_phones: bool,
+}
+
+pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    crate::quota::parse_local_instant(s)
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

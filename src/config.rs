@@ -37,6 +37,8 @@ pub struct ConfigFile {
     pub request_timeout: Option<String>,
     pub outage_after: Option<String>,
     pub backoff: Option<String>,
+    /// Default for `--min-interval-per-phone` on new campaigns.
+    pub min_interval_per_phone: Option<String>,
     pub phone_column: Option<String>,
     pub optional_columns: Option<Vec<String>>,
     pub allow_duplicate_phones: Option<bool>,
@@ -90,6 +92,7 @@ impl ConfigFile {
             ("request_timeout", &cfg.request_timeout),
             ("outage_after", &cfg.outage_after),
             ("backoff", &cfg.backoff),
+            ("min_interval_per_phone", &cfg.min_interval_per_phone),
         ] {
             if let Some(v) = value {
                 parse_duration(v).map_err(|m| ConfigError::Invalid {

@@ -95,6 +95,29 @@ pub fn fmt_local(t: OffsetDateTime) -> String {
     )
 }
 
+/// A wall-clock instant as operators write it: RFC 3339, or with the seconds
+/// and/or the offset left out (`2026-11-24T08:00+07:00`, `2026-11-24 08:00`).
+/// Without an offset the time is the OA's (Asia/Ho_Chi_Minh).
+pub fn parse_local_instant(s: &str) -> Result<OffsetDateTime, String> {
+    let hint = "expected a time such as 2026-11-24T08:00+07:00 (offset optional: Asia/Ho_Chi_Minh is assumed)";
+    let t = s.trim();
+    if let Some(v) = parse_instant(t) {
+        return Ok(v);
+    }
+    let (date, rest) = t
+        .split_once(['T', 't', ' '])
+        .ok_or_else(|| format!("`{s}`: no time of day; {hint}"))?;
+    let rest = rest.trim();
+    let split = rest.find(['+', '-', 'Z', 'z']).unwrap_or(rest.len());
+    let (clock, zone) = rest.split_at(split);
+    let clock = match clock.matches(':').count() {
+        1 => format!("{clock}:00"),
+        _ => clock.to_string(),
+    };
+    let zone = if zone.is_empty() { "+07:00" } else { zone };
+    parse_instant(&format!("{date}T{clock}{zone}")).ok_or_else(|| format!("`{s}`: {hint}"))
+}
+
 /// RFC 3339 in UTC for reports and JSON.
 pub fn fmt_rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
@@ -118,6 +141,23 @@ mod tests {
             fmt_local(datetime!(2026-11-23 16:59 UTC)),
             "2026-11-23 23:59 +07:00"
         );
+    }
+
+    #[test]
+    fn operator_times_parse_with_or_without_seconds_and_offset() {
+        let want = datetime!(2026-11-24 08:00 +7);
+        for s in [
+            "2026-11-24T08:00+07:00",
+            "2026-11-24T08:00:00+07:00",
+            "2026-11-24 08:00",
+            "2026-11-24T01:00Z",
+            "2026-11-24T01:00:00Z",
+        ] {
+            assert_eq!(parse_local_instant(s), Ok(want), "{s}");
+        }
+        for bad in ["2026-11-24", "tomorrow", "2026-13-01T08:00", "2026-11-24T8"] {
+            assert!(parse_local_instant(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

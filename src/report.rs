@@ -199,6 +199,18 @@ impl Summary {
                 c.in_doubt
             ));
         }
+        if c.skipped > 0 {
+            out.push_str(&format!(
+                "  skipped     {:>8}   (a message went to the phone within --min-interval-per-phone; see the report)\n",
+                c.skipped
+            ));
+        }
+        if c.expired > 0 {
+            out.push_str(&format!(
+                "  expired     {:>8}   (not sent: the campaign's deadline passed)\n",
+                c.expired
+            ));
+        }
         out.push_str(&format!(
             "  not yet sent{:>8}\n",
             c.pending + c.token_ready + c.in_flight
@@ -246,6 +258,11 @@ pub struct CampaignStatusLine {
     pub next_quota_reset: String,
     pub last_error: Option<String>,
     pub updated_at: String,
+    /// Deadline (`--not-after`), RFC 3339, if the campaign has one.
+    pub not_after: Option<String>,
+    pub deadline_passed: bool,
+    /// Frequency cap in seconds, if the campaign has one.
+    pub min_interval_per_phone_secs: Option<u64>,
 }
 
 pub fn status_lines(
@@ -259,6 +276,7 @@ pub fn status_lines(
         if only.is_some_and(|n| n != c.name) {
             continue;
         }
+        let deadline_passed = c.past_deadline(quota::now_ms());
         out.push(CampaignStatusLine {
             counts: store.state_counts(c.id)?,
             quota_used_today: store.quota_used_on(&c.oa_id, &today)?,
@@ -271,6 +289,14 @@ pub fn status_lines(
             template_id: c.template_id,
             last_error: c.last_error,
             updated_at: quota::fmt_rfc3339(quota::from_ms(c.updated_ms)),
+            not_after: c
+                .not_after_ms
+                .map(|ms| quota::fmt_rfc3339(quota::from_ms(ms))),
+            deadline_passed,
+            min_interval_per_phone_secs: c
+                .min_interval_ms
+                .filter(|ms| *ms > 0)
+                .map(|ms| (ms / 1000) as u64),
         });
     }
     Ok(out)
@@ -315,6 +341,35 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
             "Quota day {} (Asia/Ho_Chi_Minh); next reset {}.",
             first.quota_day, first.next_quota_reset
         );
+    }
+    for l in lines {
+        let c = &l.counts;
+        let mut notes = Vec::new();
+        if let Some(d) = &l.not_after {
+            let when =
+                time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
+                    .map(quota::fmt_local)
+                    .unwrap_or_else(|_| d.clone());
+            notes.push(format!(
+                "deadline {when}{}",
+                if l.deadline_passed { " (passed)" } else { "" }
+            ));
+        }
+        if let Some(s) = l.min_interval_per_phone_secs {
+            notes.push(format!(
+                "min interval per phone {}",
+                humantime::format_duration(std::time::Duration::from_secs(s))
+            ));
+        }
+        if c.expired > 0 {
+            notes.push(format!("{} expired", c.expired));
+        }
+        if c.skipped > 0 {
+            notes.push(format!("{} skipped", c.skipped));
+        }
+        if !notes.is_empty() {
+            println!("{}: {}", l.campaign, notes.join(", "));
+        }
     }
     for l in lines
         .iter()

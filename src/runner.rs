@@ -203,6 +203,8 @@ pub struct RunCounters {
     pub deferred: AtomicU64,
     pub replayed_duplicates: AtomicU64,
     pub requests: AtomicU64,
+    pub expired: AtomicU64,
+    pub skipped: AtomicU64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -218,6 +220,8 @@ pub struct RunTotals {
     pub deferred: u64,
     pub replayed_duplicates: u64,
     pub requests: u64,
+    pub expired: u64,
+    pub skipped: u64,
     pub elapsed_secs: f64,
 }
 
@@ -236,6 +240,8 @@ impl RunCounters {
             deferred: g(&self.deferred),
             replayed_duplicates: g(&self.replayed_duplicates),
             requests: g(&self.requests),
+            expired: g(&self.expired),
+            skipped: g(&self.skipped),
             elapsed_secs: elapsed.as_secs_f64(),
         }
     }
@@ -337,6 +343,8 @@ pub async fn run(
             last_error: None,
         })
         .await?;
+    // Past the deadline before starting: nothing is claimed, all open rows expire.
+    expire_if_past_deadline(&ctx).await?;
 
     // Pages of open rows come from a blocking reader thread on its own connection.
     let (row_tx, row_rx) = mpsc::channel::<WorkRow>(PAGE * 2);
@@ -375,12 +383,16 @@ pub async fn run(
         rx.recv().await.map(|row| (row, rx))
     });
     let stop_for_stream = stop.clone();
+    let deadline_ms = ctx.campaign.not_after_ms;
     let mut work = Box::pin(
-        rows.take_while(move |_| futures::future::ready(!stop_for_stream.is_set()))
-            .for_each_concurrent(concurrency, move |row| {
-                let ctx = work_ctx.clone();
-                async move { process_row(&ctx, row).await }
-            }),
+        rows.take_while(move |_| {
+            let past = deadline_ms.is_some_and(|d| quota::now_ms() > d);
+            futures::future::ready(!stop_for_stream.is_set() && !past)
+        })
+        .for_each_concurrent(concurrency, move |row| {
+            let ctx = work_ctx.clone();
+            async move { process_row(&ctx, row).await }
+        }),
     );
 
     let todo = ctx
@@ -409,6 +421,11 @@ pub async fn run(
     drop(work);
 
     let reader_result = reader_task.await;
+    // Rows the deadline caught before their claim: they expire now.
+    let expired_at_end = match stop.reason() {
+        Some(r) if r.is_fatal() => Ok(()),
+        _ => expire_if_past_deadline(&ctx).await,
+    };
     let stop_reason = stop.reason();
     let status = match stop_reason {
         Some(r) if r.is_fatal() => CampaignStatus::Aborted,
@@ -429,6 +446,7 @@ pub async fn run(
         .map_err(|_| RunError::Reader("state writer thread panicked".into()))?;
     thread_result?;
     flush?;
+    expired_at_end?;
     match reader_result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e.into()),
@@ -439,6 +457,49 @@ pub async fn run(
         stop_message: stop.message(),
         totals: counters.totals(started.elapsed()),
     })
+}
+
+/// After the campaign's deadline every open row becomes `expired`.
+async fn expire_if_past_deadline(ctx: &Ctx) -> Result<(), StoreError> {
+    let Some(deadline) = ctx.campaign.not_after_ms else {
+        return Ok(());
+    };
+    if quota::now_ms() <= deadline {
+        return Ok(());
+    }
+    if let WriteResult::Count(n) = ctx
+        .writer
+        .write(WriteOp::ExpireOpen {
+            campaign_id: ctx.campaign.id,
+            not_after_ms: deadline,
+        })
+        .await?
+    {
+        ctx.counters.expired.fetch_add(n, Ordering::Relaxed);
+        if n > 0 {
+            tracing::warn!(
+                "{n} rows expired: the campaign's deadline {} passed",
+                quota::fmt_local(quota::from_ms(deadline))
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Count a row the claim checks settled; true when the row is done with.
+fn gate_settled(ctx: &Ctx, result: WriteResult, row: &WorkRow) -> bool {
+    match result {
+        WriteResult::Expired => {
+            ctx.counters.expired.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        WriteResult::Skipped => {
+            ctx.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(phone = %mask(&row.phone), line = row.line, "skipped: a message went to this phone within --min-interval-per-phone");
+            true
+        }
+        _ => false,
+    }
 }
 
 async fn process_row(ctx: &Ctx, row: WorkRow) {
@@ -474,6 +535,25 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         .zip(values.iter().map(String::as_str))
         .collect();
 
+    if ctx.campaign.past_deadline(quota::now_ms()) {
+        // Left open: the end of the run expires it with the others.
+        return Ok(());
+    }
+    // Check the frequency cap before buying a token the row would not use
+    // (the claim checks again, atomically).
+    if ctx.uses_tokens && ctx.campaign.min_interval_ms.is_some() {
+        let result = ctx
+            .writer
+            .write(WriteOp::CheckGate {
+                row_id: row.id,
+                gate: ctx.campaign.claim_gate(&row.phone),
+            })
+            .await?;
+        if gate_settled(ctx, result, row) {
+            return Ok(());
+        }
+    }
+
     let mut token: Option<JourneyToken> = None;
     if ctx.uses_tokens {
         match ensure_token(ctx, row, None).await {
@@ -501,15 +581,20 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                 journey_id: token.as_ref().map(|t| t.journey_id.clone()),
                 quota: quota_key.clone(),
                 limit: ctx.opts.daily_quota,
+                gate: ctx.campaign.claim_gate(&row.phone),
             })
             .await?
         {
-            WriteResult::Done => {}
             WriteResult::QuotaFull => {
                 ctx.stop
                     .request(StopReason::Quota, quota_message(&quota_key));
                 return Ok(());
             }
+            r @ (WriteResult::Expired | WriteResult::Skipped) => {
+                gate_settled(ctx, r, row);
+                return Ok(());
+            }
+            WriteResult::Done | WriteResult::Count(_) => {}
         }
         let req = SendRequest {
             oa_id: &ctx.campaign.oa_id,

@@ -56,10 +56,14 @@ pub enum RowState {
     Sent,
     Failed,
     Rejected,
+    /// Not sent: the campaign's deadline (`--not-after`) passed first.
+    Expired,
+    /// Not sent: the phone had a message from this OA within `--min-interval-per-phone`.
+    Skipped,
 }
 
 impl RowState {
-    pub const ALL: [RowState; 7] = [
+    pub const ALL: [RowState; 9] = [
         RowState::Pending,
         RowState::TokenReady,
         RowState::InFlight,
@@ -67,6 +71,8 @@ impl RowState {
         RowState::Sent,
         RowState::Failed,
         RowState::Rejected,
+        RowState::Expired,
+        RowState::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +84,8 @@ impl RowState {
             RowState::Sent => "sent",
             RowState::Failed => "failed",
             RowState::Rejected => "rejected",
+            RowState::Expired => "expired",
+            RowState::Skipped => "skipped",
         }
     }
 
@@ -106,6 +114,8 @@ pub enum CampaignStatus {
     Running,
     Paused,
     Finished,
+    /// Over: the deadline passed with rows unsent (they are `expired`).
+    Expired,
     Aborted,
 }
 
@@ -117,6 +127,7 @@ impl CampaignStatus {
             CampaignStatus::Running => "running",
             CampaignStatus::Paused => "paused",
             CampaignStatus::Finished => "finished",
+            CampaignStatus::Expired => "expired",
             CampaignStatus::Aborted => "aborted",
         }
     }
@@ -126,6 +137,7 @@ impl CampaignStatus {
             "running" => Self::Running,
             "paused" => Self::Paused,
             "finished" => Self::Finished,
+            "expired" => Self::Expired,
             "aborted" => Self::Aborted,
             _ => Self::Ready,
         }
@@ -154,6 +166,36 @@ pub struct Campaign {
     pub in_doubt_policy: String,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Deadline: after it nothing more is sent and open rows expire.
+    pub not_after_ms: Option<i64>,
+    /// Frequency cap: skip a phone that had a message from this OA this recently.
+    pub min_interval_ms: Option<i64>,
+}
+
+impl Campaign {
+    /// The checks a claim must pass, for one phone of this campaign.
+    pub fn claim_gate(&self, phone: &str) -> ClaimGate {
+        ClaimGate {
+            oa_id: self.oa_id.clone(),
+            phone: phone.to_string(),
+            not_after_ms: self.not_after_ms,
+            min_interval_ms: self.min_interval_ms,
+        }
+    }
+
+    pub fn past_deadline(&self, now_ms: i64) -> bool {
+        self.not_after_ms.is_some_and(|d| now_ms > d)
+    }
+}
+
+/// Run-safety checks applied in the same transaction that claims a row, so
+/// neither a crash nor a concurrent campaign can slip past them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimGate {
+    pub oa_id: String,
+    pub phone: String,
+    pub not_after_ms: Option<i64>,
+    pub min_interval_ms: Option<i64>,
 }
 
 pub struct NewCampaign<'a> {
@@ -168,6 +210,8 @@ pub struct NewCampaign<'a> {
     pub token_type: &'a str,
     pub tracking_prefix: &'a str,
     pub in_doubt_policy: &'a str,
+    pub not_after_ms: Option<i64>,
+    pub min_interval_ms: Option<i64>,
 }
 
 /// One CSV record on its way into the campaign.
@@ -234,6 +278,8 @@ pub struct StateCounts {
     pub sent: u64,
     pub failed: u64,
     pub rejected: u64,
+    pub expired: u64,
+    pub skipped: u64,
     pub resent_after_doubt: u64,
 }
 
@@ -271,7 +317,7 @@ pub fn derived_tracking_id(prefix: &str, line: u64) -> String {
     format!("{prefix}-{line}")
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -342,6 +388,27 @@ const MIGRATIONS: &[&str] = &[
         exhausted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (account, oa_id, day)
     ) WITHOUT ROWID;
+    "#,
+    // 2: run safety — campaign deadline, per-phone frequency cap. `phone_sends`
+    // holds each phone's latest claimed send per OA (and the one before, so a
+    // claim the provider refused can be taken back).
+    r#"
+    ALTER TABLE campaigns ADD COLUMN not_after_ms INTEGER;
+    ALTER TABLE campaigns ADD COLUMN min_interval_ms INTEGER;
+    CREATE TABLE phone_sends (
+        oa_id TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        last_ms INTEGER NOT NULL,
+        row_id INTEGER NOT NULL,
+        prev_ms INTEGER,
+        prev_row_id INTEGER,
+        PRIMARY KEY (oa_id, phone)
+    ) WITHOUT ROWID;
+    INSERT INTO phone_sends (oa_id, phone, last_ms, row_id)
+        SELECT c.oa_id, r.phone, MAX(COALESCE(r.sent_ms, r.updated_ms, 0)), r.id
+        FROM rows r JOIN campaigns c ON c.id = r.campaign_id
+        WHERE r.state IN ('sent', 'in_flight', 'in_doubt')
+        GROUP BY c.oa_id, r.phone;
     "#,
 ];
 
@@ -491,8 +558,9 @@ impl Store {
         self.conn
             .execute(
                 "INSERT INTO campaigns (name, csv_path, csv_sha256, template_keys, provider, base_url, \
-                 oa_id, template_id, token_type, tracking_prefix, status, in_doubt_policy, created_ms, updated_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'importing', ?11, ?12, ?12)",
+                 oa_id, template_id, token_type, tracking_prefix, status, in_doubt_policy, created_ms, updated_ms, \
+                 not_after_ms, min_interval_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'importing', ?11, ?12, ?12, ?13, ?14)",
                 params![
                     c.name,
                     c.csv_path,
@@ -505,7 +573,9 @@ impl Store {
                     c.token_type,
                     c.tracking_prefix,
                     c.in_doubt_policy,
-                    now
+                    now,
+                    c.not_after_ms,
+                    c.min_interval_ms
                 ],
             )
             .map_err(|e| self.e(e))?;
@@ -522,6 +592,43 @@ impl Store {
             )
             .map_err(|e| self.e(e))?;
         Ok(())
+    }
+
+    /// Set or replace the deadline and frequency cap (given explicitly by the
+    /// operator on `run`/`resume`; `None` keeps the stored value).
+    pub fn update_run_safety(
+        &mut self,
+        id: i64,
+        not_after_ms: Option<i64>,
+        min_interval_ms: Option<i64>,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE campaigns SET not_after_ms = COALESCE(?2, not_after_ms), \
+                 min_interval_ms = COALESCE(?3, min_interval_ms), updated_ms = ?4 WHERE id = ?1",
+                params![id, not_after_ms, min_interval_ms, quota::now_ms()],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    /// Open rows whose phone had a message from the campaign's OA within its
+    /// frequency cap as of `now_ms` (for the dry-run plan).
+    pub fn would_skip_count(&self, campaign: &Campaign, now_ms: i64) -> Result<u64> {
+        let Some(interval) = campaign.min_interval_ms else {
+            return Ok(0);
+        };
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM rows r JOIN phone_sends p ON p.oa_id = ?2 AND p.phone = r.phone \
+                     WHERE r.campaign_id = ?1 AND r.{OPEN_STATES_SQL} AND p.row_id <> r.id AND p.last_ms > ?3"
+                ),
+                params![campaign.id, campaign.oa_id, now_ms - interval],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.e(e))
     }
 
     pub fn set_campaign_status(
@@ -791,6 +898,8 @@ impl Store {
                 Some(RowState::InDoubt) => c.in_doubt += n,
                 Some(RowState::Sent) => c.sent += n,
                 Some(RowState::Failed) => c.failed += n,
+                Some(RowState::Expired) => c.expired += n,
+                Some(RowState::Skipped) => c.skipped += n,
                 Some(RowState::Rejected) | None => c.rejected += n,
             }
         }
@@ -918,7 +1027,12 @@ impl Store {
 
     fn apply_batch(&mut self, ops: &mut [Pending]) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        // IMMEDIATE: the claim checks read then write; another process's
+        // writer must not commit between the two.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, e))?;
         for p in ops.iter_mut() {
             p.result = Some(apply_op(&tx, &p.op).map_err(|e| sql_err(&path, e))?);
         }
@@ -965,7 +1079,7 @@ fn duplicate_reason(
 
 const CAMPAIGN_COLS: &str = "id, name, csv_path, csv_sha256, template_keys, provider, base_url, oa_id, \
     template_id, token_type, tracking_prefix, import_done, imported_through_line, status, last_error, \
-    in_doubt_policy, created_ms, updated_ms";
+    in_doubt_policy, created_ms, updated_ms, not_after_ms, min_interval_ms";
 
 fn campaign_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
     let keys: String = r.get(4)?;
@@ -988,6 +1102,8 @@ fn campaign_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
         in_doubt_policy: r.get(15)?,
         created_ms: r.get(16)?,
         updated_ms: r.get(17)?,
+        not_after_ms: r.get(18)?,
+        min_interval_ms: r.get(19)?,
     })
 }
 
@@ -1026,6 +1142,18 @@ pub enum WriteOp {
         journey_id: Option<String>,
         quota: QuotaKey,
         limit: Option<u64>,
+        gate: ClaimGate,
+    },
+    /// Apply the claim checks alone (before buying a token for the row):
+    /// the row becomes `expired`/`skipped`, or nothing changes.
+    CheckGate {
+        row_id: i64,
+        gate: ClaimGate,
+    },
+    /// The deadline passed: every open row of the campaign becomes `expired`.
+    ExpireOpen {
+        campaign_id: i64,
+        not_after_ms: i64,
     },
     MarkSent {
         row_id: i64,
@@ -1071,6 +1199,12 @@ pub enum WriteResult {
     Done,
     /// `MarkInFlight` refused: the day's quota is used up.
     QuotaFull,
+    /// The row is now `expired`: the campaign's deadline passed.
+    Expired,
+    /// The row is now `skipped`: its phone had a message too recently.
+    Skipped,
+    /// `ExpireOpen`: how many rows expired.
+    Count(u64),
 }
 
 struct Pending {
@@ -1114,7 +1248,11 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
             journey_id,
             quota,
             limit,
+            gate,
         } => {
+            if let Some(refused) = apply_gate(tx, *row_id, gate, now)? {
+                return Ok(refused);
+            }
             tx.prepare_cached(
                 "INSERT INTO quota_days (account, oa_id, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             )?
@@ -1135,7 +1273,38 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
                  journey_id = COALESCE(?2, journey_id), updated_ms = ?3 WHERE id = ?1",
             )?
             .execute(params![row_id, journey_id, now])?;
+            tx.prepare_cached(
+                "INSERT INTO phone_sends (oa_id, phone, last_ms, row_id) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (oa_id, phone) DO UPDATE SET \
+                 prev_ms = CASE WHEN row_id = excluded.row_id THEN prev_ms ELSE last_ms END, \
+                 prev_row_id = CASE WHEN row_id = excluded.row_id THEN prev_row_id ELSE row_id END, \
+                 last_ms = excluded.last_ms, row_id = excluded.row_id",
+            )?
+            .execute(params![gate.oa_id, gate.phone, now, row_id])?;
             Ok(WriteResult::Done)
+        }
+        WriteOp::CheckGate { row_id, gate } => {
+            Ok(apply_gate(tx, *row_id, gate, now)?.unwrap_or(WriteResult::Done))
+        }
+        WriteOp::ExpireOpen {
+            campaign_id,
+            not_after_ms,
+        } => {
+            let deadline = quota::fmt_local(quota::from_ms(*not_after_ms));
+            let n = tx
+                .prepare_cached(&format!(
+                    "UPDATE rows SET state = 'expired', error_code = 'expired', \
+                     error = CASE WHEN state IN ('in_flight', 'in_doubt') \
+                       THEN ?2 || ' (an earlier attempt''s reply was never recorded: it may have been delivered)' \
+                       ELSE ?2 END, updated_ms = ?3 \
+                     WHERE campaign_id = ?1 AND {OPEN_STATES_SQL}"
+                ))?
+                .execute(params![
+                    campaign_id,
+                    format!("not sent: the campaign's deadline {deadline} passed"),
+                    now
+                ])?;
+            Ok(WriteResult::Count(n as u64))
         }
         WriteOp::MarkSent {
             row_id,
@@ -1170,7 +1339,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
             message,
             release,
         } => {
-            release_quota(tx, release.as_ref())?;
+            release_claim(tx, *row_id, release.as_ref())?;
             tx.prepare_cached(
                 "UPDATE rows SET state = 'failed', error_code = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1",
             )?
@@ -1183,7 +1352,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
             message,
             release,
         } => {
-            release_quota(tx, release.as_ref())?;
+            release_claim(tx, *row_id, release.as_ref())?;
             tx.prepare_cached(
                 "UPDATE rows SET state = CASE WHEN journey_id IS NULL THEN 'pending' ELSE 'token_ready' END, \
                  error_code = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1",
@@ -1224,14 +1393,100 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
     }
 }
 
-fn release_quota(tx: &rusqlite::Transaction<'_>, key: Option<&QuotaKey>) -> rusqlite::Result<()> {
+/// Give back what a claim took when the provider did not accept the
+/// message: the quota unit, and the phone's "last message" mark.
+fn release_claim(
+    tx: &rusqlite::Transaction<'_>,
+    row_id: i64,
+    key: Option<&QuotaKey>,
+) -> rusqlite::Result<()> {
     if let Some(q) = key {
         tx.prepare_cached(
             "UPDATE quota_days SET used = MAX(used - 1, 0) WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
         )?
         .execute(params![q.account, q.oa_id, q.day])?;
+        let phone: Option<String> = tx
+            .prepare_cached("SELECT phone FROM rows WHERE id = ?1")?
+            .query_row([row_id], |r| r.get(0))
+            .optional()?;
+        if let Some(phone) = phone {
+            tx.prepare_cached(
+                "DELETE FROM phone_sends WHERE oa_id = ?1 AND phone = ?2 AND row_id = ?3 AND prev_ms IS NULL",
+            )?
+            .execute(params![q.oa_id, phone, row_id])?;
+            tx.prepare_cached(
+                "UPDATE phone_sends SET last_ms = prev_ms, row_id = prev_row_id, prev_ms = NULL, prev_row_id = NULL \
+                 WHERE oa_id = ?1 AND phone = ?2 AND row_id = ?3",
+            )?
+            .execute(params![q.oa_id, phone, row_id])?;
+        }
     }
     Ok(())
+}
+
+/// The deadline and frequency-cap checks of a claim. `Some` means the row
+/// was settled (`expired` / `skipped`) instead of claimed.
+fn apply_gate(
+    tx: &rusqlite::Transaction<'_>,
+    row_id: i64,
+    gate: &ClaimGate,
+    now: i64,
+) -> rusqlite::Result<Option<WriteResult>> {
+    if let Some(deadline) = gate.not_after_ms.filter(|d| now > *d) {
+        tx.prepare_cached(
+            "UPDATE rows SET state = 'expired', error_code = 'expired', \
+             error = CASE WHEN state IN ('in_flight', 'in_doubt') \
+               THEN ?2 || ' (an earlier attempt''s reply was never recorded: it may have been delivered)' \
+               ELSE ?2 END, updated_ms = ?3 WHERE id = ?1",
+        )?
+        .execute(params![
+            row_id,
+            format!(
+                "not sent: the campaign's deadline {} passed",
+                quota::fmt_local(quota::from_ms(deadline))
+            ),
+            now
+        ])?;
+        return Ok(Some(WriteResult::Expired));
+    }
+    let Some(interval) = gate.min_interval_ms else {
+        return Ok(None);
+    };
+    let last: Option<(i64, i64, Option<String>, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT p.last_ms, p.row_id, c.name, r.line FROM phone_sends p \
+             LEFT JOIN rows r ON r.id = p.row_id LEFT JOIN campaigns c ON c.id = r.campaign_id \
+             WHERE p.oa_id = ?1 AND p.phone = ?2",
+        )?
+        .query_row(params![gate.oa_id, gate.phone], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((last_ms, last_row, campaign, line)) = last else {
+        return Ok(None);
+    };
+    // A row's own earlier attempt (a resend in doubt) never blocks it.
+    if last_row == row_id || last_ms <= now - interval {
+        return Ok(None);
+    }
+    let source = match (campaign, line) {
+        (Some(c), Some(l)) => format!(" (campaign {c}, line {l})"),
+        _ => String::new(),
+    };
+    tx.prepare_cached(
+        "UPDATE rows SET state = 'skipped', error_code = 'min_interval', error = ?2, updated_ms = ?3 WHERE id = ?1",
+    )?
+    .execute(params![
+        row_id,
+        format!(
+            "skipped: this phone got a message from OA {} at {}{source}, within --min-interval-per-phone {}",
+            gate.oa_id,
+            quota::fmt_local(quota::from_ms(last_ms)),
+            humantime::format_duration(std::time::Duration::from_millis(interval as u64))
+        ),
+        now
+    ])?;
+    Ok(Some(WriteResult::Skipped))
 }
 
 /// Handle to the writer thread. Cloning is cheap; the thread ends when every
@@ -1357,6 +1612,8 @@ mod tests {
                 token_type: "token_logistics_7",
                 tracking_prefix: "zb-test",
                 in_doubt_policy: "resend",
+                not_after_ms: None,
+                min_interval_ms: None,
             })
             .unwrap()
     }
@@ -1460,6 +1717,12 @@ mod tests {
             journey_id: None,
             quota: q.clone(),
             limit: Some(2),
+            gate: ClaimGate {
+                oa_id: "1".into(),
+                phone: format!("8491000000{id}"),
+                not_after_ms: None,
+                min_interval_ms: None,
+            },
         };
         assert_eq!(
             writer.write(claim(page[0].id)).await.unwrap(),

@@ -215,3 +215,34 @@ pub fn tracking_ids_in_state(rows: &[csv::StringRecord], state: &str) -> BTreeSe
         .map(|r| r[R_TRACKING].to_string())
         .collect()
 }
+
+/// `--json run CSV --campaign NAME --template-id 246810` plus the sandbox's provider flags.
+pub fn run_args(
+    csv: &std::path::Path,
+    campaign: &str,
+    sb: &Sandbox,
+    p: ProviderKind,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut v = args(&[
+        "--json",
+        "run",
+        csv.to_str().unwrap(),
+        "--campaign",
+        campaign,
+        "--template-id",
+        "246810",
+    ]);
+    v.extend(provider_args(sb, p));
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+pub fn resume_args(campaign: &str, sb: &Sandbox, p: ProviderKind, extra: &[&str]) -> Vec<String> {
+    let mut v = args(&["--json", "resume", campaign]);
+    let pa = provider_args(sb, p);
+    // `resume` takes the stored OA; the rest of the provider flags apply.
+    v.extend(pa);
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
