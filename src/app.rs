@@ -269,28 +269,31 @@ async fn connect(
         .secret_key
         .clone()
         .or_else(|| g.config.secret_key_from_env());
-    let (base_url, api_key, sandbox, label) = match (kind, base_url) {
-        (ProviderKind::Sandbox, None) => {
-            // The embedded sandbox: a real server on loopback, a key made up per run.
+    let embedded = uses_embedded_sandbox(kind, o, base_url.as_deref());
+    let (base_url, api_key, secret, sandbox, label) = match (kind, base_url) {
+        _ if embedded => {
+            // The embedded sandbox: a real server on loopback, keys made up per run.
             let key = format!("embedded-{}", hex::encode(rand::random::<[u8; 12]>()));
+            let secret = format!("embedded-{}", hex::encode(rand::random::<[u8; 12]>()));
             let sb = Sandbox::start(
                 "127.0.0.1:0"
                     .parse()
                     .map_err(|e| AppError::Fatal(anyhow::anyhow!("{e}")))?,
                 SandboxConfig {
+                    protocol: kind,
                     api_key: key.clone(),
+                    secret_key: secret.clone(),
                     ..SandboxConfig::default()
                 },
             )
             .await
             .context("cannot start the embedded sandbox on 127.0.0.1")?;
             let url = sb.base_url();
-            (
-                url,
-                key,
-                Some(sb),
-                "sandbox (embedded, no network)".to_string(),
-            )
+            let label = match kind {
+                ProviderKind::Sandbox => "sandbox (embedded, no network)".to_string(),
+                _ => format!("{kind} protocol on the embedded sandbox (no network)"),
+            };
+            (url, key, Some(secret), Some(sb), label)
         }
         (_, Some(url)) => {
             let key = match (kind, api_key) {
@@ -303,7 +306,7 @@ async fn connect(
                 }
             };
             let label = format!("{kind} ({url})");
-            (url, key, None, label)
+            (url, key, secret, None, label)
         }
         (_, None) => return Err(usage(format!("--provider {kind} needs --base-url"))),
     };
@@ -326,6 +329,11 @@ async fn connect(
         label,
         _sandbox: sandbox,
     })
+}
+
+/// No real endpoint: the sandbox provider without a URL, or `--embedded-sandbox`.
+fn uses_embedded_sandbox(kind: ProviderKind, o: &ProviderOpts, base_url: Option<&str>) -> bool {
+    o.embedded_sandbox || (kind == ProviderKind::Sandbox && base_url.is_none())
 }
 
 fn url_check(url: &str) -> Result<(), AppError> {
@@ -368,7 +376,10 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
         .oa_id
         .clone()
         .or_else(|| g.config.oa_id.clone())
-        .or_else(|| (kind == ProviderKind::Sandbox).then(|| SANDBOX_OA_ID.to_string()))
+        .or_else(|| {
+            (kind == ProviderKind::Sandbox || args.provider.embedded_sandbox)
+                .then(|| SANDBOX_OA_ID.to_string())
+        })
         .ok_or_else(|| usage(format!("--provider {kind} needs --oa-id (or ZNS_OA_ID)")))?;
     let opts = run_options(
         g,
@@ -385,7 +396,9 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
     }
     let _lock = campaign::lock(&g.state, &args.campaign)?;
     // The embedded sandbox is per run: no base URL is stored for it.
-    let stored_url = if kind == ProviderKind::Sandbox {
+    let stored_url = if args.provider.embedded_sandbox {
+        None
+    } else if kind == ProviderKind::Sandbox {
         args.provider.base_url.as_deref()
     } else {
         base_url.as_deref()

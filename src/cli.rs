@@ -201,6 +201,11 @@ pub struct ProviderOpts {
     #[arg(long, env = "ZNS_OA_ID", value_name = "ID")]
     pub oa_id: Option<String>,
 
+    /// Send through an embedded sandbox speaking this provider's protocol
+    /// (127.0.0.1, no network, no key): try `--provider zalo|esms` safely.
+    #[arg(long)]
+    pub embedded_sandbox: bool,
+
     /// Per-request timeout, e.g. 10s, 1500ms.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Option<Duration>,
