@@ -34,7 +34,8 @@ impl Progress {
                 ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} {msg} ETA {eta}",
+                    // wide_bar takes what the terminal has left, so the line never wraps.
+                    "{spinner} {elapsed_precise} {wide_bar:.cyan/blue} {pos}/{len} {msg} ETA {eta}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
@@ -51,11 +52,13 @@ impl Progress {
                 let done = sent
                     + failed
                     + counters.held_in_doubt.load(Ordering::Relaxed)
+                    + counters.expired.load(Ordering::Relaxed)
+                    + counters.skipped.load(Ordering::Relaxed)
                     + counters.deferred.load(Ordering::Relaxed);
                 let retrying = counters.retrying_now.load(Ordering::Relaxed);
                 let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
                 let msg =
-                    format!("sent {sent} failed {failed} retrying {retrying} {rate:.0} msg/s");
+                    format!("sent {sent} · failed {failed} · retrying {retrying} · {rate:.0}/s");
                 match &bar_for_task {
                     Some(bar) => {
                         bar.set_position(done.min(total));
