@@ -796,7 +796,7 @@ async fn reconcile_cmd(g: &Globals, args: ReconcileArgs) -> Result<i32, AppError
     if let Some(d) = args.recheck_after {
         opts.recheck_after = d;
     }
-    if let Some(d) = ConfigFile::duration(&c.backoff) {
+    if let Some(d) = args.backoff.or_else(|| ConfigFile::duration(&c.backoff)) {
         opts.backoff = d;
     }
     let stop = Arc::new(Stop::default());

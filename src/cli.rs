@@ -241,6 +241,10 @@ pub struct ReconcileArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub recheck_after: Option<Duration>,
 
+    /// First retry delay for a failed lookup; doubles per attempt [default: 250ms].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub backoff: Option<Duration>,
+
     #[command(flatten)]
     pub provider: ProviderOpts,
 }
