@@ -343,6 +343,21 @@ fn url_check(url: &str) -> Result<(), AppError> {
     }
 }
 
+/// "No such campaign", naming the ones there are.
+fn unknown_campaign(g: &Globals, store: &Store, name: &str) -> AppError {
+    match store.campaign_names() {
+        Ok(names) if !names.is_empty() => usage(format!(
+            "no campaign `{name}` in {}; known: {}",
+            g.state.display(),
+            names.join(", ")
+        )),
+        _ => usage(format!(
+            "no campaign `{name}` in {} (it has none yet)",
+            g.state.display()
+        )),
+    }
+}
+
 fn open_store(path: &Path) -> Result<Store, AppError> {
     Store::open(path).map_err(|e| {
         AppError::Fatal(
@@ -454,21 +469,7 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
 async fn resume_cmd(g: &Globals, args: ResumeArgs) -> Result<i32, AppError> {
     let mut store = open_store(&g.state)?;
     let Some(mut campaign) = store.find_campaign(&args.campaign)? else {
-        let names = store.campaign_names()?;
-        return Err(usage(if names.is_empty() {
-            format!(
-                "no campaign `{}` in {} (it has none yet)",
-                args.campaign,
-                g.state.display()
-            )
-        } else {
-            format!(
-                "no campaign `{}` in {}; known: {}",
-                args.campaign,
-                g.state.display(),
-                names.join(", ")
-            )
-        }));
+        return Err(unknown_campaign(g, &store, &args.campaign));
     };
     let _lock = campaign::lock(&g.state, &campaign.name)?;
     if !campaign.import_done {
@@ -751,13 +752,9 @@ struct ReconcileSummary {
 async fn reconcile_cmd(g: &Globals, args: ReconcileArgs) -> Result<i32, AppError> {
     let mut store = Store::open_existing(&g.state)?
         .ok_or_else(|| usage(format!("no state database at {}", g.state.display())))?;
-    let campaign = store.find_campaign(&args.campaign)?.ok_or_else(|| {
-        usage(format!(
-            "no campaign `{}` in {}",
-            args.campaign,
-            g.state.display()
-        ))
-    })?;
+    let campaign = store
+        .find_campaign(&args.campaign)?
+        .ok_or_else(|| unknown_campaign(g, &store, &args.campaign))?;
     let (kind, base_url, api_key) = provider_choice(g, &args.provider, Some(&campaign))?;
     if let Some(oa) = &args.provider.oa_id {
         if *oa != campaign.oa_id {
@@ -890,7 +887,8 @@ fn print_reconcile(s: &ReconcileSummary, provider: &str) {
     }
     o.push_str(&format!(
         "  fees        {} VND message + {} VND token (as reported by the provider)\n",
-        d.fee_main, d.fee_token
+        plan::thousands(d.fee_main.max(0) as u64),
+        plan::thousands(d.fee_token.max(0) as u64)
     ));
     if let Some(n) = &s.next_step {
         o.push_str(&format!("  next        {n}\n"));
@@ -935,13 +933,9 @@ fn status_cmd(g: &Globals, args: StatusArgs) -> Result<i32, AppError> {
 fn report_cmd(g: &Globals, args: ReportArgs) -> Result<i32, AppError> {
     let store = Store::open_existing(&g.state)?
         .ok_or_else(|| usage(format!("no state database at {}", g.state.display())))?;
-    let campaign = store.find_campaign(&args.campaign)?.ok_or_else(|| {
-        usage(format!(
-            "no campaign `{}` in {}",
-            args.campaign,
-            g.state.display()
-        ))
-    })?;
+    let campaign = store
+        .find_campaign(&args.campaign)?
+        .ok_or_else(|| unknown_campaign(g, &store, &args.campaign))?;
     let write = |out: Box<dyn std::io::Write>| {
         if g.json {
             report::write_report_json(&store, &campaign, out)

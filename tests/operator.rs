@@ -755,6 +755,7 @@ async fn reconcile_says_clearly_where_the_provider_has_no_lookup() {
     assert!(r.stderr.contains("embedded sandbox"), "{r}");
     let r = go(&env, &s(&["reconcile", "nope"])).await;
     assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("known: e"), "{r}");
 }
 
 // ---------------------------------------------------------------------------
