@@ -10,17 +10,20 @@ use anyhow::Context;
 
 use crate::campaign::{self, CampaignError, CampaignSpec};
 use crate::cli::{
-    Cli, Command, CsvOpts, ProviderOpts, ReportArgs, ResumeArgs, RunArgs, SafetyOpts, SendOpts,
-    StatusArgs, ValidateArgs,
+    Cli, Command, CsvOpts, ProviderOpts, ReconcileArgs, ReportArgs, ResumeArgs, RunArgs,
+    SafetyOpts, SendOpts, StatusArgs, ValidateArgs,
 };
 use crate::config::{ConfigFile, DEFAULT_STATE};
 use crate::csv_input::CsvOptions;
+use crate::plan::{self, PlanInput, PlanSettings};
 use crate::provider::sandbox::{Sandbox, SandboxConfig};
 use crate::provider::{self, ErrorTable, ProviderKind, ProviderSettings, Secret};
 use crate::quota;
+use crate::reconcile::{self, ReconcileOptions};
 use crate::report::{self, Summary};
 use crate::runner::{self, InDoubtPolicy, RunCounters, RunOptions, Stop, StopReason};
 use crate::store::{Campaign, CampaignStatus, QuotaKey, Store};
+use crate::window::{SendWindow, WindowSetting};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FATAL: i32 = 1;
@@ -77,17 +80,28 @@ fn usage(msg: impl Into<String>) -> AppError {
 pub struct Globals {
     pub state: PathBuf,
     pub config: ConfigFile,
+    /// The config file read, if any (shown in the dry-run plan).
+    pub config_path: Option<PathBuf>,
     pub json: bool,
     pub quiet: bool,
 }
 
 pub async fn dispatch(cli: Cli) -> Result<i32, AppError> {
     quota::check_clock_override().map_err(usage)?;
-    if let Command::Sandbox(args) = cli.command {
-        crate::provider::sandbox::serve_until_ctrl_c(args).await?;
-        return Ok(EXIT_OK);
+    match cli.command {
+        Command::Sandbox(args) => {
+            crate::provider::sandbox::serve_until_ctrl_c(args).await?;
+            return Ok(EXIT_OK);
+        }
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "zns-batch", &mut std::io::stdout());
+            return Ok(EXIT_OK);
+        }
+        _ => {}
     }
-    let (config, _) = ConfigFile::load(cli.config.as_deref()).map_err(|e| usage(e.to_string()))?;
+    let (config, config_path) = ConfigFile::load(cli.config.as_deref(), cli.profile.as_deref())
+        .map_err(|e| usage(e.to_string()))?;
     let globals = Globals {
         state: cli
             .state
@@ -95,6 +109,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, AppError> {
             .or_else(|| config.state.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
         config,
+        config_path,
         json: cli.json,
         quiet: cli.quiet,
     };
@@ -104,7 +119,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         Command::Status(args) => status_cmd(&globals, args),
         Command::Report(args) => report_cmd(&globals, args),
         Command::Validate(args) => validate_cmd(&globals, args),
-        Command::Sandbox(_) => Ok(EXIT_OK),
+        Command::Reconcile(args) => reconcile_cmd(&globals, args).await,
+        Command::Sandbox(_) | Command::Completions(_) => Ok(EXIT_OK),
     }
 }
 
@@ -136,6 +152,34 @@ fn csv_options(g: &Globals, o: &CsvOpts) -> Result<(CsvOptions, bool), AppError>
     Ok((opts, !allow_dups))
 }
 
+/// The window a run uses: flag or env > config > the one stored with the
+/// campaign. `Some` in the second place when it came from flag, env or
+/// config (and so should be stored for later resumes).
+fn window_choice(
+    g: &Globals,
+    o: &SendOpts,
+    stored: Option<&str>,
+) -> (Option<SendWindow>, Option<WindowSetting>) {
+    match o.send_window.or_else(|| g.config.send_window()) {
+        Some(given) => (given.window(), Some(given)),
+        None => (stored.and_then(|w| w.parse::<SendWindow>().ok()), None),
+    }
+}
+
+fn remember_window(
+    store: &mut Store,
+    campaign: &Campaign,
+    given: Option<WindowSetting>,
+) -> Result<(), AppError> {
+    if let Some(setting) = given {
+        let text = setting.window().map(|w| w.to_string());
+        if text != campaign.send_window {
+            store.set_campaign_send_window(campaign.id, text.as_deref())?;
+        }
+    }
+    Ok(())
+}
+
 fn run_options(g: &Globals, o: &SendOpts, stored_policy: Option<&str>) -> RunOptions {
     let c = &g.config;
     let mut r = RunOptions::default();
@@ -162,6 +206,7 @@ fn run_options(g: &Globals, o: &SendOpts, stored_policy: Option<&str>) -> RunOpt
         r.backoff_base = d;
     }
     r.progress = !g.quiet && !g.json;
+    r.wait_for_window = o.wait;
     r
 }
 
@@ -343,6 +388,21 @@ fn url_check(url: &str) -> Result<(), AppError> {
     }
 }
 
+/// "No such campaign", naming the ones there are.
+fn unknown_campaign(g: &Globals, store: &Store, name: &str) -> AppError {
+    match store.campaign_names() {
+        Ok(names) if !names.is_empty() => usage(format!(
+            "no campaign `{name}` in {}; known: {}",
+            g.state.display(),
+            names.join(", ")
+        )),
+        _ => usage(format!(
+            "no campaign `{name}` in {} (it has none yet)",
+            g.state.display()
+        )),
+    }
+}
+
 fn open_store(path: &Path) -> Result<Store, AppError> {
     Store::open(path).map_err(|e| {
         AppError::Fatal(
@@ -381,11 +441,17 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
                 .then(|| SANDBOX_OA_ID.to_string())
         })
         .ok_or_else(|| usage(format!("--provider {kind} needs --oa-id (or ZNS_OA_ID)")))?;
-    let opts = run_options(
+    let mut opts = run_options(
         g,
         &args.send,
         existing.as_ref().map(|c| c.in_doubt_policy.as_str()),
     );
+    let (window, window_given) = window_choice(
+        g,
+        &args.send,
+        existing.as_ref().and_then(|c| c.send_window.as_deref()),
+    );
+    opts.send_window = window;
     if let Some(c) = &existing {
         if c.template_id != template_id || c.oa_id != oa_id {
             return Err(usage(format!(
@@ -440,8 +506,18 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
             );
         }
     }
+    remember_window(&mut store, &campaign, window_given)?;
     if args.dry_run {
-        return dry_run(g, &store, &campaign, kind, base_url.as_deref(), &opts);
+        let settings = plan_settings(g, &campaign, kind, base_url.as_deref(), &opts);
+        return dry_run(
+            g,
+            &store,
+            &campaign,
+            kind,
+            base_url.as_deref(),
+            &opts,
+            settings,
+        );
     }
     let conn = connect(g, &args.provider, kind, base_url, api_key).await?;
     execute(g, store, campaign, conn, opts).await
@@ -450,21 +526,7 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
 async fn resume_cmd(g: &Globals, args: ResumeArgs) -> Result<i32, AppError> {
     let mut store = open_store(&g.state)?;
     let Some(mut campaign) = store.find_campaign(&args.campaign)? else {
-        let names = store.campaign_names()?;
-        return Err(usage(if names.is_empty() {
-            format!(
-                "no campaign `{}` in {} (it has none yet)",
-                args.campaign,
-                g.state.display()
-            )
-        } else {
-            format!(
-                "no campaign `{}` in {}; known: {}",
-                args.campaign,
-                g.state.display(),
-                names.join(", ")
-            )
-        }));
+        return Err(unknown_campaign(g, &store, &args.campaign));
     };
     let _lock = campaign::lock(&g.state, &campaign.name)?;
     let safety = run_safety(&args.safety)?;
@@ -494,14 +556,43 @@ async fn resume_cmd(g: &Globals, args: ResumeArgs) -> Result<i32, AppError> {
             )));
         }
     }
-    let opts = run_options(g, &args.send, Some(&campaign.in_doubt_policy));
+    let mut opts = run_options(g, &args.send, Some(&campaign.in_doubt_policy));
     if opts.in_doubt.as_str() != campaign.in_doubt_policy {
         store.update_campaign_settings(campaign.id, opts.in_doubt.as_str())?;
     }
+    let (window, window_given) = window_choice(g, &args.send, campaign.send_window.as_deref());
+    opts.send_window = window;
+    remember_window(&mut store, &campaign, window_given)?;
     let conn = connect(g, &args.provider, kind, base_url, api_key).await?;
     execute(g, store, campaign, conn, opts).await
 }
 
+fn plan_settings(
+    g: &Globals,
+    campaign: &Campaign,
+    kind: ProviderKind,
+    base_url: Option<&str>,
+    opts: &RunOptions,
+) -> PlanSettings {
+    PlanSettings {
+        config_file: g.config_path.as_ref().map(|p| p.display().to_string()),
+        profile: g.config.profile.clone(),
+        provider: kind.as_str().to_string(),
+        base_url: base_url.map(str::to_string),
+        oa_id: campaign.oa_id.clone(),
+        template_id: campaign.template_id.clone(),
+        token_type: campaign.token_type.clone(),
+        concurrency: opts.concurrency,
+        rate: opts.rate.map(NonZeroU32::get),
+        daily_quota: opts.daily_quota,
+        in_doubt: opts.in_doubt.as_str().to_string(),
+        send_window: opts.send_window.map(|w| w.to_string()),
+        token_fee: g.config.token_fee,
+        message_fee: g.config.message_fee,
+    }
+}
+
+/// Import and plan: reads only the store, never the provider.
 fn dry_run(
     g: &Globals,
     store: &Store,
@@ -509,90 +600,20 @@ fn dry_run(
     kind: ProviderKind,
     base_url: Option<&str>,
     opts: &RunOptions,
+    settings: PlanSettings,
 ) -> Result<i32, AppError> {
-    let counts = store.state_counts(campaign.id)?;
-    let to_send = store.open_count(campaign.id, opts.in_doubt == InDoubtPolicy::Resend)?;
+    // Tokens are reusable only where they were bought: the embedded sandbox
+    // (no base URL) is new every run.
     let account = base_url.map(|u| format!("{}|{}", kind.protocol(), u.trim_end_matches('/')));
-    let margin = time::Duration::try_from(opts.token_margin).unwrap_or(time::Duration::ZERO);
-    let reusable = match &account {
-        Some(a) if kind != ProviderKind::Sandbox || base_url.is_some() => {
-            store.reusable_tokens(campaign, a, quota::to_ms(quota::now() + margin))?
-        }
-        _ => 0,
-    };
-    let uses_tokens = kind != ProviderKind::Esms;
-    let (rejects, _) = Summary::rejects_and_errors(store, campaign.id)?;
-    let would_skip = store.would_skip_count(campaign, quota::now_ms())?;
-    let to_send = to_send.saturating_sub(would_skip);
-    let days = opts
-        .daily_quota
-        .filter(|q| *q > 0)
-        .map(|q| to_send.div_ceil(q));
-    let plan = serde_json::json!({
-        "campaign": campaign.name,
-        "dry_run": true,
-        "rows": counts.total,
-        "accepted": counts.total - counts.rejected,
-        "rejected": counts.rejected,
-        "first_rejects": rejects,
-        "already_sent": counts.sent,
-        "messages_to_send": to_send,
-        "would_skip_min_interval": would_skip,
-        "not_after": campaign.not_after_ms.map(|ms| quota::fmt_rfc3339(quota::from_ms(ms))),
-        "tokens_to_reuse": if uses_tokens { reusable.min(to_send) } else { 0 },
-        "tokens_to_buy": if uses_tokens { to_send.saturating_sub(reusable) } else { 0 },
-        "daily_quota": opts.daily_quota,
-        "quota_days_needed": days,
-    });
-    if g.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan).unwrap_or_default()
-        );
-    } else {
-        println!(
-            "\nDry run for campaign {} — nothing sent, nothing bought",
-            campaign.name
-        );
-        println!(
-            "  rows           {} ({} accepted, {} rejected)",
-            counts.total,
-            counts.total - counts.rejected,
-            counts.rejected
-        );
-        for r in &rejects {
-            println!("                   line {}: {}", r.line, r.reason);
-        }
-        println!(
-            "  to send        {to_send} messages ({} already sent)",
-            counts.sent
-        );
-        if would_skip > 0 {
-            println!(
-                "  would skip     {would_skip} rows: their phone got a message from this OA within --min-interval-per-phone"
-            );
-        }
-        if let Some(ms) = campaign.not_after_ms {
-            println!(
-                "  deadline       {} (rows not sent by then expire)",
-                quota::fmt_local(quota::from_ms(ms))
-            );
-        }
-        if uses_tokens {
-            println!(
-                "  tokens         {} to buy, {} to reuse",
-                to_send.saturating_sub(reusable),
-                reusable.min(to_send)
-            );
-        }
-        if let Some(d) = days {
-            println!(
-                "  quota days     {d} at {} per day",
-                opts.daily_quota.unwrap_or(0)
-            );
-        }
-        println!("  next           zns-batch resume {}", campaign.name);
-    }
+    let plan = plan::build(PlanInput {
+        store,
+        campaign,
+        account: account.as_deref(),
+        uses_tokens: kind.protocol() != ProviderKind::Esms,
+        opts,
+        settings,
+    })?;
+    plan.print(g.json);
     Ok(EXIT_OK)
 }
 
@@ -614,7 +635,20 @@ async fn execute(
     let already_out = today.exhausted
         || opts.daily_quota.is_some_and(|q| today.used >= q)
         || today.provider_limit.is_some_and(|l| today.used >= l);
-    let outcome = if already_out {
+    let window_closed = opts
+        .send_window
+        .filter(|w| !w.contains(quota::now()))
+        .map(|w| w.closed_message(quota::now()));
+    if let Some(msg) = &window_closed {
+        if opts.wait_for_window && !already_out && !g.quiet {
+            eprintln!("{msg}; waiting (--wait; Ctrl-C to stop, nothing is lost)");
+        }
+    }
+    let outcome = if let (Some(msg), false) = (&window_closed, opts.wait_for_window) {
+        // Closed and not waiting: nothing to ask the provider.
+        stop.request(StopReason::Window, msg.clone());
+        None
+    } else if already_out {
         stop.request(
             StopReason::Quota,
             format!(
@@ -698,6 +732,14 @@ async fn execute(
             campaign.name,
             quota::fmt_local(quota::next_day_start(quota::now()))
         )),
+        (_, Some(StopReason::Window)) => Some(match opts.send_window {
+            Some(w) => format!(
+                "zns-batch resume {}   (after {}), or add --wait",
+                campaign.name,
+                quota::fmt_local(w.next_open(quota::now()))
+            ),
+            None => format!("zns-batch resume {}", campaign.name),
+        }),
         _ => Some(format!("zns-batch resume {}", campaign.name)),
     };
     let (first_rejects, top_errors) = Summary::rejects_and_errors(&store, campaign.id)?;
@@ -762,6 +804,167 @@ async fn watch_signals(stop: Arc<Stop>, talk: bool) {
     }
 }
 
+// ----- reconcile ------------------------------------------------------------
+
+#[derive(Debug, serde::Serialize)]
+struct ReconcileSummary {
+    campaign: String,
+    /// done | paused | aborted
+    result: &'static str,
+    exit_code: i32,
+    reason: Option<String>,
+    this_run: reconcile::ReconcileTotals,
+    delivery: crate::store::DeliveryCounts,
+    next_step: Option<String>,
+}
+
+async fn reconcile_cmd(g: &Globals, args: ReconcileArgs) -> Result<i32, AppError> {
+    let mut store = Store::open_existing(&g.state)?
+        .ok_or_else(|| usage(format!("no state database at {}", g.state.display())))?;
+    let campaign = store
+        .find_campaign(&args.campaign)?
+        .ok_or_else(|| unknown_campaign(g, &store, &args.campaign))?;
+    let (kind, base_url, api_key) = provider_choice(g, &args.provider, Some(&campaign))?;
+    if let Some(oa) = &args.provider.oa_id {
+        if *oa != campaign.oa_id {
+            return Err(usage(format!(
+                "campaign `{}` sent for OA {}; --oa-id {} cannot change that",
+                campaign.name, campaign.oa_id, oa
+            )));
+        }
+    }
+    if kind == ProviderKind::Sandbox && base_url.is_none() {
+        return Err(usage(format!(
+            "campaign `{}` was sent through the embedded sandbox, which kept its messages only while that run lasted: there is nothing to look up. \
+             To try reconcile, start `zns-batch sandbox` and run a campaign with --provider sandbox --base-url http://127.0.0.1:8765/v1/shop",
+            campaign.name
+        )));
+    }
+    let _lock = campaign::lock(&g.state, &campaign.name)?;
+    let conn = connect(g, &args.provider, kind, base_url, api_key).await?;
+    if let Some(why) = conn.provider.capabilities().no_message_lookup {
+        return Err(usage(format!(
+            "reconcile is not available for campaign `{}`: {why}. Delivery status for {kind} campaigns has to come from the provider's webhook/callback or portal",
+            campaign.name
+        )));
+    }
+    let c = &g.config;
+    let mut opts = ReconcileOptions::default();
+    if let Some(n) = args.max_lookups {
+        opts.max_lookups = n;
+    }
+    if let Some(r) = args.rate.or(c.rate).and_then(NonZeroU32::new) {
+        opts.rate = r;
+    }
+    if let Some(n) = args.concurrency {
+        opts.concurrency = n as usize;
+    }
+    if let Some(d) = args.recheck_after {
+        opts.recheck_after = d;
+    }
+    if let Some(d) = args.backoff.or_else(|| ConfigFile::duration(&c.backoff)) {
+        opts.backoff = d;
+    }
+    let stop = Arc::new(Stop::default());
+    let signals = tokio::spawn(watch_signals(stop.clone(), !g.quiet));
+    let totals = reconcile::run(
+        &mut store,
+        &campaign,
+        conn.provider.clone(),
+        &opts,
+        stop.clone(),
+    )
+    .await;
+    signals.abort();
+    let totals = totals.map_err(|e| {
+        AppError::Fatal(
+            anyhow::anyhow!(e).context("the state database became unusable during reconcile"),
+        )
+    })?;
+    let delivery = store.delivery_counts(campaign.id)?;
+    let (result, code) = match stop.reason() {
+        Some(r) if r.is_fatal() => ("aborted", EXIT_FATAL),
+        Some(_) => ("paused", EXIT_PAUSED),
+        None if totals.remaining > 0 => ("paused", EXIT_PAUSED),
+        None => ("done", EXIT_OK),
+    };
+    let reason = stop.message().or_else(|| {
+        (totals.remaining > 0).then(|| {
+            format!(
+                "{} rows still to look up (--max-lookups {} per run, or lookups that failed)",
+                totals.remaining, opts.max_lookups
+            )
+        })
+    });
+    let next_step = match result {
+        "done" => Some(format!(
+            "zns-batch report {} --out {}.csv   (rows still unknown/received are asked again after {})",
+            campaign.name,
+            campaign.name,
+            humantime::format_duration(opts.recheck_after)
+        )),
+        "aborted" => Some(format!(
+            "fix the cause above, then: zns-batch reconcile {}",
+            campaign.name
+        )),
+        _ => Some(format!("zns-batch reconcile {}", campaign.name)),
+    };
+    let summary = ReconcileSummary {
+        campaign: campaign.name.clone(),
+        result,
+        exit_code: code,
+        reason,
+        this_run: totals,
+        delivery,
+        next_step,
+    };
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+    } else {
+        print_reconcile(&summary, &conn.label);
+    }
+    Ok(code)
+}
+
+fn print_reconcile(s: &ReconcileSummary, provider: &str) {
+    let t = &s.this_run;
+    let d = &s.delivery;
+    let mut o = format!("\nReconcile {} — {}\n", s.campaign, s.result.to_uppercase());
+    if let Some(r) = &s.reason {
+        o.push_str(&format!("  {r}\n"));
+    }
+    o.push_str(&format!("  provider    {provider}\n"));
+    o.push_str(&format!(
+        "  this run    {} looked up, {} not found, {} failed, {} left\n",
+        t.looked_up, t.not_found, t.failed, t.remaining
+    ));
+    for e in &t.errors {
+        o.push_str(&format!("                {e}\n"));
+    }
+    o.push_str(&format!(
+        "  delivery    {} of {} sent rows checked: received {}, seen {}, unknown {}\n",
+        d.checked, d.sent, d.received, d.seen, d.unknown
+    ));
+    if d.no_msg_id > 0 {
+        o.push_str(&format!(
+            "              {} sent rows have no message id (cannot be looked up)\n",
+            d.no_msg_id
+        ));
+    }
+    o.push_str(&format!(
+        "  fees        {} VND message + {} VND token (as reported by the provider)\n",
+        plan::thousands(d.fee_main.max(0) as u64),
+        plan::thousands(d.fee_token.max(0) as u64)
+    ));
+    if let Some(n) = &s.next_step {
+        o.push_str(&format!("  next        {n}\n"));
+    }
+    print!("{o}");
+}
+
 // ----- status / report / validate ---------------------------------------------
 
 fn status_cmd(g: &Globals, args: StatusArgs) -> Result<i32, AppError> {
@@ -799,20 +1002,23 @@ fn status_cmd(g: &Globals, args: StatusArgs) -> Result<i32, AppError> {
 fn report_cmd(g: &Globals, args: ReportArgs) -> Result<i32, AppError> {
     let store = Store::open_existing(&g.state)?
         .ok_or_else(|| usage(format!("no state database at {}", g.state.display())))?;
-    let campaign = store.find_campaign(&args.campaign)?.ok_or_else(|| {
-        usage(format!(
-            "no campaign `{}` in {}",
-            args.campaign,
-            g.state.display()
-        ))
-    })?;
+    let campaign = store
+        .find_campaign(&args.campaign)?
+        .ok_or_else(|| unknown_campaign(g, &store, &args.campaign))?;
+    let write = |out: Box<dyn std::io::Write>| {
+        if g.json {
+            report::write_report_json(&store, &campaign, out)
+        } else {
+            report::write_report(&store, &campaign, out, args.excel)
+        }
+    };
     let n = match &args.out {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?;
-            report::write_report(&store, &campaign, file, args.excel)?
+            write(Box::new(file))?
         }
-        None => report::write_report(&store, &campaign, std::io::stdout().lock(), args.excel)?,
+        None => write(Box::new(std::io::stdout().lock()))?,
     };
     if let Some(path) = &args.out {
         if !g.quiet {

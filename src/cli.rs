@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::logging::LogFormat;
 use crate::provider::sandbox::SandboxArgs;
 use crate::provider::ProviderKind;
 use crate::runner::InDoubtPolicy;
+use crate::window::{self, WindowSetting};
 
 const ABOUT: &str = "Send Zalo ZNS Journey messages in bulk from a CSV — resumable, \
 exactly-once per row, under a rate limit and the OA's daily quota.";
@@ -26,14 +28,20 @@ Examples:
       --provider etelecom --oa-id 4318226164000000000 --template-id 300100 \\
       --rate 50 --daily-quota 5000
 
+  # A named profile from ./zns-batch.toml: see the plan first, then send
+  zns-batch --profile billing run bills.csv --campaign bills-2026-11 --dry-run
+  zns-batch --profile billing resume bills-2026-11
+
   # After a crash, an outage or a quota pause: carry on where it stopped
   zns-batch resume bills-2026-11
 
-  # What happened to every row
+  # What happened to every row, and was it delivered
   zns-batch status
+  zns-batch reconcile bills-2026-11
   zns-batch report bills-2026-11 --out bills-2026-11.csv
 
-Exit codes: 0 finished · 1 fatal (auth rejected, state unusable) · 2 bad usage or input file · 3 paused, resumable (quota, Ctrl-C, outage)";
+Precedence: flag > environment variable > --profile section > config file top level > default.
+Exit codes: 0 finished · 1 fatal (auth rejected, state unusable) · 2 bad usage or input file · 3 paused, resumable (quota, send window, Ctrl-C, outage)";
 
 #[derive(Debug, Parser)]
 #[command(name = "zns-batch", version, about = ABOUT, after_help = EXAMPLES, propagate_version = true)]
@@ -45,6 +53,10 @@ pub struct Cli {
     /// TOML config file (default: ./zns-batch.toml if present). Flags override it.
     #[arg(long, global = true, env = "ZNS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Use the config file's [profiles.NAME] section over its top level.
+    #[arg(long, global = true, env = "ZNS_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
 
     /// Machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
@@ -58,6 +70,20 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// Log lines as text or as JSON objects (one per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+
+    /// Append log lines to this file instead of stderr (summaries still go to stdout).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -70,7 +96,12 @@ Examples:
   zns-batch run samples/billing-notice.csv --campaign demo --template-id 246810
   zns-batch run bills.csv --campaign bills-nov --provider etelecom --oa-id 43182261 \\
       --template-id 300100 --concurrency 32 --rate 50 --daily-quota 5000
-  zns-batch run bills.csv --campaign bills-nov --dry-run      # import and plan, send nothing")]
+  zns-batch run bills.csv --campaign bills-nov --dry-run      # import and plan, send nothing
+  zns-batch --profile billing run bills.csv --campaign bills-nov --send-window 07:00-22:00 --wait
+
+The dry run prints the plan (rows accepted and rejected with the first reasons,
+tokens to buy or reuse, messages, estimated fees, quota days) and sends nothing;
+`zns-batch resume <campaign>` then sends it.")]
     Run(RunArgs),
     /// Continue a paused or interrupted campaign where it stopped.
     #[command(after_help = "\
@@ -79,14 +110,40 @@ Examples:
   zns-batch resume bills-nov --concurrency 8 --rate 20
   zns-batch resume bills-nov --in-doubt resend   # also resend rows held in doubt")]
     Resume(ResumeArgs),
-    /// Show campaigns: counts per state, today's quota use, last error.
-    #[command(after_help = "Examples:\n  zns-batch status\n  zns-batch status bills-nov --json")]
+    /// Show campaigns: counts per state, today's quota use, next reset, delivery, last error.
+    #[command(after_help = "\
+Examples:
+  zns-batch status
+  zns-batch status bills-nov --json")]
     Status(StatusArgs),
-    /// Write one CSV line per input row: phone, state, msg_id, error, attempts, times.
-    #[command(
-        after_help = "Examples:\n  zns-batch report bills-nov --out bills-nov.csv\n  zns-batch report bills-nov --excel --out bills-nov.csv"
-    )]
+    /// Write one CSV line per input row: phone, state, msg_id, error, attempts, times, delivery.
+    #[command(after_help = "\
+Examples:
+  zns-batch report bills-nov --out bills-nov.csv
+  zns-batch report bills-nov --excel --out bills-nov.csv   # UTF-8 BOM so Excel shows Vietnamese
+  zns-batch report bills-nov --json > bills-nov.jsonl      # one JSON object per row
+
+Cells starting with = + - @ are prefixed with ' so a spreadsheet never runs them.")]
     Report(ReportArgs),
+    /// Look up sent messages with the provider (eTelecom GetMessage) and store their delivery status and fees.
+    #[command(after_help = "\
+Examples:
+  zns-batch reconcile bills-nov
+  zns-batch reconcile bills-nov --max-lookups 2000 --rate 5    # a slice now, the rest later
+  zns-batch reconcile bills-nov --recheck-after 0s             # ask again about unknown/received rows
+
+Each row's delivery_status (unknown, received, seen), delivery time and fees are
+stored as they come; a stopped or bounded reconcile carries on where it left off.
+Only eTelecom (and the sandbox) offer a message lookup; Zalo and eSMS report
+delivery by webhook/callback, so reconcile says so and exits 2.")]
+    Reconcile(ReconcileArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  zns-batch completions bash > ~/.local/share/bash-completion/completions/zns-batch
+  zns-batch completions zsh  > ~/.zfunc/_zns-batch      # with fpath+=~/.zfunc in .zshrc
+  zns-batch completions fish > ~/.config/fish/completions/zns-batch.fish")]
+    Completions(CompletionsArgs),
     /// Check a CSV without sending: every rejected row with its line and reason.
     #[command(
         after_help = "Examples:\n  zns-batch validate samples/bad-rows.csv\n  zns-batch validate bills.csv --json"
@@ -168,6 +225,42 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The campaign whose sent rows to look up.
+    pub campaign: String,
+
+    /// Most lookups this run; the rest wait for the next reconcile (exit 3) [default: 5000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_lookups: Option<u64>,
+
+    /// Lookups per second [default: the config's rate, else 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
+
+    /// Lookups in flight at once [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: Option<u32>,
+
+    /// Ask again about rows still `unknown` or `received` once their last check is this old [default: 1h].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub recheck_after: Option<Duration>,
+
+    /// First retry delay for a failed lookup; doubles per attempt [default: 250ms].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub backoff: Option<Duration>,
+
+    #[command(flatten)]
+    pub provider: ProviderOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
 pub struct ValidateArgs {
     pub csv: PathBuf,
     #[command(flatten)]
@@ -240,6 +333,15 @@ pub struct SendOpts {
     /// First retry delay; doubles per attempt with jitter [default: 250ms].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub backoff: Option<Duration>,
+
+    /// Send only between these hours of the OA's day (Asia/Ho_Chi_Minh), e.g. 07:00-22:00; `off` for none.
+    /// Outside it the run pauses (exit 3) unless --wait.
+    #[arg(long, env = "ZNS_SEND_WINDOW", value_parser = window::parse_setting, value_name = "HH:MM-HH:MM")]
+    pub send_window: Option<WindowSetting>,
+
+    /// Outside the send window, sleep until it opens instead of pausing.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// Run safety: stored with the campaign; given on `resume`, they replace the stored value.

@@ -1,8 +1,9 @@
-//! The TOML config file and how it merges with flags.
+//! The TOML config file, its named profiles, and how they merge with flags.
 //!
-//! Precedence: command-line flag > environment variable > config file >
-//! built-in default. Secrets never sit in the file: it names the environment
-//! variable that holds them (`api_key_env`).
+//! Precedence, highest first: command-line flag > environment variable >
+//! the selected profile (`[profiles.<name>]`, chosen by `--profile`) > the
+//! file's top level > built-in default. Secrets never sit in the file: it
+//! names the environment variable that holds them (`api_key_env`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,40 +12,88 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::parse_duration;
+use crate::window::WindowSetting;
 
 pub const DEFAULT_CONFIG_FILE: &str = "zns-batch.toml";
 pub const DEFAULT_STATE: &str = "state/zns-batch.sqlite";
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    pub state: Option<PathBuf>,
-    pub provider: Option<String>,
-    pub base_url: Option<String>,
+/// Declares [`Settings`] (every key the top level and a profile may hold)
+/// and its merge, from one list: a new setting is one line here.
+macro_rules! settings {
+    ($( $(#[$doc:meta])* $name:ident : $ty:ty ),* $(,)?) => {
+        /// One layer of settings: the file's top level or one profile.
+        #[derive(Debug, Default, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $( $(#[$doc])* pub $name: Option<$ty>, )*
+        }
+
+        impl Settings {
+            /// Keys set in `self` win; the others come from `base`.
+            pub fn over(self, base: &Settings) -> Settings {
+                Settings { $( $name: self.$name.or_else(|| base.$name.clone()), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// SQLite checkpoint database.
+    state: PathBuf,
+    /// sandbox | etelecom | zalo | esms
+    provider: String,
+    base_url: String,
     /// Refused: keys belong in the environment, named by `api_key_env`.
-    pub api_key: Option<toml::Value>,
-    pub secret_key: Option<toml::Value>,
-    pub api_key_env: Option<String>,
-    pub secret_key_env: Option<String>,
-    pub oa_id: Option<String>,
-    pub template_id: Option<String>,
-    pub token_type: Option<String>,
-    pub concurrency: Option<u32>,
-    pub rate: Option<u32>,
-    pub daily_quota: Option<u64>,
-    pub in_doubt: Option<String>,
-    pub max_attempts: Option<u32>,
-    pub request_timeout: Option<String>,
-    pub outage_after: Option<String>,
-    pub backoff: Option<String>,
-    /// Default for `--min-interval-per-phone` on new campaigns.
-    pub min_interval_per_phone: Option<String>,
-    pub phone_column: Option<String>,
-    pub optional_columns: Option<Vec<String>>,
-    pub allow_duplicate_phones: Option<bool>,
-    /// `[error_codes.<provider>]`: code → class, overriding the built-in table.
-    #[serde(default)]
+    api_key: toml::Value,
+    /// Refused, like `api_key`.
+    secret_key: toml::Value,
+    /// Name of the environment variable holding the API key.
+    api_key_env: String,
+    secret_key_env: String,
+    oa_id: String,
+    template_id: String,
+    token_type: String,
+    concurrency: u32,
+    rate: u32,
+    daily_quota: u64,
+    /// resend | hold
+    in_doubt: String,
+    max_attempts: u32,
+    request_timeout: String,
+    outage_after: String,
+    backoff: String,
+    /// Default `--min-interval-per-phone` for new campaigns, e.g. "24h".
+    min_interval_per_phone: String,
+    /// `HH:MM-HH:MM` in the OA's time zone, or `off`.
+    send_window: String,
+    /// Price of one journey token, for the dry-run plan (VND).
+    token_fee: u64,
+    /// Price of one message, for the dry-run plan (VND).
+    message_fee: u64,
+    phone_column: String,
+    optional_columns: Vec<String>,
+    allow_duplicate_phones: bool,
+}
+
+/// The loaded file: the effective settings (profile over top level) plus
+/// the error-code overrides. Reads like its settings (`config.concurrency`).
+#[derive(Debug, Default)]
+pub struct ConfigFile {
+    pub settings: Settings,
+    /// The profile in force, if one was selected.
+    pub profile: Option<String>,
+    /// Every profile the file defines, sorted.
+    pub profiles: Vec<String>,
+    /// `[error_codes.<provider>]`: code → class, overriding the built-in
+    /// table; a profile's own table is merged over the top level's.
     pub error_codes: HashMap<String, HashMap<String, String>>,
+}
+
+impl std::ops::Deref for ConfigFile {
+    type Target = Settings;
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,17 +106,74 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error(
+        "--profile {name}: no config file (looked for ./{DEFAULT_CONFIG_FILE}; pass --config FILE)"
+    )]
+    NoFileForProfile { name: String },
+}
+
+type CodeTable = HashMap<String, HashMap<String, String>>;
+
+/// Split one layer's table into its settings and its `error_codes`.
+fn layer(mut table: toml::Table, what: &str) -> Result<(Settings, CodeTable), String> {
+    let codes = match table.remove("error_codes") {
+        Some(v) => CodeTable::deserialize(v).map_err(|e| format!("{what}error_codes: {e}"))?,
+        None => CodeTable::new(),
+    };
+    let settings = Settings::deserialize(toml::Value::Table(table))
+        .map_err(|e| format!("{what}{}", e.to_string().trim_end()))?;
+    check_layer(&settings).map_err(|m| format!("{what}{m}"))?;
+    Ok((settings, codes))
+}
+
+fn check_layer(s: &Settings) -> Result<(), String> {
+    if s.api_key.is_some() || s.secret_key.is_some() {
+        return Err("holds a key inline; config files get committed and shared. \
+                    Put the key in an environment variable and name it: api_key_env = \"ZNS_API_KEY\""
+            .into());
+    }
+    for (name, value) in [
+        ("request_timeout", &s.request_timeout),
+        ("outage_after", &s.outage_after),
+        ("backoff", &s.backoff),
+        ("min_interval_per_phone", &s.min_interval_per_phone),
+    ] {
+        if let Some(v) = value {
+            parse_duration(v).map_err(|m| format!("{name}: {m}"))?;
+        }
+    }
+    if let Some(w) = &s.send_window {
+        w.parse::<WindowSetting>()
+            .map_err(|m| format!("send_window: {m}"))?;
+    }
+    if let Some(p) = &s.in_doubt {
+        if p != "resend" && p != "hold" {
+            return Err(format!(
+                "in_doubt = \"{p}\": expected \"resend\" or \"hold\""
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl ConfigFile {
-    /// Load `explicit`, else `./zns-batch.toml` if it exists, else nothing.
-    pub fn load(explicit: Option<&Path>) -> Result<(ConfigFile, Option<PathBuf>), ConfigError> {
+    /// Load `explicit`, else `./zns-batch.toml` if it exists, else nothing;
+    /// then apply `profile` (which must exist in the file).
+    pub fn load(
+        explicit: Option<&Path>,
+        profile: Option<&str>,
+    ) -> Result<(ConfigFile, Option<PathBuf>), ConfigError> {
         let path = match explicit {
             Some(p) => p.to_path_buf(),
             None => {
                 let p = PathBuf::from(DEFAULT_CONFIG_FILE);
                 if !p.exists() {
-                    return Ok((ConfigFile::default(), None));
+                    return match profile {
+                        Some(name) => Err(ConfigError::NoFileForProfile {
+                            name: name.to_string(),
+                        }),
+                        None => Ok((ConfigFile::default(), None)),
+                    };
                 }
                 p
             }
@@ -76,36 +182,73 @@ impl ConfigFile {
             path: path.clone(),
             source,
         })?;
-        let cfg: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let cfg = Self::parse(&text, profile).map_err(|message| ConfigError::Invalid {
             path: path.clone(),
-            message: e.to_string(),
+            message,
         })?;
-        if cfg.api_key.is_some() || cfg.secret_key.is_some() {
-            return Err(ConfigError::Invalid {
-                path,
-                message: "holds a key inline; config files get committed and shared. \
-                          Put the key in an environment variable and name it: api_key_env = \"ZNS_API_KEY\""
-                    .into(),
-            });
-        }
-        for (name, value) in [
-            ("request_timeout", &cfg.request_timeout),
-            ("outage_after", &cfg.outage_after),
-            ("backoff", &cfg.backoff),
-            ("min_interval_per_phone", &cfg.min_interval_per_phone),
-        ] {
-            if let Some(v) = value {
-                parse_duration(v).map_err(|m| ConfigError::Invalid {
-                    path: path.clone(),
-                    message: format!("{name}: {m}"),
-                })?;
-            }
-        }
         Ok((cfg, Some(path)))
+    }
+
+    /// Parse a file's text and select `profile`.
+    pub fn parse(text: &str, profile: Option<&str>) -> Result<ConfigFile, String> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let profiles = match table.remove("profiles") {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => return Err("`profiles` must be tables: [profiles.<name>]".into()),
+        };
+        let (base, mut error_codes) = layer(table, "")?;
+        let mut names = Vec::new();
+        let mut chosen = None;
+        for (name, value) in profiles {
+            let toml::Value::Table(t) = value else {
+                return Err(format!(
+                    "profiles.{name} must be a table: [profiles.{name}]"
+                ));
+            };
+            // Every profile is checked, not just the chosen one: a typo in
+            // another profile should not wait for the night it is used.
+            let (settings, codes) = layer(t, &format!("[profiles.{name}] "))?;
+            if profile == Some(name.as_str()) {
+                chosen = Some((settings, codes));
+            }
+            names.push(name);
+        }
+        names.sort();
+        let settings = match (profile, chosen) {
+            (None, _) => base,
+            (Some(_), Some((p, codes))) => {
+                for (provider, table) in codes {
+                    error_codes.entry(provider).or_default().extend(table);
+                }
+                p.over(&base)
+            }
+            (Some(name), None) => {
+                return Err(if names.is_empty() {
+                    format!("has no profile `{name}` (it defines no [profiles.<name>] at all)")
+                } else {
+                    format!("has no profile `{name}`; profiles: {}", names.join(", "))
+                })
+            }
+        };
+        Ok(ConfigFile {
+            settings,
+            profile: profile.map(str::to_string),
+            profiles: names,
+            error_codes,
+        })
     }
 
     pub fn duration(value: &Option<String>) -> Option<Duration> {
         value.as_deref().and_then(|v| parse_duration(v).ok())
+    }
+
+    /// The send window the file sets (validated at load).
+    pub fn send_window(&self) -> Option<WindowSetting> {
+        self.settings
+            .send_window
+            .as_deref()
+            .and_then(|w| w.parse().ok())
     }
 
     /// The key named by `api_key_env`, if that variable is set.
@@ -133,17 +276,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "api_key = \"SECRET-VALUE\"\n").unwrap();
-        let e = ConfigFile::load(Some(&p)).unwrap_err().to_string();
+        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
         assert!(e.contains("api_key_env"), "{e}");
         assert!(!e.contains("SECRET-VALUE"), "{e}");
 
+        std::fs::write(&p, "[profiles.x]\nsecret_key = \"SECRET-VALUE\"\n").unwrap();
+        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        assert!(e.contains("profiles.x") && e.contains("api_key_env"), "{e}");
+        assert!(!e.contains("SECRET-VALUE"), "{e}");
+
         std::fs::write(&p, "concurency = 3\n").unwrap();
-        let e = ConfigFile::load(Some(&p)).unwrap_err().to_string();
+        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
         assert!(e.contains("concurency"), "{e}");
 
+        std::fs::write(&p, "[profiles.billing]\nconcurency = 3\n").unwrap();
+        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        assert!(
+            e.contains("profiles.billing") && e.contains("concurency"),
+            "{e}"
+        );
+
         std::fs::write(&p, "outage_after = \"soon\"\n").unwrap();
-        let e = ConfigFile::load(Some(&p)).unwrap_err().to_string();
+        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
         assert!(e.contains("outage_after"), "{e}");
+
+        std::fs::write(&p, "send_window = \"7-22\"\n").unwrap();
+        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        assert!(e.contains("send_window") && e.contains("HH:MM"), "{e}");
     }
 
     #[test]
@@ -162,18 +321,87 @@ concurrency = 32
 rate = 50
 daily_quota = 5000
 request_timeout = "15s"
+send_window = "07:00-22:00"
+token_fee = 150
+message_fee = 300
 [error_codes.etelecom]
 "-201" = "refresh_token"
 "#,
         )
         .unwrap();
-        let (cfg, path) = ConfigFile::load(Some(&p)).unwrap();
+        let (cfg, path) = ConfigFile::load(Some(&p), None).unwrap();
         assert_eq!(path.as_deref(), Some(p.as_path()));
         assert_eq!(cfg.concurrency, Some(32));
+        assert_eq!(cfg.message_fee, Some(300));
         assert_eq!(
             ConfigFile::duration(&cfg.request_timeout),
             Some(Duration::from_secs(15))
         );
         assert_eq!(cfg.error_codes["etelecom"]["-201"], "refresh_token");
+        assert_eq!(
+            cfg.send_window()
+                .and_then(WindowSetting::window)
+                .map(|w| w.to_string()),
+            Some("07:00-22:00".to_string())
+        );
+    }
+
+    #[test]
+    fn a_profile_overrides_the_top_level_key_by_key() {
+        let text = r#"
+concurrency = 16
+rate = 50
+token_fee = 100
+[error_codes.etelecom]
+"-201" = "retry"
+[profiles.billing]
+provider = "etelecom"
+oa_id = "111"
+rate = 20
+send_window = "off"
+[profiles.billing.error_codes.etelecom]
+"-202" = "fail_row"
+[profiles.journey]
+oa_id = "222"
+"#;
+        let top = ConfigFile::parse(text, None).unwrap();
+        assert_eq!((top.oa_id.clone(), top.rate), (None, Some(50)));
+        assert_eq!(top.profiles, ["billing", "journey"]);
+
+        let b = ConfigFile::parse(text, Some("billing")).unwrap();
+        assert_eq!(b.oa_id.as_deref(), Some("111"));
+        assert_eq!(b.rate, Some(20), "the profile's value wins");
+        assert_eq!(
+            b.concurrency,
+            Some(16),
+            "unset in the profile: the top level's"
+        );
+        assert_eq!(b.token_fee, Some(100));
+        assert_eq!(b.send_window(), Some(WindowSetting::Off));
+        assert_eq!(b.error_codes["etelecom"]["-201"], "retry");
+        assert_eq!(b.error_codes["etelecom"]["-202"], "fail_row");
+
+        let j = ConfigFile::parse(text, Some("journey")).unwrap();
+        assert_eq!(j.oa_id.as_deref(), Some("222"));
+        assert!(!j.error_codes["etelecom"].contains_key("-202"));
+
+        let e = ConfigFile::parse(text, Some("bling")).unwrap_err();
+        assert!(
+            e.contains("no profile `bling`") && e.contains("billing, journey"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_sample_config_is_valid_in_every_profile() {
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/zns-batch.toml");
+        let text = std::fs::read_to_string(sample).unwrap();
+        let top = ConfigFile::parse(&text, None).unwrap();
+        assert!(top.profiles.len() >= 2, "{:?}", top.profiles);
+        for name in &top.profiles {
+            let cfg = ConfigFile::parse(&text, Some(name)).unwrap();
+            assert!(cfg.api_key.is_none());
+            assert!(cfg.message_fee.is_some(), "{name}: no message fee");
+        }
     }
 }

@@ -7,7 +7,15 @@ use zns_batch::cli::Cli;
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    if let Err(e) = zns_batch::logging::init(
+        cli.verbose,
+        cli.quiet,
+        cli.log_format,
+        cli.log_file.as_deref(),
+    ) {
+        eprintln!("error: {e}");
+        std::process::exit(app::EXIT_USAGE);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,20 +39,4 @@ fn main() {
     // Don't wait for lingering connection tasks on the way out.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     std::process::exit(code);
-}
-
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, _) => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZNS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("zns_batch={level}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::quota;
 use crate::runner::{RunCounters, RunTotals, StopReason};
-use crate::store::{Campaign, QuotaDay, ReportRow, StateCounts, Store, StoreError};
+use crate::store::{Campaign, DeliveryCounts, QuotaDay, ReportRow, StateCounts, Store, StoreError};
 
 /// Live progress: an indicatif bar on a terminal, a line every 10 s
 /// otherwise (cron logs), nothing when disabled.
@@ -266,6 +266,10 @@ pub struct CampaignStatusLine {
     pub deadline_passed: bool,
     /// Frequency cap in seconds, if the campaign has one.
     pub min_interval_per_phone_secs: Option<u64>,
+    /// `HH:MM-HH:MM` (Asia/Ho_Chi_Minh) a resume keeps using, if any.
+    pub send_window: Option<String>,
+    /// What `reconcile` found; counts are zero until it has run.
+    pub delivery: DeliveryCounts,
 }
 
 pub fn status_lines(
@@ -300,6 +304,8 @@ pub fn status_lines(
                 .min_interval_ms
                 .filter(|ms| *ms > 0)
                 .map(|ms| (ms / 1000) as u64),
+            send_window: c.send_window,
+            delivery: store.delivery_counts(c.id)?,
         });
     }
     Ok(out)
@@ -374,6 +380,19 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
             println!("{}: {}", l.campaign, notes.join(", "));
         }
     }
+    for l in lines.iter().filter(|l| l.delivery.checked > 0) {
+        let d = &l.delivery;
+        println!(
+            "{}: delivery {}/{} sent checked: received {}, seen {}, unknown {}; fees {} VND",
+            l.campaign,
+            d.checked,
+            d.sent,
+            d.received,
+            d.seen,
+            d.unknown,
+            crate::plan::thousands((d.fee_main + d.fee_token).max(0) as u64)
+        );
+    }
     for l in lines
         .iter()
         .filter(|l| l.last_error.is_some() && l.status != "finished")
@@ -396,15 +415,27 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-/// Spreadsheets run cells starting with these as formulas.
+/// A cell a spreadsheet shows as text: line breaks and other control
+/// characters become spaces (one physical line per row, whatever the input
+/// held), and a cell starting (after blanks) with `=`, `+`, `-` or `@` — which Excel,
+/// LibreOffice and Sheets would run as a formula — gets a leading `'`.
 fn spreadsheet_safe(s: &str) -> std::borrow::Cow<'_, str> {
-    match s.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}").into(),
-        _ => s.into(),
+    let s: std::borrow::Cow<'_, str> = if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    };
+    // Leading blanks too: some importers trim before they decide.
+    match s.trim_start().chars().next() {
+        Some('=' | '+' | '-' | '@') => format!("'{s}").into(),
+        _ => s,
     }
 }
 
-pub const REPORT_HEADER: [&str; 11] = [
+pub const REPORT_HEADER: [&str; 15] = [
     "line",
     "phone",
     "tracking_id",
@@ -416,7 +447,71 @@ pub const REPORT_HEADER: [&str; 11] = [
     "resent_after_doubt",
     "updated_at",
     "sent_at",
+    "delivery_status",
+    "delivery_time",
+    "fee_main",
+    "fee_token",
 ];
+
+/// One report row as `report --json` writes it (one object per line): the
+/// CSV's columns, unescaped, with times in RFC 3339.
+#[derive(Debug, Serialize)]
+pub struct JsonReportRow<'a> {
+    pub line: u64,
+    pub phone: &'a str,
+    pub tracking_id: &'a str,
+    pub state: &'a str,
+    pub msg_id: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub attempts: u32,
+    pub resent_after_doubt: bool,
+    pub updated_at: Option<String>,
+    pub sent_at: Option<String>,
+    pub delivery_status: Option<&'a str>,
+    pub delivery_time: Option<String>,
+    pub fee_main: Option<i64>,
+    pub fee_token: Option<i64>,
+}
+
+fn fmt_opt_ms(ms: Option<i64>) -> Option<String> {
+    ms.map(|m| quota::fmt_rfc3339(quota::from_ms(m)))
+}
+
+/// `report --json`: one JSON object per input row, in file order.
+pub fn write_report_json(
+    store: &Store,
+    campaign: &Campaign,
+    out: impl Write,
+) -> anyhow::Result<u64> {
+    let mut out = std::io::BufWriter::new(out);
+    let mut n = 0u64;
+    let written = store.for_each_report_row(campaign, |r: &ReportRow| {
+        n += 1;
+        let row = JsonReportRow {
+            line: r.line,
+            phone: &r.phone,
+            tracking_id: &r.tracking_id,
+            state: &r.state,
+            msg_id: r.msg_id.as_deref(),
+            error_code: r.error_code.as_deref(),
+            error: r.error.as_deref(),
+            attempts: r.attempts,
+            resent_after_doubt: r.resent_after_doubt,
+            updated_at: fmt_opt_ms(r.updated_ms),
+            sent_at: fmt_opt_ms(r.sent_ms),
+            delivery_status: r.delivery_status.as_deref(),
+            delivery_time: fmt_opt_ms(r.delivery_ms),
+            fee_main: r.fee_main,
+            fee_token: r.fee_token,
+        };
+        serde_json::to_writer(&mut out, &row).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")
+    })?;
+    written?;
+    out.flush()?;
+    Ok(n)
+}
 
 /// One CSV line per input row (rejects included), in file order.
 pub fn write_report(
@@ -450,6 +545,10 @@ pub fn write_report(
             if r.resent_after_doubt { "yes" } else { "" },
             &fmt_ms(r.updated_ms),
             &fmt_ms(r.sent_ms),
+            r.delivery_status.as_deref().unwrap_or(""),
+            &fmt_ms(r.delivery_ms),
+            &r.fee_main.map(|f| f.to_string()).unwrap_or_default(),
+            &r.fee_token.map(|f| f.to_string()).unwrap_or_default(),
         ])
         .map_err(std::io::Error::other)
     })?;
@@ -467,6 +566,10 @@ mod tests {
         assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
         assert_eq!(spreadsheet_safe("-118"), "'-118");
         assert_eq!(spreadsheet_safe("84912345678"), "84912345678");
+        assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(spreadsheet_safe("+84 912"), "'+84 912");
+        assert_eq!(spreadsheet_safe("a\r\nb"), "a  b");
+        assert_eq!(spreadsheet_safe("\t=1+1"), "' =1+1");
         assert_eq!(truncate("Hóa đơn tháng 11", 5), "Hóa …");
     }
 }

@@ -32,6 +32,7 @@ use crate::store::{
     Campaign, CampaignStatus, QuotaKey, RowState, Store, StoreError, TokenKey, WorkRow, WriteOp,
     WriteResult, Writer,
 };
+use crate::window::SendWindow;
 
 /// What to do with a row whose request may have been accepted but whose
 /// reply was lost.
@@ -80,6 +81,10 @@ pub struct RunOptions {
     /// After a stop request, how long to wait for in-flight requests.
     pub drain_deadline: Duration,
     pub progress: bool,
+    /// Hours of the OA's day in which requests may leave.
+    pub send_window: Option<SendWindow>,
+    /// Outside the window: sleep until it opens (else stop, resumable).
+    pub wait_for_window: bool,
 }
 
 impl Default for RunOptions {
@@ -96,6 +101,8 @@ impl Default for RunOptions {
             token_margin: Duration::from_secs(30 * 60),
             drain_deadline: Duration::from_secs(10),
             progress: true,
+            send_window: None,
+            wait_for_window: false,
         }
     }
 }
@@ -110,6 +117,8 @@ pub enum StopReason {
     Auth = 4,
     Config = 5,
     Store = 6,
+    /// Outside the send window (without --wait).
+    Window = 7,
 }
 
 impl StopReason {
@@ -121,6 +130,7 @@ impl StopReason {
             4 => Self::Auth,
             5 => Self::Config,
             6 => Self::Store,
+            7 => Self::Window,
             _ => return None,
         })
     }
@@ -166,7 +176,7 @@ impl Stop {
     }
 
     /// Sleep, cut short by a stop request. Returns false if stopped.
-    async fn sleep(&self, d: Duration) -> bool {
+    pub async fn sleep(&self, d: Duration) -> bool {
         if self.is_set() {
             return false;
         }
@@ -282,6 +292,8 @@ struct Ctx {
     /// Milliseconds since `started` of the last successful provider call.
     last_success_ms: AtomicU64,
     saw_failure: AtomicBool,
+    /// Whether "waiting for the send window" has been said for this closing.
+    window_wait_noted: AtomicBool,
 }
 
 /// How one row's processing ended, for the caller's bookkeeping.
@@ -334,6 +346,7 @@ pub async fn run(
         started,
         last_success_ms: AtomicU64::new(0),
         saw_failure: AtomicBool::new(false),
+        window_wait_noted: AtomicBool::new(false),
     });
 
     writer
@@ -526,6 +539,9 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         return Ok(());
     }
 
+    if !ctx.window_open().await {
+        return Ok(());
+    }
     let values: Vec<String> = serde_json::from_str(&row.data_json).unwrap_or_default();
     let data: Vec<(&str, &str)> = ctx
         .campaign
@@ -570,7 +586,8 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         if let Some(limiter) = &ctx.limiter {
             limiter.until_ready().await;
         }
-        if ctx.stop.is_set() {
+        // A retry can fall after the window closed: it waits like a new row.
+        if ctx.stop.is_set() || !ctx.window_open().await {
             return Ok(());
         }
         let quota_key = ctx.quota_key();
@@ -875,6 +892,37 @@ impl Ctx {
         match retry_after {
             Some(ra) => jittered.max(ra.min(Duration::from_secs(300))),
             None => jittered,
+        }
+    }
+
+    /// Inside the send window (or none set): true. Outside: with --wait,
+    /// sleep until it opens (false if stopped meanwhile); else stop the run.
+    async fn window_open(&self) -> bool {
+        let Some(w) = self.opts.send_window else {
+            return true;
+        };
+        loop {
+            let now = quota::now();
+            if w.contains(now) {
+                self.window_wait_noted.store(false, Ordering::Relaxed);
+                return true;
+            }
+            if !self.opts.wait_for_window {
+                self.stop.request(StopReason::Window, w.closed_message(now));
+                return false;
+            }
+            if !self.window_wait_noted.swap(true, Ordering::Relaxed) {
+                tracing::warn!("{}; waiting (--wait)", w.closed_message(now));
+            }
+            let until = w.next_open(now) - now;
+            // A little past the edge, so the check after waking sees it open.
+            let nap =
+                Duration::try_from(until).unwrap_or(Duration::ZERO) + Duration::from_millis(20);
+            if !self.stop.sleep(nap).await {
+                return false;
+            }
+            // Hours of waiting are not an outage.
+            self.note_success();
         }
     }
 

@@ -170,6 +170,8 @@ pub struct Campaign {
     pub not_after_ms: Option<i64>,
     /// Frequency cap: skip a phone that had a message from this OA this recently.
     pub min_interval_ms: Option<i64>,
+    /// `HH:MM-HH:MM` the last run or resume was given; resume keeps it.
+    pub send_window: Option<String>,
 }
 
 impl Campaign {
@@ -311,13 +313,55 @@ pub struct ReportRow {
     pub resent_after_doubt: bool,
     pub updated_ms: Option<i64>,
     pub sent_ms: Option<i64>,
+    /// From `reconcile`: unknown | received | seen; None if never looked up.
+    pub delivery_status: Option<String>,
+    pub delivery_ms: Option<i64>,
+    pub fee_main: Option<i64>,
+    pub fee_token: Option<i64>,
+}
+
+/// A sent row to look up with the provider.
+#[derive(Debug, Clone)]
+pub struct LookupRow {
+    pub id: i64,
+    pub line: u64,
+    pub phone: String,
+    pub msg_id: String,
+}
+
+/// What one lookup found; `None` fields keep what is stored.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryUpdate {
+    pub row_id: i64,
+    pub status: Option<String>,
+    pub delivery_ms: Option<i64>,
+    pub fee_main: Option<i64>,
+    pub fee_token: Option<i64>,
+    pub checked_ms: i64,
+}
+
+/// A campaign's delivery picture, from what `reconcile` stored.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeliveryCounts {
+    /// Rows in state `sent`.
+    pub sent: u64,
+    /// Sent rows looked up at least once.
+    pub checked: u64,
+    pub unknown: u64,
+    pub received: u64,
+    pub seen: u64,
+    /// Sent rows the provider gave no message id for (cannot be looked up).
+    pub no_msg_id: u64,
+    /// Sums of the fees the provider reported for the checked rows.
+    pub fee_main: i64,
+    pub fee_token: i64,
 }
 
 pub fn derived_tracking_id(prefix: &str, line: u64) -> String {
     format!("{prefix}-{line}")
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -409,6 +453,15 @@ const MIGRATIONS: &[&str] = &[
         FROM rows r JOIN campaigns c ON c.id = r.campaign_id
         WHERE r.state IN ('sent', 'in_flight', 'in_doubt')
         GROUP BY c.oa_id, r.phone;
+    "#,
+    // 3: delivery reconcile (GetMessage) and the stored send window.
+    r#"
+    ALTER TABLE rows ADD COLUMN delivery_status TEXT;
+    ALTER TABLE rows ADD COLUMN delivery_ms INTEGER;
+    ALTER TABLE rows ADD COLUMN fee_main INTEGER;
+    ALTER TABLE rows ADD COLUMN fee_token INTEGER;
+    ALTER TABLE rows ADD COLUMN delivery_checked_ms INTEGER;
+    ALTER TABLE campaigns ADD COLUMN send_window TEXT;
     "#,
 ];
 
@@ -607,6 +660,17 @@ impl Store {
                 "UPDATE campaigns SET not_after_ms = COALESCE(?2, not_after_ms), \
                  min_interval_ms = COALESCE(?3, min_interval_ms), updated_ms = ?4 WHERE id = ?1",
                 params![id, not_after_ms, min_interval_ms, quota::now_ms()],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    /// The window a resume keeps using unless told otherwise (None: no window).
+    pub fn set_campaign_send_window(&mut self, id: i64, window: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE campaigns SET send_window = ?2 WHERE id = ?1",
+                params![id, window],
             )
             .map_err(|e| self.e(e))?;
         Ok(())
@@ -849,6 +913,36 @@ impl Store {
             .map_err(|e| self.e(e))
     }
 
+    /// For the dry-run plan: distinct phones among the rows still to send
+    /// that need a token bought, and those whose stored token is reusable
+    /// (valid past `valid_after_ms`). A phone repeated in the file needs one.
+    pub fn token_plan(
+        &self,
+        campaign: &Campaign,
+        account: &str,
+        valid_after_ms: i64,
+        include_in_doubt: bool,
+    ) -> Result<(u64, u64)> {
+        let states = if include_in_doubt {
+            OPEN_STATES_SQL
+        } else {
+            "state IN ('pending','token_ready','in_flight')"
+        };
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT COALESCE(SUM(NOT reusable), 0), COALESCE(SUM(reusable), 0) FROM ( \
+                       SELECT r.phone, MAX(t.phone IS NOT NULL) AS reusable FROM rows r LEFT JOIN tokens t \
+                         ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
+                        AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N' \
+                       WHERE r.campaign_id = ?4 AND r.{states} GROUP BY r.phone)"
+                ),
+                params![account, campaign.oa_id, campaign.token_type, campaign.id, valid_after_ms],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| self.e(e))
+    }
+
     /// The stored token for a key (checked again under the per-phone lock so
     /// a token bought moments ago by another row is reused, not re-bought).
     pub fn token(&self, key: &TokenKey) -> Result<Option<JourneyToken>> {
@@ -954,7 +1048,8 @@ impl Store {
             .conn
             .prepare(
                 "SELECT line, phone, tracking_id, state, msg_id, error_code, error, attempts, \
-                        resent_after_doubt, updated_ms, sent_ms \
+                        resent_after_doubt, updated_ms, sent_ms, delivery_status, delivery_ms, \
+                        fee_main, fee_token \
                  FROM rows WHERE campaign_id = ?1 ORDER BY line, id",
             )
             .map_err(|e| self.e(e))?;
@@ -980,12 +1075,125 @@ impl Store {
                 resent_after_doubt: r.get::<_, i64>(8).map_err(|e| self.e(e))? != 0,
                 updated_ms: r.get(9).map_err(|e| self.e(e))?,
                 sent_ms: r.get(10).map_err(|e| self.e(e))?,
+                delivery_status: r.get(11).map_err(|e| self.e(e))?,
+                delivery_ms: r.get(12).map_err(|e| self.e(e))?,
+                fee_main: r.get(13).map_err(|e| self.e(e))?,
+                fee_token: r.get(14).map_err(|e| self.e(e))?,
             };
             if let Err(e) = f(&row) {
                 return Ok(Err(e));
             }
         }
         Ok(Ok(()))
+    }
+
+    // ----- delivery reconcile ------------------------------------------------
+
+    /// Sent rows with a message id that were never looked up, or whose last
+    /// answer was not final (`seen` is) and is older than `recheck_before_ms`;
+    /// after `after_id`, in file order.
+    pub fn delivery_candidates(
+        &self,
+        campaign_id: i64,
+        after_id: i64,
+        recheck_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<LookupRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, line, phone, msg_id FROM rows WHERE {DELIVERY_CANDIDATE_SQL} AND id > ?3 \
+                 ORDER BY id LIMIT ?4"
+            ))
+            .map_err(|e| self.e(e))?;
+        let out = stmt
+            .query_map(
+                params![campaign_id, recheck_before_ms, after_id, limit as i64],
+                |r| {
+                    Ok(LookupRow {
+                        id: r.get(0)?,
+                        line: r.get::<_, i64>(1)? as u64,
+                        phone: r.get(2)?,
+                        msg_id: r.get(3)?,
+                    })
+                },
+            )
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(out)
+    }
+
+    pub fn delivery_candidates_count(
+        &self,
+        campaign_id: i64,
+        recheck_before_ms: i64,
+    ) -> Result<u64> {
+        self.conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM rows WHERE {DELIVERY_CANDIDATE_SQL}"),
+                params![campaign_id, recheck_before_ms],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.e(e))
+    }
+
+    /// Store lookup results in one transaction.
+    pub fn save_deliveries(&mut self, updates: &[DeliveryUpdate]) -> Result<()> {
+        let path = self.path.clone();
+        let err = |e| sql_err(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE rows SET delivery_status = COALESCE(?2, delivery_status), \
+                     delivery_ms = COALESCE(?3, delivery_ms), fee_main = COALESCE(?4, fee_main), \
+                     fee_token = COALESCE(?5, fee_token), delivery_checked_ms = ?6 \
+                     WHERE id = ?1 AND state = 'sent'",
+                )
+                .map_err(err)?;
+            for u in updates {
+                stmt.execute(params![
+                    u.row_id,
+                    u.status,
+                    u.delivery_ms,
+                    u.fee_main,
+                    u.fee_token,
+                    u.checked_ms
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub fn delivery_counts(&self, campaign_id: i64) -> Result<DeliveryCounts> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(delivery_checked_ms IS NOT NULL), 0), \
+                        COALESCE(SUM(delivery_status = 'unknown'), 0), \
+                        COALESCE(SUM(delivery_status = 'received'), 0), \
+                        COALESCE(SUM(delivery_status = 'seen'), 0), \
+                        COALESCE(SUM(msg_id IS NULL), 0), \
+                        COALESCE(SUM(fee_main), 0), COALESCE(SUM(fee_token), 0) \
+                 FROM rows WHERE campaign_id = ?1 AND state = 'sent'",
+                [campaign_id],
+                |r| {
+                    let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                    Ok(DeliveryCounts {
+                        sent: n(0)?,
+                        checked: n(1)?,
+                        unknown: n(2)?,
+                        received: n(3)?,
+                        seen: n(4)?,
+                        no_msg_id: n(5)?,
+                        fee_main: r.get(6)?,
+                        fee_token: r.get(7)?,
+                    })
+                },
+            )
+            .map_err(|e| self.e(e))
     }
 
     pub fn quota_day(&self, key: &QuotaKey) -> Result<QuotaDay> {
@@ -1077,9 +1285,14 @@ fn duplicate_reason(
     ))
 }
 
+/// `?1` campaign id, `?2` recheck rows last checked before this (ms).
+const DELIVERY_CANDIDATE_SQL: &str = "campaign_id = ?1 AND state = 'sent' AND msg_id IS NOT NULL \
+    AND (delivery_checked_ms IS NULL \
+         OR (COALESCE(delivery_status, 'unknown') <> 'seen' AND delivery_checked_ms < ?2))";
+
 const CAMPAIGN_COLS: &str = "id, name, csv_path, csv_sha256, template_keys, provider, base_url, oa_id, \
     template_id, token_type, tracking_prefix, import_done, imported_through_line, status, last_error, \
-    in_doubt_policy, created_ms, updated_ms, not_after_ms, min_interval_ms";
+    in_doubt_policy, created_ms, updated_ms, not_after_ms, min_interval_ms, send_window";
 
 fn campaign_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
     let keys: String = r.get(4)?;
@@ -1104,6 +1317,7 @@ fn campaign_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
         updated_ms: r.get(17)?,
         not_after_ms: r.get(18)?,
         min_interval_ms: r.get(19)?,
+        send_window: r.get(20)?,
     })
 }
 

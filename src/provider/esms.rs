@@ -57,6 +57,9 @@ fn unsupported(message: &str) -> ProviderError {
     ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
 }
 
+const NO_MESSAGE_LOOKUP: &str =
+    "eSMS reports delivery status by callback (CallbackUrl); no message lookup here";
+
 const NO_TOKEN_STEP: &str = "eSMS has no journey token step; OrderId carries the journey";
 
 impl Esms {
@@ -223,6 +226,7 @@ impl Provider for Esms {
             // RequestId de-duplication is documented (code 124).
             dedup: Dedup::Documented,
             lookup_by_tracking_id: false,
+            no_message_lookup: Some(NO_MESSAGE_LOOKUP),
         }
     }
 
@@ -245,9 +249,7 @@ impl Provider for Esms {
     /// eSMS reports the final status by callback (`CallbackUrl`); its status
     /// queries are not wired in.
     async fn get_message(&self, _oa_id: &str, _msg_id: &str) -> Result<MessageInfo, ProviderError> {
-        Err(unsupported(
-            "eSMS reports delivery status by callback (CallbackUrl); no message lookup here",
-        ))
+        Err(unsupported(NO_MESSAGE_LOOKUP))
     }
 }
 

@@ -170,6 +170,8 @@ impl Provider for Etelecom {
             tokens: true,
             dedup: Dedup::Inferred,
             lookup_by_tracking_id: false,
+            // GetMessage by msg_id (seed 002).
+            no_message_lookup: None,
         }
     }
 

@@ -206,6 +206,9 @@ pub struct Capabilities {
     pub dedup: Dedup,
     /// A lost reply can be looked up by our idempotency key.
     pub lookup_by_tracking_id: bool,
+    /// `Some(why)` when the provider offers no message lookup by its id
+    /// ([`Provider::get_message`]), so delivery cannot be reconciled.
+    pub no_message_lookup: Option<&'static str>,
 }
 
 #[async_trait]

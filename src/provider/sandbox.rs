@@ -190,6 +190,8 @@ struct Journey {
     /// Sandbox clock.
     created: OffsetDateTime,
     expires: OffsetDateTime,
+    /// The token fee has been charged (on the first message that used it).
+    charged: bool,
 }
 
 /// One accepted message. Kept small: a benchmark may leave a million.
@@ -201,6 +203,8 @@ struct Message {
     tracking_id: String,
     /// Sandbox clock.
     sent: OffsetDateTime,
+    /// This message carried its journey token's fee (set by `deliver`).
+    token_charged: bool,
 }
 
 /// What a send came to once it passed every check.
@@ -331,6 +335,7 @@ impl Inner {
             token,
             created: now,
             expires: now + ttl,
+            charged: false,
         });
         self.stats.tokens_created += 1;
         *self
@@ -390,6 +395,11 @@ impl Inner {
             return Delivery::OverQuota;
         }
         *used += 1;
+        let mut msg = msg;
+        if let Some(j) = msg.journey.and_then(|j| self.journeys.get_mut(j)) {
+            msg.token_charged = !j.charged;
+            j.charged = true;
+        }
         let n = self.messages.len();
         if dedup && !msg.tracking_id.is_empty() {
             self.dedup_index.insert(key, n);

@@ -104,6 +104,9 @@ fn secret_header(value: &str, what: &str, class: ErrorClass) -> Result<HeaderVal
     Ok(v)
 }
 
+const NO_MESSAGE_LOOKUP: &str =
+    "Zalo documents no message lookup for journey sends; delivery status comes by webhook";
+
 fn unsupported(message: &str) -> ProviderError {
     ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
 }
@@ -311,6 +314,7 @@ impl Provider for Zalo {
             // `tracking_id` is echoed for reconciliation; de-dup is not documented.
             dedup: Dedup::Inferred,
             lookup_by_tracking_id: false,
+            no_message_lookup: Some(NO_MESSAGE_LOOKUP),
         }
     }
 
@@ -337,9 +341,7 @@ impl Provider for Zalo {
     /// Seed 003 documents no lookup for journey messages; Zalo reports
     /// delivery by webhook instead.
     async fn get_message(&self, _oa_id: &str, _msg_id: &str) -> Result<MessageInfo, ProviderError> {
-        Err(unsupported(
-            "Zalo documents no message lookup for journey sends; delivery status comes by webhook",
-        ))
+        Err(unsupported(NO_MESSAGE_LOOKUP))
     }
 }
 

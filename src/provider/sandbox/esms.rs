@@ -146,6 +146,7 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         template_id: f.temp_id.parse().unwrap_or(0),
         tracking_id: f.request_id,
         sent: g.now(),
+        token_charged: false,
     };
     let quota = g.daily_quota;
     match g.deliver(shared.dedup, msg) {

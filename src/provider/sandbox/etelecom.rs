@@ -132,6 +132,28 @@ fn get_journey(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, Strin
     })
 }
 
+/// Fees the sandbox charges (VND, in the range of real ZNS prices).
+pub(crate) const MESSAGE_FEE: i64 = 200;
+pub(crate) const TOKEN_FEE: i64 = 150;
+/// A message reaches the phone this long after it is sent (sandbox clock)…
+const DELIVERY_DELAY: time::Duration = time::Duration::seconds(1);
+/// …and every third one is opened this long after.
+const SEEN_DELAY: time::Duration = time::Duration::seconds(5);
+
+/// Delivery as GetMessage reports it, decided by the message's index and
+/// the sandbox clock: one in ten is never delivered (phone off, Zalo never
+/// opened) and stays `unknown`; the rest are `unknown` until delivered,
+/// then `received`; every third of those turns `seen`.
+pub(crate) fn delivery_of(n: usize, age: time::Duration) -> (&'static str, bool) {
+    if n % 10 == 9 || age < DELIVERY_DELAY {
+        ("unknown", false)
+    } else if n % 3 == 2 && age >= SEEN_DELAY {
+        ("seen", true)
+    } else {
+        ("received", true)
+    }
+}
+
 fn message_json(g: &Inner, n: usize, looked_up: bool) -> Value {
     let Some(m) = g.messages.get(n) else {
         return json!({ "error_code": -107, "error_message": "message id invalid" });
@@ -148,8 +170,8 @@ fn message_json(g: &Inner, n: usize, looked_up: bool) -> Value {
         "msg_type": "journey",
         "type": "journey",
         "is_charged": true,
-        "fee_main": 200,
-        "fee_token": 0,
+        "fee_main": MESSAGE_FEE,
+        "fee_token": if m.token_charged { TOKEN_FEE } else { 0 },
         "sent_time": sent,
         "delivery_status": "unknown",
         "status": "P",
@@ -159,10 +181,11 @@ fn message_json(g: &Inner, n: usize, looked_up: bool) -> Value {
         "updated_at": sent,
     });
     if looked_up {
-        // Deterministic: every third message has been seen.
-        let status = if n % 3 == 2 { "seen" } else { "received" };
+        let (status, delivered) = delivery_of(n, g.now() - m.sent);
         v["delivery_status"] = json!(status);
-        v["delivery_time"] = json!(rfc3339(g.wire(m.sent) + time::Duration::seconds(3)));
+        if delivered {
+            v["delivery_time"] = json!(rfc3339(g.wire(m.sent + DELIVERY_DELAY)));
+        }
     }
     v
 }
@@ -200,6 +223,7 @@ fn send(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, String> {
         template_id,
         tracking_id,
         sent,
+        token_charged: false,
     };
     Ok(match g.deliver(shared.dedup, msg) {
         Delivery::New(n) | Delivery::Replay(n) => Reply::accepted(message_json(&g, n, false)),
@@ -298,7 +322,26 @@ mod tests {
         .await;
         assert_eq!(got["error_code"], 0);
         assert_eq!(got["tracking_id"], "t-1");
-        assert!(got["delivery_time"].is_string());
+        // Just sent: not delivered yet.
+        assert_eq!(got["delivery_status"], "unknown");
+        assert!(got.get("delivery_time").is_none(), "{got}");
+        assert_eq!(got["fee_main"], super::MESSAGE_FEE);
+        assert_eq!(
+            got["fee_token"],
+            super::TOKEN_FEE,
+            "first message on its token"
+        );
+        sb.advance_day(1);
+        let (_, got) = call(
+            &base,
+            "GetMessage",
+            "sandbox-key",
+            json!({ "oa_id": OA, "msg_id": m["msg_id"] }),
+        )
+        .await;
+        assert_eq!(got["delivery_status"], "received");
+        assert!(got["delivery_time"].is_string(), "{got}");
+        sb.advance_day(-1);
         let (_, none) = call(
             &base,
             "GetMessage",
@@ -324,8 +367,19 @@ mod tests {
         assert_eq!(st.deliveries.get("t-1"), Some(&1));
         assert_eq!(st.accepted, 1);
         assert_eq!(st.send_requests, 2);
-        assert_eq!(st.get_message_calls, 2);
+        assert_eq!(st.get_message_calls, 3);
         sb.stop().await;
+    }
+
+    #[test]
+    fn delivery_follows_the_clock_and_the_index() {
+        use super::delivery_of;
+        use time::Duration as D;
+        assert_eq!(delivery_of(0, D::milliseconds(10)), ("unknown", false));
+        assert_eq!(delivery_of(0, D::seconds(2)), ("received", true));
+        assert_eq!(delivery_of(2, D::seconds(2)), ("received", true));
+        assert_eq!(delivery_of(2, D::days(1)), ("seen", true));
+        assert_eq!(delivery_of(9, D::days(1)), ("unknown", false));
     }
 
     #[tokio::test]

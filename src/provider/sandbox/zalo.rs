@@ -137,6 +137,7 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         template_id,
         tracking_id,
         sent: g.now(),
+        token_charged: false,
     };
     match g.deliver(shared.dedup, msg) {
         Delivery::New(n) | Delivery::Replay(n) => {

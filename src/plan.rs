@@ -1,0 +1,314 @@
+//! The dry-run plan: what a run of a campaign would do and cost, worked out
+//! from the store alone — no provider call is made.
+
+use serde::Serialize;
+
+use crate::quota;
+use crate::report::{RejectLine, Summary};
+use crate::runner::{InDoubtPolicy, RunOptions};
+use crate::store::{Campaign, Store, StoreError};
+
+/// Rejects shown in the plan (all of them are in `report`).
+const FIRST_REJECTS: usize = 5;
+
+/// The settings a run would use, after flags > env > profile > file > defaults.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanSettings {
+    pub config_file: Option<String>,
+    pub profile: Option<String>,
+    pub provider: String,
+    pub base_url: Option<String>,
+    pub oa_id: String,
+    pub template_id: String,
+    pub token_type: String,
+    pub concurrency: usize,
+    pub rate: Option<u32>,
+    pub daily_quota: Option<u64>,
+    pub in_doubt: String,
+    pub send_window: Option<String>,
+    pub token_fee: Option<u64>,
+    pub message_fee: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fees {
+    pub token_fee: u64,
+    pub message_fee: u64,
+    pub tokens: u64,
+    pub messages: u64,
+    /// tokens × token_fee + messages × message_fee, in VND.
+    pub total: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub campaign: String,
+    pub dry_run: bool,
+    pub rows: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub first_rejects: Vec<RejectLine>,
+    pub already_sent: u64,
+    pub already_failed: u64,
+    pub messages_to_send: u64,
+    /// Open rows the frequency cap (`--min-interval-per-phone`) would skip now.
+    pub would_skip_min_interval: u64,
+    /// The campaign's deadline (`--not-after`), RFC 3339.
+    pub not_after: Option<String>,
+    /// Whether this provider buys a journey token per recipient.
+    pub uses_tokens: bool,
+    pub tokens_to_buy: u64,
+    pub tokens_to_reuse: u64,
+    /// None when no fee is configured (`token_fee`, `message_fee`).
+    pub estimated_fees: Option<Fees>,
+    pub quota_used_today: u64,
+    /// None when no daily quota is known (`--daily-quota`).
+    pub quota_days_needed: Option<u64>,
+    pub send_window_open_now: Option<bool>,
+    pub send_window_opens_at: Option<String>,
+    pub settings: PlanSettings,
+    pub next_step: String,
+}
+
+pub struct PlanInput<'a> {
+    pub store: &'a Store,
+    pub campaign: &'a Campaign,
+    /// The token account (provider|base URL); None when no token can be
+    /// reused (the embedded sandbox lives for one run only).
+    pub account: Option<&'a str>,
+    pub uses_tokens: bool,
+    pub opts: &'a RunOptions,
+    pub settings: PlanSettings,
+}
+
+/// Days needed to send `n` at `limit` a day when `left_today` remain today.
+pub fn quota_days(n: u64, limit: u64, left_today: u64) -> u64 {
+    if n == 0 || limit == 0 {
+        return 0;
+    }
+    if n <= left_today {
+        return 1;
+    }
+    let later = (n - left_today).div_ceil(limit);
+    later + u64::from(left_today > 0)
+}
+
+pub fn build(input: PlanInput<'_>) -> Result<Plan, StoreError> {
+    let PlanInput {
+        store,
+        campaign,
+        account,
+        uses_tokens,
+        opts,
+        settings,
+    } = input;
+    let counts = store.state_counts(campaign.id)?;
+    let include_doubt = opts.in_doubt == InDoubtPolicy::Resend;
+    let would_skip = store.would_skip_count(campaign, quota::now_ms())?;
+    let to_send = store
+        .open_count(campaign.id, include_doubt)?
+        .saturating_sub(would_skip);
+    let (tokens_to_buy, tokens_to_reuse) = if !uses_tokens {
+        (0, 0)
+    } else {
+        let margin = time::Duration::try_from(opts.token_margin).unwrap_or(time::Duration::ZERO);
+        let valid_after = quota::to_ms(quota::now() + margin);
+        // Without a lasting account every phone needs a token: "no account"
+        // never matches a stored one.
+        store.token_plan(campaign, account.unwrap_or(""), valid_after, include_doubt)?
+    };
+    let (first_rejects, _) = Summary::rejects_and_errors(store, campaign.id)?;
+    let first_rejects = first_rejects.into_iter().take(FIRST_REJECTS).collect();
+    let estimated_fees = match (settings.token_fee, settings.message_fee) {
+        (None, None) => None,
+        (t, m) => {
+            let (token_fee, message_fee) = (t.unwrap_or(0), m.unwrap_or(0));
+            Some(Fees {
+                token_fee,
+                message_fee,
+                tokens: tokens_to_buy,
+                messages: to_send,
+                total: tokens_to_buy
+                    .saturating_mul(token_fee)
+                    .saturating_add(to_send.saturating_mul(message_fee)),
+            })
+        }
+    };
+    let used_today = store.quota_used_on(&campaign.oa_id, &quota::today_key())?;
+    let quota_days_needed = opts
+        .daily_quota
+        .filter(|q| *q > 0)
+        .map(|q| quota_days(to_send, q, q.saturating_sub(used_today)));
+    let now = quota::now();
+    let (open_now, opens_at) = match opts.send_window {
+        Some(w) => (
+            Some(w.contains(now)),
+            Some(quota::fmt_local(w.next_open(now))),
+        ),
+        None => (None, None),
+    };
+    Ok(Plan {
+        campaign: campaign.name.clone(),
+        dry_run: true,
+        rows: counts.total,
+        accepted: counts.total - counts.rejected,
+        rejected: counts.rejected,
+        first_rejects,
+        already_sent: counts.sent,
+        already_failed: counts.failed,
+        messages_to_send: to_send,
+        would_skip_min_interval: would_skip,
+        not_after: campaign
+            .not_after_ms
+            .map(|ms| quota::fmt_rfc3339(quota::from_ms(ms))),
+        uses_tokens,
+        tokens_to_buy,
+        tokens_to_reuse,
+        estimated_fees,
+        quota_used_today: used_today,
+        quota_days_needed,
+        send_window_open_now: open_now,
+        send_window_opens_at: opens_at,
+        settings,
+        next_step: format!("zns-batch resume {}", campaign.name),
+    })
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Plan {
+    pub fn print(&self, json: bool) {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
+            );
+            return;
+        }
+        let s = &self.settings;
+        let mut o = String::new();
+        o.push_str(&format!(
+            "\nDry run for campaign {} — nothing sent, nothing bought\n",
+            self.campaign
+        ));
+        let profile = s
+            .profile
+            .as_deref()
+            .map(|p| format!(" · profile {p}"))
+            .unwrap_or_default();
+        o.push_str(&format!(
+            "  provider     {} · OA {} · template {}{profile}\n",
+            s.provider, s.oa_id, s.template_id
+        ));
+        o.push_str(&format!(
+            "  rows         {} in file: {} accepted, {} rejected\n",
+            self.rows, self.accepted, self.rejected
+        ));
+        for r in &self.first_rejects {
+            o.push_str(&format!("                 line {}: {}\n", r.line, r.reason));
+        }
+        if self.rejected as usize > self.first_rejects.len() {
+            o.push_str("                 … every reject: zns-batch validate FILE, or the report\n");
+        }
+        o.push_str(&format!(
+            "  messages     {} to send ({} already sent, {} failed)\n",
+            self.messages_to_send, self.already_sent, self.already_failed
+        ));
+        if self.would_skip_min_interval > 0 {
+            o.push_str(&format!(
+                "  would skip   {} rows: their phone got a message from this OA within --min-interval-per-phone\n",
+                self.would_skip_min_interval
+            ));
+        }
+        if let Some(d) = &self.not_after {
+            let when =
+                time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
+                    .map(quota::fmt_local)
+                    .unwrap_or_else(|_| d.clone());
+            o.push_str(&format!(
+                "  deadline     {when} (rows not sent by then expire)\n"
+            ));
+        }
+        if self.uses_tokens {
+            o.push_str(&format!(
+                "  tokens       {} to buy, {} to reuse ({})\n",
+                self.tokens_to_buy, self.tokens_to_reuse, s.token_type
+            ));
+        } else {
+            o.push_str("  tokens       none needed by this provider\n");
+        }
+        match &self.estimated_fees {
+            Some(f) => o.push_str(&format!(
+                "  fees         ≈ {} VND = {} tokens × {} + {} messages × {}\n",
+                thousands(f.total),
+                f.tokens,
+                thousands(f.token_fee),
+                f.messages,
+                thousands(f.message_fee)
+            )),
+            None => o.push_str(
+                "  fees         not estimated: set token_fee and message_fee in the config file\n",
+            ),
+        }
+        match (self.quota_days_needed, s.daily_quota) {
+            (Some(d), Some(q)) => o.push_str(&format!(
+                "  quota        {d} quota day(s) at {q}/day ({} used today, Asia/Ho_Chi_Minh)\n",
+                self.quota_used_today
+            )),
+            _ => o.push_str(
+                "  quota        no daily quota set (--daily-quota): days needed unknown\n",
+            ),
+        }
+        if let (Some(w), Some(open)) = (&s.send_window, self.send_window_open_now) {
+            if open {
+                o.push_str(&format!("  send window  {w} (open now)\n"));
+            } else {
+                o.push_str(&format!(
+                    "  send window  {w} (closed now; opens {})\n",
+                    self.send_window_opens_at.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+        o.push_str(&format!(
+            "  pace         concurrency {}, rate {}\n",
+            s.concurrency,
+            s.rate
+                .map(|r| format!("{r}/s"))
+                .unwrap_or_else(|| "unlimited".into())
+        ));
+        o.push_str(&format!("  next         {}\n", self.next_step));
+        print!("{o}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_days_count_what_is_left_today() {
+        assert_eq!(quota_days(100, 30, 30), 4);
+        assert_eq!(
+            quota_days(100, 30, 0),
+            4,
+            "nothing left today: 4 later days"
+        );
+        assert_eq!(quota_days(100, 30, 10), 4, "10 today, then 30+30+30");
+        assert_eq!(quota_days(101, 30, 10), 5);
+        assert_eq!(quota_days(10, 30, 10), 1);
+        assert_eq!(quota_days(0, 30, 30), 0);
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
+}
