@@ -327,7 +327,7 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
         "REJECTED",
         "OPEN",
         "IN DOUBT",
-        "QUOTA DAY"
+        "USED TODAY"
     );
     for l in lines {
         let c = &l.counts;
