@@ -993,6 +993,35 @@ impl SandboxHandle {
     }
 }
 
+fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // So a test can stop one sandbox and start another on the same port.
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(listen)?;
+    socket.listen(1024)
+}
+
+fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop_rx: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let app = router(shared);
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|stopping| *stopping).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::warn!("sandbox server stopped: {e}");
+        }
+    })
+}
+
 pub struct Sandbox {
     addr: SocketAddr,
     handle: SandboxHandle,
@@ -1003,16 +1032,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Bind `listen` (port 0 for any) and serve until [`Sandbox::stop`].
     pub async fn start(listen: SocketAddr, config: SandboxConfig) -> std::io::Result<Sandbox> {
-        let socket = if listen.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        // So a test can stop one sandbox and start another on the same port.
-        socket.set_reuseaddr(true)?;
-        socket.set_nodelay(true)?;
-        socket.bind(listen)?;
-        let listener = socket.listen(1024)?;
+        let listener = bind(listen)?;
         let addr = listener.local_addr()?;
 
         let (tx, rx) = watch::channel(false);
@@ -1049,22 +1069,41 @@ impl Sandbox {
                 stats: Stats::default(),
             }),
         });
-        let app = router(shared.clone());
-        let mut stop_rx = rx;
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stopping| *stopping).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!("sandbox server stopped: {e}");
-            }
-        });
+        let task = serve(listener, shared.clone(), rx);
         Ok(Sandbox {
             addr,
             handle: SandboxHandle(shared),
             shutdown: tx,
             task: Some(task),
         })
+    }
+
+    /// Take the server down — the port refuses connections — but keep its
+    /// memory (messages, de-duplication table, tokens, quota), as a real
+    /// provider's outage would. [`Sandbox::up`] brings it back on the same port.
+    pub async fn down(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+
+    /// Serve again on the same address after [`Sandbox::down`].
+    pub async fn up(&mut self) -> std::io::Result<()> {
+        if self.task.is_some() {
+            return Ok(());
+        }
+        let listener = bind(self.addr)?;
+        let _ = self.shutdown.send(false);
+        self.task = Some(serve(
+            listener,
+            self.handle.0.clone(),
+            self.shutdown.subscribe(),
+        ));
+        Ok(())
     }
 
     pub fn addr(&self) -> SocketAddr {
