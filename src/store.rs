@@ -39,6 +39,14 @@ pub enum StoreError {
     },
     #[error("state database {path} is locked by another zns-batch process (busy for {secs}s)")]
     Busy { path: PathBuf, secs: u64 },
+    #[error("state database {path} is read-only: make the file and its folder writable (every step is recorded before it is taken, so nothing can be sent without it)")]
+    ReadOnly { path: PathBuf },
+    #[error("cannot write the state database {path}: is the disk full or failing?")]
+    Disk {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("the state writer stopped: {0}")]
     WriterGone(String),
 }
@@ -363,6 +371,16 @@ impl Store {
             })?;
         }
         let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
+        // SQLite quietly falls back to read-only; say so now, not at the
+        // first checkpoint of a run.
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(|e| sql_err(path, e))?
+        {
+            return Err(StoreError::ReadOnly {
+                path: path.to_path_buf(),
+            });
+        }
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -999,6 +1017,18 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
             return StoreError::Busy {
                 path: path.to_path_buf(),
                 secs: BUSY_TIMEOUT.as_secs(),
+            };
+        }
+        if f.code == rusqlite::ErrorCode::ReadOnly {
+            return StoreError::ReadOnly {
+                path: path.to_path_buf(),
+            };
+        }
+        if f.code == rusqlite::ErrorCode::DiskFull || f.code == rusqlite::ErrorCode::SystemIoFailure
+        {
+            return StoreError::Disk {
+                path: path.to_path_buf(),
+                source: e,
             };
         }
     }
