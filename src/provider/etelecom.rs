@@ -159,21 +159,21 @@ impl Etelecom {
     }
 }
 
-#[async_trait]
-impl Provider for Etelecom {
-    fn kind(&self) -> ProviderKind {
-        self.settings.kind
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tokens: true,
-            dedup: Dedup::Inferred,
-            lookup_by_tracking_id: false,
+/// The calls themselves; the trait methods wrap them so no error a reply
+/// provokes can carry the key onward (into logs or the state database).
+impl Etelecom {
+    /// A provider may quote the key back (an error message, a body excerpt).
+    fn redact(&self, err: ProviderError) -> ProviderError {
+        match &self.settings.secret_key {
+            Some(secret) => http::redact(err, &[&self.settings.api_key, secret]),
+            None => http::redact(err, &[&self.settings.api_key]),
         }
     }
 
-    async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
+    async fn create_token_inner(
+        &self,
+        req: &TokenRequest<'_>,
+    ) -> Result<JourneyToken, ProviderError> {
         let body = json!({
             "oa_id": req.oa_id,
             "phone": req.phone,
@@ -215,7 +215,7 @@ impl Provider for Etelecom {
         })
     }
 
-    async fn check_token(
+    async fn check_token_inner(
         &self,
         oa_id: &str,
         token: &JourneyToken,
@@ -246,7 +246,7 @@ impl Provider for Etelecom {
         }
     }
 
-    async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
+    async fn send_inner(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
         let token = req.token.ok_or_else(|| {
             ProviderError::new(
                 ErrorClass::RefreshToken,
@@ -286,7 +286,11 @@ impl Provider for Etelecom {
         })
     }
 
-    async fn get_message(&self, oa_id: &str, msg_id: &str) -> Result<MessageInfo, ProviderError> {
+    async fn get_message_inner(
+        &self,
+        oa_id: &str,
+        msg_id: &str,
+    ) -> Result<MessageInfo, ProviderError> {
         let body = json!({ "oa_id": oa_id, "msg_id": msg_id });
         let reply = self.call("GetMessage", &body).await?;
         let m: MessageReply = http::decode(&reply)?;
@@ -301,5 +305,46 @@ impl Provider for Etelecom {
             fee_main: m.fee_main.and_then(|f| f.parse().ok()),
             fee_token: m.fee_token.and_then(|f| f.parse().ok()),
         })
+    }
+}
+
+#[async_trait]
+impl Provider for Etelecom {
+    fn kind(&self) -> ProviderKind {
+        self.settings.kind
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tokens: true,
+            dedup: Dedup::Inferred,
+            lookup_by_tracking_id: false,
+        }
+    }
+
+    async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
+        self.create_token_inner(req)
+            .await
+            .map_err(|e| self.redact(e))
+    }
+
+    async fn check_token(
+        &self,
+        oa_id: &str,
+        token: &JourneyToken,
+    ) -> Result<TokenCheck, ProviderError> {
+        self.check_token_inner(oa_id, token)
+            .await
+            .map_err(|e| self.redact(e))
+    }
+
+    async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
+        self.send_inner(req).await.map_err(|e| self.redact(e))
+    }
+
+    async fn get_message(&self, oa_id: &str, msg_id: &str) -> Result<MessageInfo, ProviderError> {
+        self.get_message_inner(oa_id, msg_id)
+            .await
+            .map_err(|e| self.redact(e))
     }
 }

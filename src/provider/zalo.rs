@@ -173,7 +173,10 @@ impl Zalo {
     }
 
     fn redact(&self, err: ProviderError) -> ProviderError {
-        http::redact(err, &[&self.settings.api_key])
+        match &self.settings.secret_key {
+            Some(secret) => http::redact(err, &[&self.settings.api_key, secret]),
+            None => http::redact(err, &[&self.settings.api_key]),
+        }
     }
 
     async fn create_token_inner(
