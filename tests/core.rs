@@ -39,41 +39,6 @@ fn uses_tokens(p: ProviderKind) -> bool {
     p != ProviderKind::Esms
 }
 
-fn run_args(
-    csv: &std::path::Path,
-    campaign: &str,
-    sb: &zns_batch::provider::sandbox::Sandbox,
-    p: ProviderKind,
-    extra: &[&str],
-) -> Vec<String> {
-    let mut v = args(&[
-        "--json",
-        "run",
-        csv.to_str().unwrap(),
-        "--campaign",
-        campaign,
-        "--template-id",
-        "246810",
-    ]);
-    v.extend(provider_args(sb, p));
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
-fn resume_args(
-    campaign: &str,
-    sb: &zns_batch::provider::sandbox::Sandbox,
-    p: ProviderKind,
-    extra: &[&str],
-) -> Vec<String> {
-    let mut v = args(&["--json", "resume", campaign]);
-    let pa = provider_args(sb, p);
-    // `resume` takes the stored OA; the rest of the provider flags apply.
-    v.extend(pa);
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
 async fn happy_path_2000_rows(p: ProviderKind) {
     let env = Env::new();
     let sb = sandbox(p, |_| {}).await;
