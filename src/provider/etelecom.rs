@@ -286,6 +286,40 @@ impl Etelecom {
         })
     }
 
+    /// Sandbox only: GetMessage by tracking_id; "message id invalid" means
+    /// no message was created under it.
+    async fn find_by_tracking_id_inner(
+        &self,
+        oa_id: &str,
+        tracking_id: &str,
+    ) -> Result<Option<MessageInfo>, ProviderError> {
+        let body = json!({ "oa_id": oa_id, "tracking_id": tracking_id });
+        let reply = self.call("GetMessage", &body).await?;
+        let m: MessageReply = http::decode(&reply)?;
+        if m.error_code == -107 {
+            return Ok(None);
+        }
+        if m.error_code != 0 {
+            // A lookup that fails says nothing about the row: it stays in doubt.
+            return Err(self.code_error(m.error_code, m.error_message.as_deref()));
+        }
+        match (m.msg_id, m.tracking_id) {
+            (Some(msg_id), Some(t)) if t == tracking_id => Ok(Some(MessageInfo {
+                msg_id,
+                tracking_id: Some(t),
+                delivery_status: m.delivery_status,
+                delivery_time: m.delivery_time,
+                fee_main: m.fee_main.and_then(|f| f.parse().ok()),
+                fee_token: m.fee_token.and_then(|f| f.parse().ok()),
+            })),
+            _ => Err(ProviderError::new(
+                ErrorClass::Retry,
+                "decode",
+                "GetMessage by tracking_id answered another message",
+            )),
+        }
+    }
+
     async fn get_message_inner(
         &self,
         oa_id: &str,
@@ -318,7 +352,10 @@ impl Provider for Etelecom {
         Capabilities {
             tokens: true,
             dedup: Dedup::Inferred,
-            lookup_by_tracking_id: false,
+            // eTelecom's GetMessage takes a msg_id only (seed 002): a lost
+            // reply leaves us without one. The sandbox also answers by
+            // tracking_id, which exercises the runner's lookup path.
+            lookup_by_tracking_id: self.settings.kind == ProviderKind::Sandbox,
         }
     }
 
@@ -344,6 +381,19 @@ impl Provider for Etelecom {
 
     async fn get_message(&self, oa_id: &str, msg_id: &str) -> Result<MessageInfo, ProviderError> {
         self.get_message_inner(oa_id, msg_id)
+            .await
+            .map_err(|e| self.redact(e))
+    }
+
+    async fn find_by_tracking_id(
+        &self,
+        oa_id: &str,
+        tracking_id: &str,
+    ) -> Result<Option<MessageInfo>, ProviderError> {
+        if self.settings.kind != ProviderKind::Sandbox {
+            return Ok(None);
+        }
+        self.find_by_tracking_id_inner(oa_id, tracking_id)
             .await
             .map_err(|e| self.redact(e))
     }

@@ -222,6 +222,8 @@ struct Inner {
     messages: Vec<Message>,
     /// "oa\0tracking_id" → message index.
     dedup_index: HashMap<String, usize>,
+    /// "oa\0tracking_id" → first message, de-duplicating or not (lookups).
+    tracking_index: HashMap<String, usize>,
     /// (oa, Julian day) → new messages accepted.
     quota_used: HashMap<(String, i32), u64>,
     stats: Stats,
@@ -364,6 +366,13 @@ impl Inner {
         (n < self.messages.len()).then_some(n)
     }
 
+    /// The first message sent for a tracking id (sandbox-only lookup).
+    fn message_by_tracking_id(&self, oa: &str, tracking_id: &str) -> Option<usize> {
+        self.tracking_index
+            .get(&format!("{oa}\0{tracking_id}"))
+            .copied()
+    }
+
     fn count_send_attempt(&mut self, tracking_id: &str) {
         if !tracking_id.is_empty() {
             *self
@@ -391,6 +400,9 @@ impl Inner {
         }
         *used += 1;
         let n = self.messages.len();
+        if !msg.tracking_id.is_empty() {
+            self.tracking_index.entry(key.clone()).or_insert(n);
+        }
         if dedup && !msg.tracking_id.is_empty() {
             self.dedup_index.insert(key, n);
         }
@@ -1065,6 +1077,7 @@ impl Sandbox {
                 token_index: HashMap::new(),
                 messages: Vec::new(),
                 dedup_index: HashMap::new(),
+                tracking_index: HashMap::new(),
                 quota_used: HashMap::new(),
                 stats: Stats::default(),
             }),
