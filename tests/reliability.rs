@@ -278,6 +278,77 @@ async fn kill_loop_without_provider_dedup_holds_instead_of_resending() {
     .await;
 }
 
+/// The sandbox provider (which answers lookups by tracking id) without
+/// de-duplication, default `resend` policy: every row in flight at a kill is
+/// looked up on resume — found ones are recorded sent, the others sent —
+/// so nothing is delivered twice although nothing de-duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_loop_with_lookup_and_no_provider_dedup() {
+    kill_loop(KillLoop {
+        protocol: ProviderKind::Sandbox,
+        rows: 2000,
+        kills: 10,
+        concurrency: 16,
+        latency: Duration::from_millis(3),
+        faults: Faults::default(),
+        dedup: false,
+        in_doubt_hold: false,
+    })
+    .await;
+}
+
+/// The negative control: eTelecom's protocol (no lookup) against a provider
+/// that does NOT de-duplicate. `resend` then delivers some rows twice — the
+/// checker sees it, and the README states that eTelecom/Zalo exactly-once
+/// rests on their de-duplication — while `hold` delivers nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_dedup_or_lookup_resend_can_duplicate_and_hold_cannot() {
+    let p = ProviderKind::Etelecom;
+    let mut measured = Vec::new();
+    for policy in ["resend", "hold"] {
+        let env = Env::new();
+        let sb = sandbox(p, |c| {
+            c.dedup = false;
+            c.faults = Faults {
+                drop_reply: 0.1,
+                ..Faults::default()
+            };
+        })
+        .await;
+        let path = env.path("c.csv");
+        write_csv(&path, 0, 300);
+        let r = run(
+            &env,
+            &run_args(&path, "nd", &sb, p, &["--in-doubt", policy]),
+        )
+        .await;
+        let stats = sb.stats();
+        let dups = stats.deliveries.values().filter(|n| **n > 1).count();
+        let extra: u64 = stats.deliveries.values().map(|n| n - 1).sum();
+        let drops = stats.faults_injected.get("drop").copied().unwrap_or(0);
+        assert!(drops > 0);
+        if policy == "resend" {
+            assert_eq!(r.code, 0, "{r}");
+            assert!(dups > 0);
+            assert_eq!(
+                extra, drops,
+                "each dropped reply, resent, is one extra delivery"
+            );
+        } else {
+            assert_eq!(r.code, 3, "held rows pause the campaign: {r}");
+            assert_eq!(dups, 0, "hold never sends twice");
+            assert_eq!(r.json()["counts"]["in_doubt"].as_u64(), Some(drops), "{r}");
+        }
+        measured.push(format!(
+            "{policy}: {drops} dropped replies → {dups} rows delivered more than once ({extra} extra deliveries)"
+        ));
+    }
+    eprintln!(
+        "measured: no dedup, no lookup (eTelecom protocol): {}",
+        measured.join("; ")
+    );
+}
+
 /// `ZNS_SOAK=1`: every protocol, 20,000 rows, 60 kills, with light faults.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_kill_loop_every_provider_with_faults() {
@@ -325,6 +396,8 @@ struct Scenario {
     expire_tokens_at: Option<u64>,
     /// The provider's daily quota becomes `accepted + n`.
     quota: Option<(u64, u64)>,
+    /// The provider does not de-duplicate by tracking id.
+    no_dedup: bool,
 }
 
 /// Phones ending in this are "not on Zalo": those rows must fail with a reason.
@@ -336,6 +409,7 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
         c.latency = Duration::from_millis(1);
         c.faults = sc.faults.clone();
         c.unknown_phone_suffixes = vec![UNKNOWN_SUFFIX.into()];
+        c.dedup = !sc.no_dedup;
         c.seed = 7;
     })
     .await;
@@ -433,7 +507,7 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
     eprintln!(
         "measured: faults {} {p}: {} rows, wall {:.1}s, {runs} runs (pauses {pauses:?}); sent {} failed {} \
          (unknown phones {unknown}), duplicates {}, lost {}; faults injected {:?}, resent under same tracking id {}, \
-         duplicates absorbed by the provider {}",
+         duplicates absorbed by the provider {}, lookups {}",
         sc.name,
         sc.rows,
         wall.as_secs_f64(),
@@ -444,7 +518,14 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
         stats.faults_injected,
         repeats(&stats),
         stats.duplicates_absorbed,
+        stats.get_message_calls,
     );
+    if sc.no_dedup {
+        assert!(
+            stats.get_message_calls > 0,
+            "doubts were settled by lookups"
+        );
+    }
     assert_eq!(fates.duplicates, 0);
     assert_eq!(fates.lost, 0);
     assert_eq!(fates.in_doubt, 0);
@@ -586,6 +667,41 @@ fn sc_all() -> Scenario {
         down: Some((150, Duration::from_millis(2500))),
         expire_tokens_at: Some(250),
         quota: Some((330, 150)),
+        no_dedup: false,
+    }
+}
+
+/// The sandbox provider without de-duplication: only lookups by tracking id
+/// stand between a lost reply and a duplicate.
+fn sc_dropped_lookup_no_dedup() -> Scenario {
+    Scenario {
+        name: "dropped_replies_lookup_without_dedup",
+        no_dedup: true,
+        ..sc_dropped()
+    }
+}
+
+fn sc_malformed_lookup_no_dedup() -> Scenario {
+    Scenario {
+        name: "malformed_replies_lookup_without_dedup",
+        no_dedup: true,
+        ..sc_malformed()
+    }
+}
+
+fn sc_timeouts_lookup_no_dedup() -> Scenario {
+    Scenario {
+        name: "timeouts_lookup_without_dedup",
+        no_dedup: true,
+        ..sc_timeouts()
+    }
+}
+
+fn sc_all_lookup_no_dedup() -> Scenario {
+    Scenario {
+        name: "all_together_lookup_without_dedup",
+        no_dedup: true,
+        ..sc_all()
     }
 }
 
@@ -616,7 +732,11 @@ fault_matrix!(
     sc_malformed => [etelecom, zalo, esms],
     sc_token_expiry => [etelecom, zalo],
     sc_quota => [etelecom, zalo, esms],
-    sc_all => [etelecom, zalo, esms],
+    sc_all => [etelecom, zalo, esms, sandbox],
+    sc_dropped_lookup_no_dedup => [sandbox],
+    sc_malformed_lookup_no_dedup => [sandbox],
+    sc_timeouts_lookup_no_dedup => [sandbox],
+    sc_all_lookup_no_dedup => [sandbox],
 );
 
 // ===== graceful stop ==========================================================
@@ -1255,5 +1375,101 @@ async fn read_only_state_exits_1_and_resumes_once_writable() {
         fates.sent,
         fates.duplicates,
         fates.lost
+    );
+}
+
+// ===== kill during the import =================================================
+
+/// SIGKILL while the CSV is being imported (between two batch commits):
+/// `resume` finishes the import from the original file, skipping what was
+/// committed: every line imported once, none lost, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_import_then_resume_finishes_it() {
+    let p = ProviderKind::Esms;
+    let env = Env::new();
+    let sb = sandbox(p, |_| {}).await;
+    let path = env.path("c.csv");
+    let n = 40_000;
+    write_csv(&path, 0, n);
+    let mut child = command(
+        &env,
+        &run_args(&path, "imp", &sb, p, &["--concurrency", "64"]),
+    )
+    .spawn()
+    .expect("spawn");
+    // Wait until at least one batch is committed and the import is not done.
+    let t0 = Instant::now();
+    let through = loop {
+        assert!(t0.elapsed() < Duration::from_secs(60), "import never seen");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("ended before the kill: {status}");
+        }
+        let seen = rusqlite::Connection::open_with_flags(
+            env.state(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok()
+        .and_then(|c| {
+            c.query_row(
+                "SELECT imported_through_line, import_done FROM campaigns WHERE name = 'imp'",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .ok()
+        });
+        match seen {
+            Some((line, 0)) if line > 0 => break line,
+            Some((_, 1)) => panic!("the import finished before the kill: make the file bigger"),
+            _ => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    };
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    assert_eq!(
+        sb.stats().accepted,
+        0,
+        "nothing is sent before the import is done"
+    );
+    // The resume finishes the import, then sends a day's quota of 300.
+    let r = run(
+        &env,
+        &resume_args(
+            "imp",
+            &sb,
+            p,
+            &["--concurrency", "64", "--daily-quota", "300"],
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 3, "{r}");
+    let c = &r.json()["counts"];
+    assert_eq!(
+        c["total"].as_u64(),
+        Some(n as u64),
+        "every record imported: {r}"
+    );
+    assert_eq!(
+        c["rejected"], 0,
+        "no record imported twice (it would be a duplicate): {r}"
+    );
+    assert_eq!(c["sent"], 300, "{r}");
+    assert_eq!(c["pending"].as_u64(), Some(n as u64 - 300), "{r}");
+    let rows = report_rows(&env, "imp").await;
+    let lines: std::collections::BTreeSet<u64> =
+        rows.iter().map(|r| r[R_LINE].parse().unwrap()).collect();
+    assert_eq!(lines.len(), n, "one row per CSV line");
+    assert_eq!(lines.first().copied(), Some(2));
+    assert_eq!(lines.last().copied(), Some(n as u64 + 1));
+    let fates = check_fates(&rows, &sb.stats(), n);
+    assert_eq!(fates.sent, 300);
+    assert_eq!(integrity(&env.state()), "ok");
+    eprintln!(
+        "measured: kill during import (after line {through} of {}): resume imported the rest ({} rows, \
+         each line once); sent {} duplicates {}, still pending for the next quota day {}",
+        n + 1,
+        lines.len(),
+        fates.sent,
+        fates.duplicates,
+        fates.open
     );
 }
