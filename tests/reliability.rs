@@ -532,6 +532,16 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
     assert_eq!(fates.failed, unknown, "only the unknown phones fail");
     assert_eq!(fates.sent, sc.rows - unknown);
     assert_eq!(integrity(&env.state()), "ok");
+    if let Some(secs) = sc
+        .faults
+        .retry_after_secs
+        .filter(|_| sc.faults.http_429 > 0.0)
+    {
+        assert!(
+            wall >= Duration::from_secs(secs),
+            "Retry-After: {secs}s was not waited for ({wall:?})"
+        );
+    }
     if let Some((_, n)) = sc.quota {
         let max_day = stats.deliveries.len() as u64;
         assert!(n < max_day, "the quota scenario must pause at least once");
@@ -835,6 +845,63 @@ async fn ctrl_c_stops_gracefully_and_resume_finishes() {
     graceful_stop("INT").await;
 }
 
+/// SIGTERM while the CSV is still being imported is a graceful stop too:
+/// the import completes (it is quick and transactional), nothing is sent,
+/// exit 3, and a resume sends everything once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_the_import_is_graceful() {
+    let p = ProviderKind::Esms;
+    let env = Env::new();
+    let sb = sandbox(p, |_| {}).await;
+    let path = env.path("c.csv");
+    let n = 40_000;
+    write_csv(&path, 0, n);
+    let child = Spawned::start(command(&env, &run_args(&path, "imp", &sb, p, &[])));
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(60) && child.running());
+        let importing = rusqlite::Connection::open_with_flags(
+            env.state(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok()
+        .and_then(|c| {
+            c.query_row(
+                "SELECT import_done FROM campaigns WHERE name = 'imp'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .ok()
+        });
+        match importing {
+            Some(0) => break,
+            Some(_) => panic!("the import finished before the signal: make the file bigger"),
+            None => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+    signal(child.pid, "TERM");
+    let r = child.wait().await;
+    assert_eq!(r.code, 3, "{r}");
+    assert_eq!(r.json()["stop"], "interrupted", "{r}");
+    assert_eq!(sb.stats().accepted, 0, "{r}");
+    let r = run(
+        &env,
+        &resume_args(
+            "imp",
+            &sb,
+            p,
+            &["--concurrency", "64", "--daily-quota", "500"],
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 3, "{r}");
+    assert_eq!(r.json()["counts"]["total"].as_u64(), Some(n as u64), "{r}");
+    assert_eq!(r.json()["counts"]["sent"], 500, "{r}");
+    let rows = report_rows(&env, "imp").await;
+    let fates = check_fates(&rows, &sb.stats(), n);
+    assert_eq!(fates.sent, 500);
+}
+
 /// A second Ctrl-C quits at once, in-flight requests or not; still safe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_ctrl_c_exits_at_once_and_nothing_is_sent_twice() {
@@ -974,31 +1041,44 @@ fn quota_day(t: time::OffsetDateTime) -> String {
 
 // ===== concurrent runs ========================================================
 
-/// Two processes started at the same moment on a new campaign: one runs,
-/// the other refuses with a clear message; nothing is sent twice.
+/// Three processes started at the same moment on a new state file and
+/// campaign: one runs, the others refuse with a clear message (none trips
+/// over the others creating the database); nothing is sent twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_runs_started_together_one_refuses() {
+async fn runs_started_together_one_runs_the_others_refuse() {
     let p = ProviderKind::Etelecom;
     let env = Env::new();
     let sb = sandbox(p, |c| c.latency = Duration::from_millis(5)).await;
     let path = env.path("c.csv");
     write_csv(&path, 0, 300);
-    let a = Spawned::start(command(&env, &run_args(&path, "twin", &sb, p, &[])));
-    let b = Spawned::start(command(&env, &run_args(&path, "twin", &sb, p, &[])));
-    let (a, b) = (a.wait().await, b.wait().await);
-    let mut codes = [a.code, b.code];
+    let started: Vec<Spawned> = (0..3)
+        .map(|_| Spawned::start(command(&env, &run_args(&path, "twin", &sb, p, &[]))))
+        .collect();
+    let mut runs = Vec::new();
+    for s in started {
+        runs.push(s.wait().await);
+    }
+    let mut codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
     codes.sort_unstable();
-    assert_eq!(codes, [0, 2], "one runs, one refuses:\n{a}\n{b}");
-    let refused = if a.code == 2 { &a } else { &b };
-    assert!(
-        refused.stderr.contains("another zns-batch process"),
-        "{refused}"
+    let all: Vec<String> = runs.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        codes,
+        [0, 2, 2],
+        "one runs, two refuse:\n{}",
+        all.join("\n")
     );
+    for r in runs.iter().filter(|r| r.code == 2) {
+        assert!(r.stderr.contains("another zns-batch process"), "{r}");
+    }
     let rows = report_rows(&env, "twin").await;
     let stats = sb.stats();
     let fates = check_fates(&rows, &stats, 300);
     assert_eq!(fates.sent, 300);
     assert_eq!(repeats(&stats), 0, "no request was repeated");
+    eprintln!(
+        "measured: 3 processes at once: exits {codes:?}, sent {} duplicates {} lost {}",
+        fates.sent, fates.duplicates, fates.lost
+    );
 }
 
 /// The same state file reached through a symlink is the same campaign.
@@ -1187,7 +1267,8 @@ async fn secrets_never_leave_and_phones_are_masked_in_logs() {
         let mut a = resume_args("s", &sb, p, &["--api-key", KEY]);
         a.insert(0, "-vv".into());
         let mut cmd = command(&env, &a);
-        cmd.env("ZNS_LOG", "debug");
+        // Everything, the HTTP client's traces included.
+        cmd.env("ZNS_LOG", "trace");
         let r = run_with(cmd).await;
         assert_eq!(r.code, 0, "{r}");
         outputs.push(r);
