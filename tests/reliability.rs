@@ -1097,20 +1097,7 @@ async fn a_symlinked_state_path_is_still_locked() {
     }
     let link = env.path("link.sqlite");
     std::os::unix::fs::symlink(env.state(), &link).unwrap();
-    let mut cmd = command(&env, &resume_args("link", &sb, p, &[]));
-    // `command` puts --state first; a later --state would be refused, so
-    // build this one by hand.
-    cmd = {
-        let mut c = tokio::process::Command::new(bin());
-        c.arg("--state").arg(&link);
-        c.args(resume_args("link", &sb, p, &[]));
-        c.env("ZNS_API_KEY", KEY);
-        c.env_remove("ZNS_BATCH_NOW");
-        c.current_dir(env.dir.path());
-        c.kill_on_drop(true);
-        drop(cmd);
-        c
-    };
+    let cmd = command_with_state(&env, &link, &resume_args("link", &sb, p, &[]));
     let r = run_with(cmd).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("another zns-batch process"), "{r}");

@@ -132,8 +132,13 @@ impl std::fmt::Display for Run {
 }
 
 pub fn command(env: &Env, args: &[String]) -> tokio::process::Command {
+    command_with_state(env, &env.state(), args)
+}
+
+/// [`command`] with another `--state` path (a symlink, say).
+pub fn command_with_state(env: &Env, state: &Path, args: &[String]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin());
-    cmd.arg("--state").arg(env.state());
+    cmd.arg("--state").arg(state);
     cmd.args(args);
     cmd.env("ZNS_API_KEY", KEY);
     cmd.env_remove("ZNS_BATCH_NOW");
