@@ -642,6 +642,29 @@ fn sc_malformed() -> Scenario {
     }
 }
 
+/// A send accepted, its reply only after 1 s against a 400 ms client
+/// timeout: the provider acted, the client timed out.
+fn sc_slow_replies() -> Scenario {
+    Scenario {
+        name: "replies_slower_than_the_timeout",
+        rows: 300,
+        faults: Faults {
+            slow_reply: 0.08,
+            hang: Duration::from_secs(1),
+            ..Faults::default()
+        },
+        ..Scenario::default()
+    }
+}
+
+fn sc_slow_replies_lookup_no_dedup() -> Scenario {
+    Scenario {
+        name: "replies_slower_than_the_timeout_lookup_without_dedup",
+        no_dedup: true,
+        ..sc_slow_replies()
+    }
+}
+
 fn sc_token_expiry() -> Scenario {
     Scenario {
         name: "tokens_expire_mid_run",
@@ -671,6 +694,7 @@ fn sc_all() -> Scenario {
             drop_reply: 0.04,
             malformed: 0.04,
             timeout: 0.03,
+            slow_reply: 0.03,
             hang: Duration::from_secs(1),
             apply_to_tokens: true,
         },
@@ -738,6 +762,8 @@ fault_matrix!(
     sc_refused_briefly => [etelecom, esms],
     sc_refused_long => [etelecom, zalo],
     sc_timeouts => [etelecom, esms],
+    sc_slow_replies => [etelecom, zalo, esms],
+    sc_slow_replies_lookup_no_dedup => [sandbox],
     sc_dropped => [etelecom, zalo, esms],
     sc_malformed => [etelecom, zalo, esms],
     sc_token_expiry => [etelecom, zalo],

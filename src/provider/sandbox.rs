@@ -63,6 +63,9 @@ pub struct Faults {
     pub hang: Duration,
     /// Sends only: accept the message, then answer 200 with a truncated body.
     pub malformed: f64,
+    /// Sends only: accept the message, then wait `hang` before answering —
+    /// a reply later than the client's timeout for a message that went out.
+    pub slow_reply: f64,
     /// 5xx/429/timeout also hit non-send calls (token, check, lookup, quota).
     pub apply_to_tokens: bool,
 }
@@ -77,6 +80,7 @@ impl Default for Faults {
             timeout: 0.0,
             hang: Duration::from_secs(30),
             malformed: 0.0,
+            slow_reply: 0.0,
             apply_to_tokens: true,
         }
     }
@@ -91,6 +95,7 @@ impl Faults {
             ("drop_reply", self.drop_reply),
             ("timeout", self.timeout),
             ("malformed", self.malformed),
+            ("slow_reply", self.slow_reply),
         ]
         .into_iter()
         .find(|(_, p)| !(0.0..=1.0).contains(p))
@@ -173,7 +178,7 @@ pub struct Stats {
     pub quota_used_today: u64,
     pub get_message_calls: u64,
     pub auth_failures: u64,
-    /// "5xx", "429", "drop", "timeout", "malformed".
+    /// "5xx", "429", "drop", "timeout", "malformed", "slow".
     pub faults_injected: BTreeMap<String, u64>,
     /// Sandbox day, YYYY-MM-DD in Asia/Ho_Chi_Minh.
     pub day: String,
@@ -804,15 +809,27 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     let reply = handle(&shared, ep, &call);
     if reply.accepted_send {
-        let mut g = shared.lock();
-        let f = g.faults.clone();
-        if g.hit(f.drop_reply) {
-            g.count_fault("drop");
-            return dropped_reply(&reply.body);
-        }
-        if g.hit(f.malformed) {
-            g.count_fault("malformed");
-            return malformed_reply(&reply.body);
+        let slow = {
+            let mut g = shared.lock();
+            let f = g.faults.clone();
+            if g.hit(f.drop_reply) {
+                g.count_fault("drop");
+                return dropped_reply(&reply.body);
+            }
+            if g.hit(f.malformed) {
+                g.count_fault("malformed");
+                return malformed_reply(&reply.body);
+            }
+            let slow = g.hit(f.slow_reply);
+            if slow {
+                g.count_fault("slow");
+            }
+            slow.then_some(f.hang)
+        };
+        // The message is recorded before the nap: a client that gives up
+        // cannot undo it.
+        if let Some(hang) = slow {
+            shared.nap(hang).await;
         }
     }
     json_response(reply.status, &reply.body)
@@ -890,6 +907,7 @@ fn merge_faults(mut f: Faults, m: &Map<String, Value>) -> Result<Faults, String>
             "drop_reply" => f.drop_reply = prob()?,
             "timeout" => f.timeout = prob()?,
             "malformed" => f.malformed = prob()?,
+            "slow_reply" => f.slow_reply = prob()?,
             "retry_after_secs" => {
                 f.retry_after_secs = match v {
                     Value::Null => None,
@@ -1055,6 +1073,7 @@ impl Sandbox {
             &mut faults.drop_reply,
             &mut faults.timeout,
             &mut faults.malformed,
+            &mut faults.slow_reply,
         ] {
             *p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
         }
@@ -1239,6 +1258,9 @@ pub struct SandboxArgs {
     /// Probability that an accepted send gets a truncated 200 body.
     #[arg(long, default_value_t = 0.0)]
     pub malformed: f64,
+    /// Probability that an accepted send is answered only after --hang-ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub slow_reply: f64,
     /// Phones ending with this are "not on Zalo" (repeatable).
     #[arg(long = "unknown-phone-suffix")]
     pub unknown_phone_suffixes: Vec<String>,
@@ -1267,6 +1289,7 @@ impl std::fmt::Debug for SandboxArgs {
             .field("timeout_rate", &self.timeout_rate)
             .field("hang_ms", &self.hang_ms)
             .field("malformed", &self.malformed)
+            .field("slow_reply", &self.slow_reply)
             .field("unknown_phone_suffixes", &self.unknown_phone_suffixes)
             .field("no_dedup", &self.no_dedup)
             .field("seed", &self.seed)
@@ -1284,6 +1307,7 @@ impl SandboxArgs {
             timeout: self.timeout_rate,
             hang: Duration::from_millis(self.hang_ms),
             malformed: self.malformed,
+            slow_reply: self.slow_reply,
             apply_to_tokens: true,
         };
         if let Some((name, p)) = faults.invalid_probability() {
@@ -1292,6 +1316,7 @@ impl SandboxArgs {
                 "http_429" => "--fail-429",
                 "drop_reply" => "--drop-reply",
                 "timeout" => "--timeout-rate",
+                "slow_reply" => "--slow-reply",
                 _ => "--malformed",
             };
             return Err(format!("{flag} {p}: a probability must be between 0 and 1"));
