@@ -1428,27 +1428,27 @@ async fn read_only_state_exits_1_and_resumes_once_writable() {
     let before = sb.stats().send_requests;
     std::fs::set_permissions(env.state(), std::fs::Permissions::from_mode(0o444)).unwrap();
     // root ignores file modes; drop the capability that lets it.
-    let mut a = vec![];
     let is_root = std::fs::OpenOptions::new()
         .append(true)
         .open(env.state())
         .is_ok();
-    let mut cmd = if is_root {
-        let mut c = tokio::process::Command::new("setpriv");
-        c.args(["--bounding-set=-dac_override,-dac_read_search", "--"]);
-        c.arg(bin());
-        c
-    } else {
-        tokio::process::Command::new(bin())
+    let as_user = |args: Vec<String>| {
+        let mut cmd = if is_root {
+            let mut c = tokio::process::Command::new("setpriv");
+            c.args(["--bounding-set=-dac_override,-dac_read_search", "--"]);
+            c.arg(bin());
+            c
+        } else {
+            tokio::process::Command::new(bin())
+        };
+        cmd.arg("--state").arg(env.state()).args(args);
+        cmd.env("ZNS_API_KEY", KEY);
+        cmd.env_remove("ZNS_BATCH_NOW");
+        cmd.current_dir(env.dir.path());
+        cmd.kill_on_drop(true);
+        cmd
     };
-    a.extend(["--state".to_string(), env.state().display().to_string()]);
-    a.extend(resume_args("ro", &sb, p, &[]));
-    cmd.args(&a);
-    cmd.env("ZNS_API_KEY", KEY);
-    cmd.env_remove("ZNS_BATCH_NOW");
-    cmd.current_dir(env.dir.path());
-    cmd.kill_on_drop(true);
-    let r = run_with(cmd).await;
+    let r = run_with(as_user(resume_args("ro", &sb, p, &[]))).await;
     assert_eq!(r.code, 1, "{r}");
     assert!(r.stderr.contains("read-only"), "clear message: {r}");
     let message = r.stderr.trim().to_string();
@@ -1457,6 +1457,13 @@ async fn read_only_state_exits_1_and_resumes_once_writable() {
         before,
         "nothing sent without a checkpoint"
     );
+    // Looking needs no writing: status and report still work.
+    let r = run_with(as_user(args(&["--json", "status", "ro"]))).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.json()[0]["counts"]["sent"], 50, "{r}");
+    let r = run_with(as_user(args(&["report", "ro"]))).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.stdout.lines().count(), 301, "{r}");
     std::fs::set_permissions(env.state(), std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(integrity(&env.state()), "ok");
     let r = run(&env, &resume_args("ro", &sb, p, &[])).await;
