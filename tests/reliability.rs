@@ -835,6 +835,7 @@ async fn graceful_stop(sig: &str) {
     assert_eq!(counts["in_doubt"], 0, "{status}");
     assert_eq!(counts["sent"].as_u64(), Some(after), "{status}");
 
+    sb.set_latency(Duration::from_millis(1));
     let r = run(
         &env,
         &resume_args("grace", &sb, p, &["--concurrency", "32"]),
