@@ -473,11 +473,12 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
     }
     if in_doubt && ctx.opts.in_doubt == InDoubtPolicy::Hold {
         if row.state == RowState::InFlight {
-            ctx.writer.post(WriteOp::MarkInDoubt {
-                row_id: row.id,
-                code: "in_doubt".into(),
-                message: "request left in an earlier run and its reply was never recorded; held (--in-doubt hold)".into(),
-            })?;
+            return hold(
+                ctx,
+                row,
+                "in_doubt",
+                "request left in an earlier run and its reply was never recorded",
+            );
         }
         ctx.counters.held_in_doubt.fetch_add(1, Ordering::Relaxed);
         return Ok(());
@@ -517,13 +518,12 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                 Lookup::Found => return Ok(()),
                 Lookup::Absent => in_doubt = false,
                 Lookup::Unknown if ctx.opts.in_doubt == InDoubtPolicy::Hold => {
-                    ctx.writer.post(WriteOp::MarkInDoubt {
-                        row_id: row.id,
-                        code: "in_doubt".into(),
-                        message: "reply lost and the lookup by tracking id failed; held (--in-doubt hold)".into(),
-                    })?;
-                    ctx.counters.held_in_doubt.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
+                    return hold(
+                        ctx,
+                        row,
+                        "in_doubt",
+                        "reply lost and the lookup by tracking id failed",
+                    );
                 }
                 Lookup::Unknown => {}
             }
@@ -591,13 +591,7 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                             in_doubt = true;
                             // With a lookup the next attempt settles it first.
                             if !ctx.lookup && ctx.opts.in_doubt == InDoubtPolicy::Hold {
-                                ctx.writer.post(WriteOp::MarkInDoubt {
-                                    row_id: row.id,
-                                    code: e.code.clone(),
-                                    message: format!("{}; held (--in-doubt hold)", e.message),
-                                })?;
-                                ctx.counters.held_in_doubt.fetch_add(1, Ordering::Relaxed);
-                                return Ok(());
+                                return hold(ctx, row, &e.code, &e.message);
                             }
                         } else if !in_doubt {
                             // Refused outright: the row is back to waiting, not in doubt.
@@ -695,6 +689,17 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
             }
         }
     }
+}
+
+/// `--in-doubt hold`: leave the row `in_doubt`, with why, for an operator.
+fn hold(ctx: &Ctx, row: &WorkRow, code: &str, why: &str) -> Result<(), StoreError> {
+    ctx.writer.post(WriteOp::MarkInDoubt {
+        row_id: row.id,
+        code: code.to_string(),
+        message: format!("{why}; held (--in-doubt hold)"),
+    })?;
+    ctx.counters.held_in_doubt.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// What a lookup by tracking id said about a row in doubt.

@@ -162,14 +162,6 @@ impl Etelecom {
 /// The calls themselves; the trait methods wrap them so no error a reply
 /// provokes can carry the key onward (into logs or the state database).
 impl Etelecom {
-    /// A provider may quote the key back (an error message, a body excerpt).
-    fn redact(&self, err: ProviderError) -> ProviderError {
-        match &self.settings.secret_key {
-            Some(secret) => http::redact(err, &[&self.settings.api_key, secret]),
-            None => http::redact(err, &[&self.settings.api_key]),
-        }
-    }
-
     async fn create_token_inner(
         &self,
         req: &TokenRequest<'_>,
@@ -362,7 +354,7 @@ impl Provider for Etelecom {
     async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
         self.create_token_inner(req)
             .await
-            .map_err(|e| self.redact(e))
+            .map_err(|e| self.settings.redact(e))
     }
 
     async fn check_token(
@@ -372,17 +364,19 @@ impl Provider for Etelecom {
     ) -> Result<TokenCheck, ProviderError> {
         self.check_token_inner(oa_id, token)
             .await
-            .map_err(|e| self.redact(e))
+            .map_err(|e| self.settings.redact(e))
     }
 
     async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
-        self.send_inner(req).await.map_err(|e| self.redact(e))
+        self.send_inner(req)
+            .await
+            .map_err(|e| self.settings.redact(e))
     }
 
     async fn get_message(&self, oa_id: &str, msg_id: &str) -> Result<MessageInfo, ProviderError> {
         self.get_message_inner(oa_id, msg_id)
             .await
-            .map_err(|e| self.redact(e))
+            .map_err(|e| self.settings.redact(e))
     }
 
     async fn find_by_tracking_id(
@@ -395,6 +389,6 @@ impl Provider for Etelecom {
         }
         self.find_by_tracking_id_inner(oa_id, tracking_id)
             .await
-            .map_err(|e| self.redact(e))
+            .map_err(|e| self.settings.redact(e))
     }
 }
