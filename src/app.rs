@@ -114,8 +114,30 @@ pub async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         quiet: cli.quiet,
     };
     match cli.command {
-        Command::Run(args) => run_cmd(&globals, args).await,
-        Command::Resume(args) => resume_cmd(&globals, args).await,
+        Command::Run(args) => {
+            // Watch signals from the start, so one during the import or the
+            // connection is a graceful stop too.
+            let stop = Arc::new(Stop::default());
+            let signals = watch_signals(
+                stop.clone(),
+                !globals.quiet,
+                format!("zns-batch resume {}", args.campaign),
+            );
+            let code = run_cmd(&globals, args, stop).await;
+            signals.abort();
+            code
+        }
+        Command::Resume(args) => {
+            let stop = Arc::new(Stop::default());
+            let signals = watch_signals(
+                stop.clone(),
+                !globals.quiet,
+                format!("zns-batch resume {}", args.campaign),
+            );
+            let code = resume_cmd(&globals, args, stop).await;
+            signals.abort();
+            code
+        }
         Command::Status(args) => status_cmd(&globals, args),
         Command::Report(args) => report_cmd(&globals, args),
         Command::Validate(args) => validate_cmd(&globals, args),
@@ -415,7 +437,7 @@ fn open_store(path: &Path) -> Result<Store, AppError> {
 
 // ----- run / resume ---------------------------------------------------------
 
-async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
+async fn run_cmd(g: &Globals, args: RunArgs, stop: Arc<Stop>) -> Result<i32, AppError> {
     let template_id = args
         .template_id
         .clone()
@@ -520,10 +542,10 @@ async fn run_cmd(g: &Globals, args: RunArgs) -> Result<i32, AppError> {
         );
     }
     let conn = connect(g, &args.provider, kind, base_url, api_key).await?;
-    execute(g, store, campaign, conn, opts).await
+    execute(g, store, campaign, conn, opts, stop).await
 }
 
-async fn resume_cmd(g: &Globals, args: ResumeArgs) -> Result<i32, AppError> {
+async fn resume_cmd(g: &Globals, args: ResumeArgs, stop: Arc<Stop>) -> Result<i32, AppError> {
     let mut store = open_store(&g.state)?;
     let Some(mut campaign) = store.find_campaign(&args.campaign)? else {
         return Err(unknown_campaign(g, &store, &args.campaign));
@@ -564,7 +586,7 @@ async fn resume_cmd(g: &Globals, args: ResumeArgs) -> Result<i32, AppError> {
     opts.send_window = window;
     remember_window(&mut store, &campaign, window_given)?;
     let conn = connect(g, &args.provider, kind, base_url, api_key).await?;
-    execute(g, store, campaign, conn, opts).await
+    execute(g, store, campaign, conn, opts, stop).await
 }
 
 fn plan_settings(
@@ -623,6 +645,7 @@ async fn execute(
     campaign: Campaign,
     conn: Connection,
     opts: RunOptions,
+    stop: Arc<Stop>,
 ) -> Result<i32, AppError> {
     let quota_key = QuotaKey {
         account: conn.account.clone(),
@@ -631,7 +654,6 @@ async fn execute(
     };
     let today = store.quota_day(&quota_key)?;
     let counters = Arc::new(RunCounters::default());
-    let stop = Arc::new(Stop::default());
     let already_out = today.exhausted
         || opts.daily_quota.is_some_and(|q| today.used >= q)
         || today.provider_limit.is_some_and(|l| today.used >= l);
@@ -660,7 +682,6 @@ async fn execute(
         );
         None
     } else {
-        let signals = tokio::spawn(watch_signals(stop.clone(), !g.quiet));
         let result = runner::run(
             g.state.clone(),
             campaign.clone(),
@@ -671,11 +692,13 @@ async fn execute(
             counters.clone(),
         )
         .await;
-        signals.abort();
         Some(result.map_err(|e| {
-            AppError::Fatal(
-                anyhow::anyhow!(e).context("the state database became unusable during the run"),
-            )
+            AppError::Fatal(anyhow::anyhow!(e).context(format!(
+                "the state database became unusable during the run, so nothing more was sent; \
+                 fix the cause, then `zns-batch resume {}` (a row whose reply was not recorded \
+                 is handled as in doubt)",
+                campaign.name
+            )))
         }))
     };
     let outcome = match outcome {
@@ -764,44 +787,64 @@ async fn execute(
     Ok(code)
 }
 
-/// First Ctrl-C / SIGTERM: stop claiming, let in-flight requests finish.
-/// Second: quit at once (rows already marked `in_flight` are resolved on resume).
-async fn watch_signals(stop: Arc<Stop>, talk: bool) {
+/// First Ctrl-C / SIGTERM: stop claiming, let in-flight requests finish
+/// (up to the runner's drain deadline), checkpoint, exit 3. Second: quit at
+/// once — still safe: rows already marked `in_flight` are in doubt on resume.
+///
+/// The handlers are registered here, before the task starts, so no signal
+/// slips through to the default action (killing the process) meanwhile.
+fn watch_signals(
+    stop: Arc<Stop>,
+    talk: bool,
+    continue_with: String,
+) -> tokio::task::JoinHandle<()> {
     #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    for round in 0..2 {
-        #[cfg(unix)]
-        let signalled = async {
-            match term.as_mut() {
-                Some(t) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = t.recv() => {}
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    tokio::spawn(async move {
+        for round in 0..2 {
+            #[cfg(unix)]
+            {
+                async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                    match s {
+                        Some(s) => {
+                            s.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
                     }
                 }
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
+                tokio::select! {
+                    _ = recv(&mut int) => {}
+                    _ = recv(&mut term) => {}
                 }
             }
-        };
-        #[cfg(not(unix))]
-        let signalled = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        signalled.await;
-        if round == 0 {
-            if talk {
-                eprintln!("\nstopping: no new rows; waiting for requests in flight (press Ctrl-C again to quit now)");
+            #[cfg(not(unix))]
+            {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
             }
-            stop.request(
-                StopReason::Interrupted,
-                "interrupted (Ctrl-C / SIGTERM); nothing is lost, resume to continue",
-            );
-        } else {
-            eprintln!("quitting now; rows in flight are checked on resume");
-            std::process::exit(EXIT_PAUSED);
+            if round == 0 {
+                if talk {
+                    eprintln!("\nstopping: no new rows; waiting for requests in flight (press Ctrl-C again to quit now)");
+                }
+                stop.request(
+                    StopReason::Interrupted,
+                    "interrupted (Ctrl-C / SIGTERM); nothing is lost, resume to continue",
+                );
+            } else {
+                eprintln!(
+                    "quitting now; `{continue_with}` continues (rows that were in flight are handled as in doubt)"
+                );
+                std::process::exit(EXIT_PAUSED);
+            }
         }
-    }
+    })
 }
 
 // ----- reconcile ------------------------------------------------------------
@@ -866,7 +909,11 @@ async fn reconcile_cmd(g: &Globals, args: ReconcileArgs) -> Result<i32, AppError
         opts.backoff = d;
     }
     let stop = Arc::new(Stop::default());
-    let signals = tokio::spawn(watch_signals(stop.clone(), !g.quiet));
+    let signals = watch_signals(
+        stop.clone(),
+        !g.quiet,
+        format!("zns-batch reconcile {}", campaign.name),
+    );
     let totals = reconcile::run(
         &mut store,
         &campaign,

@@ -241,6 +241,9 @@ pub struct CampaignLock {
 
 pub fn lock(state: &Path, campaign: &str) -> Result<CampaignLock, CampaignError> {
     let digest = hex::encode(Sha256::digest(campaign.as_bytes()));
+    // One lock per database file however it is named (symlink, `./`,
+    // relative or absolute): the lock sits beside the file itself.
+    let state = std::fs::canonicalize(state).unwrap_or_else(|_| state.to_path_buf());
     let mut name = state.as_os_str().to_owned();
     name.push(format!(".{}.lock", &digest[..12]));
     let path = PathBuf::from(name);
@@ -289,5 +292,20 @@ mod tests {
         let _other = lock(&state, "other").unwrap();
         drop(first);
         lock(&state, "c").unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_same_file_through_a_symlink_is_the_same_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("s.sqlite");
+        std::fs::write(&state, b"").unwrap();
+        let link = dir.path().join("link.sqlite");
+        std::os::unix::fs::symlink(&state, &link).unwrap();
+        let _first = lock(&state, "c").unwrap();
+        assert!(matches!(
+            lock(&link, "c"),
+            Err(CampaignError::Locked { .. })
+        ));
     }
 }

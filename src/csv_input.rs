@@ -726,7 +726,10 @@ fn sniff_binary(sample: &[u8]) -> Option<&'static str> {
     if sample.starts_with(b"\xFF\xFE") || sample.starts_with(b"\xFE\xFF") {
         return Some("UTF-16 text (Excel \"Unicode Text\"); save it as \"CSV UTF-8\"");
     }
-    if sample.contains(&0) {
+    // Many NULs are a binary (or BOM-less UTF-16) file; a stray one is a
+    // corrupt row, rejected on its own with its line like any other.
+    let nul = sample.iter().filter(|&&b| b == 0).count();
+    if nul >= 16 || nul * 100 > sample.len() {
         return Some("a binary file");
     }
     let control = sample

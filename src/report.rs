@@ -178,8 +178,13 @@ impl Summary {
             c.total - c.rejected,
             c.rejected
         ));
+        let looked_up = if t.reconciled_by_lookup > 0 {
+            format!("; found by lookup {}", t.reconciled_by_lookup)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "  sent        {:>8}   (this run {}; resent after doubt {})\n",
+            "  sent        {:>8}   (this run {}; resent after doubt {}{looked_up})\n",
             c.sent, t.sent, t.resent_after_doubt
         ));
         out.push_str(&format!("  failed      {:>8}\n", c.failed));

@@ -212,6 +212,7 @@ pub struct RunCounters {
     pub held_in_doubt: AtomicU64,
     pub deferred: AtomicU64,
     pub replayed_duplicates: AtomicU64,
+    pub reconciled_by_lookup: AtomicU64,
     pub requests: AtomicU64,
     pub expired: AtomicU64,
     pub skipped: AtomicU64,
@@ -229,6 +230,8 @@ pub struct RunTotals {
     pub held_in_doubt: u64,
     pub deferred: u64,
     pub replayed_duplicates: u64,
+    /// Rows in doubt that a lookup by tracking id found sent.
+    pub reconciled_by_lookup: u64,
     pub requests: u64,
     pub expired: u64,
     pub skipped: u64,
@@ -249,6 +252,7 @@ impl RunCounters {
             held_in_doubt: g(&self.held_in_doubt),
             deferred: g(&self.deferred),
             replayed_duplicates: g(&self.replayed_duplicates),
+            reconciled_by_lookup: g(&self.reconciled_by_lookup),
             requests: g(&self.requests),
             expired: g(&self.expired),
             skipped: g(&self.skipped),
@@ -288,6 +292,8 @@ struct Ctx {
     limiter: Option<DefaultDirectRateLimiter>,
     token_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     uses_tokens: bool,
+    /// The provider can look a message up by tracking id.
+    lookup: bool,
     started: Instant,
     /// Milliseconds since `started` of the last successful provider call.
     last_success_ms: AtomicU64,
@@ -333,6 +339,7 @@ pub async fn run(
     });
     let ctx = Arc::new(Ctx {
         uses_tokens: provider.capabilities().tokens,
+        lookup: provider.capabilities().lookup_by_tracking_id,
         campaign,
         account,
         provider,
@@ -362,7 +369,8 @@ pub async fn run(
     // Pages of open rows come from a blocking reader thread on its own connection.
     let (row_tx, row_rx) = mpsc::channel::<WorkRow>(PAGE * 2);
     let reader_ctx = ctx.clone();
-    let include_in_doubt = ctx.opts.in_doubt == InDoubtPolicy::Resend;
+    // Held rows are read again only where a lookup may settle them.
+    let include_in_doubt = ctx.opts.in_doubt == InDoubtPolicy::Resend || ctx.lookup;
     let reader_path = state_path.clone();
     let reader_task = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         let store = Store::open(&reader_path)?;
@@ -527,13 +535,24 @@ async fn process_row(ctx: &Ctx, row: WorkRow) {
 
 async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
     let doubt_from_before = row.state == RowState::InFlight || row.state == RowState::InDoubt;
-    if doubt_from_before && ctx.opts.in_doubt == InDoubtPolicy::Hold {
+    let mut in_doubt = doubt_from_before;
+    // Where the provider can look a message up by our key, a lookup settles
+    // the doubt before any policy applies.
+    if in_doubt && ctx.lookup {
+        match reconcile(ctx, row).await? {
+            Lookup::Found => return Ok(()),
+            Lookup::Absent => in_doubt = false,
+            Lookup::Unknown => {}
+        }
+    }
+    if in_doubt && ctx.opts.in_doubt == InDoubtPolicy::Hold {
         if row.state == RowState::InFlight {
-            ctx.writer.post(WriteOp::MarkInDoubt {
-                row_id: row.id,
-                code: "in_doubt".into(),
-                message: "request left in an earlier run and its reply was never recorded; held (--in-doubt hold)".into(),
-            })?;
+            return hold(
+                ctx,
+                row,
+                "in_doubt",
+                "request left in an earlier run and its reply was never recorded",
+            );
         }
         ctx.counters.held_in_doubt.fetch_add(1, Ordering::Relaxed);
         return Ok(());
@@ -578,7 +597,6 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         }
     }
 
-    let mut in_doubt = doubt_from_before;
     let mut refreshed = false;
     let mut attempt = 0u32;
     loop {
@@ -589,6 +607,23 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         // A retry can fall after the window closed: it waits like a new row.
         if ctx.stop.is_set() || !ctx.window_open().await {
             return Ok(());
+        }
+        // An attempt of this run is in doubt: look it up (after the backoff,
+        // so the provider has finished with it) before sending again.
+        if in_doubt && ctx.lookup && attempt > 1 {
+            match reconcile(ctx, row).await? {
+                Lookup::Found => return Ok(()),
+                Lookup::Absent => in_doubt = false,
+                Lookup::Unknown if ctx.opts.in_doubt == InDoubtPolicy::Hold => {
+                    return hold(
+                        ctx,
+                        row,
+                        "in_doubt",
+                        "reply lost and the lookup by tracking id failed",
+                    );
+                }
+                Lookup::Unknown => {}
+            }
         }
         let quota_key = ctx.quota_key();
         match ctx
@@ -656,14 +691,9 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                         ctx.note_transient_failure(&e);
                         if e.in_doubt {
                             in_doubt = true;
-                            if ctx.opts.in_doubt == InDoubtPolicy::Hold {
-                                ctx.writer.post(WriteOp::MarkInDoubt {
-                                    row_id: row.id,
-                                    code: e.code.clone(),
-                                    message: format!("{}; held (--in-doubt hold)", e.message),
-                                })?;
-                                ctx.counters.held_in_doubt.fetch_add(1, Ordering::Relaxed);
-                                return Ok(());
+                            // With a lookup the next attempt settles it first.
+                            if !ctx.lookup && ctx.opts.in_doubt == InDoubtPolicy::Hold {
+                                return hold(ctx, row, &e.code, &e.message);
                             }
                         } else if !in_doubt {
                             // Refused outright: the row is back to waiting, not in doubt.
@@ -760,6 +790,60 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                 }
             }
         }
+    }
+}
+
+/// `--in-doubt hold`: leave the row `in_doubt`, with why, for an operator.
+fn hold(ctx: &Ctx, row: &WorkRow, code: &str, why: &str) -> Result<(), StoreError> {
+    ctx.writer.post(WriteOp::MarkInDoubt {
+        row_id: row.id,
+        code: code.to_string(),
+        message: format!("{why}; held (--in-doubt hold)"),
+    })?;
+    ctx.counters.held_in_doubt.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// What a lookup by tracking id said about a row in doubt.
+enum Lookup {
+    /// The provider has the message: the row is sent, nothing is resent.
+    Found,
+    /// The provider has no message under our key: the earlier attempt did
+    /// not land, so sending is no repeat.
+    Absent,
+    /// The lookup failed: the row stays in doubt and the policy decides.
+    Unknown,
+}
+
+/// Look a row in doubt up by its tracking id; a found message is recorded
+/// as sent. Only called when the provider offers the lookup.
+async fn reconcile(ctx: &Ctx, row: &WorkRow) -> Result<Lookup, StoreError> {
+    let oa = &ctx.campaign.oa_id;
+    let found = call_with_retry(ctx, || {
+        ctx.provider.find_by_tracking_id(oa, &row.tracking_id)
+    })
+    .await;
+    match found {
+        Ok(Some(info)) => {
+            ctx.writer.post(WriteOp::MarkSent {
+                row_id: row.id,
+                msg_id: Some(info.msg_id),
+                resent_after_doubt: false,
+                provider_quota: None,
+            })?;
+            ctx.counters.sent.fetch_add(1, Ordering::Relaxed);
+            ctx.counters
+                .reconciled_by_lookup
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(phone = %mask(&row.phone), line = row.line, "in doubt, found by lookup: sent");
+            Ok(Lookup::Found)
+        }
+        Ok(None) => {
+            tracing::debug!(phone = %mask(&row.phone), line = row.line, "in doubt, not found by lookup: sending");
+            Ok(Lookup::Absent)
+        }
+        Err(CallFailure::Store(e)) => Err(e),
+        Err(_) => Ok(Lookup::Unknown),
     }
 }
 

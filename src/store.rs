@@ -39,6 +39,14 @@ pub enum StoreError {
     },
     #[error("state database {path} is locked by another zns-batch process (busy for {secs}s)")]
     Busy { path: PathBuf, secs: u64 },
+    #[error("state database {path} is read-only: make the file and its folder writable (every step is recorded before it is taken, so nothing can be sent without it)")]
+    ReadOnly { path: PathBuf },
+    #[error("cannot write the state database {path}: is the disk full or failing?")]
+    Disk {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("the state writer stopped: {0}")]
     WriterGone(String),
 }
@@ -483,6 +491,16 @@ impl Store {
             })?;
         }
         let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
+        // SQLite quietly falls back to read-only; say so now, not at the
+        // first checkpoint of a run.
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(|e| sql_err(path, e))?
+        {
+            return Err(StoreError::ReadOnly {
+                path: path.to_path_buf(),
+            });
+        }
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -523,39 +541,69 @@ impl Store {
         self.conn
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| self.e(e))?;
-        // WAL: readers beside the one writer; NORMAL: a commit survives a
-        // killed process (the case we guarantee), fsync happens at checkpoint.
+        // WAL: readers beside the one writer. Turning a new file to WAL
+        // needs it alone for a moment, and a twin process opening the same
+        // new file then gets BUSY at once (SQLite skips the busy handler for
+        // that lock upgrade): retry within the busy timeout.
+        let started = std::time::Instant::now();
+        loop {
+            match self
+                .conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+            {
+                Ok(_) => break,
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(self.e(e)),
+            }
+        }
+        // NORMAL: a commit survives a killed process (the case we
+        // guarantee); fsync happens at checkpoint.
         self.conn
             .execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
+                "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
                  PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000;",
             )
             .map_err(|e| self.e(e))
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self
+        // Each step reads the version and applies the next migration inside
+        // one IMMEDIATE transaction, so two processes opening a new database
+        // at the same moment cannot both create the schema: the second
+        // waits (busy timeout), then finds it done. An up-to-date database
+        // is only read (status and report work on a read-only file).
+        let current: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| self.e(e))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found: version,
-                known: SCHEMA_VERSION,
-            });
+        if current == SCHEMA_VERSION {
+            return Ok(());
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        loop {
             let tx = self
                 .conn
-                .transaction()
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| sql_err(&self.path, e))?;
+            let version: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(|e| sql_err(&self.path, e))?;
+            if version > SCHEMA_VERSION {
+                return Err(StoreError::TooNew {
+                    path: self.path.clone(),
+                    found: version,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            let Some(sql) = MIGRATIONS.get(version as usize) else {
+                return Ok(());
+            };
             tx.execute_batch(sql).map_err(|e| sql_err(&self.path, e))?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
                 .map_err(|e| sql_err(&self.path, e))?;
             tx.commit().map_err(|e| sql_err(&self.path, e))?;
         }
-        Ok(())
     }
 
     pub fn integrity_check(&self) -> Result<String> {
@@ -1321,6 +1369,11 @@ fn campaign_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
     })
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::DatabaseBusy || f.code == rusqlite::ErrorCode::DatabaseLocked)
+}
+
 fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e {
         if f.code == rusqlite::ErrorCode::DatabaseBusy
@@ -1329,6 +1382,18 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
             return StoreError::Busy {
                 path: path.to_path_buf(),
                 secs: BUSY_TIMEOUT.as_secs(),
+            };
+        }
+        if f.code == rusqlite::ErrorCode::ReadOnly {
+            return StoreError::ReadOnly {
+                path: path.to_path_buf(),
+            };
+        }
+        if f.code == rusqlite::ErrorCode::DiskFull || f.code == rusqlite::ErrorCode::SystemIoFailure
+        {
+            return StoreError::Disk {
+                path: path.to_path_buf(),
+                source: e,
             };
         }
     }
@@ -1882,6 +1947,27 @@ mod tests {
         assert_eq!(page.len(), 2);
         assert_eq!(page[0].tracking_id, "zb-test-2");
         assert_eq!(page[1].tracking_id, "t-1");
+    }
+
+    #[test]
+    fn processes_opening_a_new_database_at_once_all_succeed() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.sqlite");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let opened: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&path).map(|_| ()).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for t in opened {
+                t.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[test]

@@ -102,14 +102,6 @@ impl Esms {
         ProviderError::new(class, code, message.unwrap_or("eSMS error").to_string())
     }
 
-    /// Keys travel in every body, so any echo of them is blanked.
-    fn redact(&self, err: ProviderError) -> ProviderError {
-        match &self.settings.secret_key {
-            Some(secret) => http::redact(err, &[&self.settings.api_key, secret]),
-            None => http::redact(err, &[&self.settings.api_key]),
-        }
-    }
-
     async fn send_inner(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
         let secret = self.secret_key()?;
         // eSMS would refuse it anyway; refusing here keeps the row out of doubt.
@@ -182,7 +174,7 @@ impl Esms {
     pub async fn get_quota(&self, oa_id: &str) -> Result<QuotaInfo, ProviderError> {
         self.get_quota_inner(oa_id)
             .await
-            .map_err(|e| self.redact(e))
+            .map_err(|e| self.settings.redact(e))
     }
 
     async fn get_quota_inner(&self, oa_id: &str) -> Result<QuotaInfo, ProviderError> {
@@ -243,7 +235,9 @@ impl Provider for Esms {
     }
 
     async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
-        self.send_inner(req).await.map_err(|e| self.redact(e))
+        self.send_inner(req)
+            .await
+            .map_err(|e| self.settings.redact(e))
     }
 
     /// eSMS reports the final status by callback (`CallbackUrl`); its status

@@ -159,23 +159,13 @@ impl Etelecom {
     }
 }
 
-#[async_trait]
-impl Provider for Etelecom {
-    fn kind(&self) -> ProviderKind {
-        self.settings.kind
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tokens: true,
-            dedup: Dedup::Inferred,
-            lookup_by_tracking_id: false,
-            // GetMessage by msg_id (seed 002).
-            no_message_lookup: None,
-        }
-    }
-
-    async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
+/// The calls themselves; the trait methods wrap them so no error a reply
+/// provokes can carry the key onward (into logs or the state database).
+impl Etelecom {
+    async fn create_token_inner(
+        &self,
+        req: &TokenRequest<'_>,
+    ) -> Result<JourneyToken, ProviderError> {
         let body = json!({
             "oa_id": req.oa_id,
             "phone": req.phone,
@@ -217,7 +207,7 @@ impl Provider for Etelecom {
         })
     }
 
-    async fn check_token(
+    async fn check_token_inner(
         &self,
         oa_id: &str,
         token: &JourneyToken,
@@ -248,7 +238,7 @@ impl Provider for Etelecom {
         }
     }
 
-    async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
+    async fn send_inner(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
         let token = req.token.ok_or_else(|| {
             ProviderError::new(
                 ErrorClass::RefreshToken,
@@ -288,7 +278,45 @@ impl Provider for Etelecom {
         })
     }
 
-    async fn get_message(&self, oa_id: &str, msg_id: &str) -> Result<MessageInfo, ProviderError> {
+    /// Sandbox only: GetMessage by tracking_id; "message id invalid" means
+    /// no message was created under it.
+    async fn find_by_tracking_id_inner(
+        &self,
+        oa_id: &str,
+        tracking_id: &str,
+    ) -> Result<Option<MessageInfo>, ProviderError> {
+        let body = json!({ "oa_id": oa_id, "tracking_id": tracking_id });
+        let reply = self.call("GetMessage", &body).await?;
+        let m: MessageReply = http::decode(&reply)?;
+        if m.error_code == -107 {
+            return Ok(None);
+        }
+        if m.error_code != 0 {
+            // A lookup that fails says nothing about the row: it stays in doubt.
+            return Err(self.code_error(m.error_code, m.error_message.as_deref()));
+        }
+        match (m.msg_id, m.tracking_id) {
+            (Some(msg_id), Some(t)) if t == tracking_id => Ok(Some(MessageInfo {
+                msg_id,
+                tracking_id: Some(t),
+                delivery_status: m.delivery_status,
+                delivery_time: m.delivery_time,
+                fee_main: m.fee_main.and_then(|f| f.parse().ok()),
+                fee_token: m.fee_token.and_then(|f| f.parse().ok()),
+            })),
+            _ => Err(ProviderError::new(
+                ErrorClass::Retry,
+                "decode",
+                "GetMessage by tracking_id answered another message",
+            )),
+        }
+    }
+
+    async fn get_message_inner(
+        &self,
+        oa_id: &str,
+        msg_id: &str,
+    ) -> Result<MessageInfo, ProviderError> {
         let body = json!({ "oa_id": oa_id, "msg_id": msg_id });
         let reply = self.call("GetMessage", &body).await?;
         let m: MessageReply = http::decode(&reply)?;
@@ -303,5 +331,66 @@ impl Provider for Etelecom {
             fee_main: m.fee_main.and_then(|f| f.parse().ok()),
             fee_token: m.fee_token.and_then(|f| f.parse().ok()),
         })
+    }
+}
+
+#[async_trait]
+impl Provider for Etelecom {
+    fn kind(&self) -> ProviderKind {
+        self.settings.kind
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tokens: true,
+            dedup: Dedup::Inferred,
+            // eTelecom's GetMessage takes a msg_id only (seed 002): a lost
+            // reply leaves us without one. The sandbox also answers by
+            // tracking_id, which exercises the runner's lookup path.
+            lookup_by_tracking_id: self.settings.kind == ProviderKind::Sandbox,
+            // GetMessage by msg_id (seed 002).
+            no_message_lookup: None,
+        }
+    }
+
+    async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
+        self.create_token_inner(req)
+            .await
+            .map_err(|e| self.settings.redact(e))
+    }
+
+    async fn check_token(
+        &self,
+        oa_id: &str,
+        token: &JourneyToken,
+    ) -> Result<TokenCheck, ProviderError> {
+        self.check_token_inner(oa_id, token)
+            .await
+            .map_err(|e| self.settings.redact(e))
+    }
+
+    async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
+        self.send_inner(req)
+            .await
+            .map_err(|e| self.settings.redact(e))
+    }
+
+    async fn get_message(&self, oa_id: &str, msg_id: &str) -> Result<MessageInfo, ProviderError> {
+        self.get_message_inner(oa_id, msg_id)
+            .await
+            .map_err(|e| self.settings.redact(e))
+    }
+
+    async fn find_by_tracking_id(
+        &self,
+        oa_id: &str,
+        tracking_id: &str,
+    ) -> Result<Option<MessageInfo>, ProviderError> {
+        if self.settings.kind != ProviderKind::Sandbox {
+            return Ok(None);
+        }
+        self.find_by_tracking_id_inner(oa_id, tracking_id)
+            .await
+            .map_err(|e| self.settings.redact(e))
     }
 }

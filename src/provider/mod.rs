@@ -260,6 +260,18 @@ pub struct ProviderSettings {
     pub callback_url: Option<String>,
 }
 
+impl ProviderSettings {
+    /// Blank the key and secret out of an error: a provider may quote them
+    /// back (an error message, a body excerpt), and errors reach logs and
+    /// the state database.
+    pub fn redact(&self, err: ProviderError) -> ProviderError {
+        match &self.secret_key {
+            Some(secret) => http::redact(err, &[&self.api_key, secret]),
+            None => http::redact(err, &[&self.api_key]),
+        }
+    }
+}
+
 /// A secret string whose Debug/Display never shows the value.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);

@@ -63,6 +63,9 @@ pub struct Faults {
     pub hang: Duration,
     /// Sends only: accept the message, then answer 200 with a truncated body.
     pub malformed: f64,
+    /// Sends only: accept the message, then wait `hang` before answering —
+    /// a reply later than the client's timeout for a message that went out.
+    pub slow_reply: f64,
     /// 5xx/429/timeout also hit non-send calls (token, check, lookup, quota).
     pub apply_to_tokens: bool,
 }
@@ -77,6 +80,7 @@ impl Default for Faults {
             timeout: 0.0,
             hang: Duration::from_secs(30),
             malformed: 0.0,
+            slow_reply: 0.0,
             apply_to_tokens: true,
         }
     }
@@ -91,6 +95,7 @@ impl Faults {
             ("drop_reply", self.drop_reply),
             ("timeout", self.timeout),
             ("malformed", self.malformed),
+            ("slow_reply", self.slow_reply),
         ]
         .into_iter()
         .find(|(_, p)| !(0.0..=1.0).contains(p))
@@ -173,7 +178,7 @@ pub struct Stats {
     pub quota_used_today: u64,
     pub get_message_calls: u64,
     pub auth_failures: u64,
-    /// "5xx", "429", "drop", "timeout", "malformed".
+    /// "5xx", "429", "drop", "timeout", "malformed", "slow".
     pub faults_injected: BTreeMap<String, u64>,
     /// Sandbox day, YYYY-MM-DD in Asia/Ho_Chi_Minh.
     pub day: String,
@@ -226,6 +231,8 @@ struct Inner {
     messages: Vec<Message>,
     /// "oa\0tracking_id" → message index.
     dedup_index: HashMap<String, usize>,
+    /// "oa\0tracking_id" → first message, de-duplicating or not (lookups).
+    tracking_index: HashMap<String, usize>,
     /// (oa, Julian day) → new messages accepted.
     quota_used: HashMap<(String, i32), u64>,
     stats: Stats,
@@ -369,6 +376,13 @@ impl Inner {
         (n < self.messages.len()).then_some(n)
     }
 
+    /// The first message sent for a tracking id (sandbox-only lookup).
+    fn message_by_tracking_id(&self, oa: &str, tracking_id: &str) -> Option<usize> {
+        self.tracking_index
+            .get(&format!("{oa}\0{tracking_id}"))
+            .copied()
+    }
+
     fn count_send_attempt(&mut self, tracking_id: &str) {
         if !tracking_id.is_empty() {
             *self
@@ -401,6 +415,9 @@ impl Inner {
             j.charged = true;
         }
         let n = self.messages.len();
+        if !msg.tracking_id.is_empty() {
+            self.tracking_index.entry(key.clone()).or_insert(n);
+        }
         if dedup && !msg.tracking_id.is_empty() {
             self.dedup_index.insert(key, n);
         }
@@ -802,15 +819,27 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     let reply = handle(&shared, ep, &call);
     if reply.accepted_send {
-        let mut g = shared.lock();
-        let f = g.faults.clone();
-        if g.hit(f.drop_reply) {
-            g.count_fault("drop");
-            return dropped_reply(&reply.body);
-        }
-        if g.hit(f.malformed) {
-            g.count_fault("malformed");
-            return malformed_reply(&reply.body);
+        let slow = {
+            let mut g = shared.lock();
+            let f = g.faults.clone();
+            if g.hit(f.drop_reply) {
+                g.count_fault("drop");
+                return dropped_reply(&reply.body);
+            }
+            if g.hit(f.malformed) {
+                g.count_fault("malformed");
+                return malformed_reply(&reply.body);
+            }
+            let slow = g.hit(f.slow_reply);
+            if slow {
+                g.count_fault("slow");
+            }
+            slow.then_some(f.hang)
+        };
+        // The message is recorded before the nap: a client that gives up
+        // cannot undo it.
+        if let Some(hang) = slow {
+            shared.nap(hang).await;
         }
     }
     json_response(reply.status, &reply.body)
@@ -888,6 +917,7 @@ fn merge_faults(mut f: Faults, m: &Map<String, Value>) -> Result<Faults, String>
             "drop_reply" => f.drop_reply = prob()?,
             "timeout" => f.timeout = prob()?,
             "malformed" => f.malformed = prob()?,
+            "slow_reply" => f.slow_reply = prob()?,
             "retry_after_secs" => {
                 f.retry_after_secs = match v {
                     Value::Null => None,
@@ -1003,6 +1033,35 @@ impl SandboxHandle {
     }
 }
 
+fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // So a test can stop one sandbox and start another on the same port.
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(listen)?;
+    socket.listen(1024)
+}
+
+fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop_rx: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let app = router(shared);
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|stopping| *stopping).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::warn!("sandbox server stopped: {e}");
+        }
+    })
+}
+
 pub struct Sandbox {
     addr: SocketAddr,
     handle: SandboxHandle,
@@ -1013,16 +1072,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Bind `listen` (port 0 for any) and serve until [`Sandbox::stop`].
     pub async fn start(listen: SocketAddr, config: SandboxConfig) -> std::io::Result<Sandbox> {
-        let socket = if listen.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        // So a test can stop one sandbox and start another on the same port.
-        socket.set_reuseaddr(true)?;
-        socket.set_nodelay(true)?;
-        socket.bind(listen)?;
-        let listener = socket.listen(1024)?;
+        let listener = bind(listen)?;
         let addr = listener.local_addr()?;
 
         let (tx, rx) = watch::channel(false);
@@ -1033,6 +1083,7 @@ impl Sandbox {
             &mut faults.drop_reply,
             &mut faults.timeout,
             &mut faults.malformed,
+            &mut faults.slow_reply,
         ] {
             *p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
         }
@@ -1055,26 +1106,46 @@ impl Sandbox {
                 token_index: HashMap::new(),
                 messages: Vec::new(),
                 dedup_index: HashMap::new(),
+                tracking_index: HashMap::new(),
                 quota_used: HashMap::new(),
                 stats: Stats::default(),
             }),
         });
-        let app = router(shared.clone());
-        let mut stop_rx = rx;
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stopping| *stopping).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!("sandbox server stopped: {e}");
-            }
-        });
+        let task = serve(listener, shared.clone(), rx);
         Ok(Sandbox {
             addr,
             handle: SandboxHandle(shared),
             shutdown: tx,
             task: Some(task),
         })
+    }
+
+    /// Take the server down — the port refuses connections — but keep its
+    /// memory (messages, de-duplication table, tokens, quota), as a real
+    /// provider's outage would. [`Sandbox::up`] brings it back on the same port.
+    pub async fn down(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+
+    /// Serve again on the same address after [`Sandbox::down`].
+    pub async fn up(&mut self) -> std::io::Result<()> {
+        if self.task.is_some() {
+            return Ok(());
+        }
+        let listener = bind(self.addr)?;
+        let _ = self.shutdown.send(false);
+        self.task = Some(serve(
+            listener,
+            self.handle.0.clone(),
+            self.shutdown.subscribe(),
+        ));
+        Ok(())
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -1197,6 +1268,9 @@ pub struct SandboxArgs {
     /// Probability that an accepted send gets a truncated 200 body.
     #[arg(long, default_value_t = 0.0)]
     pub malformed: f64,
+    /// Probability that an accepted send is answered only after --hang-ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub slow_reply: f64,
     /// Phones ending with this are "not on Zalo" (repeatable).
     #[arg(long = "unknown-phone-suffix")]
     pub unknown_phone_suffixes: Vec<String>,
@@ -1225,6 +1299,7 @@ impl std::fmt::Debug for SandboxArgs {
             .field("timeout_rate", &self.timeout_rate)
             .field("hang_ms", &self.hang_ms)
             .field("malformed", &self.malformed)
+            .field("slow_reply", &self.slow_reply)
             .field("unknown_phone_suffixes", &self.unknown_phone_suffixes)
             .field("no_dedup", &self.no_dedup)
             .field("seed", &self.seed)
@@ -1242,6 +1317,7 @@ impl SandboxArgs {
             timeout: self.timeout_rate,
             hang: Duration::from_millis(self.hang_ms),
             malformed: self.malformed,
+            slow_reply: self.slow_reply,
             apply_to_tokens: true,
         };
         if let Some((name, p)) = faults.invalid_probability() {
@@ -1250,6 +1326,7 @@ impl SandboxArgs {
                 "http_429" => "--fail-429",
                 "drop_reply" => "--drop-reply",
                 "timeout" => "--timeout-rate",
+                "slow_reply" => "--slow-reply",
                 _ => "--malformed",
             };
             return Err(format!("{flag} {p}: a probability must be between 0 and 1"));

@@ -175,10 +175,6 @@ impl Zalo {
         ProviderError::new(class, code, message.unwrap_or("Zalo error").to_string())
     }
 
-    fn redact(&self, err: ProviderError) -> ProviderError {
-        http::redact(err, &[&self.settings.api_key])
-    }
-
     async fn create_token_inner(
         &self,
         req: &TokenRequest<'_>,
@@ -321,7 +317,7 @@ impl Provider for Zalo {
     async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
         self.create_token_inner(req)
             .await
-            .map_err(|e| self.redact(e))
+            .map_err(|e| self.settings.redact(e))
     }
 
     async fn check_token(
@@ -331,11 +327,13 @@ impl Provider for Zalo {
     ) -> Result<TokenCheck, ProviderError> {
         self.check_token_inner(token)
             .await
-            .map_err(|e| self.redact(e))
+            .map_err(|e| self.settings.redact(e))
     }
 
     async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
-        self.send_inner(req).await.map_err(|e| self.redact(e))
+        self.send_inner(req)
+            .await
+            .map_err(|e| self.settings.redact(e))
     }
 
     /// Seed 003 documents no lookup for journey messages; Zalo reports

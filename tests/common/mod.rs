@@ -79,8 +79,9 @@ pub fn write_csv(path: &Path, first: usize, n: usize) -> Vec<String> {
     phones
 }
 
-/// Common flags to point the binary at a sandbox.
-pub fn provider_args(sb: &Sandbox, protocol: ProviderKind) -> Vec<String> {
+/// Flags that point the binary at a sandbox: provider, URL, OA (and the
+/// eSMS secret), without timeouts.
+pub fn provider_base_args(sb: &Sandbox, protocol: ProviderKind) -> Vec<String> {
     let mut v = vec![
         "--provider".to_string(),
         protocol.as_str().to_string(),
@@ -88,15 +89,18 @@ pub fn provider_args(sb: &Sandbox, protocol: ProviderKind) -> Vec<String> {
         sb.base_url(),
         "--oa-id".to_string(),
         OA.to_string(),
-        "--request-timeout".to_string(),
-        "2s".to_string(),
-        "--backoff".to_string(),
-        "20ms".to_string(),
     ];
     if protocol == ProviderKind::Esms {
         v.push("--secret-key".into());
         v.push(SECRET.into());
     }
+    v
+}
+
+/// Common flags to point the binary at a sandbox.
+pub fn provider_args(sb: &Sandbox, protocol: ProviderKind) -> Vec<String> {
+    let mut v = provider_base_args(sb, protocol);
+    v.extend(args(&["--request-timeout", "2s", "--backoff", "20ms"]));
     v
 }
 
@@ -128,8 +132,13 @@ impl std::fmt::Display for Run {
 }
 
 pub fn command(env: &Env, args: &[String]) -> tokio::process::Command {
+    command_with_state(env, &env.state(), args)
+}
+
+/// [`command`] with another `--state` path (a symlink, say).
+pub fn command_with_state(env: &Env, state: &Path, args: &[String]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin());
-    cmd.arg("--state").arg(env.state());
+    cmd.arg("--state").arg(state);
     cmd.args(args);
     cmd.env("ZNS_API_KEY", KEY);
     cmd.env_remove("ZNS_BATCH_NOW");
@@ -216,9 +225,10 @@ pub fn tracking_ids_in_state(rows: &[csv::StringRecord], state: &str) -> BTreeSe
         .collect()
 }
 
-/// `--json run CSV --campaign NAME --template-id 246810` plus the sandbox's provider flags.
+/// `--json run <CSV> --campaign <NAME> --template-id 246810` plus the
+/// provider flags for `sb` and `extra`.
 pub fn run_args(
-    csv: &std::path::Path,
+    csv: &Path,
     campaign: &str,
     sb: &Sandbox,
     p: ProviderKind,
@@ -238,11 +248,132 @@ pub fn run_args(
     v
 }
 
+/// `--json resume <NAME>`: `resume` takes the stored OA; the rest of the
+/// provider flags apply.
 pub fn resume_args(campaign: &str, sb: &Sandbox, p: ProviderKind, extra: &[&str]) -> Vec<String> {
     let mut v = args(&["--json", "resume", campaign]);
-    let pa = provider_args(sb, p);
-    // `resume` takes the stored OA; the rest of the provider flags apply.
-    v.extend(pa);
+    v.extend(provider_args(sb, p));
     v.extend(extra.iter().map(|s| s.to_string()));
     v
+}
+
+/// `PRAGMA integrity_check` of a state database.
+pub fn integrity(path: &Path) -> String {
+    rusqlite::Connection::open(path)
+        .expect("open state for integrity_check")
+        .query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+        .expect("integrity_check")
+}
+
+/// Send a signal by name (`TERM`, `INT`, `KILL`) with the system's `kill`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -s {sig} {pid} failed");
+}
+
+/// Wait until the sandbox has accepted `target` new messages, panicking if
+/// the child ends first or nothing moves for `limit`.
+pub async fn wait_accepted(
+    sb: &Sandbox,
+    child: &mut tokio::process::Child,
+    target: u64,
+    limit: Duration,
+) {
+    let t0 = std::time::Instant::now();
+    while sb.stats_summary().accepted < target {
+        assert!(
+            t0.elapsed() < limit,
+            "sandbox accepted {} < {target} after {limit:?}",
+            sb.stats_summary().accepted
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("zns-batch ended ({status}) before {target} were accepted");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Wait for a spawned run to end and collect it like [`run_with`].
+pub async fn finish(child: tokio::process::Child) -> Run {
+    let out = tokio::time::timeout(PROCESS_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("zns-batch did not finish in time")
+        .expect("wait for zns-batch");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// What happened to every row, per the report and the sandbox.
+#[derive(Debug, Default)]
+pub struct Fates {
+    pub sent: usize,
+    pub failed: usize,
+    pub rejected: usize,
+    pub in_doubt: usize,
+    pub open: usize,
+    /// Tracking ids the sandbox created more than one message for.
+    pub duplicates: usize,
+    /// Good rows neither sent, failed with a reason, nor held in doubt.
+    pub lost: usize,
+}
+
+/// Check the fate of every row: a `sent` row was delivered exactly once, a
+/// `failed` row has a reason and was never delivered, nothing was delivered
+/// for a row not marked sent (held in-doubt rows aside: at most once), and
+/// the report has one line per input record.
+pub fn check_fates(rows: &[csv::StringRecord], stats: &Stats, records: usize) -> Fates {
+    assert_eq!(rows.len(), records, "one report line per input record");
+    let mut f = Fates::default();
+    let mut seen = BTreeSet::new();
+    for r in rows {
+        let tracking = &r[R_TRACKING];
+        let delivered = stats.deliveries.get(tracking).copied().unwrap_or(0);
+        if delivered > 1 {
+            f.duplicates += 1;
+        }
+        match &r[R_STATE] {
+            "sent" => {
+                f.sent += 1;
+                assert_eq!(
+                    delivered, 1,
+                    "sent row {tracking} delivered {delivered} times"
+                );
+            }
+            "failed" => {
+                f.failed += 1;
+                assert!(!r[R_ERROR].is_empty(), "failed without a reason: {r:?}");
+                assert_eq!(delivered, 0, "failed row {tracking} was delivered");
+            }
+            "rejected" => {
+                f.rejected += 1;
+                assert!(!r[R_ERROR].is_empty(), "rejected without a reason: {r:?}");
+            }
+            "in_doubt" => {
+                f.in_doubt += 1;
+                assert!(!r[R_ERROR].is_empty(), "in doubt without a reason: {r:?}");
+            }
+            _ => {
+                f.open += 1;
+                f.lost += 1;
+            }
+        }
+        if !tracking.is_empty() {
+            seen.insert(tracking.to_string());
+        }
+    }
+    let strays: Vec<_> = stats
+        .deliveries
+        .keys()
+        .filter(|t| !seen.contains(*t))
+        .take(5)
+        .collect();
+    assert!(strays.is_empty(), "deliveries for unknown rows: {strays:?}");
+    f
 }

@@ -231,14 +231,21 @@ fn send(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, String> {
     })
 }
 
+/// GetMessage by `msg_id` (documented). Sandbox extension: by `tracking_id`
+/// with `oa_id` when no `msg_id` is given — no real provider documents such a
+/// lookup; it lets the runner's reconcile-by-lookup path be exercised.
 fn get_message(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, String> {
-    let msg_id = required(string_field(obj, "msg_id"), "msg_id")?;
+    let msg_id = string_field(obj, "msg_id")?;
+    let tracking_id = string_field(obj, "tracking_id")?.filter(|t| !t.is_empty());
     let oa = int64_field(obj, "oa_id")?.map(|o| o.to_string());
     let mut g = shared.lock();
     g.stats.get_message_calls += 1;
-    let found = g
-        .message_by_msg_id(&msg_id)
-        .filter(|&n| oa.as_ref().is_none_or(|oa| g.messages[n].oa == *oa));
+    let found = match (msg_id, tracking_id, &oa) {
+        (Some(msg_id), _, _) => g.message_by_msg_id(&msg_id),
+        (None, Some(t), Some(oa)) => g.message_by_tracking_id(oa, &t),
+        _ => return Err("msg_id is required".to_string()),
+    };
+    let found = found.filter(|&n| oa.as_ref().is_none_or(|oa| g.messages[n].oa == *oa));
     Ok(match found {
         Some(n) => Reply::ok(message_json(&g, n, true)),
         None => biz_error(-107, "message id invalid"),
