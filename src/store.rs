@@ -1186,9 +1186,9 @@ fn apply_op(
             save_token: bought,
         } => {
             if let Some((key, token)) = bought {
-                save_token(tx, key, token, *row_id, now)?;
+                store_token(tx, key, token, now)?;
             }
-            mark_in_flight(
+            let claimed = mark_in_flight(
                 tx,
                 *row_id,
                 journey_id.as_deref(),
@@ -1196,7 +1196,12 @@ fn apply_op(
                 *limit,
                 now,
                 quota_rows,
-            )
+            )?;
+            if let (WriteResult::QuotaFull, Some((_, token))) = (claimed, bought) {
+                // Not sent now: the row keeps its token for the next run.
+                row_token_ready(tx, *row_id, token, now)?;
+            }
+            Ok(claimed)
         }
         _ => apply_row_op(tx, op, now),
     }
@@ -1207,6 +1212,16 @@ fn save_token(
     key: &TokenKey,
     token: &JourneyToken,
     row_id: i64,
+    now: i64,
+) -> rusqlite::Result<()> {
+    store_token(tx, key, token, now)?;
+    row_token_ready(tx, row_id, token, now)
+}
+
+fn store_token(
+    tx: &Connection,
+    key: &TokenKey,
+    token: &JourneyToken,
     now: i64,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
@@ -1228,6 +1243,15 @@ fn save_token(
                 token.status,
                 now
             ])?;
+    Ok(())
+}
+
+fn row_token_ready(
+    tx: &Connection,
+    row_id: i64,
+    token: &JourneyToken,
+    now: i64,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE rows SET state = 'token_ready', journey_id = ?2, updated_ms = ?3 \
                  WHERE id = ?1 AND state = 'pending'",
@@ -1383,14 +1407,66 @@ pub struct Writer {
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 4096;
 
+/// How often the checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// A thread with its own connection that checkpoints the WAL in the
+/// background (PASSIVE: it never blocks the writer or a reader). Stops, after
+/// a last checkpoint, when dropped.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let store = Store::open(path)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("zns-checkpoint".into())
+            .spawn(move || loop {
+                let last = !matches!(
+                    stopped.recv_timeout(CHECKPOINT_EVERY),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                );
+                // A failed checkpoint is retried next time (the WAL just grows).
+                let _ = store
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if last {
+                    return;
+                }
+            })
+            .map_err(|e| StoreError::WriterGone(format!("cannot start checkpoint thread: {e}")))?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Writer {
     /// Start the writer on its own connection to `path`.
     pub fn start(path: &Path) -> Result<(Writer, std::thread::JoinHandle<Result<()>>)> {
         let mut store = Store::open(path)?;
+        // Checkpoints (and their fsyncs) run on a thread of their own, so a
+        // commit never waits for the disk: the writer only appends to the WAL.
+        store.set_wal_autocheckpoint(0)?;
+        let checkpointer = Checkpointer::start(path)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
         let handle = std::thread::Builder::new()
             .name("zns-state-writer".into())
             .spawn(move || -> Result<()> {
+                let _checkpointer = checkpointer;
                 let mut batch: Vec<Pending> = Vec::with_capacity(256);
                 while let Some(first) = rx.blocking_recv() {
                     batch.push(first);
