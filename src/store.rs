@@ -1409,6 +1409,8 @@ const MAX_BATCH: usize = 4096;
 
 /// How often the checkpointer copies the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL size past which the checkpointer makes the log start over.
+const WAL_RESTART_BYTES: u64 = 64 << 20;
 
 /// A thread with its own connection that checkpoints the WAL in the
 /// background (PASSIVE: it never blocks the writer or a reader). Stops, after
@@ -1421,6 +1423,8 @@ struct Checkpointer {
 impl Checkpointer {
     fn start(path: &Path) -> Result<Checkpointer> {
         let store = Store::open(path)?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("zns-checkpoint".into())
@@ -1429,10 +1433,21 @@ impl Checkpointer {
                     stopped.recv_timeout(CHECKPOINT_EVERY),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                 );
+                // PASSIVE copies what it can without blocking anyone. The WAL
+                // only starts over after a checkpoint that caught up with the
+                // writer, which a PASSIVE one never does while it writes: so
+                // past a size, RESTART (the writer waits for that one, an
+                // fsync every WAL_RESTART_BYTES instead of every 4 MB).
+                let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                let mode = if wal_len > WAL_RESTART_BYTES {
+                    "RESTART"
+                } else {
+                    "PASSIVE"
+                };
                 // A failed checkpoint is retried next time (the WAL just grows).
                 let _ = store
                     .conn
-                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
                 if last {
                     return;
                 }
