@@ -653,6 +653,8 @@ async fn execute(
         day: quota::today_key(),
     };
     let today = store.quota_day(&quota_key)?;
+    // The import filled this connection's cache; the run uses its own.
+    store.release_memory()?;
     let counters = Arc::new(RunCounters::default());
     let already_out = today.exhausted
         || opts.daily_quota.is_some_and(|q| today.used >= q)

@@ -12,6 +12,9 @@ use crate::store::{Campaign, ImportCounts, ImportRow, NewCampaign, Store, StoreE
 
 /// Records per import transaction.
 const IMPORT_BATCH: usize = 8192;
+/// WAL pages between checkpoints while importing (64 MiB), and after.
+const IMPORT_WAL_PAGES: u32 = 16384;
+const DEFAULT_WAL_PAGES: u32 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
@@ -156,65 +159,27 @@ fn import_rows(
         s.set_message("importing");
         s
     });
-    // Owned records for one batch; the store borrows them.
-    struct Owned {
-        line: u64,
-        phone: String,
-        tracking: Option<String>,
-        data: String,
-        reject: Option<String>,
-    }
-    let mut batch: Vec<Owned> = Vec::with_capacity(IMPORT_BATCH);
+    // Two stages on two cores: a thread parses, normalises and encodes
+    // batches; this one inserts them. The channel holds at most two
+    // batches, so memory stays flat whatever the file's size.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Batch, CsvError>>(2);
     let mut total = ImportCounts::default();
-    let mut last_line = campaign.imported_through_line;
-    loop {
-        let item = reader.next_item()?;
-        let done = item.is_none();
-        match item {
-            Some(CsvItem::Row(r)) => {
-                last_line = r.line;
-                batch.push(Owned {
-                    line: r.line,
-                    data: serde_json::to_string(&r.values).unwrap_or_else(|_| "[]".into()),
-                    phone: r.phone,
-                    tracking: r.tracking_id,
-                    reject: None,
-                });
-            }
-            Some(CsvItem::Rejected(r)) => {
-                last_line = r.line;
-                batch.push(Owned {
-                    line: r.line,
-                    phone: r.raw_phone,
-                    tracking: None,
-                    data: String::new(),
-                    reject: Some(r.reason),
-                });
-            }
-            None => {}
-        }
-        if batch.len() >= IMPORT_BATCH || done {
-            let rows: Vec<ImportRow<'_>> = batch
-                .iter()
-                .map(|o| match &o.reject {
-                    Some(reason) => ImportRow::Rejected {
-                        line: o.line,
-                        raw_phone: &o.phone,
-                        reason,
-                    },
-                    None => ImportRow::Accepted {
-                        line: o.line,
-                        phone: &o.phone,
-                        tracking_id: o.tracking.as_deref(),
-                        data_json: &o.data,
-                    },
-                })
-                .collect();
-            let c = store.import_batch(campaign.id, &rows, last_line, done, dedup)?;
+    let start_line = campaign.imported_through_line;
+    store.set_wal_autocheckpoint(IMPORT_WAL_PAGES)?;
+    std::thread::scope(|scope| -> Result<(), CampaignError> {
+        std::thread::Builder::new()
+            .name("zns-csv-reader".into())
+            .spawn_scoped(scope, move || read_batches(reader, start_line, &tx))
+            .map_err(|e| CsvError::Io {
+                path: campaign.csv_path.clone().into(),
+                source: e,
+            })?;
+        for batch in rx {
+            let batch = batch?;
+            let rows: Vec<ImportRow<'_>> = batch.rows.iter().map(Owned::as_import_row).collect();
+            let c = store.import_batch(campaign.id, &rows, batch.last_line, batch.done, dedup)?;
             total.accepted += c.accepted;
             total.rejected += c.rejected;
-            drop(rows);
-            batch.clear();
             if let Some(s) = &spinner {
                 s.set_message(format!(
                     "importing: {} rows ({} rejected)",
@@ -223,15 +188,112 @@ fn import_rows(
                 ));
                 s.tick();
             }
+            if batch.done {
+                break;
+            }
         }
-        if done {
-            break;
-        }
-    }
+        // Dropping the receiver (on an error above too) ends the reader thread.
+        Ok(())
+    })?;
+    store.set_wal_autocheckpoint(DEFAULT_WAL_PAGES)?;
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
     Ok(total)
+}
+
+/// One CSV record, owned, on its way to the store.
+struct Owned {
+    line: u64,
+    phone: String,
+    tracking: Option<String>,
+    data: String,
+    reject: Option<String>,
+}
+
+impl Owned {
+    fn as_import_row(&self) -> ImportRow<'_> {
+        match &self.reject {
+            Some(reason) => ImportRow::Rejected {
+                line: self.line,
+                raw_phone: &self.phone,
+                reason,
+            },
+            None => ImportRow::Accepted {
+                line: self.line,
+                phone: &self.phone,
+                tracking_id: self.tracking.as_deref(),
+                data_json: &self.data,
+            },
+        }
+    }
+}
+
+/// Records for one import transaction. `last_line`: the last physical line
+/// they cover; `done`: the file ends here.
+struct Batch {
+    rows: Vec<Owned>,
+    last_line: u64,
+    done: bool,
+}
+
+/// The parsing stage: batches of records until the end of the file, an
+/// error, or the receiver hanging up.
+fn read_batches(
+    reader: &mut CsvReader,
+    mut last_line: u64,
+    tx: &std::sync::mpsc::SyncSender<Result<Batch, CsvError>>,
+) {
+    loop {
+        let mut rows = Vec::with_capacity(IMPORT_BATCH);
+        let mut done = false;
+        while rows.len() < IMPORT_BATCH {
+            let item = match reader.next_item() {
+                Ok(item) => item,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            match item {
+                Some(CsvItem::Row(r)) => {
+                    last_line = r.line;
+                    rows.push(Owned {
+                        line: r.line,
+                        data: serde_json::to_string(&r.values).unwrap_or_else(|_| "[]".into()),
+                        phone: r.phone,
+                        tracking: r.tracking_id,
+                        reject: None,
+                    });
+                }
+                Some(CsvItem::Rejected(r)) => {
+                    last_line = r.line;
+                    rows.push(Owned {
+                        line: r.line,
+                        phone: r.raw_phone,
+                        tracking: None,
+                        data: String::new(),
+                        reject: Some(r.reason),
+                    });
+                }
+                None => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if tx
+            .send(Ok(Batch {
+                rows,
+                last_line,
+                done,
+            }))
+            .is_err()
+            || done
+        {
+            return;
+        }
+    }
 }
 
 /// Held for the whole run; the OS releases it if the process dies.

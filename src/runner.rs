@@ -279,6 +279,15 @@ pub enum RunError {
 
 /// Rows read per page from the store.
 const PAGE: usize = 512;
+/// Page cache of the two reading connections (the writer keeps the default).
+const READER_CACHE_KIB: u32 = 2048;
+
+/// Rows being prepared beyond the requests in flight: enough to hide the
+/// `in_flight` commit behind the requests ahead of it, few enough that a
+/// kill leaves only a handful in doubt that never left.
+fn prepared_rows(concurrency: usize) -> usize {
+    (concurrency / 4).clamp(2, 256)
+}
 
 struct Ctx {
     campaign: Campaign,
@@ -290,6 +299,13 @@ struct Ctx {
     stop: Arc<Stop>,
     counters: Arc<RunCounters>,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// One permit per request in flight (`--concurrency`). Rows are
+    /// prepared (token looked up, row durably `in_flight`) outside it, so a
+    /// finished request's permit goes straight to a row that is ready.
+    permits: tokio::sync::Semaphore,
+    /// Some phone may appear on more than one open row: re-read the store
+    /// under the phone's lock before buying a token.
+    repeated_phones: bool,
     token_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     uses_tokens: bool,
     /// The provider can look a message up by tracking id.
@@ -332,11 +348,14 @@ pub async fn run(
     let started = Instant::now();
     let (writer, writer_thread) = Writer::start(&state_path)?;
     let reader = Store::open(&state_path)?;
+    reader.set_cache_kib(READER_CACHE_KIB)?;
+    let repeated_phones = reader.has_repeated_phones(campaign.id)?;
     let limiter = opts.rate.map(|rate| {
         // A burst of a tenth of a second keeps the pipe full without a spike.
         let burst = NonZeroU32::new((rate.get() / 10).max(1)).unwrap_or(NonZeroU32::MIN);
         RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
     });
+    let opts_concurrency = opts.concurrency.max(1);
     let ctx = Arc::new(Ctx {
         uses_tokens: provider.capabilities().tokens,
         lookup: provider.capabilities().lookup_by_tracking_id,
@@ -349,6 +368,8 @@ pub async fn run(
         stop: stop.clone(),
         counters: counters.clone(),
         limiter,
+        permits: tokio::sync::Semaphore::new(opts_concurrency),
+        repeated_phones,
         token_locks: Mutex::new(HashMap::new()),
         started,
         last_success_ms: AtomicU64::new(0),
@@ -374,6 +395,7 @@ pub async fn run(
     let reader_path = state_path.clone();
     let reader_task = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         let store = Store::open(&reader_path)?;
+        store.set_cache_kib(READER_CACHE_KIB)?;
         let mut after = 0i64;
         loop {
             if reader_ctx.stop.is_set() {
@@ -410,7 +432,7 @@ pub async fn run(
             let past = deadline_ms.is_some_and(|d| quota::now_ms() > d);
             futures::future::ready(!stop_for_stream.is_set() && !past)
         })
-        .for_each_concurrent(concurrency, move |row| {
+        .for_each_concurrent(concurrency + prepared_rows(concurrency), move |row| {
             let ctx = work_ctx.clone();
             async move { process_row(&ctx, row).await }
         }),
@@ -590,9 +612,16 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
     }
 
     let mut token: Option<JourneyToken> = None;
+    // A token bought for this row and not yet stored: it is stored in the
+    // same transaction that marks the row `in_flight` (one commit instead
+    // of two), before the request leaves, with the phone's lock held.
+    let mut bought: Option<Bought<'_>> = None;
     if ctx.uses_tokens {
         match ensure_token(ctx, row, None).await {
-            Ok(t) => token = Some(t),
+            Ok((t, b)) => {
+                token = Some(t);
+                bought = b;
+            }
             Err(f) => return settle_failure(ctx, row, f, false, None),
         }
     }
@@ -606,15 +635,17 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         }
         // A retry can fall after the window closed: it waits like a new row.
         if ctx.stop.is_set() || !ctx.window_open().await {
+            save_bought(ctx, row, &mut bought).await?;
             return Ok(());
         }
         // An attempt of this run is in doubt: look it up (after the backoff,
         // so the provider has finished with it) before sending again.
         if in_doubt && ctx.lookup && attempt > 1 {
             match reconcile(ctx, row).await? {
-                Lookup::Found => return Ok(()),
+                Lookup::Found => return save_bought(ctx, row, &mut bought).await,
                 Lookup::Absent => in_doubt = false,
                 Lookup::Unknown if ctx.opts.in_doubt == InDoubtPolicy::Hold => {
+                    save_bought(ctx, row, &mut bought).await?;
                     return hold(
                         ctx,
                         row,
@@ -626,7 +657,8 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
             }
         }
         let quota_key = ctx.quota_key();
-        match ctx
+        let save_token = bought.as_ref().map(|b| (b.key.clone(), b.token.clone()));
+        let claimed = ctx
             .writer
             .write(WriteOp::MarkInFlight {
                 row_id: row.id,
@@ -634,9 +666,14 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                 quota: quota_key.clone(),
                 limit: ctx.opts.daily_quota,
                 gate: ctx.campaign.claim_gate(&row.phone),
+                save_token,
             })
-            .await?
-        {
+            .await?;
+        // Stored (whatever the claim said): other rows may use it now.
+        if let Some(b) = bought.take() {
+            b.stored(ctx);
+        }
+        match claimed {
             WriteResult::QuotaFull => {
                 ctx.stop
                     .request(StopReason::Quota, quota_message(&quota_key));
@@ -648,6 +685,19 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
             }
             WriteResult::Done | WriteResult::Count(_) => {}
         }
+        // Wait for a free slot; a stop meanwhile gives the row back (its
+        // request never left, so it is not in doubt).
+        let Some(_permit) = ctx.send_permit().await else {
+            if !in_doubt {
+                ctx.writer.post(WriteOp::MarkPending {
+                    row_id: row.id,
+                    code: "stopped".into(),
+                    message: "stopped before the request left".into(),
+                    release: Some(quota_key),
+                })?;
+            }
+            return Ok(());
+        };
         let req = SendRequest {
             oa_id: &ctx.campaign.oa_id,
             phone: &row.phone,
@@ -659,6 +709,7 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         };
         ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
         let result = ctx.provider.send(&req).await;
+        drop(_permit);
         // Whatever the previous attempt's fate, this one decides from here.
         let release = (!in_doubt).then(|| quota_key.clone());
         match result {
@@ -769,11 +820,12 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
                             })?;
                         }
                         match ensure_token(ctx, row, current.as_ref()).await {
-                            Ok(t) => {
+                            Ok((t, b)) => {
                                 ctx.counters
                                     .tokens_refreshed
                                     .fetch_add(1, Ordering::Relaxed);
                                 token = Some(t);
+                                bought = b;
                             }
                             Err(f) => return settle_failure(ctx, row, f, in_doubt, None),
                         }
@@ -942,6 +994,20 @@ fn quota_message(key: &QuotaKey) -> String {
 }
 
 impl Ctx {
+    /// A slot for a send whose row is already `in_flight` with its quota
+    /// unit claimed. A quota stop lets it go out (it is within the quota);
+    /// any other stop gives it up (None).
+    async fn send_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        tokio::select! {
+            p = self.permits.acquire() => return p.ok(),
+            _ = self.stop.stopped() => {}
+        }
+        match self.stop.reason() {
+            Some(StopReason::Quota) => self.permits.acquire().await.ok(),
+            _ => None,
+        }
+    }
+
     fn quota_key(&self) -> QuotaKey {
         QuotaKey {
             account: self.account.clone(),
@@ -1047,12 +1113,16 @@ impl Ctx {
             let mut map = self.token_locks.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(phone.to_string()).or_default().clone()
         };
-        let guard = lock.clone().lock_owned().await;
+        let (guard, waited) = match lock.clone().try_lock_owned() {
+            Ok(g) => (g, false),
+            Err(_) => (lock.clone().lock_owned().await, true),
+        };
         PhoneLock {
             ctx: self,
             phone: phone.to_string(),
             lock,
             guard: Some(guard),
+            waited,
         }
     }
 }
@@ -1062,6 +1132,8 @@ struct PhoneLock<'a> {
     phone: String,
     lock: Arc<tokio::sync::Mutex<()>>,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Another row held the lock first (and may have bought a token).
+    waited: bool,
 }
 
 impl Drop for PhoneLock<'_> {
@@ -1079,28 +1151,74 @@ impl Drop for PhoneLock<'_> {
     }
 }
 
-/// A usable token for the row's phone: the stored one, or a newly bought
-/// one (stored durably before it is returned). `stale`: a token the
-/// provider refused, which must not be handed back.
-async fn ensure_token(
+/// A token just bought for a row and not stored yet. Its phone stays
+/// locked until it is stored, so no other row of this run buys another.
+struct Bought<'a> {
+    key: TokenKey,
+    token: JourneyToken,
+    _lock: PhoneLock<'a>,
+}
+
+impl Bought<'_> {
+    /// Stored with the row's `in_flight` mark.
+    fn stored(self, ctx: &Ctx) {
+        ctx.counters.tokens_created.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(phone = %mask(&self.key.phone), "journey token bought");
+    }
+
+    /// Store it on its own (the row is not sent in this run after all).
+    async fn save(self, ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
+        ctx.writer
+            .write(WriteOp::SaveToken {
+                key: self.key.clone(),
+                token: self.token.clone(),
+                row_id: row.id,
+            })
+            .await?;
+        self.stored(ctx);
+        Ok(())
+    }
+}
+
+/// Store a token bought for the row and not stored yet (the row is not
+/// claimed in this attempt after all): it was paid for.
+async fn save_bought(
     ctx: &Ctx,
     row: &WorkRow,
+    bought: &mut Option<Bought<'_>>,
+) -> Result<(), StoreError> {
+    match bought.take() {
+        Some(b) => b.save(ctx, row).await,
+        None => Ok(()),
+    }
+}
+
+/// A usable token for the row's phone: the stored one, or a newly bought
+/// one, returned with its [`Bought`] (the caller stores it before use).
+/// `stale`: a token the provider refused, which must not be handed back.
+async fn ensure_token<'a>(
+    ctx: &'a Ctx,
+    row: &WorkRow,
     stale: Option<&JourneyToken>,
-) -> Result<JourneyToken, CallFailure> {
+) -> Result<(JourneyToken, Option<Bought<'a>>), CallFailure> {
     let is_stale = |t: &JourneyToken| stale.is_some_and(|s| s.journey_id == t.journey_id);
     if let Some(t) = &row.token {
         if stale.is_none() && ctx.usable(t) {
             ctx.counters.tokens_reused.fetch_add(1, Ordering::Relaxed);
-            return Ok(t.clone());
+            return Ok((t.clone(), None));
         }
     }
-    let _lock = ctx.lock_phone(&row.phone).await;
+    let lock = ctx.lock_phone(&row.phone).await;
     let key = ctx.token_key(&row.phone);
-    // Another row may have bought one while we waited for the lock.
-    if let Some(t) = ctx.stored_token(&key)? {
-        if ctx.usable(&t) && !is_stale(&t) {
-            ctx.counters.tokens_reused.fetch_add(1, Ordering::Relaxed);
-            return Ok(t);
+    // Another row may have bought one since this row was read (only
+    // possible when a phone repeats, or after a refresh), or while we
+    // waited for the lock.
+    if ctx.repeated_phones || stale.is_some() || lock.waited {
+        if let Some(t) = ctx.stored_token(&key)? {
+            if ctx.usable(&t) && !is_stale(&t) {
+                ctx.counters.tokens_reused.fetch_add(1, Ordering::Relaxed);
+                return Ok((t, None));
+            }
         }
     }
     let req = TokenRequest {
@@ -1109,16 +1227,14 @@ async fn ensure_token(
         token_type: &ctx.campaign.token_type,
     };
     let token = call_with_retry(ctx, || ctx.provider.create_token(&req)).await?;
-    ctx.writer
-        .write(WriteOp::SaveToken {
+    Ok((
+        token.clone(),
+        Some(Bought {
             key,
-            token: token.clone(),
-            row_id: row.id,
-        })
-        .await?;
-    ctx.counters.tokens_created.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(phone = %mask(&row.phone), "journey token bought");
-    Ok(token)
+            token,
+            _lock: lock,
+        }),
+    ))
 }
 
 async fn check_token(ctx: &Ctx, token: &JourneyToken) -> Result<TokenCheck, CallFailure> {
@@ -1141,8 +1257,17 @@ where
         if ctx.stop.is_set() {
             return Err(CallFailure::Stopped);
         }
+        let permit = tokio::select! {
+            p = ctx.permits.acquire() => p.ok(),
+            _ = ctx.stop.stopped() => None,
+        };
+        let Some(permit) = permit else {
+            return Err(CallFailure::Stopped);
+        };
         ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
-        match call().await {
+        let result = call().await;
+        drop(permit);
+        match result {
             Ok(v) => {
                 ctx.note_success();
                 return Ok(v);

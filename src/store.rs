@@ -111,7 +111,14 @@ impl RowState {
 }
 
 /// Must read exactly like the partial index's WHERE so SQLite uses it.
-const OPEN_STATES_SQL: &str = "state IN ('pending','token_ready','in_flight','in_doubt')";
+/// Written as ORs, not `state IN (…)`: SQLite evaluates an IN list of more
+/// than two constants through a temporary b-tree built on every execution
+/// of every INSERT and UPDATE that maintains the index (a third of the
+/// import's time); equality tests cost nothing.
+const OPEN_STATES_SQL: &str =
+    "(state = 'pending' OR state = 'token_ready' OR state = 'in_flight' OR state = 'in_doubt')";
+/// The same, for queries that name the table `r`.
+const OPEN_STATES_SQL_R: &str = "(r.state = 'pending' OR r.state = 'token_ready' OR r.state = 'in_flight' OR r.state = 'in_doubt')";
 
 /// Campaign lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -258,7 +265,7 @@ pub struct TokenKey {
 }
 
 /// Which quota counter a send draws on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct QuotaKey {
     pub account: String,
     pub oa_id: String,
@@ -369,7 +376,7 @@ pub fn derived_tracking_id(prefix: &str, line: u64) -> String {
     format!("{prefix}-{line}")
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -471,6 +478,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE rows ADD COLUMN delivery_checked_ms INTEGER;
     ALTER TABLE campaigns ADD COLUMN send_window TEXT;
     "#,
+    // 4: the open-rows index without an IN list (see OPEN_STATES_SQL)
+    r#"
+    DROP INDEX rows_open;
+    CREATE INDEX rows_open ON rows(campaign_id, id)
+        WHERE (state = 'pending' OR state = 'token_ready' OR state = 'in_flight' OR state = 'in_doubt');
+    "#,
 ];
 
 /// How long a connection waits for another process's transaction.
@@ -479,6 +492,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Writer only: quota_days rows known to exist (they are never deleted),
+    /// so a claim skips the INSERT that creates one.
+    quota_rows: std::collections::HashSet<QuotaKey>,
 }
 
 impl Store {
@@ -504,6 +520,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            quota_rows: Default::default(),
         };
         store.configure()?;
         store.migrate()?;
@@ -523,6 +540,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            quota_rows: Default::default(),
         };
         store.configure()?;
         store.migrate()?;
@@ -531,6 +549,24 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Cap this connection's page cache (KiB); memory stays flat whatever
+    /// the campaign's size. A run holds four connections.
+    pub fn set_cache_kib(&self, kib: u32) -> Result<()> {
+        self.conn
+            .execute_batch(&format!("PRAGMA cache_size = -{kib}"))
+            .map_err(|e| self.e(e))
+    }
+
+    /// Give back the page cache (before a long phase that does not use
+    /// this connection).
+    pub fn release_memory(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA shrink_memory", [], |_| Ok(()))
+            .optional()
+            .map(|_| ())
+            .map_err(|e| self.e(e))
     }
 
     fn e(&self, e: rusqlite::Error) -> StoreError {
@@ -563,7 +599,7 @@ impl Store {
         self.conn
             .execute_batch(
                 "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
-                 PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000;",
+                 PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8000;",
             )
             .map_err(|e| self.e(e))
     }
@@ -734,7 +770,7 @@ impl Store {
             .query_row(
                 &format!(
                     "SELECT COUNT(*) FROM rows r JOIN phone_sends p ON p.oa_id = ?2 AND p.phone = r.phone \
-                     WHERE r.campaign_id = ?1 AND r.{OPEN_STATES_SQL} AND p.row_id <> r.id AND p.last_ms > ?3"
+                     WHERE r.campaign_id = ?1 AND {OPEN_STATES_SQL_R} AND p.row_id <> r.id AND p.last_ms > ?3"
                 ),
                 params![campaign.id, campaign.oa_id, now_ms - interval],
                 |r| r.get::<_, i64>(0),
@@ -759,6 +795,17 @@ impl Store {
     }
 
     // ----- import ------------------------------------------------------------
+
+    /// Pages of WAL after which a commit checkpoints (each checkpoint
+    /// fsyncs). A bulk import raises it for its own connection: a million
+    /// rows then fsync a handful of times instead of some forty.
+    pub fn set_wal_autocheckpoint(&self, pages: u32) -> Result<()> {
+        self.conn
+            .query_row(&format!("PRAGMA wal_autocheckpoint = {pages}"), [], |_| {
+                Ok(())
+            })
+            .map_err(|e| self.e(e))
+    }
 
     /// Insert one batch of CSV records in one transaction, recording how far
     /// the import got so a killed import resumes after the last whole batch.
@@ -871,7 +918,7 @@ impl Store {
                         t.journey_id, t.provider_ref, t.token, t.expires_ms, t.status \
                  FROM rows r LEFT JOIN tokens t \
                    ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
-                 WHERE r.campaign_id = ?4 AND r.{OPEN_STATES_SQL} AND r.id > ?5 \
+                 WHERE r.campaign_id = ?4 AND {OPEN_STATES_SQL_R} AND r.id > ?5 \
                  ORDER BY r.id LIMIT ?6"
             ))
             .map_err(|e| self.e(e))?;
@@ -923,6 +970,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether some phone is on more than one row of the campaign (imported
+    /// with `--allow-duplicate-phones`): without, every accepted row has a
+    /// `dedup_key` and the unique index guarantees one row per phone.
+    pub fn has_repeated_phones(&self, campaign_id: i64) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM rows WHERE campaign_id = ?1 AND dedup_key IS NULL \
+                 AND state <> 'rejected')",
+                [campaign_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.e(e))
+    }
+
     /// How many rows a run has left (cheap: counts the partial index).
     pub fn open_count(&self, campaign_id: i64, include_in_doubt: bool) -> Result<u64> {
         let (open, doubt): (i64, i64) = self
@@ -951,7 +1012,7 @@ impl Store {
                 &format!(
                     "SELECT COUNT(*) FROM rows r JOIN tokens t \
                        ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
-                     WHERE r.campaign_id = ?4 AND r.{OPEN_STATES_SQL} \
+                     WHERE r.campaign_id = ?4 AND {OPEN_STATES_SQL_R} \
                        AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N'"
                 ),
                 params![account, campaign.oa_id, campaign.token_type, campaign.id, valid_after_ms],
@@ -972,9 +1033,9 @@ impl Store {
         include_in_doubt: bool,
     ) -> Result<(u64, u64)> {
         let states = if include_in_doubt {
-            OPEN_STATES_SQL
+            OPEN_STATES_SQL_R
         } else {
-            "state IN ('pending','token_ready','in_flight')"
+            "(r.state = 'pending' OR r.state = 'token_ready' OR r.state = 'in_flight')"
         };
         self.conn
             .query_row(
@@ -983,7 +1044,7 @@ impl Store {
                        SELECT r.phone, MAX(t.phone IS NOT NULL) AS reusable FROM rows r LEFT JOIN tokens t \
                          ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
                         AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N' \
-                       WHERE r.campaign_id = ?4 AND r.{states} GROUP BY r.phone)"
+                       WHERE r.campaign_id = ?4 AND {states} GROUP BY r.phone)"
                 ),
                 params![account, campaign.oa_id, campaign.token_type, campaign.id, valid_after_ms],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
@@ -1016,36 +1077,49 @@ impl Store {
             .map_err(|e| self.e(e))
     }
 
+    /// Rows per state, in one pass that needs no sort (a GROUP BY over a
+    /// million rows would sort them all, in memory).
     pub fn state_counts(&self, campaign_id: i64) -> Result<StateCounts> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT state, COUNT(*), SUM(resent_after_doubt) FROM rows WHERE campaign_id = ?1 GROUP BY state",
+                "SELECT COUNT(*), TOTAL(state = 'pending'), TOTAL(state = 'token_ready'), \
+                        TOTAL(state = 'in_flight'), TOTAL(state = 'in_doubt'), TOTAL(state = 'sent'), \
+                        TOTAL(state = 'failed'), TOTAL(state = 'expired'), TOTAL(state = 'skipped'), \
+                        TOTAL(resent_after_doubt) \
+                 FROM rows WHERE campaign_id = ?1",
             )
             .map_err(|e| self.e(e))?;
-        let mut rows = stmt.query([campaign_id]).map_err(|e| self.e(e))?;
-        let mut c = StateCounts::default();
-        while let Some(r) = rows.next().map_err(|e| self.e(e))? {
-            let state: String = r.get(0).map_err(|e| self.e(e))?;
-            let n = r.get::<_, i64>(1).map_err(|e| self.e(e))? as u64;
-            c.resent_after_doubt += r
-                .get::<_, Option<i64>>(2)
-                .map_err(|e| self.e(e))?
-                .unwrap_or(0) as u64;
-            c.total += n;
-            match RowState::parse(&state) {
-                Some(RowState::Pending) => c.pending += n,
-                Some(RowState::TokenReady) => c.token_ready += n,
-                Some(RowState::InFlight) => c.in_flight += n,
-                Some(RowState::InDoubt) => c.in_doubt += n,
-                Some(RowState::Sent) => c.sent += n,
-                Some(RowState::Failed) => c.failed += n,
-                Some(RowState::Expired) => c.expired += n,
-                Some(RowState::Skipped) => c.skipped += n,
-                Some(RowState::Rejected) | None => c.rejected += n,
-            }
-        }
-        Ok(c)
+        stmt.query_row([campaign_id], |r| {
+            let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, f64>(i)? as u64) };
+            let total = r.get::<_, i64>(0)? as u64;
+            let mut c = StateCounts {
+                total,
+                pending: n(1)?,
+                token_ready: n(2)?,
+                in_flight: n(3)?,
+                in_doubt: n(4)?,
+                sent: n(5)?,
+                failed: n(6)?,
+                expired: n(7)?,
+                skipped: n(8)?,
+                rejected: 0,
+                resent_after_doubt: n(9)?,
+            };
+            // `rejected`, and anything unknown, is the rest.
+            c.rejected = total.saturating_sub(
+                c.pending
+                    + c.token_ready
+                    + c.in_flight
+                    + c.in_doubt
+                    + c.sent
+                    + c.failed
+                    + c.expired
+                    + c.skipped,
+            );
+            Ok(c)
+        })
+        .map_err(|e| self.e(e))
     }
 
     /// The first few rejects, for summaries and plans.
@@ -1281,23 +1355,37 @@ impl Store {
 
     // ----- writes (applied by the writer thread) ----------------------------
 
+    /// One transaction for the whole batch (group commit). BEGIN and COMMIT
+    /// are cached statements: the writer runs thousands a second.
     fn apply_batch(&mut self, ops: &mut [Pending]) -> Result<()> {
-        let path = self.path.clone();
-        // IMMEDIATE: the claim checks read then write; another process's
-        // writer must not commit between the two.
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sql_err(&path, e))?;
-        for p in ops.iter_mut() {
-            p.result = Some(apply_op(&tx, &p.op).map_err(|e| sql_err(&path, e))?);
+        let conn = &self.conn;
+        let quota_rows = &mut self.quota_rows;
+        let mut known = quota_rows.clone();
+        let result = (|| -> rusqlite::Result<()> {
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            for p in ops.iter_mut() {
+                p.result = Some(apply_op(conn, &p.op, &mut known)?);
+            }
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                *quota_rows = known;
+                Ok(())
+            }
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(sql_err(&self.path, e))
+            }
         }
-        tx.commit().map_err(|e| sql_err(&path, e))
     }
 }
 
 fn duplicate_reason(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     campaign_id: i64,
     key: Option<i64>,
     tracking_id: Option<&str>,
@@ -1422,6 +1510,9 @@ pub enum WriteOp {
         quota: QuotaKey,
         limit: Option<u64>,
         gate: ClaimGate,
+        /// A token bought for this row, stored first (even when the claim
+        /// is refused: it was paid for).
+        save_token: Option<(TokenKey, JourneyToken)>,
     },
     /// Apply the claim checks alone (before buying a token for the row):
     /// the row becomes `expired`/`skipped`, or nothing changes.
@@ -1492,11 +1583,72 @@ struct Pending {
     result: Option<WriteResult>,
 }
 
-fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<WriteResult> {
+fn apply_op(
+    tx: &Connection,
+    op: &WriteOp,
+    quota_rows: &mut std::collections::HashSet<QuotaKey>,
+) -> rusqlite::Result<WriteResult> {
     let now = quota::now_ms();
     match op {
         WriteOp::SaveToken { key, token, row_id } => {
-            tx.prepare_cached(
+            save_token(tx, key, token, *row_id, now)?;
+            Ok(WriteResult::Done)
+        }
+        WriteOp::MarkInFlight {
+            row_id,
+            journey_id,
+            quota,
+            limit,
+            gate,
+            save_token: bought,
+        } => {
+            // The token was paid for: stored whatever the claim decides.
+            if let Some((key, token)) = bought {
+                store_token(tx, key, token, now)?;
+            }
+            if let Some(refused) = apply_gate(tx, *row_id, gate, now)? {
+                return Ok(refused);
+            }
+            let claimed = mark_in_flight(
+                tx,
+                *row_id,
+                journey_id.as_deref(),
+                quota,
+                *limit,
+                now,
+                quota_rows,
+            )?;
+            if claimed == WriteResult::Done {
+                record_phone_send(tx, gate, *row_id, now)?;
+            }
+            if let (WriteResult::QuotaFull, Some((_, token))) = (claimed, bought) {
+                // Not sent now: the row keeps its token for the next run.
+                row_token_ready(tx, *row_id, token, now)?;
+            }
+            Ok(claimed)
+        }
+        _ => apply_row_op(tx, op, now),
+    }
+}
+
+fn save_token(
+    tx: &Connection,
+    key: &TokenKey,
+    token: &JourneyToken,
+    row_id: i64,
+    now: i64,
+) -> rusqlite::Result<()> {
+    store_token(tx, key, token, now)?;
+    row_token_ready(tx, row_id, token, now)
+}
+
+fn store_token(
+    tx: &Connection,
+    key: &TokenKey,
+    token: &JourneyToken,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
                 "INSERT INTO tokens (account, oa_id, phone, token_type, journey_id, provider_ref, token, expires_ms, status, created_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
                  ON CONFLICT (account, oa_id, phone, token_type) DO UPDATE SET \
@@ -1515,52 +1667,81 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
                 token.status,
                 now
             ])?;
-            tx.prepare_cached(
-                "UPDATE rows SET state = 'token_ready', journey_id = ?2, updated_ms = ?3 \
+    Ok(())
+}
+
+fn row_token_ready(
+    tx: &Connection,
+    row_id: i64,
+    token: &JourneyToken,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE rows SET state = 'token_ready', journey_id = ?2, updated_ms = ?3 \
                  WHERE id = ?1 AND state = 'pending'",
-            )?
-            .execute(params![row_id, token.journey_id, now])?;
-            Ok(WriteResult::Done)
-        }
-        WriteOp::MarkInFlight {
-            row_id,
-            journey_id,
-            quota,
-            limit,
-            gate,
-        } => {
-            if let Some(refused) = apply_gate(tx, *row_id, gate, now)? {
-                return Ok(refused);
-            }
-            tx.prepare_cached(
-                "INSERT INTO quota_days (account, oa_id, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![quota.account, quota.oa_id, quota.day])?;
-            let limit = limit.map(|l| l as i64);
-            let claimed = tx
+    )?
+    .execute(params![row_id, token.journey_id, now])?;
+    Ok(())
+}
+
+fn mark_in_flight(
+    tx: &Connection,
+    row_id: i64,
+    journey_id: Option<&str>,
+    quota: &QuotaKey,
+    limit: Option<u64>,
+    now: i64,
+    quota_rows: &mut std::collections::HashSet<QuotaKey>,
+) -> rusqlite::Result<WriteResult> {
+    if !quota_rows.contains(quota) {
+        tx.prepare_cached(
+            "INSERT INTO quota_days (account, oa_id, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![quota.account, quota.oa_id, quota.day])?;
+        quota_rows.insert(quota.clone());
+    }
+    let limit = limit.map(|l| l as i64);
+    let claimed = tx
                 .prepare_cached(
                     "UPDATE quota_days SET used = used + 1 \
                      WHERE account = ?1 AND oa_id = ?2 AND day = ?3 AND exhausted = 0 \
                        AND (?4 IS NULL OR used < ?4) AND (provider_limit IS NULL OR used < provider_limit)",
                 )?
                 .execute(params![quota.account, quota.oa_id, quota.day, limit])?;
-            if claimed == 0 {
-                return Ok(WriteResult::QuotaFull);
-            }
-            tx.prepare_cached(
-                "UPDATE rows SET state = 'in_flight', attempts = attempts + 1, \
+    if claimed == 0 {
+        return Ok(WriteResult::QuotaFull);
+    }
+    tx.prepare_cached(
+        "UPDATE rows SET state = 'in_flight', attempts = attempts + 1, \
                  journey_id = COALESCE(?2, journey_id), updated_ms = ?3 WHERE id = ?1",
-            )?
-            .execute(params![row_id, journey_id, now])?;
-            tx.prepare_cached(
-                "INSERT INTO phone_sends (oa_id, phone, last_ms, row_id) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (oa_id, phone) DO UPDATE SET \
-                 prev_ms = CASE WHEN row_id = excluded.row_id THEN prev_ms ELSE last_ms END, \
-                 prev_row_id = CASE WHEN row_id = excluded.row_id THEN prev_row_id ELSE row_id END, \
-                 last_ms = excluded.last_ms, row_id = excluded.row_id",
-            )?
-            .execute(params![gate.oa_id, gate.phone, now, row_id])?;
-            Ok(WriteResult::Done)
+    )?
+    .execute(params![row_id, journey_id, now])?;
+    Ok(WriteResult::Done)
+}
+
+/// The phone's latest claimed send (for the frequency cap), keeping the one
+/// before so a refused claim can be taken back.
+fn record_phone_send(
+    tx: &Connection,
+    gate: &ClaimGate,
+    row_id: i64,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO phone_sends (oa_id, phone, last_ms, row_id) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (oa_id, phone) DO UPDATE SET \
+         prev_ms = CASE WHEN row_id = excluded.row_id THEN prev_ms ELSE last_ms END, \
+         prev_row_id = CASE WHEN row_id = excluded.row_id THEN prev_row_id ELSE row_id END, \
+         last_ms = excluded.last_ms, row_id = excluded.row_id",
+    )?
+    .execute(params![gate.oa_id, gate.phone, now, row_id])?;
+    Ok(())
+}
+
+fn apply_row_op(tx: &Connection, op: &WriteOp, now: i64) -> rusqlite::Result<WriteResult> {
+    match op {
+        WriteOp::SaveToken { .. } | WriteOp::MarkInFlight { .. } => {
+            unreachable!("applied by apply_op")
         }
         WriteOp::CheckGate { row_id, gate } => {
             Ok(apply_gate(tx, *row_id, gate, now)?.unwrap_or(WriteResult::Done))
@@ -1674,11 +1855,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
 
 /// Give back what a claim took when the provider did not accept the
 /// message: the quota unit, and the phone's "last message" mark.
-fn release_claim(
-    tx: &rusqlite::Transaction<'_>,
-    row_id: i64,
-    key: Option<&QuotaKey>,
-) -> rusqlite::Result<()> {
+fn release_claim(tx: &Connection, row_id: i64, key: Option<&QuotaKey>) -> rusqlite::Result<()> {
     if let Some(q) = key {
         tx.prepare_cached(
             "UPDATE quota_days SET used = MAX(used - 1, 0) WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
@@ -1706,7 +1883,7 @@ fn release_claim(
 /// The deadline and frequency-cap checks of a claim. `Some` means the row
 /// was settled (`expired` / `skipped`) instead of claimed.
 fn apply_gate(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     row_id: i64,
     gate: &ClaimGate,
     now: i64,
@@ -1778,14 +1955,81 @@ pub struct Writer {
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 4096;
 
+/// How often the checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL size past which the checkpointer makes the log start over.
+const WAL_RESTART_BYTES: u64 = 64 << 20;
+
+/// A thread with its own connection that checkpoints the WAL in the
+/// background (PASSIVE: it never blocks the writer or a reader). Stops, after
+/// a last checkpoint, when dropped.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let store = Store::open(path)?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("zns-checkpoint".into())
+            .spawn(move || loop {
+                let last = !matches!(
+                    stopped.recv_timeout(CHECKPOINT_EVERY),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                );
+                // PASSIVE copies what it can without blocking anyone. The WAL
+                // only starts over after a checkpoint that caught up with the
+                // writer, which a PASSIVE one never does while it writes: so
+                // past a size, RESTART (the writer waits for that one, an
+                // fsync every WAL_RESTART_BYTES instead of every 4 MB).
+                let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                let mode = if wal_len > WAL_RESTART_BYTES {
+                    "RESTART"
+                } else {
+                    "PASSIVE"
+                };
+                // A failed checkpoint is retried next time (the WAL just grows).
+                let _ = store
+                    .conn
+                    .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
+                if last {
+                    return;
+                }
+            })
+            .map_err(|e| StoreError::WriterGone(format!("cannot start checkpoint thread: {e}")))?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Writer {
     /// Start the writer on its own connection to `path`.
     pub fn start(path: &Path) -> Result<(Writer, std::thread::JoinHandle<Result<()>>)> {
         let mut store = Store::open(path)?;
+        // Checkpoints (and their fsyncs) run on a thread of their own, so a
+        // commit never waits for the disk: the writer only appends to the WAL.
+        store.set_wal_autocheckpoint(0)?;
+        let checkpointer = Checkpointer::start(path)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
         let handle = std::thread::Builder::new()
             .name("zns-state-writer".into())
             .spawn(move || -> Result<()> {
+                let _checkpointer = checkpointer;
                 let mut batch: Vec<Pending> = Vec::with_capacity(256);
                 while let Some(first) = rx.blocking_recv() {
                     batch.push(first);
@@ -1977,7 +2221,7 @@ mod tests {
         let plan: Vec<String> = store
             .conn
             .prepare(&format!(
-                "EXPLAIN QUERY PLAN SELECT r.id FROM rows r WHERE r.campaign_id = 1 AND r.{OPEN_STATES_SQL} AND r.id > 0 ORDER BY r.id LIMIT 10"
+                "EXPLAIN QUERY PLAN SELECT r.id FROM rows r WHERE r.campaign_id = 1 AND {OPEN_STATES_SQL_R} AND r.id > 0 ORDER BY r.id LIMIT 10"
             ))
             .unwrap()
             .query_map([], |r| r.get::<_, String>(3))
@@ -1985,6 +2229,128 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert!(plan.iter().any(|p| p.contains("rows_open")), "{plan:?}");
+    }
+
+    #[test]
+    fn a_version_3_database_gets_the_open_rows_index_without_an_in_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        {
+            let store = Store::open(&path).unwrap();
+            // Put it back the way versions 1–3 left it.
+            store
+                .conn
+                .execute_batch(
+                    "DROP INDEX rows_open; \
+                     CREATE INDEX rows_open ON rows(campaign_id, id) \
+                       WHERE state IN ('pending','token_ready','in_flight','in_doubt'); \
+                     PRAGMA user_version = 3;",
+                )
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let sql: String = store
+            .conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'rows_open'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            sql.contains(OPEN_STATES_SQL) && !sql.contains(" IN "),
+            "{sql}"
+        );
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM rows WHERE campaign_id = 1 AND {OPEN_STATES_SQL}"
+            ))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("rows_open")), "{plan:?}");
+    }
+
+    /// A claim that stores a bought token, refused by the quota (row 1) or
+    /// by the deadline (row 2): the token is kept either way.
+    #[tokio::test]
+    async fn a_token_bought_with_the_in_flight_mark_is_stored_even_when_the_claim_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        let c = new_campaign(&mut store, "c1");
+        let phones = ["84912345678", "84912345679"];
+        let import: Vec<ImportRow> = phones
+            .iter()
+            .enumerate()
+            .map(|(i, phone)| ImportRow::Accepted {
+                line: i as u64 + 2,
+                phone,
+                tracking_id: None,
+                data_json: "[]",
+            })
+            .collect();
+        store.import_batch(c.id, &import, 3, true, true).unwrap();
+        let rows: Vec<i64> = store
+            .open_rows_page(&c, "a", 0, 10, false)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let (writer, thread) = Writer::start(&path).unwrap();
+        let key = |phone: &str| TokenKey {
+            account: "a".into(),
+            oa_id: "1".into(),
+            phone: phone.into(),
+            token_type: "token_logistics_7".into(),
+        };
+        let token = |n: u32| JourneyToken {
+            journey_id: format!("700000000{n}"),
+            provider_ref: None,
+            token: Some("t".into()),
+            expires_at: quota::now() + time::Duration::days(7),
+            status: None,
+        };
+        let claim =
+            |i: usize, limit: Option<u64>, not_after_ms: Option<i64>| WriteOp::MarkInFlight {
+                row_id: rows[i],
+                journey_id: Some(token(i as u32).journey_id),
+                quota: QuotaKey {
+                    account: "a".into(),
+                    oa_id: "1".into(),
+                    day: "2026-11-23".into(),
+                },
+                limit,
+                gate: ClaimGate {
+                    oa_id: "1".into(),
+                    phone: phones[i].into(),
+                    not_after_ms,
+                    min_interval_ms: None,
+                },
+                save_token: Some((key(phones[i]), token(i as u32))),
+            };
+        assert_eq!(
+            writer.write(claim(0, Some(0), None)).await.unwrap(),
+            WriteResult::QuotaFull
+        );
+        assert_eq!(
+            writer.write(claim(1, None, Some(1))).await.unwrap(),
+            WriteResult::Expired
+        );
+        drop(writer);
+        thread.join().unwrap().unwrap();
+        for (i, phone) in phones.iter().enumerate() {
+            let stored = store.token(&key(phone)).unwrap().unwrap();
+            assert_eq!(stored.journey_id, token(i as u32).journey_id);
+        }
+        let counts = store.state_counts(c.id).unwrap();
+        assert_eq!(
+            (counts.token_ready, counts.in_flight, counts.expired),
+            (1, 0, 1)
+        );
     }
 
     #[tokio::test]
@@ -2023,6 +2389,7 @@ mod tests {
                 not_after_ms: None,
                 min_interval_ms: None,
             },
+            save_token: None,
         };
         assert_eq!(
             writer.write(claim(page[0].id)).await.unwrap(),

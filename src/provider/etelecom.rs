@@ -3,8 +3,8 @@
 //! are accepted back as strings or numbers.
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use time::OffsetDateTime;
 
 use super::http::{self, lenient, RawReply};
@@ -16,6 +16,50 @@ use super::{
 pub struct Etelecom {
     client: reqwest::Client,
     settings: ProviderSettings,
+    /// `{base}.Zalo/<Method>` per method, parsed once (not per request).
+    urls: Urls,
+    /// `Bearer <key>`, marked sensitive so it never shows in a debug dump.
+    auth: reqwest::header::HeaderValue,
+}
+
+struct Urls {
+    create_journey: Result<reqwest::Url, String>,
+    get_journey: Result<reqwest::Url, String>,
+    send: Result<reqwest::Url, String>,
+    get_message: Result<reqwest::Url, String>,
+}
+
+/// SendZNSJourney's body, serialised straight from borrowed fields.
+#[derive(Serialize)]
+struct SendBody<'a> {
+    oa_id: &'a str,
+    journey_id: &'a str,
+    phone: &'a str,
+    template_id: TemplateId<'a>,
+    template_data: TemplateData<'a>,
+    tracking_id: &'a str,
+}
+
+/// template_id is an `int` in the seed (int64s are strings, ints numbers).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TemplateId<'a> {
+    Number(i64),
+    Text(&'a str),
+}
+
+/// template_data as a JSON object of strings, in the CSV's column order.
+struct TemplateData<'a>(&'a [(&'a str, &'a str)]);
+
+impl Serialize for TemplateData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// The fields of a journey reply (CreateJourney and GetJourney answer alike).
@@ -97,21 +141,57 @@ pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
 
 impl Etelecom {
     pub fn new(client: reqwest::Client, settings: ProviderSettings) -> Self {
-        Self { client, settings }
+        let base = settings.base_url.trim_end_matches('/').to_string();
+        let url = |method: &str| {
+            let url = format!("{base}.Zalo/{method}");
+            reqwest::Url::parse(&url).map_err(|e| format!("{url}: {e}"))
+        };
+        let urls = Urls {
+            create_journey: url("CreateJourney"),
+            get_journey: url("GetJourney"),
+            send: url("SendZNSJourney"),
+            get_message: url("GetMessage"),
+        };
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!(
+            "Bearer {}",
+            settings.api_key.expose()
+        ))
+        .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer -"));
+        auth.set_sensitive(true);
+        Self {
+            client,
+            settings,
+            urls,
+            auth,
+        }
     }
 
-    async fn call(&self, method: &str, body: &Value) -> Result<RawReply, ProviderError> {
-        let url = format!(
-            "{}.Zalo/{}",
-            self.settings.base_url.trim_end_matches('/'),
-            method
-        );
+    async fn call<B: Serialize + ?Sized>(
+        &self,
+        url: &Result<reqwest::Url, String>,
+        body: &B,
+    ) -> Result<RawReply, ProviderError> {
+        let url = url.as_ref().map_err(|e| {
+            ProviderError::new(
+                ErrorClass::AbortConfig,
+                "bad_url",
+                format!("bad base URL: {e}"),
+            )
+        })?;
+        let body = serde_json::to_vec(body).map_err(|e| {
+            ProviderError::new(
+                ErrorClass::FailRow,
+                "encode",
+                format!("cannot encode the request: {e}"),
+            )
+        })?;
         let req = self
             .client
-            .post(url)
+            .post(url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
-            .bearer_auth(self.settings.api_key.expose())
-            .json(body);
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::AUTHORIZATION, self.auth.clone())
+            .body(body);
         let reply = http::execute(req).await?;
         if reply.status.is_success() {
             Ok(reply)
@@ -171,7 +251,7 @@ impl Etelecom {
             "phone": req.phone,
             "token_type": req.token_type,
         });
-        let reply = self.call("CreateJourney", &body).await?;
+        let reply = self.call(&self.urls.create_journey, &body).await?;
         let j: JourneyReply = http::decode(&reply)?;
         if j.error_code != 0 {
             let mut err = self.code_error(j.error_code, j.error_message.as_deref());
@@ -213,7 +293,7 @@ impl Etelecom {
         token: &JourneyToken,
     ) -> Result<TokenCheck, ProviderError> {
         let body = json!({ "journey_id": token.journey_id, "oa_id": oa_id });
-        let reply = match self.call("GetJourney", &body).await {
+        let reply = match self.call(&self.urls.get_journey, &body).await {
             Ok(reply) => reply,
             Err(e) if e.class == ErrorClass::FailRow => return Ok(TokenCheck::NotFound),
             Err(e) => return Err(e),
@@ -246,26 +326,19 @@ impl Etelecom {
                 "send without a journey token",
             )
         })?;
-        let data: Map<String, Value> = req
-            .template_data
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect();
-        // template_id is an `int` in the seed (int64s are strings, ints numbers).
-        let template_id = req
-            .template_id
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(req.template_id.to_string()));
-        let body = json!({
-            "oa_id": req.oa_id,
-            "journey_id": token.journey_id,
-            "phone": req.phone,
-            "template_id": template_id,
-            "template_data": data,
-            "tracking_id": req.tracking_id,
-        });
-        let reply = self.call("SendZNSJourney", &body).await?;
+        let body = SendBody {
+            oa_id: req.oa_id,
+            journey_id: &token.journey_id,
+            phone: req.phone,
+            template_id: req
+                .template_id
+                .parse::<i64>()
+                .map(TemplateId::Number)
+                .unwrap_or(TemplateId::Text(req.template_id)),
+            template_data: TemplateData(req.template_data),
+            tracking_id: req.tracking_id,
+        };
+        let reply = self.call(&self.urls.send, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
         if m.error_code != 0 {
             return Err(self.code_error(m.error_code, m.error_message.as_deref()));
@@ -286,7 +359,7 @@ impl Etelecom {
         tracking_id: &str,
     ) -> Result<Option<MessageInfo>, ProviderError> {
         let body = json!({ "oa_id": oa_id, "tracking_id": tracking_id });
-        let reply = self.call("GetMessage", &body).await?;
+        let reply = self.call(&self.urls.get_message, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
         if m.error_code == -107 {
             return Ok(None);
@@ -318,7 +391,7 @@ impl Etelecom {
         msg_id: &str,
     ) -> Result<MessageInfo, ProviderError> {
         let body = json!({ "oa_id": oa_id, "msg_id": msg_id });
-        let reply = self.call("GetMessage", &body).await?;
+        let reply = self.call(&self.urls.get_message, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
         if m.error_code != 0 {
             return Err(self.code_error(m.error_code, m.error_message.as_deref()));

@@ -185,14 +185,46 @@ pub fn redact(mut err: ProviderError, secrets: &[&Secret]) -> ProviderError {
 pub mod lenient {
     use serde::{Deserialize, Deserializer};
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
+    /// A JSON string, number or boolean, read without serde's untagged
+    /// buffering (this runs for every field of every reply).
     enum StrOrNum {
         S(String),
         I(i64),
         U(u64),
         F(f64),
         B(bool),
+    }
+
+    impl<'de> Deserialize<'de> for StrOrNum {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl serde::de::Visitor<'_> for V {
+                type Value = StrOrNum;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a string, a number or a boolean")
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StrOrNum, E> {
+                    Ok(StrOrNum::S(v.to_string()))
+                }
+                fn visit_string<E: serde::de::Error>(self, v: String) -> Result<StrOrNum, E> {
+                    Ok(StrOrNum::S(v))
+                }
+                fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StrOrNum, E> {
+                    Ok(StrOrNum::I(v))
+                }
+                fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StrOrNum, E> {
+                    // As serde's untagged did: a number that fits i64 is an I.
+                    Ok(i64::try_from(v).map_or(StrOrNum::U(v), StrOrNum::I))
+                }
+                fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<StrOrNum, E> {
+                    Ok(StrOrNum::F(v))
+                }
+                fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<StrOrNum, E> {
+                    Ok(StrOrNum::B(v))
+                }
+            }
+            d.deserialize_any(V)
+        }
     }
 
     fn to_string(v: StrOrNum) -> String {
