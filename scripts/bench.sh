@@ -3,10 +3,13 @@
 # generator, latency-bound throughput, memory, and resume latency.
 #
 #   scripts/bench.sh            full run (10k / 100k / 1M rows), ~10 minutes
-#   scripts/bench.sh --smoke    10k rows everywhere, ~1 minute (CI runs this)
+#   scripts/bench.sh --smoke    10k rows everywhere, ~1 minute
 #
 # Options: --out FILE (also write the result table as Markdown),
-#          --keep (keep target/bench/ afterwards), --no-build.
+#          --keep (keep target/bench/ afterwards), --no-build,
+#          --debug (the debug build: checks the script and the results, the
+#          figures mean nothing; CI runs --smoke --debug, sharing the tests'
+#          build instead of compiling everything a third time).
 # Everything runs on this machine: a standalone sandbox on 127.0.0.1 (an
 # ephemeral port), the release binary, and wrk as the raw load generator.
 # Needs: cargo, python3, and wrk + GNU time (installed from Debian if missing).
@@ -18,13 +21,15 @@ MODE=full
 OUT=""
 KEEP=0
 BUILD=1
+PROFILE=release
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) MODE=smoke ;;
         --out) OUT="$2"; shift ;;
         --keep) KEEP=1 ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --debug) PROFILE=debug ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "bench: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -39,8 +44,9 @@ CONC=64          # --concurrency for the runner, -c for wrk
 LATENCY_MS=50
 LEFT=10          # rows left open for the resume figure
 
-WORK="$ROOT/target/bench"
-BIN="$ROOT/target/release/zns-batch"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK="$TARGET_DIR/bench"
+BIN="$TARGET_DIR/$PROFILE/zns-batch"
 SANDBOX_PID=""
 cleanup() {
     if [ -n "$SANDBOX_PID" ]; then kill -INT "$SANDBOX_PID" 2>/dev/null || true; wait "$SANDBOX_PID" 2>/dev/null || true; fi
@@ -73,9 +79,12 @@ if ! command -v wrk >/dev/null && ! try_install wrk; then
 fi
 command -v python3 >/dev/null || die "python3 is needed to read the JSON summaries"
 
-if [ "$BUILD" = 1 ]; then
+if [ "$BUILD" = 1 ] && [ "$PROFILE" = release ]; then
     say "cargo build --release"
     cargo build --release --locked --quiet
+elif [ "$BUILD" = 1 ]; then
+    say "cargo build (debug: the figures below are not performance figures)"
+    cargo build --locked --quiet
 fi
 [ -x "$BIN" ] || die "no release binary at $BIN"
 
@@ -192,7 +201,10 @@ say "import: $BIG rows (run --dry-run: hash, parse, normalise, insert, plan)"
 rc=$(timed import "$WORK/import.sqlite" run "$WORK/rows-$BIG.csv" --campaign import --template-id 246810 --dry-run)
 [ "$rc" = 0 ] || die "import failed ($rc): $(cat "$WORK/import.err")"
 [ "$(json "$WORK/import.json" 'd["accepted"]')" = "$BIG" ] || die "import accepted $(json "$WORK/import.json" 'd["accepted"]') of $BIG rows"
-IMPORT_S=$(wall_s import)
+# The import alone (the plan's queries after it are not import); the whole
+# command's wall time beside it.
+IMPORT_S=$(json "$WORK/import.json" 'round(d["import_secs"], 3)')
+IMPORT_WALL=$(wall_s import)
 IMPORT_RPS=$(calc "round($BIG / $IMPORT_S)")
 IMPORT_MB=$(peak_mb import)
 
@@ -205,7 +217,7 @@ e2e() {
         $(SEND_FLAGS) --concurrency "$CONC")
     [ "$rc" = 0 ] || die "$name: exit $rc: $(tail -5 "$WORK/$name.err")"
     [ "$(json "$WORK/$name.json" 'd["counts"]["sent"]')" = "$E2E_ROWS" ] || die "$name: not every row was sent"
-    json "$WORK/$name.json" 'round(d["this_run"]["requests"] / d["this_run"]["elapsed_secs"])'
+    json "$WORK/$name.json" 'round(d["this_run"]["requests"] / d["this_run"]["send_secs"])'
 }
 say "end-to-end, first run: $E2E_ROWS rows, tokens created, --concurrency $CONC"
 cpu0=$(sandbox_cpu)
@@ -230,7 +242,9 @@ rc=$(timed latency "$E2E_STATE" run "$WORK/rows-$LAT_ROWS.csv" --campaign latenc
     $(SEND_FLAGS) --concurrency "$CONC")
 [ "$rc" = 0 ] || die "latency run: exit $rc: $(tail -5 "$WORK/latency.err")"
 [ "$(json "$WORK/latency.json" 'd["this_run"]["tokens_created"]')" = 0 ] || die "latency run bought tokens"
-LAT_MPS=$(json "$WORK/latency.json" 'round(d["this_run"]["sent"] / d["this_run"]["elapsed_secs"])')
+LAT_MPS=$(json "$WORK/latency.json" 'round(d["this_run"]["sent"] / d["this_run"]["send_secs"])')
+say "raw at the same latency: wrk -t1 -c$CONC -d${WRK_SECS}s (the ceiling this sandbox allows)"
+LAT_RAW=$(raw_rps latency)
 LITTLE=$(calc "round($CONC / ($LATENCY_MS / 1000))")
 LAT_RATIO=$(calc "round($LAT_MPS / $LITTLE, 3)")
 control '{"latency_ms": 0}'
@@ -252,7 +266,7 @@ for n in $SIZES; do
     [ "$n" = "$BIG" ] && want=3
     [ "$rc" = "$want" ] || die "memory run $n: exit $rc (wanted $want): $(tail -5 "$WORK/mem-$n.err")"
     MEM[$n]=$(peak_mb "mem-$n")
-    RUN_RPS[$n]=$(json "$WORK/mem-$n.json" 'round(d["this_run"]["requests"] / d["this_run"]["elapsed_secs"])')
+    RUN_RPS[$n]=$(json "$WORK/mem-$n.json" 'round(d["this_run"]["requests"] / d["this_run"]["send_secs"])')
 done
 open=$(json "$WORK/mem-$BIG.json" 'd["counts"]["pending"] + d["counts"]["token_ready"] + d["counts"]["in_flight"]')
 [ "$open" = "$LEFT" ] || die "the $BIG-row run left $open rows open, wanted $LEFT"
@@ -300,17 +314,17 @@ mem_mid=${MEM[$(echo "$SIZES" | awk '{print (NF > 1) ? $(NF - 1) : $NF}')]}
 table=$(cat <<EOF
 | # | figure | result | target | |
 |---|---|---|---|---|
-| 1 | import, $BIG rows (CSV → SQLite, \`run --dry-run\`) | $IMPORT_RPS rows/s ($IMPORT_S s), peak RSS $IMPORT_MB MB | ≥ 500000 rows/s, ≤ 64 MB | $(verdict "$IMPORT_RPS >= 500000 and $IMPORT_MB <= 64") |
+| 1 | import, $BIG rows (CSV → SQLite, \`run --dry-run\`) | $IMPORT_RPS rows/s ($IMPORT_S s; whole dry run $IMPORT_WALL s), peak RSS $IMPORT_MB MB | ≥ 500000 rows/s, ≤ 64 MB | $(verdict "$IMPORT_RPS >= 500000 and $IMPORT_MB <= 64") |
 | 2a | end-to-end, first run ($E2E_ROWS rows, $FIRST_TOKENS tokens bought), c=$CONC | runner $FIRST_RPS req/s · wrk $FIRST_RAW req/s · ratio **$FIRST_RATIO** | ≥ 0.7 (goal 0.8) | $(verdict "$FIRST_RATIO >= 0.7") |
 | 2b | end-to-end, rerun ($REUSE_REUSED tokens reused), c=$CONC | runner $REUSE_RPS req/s · wrk $REUSE_RAW req/s · ratio **$REUSE_RATIO** | ≥ 0.7 (goal 0.8) | $(verdict "$REUSE_RATIO >= 0.7") |
-| 3 | latency-bound: L=${LATENCY_MS} ms, C=$CONC, tokens cached ($LAT_ROWS rows) | $LAT_MPS msg/s vs C/L = $LITTLE · ratio **$LAT_RATIO** | ≥ 0.95 | $(verdict "$LAT_RATIO >= 0.95") |
+| 3 | latency-bound: L=${LATENCY_MS} ms, C=$CONC, tokens cached ($LAT_ROWS rows) | $LAT_MPS msg/s vs C/L = $LITTLE · ratio **$LAT_RATIO** (wrk at the same latency: $LAT_RAW req/s) | ≥ 0.95 | $(verdict "$LAT_RATIO >= 0.95") |
 | 4 | peak RSS of a full \`run\` (import + send) |$mem_list | ≤ 64 MB at 1M, flat | $(verdict "$mem_peak <= 64 and ${MEM[$BIG]} <= $mem_mid * 1.25 + 4") |
 | 5 | resume, $BIG-row campaign, $LEFT rows left | first send after **$FIRST_SEND s** (whole resume $RESUME_TOTAL s) | ≤ 1 s | $(verdict "$FIRST_SEND <= 1") |
 EOF
 )
 machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(rustc --version | cut -d' ' -f1-2)"
 notes=$(cat <<EOF
-- mode: $MODE; machine: $machine; load average before $LOAD_BEFORE, after $LOAD_AFTER
+- mode: $MODE, $PROFILE build; machine: $machine; load average before $LOAD_BEFORE, after $LOAD_AFTER
 - runner req/s = (token + send calls) / send-phase seconds from the run's JSON summary; every \`in_flight\` and token write committed before its request leaves
 - full-run throughput (first runs, zero latency):$(for n in $SIZES; do printf ' %s req/s (%s rows);' "${RUN_RPS[$n]}" "$n"; done)
 - sandbox CPU during the first end-to-end run: $FIRST_SB_CPU s; sandbox totals at the end: $(json "$WORK/stats.json" '"accepted %d, duplicates absorbed %d, tokens %d" % (d["accepted"], d["duplicates_absorbed"], d["tokens_created"])')

@@ -491,6 +491,7 @@ async fn run_cmd(g: &Globals, args: RunArgs, stop: Arc<Stop>) -> Result<i32, App
     } else {
         base_url.as_deref()
     };
+    let import_started = std::time::Instant::now();
     let (campaign, imported, fresh) = campaign::open_or_import(
         &mut store,
         &CampaignSpec {
@@ -511,15 +512,17 @@ async fn run_cmd(g: &Globals, args: RunArgs, stop: Arc<Stop>) -> Result<i32, App
             dedup_phones: dedup,
         },
     )?;
+    let import_secs = fresh.then(|| import_started.elapsed().as_secs_f64());
     let campaign = apply_run_safety(&mut store, campaign, safety)?;
     if !g.quiet && !g.json {
         if fresh {
             eprintln!(
-                "imported {} rows from {} ({} accepted, {} rejected)",
+                "imported {} rows from {} ({} accepted, {} rejected) in {:.1} s",
                 imported.accepted + imported.rejected,
                 args.csv.display(),
                 imported.accepted,
-                imported.rejected
+                imported.rejected,
+                import_secs.unwrap_or_default()
             );
         } else {
             eprintln!(
@@ -531,15 +534,17 @@ async fn run_cmd(g: &Globals, args: RunArgs, stop: Arc<Stop>) -> Result<i32, App
     remember_window(&mut store, &campaign, window_given)?;
     if args.dry_run {
         let settings = plan_settings(g, &campaign, kind, base_url.as_deref(), &opts);
-        return dry_run(
-            g,
+        let mut plan = dry_run(
             &store,
             &campaign,
             kind,
             base_url.as_deref(),
             &opts,
             settings,
-        );
+        )?;
+        plan.import_secs = import_secs;
+        plan.print(g.json);
+        return Ok(EXIT_OK);
     }
     let conn = connect(g, &args.provider, kind, base_url, api_key).await?;
     execute(g, store, campaign, conn, opts, stop).await
@@ -616,14 +621,13 @@ fn plan_settings(
 
 /// Import and plan: reads only the store, never the provider.
 fn dry_run(
-    g: &Globals,
     store: &Store,
     campaign: &Campaign,
     kind: ProviderKind,
     base_url: Option<&str>,
     opts: &RunOptions,
     settings: PlanSettings,
-) -> Result<i32, AppError> {
+) -> Result<plan::Plan, AppError> {
     // Tokens are reusable only where they were bought: the embedded sandbox
     // (no base URL) is new every run.
     let account = base_url.map(|u| format!("{}|{}", kind.protocol(), u.trim_end_matches('/')));
@@ -635,8 +639,7 @@ fn dry_run(
         opts,
         settings,
     })?;
-    plan.print(g.json);
-    Ok(EXIT_OK)
+    Ok(plan)
 }
 
 async fn execute(
@@ -803,6 +806,10 @@ fn watch_signals(
     #[cfg(unix)]
     let (mut int, mut term) = {
         use tokio::signal::unix::{signal, SignalKind};
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Best effort: the tokio watcher below still stops the run.
+            let _ = signal_hook::flag::register(sig, stop.signal_flag());
+        }
         (
             signal(SignalKind::interrupt()).ok(),
             signal(SignalKind::terminate()).ok(),
@@ -835,10 +842,7 @@ fn watch_signals(
                 if talk {
                     eprintln!("\nstopping: no new rows; waiting for requests in flight (press Ctrl-C again to quit now)");
                 }
-                stop.request(
-                    StopReason::Interrupted,
-                    "interrupted (Ctrl-C / SIGTERM); nothing is lost, resume to continue",
-                );
+                stop.request(StopReason::Interrupted, crate::runner::INTERRUPTED);
             } else {
                 eprintln!(
                     "quitting now; `{continue_with}` continues (rows that were in flight are handled as in doubt)"

@@ -68,6 +68,8 @@ pub struct Plan {
     pub send_window_opens_at: Option<String>,
     pub settings: PlanSettings,
     pub next_step: String,
+    /// Seconds this command spent importing the file (None: imported before).
+    pub import_secs: Option<f64>,
 }
 
 pub struct PlanInput<'a> {
@@ -171,6 +173,7 @@ pub fn build(input: PlanInput<'_>) -> Result<Plan, StoreError> {
         send_window_opens_at: opens_at,
         settings,
         next_step: format!("zns-batch resume {}", campaign.name),
+        import_secs: None,
     })
 }
 

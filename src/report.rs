@@ -239,9 +239,9 @@ impl Summary {
             "  quota       {}{} used on {} (Asia/Ho_Chi_Minh)\n",
             self.quota_today.used, limit, self.quota_today.day
         ));
-        let rate = t.sent as f64 / t.elapsed_secs.max(0.001);
+        let rate = t.sent as f64 / t.send_secs.max(0.001);
         out.push_str(&format!(
-            "  time        {:.1} s, {:.0} msg/s, {} requests\n",
+            "  time        {:.1} s, {:.0} msg/s while sending, {} requests\n",
             t.elapsed_secs, rate, t.requests
         ));
         if let Some(next) = &self.next_step {

@@ -141,12 +141,19 @@ impl StopReason {
     }
 }
 
+/// Why a run stopped after Ctrl-C / SIGTERM.
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C / SIGTERM); nothing is lost, resume to continue";
+
 /// A shared stop flag: the first reason wins; sleepers are woken.
 #[derive(Default)]
 pub struct Stop {
     reason: AtomicU8,
     message: Mutex<Option<String>>,
     notify: Notify,
+    /// Set by the signal handler itself. On the single-threaded runtime the
+    /// task watching signals cannot run while the import holds the thread;
+    /// this flag is seen before the first row is claimed all the same.
+    signalled: Arc<AtomicBool>,
 }
 
 impl Stop {
@@ -164,15 +171,29 @@ impl Stop {
     }
 
     pub fn reason(&self) -> Option<StopReason> {
+        self.is_set();
         StopReason::from_u8(self.reason.load(Ordering::SeqCst))
     }
 
     pub fn message(&self) -> Option<String> {
+        self.is_set();
         self.message.lock().ok().and_then(|m| m.clone())
     }
 
     pub fn is_set(&self) -> bool {
-        self.reason.load(Ordering::Relaxed) != 0
+        if self.reason.load(Ordering::Relaxed) != 0 {
+            return true;
+        }
+        if self.signalled.load(Ordering::Relaxed) {
+            self.request(StopReason::Interrupted, INTERRUPTED);
+            return true;
+        }
+        false
+    }
+
+    /// The flag a signal handler sets (see `signalled`).
+    pub fn signal_flag(&self) -> Arc<AtomicBool> {
+        self.signalled.clone()
     }
 
     /// Sleep, cut short by a stop request. Returns false if stopped.
@@ -235,11 +256,15 @@ pub struct RunTotals {
     pub requests: u64,
     pub expired: u64,
     pub skipped: u64,
+    /// The whole run, opening and closing the state included.
     pub elapsed_secs: f64,
+    /// The send phase alone: from the first row taken to the last reply
+    /// settled. Throughput is measured over this.
+    pub send_secs: f64,
 }
 
 impl RunCounters {
-    fn totals(&self, elapsed: Duration) -> RunTotals {
+    fn totals(&self, elapsed: Duration, send: Duration) -> RunTotals {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         RunTotals {
             sent: g(&self.sent),
@@ -257,6 +282,7 @@ impl RunCounters {
             expired: g(&self.expired),
             skipped: g(&self.skipped),
             elapsed_secs: elapsed.as_secs_f64(),
+            send_secs: send.as_secs_f64(),
         }
     }
 }
@@ -449,6 +475,7 @@ pub async fn run(
     // deadline, then cut them off (they stay `in_flight`: in doubt).
     let deadline = ctx.opts.drain_deadline;
     let stop_wait = stop.clone();
+    let send_started = Instant::now();
     tokio::select! {
         _ = &mut work => {}
         _ = async {
@@ -458,6 +485,7 @@ pub async fn run(
             tracing::warn!("in-flight requests did not finish within {deadline:?}; they stay in doubt");
         }
     }
+    let send_phase = send_started.elapsed();
     progress.finish();
     // Dropping the stream releases the row channel (unblocking the reader)
     // and its context clone, whose writer handle would keep the writer alive.
@@ -498,7 +526,7 @@ pub async fn run(
     Ok(RunOutcome {
         stop: stop.reason(),
         stop_message: stop.message(),
-        totals: counters.totals(started.elapsed()),
+        totals: counters.totals(started.elapsed(), send_phase),
     })
 }
 

@@ -1037,16 +1037,34 @@ impl Store {
         } else {
             "(r.state = 'pending' OR r.state = 'token_ready' OR r.state = 'in_flight')"
         };
+        // One row per phone unless the campaign allows repeats: then no
+        // GROUP BY (a sort of every open row, in memory).
+        let sql = if self.has_repeated_phones(campaign.id)? {
+            format!(
+                "SELECT COALESCE(SUM(NOT reusable), 0), COALESCE(SUM(reusable), 0) FROM ( \
+                   SELECT r.phone, MAX(t.phone IS NOT NULL) AS reusable FROM rows r LEFT JOIN tokens t \
+                     ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
+                    AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N' \
+                   WHERE r.campaign_id = ?4 AND {states} GROUP BY r.phone)"
+            )
+        } else {
+            format!(
+                "SELECT COUNT(*) - COUNT(t.phone), COUNT(t.phone) FROM rows r LEFT JOIN tokens t \
+                   ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
+                  AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N' \
+                 WHERE r.campaign_id = ?4 AND {states}"
+            )
+        };
         self.conn
             .query_row(
-                &format!(
-                    "SELECT COALESCE(SUM(NOT reusable), 0), COALESCE(SUM(reusable), 0) FROM ( \
-                       SELECT r.phone, MAX(t.phone IS NOT NULL) AS reusable FROM rows r LEFT JOIN tokens t \
-                         ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
-                        AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N' \
-                       WHERE r.campaign_id = ?4 AND {states} GROUP BY r.phone)"
-                ),
-                params![account, campaign.oa_id, campaign.token_type, campaign.id, valid_after_ms],
+                &sql,
+                params![
+                    account,
+                    campaign.oa_id,
+                    campaign.token_type,
+                    campaign.id,
+                    valid_after_ms
+                ],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )
             .map_err(|e| self.e(e))

@@ -459,6 +459,31 @@ async fn dry_run_buys_and_sends_nothing() {
         ),
         (0, 0, 0)
     );
+    // 40 of those phones get tokens in another campaign: a new plan over
+    // the 100 reuses those 40 and buys 60 (one row per phone: no GROUP BY).
+    let first40 = env.path("first40.csv");
+    write_csv(&first40, 0, 40);
+    let r = run(
+        &env,
+        &run_args(&first40, "t", &sb, ProviderKind::Etelecom, &[]),
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r}");
+    let r = run(
+        &env,
+        &run_args(&path, "d2", &sb, ProviderKind::Etelecom, &["--dry-run"]),
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r}");
+    let plan = r.json();
+    assert_eq!(
+        (
+            plan["tokens_to_buy"].as_u64(),
+            plan["tokens_to_reuse"].as_u64()
+        ),
+        (Some(60), Some(40)),
+        "{r}"
+    );
 }
 
 /// The README's first command, as a newcomer types it: no key, no network.
