@@ -491,6 +491,7 @@ async fn run_cmd(g: &Globals, args: RunArgs, stop: Arc<Stop>) -> Result<i32, App
     } else {
         base_url.as_deref()
     };
+    let signalled = stop.signal_flag();
     let import_started = std::time::Instant::now();
     let (campaign, imported, fresh) = campaign::open_or_import(
         &mut store,
@@ -510,12 +511,20 @@ async fn run_cmd(g: &Globals, args: RunArgs, stop: Arc<Stop>) -> Result<i32, App
             }),
             csv_options: &csv_opts,
             dedup_phones: dedup,
+            interrupted: Some(&signalled),
         },
     )?;
     let import_secs = fresh.then(|| import_started.elapsed().as_secs_f64());
     let campaign = apply_run_safety(&mut store, campaign, safety)?;
     if !g.quiet && !g.json {
-        if fresh {
+        if fresh && !campaign.import_done {
+            eprintln!(
+                "import stopped after {} rows of {} (interrupted); `zns-batch resume {}` finishes it",
+                imported.accepted + imported.rejected,
+                args.csv.display(),
+                campaign.name
+            );
+        } else if fresh {
             eprintln!(
                 "imported {} rows from {} ({} accepted, {} rejected) in {:.1} s",
                 imported.accepted + imported.rejected,
@@ -564,8 +573,20 @@ async fn resume_cmd(g: &Globals, args: ResumeArgs, stop: Arc<Stop>) -> Result<i3
             .clone()
             .unwrap_or_else(|| PathBuf::from(&campaign.csv_path));
         let (opts, dedup) = csv_options(g, &CsvOpts::default())?;
-        let (c, counts) = campaign::resume_import(&mut store, &campaign, &csv, &opts, dedup)?;
-        if !g.quiet && !g.json {
+        let (c, counts) = campaign::resume_import(
+            &mut store,
+            &campaign,
+            &csv,
+            &opts,
+            dedup,
+            Some(&stop.signal_flag()),
+        )?;
+        if !g.quiet && !g.json && !c.import_done {
+            eprintln!(
+                "import stopped again after {} more rows (interrupted); resume finishes it",
+                counts.accepted + counts.rejected
+            );
+        } else if !g.quiet && !g.json {
             eprintln!(
                 "finished the interrupted import: {} more rows ({} rejected)",
                 counts.accepted + counts.rejected,
@@ -1102,6 +1123,7 @@ fn validate_cmd(g: &Globals, args: ValidateArgs) -> Result<i32, AppError> {
             min_interval_ms: None,
             csv_options: &opts,
             dedup_phones: dedup,
+            interrupted: None,
         },
     )?;
     let counts = store.state_counts(campaign.id)?;

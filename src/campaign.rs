@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -57,6 +58,9 @@ pub struct CampaignSpec<'a> {
     pub min_interval_ms: Option<i64>,
     pub csv_options: &'a CsvOptions,
     pub dedup_phones: bool,
+    /// Set by Ctrl-C / SIGTERM: the import stops after its current batch
+    /// (it is resumable at batch boundaries) instead of finishing the file.
+    pub interrupted: Option<&'a AtomicBool>,
 }
 
 /// Deterministic per campaign, so a rerun under the same name reuses the
@@ -114,7 +118,13 @@ pub fn open_or_import(
             })?
         }
     };
-    let counts = import_rows(store, &campaign, &mut reader, spec.dedup_phones)?;
+    let counts = import_rows(
+        store,
+        &campaign,
+        &mut reader,
+        spec.dedup_phones,
+        spec.interrupted,
+    )?;
     let campaign = store.find_campaign(spec.name)?.unwrap_or(campaign);
     Ok((campaign, counts, true))
 }
@@ -126,6 +136,7 @@ pub fn resume_import(
     csv: &Path,
     csv_options: &CsvOptions,
     dedup_phones: bool,
+    interrupted: Option<&AtomicBool>,
 ) -> Result<(Campaign, ImportCounts), CampaignError> {
     let hash = csv_input::file_sha256(csv)?;
     if hash != campaign.csv_sha256 {
@@ -138,7 +149,7 @@ pub fn resume_import(
         });
     }
     let mut reader = CsvReader::open(csv, csv_options)?;
-    let counts = import_rows(store, campaign, &mut reader, dedup_phones)?;
+    let counts = import_rows(store, campaign, &mut reader, dedup_phones, interrupted)?;
     let campaign = store
         .find_campaign(&campaign.name)?
         .unwrap_or_else(|| campaign.clone());
@@ -150,6 +161,7 @@ fn import_rows(
     campaign: &Campaign,
     reader: &mut CsvReader,
     dedup: bool,
+    interrupted: Option<&AtomicBool>,
 ) -> Result<ImportCounts, CampaignError> {
     if campaign.imported_through_line > 0 {
         reader.skip_through_line(campaign.imported_through_line)?;
@@ -175,6 +187,9 @@ fn import_rows(
                 source: e,
             })?;
         for batch in rx {
+            if interrupted.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                break;
+            }
             let batch = batch?;
             let rows: Vec<ImportRow<'_>> = batch.rows.iter().map(Owned::as_import_row).collect();
             let c = store.import_batch(campaign.id, &rows, batch.last_line, batch.done, dedup)?;

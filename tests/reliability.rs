@@ -873,8 +873,8 @@ async fn ctrl_c_stops_gracefully_and_resume_finishes() {
 }
 
 /// SIGTERM while the CSV is still being imported is a graceful stop too:
-/// the import completes (it is quick and transactional), nothing is sent,
-/// exit 3, and a resume sends everything once.
+/// the import stops after its current batch, nothing is sent, exit 3, and a
+/// resume finishes the import and sends everything once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_the_import_is_graceful() {
     let p = ProviderKind::Esms;
@@ -911,6 +911,11 @@ async fn sigterm_during_the_import_is_graceful() {
     assert_eq!(r.code, 3, "{r}");
     assert_eq!(r.json()["stop"], "interrupted", "{r}");
     assert_eq!(sb.stats().accepted, 0, "{r}");
+    let imported = r.json()["counts"]["total"].as_u64().unwrap_or(0);
+    assert!(
+        imported < n as u64,
+        "the import should stop at a batch boundary, not finish the file: {r}"
+    );
     let r = run(
         &env,
         &resume_args(
