@@ -848,6 +848,13 @@ async fn graceful_stop(sig: &str) {
     assert_eq!(fates.sent, 400);
     let resent = repeats(&stats);
     assert_eq!(resent, 0, "a graceful stop leaves no row to resend");
+    // Tokens bought by rows the stop caught before their claim were kept.
+    let rebought = stats
+        .tokens_created_per_phone
+        .values()
+        .filter(|c| **c > 1)
+        .count();
+    assert_eq!(rebought, 0, "a graceful stop loses no token it paid for");
     eprintln!(
         "measured: SIG{sig}: exit 3 {:.2}s after the signal (requests take 0.3s), {at_signal} accepted at the signal, \
          {after} when it exited, in_flight left 0; resume: sent {} duplicates {} lost {} resent {resent}",
