@@ -452,10 +452,10 @@ pub async fn run(
         rx.recv().await.map(|row| (row, rx))
     });
     let stop_for_stream = stop.clone();
-    let deadline_ms = ctx.campaign.not_after_ms;
+    let deadline_ctx = ctx.clone();
     let mut work = Box::pin(
         rows.take_while(move |_| {
-            let past = deadline_ms.is_some_and(|d| quota::now_ms() > d);
+            let past = deadline_ctx.campaign.past_deadline(quota::now_ms());
             futures::future::ready(!stop_for_stream.is_set() && !past)
         })
         .for_each_concurrent(concurrency + prepared_rows(concurrency), move |row| {
@@ -625,8 +625,10 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         return Ok(());
     }
     // Check the frequency cap before buying a token the row would not use
-    // (the claim checks again, atomically).
-    if ctx.uses_tokens && ctx.campaign.min_interval_ms.is_some() {
+    // (the claim checks again, atomically; a row with a usable token buys
+    // nothing, so the claim's check is enough).
+    let buys_token = ctx.uses_tokens && !row.token.as_ref().is_some_and(|t| ctx.usable(t));
+    if buys_token && ctx.campaign.min_interval_ms.is_some() {
         let result = ctx
             .writer
             .write(WriteOp::CheckGate {
@@ -685,7 +687,10 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
             }
         }
         let quota_key = ctx.quota_key();
-        let save_token = bought.as_ref().map(|b| (b.key.clone(), b.token.clone()));
+        let (save_token, bought_lock) = match bought.take() {
+            Some(b) => (Some((b.key, b.token)), Some(b.lock)),
+            None => (None, None),
+        };
         let claimed = ctx
             .writer
             .write(WriteOp::MarkInFlight {
@@ -698,8 +703,8 @@ async fn process_row_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
             })
             .await?;
         // Stored (whatever the claim said): other rows may use it now.
-        if let Some(b) = bought.take() {
-            b.stored(ctx);
+        if let Some(lock) = bought_lock {
+            token_stored(ctx, &lock.phone);
         }
         match claimed {
             WriteResult::QuotaFull => {
@@ -1181,31 +1186,18 @@ impl Drop for PhoneLock<'_> {
 
 /// A token just bought for a row and not stored yet. Its phone stays
 /// locked until it is stored, so no other row of this run buys another.
+/// Usually stored with the row's `in_flight` mark (see [`save_bought`] for
+/// the other cases).
 struct Bought<'a> {
     key: TokenKey,
     token: JourneyToken,
-    _lock: PhoneLock<'a>,
+    lock: PhoneLock<'a>,
 }
 
-impl Bought<'_> {
-    /// Stored with the row's `in_flight` mark.
-    fn stored(self, ctx: &Ctx) {
-        ctx.counters.tokens_created.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(phone = %mask(&self.key.phone), "journey token bought");
-    }
-
-    /// Store it on its own (the row is not sent in this run after all).
-    async fn save(self, ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
-        ctx.writer
-            .write(WriteOp::SaveToken {
-                key: self.key.clone(),
-                token: self.token.clone(),
-                row_id: row.id,
-            })
-            .await?;
-        self.stored(ctx);
-        Ok(())
-    }
+/// A bought token is stored: count it (the caller then lets the phone go).
+fn token_stored(ctx: &Ctx, phone: &str) {
+    ctx.counters.tokens_created.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(phone = %mask(phone), "journey token bought");
 }
 
 /// Store a token bought for the row and not stored yet (the row is not
@@ -1215,10 +1207,18 @@ async fn save_bought(
     row: &WorkRow,
     bought: &mut Option<Bought<'_>>,
 ) -> Result<(), StoreError> {
-    match bought.take() {
-        Some(b) => b.save(ctx, row).await,
-        None => Ok(()),
-    }
+    let Some(Bought { key, token, lock }) = bought.take() else {
+        return Ok(());
+    };
+    ctx.writer
+        .write(WriteOp::SaveToken {
+            key,
+            token,
+            row_id: row.id,
+        })
+        .await?;
+    token_stored(ctx, &lock.phone);
+    Ok(())
 }
 
 /// A usable token for the row's phone: the stored one, or a newly bought
@@ -1255,14 +1255,7 @@ async fn ensure_token<'a>(
         token_type: &ctx.campaign.token_type,
     };
     let token = call_with_retry(ctx, || ctx.provider.create_token(&req)).await?;
-    Ok((
-        token.clone(),
-        Some(Bought {
-            key,
-            token,
-            _lock: lock,
-        }),
-    ))
+    Ok((token.clone(), Some(Bought { key, token, lock })))
 }
 
 async fn check_token(ctx: &Ctx, token: &JourneyToken) -> Result<TokenCheck, CallFailure> {
