@@ -115,10 +115,24 @@ impl RowState {
 /// than two constants through a temporary b-tree built on every execution
 /// of every INSERT and UPDATE that maintains the index (a third of the
 /// import's time); equality tests cost nothing.
-const OPEN_STATES_SQL: &str =
-    "(state = 'pending' OR state = 'token_ready' OR state = 'in_flight' OR state = 'in_doubt')";
+macro_rules! open_states {
+    ($table:literal) => {
+        concat!(
+            "(",
+            $table,
+            "state = 'pending' OR ",
+            $table,
+            "state = 'token_ready' OR ",
+            $table,
+            "state = 'in_flight' OR ",
+            $table,
+            "state = 'in_doubt')"
+        )
+    };
+}
+const OPEN_STATES_SQL: &str = open_states!("");
 /// The same, for queries that name the table `r`.
-const OPEN_STATES_SQL_R: &str = "(r.state = 'pending' OR r.state = 'token_ready' OR r.state = 'in_flight' OR r.state = 'in_doubt')";
+const OPEN_STATES_SQL_R: &str = open_states!("r.");
 
 /// Campaign lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -1378,27 +1392,23 @@ impl Store {
     fn apply_batch(&mut self, ops: &mut [Pending]) -> Result<()> {
         let conn = &self.conn;
         let quota_rows = &mut self.quota_rows;
-        let mut known = quota_rows.clone();
         let result = (|| -> rusqlite::Result<()> {
             conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             for p in ops.iter_mut() {
-                p.result = Some(apply_op(conn, &p.op, &mut known)?);
+                p.result = Some(apply_op(conn, &p.op, quota_rows)?);
             }
             conn.prepare_cached("COMMIT")?.execute([])?;
             Ok(())
         })();
-        match result {
-            Ok(()) => {
-                *quota_rows = known;
-                Ok(())
+        result.map_err(|e| {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
             }
-            Err(e) => {
-                if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                Err(sql_err(&self.path, e))
-            }
-        }
+            // A quota row created in the rolled-back batch is gone again;
+            // forgetting them all only costs a harmless INSERT each.
+            quota_rows.clear();
+            sql_err(&self.path, e)
+        })
     }
 }
 
@@ -2236,11 +2246,18 @@ mod tests {
     fn open_rows_query_uses_the_partial_index() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        assert_uses_open_rows_index(
+            &store,
+            &format!(
+                "SELECT r.id FROM rows r WHERE r.campaign_id = 1 AND {OPEN_STATES_SQL_R} AND r.id > 0 ORDER BY r.id LIMIT 10"
+            ),
+        );
+    }
+
+    fn assert_uses_open_rows_index(store: &Store, query: &str) {
         let plan: Vec<String> = store
             .conn
-            .prepare(&format!(
-                "EXPLAIN QUERY PLAN SELECT r.id FROM rows r WHERE r.campaign_id = 1 AND {OPEN_STATES_SQL_R} AND r.id > 0 ORDER BY r.id LIMIT 10"
-            ))
+            .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
             .unwrap()
             .query_map([], |r| r.get::<_, String>(3))
             .unwrap()
@@ -2279,17 +2296,10 @@ mod tests {
             sql.contains(OPEN_STATES_SQL) && !sql.contains(" IN "),
             "{sql}"
         );
-        let plan: Vec<String> = store
-            .conn
-            .prepare(&format!(
-                "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM rows WHERE campaign_id = 1 AND {OPEN_STATES_SQL}"
-            ))
-            .unwrap()
-            .query_map([], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(plan.iter().any(|p| p.contains("rows_open")), "{plan:?}");
+        assert_uses_open_rows_index(
+            &store,
+            &format!("SELECT COUNT(*) FROM rows WHERE campaign_id = 1 AND {OPEN_STATES_SQL}"),
+        );
     }
 
     /// A claim that stores a bought token, refused by the quota (row 1) or
