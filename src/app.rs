@@ -993,10 +993,7 @@ async fn reconcile_cmd(g: &Globals, args: ReconcileArgs) -> Result<i32, AppError
         next_step,
     };
     if g.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).unwrap_or_default()
-        );
+        report::print_json(&summary);
     } else {
         print_reconcile(&summary, &conn.label);
     }
@@ -1063,10 +1060,7 @@ fn status_cmd(g: &Globals, args: StatusArgs) -> Result<i32, AppError> {
         }
     }
     if g.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&lines).unwrap_or_default()
-        );
+        report::print_json(&lines);
     } else {
         report::print_status(&lines);
     }
@@ -1133,18 +1127,14 @@ fn validate_cmd(g: &Globals, args: ValidateArgs) -> Result<i32, AppError> {
             .iter()
             .map(|(line, phone, reason)| serde_json::json!({"line": line, "phone": phone, "reason": reason}))
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "file": args.csv.display().to_string(),
-                "rows": counts.total,
-                "valid": counts.total - counts.rejected,
-                "rejected": counts.rejected,
-                "template_keys": campaign.template_keys,
-                "rejects": list,
-            }))
-            .unwrap_or_default()
-        );
+        report::print_json(&serde_json::json!({
+            "file": args.csv.display().to_string(),
+            "rows": counts.total,
+            "valid": counts.total - counts.rejected,
+            "rejected": counts.rejected,
+            "template_keys": campaign.template_keys,
+            "rejects": list,
+        }));
     } else {
         println!(
             "{}: {} rows, {} valid, {} rejected",

@@ -193,10 +193,7 @@ pub fn thousands(n: u64) -> String {
 impl Plan {
     pub fn print(&self, json: bool) {
         if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
-            );
+            crate::report::print_json(self);
             return;
         }
         let s = &self.settings;

@@ -151,10 +151,7 @@ impl Summary {
 
     pub fn print(&self, json: bool) {
         if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
-            );
+            print_json(self);
             return;
         }
         let c = &self.counts;
@@ -275,6 +272,14 @@ pub struct CampaignStatusLine {
     pub send_window: Option<String>,
     /// What `reconcile` found; counts are zero until it has run.
     pub delivery: DeliveryCounts,
+}
+
+/// `--json` output: one pretty JSON document on stdout.
+pub fn print_json(value: &impl Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into())
+    );
 }
 
 pub fn status_lines(
