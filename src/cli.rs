@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::campaign::settings::{CsvOpts, ProviderOpts, SafetyOpts, SendOpts};
 use crate::logging::LogFormat;
-use crate::provider::sandbox::SandboxArgs;
-use crate::provider::ProviderKind;
-use crate::runner::InDoubtPolicy;
-use crate::window::{self, WindowSetting};
+use crate::quota::parse_duration;
+use crate::sandbox::SandboxArgs;
 
 const ABOUT: &str = "Send Zalo ZNS Journey messages in bulk from a CSV — resumable, \
 exactly-once per row, under a rate limit and the OA's daily quota.";
@@ -41,7 +40,7 @@ Examples:
   zns-batch report bills-2026-11 --out bills-2026-11.csv
 
 Precedence: flag > environment variable > --profile section > config file top level > default.
-Exit codes: 0 finished · 1 fatal (auth rejected, state unusable) · 2 bad usage or input file · 3 paused, resumable (quota, send window, Ctrl-C, outage)";
+Exit codes: 0 finished · 1 fatal (auth rejected, state unusable) · 2 bad usage or input file · 3 paused, resumable (quota, send window, Ctrl-C, outage) · 4 over, but the deadline passed first (unsent rows expired)";
 
 #[derive(Debug, Parser)]
 #[command(name = "zns-batch", version, about = ABOUT, after_help = EXAMPLES, propagate_version = true)]
@@ -216,9 +215,13 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     pub campaign: String,
-    /// Output file (default: stdout).
+    /// Output file (default: stdout). Never the campaign's input file; an
+    /// existing file only with --force.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+    /// Replace the --out file if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// Start with a UTF-8 BOM so Excel shows Vietnamese text correctly.
     #[arg(long)]
     pub excel: bool,
@@ -265,127 +268,4 @@ pub struct ValidateArgs {
     pub csv: PathBuf,
     #[command(flatten)]
     pub csv_opts: CsvOpts,
-}
-
-#[derive(Debug, Args, Clone, Default)]
-pub struct ProviderOpts {
-    /// Provider; default `sandbox` when no API key is configured, else `etelecom`.
-    #[arg(long, value_enum, env = "ZNS_PROVIDER")]
-    pub provider: Option<ProviderKind>,
-
-    /// Provider base URL (eTelecom: the Shop or Partner base, e.g. https://HOST/v1/shop).
-    #[arg(long, env = "ZNS_BASE_URL", value_name = "URL")]
-    pub base_url: Option<String>,
-
-    /// API key (eTelecom key, Zalo OA access token, eSMS ApiKey). Never printed or stored.
-    #[arg(long, env = "ZNS_API_KEY", hide_env_values = true, value_name = "KEY")]
-    pub api_key: Option<String>,
-
-    /// eSMS SecretKey. Never printed or stored.
-    #[arg(
-        long,
-        env = "ZNS_SECRET_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
-    pub secret_key: Option<String>,
-
-    /// Zalo Official Account id.
-    #[arg(long, env = "ZNS_OA_ID", value_name = "ID")]
-    pub oa_id: Option<String>,
-
-    /// Send through an embedded sandbox speaking this provider's protocol
-    /// (127.0.0.1, no network, no key): try `--provider zalo|esms` safely.
-    #[arg(long)]
-    pub embedded_sandbox: bool,
-
-    /// Per-request timeout, e.g. 10s, 1500ms.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub request_timeout: Option<Duration>,
-}
-
-#[derive(Debug, Args, Clone, Default)]
-pub struct SendOpts {
-    /// Requests in flight at once [default: 16].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub concurrency: Option<u32>,
-
-    /// Requests per second across all provider calls [default: unlimited].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub rate: Option<u32>,
-
-    /// Messages per OA per day (Asia/Ho_Chi_Minh) this tool will not pass.
-    #[arg(long, value_name = "N")]
-    pub daily_quota: Option<u64>,
-
-    /// Rows whose reply was lost: resend under the same tracking id, or hold them [default: resend].
-    #[arg(long, value_enum, value_name = "POLICY")]
-    pub in_doubt: Option<InDoubtPolicy>,
-
-    /// Attempts per request before a row waits for the next resume [default: 8].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub max_attempts: Option<u32>,
-
-    /// Pause (exit 3) when no request has succeeded for this long [default: 2m].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub outage_after: Option<Duration>,
-
-    /// First retry delay; doubles per attempt with jitter [default: 250ms].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub backoff: Option<Duration>,
-
-    /// Send only between these hours of the OA's day (Asia/Ho_Chi_Minh), e.g. 07:00-22:00; `off` for none.
-    /// Outside it the run pauses (exit 3) unless --wait.
-    #[arg(long, env = "ZNS_SEND_WINDOW", value_parser = window::parse_setting, value_name = "HH:MM-HH:MM")]
-    pub send_window: Option<WindowSetting>,
-
-    /// Outside the send window, sleep until it opens instead of pausing.
-    #[arg(long)]
-    pub wait: bool,
-}
-
-/// Run safety: stored with the campaign; given on `resume`, they replace the stored value.
-#[derive(Debug, Args, Clone, Default)]
-pub struct SafetyOpts {
-    /// Deadline: after it nothing more is sent and remaining rows become `expired`
-    /// (exit 4). E.g. 2026-11-24T08:00+07:00; without an offset, Asia/Ho_Chi_Minh time.
-    #[arg(long, value_parser = parse_time, value_name = "TIME", conflicts_with = "valid_for")]
-    pub not_after: Option<time::OffsetDateTime>,
-
-    /// Deadline relative to now, e.g. 6h, 2d.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub valid_for: Option<Duration>,
-
-    /// Skip a row whose phone got a message from this OA (any campaign in this
-    /// state file) within this interval, e.g. 24h; 0 turns the cap off.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub min_interval_per_phone: Option<Duration>,
-}
-
-#[derive(Debug, Args, Clone, Default)]
-pub struct CsvOpts {
-    /// Column holding the phone number [default: phone].
-    #[arg(long, value_name = "NAME")]
-    pub phone_column: Option<String>,
-
-    /// Field delimiter, one character [default: ,].
-    #[arg(long, value_name = "CHAR")]
-    pub delimiter: Option<char>,
-
-    /// Template columns that may be empty (comma-separated).
-    #[arg(long, value_delimiter = ',', value_name = "COLS")]
-    pub optional_columns: Vec<String>,
-
-    /// Keep rows whose phone repeats (default: later repeats are rejected).
-    #[arg(long)]
-    pub allow_duplicate_phones: bool,
-}
-
-pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
-    crate::quota::parse_local_instant(s)
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 500ms, 10s, 2m, 1h"))
 }

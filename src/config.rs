@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::parse_duration;
+use crate::provider::ProviderKind;
+use crate::quota::parse_duration;
+use crate::runner::InDoubtPolicy;
 use crate::window::WindowSetting;
 
 pub const DEFAULT_CONFIG_FILE: &str = "zns-batch.toml";
@@ -41,7 +43,7 @@ settings! {
     /// SQLite checkpoint database.
     state: PathBuf,
     /// sandbox | etelecom | zalo | esms
-    provider: String,
+    provider: ProviderKind,
     base_url: String,
     /// Refused: keys belong in the environment, named by `api_key_env`.
     api_key: toml::Value,
@@ -57,15 +59,15 @@ settings! {
     rate: u32,
     daily_quota: u64,
     /// resend | hold
-    in_doubt: String,
+    in_doubt: InDoubtPolicy,
     max_attempts: u32,
-    request_timeout: String,
-    outage_after: String,
-    backoff: String,
+    request_timeout: Human<Duration>,
+    outage_after: Human<Duration>,
+    backoff: Human<Duration>,
     /// Default `--min-interval-per-phone` for new campaigns, e.g. "24h".
-    min_interval_per_phone: String,
+    min_interval_per_phone: Human<Duration>,
     /// `HH:MM-HH:MM` in the OA's time zone, or `off`.
-    send_window: String,
+    send_window: Human<WindowSetting>,
     /// Price of one journey token, for the dry-run plan (VND).
     token_fee: u64,
     /// Price of one message, for the dry-run plan (VND).
@@ -73,6 +75,27 @@ settings! {
     phone_column: String,
     optional_columns: Vec<String>,
     allow_duplicate_phones: bool,
+}
+
+/// A value written as text in the file (`"15s"`, `"07:00-22:00"`), parsed
+/// once at load: a bad one is refused there, naming its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Human<T>(pub T);
+
+impl<'de> Deserialize<'de> for Human<Duration> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Human)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for Human<WindowSetting> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map(Human).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The loaded file: the effective settings (profile over top level) plus
@@ -131,27 +154,6 @@ fn check_layer(s: &Settings) -> Result<(), String> {
         return Err("holds a key inline; config files get committed and shared. \
                     Put the key in an environment variable and name it: api_key_env = \"ZNS_API_KEY\""
             .into());
-    }
-    for (name, value) in [
-        ("request_timeout", &s.request_timeout),
-        ("outage_after", &s.outage_after),
-        ("backoff", &s.backoff),
-        ("min_interval_per_phone", &s.min_interval_per_phone),
-    ] {
-        if let Some(v) = value {
-            parse_duration(v).map_err(|m| format!("{name}: {m}"))?;
-        }
-    }
-    if let Some(w) = &s.send_window {
-        w.parse::<WindowSetting>()
-            .map_err(|m| format!("send_window: {m}"))?;
-    }
-    if let Some(p) = &s.in_doubt {
-        if p != "resend" && p != "hold" {
-            return Err(format!(
-                "in_doubt = \"{p}\": expected \"resend\" or \"hold\""
-            ));
-        }
     }
     Ok(())
 }
@@ -239,18 +241,6 @@ impl ConfigFile {
         })
     }
 
-    pub fn duration(value: &Option<String>) -> Option<Duration> {
-        value.as_deref().and_then(|v| parse_duration(v).ok())
-    }
-
-    /// The send window the file sets (validated at load).
-    pub fn send_window(&self) -> Option<WindowSetting> {
-        self.settings
-            .send_window
-            .as_deref()
-            .and_then(|w| w.parse().ok())
-    }
-
     /// The key named by `api_key_env`, if that variable is set.
     pub fn api_key_from_env(&self) -> Option<String> {
         self.api_key_env
@@ -333,14 +323,11 @@ message_fee = 300
         assert_eq!(path.as_deref(), Some(p.as_path()));
         assert_eq!(cfg.concurrency, Some(32));
         assert_eq!(cfg.message_fee, Some(300));
-        assert_eq!(
-            ConfigFile::duration(&cfg.request_timeout),
-            Some(Duration::from_secs(15))
-        );
+        assert_eq!(cfg.request_timeout, Some(Human(Duration::from_secs(15))));
         assert_eq!(cfg.error_codes["etelecom"]["-201"], "refresh_token");
         assert_eq!(
-            cfg.send_window()
-                .and_then(WindowSetting::window)
+            cfg.send_window
+                .and_then(|w| w.0.window())
                 .map(|w| w.to_string()),
             Some("07:00-22:00".to_string())
         );
@@ -377,7 +364,7 @@ oa_id = "222"
             "unset in the profile: the top level's"
         );
         assert_eq!(b.token_fee, Some(100));
-        assert_eq!(b.send_window(), Some(WindowSetting::Off));
+        assert_eq!(b.send_window, Some(Human(WindowSetting::Off)));
         assert_eq!(b.error_codes["etelecom"]["-201"], "retry");
         assert_eq!(b.error_codes["etelecom"]["-202"], "fail_row");
 

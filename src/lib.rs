@@ -10,11 +10,16 @@ pub mod config;
 pub mod csv_input;
 pub mod logging;
 pub mod phone;
-pub mod plan;
 pub mod provider;
 pub mod quota;
 pub mod reconcile;
 pub mod report;
+pub mod retry;
 pub mod runner;
+pub mod signals;
+pub mod stop;
 pub mod store;
 pub mod window;
+
+// Until the sandbox moves to its own top-level module.
+pub use provider::sandbox;

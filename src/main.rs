@@ -2,7 +2,8 @@
 //! command's code.
 
 use clap::Parser;
-use zns_batch::app::{self, AppError};
+use zns_batch::app;
+use zns_batch::campaign::{CoreError, ExitCode};
 use zns_batch::cli::Cli;
 
 fn main() {
@@ -14,7 +15,7 @@ fn main() {
         cli.log_file.as_deref(),
     ) {
         eprintln!("error: {e}");
-        std::process::exit(app::EXIT_USAGE);
+        std::process::exit(ExitCode::Usage.code());
     }
     // The runner is one thread of async work (requests, replies, row
     // logic) beside the state writer's thread: no hand-offs between
@@ -29,14 +30,19 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(app::EXIT_FATAL);
+            std::process::exit(ExitCode::Fatal.code());
         }
     };
+    let logs_to_file = cli.log_file.is_some();
     let code = match runtime.block_on(app::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            if let AppError::Usage(_) = e {
+            if logs_to_file {
+                // Cron keeps the log file: the reason belongs there too.
+                tracing::error!("{e}");
+            }
+            if let CoreError::Usage(_) = e {
                 eprintln!("(see `zns-batch --help`, or `zns-batch <command> --help` for examples)");
             }
             e.exit_code()
@@ -44,5 +50,5 @@ fn main() {
     };
     // Don't wait for lingering connection tasks on the way out.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    std::process::exit(code);
+    std::process::exit(code.code());
 }

@@ -124,10 +124,55 @@ pub fn fmt_rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
+/// A duration as people write it: `500ms`, `10s`, `2m`, `1h`, `24h`, `2d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 500ms, 10s, 2m, 1h"))
+}
+
+/// A duration as a person wrote it: whole hours stay hours (`24h`, not
+/// `1day`), the rest in the largest units that are exact (`90s` → `1m 30s`).
+pub fn fmt_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if s > 0 {
+        parts.push(format!("{s}s"));
+    }
+    parts.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn durations_print_as_people_write_them() {
+        use std::time::Duration;
+        assert_eq!(fmt_duration(Duration::from_secs(24 * 3600)), "24h");
+        assert_eq!(fmt_duration(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(fmt_duration(Duration::ZERO), "0s");
+        assert_eq!(
+            parse_duration(" 2d ").unwrap(),
+            Duration::from_secs(172_800)
+        );
+        assert!(parse_duration("soon").unwrap_err().contains("500ms"));
+    }
 
     #[test]
     fn the_quota_day_is_vietnams_day() {

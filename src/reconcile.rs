@@ -13,15 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use governor::{Quota, RateLimiter};
 use serde::Serialize;
 
+use crate::campaign::shell_word;
 use crate::phone::mask;
 use crate::provider::etelecom::parse_time;
 use crate::provider::{ErrorClass, MessageInfo, Provider, ProviderError};
 use crate::quota;
-use crate::runner::{Stop, StopReason};
-use crate::store::{Campaign, DeliveryUpdate, LookupRow, Store, StoreError};
+use crate::retry::{self, Backoff, Limiter};
+use crate::stop::{Stop, StopReason};
+use crate::store::{Campaign, DeliveryCounts, DeliveryUpdate, LookupRow, Store, StoreError};
 
 /// Rows looked up between two commits.
 const PAGE: usize = 64;
@@ -121,6 +122,66 @@ fn update_from(row: &LookupRow, info: &MessageInfo, checked_ms: i64) -> Delivery
     }
 }
 
+/// What a reconcile says at its end (also its `--json`).
+#[derive(Debug, Serialize)]
+pub struct ReconcileSummary {
+    pub campaign: String,
+    /// done | paused | aborted
+    pub result: &'static str,
+    pub exit_code: i32,
+    pub reason: Option<String>,
+    pub provider: String,
+    pub this_run: ReconcileTotals,
+    pub delivery: DeliveryCounts,
+    pub next_step: Option<String>,
+}
+
+impl ReconcileSummary {
+    pub fn new(
+        campaign: &Campaign,
+        provider: &str,
+        totals: ReconcileTotals,
+        delivery: DeliveryCounts,
+        opts: &ReconcileOptions,
+        stopped: Option<(StopReason, String)>,
+    ) -> ReconcileSummary {
+        let (result, code) = match &stopped {
+            Some((r, _)) if r.is_fatal() => ("aborted", 1),
+            Some(_) => ("paused", 3),
+            None if totals.remaining > 0 => ("paused", 3),
+            None => ("done", 0),
+        };
+        let reason = stopped.map(|(_, m)| m).or_else(|| {
+            (totals.remaining > 0).then(|| {
+                format!(
+                    "{} rows still to look up (--max-lookups {} per run, or lookups that failed)",
+                    totals.remaining, opts.max_lookups
+                )
+            })
+        });
+        let name = shell_word(&campaign.name);
+        let next_step = Some(match result {
+            "done" => format!(
+                "zns-batch report {name} --out {}   (rows still unknown/received are asked again after {})",
+                shell_word(&crate::report::report_file_name(campaign)),
+                quota::fmt_duration(opts.recheck_after)
+            ),
+            "aborted" => format!("fix the cause above, then: zns-batch reconcile {name}"),
+            _ => format!("zns-batch reconcile {name}"),
+        });
+        ReconcileSummary {
+            campaign: campaign.name.clone(),
+            result,
+            exit_code: code,
+            reason,
+            provider: provider.to_string(),
+            this_run: totals,
+            delivery,
+            next_step,
+        }
+    }
+}
+
 /// Look up the campaign's sent rows until done, `max_lookups`, or a stop.
 pub async fn run(
     store: &mut Store,
@@ -132,8 +193,7 @@ pub async fn run(
     let recheck = time::Duration::try_from(opts.recheck_after).unwrap_or(time::Duration::ZERO);
     // Rows answered in this run are checked after this instant: never picked twice.
     let recheck_before = quota::to_ms(quota::now() - recheck);
-    let burst = NonZeroU32::new((opts.rate.get() / 10).max(1)).unwrap_or(NonZeroU32::MIN);
-    let limiter = RateLimiter::direct(Quota::per_second(opts.rate).allow_burst(burst));
+    let limiter = retry::limiter(opts.rate);
     let counters = Counters::default();
     let mut budget = opts.max_lookups;
     let mut after = 0i64;
@@ -187,7 +247,7 @@ pub async fn run(
 async fn lookup(
     row: LookupRow,
     provider: &dyn Provider,
-    limiter: &governor::DefaultDirectRateLimiter,
+    limiter: &Limiter,
     counters: &Counters,
     stop: &Stop,
     opts: &ReconcileOptions,
@@ -226,10 +286,11 @@ async fn lookup(
                     counters.note_error(&row, &e);
                     return None;
                 }
-                let wait = opts
-                    .backoff
-                    .saturating_mul(1 << (attempt - 1).min(10))
-                    .max(e.retry_after.unwrap_or_default());
+                let backoff = Backoff {
+                    base: opts.backoff,
+                    cap: opts.backoff.saturating_mul(64),
+                };
+                let wait = backoff.delay(attempt, e.retry_after);
                 if !stop.sleep(wait).await {
                     return None;
                 }

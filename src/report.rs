@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use crate::campaign::{shell_word, Outcome};
 use crate::quota;
-use crate::runner::{RunCounters, RunTotals, StopReason};
+use crate::runner::{Observer, RunCounters, RunTotals};
+use crate::stop::StopReason;
 use crate::store::{Campaign, DeliveryCounts, QuotaDay, ReportRow, StateCounts, Store, StoreError};
+use crate::window::SendWindow;
 
 /// Live progress: an indicatif bar on a terminal, a line every 10 s
 /// otherwise (cron logs), nothing when disabled.
@@ -21,8 +24,8 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(total: u64, enabled: bool, counters: Arc<RunCounters>) -> Progress {
-        if !enabled || total == 0 {
+    pub fn start(total: u64, counters: Arc<RunCounters>) -> Progress {
+        if total == 0 {
             return Progress {
                 ticker: None,
                 bar: None,
@@ -49,12 +52,7 @@ impl Progress {
                 tokio::time::sleep(Duration::from_millis(125)).await;
                 let sent = counters.sent.load(Ordering::Relaxed);
                 let failed = counters.failed.load(Ordering::Relaxed);
-                let done = sent
-                    + failed
-                    + counters.held_in_doubt.load(Ordering::Relaxed)
-                    + counters.expired.load(Ordering::Relaxed)
-                    + counters.skipped.load(Ordering::Relaxed)
-                    + counters.deferred.load(Ordering::Relaxed);
+                let done = counters.settled();
                 let retrying = counters.retrying_now.load(Ordering::Relaxed);
                 let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
                 let msg =
@@ -88,11 +86,46 @@ impl Progress {
     }
 }
 
+/// The command line's view of a run: a progress bar on a terminal, a line
+/// every 10 s otherwise, nothing when quiet.
+pub struct ProgressObserver {
+    enabled: bool,
+    progress: std::sync::Mutex<Option<Progress>>,
+}
+
+impl ProgressObserver {
+    pub fn new(enabled: bool) -> Self {
+        ProgressObserver {
+            enabled,
+            progress: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Observer for ProgressObserver {
+    fn started(&self, total: u64, counters: Arc<RunCounters>) {
+        if self.enabled {
+            let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+            *p = Some(Progress::start(total, counters));
+        }
+    }
+    fn finished(&self) {
+        let taken = self
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(p) = taken {
+            p.finish();
+        }
+    }
+}
+
 /// Everything the end-of-run summary says, also printed as JSON with `--json`.
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub campaign: String,
-    /// finished | paused | aborted
+    /// finished | paused | expired | aborted
     pub result: &'static str,
     pub exit_code: i32,
     pub reason: Option<String>,
@@ -124,6 +157,39 @@ pub struct ErrorLine {
 }
 
 impl Summary {
+    /// The summary of a run that ended in `outcome`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        store: &Store,
+        campaign: &Campaign,
+        outcome: &Outcome,
+        provider: &str,
+        this_run: RunTotals,
+        quota_today: QuotaDay,
+        daily_quota: Option<u64>,
+        window: Option<SendWindow>,
+    ) -> Result<Summary, StoreError> {
+        let counts = store.state_counts(campaign.id)?;
+        let (first_rejects, top_errors) = Summary::rejects_and_errors(store, campaign.id)?;
+        Ok(Summary {
+            campaign: campaign.name.clone(),
+            result: outcome.label(),
+            exit_code: outcome.exit_code().code(),
+            reason: outcome.message().map(str::to_string),
+            stop: outcome.stop_reason(),
+            provider: provider.to_string(),
+            oa_id: campaign.oa_id.clone(),
+            template_id: campaign.template_id.clone(),
+            next_step: next_step(campaign, outcome, &counts, window),
+            counts,
+            this_run,
+            quota_today,
+            daily_quota,
+            first_rejects,
+            top_errors,
+        })
+    }
+
     pub fn rejects_and_errors(
         store: &Store,
         campaign_id: i64,
@@ -247,6 +313,81 @@ impl Summary {
         print!("{out}");
         let _ = std::io::stdout().flush();
     }
+}
+
+/// The command that carries on from `outcome`, pasteable as it is.
+pub fn next_step(
+    campaign: &Campaign,
+    outcome: &Outcome,
+    counts: &StateCounts,
+    window: Option<SendWindow>,
+) -> Option<String> {
+    let name = shell_word(&campaign.name);
+    let now = quota::now();
+    Some(match outcome {
+        Outcome::Finished | Outcome::Expired { .. } => format!(
+            "zns-batch report {name} --out {}",
+            shell_word(&report_file_name(campaign))
+        ),
+        Outcome::Aborted { .. } => format!("fix the cause above, then: zns-batch resume {name}"),
+        Outcome::Paused {
+            reason: Some(StopReason::Quota),
+            ..
+        } => format!(
+            "zns-batch resume {name}   (after {})",
+            quota::fmt_local(quota::next_day_start(now))
+        ),
+        Outcome::Paused {
+            reason: Some(StopReason::Window),
+            ..
+        } => match window {
+            Some(w) => format!(
+                "zns-batch resume {name}   (after {}), or add --wait",
+                quota::fmt_local(w.next_open(now))
+            ),
+            None => format!("zns-batch resume {name}"),
+        },
+        Outcome::Paused { reason: None, .. } if counts.open() == 0 && counts.in_doubt > 0 => {
+            let key = match campaign.provider.as_str() {
+                "sandbox" => String::new(),
+                _ => " (with the provider's key as for the run: --api-key or ZNS_API_KEY)"
+                    .to_string(),
+            };
+            format!("zns-batch resume {name} --in-doubt resend{key}")
+        }
+        Outcome::Paused { .. } => format!("zns-batch resume {name}"),
+    })
+}
+
+/// A file name for the campaign's report that is neither its input file
+/// nor a file already here.
+pub fn report_file_name(campaign: &Campaign) -> String {
+    let stem: String = campaign
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let input = std::path::Path::new(&campaign.csv_path);
+    let taken = |name: &str| {
+        let p = std::path::Path::new(name);
+        p.exists()
+            || crate::campaign::is_input_file(campaign, p)
+            || input.file_name() == p.file_name()
+    };
+    let first = format!("{stem}-report.csv");
+    if !taken(&first) {
+        return first;
+    }
+    (2..)
+        .map(|n| format!("{stem}-report-{n}.csv"))
+        .find(|n| !taken(n))
+        .unwrap_or(first)
 }
 
 /// One campaign's line in `status`.
@@ -400,7 +541,7 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
             d.received,
             d.seen,
             d.unknown,
-            crate::plan::thousands((d.fee_main + d.fee_token).max(0) as u64)
+            crate::campaign::plan::thousands((d.fee_main + d.fee_token).max(0) as u64)
         );
     }
     for l in lines

@@ -57,7 +57,7 @@ fn unsupported(message: &str) -> ProviderError {
     ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
 }
 
-const NO_MESSAGE_LOOKUP: &str =
+pub(crate) const NO_MESSAGE_LOOKUP: &str =
     "eSMS reports delivery status by callback (CallbackUrl); no message lookup here";
 
 const NO_TOKEN_STEP: &str = "eSMS has no journey token step; OrderId carries the journey";

@@ -305,3 +305,40 @@ pub fn build(settings: ProviderSettings) -> anyhow::Result<std::sync::Arc<dyn Pr
         ProviderKind::Esms => std::sync::Arc::new(esms::Esms::new(client, settings)),
     })
 }
+
+impl ProviderKind {
+    /// What this kind of provider can do (the adapters report the same).
+    pub fn capabilities(self) -> Capabilities {
+        match self {
+            ProviderKind::Sandbox | ProviderKind::Etelecom => Capabilities {
+                tokens: true,
+                dedup: Dedup::Inferred,
+                lookup_by_tracking_id: self == ProviderKind::Sandbox,
+                no_message_lookup: None,
+            },
+            ProviderKind::Zalo => Capabilities {
+                tokens: true,
+                dedup: Dedup::Inferred,
+                lookup_by_tracking_id: false,
+                no_message_lookup: Some(zalo::NO_MESSAGE_LOOKUP),
+            },
+            ProviderKind::Esms => Capabilities {
+                tokens: false,
+                dedup: Dedup::Documented,
+                lookup_by_tracking_id: false,
+                no_message_lookup: Some(esms::NO_MESSAGE_LOOKUP),
+            },
+        }
+    }
+
+    /// A template id this provider can take: eTelecom and Zalo take int64 ids.
+    pub fn check_template_id(self, id: &str) -> Result<(), String> {
+        match self.protocol() {
+            ProviderKind::Esms => Ok(()),
+            _ if id.trim().parse::<i64>().is_ok() => Ok(()),
+            kind => Err(format!(
+                "--template-id {id}: {kind} template ids are whole numbers (e.g. 246810)"
+            )),
+        }
+    }
+}

@@ -104,7 +104,7 @@ fn secret_header(value: &str, what: &str, class: ErrorClass) -> Result<HeaderVal
     Ok(v)
 }
 
-const NO_MESSAGE_LOOKUP: &str =
+pub(crate) const NO_MESSAGE_LOOKUP: &str =
     "Zalo documents no message lookup for journey sends; delivery status comes by webhook";
 
 fn unsupported(message: &str) -> ProviderError {

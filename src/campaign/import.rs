@@ -1,8 +1,6 @@
-//! Turning a CSV into a campaign: file identity, streamed batched import
-//! (resumable after a kill), and the per-campaign lock.
+//! Turning a CSV into a campaign: file identity and a streamed, batched
+//! import (resumable after a kill).
 
-use std::fs::File;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -61,7 +59,12 @@ pub struct CampaignSpec<'a> {
     /// Set by Ctrl-C / SIGTERM: the import stops after its current batch
     /// (it is resumable at batch boundaries) instead of finishing the file.
     pub interrupted: Option<&'a AtomicBool>,
+    /// Told the running totals after each batch (a face shows them).
+    pub progress: Option<&'a ImportProgress<'a>>,
 }
+
+/// Told the rows imported so far and how many of them were rejected.
+pub type ImportProgress<'a> = dyn Fn(u64, u64) + Sync + 'a;
 
 /// Deterministic per campaign, so a rerun under the same name reuses the
 /// same tracking ids (and a de-duplicating provider drops repeats).
@@ -124,6 +127,7 @@ pub fn open_or_import(
         &mut reader,
         spec.dedup_phones,
         spec.interrupted,
+        spec.progress,
     )?;
     let campaign = store.find_campaign(spec.name)?.unwrap_or(campaign);
     Ok((campaign, counts, true))
@@ -137,6 +141,7 @@ pub fn resume_import(
     csv_options: &CsvOptions,
     dedup_phones: bool,
     interrupted: Option<&AtomicBool>,
+    progress: Option<&ImportProgress<'_>>,
 ) -> Result<(Campaign, ImportCounts), CampaignError> {
     let hash = csv_input::file_sha256(csv)?;
     if hash != campaign.csv_sha256 {
@@ -149,7 +154,14 @@ pub fn resume_import(
         });
     }
     let mut reader = CsvReader::open(csv, csv_options)?;
-    let counts = import_rows(store, campaign, &mut reader, dedup_phones, interrupted)?;
+    let counts = import_rows(
+        store,
+        campaign,
+        &mut reader,
+        dedup_phones,
+        interrupted,
+        progress,
+    )?;
     let campaign = store
         .find_campaign(&campaign.name)?
         .unwrap_or_else(|| campaign.clone());
@@ -162,15 +174,11 @@ fn import_rows(
     reader: &mut CsvReader,
     dedup: bool,
     interrupted: Option<&AtomicBool>,
+    progress: Option<&ImportProgress<'_>>,
 ) -> Result<ImportCounts, CampaignError> {
     if campaign.imported_through_line > 0 {
         reader.skip_through_line(campaign.imported_through_line)?;
     }
-    let spinner = std::io::stderr().is_terminal().then(|| {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.set_message("importing");
-        s
-    });
     // Two stages on two cores: a thread parses, normalises and encodes
     // batches; this one inserts them. The channel holds at most two
     // batches, so memory stays flat whatever the file's size.
@@ -195,13 +203,8 @@ fn import_rows(
             let c = store.import_batch(campaign.id, &rows, batch.last_line, batch.done, dedup)?;
             total.accepted += c.accepted;
             total.rejected += c.rejected;
-            if let Some(s) = &spinner {
-                s.set_message(format!(
-                    "importing: {} rows ({} rejected)",
-                    total.accepted + total.rejected,
-                    total.rejected
-                ));
-                s.tick();
+            if let Some(report) = progress {
+                report(total.accepted + total.rejected, total.rejected);
             }
             if batch.done {
                 break;
@@ -211,9 +214,6 @@ fn import_rows(
         Ok(())
     })?;
     store.set_wal_autocheckpoint(DEFAULT_WAL_PAGES)?;
-    if let Some(s) = spinner {
-        s.finish_and_clear();
-    }
     Ok(total)
 }
 
@@ -311,38 +311,6 @@ fn read_batches(
     }
 }
 
-/// Held for the whole run; the OS releases it if the process dies.
-pub struct CampaignLock {
-    _file: File,
-}
-
-pub fn lock(state: &Path, campaign: &str) -> Result<CampaignLock, CampaignError> {
-    let digest = hex::encode(Sha256::digest(campaign.as_bytes()));
-    // One lock per database file however it is named (symlink, `./`,
-    // relative or absolute): the lock sits beside the file itself.
-    let state = std::fs::canonicalize(state).unwrap_or_else(|_| state.to_path_buf());
-    let mut name = state.as_os_str().to_owned();
-    name.push(format!(".{}.lock", &digest[..12]));
-    let path = PathBuf::from(name);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| CampaignError::LockFile {
-            path: path.clone(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(CampaignLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(CampaignError::Locked {
-            name: campaign.to_string(),
-            lock: path,
-        }),
-        Err(std::fs::TryLockError::Error(source)) => Err(CampaignError::LockFile { path, source }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,34 +323,5 @@ mod tests {
         );
         assert_ne!(tracking_prefix("a"), tracking_prefix("b"));
         assert_eq!(tracking_prefix("x").len(), 12);
-    }
-
-    #[test]
-    fn a_second_lock_on_the_same_campaign_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("s.sqlite");
-        let first = lock(&state, "c").unwrap();
-        assert!(matches!(
-            lock(&state, "c"),
-            Err(CampaignError::Locked { .. })
-        ));
-        let _other = lock(&state, "other").unwrap();
-        drop(first);
-        lock(&state, "c").unwrap();
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_same_file_through_a_symlink_is_the_same_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("s.sqlite");
-        std::fs::write(&state, b"").unwrap();
-        let link = dir.path().join("link.sqlite");
-        std::os::unix::fs::symlink(&state, &link).unwrap();
-        let _first = lock(&state, "c").unwrap();
-        assert!(matches!(
-            lock(&link, "c"),
-            Err(CampaignError::Locked { .. })
-        ));
     }
 }

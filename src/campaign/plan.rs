@@ -3,10 +3,11 @@
 
 use serde::Serialize;
 
+use super::outcome::shell_word;
+use super::settings::RunSettings;
 use crate::quota;
 use crate::report::{RejectLine, Summary};
-use crate::runner::{InDoubtPolicy, RunOptions};
-use crate::store::{Campaign, Store, StoreError};
+use crate::store::{Campaign, QuotaKey, Store, StoreError};
 
 /// Rejects shown in the plan (all of them are in `report`).
 const FIRST_REJECTS: usize = 5;
@@ -72,17 +73,6 @@ pub struct Plan {
     pub import_secs: Option<f64>,
 }
 
-pub struct PlanInput<'a> {
-    pub store: &'a Store,
-    pub campaign: &'a Campaign,
-    /// The token account (provider|base URL); None when no token can be
-    /// reused (the embedded sandbox lives for one run only).
-    pub account: Option<&'a str>,
-    pub uses_tokens: bool,
-    pub opts: &'a RunOptions,
-    pub settings: PlanSettings,
-}
-
 /// Days needed to send `n` at `limit` a day when `left_today` remain today.
 pub fn quota_days(n: u64, limit: u64, left_today: u64) -> u64 {
     if n == 0 || limit == 0 {
@@ -95,17 +85,33 @@ pub fn quota_days(n: u64, limit: u64, left_today: u64) -> u64 {
     later + u64::from(left_today > 0)
 }
 
-pub fn build(input: PlanInput<'_>) -> Result<Plan, StoreError> {
-    let PlanInput {
-        store,
-        campaign,
-        account,
-        uses_tokens,
-        opts,
-        settings,
-    } = input;
+/// The settings as the plan shows them.
+fn shown_settings(s: &RunSettings) -> PlanSettings {
+    PlanSettings {
+        config_file: s.config_file.clone(),
+        profile: s.profile.clone(),
+        provider: s.provider.kind.as_str().to_string(),
+        base_url: s.provider.stored_base_url().map(str::to_string),
+        oa_id: s.provider.oa_id.clone(),
+        template_id: s.template_id.clone(),
+        token_type: s.token_type.clone(),
+        concurrency: s.run.concurrency,
+        rate: s.run.rate.map(std::num::NonZeroU32::get),
+        daily_quota: s.run.daily_quota,
+        in_doubt: s.run.in_doubt.as_str().to_string(),
+        send_window: s.run.send_window.map(|w| w.to_string()),
+        token_fee: s.token_fee,
+        message_fee: s.message_fee,
+    }
+}
+
+/// What a run with these settings would do: the same rows the runner takes
+/// up (in-doubt ones included by the same rule), the same quota account.
+pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan, StoreError> {
+    let settings = shown_settings(s);
     let counts = store.state_counts(campaign.id)?;
-    let include_doubt = opts.in_doubt == InDoubtPolicy::Resend;
+    let include_doubt = s.provider.takes_up_doubtful_rows(s.run.in_doubt);
+    let uses_tokens = s.provider.uses_tokens();
     let would_skip = store.would_skip_count(campaign, quota::now_ms())?;
     let to_send = store
         .open_count(campaign.id, include_doubt)?
@@ -113,11 +119,17 @@ pub fn build(input: PlanInput<'_>) -> Result<Plan, StoreError> {
     let (tokens_to_buy, tokens_to_reuse) = if !uses_tokens {
         (0, 0)
     } else {
-        let margin = time::Duration::try_from(opts.token_margin).unwrap_or(time::Duration::ZERO);
+        let margin = time::Duration::try_from(s.run.token_margin).unwrap_or(time::Duration::ZERO);
         let valid_after = quota::to_ms(quota::now() + margin);
         // Without a lasting account every phone needs a token: "no account"
         // never matches a stored one.
-        store.token_plan(campaign, account.unwrap_or(""), valid_after, include_doubt)?
+        let account = s.provider.lasting_token_account();
+        store.token_plan(
+            campaign,
+            account.as_deref().unwrap_or(""),
+            valid_after,
+            include_doubt,
+        )?
     };
     let (first_rejects, _) = Summary::rejects_and_errors(store, campaign.id)?;
     let first_rejects = first_rejects.into_iter().take(FIRST_REJECTS).collect();
@@ -136,13 +148,20 @@ pub fn build(input: PlanInput<'_>) -> Result<Plan, StoreError> {
             })
         }
     };
-    let used_today = store.quota_used_on(&campaign.oa_id, &quota::today_key())?;
-    let quota_days_needed = opts
+    let used_today = store
+        .quota_day(&QuotaKey {
+            account: s.provider.accounts("").quota,
+            oa_id: campaign.oa_id.clone(),
+            day: quota::today_key(),
+        })?
+        .used;
+    let quota_days_needed = s
+        .run
         .daily_quota
         .filter(|q| *q > 0)
         .map(|q| quota_days(to_send, q, q.saturating_sub(used_today)));
     let now = quota::now();
-    let (open_now, opens_at) = match opts.send_window {
+    let (open_now, opens_at) = match s.run.send_window {
         Some(w) => (
             Some(w.contains(now)),
             Some(quota::fmt_local(w.next_open(now))),
@@ -172,7 +191,7 @@ pub fn build(input: PlanInput<'_>) -> Result<Plan, StoreError> {
         send_window_open_now: open_now,
         send_window_opens_at: opens_at,
         settings,
-        next_step: format!("zns-batch resume {}", campaign.name),
+        next_step: format!("zns-batch resume {}", shell_word(&campaign.name)),
         import_secs: None,
     })
 }

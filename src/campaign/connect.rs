@@ -1,0 +1,79 @@
+//! The provider a run talks to, built from the resolved settings; an
+//! embedded sandbox is started here and lives as long as the connection.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::settings::{Endpoint, RunSettings};
+use super::CoreError;
+use crate::provider::{self, ProviderKind, ProviderSettings, Secret};
+use crate::sandbox::{Sandbox, SandboxConfig};
+
+pub struct Connection {
+    pub provider: Arc<dyn provider::Provider>,
+    /// What the summary calls the provider (never a key).
+    pub label: String,
+    _sandbox: Option<Sandbox>,
+}
+
+pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
+    let p = &settings.provider;
+    let kind = p.kind;
+    let (base_url, api_key, secret, sandbox, label) = match &p.endpoint {
+        Endpoint::Embedded => {
+            // A real server on loopback, keys made up per run.
+            let key = format!("embedded-{}", hex::encode(rand::random::<[u8; 12]>()));
+            let secret = format!("embedded-{}", hex::encode(rand::random::<[u8; 12]>()));
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let sb = Sandbox::start(
+                addr,
+                SandboxConfig {
+                    protocol: kind,
+                    api_key: key.clone(),
+                    secret_key: secret.clone(),
+                    ..SandboxConfig::default()
+                },
+            )
+            .await
+            .context("cannot start the embedded sandbox on 127.0.0.1")?;
+            let label = match kind {
+                ProviderKind::Sandbox => "sandbox (embedded, no network)".to_string(),
+                _ => format!("{kind} protocol on the embedded sandbox (no network)"),
+            };
+            (
+                sb.base_url(),
+                Secret::new(key),
+                Some(Secret::new(secret)),
+                Some(sb),
+                label,
+            )
+        }
+        Endpoint::Url(url) => {
+            let key = settings.require_key()?;
+            (
+                url.clone(),
+                key,
+                p.secret_key.clone(),
+                None,
+                format!("{kind} ({url})"),
+            )
+        }
+    };
+    let provider = provider::build(ProviderSettings {
+        kind,
+        base_url,
+        api_key,
+        secret_key: secret,
+        request_timeout: p.request_timeout,
+        codes: p.codes.clone(),
+        esms_sandbox: false,
+        callback_url: None,
+    })
+    .map_err(CoreError::Fatal)?;
+    Ok(Connection {
+        provider,
+        label,
+        _sandbox: sandbox,
+    })
+}

@@ -1,0 +1,482 @@
+//! The campaign core: the one API every face (the command line, `serve`'s
+//! web console and API) calls to import, plan, send, pause and reconcile a
+//! campaign. It resolves settings once ([`settings`]), runs the runner, and
+//! decides the outcome once ([`outcome`]); faces only translate requests
+//! and show results.
+
+mod connect;
+mod import;
+mod lock;
+pub mod outcome;
+pub mod plan;
+pub mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use connect::Connection;
+pub use import::{tracking_prefix, CampaignError, ImportProgress};
+pub use lock::{lock, CampaignLock};
+pub use outcome::{shell_word, ExitCode, Outcome};
+pub use settings::{Request, RunSettings, SettingsError};
+
+use crate::config::{ConfigFile, DEFAULT_STATE};
+use crate::report::Summary;
+use crate::runner::{self, Observer, RunCounters, RunInput};
+use crate::stop::{Stop, StopReason};
+use crate::store::{Campaign, CampaignStatus, ImportCounts, QuotaKey, Store, StoreError};
+use crate::{quota, reconcile};
+
+/// An error with the exit code it deserves. Faces show the message (and a
+/// web face maps `Usage` to 400).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// Bad flags, a bad request or a bad input file: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Unusable state, rejected credentials, anything unexpected: exit 1.
+    #[error("{0:#}")]
+    Fatal(#[from] anyhow::Error),
+}
+
+impl CoreError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CoreError::Usage(_) => ExitCode::Usage,
+            CoreError::Fatal(_) => ExitCode::Fatal,
+        }
+    }
+}
+
+impl From<SettingsError> for CoreError {
+    fn from(e: SettingsError) -> Self {
+        CoreError::Usage(e.0)
+    }
+}
+
+impl From<CampaignError> for CoreError {
+    fn from(e: CampaignError) -> Self {
+        match e {
+            CampaignError::Store(e) => e.into(),
+            CampaignError::LockFile { .. } => CoreError::Fatal(e.into()),
+            // The file, another file under the same name, a running twin: the user's to fix.
+            other => CoreError::Usage(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        CoreError::Fatal(
+            anyhow::Error::new(e).context(
+                "the state database is unusable (check the path, permissions and free disk)",
+            ),
+        )
+    }
+}
+
+pub fn usage(msg: impl Into<String>) -> CoreError {
+    CoreError::Usage(msg.into())
+}
+
+/// Where campaigns live (the state database) and how they are configured.
+pub struct Workspace {
+    pub state: PathBuf,
+    pub config: ConfigFile,
+    /// The config file read, if any (shown in the dry-run plan).
+    pub config_path: Option<PathBuf>,
+}
+
+/// Whether a request starts a campaign or continues one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `run`: import the file (or check it is the campaign's file).
+    Run,
+    /// `resume`: the campaign must exist; its interrupted import is finished.
+    Resume,
+}
+
+/// What the import did in this request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportReport {
+    pub counts: ImportCounts,
+    /// This request imported rows (false: the campaign was already imported).
+    pub imported_now: bool,
+    pub secs: f64,
+}
+
+/// A campaign ready to plan or send: imported, settings resolved and
+/// stored, and locked against every other process.
+pub struct Prepared {
+    pub store: Store,
+    pub campaign: Campaign,
+    pub settings: RunSettings,
+    pub import: ImportReport,
+    _lock: CampaignLock,
+}
+
+/// Hooks a face lends a long request.
+#[derive(Default, Clone, Copy)]
+pub struct Hooks<'a> {
+    /// Set by a signal (or a Pause): the import stops at its next batch.
+    pub interrupted: Option<&'a AtomicBool>,
+    /// Told the import's running totals.
+    pub import_progress: Option<&'a ImportProgress<'a>>,
+}
+
+impl Workspace {
+    pub fn new(state: Option<PathBuf>, config: ConfigFile, config_path: Option<PathBuf>) -> Self {
+        let state = state
+            .or_else(|| config.state.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE));
+        Workspace {
+            state,
+            config,
+            config_path,
+        }
+    }
+
+    fn config_source(&self) -> settings::ConfigSource<'_> {
+        settings::ConfigSource {
+            file: &self.config,
+            path: self.config_path.as_deref(),
+        }
+    }
+
+    /// Open (creating if need be) the state database.
+    pub fn open_store(&self) -> Result<Store, CoreError> {
+        Ok(Store::open(&self.state)?)
+    }
+
+    /// The state database if it exists: reading commands never create one.
+    pub fn existing_store(&self) -> Result<Option<Store>, CoreError> {
+        Ok(Store::open_existing(&self.state)?)
+    }
+
+    /// The named campaign, or an error listing the ones there are. Never
+    /// creates a state database.
+    pub fn find(&self, name: &str) -> Result<(Store, Campaign), CoreError> {
+        let Some(store) = self.existing_store()? else {
+            return Err(usage(format!(
+                "no campaign `{name}`: there is no state database at {} yet (run a campaign first, or pass --state)",
+                self.state.display()
+            )));
+        };
+        match store.find_campaign(name)? {
+            Some(c) => Ok((store, c)),
+            None => Err(self.unknown_campaign(&store, name)),
+        }
+    }
+
+    fn unknown_campaign(&self, store: &Store, name: &str) -> CoreError {
+        match store.campaign_names() {
+            Ok(names) if !names.is_empty() => usage(format!(
+                "no campaign `{name}` in {}; known: {}",
+                self.state.display(),
+                names.join(", ")
+            )),
+            _ => usage(format!(
+                "no campaign `{name}` in {} (it has none yet)",
+                self.state.display()
+            )),
+        }
+    }
+
+    /// Resolve the request, lock the campaign, import (or finish importing)
+    /// its file and store what this request changes (deadline, frequency
+    /// cap, send window, in-doubt policy).
+    pub fn prepare(
+        &self,
+        req: &Request,
+        mode: Mode,
+        hooks: Hooks<'_>,
+    ) -> Result<Prepared, CoreError> {
+        settings::check_campaign_name(&req.campaign)?;
+        let (mut store, existing) = match mode {
+            Mode::Run => {
+                let store = self.open_store()?;
+                let existing = store.find_campaign(&req.campaign)?;
+                (store, existing)
+            }
+            Mode::Resume => {
+                let (store, c) = self.find(&req.campaign)?;
+                (store, Some(c))
+            }
+        };
+        let settings = settings::resolve(req, self.config_source(), existing.as_ref())?;
+        let lock = lock::lock(&self.state, &req.campaign)?;
+        let started = Instant::now();
+        let (mut campaign, counts, imported_now) = match (mode, existing) {
+            (Mode::Run, _) => {
+                let csv = req
+                    .csv
+                    .as_deref()
+                    .ok_or_else(|| usage("run needs the CSV file to send"))?;
+                import::open_or_import(
+                    &mut store,
+                    &import::CampaignSpec {
+                        name: &settings.campaign,
+                        csv,
+                        template_id: &settings.template_id,
+                        token_type: &settings.token_type,
+                        provider: settings.provider.kind.as_str(),
+                        base_url: settings.provider.stored_base_url(),
+                        oa_id: &settings.provider.oa_id,
+                        in_doubt_policy: settings.run.in_doubt.as_str(),
+                        not_after_ms: settings.not_after_ms,
+                        min_interval_ms: settings.min_interval_ms,
+                        csv_options: &settings.csv,
+                        dedup_phones: settings.dedup_phones,
+                        interrupted: hooks.interrupted,
+                        progress: hooks.import_progress,
+                    },
+                )?
+            }
+            (Mode::Resume, Some(c)) if !c.import_done => {
+                let csv = req
+                    .csv
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(&c.csv_path));
+                if !csv.exists() {
+                    return Err(usage(format!(
+                        "campaign `{}` was imported from {}, which is not there any more, and its import is unfinished; \
+                         point at the file where it is now: zns-batch resume {} --csv NEW/PATH.csv",
+                        c.name,
+                        c.csv_path,
+                        shell_word(&c.name)
+                    )));
+                }
+                let (c, counts) = import::resume_import(
+                    &mut store,
+                    &c,
+                    &csv,
+                    &settings.csv,
+                    settings.dedup_phones,
+                    hooks.interrupted,
+                    hooks.import_progress,
+                )?;
+                (c, counts, true)
+            }
+            (Mode::Resume, Some(c)) => (c, ImportCounts::default(), false),
+            (Mode::Resume, None) => return Err(self.unknown_campaign(&store, &req.campaign)),
+        };
+        // What this request says about the campaign's lasting settings.
+        if (settings.not_after_ms, settings.min_interval_ms) != (None, None) {
+            store.update_run_safety(
+                campaign.id,
+                settings.not_after_ms,
+                settings.min_interval_ms,
+            )?;
+        }
+        if let Some(given) = settings.window_given {
+            let text = given.window().map(|w| w.to_string());
+            if text != campaign.send_window {
+                store.set_campaign_send_window(campaign.id, text.as_deref())?;
+            }
+        }
+        if settings.run.in_doubt.as_str() != campaign.in_doubt_policy {
+            store.update_campaign_settings(campaign.id, settings.run.in_doubt.as_str())?;
+        }
+        if let Some(c) = store.find_campaign(&campaign.name)? {
+            campaign = c;
+        }
+        Ok(Prepared {
+            store,
+            campaign,
+            settings,
+            import: ImportReport {
+                counts,
+                imported_now,
+                secs: started.elapsed().as_secs_f64(),
+            },
+            _lock: lock,
+        })
+    }
+
+    /// The dry-run plan: what a run would do and cost. No provider call.
+    pub fn plan(&self, p: &Prepared) -> Result<plan::Plan, CoreError> {
+        let mut plan = plan::build(&p.store, &p.campaign, &p.settings)?;
+        plan.import_secs = p.import.imported_now.then_some(p.import.secs);
+        Ok(plan)
+    }
+
+    /// Send the campaign's open rows until done or stopped; decide and
+    /// store the outcome once.
+    pub async fn send(
+        &self,
+        p: Prepared,
+        stop: Arc<Stop>,
+        observer: &dyn Observer,
+    ) -> Result<(Outcome, Summary), CoreError> {
+        let Prepared {
+            mut store,
+            campaign,
+            settings,
+            _lock,
+            ..
+        } = p;
+        let counts = store.state_counts(campaign.id)?;
+        let nothing_open = campaign.import_done && counts.open() + counts.in_doubt == 0;
+        let counters = Arc::new(RunCounters::default());
+        let run_id = hex::encode(rand::random::<[u8; 6]>());
+        let accounts = settings.provider.accounts(&run_id);
+        let quota_key = QuotaKey {
+            account: accounts.quota.clone(),
+            oa_id: campaign.oa_id.clone(),
+            day: quota::today_key(),
+        };
+        let mut label = settings.provider.kind.to_string();
+        let report = if nothing_open || !campaign.import_done || stop.is_set() {
+            // Nothing to send, or the import was stopped: no provider call.
+            None
+        } else if let Some(why) = self.closed_for_now(&store, &campaign, &settings, &quota_key)? {
+            stop.request(why.0, why.1);
+            None
+        } else {
+            let conn = connect::connect(&settings).await?;
+            label = conn.label.clone();
+            // The import filled this connection's cache; the run uses its own.
+            store.release_memory()?;
+            store.set_campaign_status(campaign.id, CampaignStatus::Running, None)?;
+            let result = runner::run(
+                RunInput {
+                    state_path: self.state.clone(),
+                    campaign: campaign.clone(),
+                    accounts,
+                    provider: conn.provider.clone(),
+                    opts: settings.run.clone(),
+                    stop: stop.clone(),
+                    counters: counters.clone(),
+                },
+                observer,
+            )
+            .await
+            .map_err(|e| {
+                CoreError::Fatal(anyhow::anyhow!(e).context(format!(
+                    "the state database became unusable during the run, so nothing more was sent; \
+                     fix the cause, then `zns-batch resume {}` (a row whose reply was not recorded \
+                     is handled as in doubt)",
+                    shell_word(&campaign.name)
+                )))
+            })?;
+            drop(conn);
+            Some(result)
+        };
+        let counts = store.state_counts(campaign.id)?;
+        let stopped = stop.reason().zip(stop.message());
+        let outcome = Outcome::decide(stopped, &counts, &campaign);
+        store.set_campaign_status(campaign.id, outcome.status(), outcome.message())?;
+        let summary = Summary::build(
+            &store,
+            &campaign,
+            &outcome,
+            &label,
+            report.map(|r| r.totals).unwrap_or_default(),
+            store.quota_day(&quota_key)?,
+            settings.run.daily_quota,
+            settings.run.send_window,
+        )?;
+        Ok((outcome, summary))
+    }
+
+    /// Why no request may leave now (window closed without --wait, quota
+    /// used up), before any provider is contacted.
+    fn closed_for_now(
+        &self,
+        store: &Store,
+        campaign: &Campaign,
+        settings: &RunSettings,
+        quota_key: &QuotaKey,
+    ) -> Result<Option<(StopReason, String)>, CoreError> {
+        let now = quota::now();
+        if let Some(w) = settings.run.send_window {
+            if !w.contains(now) && !settings.run.wait_for_window {
+                return Ok(Some((StopReason::Window, w.closed_message(now))));
+            }
+        }
+        let today = store.quota_day(quota_key)?;
+        let used_up = today.exhausted
+            || settings.run.daily_quota.is_some_and(|q| today.used >= q)
+            || today.provider_limit.is_some_and(|l| today.used >= l);
+        if used_up {
+            return Ok(Some((
+                StopReason::Quota,
+                format!(
+                    "daily quota for OA {} is used up for {} (Asia/Ho_Chi_Minh); the next quota day starts {}",
+                    campaign.oa_id,
+                    today.day,
+                    quota::fmt_local(quota::next_day_start(now))
+                ),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Look up delivery of the campaign's sent rows (where the provider
+    /// offers a lookup).
+    pub async fn reconcile(
+        &self,
+        name: &str,
+        provider: &settings::ProviderOpts,
+        opts: &reconcile::ReconcileOptions,
+        stop: Arc<Stop>,
+    ) -> Result<reconcile::ReconcileSummary, CoreError> {
+        let (mut store, campaign) = self.find(name)?;
+        let req = Request {
+            campaign: campaign.name.clone(),
+            provider: provider.clone(),
+            ..Request::default()
+        };
+        let settings = settings::resolve(&req, self.config_source(), Some(&campaign))?;
+        if settings.provider.stored_base_url().is_none() {
+            return Err(usage(format!(
+                "campaign `{}` was sent through the embedded sandbox, which kept its messages only while that run lasted: there is nothing to look up. \
+                 To try reconcile, start `zns-batch sandbox` and run a campaign with --provider sandbox --base-url http://127.0.0.1:8765/v1/shop",
+                campaign.name
+            )));
+        }
+        let kind = settings.provider.kind;
+        if let Some(why) = kind.capabilities().no_message_lookup {
+            return Err(usage(format!(
+                "reconcile is not available for campaign `{}`: {why}. Delivery status for {kind} campaigns comes from the provider's callbacks: run `zns-batch serve` (see the README, \"Delivery status\")",
+                campaign.name
+            )));
+        }
+        let _lock = lock::lock(&self.state, &campaign.name)?;
+        let conn = connect::connect(&settings).await?;
+        let totals = reconcile::run(
+            &mut store,
+            &campaign,
+            conn.provider.clone(),
+            opts,
+            stop.clone(),
+        )
+        .await
+        .map_err(|e| {
+            CoreError::Fatal(
+                anyhow::anyhow!(e).context("the state database became unusable during reconcile"),
+            )
+        })?;
+        let delivery = store.delivery_counts(campaign.id)?;
+        Ok(reconcile::ReconcileSummary::new(
+            &campaign,
+            &conn.label,
+            totals,
+            delivery,
+            opts,
+            stop.reason().zip(stop.message()),
+        ))
+    }
+}
+
+/// Whether a path is the campaign's own input file (a report must never
+/// be written over it).
+pub fn is_input_file(campaign: &Campaign, path: &Path) -> bool {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    match (canonical(path), canonical(Path::new(&campaign.csv_path))) {
+        (Some(a), Some(b)) => a == b,
+        _ => path == Path::new(&campaign.csv_path),
+    }
+}

@@ -1,0 +1,253 @@
+//! How a run of a campaign ended, decided once from why the runner stopped
+//! and what is left open; the campaign's stored status, the exit code, the
+//! summary's "next" line and the web badge are all read off it.
+
+use serde::Serialize;
+
+use crate::quota;
+use crate::stop::StopReason;
+use crate::store::{Campaign, CampaignStatus, StateCounts};
+
+/// Exit codes of the command line (also shown by the API as `exit_code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ExitCode {
+    /// Finished: every row has its fate (per-row failures are in the report).
+    Finished = 0,
+    /// Fatal: credentials rejected, setup refused, state unusable.
+    Fatal = 1,
+    /// Bad usage or a bad input file.
+    Usage = 2,
+    /// Paused and resumable.
+    Paused = 3,
+    /// Over, but the deadline passed first: some rows were never sent.
+    Expired = 4,
+}
+
+impl ExitCode {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing is left open.
+    Finished,
+    /// Rows are left open; a resume carries on.
+    Paused {
+        reason: Option<StopReason>,
+        message: String,
+    },
+    /// The deadline passed: the rows left were expired, never to be sent.
+    Expired { message: String },
+    /// A fatal stop (credentials, setup, state): fix, then resume.
+    Aborted { reason: StopReason, message: String },
+}
+
+impl Outcome {
+    /// Decide from why the run stopped (if it did) and the rows' counts.
+    /// A campaign with nothing open is over, whatever the window, the quota
+    /// or a Ctrl-C say: it is never reported paused.
+    pub fn decide(
+        stop: Option<(StopReason, String)>,
+        counts: &StateCounts,
+        campaign: &Campaign,
+    ) -> Outcome {
+        let open = counts.open() + counts.in_doubt;
+        if let Some((reason, message)) = &stop {
+            if reason.is_fatal() {
+                return Outcome::Aborted {
+                    reason: *reason,
+                    message: message.clone(),
+                };
+            }
+        }
+        if open == 0 && campaign.import_done {
+            return match campaign.not_after_ms {
+                Some(deadline) if counts.expired > 0 => {
+                    Outcome::Expired {
+                        message: format!(
+                            "{} rows expired unsent: the campaign's deadline {} passed; nothing more will be sent",
+                            counts.expired,
+                            quota::fmt_local(quota::from_ms(deadline))
+                        ),
+                    }
+                }
+                _ => Outcome::Finished,
+            };
+        }
+        let message = match stop {
+            Some((reason, message)) => {
+                return Outcome::Paused {
+                    reason: Some(reason),
+                    message,
+                }
+            }
+            None if !campaign.import_done => format!(
+                "the import of {} stopped before the end of the file; resume finishes it",
+                campaign.csv_path
+            ),
+            None if counts.open() > 0 => format!(
+                "{} rows still open after running out of attempts for this run",
+                counts.open()
+            ),
+            None => format!(
+                "{} rows held in doubt (--in-doubt hold): their reply was lost; check them with the provider, then resume with --in-doubt resend to resend them under the same tracking id",
+                counts.in_doubt
+            ),
+        };
+        Outcome::Paused {
+            reason: None,
+            message,
+        }
+    }
+
+    /// finished | paused | expired | aborted (the summary's `result`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Finished => "finished",
+            Outcome::Paused { .. } => "paused",
+            Outcome::Expired { .. } => "expired",
+            Outcome::Aborted { .. } => "aborted",
+        }
+    }
+
+    pub fn status(&self) -> CampaignStatus {
+        match self {
+            Outcome::Finished => CampaignStatus::Finished,
+            Outcome::Paused { .. } => CampaignStatus::Paused,
+            Outcome::Expired { .. } => CampaignStatus::Expired,
+            Outcome::Aborted { .. } => CampaignStatus::Aborted,
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Outcome::Finished => ExitCode::Finished,
+            Outcome::Paused { .. } => ExitCode::Paused,
+            Outcome::Expired { .. } => ExitCode::Expired,
+            Outcome::Aborted { .. } => ExitCode::Fatal,
+        }
+    }
+
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        match self {
+            Outcome::Paused { reason, .. } => *reason,
+            Outcome::Aborted { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    /// Why it ended where it did, in words (None when it simply finished).
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Outcome::Finished => None,
+            Outcome::Paused { message, .. }
+            | Outcome::Expired { message }
+            | Outcome::Aborted { message, .. } => Some(message),
+        }
+    }
+}
+
+/// A word for the shell: quoted when it holds anything a shell would split
+/// or expand, so a next-step line can be pasted as it is.
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '@' | '+' | ',')
+        });
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign() -> Campaign {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = crate::store::Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut c = store
+            .create_campaign(&crate::store::NewCampaign {
+                name: "c",
+                csv_path: "c.csv",
+                csv_sha256: "00",
+                template_keys: &["name".to_string()],
+                provider: "sandbox",
+                base_url: None,
+                oa_id: "1",
+                template_id: "2",
+                token_type: "t",
+                tracking_prefix: "zb",
+                in_doubt_policy: "resend",
+                not_after_ms: None,
+                min_interval_ms: None,
+            })
+            .unwrap();
+        c.import_done = true;
+        c
+    }
+
+    fn counts(pending: u64, in_doubt: u64, expired: u64) -> StateCounts {
+        StateCounts {
+            total: 10,
+            sent: 10 - pending - in_doubt - expired,
+            pending,
+            in_doubt,
+            expired,
+            ..StateCounts::default()
+        }
+    }
+
+    #[test]
+    fn nothing_open_is_finished_whatever_stopped_the_run() {
+        let c = campaign();
+        for reason in [
+            StopReason::Window,
+            StopReason::Quota,
+            StopReason::Interrupted,
+        ] {
+            let o = Outcome::decide(Some((reason, "x".into())), &counts(0, 0, 0), &c);
+            assert_eq!(o, Outcome::Finished, "{reason:?}");
+            assert_eq!(o.exit_code().code(), 0);
+        }
+    }
+
+    #[test]
+    fn open_rows_pause_and_fatal_stops_abort() {
+        let c = campaign();
+        let o = Outcome::decide(Some((StopReason::Quota, "q".into())), &counts(3, 0, 0), &c);
+        assert_eq!(o.exit_code(), ExitCode::Paused);
+        assert_eq!(o.stop_reason(), Some(StopReason::Quota));
+        let o = Outcome::decide(Some((StopReason::Auth, "a".into())), &counts(0, 0, 0), &c);
+        assert_eq!(o.exit_code(), ExitCode::Fatal);
+        assert_eq!(o.status(), CampaignStatus::Aborted);
+        let mut importing = c.clone();
+        importing.import_done = false;
+        let o = Outcome::decide(
+            Some((StopReason::Interrupted, "i".into())),
+            &counts(0, 0, 0),
+            &importing,
+        );
+        assert_eq!(
+            o.exit_code(),
+            ExitCode::Paused,
+            "an unfinished import is not a finished campaign"
+        );
+        let o = Outcome::decide(None, &counts(0, 2, 0), &c);
+        assert_eq!(o.label(), "paused");
+        assert!(o.message().unwrap_or("").contains("--in-doubt resend"));
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("bills-2026"), "bills-2026");
+        assert_eq!(shell_word("bills nov"), "'bills nov'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word("hóa-đơn"), "hóa-đơn");
+    }
+}

@@ -1,0 +1,229 @@
+//! How a provider call that did not simply succeed is settled: retries
+//! with backoff, a lookup for a row in doubt, holding it, or recording its
+//! failure.
+
+use std::sync::atomic::Ordering;
+
+use super::Ctx;
+use crate::phone::mask;
+use crate::provider::{ErrorClass, ProviderError};
+use crate::quota;
+use crate::stop::StopReason;
+use crate::store::{QuotaKey, StoreError, WorkRow, WriteOp};
+
+/// How one row's processing ended, for the caller's bookkeeping.
+pub(super) enum CallFailure {
+    /// Classified provider error to act on.
+    Provider(ProviderError),
+    /// Transient errors used up the attempts: the row waits for a resume.
+    Budget(ProviderError),
+    /// A stop was requested while waiting.
+    Stopped,
+    Store(StoreError),
+}
+
+impl From<StoreError> for CallFailure {
+    fn from(e: StoreError) -> Self {
+        CallFailure::Store(e)
+    }
+}
+
+/// `--in-doubt hold`: leave the row `in_doubt`, with why, for an operator.
+pub(super) fn hold(ctx: &Ctx, row: &WorkRow, code: &str, why: &str) -> Result<(), StoreError> {
+    ctx.writer.post(WriteOp::MarkInDoubt {
+        row_id: row.id,
+        code: code.to_string(),
+        message: format!("{why}; held (--in-doubt hold)"),
+    })?;
+    ctx.counters.held_in_doubt.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// What a lookup by tracking id said about a row in doubt.
+pub(super) enum Lookup {
+    /// The provider has the message: the row is sent, nothing is resent.
+    Found,
+    /// The provider has no message under our key: the earlier attempt did
+    /// not land, so sending is no repeat.
+    Absent,
+    /// The lookup failed: the row stays in doubt and the policy decides.
+    Unknown,
+}
+
+/// Look a row in doubt up by its tracking id; a found message is recorded
+/// as sent. Only called when the provider offers the lookup.
+pub(super) async fn look_up_doubt(ctx: &Ctx, row: &WorkRow) -> Result<Lookup, StoreError> {
+    let oa = &ctx.campaign.oa_id;
+    let found = call_with_retry(ctx, || {
+        ctx.provider.find_by_tracking_id(oa, &row.tracking_id)
+    })
+    .await;
+    match found {
+        Ok(Some(info)) => {
+            ctx.writer.post(WriteOp::MarkSent {
+                row_id: row.id,
+                msg_id: Some(info.msg_id),
+                resent_after_doubt: false,
+                provider_quota: None,
+            })?;
+            ctx.counters.sent.fetch_add(1, Ordering::Relaxed);
+            ctx.counters
+                .reconciled_by_lookup
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(phone = %mask(&row.phone), line = row.line, "in doubt, found by lookup: sent");
+            Ok(Lookup::Found)
+        }
+        Ok(None) => {
+            tracing::debug!(phone = %mask(&row.phone), line = row.line, "in doubt, not found by lookup: sending");
+            Ok(Lookup::Absent)
+        }
+        Err(CallFailure::Store(e)) => Err(e),
+        Err(_) => Ok(Lookup::Unknown),
+    }
+}
+
+/// Record how a row ended when it did not end in `sent`.
+pub(super) fn settle_failure(
+    ctx: &Ctx,
+    row: &WorkRow,
+    failure: CallFailure,
+    in_doubt: bool,
+    release: Option<QuotaKey>,
+) -> Result<(), StoreError> {
+    let e = match failure {
+        CallFailure::Stopped => return Ok(()),
+        CallFailure::Store(e) => return Err(e),
+        CallFailure::Budget(e) => {
+            ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(phone = %mask(&row.phone), line = row.line, "giving up for this run: {e}");
+            return Ok(());
+        }
+        CallFailure::Provider(e) => e,
+    };
+    let back_to_pending = |ctx: &Ctx| -> Result<(), StoreError> {
+        if !in_doubt {
+            ctx.writer.post(WriteOp::MarkPending {
+                row_id: row.id,
+                code: e.code.clone(),
+                message: e.message.clone(),
+                release: release.clone(),
+            })?;
+        }
+        Ok(())
+    };
+    match e.class {
+        ErrorClass::PauseQuota => {
+            back_to_pending(ctx)?;
+            let key = ctx.quota_key();
+            ctx.writer
+                .post(WriteOp::QuotaExhausted { quota: key.clone() })?;
+            ctx.stop.request(
+                StopReason::Quota,
+                format!(
+                    "provider: {} (code {}). {}",
+                    e.message,
+                    e.code,
+                    quota_message(&key)
+                ),
+            );
+        }
+        ErrorClass::AbortAuth => {
+            back_to_pending(ctx)?;
+            ctx.stop.request(
+                StopReason::Auth,
+                format!(
+                    "the provider rejected the credentials: {} (code {}). Check --api-key / ZNS_API_KEY and --oa-id",
+                    e.message, e.code
+                ),
+            );
+        }
+        ErrorClass::AbortConfig => {
+            back_to_pending(ctx)?;
+            ctx.stop.request(
+                StopReason::Config,
+                format!(
+                    "the provider refused the campaign setup: {} (code {}). Check --template-id, --oa-id and the provider account",
+                    e.message, e.code
+                ),
+            );
+        }
+        ErrorClass::Retry => {
+            // Only reached through token calls that ran out of attempts.
+            ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {
+            // Permanent for this recipient. If an earlier attempt is in
+            // doubt the message may still have gone out: keep the unit.
+            ctx.writer.post(WriteOp::MarkFailed {
+                row_id: row.id,
+                code: e.code.clone(),
+                message: e.message.clone(),
+                release: if in_doubt { None } else { release },
+            })?;
+            ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(phone = %mask(&row.phone), line = row.line, code = %e.code, "failed: {}", e.message);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn quota_message(key: &QuotaKey) -> String {
+    format!(
+        "daily quota for OA {} used up on {} (Asia/Ho_Chi_Minh); the next quota day starts {}",
+        key.oa_id,
+        key.day,
+        quota::fmt_local(quota::next_day_start(quota::now()))
+    )
+}
+
+/// A provider call that is safe to repeat (token calls), retried on
+/// transient errors with backoff, under the rate limit.
+pub(super) async fn call_with_retry<T, F, Fut>(ctx: &Ctx, mut call: F) -> Result<T, CallFailure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        if let Some(limiter) = &ctx.limiter {
+            limiter.until_ready().await;
+        }
+        if ctx.stop.is_set() {
+            return Err(CallFailure::Stopped);
+        }
+        let permit = tokio::select! {
+            p = ctx.permits.acquire() => p.ok(),
+            _ = ctx.stop.stopped() => None,
+        };
+        let Some(permit) = permit else {
+            return Err(CallFailure::Stopped);
+        };
+        ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let result = call().await;
+        drop(permit);
+        match result {
+            Ok(v) => {
+                ctx.note_success();
+                return Ok(v);
+            }
+            Err(e) if e.class == ErrorClass::Retry => {
+                ctx.note_transient_failure(&e);
+                if attempt >= ctx.opts.max_attempts {
+                    return Err(CallFailure::Budget(e));
+                }
+                ctx.counters.retries.fetch_add(1, Ordering::Relaxed);
+                ctx.counters.retrying_now.fetch_add(1, Ordering::Relaxed);
+                let woke = ctx.stop.sleep(ctx.backoff(attempt, e.retry_after)).await;
+                ctx.counters.retrying_now.fetch_sub(1, Ordering::Relaxed);
+                if !woke {
+                    return Err(CallFailure::Stopped);
+                }
+            }
+            Err(e) => {
+                ctx.note_success();
+                return Err(CallFailure::Provider(e));
+            }
+        }
+    }
+}
