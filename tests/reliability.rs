@@ -524,41 +524,31 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
     sb.stop().await;
 }
 
-fn sc_5xx() -> Scenario {
+/// A 300-row scenario whose only trouble is the sandbox faults `set` turns on.
+fn faulty(name: &'static str, set: impl FnOnce(&mut Faults)) -> Scenario {
+    let mut faults = Faults::default();
+    set(&mut faults);
     Scenario {
-        name: "5xx",
+        name,
         rows: 300,
-        faults: Faults {
-            http_5xx: 0.2,
-            ..Faults::default()
-        },
+        faults,
         ..Scenario::default()
     }
+}
+
+fn sc_5xx() -> Scenario {
+    faulty("5xx", |f| f.http_5xx = 0.2)
 }
 
 fn sc_429() -> Scenario {
-    Scenario {
-        name: "429",
-        rows: 300,
-        faults: Faults {
-            http_429: 0.2,
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("429", |f| f.http_429 = 0.2)
 }
 
 fn sc_429_retry_after() -> Scenario {
-    Scenario {
-        name: "429_retry_after",
-        rows: 300,
-        faults: Faults {
-            http_429: 0.05,
-            retry_after_secs: Some(1),
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("429_retry_after", |f| {
+        f.http_429 = 0.05;
+        f.retry_after_secs = Some(1);
+    })
 }
 
 fn sc_refused_briefly() -> Scenario {
@@ -580,55 +570,27 @@ fn sc_refused_long() -> Scenario {
 }
 
 fn sc_timeouts() -> Scenario {
-    Scenario {
-        name: "timeouts",
-        rows: 300,
-        faults: Faults {
-            timeout: 0.08,
-            hang: Duration::from_secs(1),
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("timeouts", |f| {
+        f.timeout = 0.08;
+        f.hang = Duration::from_secs(1);
+    })
 }
 
 fn sc_dropped() -> Scenario {
-    Scenario {
-        name: "dropped_replies",
-        rows: 300,
-        faults: Faults {
-            drop_reply: 0.15,
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("dropped_replies", |f| f.drop_reply = 0.15)
 }
 
 fn sc_malformed() -> Scenario {
-    Scenario {
-        name: "malformed_replies",
-        rows: 300,
-        faults: Faults {
-            malformed: 0.15,
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("malformed_replies", |f| f.malformed = 0.15)
 }
 
 /// A send accepted, its reply only after 1 s against a 400 ms client
 /// timeout: the provider acted, the client timed out.
 fn sc_slow_replies() -> Scenario {
-    Scenario {
-        name: "replies_slower_than_the_timeout",
-        rows: 300,
-        faults: Faults {
-            slow_reply: 0.08,
-            hang: Duration::from_secs(1),
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("replies_slower_than_the_timeout", |f| {
+        f.slow_reply = 0.08;
+        f.hang = Duration::from_secs(1);
+    })
 }
 
 fn sc_slow_replies_lookup_no_dedup() -> Scenario {
