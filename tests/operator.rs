@@ -181,6 +181,31 @@ oa_id = "999"
     );
 }
 
+/// The fixture clears every `ZNS_*` variable of the test's own environment
+/// (the developer's shell) for each process it starts: stray settings set
+/// here change nothing the binary sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_zns_variables_in_the_test_environment_never_reach_the_binary() {
+    // Only variables nothing in a test process reads; other tests sharing
+    // this process (plain `cargo test`) start their binaries cleared too.
+    std::env::set_var("ZNS_CONFIG", "no-such-file.toml");
+    std::env::set_var("ZNS_OA_ID", "777");
+    std::env::set_var("ZNS_SEND_WINDOW", "08:00-20:00");
+    let env = Env::new();
+    let csv = env.path("c.csv");
+    write_csv(&csv, 0, 5);
+    let mut a = run_head(&csv, "c");
+    a.push("--dry-run".into());
+    let mut c = command(&env, &a);
+    c.env_remove("ZNS_API_KEY");
+    let r = run_with(c).await;
+    assert_eq!(r.code, 0, "ZNS_CONFIG leaked into the binary? {r}");
+    let st = &r.json()["settings"];
+    assert_eq!(st["oa_id"], "1000000000000000001", "the sandbox's OA: {r}");
+    assert_eq!(st["send_window"], serde_json::Value::Null, "{r}");
+    assert_eq!(st["config_file"], serde_json::Value::Null, "{r}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_names_its_key_variable_and_the_key_is_never_shown() {
     let env = Env::new();
