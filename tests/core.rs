@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use zns_batch::provider::sandbox::Faults;
@@ -34,10 +34,6 @@ for_each_provider!(
     faults_5xx_429_dropped_replies,
     wrong_key_exits_1_without_showing_it,
 );
-
-fn uses_tokens(p: ProviderKind) -> bool {
-    p != ProviderKind::Esms
-}
 
 async fn happy_path_2000_rows(p: ProviderKind) {
     let env = Env::new();
@@ -124,13 +120,7 @@ async fn quota_pauses_and_resumes_next_day(p: ProviderKind) {
         day += 1;
         assert!(day <= 5, "did not finish within 5 quota days");
         sb.advance_day(1);
-        let now = time::OffsetDateTime::now_utc() + time::Duration::days(day);
-        let mut cmd = command(&env, &resume_args("q", &sb, p, &[]));
-        cmd.env(
-            "ZNS_BATCH_NOW",
-            now.format(&time::format_description::well_known::Rfc3339)
-                .unwrap(),
-        );
+        let cmd = command_at(&env, &resume_args("q", &sb, p, &[]), days_from_now(day));
         let r = run_with(cmd).await;
         let accepted = sb.stats().accepted;
         assert!(
@@ -186,7 +176,7 @@ async fn kill_9_mid_run_then_resume(p: ProviderKind) {
     write_csv(&path, 0, n);
     let kills = [150u64, 900, 1700, 2500];
     let mut first = true;
-    for (k, target) in kills.iter().enumerate() {
+    for target in &kills {
         let a = if first {
             run_args(&path, "crash", &sb, p, &["--concurrency", "16"])
         } else {
@@ -194,19 +184,8 @@ async fn kill_9_mid_run_then_resume(p: ProviderKind) {
         };
         first = false;
         let mut child = command(&env, &a).spawn().expect("spawn");
-        let t0 = Instant::now();
-        while sb.stats().accepted < *target {
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "no progress before kill {k}"
-            );
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("run ended before kill {k}: {status}");
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        child.start_kill().expect("SIGKILL");
-        let _ = child.wait().await;
+        wait_accepted(&sb, &mut child, *target, Duration::from_secs(60)).await;
+        kill_9(child).await;
     }
     let r = run(&env, &resume_args("crash", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
@@ -234,11 +213,7 @@ async fn kill_9_mid_run_then_resume(p: ProviderKind) {
         // that can buy twice; at most one per in-flight slot per kill.
         assert!(twice.len() <= kills.len() * 16, "{twice:?}");
     }
-    let integrity = rusqlite::Connection::open(env.state())
-        .unwrap()
-        .query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
+    assert_eq!(integrity(&env.state()), "ok");
 }
 
 async fn faults_5xx_429_dropped_replies(p: ProviderKind) {
@@ -492,17 +467,7 @@ async fn readme_first_command_runs_the_sample_on_the_embedded_sandbox() {
     let env = Env::new();
     let sample =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/billing-notice.csv");
-    let mut cmd = command(
-        &env,
-        &args(&[
-            "run",
-            sample.to_str().unwrap(),
-            "--campaign",
-            "demo",
-            "--template-id",
-            "246810",
-        ]),
-    );
+    let mut cmd = command(&env, &human(run_head(&sample, "demo")));
     cmd.env_remove("ZNS_API_KEY");
     let r = run_with(cmd).await;
     assert_eq!(r.code, 0, "{r}");
@@ -533,21 +498,9 @@ async fn samples_run_through_each_provider_on_the_embedded_sandbox() {
     {
         let csv = dir.join(sample);
         let campaign = format!("p{i}");
-        let mut cmd = command(
-            &env,
-            &args(&[
-                "--json",
-                "run",
-                csv.to_str().unwrap(),
-                "--campaign",
-                &campaign,
-                "--template-id",
-                "246810",
-                "--provider",
-                provider,
-                "--embedded-sandbox",
-            ]),
-        );
+        let mut a = run_head(&csv, &campaign);
+        a.extend(args(&["--provider", provider, "--embedded-sandbox"]));
+        let mut cmd = command(&env, &a);
         cmd.env_remove("ZNS_API_KEY").env_remove("ZNS_SECRET_KEY");
         let r = run_with(cmd).await;
         assert_eq!(r.code, 0, "{provider}: {r}");
@@ -597,11 +550,7 @@ async fn a_second_process_on_the_same_campaign_is_refused() {
     )
     .spawn()
     .unwrap();
-    let t0 = Instant::now();
-    while sb.stats().accepted < 5 {
-        assert!(t0.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_accepted(&sb, &mut first, 5, Duration::from_secs(30)).await;
     let r = run(&env, &resume_args("twin", &sb, p, &[])).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("another zns-batch process"), "{r}");

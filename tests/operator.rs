@@ -9,40 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use time::macros::datetime;
 use zns_batch::provider::sandbox::Sandbox;
 use zns_batch::provider::ProviderKind;
-
-/// `command` with every setting variable this file tests cleared, so the
-/// developer's own environment cannot leak into a precedence check.
-fn cmd(env: &Env, a: &[String]) -> tokio::process::Command {
-    let mut c = command(env, a);
-    for var in [
-        "ZNS_PROFILE",
-        "ZNS_SEND_WINDOW",
-        "ZNS_OA_ID",
-        "ZNS_TEMPLATE_ID",
-        "ZNS_PROVIDER",
-        "ZNS_BASE_URL",
-        "ZNS_SECRET_KEY",
-        "ZNS_LOG",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
-
-async fn go(env: &Env, a: &[String]) -> Run {
-    run_with(cmd(env, a)).await
-}
-
-fn s(list: &[&str]) -> Vec<String> {
-    args(list)
-}
-
-fn with(mut a: Vec<String>, more: &[String]) -> Vec<String> {
-    a.extend(more.iter().cloned());
-    a
-}
 
 /// Stats that count every call a client can make to the provider.
 fn calls(sb: &Sandbox) -> (u64, u64, u64, u64) {
@@ -96,7 +65,7 @@ oa_id = "999"
                     vars: &'static [(&'static str, &'static str)]| {
         n += 1;
         let name = format!("c{n}");
-        let mut a = s(&[
+        let mut a = args(&[
             "--json",
             "run",
             csv.to_str().unwrap(),
@@ -105,10 +74,10 @@ oa_id = "999"
             "--dry-run",
         ]);
         // Global flags (--profile, --config) are accepted after the subcommand too.
-        a.extend(s(extra));
+        a.extend(args(extra));
         let env = &env;
         async move {
-            let mut c = cmd(env, &a);
+            let mut c = command(env, &a);
             c.env_remove("ZNS_API_KEY");
             for (k, v) in vars {
                 c.env(k, v);
@@ -186,14 +155,14 @@ oa_id = "999"
     assert_eq!(st["token_fee"], serde_json::Value::Null);
 
     // Mistakes are usage errors (exit 2) that say what to fix.
-    let r = go(&env, &s(&["--profile", "nope", "status"])).await;
+    let r = run(&env, &args(&["--profile", "nope", "status"])).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(
         r.stderr.contains("no profile `nope`") && r.stderr.contains("p, q"),
         "{r}"
     );
     std::fs::write(env.path("typo.toml"), "[profiles.x]\nconcurency = 3\n").unwrap();
-    let r = go(&env, &s(&["--config", "typo.toml", "status"])).await;
+    let r = run(&env, &args(&["--config", "typo.toml", "status"])).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(
         r.stderr.contains("profiles.x") && r.stderr.contains("concurency"),
@@ -204,12 +173,37 @@ oa_id = "999"
         "[profiles.x]\napi_key = \"SECRET-abc\"\n",
     )
     .unwrap();
-    let r = go(&env, &s(&["--config", "key.toml", "status"])).await;
+    let r = run(&env, &args(&["--config", "key.toml", "status"])).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(
         r.stderr.contains("api_key_env") && !r.stderr.contains("SECRET-abc"),
         "{r}"
     );
+}
+
+/// The fixture clears every `ZNS_*` variable of the test's own environment
+/// (the developer's shell) for each process it starts: stray settings set
+/// here change nothing the binary sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_zns_variables_in_the_test_environment_never_reach_the_binary() {
+    // Only variables nothing in a test process reads; other tests sharing
+    // this process (plain `cargo test`) start their binaries cleared too.
+    std::env::set_var("ZNS_CONFIG", "no-such-file.toml");
+    std::env::set_var("ZNS_OA_ID", "777");
+    std::env::set_var("ZNS_SEND_WINDOW", "08:00-20:00");
+    let env = Env::new();
+    let csv = env.path("c.csv");
+    write_csv(&csv, 0, 5);
+    let mut a = run_head(&csv, "c");
+    a.push("--dry-run".into());
+    let mut c = command(&env, &a);
+    c.env_remove("ZNS_API_KEY");
+    let r = run_with(c).await;
+    assert_eq!(r.code, 0, "ZNS_CONFIG leaked into the binary? {r}");
+    let st = &r.json()["settings"];
+    assert_eq!(st["oa_id"], "1000000000000000001", "the sandbox's OA: {r}");
+    assert_eq!(st["send_window"], serde_json::Value::Null, "{r}");
+    assert_eq!(st["config_file"], serde_json::Value::Null, "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +220,7 @@ async fn a_profile_names_its_key_variable_and_the_key_is_never_shown() {
         ),
     )
     .unwrap();
-    let a = s(&[
+    let a = args(&[
         "--json",
         "--profile",
         "billing",
@@ -235,7 +229,7 @@ async fn a_profile_names_its_key_variable_and_the_key_is_never_shown() {
         "--campaign",
         "b",
     ]);
-    let mut c = cmd(&env, &a);
+    let mut c = command(&env, &a);
     c.env_remove("ZNS_API_KEY");
     c.env("BILLING_KEY", KEY);
     let r = run_with(c).await;
@@ -244,7 +238,7 @@ async fn a_profile_names_its_key_variable_and_the_key_is_never_shown() {
     assert!(!r.stdout.contains(KEY) && !r.stderr.contains(KEY), "{r}");
 
     // Without the variable the run says which one to set.
-    let mut c = cmd(&env, &s(&["--profile", "billing", "resume", "b"]));
+    let mut c = command(&env, &args(&["--profile", "billing", "resume", "b"]));
     c.env_remove("ZNS_API_KEY");
     let r = run_with(c).await;
     assert_eq!(r.code, 2, "{r}");
@@ -262,17 +256,7 @@ async fn dry_run_prints_the_plan_and_makes_zero_provider_calls() {
     // An earlier campaign bought tokens for phones 0..30.
     let first = env.path("first.csv");
     write_csv(&first, 0, 30);
-    let mut a = s(&[
-        "--json",
-        "run",
-        first.to_str().unwrap(),
-        "--campaign",
-        "earlier",
-        "--template-id",
-        "246810",
-    ]);
-    a.extend(provider_args(&sb, p));
-    let r = go(&env, &a).await;
+    let r = run(&env, &run_args(&first, "earlier", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
 
     // The new file: phones 20..70 (10 with a stored token), a new phone
@@ -302,23 +286,20 @@ async fn dry_run_prints_the_plan_and_makes_zero_provider_calls() {
     .unwrap();
 
     let before = calls(&sb);
-    let mut a = s(&[
-        "--json",
-        "--config",
-        "fees.toml",
-        "run",
-        csv.to_str().unwrap(),
-        "--campaign",
+    let dry_run = ["--dry-run"];
+    let a = run_args(
+        &csv,
         "plan",
-        "--template-id",
-        "246810",
-        "--dry-run",
-        "--daily-quota",
-        "20",
-        "--allow-duplicate-phones",
-    ]);
-    a.extend(provider_args(&sb, p));
-    let r = go(&env, &a).await;
+        &sb,
+        p,
+        &[
+            "--dry-run",
+            "--daily-quota",
+            "20",
+            "--allow-duplicate-phones",
+        ],
+    );
+    let r = run(&env, &with_globals(&["--config", "fees.toml"], a)).await;
     assert_eq!(r.code, 0, "{r}");
     let plan = r.json();
     assert_eq!(plan["dry_run"], true);
@@ -349,19 +330,8 @@ async fn dry_run_prints_the_plan_and_makes_zero_provider_calls() {
     assert_eq!(calls(&sb), before, "a dry run asks the provider nothing");
 
     // The same plan, as text.
-    let mut a = s(&[
-        "--config",
-        "fees.toml",
-        "run",
-        csv.to_str().unwrap(),
-        "--campaign",
-        "plan",
-        "--template-id",
-        "246810",
-        "--dry-run",
-    ]);
-    a.extend(provider_args(&sb, p));
-    let r = go(&env, &a).await;
+    let a = human(run_args(&csv, "plan", &sb, p, &dry_run));
+    let r = run(&env, &with_globals(&["--config", "fees.toml"], a)).await;
     assert_eq!(r.code, 0, "{r}");
     for want in [
         "Dry run for campaign plan",
@@ -377,9 +347,7 @@ async fn dry_run_prints_the_plan_and_makes_zero_provider_calls() {
     assert_eq!(calls(&sb), before);
 
     // The plan holds: the real run buys exactly the tokens it announced.
-    let mut a = s(&["--json", "resume", "plan"]);
-    a.extend(provider_args(&sb, p));
-    let r = go(&env, &a).await;
+    let r = run(&env, &resume_args("plan", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
     let sum = r.json();
     assert_eq!(sum["counts"]["sent"], 51, "{r}");
@@ -393,39 +361,33 @@ async fn the_readme_newcomer_flow_with_the_sample_config() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sample = root.join("samples/billing-notice.csv");
     let config = root.join("samples/zns-batch.toml");
-    let base = s(&["--config", config.to_str().unwrap(), "--profile", "demo"]);
-    let r = go(
-        &env,
-        &with(
-            base.clone(),
-            &s(&[
-                "run",
-                sample.to_str().unwrap(),
-                "--campaign",
-                "demo",
-                "--dry-run",
-            ]),
-        ),
-    )
-    .await;
+    let base = ["--config", config.to_str().unwrap(), "--profile", "demo"];
+    let a = args(&[
+        "run",
+        sample.to_str().unwrap(),
+        "--campaign",
+        "demo",
+        "--dry-run",
+    ]);
+    let r = run(&env, &with_globals(&base, a)).await;
     assert_eq!(r.code, 0, "{r}");
     assert!(
         r.stdout.contains("40 to send") && r.stdout.contains("VND"),
         "{r}"
     );
-    let r = go(&env, &with(base.clone(), &s(&["resume", "demo"]))).await;
+    let r = run(&env, &with_globals(&base, args(&["resume", "demo"]))).await;
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("FINISHED"), "{r}");
-    let r = go(&env, &s(&["status"])).await;
+    let r = run(&env, &args(&["status"])).await;
     assert!(
         r.stdout.contains("demo") && r.stdout.contains("finished"),
         "{r}"
     );
     assert!(r.stdout.contains("next reset"), "{r}");
     let out = env.path("demo.csv");
-    let r = go(
+    let r = run(
         &env,
-        &s(&["report", "demo", "--excel", "--out", out.to_str().unwrap()]),
+        &args(&["report", "demo", "--excel", "--out", out.to_str().unwrap()]),
     )
     .await;
     assert_eq!(r.code, 0, "{r}");
@@ -444,21 +406,8 @@ async fn send_window_pauses_outside_it_and_waits_with_wait() {
     write_csv(&csv, 0, 30);
 
     // 23:10 in Hanoi: closed. Pause (exit 3) without a single provider call.
-    let mut a = s(&[
-        "--json",
-        "run",
-        csv.to_str().unwrap(),
-        "--campaign",
-        "w",
-        "--template-id",
-        "246810",
-        "--send-window",
-        "07:00-22:00",
-    ]);
-    a.extend(provider_args(&sb, p));
-    let mut c = cmd(&env, &a);
-    c.env("ZNS_BATCH_NOW", "2026-11-24T23:10:00+07:00");
-    let r = run_with(c).await;
+    let a = run_args(&csv, "w", &sb, p, &["--send-window", "07:00-22:00"]);
+    let r = run_with(command_at(&env, &a, datetime!(2026-11-24 23:10 +07:00))).await;
     assert_eq!(r.code, 3, "{r}");
     let sum = r.json();
     assert_eq!(sum["stop"], "window", "{r}");
@@ -472,8 +421,7 @@ async fn send_window_pauses_outside_it_and_waits_with_wait() {
     assert!(sum["next_step"].as_str().unwrap().contains("--wait"), "{r}");
     assert_eq!(calls(&sb), (0, 0, 0, 0));
 
-    let mut c = cmd(&env, &s(&["status"]));
-    c.env("ZNS_BATCH_NOW", "2026-11-24T23:11:00+07:00");
+    let c = command_at(&env, &args(&["status"]), datetime!(2026-11-24 23:11 +07:00));
     let r = run_with(c).await;
     assert!(
         r.stdout.contains("paused") && r.stdout.contains("outside the send window"),
@@ -482,10 +430,8 @@ async fn send_window_pauses_outside_it_and_waits_with_wait() {
 
     // 06:59:58 the next morning, `resume --wait` with no window flag: the
     // stored window holds; it sleeps two seconds, then sends everything.
-    let mut a = s(&["--json", "resume", "w", "--wait"]);
-    a.extend(provider_args(&sb, p));
-    let mut c = cmd(&env, &a);
-    c.env("ZNS_BATCH_NOW", "2026-11-25T06:59:58+07:00");
+    let a = resume_args("w", &sb, p, &["--wait"]);
+    let c = command_at(&env, &a, datetime!(2026-11-25 06:59:58 +07:00));
     let t0 = Instant::now();
     let r = run_with(c).await;
     assert_eq!(r.code, 0, "{r}");
@@ -499,9 +445,9 @@ async fn send_window_pauses_outside_it_and_waits_with_wait() {
     let rows = report_rows(&env, "w").await;
     assert_exactly_once(&sb.stats(), &tracking_ids_in_state(&rows, "sent"), 30);
 
-    let r = go(
+    let r = run(
         &env,
-        &s(&[
+        &args(&[
             "run",
             csv.to_str().unwrap(),
             "--campaign",
@@ -526,23 +472,9 @@ async fn the_window_closing_mid_run_stops_sending_and_resume_finishes_next_morni
     let n = 200;
     write_csv(&csv, 0, n);
     // 21:59:57: three seconds of window left; 400 calls at 50/s take eight.
-    let mut a = s(&[
-        "--json",
-        "run",
-        csv.to_str().unwrap(),
-        "--campaign",
-        "late",
-        "--template-id",
-        "246810",
-        "--send-window",
-        "07:00-22:00",
-        "--rate",
-        "50",
-    ]);
-    a.extend(provider_args(&sb, p));
-    let mut c = cmd(&env, &a);
-    c.env("ZNS_BATCH_NOW", "2026-11-24T21:59:57+07:00");
-    let r = run_with(c).await;
+    let window = ["--send-window", "07:00-22:00", "--rate", "50"];
+    let a = run_args(&csv, "late", &sb, p, &window);
+    let r = run_with(command_at(&env, &a, datetime!(2026-11-24 21:59:57 +07:00))).await;
     assert_eq!(r.code, 3, "{r}");
     let sum = r.json();
     assert_eq!(sum["stop"], "window", "{r}");
@@ -554,11 +486,8 @@ async fn the_window_closing_mid_run_stops_sending_and_resume_finishes_next_morni
         "nothing left after the window closed"
     );
 
-    let mut a = s(&["--json", "resume", "late"]);
-    a.extend(provider_args(&sb, p));
-    let mut c = cmd(&env, &a);
-    c.env("ZNS_BATCH_NOW", "2026-11-25T07:00:00+07:00");
-    let r = run_with(c).await;
+    let a = resume_args("late", &sb, p, &[]);
+    let r = run_with(command_at(&env, &a, datetime!(2026-11-25 07:00 +07:00))).await;
     assert_eq!(r.code, 0, "{r}");
     let rows = report_rows(&env, "late").await;
     assert_exactly_once(&sb.stats(), &tracking_ids_in_state(&rows, "sent"), n);
@@ -586,33 +515,23 @@ async fn reconcile_fills_delivery_status_bounded_and_resumable() {
     let csv = env.path("c.csv");
     let n = 100;
     write_csv(&csv, 0, n);
-    let mut a = s(&[
-        "--json",
-        "run",
-        csv.to_str().unwrap(),
-        "--campaign",
-        "r",
-        "--template-id",
-        "246810",
-    ]);
-    a.extend(provider_args(&sb, p));
-    let r = go(&env, &a).await;
+    let r = run(&env, &run_args(&csv, "r", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
     // A day later on the sandbox's clock: every message has had its chance.
     sb.advance_day(1);
     let reconcile = |extra: &[&str]| {
-        let mut a = s(&["--json", "reconcile", "r"]);
-        a.extend(s(extra));
+        let mut a = args(&["--json", "reconcile", "r"]);
+        a.extend(args(extra));
         if !extra.contains(&"--rate") {
             // The default (10/s) would make this test slow for no gain.
-            a.extend(s(&["--rate", "1000"]));
+            a.extend(args(&["--rate", "1000"]));
         }
         a.extend(provider_args(&sb, p));
         a
     };
 
     // Bounded: 30 now, exit 3 with the rest left.
-    let r = go(&env, &reconcile(&["--max-lookups", "30"])).await;
+    let r = run(&env, &reconcile(&["--max-lookups", "30"])).await;
     assert_eq!(r.code, 3, "{r}");
     let j = r.json();
     assert_eq!(j["this_run"]["looked_up"], 30, "{r}");
@@ -620,7 +539,7 @@ async fn reconcile_fills_delivery_status_bounded_and_resumable() {
     assert_eq!(sb.stats().get_message_calls, 30);
 
     // Resumable: the next run asks only about the other 70.
-    let r = go(&env, &reconcile(&[])).await;
+    let r = run(&env, &reconcile(&[])).await;
     assert_eq!(r.code, 0, "{r}");
     let j = r.json();
     assert_eq!(j["this_run"]["looked_up"], 70, "{r}");
@@ -638,7 +557,11 @@ async fn reconcile_fills_delivery_status_bounded_and_resumable() {
 
     // The report carries it row by row.
     let out = env.path("r.csv");
-    let r = go(&env, &s(&["report", "r", "--out", out.to_str().unwrap()])).await;
+    let r = run(
+        &env,
+        &args(&["report", "r", "--out", out.to_str().unwrap()]),
+    )
+    .await;
     assert_eq!(r.code, 0, "{r}");
     let mut rdr = csv::Reader::from_path(&out).unwrap();
     let h = rdr.headers().unwrap().clone();
@@ -657,13 +580,13 @@ async fn reconcile_fills_delivery_status_bounded_and_resumable() {
         assert_eq!(&row[fm], "200");
     }
     // And status shows it.
-    let r = go(&env, &s(&["status"])).await;
+    let r = run(&env, &args(&["status"])).await;
     assert!(r.stdout.contains("delivery 100/100 sent checked"), "{r}");
-    let r = go(&env, &s(&["--json", "status", "r"])).await;
+    let r = run(&env, &args(&["--json", "status", "r"])).await;
     assert_eq!(r.json()[0]["delivery"]["seen"], want("seen"));
 
     // Nothing is due again within the recheck interval: no call at all.
-    let r = go(&env, &reconcile(&[])).await;
+    let r = run(&env, &reconcile(&[])).await;
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(r.json()["this_run"]["looked_up"], 0);
     assert_eq!(sb.stats().get_message_calls, 100);
@@ -671,7 +594,7 @@ async fn reconcile_fills_delivery_status_bounded_and_resumable() {
     // Asked to recheck now: only the rows not yet `seen`, rate-limited.
     let not_final = n as u64 - want("seen");
     let t0 = Instant::now();
-    let r = go(&env, &reconcile(&["--recheck-after", "0s", "--rate", "40"])).await;
+    let r = run(&env, &reconcile(&["--recheck-after", "0s", "--rate", "40"])).await;
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(r.json()["this_run"]["looked_up"], not_final);
     assert_eq!(sb.stats().get_message_calls, 100 + not_final);
@@ -683,7 +606,7 @@ async fn reconcile_fills_delivery_status_bounded_and_resumable() {
     );
 
     // Text summary.
-    let mut a = s(&[
+    let mut a = args(&[
         "reconcile",
         "r",
         "--recheck-after",
@@ -692,7 +615,7 @@ async fn reconcile_fills_delivery_status_bounded_and_resumable() {
         "5",
     ]);
     a.extend(provider_args(&sb, p));
-    let r = go(&env, &a).await;
+    let r = run(&env, &a).await;
     assert_eq!(r.code, 3, "{r}");
     assert!(
         r.stdout.contains("Reconcile r — PAUSED") && r.stdout.contains("5 looked up"),
@@ -710,21 +633,11 @@ async fn reconcile_says_clearly_where_the_provider_has_no_lookup() {
         let sb = sandbox(p, |_| {}).await;
         let csv = env.path("c.csv");
         write_csv(&csv, 0, 10);
-        let mut a = s(&[
-            "--json",
-            "run",
-            csv.to_str().unwrap(),
-            "--campaign",
-            "u",
-            "--template-id",
-            "246810",
-        ]);
-        a.extend(provider_args(&sb, p));
-        let r = go(&env, &a).await;
+        let r = run(&env, &run_args(&csv, "u", &sb, p, &[])).await;
         assert_eq!(r.code, 0, "{r}");
-        let mut a = s(&["reconcile", "u"]);
+        let mut a = args(&["reconcile", "u"]);
         a.extend(provider_args(&sb, p));
-        let r = go(&env, &a).await;
+        let r = run(&env, &a).await;
         assert_eq!(r.code, 2, "{p}: {r}");
         assert!(
             r.stderr.contains(words) && r.stderr.contains("not available"),
@@ -737,9 +650,9 @@ async fn reconcile_says_clearly_where_the_provider_has_no_lookup() {
     let env = Env::new();
     let csv = env.path("c.csv");
     write_csv(&csv, 0, 5);
-    let mut c = cmd(
+    let mut c = command(
         &env,
-        &s(&[
+        &args(&[
             "run",
             csv.to_str().unwrap(),
             "--campaign",
@@ -750,10 +663,10 @@ async fn reconcile_says_clearly_where_the_provider_has_no_lookup() {
     );
     c.env_remove("ZNS_API_KEY");
     assert_eq!(run_with(c).await.code, 0);
-    let r = go(&env, &s(&["reconcile", "e"])).await;
+    let r = run(&env, &args(&["reconcile", "e"])).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("embedded sandbox"), "{r}");
-    let r = go(&env, &s(&["reconcile", "nope"])).await;
+    let r = run(&env, &args(&["reconcile", "nope"])).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("known: e"), "{r}");
 }
@@ -782,22 +695,16 @@ async fn report_is_spreadsheet_safe_with_one_line_per_row() {
          \t=2+2,t-8,Khánh\n",
     )
     .unwrap();
-    let mut a = s(&[
-        "--json",
-        "run",
-        csv.to_str().unwrap(),
-        "--campaign",
-        "x",
-        "--template-id",
-        "246810",
-    ]);
-    a.extend(provider_args(&sb, p));
-    let r = go(&env, &a).await;
+    let r = run(&env, &run_args(&csv, "x", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
     let rows_in_file = 8;
 
     let out = env.path("r.csv");
-    let r = go(&env, &s(&["report", "x", "--out", out.to_str().unwrap()])).await;
+    let r = run(
+        &env,
+        &args(&["report", "x", "--out", out.to_str().unwrap()]),
+    )
+    .await;
     assert_eq!(r.code, 0, "{r}");
     let bytes = std::fs::read(&out).unwrap();
     let text = String::from_utf8(bytes.clone()).unwrap();
@@ -829,9 +736,9 @@ async fn report_is_spreadsheet_safe_with_one_line_per_row() {
 
     // --excel: the same bytes behind a UTF-8 BOM.
     let xl = env.path("x.csv");
-    let r = go(
+    let r = run(
         &env,
-        &s(&["report", "x", "--excel", "--out", xl.to_str().unwrap()]),
+        &args(&["report", "x", "--excel", "--out", xl.to_str().unwrap()]),
     )
     .await;
     assert_eq!(r.code, 0, "{r}");
@@ -840,7 +747,7 @@ async fn report_is_spreadsheet_safe_with_one_line_per_row() {
     assert_eq!(&xl_bytes[3..], &bytes[..]);
 
     // --json: one object per row, values as they are (JSON needs no escaping).
-    let r = go(&env, &s(&["--json", "report", "x"])).await;
+    let r = run(&env, &args(&["--json", "report", "x"])).await;
     assert_eq!(r.code, 0, "{r}");
     let objs: Vec<serde_json::Value> = r
         .stdout
@@ -868,22 +775,15 @@ async fn json_logs_go_to_the_log_file_with_phones_masked_and_no_key() {
     let csv = env.path("c.csv");
     let phones = write_csv(&csv, 0, 40);
     let log = env.path("zns.log");
-    let mut a = s(&[
+    let logs = [
         "-vv",
         "--log-format",
         "json",
         "--log-file",
         log.to_str().unwrap(),
-        "--json",
-        "run",
-        csv.to_str().unwrap(),
-        "--campaign",
-        "l",
-        "--template-id",
-        "246810",
-    ]);
-    a.extend(provider_args(&sb, p));
-    let r = go(&env, &a).await;
+    ];
+    let a = with_globals(&logs, run_args(&csv, "l", &sb, p, &[]));
+    let r = run(&env, &a).await;
     assert_eq!(r.code, 0, "{r}");
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<serde_json::Value> = text
@@ -908,16 +808,15 @@ async fn json_logs_go_to_the_log_file_with_phones_masked_and_no_key() {
     assert!(!r.stderr.contains("\"level\""), "{r}");
 
     // Text logs on a non-terminal stderr carry no colour codes.
-    let mut a = s(&["-v", "resume", "l"]);
-    a.extend(provider_args(&sb, p));
-    let r = go(&env, &a).await;
+    let a = with_globals(&["-v"], human(resume_args("l", &sb, p, &[])));
+    let r = run(&env, &a).await;
     assert!(!r.stderr.contains('\u{1b}'), "{r}");
 
-    let r = go(&env, &s(&["--log-format", "xml", "status"])).await;
+    let r = run(&env, &args(&["--log-format", "xml", "status"])).await;
     assert_eq!(r.code, 2, "{r}");
-    let r = go(
+    let r = run(
         &env,
-        &s(&["--log-file", "/nonexistent-dir/x.log", "status"]),
+        &args(&["--log-file", "/nonexistent-dir/x.log", "status"]),
     )
     .await;
     assert_eq!(r.code, 2, "{r}");
@@ -931,7 +830,7 @@ async fn json_logs_go_to_the_log_file_with_phones_masked_and_no_key() {
 async fn completions_generate_for_bash_zsh_and_fish() {
     let env = Env::new();
     for shell in ["bash", "zsh", "fish"] {
-        let r = go(&env, &s(&["completions", shell])).await;
+        let r = run(&env, &args(&["completions", shell])).await;
         assert_eq!(r.code, 0, "{shell}: {r}");
         for word in ["reconcile", "completions", "send-window", "profile"] {
             assert!(r.stdout.contains(word), "{shell}: no {word}");
@@ -960,7 +859,7 @@ async fn completions_generate_for_bash_zsh_and_fish() {
         !env.state().exists(),
         "completions touched the state database"
     );
-    let r = go(&env, &s(&["completions", "tcsh"])).await;
+    let r = run(&env, &args(&["completions", "tcsh"])).await;
     assert_eq!(r.code, 2, "{r}");
 }
 
@@ -977,7 +876,7 @@ async fn every_subcommand_help_has_a_worked_example() {
         "reconcile",
         "completions",
     ] {
-        let r = go(&env, &s(&[sub, "--help"])).await;
+        let r = run(&env, &args(&[sub, "--help"])).await;
         assert_eq!(r.code, 0, "{sub}: {r}");
         assert!(
             r.stdout.contains("Examples:"),
@@ -988,7 +887,7 @@ async fn every_subcommand_help_has_a_worked_example() {
             "{sub} --help shows no `zns-batch {sub}` command:\n{r}"
         );
     }
-    let r = go(&env, &s(&["--help"])).await;
+    let r = run(&env, &args(&["--help"])).await;
     for want in [
         "Precedence",
         "Exit codes",
@@ -1003,7 +902,7 @@ async fn every_subcommand_help_has_a_worked_example() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clock_override_is_checked() {
     let env = Env::new();
-    let mut c = cmd(&env, &s(&["status"]));
+    let mut c = command(&env, &args(&["status"]));
     c.env("ZNS_BATCH_NOW", "tomorrow");
     let r = run_with(c).await;
     assert_eq!(r.code, 2, "{r}");

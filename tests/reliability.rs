@@ -16,13 +16,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zns_batch::provider::sandbox::{Faults, Sandbox};
 use zns_batch::provider::ProviderKind;
+use zns_batch::quota;
 
 fn soak() -> bool {
     std::env::var("ZNS_SOAK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn uses_tokens(p: ProviderKind) -> bool {
-    p != ProviderKind::Esms
 }
 
 /// A spawned zns-batch whose output is drained as it runs (a chatty run
@@ -51,13 +48,6 @@ impl Spawned {
     async fn wait(self) -> Run {
         self.task.await.expect("zns-batch wait task")
     }
-}
-
-/// `ZNS_BATCH_NOW` for "real now + `days`": a later OA day for the runner.
-fn clock_in_days(days: i64) -> String {
-    (time::OffsetDateTime::now_utc() + time::Duration::days(days))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
 }
 
 fn repeats(stats: &zns_batch::provider::sandbox::Stats) -> u64 {
@@ -108,18 +98,11 @@ async fn kill_loop(k: KillLoop) {
         extra.extend(["--in-doubt", "hold"]);
     }
     let base = |cmd: &str| {
-        let mut v = args(&["--json", cmd]);
-        if cmd == "run" {
-            v.extend(args(&[
-                path.to_str().unwrap(),
-                "--campaign",
-                "kill",
-                "--template-id",
-                "246810",
-            ]));
+        let mut v = if cmd == "run" {
+            run_head(&path, "kill")
         } else {
-            v.push("kill".into());
-        }
+            resume_head("kill")
+        };
         v.extend(provider_base_args(&sb, p));
         v.extend(args(&["--request-timeout", "2s"]));
         v.extend(extra.iter().map(|s| s.to_string()));
@@ -168,8 +151,7 @@ async fn kill_loop(k: KillLoop) {
             ended_early += 1;
             continue;
         }
-        child.start_kill().expect("SIGKILL");
-        let _ = child.wait().await;
+        kill_9(child).await;
         kill_points.push(sb.stats_summary().accepted);
     }
     let mut last = run(&env, &base("resume")).await;
@@ -433,17 +415,9 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
     ];
     let args_for = |sb: &Sandbox, first: bool| {
         let mut v = if first {
-            args(&[
-                "--json",
-                "run",
-                path.to_str().unwrap(),
-                "--campaign",
-                "f",
-                "--template-id",
-                "246810",
-            ])
+            run_head(&path, "f")
         } else {
-            args(&["--json", "resume", "f"])
+            resume_head("f")
         };
         v.extend(provider_base_args(sb, p));
         v.extend(args(&flags));
@@ -463,7 +437,7 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
         );
         let mut cmd = command(&env, &args_for(&sb, runs == 1));
         if days > 0 {
-            cmd.env("ZNS_BATCH_NOW", clock_in_days(days));
+            set_clock(&mut cmd, days_from_now(days));
         }
         let child = Spawned::start(cmd);
         while child.running() {
@@ -550,41 +524,31 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
     sb.stop().await;
 }
 
-fn sc_5xx() -> Scenario {
+/// A 300-row scenario whose only trouble is the sandbox faults `set` turns on.
+fn faulty(name: &'static str, set: impl FnOnce(&mut Faults)) -> Scenario {
+    let mut faults = Faults::default();
+    set(&mut faults);
     Scenario {
-        name: "5xx",
+        name,
         rows: 300,
-        faults: Faults {
-            http_5xx: 0.2,
-            ..Faults::default()
-        },
+        faults,
         ..Scenario::default()
     }
+}
+
+fn sc_5xx() -> Scenario {
+    faulty("5xx", |f| f.http_5xx = 0.2)
 }
 
 fn sc_429() -> Scenario {
-    Scenario {
-        name: "429",
-        rows: 300,
-        faults: Faults {
-            http_429: 0.2,
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("429", |f| f.http_429 = 0.2)
 }
 
 fn sc_429_retry_after() -> Scenario {
-    Scenario {
-        name: "429_retry_after",
-        rows: 300,
-        faults: Faults {
-            http_429: 0.05,
-            retry_after_secs: Some(1),
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("429_retry_after", |f| {
+        f.http_429 = 0.05;
+        f.retry_after_secs = Some(1);
+    })
 }
 
 fn sc_refused_briefly() -> Scenario {
@@ -606,55 +570,27 @@ fn sc_refused_long() -> Scenario {
 }
 
 fn sc_timeouts() -> Scenario {
-    Scenario {
-        name: "timeouts",
-        rows: 300,
-        faults: Faults {
-            timeout: 0.08,
-            hang: Duration::from_secs(1),
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("timeouts", |f| {
+        f.timeout = 0.08;
+        f.hang = Duration::from_secs(1);
+    })
 }
 
 fn sc_dropped() -> Scenario {
-    Scenario {
-        name: "dropped_replies",
-        rows: 300,
-        faults: Faults {
-            drop_reply: 0.15,
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("dropped_replies", |f| f.drop_reply = 0.15)
 }
 
 fn sc_malformed() -> Scenario {
-    Scenario {
-        name: "malformed_replies",
-        rows: 300,
-        faults: Faults {
-            malformed: 0.15,
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("malformed_replies", |f| f.malformed = 0.15)
 }
 
 /// A send accepted, its reply only after 1 s against a 400 ms client
 /// timeout: the provider acted, the client timed out.
 fn sc_slow_replies() -> Scenario {
-    Scenario {
-        name: "replies_slower_than_the_timeout",
-        rows: 300,
-        faults: Faults {
-            slow_reply: 0.08,
-            hang: Duration::from_secs(1),
-            ..Faults::default()
-        },
-        ..Scenario::default()
-    }
+    faulty("replies_slower_than_the_timeout", |f| {
+        f.slow_reply = 0.08;
+        f.hang = Duration::from_secs(1);
+    })
 }
 
 fn sc_slow_replies_lookup_no_dedup() -> Scenario {
@@ -777,25 +713,6 @@ fault_matrix!(
 
 // ===== graceful stop ==========================================================
 
-fn human_run_args(
-    path: &std::path::Path,
-    campaign: &str,
-    sb: &Sandbox,
-    extra: &[&str],
-) -> Vec<String> {
-    let mut v = args(&[
-        "run",
-        path.to_str().unwrap(),
-        "--campaign",
-        campaign,
-        "--template-id",
-        "246810",
-    ]);
-    v.extend(provider_args(sb, ProviderKind::Etelecom));
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
 /// First Ctrl-C / SIGTERM: stop claiming, let in-flight requests finish,
 /// checkpoint, say how to resume, exit 3 — and leave nothing in doubt.
 async fn graceful_stop(sig: &str) {
@@ -807,7 +724,7 @@ async fn graceful_stop(sig: &str) {
     let conc = 8u64;
     let child = Spawned::start(command(
         &env,
-        &human_run_args(&path, "grace", &sb, &["--concurrency", "8"]),
+        &human(run_args(&path, "grace", &sb, p, &["--concurrency", "8"])),
     ));
     let t0 = Instant::now();
     while sb.stats_summary().accepted < 12 {
@@ -951,7 +868,7 @@ async fn second_ctrl_c_exits_at_once_and_nothing_is_sent_twice() {
     write_csv(&path, 0, 300);
     let child = Spawned::start(command(
         &env,
-        &human_run_args(&path, "twice", &sb, &["--concurrency", "8"]),
+        &human(run_args(&path, "twice", &sb, p, &["--concurrency", "8"])),
     ));
     let t0 = Instant::now();
     while sb.stats_summary().accepted < 20 {
@@ -1005,19 +922,10 @@ async fn local_quota_day_turns_at_midnight_in_vietnam() {
     let sb = sandbox(p, |_| {}).await;
     let path = env.path("c.csv");
     write_csv(&path, 0, 250);
-    let vn = time::UtcOffset::from_hms(7, 0, 0).unwrap();
-    let today = time::OffsetDateTime::now_utc().to_offset(vn).date();
-    let midnight = today.next_day().unwrap().midnight().assume_offset(vn);
-    let at = |t: time::OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
+    let midnight = quota::next_day_start(time::OffsetDateTime::now_utc());
     let quota = ["--daily-quota", "100"];
-    let step = |args: Vec<String>, now: time::OffsetDateTime| {
-        let mut cmd = command(&env, &args);
-        cmd.env("ZNS_BATCH_NOW", at(now));
-        run_with(cmd)
-    };
+    let step =
+        |args: Vec<String>, now: time::OffsetDateTime| run_with(command_at(&env, &args, now));
 
     let r = step(
         run_args(&path, "day", &sb, p, &quota),
@@ -1071,11 +979,9 @@ async fn local_quota_day_turns_at_midnight_in_vietnam() {
     );
 }
 
+/// `YYYY-MM-DD` of the OA's day at `t`.
 fn quota_day(t: time::OffsetDateTime) -> String {
-    let d = t
-        .to_offset(time::UtcOffset::from_hms(7, 0, 0).unwrap())
-        .date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    quota::day_key(quota::oa_day(t))
 }
 
 // ===== concurrent runs ========================================================
@@ -1357,19 +1263,13 @@ async fn secrets_never_leave_and_phones_are_masked_in_logs() {
 /// limit fails with EFBIG instead of killing it, then `prlimit` caps the
 /// size of any file it writes — a disk that is full.
 fn disk_full_command(env: &Env, limit_bytes: u64, args: &[String]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg("trap '' XFSZ; exec prlimit --fsize=\"$0\" -- \"$@\"")
-        .arg(limit_bytes.to_string())
-        .arg(bin())
-        .arg("--state")
-        .arg(env.state())
-        .args(args);
-    cmd.env("ZNS_API_KEY", KEY);
-    cmd.env_remove("ZNS_BATCH_NOW");
-    cmd.current_dir(env.dir.path());
-    cmd.kill_on_drop(true);
-    cmd
+    let launcher = [
+        "sh".to_string(),
+        "-c".to_string(),
+        "trap '' XFSZ; exec prlimit --fsize=\"$0\" -- \"$@\"".to_string(),
+        limit_bytes.to_string(),
+    ];
+    launched_command(env, &launcher, args)
 }
 
 /// The disk fills up mid-run: exit 1 with a clear message, the state is not
@@ -1445,22 +1345,16 @@ async fn read_only_state_exits_1_and_resumes_once_writable() {
         .append(true)
         .open(env.state())
         .is_ok();
-    let as_user = |args: Vec<String>| {
-        let mut cmd = if is_root {
-            let mut c = tokio::process::Command::new("setpriv");
-            c.args(["--bounding-set=-dac_override,-dac_read_search", "--"]);
-            c.arg(bin());
-            c
-        } else {
-            tokio::process::Command::new(bin())
-        };
-        cmd.arg("--state").arg(env.state()).args(args);
-        cmd.env("ZNS_API_KEY", KEY);
-        cmd.env_remove("ZNS_BATCH_NOW");
-        cmd.current_dir(env.dir.path());
-        cmd.kill_on_drop(true);
-        cmd
+    let launcher = if is_root {
+        args(&[
+            "setpriv",
+            "--bounding-set=-dac_override,-dac_read_search",
+            "--",
+        ])
+    } else {
+        Vec::new()
     };
+    let as_user = |argv: Vec<String>| launched_command(&env, &launcher, &argv);
     let r = run_with(as_user(resume_args("ro", &sb, p, &[]))).await;
     assert_eq!(r.code, 1, "{r}");
     assert!(r.stderr.contains("read-only"), "clear message: {r}");
@@ -1537,8 +1431,7 @@ async fn kill_during_import_then_resume_finishes_it() {
             _ => tokio::time::sleep(Duration::from_millis(1)).await,
         }
     };
-    child.start_kill().expect("SIGKILL");
-    let _ = child.wait().await;
+    kill_9(child).await;
     assert_eq!(
         sb.stats().accepted,
         0,

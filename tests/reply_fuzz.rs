@@ -197,6 +197,19 @@ fn token() -> JourneyToken {
     }
 }
 
+/// One send of one row, the same for every adapter.
+fn send_request(token: &JourneyToken) -> SendRequest<'_> {
+    SendRequest {
+        oa_id: "1",
+        phone: "84912345678",
+        template_id: "1",
+        template_data: &[("name", "An")],
+        tracking_id: "t-1",
+        token: Some(token),
+        campaign: "c",
+    }
+}
+
 /// Drive every call of every adapter against `raw` and check the verdicts.
 fn check(raw: &[u8]) -> Result<(), TestCaseError> {
     let h = harness();
@@ -209,16 +222,7 @@ fn check(raw: &[u8]) -> Result<(), TestCaseError> {
             .unwrap_or(false);
     for (kind, p) in &h.providers {
         let tok = token();
-        let data = [("name", "An")];
-        let req = SendRequest {
-            oa_id: "1",
-            phone: "84912345678",
-            template_id: "1",
-            template_data: &data,
-            tracking_id: "t-1",
-            token: Some(&tok),
-            campaign: "c",
-        };
+        let req = send_request(&tok);
         let limit = Duration::from_secs(10);
         let send =
             h.rt.block_on(async { tokio::time::timeout(limit, p.send(&req)).await })
@@ -287,16 +291,7 @@ fn a_huge_reply_is_a_classified_error() {
     *h.slot.lock().expect("slot") = raw;
     for (kind, p) in &h.providers {
         let tok = token();
-        let data = [("name", "An")];
-        let req = SendRequest {
-            oa_id: "1",
-            phone: "84912345678",
-            template_id: "1",
-            template_data: &data,
-            tracking_id: "t-1",
-            token: Some(&tok),
-            campaign: "c",
-        };
+        let req = send_request(&tok);
         let e =
             h.rt.block_on(p.send(&req))
                 .expect_err("a 3 MB reply is refused");

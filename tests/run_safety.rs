@@ -5,21 +5,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use zns_batch::provider::ProviderKind;
 
 const P: ProviderKind = ProviderKind::Etelecom;
-
-/// A command whose clock reads `at`.
-fn at(env: &Env, argv: &[String], when: OffsetDateTime) -> tokio::process::Command {
-    let mut cmd = command(env, argv);
-    cmd.env("ZNS_BATCH_NOW", when.format(&Rfc3339).unwrap());
-    cmd
-}
 
 /// 08:00 in Vietnam today: hours added stay within the OA's quota day until 16:00.
 fn morning() -> OffsetDateTime {
@@ -69,7 +61,7 @@ async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
     );
 
     // First night: the local quota stops it after 100 messages.
-    let r = run_with(at(
+    let r = run_with(command_at(
         &env,
         &run_args(
             &path,
@@ -92,7 +84,12 @@ async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
 
     // Restored from backup a day late: the resume sends nothing.
     let before = sb.stats();
-    let r = run_with(at(&env, &resume_args("bills", &sb, P, &[]), t0 + hours(30))).await;
+    let r = run_with(command_at(
+        &env,
+        &resume_args("bills", &sb, P, &[]),
+        t0 + hours(30),
+    ))
+    .await;
     assert_eq!(r.code, 4, "expired campaigns exit 4: {r}");
     let s = r.json();
     assert_eq!(s["result"], "expired", "{r}");
@@ -117,9 +114,8 @@ async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
     assert_exactly_once(&after, &tracking_ids_in_state(&rows, "sent"), 100);
 
     // Human summary says so too, and a further resume is a no-op.
-    let mut argv = resume_args("bills", &sb, P, &[]);
-    argv.retain(|a| a != "--json");
-    let r = run_with(at(&env, &argv, t0 + hours(31))).await;
+    let argv = human(resume_args("bills", &sb, P, &[]));
+    let r = run_with(command_at(&env, &argv, t0 + hours(31))).await;
     assert_eq!(r.code, 4, "{r}");
     assert!(r.stdout.contains("expired"), "{r}");
     assert_eq!(sb.stats().send_requests, before.send_requests);
@@ -133,7 +129,7 @@ async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
     write_csv(&path, 0, 50);
     let t0 = morning();
 
-    let r = run_with(at(
+    let r = run_with(command_at(
         &env,
         &run_args(&path, "late", &sb, P, &["--not-after", "2020-01-01T08:00"]),
         t0,
@@ -150,7 +146,7 @@ async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
     assert!(r.stderr.contains("2026-11-24T08:00+07:00"), "hint: {r}");
     assert_eq!(sb.stats().send_requests, 0);
 
-    let r = run_with(at(
+    let r = run_with(command_at(
         &env,
         &run_args(
             &path,
@@ -164,7 +160,7 @@ async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
     .await;
     assert_eq!(r.code, 3, "{r}");
     // Within the 6 hours: resume continues (next quota day not needed, raise the cap).
-    let r = run_with(at(
+    let r = run_with(command_at(
         &env,
         &resume_args("d", &sb, P, &["--daily-quota", "30"]),
         t0 + hours(5),
@@ -173,7 +169,7 @@ async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
     assert_eq!(r.code, 3, "{r}");
     assert_eq!(r.json()["counts"]["sent"], 30, "{r}");
     // Past the 6 hours.
-    let r = run_with(at(
+    let r = run_with(command_at(
         &env,
         &resume_args("d", &sb, P, &["--daily-quota", "1000"]),
         t0 + hours(7),
@@ -191,7 +187,7 @@ async fn deadline_holds_across_kill_9() {
     let path = env.path("k.csv");
     write_csv(&path, 0, 400);
     let t0 = morning();
-    let mut child = at(
+    let mut child = command_at(
         &env,
         &run_args(
             &path,
@@ -204,16 +200,16 @@ async fn deadline_holds_across_kill_9() {
     )
     .spawn()
     .unwrap();
-    let started = Instant::now();
-    while sb.stats().accepted < 60 {
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    wait_accepted(&sb, &mut child, 60, Duration::from_secs(60)).await;
+    kill_9(child).await;
     let before = sb.stats();
 
-    let r = run_with(at(&env, &resume_args("k", &sb, P, &[]), t0 + hours(3))).await;
+    let r = run_with(command_at(
+        &env,
+        &resume_args("k", &sb, P, &[]),
+        t0 + hours(3),
+    ))
+    .await;
     assert_eq!(r.code, 4, "{r}");
     let after = sb.stats();
     assert_eq!(
@@ -248,25 +244,20 @@ async fn overlapping_campaigns_send_once_per_phone_within_the_interval() {
     write_csv(&b, 100, 200); // phones 100..300: 100 overlap
     let t0 = morning();
 
-    let r = run_with(at(&env, &run_args(&a, "a", &sb, P, &[]), t0)).await;
+    let r = run_with(command_at(&env, &run_args(&a, "a", &sb, P, &[]), t0)).await;
     assert_eq!(r.code, 0, "{r}");
 
     // The plan already says how many would be skipped.
-    let r = run_with(at(
+    let cap = [
+        "--min-interval-per-phone",
+        "24h",
+        "--token-type",
+        "token_logistics_30",
+    ];
+    let dry_run = [&cap[..], &["--dry-run"]].concat();
+    let r = run_with(command_at(
         &env,
-        &run_args(
-            &b,
-            "b",
-            &sb,
-            P,
-            &[
-                "--min-interval-per-phone",
-                "24h",
-                "--token-type",
-                "token_logistics_30",
-                "--dry-run",
-            ],
-        ),
+        &run_args(&b, "b", &sb, P, &dry_run),
         t0 + hours(1),
     ))
     .await;
@@ -274,20 +265,9 @@ async fn overlapping_campaigns_send_once_per_phone_within_the_interval() {
     assert_eq!(r.json()["would_skip_min_interval"], 100, "{r}");
 
     let tokens_before = sb.stats().tokens_created;
-    let r = run_with(at(
+    let r = run_with(command_at(
         &env,
-        &run_args(
-            &b,
-            "b",
-            &sb,
-            P,
-            &[
-                "--min-interval-per-phone",
-                "24h",
-                "--token-type",
-                "token_logistics_30",
-            ],
-        ),
+        &run_args(&b, "b", &sb, P, &cap),
         t0 + hours(1),
     ))
     .await;
@@ -324,7 +304,7 @@ async fn overlapping_campaigns_send_once_per_phone_within_the_interval() {
     // After the interval, the same phones may hear from the OA again.
     let c = env.path("c.csv");
     write_csv(&c, 150, 100);
-    let r = run_with(at(
+    let r = run_with(command_at(
         &env,
         &run_args(&c, "c", &sb, P, &["--min-interval-per-phone", "24h"]),
         t0 + hours(26),
@@ -348,13 +328,8 @@ async fn frequency_cap_holds_across_kill_9_and_resume() {
     let mut child = command(&env, &run_args(&a, "a", &sb, P, &cap))
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while sb.stats().accepted < 50 {
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    wait_accepted(&sb, &mut child, 50, Duration::from_secs(60)).await;
+    kill_9(child).await;
 
     // B runs while A lies killed: it takes the phones A never reached and
     // skips those A claimed (sent or in flight at the kill).

@@ -121,6 +121,16 @@ impl Run {
     }
 }
 
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -140,12 +150,70 @@ pub fn command_with_state(env: &Env, state: &Path, args: &[String]) -> tokio::pr
     let mut cmd = tokio::process::Command::new(bin());
     cmd.arg("--state").arg(state);
     cmd.args(args);
+    isolate(env, &mut cmd);
+    cmd
+}
+
+/// [`command`] started through `launcher` (`sh -c …`, `setpriv …`), which
+/// is given the binary and its arguments last; an empty launcher is
+/// [`command`] itself.
+pub fn launched_command(
+    env: &Env,
+    launcher: &[String],
+    args: &[String],
+) -> tokio::process::Command {
+    let Some((program, launcher_args)) = launcher.split_first() else {
+        return command(env, args);
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(launcher_args);
+    cmd.arg(bin()).arg("--state").arg(env.state()).args(args);
+    isolate(env, &mut cmd);
+    cmd
+}
+
+/// Every process a test starts: no `ZNS_*` variable from the developer's
+/// shell (a stray `ZNS_OA_ID` or `ZNS_BATCH_NOW` would change what the test
+/// checks), the sandbox key, the temp dir as working directory, and killed
+/// with the test.
+fn isolate(env: &Env, cmd: &mut tokio::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ZNS_") {
+            cmd.env_remove(name);
+        }
+    }
     cmd.env("ZNS_API_KEY", KEY);
-    cmd.env_remove("ZNS_BATCH_NOW");
-    cmd.env_remove("ZNS_CONFIG");
     cmd.current_dir(env.dir.path());
     cmd.kill_on_drop(true);
+}
+
+/// The real now plus `days`: a later OA day for a resume.
+pub fn days_from_now(days: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc() + time::Duration::days(days)
+}
+
+/// Set the binary's clock (`ZNS_BATCH_NOW`) to `when`.
+pub fn set_clock(cmd: &mut tokio::process::Command, when: time::OffsetDateTime) {
+    let rfc3339 = when
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("an RFC 3339 time");
+    cmd.env(zns_batch::quota::NOW_ENV, rfc3339);
+}
+
+/// [`command`] whose clock reads `when`.
+pub fn command_at(
+    env: &Env,
+    args: &[String],
+    when: time::OffsetDateTime,
+) -> tokio::process::Command {
+    let mut cmd = command(env, args);
+    set_clock(&mut cmd, when);
     cmd
+}
+
+/// Whether the protocol buys a token per phone before sending (eSMS does not).
+pub fn uses_tokens(p: ProviderKind) -> bool {
+    p != ProviderKind::Esms
 }
 
 pub async fn run_with(mut cmd: tokio::process::Command) -> Run {
@@ -153,11 +221,7 @@ pub async fn run_with(mut cmd: tokio::process::Command) -> Run {
         .await
         .expect("zns-batch did not finish in time")
         .expect("spawn zns-batch");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 pub async fn run(env: &Env, args: &[String]) -> Run {
@@ -225,16 +289,9 @@ pub fn tracking_ids_in_state(rows: &[csv::StringRecord], state: &str) -> BTreeSe
         .collect()
 }
 
-/// `--json run <CSV> --campaign <NAME> --template-id 246810` plus the
-/// provider flags for `sb` and `extra`.
-pub fn run_args(
-    csv: &Path,
-    campaign: &str,
-    sb: &Sandbox,
-    p: ProviderKind,
-    extra: &[&str],
-) -> Vec<String> {
-    let mut v = args(&[
+/// `--json run <CSV> --campaign <NAME> --template-id 246810`, no provider flags.
+pub fn run_head(csv: &Path, campaign: &str) -> Vec<String> {
+    args(&[
         "--json",
         "run",
         csv.to_str().unwrap(),
@@ -242,18 +299,47 @@ pub fn run_args(
         campaign,
         "--template-id",
         "246810",
-    ]);
+    ])
+}
+
+/// `--json resume <NAME>`, no provider flags.
+pub fn resume_head(campaign: &str) -> Vec<String> {
+    args(&["--json", "resume", campaign])
+}
+
+/// [`run_head`] plus the provider flags for `sb` and `extra`.
+pub fn run_args(
+    csv: &Path,
+    campaign: &str,
+    sb: &Sandbox,
+    p: ProviderKind,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut v = run_head(csv, campaign);
     v.extend(provider_args(sb, p));
     v.extend(extra.iter().map(|s| s.to_string()));
     v
 }
 
-/// `--json resume <NAME>`: `resume` takes the stored OA; the rest of the
-/// provider flags apply.
+/// [`resume_head`] plus the provider flags for `sb` and `extra`: `resume`
+/// takes the stored OA; the rest of the provider flags apply.
 pub fn resume_args(campaign: &str, sb: &Sandbox, p: ProviderKind, extra: &[&str]) -> Vec<String> {
-    let mut v = args(&["--json", "resume", campaign]);
+    let mut v = resume_head(campaign);
     v.extend(provider_args(sb, p));
     v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// The same command with the human (text) output: `--json` dropped.
+pub fn human(mut argv: Vec<String>) -> Vec<String> {
+    argv.retain(|a| a != "--json");
+    argv
+}
+
+/// `globals` (`--config F`, `-vv`, …) put before the subcommand.
+pub fn with_globals(globals: &[&str], argv: Vec<String>) -> Vec<String> {
+    let mut v = args(globals);
+    v.extend(argv);
     v
 }
 
@@ -303,11 +389,13 @@ pub async fn finish(child: tokio::process::Child) -> Run {
         .await
         .expect("zns-batch did not finish in time")
         .expect("wait for zns-batch");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
+}
+
+/// SIGKILL a spawned run and reap it.
+pub async fn kill_9(mut child: tokio::process::Child) {
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
 }
 
 /// What happened to every row, per the report and the sandbox.
