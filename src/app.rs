@@ -512,6 +512,7 @@ async fn run_cmd(g: &Globals, args: RunArgs, stop: Arc<Stop>) -> Result<i32, App
             csv_options: &csv_opts,
             dedup_phones: dedup,
             interrupted: Some(&signalled),
+            template: None,
         },
     )?;
     let import_secs = fresh.then(|| import_started.elapsed().as_secs_f64());
@@ -580,6 +581,7 @@ async fn resume_cmd(g: &Globals, args: ResumeArgs, stop: Arc<Stop>) -> Result<i3
             &opts,
             dedup,
             Some(&stop.signal_flag()),
+            None,
         )?;
         if !g.quiet && !g.json && !c.import_done {
             eprintln!(
@@ -1118,6 +1120,7 @@ fn validate_cmd(g: &Globals, args: ValidateArgs) -> Result<i32, AppError> {
             csv_options: &opts,
             dedup_phones: dedup,
             interrupted: None,
+            template: None,
         },
     )?;
     let counts = store.state_counts(campaign.id)?;

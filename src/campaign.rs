@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::{Digest, Sha256};
 
 use crate::csv_input::{self, CsvError, CsvItem, CsvOptions, CsvReader};
+use crate::preflight::{self, PreflightError, RowChecker, TemplateSpec};
 use crate::store::{Campaign, ImportCounts, ImportRow, NewCampaign, Store, StoreError};
 
 /// Records per import transaction.
@@ -22,6 +23,9 @@ pub enum CampaignError {
     /// The input file is unusable (exit 2).
     #[error(transparent)]
     Csv(#[from] CsvError),
+    /// The template refuses the campaign as a whole (exit 2).
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
     /// The campaign exists with another file (exit 2).
     #[error("campaign `{name}` was imported from a different file ({stored_path}, sha256 {stored}…); {given_path} has sha256 {given}…. Use a new --campaign name for a new file, or pass the original file")]
     DifferentFile {
@@ -61,6 +65,10 @@ pub struct CampaignSpec<'a> {
     /// Set by Ctrl-C / SIGTERM: the import stops after its current batch
     /// (it is resumable at batch boundaries) instead of finishing the file.
     pub interrupted: Option<&'a AtomicBool>,
+    /// The template's parameters (fetched, cached or declared): a campaign
+    /// it refuses is not created, and rows that break it are imported as
+    /// `rejected` so no token is bought for them. `None`: no pre-flight.
+    pub template: Option<&'a TemplateSpec>,
 }
 
 /// Deterministic per campaign, so a rerun under the same name reuses the
@@ -94,6 +102,7 @@ pub fn open_or_import(
         }
     }
     let mut reader = CsvReader::open(spec.csv, spec.csv_options)?;
+    let checker = row_checker(spec.template, &reader)?;
     let campaign = match existing {
         Some(c) => c,
         None => {
@@ -122,6 +131,7 @@ pub fn open_or_import(
         store,
         &campaign,
         &mut reader,
+        checker.as_ref(),
         spec.dedup_phones,
         spec.interrupted,
     )?;
@@ -129,7 +139,8 @@ pub fn open_or_import(
     Ok((campaign, counts, true))
 }
 
-/// Finish importing a campaign whose import was interrupted, from its file.
+/// Finish importing a campaign whose import was interrupted, from its file,
+/// with the same template check as [`open_or_import`] (`template`).
 pub fn resume_import(
     store: &mut Store,
     campaign: &Campaign,
@@ -137,6 +148,7 @@ pub fn resume_import(
     csv_options: &CsvOptions,
     dedup_phones: bool,
     interrupted: Option<&AtomicBool>,
+    template: Option<&TemplateSpec>,
 ) -> Result<(Campaign, ImportCounts), CampaignError> {
     let hash = csv_input::file_sha256(csv)?;
     if hash != campaign.csv_sha256 {
@@ -149,17 +161,41 @@ pub fn resume_import(
         });
     }
     let mut reader = CsvReader::open(csv, csv_options)?;
-    let counts = import_rows(store, campaign, &mut reader, dedup_phones, interrupted)?;
+    let checker = row_checker(template, &reader)?;
+    let counts = import_rows(
+        store,
+        campaign,
+        &mut reader,
+        checker.as_ref(),
+        dedup_phones,
+        interrupted,
+    )?;
     let campaign = store
         .find_campaign(&campaign.name)?
         .unwrap_or_else(|| campaign.clone());
     Ok((campaign, counts))
 }
 
+/// The campaign-level template checks on the file's header, then the
+/// per-row checker (`None` when there is no template or nothing to check).
+fn row_checker(
+    template: Option<&TemplateSpec>,
+    reader: &CsvReader,
+) -> Result<Option<RowChecker>, PreflightError> {
+    let Some(spec) = template else {
+        return Ok(None);
+    };
+    let keys = &reader.header().template_keys;
+    preflight::check_campaign(spec, keys)?;
+    let checker = RowChecker::new(spec, keys);
+    Ok((!checker.is_empty()).then_some(checker))
+}
+
 fn import_rows(
     store: &mut Store,
     campaign: &Campaign,
     reader: &mut CsvReader,
+    checker: Option<&RowChecker>,
     dedup: bool,
     interrupted: Option<&AtomicBool>,
 ) -> Result<ImportCounts, CampaignError> {
@@ -181,7 +217,9 @@ fn import_rows(
     std::thread::scope(|scope| -> Result<(), CampaignError> {
         std::thread::Builder::new()
             .name("zns-csv-reader".into())
-            .spawn_scoped(scope, move || read_batches(reader, start_line, &tx))
+            .spawn_scoped(scope, move || {
+                read_batches(reader, checker, start_line, &tx)
+            })
             .map_err(|e| CsvError::Io {
                 path: campaign.csv_path.clone().into(),
                 source: e,
@@ -256,6 +294,7 @@ struct Batch {
 /// error, or the receiver hanging up.
 fn read_batches(
     reader: &mut CsvReader,
+    checker: Option<&RowChecker>,
     mut last_line: u64,
     tx: &std::sync::mpsc::SyncSender<Result<Batch, CsvError>>,
 ) {
@@ -273,6 +312,18 @@ fn read_batches(
             match item {
                 Some(CsvItem::Row(r)) => {
                     last_line = r.line;
+                    // A value the template refuses: rejected here, like a
+                    // bad phone, so no token is ever bought for it.
+                    if let Some(reason) = checker.and_then(|c| c.check(&r.values)) {
+                        rows.push(Owned {
+                            line: r.line,
+                            phone: r.phone,
+                            tracking: None,
+                            data: String::new(),
+                            reject: Some(reason),
+                        });
+                        continue;
+                    }
                     rows.push(Owned {
                         line: r.line,
                         data: serde_json::to_string(&r.values).unwrap_or_else(|_| "[]".into()),
@@ -369,6 +420,144 @@ mod tests {
         let _other = lock(&state, "other").unwrap();
         drop(first);
         lock(&state, "c").unwrap();
+    }
+
+    fn declared_template() -> TemplateSpec {
+        crate::config::ConfigFile::parse(
+            r#"
+[templates.217489]
+params = [
+  { name = "customer_name", required = true, max_length = 30 },
+  { name = "amount",        required = true, max_length = 20 },
+]
+"#,
+            None,
+        )
+        .unwrap()
+        .templates
+        .remove("217489")
+        .unwrap()
+    }
+
+    fn spec<'a>(
+        csv: &'a Path,
+        opts: &'a CsvOptions,
+        template: Option<&'a TemplateSpec>,
+        interrupted: Option<&'a AtomicBool>,
+    ) -> CampaignSpec<'a> {
+        CampaignSpec {
+            name: "bills",
+            csv,
+            template_id: "217489",
+            token_type: "journey",
+            provider: "sandbox",
+            base_url: None,
+            oa_id: "1",
+            in_doubt_policy: "resend",
+            not_after_ms: None,
+            min_interval_ms: None,
+            csv_options: opts,
+            dedup_phones: true,
+            interrupted,
+            template,
+        }
+    }
+
+    /// 1,000 rows, every 20th name one character too long (50 rows); the
+    /// names that fit are typed decomposed (NFD), longer in code points
+    /// than the limit but not in characters.
+    fn thousand_rows(dir: &Path) -> (PathBuf, Vec<u64>) {
+        use unicode_normalization::UnicodeNormalization;
+        let fits: String = "Nguyễn Thị Ánh Tuyết Phương Ly".nfd().collect();
+        assert!(fits.chars().count() > 30 && crate::preflight::char_len(&fits) == 30);
+        let too_long = "Nguyễn Thị Ánh Tuyết Phương Lyy";
+        let mut text = String::from("phone,customer_name,amount\n");
+        let mut long_lines = Vec::new();
+        for i in 0..1000u64 {
+            let name = if i % 20 == 7 {
+                long_lines.push(i + 2);
+                too_long
+            } else {
+                fits.as_str()
+            };
+            text.push_str(&format!("0912{i:06},{name},{}\n", 1000 + i));
+        }
+        let path = dir.join("bills.csv");
+        std::fs::write(&path, text).unwrap();
+        (path, long_lines)
+    }
+
+    fn assert_exactly_the_long_rows_rejected(store: &Store, c: &Campaign, long_lines: &[u64]) {
+        let counts = store.state_counts(c.id).unwrap();
+        assert_eq!((counts.pending, counts.rejected), (950, 50));
+        let rejects = store.rejects(c.id, 1000).unwrap();
+        let lines: Vec<u64> = rejects.iter().map(|r| r.0).collect();
+        assert_eq!(lines, long_lines);
+        for (line, _, reason) in &rejects {
+            assert_eq!(
+                reason, "customer_name is 31 characters, longer than the template's 30: shorten it",
+                "line {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_that_break_the_template_are_rejected_at_import_with_line_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (csv, long_lines) = thousand_rows(dir.path());
+        let template = declared_template();
+        let opts = CsvOptions::default();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let (c, counts, fresh) =
+            open_or_import(&mut store, &spec(&csv, &opts, Some(&template), None)).unwrap();
+        assert!(fresh && c.import_done);
+        assert_eq!((counts.accepted, counts.rejected), (950, 50));
+        assert_exactly_the_long_rows_rejected(&store, &c, &long_lines);
+
+        // Without the template the same file is accepted whole.
+        let mut plain = Store::open(&dir.path().join("plain.sqlite")).unwrap();
+        let (_, counts, _) = open_or_import(&mut plain, &spec(&csv, &opts, None, None)).unwrap();
+        assert_eq!((counts.accepted, counts.rejected), (1000, 0));
+    }
+
+    #[test]
+    fn an_interrupted_import_resumed_checks_the_template_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (csv, long_lines) = thousand_rows(dir.path());
+        let template = declared_template();
+        let opts = CsvOptions::default();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let stop = AtomicBool::new(true);
+        let (c, counts, _) =
+            open_or_import(&mut store, &spec(&csv, &opts, Some(&template), Some(&stop))).unwrap();
+        assert!(!c.import_done);
+        assert_eq!(counts.accepted + counts.rejected, 0);
+        let (c, counts) =
+            resume_import(&mut store, &c, &csv, &opts, true, None, Some(&template)).unwrap();
+        assert!(c.import_done);
+        assert_eq!((counts.accepted, counts.rejected), (950, 50));
+        assert_exactly_the_long_rows_rejected(&store, &c, &long_lines);
+    }
+
+    #[test]
+    fn a_missing_required_column_refuses_the_campaign_before_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("bills.csv");
+        std::fs::write(&csv, "phone,customer_name,note\n0912000001,An,x\n").unwrap();
+        let template = declared_template();
+        let opts = CsvOptions::default();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let e = open_or_import(&mut store, &spec(&csv, &opts, Some(&template), None)).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(
+                e,
+                CampaignError::Preflight(PreflightError::MissingColumns(_))
+            ) && msg.contains("`amount`")
+                && msg.contains("columns found: `customer_name`, `note`"),
+            "{msg}"
+        );
+        assert!(store.find_campaign("bills").unwrap().is_none());
     }
 
     #[cfg(unix)]
