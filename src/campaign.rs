@@ -1,6 +1,7 @@
 //! Turning a CSV into a campaign: file identity, streamed batched import
 //! (resumable after a kill), and the per-campaign lock.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -101,7 +102,8 @@ pub fn open_or_import(
             return Ok((c.clone(), ImportCounts::default(), false));
         }
     }
-    let mut reader = CsvReader::open(spec.csv, spec.csv_options)?;
+    let csv_options = with_template_optionals(spec.csv_options, spec.template);
+    let mut reader = CsvReader::open(spec.csv, &csv_options)?;
     let checker = row_checker(spec.template, &reader)?;
     let campaign = match existing {
         Some(c) => c,
@@ -160,7 +162,8 @@ pub fn resume_import(
             given: hash[..12].to_string(),
         });
     }
-    let mut reader = CsvReader::open(csv, csv_options)?;
+    let csv_options = with_template_optionals(csv_options, template);
+    let mut reader = CsvReader::open(csv, &csv_options)?;
     let checker = row_checker(template, &reader)?;
     let counts = import_rows(
         store,
@@ -174,6 +177,24 @@ pub fn resume_import(
         .find_campaign(&campaign.name)?
         .unwrap_or_else(|| campaign.clone());
     Ok((campaign, counts))
+}
+
+/// With a template, it decides which of its parameters may be empty
+/// (`accept_null`), not `--optional-columns`: the reader lets their empty
+/// values through and the row check refuses those the template refuses,
+/// with its own reason (listing the column in `--optional-columns` would
+/// not help there).
+fn with_template_optionals<'a>(
+    opts: &'a CsvOptions,
+    template: Option<&TemplateSpec>,
+) -> Cow<'a, CsvOptions> {
+    let Some(spec) = template else {
+        return Cow::Borrowed(opts);
+    };
+    let mut opts = opts.clone();
+    opts.optional_columns
+        .extend(spec.params.iter().map(|p| p.name.clone()));
+    Cow::Owned(opts)
 }
 
 /// The campaign-level template checks on the file's header, then the
@@ -558,6 +579,60 @@ params = [
             "{msg}"
         );
         assert!(store.find_campaign("bills").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_template_decides_which_of_its_columns_may_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("bills.csv");
+        std::fs::write(
+            &csv,
+            "phone,customer_name,due_date,note\n\
+             0912000001,An,,x\n\
+             0912000002,Bình,2026-12-01,\n\
+             0912000003,Chi,01/12,x\n",
+        )
+        .unwrap();
+        let template = crate::config::ConfigFile::parse(
+            r#"
+[templates.217489]
+params = [
+  { name = "customer_name", max_length = 30 },
+  { name = "due_date", required = false, min_length = 8, max_length = 10 },
+  { name = "note", required = false, accept_null = false },
+]
+"#,
+            None,
+        )
+        .unwrap()
+        .templates
+        .remove("217489")
+        .unwrap();
+        let opts = CsvOptions::default();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let (c, _, _) =
+            open_or_import(&mut store, &spec(&csv, &opts, Some(&template), None)).unwrap();
+        let rejects: Vec<(u64, String)> = store
+            .rejects(c.id, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(line, _, reason)| (line, reason))
+            .collect();
+        // Line 2: an empty due_date is fine without --optional-columns.
+        assert_eq!(
+            rejects,
+            [
+                (
+                    3,
+                    "note is empty, and the template does not accept an empty value: fill it in"
+                        .to_string()
+                ),
+                (
+                    4,
+                    "due_date is 5 characters, shorter than the template's 8".to_string()
+                ),
+            ]
+        );
     }
 
     #[cfg(unix)]
