@@ -59,6 +59,39 @@ pub struct TemplateSpec {
     pub source: TemplateSource,
 }
 
+impl TemplateSpec {
+    /// One line for the plan: what is checked and where it came from, e.g.
+    /// `template 217489: 3 parameters (2 required, 3 with a length limit), fetched 2026-11-29 08:00 +07:00`.
+    pub fn summary(&self) -> String {
+        let n = self.params.len();
+        let required = self.params.iter().filter(|p| p.required).count();
+        let bounded = self
+            .params
+            .iter()
+            .filter(|p| p.min_length.is_some() || p.max_length.is_some())
+            .count();
+        let source = match self.source {
+            TemplateSource::Declared => "declared in the config file".to_string(),
+            TemplateSource::Fetched { at_ms } => {
+                format!(
+                    "fetched {}",
+                    crate::quota::fmt_local(crate::quota::from_ms(at_ms))
+                )
+            }
+        };
+        let status = match (&self.status, self.enabled) {
+            (Some(s), _) => format!(", status {s}"),
+            (None, Some(false)) => ", not enabled".to_string(),
+            (None, _) => String::new(),
+        };
+        format!(
+            "template {}: {n} parameter{} ({required} required, {bounded} with a length limit){status}, {source}",
+            self.template_id,
+            if n == 1 { "" } else { "s" },
+        )
+    }
+}
+
 /// The CSV's template columns against the template's parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ColumnCheck {
@@ -403,6 +436,25 @@ mod tests {
         );
         s.enabled = None; // declared: unknown, not refused
         assert!(check_campaign(&s, &cols(&["customer_name", "amount"])).is_ok());
+    }
+
+    #[test]
+    fn the_summary_says_what_is_checked_and_where_it_came_from() {
+        let mut s = spec();
+        assert_eq!(
+            s.summary(),
+            "template 217489: 3 parameters (2 required, 3 with a length limit), status ENABLE, \
+             declared in the config file"
+        );
+        s.status = None;
+        s.source = TemplateSource::Fetched {
+            at_ms: 1_764_378_000_000, // 2025-11-29 01:00 UTC
+        };
+        assert_eq!(
+            s.summary(),
+            "template 217489: 3 parameters (2 required, 3 with a length limit), \
+             fetched 2025-11-29 08:00 +07:00"
+        );
     }
 
     #[test]
