@@ -69,6 +69,8 @@ pub struct CampaignSpec<'a> {
     /// The template's parameters (fetched, cached or declared): a campaign
     /// it refuses is not created, and rows that break it are imported as
     /// `rejected` so no token is bought for them. `None`: no pre-flight.
+    /// Only an import checks it: for a campaign already imported, call
+    /// `preflight::check_campaign(spec, &campaign.template_keys)`.
     pub template: Option<&'a TemplateSpec>,
 }
 
