@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::preflight::{self, TemplateSpec};
 use crate::provider::ProviderKind;
 use crate::quota::parse_duration;
 use crate::runner::InDoubtPolicy;
@@ -110,6 +111,10 @@ pub struct ConfigFile {
     /// `[error_codes.<provider>]`: code → class, overriding the built-in
     /// table; a profile's own table is merged over the top level's.
     pub error_codes: HashMap<String, HashMap<String, String>>,
+    /// `[templates.<id>]`: template parameters declared by hand (for a
+    /// provider without template info); a profile's template replaces the
+    /// top level's of the same id.
+    pub templates: HashMap<String, TemplateSpec>,
 }
 
 impl std::ops::Deref for ConfigFile {
@@ -136,17 +141,34 @@ pub enum ConfigError {
 }
 
 type CodeTable = HashMap<String, HashMap<String, String>>;
+type Templates = HashMap<String, TemplateSpec>;
 
-/// Split one layer's table into its settings and its `error_codes`.
-fn layer(mut table: toml::Table, what: &str) -> Result<(Settings, CodeTable), String> {
+/// One layer (top level or a profile): its settings, `error_codes` and
+/// `templates`.
+struct Layer {
+    settings: Settings,
+    codes: CodeTable,
+    templates: Templates,
+}
+
+/// Split one layer's table into its settings, `error_codes` and `templates`.
+fn layer(mut table: toml::Table, what: &str) -> Result<Layer, String> {
     let codes = match table.remove("error_codes") {
         Some(v) => CodeTable::deserialize(v).map_err(|e| format!("{what}error_codes: {e}"))?,
         None => CodeTable::new(),
     };
+    let templates = match table.remove("templates") {
+        Some(v) => preflight::parse_templates(&v).map_err(|e| format!("{what}{e}"))?,
+        None => Templates::new(),
+    };
     let settings = Settings::deserialize(toml::Value::Table(table))
         .map_err(|e| format!("{what}{}", e.to_string().trim_end()))?;
     check_layer(&settings).map_err(|m| format!("{what}{m}"))?;
-    Ok((settings, codes))
+    Ok(Layer {
+        settings,
+        codes,
+        templates,
+    })
 }
 
 fn check_layer(s: &Settings) -> Result<(), String> {
@@ -199,7 +221,11 @@ impl ConfigFile {
             Some(toml::Value::Table(t)) => t,
             Some(_) => return Err("`profiles` must be tables: [profiles.<name>]".into()),
         };
-        let (base, mut error_codes) = layer(table, "")?;
+        let Layer {
+            settings: base,
+            codes: mut error_codes,
+            mut templates,
+        } = layer(table, "")?;
         let mut names = Vec::new();
         let mut chosen = None;
         for (name, value) in profiles {
@@ -210,20 +236,21 @@ impl ConfigFile {
             };
             // Every profile is checked, not just the chosen one: a typo in
             // another profile should not wait for the night it is used.
-            let (settings, codes) = layer(t, &format!("[profiles.{name}] "))?;
+            let l = layer(t, &format!("[profiles.{name}] "))?;
             if profile == Some(name.as_str()) {
-                chosen = Some((settings, codes));
+                chosen = Some(l);
             }
             names.push(name);
         }
         names.sort();
         let settings = match (profile, chosen) {
             (None, _) => base,
-            (Some(_), Some((p, codes))) => {
-                for (provider, table) in codes {
+            (Some(_), Some(p)) => {
+                for (provider, table) in p.codes {
                     error_codes.entry(provider).or_default().extend(table);
                 }
-                p.over(&base)
+                templates.extend(p.templates);
+                p.settings.over(&base)
             }
             (Some(name), None) => {
                 return Err(if names.is_empty() {
@@ -238,7 +265,14 @@ impl ConfigFile {
             profile: profile.map(str::to_string),
             profiles: names,
             error_codes,
+            templates,
         })
+    }
+
+    /// The `[templates.<id>]` section for `template_id`, if the file (or
+    /// the profile in force) declares one.
+    pub fn declared_template(&self, template_id: &str) -> Option<&TemplateSpec> {
+        self.templates.get(template_id.trim())
     }
 
     /// The key named by `api_key_env`, if that variable is set.
@@ -375,6 +409,75 @@ oa_id = "222"
         let e = ConfigFile::parse(text, Some("bling")).unwrap_err();
         assert!(
             e.contains("no profile `bling`") && e.contains("billing, journey"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn templates_are_declared_per_layer_and_a_profile_wins_by_id() {
+        let text = r#"
+[templates.217489]
+params = [
+  { name = "customer_name", required = true, max_length = 30 },
+  { name = "amount",        required = true, max_length = 20 },
+  { name = "due_date",      required = false, min_length = 8, max_length = 10 },
+]
+[templates.5]
+params = [{ name = "code", max_length = 6 }]
+[profiles.billing.templates.5]
+params = [{ name = "code", max_length = 8 }]
+[profiles.plain]
+rate = 1
+"#;
+        let top = ConfigFile::parse(text, None).unwrap();
+        let t = top.declared_template("217489").unwrap();
+        assert_eq!(t.params.len(), 3);
+        assert_eq!(t.params[2].min_length, Some(8));
+        assert_eq!(
+            top.declared_template("5").unwrap().params[0].max_length,
+            Some(6)
+        );
+        assert!(top.declared_template("6").is_none());
+
+        let b = ConfigFile::parse(text, Some("billing")).unwrap();
+        assert_eq!(
+            b.declared_template("5").unwrap().params[0].max_length,
+            Some(8)
+        );
+        assert!(
+            b.declared_template("217489").is_some(),
+            "the top level's stays"
+        );
+        let p = ConfigFile::parse(text, Some("plain")).unwrap();
+        assert_eq!(
+            p.declared_template("5").unwrap().params[0].max_length,
+            Some(6)
+        );
+    }
+
+    #[test]
+    fn a_malformed_templates_section_names_the_key_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[templates.217489]\nparams = [{ name = \"a\" }, { name = \"b\", max_length = \"30\" }]\n",
+        )
+        .unwrap();
+        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        assert!(
+            e.contains("templates.217489.params[1].max_length: expected a number"),
+            "{e}"
+        );
+        // A bad section in a profile that is not selected is still refused.
+        std::fs::write(
+            &p,
+            "[profiles.x.templates.9]\nparams = [{ name = \"a\", required = 1 }]\n",
+        )
+        .unwrap();
+        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        assert!(
+            e.contains("[profiles.x] templates.9.params[0].required: expected true or false"),
             "{e}"
         );
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod csv_input;
 pub mod logging;
 pub mod phone;
+pub mod preflight;
 pub mod provider;
 pub mod quota;
 pub mod reconcile;

@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::provider::{JourneyToken, QuotaInfo};
 use crate::quota;
 
+mod templates;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state database {path}: {source}")]
@@ -390,7 +392,7 @@ pub fn derived_tracking_id(prefix: &str, line: u64) -> String {
     format!("{prefix}-{line}")
 }
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -497,6 +499,16 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX rows_open;
     CREATE INDEX rows_open ON rows(campaign_id, id)
         WHERE (state = 'pending' OR state = 'token_ready' OR state = 'in_flight' OR state = 'in_doubt');
+    "#,
+    // 5: fetched template info, for the pre-flight (see store/templates.rs)
+    r#"
+    CREATE TABLE IF NOT EXISTS template_cache (
+        account TEXT NOT NULL,
+        template_id TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        fetched_ms INTEGER NOT NULL,
+        PRIMARY KEY (account, template_id)
+    ) WITHOUT ROWID;
     "#,
 ];
 

@@ -1,12 +1,14 @@
 //! Turning a CSV into a campaign: file identity and a streamed, batched
 //! import (resumable after a kill).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
 use crate::csv_input::{self, CsvError, CsvItem, CsvOptions, CsvReader};
+use crate::preflight::{self, PreflightError, RowChecker, TemplateSpec};
 use crate::store::{Campaign, ImportCounts, ImportRow, NewCampaign, Store, StoreError};
 
 /// Records per import transaction.
@@ -20,6 +22,9 @@ pub enum CampaignError {
     /// The input file is unusable (exit 2).
     #[error(transparent)]
     Csv(#[from] CsvError),
+    /// The template refuses the campaign as a whole (exit 2).
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
     /// The campaign exists with another file (exit 2).
     #[error("campaign `{name}` was imported from a different file ({stored_path}, sha256 {stored}…); {given_path} has sha256 {given}…. Use a new --campaign name for a new file, or pass the original file")]
     DifferentFile {
@@ -61,6 +66,12 @@ pub struct CampaignSpec<'a> {
     pub interrupted: Option<&'a AtomicBool>,
     /// Told the running totals after each batch (a face shows them).
     pub progress: Option<&'a ImportProgress<'a>>,
+    /// The template's parameters (fetched, cached or declared): a campaign
+    /// it refuses is not created, and rows that break it are imported as
+    /// `rejected` so no token is bought for them. `None`: no pre-flight.
+    /// Only an import checks it: for a campaign already imported, call
+    /// `preflight::check_campaign(spec, &campaign.template_keys)`.
+    pub template: Option<&'a TemplateSpec>,
 }
 
 /// Told the rows imported so far and how many of them were rejected.
@@ -96,7 +107,9 @@ pub fn open_or_import(
             return Ok((c.clone(), ImportCounts::default(), false));
         }
     }
-    let mut reader = CsvReader::open(spec.csv, spec.csv_options)?;
+    let csv_options = with_template_optionals(spec.csv_options, spec.template);
+    let mut reader = CsvReader::open(spec.csv, &csv_options)?;
+    let checker = row_checker(spec.template, &reader)?;
     let campaign = match existing {
         Some(c) => c,
         None => {
@@ -125,6 +138,7 @@ pub fn open_or_import(
         store,
         &campaign,
         &mut reader,
+        checker.as_ref(),
         spec.dedup_phones,
         spec.interrupted,
         spec.progress,
@@ -133,7 +147,8 @@ pub fn open_or_import(
     Ok((campaign, counts, true))
 }
 
-/// Finish importing a campaign whose import was interrupted, from its file.
+/// Finish importing a campaign whose import was interrupted, from its file,
+/// with the same template check as [`open_or_import`] (`template`).
 pub fn resume_import(
     store: &mut Store,
     campaign: &Campaign,
@@ -142,6 +157,7 @@ pub fn resume_import(
     dedup_phones: bool,
     interrupted: Option<&AtomicBool>,
     progress: Option<&ImportProgress<'_>>,
+    template: Option<&TemplateSpec>,
 ) -> Result<(Campaign, ImportCounts), CampaignError> {
     let hash = csv_input::file_sha256(csv)?;
     if hash != campaign.csv_sha256 {
@@ -153,11 +169,14 @@ pub fn resume_import(
             given: hash[..12].to_string(),
         });
     }
-    let mut reader = CsvReader::open(csv, csv_options)?;
+    let csv_options = with_template_optionals(csv_options, template);
+    let mut reader = CsvReader::open(csv, &csv_options)?;
+    let checker = row_checker(template, &reader)?;
     let counts = import_rows(
         store,
         campaign,
         &mut reader,
+        checker.as_ref(),
         dedup_phones,
         interrupted,
         progress,
@@ -168,10 +187,44 @@ pub fn resume_import(
     Ok((campaign, counts))
 }
 
+/// With a template, it decides which of its parameters may be empty
+/// (`accept_null`), not `--optional-columns`: the reader lets their empty
+/// values through and the row check refuses those the template refuses,
+/// with its own reason (listing the column in `--optional-columns` would
+/// not help there).
+fn with_template_optionals<'a>(
+    opts: &'a CsvOptions,
+    template: Option<&TemplateSpec>,
+) -> Cow<'a, CsvOptions> {
+    let Some(spec) = template else {
+        return Cow::Borrowed(opts);
+    };
+    let mut opts = opts.clone();
+    opts.optional_columns
+        .extend(spec.params.iter().map(|p| p.name.clone()));
+    Cow::Owned(opts)
+}
+
+/// The campaign-level template checks on the file's header, then the
+/// per-row checker (`None` when there is no template or nothing to check).
+fn row_checker(
+    template: Option<&TemplateSpec>,
+    reader: &CsvReader,
+) -> Result<Option<RowChecker>, PreflightError> {
+    let Some(spec) = template else {
+        return Ok(None);
+    };
+    let keys = &reader.header().template_keys;
+    preflight::check_campaign(spec, keys)?;
+    let checker = RowChecker::new(spec, keys);
+    Ok((!checker.is_empty()).then_some(checker))
+}
+
 fn import_rows(
     store: &mut Store,
     campaign: &Campaign,
     reader: &mut CsvReader,
+    checker: Option<&RowChecker>,
     dedup: bool,
     interrupted: Option<&AtomicBool>,
     progress: Option<&ImportProgress<'_>>,
@@ -189,7 +242,9 @@ fn import_rows(
     std::thread::scope(|scope| -> Result<(), CampaignError> {
         std::thread::Builder::new()
             .name("zns-csv-reader".into())
-            .spawn_scoped(scope, move || read_batches(reader, start_line, &tx))
+            .spawn_scoped(scope, move || {
+                read_batches(reader, checker, start_line, &tx)
+            })
             .map_err(|e| CsvError::Io {
                 path: campaign.csv_path.clone().into(),
                 source: e,
@@ -256,6 +311,7 @@ struct Batch {
 /// error, or the receiver hanging up.
 fn read_batches(
     reader: &mut CsvReader,
+    checker: Option<&RowChecker>,
     mut last_line: u64,
     tx: &std::sync::mpsc::SyncSender<Result<Batch, CsvError>>,
 ) {
@@ -273,6 +329,18 @@ fn read_batches(
             match item {
                 Some(CsvItem::Row(r)) => {
                     last_line = r.line;
+                    // A value the template refuses: rejected here, like a
+                    // bad phone, so no token is ever bought for it.
+                    if let Some(reason) = checker.and_then(|c| c.check(&r.values)) {
+                        rows.push(Owned {
+                            line: r.line,
+                            phone: r.phone,
+                            tracking: None,
+                            data: String::new(),
+                            reject: Some(reason),
+                        });
+                        continue;
+                    }
                     rows.push(Owned {
                         line: r.line,
                         data: serde_json::to_string(&r.values).unwrap_or_else(|_| "[]".into()),

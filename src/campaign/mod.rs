@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use connect::Connection;
-pub use import::{tracking_prefix, CampaignError, ImportProgress};
+pub use import::{
+    open_or_import, resume_import, tracking_prefix, CampaignError, CampaignSpec, ImportProgress,
+};
 pub use lock::{lock, CampaignLock};
 pub use outcome::{shell_word, ExitCode, Outcome};
 pub use settings::{Request, RunSettings, SettingsError};
@@ -231,6 +233,7 @@ impl Workspace {
                         dedup_phones: settings.dedup_phones,
                         interrupted: hooks.interrupted,
                         progress: hooks.import_progress,
+                        template: settings.template.as_ref(),
                     },
                 )?
             }
@@ -256,6 +259,7 @@ impl Workspace {
                     settings.dedup_phones,
                     hooks.interrupted,
                     hooks.import_progress,
+                    settings.template.as_ref(),
                 )?;
                 (c, counts, true)
             }

@@ -13,6 +13,7 @@ use clap::Args;
 
 use crate::config::ConfigFile;
 use crate::csv_input::CsvOptions;
+use crate::preflight::TemplateSpec;
 use crate::provider::{ErrorTable, ProviderKind, Secret};
 use crate::quota::{self, parse_duration};
 use crate::retry::Backoff;
@@ -320,6 +321,9 @@ pub struct RunSettings {
     pub message_fee: Option<u64>,
     pub config_file: Option<String>,
     pub profile: Option<String>,
+    /// The template's parameters the pre-flight checks rows against, where
+    /// they are known (declared in the config file, fetched or cached).
+    pub template: Option<TemplateSpec>,
 }
 
 /// The config file in force and where it came from.
@@ -377,7 +381,6 @@ pub fn resolve(
     let (csv, dedup_phones) = resolve_csv(&req.csv_opts, c);
     Ok(RunSettings {
         campaign: req.campaign.clone(),
-        template_id,
         token_type,
         provider,
         run,
@@ -390,6 +393,8 @@ pub fn resolve(
         message_fee: c.message_fee,
         config_file: cfg.path.map(|p| p.display().to_string()),
         profile: c.profile.clone(),
+        template: c.declared_template(&template_id).cloned(),
+        template_id,
     })
 }
 
