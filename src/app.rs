@@ -379,16 +379,12 @@ async fn connect(
     };
     url_check(&base_url)?;
     let account = format!("{}|{}", kind.protocol(), base_url.trim_end_matches('/'));
-    let provider = provider::build(ProviderSettings {
-        kind,
-        base_url,
-        api_key: Secret::new(api_key),
-        secret_key: secret.map(Secret::new),
-        request_timeout: timeout,
-        codes,
-        esms_sandbox: false,
-        callback_url: None,
-    })
+    let provider = provider::build(
+        ProviderSettings::new(kind, base_url, Secret::new(api_key))
+            .with_secret_key(secret.map(Secret::new))
+            .with_timeout(timeout)
+            .with_codes(codes),
+    )
     .map_err(AppError::Fatal)?;
     Ok(Connection {
         provider,
@@ -656,7 +652,7 @@ fn dry_run(
         store,
         campaign,
         account: account.as_deref(),
-        uses_tokens: kind.protocol() != ProviderKind::Esms,
+        uses_tokens: kind.capabilities().tokens,
         opts,
         settings,
     })?;

@@ -7,10 +7,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::common::{names_campaign_field, TemplateId, Unchecked};
 use super::http::{self, lenient, RawReply};
+// Lives in `timestamp`; kept reachable here for the sandbox's tests, which
+// import it from this path (the sandbox is moving out of this module).
+pub use super::timestamp::parse_time;
+use super::timestamp;
 use super::{
-    Capabilities, Dedup, ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError,
-    ProviderKind, ProviderSettings, SendOutcome, SendRequest, TokenCheck, TokenRequest,
+    ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind,
+    ProviderSettings, QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
 };
 
 pub struct Etelecom {
@@ -38,14 +43,6 @@ struct SendBody<'a> {
     template_id: TemplateId<'a>,
     template_data: TemplateData<'a>,
     tracking_id: &'a str,
-}
-
-/// template_id is an `int` in the seed (int64s are strings, ints numbers).
-#[derive(Serialize)]
-#[serde(untagged)]
-enum TemplateId<'a> {
-    Number(i64),
-    Text(&'a str),
 }
 
 /// template_data as a JSON object of strings, in the CSV's column order.
@@ -108,12 +105,21 @@ struct MessageReply {
     fee_token: Option<String>,
 }
 
-/// Twirp's error body.
+/// Twirp's error body; `meta.argument` names the field an
+/// `invalid_argument` is about (Twirp's `InvalidArgumentError`).
 #[derive(Debug, Deserialize)]
 struct TwirpError {
     code: String,
     #[serde(default)]
     msg: String,
+    #[serde(default)]
+    meta: TwirpMeta,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct TwirpMeta {
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    argument: Option<String>,
 }
 
 /// Validity implied by the token type's suffix (`token_logistics_30` → 30 days).
@@ -124,19 +130,6 @@ pub fn token_type_validity(token_type: &str) -> time::Duration {
         .and_then(|d| d.parse::<i64>().ok())
         .unwrap_or(7);
     time::Duration::days(days)
-}
-
-/// Parse a provider timestamp: RFC 3339, or Unix seconds / milliseconds.
-pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-        return Some(t);
-    }
-    let n: i64 = s.trim().parse().ok()?;
-    if n > 100_000_000_000 {
-        OffsetDateTime::from_unix_timestamp_nanos(n as i128 * 1_000_000).ok()
-    } else {
-        OffsetDateTime::from_unix_timestamp(n).ok()
-    }
 }
 
 impl Etelecom {
@@ -217,6 +210,15 @@ impl Etelecom {
                 "resource_exhausted" | "unavailable" | "deadline_exceeded" => {
                     Some(ErrorClass::Retry)
                 }
+                // A refused template id or OA id would be refused for every
+                // row alike: stop the campaign instead of failing each row
+                // (after buying each one a token).
+                "invalid_argument" | "malformed" | "out_of_range" | "failed_precondition"
+                    if tw.meta.argument.as_deref().is_some_and(names_campaign_field)
+                        || names_campaign_field(&tw.msg) =>
+                {
+                    Some(ErrorClass::AbortConfig)
+                }
                 "invalid_argument" | "malformed" | "out_of_range" | "failed_precondition" => {
                     Some(ErrorClass::FailRow)
                 }
@@ -233,19 +235,18 @@ impl Etelecom {
     }
 
     fn code_error(&self, code: i64, message: Option<&str>) -> ProviderError {
-        let code = code.to_string();
-        let class = self.settings.codes.classify(self.settings.kind, &code);
-        ProviderError::new(class, code, message.unwrap_or("provider error").to_string())
+        self.settings.code_error(&code.to_string(), message)
     }
 }
 
-/// The calls themselves; the trait methods wrap them so no error a reply
-/// provokes can carry the key onward (into logs or the state database).
+/// The calls themselves. They answer [`Unchecked`], which only
+/// [`ProviderSettings::redacting`] turns into a `ProviderError`: no error a
+/// reply provokes can carry the key onward (into logs or the state database).
 impl Etelecom {
     async fn create_token_inner(
         &self,
         req: &TokenRequest<'_>,
-    ) -> Result<JourneyToken, ProviderError> {
+    ) -> Unchecked<JourneyToken> {
         let body = json!({
             "oa_id": req.oa_id,
             "phone": req.phone,
@@ -259,7 +260,7 @@ impl Etelecom {
             if err.class == ErrorClass::CheckToken {
                 err.class = ErrorClass::FailRow;
             }
-            return Err(err);
+            return Err(err.into());
         }
         let journey_id = j
             .journey_id
@@ -291,34 +292,33 @@ impl Etelecom {
         &self,
         oa_id: &str,
         token: &JourneyToken,
-    ) -> Result<TokenCheck, ProviderError> {
+    ) -> Unchecked<TokenCheck> {
         let body = json!({ "journey_id": token.journey_id, "oa_id": oa_id });
         let reply = match self.call(&self.urls.get_journey, &body).await {
             Ok(reply) => reply,
             Err(e) if e.class == ErrorClass::FailRow => return Ok(TokenCheck::NotFound),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let j: JourneyReply = http::decode(&reply)?;
         if j.error_code != 0 {
             let err = self.code_error(j.error_code, j.error_message.as_deref());
             return match err.class {
-                ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => Err(err),
+                ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => {
+                    Err(err.into())
+                }
                 _ => Ok(TokenCheck::NotFound),
             };
         }
         if j.status.as_deref() == Some("N") {
             return Ok(TokenCheck::Disabled);
         }
-        match j.expired_at.as_deref().and_then(parse_time) {
-            Some(t) if t <= OffsetDateTime::now_utc() => Ok(TokenCheck::Expired),
-            Some(t) => Ok(TokenCheck::Valid { expires_at: t }),
-            None => Ok(TokenCheck::Valid {
-                expires_at: token.expires_at,
-            }),
-        }
+        Ok(timestamp::token_check(
+            j.expired_at.as_deref(),
+            token.expires_at,
+        ))
     }
 
-    async fn send_inner(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
+    async fn send_inner(&self, req: &SendRequest<'_>) -> Unchecked<SendOutcome> {
         let token = req.token.ok_or_else(|| {
             ProviderError::new(
                 ErrorClass::RefreshToken,
@@ -330,18 +330,16 @@ impl Etelecom {
             oa_id: req.oa_id,
             journey_id: &token.journey_id,
             phone: req.phone,
-            template_id: req
-                .template_id
-                .parse::<i64>()
-                .map(TemplateId::Number)
-                .unwrap_or(TemplateId::Text(req.template_id)),
+            template_id: TemplateId::of(req.template_id),
             template_data: TemplateData(req.template_data),
             tracking_id: req.tracking_id,
         };
         let reply = self.call(&self.urls.send, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
         if m.error_code != 0 {
-            return Err(self.code_error(m.error_code, m.error_message.as_deref()));
+            return Err(self
+                .code_error(m.error_code, m.error_message.as_deref())
+                .into());
         }
         Ok(SendOutcome {
             msg_id: m.msg_id,
@@ -357,7 +355,7 @@ impl Etelecom {
         &self,
         oa_id: &str,
         tracking_id: &str,
-    ) -> Result<Option<MessageInfo>, ProviderError> {
+    ) -> Unchecked<Option<MessageInfo>> {
         let body = json!({ "oa_id": oa_id, "tracking_id": tracking_id });
         let reply = self.call(&self.urls.get_message, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
@@ -366,7 +364,9 @@ impl Etelecom {
         }
         if m.error_code != 0 {
             // A lookup that fails says nothing about the row: it stays in doubt.
-            return Err(self.code_error(m.error_code, m.error_message.as_deref()));
+            return Err(self
+                .code_error(m.error_code, m.error_message.as_deref())
+                .into());
         }
         match (m.msg_id, m.tracking_id) {
             (Some(msg_id), Some(t)) if t == tracking_id => Ok(Some(MessageInfo {
@@ -381,20 +381,19 @@ impl Etelecom {
                 ErrorClass::Retry,
                 "decode",
                 "GetMessage by tracking_id answered another message",
-            )),
+            )
+            .into()),
         }
     }
 
-    async fn get_message_inner(
-        &self,
-        oa_id: &str,
-        msg_id: &str,
-    ) -> Result<MessageInfo, ProviderError> {
+    async fn get_message_inner(&self, oa_id: &str, msg_id: &str) -> Unchecked<MessageInfo> {
         let body = json!({ "oa_id": oa_id, "msg_id": msg_id });
         let reply = self.call(&self.urls.get_message, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
         if m.error_code != 0 {
-            return Err(self.code_error(m.error_code, m.error_message.as_deref()));
+            return Err(self
+                .code_error(m.error_code, m.error_message.as_deref())
+                .into());
         }
         Ok(MessageInfo {
             msg_id: m.msg_id.unwrap_or_else(|| msg_id.to_string()),
@@ -413,23 +412,8 @@ impl Provider for Etelecom {
         self.settings.kind
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tokens: true,
-            dedup: Dedup::Inferred,
-            // eTelecom's GetMessage takes a msg_id only (seed 002): a lost
-            // reply leaves us without one. The sandbox also answers by
-            // tracking_id, which exercises the runner's lookup path.
-            lookup_by_tracking_id: self.settings.kind == ProviderKind::Sandbox,
-            // GetMessage by msg_id (seed 002).
-            no_message_lookup: None,
-        }
-    }
-
     async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
-        self.create_token_inner(req)
-            .await
-            .map_err(|e| self.settings.redact(e))
+        self.settings.redacting(self.create_token_inner(req)).await
     }
 
     async fn check_token(
@@ -437,21 +421,19 @@ impl Provider for Etelecom {
         oa_id: &str,
         token: &JourneyToken,
     ) -> Result<TokenCheck, ProviderError> {
-        self.check_token_inner(oa_id, token)
+        self.settings
+            .redacting(self.check_token_inner(oa_id, token))
             .await
-            .map_err(|e| self.settings.redact(e))
     }
 
     async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
-        self.send_inner(req)
-            .await
-            .map_err(|e| self.settings.redact(e))
+        self.settings.redacting(self.send_inner(req)).await
     }
 
     async fn get_message(&self, oa_id: &str, msg_id: &str) -> Result<MessageInfo, ProviderError> {
-        self.get_message_inner(oa_id, msg_id)
+        self.settings
+            .redacting(self.get_message_inner(oa_id, msg_id))
             .await
-            .map_err(|e| self.settings.redact(e))
     }
 
     async fn find_by_tracking_id(
@@ -459,11 +441,179 @@ impl Provider for Etelecom {
         oa_id: &str,
         tracking_id: &str,
     ) -> Result<Option<MessageInfo>, ProviderError> {
-        if self.settings.kind != ProviderKind::Sandbox {
+        if !self.capabilities().lookup_by_tracking_id {
             return Ok(None);
         }
-        self.find_by_tracking_id_inner(oa_id, tracking_id)
+        self.settings
+            .redacting(self.find_by_tracking_id_inner(oa_id, tracking_id))
             .await
-            .map_err(|e| self.settings.redact(e))
+    }
+
+    /// eTelecom documents no template info: the config's `[templates.<id>]`
+    /// stands in for it.
+    async fn template_info(
+        &self,
+        _oa_id: &str,
+        _template_id: &str,
+    ) -> Result<Option<TemplateInfo>, ProviderError> {
+        Ok(None)
+    }
+
+    /// eTelecom documents no quota query for an OA's daily ZNS quota.
+    async fn quota(&self, _oa_id: &str) -> Result<Option<QuotaInfo>, ProviderError> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::provider::http::test_server::{Canned, TestServer};
+    use crate::provider::Secret;
+
+    const KEY: &str = "KEY-SHOULD-NOT-LEAK";
+
+    fn etelecom(server: &TestServer, kind: ProviderKind) -> Etelecom {
+        let settings = ProviderSettings::new(kind, format!("{}/v1/shop", server.base), Secret::new(KEY))
+            .with_timeout(Duration::from_secs(2));
+        Etelecom::new(http::client(Duration::from_secs(2)).unwrap(), settings)
+    }
+
+    fn token() -> JourneyToken {
+        JourneyToken {
+            journey_id: "55".into(),
+            provider_ref: None,
+            token: None,
+            expires_at: OffsetDateTime::now_utc() + time::Duration::days(6),
+            status: None,
+        }
+    }
+
+    async fn send_with_reply(reply: Canned) -> ProviderError {
+        let server = TestServer::start(reply).await;
+        let t = token();
+        let req = SendRequest {
+            oa_id: "4097311281936189049",
+            phone: "84987654321",
+            template_id: "217489",
+            template_data: &[("name", "An")],
+            tracking_id: "row-1",
+            token: Some(&t),
+            campaign: "c",
+        };
+        let e = etelecom(&server, ProviderKind::Etelecom)
+            .send(&req)
+            .await
+            .unwrap_err();
+        let r = server.only_request();
+        assert_eq!(r.path, "/v1/shop.Zalo/SendZNSJourney");
+        assert_eq!(r.json()["template_id"], json!(217489));
+        assert!(!format!("{e:?}").contains(KEY));
+        e
+    }
+
+    fn twirp_400(body: serde_json::Value) -> Canned {
+        let mut c = Canned::json(body);
+        c.status = 400;
+        c
+    }
+
+    #[tokio::test]
+    async fn invalid_template_or_oa_stops_the_campaign() {
+        for body in [
+            // Twirp's InvalidArgumentError: the field in meta and in the message.
+            json!({"code": "invalid_argument", "msg": "template_id is invalid",
+                   "meta": {"argument": "template_id"}}),
+            json!({"code": "invalid_argument", "msg": "invalid template_id: 12a"}),
+            json!({"code": "invalid_argument", "msg": "must be a number",
+                   "meta": {"argument": "template_id"}}),
+            json!({"code": "malformed", "msg": "oa_id: not an int64"}),
+        ] {
+            let e = send_with_reply(twirp_400(body.clone())).await;
+            assert_eq!(e.class, ErrorClass::AbortConfig, "{body}");
+            assert_eq!(e.code, "http_400");
+            assert!(!e.in_doubt);
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_row_fields_fail_the_row() {
+        for body in [
+            json!({"code": "invalid_argument", "msg": "phone is invalid",
+                   "meta": {"argument": "phone"}}),
+            json!({"code": "invalid_argument", "msg": "template_data.name: too long"}),
+            json!({"code": "out_of_range", "msg": "value out of range"}),
+        ] {
+            let e = send_with_reply(twirp_400(body.clone())).await;
+            assert_eq!(e.class, ErrorClass::FailRow, "{body}");
+        }
+        let e = send_with_reply(twirp_400(json!({"code": "unauthenticated", "msg": "?"}))).await;
+        assert_eq!(e.class, ErrorClass::AbortAuth);
+        // A relayed Zalo code in a 400 body goes by the table.
+        let e = send_with_reply(twirp_400(
+            json!({"error_code": -109, "error_message": "template invalid"}),
+        ))
+        .await;
+        assert_eq!((e.class, e.code.as_str()), (ErrorClass::AbortConfig, "-109"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_oa_stops_token_buying_too() {
+        let server = TestServer::start(twirp_400(json!({
+            "code": "invalid_argument", "msg": "oa_id: OA not connected to this shop"
+        })))
+        .await;
+        let req = TokenRequest {
+            oa_id: "1",
+            phone: "84987654321",
+            token_type: "token_logistics_30",
+        };
+        let e = etelecom(&server, ProviderKind::Etelecom)
+            .create_token(&req)
+            .await
+            .unwrap_err();
+        assert_eq!(e.class, ErrorClass::AbortConfig);
+    }
+
+    #[tokio::test]
+    async fn no_template_info_or_quota_and_no_request() {
+        let server = TestServer::start(Canned::json(json!({}))).await;
+        for kind in [ProviderKind::Etelecom, ProviderKind::Sandbox] {
+            let p = etelecom(&server, kind);
+            assert_eq!(p.template_info("1", "217489").await.unwrap(), None);
+            assert_eq!(p.quota("1").await.unwrap(), None);
+            assert_eq!(p.capabilities(), kind.capabilities());
+        }
+        assert!(server.requests().is_empty());
+        let caps = etelecom(&server, ProviderKind::Etelecom).capabilities();
+        assert!(!caps.lookup_by_tracking_id && !caps.template_info && !caps.quota_query);
+        assert!(
+            etelecom(&server, ProviderKind::Etelecom)
+                .find_by_tracking_id("1", "row-1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(server.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn get_journey_expiry_decides_the_verdict() {
+        let server = TestServer::start(Canned::json(json!({
+            "error_code": 0, "id": "9", "journey_id": "55", "expired_at": "1641269384", "status": "P"
+        })))
+        .await;
+        let check = etelecom(&server, ProviderKind::Etelecom)
+            .check_token("4097311281936189049", &token())
+            .await
+            .unwrap();
+        assert_eq!(check, TokenCheck::Expired);
+        let r = server.only_request();
+        assert_eq!(r.path, "/v1/shop.Zalo/GetJourney");
+        assert_eq!(r.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
     }
 }

@@ -10,11 +10,13 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::etelecom::parse_time;
+use super::common::{campaign_level, TemplateId, Unchecked};
 use super::http::{self, lenient, RawReply};
+use super::template::WireParam;
+use super::timestamp;
 use super::{
-    Capabilities, Dedup, ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError,
-    ProviderKind, ProviderSettings, QuotaInfo, SendOutcome, SendRequest, TokenCheck, TokenRequest,
+    ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind,
+    ProviderSettings, QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
 };
 
 /// "journey_token chỉ tồn tại trong 7 ngày từ thời điểm được kích hoạt"
@@ -71,6 +73,37 @@ struct Quota {
     daily: Option<u64>,
 }
 
+/// `GET message/quota`: the figures sit in `data`.
+#[derive(Debug, Deserialize)]
+struct QuotaReply {
+    #[serde(default)]
+    data: Option<Quota>,
+}
+
+impl Quota {
+    fn both(&self) -> Option<QuotaInfo> {
+        Some(QuotaInfo {
+            remaining: self.remaining?,
+            daily: self.daily?,
+        })
+    }
+}
+
+/// `GET template/info/v2`: status and parameters in `data`.
+#[derive(Debug, Deserialize)]
+struct TemplateReply {
+    #[serde(default)]
+    data: Option<TemplateData>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TemplateData {
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    status: Option<String>,
+    #[serde(rename = "listParams", default)]
+    list_params: Vec<WireParam>,
+}
+
 #[derive(Debug, Deserialize)]
 struct CheckReply {
     #[serde(default)]
@@ -103,9 +136,6 @@ fn secret_header(value: &str, what: &str, class: ErrorClass) -> Result<HeaderVal
     v.set_sensitive(true);
     Ok(v)
 }
-
-const NO_MESSAGE_LOOKUP: &str =
-    "Zalo documents no message lookup for journey sends; delivery status comes by webhook";
 
 fn unsupported(message: &str) -> ProviderError {
     ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
@@ -170,15 +200,10 @@ impl Zalo {
     }
 
     fn code_error(&self, code: i64, message: Option<&str>) -> ProviderError {
-        let code = code.to_string();
-        let class = self.settings.codes.classify(ProviderKind::Zalo, &code);
-        ProviderError::new(class, code, message.unwrap_or("Zalo error").to_string())
+        self.settings.code_error(&code.to_string(), message)
     }
 
-    async fn create_token_inner(
-        &self,
-        req: &TokenRequest<'_>,
-    ) -> Result<JourneyToken, ProviderError> {
+    async fn create_token_inner(&self, req: &TokenRequest<'_>) -> Unchecked<JourneyToken> {
         // `token_type` is an eTelecom parameter; Zalo's get-token takes only the phone.
         let body = json!({ "phone": req.phone });
         let http_req = self
@@ -191,7 +216,7 @@ impl Zalo {
                 if matches!(err.class, ErrorClass::CheckToken | ErrorClass::RefreshToken) {
                     err.class = ErrorClass::FailRow;
                 }
-                return Err(err);
+                return Err(err.into());
             }
         };
         let t: TokenReply = http::decode(&reply)?;
@@ -218,7 +243,7 @@ impl Zalo {
         })
     }
 
-    async fn check_token_inner(&self, token: &JourneyToken) -> Result<TokenCheck, ProviderError> {
+    async fn check_token_inner(&self, token: &JourneyToken) -> Unchecked<TokenCheck> {
         if token.token.is_none() {
             return Ok(TokenCheck::NotFound);
         }
@@ -232,27 +257,22 @@ impl Zalo {
             Err(e) => {
                 return match e.class {
                     // Says nothing about the token: let the runner handle it.
-                    ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => Err(e),
+                    ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => {
+                        Err(e.into())
+                    }
                     _ => Ok(TokenCheck::NotFound),
                 };
             }
         };
         let c: CheckReply = http::decode(&reply)?;
-        match c
-            .data
-            .and_then(|d| d.expired_at)
-            .as_deref()
-            .and_then(parse_time)
-        {
-            Some(t) if t <= OffsetDateTime::now_utc() => Ok(TokenCheck::Expired),
-            Some(t) => Ok(TokenCheck::Valid { expires_at: t }),
-            None => Ok(TokenCheck::Valid {
-                expires_at: token.expires_at,
-            }),
-        }
+        let reported = c.data.and_then(|d| d.expired_at);
+        Ok(timestamp::token_check(
+            reported.as_deref(),
+            token.expires_at,
+        ))
     }
 
-    async fn send_inner(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
+    async fn send_inner(&self, req: &SendRequest<'_>) -> Unchecked<SendOutcome> {
         let token = req.token.ok_or_else(|| {
             ProviderError::new(
                 ErrorClass::RefreshToken,
@@ -265,16 +285,9 @@ impl Zalo {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
             .collect();
-        // Seed 003's example sends `"template_id":217489`, a JSON number; an
-        // id that is not all digits can only go as a string.
-        let template_id = req
-            .template_id
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(req.template_id.to_string()));
         let body = json!({
             "phone": req.phone,
-            "template_id": template_id,
+            "template_id": TemplateId::of(req.template_id),
             "template_data": data,
             "tracking_id": req.tracking_id,
         });
@@ -283,12 +296,10 @@ impl Zalo {
         let reply = self.call(http_req).await?;
         let s: SendReply = http::decode(&reply)?;
         let data = s.data;
-        let quota = data.as_ref().and_then(|d| d.quota.as_ref()).and_then(|q| {
-            match (q.remaining, q.daily) {
-                (Some(remaining), Some(daily)) => Some(QuotaInfo { remaining, daily }),
-                _ => None,
-            }
-        });
+        let quota = data
+            .as_ref()
+            .and_then(|d| d.quota.as_ref())
+            .and_then(Quota::both);
         Ok(SendOutcome {
             msg_id: data.and_then(|d| d.msg_id),
             provider_ref: None,
@@ -296,6 +307,42 @@ impl Zalo {
             duplicate: false,
         })
     }
+
+    /// `GET template/info/v2?template_id=…` → `data.status`, `data.listParams`.
+    async fn template_info_inner(&self, template_id: &str) -> Unchecked<TemplateInfo> {
+        let req = self
+            .request(reqwest::Method::GET, "/template/info/v2")?
+            .query(&[("template_id", template_id)]);
+        let reply = self.call(req).await.map_err(campaign_level)?;
+        let t: TemplateReply = http::decode(&reply).map_err(campaign_level)?;
+        let data = t.data.ok_or_else(|| unreadable("template info", "data"))?;
+        Ok(TemplateInfo::from_wire(
+            template_id,
+            data.status,
+            data.list_params,
+        ))
+    }
+
+    /// `GET message/quota` → `data.dailyQuota`, `data.remainingQuota`.
+    async fn quota_inner(&self) -> Unchecked<QuotaInfo> {
+        let req = self.request(reqwest::Method::GET, "/message/quota")?;
+        let reply = self.call(req).await.map_err(campaign_level)?;
+        let q: QuotaReply = http::decode(&reply).map_err(campaign_level)?;
+        q.data
+            .as_ref()
+            .and_then(Quota::both)
+            .ok_or_else(|| unreadable("quota", "data.dailyQuota / data.remainingQuota").into())
+    }
+}
+
+/// A read whose success reply lacks what it is for: worth another try later,
+/// and nothing is in doubt (a read changes nothing).
+fn unreadable(call: &str, what: &str) -> ProviderError {
+    ProviderError::new(
+        ErrorClass::Retry,
+        "decode",
+        format!("Zalo {call} reply has no {what}"),
+    )
 }
 
 #[async_trait]
@@ -304,20 +351,8 @@ impl Provider for Zalo {
         ProviderKind::Zalo
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tokens: true,
-            // `tracking_id` is echoed for reconciliation; de-dup is not documented.
-            dedup: Dedup::Inferred,
-            lookup_by_tracking_id: false,
-            no_message_lookup: Some(NO_MESSAGE_LOOKUP),
-        }
-    }
-
     async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
-        self.create_token_inner(req)
-            .await
-            .map_err(|e| self.settings.redact(e))
+        self.settings.redacting(self.create_token_inner(req)).await
     }
 
     async fn check_token(
@@ -325,21 +360,41 @@ impl Provider for Zalo {
         _oa_id: &str,
         token: &JourneyToken,
     ) -> Result<TokenCheck, ProviderError> {
-        self.check_token_inner(token)
-            .await
-            .map_err(|e| self.settings.redact(e))
+        self.settings.redacting(self.check_token_inner(token)).await
     }
 
     async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
-        self.send_inner(req)
-            .await
-            .map_err(|e| self.settings.redact(e))
+        self.settings.redacting(self.send_inner(req)).await
     }
 
     /// Seed 003 documents no lookup for journey messages; Zalo reports
     /// delivery by webhook instead.
     async fn get_message(&self, _oa_id: &str, _msg_id: &str) -> Result<MessageInfo, ProviderError> {
-        Err(unsupported(NO_MESSAGE_LOOKUP))
+        Err(unsupported(
+            self.capabilities()
+                .no_message_lookup
+                .unwrap_or("no message lookup"),
+        ))
+    }
+
+    /// The OA comes from the access token; `oa_id` is not sent.
+    async fn template_info(
+        &self,
+        _oa_id: &str,
+        template_id: &str,
+    ) -> Result<Option<TemplateInfo>, ProviderError> {
+        self.settings
+            .redacting(self.template_info_inner(template_id))
+            .await
+            .map(Some)
+    }
+
+    /// The OA comes from the access token; `oa_id` is not sent.
+    async fn quota(&self, _oa_id: &str) -> Result<Option<QuotaInfo>, ProviderError> {
+        self.settings
+            .redacting(self.quota_inner())
+            .await
+            .map(Some)
     }
 }
 
@@ -351,21 +406,13 @@ mod tests {
 
     use super::*;
     use crate::provider::http::test_server::{Canned, TestServer};
-    use crate::provider::{ErrorTable, Secret};
+    use crate::provider::{Dedup, Secret};
 
     const KEY: &str = "KEY-SHOULD-NOT-LEAK";
 
     fn settings(base: &str) -> ProviderSettings {
-        ProviderSettings {
-            kind: ProviderKind::Zalo,
-            base_url: base.to_string(),
-            api_key: Secret::new(KEY),
-            secret_key: None,
-            request_timeout: Duration::from_secs(2),
-            codes: ErrorTable::default(),
-            esms_sandbox: false,
-            callback_url: None,
-        }
+        ProviderSettings::new(ProviderKind::Zalo, base, Secret::new(KEY))
+            .with_timeout(Duration::from_secs(2))
     }
 
     fn zalo(server: &TestServer) -> Zalo {
@@ -688,7 +735,138 @@ mod tests {
             (ErrorClass::AbortConfig, "unsupported")
         );
         assert!(server.requests().is_empty());
+        assert_eq!(z.capabilities(), ProviderKind::Zalo.capabilities());
         assert!(z.capabilities().tokens);
         assert_eq!(z.capabilities().dedup, Dedup::Inferred);
+    }
+
+    #[tokio::test]
+    async fn template_info_request_and_reply() {
+        // The shape of template/info/v2 (spec, "Zalo — quota and template info").
+        let server = TestServer::start(Canned::json(json!({
+            "error": 0, "message": "Success",
+            "data": {
+                "templateId": 217489, "templateName": "Order", "status": "ENABLE",
+                "listParams": [
+                    {"name": "customer_name", "require": true, "type": "STRING",
+                     "maxLength": 30, "minLength": 0, "acceptNull": false},
+                    {"name": "note", "require": false, "type": "STRING",
+                     "maxLength": "100", "minLength": "0", "acceptNull": true}
+                ],
+                "listButtons": [], "timeout": 7200000, "previewUrl": "https://x.test/p",
+                "templateQuality": "HIGH", "templateTag": "TRANSACTION", "price": "300"
+            }
+        })))
+        .await;
+        let info = zalo(&server)
+            .template_info("ignored", "217489")
+            .await
+            .unwrap()
+            .unwrap();
+        let r = server.only_request();
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.path, "/template/info/v2");
+        assert_eq!(r.query.as_deref(), Some("template_id=217489"));
+        assert_eq!(r.header("access_token"), Some(KEY));
+        assert!(r.body.is_empty());
+
+        assert_eq!(info.template_id, "217489");
+        assert!(info.enabled);
+        assert_eq!(info.status_raw, "ENABLE");
+        assert_eq!(info.params.len(), 2);
+        assert_eq!(info.params[0].name, "customer_name");
+        assert_eq!(
+            (info.params[0].required, info.params[0].max_length, info.params[0].accept_null),
+            (true, Some(30), false)
+        );
+        assert_eq!(
+            (info.params[1].required, info.params[1].max_length, info.params[1].accept_null),
+            (false, Some(100), true)
+        );
+    }
+
+    #[tokio::test]
+    async fn template_info_refusals() {
+        let server = TestServer::start(Canned::json(json!({
+            "error": 0, "data": {"status": "PENDING_REVIEW", "listParams": []}
+        })))
+        .await;
+        let info = zalo(&server).template_info("", "1").await.unwrap().unwrap();
+        assert!(!info.enabled);
+        assert_eq!(info.status_raw, "PENDING_REVIEW");
+
+        for (reply, class) in [
+            // Template id invalid (Zalo's -109) and an unlisted code alike
+            // refuse the campaign, not a row.
+            (
+                Canned::json(json!({"error": -109, "message": "template id is invalid"})),
+                ErrorClass::AbortConfig,
+            ),
+            (
+                Canned::json(json!({"error": -1123, "message": "?"})),
+                ErrorClass::AbortConfig,
+            ),
+            (
+                Canned::json(json!({"error": -124, "message": format!("token {KEY} invalid")})),
+                ErrorClass::AbortAuth,
+            ),
+            (Canned::raw(404, ""), ErrorClass::AbortConfig),
+            (Canned::raw(503, ""), ErrorClass::Retry),
+            (Canned::json(json!({"error": 0})), ErrorClass::Retry),
+        ] {
+            let server = TestServer::start(reply).await;
+            let e = zalo(&server).template_info("", "1").await.unwrap_err();
+            assert_eq!(e.class, class, "{e}");
+            assert!(!e.in_doubt);
+            assert_no_leak(&e);
+        }
+    }
+
+    #[tokio::test]
+    async fn quota_request_strings_and_numbers() {
+        let server = TestServer::start(Canned::json(json!({
+            "error": 0, "message": "Success",
+            "data": {
+                "dailyQuota": "500", "remainingQuota": "480",
+                "dailyQuotaPromotion": null, "remainingQuotaPromotion": null,
+                "monthlyPromotionQuota": 0
+            }
+        })))
+        .await;
+        let q = zalo(&server).quota("ignored").await.unwrap();
+        assert_eq!(
+            q,
+            Some(QuotaInfo {
+                remaining: 480,
+                daily: 500
+            })
+        );
+        let r = server.only_request();
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.path, "/message/quota");
+        assert_eq!(r.query, None);
+        assert_eq!(r.header("access_token"), Some(KEY));
+
+        let server = TestServer::start(Canned::json(json!({
+            "error": 0, "data": {"dailyQuota": 5000, "remainingQuota": 0}
+        })))
+        .await;
+        assert_eq!(
+            zalo(&server).quota("").await.unwrap(),
+            Some(QuotaInfo {
+                remaining: 0,
+                daily: 5000
+            })
+        );
+
+        for (reply, class) in [
+            (Canned::json(json!({"error": 0, "data": {"dailyQuota": "5"}})), ErrorClass::Retry),
+            (Canned::json(json!({"error": -124})), ErrorClass::AbortAuth),
+            (Canned::raw(401, ""), ErrorClass::AbortAuth),
+        ] {
+            let server = TestServer::start(reply).await;
+            let e = zalo(&server).quota("").await.unwrap_err();
+            assert_eq!((e.class, e.in_doubt), (class, false));
+        }
     }
 }
