@@ -44,9 +44,15 @@ impl ProviderSettings {
     }
 
     /// A nonzero provider code, classified by the table (with the config's
-    /// overrides) for this provider's protocol.
+    /// overrides) for this provider's protocol. A code the table does not
+    /// know whose message names the template or OA id stops the campaign:
+    /// every row would meet it alike.
     pub fn code_error(&self, code: &str, message: Option<&str>) -> ProviderError {
-        let class = self.codes.classify(self.kind, code);
+        let class = match self.codes.known(self.kind, code) {
+            Some(class) => class,
+            None if message.is_some_and(names_campaign_field) => ErrorClass::AbortConfig,
+            None => self.codes.classify(self.kind, code),
+        };
         let message = match message {
             Some(m) if !m.trim().is_empty() => m.to_string(),
             _ => format!("{} error", self.kind.protocol()),
@@ -156,7 +162,10 @@ mod tests {
             ErrorClass::AbortAuth,
             ErrorClass::PauseQuota,
         ] {
-            assert_eq!(campaign_level(ProviderError::new(class, "x", "y")).class, class);
+            assert_eq!(
+                campaign_level(ProviderError::new(class, "x", "y")).class,
+                class
+            );
         }
     }
 
@@ -179,6 +188,17 @@ mod tests {
             .await;
         assert_eq!(out.unwrap_err().message, "*** / *** rejected");
         let e = settings.code_error("101", Some(""));
-        assert_eq!((e.class, e.message.as_str()), (ErrorClass::AbortAuth, "esms error"));
+        assert_eq!(
+            (e.class, e.message.as_str()),
+            (ErrorClass::AbortAuth, "esms error")
+        );
+        // Unlisted code: the message decides between the row and the campaign.
+        let e = settings.code_error("777", Some("TempID 12a is invalid"));
+        assert_eq!(e.class, ErrorClass::AbortConfig);
+        let e = settings.code_error("777", Some("Phone is invalid"));
+        assert_eq!(e.class, ErrorClass::FailRow);
+        // A listed code keeps its class whatever the message says.
+        let e = settings.code_error("99", Some("OAID unknown"));
+        assert_eq!(e.class, ErrorClass::FailRow);
     }
 }

@@ -11,9 +11,8 @@ use super::common::{campaign_level, Unchecked};
 use super::http::{self, lenient, RawReply};
 use super::template::WireParam;
 use super::{
-    ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind,
-    ProviderSettings, QuotaInfo, Secret, SendOutcome, SendRequest, TemplateInfo, TokenCheck,
-    TokenRequest,
+    ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind, ProviderSettings,
+    QuotaInfo, Secret, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
 };
 
 /// "RequestId … Max length: 50" (seed 004).
@@ -412,8 +411,8 @@ mod tests {
     async fn callback_url_is_sent_when_set_and_numeric_code() {
         let server =
             TestServer::start(Canned::json(json!({"CodeResult": 100, "SMSID": 991}))).await;
-        let s = settings(&server.base)
-            .with_callback_url(Some("https://example.test/cb?c=july".into()));
+        let s =
+            settings(&server.base).with_callback_url(Some("https://example.test/cb?c=july".into()));
         let e = Esms::new(http::client(Duration::from_secs(2)).unwrap(), s);
         let out = e.send(&send_req()).await.unwrap();
         assert_eq!(out.msg_id.as_deref(), Some("991"));
@@ -748,7 +747,10 @@ mod tests {
                 Canned::raw(400, &format!("{{\"SecretKey\":\"{SECRET}\"}}")),
                 ErrorClass::AbortConfig,
             ),
-            (Canned::json(json!({"CodeResult": "100"})), ErrorClass::Retry),
+            (
+                Canned::json(json!({"CodeResult": "100"})),
+                ErrorClass::Retry,
+            ),
             (Canned::raw(200, "<html>"), ErrorClass::Retry),
         ] {
             let server = TestServer::start(reply).await;

@@ -11,11 +11,11 @@ use super::common::{names_campaign_field, TemplateId, Unchecked};
 use super::http::{self, lenient, RawReply};
 // Lives in `timestamp`; kept reachable here for the sandbox's tests, which
 // import it from this path (the sandbox is moving out of this module).
-pub use super::timestamp::parse_time;
 use super::timestamp;
+pub use super::timestamp::parse_time;
 use super::{
-    ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind,
-    ProviderSettings, QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
+    ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind, ProviderSettings,
+    QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
 };
 
 pub struct Etelecom {
@@ -214,7 +214,11 @@ impl Etelecom {
                 // row alike: stop the campaign instead of failing each row
                 // (after buying each one a token).
                 "invalid_argument" | "malformed" | "out_of_range" | "failed_precondition"
-                    if tw.meta.argument.as_deref().is_some_and(names_campaign_field)
+                    if tw
+                        .meta
+                        .argument
+                        .as_deref()
+                        .is_some_and(names_campaign_field)
                         || names_campaign_field(&tw.msg) =>
                 {
                     Some(ErrorClass::AbortConfig)
@@ -243,10 +247,7 @@ impl Etelecom {
 /// [`ProviderSettings::redacting`] turns into a `ProviderError`: no error a
 /// reply provokes can carry the key onward (into logs or the state database).
 impl Etelecom {
-    async fn create_token_inner(
-        &self,
-        req: &TokenRequest<'_>,
-    ) -> Unchecked<JourneyToken> {
+    async fn create_token_inner(&self, req: &TokenRequest<'_>) -> Unchecked<JourneyToken> {
         let body = json!({
             "oa_id": req.oa_id,
             "phone": req.phone,
@@ -288,11 +289,7 @@ impl Etelecom {
         })
     }
 
-    async fn check_token_inner(
-        &self,
-        oa_id: &str,
-        token: &JourneyToken,
-    ) -> Unchecked<TokenCheck> {
+    async fn check_token_inner(&self, oa_id: &str, token: &JourneyToken) -> Unchecked<TokenCheck> {
         let body = json!({ "journey_id": token.journey_id, "oa_id": oa_id });
         let reply = match self.call(&self.urls.get_journey, &body).await {
             Ok(reply) => reply,
@@ -478,8 +475,9 @@ mod tests {
     const KEY: &str = "KEY-SHOULD-NOT-LEAK";
 
     fn etelecom(server: &TestServer, kind: ProviderKind) -> Etelecom {
-        let settings = ProviderSettings::new(kind, format!("{}/v1/shop", server.base), Secret::new(KEY))
-            .with_timeout(Duration::from_secs(2));
+        let settings =
+            ProviderSettings::new(kind, format!("{}/v1/shop", server.base), Secret::new(KEY))
+                .with_timeout(Duration::from_secs(2));
         Etelecom::new(http::client(Duration::from_secs(2)).unwrap(), settings)
     }
 
@@ -558,7 +556,21 @@ mod tests {
             json!({"error_code": -109, "error_message": "template invalid"}),
         ))
         .await;
-        assert_eq!((e.class, e.code.as_str()), (ErrorClass::AbortConfig, "-109"));
+        assert_eq!(
+            (e.class, e.code.as_str()),
+            (ErrorClass::AbortConfig, "-109")
+        );
+        // An unlisted code naming the template id: a campaign stop, not a token check.
+        let e = send_with_reply(Canned::json(
+            json!({"error_code": -2001, "error_message": "template_id does not belong to this OA"}),
+        ))
+        .await;
+        assert_eq!(e.class, ErrorClass::AbortConfig);
+        let e = send_with_reply(Canned::json(
+            json!({"error_code": -2001, "error_message": "something else"}),
+        ))
+        .await;
+        assert_eq!(e.class, ErrorClass::CheckToken);
     }
 
     #[tokio::test]
@@ -591,13 +603,11 @@ mod tests {
         assert!(server.requests().is_empty());
         let caps = etelecom(&server, ProviderKind::Etelecom).capabilities();
         assert!(!caps.lookup_by_tracking_id && !caps.template_info && !caps.quota_query);
-        assert!(
-            etelecom(&server, ProviderKind::Etelecom)
-                .find_by_tracking_id("1", "row-1")
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(etelecom(&server, ProviderKind::Etelecom)
+            .find_by_tracking_id("1", "row-1")
+            .await
+            .unwrap()
+            .is_none());
         assert!(server.requests().is_empty());
     }
 
@@ -614,6 +624,9 @@ mod tests {
         assert_eq!(check, TokenCheck::Expired);
         let r = server.only_request();
         assert_eq!(r.path, "/v1/shop.Zalo/GetJourney");
-        assert_eq!(r.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {KEY}").as_str())
+        );
     }
 }

@@ -197,7 +197,9 @@ mod tests {
         }
         let err = ProviderKind::Etelecom.check_template_id("12a").unwrap_err();
         assert!(err.contains("\"12a\"") && err.contains("eTelecom"), "{err}");
-        let err = ProviderKind::Zalo.check_template_id("7895417a").unwrap_err();
+        let err = ProviderKind::Zalo
+            .check_template_id("7895417a")
+            .unwrap_err();
         assert!(err.contains("Zalo"), "{err}");
     }
 
@@ -217,11 +219,11 @@ mod tests {
         assert!(ProviderKind::Sandbox.capabilities().lookup_by_tracking_id);
         assert!(!ProviderKind::Etelecom.capabilities().lookup_by_tracking_id);
         assert!(!ProviderKind::Esms.capabilities().tokens);
-        assert_eq!(
-            ProviderKind::Esms.capabilities().dedup,
-            Dedup::Documented
-        );
-        assert!(ProviderKind::Zalo.capabilities().no_message_lookup.is_some());
+        assert_eq!(ProviderKind::Esms.capabilities().dedup, Dedup::Documented);
+        assert!(ProviderKind::Zalo
+            .capabilities()
+            .no_message_lookup
+            .is_some());
         assert!(!ProviderKind::Etelecom.capabilities().template_info);
         assert!(ProviderKind::Zalo.capabilities().quota_query);
     }

@@ -61,9 +61,7 @@ mod tests {
         for unreadable in [None, Some("garbage")] {
             assert_eq!(
                 token_check(unreadable, stored),
-                TokenCheck::Valid {
-                    expires_at: stored
-                }
+                TokenCheck::Valid { expires_at: stored }
             );
         }
     }

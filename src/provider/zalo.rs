@@ -15,8 +15,8 @@ use super::http::{self, lenient, RawReply};
 use super::template::WireParam;
 use super::timestamp;
 use super::{
-    ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind,
-    ProviderSettings, QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
+    ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind, ProviderSettings,
+    QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
 };
 
 /// "journey_token chỉ tồn tại trong 7 ngày từ thời điểm được kích hoạt"
@@ -391,10 +391,7 @@ impl Provider for Zalo {
 
     /// The OA comes from the access token; `oa_id` is not sent.
     async fn quota(&self, _oa_id: &str) -> Result<Option<QuotaInfo>, ProviderError> {
-        self.settings
-            .redacting(self.quota_inner())
-            .await
-            .map(Some)
+        self.settings.redacting(self.quota_inner()).await.map(Some)
     }
 }
 
@@ -776,11 +773,19 @@ mod tests {
         assert_eq!(info.params.len(), 2);
         assert_eq!(info.params[0].name, "customer_name");
         assert_eq!(
-            (info.params[0].required, info.params[0].max_length, info.params[0].accept_null),
+            (
+                info.params[0].required,
+                info.params[0].max_length,
+                info.params[0].accept_null
+            ),
             (true, Some(30), false)
         );
         assert_eq!(
-            (info.params[1].required, info.params[1].max_length, info.params[1].accept_null),
+            (
+                info.params[1].required,
+                info.params[1].max_length,
+                info.params[1].accept_null
+            ),
             (false, Some(100), true)
         );
     }
@@ -860,7 +865,10 @@ mod tests {
         );
 
         for (reply, class) in [
-            (Canned::json(json!({"error": 0, "data": {"dailyQuota": "5"}})), ErrorClass::Retry),
+            (
+                Canned::json(json!({"error": 0, "data": {"dailyQuota": "5"}})),
+                ErrorClass::Retry,
+            ),
             (Canned::json(json!({"error": -124})), ErrorClass::AbortAuth),
             (Canned::raw(401, ""), ErrorClass::AbortAuth),
         ] {
