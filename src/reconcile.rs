@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::campaign::shell_word;
 use crate::phone::mask;
-use crate::provider::etelecom::parse_time;
+use crate::provider::timestamp::parse_time;
 use crate::provider::{ErrorClass, MessageInfo, Provider, ProviderError};
 use crate::quota;
 use crate::retry::{self, Backoff, Limiter};

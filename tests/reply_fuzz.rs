@@ -87,16 +87,11 @@ fn harness() -> &'static Harness {
                 ProviderKind::Zalo => format!("http://{addr}"),
                 _ => format!("http://{addr}/v1/shop"),
             };
-            let p = provider::build(ProviderSettings {
-                kind,
-                base_url: base,
-                api_key: Secret::new(KEY),
-                secret_key: Some(Secret::new(SECRET)),
-                request_timeout: Duration::from_secs(2),
-                codes: Default::default(),
-                esms_sandbox: false,
-                callback_url: None,
-            })
+            let p = provider::build(
+                ProviderSettings::new(kind, base, Secret::new(KEY))
+                    .with_secret_key(Some(Secret::new(SECRET)))
+                    .with_timeout(Duration::from_secs(2)),
+            )
             .expect("adapter");
             (kind, p)
         })

@@ -60,17 +60,11 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
             )
         }
     };
-    let provider = provider::build(ProviderSettings {
-        kind,
-        base_url,
-        api_key,
-        secret_key: secret,
-        request_timeout: p.request_timeout,
-        codes: p.codes.clone(),
-        esms_sandbox: false,
-        callback_url: None,
-    })
-    .map_err(CoreError::Fatal)?;
+    let provider_settings = ProviderSettings::new(kind, base_url, api_key)
+        .with_secret_key(secret)
+        .with_timeout(p.request_timeout)
+        .with_codes(p.codes.clone());
+    let provider = provider::build(provider_settings).map_err(CoreError::Fatal)?;
     Ok(Connection {
         provider,
         label,

@@ -134,17 +134,19 @@ impl ErrorTable {
         Ok(Self { map: Arc::new(map) })
     }
 
+    /// The class the table (or the config) gives this code, if any.
+    pub fn known(&self, kind: ProviderKind, code: &str) -> Option<ErrorClass> {
+        self.map.get(&(kind.protocol(), code.to_string())).copied()
+    }
+
     /// The class for a nonzero provider code; unknown codes mean "check the
     /// token, then fail the row" (spec §1), never "retry forever".
     pub fn classify(&self, kind: ProviderKind, code: &str) -> ErrorClass {
-        self.map
-            .get(&(kind.protocol(), code.to_string()))
-            .copied()
-            .unwrap_or(match kind.protocol() {
-                // eSMS has no token step to check.
-                ProviderKind::Esms => ErrorClass::FailRow,
-                _ => ErrorClass::CheckToken,
-            })
+        self.known(kind, code).unwrap_or(match kind.protocol() {
+            // eSMS has no token step to check.
+            ProviderKind::Esms => ErrorClass::FailRow,
+            _ => ErrorClass::CheckToken,
+        })
     }
 }
 

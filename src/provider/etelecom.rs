@@ -7,10 +7,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::common::{names_campaign_field, TemplateId, Unchecked};
 use super::http::{self, lenient, RawReply};
+// Lives in `timestamp`; kept reachable here for the sandbox's tests, which
+// import it from this path (the sandbox is moving out of this module).
+use super::timestamp;
+pub use super::timestamp::parse_time;
 use super::{
-    Capabilities, Dedup, ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError,
-    ProviderKind, ProviderSettings, SendOutcome, SendRequest, TokenCheck, TokenRequest,
+    ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind, ProviderSettings,
+    QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
 };
 
 pub struct Etelecom {
@@ -38,14 +43,6 @@ struct SendBody<'a> {
     template_id: TemplateId<'a>,
     template_data: TemplateData<'a>,
     tracking_id: &'a str,
-}
-
-/// template_id is an `int` in the seed (int64s are strings, ints numbers).
-#[derive(Serialize)]
-#[serde(untagged)]
-enum TemplateId<'a> {
-    Number(i64),
-    Text(&'a str),
 }
 
 /// template_data as a JSON object of strings, in the CSV's column order.
@@ -108,12 +105,21 @@ struct MessageReply {
     fee_token: Option<String>,
 }
 
-/// Twirp's error body.
+/// Twirp's error body; `meta.argument` names the field an
+/// `invalid_argument` is about (Twirp's `InvalidArgumentError`).
 #[derive(Debug, Deserialize)]
 struct TwirpError {
     code: String,
     #[serde(default)]
     msg: String,
+    #[serde(default)]
+    meta: TwirpMeta,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct TwirpMeta {
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    argument: Option<String>,
 }
 
 /// Validity implied by the token type's suffix (`token_logistics_30` → 30 days).
@@ -124,19 +130,6 @@ pub fn token_type_validity(token_type: &str) -> time::Duration {
         .and_then(|d| d.parse::<i64>().ok())
         .unwrap_or(7);
     time::Duration::days(days)
-}
-
-/// Parse a provider timestamp: RFC 3339, or Unix seconds / milliseconds.
-pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-        return Some(t);
-    }
-    let n: i64 = s.trim().parse().ok()?;
-    if n > 100_000_000_000 {
-        OffsetDateTime::from_unix_timestamp_nanos(n as i128 * 1_000_000).ok()
-    } else {
-        OffsetDateTime::from_unix_timestamp(n).ok()
-    }
 }
 
 impl Etelecom {
@@ -217,6 +210,19 @@ impl Etelecom {
                 "resource_exhausted" | "unavailable" | "deadline_exceeded" => {
                     Some(ErrorClass::Retry)
                 }
+                // A refused template id or OA id would be refused for every
+                // row alike: stop the campaign instead of failing each row
+                // (after buying each one a token).
+                "invalid_argument" | "malformed" | "out_of_range" | "failed_precondition"
+                    if tw
+                        .meta
+                        .argument
+                        .as_deref()
+                        .is_some_and(names_campaign_field)
+                        || names_campaign_field(&tw.msg) =>
+                {
+                    Some(ErrorClass::AbortConfig)
+                }
                 "invalid_argument" | "malformed" | "out_of_range" | "failed_precondition" => {
                     Some(ErrorClass::FailRow)
                 }
@@ -233,19 +239,15 @@ impl Etelecom {
     }
 
     fn code_error(&self, code: i64, message: Option<&str>) -> ProviderError {
-        let code = code.to_string();
-        let class = self.settings.codes.classify(self.settings.kind, &code);
-        ProviderError::new(class, code, message.unwrap_or("provider error").to_string())
+        self.settings.code_error(&code.to_string(), message)
     }
 }
 
-/// The calls themselves; the trait methods wrap them so no error a reply
-/// provokes can carry the key onward (into logs or the state database).
+/// The calls themselves. They answer [`Unchecked`], which only
+/// [`ProviderSettings::redacting`] turns into a `ProviderError`: no error a
+/// reply provokes can carry the key onward (into logs or the state database).
 impl Etelecom {
-    async fn create_token_inner(
-        &self,
-        req: &TokenRequest<'_>,
-    ) -> Result<JourneyToken, ProviderError> {
+    async fn create_token_inner(&self, req: &TokenRequest<'_>) -> Unchecked<JourneyToken> {
         let body = json!({
             "oa_id": req.oa_id,
             "phone": req.phone,
@@ -259,7 +261,7 @@ impl Etelecom {
             if err.class == ErrorClass::CheckToken {
                 err.class = ErrorClass::FailRow;
             }
-            return Err(err);
+            return Err(err.into());
         }
         let journey_id = j
             .journey_id
@@ -287,38 +289,33 @@ impl Etelecom {
         })
     }
 
-    async fn check_token_inner(
-        &self,
-        oa_id: &str,
-        token: &JourneyToken,
-    ) -> Result<TokenCheck, ProviderError> {
+    async fn check_token_inner(&self, oa_id: &str, token: &JourneyToken) -> Unchecked<TokenCheck> {
         let body = json!({ "journey_id": token.journey_id, "oa_id": oa_id });
         let reply = match self.call(&self.urls.get_journey, &body).await {
             Ok(reply) => reply,
             Err(e) if e.class == ErrorClass::FailRow => return Ok(TokenCheck::NotFound),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let j: JourneyReply = http::decode(&reply)?;
         if j.error_code != 0 {
             let err = self.code_error(j.error_code, j.error_message.as_deref());
             return match err.class {
-                ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => Err(err),
+                ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => {
+                    Err(err.into())
+                }
                 _ => Ok(TokenCheck::NotFound),
             };
         }
         if j.status.as_deref() == Some("N") {
             return Ok(TokenCheck::Disabled);
         }
-        match j.expired_at.as_deref().and_then(parse_time) {
-            Some(t) if t <= OffsetDateTime::now_utc() => Ok(TokenCheck::Expired),
-            Some(t) => Ok(TokenCheck::Valid { expires_at: t }),
-            None => Ok(TokenCheck::Valid {
-                expires_at: token.expires_at,
-            }),
-        }
+        Ok(timestamp::token_check(
+            j.expired_at.as_deref(),
+            token.expires_at,
+        ))
     }
 
-    async fn send_inner(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
+    async fn send_inner(&self, req: &SendRequest<'_>) -> Unchecked<SendOutcome> {
         let token = req.token.ok_or_else(|| {
             ProviderError::new(
                 ErrorClass::RefreshToken,
@@ -330,18 +327,16 @@ impl Etelecom {
             oa_id: req.oa_id,
             journey_id: &token.journey_id,
             phone: req.phone,
-            template_id: req
-                .template_id
-                .parse::<i64>()
-                .map(TemplateId::Number)
-                .unwrap_or(TemplateId::Text(req.template_id)),
+            template_id: TemplateId::of(req.template_id),
             template_data: TemplateData(req.template_data),
             tracking_id: req.tracking_id,
         };
         let reply = self.call(&self.urls.send, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
         if m.error_code != 0 {
-            return Err(self.code_error(m.error_code, m.error_message.as_deref()));
+            return Err(self
+                .code_error(m.error_code, m.error_message.as_deref())
+                .into());
         }
         Ok(SendOutcome {
             msg_id: m.msg_id,
@@ -357,7 +352,7 @@ impl Etelecom {
         &self,
         oa_id: &str,
         tracking_id: &str,
-    ) -> Result<Option<MessageInfo>, ProviderError> {
+    ) -> Unchecked<Option<MessageInfo>> {
         let body = json!({ "oa_id": oa_id, "tracking_id": tracking_id });
         let reply = self.call(&self.urls.get_message, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
@@ -366,7 +361,9 @@ impl Etelecom {
         }
         if m.error_code != 0 {
             // A lookup that fails says nothing about the row: it stays in doubt.
-            return Err(self.code_error(m.error_code, m.error_message.as_deref()));
+            return Err(self
+                .code_error(m.error_code, m.error_message.as_deref())
+                .into());
         }
         match (m.msg_id, m.tracking_id) {
             (Some(msg_id), Some(t)) if t == tracking_id => Ok(Some(MessageInfo {
@@ -381,20 +378,19 @@ impl Etelecom {
                 ErrorClass::Retry,
                 "decode",
                 "GetMessage by tracking_id answered another message",
-            )),
+            )
+            .into()),
         }
     }
 
-    async fn get_message_inner(
-        &self,
-        oa_id: &str,
-        msg_id: &str,
-    ) -> Result<MessageInfo, ProviderError> {
+    async fn get_message_inner(&self, oa_id: &str, msg_id: &str) -> Unchecked<MessageInfo> {
         let body = json!({ "oa_id": oa_id, "msg_id": msg_id });
         let reply = self.call(&self.urls.get_message, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
         if m.error_code != 0 {
-            return Err(self.code_error(m.error_code, m.error_message.as_deref()));
+            return Err(self
+                .code_error(m.error_code, m.error_message.as_deref())
+                .into());
         }
         Ok(MessageInfo {
             msg_id: m.msg_id.unwrap_or_else(|| msg_id.to_string()),
@@ -413,23 +409,8 @@ impl Provider for Etelecom {
         self.settings.kind
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tokens: true,
-            dedup: Dedup::Inferred,
-            // eTelecom's GetMessage takes a msg_id only (seed 002): a lost
-            // reply leaves us without one. The sandbox also answers by
-            // tracking_id, which exercises the runner's lookup path.
-            lookup_by_tracking_id: self.settings.kind == ProviderKind::Sandbox,
-            // GetMessage by msg_id (seed 002).
-            no_message_lookup: None,
-        }
-    }
-
     async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
-        self.create_token_inner(req)
-            .await
-            .map_err(|e| self.settings.redact(e))
+        self.settings.redacting(self.create_token_inner(req)).await
     }
 
     async fn check_token(
@@ -437,21 +418,19 @@ impl Provider for Etelecom {
         oa_id: &str,
         token: &JourneyToken,
     ) -> Result<TokenCheck, ProviderError> {
-        self.check_token_inner(oa_id, token)
+        self.settings
+            .redacting(self.check_token_inner(oa_id, token))
             .await
-            .map_err(|e| self.settings.redact(e))
     }
 
     async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
-        self.send_inner(req)
-            .await
-            .map_err(|e| self.settings.redact(e))
+        self.settings.redacting(self.send_inner(req)).await
     }
 
     async fn get_message(&self, oa_id: &str, msg_id: &str) -> Result<MessageInfo, ProviderError> {
-        self.get_message_inner(oa_id, msg_id)
+        self.settings
+            .redacting(self.get_message_inner(oa_id, msg_id))
             .await
-            .map_err(|e| self.settings.redact(e))
     }
 
     async fn find_by_tracking_id(
@@ -459,11 +438,29 @@ impl Provider for Etelecom {
         oa_id: &str,
         tracking_id: &str,
     ) -> Result<Option<MessageInfo>, ProviderError> {
-        if self.settings.kind != ProviderKind::Sandbox {
+        if !self.capabilities().lookup_by_tracking_id {
             return Ok(None);
         }
-        self.find_by_tracking_id_inner(oa_id, tracking_id)
+        self.settings
+            .redacting(self.find_by_tracking_id_inner(oa_id, tracking_id))
             .await
-            .map_err(|e| self.settings.redact(e))
+    }
+
+    /// eTelecom documents no template info: the config's `[templates.<id>]`
+    /// stands in for it.
+    async fn template_info(
+        &self,
+        _oa_id: &str,
+        _template_id: &str,
+    ) -> Result<Option<TemplateInfo>, ProviderError> {
+        Ok(None)
+    }
+
+    /// eTelecom documents no quota query for an OA's daily ZNS quota.
+    async fn quota(&self, _oa_id: &str) -> Result<Option<QuotaInfo>, ProviderError> {
+        Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests;

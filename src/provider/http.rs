@@ -258,6 +258,22 @@ pub mod lenient {
         }
     }
 
+    /// `true`/`false`, `"true"`/`"false"`, `1`/`0` or `"1"`/`"0"`; anything
+    /// else reads as absent.
+    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        Ok(Option::<StrOrNum>::deserialize(d)?.and_then(|v| match v {
+            StrOrNum::B(b) => Some(b),
+            StrOrNum::I(i) => Some(i != 0),
+            StrOrNum::U(u) => Some(u != 0),
+            StrOrNum::S(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
+            },
+            StrOrNum::F(_) => None,
+        }))
+    }
+
     pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         Ok(Option::<StrOrNum>::deserialize(d)?.and_then(|v| match v {
             StrOrNum::U(u) => Some(u),

@@ -5,79 +5,24 @@
 //! the runner what to do next.
 
 pub mod codes;
+pub mod common;
 pub mod esms;
 pub mod etelecom;
 pub mod http;
+pub mod kind;
 pub mod sandbox;
+pub mod template;
+pub mod timestamp;
 pub mod zalo;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use codes::{ErrorClass, ErrorTable};
-
-/// Which provider protocol a campaign speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    /// Embedded sandbox speaking the eTelecom protocol (no network, no key).
-    Sandbox,
-    /// eTelecom Zalo Cloud API (`{base}.Zalo/<Method>`).
-    Etelecom,
-    /// Zalo's own ZNS API (business.openapi.zalo.me).
-    Zalo,
-    /// eSMS SendZaloMessage_V4 with IsJourney.
-    Esms,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Sandbox => "sandbox",
-            ProviderKind::Etelecom => "etelecom",
-            ProviderKind::Zalo => "zalo",
-            ProviderKind::Esms => "esms",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "sandbox" => Some(Self::Sandbox),
-            "etelecom" => Some(Self::Etelecom),
-            "zalo" => Some(Self::Zalo),
-            "esms" => Some(Self::Esms),
-            _ => None,
-        }
-    }
-
-    /// The wire protocol: the sandbox speaks eTelecom's.
-    pub fn protocol(self) -> ProviderKind {
-        match self {
-            ProviderKind::Sandbox => ProviderKind::Etelecom,
-            other => other,
-        }
-    }
-
-    /// The provider's real endpoint, used when no `--base-url` is given.
-    pub fn default_base_url(self) -> Option<&'static str> {
-        match self {
-            ProviderKind::Sandbox => None,
-            // eTelecom has distinct Shop and Partner bases; the shop one is the common case.
-            ProviderKind::Etelecom => Some("https://api.etelecom.vn/v1/shop"),
-            ProviderKind::Zalo => Some("https://business.openapi.zalo.me"),
-            ProviderKind::Esms => Some("https://rest.esms.vn/MainService.svc/json"),
-        }
-    }
-}
-
-impl std::fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use kind::{Capabilities, Dedup, ProviderKind};
+pub use template::{TemplateInfo, TemplateParam};
 
 /// A provider answer that is not a success, already classified.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -189,32 +134,14 @@ pub struct MessageInfo {
     pub fee_token: Option<i64>,
 }
 
-/// How far a provider can be trusted with a repeated idempotency key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dedup {
-    /// The provider documents de-duplication (eSMS `RequestId`, code 124).
-    Documented,
-    /// The key is echoed for reconciliation; de-duplication is our inference.
-    Inferred,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Capabilities {
-    /// The provider needs a journey token before a send.
-    pub tokens: bool,
-    pub dedup: Dedup,
-    /// A lost reply can be looked up by our idempotency key.
-    pub lookup_by_tracking_id: bool,
-    /// `Some(why)` when the provider offers no message lookup by its id
-    /// ([`Provider::get_message`]), so delivery cannot be reconciled.
-    pub no_message_lookup: Option<&'static str>,
-}
-
 #[async_trait]
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;
-    fn capabilities(&self) -> Capabilities;
+
+    /// Always `self.kind().capabilities()`: they depend on the kind alone.
+    fn capabilities(&self) -> Capabilities {
+        self.kind().capabilities()
+    }
 
     /// Buy a journey token (charged by the provider).
     async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError>;
@@ -241,9 +168,24 @@ pub trait Provider: Send + Sync {
     ) -> Result<Option<MessageInfo>, ProviderError> {
         Ok(None)
     }
+
+    /// The template's status and parameters (issue 14 pre-flight). `Ok(None)`:
+    /// this provider offers no template info (eTelecom); see
+    /// [`Capabilities::template_info`]. An unknown template is `AbortConfig`.
+    /// `oa_id`: eSMS asks per OA; Zalo reads the OA from its access token.
+    async fn template_info(
+        &self,
+        oa_id: &str,
+        template_id: &str,
+    ) -> Result<Option<TemplateInfo>, ProviderError>;
+
+    /// The OA's daily and remaining ZNS quota. `Ok(None)`: this provider
+    /// offers no quota query (eTelecom); see [`Capabilities::quota_query`].
+    async fn quota(&self, oa_id: &str) -> Result<Option<QuotaInfo>, ProviderError>;
 }
 
-/// Everything needed to build an adapter.
+/// Everything needed to build an adapter. Build it with
+/// [`ProviderSettings::new`] and the `with_*` setters.
 #[derive(Clone)]
 pub struct ProviderSettings {
     pub kind: ProviderKind,
@@ -254,21 +196,45 @@ pub struct ProviderSettings {
     pub secret_key: Option<Secret>,
     pub request_timeout: Duration,
     pub codes: ErrorTable,
-    /// eSMS `Sandbox` flag: validate only, nothing sent or charged.
-    pub esms_sandbox: bool,
-    /// eSMS `CallbackUrl`.
+    /// eSMS `CallbackUrl`: where eSMS reports delivery (issue 12 fills it).
     pub callback_url: Option<String>,
 }
 
 impl ProviderSettings {
-    /// Blank the key and secret out of an error: a provider may quote them
-    /// back (an error message, a body excerpt), and errors reach logs and
-    /// the state database.
-    pub fn redact(&self, err: ProviderError) -> ProviderError {
-        match &self.secret_key {
-            Some(secret) => http::redact(err, &[&self.api_key, secret]),
-            None => http::redact(err, &[&self.api_key]),
+    /// The default per-request timeout, as the CLI's.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// No secret key, the built-in error table, no callback URL, a 30 s timeout.
+    pub fn new(kind: ProviderKind, base_url: impl Into<String>, api_key: Secret) -> Self {
+        Self {
+            kind,
+            base_url: base_url.into(),
+            api_key,
+            secret_key: None,
+            request_timeout: Self::DEFAULT_TIMEOUT,
+            codes: ErrorTable::default(),
+            callback_url: None,
         }
+    }
+
+    pub fn with_secret_key(mut self, secret_key: Option<Secret>) -> Self {
+        self.secret_key = secret_key;
+        self
+    }
+
+    pub fn with_timeout(mut self, request_timeout: Duration) -> Self {
+        self.request_timeout = request_timeout;
+        self
+    }
+
+    pub fn with_codes(mut self, codes: ErrorTable) -> Self {
+        self.codes = codes;
+        self
+    }
+
+    pub fn with_callback_url(mut self, callback_url: Option<String>) -> Self {
+        self.callback_url = callback_url;
+        self
     }
 }
 
@@ -304,41 +270,4 @@ pub fn build(settings: ProviderSettings) -> anyhow::Result<std::sync::Arc<dyn Pr
         ProviderKind::Zalo => std::sync::Arc::new(zalo::Zalo::new(client, settings)),
         ProviderKind::Esms => std::sync::Arc::new(esms::Esms::new(client, settings)),
     })
-}
-
-impl ProviderKind {
-    /// What this kind of provider can do (the adapters report the same).
-    pub fn capabilities(self) -> Capabilities {
-        match self {
-            ProviderKind::Sandbox | ProviderKind::Etelecom => Capabilities {
-                tokens: true,
-                dedup: Dedup::Inferred,
-                lookup_by_tracking_id: self == ProviderKind::Sandbox,
-                no_message_lookup: None,
-            },
-            ProviderKind::Zalo => Capabilities {
-                tokens: true,
-                dedup: Dedup::Inferred,
-                lookup_by_tracking_id: false,
-                no_message_lookup: Some(zalo::NO_MESSAGE_LOOKUP),
-            },
-            ProviderKind::Esms => Capabilities {
-                tokens: false,
-                dedup: Dedup::Documented,
-                lookup_by_tracking_id: false,
-                no_message_lookup: Some(esms::NO_MESSAGE_LOOKUP),
-            },
-        }
-    }
-
-    /// A template id this provider can take: eTelecom and Zalo take int64 ids.
-    pub fn check_template_id(self, id: &str) -> Result<(), String> {
-        match self.protocol() {
-            ProviderKind::Esms => Ok(()),
-            _ if id.trim().parse::<i64>().is_ok() => Ok(()),
-            kind => Err(format!(
-                "--template-id {id}: {kind} template ids are whole numbers (e.g. 246810)"
-            )),
-        }
-    }
 }

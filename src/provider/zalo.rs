@@ -10,11 +10,13 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::etelecom::parse_time;
+use super::common::{campaign_level, TemplateId, Unchecked};
 use super::http::{self, lenient, RawReply};
+use super::template::WireParam;
+use super::timestamp;
 use super::{
-    Capabilities, Dedup, ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError,
-    ProviderKind, ProviderSettings, QuotaInfo, SendOutcome, SendRequest, TokenCheck, TokenRequest,
+    ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind, ProviderSettings,
+    QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
 };
 
 /// "journey_token chỉ tồn tại trong 7 ngày từ thời điểm được kích hoạt"
@@ -71,6 +73,37 @@ struct Quota {
     daily: Option<u64>,
 }
 
+/// `GET message/quota`: the figures sit in `data`.
+#[derive(Debug, Deserialize)]
+struct QuotaReply {
+    #[serde(default)]
+    data: Option<Quota>,
+}
+
+impl Quota {
+    fn both(&self) -> Option<QuotaInfo> {
+        Some(QuotaInfo {
+            remaining: self.remaining?,
+            daily: self.daily?,
+        })
+    }
+}
+
+/// `GET template/info/v2`: status and parameters in `data`.
+#[derive(Debug, Deserialize)]
+struct TemplateReply {
+    #[serde(default)]
+    data: Option<TemplateData>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TemplateData {
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    status: Option<String>,
+    #[serde(rename = "listParams", default)]
+    list_params: Vec<WireParam>,
+}
+
 #[derive(Debug, Deserialize)]
 struct CheckReply {
     #[serde(default)]
@@ -103,9 +136,6 @@ fn secret_header(value: &str, what: &str, class: ErrorClass) -> Result<HeaderVal
     v.set_sensitive(true);
     Ok(v)
 }
-
-pub(crate) const NO_MESSAGE_LOOKUP: &str =
-    "Zalo documents no message lookup for journey sends; delivery status comes by webhook";
 
 fn unsupported(message: &str) -> ProviderError {
     ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
@@ -170,15 +200,10 @@ impl Zalo {
     }
 
     fn code_error(&self, code: i64, message: Option<&str>) -> ProviderError {
-        let code = code.to_string();
-        let class = self.settings.codes.classify(ProviderKind::Zalo, &code);
-        ProviderError::new(class, code, message.unwrap_or("Zalo error").to_string())
+        self.settings.code_error(&code.to_string(), message)
     }
 
-    async fn create_token_inner(
-        &self,
-        req: &TokenRequest<'_>,
-    ) -> Result<JourneyToken, ProviderError> {
+    async fn create_token_inner(&self, req: &TokenRequest<'_>) -> Unchecked<JourneyToken> {
         // `token_type` is an eTelecom parameter; Zalo's get-token takes only the phone.
         let body = json!({ "phone": req.phone });
         let http_req = self
@@ -191,7 +216,7 @@ impl Zalo {
                 if matches!(err.class, ErrorClass::CheckToken | ErrorClass::RefreshToken) {
                     err.class = ErrorClass::FailRow;
                 }
-                return Err(err);
+                return Err(err.into());
             }
         };
         let t: TokenReply = http::decode(&reply)?;
@@ -218,7 +243,7 @@ impl Zalo {
         })
     }
 
-    async fn check_token_inner(&self, token: &JourneyToken) -> Result<TokenCheck, ProviderError> {
+    async fn check_token_inner(&self, token: &JourneyToken) -> Unchecked<TokenCheck> {
         if token.token.is_none() {
             return Ok(TokenCheck::NotFound);
         }
@@ -232,27 +257,22 @@ impl Zalo {
             Err(e) => {
                 return match e.class {
                     // Says nothing about the token: let the runner handle it.
-                    ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => Err(e),
+                    ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => {
+                        Err(e.into())
+                    }
                     _ => Ok(TokenCheck::NotFound),
                 };
             }
         };
         let c: CheckReply = http::decode(&reply)?;
-        match c
-            .data
-            .and_then(|d| d.expired_at)
-            .as_deref()
-            .and_then(parse_time)
-        {
-            Some(t) if t <= OffsetDateTime::now_utc() => Ok(TokenCheck::Expired),
-            Some(t) => Ok(TokenCheck::Valid { expires_at: t }),
-            None => Ok(TokenCheck::Valid {
-                expires_at: token.expires_at,
-            }),
-        }
+        let reported = c.data.and_then(|d| d.expired_at);
+        Ok(timestamp::token_check(
+            reported.as_deref(),
+            token.expires_at,
+        ))
     }
 
-    async fn send_inner(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
+    async fn send_inner(&self, req: &SendRequest<'_>) -> Unchecked<SendOutcome> {
         let token = req.token.ok_or_else(|| {
             ProviderError::new(
                 ErrorClass::RefreshToken,
@@ -265,16 +285,9 @@ impl Zalo {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
             .collect();
-        // Seed 003's example sends `"template_id":217489`, a JSON number; an
-        // id that is not all digits can only go as a string.
-        let template_id = req
-            .template_id
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(req.template_id.to_string()));
         let body = json!({
             "phone": req.phone,
-            "template_id": template_id,
+            "template_id": TemplateId::of(req.template_id),
             "template_data": data,
             "tracking_id": req.tracking_id,
         });
@@ -283,12 +296,10 @@ impl Zalo {
         let reply = self.call(http_req).await?;
         let s: SendReply = http::decode(&reply)?;
         let data = s.data;
-        let quota = data.as_ref().and_then(|d| d.quota.as_ref()).and_then(|q| {
-            match (q.remaining, q.daily) {
-                (Some(remaining), Some(daily)) => Some(QuotaInfo { remaining, daily }),
-                _ => None,
-            }
-        });
+        let quota = data
+            .as_ref()
+            .and_then(|d| d.quota.as_ref())
+            .and_then(Quota::both);
         Ok(SendOutcome {
             msg_id: data.and_then(|d| d.msg_id),
             provider_ref: None,
@@ -296,6 +307,42 @@ impl Zalo {
             duplicate: false,
         })
     }
+
+    /// `GET template/info/v2?template_id=…` → `data.status`, `data.listParams`.
+    async fn template_info_inner(&self, template_id: &str) -> Unchecked<TemplateInfo> {
+        let req = self
+            .request(reqwest::Method::GET, "/template/info/v2")?
+            .query(&[("template_id", template_id)]);
+        let reply = self.call(req).await.map_err(campaign_level)?;
+        let t: TemplateReply = http::decode(&reply).map_err(campaign_level)?;
+        let data = t.data.ok_or_else(|| unreadable("template info", "data"))?;
+        Ok(TemplateInfo::from_wire(
+            template_id,
+            data.status,
+            data.list_params,
+        ))
+    }
+
+    /// `GET message/quota` → `data.dailyQuota`, `data.remainingQuota`.
+    async fn quota_inner(&self) -> Unchecked<QuotaInfo> {
+        let req = self.request(reqwest::Method::GET, "/message/quota")?;
+        let reply = self.call(req).await.map_err(campaign_level)?;
+        let q: QuotaReply = http::decode(&reply).map_err(campaign_level)?;
+        q.data
+            .as_ref()
+            .and_then(Quota::both)
+            .ok_or_else(|| unreadable("quota", "data.dailyQuota / data.remainingQuota").into())
+    }
+}
+
+/// A read whose success reply lacks what it is for: worth another try later,
+/// and nothing is in doubt (a read changes nothing).
+fn unreadable(call: &str, what: &str) -> ProviderError {
+    ProviderError::new(
+        ErrorClass::Retry,
+        "decode",
+        format!("Zalo {call} reply has no {what}"),
+    )
 }
 
 #[async_trait]
@@ -304,20 +351,8 @@ impl Provider for Zalo {
         ProviderKind::Zalo
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tokens: true,
-            // `tracking_id` is echoed for reconciliation; de-dup is not documented.
-            dedup: Dedup::Inferred,
-            lookup_by_tracking_id: false,
-            no_message_lookup: Some(NO_MESSAGE_LOOKUP),
-        }
-    }
-
     async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
-        self.create_token_inner(req)
-            .await
-            .map_err(|e| self.settings.redact(e))
+        self.settings.redacting(self.create_token_inner(req)).await
     }
 
     async fn check_token(
@@ -325,370 +360,40 @@ impl Provider for Zalo {
         _oa_id: &str,
         token: &JourneyToken,
     ) -> Result<TokenCheck, ProviderError> {
-        self.check_token_inner(token)
-            .await
-            .map_err(|e| self.settings.redact(e))
+        self.settings.redacting(self.check_token_inner(token)).await
     }
 
     async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
-        self.send_inner(req)
-            .await
-            .map_err(|e| self.settings.redact(e))
+        self.settings.redacting(self.send_inner(req)).await
     }
 
     /// Seed 003 documents no lookup for journey messages; Zalo reports
     /// delivery by webhook instead.
     async fn get_message(&self, _oa_id: &str, _msg_id: &str) -> Result<MessageInfo, ProviderError> {
-        Err(unsupported(NO_MESSAGE_LOOKUP))
+        Err(unsupported(
+            self.capabilities()
+                .no_message_lookup
+                .unwrap_or("no message lookup"),
+        ))
+    }
+
+    /// The OA comes from the access token; `oa_id` is not sent.
+    async fn template_info(
+        &self,
+        _oa_id: &str,
+        template_id: &str,
+    ) -> Result<Option<TemplateInfo>, ProviderError> {
+        self.settings
+            .redacting(self.template_info_inner(template_id))
+            .await
+            .map(Some)
+    }
+
+    /// The OA comes from the access token; `oa_id` is not sent.
+    async fn quota(&self, _oa_id: &str) -> Result<Option<QuotaInfo>, ProviderError> {
+        self.settings.redacting(self.quota_inner()).await.map(Some)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use serde_json::json;
-
-    use super::*;
-    use crate::provider::http::test_server::{Canned, TestServer};
-    use crate::provider::{ErrorTable, Secret};
-
-    const KEY: &str = "KEY-SHOULD-NOT-LEAK";
-
-    fn settings(base: &str) -> ProviderSettings {
-        ProviderSettings {
-            kind: ProviderKind::Zalo,
-            base_url: base.to_string(),
-            api_key: Secret::new(KEY),
-            secret_key: None,
-            request_timeout: Duration::from_secs(2),
-            codes: ErrorTable::default(),
-            esms_sandbox: false,
-            callback_url: None,
-        }
-    }
-
-    fn zalo(server: &TestServer) -> Zalo {
-        let client = http::client(Duration::from_secs(2)).unwrap();
-        Zalo::new(client, settings(&server.base))
-    }
-
-    fn token() -> JourneyToken {
-        JourneyToken {
-            journey_id: "123456789".into(),
-            provider_ref: None,
-            token: Some("JT-abc=".into()),
-            expires_at: OffsetDateTime::now_utc() + time::Duration::days(6),
-            status: None,
-        }
-    }
-
-    fn send_req<'a>(token: &'a JourneyToken, data: &'a [(&'a str, &'a str)]) -> SendRequest<'a> {
-        SendRequest {
-            oa_id: "3886651700907664415",
-            phone: "84987654321",
-            template_id: "217489",
-            template_data: data,
-            tracking_id: "row-7",
-            token: Some(token),
-            campaign: "c1",
-        }
-    }
-
-    fn assert_no_leak(err: &ProviderError) {
-        let shown = format!("{err} {err:?}");
-        assert!(!shown.contains(KEY), "key leaked: {shown}");
-    }
-
-    async fn send_with_reply(reply: Canned) -> Result<SendOutcome, ProviderError> {
-        let server = TestServer::start(reply).await;
-        let t = token();
-        let out = zalo(&server).send(&send_req(&t, &[("name", "An")])).await;
-        if let Err(e) = &out {
-            assert_no_leak(e);
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn create_token_posts_phone_with_access_token_header() {
-        let server = TestServer::start(Canned::json(json!({
-            "error": 0, "message": "Success", "token": "JT-new", "journey_id": "123456789"
-        })))
-        .await;
-        let provider = super::super::build(settings(&server.base)).unwrap();
-        assert_eq!(provider.kind(), ProviderKind::Zalo);
-        let req = TokenRequest {
-            oa_id: "3886651700907664415",
-            phone: "84987654321",
-            token_type: "token_logistics_30",
-        };
-        let t = provider.create_token(&req).await.unwrap();
-
-        let r = server.only_request();
-        assert_eq!(r.method, "POST");
-        assert_eq!(r.path, "/journey/get-token");
-        assert_eq!(r.header("access_token"), Some(KEY));
-        assert_eq!(r.header("content-type"), Some("application/json"));
-        // Only the phone: no oa_id, no token_type.
-        assert_eq!(r.json(), json!({ "phone": "84987654321" }));
-
-        assert_eq!(t.journey_id, "123456789");
-        assert_eq!(t.token.as_deref(), Some("JT-new"));
-        assert_eq!(t.provider_ref, None);
-        assert_eq!(t.status, None);
-        let left = t.expires_at - OffsetDateTime::now_utc();
-        assert!(
-            left > time::Duration::days(7) - time::Duration::minutes(1) && left <= TOKEN_LIFETIME
-        );
-    }
-
-    #[tokio::test]
-    async fn create_token_numeric_journey_id_and_errors() {
-        let server = TestServer::start(Canned::json(json!({
-            "error": 0, "message": "Success", "token": "JT", "journey_id": 42
-        })))
-        .await;
-        let req = TokenRequest {
-            oa_id: "1",
-            phone: "84987654321",
-            token_type: "",
-        };
-        assert_eq!(
-            zalo(&server).create_token(&req).await.unwrap().journey_id,
-            "42"
-        );
-
-        // An unknown code cannot mean "check the token" while buying one.
-        let server = TestServer::start(Canned::json(json!({"error": -999, "message": "?"}))).await;
-        let e = zalo(&server).create_token(&req).await.unwrap_err();
-        assert_eq!((e.class, e.code.as_str()), (ErrorClass::FailRow, "-999"));
-
-        // Success without a token: possibly charged, so in doubt.
-        let server = TestServer::start(Canned::json(json!({"error": 0, "journey_id": "1"}))).await;
-        let e = zalo(&server).create_token(&req).await.unwrap_err();
-        assert_eq!(e.class, ErrorClass::Retry);
-        assert!(e.in_doubt);
-    }
-
-    #[tokio::test]
-    async fn send_request_shape_and_string_quota() {
-        let server = TestServer::start(Canned::json(json!({
-            "error": 0, "message": "Success",
-            "data": {
-                "sent_time": "1640144305350",
-                "quota": { "remainingQuota": "480", "dailyQuota": "500" },
-                "msg_id": "6e84304c259208ce5181"
-            }
-        })))
-        .await;
-        let t = token();
-        let data = [("order_code", "A-1"), ("amount", "150000")];
-        let out = zalo(&server).send(&send_req(&t, &data)).await.unwrap();
-
-        let r = server.only_request();
-        assert_eq!(r.method, "POST");
-        assert_eq!(r.path, "/message/template");
-        assert_eq!(r.header("access_token"), Some(KEY));
-        assert_eq!(r.header("journey_token"), Some("JT-abc="));
-        assert_eq!(r.header("content-type"), Some("application/json"));
-        assert_eq!(
-            r.json(),
-            json!({
-                "phone": "84987654321",
-                // A JSON number, as in seed 003's example.
-                "template_id": 217489,
-                "template_data": { "order_code": "A-1", "amount": "150000" },
-                "tracking_id": "row-7"
-            })
-        );
-
-        assert_eq!(out.msg_id.as_deref(), Some("6e84304c259208ce5181"));
-        assert_eq!(
-            out.quota,
-            Some(QuotaInfo {
-                remaining: 480,
-                daily: 500
-            })
-        );
-        assert!(!out.duplicate);
-    }
-
-    #[tokio::test]
-    async fn quota_as_numbers_and_non_numeric_template_id() {
-        let server = TestServer::start(Canned::json(json!({
-            "error": 0,
-            "data": { "msg_id": "m1", "quota": { "remainingQuota": 7, "dailyQuota": 5000 } }
-        })))
-        .await;
-        let t = token();
-        let mut req = send_req(&t, &[]);
-        req.template_id = "7895417a7d3f9461cd2e";
-        let out = zalo(&server).send(&req).await.unwrap();
-        assert_eq!(
-            out.quota,
-            Some(QuotaInfo {
-                remaining: 7,
-                daily: 5000
-            })
-        );
-        let body = server.only_request().json();
-        assert_eq!(body["template_id"], json!("7895417a7d3f9461cd2e"));
-        assert_eq!(body["template_data"], json!({}));
-    }
-
-    #[tokio::test]
-    async fn error_codes_are_classified_by_the_table() {
-        for (code, class) in [
-            (-124, ErrorClass::AbortAuth),
-            (-118, ErrorClass::FailRow),
-            (-144, ErrorClass::PauseQuota),
-            (-100, ErrorClass::Retry),
-            (-999, ErrorClass::CheckToken),
-        ] {
-            let e = send_with_reply(Canned::json(json!({"error": code, "message": "nope"})))
-                .await
-                .unwrap_err();
-            assert_eq!(e.class, class, "code {code}");
-            assert_eq!(e.code, code.to_string());
-            assert_eq!(e.message, "nope");
-            assert!(!e.in_doubt);
-        }
-        // The code may come as a string too.
-        let e = send_with_reply(Canned::json(json!({"error": "-118"})))
-            .await
-            .unwrap_err();
-        assert_eq!(e.class, ErrorClass::FailRow);
-    }
-
-    #[tokio::test]
-    async fn transport_failures() {
-        let e = send_with_reply(Canned::raw(500, "boom")).await.unwrap_err();
-        assert_eq!(
-            (e.class, e.code.as_str(), e.in_doubt),
-            (ErrorClass::Retry, "http_500", true)
-        );
-
-        let e = send_with_reply(Canned::raw(429, "slow down").header("retry-after", "7"))
-            .await
-            .unwrap_err();
-        assert_eq!(e.class, ErrorClass::Retry);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
-        assert!(!e.in_doubt);
-
-        let e = send_with_reply(Canned::raw(200, "<html>gateway</html>"))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (e.class, e.code.as_str(), e.in_doubt),
-            (ErrorClass::Retry, "decode", true)
-        );
-
-        let e = send_with_reply(Canned::raw(401, "")).await.unwrap_err();
-        assert_eq!(e.class, ErrorClass::AbortAuth);
-    }
-
-    #[tokio::test]
-    async fn echoed_keys_are_blanked() {
-        let e = send_with_reply(Canned::json(json!({
-            "error": -124, "message": format!("access token {KEY} is invalid")
-        })))
-        .await
-        .unwrap_err();
-        assert_eq!(e.message, "access token *** is invalid");
-
-        let e = send_with_reply(Canned::raw(502, &format!("upstream said {KEY}")))
-            .await
-            .unwrap_err();
-        assert!(e.message.contains("***"));
-    }
-
-    #[tokio::test]
-    async fn check_token_request_and_verdicts() {
-        let future = (OffsetDateTime::now_utc() + time::Duration::days(3)).unix_timestamp() * 1000;
-        let server = TestServer::start(Canned::json(json!({
-            "error": 0, "message": "Success",
-            "data": { "appId": "1", "oaId": "2", "createdAt": "1641269204370", "expiredAt": future.to_string() }
-        })))
-        .await;
-        let check = zalo(&server)
-            .check_token("ignored", &token())
-            .await
-            .unwrap();
-        assert_eq!(
-            check,
-            TokenCheck::Valid {
-                expires_at: OffsetDateTime::from_unix_timestamp(future / 1000).unwrap()
-            }
-        );
-        let r = server.only_request();
-        assert_eq!(r.method, "GET");
-        assert_eq!(r.path, "/journey/check-token");
-        assert_eq!(r.header("access_token"), Some(KEY));
-        assert_eq!(r.header("journey_token"), Some("JT-abc="));
-        assert!(r.body.is_empty());
-
-        // The seed's own example: long expired, as a number here.
-        let server = TestServer::start(Canned::json(json!({
-            "error": 0, "data": { "expiredAt": 1641269384370_i64 }
-        })))
-        .await;
-        assert_eq!(
-            zalo(&server).check_token("", &token()).await.unwrap(),
-            TokenCheck::Expired
-        );
-
-        for (code, verdict) in [
-            (-118, Some(TokenCheck::NotFound)),
-            (-999, Some(TokenCheck::NotFound)),
-        ] {
-            let server = TestServer::start(Canned::json(json!({"error": code}))).await;
-            assert_eq!(zalo(&server).check_token("", &token()).await.ok(), verdict);
-        }
-        for (reply, class) in [
-            (Canned::json(json!({"error": -124})), ErrorClass::AbortAuth),
-            (
-                Canned::json(json!({"error": -101})),
-                ErrorClass::AbortConfig,
-            ),
-            (Canned::raw(503, ""), ErrorClass::Retry),
-            (Canned::raw(200, "not json"), ErrorClass::Retry),
-        ] {
-            let server = TestServer::start(reply).await;
-            let e = zalo(&server).check_token("", &token()).await.unwrap_err();
-            assert_eq!(e.class, class);
-            assert_no_leak(&e);
-        }
-    }
-
-    #[tokio::test]
-    async fn refusals_without_a_request() {
-        let server = TestServer::start(Canned::json(json!({"error": 0}))).await;
-        let z = zalo(&server);
-        let t = token();
-        let no_token = SendRequest {
-            token: None,
-            ..send_req(&t, &[])
-        };
-        assert_eq!(
-            z.send(&no_token).await.unwrap_err().class,
-            ErrorClass::RefreshToken
-        );
-
-        let mut tokenless = token();
-        tokenless.token = None;
-        assert_eq!(
-            z.check_token("", &tokenless).await.unwrap(),
-            TokenCheck::NotFound
-        );
-
-        let e = z.get_message("", "m1").await.unwrap_err();
-        assert_eq!(
-            (e.class, e.code.as_str()),
-            (ErrorClass::AbortConfig, "unsupported")
-        );
-        assert!(server.requests().is_empty());
-        assert!(z.capabilities().tokens);
-        assert_eq!(z.capabilities().dedup, Dedup::Inferred);
-    }
-}
+mod tests;

@@ -399,7 +399,6 @@ mod tests {
             secret_key: None,
             request_timeout: Duration::from_secs(2),
             codes: Default::default(),
-            esms_sandbox: false,
             callback_url: None,
         };
         let p = provider::build(settings).expect("adapter");
