@@ -15,6 +15,7 @@ pub mod provider;
 pub mod quota;
 pub mod reconcile;
 pub mod report;
+pub mod row_state;
 pub mod runner;
 pub mod store;
 pub mod window;
