@@ -237,7 +237,7 @@ pub(super) fn apply_op(
             message,
             release,
         } => {
-            settle(tx, *row_id, Move::FailedForGood, release.as_ref(), |tx| {
+            settle(tx, *row_id, "MarkFailed", release.as_ref(), |tx| {
                 tx.prepare_cached(&MARK_FAILED)?
                     .execute(params![row_id, code, message, now])
             })?;
@@ -249,7 +249,7 @@ pub(super) fn apply_op(
             message,
             release,
         } => {
-            settle(tx, *row_id, Move::Refused, release.as_ref(), |tx| {
+            settle(tx, *row_id, "MarkPending", release.as_ref(), |tx| {
                 tx.prepare_cached(&MARK_PENDING)?
                     .execute(params![row_id, code, message, now])
             })?;
@@ -288,31 +288,23 @@ pub(super) fn apply_op(
     }
 }
 
-/// A row leaving `in_flight` without being sent (`mv`): the UPDATE, and —
+/// A row leaving `in_flight` without being sent (`op`'s guarded UPDATE), and —
 /// only when it happened and `release` says the provider did not accept the
 /// message — the quota unit and the frequency-cap mark given back.
 fn settle(
     tx: &Connection,
     row_id: i64,
-    mv: Move,
+    op: &str,
     release: Option<&QuotaKey>,
     update: impl FnOnce(&Connection) -> rusqlite::Result<usize>,
 ) -> rusqlite::Result<()> {
     let held = HeldRow::read(tx, row_id)?;
     let n = update(tx)?;
-    unchanged(n, row_id, mv_name(mv));
+    unchanged(n, row_id, op);
     if let (1, Some(key), Some(held)) = (n, release, held) {
         claim::release_claim(tx, row_id, key, &held)?;
     }
     Ok(())
-}
-
-fn mv_name(mv: Move) -> &'static str {
-    match mv {
-        Move::FailedForGood => "MarkFailed",
-        Move::Refused => "MarkPending",
-        _ => "write",
-    }
 }
 
 /// An illegal move changes nothing; say so in the log (it points at a bug,
