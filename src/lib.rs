@@ -16,6 +16,7 @@ pub mod quota;
 pub mod reconcile;
 pub mod report;
 pub mod retry;
+pub mod row_state;
 pub mod runner;
 pub mod signals;
 pub mod stop;

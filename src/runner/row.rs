@@ -20,8 +20,8 @@ use crate::provider::{
     ErrorClass, JourneyToken, ProviderError, SendOutcome, SendRequest, TokenCheck,
 };
 use crate::quota;
+use crate::row_state::RowState;
 use crate::stop::StopReason;
-use crate::store::RowState;
 use crate::store::{QuotaKey, StoreError, WorkRow, WriteOp, WriteResult};
 
 /// Error code stored on a row whose stored data cannot be sent.

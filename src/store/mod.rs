@@ -1,0 +1,242 @@
+//! The SQLite checkpoint store. All SQL lives here, one file per concern:
+//! `schema` (migrations), `campaigns`, `import`, `rows` (open-row paging,
+//! counts, rejects, report rows), `tokens`, `quota`, `delivery`, and the
+//! `writer` that applies row transitions.
+//!
+//! One process-wide writer thread owns a connection and applies row
+//! transitions in batched transactions (group commit): callers that must
+//! know a change is durable (a row going `in_flight` before its request
+//! leaves, a bought token) await the acknowledgement, which comes only after
+//! COMMIT. Readers use their own connections (WAL lets them run beside the
+//! writer).
+
+mod campaigns;
+mod delivery;
+mod errors;
+mod import;
+mod quota;
+mod rows;
+mod schema;
+mod templates;
+mod tokens;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+pub use crate::row_state::RowState;
+pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
+pub use delivery::{DeliveryCounts, DeliveryUpdate, LookupRow};
+pub use errors::{StoreError, StoreErrorKind};
+pub use import::{ImportCounts, ImportRow};
+pub use quota::{QuotaDay, QuotaKey};
+pub use rows::{ReportRow, StateCounts, WorkRow};
+pub use tokens::TokenKey;
+pub use writer::{WriteOp, WriteResult, Writer};
+
+use errors::{is_busy, sql_err};
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How long a connection waits for another process's transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Writer only: quota_days rows known to exist (they are never deleted),
+    /// so a claim skips the INSERT that creates one.
+    quota_rows: std::collections::HashSet<QuotaKey>,
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
+        // SQLite quietly falls back to read-only; say so now, not at the
+        // first checkpoint of a run.
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(|e| sql_err(path, e))?
+        {
+            return Err(StoreError::ReadOnly {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            quota_rows: Default::default(),
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Open an existing database without creating or migrating it.
+    pub fn open_existing(path: &Path) -> Result<Option<Store>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|e| sql_err(path, e))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            quota_rows: Default::default(),
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(Some(store))
+    }
+
+    /// Cap this connection's page cache (KiB); memory stays flat whatever
+    /// the campaign's size. A run holds four connections.
+    pub fn set_cache_kib(&self, kib: u32) -> Result<()> {
+        self.conn
+            .execute_batch(&format!("PRAGMA cache_size = -{kib}"))
+            .map_err(|e| self.e(e))
+    }
+
+    /// Give back the page cache (before a long phase that does not use
+    /// this connection).
+    pub fn release_memory(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA shrink_memory", [], |_| Ok(()))
+            .optional()
+            .map(|_| ())
+            .map_err(|e| self.e(e))
+    }
+
+    fn e(&self, e: rusqlite::Error) -> StoreError {
+        sql_err(&self.path, e)
+    }
+
+    fn configure(&mut self) -> Result<()> {
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| self.e(e))?;
+        // WAL: readers beside the one writer. Turning a new file to WAL
+        // needs it alone for a moment, and a twin process opening the same
+        // new file then gets BUSY at once (SQLite skips the busy handler for
+        // that lock upgrade): retry within the busy timeout.
+        let started = std::time::Instant::now();
+        loop {
+            match self
+                .conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+            {
+                Ok(_) => break,
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(self.e(e)),
+            }
+        }
+        // NORMAL: a commit survives a killed process (the case we
+        // guarantee); fsync happens at checkpoint.
+        self.conn
+            .execute_batch(
+                "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
+                 PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8000;",
+            )
+            .map_err(|e| self.e(e))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub fn new_campaign(store: &mut Store, name: &str) -> Campaign {
+        store
+            .create_campaign(&NewCampaign {
+                name,
+                csv_path: "x.csv",
+                csv_sha256: "abc",
+                template_keys: &["name".to_string(), "amount".to_string()],
+                provider: "sandbox",
+                base_url: None,
+                oa_id: "1",
+                template_id: "100",
+                token_type: "token_logistics_7",
+                tracking_prefix: "zb-test",
+                in_doubt_policy: "resend",
+                not_after_ms: None,
+                min_interval_ms: None,
+            })
+            .unwrap()
+    }
+
+    /// Import `phones` as accepted rows (lines 2, 3, …) and return their ids.
+    pub fn import_phones(store: &mut Store, c: &Campaign, phones: &[&str]) -> Vec<i64> {
+        let rows: Vec<ImportRow<'_>> = phones
+            .iter()
+            .enumerate()
+            .map(|(i, phone)| ImportRow::Accepted {
+                line: i as u64 + 2,
+                phone,
+                tracking_id: None,
+                data_json: "[]",
+            })
+            .collect();
+        store
+            .import_batch(c.id, &rows, phones.len() as u64 + 1, true, true)
+            .unwrap();
+        store
+            .open_rows_page(c, "a", 0, phones.len() + 10, true)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
+    pub fn assert_uses_open_rows_index(store: &Store, query: &str) {
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("rows_open")), "{plan:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_opening_a_new_database_at_once_all_succeed() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.sqlite");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let opened: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&path).map(|_| ()).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for t in opened {
+                t.join().unwrap().unwrap();
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Reading rows: open-row paging for the runner, counts, rejects and the
+//! report's rows.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Campaign, Result, Store, StoreError};
+use crate::provider::JourneyToken;
+use crate::quota;
+use crate::row_state::{open_states_sql, RowState};
+
+/// An open row, with the stored token for its phone if there is one.
+#[derive(Debug, Clone)]
+pub struct WorkRow {
+    pub id: i64,
+    pub line: u64,
+    pub phone: String,
+    pub tracking_id: String,
+    pub data_json: String,
+    pub state: RowState,
+    pub attempts: u32,
+    pub token: Option<JourneyToken>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StateCounts {
+    pub total: u64,
+    pub pending: u64,
+    pub token_ready: u64,
+    pub in_flight: u64,
+    pub in_doubt: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub expired: u64,
+    pub skipped: u64,
+    pub resent_after_doubt: u64,
+}
+
+impl StateCounts {
+    pub fn open(&self) -> u64 {
+        self.pending + self.token_ready + self.in_flight
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRow {
+    pub line: u64,
+    pub phone: String,
+    pub tracking_id: String,
+    pub state: String,
+    pub msg_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub resent_after_doubt: bool,
+    pub updated_ms: Option<i64>,
+    pub sent_ms: Option<i64>,
+    /// From `reconcile`: unknown | received | seen; None if never looked up.
+    pub delivery_status: Option<String>,
+    pub delivery_ms: Option<i64>,
+    pub fee_main: Option<i64>,
+    pub fee_token: Option<i64>,
+}
+
+fn derived_tracking_id(prefix: &str, line: u64) -> String {
+    format!("{prefix}-{line}")
+}
+
+impl Store {
+    /// Up to `limit` open rows after `after_id`, in file order, each with the
+    /// stored token for its phone (one query per page, not per row).
+    pub fn open_rows_page(
+        &self,
+        campaign: &Campaign,
+        account: &str,
+        after_id: i64,
+        limit: usize,
+        include_in_doubt: bool,
+    ) -> Result<Vec<WorkRow>> {
+        let open_r = open_states_sql("r.");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT r.id, r.line, r.phone, r.tracking_id, r.data, r.state, r.attempts, \
+                        t.journey_id, t.provider_ref, t.token, t.expires_ms, t.status \
+                 FROM rows r LEFT JOIN tokens t \
+                   ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
+                 WHERE r.campaign_id = ?4 AND {open_r} AND r.id > ?5 \
+                 ORDER BY r.id LIMIT ?6"
+            ))
+            .map_err(|e| self.e(e))?;
+        let mut rows = stmt
+            .query(params![
+                account,
+                campaign.oa_id,
+                campaign.token_type,
+                campaign.id,
+                after_id,
+                limit as i64
+            ])
+            .map_err(|e| self.e(e))?;
+        let mut out = Vec::with_capacity(limit);
+        while let Some(r) = rows.next().map_err(|e| self.e(e))? {
+            let id: i64 = r.get(0).map_err(|e| self.e(e))?;
+            let state: String = r.get(5).map_err(|e| self.e(e))?;
+            let Some(state) = RowState::parse(&state) else {
+                return Err(StoreError::Corrupt {
+                    path: self.path.clone(),
+                    what: format!("row {id} (table rows) state"),
+                    value: state,
+                });
+            };
+            if state == RowState::InDoubt && !include_in_doubt {
+                continue;
+            }
+            let line: i64 = r.get(1).map_err(|e| self.e(e))?;
+            let tracking: Option<String> = r.get(3).map_err(|e| self.e(e))?;
+            let journey_id: Option<String> = r.get(7).map_err(|e| self.e(e))?;
+            let token = match journey_id {
+                Some(journey_id) => Some(JourneyToken {
+                    journey_id,
+                    provider_ref: r.get(8).map_err(|e| self.e(e))?,
+                    token: r.get(9).map_err(|e| self.e(e))?,
+                    expires_at: quota::from_ms(r.get(10).map_err(|e| self.e(e))?),
+                    status: r.get(11).map_err(|e| self.e(e))?,
+                }),
+                None => None,
+            };
+            out.push(WorkRow {
+                id,
+                line: line as u64,
+                phone: r.get(2).map_err(|e| self.e(e))?,
+                tracking_id: tracking
+                    .unwrap_or_else(|| derived_tracking_id(&campaign.tracking_prefix, line as u64)),
+                data_json: r
+                    .get::<_, Option<String>>(4)
+                    .map_err(|e| self.e(e))?
+                    .unwrap_or_default(),
+                state,
+                attempts: r.get::<_, i64>(6).map_err(|e| self.e(e))? as u32,
+                token,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether some phone is on more than one row of the campaign (imported
+    /// with `--allow-duplicate-phones`): without, every accepted row has a
+    /// `dedup_key` and the unique index guarantees one row per phone.
+    pub fn has_repeated_phones(&self, campaign_id: i64) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM rows WHERE campaign_id = ?1 AND dedup_key IS NULL \
+                 AND state <> 'rejected')",
+                [campaign_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.e(e))
+    }
+
+    /// How many rows a run has left (cheap: counts the partial index).
+    pub fn open_count(&self, campaign_id: i64, include_in_doubt: bool) -> Result<u64> {
+        let open = open_states_sql("");
+        let (open, doubt): (i64, i64) = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*), COALESCE(SUM(state = 'in_doubt'), 0) FROM rows \
+                     WHERE campaign_id = ?1 AND {open}"
+                ),
+                [campaign_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.e(e))?;
+        Ok((if include_in_doubt { open } else { open - doubt }) as u64)
+    }
+
+    /// Open rows whose phone had a message from the campaign's OA within its
+    /// frequency cap as of `now_ms` (for the dry-run plan).
+    pub fn would_skip_count(&self, campaign: &Campaign, now_ms: i64) -> Result<u64> {
+        let Some(interval) = campaign.min_interval_ms else {
+            return Ok(0);
+        };
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM rows r JOIN phone_sends p ON p.oa_id = ?2 AND p.phone = r.phone \
+                     WHERE r.campaign_id = ?1 AND {} AND p.row_id <> r.id AND p.last_ms > ?3",
+                    open_states_sql("r.")
+                ),
+                params![campaign.id, campaign.oa_id, now_ms - interval],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.e(e))
+    }
+
+    /// Rows per state, in one pass that needs no sort (a GROUP BY over a
+    /// million rows would sort them all, in memory).
+    pub fn state_counts(&self, campaign_id: i64) -> Result<StateCounts> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*), TOTAL(state = 'pending'), TOTAL(state = 'token_ready'), \
+                        TOTAL(state = 'in_flight'), TOTAL(state = 'in_doubt'), TOTAL(state = 'sent'), \
+                        TOTAL(state = 'failed'), TOTAL(state = 'expired'), TOTAL(state = 'skipped'), \
+                        TOTAL(resent_after_doubt), TOTAL(state = 'rejected') \
+                 FROM rows WHERE campaign_id = ?1",
+            )
+            .map_err(|e| self.e(e))?;
+        let counts = stmt.query_row([campaign_id], |r| {
+            let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, f64>(i)? as u64) };
+            let total = r.get::<_, i64>(0)? as u64;
+            let c = StateCounts {
+                total,
+                pending: n(1)?,
+                token_ready: n(2)?,
+                in_flight: n(3)?,
+                in_doubt: n(4)?,
+                sent: n(5)?,
+                failed: n(6)?,
+                expired: n(7)?,
+                skipped: n(8)?,
+                rejected: n(10)?,
+                resent_after_doubt: n(9)?,
+            };
+            Ok(c)
+        });
+        let c = counts.map_err(|e| self.e(e))?;
+        let known = c.pending
+            + c.token_ready
+            + c.in_flight
+            + c.in_doubt
+            + c.sent
+            + c.failed
+            + c.expired
+            + c.skipped
+            + c.rejected;
+        if known != c.total {
+            return Err(self.unknown_state(campaign_id));
+        }
+        Ok(c)
+    }
+
+    /// The error for a campaign with a row in a state no build knows
+    /// (rare: only when counts do not add up, so its query costs nothing).
+    fn unknown_state(&self, campaign_id: i64) -> StoreError {
+        let known: Vec<String> = RowState::ALL
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let found: rusqlite::Result<(i64, String)> = self.conn.query_row(
+            &format!(
+                "SELECT id, state FROM rows WHERE campaign_id = ?1 AND state NOT IN ({}) LIMIT 1",
+                known.join(", ")
+            ),
+            [campaign_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        );
+        match found {
+            Ok((id, state)) => StoreError::Corrupt {
+                path: self.path.clone(),
+                what: format!("row {id} (table rows) state"),
+                value: state,
+            },
+            Err(e) => self.e(e),
+        }
+    }
+
+    /// The first few rejects, for summaries and plans.
+    pub fn rejects(&self, campaign_id: i64, limit: usize) -> Result<Vec<(u64, String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT line, phone, COALESCE(error, '') FROM rows \
+                 WHERE campaign_id = ?1 AND state = 'rejected' ORDER BY line LIMIT ?2",
+            )
+            .map_err(|e| self.e(e))?;
+        let out = stmt
+            .query_map(params![campaign_id, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(out)
+    }
+
+    /// Most frequent failure reasons, for the summary.
+    pub fn top_errors(&self, campaign_id: i64, limit: usize) -> Result<Vec<(String, String, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(error_code, ''), COALESCE(error, ''), COUNT(*) AS n FROM rows \
+                 WHERE campaign_id = ?1 AND state = 'failed' GROUP BY 1, 2 ORDER BY n DESC LIMIT ?2",
+            )
+            .map_err(|e| self.e(e))?;
+        let out = stmt
+            .query_map(params![campaign_id, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(out)
+    }
+
+    /// Every row of a campaign in file order, streamed to `f`.
+    pub fn for_each_report_row(
+        &self,
+        campaign: &Campaign,
+        mut f: impl FnMut(&ReportRow) -> std::io::Result<()>,
+    ) -> Result<std::io::Result<()>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT line, phone, tracking_id, state, msg_id, error_code, error, attempts, \
+                        resent_after_doubt, updated_ms, sent_ms, delivery_status, delivery_ms, \
+                        fee_main, fee_token \
+                 FROM rows WHERE campaign_id = ?1 ORDER BY line, id",
+            )
+            .map_err(|e| self.e(e))?;
+        let mut rows = stmt.query([campaign.id]).map_err(|e| self.e(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.e(e))? {
+            let line = r.get::<_, i64>(0).map_err(|e| self.e(e))? as u64;
+            let state: String = r.get(3).map_err(|e| self.e(e))?;
+            let tracking: Option<String> = r.get(2).map_err(|e| self.e(e))?;
+            let tracking_id = match tracking {
+                Some(t) => t,
+                None if state == "rejected" => String::new(),
+                None => derived_tracking_id(&campaign.tracking_prefix, line),
+            };
+            let row = ReportRow {
+                line,
+                phone: r.get(1).map_err(|e| self.e(e))?,
+                tracking_id,
+                state,
+                msg_id: r.get(4).map_err(|e| self.e(e))?,
+                error_code: r.get(5).map_err(|e| self.e(e))?,
+                error: r.get(6).map_err(|e| self.e(e))?,
+                attempts: r.get::<_, i64>(7).map_err(|e| self.e(e))? as u32,
+                resent_after_doubt: r.get::<_, i64>(8).map_err(|e| self.e(e))? != 0,
+                updated_ms: r.get(9).map_err(|e| self.e(e))?,
+                sent_ms: r.get(10).map_err(|e| self.e(e))?,
+                delivery_status: r.get(11).map_err(|e| self.e(e))?,
+                delivery_ms: r.get(12).map_err(|e| self.e(e))?,
+                fee_main: r.get(13).map_err(|e| self.e(e))?,
+                fee_token: r.get(14).map_err(|e| self.e(e))?,
+            };
+            if let Err(e) = f(&row) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::*;
+    use crate::row_state::open_states_sql;
+
+    #[test]
+    fn open_rows_query_uses_the_partial_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        assert_uses_open_rows_index(
+            &store,
+            &format!(
+                "SELECT r.id FROM rows r WHERE r.campaign_id = 1 AND {} AND r.id > 0 ORDER BY r.id LIMIT 10",
+                open_states_sql("r.")
+            ),
+        );
+    }
+
+    #[test]
+    fn an_unknown_row_state_is_an_error_naming_the_row_and_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let c = new_campaign(&mut store, "c1");
+        let ids = import_phones(&mut store, &c, &["84912345670", "84912345671"]);
+        assert_eq!(store.state_counts(c.id).unwrap().pending, 2);
+        store
+            .conn
+            .execute("UPDATE rows SET state = 'snet' WHERE id = ?1", [ids[1]])
+            .unwrap();
+        let e = store.state_counts(c.id).unwrap_err();
+        assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("row {} (table rows) state", ids[1])) && msg.contains("`snet`"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! The schema and its migrations. A database is migrated forward one step
+//! at a time; a newer one than this build knows is refused.
+
+use super::errors::sql_err;
+use super::{Result, Store, StoreError};
+
+pub(super) const SCHEMA_VERSION: i64 = 6;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema
+    r#"
+    CREATE TABLE campaigns (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        csv_path TEXT NOT NULL,
+        csv_sha256 TEXT NOT NULL,
+        template_keys TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        base_url TEXT,
+        oa_id TEXT NOT NULL,
+        template_id TEXT NOT NULL,
+        token_type TEXT NOT NULL,
+        tracking_prefix TEXT NOT NULL,
+        import_done INTEGER NOT NULL DEFAULT 0,
+        imported_through_line INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        last_error TEXT,
+        in_doubt_policy TEXT NOT NULL DEFAULT 'resend',
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE rows (
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
+        line INTEGER NOT NULL,
+        phone TEXT NOT NULL,
+        dedup_key INTEGER,
+        tracking_id TEXT,
+        data TEXT,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        journey_id TEXT,
+        msg_id TEXT,
+        error_code TEXT,
+        error TEXT,
+        resent_after_doubt INTEGER NOT NULL DEFAULT 0,
+        updated_ms INTEGER,
+        sent_ms INTEGER
+    );
+    CREATE INDEX rows_open ON rows(campaign_id, id)
+        WHERE state IN ('pending','token_ready','in_flight','in_doubt');
+    CREATE UNIQUE INDEX rows_dedup ON rows(campaign_id, dedup_key)
+        WHERE dedup_key IS NOT NULL;
+    CREATE UNIQUE INDEX rows_tracking ON rows(campaign_id, tracking_id)
+        WHERE tracking_id IS NOT NULL;
+    CREATE TABLE tokens (
+        account TEXT NOT NULL,
+        oa_id TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        token_type TEXT NOT NULL,
+        journey_id TEXT NOT NULL,
+        provider_ref TEXT,
+        token TEXT,
+        expires_ms INTEGER NOT NULL,
+        status TEXT,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (account, oa_id, phone, token_type)
+    ) WITHOUT ROWID;
+    CREATE TABLE quota_days (
+        account TEXT NOT NULL,
+        oa_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,
+        provider_limit INTEGER,
+        exhausted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account, oa_id, day)
+    ) WITHOUT ROWID;
+    "#,
+    // 2: run safety — campaign deadline, per-phone frequency cap. `phone_sends`
+    // holds each phone's latest claimed send per OA (and the one before, so a
+    // claim the provider refused can be taken back).
+    r#"
+    ALTER TABLE campaigns ADD COLUMN not_after_ms INTEGER;
+    ALTER TABLE campaigns ADD COLUMN min_interval_ms INTEGER;
+    CREATE TABLE phone_sends (
+        oa_id TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        last_ms INTEGER NOT NULL,
+        row_id INTEGER NOT NULL,
+        prev_ms INTEGER,
+        prev_row_id INTEGER,
+        PRIMARY KEY (oa_id, phone)
+    ) WITHOUT ROWID;
+    INSERT INTO phone_sends (oa_id, phone, last_ms, row_id)
+        SELECT c.oa_id, r.phone, MAX(COALESCE(r.sent_ms, r.updated_ms, 0)), r.id
+        FROM rows r JOIN campaigns c ON c.id = r.campaign_id
+        WHERE r.state IN ('sent', 'in_flight', 'in_doubt')
+        GROUP BY c.oa_id, r.phone;
+    "#,
+    // 3: delivery reconcile (GetMessage) and the stored send window.
+    r#"
+    ALTER TABLE rows ADD COLUMN delivery_status TEXT;
+    ALTER TABLE rows ADD COLUMN delivery_ms INTEGER;
+    ALTER TABLE rows ADD COLUMN fee_main INTEGER;
+    ALTER TABLE rows ADD COLUMN fee_token INTEGER;
+    ALTER TABLE rows ADD COLUMN delivery_checked_ms INTEGER;
+    ALTER TABLE campaigns ADD COLUMN send_window TEXT;
+    "#,
+    // 4: the open-rows index without an IN list (see row_state::states_sql)
+    r#"
+    DROP INDEX rows_open;
+    CREATE INDEX rows_open ON rows(campaign_id, id)
+        WHERE (state = 'pending' OR state = 'token_ready' OR state = 'in_flight' OR state = 'in_doubt');
+    "#,
+    // 5: the quota counts messages, not attempts: `quota_day` is the quota
+    // day whose unit the row holds (a retry that day claims no other). A row
+    // whose request may have left before the upgrade holds the unit of the
+    // day it was last written (Asia/Ho_Chi_Minh is UTC+7, no DST).
+    r#"
+    ALTER TABLE rows ADD COLUMN quota_day TEXT;
+    UPDATE rows SET quota_day = strftime('%Y-%m-%d', COALESCE(updated_ms, 0) / 1000 + 25200, 'unixepoch')
+        WHERE state = 'in_flight' OR state = 'in_doubt';
+    "#,
+    // 6: fetched template info, for the pre-flight (see store/templates.rs)
+    r#"
+    CREATE TABLE IF NOT EXISTS template_cache (
+        account TEXT NOT NULL,
+        template_id TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        fetched_ms INTEGER NOT NULL,
+        PRIMARY KEY (account, template_id)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+impl Store {
+    pub(super) fn migrate(&mut self) -> Result<()> {
+        // Each step reads the version and applies the next migration inside
+        // one IMMEDIATE transaction, so two processes opening a new database
+        // at the same moment cannot both create the schema: the second
+        // waits (busy timeout), then finds it done. An up-to-date database
+        // is only read (status and report work on a read-only file).
+        let current: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.e(e))?;
+        if current == SCHEMA_VERSION {
+            return Ok(());
+        }
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| sql_err(&self.path, e))?;
+            let version: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(|e| sql_err(&self.path, e))?;
+            if version > SCHEMA_VERSION {
+                return Err(StoreError::TooNew {
+                    path: self.path.clone(),
+                    found: version,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            let Some(sql) = MIGRATIONS.get(version as usize) else {
+                return Ok(());
+            };
+            tx.execute_batch(sql).map_err(|e| sql_err(&self.path, e))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
+                .map_err(|e| sql_err(&self.path, e))?;
+            tx.commit().map_err(|e| sql_err(&self.path, e))?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::*;
+    use super::SCHEMA_VERSION;
+    use crate::row_state::open_states_sql;
+
+    #[test]
+    fn a_version_3_database_gets_the_open_rows_index_without_an_in_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        {
+            let store = Store::open(&path).unwrap();
+            // Put it back the way versions 1–3 left it.
+            store
+                .conn
+                .execute_batch(
+                    "DROP INDEX rows_open; \
+                     CREATE INDEX rows_open ON rows(campaign_id, id) \
+                       WHERE state IN ('pending','token_ready','in_flight','in_doubt'); \
+                     ALTER TABLE rows DROP COLUMN quota_day; \
+                     PRAGMA user_version = 3;",
+                )
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let sql: String = store
+            .conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'rows_open'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            sql.contains(&open_states_sql("")) && !sql.contains(" IN "),
+            "{sql}"
+        );
+        assert_uses_open_rows_index(
+            &store,
+            &format!(
+                "SELECT COUNT(*) FROM rows WHERE campaign_id = 1 AND {}",
+                open_states_sql("")
+            ),
+        );
+    }
+
+    #[test]
+    fn a_version_4_database_gets_quota_day_held_by_rows_whose_request_may_have_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        {
+            let mut store = Store::open(&path).unwrap();
+            let c = new_campaign(&mut store, "c1");
+            let ids = import_phones(&mut store, &c, &["84912345670", "84912345671"]);
+            // 2026-11-23 20:00 UTC is 2026-11-24 03:00 in Vietnam.
+            store
+                .conn
+                .execute(
+                    "UPDATE rows SET state = 'in_flight', updated_ms = 1795464000000 WHERE id = ?1",
+                    [ids[0]],
+                )
+                .unwrap();
+            // Put it back the way version 4 left it.
+            store
+                .conn
+                .execute_batch("ALTER TABLE rows DROP COLUMN quota_day; PRAGMA user_version = 4;")
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let days: Vec<(String, Option<String>)> = store
+            .conn
+            .prepare("SELECT state, quota_day FROM rows ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            days,
+            vec![
+                ("in_flight".to_string(), Some("2026-11-24".to_string())),
+                ("pending".to_string(), None)
+            ]
+        );
+    }
+}

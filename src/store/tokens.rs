@@ -1,0 +1,96 @@
+//! Journey tokens: one per (account, OA, phone, token type), reused by
+//! every row and campaign that sends to the phone while it is valid.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Campaign, Result, Store};
+use crate::provider::JourneyToken;
+use crate::quota;
+use crate::row_state::{open_states_sql, states_sql, RowState};
+
+/// Key of a reusable journey token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    /// Provider plus base URL: a token is only valid where it was bought.
+    pub account: String,
+    pub oa_id: String,
+    pub phone: String,
+    pub token_type: String,
+}
+
+impl Store {
+    /// For the dry-run plan: distinct phones among the rows still to send
+    /// that need a token bought, and those whose stored token is reusable
+    /// (valid past `valid_after_ms`). A phone repeated in the file needs one.
+    pub fn token_plan(
+        &self,
+        campaign: &Campaign,
+        account: &str,
+        valid_after_ms: i64,
+        include_in_doubt: bool,
+    ) -> Result<(u64, u64)> {
+        let states = if include_in_doubt {
+            open_states_sql("r.")
+        } else {
+            states_sql(
+                &[RowState::Pending, RowState::TokenReady, RowState::InFlight],
+                "r.",
+            )
+        };
+        // One row per phone unless the campaign allows repeats: then no
+        // GROUP BY (a sort of every open row, in memory).
+        let sql = if self.has_repeated_phones(campaign.id)? {
+            format!(
+                "SELECT COALESCE(SUM(NOT reusable), 0), COALESCE(SUM(reusable), 0) FROM ( \
+                   SELECT r.phone, MAX(t.phone IS NOT NULL) AS reusable FROM rows r LEFT JOIN tokens t \
+                     ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
+                    AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N' \
+                   WHERE r.campaign_id = ?4 AND {states} GROUP BY r.phone)"
+            )
+        } else {
+            format!(
+                "SELECT COUNT(*) - COUNT(t.phone), COUNT(t.phone) FROM rows r LEFT JOIN tokens t \
+                   ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
+                  AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N' \
+                 WHERE r.campaign_id = ?4 AND {states}"
+            )
+        };
+        self.conn
+            .query_row(
+                &sql,
+                params![
+                    account,
+                    campaign.oa_id,
+                    campaign.token_type,
+                    campaign.id,
+                    valid_after_ms
+                ],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| self.e(e))
+    }
+
+    /// The stored token for a key (checked again under the per-phone lock so
+    pub fn token(&self, key: &TokenKey) -> Result<Option<JourneyToken>> {
+        self.conn
+            .prepare_cached(
+                "SELECT journey_id, provider_ref, token, expires_ms, status FROM tokens \
+                 WHERE account = ?1 AND oa_id = ?2 AND phone = ?3 AND token_type = ?4",
+            )
+            .map_err(|e| self.e(e))?
+            .query_row(
+                params![key.account, key.oa_id, key.phone, key.token_type],
+                |r| {
+                    Ok(JourneyToken {
+                        journey_id: r.get(0)?,
+                        provider_ref: r.get(1)?,
+                        token: r.get(2)?,
+                        expires_at: quota::from_ms(r.get(3)?),
+                        status: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.e(e))
+    }
+}

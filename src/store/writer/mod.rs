@@ -1,0 +1,14 @@
+//! The writer: one thread, one connection, row transitions applied in
+//! batched transactions. `ops` says what each write does in SQL, `claim`
+//! the claim of a row (quota, deadline, frequency cap) and what gives it
+//! back, `thread` runs it all.
+
+mod claim;
+mod ops;
+mod thread;
+
+pub use ops::{WriteOp, WriteResult};
+pub use thread::Writer;
+
+#[cfg(test)]
+mod tests;

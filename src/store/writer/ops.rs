@@ -1,0 +1,360 @@
+//! The writes the runner asks for, and their SQL. Every UPDATE of a row's
+//! state is guarded by the source states of its move (see `row_state`), so
+//! an illegal move changes nothing.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use rusqlite::{params, Connection};
+
+use super::claim::{self, HeldRow};
+use crate::provider::{JourneyToken, QuotaInfo};
+use crate::quota;
+use crate::row_state::{Move, RowState};
+use crate::store::{CampaignStatus, ClaimGate, QuotaKey, StoreError, TokenKey};
+
+/// A row transition or bookkeeping write.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// A bought token; the row moves to `token_ready`.
+    SaveToken {
+        key: TokenKey,
+        token: JourneyToken,
+        row_id: i64,
+    },
+    /// Claim a quota unit (unless the row holds one for this quota day) and
+    /// mark the row `in_flight`. Refused (nothing written) when the day's
+    /// quota is used up.
+    MarkInFlight {
+        row_id: i64,
+        journey_id: Option<String>,
+        quota: QuotaKey,
+        limit: Option<u64>,
+        gate: ClaimGate,
+        /// A token bought for this row, stored first (even when the claim
+        /// is refused: it was paid for).
+        save_token: Option<(TokenKey, JourneyToken)>,
+    },
+    /// Apply the claim checks alone (before buying a token for the row):
+    /// the row becomes `expired`/`skipped`, or nothing changes.
+    CheckGate {
+        row_id: i64,
+        gate: ClaimGate,
+    },
+    /// The deadline passed: every open row of the campaign becomes `expired`.
+    ExpireOpen {
+        campaign_id: i64,
+        not_after_ms: i64,
+    },
+    MarkSent {
+        row_id: i64,
+        msg_id: Option<String>,
+        resent_after_doubt: bool,
+        provider_quota: Option<(QuotaKey, QuotaInfo)>,
+    },
+    /// Permanent failure; `release` gives the row's quota unit back (the
+    /// provider did not accept the message).
+    MarkFailed {
+        row_id: i64,
+        code: String,
+        message: String,
+        release: Option<QuotaKey>,
+    },
+    /// Back to `pending` (or `token_ready`): nothing was accepted (429,
+    /// refused connection, quota, abort). Keeps the error for the report.
+    MarkPending {
+        row_id: i64,
+        code: String,
+        message: String,
+        release: Option<QuotaKey>,
+    },
+    /// Held for an operator (`--in-doubt hold`).
+    MarkInDoubt {
+        row_id: i64,
+        code: String,
+        message: String,
+    },
+    QuotaExhausted {
+        quota: QuotaKey,
+    },
+    CampaignStatus {
+        campaign_id: i64,
+        status: CampaignStatus,
+        last_error: Option<String>,
+    },
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteResult {
+    Done,
+    /// `MarkInFlight` refused: the day's quota is used up.
+    QuotaFull,
+    /// The row is now `expired`: the campaign's deadline passed.
+    Expired,
+    /// The row is now `skipped`: its phone had a message too recently.
+    Skipped,
+    /// `ExpireOpen`: how many rows expired.
+    Count(u64),
+}
+
+static MARK_SENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE rows SET state = '{}', msg_id = ?2, error_code = NULL, error = NULL, \
+         resent_after_doubt = resent_after_doubt OR ?3, updated_ms = ?4, sent_ms = ?4 \
+         WHERE id = ?1 AND {}",
+        RowState::Sent.as_str(),
+        Move::Accepted.guard_sql("")
+    )
+});
+
+static MARK_FAILED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE rows SET state = '{}', error_code = ?2, error = ?3, updated_ms = ?4 \
+         WHERE id = ?1 AND {}",
+        RowState::Failed.as_str(),
+        Move::FailedForGood.guard_sql("")
+    )
+});
+
+static MARK_PENDING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE rows SET state = CASE WHEN journey_id IS NULL THEN '{}' ELSE '{}' END, \
+         error_code = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1 AND {}",
+        RowState::after_refusal(false).as_str(),
+        RowState::after_refusal(true).as_str(),
+        Move::Refused.guard_sql("")
+    )
+});
+
+static MARK_IN_DOUBT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE rows SET state = '{}', error_code = ?2, error = ?3, updated_ms = ?4 \
+         WHERE id = ?1 AND {}",
+        RowState::InDoubt.as_str(),
+        Move::Held.guard_sql("")
+    )
+});
+
+static TOKEN_READY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE rows SET state = '{}', journey_id = ?2, updated_ms = ?3 WHERE id = ?1 AND {}",
+        RowState::TokenReady.as_str(),
+        Move::TokenBought.guard_sql("")
+    )
+});
+
+/// Apply one write inside the batch's transaction. The outer error is the
+/// database's (the batch rolls back); the inner one refuses this write
+/// alone (nothing of it was written).
+pub(super) fn apply_op(
+    tx: &Connection,
+    op: &WriteOp,
+    quota_rows: &mut HashSet<QuotaKey>,
+) -> rusqlite::Result<Result<WriteResult, StoreError>> {
+    let now = quota::now_ms();
+    let done = Ok(Ok(WriteResult::Done));
+    match op {
+        WriteOp::SaveToken { key, token, row_id } => {
+            store_token(tx, key, token, now)?;
+            row_token_ready(tx, *row_id, token, now)?;
+            done
+        }
+        WriteOp::MarkInFlight {
+            row_id,
+            journey_id,
+            quota,
+            limit,
+            gate,
+            save_token: bought,
+        } => {
+            // The token was paid for: stored whatever the claim decides.
+            if let Some((key, token)) = bought {
+                store_token(tx, key, token, now)?;
+            }
+            let claim = claim::Claim {
+                row_id: *row_id,
+                journey_id: journey_id.as_deref(),
+                quota,
+                limit: *limit,
+                gate,
+                now,
+            };
+            let claimed = claim::mark_in_flight(tx, &claim, quota_rows)?;
+            if let (Ok(WriteResult::QuotaFull), Some((_, token))) = (&claimed, bought) {
+                // Not sent now: the row keeps its token for the next run.
+                row_token_ready(tx, *row_id, token, now)?;
+            }
+            Ok(claimed)
+        }
+        WriteOp::CheckGate { row_id, gate } => Ok(Ok(
+            claim::apply_gate(tx, *row_id, gate, now)?.unwrap_or(WriteResult::Done)
+        )),
+        WriteOp::ExpireOpen {
+            campaign_id,
+            not_after_ms,
+        } => {
+            let n = claim::expire(
+                tx,
+                claim::Expire::Campaign(*campaign_id),
+                *not_after_ms,
+                now,
+            )?;
+            Ok(Ok(WriteResult::Count(n)))
+        }
+        WriteOp::MarkSent {
+            row_id,
+            msg_id,
+            resent_after_doubt,
+            provider_quota,
+        } => {
+            let n = tx.prepare_cached(&MARK_SENT)?.execute(params![
+                row_id,
+                msg_id,
+                resent_after_doubt,
+                now
+            ])?;
+            unchanged(n, *row_id, "MarkSent");
+            if let Some((q, info)) = provider_quota {
+                let used_by_provider = info.daily.saturating_sub(info.remaining) as i64;
+                tx.prepare_cached(
+                    "UPDATE quota_days SET provider_limit = ?4, used = MAX(used, ?5) \
+                     WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
+                )?
+                .execute(params![
+                    q.account,
+                    q.oa_id,
+                    q.day,
+                    info.daily as i64,
+                    used_by_provider
+                ])?;
+            }
+            done
+        }
+        WriteOp::MarkFailed {
+            row_id,
+            code,
+            message,
+            release,
+        } => {
+            settle(tx, *row_id, "MarkFailed", release.as_ref(), |tx| {
+                tx.prepare_cached(&MARK_FAILED)?
+                    .execute(params![row_id, code, message, now])
+            })?;
+            done
+        }
+        WriteOp::MarkPending {
+            row_id,
+            code,
+            message,
+            release,
+        } => {
+            settle(tx, *row_id, "MarkPending", release.as_ref(), |tx| {
+                tx.prepare_cached(&MARK_PENDING)?
+                    .execute(params![row_id, code, message, now])
+            })?;
+            done
+        }
+        WriteOp::MarkInDoubt {
+            row_id,
+            code,
+            message,
+        } => {
+            let n = tx
+                .prepare_cached(&MARK_IN_DOUBT)?
+                .execute(params![row_id, code, message, now])?;
+            unchanged(n, *row_id, "MarkInDoubt");
+            done
+        }
+        WriteOp::QuotaExhausted { quota } => {
+            tx.prepare_cached(
+                "INSERT INTO quota_days (account, oa_id, day, exhausted) VALUES (?1, ?2, ?3, 1) \
+                 ON CONFLICT (account, oa_id, day) DO UPDATE SET exhausted = 1",
+            )?
+            .execute(params![quota.account, quota.oa_id, quota.day])?;
+            done
+        }
+        WriteOp::CampaignStatus {
+            campaign_id,
+            status,
+            last_error,
+        } => {
+            tx.prepare_cached(
+                "UPDATE campaigns SET status = ?2, last_error = COALESCE(?3, last_error), updated_ms = ?4 WHERE id = ?1",
+            )?
+            .execute(params![campaign_id, status.as_str(), last_error, now])?;
+            done
+        }
+    }
+}
+
+/// A row leaving `in_flight` without being sent (`op`'s guarded UPDATE), and —
+/// only when it happened and `release` says the provider did not accept the
+/// message — the quota unit and the frequency-cap mark given back.
+fn settle(
+    tx: &Connection,
+    row_id: i64,
+    op: &str,
+    release: Option<&QuotaKey>,
+    update: impl FnOnce(&Connection) -> rusqlite::Result<usize>,
+) -> rusqlite::Result<()> {
+    let held = HeldRow::read(tx, row_id)?;
+    let n = update(tx)?;
+    unchanged(n, row_id, op);
+    if let (1, Some(key), Some(held)) = (n, release, held) {
+        claim::release_claim(tx, row_id, key, &held)?;
+    }
+    Ok(())
+}
+
+/// An illegal move changes nothing; say so in the log (it points at a bug,
+/// or at a second process working on the same rows).
+fn unchanged(n: usize, row_id: i64, op: &str) {
+    if n == 0 {
+        tracing::warn!(
+            row_id,
+            "{op} ignored: not a legal move from the row's state"
+        );
+    }
+}
+
+fn store_token(
+    tx: &Connection,
+    key: &TokenKey,
+    token: &JourneyToken,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO tokens (account, oa_id, phone, token_type, journey_id, provider_ref, token, expires_ms, status, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (account, oa_id, phone, token_type) DO UPDATE SET \
+         journey_id = excluded.journey_id, provider_ref = excluded.provider_ref, token = excluded.token, \
+         expires_ms = excluded.expires_ms, status = excluded.status, created_ms = excluded.created_ms",
+    )?
+    .execute(params![
+        key.account,
+        key.oa_id,
+        key.phone,
+        key.token_type,
+        token.journey_id,
+        token.provider_ref,
+        token.token,
+        quota::to_ms(token.expires_at),
+        token.status,
+        now
+    ])?;
+    Ok(())
+}
+
+/// A pending row with a token for it waits as `token_ready`; in any other
+/// state the row is left as it is (the token is stored for the phone).
+fn row_token_ready(
+    tx: &Connection,
+    row_id: i64,
+    token: &JourneyToken,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(&TOKEN_READY)?
+        .execute(params![row_id, token.journey_id, now])?;
+    Ok(())
+}
