@@ -142,6 +142,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         Command::Report(args) => report_cmd(&globals, args),
         Command::Validate(args) => validate_cmd(&globals, args),
         Command::Reconcile(args) => reconcile_cmd(&globals, args).await,
+        Command::Serve(args) => crate::serve::run(&globals, args).await,
         Command::Sandbox(_) | Command::Completions(_) => Ok(EXIT_OK),
     }
 }

@@ -17,6 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::provider::{JourneyToken, QuotaInfo};
 use crate::quota;
 
+mod events;
+pub use events::*;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state database {path}: {source}")]
@@ -390,7 +393,7 @@ pub fn derived_tracking_id(prefix: &str, line: u64) -> String {
     format!("{prefix}-{line}")
 }
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -498,6 +501,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX rows_open ON rows(campaign_id, id)
         WHERE (state = 'pending' OR state = 'token_ready' OR state = 'in_flight' OR state = 'in_doubt');
     "#,
+    // 5: the delivery ledger (serve's webhooks), see store/events.rs
+    events::EVENTS_MIGRATION,
 ];
 
 /// How long a connection waits for another process's transaction.
