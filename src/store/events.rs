@@ -420,7 +420,7 @@ impl Store {
             .map_err(err(self))
     }
 
-    /// Events stored per provider and kind (tests, diagnostics).
+    /// Every event stored, of any kind (tests, diagnostics).
     pub fn event_count(&self) -> Result<u64, StoreError> {
         self.conn
             .query_row("SELECT COUNT(*) FROM delivery_events", [], |r| {

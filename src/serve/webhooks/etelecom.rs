@@ -1,7 +1,8 @@
 //! `POST /webhooks/etelecom/{token}`: eTelecom's webhook (`zl_oa_message`).
 //! Its body is not documented: `msg_id` / `tracking_id` are looked for
-//! anywhere in the JSON, a `status` beside them is read when it says
-//! something known, and the body is always kept raw.
+//! anywhere in the JSON; a `status` beside them is read when it says
+//! something known, a `delivery_time` / `timestamp` / `time` (ms) as the
+//! event's time; the body is always kept raw.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -82,6 +83,9 @@ fn event_from(json: &Value, body: &[u8], now_ms: i64) -> NewEvent {
         error_code: get("error_code"),
         error: get("error"),
         oa_id: get("oa_id"),
+        event_ms: ["delivery_time", "timestamp", "time"]
+            .iter()
+            .find_map(|k| get(k).and_then(|t| t.parse().ok())),
         msg_id,
         tracking_id,
         raw: String::from_utf8_lossy(body).into_owned(),
