@@ -284,7 +284,7 @@ async fn esms_token_statuses_and_bad_requests_store_nothing() {
     assert_eq!(post(et.clone(), "application/json", huge.clone()).await, 413);
     assert_eq!(post("/webhooks/zalo".into(), "application/json", huge).await, 413);
     assert_eq!(post("/webhooks/zalo".into(), "application/json", b"{nope".to_vec()).await, 400);
-    assert_eq!(post("/webhooks/zalo".into(), "text/xml", b"{}".to_vec()).await, 415);
+    assert_eq!(post("/webhooks/zalo".into(), "text/xml", b"{\"event_name\":\"x\"}".to_vec()).await, 415);
     assert_eq!(post("/webhooks/etelecom/nope".into(), "application/json", b"{}".to_vec()).await, 404);
     assert_eq!(event_count(&env), 0, "refused callbacks store nothing");
 
@@ -415,64 +415,100 @@ async fn callback_before_the_send_applies_once_the_row_exists() {
     s.stop().await;
 }
 
-/// kill -9 in the middle of a burst: every acknowledged callback is in the
-/// ledger, none twice, and reposting the unacknowledged ones completes it.
-#[tokio::test]
-async fn kill_9_mid_burst_loses_no_acknowledged_callback() {
-    const TOTAL: usize = 3000;
-    let env = Env::new();
-    let s = serve(&env, &[]).await;
+fn burst_url(base: &str, i: usize) -> String {
+    format!(
+        "{base}/webhooks/esms/{HOOK_TOKEN}?SMSID=burst-{i}&SendStatus=5&SendSuccess=1&SendFailed=0&phonenumber={}",
+        phone(i)
+    )
+}
+
+/// Post `total` distinct eSMS callbacks at concurrency 16; once a third are
+/// acknowledged, send `sig` to serve. Returns the acknowledged ones and
+/// serve's exit code.
+async fn burst_then_signal(s: Serve, total: usize, sig: &str) -> (HashSet<usize>, Option<i32>) {
     let acked = Arc::new(Mutex::new(HashSet::<usize>::new()));
-    let url = |s: &Serve, i: usize| {
-        format!("{}/webhooks/esms/{HOOK_TOKEN}?SMSID=burst-{i}&SendStatus=5&SendSuccess=1&SendFailed=0&phonenumber={}", s.base, phone(i))
-    };
-    let urls: Vec<String> = (0..TOTAL).map(|i| url(&s, i)).collect();
-    let http = s.http.clone();
+    let (http, base) = (s.http.clone(), s.base.clone());
     let acked_by_burst = acked.clone();
-    let burst = futures::stream::iter(urls.into_iter().enumerate().map(move |(i, u)| {
-        let http = http.clone();
+    let posts = futures::stream::iter((0..total).map(move |i| {
+        let (http, url) = (http.clone(), burst_url(&base, i));
         let acked = acked_by_burst.clone();
         async move {
-            if let Ok(r) = http.get(u).send().await {
+            if let Ok(r) = http.get(url).send().await {
                 if r.status().as_u16() == 200 {
                     acked.lock().unwrap().insert(i);
                 }
             }
         }
     }));
-    let burst = tokio::spawn(futures::StreamExt::for_each_concurrent(burst, 16, |f| f));
+    let burst = tokio::spawn(futures::StreamExt::for_each_concurrent(posts, 16, |f| f));
     let t0 = std::time::Instant::now();
-    while acked.lock().unwrap().len() < TOTAL / 3 {
+    while acked.lock().unwrap().len() < total / 3 {
         assert!(t0.elapsed() < Duration::from_secs(60), "burst too slow");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut child = s.child;
-    signal(child.id().unwrap(), "KILL");
-    let _ = child.wait().await;
-    tokio::time::timeout(Duration::from_secs(30), burst).await.unwrap().unwrap();
-    let acked: HashSet<usize> = acked.lock().unwrap().clone();
-    assert!(acked.len() < TOTAL, "the kill came after the burst ended");
+    signal(child.id().unwrap(), sig);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("serve did not stop")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), burst)
+        .await
+        .unwrap()
+        .unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() < total, "the signal came after the burst ended");
+    (acked, status.code())
+}
 
+/// msg_id → how many times it is stored.
+fn stored(env: &Env) -> BTreeMap<String, i64> {
     let conn = rusqlite::Connection::open(env.state()).unwrap();
-    let stored = |conn: &rusqlite::Connection| -> BTreeMap<String, i64> {
-        let mut st = conn.prepare("SELECT msg_id, COUNT(*) FROM delivery_events GROUP BY msg_id").unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
-    };
-    let after_kill = stored(&conn);
+    let mut st = conn
+        .prepare("SELECT msg_id, COUNT(*) FROM delivery_events GROUP BY msg_id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// kill -9 in the middle of a burst: every acknowledged callback is in the
+/// ledger, none twice, and reposting the unacknowledged ones completes it.
+#[tokio::test]
+async fn kill_9_mid_burst_loses_no_acknowledged_callback() {
+    const TOTAL: usize = 3000;
+    let env = Env::new();
+    let (acked, _) = burst_then_signal(serve(&env, &[]).await, TOTAL, "KILL").await;
+    let after_kill = stored(&env);
     for i in &acked {
         assert_eq!(after_kill.get(&format!("burst-{i}")), Some(&1), "acknowledged burst-{i} lost");
     }
 
     let s = serve(&env, &[]).await;
-    let missing: Vec<usize> = (0..TOTAL).filter(|i| !acked.contains(i)).collect();
-    for i in &missing {
-        let r = s.http.get(url(&s, *i)).send().await.unwrap();
+    for i in (0..TOTAL).filter(|i| !acked.contains(i)) {
+        let r = s.http.get(burst_url(&s.base, i)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
     }
-    let all = stored(&conn);
+    let all = stored(&env);
     assert_eq!(all.len(), TOTAL);
     assert!(all.values().all(|n| *n == 1), "a callback stored twice");
     s.stop().await;
+    assert_eq!(integrity(&env.state()), "ok");
+}
+
+/// SIGTERM mid-burst: serve stops cleanly (exit 0) and every callback it
+/// acknowledged, the last ones in flight included, is committed.
+#[tokio::test]
+async fn sigterm_mid_burst_commits_what_it_acknowledged() {
+    let env = Env::new();
+    let (acked, code) = burst_then_signal(serve(&env, &[]).await, 1500, "TERM").await;
+    assert_eq!(code, Some(0));
+    let all = stored(&env);
+    assert_eq!(all.len(), acked.len(), "stored = acknowledged");
+    for i in &acked {
+        assert_eq!(all.get(&format!("burst-{i}")), Some(&1));
+    }
     assert_eq!(integrity(&env.state()), "ok");
 }
 

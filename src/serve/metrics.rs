@@ -87,7 +87,7 @@ fn snapshot(store: &mut crate::store::Store) -> Result<Snapshot, StoreError> {
 }
 
 pub async fn handler(State(state): State<ServeState>) -> Response {
-    let snap = match state.with_store(snapshot).await {
+    let snap = match state.with_reader(snapshot).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("metrics: {e:#}");

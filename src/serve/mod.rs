@@ -126,23 +126,39 @@ impl ServeConfig {
     }
 }
 
-/// Shared by every handler. The store sits behind a mutex and is used from
-/// blocking threads: one transaction per callback, committed before the
-/// answer.
+/// Shared by every handler. Each connection sits behind a mutex and is
+/// used from blocking threads: one transaction per callback on `store`,
+/// committed before the answer; slow reads (metrics, later the console's
+/// pages) on `reader`, so they never hold up a callback (WAL).
 #[derive(Clone)]
 pub struct ServeState {
     pub config: Arc<ServeConfig>,
     pub store: Arc<Mutex<Store>>,
+    pub reader: Arc<Mutex<Store>>,
     pub metrics: Arc<Metrics>,
 }
 
 impl ServeState {
-    /// Run `f` on the store in a blocking thread.
+    /// Run `f` on the writing connection in a blocking thread.
     pub async fn with_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let store = self.store.clone();
+        Self::blocking(self.store.clone(), f).await
+    }
+
+    /// Run `f` on the reading connection in a blocking thread.
+    pub async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        Self::blocking(self.reader.clone(), f).await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        store: Arc<Mutex<Store>>,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> anyhow::Result<T> {
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock cannot leave a transaction
             // half-applied (it rolls back on drop): the store stays usable.
@@ -185,6 +201,7 @@ pub fn router(state: ServeState) -> Router {
 pub async fn run(g: &Globals, args: ServeArgs) -> Result<i32, AppError> {
     let config = ServeConfig::resolve(g, &args)?;
     let store = Store::open(&config.state)?;
+    let reader = Store::open(&config.state)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -193,6 +210,7 @@ pub async fn run(g: &Globals, args: ServeArgs) -> Result<i32, AppError> {
     let state = ServeState {
         config: Arc::new(config),
         store: Arc::new(Mutex::new(store)),
+        reader: Arc::new(Mutex::new(reader)),
         metrics: Arc::new(Metrics::new()),
     };
     // The one line tests and scripts read; the rest goes to the log.

@@ -16,6 +16,15 @@ use crate::store::{DeliveryStatus, NewEvent};
 const PROVIDER: &str = "zalo";
 
 pub async fn handler(State(state): State<ServeState>, headers: HeaderMap, body: Bytes) -> Response {
+    let signature = headers
+        .get("x-zevent-signature")
+        .and_then(|v| v.to_str().ok());
+    // Saving the webhook URL in Zalo's console posts an unsigned `{}`
+    // (whatever its content type): answer it, store nothing.
+    if signature.is_none() && is_empty_object(&body) {
+        state.metrics.webhook(PROVIDER, "ignored");
+        return (StatusCode::OK, "ok\n").into_response();
+    }
     if !is_json(&headers) {
         return refuse(
             &state,
@@ -27,14 +36,6 @@ pub async fn handler(State(state): State<ServeState>, headers: HeaderMap, body: 
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
         return refuse(&state, PROVIDER, StatusCode::BAD_REQUEST, "body is not JSON");
     };
-    let signature = headers
-        .get("x-zevent-signature")
-        .and_then(|v| v.to_str().ok());
-    // Saving the webhook URL in Zalo's console posts an unsigned `{}`.
-    if signature.is_none() && json.as_object().is_some_and(|o| o.is_empty()) {
-        state.metrics.webhook(PROVIDER, "ignored");
-        return (StatusCode::OK, "ok\n").into_response();
-    }
     if !signature_ok(&state, &json, &body, signature) {
         return refuse(
             &state,
@@ -49,6 +50,10 @@ pub async fn handler(State(state): State<ServeState>, headers: HeaderMap, body: 
         .map(|v| v.trim().eq_ignore_ascii_case("ZNS"));
     let event = event_from(&json, &body, zns_server, crate::quota::now_ms());
     store_and_answer(&state, PROVIDER, event).await
+}
+
+fn is_empty_object(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()))
 }
 
 fn signature_ok(state: &ServeState, json: &Value, body: &[u8], header: Option<&str>) -> bool {
