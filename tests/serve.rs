@@ -225,15 +225,24 @@ async fn zalo_signature_ping_quota_template_health_metrics() {
     {
         let store = Store::open_existing(&env.state()).unwrap().unwrap();
         let block = store.template_block("246810").unwrap().expect("blocked");
-        assert!(block.contains("DISABLE") && block.contains("low quality"), "{block}");
+        assert!(
+            block.contains("DISABLE") && block.contains("low quality"),
+            "{block}"
+        );
         assert_eq!(store.template_block("999").unwrap(), None);
         let today = zns_batch::quota::today_key();
         assert_eq!(store.announced_quota(OA, &today).unwrap(), Some(2000));
     }
-    let enabled = tpl.replace("\"DISABLE\"", "\"ENABLE\"").replace("\"3\"", "\"4\"");
+    let enabled = tpl
+        .replace("\"DISABLE\"", "\"ENABLE\"")
+        .replace("\"3\"", "\"4\"");
     assert_eq!(s.zalo(&enabled, Some(sign(&enabled, "4"))).await, 200);
     let store = Store::open_existing(&env.state()).unwrap().unwrap();
-    assert_eq!(store.template_block("246810").unwrap(), None, "enabled again");
+    assert_eq!(
+        store.template_block("246810").unwrap(),
+        None,
+        "enabled again"
+    );
 
     let (code, metrics) = s.get("/metrics").await;
     assert_eq!(code, 200);
@@ -255,9 +264,22 @@ async fn esms_token_statuses_and_bad_requests_store_nothing() {
     let env = Env::new();
     let rows = campaign(&env, ProviderKind::Esms, "e1", 4).await;
     let s = serve(&env, &[]).await;
-    let q = |i: usize, tail: &str| format!("SMSID={}&phonenumber={}&{tail}", field(&rows, i, "msg_id"), field(&rows, i, "phone"));
+    let q = |i: usize, tail: &str| {
+        format!(
+            "SMSID={}&phonenumber={}&{tail}",
+            field(&rows, i, "msg_id"),
+            field(&rows, i, "phone")
+        )
+    };
 
-    assert_eq!(s.esms("wrong-token", &q(0, "SendStatus=5&SendSuccess=1&SendFailed=0")).await, 404);
+    assert_eq!(
+        s.esms(
+            "wrong-token",
+            &q(0, "SendStatus=5&SendSuccess=1&SendFailed=0")
+        )
+        .await,
+        404
+    );
     // Malformed, huge, wrong type: 4xx and nothing stored.
     assert_eq!(s.esms(HOOK_TOKEN, "SendStatus=5").await, 400, "no SMSID");
     assert_eq!(s.esms(HOOK_TOKEN, &q(0, "SendStatus=five")).await, 400);
@@ -276,32 +298,102 @@ async fn esms_token_statuses_and_bad_requests_store_nothing() {
         }
     };
     let et = format!("/webhooks/etelecom/{HOOK_TOKEN}");
-    assert_eq!(post(et.clone(), "application/json", b"{\"msg_id\":".to_vec()).await, 400);
-    assert_eq!(post(et.clone(), "text/plain", b"{\"msg_id\":\"x\"}".to_vec()).await, 415);
+    assert_eq!(
+        post(et.clone(), "application/json", b"{\"msg_id\":".to_vec()).await,
+        400
+    );
+    assert_eq!(
+        post(et.clone(), "text/plain", b"{\"msg_id\":\"x\"}".to_vec()).await,
+        415
+    );
     let mut huge = b"{\"msg_id\":\"x\",\"pad\":\"".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 100 * 1024));
     huge.extend(b"\"}");
-    assert_eq!(post(et.clone(), "application/json", huge.clone()).await, 413);
-    assert_eq!(post("/webhooks/zalo".into(), "application/json", huge).await, 413);
-    assert_eq!(post("/webhooks/zalo".into(), "application/json", b"{nope".to_vec()).await, 400);
-    assert_eq!(post("/webhooks/zalo".into(), "text/xml", b"{\"event_name\":\"x\"}".to_vec()).await, 415);
-    assert_eq!(post("/webhooks/etelecom/nope".into(), "application/json", b"{}".to_vec()).await, 404);
+    assert_eq!(
+        post(et.clone(), "application/json", huge.clone()).await,
+        413
+    );
+    assert_eq!(
+        post("/webhooks/zalo".into(), "application/json", huge).await,
+        413
+    );
+    assert_eq!(
+        post(
+            "/webhooks/zalo".into(),
+            "application/json",
+            b"{nope".to_vec()
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        post(
+            "/webhooks/zalo".into(),
+            "text/xml",
+            b"{\"event_name\":\"x\"}".to_vec()
+        )
+        .await,
+        415
+    );
+    assert_eq!(
+        post(
+            "/webhooks/etelecom/nope".into(),
+            "application/json",
+            b"{}".to_vec()
+        )
+        .await,
+        404
+    );
     assert_eq!(event_count(&env), 0, "refused callbacks store nothing");
 
     let error_info = "error_info=%7B%22error%22%3A-114%2C%22message%22%3A%22user%20blocked%22%7D";
-    assert_eq!(s.esms(HOOK_TOKEN, &q(0, "SendStatus=5&SendSuccess=1&SendFailed=0")).await, 200);
-    assert_eq!(s.esms(HOOK_TOKEN, &q(1, "SendStatus=5&SendSuccess=1&SendFailed=0")).await, 200);
-    assert_eq!(s.esms(HOOK_TOKEN, &q(2, &format!("SendStatus=4&SendSuccess=0&SendFailed=1&{error_info}"))).await, 200);
-    assert_eq!(s.esms(HOOK_TOKEN, &q(3, "SendStatus=7")).await, 200, "progress");
+    assert_eq!(
+        s.esms(HOOK_TOKEN, &q(0, "SendStatus=5&SendSuccess=1&SendFailed=0"))
+            .await,
+        200
+    );
+    assert_eq!(
+        s.esms(HOOK_TOKEN, &q(1, "SendStatus=5&SendSuccess=1&SendFailed=0"))
+            .await,
+        200
+    );
+    assert_eq!(
+        s.esms(
+            HOOK_TOKEN,
+            &q(
+                2,
+                &format!("SendStatus=4&SendSuccess=0&SendFailed=1&{error_info}")
+            )
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        s.esms(HOOK_TOKEN, &q(3, "SendStatus=7")).await,
+        200,
+        "progress"
+    );
     // An eTelecom-style body naming the row's msg_id anywhere.
     let body = serde_json::json!({"entity": "zl_oa_message",
         "data": {"msg_id": field(&rows, 1, "msg_id"), "status": "seen"}});
-    assert_eq!(post(et, "application/json", body.to_string().into_bytes()).await, 200);
+    assert_eq!(
+        post(et, "application/json", body.to_string().into_bytes()).await,
+        200
+    );
 
     let store = Store::open_existing(&env.state()).unwrap().unwrap();
     let c = store.find_campaign("e1").unwrap().unwrap();
     let counts = store.ledger_counts(c.id).unwrap();
-    assert_eq!((counts.received, counts.seen, counts.failed_delivery, counts.unknown, counts.unmatched), (1, 1, 1, 1, 0));
+    assert_eq!(
+        (
+            counts.received,
+            counts.seen,
+            counts.failed_delivery,
+            counts.unknown,
+            counts.unmatched
+        ),
+        (1, 1, 1, 1, 0)
+    );
     let mut failed = None;
     store
         .for_each_row_delivery(c.id, |d| {
@@ -310,14 +402,31 @@ async fn esms_token_statuses_and_bad_requests_store_nothing() {
             }
         })
         .unwrap();
-    assert_eq!(failed, Some((line(&rows, 2), Some("-114".into()), Some("user blocked".into()))));
+    assert_eq!(
+        failed,
+        Some((
+            line(&rows, 2),
+            Some("-114".into()),
+            Some("user blocked".into())
+        ))
+    );
     let stderr = s.stop().await;
-    assert!(!stderr.contains(HOOK_TOKEN), "the token leaked into the log");
+    assert!(
+        !stderr.contains(HOOK_TOKEN),
+        "the token leaked into the log"
+    );
     let raw: String = rusqlite::Connection::open(env.state())
         .unwrap()
-        .query_row("SELECT group_concat(raw || dedup_key) FROM delivery_events", [], |r| r.get(0))
+        .query_row(
+            "SELECT group_concat(raw || dedup_key) FROM delivery_events",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert!(!raw.contains(HOOK_TOKEN), "the token is in the state database");
+    assert!(
+        !raw.contains(HOOK_TOKEN),
+        "the token is in the state database"
+    );
 }
 
 /// Every callback twice, shuffled, gives the same ledger as once in order;
@@ -339,22 +448,40 @@ async fn repeated_and_shuffled_callbacks_give_the_same_ledger() {
     // and for every third row a later `seen` (eTelecom-style body).
     let mut calls: Vec<(String, String, Option<String>)> = Vec::new();
     for i in 0..n {
-        let body = zalo_receipt(&field(&rows, i, "msg_id"), &field(&rows, i, "tracking_id"), &field(&rows, i, "phone"), 1_700_000_000_000 + i as i64);
+        let body = zalo_receipt(
+            &field(&rows, i, "msg_id"),
+            &field(&rows, i, "tracking_id"),
+            &field(&rows, i, "phone"),
+            1_700_000_000_000 + i as i64,
+        );
         let ts = (1_700_000_000_050 + i as i64).to_string();
         let sig = sign(&body, &ts);
         calls.push(("/webhooks/zalo".into(), body, Some(sig)));
         if i % 3 == 0 {
             let seen = serde_json::json!({"message": {"msg_id": field(&rows, i, "msg_id"), "status": "seen", "timestamp": 1_700_000_009_000 + i as i64}});
-            calls.push((format!("/webhooks/etelecom/{HOOK_TOKEN}"), seen.to_string(), None));
+            calls.push((
+                format!("/webhooks/etelecom/{HOOK_TOKEN}"),
+                seen.to_string(),
+                None,
+            ));
         }
     }
     async fn post_all(s: &Serve, calls: &[(String, String, Option<String>)]) {
         for (path, body, sig) in calls {
-            let mut req = s.http.post(format!("{}{path}", s.base)).header("content-type", "application/json").header("X-ZEvent-Server", "ZNS").body(body.clone());
+            let mut req = s
+                .http
+                .post(format!("{}{path}", s.base))
+                .header("content-type", "application/json")
+                .header("X-ZEvent-Server", "ZNS")
+                .body(body.clone());
             if let Some(sig) = sig {
                 req = req.header("X-ZEvent-Signature", sig.clone());
             }
-            assert_eq!(req.send().await.unwrap().status().as_u16(), 200, "{path} {body}");
+            assert_eq!(
+                req.send().await.unwrap().status().as_u16(),
+                200,
+                "{path} {body}"
+            );
         }
     }
     let s = serve(&first, &[]).await;
@@ -370,13 +497,29 @@ async fn repeated_and_shuffled_callbacks_give_the_same_ledger() {
 
     let a = ledger(&first, "z2");
     assert_eq!(a.len(), n);
-    assert_eq!(a.values().filter(|(s, _)| *s == DeliveryStatus::Seen).count(), n.div_ceil(3));
-    assert_eq!(a.get(&line(&rows, 1)), Some(&(DeliveryStatus::Received, Some(1_700_000_000_001))));
-    assert_eq!(ledger(&second, "z2"), a, "same ledger whatever the order and repeats");
+    assert_eq!(
+        a.values()
+            .filter(|(s, _)| *s == DeliveryStatus::Seen)
+            .count(),
+        n.div_ceil(3)
+    );
+    assert_eq!(
+        a.get(&line(&rows, 1)),
+        Some(&(DeliveryStatus::Received, Some(1_700_000_000_001)))
+    );
+    assert_eq!(
+        ledger(&second, "z2"),
+        a,
+        "same ledger whatever the order and repeats"
+    );
     assert_eq!(event_count(&first), calls.len() as u64);
     assert_eq!(event_count(&second), calls.len() as u64);
-    let zalo_repeats = format!("zns_webhook_events_total{{provider=\"zalo\",result=\"repeat\"}} {n}");
-    assert!(metrics.contains(&zalo_repeats), "{zalo_repeats} missing from\n{metrics}");
+    let zalo_repeats =
+        format!("zns_webhook_events_total{{provider=\"zalo\",result=\"repeat\"}} {n}");
+    assert!(
+        metrics.contains(&zalo_repeats),
+        "{zalo_repeats} missing from\n{metrics}"
+    );
 }
 
 /// A callback that outruns the row's send (here: before the campaign even
@@ -392,12 +535,30 @@ async fn callback_before_the_send_applies_once_the_row_exists() {
     }
     std::fs::write(&csv, text).unwrap();
     for i in 0..5i64 {
-        let body = zalo_receipt(&format!("not-yet-known-{i}"), &format!("early-{i}"), &phone(i as usize), 1_700_000_100_000 + i);
-        assert_eq!(s.zalo(&body, Some(sign(&body, &(1_700_000_100_050 + i).to_string()))).await, 200);
+        let body = zalo_receipt(
+            &format!("not-yet-known-{i}"),
+            &format!("early-{i}"),
+            &phone(i as usize),
+            1_700_000_100_000 + i,
+        );
+        assert_eq!(
+            s.zalo(
+                &body,
+                Some(sign(&body, &(1_700_000_100_050 + i).to_string()))
+            )
+            .await,
+            200
+        );
     }
     let (_, metrics) = s.get("/metrics").await;
-    assert!(metrics.contains("zns_webhook_events_total{provider=\"zalo\",result=\"unmatched\"} 5"), "{metrics}");
-    assert!(metrics.contains("zns_delivery_events_unmatched 5"), "{metrics}");
+    assert!(
+        metrics.contains("zns_webhook_events_total{provider=\"zalo\",result=\"unmatched\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("zns_delivery_events_unmatched 5"),
+        "{metrics}"
+    );
 
     let sb = sandbox(ProviderKind::Zalo, |_| {}).await;
     let r = run(&env, &run_args(&csv, "early", &sb, ProviderKind::Zalo, &[])).await;
@@ -405,13 +566,22 @@ async fn callback_before_the_send_applies_once_the_row_exists() {
     let got = ledger(&env, "early");
     assert_eq!(got.len(), 5, "{got:?}");
     // Line 4 is the third record (after the header).
-    assert_eq!(got.get(&4), Some(&(DeliveryStatus::Received, Some(1_700_000_100_002))));
+    assert_eq!(
+        got.get(&4),
+        Some(&(DeliveryStatus::Received, Some(1_700_000_100_002)))
+    );
     let store = Store::open_existing(&env.state()).unwrap().unwrap();
     let c = store.find_campaign("early").unwrap().unwrap();
     let counts = store.ledger_counts(c.id).unwrap();
-    assert_eq!((counts.received, counts.unknown, counts.unmatched), (5, 0, 0));
+    assert_eq!(
+        (counts.received, counts.unknown, counts.unmatched),
+        (5, 0, 0)
+    );
     let (_, metrics) = s.get("/metrics").await;
-    assert!(metrics.contains("zns_delivery_events_unmatched 0"), "{metrics}");
+    assert!(
+        metrics.contains("zns_delivery_events_unmatched 0"),
+        "{metrics}"
+    );
     s.stop().await;
 }
 
@@ -482,7 +652,11 @@ async fn kill_9_mid_burst_loses_no_acknowledged_callback() {
     let (acked, _) = burst_then_signal(serve(&env, &[]).await, TOTAL, "KILL").await;
     let after_kill = stored(&env);
     for i in &acked {
-        assert_eq!(after_kill.get(&format!("burst-{i}")), Some(&1), "acknowledged burst-{i} lost");
+        assert_eq!(
+            after_kill.get(&format!("burst-{i}")),
+            Some(&1),
+            "acknowledged burst-{i} lost"
+        );
     }
 
     let s = serve(&env, &[]).await;

@@ -91,7 +91,11 @@ pub async fn handler(State(state): State<ServeState>) -> Response {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("metrics: {e:#}");
-            return (StatusCode::SERVICE_UNAVAILABLE, "state database unavailable\n").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state database unavailable\n",
+            )
+                .into_response();
         }
     };
     let mut registry = Registry::default();
@@ -111,9 +115,7 @@ pub async fn handler(State(state): State<ServeState>) -> Response {
     registry.register("zns_rows", "Rows per campaign and state", rows);
     let quota = Family::<Labels, Gauge>::default();
     for (oa, n) in snap.quota_used {
-        quota
-            .get_or_create(&vec![("oa_id".to_string(), oa)])
-            .set(n);
+        quota.get_or_create(&vec![("oa_id".to_string(), oa)]).set(n);
     }
     registry.register(
         "zns_quota_used_today",

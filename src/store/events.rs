@@ -19,8 +19,9 @@ use super::{Store, StoreError};
 
 /// The table and its indexes: appended to the store's MIGRATIONS.
 /// `rows_msg_id` and `rows_line` let an event find its row without a scan.
+/// IF NOT EXISTS: re-running it (a database whose version was set back) is harmless.
 pub(super) const EVENTS_MIGRATION: &str = r#"
-    CREATE TABLE delivery_events (
+    CREATE TABLE IF NOT EXISTS delivery_events (
         id INTEGER PRIMARY KEY,
         provider TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -38,12 +39,12 @@ pub(super) const EVENTS_MIGRATION: &str = r#"
         received_ms INTEGER NOT NULL,
         dedup_key TEXT NOT NULL UNIQUE
     );
-    CREATE INDEX delivery_events_msg ON delivery_events(msg_id);
-    CREATE INDEX delivery_events_tracking ON delivery_events(tracking_id);
-    CREATE INDEX delivery_events_template ON delivery_events(template_id, event_ms)
+    CREATE INDEX IF NOT EXISTS delivery_events_msg ON delivery_events(msg_id);
+    CREATE INDEX IF NOT EXISTS delivery_events_tracking ON delivery_events(tracking_id);
+    CREATE INDEX IF NOT EXISTS delivery_events_template ON delivery_events(template_id, event_ms)
         WHERE template_id IS NOT NULL;
-    CREATE INDEX rows_msg_id ON rows(msg_id) WHERE msg_id IS NOT NULL;
-    CREATE INDEX rows_line ON rows(campaign_id, line);
+    CREATE INDEX IF NOT EXISTS rows_msg_id ON rows(msg_id) WHERE msg_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS rows_line ON rows(campaign_id, line);
 "#;
 
 /// Delivery outcomes a callback can report, lowest rank first.
@@ -155,13 +156,16 @@ pub struct LedgerCounts {
 
 /// Does a row with this msg_id or tracking id (explicit, or derived as
 /// `{prefix}-{line}`) exist? `?1` msg_id, `?2` tracking id (either NULL).
+/// CROSS JOIN keeps `campaigns` (a few) outside, so `rows` is only ever
+/// searched by index.
 const ROW_EXISTS_SQL: &str = "\
     (?1 IS NOT NULL AND EXISTS (SELECT 1 FROM rows r WHERE r.msg_id = ?1)) \
-    OR (?2 IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c JOIN rows r \
-            ON r.campaign_id = c.id AND r.tracking_id = ?2)) \
-    OR (?2 IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c JOIN rows r \
-            ON r.campaign_id = c.id AND r.line = CAST(substr(?2, length(c.tracking_prefix) + 2) AS INTEGER) \
+    OR (?2 IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c CROSS JOIN rows r \
+            WHERE r.campaign_id = c.id AND r.tracking_id = ?2)) \
+    OR (?2 IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c CROSS JOIN rows r \
             WHERE substr(?2, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
+              AND r.campaign_id = c.id \
+              AND r.line = CAST(substr(?2, length(c.tracking_prefix) + 2) AS INTEGER) \
               AND r.tracking_id IS NULL))";
 
 fn err(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -359,7 +363,8 @@ impl Store {
                 let better = match &best {
                     None => true,
                     Some((s, t, _, _)) => {
-                        status > *s || (status == *s && at.unwrap_or(i64::MAX) < t.unwrap_or(i64::MAX))
+                        status > *s
+                            || (status == *s && at.unwrap_or(i64::MAX) < t.unwrap_or(i64::MAX))
                     }
                 };
                 if better {
@@ -434,4 +439,48 @@ impl Store {
 /// Zalo's template statuses: ENABLE, PENDING_REVIEW, REJECT, DISABLE.
 pub fn is_enabled_status(status: &str) -> bool {
     status.eq_ignore_ascii_case("enable") || status.eq_ignore_ascii_case("enabled")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(store: &Store, sql: &str) -> Vec<String> {
+        let mut stmt = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        stmt.query_map(params!["m-1", "t-1"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// A callback's match must not scan `rows` (a campaign can hold 1M).
+    #[test]
+    fn matching_an_event_uses_indexes_not_a_scan_of_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let p = plan(&store, &format!("SELECT {ROW_EXISTS_SQL}"));
+        assert!(
+            p.iter().all(|s| !s.starts_with("SCAN r")),
+            "a scan of rows: {p:?}"
+        );
+        for idx in ["rows_msg_id", "rows_tracking", "rows_line"] {
+            assert!(p.iter().any(|s| s.contains(idx)), "{idx} unused: {p:?}");
+        }
+        let p = plan(
+            &store,
+            "SELECT status FROM delivery_events WHERE status IS NOT NULL AND msg_id = ?1 \
+             UNION ALL SELECT status FROM delivery_events WHERE status IS NOT NULL AND tracking_id = ?2",
+        );
+        assert!(p.iter().all(|s| !s.starts_with("SCAN")), "{p:?}");
+    }
+
+    #[test]
+    fn status_rank_never_goes_backwards() {
+        assert!(DeliveryStatus::Seen > DeliveryStatus::Received);
+        assert!(DeliveryStatus::Received > DeliveryStatus::FailedDelivery);
+        assert_eq!(DeliveryStatus::parse("unknown"), None);
+    }
 }

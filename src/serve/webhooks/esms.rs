@@ -68,9 +68,7 @@ fn event_from(
     // 5 = done: SendSuccess / SendFailed tell which; 4 = rejected; 1, 2, 7
     // are progress (awaiting approval, waiting, awaiting the report).
     let status = match send_status {
-        5 if success.unwrap_or(0) > 0 && failed.unwrap_or(0) == 0 => {
-            Some(DeliveryStatus::Received)
-        }
+        5 if success.unwrap_or(0) > 0 && failed.unwrap_or(0) == 0 => Some(DeliveryStatus::Received),
         5 | 4 => Some(DeliveryStatus::FailedDelivery),
         _ => None,
     };
@@ -83,7 +81,12 @@ fn event_from(
     sorted.sort();
     Ok(NewEvent {
         provider: PROVIDER.to_string(),
-        kind: if status.is_some() { "delivery" } else { "progress" }.to_string(),
+        kind: if status.is_some() {
+            "delivery"
+        } else {
+            "progress"
+        }
+        .to_string(),
         msg_id: sms_id.map(str::to_string),
         tracking_id: request_id.map(str::to_string),
         phone: field(pairs, "phonenumber").map(str::to_string),
@@ -104,10 +107,7 @@ fn event_from(
 /// kept as the message.
 fn error_info(info: &str) -> (Option<String>, Option<String>) {
     match serde_json::from_str::<serde_json::Value>(info) {
-        Ok(v) => (
-            super::text(v.get("error")),
-            super::text(v.get("message")),
-        ),
+        Ok(v) => (super::text(v.get("error")), super::text(v.get("message"))),
         Err(_) => (None, Some(info.chars().take(500).collect())),
     }
 }
@@ -118,12 +118,19 @@ mod tests {
 
     fn pairs(q: &str) -> Vec<(String, String)> {
         let uri: Uri = format!("/x?{q}").parse().unwrap();
-        Query::<Vec<(String, String)>>::try_from_uri(&uri).unwrap().0
+        Query::<Vec<(String, String)>>::try_from_uri(&uri)
+            .unwrap()
+            .0
     }
 
     #[test]
     fn done_with_success_is_received_and_failure_carries_the_error() {
-        let ok = event_from(&pairs("SMSID=s1&SendStatus=5&SendSuccess=1&SendFailed=0"), String::new(), 1).unwrap();
+        let ok = event_from(
+            &pairs("SMSID=s1&SendStatus=5&SendSuccess=1&SendFailed=0"),
+            String::new(),
+            1,
+        )
+        .unwrap();
         assert_eq!(ok.status, Some(DeliveryStatus::Received));
         let bad = event_from(
             &pairs("SMSID=s2&SendStatus=5&SendSuccess=0&SendFailed=1&error_info=%7B%22error%22%3A-114%2C%22message%22%3A%22blocked%22%7D"),

@@ -40,7 +40,12 @@ pub async fn handler(
         );
     }
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
-        return refuse(&state, PROVIDER, StatusCode::BAD_REQUEST, "body is not JSON");
+        return refuse(
+            &state,
+            PROVIDER,
+            StatusCode::BAD_REQUEST,
+            "body is not JSON",
+        );
     };
     let event = event_from(&json, &body, crate::quota::now_ms());
     store_and_answer(&state, PROVIDER, event).await

@@ -34,7 +34,12 @@ pub async fn handler(State(state): State<ServeState>, headers: HeaderMap, body: 
         );
     }
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
-        return refuse(&state, PROVIDER, StatusCode::BAD_REQUEST, "body is not JSON");
+        return refuse(
+            &state,
+            PROVIDER,
+            StatusCode::BAD_REQUEST,
+            "body is not JSON",
+        );
     };
     if !signature_ok(&state, &json, &body, signature) {
         return refuse(
@@ -139,7 +144,8 @@ mod tests {
 
     #[test]
     fn chat_receipt_is_not_a_delivery() {
-        let body = br#"{"event_name":"user_received_message","message":{"msg_id":"m1"},"timestamp":"1"}"#;
+        let body =
+            br#"{"event_name":"user_received_message","message":{"msg_id":"m1"},"timestamp":"1"}"#;
         let json: Value = serde_json::from_slice(body).unwrap();
         let e = event_from(&json, body, None, 5);
         assert_eq!(e.kind, "chat_receipt");
