@@ -7,7 +7,7 @@
 //! graceful stop (SIGTERM, Ctrl-C) lets the requests in flight finish and
 //! commit.
 
-mod auth;
+pub mod auth;
 mod health;
 mod metrics;
 mod webhooks;
