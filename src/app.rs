@@ -79,6 +79,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Report(args) => report_cmd(&ws, &face, args),
         Command::Validate(args) => validate_cmd(&ws, &face, args),
         Command::Reconcile(args) => reconcile_cmd(&ws, &face, args).await,
+        Command::Serve(args) => crate::serve::run(&ws, args).await,
         Command::Sandbox(_) | Command::Completions(_) => Ok(ExitCode::Finished),
     }
 }

@@ -156,6 +156,31 @@ Examples:
 Then: zns-batch run FILE.csv --campaign c --template-id 1 --provider etelecom \\
         --base-url http://127.0.0.1:8765/v1/shop --api-key sandbox-key --oa-id 1")]
     Sandbox(SandboxArgs),
+    /// Long-running service: delivery webhooks (Zalo, eSMS, eTelecom) into the ledger, /healthz, /metrics.
+    #[command(after_help = "\
+Examples:
+  zns-batch serve                                   # http://127.0.0.1:8080, loopback only
+  zns-batch serve --listen 127.0.0.1:0              # any free port; prints `listening on http://ADDR`
+  ZNS_WEBHOOK_TOKEN=... ZNS_ZALO_OA_SECRET=... zns-batch serve --public-url https://zns.example.vn
+
+Providers call (behind your reverse proxy at --public-url):
+  POST {public_url}/webhooks/zalo                   (signed with zalo_app_id + the OA secret key)
+  GET  {public_url}/webhooks/esms/$ZNS_WEBHOOK_TOKEN
+  POST {public_url}/webhooks/etelecom/$ZNS_WEBHOOK_TOKEN
+A --listen address other than loopback needs an access token (env ZNS_SERVE_TOKEN, or the
+variable named by `auth_token_env`); /api and /metrics then need `Authorization: Bearer TOKEN`.")]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to bind (default: config `listen`, else 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// The URL providers reach this server at, e.g. https://host/prefix (config `public_url`).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

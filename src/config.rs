@@ -76,6 +76,18 @@ settings! {
     phone_column: String,
     optional_columns: Vec<String>,
     allow_duplicate_phones: bool,
+    /// `serve`: the address it binds, e.g. "127.0.0.1:8080".
+    listen: String,
+    /// `serve`: the public base URL providers reach it at (behind a proxy).
+    public_url: String,
+    /// Zalo app id, part of the webhook signature.
+    zalo_app_id: String,
+    /// Name of the environment variable holding the Zalo OA secret key.
+    zalo_oa_secret_key_env: String,
+    /// Name of the environment variable holding the webhook path token.
+    webhook_token_env: String,
+    /// Name of the environment variable holding `serve`'s access token.
+    auth_token_env: String,
 }
 
 /// A value written as text in the file (`"15s"`, `"07:00-22:00"`), parsed

@@ -18,6 +18,7 @@ pub mod report;
 pub mod retry;
 pub mod row_state;
 pub mod runner;
+pub mod serve;
 pub mod signals;
 pub mod stop;
 pub mod store;

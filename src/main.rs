@@ -20,8 +20,11 @@ fn main() {
     // The runner is one thread of async work (requests, replies, row
     // logic) beside the state writer's thread: no hand-offs between
     // runtime threads, a fifth less CPU per request than a multi-threaded
-    // runtime. A standalone sandbox serves many clients: all cores.
-    let mut builder = if matches!(cli.command, zns_batch::cli::Command::Sandbox(_)) {
+    // runtime. A standalone sandbox or `serve` answers many clients: all cores.
+    let mut builder = if matches!(
+        cli.command,
+        zns_batch::cli::Command::Sandbox(_) | zns_batch::cli::Command::Serve(_)
+    ) {
         tokio::runtime::Builder::new_multi_thread()
     } else {
         tokio::runtime::Builder::new_current_thread()

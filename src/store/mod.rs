@@ -13,6 +13,7 @@
 mod campaigns;
 mod delivery;
 mod errors;
+mod events;
 mod import;
 mod quota;
 mod rows;
@@ -30,6 +31,7 @@ pub use crate::row_state::RowState;
 pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
 pub use delivery::{DeliveryCounts, DeliveryUpdate, LookupRow};
 pub use errors::{StoreError, StoreErrorKind};
+pub use events::*;
 pub use import::{ImportCounts, ImportRow};
 pub use quota::{QuotaDay, QuotaKey};
 pub use rows::{ReportRow, StateCounts, WorkRow};

@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -131,6 +131,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, template_id)
     ) WITHOUT ROWID;
     "#,
+    // 7: the delivery ledger (serve's webhooks), see store/events.rs
+    super::events::EVENTS_MIGRATION,
 ];
 
 impl Store {

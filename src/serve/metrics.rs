@@ -1,0 +1,138 @@
+//! `GET /metrics`: Prometheus text (OpenMetrics) exposition.
+//!
+//! Webhook counters live in memory (they restart at zero with the process,
+//! as Prometheus counters may); rows by state and today's quota use are
+//! read from the state database at each scrape, so they are never stale.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::ServeState;
+use crate::store::StoreError;
+
+type Labels = Vec<(String, String)>;
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub struct Metrics {
+    /// provider × result (matched, unmatched, repeat, ignored, applied, refused).
+    webhook_events: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics {
+            webhook_events: Family::default(),
+        }
+    }
+
+    pub fn webhook(&self, provider: &str, result: &str) {
+        self.webhook_events
+            .get_or_create(&vec![
+                ("provider".to_string(), provider.to_string()),
+                ("result".to_string(), result.to_string()),
+            ])
+            .inc();
+    }
+}
+
+/// What the database says at scrape time.
+struct Snapshot {
+    /// (campaign, state, rows)
+    rows: Vec<(String, String, i64)>,
+    /// (oa_id, messages counted today)
+    quota_used: Vec<(String, i64)>,
+    unmatched: i64,
+}
+
+fn snapshot(store: &mut crate::store::Store) -> Result<Snapshot, StoreError> {
+    let mut rows = Vec::new();
+    for c in store.list_campaigns()? {
+        let counts = store.state_counts(c.id)?;
+        // Field names are the state names (the same as `status --json`).
+        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&counts) {
+            for (state, n) in map {
+                if state == "total" {
+                    continue;
+                }
+                if let Some(n) = n.as_i64() {
+                    rows.push((c.name.clone(), state, n));
+                }
+            }
+        }
+    }
+    let quota_used = store
+        .quota_used_by_oa(&crate::quota::today_key())?
+        .into_iter()
+        .map(|(oa, n)| (oa, n as i64))
+        .collect();
+    let unmatched = store.unmatched_events()? as i64;
+    Ok(Snapshot {
+        rows,
+        quota_used,
+        unmatched,
+    })
+}
+
+pub async fn handler(State(state): State<ServeState>) -> Response {
+    let snap = match state.with_reader(snapshot).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("metrics: {e:#}");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state database unavailable\n",
+            )
+                .into_response();
+        }
+    };
+    let mut registry = Registry::default();
+    registry.register(
+        "zns_webhook_events",
+        "Webhook callbacks received, by provider and result",
+        state.metrics.webhook_events.clone(),
+    );
+    let rows = Family::<Labels, Gauge>::default();
+    for (campaign, st, n) in snap.rows {
+        rows.get_or_create(&vec![
+            ("campaign".to_string(), campaign),
+            ("state".to_string(), st),
+        ])
+        .set(n);
+    }
+    registry.register("zns_rows", "Rows per campaign and state", rows);
+    let quota = Family::<Labels, Gauge>::default();
+    for (oa, n) in snap.quota_used {
+        quota.get_or_create(&vec![("oa_id".to_string(), oa)]).set(n);
+    }
+    registry.register(
+        "zns_quota_used_today",
+        "Messages counted against the OA's daily quota today (Asia/Ho_Chi_Minh)",
+        quota,
+    );
+    let unmatched = Gauge::<i64>::default();
+    unmatched.set(snap.unmatched);
+    registry.register(
+        "zns_delivery_events_unmatched",
+        "Stored delivery events that match no row yet",
+        unmatched,
+    );
+    let mut body = String::new();
+    if let Err(e) = encode(&mut body, &registry) {
+        tracing::error!("metrics encoding: {e}");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+}

@@ -1,0 +1,486 @@
+//! The delivery ledger: every provider callback (`zns-batch serve`), kept
+//! append-only in `delivery_events`.
+//!
+//! A row's delivery status is never written onto the row: it is computed at
+//! read time by joining the row's msg_id / tracking id with the events. So
+//! an event that arrives before the row's send reply is committed (a
+//! callback can outrun it) applies by itself as soon as the msg_id is
+//! stored, the order of arrival cannot matter, and nothing is replayed.
+//!
+//! Status order, highest wins: `seen` > `received` > `failed_delivery`. A
+//! proof of delivery outranks a failure report (which can belong to an
+//! earlier attempt), and a late `received` never hides `seen`. The time
+//! shown is the earliest event of the winning status.
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+/// The table and its indexes: appended to the store's MIGRATIONS.
+/// `rows_msg_id` and `rows_line` let an event find its row without a scan.
+/// IF NOT EXISTS: re-running it (a database whose version was set back) is harmless.
+pub(super) const EVENTS_MIGRATION: &str = r#"
+    CREATE TABLE IF NOT EXISTS delivery_events (
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        msg_id TEXT,
+        tracking_id TEXT,
+        phone TEXT,
+        status TEXT,
+        error_code TEXT,
+        error TEXT,
+        event_ms INTEGER,
+        oa_id TEXT,
+        template_id TEXT,
+        detail TEXT,
+        raw TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        dedup_key TEXT NOT NULL UNIQUE
+    );
+    CREATE INDEX IF NOT EXISTS delivery_events_msg ON delivery_events(msg_id);
+    CREATE INDEX IF NOT EXISTS delivery_events_tracking ON delivery_events(tracking_id);
+    CREATE INDEX IF NOT EXISTS delivery_events_template ON delivery_events(template_id, event_ms)
+        WHERE template_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS rows_msg_id ON rows(msg_id) WHERE msg_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS rows_line ON rows(campaign_id, line);
+"#;
+
+/// Delivery outcomes a callback can report, lowest rank first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    FailedDelivery,
+    Received,
+    Seen,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::FailedDelivery => "failed_delivery",
+            DeliveryStatus::Received => "received",
+            DeliveryStatus::Seen => "seen",
+        }
+    }
+
+    /// Also reads `reconcile`'s stored answer (`unknown` is no status).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "failed_delivery" => Some(DeliveryStatus::FailedDelivery),
+            "received" => Some(DeliveryStatus::Received),
+            "seen" => Some(DeliveryStatus::Seen),
+            _ => None,
+        }
+    }
+}
+
+/// One callback as the webhook handler understood it. `raw` is the body
+/// (or query string) as received: handlers never put a secret there.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub provider: String,
+    /// `delivery`, `quota`, `template_status`, or what the provider named it.
+    pub kind: String,
+    pub msg_id: Option<String>,
+    pub tracking_id: Option<String>,
+    /// As the provider sent it (the state database holds full phones anyway).
+    pub phone: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+    /// When it happened by the provider's clock (ms), if it said.
+    pub event_ms: Option<i64>,
+    pub oa_id: Option<String>,
+    pub template_id: Option<String>,
+    /// Kind-specific value: the new quota, the new template status.
+    pub detail: Option<String>,
+    pub raw: String,
+    pub received_ms: i64,
+    /// Equal for two deliveries of the same event (provider retries).
+    pub dedup_key: String,
+}
+
+/// What storing one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// A delivery event whose row is known.
+    Matched,
+    /// A delivery event for no known row (yet): kept, applies later.
+    Unmatched,
+    /// Stored before: nothing changed.
+    Repeat,
+    /// Kept raw, changes no row (chat receipts, progress reports, others).
+    Ignored,
+    /// A quota or template event: stored and in force.
+    Applied,
+}
+
+impl EventOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Matched => "matched",
+            EventOutcome::Unmatched => "unmatched",
+            EventOutcome::Repeat => "repeat",
+            EventOutcome::Ignored => "ignored",
+            EventOutcome::Applied => "applied",
+        }
+    }
+}
+
+/// One row's delivery as the ledger (and `reconcile`) tell it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowDelivery {
+    pub row_id: i64,
+    pub line: u64,
+    pub tracking_id: String,
+    pub state: String,
+    pub status: Option<DeliveryStatus>,
+    pub at_ms: Option<i64>,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A campaign's delivery counts from the ledger (and `reconcile`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct LedgerCounts {
+    pub received: u64,
+    pub seen: u64,
+    pub failed_delivery: u64,
+    /// Sent rows with no delivery status yet.
+    pub unknown: u64,
+    /// Delivery events, of any campaign, that match no row (yet).
+    pub unmatched: u64,
+}
+
+/// Does a row with this msg_id or tracking id (explicit, or derived as
+/// `{prefix}-{line}`) exist? `?1` msg_id, `?2` tracking id (either NULL).
+/// CROSS JOIN keeps `campaigns` (a few) outside, so `rows` is only ever
+/// searched by index.
+const ROW_EXISTS_SQL: &str = "\
+    (?1 IS NOT NULL AND EXISTS (SELECT 1 FROM rows r WHERE r.msg_id = ?1)) \
+    OR (?2 IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c CROSS JOIN rows r \
+            WHERE r.campaign_id = c.id AND r.tracking_id = ?2)) \
+    OR (?2 IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c CROSS JOIN rows r \
+            WHERE substr(?2, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
+              AND r.campaign_id = c.id \
+              AND r.line = CAST(substr(?2, length(c.tracking_prefix) + 2) AS INTEGER) \
+              AND r.tracking_id IS NULL))";
+
+fn err(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
+        path: store.path.to_path_buf(),
+        source,
+    }
+}
+
+impl Store {
+    /// Store one callback in its own transaction; the caller answers 2xx
+    /// only after this returns Ok (committed). A repeat changes nothing.
+    pub fn record_event(&mut self, e: &NewEvent) -> Result<EventOutcome, StoreError> {
+        let path = self.path.to_path_buf();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO delivery_events (provider, kind, msg_id, tracking_id, phone, status, \
+                 error_code, error, event_ms, oa_id, template_id, detail, raw, received_ms, dedup_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                 ON CONFLICT(dedup_key) DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    e.provider,
+                    e.kind,
+                    e.msg_id,
+                    e.tracking_id,
+                    e.phone,
+                    e.status.map(DeliveryStatus::as_str),
+                    e.error_code,
+                    e.error,
+                    e.event_ms,
+                    e.oa_id,
+                    e.template_id,
+                    e.detail,
+                    e.raw,
+                    e.received_ms,
+                    e.dedup_key,
+                ])
+            })
+            .map_err(err)?;
+        if inserted == 0 {
+            return Ok(EventOutcome::Repeat);
+        }
+        let outcome = match e.kind.as_str() {
+            "quota" => {
+                if let (Some(oa), Some(limit)) = (&e.oa_id, &e.detail) {
+                    if let Ok(limit) = limit.parse::<i64>() {
+                        // Every account's counter for this OA today learns the limit.
+                        tx.execute(
+                            "UPDATE quota_days SET provider_limit = ?3, \
+                             exhausted = CASE WHEN used < ?3 THEN 0 ELSE exhausted END \
+                             WHERE oa_id = ?1 AND day = ?2",
+                            params![oa, crate::quota::today_key(), limit],
+                        )
+                        .map_err(err)?;
+                    }
+                }
+                EventOutcome::Applied
+            }
+            "template_status" => EventOutcome::Applied,
+            "delivery" => {
+                let known: bool = tx
+                    .query_row(
+                        &format!("SELECT {ROW_EXISTS_SQL}"),
+                        params![e.msg_id, e.tracking_id],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                if known {
+                    EventOutcome::Matched
+                } else {
+                    EventOutcome::Unmatched
+                }
+            }
+            _ => EventOutcome::Ignored,
+        };
+        tx.commit().map_err(err)?;
+        Ok(outcome)
+    }
+
+    /// Why a template must not be sent: the latest `change_template_status`
+    /// for it, unless that says it is enabled again.
+    pub fn template_block(&self, template_id: &str) -> Result<Option<String>, StoreError> {
+        let latest: Option<(Option<String>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT detail, error FROM delivery_events \
+                 WHERE template_id = ?1 AND kind = 'template_status' \
+                 ORDER BY COALESCE(event_ms, received_ms) DESC, id DESC LIMIT 1",
+                [template_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err(self))?;
+        Ok(latest.and_then(|(status, reason)| {
+            let status = status.unwrap_or_default();
+            if is_enabled_status(&status) {
+                return None;
+            }
+            Some(match reason.filter(|r| !r.is_empty()) {
+                Some(reason) => format!("template {template_id} is {status}: {reason}"),
+                None => format!("template {template_id} is {status}"),
+            })
+        }))
+    }
+
+    /// The daily limit a provider last announced for an OA on `day`.
+    pub fn announced_quota(&self, oa_id: &str, day: &str) -> Result<Option<u64>, StoreError> {
+        let detail: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT detail FROM delivery_events WHERE kind = 'quota' AND oa_id = ?1 \
+                 AND date(received_ms / 1000, 'unixepoch', '+7 hours') = ?2 \
+                 ORDER BY COALESCE(event_ms, received_ms) DESC, id DESC LIMIT 1",
+                params![oa_id, day],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err(self))?
+            .flatten();
+        Ok(detail.and_then(|d| d.parse().ok()))
+    }
+
+    /// Messages counted per OA on `day`, every account summed (for metrics).
+    pub fn quota_used_by_oa(&self, day: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT oa_id, SUM(used) FROM quota_days WHERE day = ?1 GROUP BY oa_id ORDER BY oa_id",
+            )
+            .map_err(err(self))?;
+        let out = stmt
+            .query_map([day], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(err(self))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err(self))?;
+        Ok(out)
+    }
+
+    /// Every row of a campaign that was handed to the provider (it has a
+    /// msg_id, or is sent / in doubt), in file order, with its delivery.
+    pub fn for_each_row_delivery(
+        &self,
+        campaign_id: i64,
+        mut f: impl FnMut(RowDelivery),
+    ) -> Result<(), StoreError> {
+        let mut rows = self
+            .conn
+            .prepare_cached(
+                "SELECT r.id, r.line, COALESCE(r.tracking_id, c.tracking_prefix || '-' || r.line), \
+                        r.state, r.msg_id, r.delivery_status, r.delivery_ms \
+                 FROM rows r JOIN campaigns c ON c.id = r.campaign_id \
+                 WHERE r.campaign_id = ?1 \
+                   AND (r.msg_id IS NOT NULL OR r.state IN ('sent', 'in_doubt', 'in_flight')) \
+                 ORDER BY r.line, r.id",
+            )
+            .map_err(err(self))?;
+        let mut events = self
+            .conn
+            .prepare_cached(
+                "SELECT status, COALESCE(event_ms, received_ms), error_code, error \
+                 FROM delivery_events WHERE status IS NOT NULL AND msg_id = ?1 \
+                 UNION ALL \
+                 SELECT status, COALESCE(event_ms, received_ms), error_code, error \
+                 FROM delivery_events WHERE status IS NOT NULL AND tracking_id = ?2",
+            )
+            .map_err(err(self))?;
+        let mut q = rows.query([campaign_id]).map_err(err(self))?;
+        while let Some(r) = q.next().map_err(err(self))? {
+            let msg_id: Option<String> = r.get(4).map_err(err(self))?;
+            let tracking_id: String = r.get(2).map_err(err(self))?;
+            let reconciled: Option<String> = r.get(5).map_err(err(self))?;
+            let mut best = reconciled
+                .as_deref()
+                .and_then(DeliveryStatus::parse)
+                .map(|s| (s, r.get::<_, Option<i64>>(6).ok().flatten(), None, None));
+            let mut found = events
+                .query(params![msg_id, tracking_id])
+                .map_err(err(self))?;
+            while let Some(ev) = found.next().map_err(err(self))? {
+                let status: String = ev.get(0).map_err(err(self))?;
+                let Some(status) = DeliveryStatus::parse(&status) else {
+                    continue;
+                };
+                let at: Option<i64> = ev.get(1).map_err(err(self))?;
+                let better = match &best {
+                    None => true,
+                    Some((s, t, _, _)) => {
+                        status > *s
+                            || (status == *s && at.unwrap_or(i64::MAX) < t.unwrap_or(i64::MAX))
+                    }
+                };
+                if better {
+                    best = Some((
+                        status,
+                        at,
+                        ev.get(2).map_err(err(self))?,
+                        ev.get(3).map_err(err(self))?,
+                    ));
+                }
+            }
+            let (status, at_ms, error_code, error) = match best {
+                Some((s, t, c, e)) => (Some(s), t, c, e),
+                None => (None, None, None, None),
+            };
+            f(RowDelivery {
+                row_id: r.get(0).map_err(err(self))?,
+                line: r.get::<_, i64>(1).map_err(err(self))? as u64,
+                tracking_id,
+                state: r.get(3).map_err(err(self))?,
+                status,
+                at_ms,
+                error_code,
+                error,
+            });
+        }
+        Ok(())
+    }
+
+    /// Delivery counts for one campaign; `unmatched` is ledger-wide.
+    pub fn ledger_counts(&self, campaign_id: i64) -> Result<LedgerCounts, StoreError> {
+        let mut c = LedgerCounts::default();
+        self.for_each_row_delivery(campaign_id, |d| match d.status {
+            Some(DeliveryStatus::Received) => c.received += 1,
+            Some(DeliveryStatus::Seen) => c.seen += 1,
+            Some(DeliveryStatus::FailedDelivery) => c.failed_delivery += 1,
+            None if d.state == "sent" => c.unknown += 1,
+            None => {}
+        })?;
+        c.unmatched = self.unmatched_events()?;
+        Ok(c)
+    }
+
+    /// Delivery events that match no row of any campaign (yet).
+    pub fn unmatched_events(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM delivery_events WHERE kind = 'delivery' AND NOT ({})",
+                    ROW_EXISTS_SQL
+                        .replace("?1", "delivery_events.msg_id")
+                        .replace("?2", "delivery_events.tracking_id")
+                ),
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(err(self))
+    }
+
+    /// Every event stored, of any kind (tests, diagnostics).
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM delivery_events", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(err(self))
+    }
+}
+
+/// Zalo's template statuses: ENABLE, PENDING_REVIEW, REJECT, DISABLE.
+pub fn is_enabled_status(status: &str) -> bool {
+    status.eq_ignore_ascii_case("enable") || status.eq_ignore_ascii_case("enabled")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(store: &Store, sql: &str) -> Vec<String> {
+        let mut stmt = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        stmt.query_map(params!["m-1", "t-1"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// A callback's match must not scan `rows` (a campaign can hold 1M).
+    #[test]
+    fn matching_an_event_uses_indexes_not_a_scan_of_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let p = plan(&store, &format!("SELECT {ROW_EXISTS_SQL}"));
+        assert!(
+            p.iter().all(|s| !s.starts_with("SCAN r")),
+            "a scan of rows: {p:?}"
+        );
+        for idx in ["rows_msg_id", "rows_tracking", "rows_line"] {
+            assert!(p.iter().any(|s| s.contains(idx)), "{idx} unused: {p:?}");
+        }
+        let p = plan(
+            &store,
+            "SELECT status FROM delivery_events WHERE status IS NOT NULL AND msg_id = ?1 \
+             UNION ALL SELECT status FROM delivery_events WHERE status IS NOT NULL AND tracking_id = ?2",
+        );
+        assert!(p.iter().all(|s| !s.starts_with("SCAN")), "{p:?}");
+    }
+
+    #[test]
+    fn status_rank_never_goes_backwards() {
+        assert!(DeliveryStatus::Seen > DeliveryStatus::Received);
+        assert!(DeliveryStatus::Received > DeliveryStatus::FailedDelivery);
+        assert_eq!(DeliveryStatus::parse("unknown"), None);
+    }
+}
