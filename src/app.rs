@@ -401,7 +401,7 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
     let req = Request {
         campaign: "validate".into(),
         csv: Some(args.csv.clone()),
-        template_id: Some("0".into()),
+        template_id: Some("1".into()),
         csv_opts: args.csv_opts,
         provider: campaign::settings::ProviderOpts {
             provider: Some(crate::provider::ProviderKind::Sandbox),
