@@ -16,12 +16,12 @@ use crate::cli::{
 use crate::config::{ConfigFile, DEFAULT_STATE};
 use crate::csv_input::CsvOptions;
 use crate::plan::{self, PlanInput, PlanSettings};
-use crate::provider::sandbox::{Sandbox, SandboxConfig};
 use crate::provider::{self, ErrorTable, ProviderKind, ProviderSettings, Secret};
 use crate::quota;
 use crate::reconcile::{self, ReconcileOptions};
 use crate::report::{self, Summary};
 use crate::runner::{self, InDoubtPolicy, RunCounters, RunOptions, Stop, StopReason};
+use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{Campaign, CampaignStatus, QuotaKey, Store};
 use crate::window::{SendWindow, WindowSetting};
 
@@ -90,7 +90,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, AppError> {
     quota::check_clock_override().map_err(usage)?;
     match cli.command {
         Command::Sandbox(args) => {
-            crate::provider::sandbox::serve_until_ctrl_c(args).await?;
+            crate::sandbox::serve_until_ctrl_c(args).await?;
             return Ok(EXIT_OK);
         }
         Command::Completions(args) => {

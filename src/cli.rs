@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::logging::LogFormat;
-use crate::provider::sandbox::SandboxArgs;
 use crate::provider::ProviderKind;
 use crate::runner::InDoubtPolicy;
+use crate::sandbox::SandboxArgs;
 use crate::window::{self, WindowSetting};
 
 const ABOUT: &str = "Send Zalo ZNS Journey messages in bulk from a CSV — resumable, \

@@ -16,5 +16,6 @@ pub mod quota;
 pub mod reconcile;
 pub mod report;
 pub mod runner;
+pub mod sandbox;
 pub mod store;
 pub mod window;

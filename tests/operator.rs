@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zns_batch::provider::sandbox::Sandbox;
 use zns_batch::provider::ProviderKind;
+use zns_batch::sandbox::Sandbox;
 
 /// `command` with every setting variable this file tests cleared, so the
 /// developer's own environment cannot leak into a precedence check.

@@ -8,7 +8,6 @@ pub mod codes;
 pub mod esms;
 pub mod etelecom;
 pub mod http;
-pub mod sandbox;
 pub mod zalo;
 
 use std::time::Duration;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::*;
+use crate::sandbox::wire::normalize_phone;
 
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()

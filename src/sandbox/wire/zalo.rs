@@ -5,15 +5,16 @@ use axum::http::Method;
 use serde_json::{json, Map, Value};
 
 use super::{
-    check_template_data, header_str, msg_id_of, normalize_phone, parse_object, string_field,
-    template_id_field, unix_ms, Call, Delivery, Endpoint, Message, Reply, Shared, JOURNEY_ID_BASE,
+    check_template_data, header_str, normalize_phone, parse_object, string_field,
+    template_id_field, Call, Endpoint, Reply,
 };
+use crate::sandbox::state::{msg_id_of, unix_ms, Delivery, Message, Shared, JOURNEY_ID_BASE};
 
 /// The OA and app an access token stands for (Zalo requests name no OA).
 const OA_ID: &str = "3886651700907664415";
 const APP_ID: &str = "4349311699477619340";
 
-pub(super) fn route(method: &Method, path: &str) -> Option<Endpoint> {
+pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
     match (method.as_str(), path.trim_end_matches('/')) {
         ("POST", "/journey/get-token") => Some(Endpoint::CreateToken),
         ("GET", "/journey/check-token") => Some(Endpoint::CheckToken),
@@ -30,7 +31,7 @@ fn token_error() -> Reply {
     error(-133, "journey token invalid or expired")
 }
 
-pub(super) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
+pub(crate) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
     if header_str(call.headers, "access_token") != Some(shared.api_key.as_str()) {
         shared.lock().stats.auth_failures += 1;
         return error(-124, "access token is invalid");
@@ -168,8 +169,8 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
 mod tests {
     use serde_json::{json, Value};
 
-    use super::super::tests::{client, start};
-    use super::super::{Faults, ProviderKind, Sandbox, SandboxConfig};
+    use crate::sandbox::tests::{client, start};
+    use crate::sandbox::{Faults, ProviderKind, Sandbox, SandboxConfig};
 
     const PHONE: &str = "84987654321";
 

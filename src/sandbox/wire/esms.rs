@@ -5,14 +5,13 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::{
-    msg_id_of, normalize_phone, parse_object, Call, Delivery, Endpoint, Message, Reply, Shared,
-};
+use super::{normalize_phone, parse_object, Call, Endpoint, Reply};
+use crate::sandbox::state::{msg_id_of, Delivery, Message, Shared};
 
 /// eSMS's documented maximum for RequestId.
 const MAX_REQUEST_ID: usize = 50;
 
-pub(super) fn route(method: &Method, path: &str) -> Option<Endpoint> {
+pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
     // WCF paths are case-insensitive; the trailing slash is optional.
     let p = path.trim_end_matches('/').to_ascii_lowercase();
     let rest = p.strip_prefix("/mainservice.svc/json").unwrap_or(&p);
@@ -42,7 +41,7 @@ fn is_true(s: &str) -> bool {
     s == "1" || s.eq_ignore_ascii_case("true")
 }
 
-pub(super) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
+pub(crate) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
     match ep {
         Endpoint::Send => send(shared, call),
         Endpoint::Quota => quota(shared, call),
@@ -232,8 +231,8 @@ fn quota(shared: &Shared, call: &Call<'_>) -> Reply {
 mod tests {
     use serde_json::{json, Value};
 
-    use super::super::tests::{client, start};
-    use super::super::{Faults, ProviderKind, Sandbox, SandboxConfig};
+    use crate::sandbox::tests::{client, start};
+    use crate::sandbox::{Faults, ProviderKind, Sandbox, SandboxConfig};
 
     fn cfg() -> SandboxConfig {
         SandboxConfig {

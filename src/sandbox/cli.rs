@@ -1,0 +1,203 @@
+//! The standalone `zns-batch sandbox` command: flags, banner, summary.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{Faults, ProviderKind, Sandbox, SandboxConfig, Stats};
+
+#[derive(Clone, clap::Args)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    pub listen: SocketAddr,
+    /// Protocol to speak (sandbox = etelecom).
+    #[arg(long, value_enum, default_value = "etelecom")]
+    pub protocol: ProviderKind,
+    /// Key the sandbox expects (eTelecom bearer key, Zalo access_token, eSMS ApiKey).
+    #[arg(
+        long,
+        env = "ZNS_SANDBOX_API_KEY",
+        default_value = "sandbox-key",
+        hide_env_values = true
+    )]
+    pub api_key: String,
+    /// eSMS SecretKey the sandbox expects.
+    #[arg(long, default_value = "sandbox-secret", hide_env_values = true)]
+    pub secret_key: String,
+    /// New messages per OA per day; 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    pub daily_quota: u64,
+    /// Latency added to every request, in ms.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Probability of a 500/502/503 (request not processed).
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_5xx: f64,
+    /// Probability of a 429 (request not processed).
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_429: f64,
+    /// Retry-After seconds on 429s.
+    #[arg(long)]
+    pub retry_after: Option<u64>,
+    /// Probability that an accepted send's reply is broken off.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_reply: f64,
+    /// Probability that a request hangs for --hang-ms, then gets a 504.
+    #[arg(long, default_value_t = 0.0)]
+    pub timeout_rate: f64,
+    #[arg(long, default_value_t = 30000)]
+    pub hang_ms: u64,
+    /// Probability that an accepted send gets a truncated 200 body.
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed: f64,
+    /// Probability that an accepted send is answered only after --hang-ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub slow_reply: f64,
+    /// Phones ending with this are "not on Zalo" (repeatable).
+    #[arg(long = "unknown-phone-suffix")]
+    pub unknown_phone_suffixes: Vec<String>,
+    /// Turn off dedup by tracking_id / RequestId.
+    #[arg(long)]
+    pub no_dedup: bool,
+    /// RNG seed for faults and tokens.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+// Hand-written so the keys never reach a log line.
+impl std::fmt::Debug for SandboxArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxArgs")
+            .field("listen", &self.listen)
+            .field("protocol", &self.protocol)
+            .field("api_key", &"***")
+            .field("secret_key", &"***")
+            .field("daily_quota", &self.daily_quota)
+            .field("latency_ms", &self.latency_ms)
+            .field("fail_5xx", &self.fail_5xx)
+            .field("fail_429", &self.fail_429)
+            .field("retry_after", &self.retry_after)
+            .field("drop_reply", &self.drop_reply)
+            .field("timeout_rate", &self.timeout_rate)
+            .field("hang_ms", &self.hang_ms)
+            .field("malformed", &self.malformed)
+            .field("slow_reply", &self.slow_reply)
+            .field("unknown_phone_suffixes", &self.unknown_phone_suffixes)
+            .field("no_dedup", &self.no_dedup)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+impl SandboxArgs {
+    pub fn to_config(&self) -> Result<SandboxConfig, String> {
+        let faults = Faults {
+            http_5xx: self.fail_5xx,
+            http_429: self.fail_429,
+            retry_after_secs: self.retry_after,
+            drop_reply: self.drop_reply,
+            timeout: self.timeout_rate,
+            hang: Duration::from_millis(self.hang_ms),
+            malformed: self.malformed,
+            slow_reply: self.slow_reply,
+            apply_to_tokens: true,
+        };
+        if let Some((name, p)) = faults.invalid_probability() {
+            let flag = match name {
+                "http_5xx" => "--fail-5xx",
+                "http_429" => "--fail-429",
+                "drop_reply" => "--drop-reply",
+                "timeout" => "--timeout-rate",
+                "slow_reply" => "--slow-reply",
+                _ => "--malformed",
+            };
+            return Err(format!("{flag} {p}: a probability must be between 0 and 1"));
+        }
+        if self.api_key.is_empty() {
+            return Err("--api-key must not be empty".to_string());
+        }
+        Ok(SandboxConfig {
+            protocol: self.protocol.protocol(),
+            api_key: self.api_key.clone(),
+            secret_key: self.secret_key.clone(),
+            daily_quota: self.daily_quota,
+            latency: Duration::from_millis(self.latency_ms),
+            faults,
+            token_ttl: None,
+            unknown_phone_suffixes: self.unknown_phone_suffixes.clone(),
+            dedup: !self.no_dedup,
+            seed: self.seed,
+        })
+    }
+}
+
+/// Run a sandbox until Ctrl-C or SIGTERM, then print a stats summary.
+pub async fn serve_until_ctrl_c(args: SandboxArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    let config = args.to_config().map_err(anyhow::Error::msg)?;
+    let protocol = config.protocol;
+    let sandbox = Sandbox::start(args.listen, config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{}", sandbox.addr())?;
+        writeln!(out, "base URL: {}", sandbox.base_url())?;
+        out.flush()?;
+    }
+    eprintln!(
+        "sandbox speaking {protocol}; expects the key given by --api-key{}; \
+         stats at http://{}/__sandbox/stats?detail=false; Ctrl-C to stop",
+        if protocol == ProviderKind::Esms {
+            " and --secret-key"
+        } else {
+            ""
+        },
+        sandbox.addr()
+    );
+    wait_for_stop_signal().await;
+    let stats = sandbox.stats_summary();
+    sandbox.stop().await;
+    println!("{}", summary_line(&stats));
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn summary_line(s: &Stats) -> String {
+    let faults: Vec<String> = s
+        .faults_injected
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(
+        "sandbox stats: day {} | tokens {} (checks {}) | send requests {} | accepted {} | \
+         duplicates absorbed {} | quota rejections {} (used today {}) | auth failures {} | \
+         get_message {} | faults [{}]",
+        s.day,
+        s.tokens_created,
+        s.token_checks,
+        s.send_requests,
+        s.accepted,
+        s.duplicates_absorbed,
+        s.quota_rejections,
+        s.quota_used_today,
+        s.auth_failures,
+        s.get_message_calls,
+        faults.join(" ")
+    )
+}
