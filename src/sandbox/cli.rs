@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use super::{Faults, ProviderKind, Sandbox, SandboxConfig, Stats};
 
+/// The standalone sandbox's keys unless told otherwise: public test values.
+pub const DEFAULT_API_KEY: &str = "sandbox-key";
+pub const DEFAULT_SECRET_KEY: &str = "sandbox-secret";
+
 #[derive(Clone, clap::Args)]
 pub struct SandboxArgs {
     /// Address to listen on.
@@ -17,12 +21,12 @@ pub struct SandboxArgs {
     #[arg(
         long,
         env = "ZNS_SANDBOX_API_KEY",
-        default_value = "sandbox-key",
+        default_value = DEFAULT_API_KEY,
         hide_env_values = true
     )]
     pub api_key: String,
     /// eSMS SecretKey the sandbox expects.
-    #[arg(long, default_value = "sandbox-secret", hide_env_values = true)]
+    #[arg(long, default_value = DEFAULT_SECRET_KEY, hide_env_values = true)]
     pub secret_key: String,
     /// New messages per OA per day; 0 = unlimited.
     #[arg(long, default_value_t = 0)]
@@ -146,21 +150,33 @@ pub async fn serve_until_ctrl_c(args: SandboxArgs) -> anyhow::Result<()> {
         writeln!(out, "base URL: {}", sandbox.base_url())?;
         out.flush()?;
     }
-    eprintln!(
-        "sandbox speaking {protocol}; expects the key given by --api-key{}; \
-         stats at http://{}/__sandbox/stats?detail=false; Ctrl-C to stop",
-        if protocol == ProviderKind::Esms {
-            " and --secret-key"
-        } else {
-            ""
-        },
-        sandbox.addr()
-    );
+    eprintln!("{}", banner(&args, protocol, sandbox.addr()));
     wait_for_stop_signal().await;
     let stats = sandbox.stats_summary();
     sandbox.stop().await;
     println!("{}", summary_line(&stats));
     Ok(())
+}
+
+/// What the sandbox expects, for the operator. A default key is named (it is
+/// public: the flag's default); a key the operator chose is never printed.
+pub(crate) fn banner(args: &SandboxArgs, protocol: ProviderKind, addr: SocketAddr) -> String {
+    let key = if args.api_key == DEFAULT_API_KEY {
+        format!("API key `{DEFAULT_API_KEY}` (the default; change with --api-key)")
+    } else {
+        "the key given by --api-key".to_string()
+    };
+    let secret = match protocol {
+        ProviderKind::Esms if args.secret_key == DEFAULT_SECRET_KEY => {
+            format!(" and SecretKey `{DEFAULT_SECRET_KEY}` (the default; change with --secret-key)")
+        }
+        ProviderKind::Esms => " and the SecretKey given by --secret-key".to_string(),
+        _ => String::new(),
+    };
+    format!(
+        "sandbox speaking {protocol}; expects {key}{secret}; \
+         stats at http://{addr}/__sandbox/stats?detail=false; Ctrl-C to stop"
+    )
 }
 
 async fn wait_for_stop_signal() {

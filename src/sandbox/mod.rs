@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use crate::provider::ProviderKind;
-pub use cli::{serve_until_ctrl_c, SandboxArgs};
+pub use cli::{serve_until_ctrl_c, SandboxArgs, DEFAULT_API_KEY, DEFAULT_SECRET_KEY};
 pub use faults::Faults;
 
 use server::{bind, serve};
@@ -65,8 +65,8 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             protocol: ProviderKind::Etelecom,
-            api_key: "sandbox-key".to_string(),
-            secret_key: "sandbox-secret".to_string(),
+            api_key: DEFAULT_API_KEY.to_string(),
+            secret_key: DEFAULT_SECRET_KEY.to_string(),
             daily_quota: 0,
             latency: Duration::ZERO,
             faults: Faults::default(),
