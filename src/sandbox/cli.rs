@@ -1,9 +1,10 @@
 //! The standalone `zns-batch sandbox` command: flags, banner, summary.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{Faults, ProviderKind, Sandbox, SandboxConfig, Stats};
+use super::{Faults, ProviderKind, Sandbox, SandboxConfig, Stats, TemplateSpec};
 
 /// The standalone sandbox's keys unless told otherwise: public test values.
 pub const DEFAULT_API_KEY: &str = "sandbox-key";
@@ -63,6 +64,15 @@ pub struct SandboxArgs {
     /// Turn off dedup by tracking_id / RequestId.
     #[arg(long)]
     pub no_dedup: bool,
+    /// Declare a template: its parameter limits are served by template info
+    /// and enforced on send (repeatable). Syntax:
+    /// ID[@STATUS]=name[?][:MIN-MAX][:TYPE],… — `?` marks an optional
+    /// parameter, lengths count characters after Unicode NFC (default 0-400),
+    /// TYPE is string (default), number or date, STATUS is ENABLE (default),
+    /// PENDING_REVIEW, DISABLE or REJECT.
+    /// Example: --template 217489=customer_name:1-30,amount:1-20:number,note?:0-50
+    #[arg(long = "template", value_name = "ID=PARAMS")]
+    pub templates: Vec<String>,
     /// RNG seed for faults and tokens.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -89,6 +99,7 @@ impl std::fmt::Debug for SandboxArgs {
             .field("unknown_phone_suffixes", &self.unknown_phone_suffixes)
             .field("no_dedup", &self.no_dedup)
             .field("seed", &self.seed)
+            .field("templates", &self.templates)
             .finish()
     }
 }
@@ -120,6 +131,13 @@ impl SandboxArgs {
         if self.api_key.is_empty() {
             return Err("--api-key must not be empty".to_string());
         }
+        let mut templates = HashMap::new();
+        for t in &self.templates {
+            let (id, spec) = TemplateSpec::parse_flag(t)?;
+            if templates.insert(id.clone(), spec).is_some() {
+                return Err(format!("--template: template {id} is declared twice"));
+            }
+        }
         Ok(SandboxConfig {
             protocol: self.protocol.protocol(),
             api_key: self.api_key.clone(),
@@ -131,6 +149,7 @@ impl SandboxArgs {
             unknown_phone_suffixes: self.unknown_phone_suffixes.clone(),
             dedup: !self.no_dedup,
             seed: self.seed,
+            templates,
         })
     }
 }
@@ -202,8 +221,8 @@ fn summary_line(s: &Stats) -> String {
         .collect();
     format!(
         "sandbox stats: day {} | tokens {} (checks {}) | send requests {} | accepted {} | \
-         duplicates absorbed {} | quota rejections {} (used today {}) | auth failures {} | \
-         get_message {} | faults [{}]",
+         duplicates absorbed {} | quota rejections {} (used today {}) | template refusals {} | \
+         auth failures {} | get_message {} | faults [{}]",
         s.day,
         s.tokens_created,
         s.token_checks,
@@ -212,6 +231,7 @@ fn summary_line(s: &Stats) -> String {
         s.duplicates_absorbed,
         s.quota_rejections,
         s.quota_used_today,
+        s.param_rejections,
         s.auth_failures,
         s.get_message_calls,
         faults.join(" ")

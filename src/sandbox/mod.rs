@@ -16,6 +16,7 @@ mod cli;
 mod faults;
 mod server;
 mod state;
+mod templates;
 mod wire;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +33,9 @@ use tokio::task::JoinHandle;
 pub use crate::provider::ProviderKind;
 pub use cli::{serve_until_ctrl_c, SandboxArgs, DEFAULT_API_KEY, DEFAULT_SECRET_KEY};
 pub use faults::Faults;
+pub use templates::{
+    nfc_len, ParamKind, ParamViolation, TemplateParam, TemplateSpec, TemplateStatus,
+};
 
 use server::{bind, serve};
 use state::{Inner, Shared};
@@ -59,6 +63,9 @@ pub struct SandboxConfig {
     /// A repeated tracking_id (eSMS RequestId) answers with the original message.
     pub dedup: bool,
     pub seed: u64,
+    /// Declared templates by id: served by template info, enforced on send.
+    /// An undeclared id is accepted without limits.
+    pub templates: HashMap<String, TemplateSpec>,
 }
 
 impl Default for SandboxConfig {
@@ -74,6 +81,7 @@ impl Default for SandboxConfig {
             unknown_phone_suffixes: Vec::new(),
             dedup: true,
             seed: 1,
+            templates: HashMap::new(),
         }
     }
 }
@@ -92,6 +100,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("unknown_phone_suffixes", &self.unknown_phone_suffixes)
             .field("dedup", &self.dedup)
             .field("seed", &self.seed)
+            .field("templates", &self.templates)
             .finish()
     }
 }
@@ -112,6 +121,8 @@ pub struct Stats {
     /// Repeated tracking_ids answered from the dedup table.
     pub duplicates_absorbed: u64,
     pub quota_rejections: u64,
+    /// Sends refused by a declared template (parameters or its status).
+    pub param_rejections: u64,
     pub quota_used_today: u64,
     pub get_message_calls: u64,
     pub auth_failures: u64,
@@ -197,6 +208,7 @@ impl Sandbox {
             token_ttl: config.token_ttl,
             unknown_phone_suffixes: config.unknown_phone_suffixes,
             dedup: config.dedup,
+            templates: config.templates,
             shutdown: rx.clone(),
             inner: Mutex::new(Inner {
                 faults,
@@ -323,5 +335,7 @@ impl Drop for Sandbox {
     }
 }
 
+#[cfg(test)]
+mod template_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use rand::Rng;
 use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::watch;
 
-use super::{Faults, ProviderKind, Stats};
+use super::{Faults, ProviderKind, Stats, TemplateSpec};
 use crate::quota::{day_key, oa_day};
 
 /// Daily quota reported when the sandbox has none (Zalo's top tier).
@@ -76,6 +76,7 @@ pub(crate) struct Shared {
     pub(crate) token_ttl: Option<Duration>,
     pub(crate) unknown_phone_suffixes: Vec<String>,
     pub(crate) dedup: bool,
+    pub(crate) templates: HashMap<String, TemplateSpec>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) inner: Mutex<Inner>,
 }
@@ -292,6 +293,7 @@ impl Inner {
                 accepted: self.stats.accepted,
                 duplicates_absorbed: self.stats.duplicates_absorbed,
                 quota_rejections: self.stats.quota_rejections,
+                param_rejections: self.stats.param_rejections,
                 get_message_calls: self.stats.get_message_calls,
                 auth_failures: self.stats.auth_failures,
                 faults_injected: self.stats.faults_injected.clone(),

@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::{
-    check_template_data, header_str, int64_field, normalize_phone, parse_object, string_field,
-    template_id_field, Call, Endpoint, Reply,
+    check_declared, check_template_data, header_str, int64_field, normalize_phone, parse_object,
+    string_field, template_id_field, Call, Endpoint, Reply,
 };
 use crate::sandbox::state::{
     msg_id_of, rfc3339, Delivery, Inner, Message, Shared, JOURNEY_ID_BASE, JOURNEY_REF_BASE,
@@ -73,7 +73,7 @@ pub(crate) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
         Endpoint::CheckToken => get_journey(shared, &obj),
         Endpoint::Send => send(shared, &obj),
         Endpoint::GetMessage => get_message(shared, &obj),
-        Endpoint::Quota => Err("no such method".to_string()),
+        Endpoint::Quota | Endpoint::TemplateInfo => Err("no such method".to_string()),
     };
     result.unwrap_or_else(invalid)
 }
@@ -214,6 +214,18 @@ fn send(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, String> {
     };
     if let Err((code, msg)) = check_template_data(obj.get("template_data")) {
         return Ok(biz_error(code, msg));
+    }
+    let data = obj
+        .get("template_data")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    // eTelecom relays Zalo's code in its business-error shape.
+    if let Err(refusal) = check_declared(shared, &mut g, &template_id.to_string(), |spec| {
+        spec.check_named(&data)
+    }) {
+        let (code, msg) = refusal.zalo();
+        return Ok(biz_error(code, &msg));
     }
     if shared.is_unknown_phone(&phone) {
         return Ok(biz_error(-118, "Zalo account does not exist"));

@@ -8,8 +8,56 @@ pub(crate) mod zalo;
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Map, Value};
 
-use super::state::Shared;
+use super::state::{Inner, Shared};
+use super::templates::{ParamViolation, TemplateSpec, TemplateStatus};
 use super::ProviderKind;
+
+/// A declared template refused a send.
+pub(crate) enum TemplateRefusal {
+    NotEnabled(TemplateStatus),
+    Params(ParamViolation),
+}
+
+/// Apply a declared template's status and limits to a send; an undeclared
+/// template passes. Counts refusals in the stats.
+pub(crate) fn check_declared(
+    shared: &Shared,
+    g: &mut Inner,
+    template_id: &str,
+    check: impl FnOnce(&TemplateSpec) -> Result<(), ParamViolation>,
+) -> Result<(), TemplateRefusal> {
+    let Some(spec) = shared.templates.get(template_id.trim()) else {
+        return Ok(());
+    };
+    let verdict = if spec.is_enabled() {
+        check(spec).map_err(TemplateRefusal::Params)
+    } else {
+        Err(TemplateRefusal::NotEnabled(spec.status))
+    };
+    if verdict.is_err() {
+        g.stats.param_rejections += 1;
+    }
+    verdict
+}
+
+/// Zalo's code for a template that may not be sent (not ENABLE). The
+/// public table has no dedicated code; -117 ("OA or app has no permission
+/// for this template") is what Zalo answers for a template one cannot use,
+/// and clients already treat it as abort-campaign.
+pub(crate) const ZALO_TEMPLATE_NOT_USABLE: i64 = -117;
+
+impl TemplateRefusal {
+    /// Zalo's code and message (eTelecom relays the same).
+    pub(crate) fn zalo(&self) -> (i64, String) {
+        match self {
+            Self::NotEnabled(st) => (
+                ZALO_TEMPLATE_NOT_USABLE,
+                format!("template is {} and cannot be sent", st.as_str()),
+            ),
+            Self::Params(v) => (v.zalo_code(), v.message()),
+        }
+    }
+}
 
 /// The part of an API call a protocol handler needs.
 pub(crate) struct Call<'a> {
@@ -26,6 +74,7 @@ pub(crate) enum Endpoint {
     Send,
     GetMessage,
     Quota,
+    TemplateInfo,
 }
 
 /// A protocol handler's answer.
