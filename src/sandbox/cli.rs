@@ -4,7 +4,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{Faults, ProviderKind, Sandbox, SandboxConfig, Stats, TemplateSpec};
+use super::{
+    check_callback_url, CallbackSettings, Faults, ProviderKind, Sandbox, SandboxConfig, Stats,
+    TemplateSpec,
+};
+
+/// Where the standalone sandbox reads the Zalo OA secret its callbacks are
+/// signed with (an environment variable, so it never shows in `ps`).
+pub const OA_SECRET_ENV: &str = "ZNS_ZALO_OA_SECRET";
 
 /// The standalone sandbox's keys unless told otherwise: public test values.
 pub const DEFAULT_API_KEY: &str = "sandbox-key";
@@ -73,6 +80,45 @@ pub struct SandboxArgs {
     /// Example: --template 217489=customer_name:1-30,amount:1-20:number,note?:0-50
     #[arg(long = "template", value_name = "ID=PARAMS")]
     pub templates: Vec<String>,
+    /// Send delivery callbacks here (Zalo: signed user_received_message POST;
+    /// eSMS: GET with the status in the query, unless the send gave its own
+    /// CallbackUrl; eTelecom: zl_oa_message POST). Zalo callbacks are signed
+    /// with the OA secret from the environment variable ZNS_ZALO_OA_SECRET
+    /// (default `sandbox-oa-secret`).
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
+    /// The app_id Zalo callbacks carry (and sign with).
+    #[arg(long, default_value = super::DEFAULT_ZALO_APP_ID)]
+    pub zalo_app_id: String,
+    /// Delay from acceptance to the delivery callback, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub callback_delay_ms: u64,
+    /// Tries per callback (non-2xx or connection error) before giving up.
+    #[arg(long, default_value_t = 5)]
+    pub callback_attempts: u32,
+    /// Wait before the first callback retry, in ms; doubled for each next one.
+    #[arg(long, default_value_t = 1000)]
+    pub callback_backoff_ms: u64,
+    /// Callbacks in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub callback_concurrency: usize,
+    /// Fault: send every callback twice.
+    #[arg(long)]
+    pub callback_duplicate: bool,
+    /// Fault: send callbacks that come due together in random order, in
+    /// groups of N.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub callback_out_of_order: usize,
+    /// Fault: sign Zalo callbacks with the wrong secret.
+    #[arg(long)]
+    pub callback_bad_signature: bool,
+    /// Fault: callbacks name a msg_id the sandbox never issued.
+    #[arg(long)]
+    pub callback_unknown_msg_id: bool,
+    /// Fault: hold callbacks until none has come due for the delay, then
+    /// send them all at once.
+    #[arg(long)]
+    pub callback_burst: bool,
     /// RNG seed for faults and tokens.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -100,6 +146,17 @@ impl std::fmt::Debug for SandboxArgs {
             .field("no_dedup", &self.no_dedup)
             .field("seed", &self.seed)
             .field("templates", &self.templates)
+            .field("callback_url", &self.callback_url)
+            .field("zalo_app_id", &self.zalo_app_id)
+            .field("callback_delay_ms", &self.callback_delay_ms)
+            .field("callback_attempts", &self.callback_attempts)
+            .field("callback_backoff_ms", &self.callback_backoff_ms)
+            .field("callback_concurrency", &self.callback_concurrency)
+            .field("callback_duplicate", &self.callback_duplicate)
+            .field("callback_out_of_order", &self.callback_out_of_order)
+            .field("callback_bad_signature", &self.callback_bad_signature)
+            .field("callback_unknown_msg_id", &self.callback_unknown_msg_id)
+            .field("callback_burst", &self.callback_burst)
             .finish()
     }
 }
@@ -131,6 +188,14 @@ impl SandboxArgs {
         if self.api_key.is_empty() {
             return Err("--api-key must not be empty".to_string());
         }
+        if let Some(url) = &self.callback_url {
+            check_callback_url(url).map_err(|e| format!("--callback-url: {e}"))?;
+        }
+        if self.callback_attempts == 0 || self.callback_concurrency == 0 {
+            return Err(
+                "--callback-attempts and --callback-concurrency must be at least 1".to_string(),
+            );
+        }
         let mut templates = HashMap::new();
         for t in &self.templates {
             let (id, spec) = TemplateSpec::parse_flag(t)?;
@@ -150,6 +215,24 @@ impl SandboxArgs {
             dedup: !self.no_dedup,
             seed: self.seed,
             templates,
+            callback_url: self.callback_url.clone(),
+            callbacks: CallbackSettings {
+                delay: Duration::from_millis(self.callback_delay_ms),
+                attempts: self.callback_attempts,
+                backoff: Duration::from_millis(self.callback_backoff_ms),
+                concurrency: self.callback_concurrency,
+                duplicate: self.callback_duplicate,
+                out_of_order: self.callback_out_of_order,
+                bad_signature: self.callback_bad_signature,
+                unknown_msg_id: self.callback_unknown_msg_id,
+                burst: self.callback_burst,
+                ..CallbackSettings::default()
+            },
+            zalo_app_id: self.zalo_app_id.clone(),
+            zalo_oa_secret: std::env::var(OA_SECRET_ENV)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| super::DEFAULT_ZALO_OA_SECRET.to_string()),
         })
     }
 }
@@ -192,8 +275,20 @@ pub(crate) fn banner(args: &SandboxArgs, protocol: ProviderKind, addr: SocketAdd
         ProviderKind::Esms => " and the SecretKey given by --secret-key".to_string(),
         _ => String::new(),
     };
+    let callbacks = match (&args.callback_url, protocol) {
+        (Some(url), ProviderKind::Zalo) => format!(
+            "; delivery callbacks to {url}, signed with the OA secret from {OA_SECRET_ENV}{}",
+            if std::env::var_os(OA_SECRET_ENV).is_some() {
+                String::new()
+            } else {
+                format!(" (unset: the default `{}`)", super::DEFAULT_ZALO_OA_SECRET)
+            }
+        ),
+        (Some(url), _) => format!("; delivery callbacks to {url}"),
+        (None, _) => String::new(),
+    };
     format!(
-        "sandbox speaking {protocol}; expects {key}{secret}; \
+        "sandbox speaking {protocol}; expects {key}{secret}{callbacks}; \
          stats at http://{addr}/__sandbox/stats?detail=false; Ctrl-C to stop"
     )
 }
@@ -222,7 +317,8 @@ fn summary_line(s: &Stats) -> String {
     format!(
         "sandbox stats: day {} | tokens {} (checks {}) | send requests {} | accepted {} | \
          duplicates absorbed {} | quota rejections {} (used today {}) | template refusals {} | \
-         auth failures {} | get_message {} | faults [{}]",
+         auth failures {} | get_message {} | callbacks sent {} acknowledged {} given up {} | \
+         faults [{}]",
         s.day,
         s.tokens_created,
         s.token_checks,
@@ -234,6 +330,9 @@ fn summary_line(s: &Stats) -> String {
         s.param_rejections,
         s.auth_failures,
         s.get_message_calls,
+        s.callbacks_sent,
+        s.callbacks_acknowledged,
+        s.callbacks_given_up,
         faults.join(" ")
     )
 }

@@ -12,6 +12,7 @@
 //! the real clock (sandbox clock minus the advance), so a client comparing a
 //! token's `expired_at` with its own clock agrees with the sandbox.
 
+mod callbacks;
 mod cli;
 mod faults;
 mod server;
@@ -31,14 +32,22 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use crate::provider::ProviderKind;
+pub use callbacks::{check_url as check_callback_url, zalo_signature, CallbackSettings};
 pub use cli::{serve_until_ctrl_c, SandboxArgs, DEFAULT_API_KEY, DEFAULT_SECRET_KEY};
 pub use faults::Faults;
 pub use templates::{
     nfc_len, ParamKind, ParamViolation, TemplateParam, TemplateSpec, TemplateStatus,
 };
 
+use callbacks::CallbackQueue;
 use server::{bind, serve};
 use state::{Inner, Shared};
+
+/// The app id Zalo callbacks carry unless configured.
+pub const DEFAULT_ZALO_APP_ID: &str = "4349311699477619340";
+/// The OA secret Zalo callbacks are signed with unless configured: a public
+/// test value, like the default API key.
+pub const DEFAULT_ZALO_OA_SECRET: &str = "sandbox-oa-secret";
 
 /// How long `stop()` lets in-flight requests finish before aborting.
 const STOP_GRACE: Duration = Duration::from_millis(200);
@@ -66,6 +75,13 @@ pub struct SandboxConfig {
     /// Declared templates by id: served by template info, enforced on send.
     /// An undeclared id is accepted without limits.
     pub templates: HashMap<String, TemplateSpec>,
+    /// Where delivery callbacks go (eSMS: unless the send gave a
+    /// `CallbackUrl`); None: no callbacks.
+    pub callback_url: Option<String>,
+    pub callbacks: CallbackSettings,
+    /// Zalo callbacks: `app_id` and the OA secret key they are signed with.
+    pub zalo_app_id: String,
+    pub zalo_oa_secret: String,
 }
 
 impl Default for SandboxConfig {
@@ -82,6 +98,10 @@ impl Default for SandboxConfig {
             dedup: true,
             seed: 1,
             templates: HashMap::new(),
+            callback_url: None,
+            callbacks: CallbackSettings::default(),
+            zalo_app_id: DEFAULT_ZALO_APP_ID.to_string(),
+            zalo_oa_secret: DEFAULT_ZALO_OA_SECRET.to_string(),
         }
     }
 }
@@ -101,6 +121,10 @@ impl std::fmt::Debug for SandboxConfig {
             .field("dedup", &self.dedup)
             .field("seed", &self.seed)
             .field("templates", &self.templates)
+            .field("callback_url", &self.callback_url)
+            .field("callbacks", &self.callbacks)
+            .field("zalo_app_id", &self.zalo_app_id)
+            .field("zalo_oa_secret", &"***")
             .finish()
     }
 }
@@ -128,6 +152,12 @@ pub struct Stats {
     pub auth_failures: u64,
     /// "5xx", "429", "drop", "timeout", "malformed", "slow".
     pub faults_injected: BTreeMap<String, u64>,
+    /// Callback requests made (retries included).
+    pub callbacks_sent: u64,
+    /// Callbacks answered 2xx.
+    pub callbacks_acknowledged: u64,
+    /// Callbacks still unanswered after every attempt.
+    pub callbacks_given_up: u64,
     /// Sandbox day, YYYY-MM-DD in Asia/Ho_Chi_Minh.
     pub day: String,
 }
@@ -181,6 +211,8 @@ pub struct Sandbox {
     handle: SandboxHandle,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    /// The callback dispatcher, if callbacks are on.
+    callback_task: Option<JoinHandle<()>>,
 }
 
 impl Sandbox {
@@ -201,14 +233,33 @@ impl Sandbox {
         ] {
             *p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
         }
+        let protocol = config.protocol.protocol();
+        if let Some(url) = &config.callback_url {
+            callbacks::check_url(url)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        }
+        // eSMS sends may name their own CallbackUrl, so eSMS always listens.
+        let (callback_queue, callback_rx) =
+            if config.callback_url.is_some() || protocol == ProviderKind::Esms {
+                let (q, rx) = CallbackQueue::new(
+                    config.callback_url,
+                    config.callbacks.clone(),
+                    config.zalo_app_id,
+                    config.zalo_oa_secret,
+                );
+                (Some(q), Some(rx))
+            } else {
+                (None, None)
+            };
         let shared = Arc::new(Shared {
-            protocol: config.protocol.protocol(),
+            protocol,
             api_key: config.api_key,
             secret_key: config.secret_key,
             token_ttl: config.token_ttl,
             unknown_phone_suffixes: config.unknown_phone_suffixes,
             dedup: config.dedup,
             templates: config.templates,
+            callbacks: callback_queue,
             shutdown: rx.clone(),
             inner: Mutex::new(Inner {
                 faults,
@@ -226,12 +277,20 @@ impl Sandbox {
                 stats: Stats::default(),
             }),
         });
+        let callback_task = callback_rx.map(|crx| {
+            tokio::spawn(callbacks::dispatch(
+                shared.clone(),
+                config.callbacks.clone(),
+                crx,
+            ))
+        });
         let task = serve(listener, shared.clone(), rx);
         Ok(Sandbox {
             addr,
             handle: SandboxHandle(shared),
             shutdown: tx,
             task: Some(task),
+            callback_task,
         })
     }
 
@@ -316,6 +375,9 @@ impl Sandbox {
     /// are cut short; after a short grace the server task is aborted, so
     /// this returns promptly and the port is free afterwards.
     pub async fn stop(mut self) {
+        if let Some(t) = self.callback_task.take() {
+            t.abort();
+        }
         let _ = self.shutdown.send(true);
         if let Some(mut task) = self.task.take() {
             if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
@@ -328,6 +390,9 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        if let Some(t) = self.callback_task.take() {
+            t.abort();
+        }
         let _ = self.shutdown.send(true);
         if let Some(task) = self.task.take() {
             task.abort();
@@ -335,6 +400,8 @@ impl Drop for Sandbox {
     }
 }
 
+#[cfg(test)]
+mod callback_tests;
 #[cfg(test)]
 mod template_tests;
 #[cfg(test)]

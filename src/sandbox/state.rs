@@ -10,6 +10,7 @@ use rand::Rng;
 use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::watch;
 
+use super::callbacks::CallbackQueue;
 use super::{Faults, ProviderKind, Stats, TemplateSpec};
 use crate::quota::{day_key, oa_day};
 
@@ -77,6 +78,8 @@ pub(crate) struct Shared {
     pub(crate) unknown_phone_suffixes: Vec<String>,
     pub(crate) dedup: bool,
     pub(crate) templates: HashMap<String, TemplateSpec>,
+    /// Delivery callbacks; None when off.
+    pub(crate) callbacks: Option<CallbackQueue>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) inner: Mutex<Inner>,
 }
@@ -85,6 +88,13 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere must not take the sandbox down with it.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue the delivery callback for newly accepted message `n`.
+    pub(crate) fn on_accepted(&self, g: &mut Inner, n: usize, send_url: Option<&str>) {
+        if let Some(q) = &self.callbacks {
+            q.on_accepted(self.protocol, g, n, send_url);
+        }
     }
 
     pub(crate) fn is_unknown_phone(&self, phone: &str) -> bool {
@@ -297,6 +307,9 @@ impl Inner {
                 get_message_calls: self.stats.get_message_calls,
                 auth_failures: self.stats.auth_failures,
                 faults_injected: self.stats.faults_injected.clone(),
+                callbacks_sent: self.stats.callbacks_sent,
+                callbacks_acknowledged: self.stats.callbacks_acknowledged,
+                callbacks_given_up: self.stats.callbacks_given_up,
                 ..Stats::default()
             }
         };

@@ -68,6 +68,8 @@ struct SendFields {
     oa: String,
     request_id: String,
     sandbox: bool,
+    /// Where this message's status callback goes ("" = the configured URL).
+    callback_url: String,
     /// `Params` as text, in template order.
     params: Vec<String>,
 }
@@ -80,9 +82,8 @@ fn fields(obj: &Map<String, Value>) -> Result<SendFields, String> {
     let order_id = text(obj, "OrderId")?;
     let is_journey = is_true(&text(obj, "IsJourney")?);
     let sandbox = is_true(&text(obj, "Sandbox")?);
-    for key in ["campaignid", "CallbackUrl"] {
-        text(obj, key)?;
-    }
+    text(obj, "campaignid")?;
+    let callback_url = text(obj, "CallbackUrl")?;
     let params = match obj.get("Params") {
         Some(Value::Array(items)) if items.iter().all(|v| v.is_string() || v.is_number()) => items
             .iter()
@@ -117,6 +118,7 @@ fn fields(obj: &Map<String, Value>) -> Result<SendFields, String> {
         oa,
         request_id,
         sandbox,
+        callback_url,
         params,
     })
 }
@@ -178,7 +180,12 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         token_charged: false,
     };
     let quota = g.daily_quota;
-    match g.deliver(shared.dedup, msg) {
+    let delivery = g.deliver(shared.dedup, msg);
+    if let Delivery::New(n) = delivery {
+        let own = Some(f.callback_url.as_str()).filter(|u| !u.is_empty());
+        shared.on_accepted(&mut g, n, own);
+    }
+    match delivery {
         Delivery::New(n) => Reply::accepted(
             json!({ "CodeResult": "100", "SMSID": msg_id_of(n), "ErrorMessage": "" }),
         ),

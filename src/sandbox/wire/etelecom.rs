@@ -139,7 +139,7 @@ fn get_journey(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, Strin
 pub(crate) const MESSAGE_FEE: i64 = 200;
 pub(crate) const TOKEN_FEE: i64 = 150;
 /// A message reaches the phone this long after it is sent (sandbox clock)…
-const DELIVERY_DELAY: time::Duration = time::Duration::seconds(1);
+pub(crate) const DELIVERY_DELAY: time::Duration = time::Duration::seconds(1);
 /// …and every third one is opened this long after.
 const SEEN_DELAY: time::Duration = time::Duration::seconds(5);
 
@@ -240,7 +240,11 @@ fn send(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, String> {
         sent,
         token_charged: false,
     };
-    Ok(match g.deliver(shared.dedup, msg) {
+    let delivery = g.deliver(shared.dedup, msg);
+    if let Delivery::New(n) = delivery {
+        shared.on_accepted(&mut g, n, None);
+    }
+    Ok(match delivery {
         Delivery::New(n) | Delivery::Replay(n) => Reply::accepted(message_json(&g, n, false)),
         Delivery::OverQuota => biz_error(-144, "OA exceeded daily ZNS quota"),
     })

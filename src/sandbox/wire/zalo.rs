@@ -12,7 +12,7 @@ use crate::sandbox::state::{msg_id_of, unix_ms, Delivery, Message, Shared, JOURN
 
 /// The OA and app an access token stands for (Zalo requests name no OA).
 const OA_ID: &str = "3886651700907664415";
-const APP_ID: &str = "4349311699477619340";
+const APP_ID: &str = crate::sandbox::DEFAULT_ZALO_APP_ID;
 
 pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
     match (method.as_str(), path.trim_end_matches('/')) {
@@ -155,7 +155,11 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         sent: g.now(),
         token_charged: false,
     };
-    match g.deliver(shared.dedup, msg) {
+    let delivery = g.deliver(shared.dedup, msg);
+    if let Delivery::New(n) = delivery {
+        shared.on_accepted(&mut g, n, None);
+    }
+    match delivery {
         Delivery::New(n) | Delivery::Replay(n) => {
             let (remaining, daily) = g.quota_report(OA_ID);
             let sent = g
