@@ -415,3 +415,68 @@ fn a_bad_callback_url_is_refused_with_the_flag_named() {
     assert!(cfg.callbacks.duplicate);
     assert_eq!(cfg.callbacks.attempts, 5);
 }
+
+#[tokio::test]
+async fn out_of_order_fault_shuffles_within_the_window() {
+    let (rx, url, task) = Receiver::start(0).await;
+    let mut callbacks = fast();
+    callbacks.out_of_order = 6;
+    let sb = start(SandboxConfig {
+        protocol: ProviderKind::Zalo,
+        callback_url: Some(url),
+        callbacks,
+        ..SandboxConfig::default()
+    })
+    .await;
+    // Messages 0..6 of the sandbox are all delivered (every tenth is not).
+    let sent: Vec<String> = (0..6).map(|i| format!("o-{i}")).collect();
+    for t in &sent {
+        zalo_send(&sb, t).await;
+    }
+    let got = rx.wait_for(6).await;
+    let order: Vec<String> = got
+        .iter()
+        .map(|g| {
+            let v: Value = serde_json::from_str(&g.body).expect("json");
+            v["message"]["tracking_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(sorted, sent, "each callback exactly once");
+    assert_ne!(order, sent, "shuffled (fixed seed)");
+    sb.stop().await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn burst_fault_holds_callbacks_until_traffic_pauses() {
+    let (rx, url, task) = Receiver::start(0).await;
+    let callbacks = CallbackSettings {
+        delay: Duration::from_secs(1),
+        burst: true,
+        ..fast()
+    };
+    let sb = start(SandboxConfig {
+        protocol: ProviderKind::Zalo,
+        callback_url: Some(url),
+        callbacks,
+        ..SandboxConfig::default()
+    })
+    .await;
+    zalo_send(&sb, "b-1").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = Instant::now();
+    zalo_send(&sb, "b-2").await;
+    // Without the fault b-1 would be out by `second` + 0.5 s; with it,
+    // nothing goes before `second` + 1 s.
+    tokio::time::sleep_until((second + Duration::from_millis(800)).into()).await;
+    assert_eq!(rx.got().len(), 0, "held while traffic goes on");
+    let got = rx.wait_for(2).await;
+    assert_eq!(got.len(), 2);
+    sb.stop().await;
+    task.abort();
+}

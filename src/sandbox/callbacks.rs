@@ -39,15 +39,15 @@ pub struct CallbackSettings {
     pub timeout: Duration,
     /// Fault: every callback is sent twice.
     pub duplicate: bool,
-    /// Fault: callbacks due together are sent in random order, in groups of
-    /// this many (0 or 1: in order).
+    /// Fault: callbacks are sent in random order within groups of this many
+    /// (0 or 1: in order).
     pub out_of_order: usize,
     /// Fault: Zalo callbacks carry a signature made with the wrong secret.
     pub bad_signature: bool,
     /// Fault: callbacks name a msg_id the sandbox never issued.
     pub unknown_msg_id: bool,
-    /// Fault: callbacks are held until none has come due for `delay`, then
-    /// all are sent at once, without the concurrency bound.
+    /// Fault: callbacks are held until none has been queued for `delay`,
+    /// then all are released at once (still `concurrency` in flight).
     pub burst: bool,
 }
 
@@ -262,10 +262,14 @@ pub(crate) async fn dispatch(
     let mut pending: std::collections::VecDeque<Job> = Default::default();
     let mut last_arrival = Instant::now();
     loop {
-        let next = if settings.burst {
-            pending.front().map(|_| last_arrival + settings.delay)
-        } else {
-            pending.front().map(|j| j.due)
+        let window = settings.out_of_order;
+        let next = match pending.front() {
+            None => None,
+            Some(_) if settings.burst => Some(last_arrival + settings.delay),
+            // Reordering needs company: wait for a full group, or one more
+            // delay for a group that never fills.
+            Some(j) if window > 1 && pending.len() < window => Some(j.due + settings.delay),
+            Some(j) => Some(j.due),
         };
         tokio::select! {
             job = rx.recv() => match job {
@@ -277,22 +281,25 @@ pub(crate) async fn dispatch(
             },
             _ = sleep_until_some(next) => {
                 let now = Instant::now();
-                let mut due = Vec::new();
-                while pending.front().is_some_and(|j| settings.burst || j.due <= now) {
-                    due.extend(pending.pop_front());
-                }
-                if settings.out_of_order > 1 {
+                let mut due: Vec<Job> = if window > 1 && !settings.burst {
+                    // A group goes out together, a little early for its last.
+                    let n = window.min(pending.len());
+                    pending.drain(..n).collect()
+                } else {
+                    let mut due = Vec::new();
+                    while pending.front().is_some_and(|j| settings.burst || j.due <= now) {
+                        due.extend(pending.pop_front());
+                    }
+                    due
+                };
+                if window > 1 {
                     let mut g = shared.lock();
-                    for group in due.chunks_mut(settings.out_of_order) {
+                    for group in due.chunks_mut(window) {
                         group.shuffle(&mut g.rng);
                     }
                 }
                 for job in due {
-                    let permit = if settings.burst {
-                        None
-                    } else {
-                        permits.clone().acquire_owned().await.ok()
-                    };
+                    let permit = permits.clone().acquire_owned().await.ok();
                     let (client, shared, settings) = (client.clone(), shared.clone(), settings.clone());
                     in_flight.spawn(async move {
                         deliver(&client, &shared, &settings, job).await;

@@ -105,8 +105,7 @@ pub struct SandboxArgs {
     /// Fault: send every callback twice.
     #[arg(long)]
     pub callback_duplicate: bool,
-    /// Fault: send callbacks that come due together in random order, in
-    /// groups of N.
+    /// Fault: send callbacks in random order within groups of N.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub callback_out_of_order: usize,
     /// Fault: sign Zalo callbacks with the wrong secret.
@@ -115,8 +114,8 @@ pub struct SandboxArgs {
     /// Fault: callbacks name a msg_id the sandbox never issued.
     #[arg(long)]
     pub callback_unknown_msg_id: bool,
-    /// Fault: hold callbacks until none has come due for the delay, then
-    /// send them all at once.
+    /// Fault: hold callbacks until none has been queued for the delay, then
+    /// release them all at once (still --callback-concurrency in flight).
     #[arg(long)]
     pub callback_burst: bool,
     /// RNG seed for faults and tokens.
