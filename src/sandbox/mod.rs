@@ -7,6 +7,14 @@
 //! every message in memory, so what a client did (double token buys,
 //! duplicate sends, quota overruns) shows in [`Stats`] afterwards.
 //!
+//! It also serves template info and the quota query where the provider has
+//! them, enforces declared templates' parameter limits on send
+//! ([`SandboxConfig::templates`]), and posts delivery callbacks in each
+//! provider's shape ([`SandboxConfig::callback_url`]).
+//!
+//! Layout: `state` (memory), `server` (HTTP, faults, control), `wire/*`
+//! (one protocol each), `templates`, `callbacks`, `cli` (standalone command).
+//!
 //! Clocks: the sandbox day and token expiry follow a sandbox clock that
 //! [`Sandbox::advance_day`] moves forward; timestamps in replies are given on
 //! the real clock (sandbox clock minus the advance), so a client comparing a
@@ -130,6 +138,8 @@ impl std::fmt::Debug for SandboxConfig {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+// Fields added later read as zero from an older sandbox's stats.
+#[serde(default)]
 pub struct Stats {
     pub tokens_created: u64,
     pub tokens_created_per_phone: BTreeMap<String, u64>,
