@@ -151,8 +151,10 @@ Examples:
     /// Run the sandbox provider server on loopback (eTelecom, Zalo or eSMS protocol).
     #[command(after_help = "\
 Examples:
-  zns-batch sandbox --listen 127.0.0.1:8765
+  zns-batch sandbox --listen 127.0.0.1:8765        # expects API key `sandbox-key` (the default)
   zns-batch sandbox --protocol etelecom --daily-quota 300 --fail-5xx 0.1 --fail-429 0.05 --drop-reply 0.02
+  zns-batch sandbox --protocol zalo --template 217489=customer_name:1-30,amount:1-20:number,note?:0-50
+  ZNS_ZALO_OA_SECRET=... zns-batch sandbox --protocol zalo --callback-url http://127.0.0.1:9000/zalo
 Then: zns-batch run FILE.csv --campaign c --template-id 1 --provider etelecom \\
         --base-url http://127.0.0.1:8765/v1/shop --api-key sandbox-key --oa-id 1")]
     Sandbox(SandboxArgs),

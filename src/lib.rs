@@ -18,11 +18,9 @@ pub mod report;
 pub mod retry;
 pub mod row_state;
 pub mod runner;
+pub mod sandbox;
 pub mod serve;
 pub mod signals;
 pub mod stop;
 pub mod store;
 pub mod window;
-
-// Until the sandbox moves to its own top-level module.
-pub use provider::sandbox;

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use zns_batch::provider::sandbox::Faults;
 use zns_batch::provider::ProviderKind;
+use zns_batch::sandbox::Faults;
 
 /// Generates one test per provider protocol from `async fn name(ProviderKind)`.
 macro_rules! for_each_provider {

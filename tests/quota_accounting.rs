@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use zns_batch::provider::sandbox::Faults;
 use zns_batch::provider::ProviderKind;
+use zns_batch::sandbox::Faults;
 
 const ROWS: usize = 40;
 

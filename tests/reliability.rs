@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use zns_batch::provider::sandbox::{Faults, Sandbox};
 use zns_batch::provider::ProviderKind;
 use zns_batch::quota;
+use zns_batch::sandbox::{Faults, Sandbox};
 
 fn soak() -> bool {
     std::env::var("ZNS_SOAK").is_ok_and(|v| !v.is_empty() && v != "0")
@@ -50,7 +50,7 @@ impl Spawned {
     }
 }
 
-fn repeats(stats: &zns_batch::provider::sandbox::Stats) -> u64 {
+fn repeats(stats: &zns_batch::sandbox::Stats) -> u64 {
     stats
         .send_requests_per_tracking_id
         .values()

@@ -24,7 +24,7 @@ fn hours(h: i64) -> time::Duration {
 
 /// Deliveries per phone across campaigns, from their reports and the sandbox.
 fn deliveries_per_phone(
-    stats: &zns_batch::provider::sandbox::Stats,
+    stats: &zns_batch::sandbox::Stats,
     reports: &[&[csv::StringRecord]],
 ) -> BTreeMap<String, u64> {
     let mut phone_of = BTreeMap::new();

@@ -2,6 +2,7 @@
 //! with `Authorization: Bearer <key>`; int64 ids go out as JSON strings and
 //! are accepted back as strings or numbers.
 
+use super::timestamp::parse_time;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -12,7 +13,6 @@ use super::http::{self, lenient, RawReply};
 // Lives in `timestamp`; kept reachable here for the sandbox's tests, which
 // import it from this path (the sandbox is moving out of this module).
 use super::timestamp;
-pub use super::timestamp::parse_time;
 use super::{
     ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind, ProviderSettings,
     QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,

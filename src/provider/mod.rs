@@ -10,7 +10,6 @@ pub mod esms;
 pub mod etelecom;
 pub mod http;
 pub mod kind;
-pub mod sandbox;
 pub mod template;
 pub mod timestamp;
 pub mod zalo;

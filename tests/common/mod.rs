@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use zns_batch::provider::sandbox::{Sandbox, SandboxConfig, Stats};
 use zns_batch::provider::ProviderKind;
+use zns_batch::sandbox::{Sandbox, SandboxConfig, Stats};
 
 pub const KEY: &str = "test-key-DO-NOT-LEAK-7f3a";
 pub const SECRET: &str = "test-secret-DO-NOT-LEAK-91bc";

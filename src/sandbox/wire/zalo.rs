@@ -5,19 +5,22 @@ use axum::http::Method;
 use serde_json::{json, Map, Value};
 
 use super::{
-    check_template_data, header_str, msg_id_of, normalize_phone, parse_object, string_field,
-    template_id_field, unix_ms, Call, Delivery, Endpoint, Message, Reply, Shared, JOURNEY_ID_BASE,
+    check_declared, check_template_data, header_str, normalize_phone, parse_object, string_field,
+    template_id_field, Call, Endpoint, Reply,
 };
+use crate::sandbox::state::{msg_id_of, unix_ms, Delivery, Message, Shared, JOURNEY_ID_BASE};
 
 /// The OA and app an access token stands for (Zalo requests name no OA).
 const OA_ID: &str = "3886651700907664415";
-const APP_ID: &str = "4349311699477619340";
+const APP_ID: &str = crate::sandbox::DEFAULT_ZALO_APP_ID;
 
-pub(super) fn route(method: &Method, path: &str) -> Option<Endpoint> {
+pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
     match (method.as_str(), path.trim_end_matches('/')) {
         ("POST", "/journey/get-token") => Some(Endpoint::CreateToken),
         ("GET", "/journey/check-token") => Some(Endpoint::CheckToken),
         ("POST", "/message/template") => Some(Endpoint::Send),
+        ("GET", "/template/info/v2") => Some(Endpoint::TemplateInfo),
+        ("GET", "/message/quota") => Some(Endpoint::Quota),
         _ => None,
     }
 }
@@ -30,7 +33,7 @@ fn token_error() -> Reply {
     error(-133, "journey token invalid or expired")
 }
 
-pub(super) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
+pub(crate) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
     if header_str(call.headers, "access_token") != Some(shared.api_key.as_str()) {
         shared.lock().stats.auth_failures += 1;
         return error(-124, "access token is invalid");
@@ -39,7 +42,9 @@ pub(super) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
         Endpoint::CreateToken => get_token(shared, call),
         Endpoint::CheckToken => check_token(shared, call),
         Endpoint::Send => send(shared, call),
-        Endpoint::GetMessage | Endpoint::Quota => error(-106, "method is not supported"),
+        Endpoint::TemplateInfo => template_info(shared, call),
+        Endpoint::Quota => quota(shared),
+        Endpoint::GetMessage => error(-106, "method is not supported"),
     }
 }
 
@@ -127,6 +132,17 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
     if let Err((code, msg)) = check_template_data(obj.get("template_data")) {
         return error(code, msg);
     }
+    let data = obj
+        .get("template_data")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Err(refusal) = check_declared(shared, &mut g, &template_id.to_string(), |spec| {
+        spec.check_named(&data)
+    }) {
+        let (code, msg) = refusal.zalo();
+        return error(code, &msg);
+    }
     if shared.is_unknown_phone(&phone) {
         return error(-118, "Zalo account does not exist");
     }
@@ -139,7 +155,11 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         sent: g.now(),
         token_charged: false,
     };
-    match g.deliver(shared.dedup, msg) {
+    let delivery = g.deliver(shared.dedup, msg);
+    if let Delivery::New(n) = delivery {
+        shared.on_accepted(&mut g, n, None);
+    }
+    match delivery {
         Delivery::New(n) | Delivery::Replay(n) => {
             let (remaining, daily) = g.quota_report(OA_ID);
             let sent = g
@@ -164,12 +184,45 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
     }
 }
 
+/// `GET /template/info/v2?template_id=…`: a declared template's limits.
+fn template_info(shared: &Shared, call: &Call<'_>) -> Reply {
+    let id = call
+        .query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("template_id="))
+        .unwrap_or("")
+        .trim();
+    match shared.templates.get(id) {
+        Some(spec) => Reply::ok(json!({
+            "error": 0,
+            "message": "Success",
+            "data": spec.zalo_info(id),
+        })),
+        None => error(-109, "template id is invalid"),
+    }
+}
+
+/// `GET /message/quota`: the OA's daily quota and what is left today, as
+/// strings like the send reply's `data.quota`.
+fn quota(shared: &Shared) -> Reply {
+    let (remaining, daily) = shared.lock().quota_report(OA_ID);
+    Reply::ok(json!({
+        "error": 0,
+        "message": "Success",
+        "data": {
+            "dailyQuota": daily.to_string(),
+            "remainingQuota": remaining.to_string(),
+        }
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
 
-    use super::super::tests::{client, start};
-    use super::super::{Faults, ProviderKind, Sandbox, SandboxConfig};
+    use crate::sandbox::tests::{client, start};
+    use crate::sandbox::{Faults, ProviderKind, Sandbox, SandboxConfig};
 
     const PHONE: &str = "84987654321";
 

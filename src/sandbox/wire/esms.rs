@@ -6,19 +6,21 @@ use axum::http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{
-    msg_id_of, normalize_phone, parse_object, Call, Delivery, Endpoint, Message, Reply, Shared,
+    check_declared, normalize_phone, parse_object, Call, Endpoint, Reply, TemplateRefusal,
 };
+use crate::sandbox::state::{msg_id_of, Delivery, Message, Shared};
 
 /// eSMS's documented maximum for RequestId.
 const MAX_REQUEST_ID: usize = 50;
 
-pub(super) fn route(method: &Method, path: &str) -> Option<Endpoint> {
+pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
     // WCF paths are case-insensitive; the trailing slash is optional.
     let p = path.trim_end_matches('/').to_ascii_lowercase();
     let rest = p.strip_prefix("/mainservice.svc/json").unwrap_or(&p);
     match rest {
         "/sendzalomessage_v4_post_json" if method == Method::POST => Some(Endpoint::Send),
         "/zns/getquota" if method == Method::POST || method == Method::GET => Some(Endpoint::Quota),
+        "/getznstemplateinfo" if method == Method::POST => Some(Endpoint::TemplateInfo),
         _ => None,
     }
 }
@@ -42,10 +44,11 @@ fn is_true(s: &str) -> bool {
     s == "1" || s.eq_ignore_ascii_case("true")
 }
 
-pub(super) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
+pub(crate) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
     match ep {
         Endpoint::Send => send(shared, call),
         Endpoint::Quota => quota(shared, call),
+        Endpoint::TemplateInfo => template_info(shared, call),
         _ => code("118", "unsupported message type"),
     }
 }
@@ -65,6 +68,10 @@ struct SendFields {
     oa: String,
     request_id: String,
     sandbox: bool,
+    /// Where this message's status callback goes ("" = the configured URL).
+    callback_url: String,
+    /// `Params` as text, in template order.
+    params: Vec<String>,
 }
 
 fn fields(obj: &Map<String, Value>) -> Result<SendFields, String> {
@@ -75,14 +82,19 @@ fn fields(obj: &Map<String, Value>) -> Result<SendFields, String> {
     let order_id = text(obj, "OrderId")?;
     let is_journey = is_true(&text(obj, "IsJourney")?);
     let sandbox = is_true(&text(obj, "Sandbox")?);
-    for key in ["campaignid", "CallbackUrl"] {
-        text(obj, key)?;
-    }
-    match obj.get("Params") {
-        Some(Value::Array(items)) if items.iter().all(|v| v.is_string() || v.is_number()) => {}
+    text(obj, "campaignid")?;
+    let callback_url = text(obj, "CallbackUrl")?;
+    let params = match obj.get("Params") {
+        Some(Value::Array(items)) if items.iter().all(|v| v.is_string() || v.is_number()) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
         None | Some(Value::Null) => return Err("Params is required".to_string()),
         Some(_) => return Err("Params: expected an array of strings".to_string()),
-    }
+    };
     if phone.is_empty() {
         return Err("Phone is required".to_string());
     }
@@ -106,6 +118,8 @@ fn fields(obj: &Map<String, Value>) -> Result<SendFields, String> {
         oa,
         request_id,
         sandbox,
+        callback_url,
+        params,
     })
 }
 
@@ -135,6 +149,23 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
     if shared.is_unknown_phone(&phone) {
         return code("99", "phone number is blocked or not on Zalo");
     }
+    // eSMS documents one code for bad request data (110), which covers a
+    // template's parameters and a template that cannot be sent.
+    if let Err(refusal) = check_declared(shared, &mut g, &f.temp_id, |spec| {
+        spec.check_ordered(&f.params)
+    }) {
+        let msg = match refusal {
+            TemplateRefusal::NotEnabled(st) => {
+                format!(
+                    "template {} is {} and cannot be sent",
+                    f.temp_id,
+                    st.as_str()
+                )
+            }
+            TemplateRefusal::Params(v) => v.message(),
+        };
+        return code("110", &msg);
+    }
     if f.sandbox {
         // Validate only: nothing sent, charged or counted.
         return code("100", "");
@@ -149,7 +180,12 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         token_charged: false,
     };
     let quota = g.daily_quota;
-    match g.deliver(shared.dedup, msg) {
+    let delivery = g.deliver(shared.dedup, msg);
+    if let Delivery::New(n) = delivery {
+        let own = Some(f.callback_url.as_str()).filter(|u| !u.is_empty());
+        shared.on_accepted(&mut g, n, own);
+    }
+    match delivery {
         Delivery::New(n) => Reply::accepted(
             json!({ "CodeResult": "100", "SMSID": msg_id_of(n), "ErrorMessage": "" }),
         ),
@@ -204,6 +240,10 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `POST {base}/ZNS/GetQuota` with `{ApiKey, SecretKey, OAID}` (the query
+/// string works too). Like template info, the request shape is our choice —
+/// eSMS documents the name and `DailyQuota` / `RemainingQuota` only — and the
+/// adapter sends exactly this. The numbers come from the sandbox's counter.
 fn quota(shared: &Shared, call: &Call<'_>) -> Reply {
     let mut obj = call.query.map(query_object).unwrap_or_default();
     if !call.body.iter().all(u8::is_ascii_whitespace) {
@@ -228,12 +268,42 @@ fn quota(shared: &Shared, call: &Call<'_>) -> Reply {
     }))
 }
 
+/// `POST {base}/GetZnsTemplateInfo` with `{ApiKey, SecretKey, OAID,
+/// TemplateId}`. eSMS documents the name and the answer's fields, not the
+/// request: this shape and path are our choice, and the eSMS adapter's
+/// template pre-flight sends exactly this — change both together.
+fn template_info(shared: &Shared, call: &Call<'_>) -> Reply {
+    let obj = match parse_object(call.body) {
+        Ok(o) => o,
+        Err(e) => return code("110", &e),
+    };
+    if !authorized(shared, &obj) {
+        return code("101", "ApiKey or SecretKey is incorrect");
+    }
+    if !text(&obj, "OAID").is_ok_and(|oa| !oa.is_empty()) {
+        return code("110", "OAID is required");
+    }
+    let id = text(&obj, "TemplateId").unwrap_or_default();
+    match shared.templates.get(id.as_str()) {
+        Some(spec) => Reply::ok(json!({
+            "CodeResult": "100",
+            "ListParams": spec.esms_params(),
+            "Status": spec.status.as_str(),
+            "ErrorMessage": "",
+        })),
+        None => code(
+            "110",
+            &format!("TemplateId `{id}` is not a template of this OA"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
 
-    use super::super::tests::{client, start};
-    use super::super::{Faults, ProviderKind, Sandbox, SandboxConfig};
+    use crate::sandbox::tests::{client, start};
+    use crate::sandbox::{Faults, ProviderKind, Sandbox, SandboxConfig};
 
     fn cfg() -> SandboxConfig {
         SandboxConfig {

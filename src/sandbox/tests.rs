@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::*;
+use crate::sandbox::wire::normalize_phone;
 
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -354,10 +355,32 @@ fn args_validate_probabilities_and_hide_keys() {
     assert_eq!(cfg.unknown_phone_suffixes, ["99"]);
     assert!(cfg.dedup);
     assert!(!format!("{:?} {:?}", cli.args, cfg).contains("topsecret"));
+    let addr: SocketAddr = ([127, 0, 0, 1], 8765).into();
+    let custom = cli::banner(&cli.args, ProviderKind::Etelecom, addr);
+    assert!(!custom.contains("topsecret"), "{custom}");
+    assert!(custom.contains("--api-key"), "{custom}");
 
     let cli = Cli::try_parse_from(["x", "--drop-reply", "1.5"]).expect("parses");
     let err = cli.args.to_config().expect_err("out of range");
     assert!(err.contains("--drop-reply"), "{err}");
+}
+
+#[test]
+fn banner_names_the_default_keys() {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SandboxArgs,
+    }
+    let cli = Cli::try_parse_from(["x", "--protocol", "esms"]).expect("parses");
+    let addr: SocketAddr = ([127, 0, 0, 1], 8765).into();
+    let b = cli::banner(&cli.args, ProviderKind::Esms, addr);
+    assert!(b.contains("API key `sandbox-key`"), "{b}");
+    assert!(b.contains("SecretKey `sandbox-secret`"), "{b}");
+    let b = cli::banner(&cli.args, ProviderKind::Zalo, addr);
+    assert!(!b.contains("SecretKey"), "{b}");
 }
 
 #[test]
