@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::campaign::summary::{report_file_name, status_lines};
 use crate::campaign::{
     self, shell_word, usage, CoreError, ExitCode, Hooks, Mode, Request, Workspace,
 };
@@ -13,8 +14,9 @@ use crate::cli::{
     Cli, Command, ReconcileArgs, ReportArgs, ResumeArgs, RunArgs, StatusArgs, ValidateArgs,
 };
 use crate::config::ConfigFile;
-use crate::reconcile::{ReconcileOptions, ReconcileSummary};
-use crate::report::{self, ProgressObserver};
+use crate::printer::{self, ProgressObserver};
+use crate::reconcile::ReconcileOptions;
+use crate::report;
 use crate::stop::{Stop, INTERRUPTED};
 
 /// The one error type of the command line; its variants map to exit codes.
@@ -199,7 +201,7 @@ async fn prepare_and_go(
         }
         let plan = ws.plan(&prepared)?;
         if !face.quiet || face.json {
-            plan.print(face.json);
+            printer::print_plan(&plan, face.json);
         }
         return Ok(ExitCode::Finished);
     }
@@ -207,9 +209,9 @@ async fn prepare_and_go(
     let (outcome, summary) = ws.send(prepared, stop, &observer).await?;
     let code = outcome.exit_code();
     if face.json {
-        summary.print(true);
+        printer::print_summary(&summary, true);
     } else if !face.quiet {
-        summary.print(false);
+        printer::print_summary(&summary, false);
     }
     face.note_unfinished(code, outcome.message());
     Ok(code)
@@ -256,48 +258,12 @@ async fn reconcile_cmd(
         _ => ExitCode::Paused,
     };
     if face.json {
-        report::print_json(&summary);
+        printer::print_json(&summary);
     } else if !face.quiet {
-        print_reconcile(&summary);
+        printer::print_reconcile(&summary);
     }
     face.note_unfinished(code, summary.reason.as_deref());
     Ok(code)
-}
-
-fn print_reconcile(s: &ReconcileSummary) {
-    let t = &s.this_run;
-    let d = &s.delivery;
-    let mut o = format!("\nReconcile {} — {}\n", s.campaign, s.result.to_uppercase());
-    if let Some(r) = &s.reason {
-        o.push_str(&format!("  {r}\n"));
-    }
-    o.push_str(&format!("  provider    {}\n", s.provider));
-    o.push_str(&format!(
-        "  this run    {} looked up, {} not found, {} failed, {} left\n",
-        t.looked_up, t.not_found, t.failed, t.remaining
-    ));
-    for e in &t.errors {
-        o.push_str(&format!("                {e}\n"));
-    }
-    o.push_str(&format!(
-        "  delivery    {} of {} sent rows checked: received {}, seen {}, unknown {}\n",
-        d.checked, d.sent, d.received, d.seen, d.unknown
-    ));
-    if d.no_msg_id > 0 {
-        o.push_str(&format!(
-            "              {} sent rows have no message id (cannot be looked up)\n",
-            d.no_msg_id
-        ));
-    }
-    o.push_str(&format!(
-        "  fees        {} VND message + {} VND token (as reported by the provider)\n",
-        campaign::plan::thousands(d.fee_main.max(0) as u64),
-        campaign::plan::thousands(d.fee_token.max(0) as u64)
-    ));
-    if let Some(n) = &s.next_step {
-        o.push_str(&format!("  next        {n}\n"));
-    }
-    print!("{o}");
 }
 
 // ----- status / report / validate ---------------------------------------------
@@ -320,7 +286,7 @@ fn status_cmd(ws: &Workspace, face: &Face, args: StatusArgs) -> Result<ExitCode,
         }
         return Ok(ExitCode::Finished);
     };
-    let lines = report::status_lines(&store, args.campaign.as_deref())?;
+    let lines = status_lines(&store, args.campaign.as_deref())?;
     if let Some(name) = &args.campaign {
         if lines.is_empty() {
             return Err(usage(format!(
@@ -330,9 +296,9 @@ fn status_cmd(ws: &Workspace, face: &Face, args: StatusArgs) -> Result<ExitCode,
         }
     }
     if face.json {
-        report::print_json(&lines);
+        printer::print_json(&lines);
     } else {
-        report::print_status(&lines);
+        printer::print_status(&lines);
     }
     Ok(ExitCode::Finished)
 }
@@ -353,7 +319,7 @@ fn report_cmd(ws: &Workspace, face: &Face, args: ReportArgs) -> Result<ExitCode,
                     "--out {} is campaign `{}`'s input file: a report never replaces it (the campaign could not be resumed). Choose another name, e.g. --out {}",
                     path.display(),
                     campaign.name,
-                    shell_word(&report::report_file_name(&campaign))
+                    shell_word(&report_file_name(&campaign))
                 )));
             }
             let mut options = std::fs::OpenOptions::new();
@@ -368,7 +334,7 @@ fn report_cmd(ws: &Workspace, face: &Face, args: ReportArgs) -> Result<ExitCode,
                     usage(format!(
                         "--out {} exists; add --force to replace it, or choose another name, e.g. --out {}",
                         path.display(),
-                        shell_word(&report::report_file_name(&campaign))
+                        shell_word(&report_file_name(&campaign))
                     ))
                 } else {
                     usage(format!("cannot write {}: {e}", path.display()))
@@ -421,7 +387,7 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
             .iter()
             .map(|(line, phone, reason)| serde_json::json!({"line": line, "phone": phone, "reason": reason}))
             .collect();
-        report::print_json(&serde_json::json!({
+        printer::print_json(&serde_json::json!({
             "file": args.csv.display().to_string(),
             "rows": counts.total,
             "valid": counts.total - counts.rejected,

@@ -11,6 +11,7 @@ pub mod csv_input;
 pub mod logging;
 pub mod phone;
 pub mod preflight;
+pub mod printer;
 pub mod provider;
 pub mod quota;
 pub mod reconcile;

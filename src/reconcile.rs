@@ -15,14 +15,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::campaign::shell_word;
 use crate::phone::mask;
 use crate::provider::timestamp::parse_time;
 use crate::provider::{ErrorClass, MessageInfo, Provider, ProviderError};
 use crate::quota;
 use crate::retry::{self, Backoff, Limiter};
 use crate::stop::{Stop, StopReason};
-use crate::store::{Campaign, DeliveryCounts, DeliveryUpdate, LookupRow, Store, StoreError};
+use crate::store::{Campaign, DeliveryUpdate, LookupRow, Store, StoreError};
 
 /// Rows looked up between two commits.
 const PAGE: usize = 64;
@@ -119,66 +118,6 @@ fn update_from(row: &LookupRow, info: &MessageInfo, checked_ms: i64) -> Delivery
         fee_main: info.fee_main,
         fee_token: info.fee_token,
         checked_ms,
-    }
-}
-
-/// What a reconcile says at its end (also its `--json`).
-#[derive(Debug, Serialize)]
-pub struct ReconcileSummary {
-    pub campaign: String,
-    /// done | paused | aborted
-    pub result: &'static str,
-    pub exit_code: i32,
-    pub reason: Option<String>,
-    pub provider: String,
-    pub this_run: ReconcileTotals,
-    pub delivery: DeliveryCounts,
-    pub next_step: Option<String>,
-}
-
-impl ReconcileSummary {
-    pub fn new(
-        campaign: &Campaign,
-        provider: &str,
-        totals: ReconcileTotals,
-        delivery: DeliveryCounts,
-        opts: &ReconcileOptions,
-        stopped: Option<(StopReason, String)>,
-    ) -> ReconcileSummary {
-        let (result, code) = match &stopped {
-            Some((r, _)) if r.is_fatal() => ("aborted", 1),
-            Some(_) => ("paused", 3),
-            None if totals.remaining > 0 => ("paused", 3),
-            None => ("done", 0),
-        };
-        let reason = stopped.map(|(_, m)| m).or_else(|| {
-            (totals.remaining > 0).then(|| {
-                format!(
-                    "{} rows still to look up (--max-lookups {} per run, or lookups that failed)",
-                    totals.remaining, opts.max_lookups
-                )
-            })
-        });
-        let name = shell_word(&campaign.name);
-        let next_step = Some(match result {
-            "done" => format!(
-                "zns-batch report {name} --out {}   (rows still unknown/received are asked again after {})",
-                shell_word(&crate::report::report_file_name(campaign)),
-                quota::fmt_duration(opts.recheck_after)
-            ),
-            "aborted" => format!("fix the cause above, then: zns-batch reconcile {name}"),
-            _ => format!("zns-batch reconcile {name}"),
-        });
-        ReconcileSummary {
-            campaign: campaign.name.clone(),
-            result,
-            exit_code: code,
-            reason,
-            provider: provider.to_string(),
-            this_run: totals,
-            delivery,
-            next_step,
-        }
     }
 }
 

@@ -122,17 +122,8 @@ fn an_interrupted_import_resumed_checks_the_template_too() {
         open_or_import(&mut store, &spec(&csv, &opts, Some(&template), Some(&stop))).unwrap();
     assert!(!c.import_done);
     assert_eq!(counts.accepted + counts.rejected, 0);
-    let (c, counts) = resume_import(
-        &mut store,
-        &c,
-        &csv,
-        &opts,
-        true,
-        None,
-        None,
-        Some(&template),
-    )
-    .unwrap();
+    let (c, counts) =
+        resume_import(&mut store, &c, &spec(&csv, &opts, Some(&template), None)).unwrap();
     assert!(c.import_done);
     assert_eq!((counts.accepted, counts.rejected), (950, 50));
     assert_exactly_the_long_rows_rejected(&store, &c, &long_lines);

@@ -147,18 +147,16 @@ pub fn open_or_import(
     Ok((campaign, counts, true))
 }
 
-/// Finish importing a campaign whose import was interrupted, from its file,
-/// with the same template check as [`open_or_import`] (`template`).
+/// Finish importing a campaign whose import was interrupted, from its file
+/// (`spec.csv`, which may have moved), with the same options and template
+/// check as [`open_or_import`]; the campaign's own identity wins over the
+/// spec's.
 pub fn resume_import(
     store: &mut Store,
     campaign: &Campaign,
-    csv: &Path,
-    csv_options: &CsvOptions,
-    dedup_phones: bool,
-    interrupted: Option<&AtomicBool>,
-    progress: Option<&ImportProgress<'_>>,
-    template: Option<&TemplateSpec>,
+    spec: &CampaignSpec<'_>,
 ) -> Result<(Campaign, ImportCounts), CampaignError> {
+    let (csv, template) = (spec.csv, spec.template);
     let hash = csv_input::file_sha256(csv)?;
     if hash != campaign.csv_sha256 {
         return Err(CampaignError::DifferentFile {
@@ -169,7 +167,7 @@ pub fn resume_import(
             given: hash[..12].to_string(),
         });
     }
-    let csv_options = with_template_optionals(csv_options, template);
+    let csv_options = with_template_optionals(spec.csv_options, template);
     let mut reader = CsvReader::open(csv, &csv_options)?;
     let checker = row_checker(template, &reader)?;
     let counts = import_rows(
@@ -177,9 +175,9 @@ pub fn resume_import(
         campaign,
         &mut reader,
         checker.as_ref(),
-        dedup_phones,
-        interrupted,
-        progress,
+        spec.dedup_phones,
+        spec.interrupted,
+        spec.progress,
     )?;
     let campaign = store
         .find_campaign(&campaign.name)?

@@ -10,6 +10,7 @@ mod lock;
 pub mod outcome;
 pub mod plan;
 pub mod settings;
+pub mod summary;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -25,11 +26,11 @@ pub use outcome::{shell_word, ExitCode, Outcome};
 pub use settings::{Request, RunSettings, SettingsError};
 
 use crate::config::{ConfigFile, DEFAULT_STATE};
-use crate::report::Summary;
 use crate::runner::{self, Observer, RunCounters, RunInput};
 use crate::stop::{Stop, StopReason};
 use crate::store::{Campaign, CampaignStatus, ImportCounts, QuotaKey, Store, StoreError};
 use crate::{quota, reconcile};
+use summary::{ReconcileSummary, Summary};
 
 /// An error with the exit code it deserves. Faces show the message (and a
 /// web face maps `Usage` to 400).
@@ -210,32 +211,30 @@ impl Workspace {
         let settings = settings::resolve(req, self.config_source(), existing.as_ref())?;
         let lock = lock::lock(&self.state, &req.campaign)?;
         let started = Instant::now();
+        let spec = |csv| import::CampaignSpec {
+            name: &settings.campaign,
+            csv,
+            template_id: &settings.template_id,
+            token_type: &settings.token_type,
+            provider: settings.provider.kind.as_str(),
+            base_url: settings.provider.stored_base_url(),
+            oa_id: &settings.provider.oa_id,
+            in_doubt_policy: settings.run.in_doubt.as_str(),
+            not_after_ms: settings.not_after_ms,
+            min_interval_ms: settings.min_interval_ms,
+            csv_options: &settings.csv,
+            dedup_phones: settings.dedup_phones,
+            interrupted: hooks.interrupted,
+            progress: hooks.import_progress,
+            template: settings.template.as_ref(),
+        };
         let (mut campaign, counts, imported_now) = match (mode, existing) {
             (Mode::Run, _) => {
                 let csv = req
                     .csv
                     .as_deref()
                     .ok_or_else(|| usage("run needs the CSV file to send"))?;
-                import::open_or_import(
-                    &mut store,
-                    &import::CampaignSpec {
-                        name: &settings.campaign,
-                        csv,
-                        template_id: &settings.template_id,
-                        token_type: &settings.token_type,
-                        provider: settings.provider.kind.as_str(),
-                        base_url: settings.provider.stored_base_url(),
-                        oa_id: &settings.provider.oa_id,
-                        in_doubt_policy: settings.run.in_doubt.as_str(),
-                        not_after_ms: settings.not_after_ms,
-                        min_interval_ms: settings.min_interval_ms,
-                        csv_options: &settings.csv,
-                        dedup_phones: settings.dedup_phones,
-                        interrupted: hooks.interrupted,
-                        progress: hooks.import_progress,
-                        template: settings.template.as_ref(),
-                    },
-                )?
+                import::open_or_import(&mut store, &spec(csv))?
             }
             (Mode::Resume, Some(c)) if !c.import_done => {
                 let csv = req
@@ -251,16 +250,7 @@ impl Workspace {
                         shell_word(&c.name)
                     )));
                 }
-                let (c, counts) = import::resume_import(
-                    &mut store,
-                    &c,
-                    &csv,
-                    &settings.csv,
-                    settings.dedup_phones,
-                    hooks.interrupted,
-                    hooks.import_progress,
-                    settings.template.as_ref(),
-                )?;
+                let (c, counts) = import::resume_import(&mut store, &c, &spec(&csv))?;
                 (c, counts, true)
             }
             (Mode::Resume, Some(c)) => (c, ImportCounts::default(), false),
@@ -426,7 +416,7 @@ impl Workspace {
         provider: &settings::ProviderOpts,
         opts: &reconcile::ReconcileOptions,
         stop: Arc<Stop>,
-    ) -> Result<reconcile::ReconcileSummary, CoreError> {
+    ) -> Result<ReconcileSummary, CoreError> {
         let (mut store, campaign) = self.find(name)?;
         let req = Request {
             campaign: campaign.name.clone(),
@@ -464,7 +454,7 @@ impl Workspace {
             )
         })?;
         let delivery = store.delivery_counts(campaign.id)?;
-        Ok(reconcile::ReconcileSummary::new(
+        Ok(ReconcileSummary::new(
             &campaign,
             &conn.label,
             totals,

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::outcome::shell_word;
 use super::settings::RunSettings;
+use super::summary::{RejectLine, Summary};
 use crate::quota;
-use crate::report::{RejectLine, Summary};
 use crate::store::{Campaign, QuotaKey, Store, StoreError};
 
 /// Rejects shown in the plan (all of them are in `report`).
@@ -207,108 +207,6 @@ pub fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-impl Plan {
-    pub fn print(&self, json: bool) {
-        if json {
-            crate::report::print_json(self);
-            return;
-        }
-        let s = &self.settings;
-        let mut o = String::new();
-        o.push_str(&format!(
-            "\nDry run for campaign {} — nothing sent, nothing bought\n",
-            self.campaign
-        ));
-        let profile = s
-            .profile
-            .as_deref()
-            .map(|p| format!(" · profile {p}"))
-            .unwrap_or_default();
-        o.push_str(&format!(
-            "  provider     {} · OA {} · template {}{profile}\n",
-            s.provider, s.oa_id, s.template_id
-        ));
-        o.push_str(&format!(
-            "  rows         {} in file: {} accepted, {} rejected\n",
-            self.rows, self.accepted, self.rejected
-        ));
-        for r in &self.first_rejects {
-            o.push_str(&format!("                 line {}: {}\n", r.line, r.reason));
-        }
-        if self.rejected as usize > self.first_rejects.len() {
-            o.push_str("                 … every reject: zns-batch validate FILE, or the report\n");
-        }
-        o.push_str(&format!(
-            "  messages     {} to send ({} already sent, {} failed)\n",
-            self.messages_to_send, self.already_sent, self.already_failed
-        ));
-        if self.would_skip_min_interval > 0 {
-            o.push_str(&format!(
-                "  would skip   {} rows: their phone got a message from this OA within --min-interval-per-phone\n",
-                self.would_skip_min_interval
-            ));
-        }
-        if let Some(d) = &self.not_after {
-            let when =
-                time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
-                    .map(quota::fmt_local)
-                    .unwrap_or_else(|_| d.clone());
-            o.push_str(&format!(
-                "  deadline     {when} (rows not sent by then expire)\n"
-            ));
-        }
-        if self.uses_tokens {
-            o.push_str(&format!(
-                "  tokens       {} to buy, {} to reuse ({})\n",
-                self.tokens_to_buy, self.tokens_to_reuse, s.token_type
-            ));
-        } else {
-            o.push_str("  tokens       none needed by this provider\n");
-        }
-        match &self.estimated_fees {
-            Some(f) => o.push_str(&format!(
-                "  fees         ≈ {} VND = {} tokens × {} + {} messages × {}\n",
-                thousands(f.total),
-                f.tokens,
-                thousands(f.token_fee),
-                f.messages,
-                thousands(f.message_fee)
-            )),
-            None => o.push_str(
-                "  fees         not estimated: set token_fee and message_fee in the config file\n",
-            ),
-        }
-        match (self.quota_days_needed, s.daily_quota) {
-            (Some(d), Some(q)) => o.push_str(&format!(
-                "  quota        {d} quota day(s) at {q}/day ({} used today, Asia/Ho_Chi_Minh)\n",
-                self.quota_used_today
-            )),
-            _ => o.push_str(
-                "  quota        no daily quota set (--daily-quota): days needed unknown\n",
-            ),
-        }
-        if let (Some(w), Some(open)) = (&s.send_window, self.send_window_open_now) {
-            if open {
-                o.push_str(&format!("  send window  {w} (open now)\n"));
-            } else {
-                o.push_str(&format!(
-                    "  send window  {w} (closed now; opens {})\n",
-                    self.send_window_opens_at.as_deref().unwrap_or("?")
-                ));
-            }
-        }
-        o.push_str(&format!(
-            "  pace         concurrency {}, rate {}\n",
-            s.concurrency,
-            s.rate
-                .map(|r| format!("{r}/s"))
-                .unwrap_or_else(|| "unlimited".into())
-        ));
-        o.push_str(&format!("  next         {}\n", self.next_step));
-        print!("{o}");
-    }
 }
 
 #[cfg(test)]

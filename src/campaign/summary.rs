@@ -1,0 +1,305 @@
+//! What a run, a campaign and a reconcile say when asked: the data behind
+//! the summary, `status` and their `--json` (the web API returns the same
+//! shapes). Faces print them; nothing here prints.
+
+use serde::Serialize;
+
+use super::outcome::{shell_word, Outcome};
+use crate::quota;
+use crate::reconcile;
+use crate::runner::RunTotals;
+use crate::stop::StopReason;
+use crate::store::{Campaign, DeliveryCounts, QuotaDay, StateCounts, Store, StoreError};
+use crate::window::SendWindow;
+
+/// Everything the end-of-run summary says, also printed as JSON with `--json`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub campaign: String,
+    /// finished | paused | expired | aborted
+    pub result: &'static str,
+    pub exit_code: i32,
+    pub reason: Option<String>,
+    pub stop: Option<StopReason>,
+    pub provider: String,
+    pub oa_id: String,
+    pub template_id: String,
+    pub counts: StateCounts,
+    pub this_run: RunTotals,
+    pub quota_today: QuotaDay,
+    pub daily_quota: Option<u64>,
+    pub first_rejects: Vec<RejectLine>,
+    pub top_errors: Vec<ErrorLine>,
+    pub next_step: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RejectLine {
+    pub line: u64,
+    pub phone: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorLine {
+    pub code: String,
+    pub message: String,
+    pub rows: u64,
+}
+
+impl Summary {
+    /// The summary of a run that ended in `outcome`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        store: &Store,
+        campaign: &Campaign,
+        outcome: &Outcome,
+        provider: &str,
+        this_run: RunTotals,
+        quota_today: QuotaDay,
+        daily_quota: Option<u64>,
+        window: Option<SendWindow>,
+    ) -> Result<Summary, StoreError> {
+        let counts = store.state_counts(campaign.id)?;
+        let (first_rejects, top_errors) = Summary::rejects_and_errors(store, campaign.id)?;
+        Ok(Summary {
+            campaign: campaign.name.clone(),
+            result: outcome.label(),
+            exit_code: outcome.exit_code().code(),
+            reason: outcome.message().map(str::to_string),
+            stop: outcome.stop_reason(),
+            provider: provider.to_string(),
+            oa_id: campaign.oa_id.clone(),
+            template_id: campaign.template_id.clone(),
+            next_step: next_step(campaign, outcome, &counts, window),
+            counts,
+            this_run,
+            quota_today,
+            daily_quota,
+            first_rejects,
+            top_errors,
+        })
+    }
+
+    pub fn rejects_and_errors(
+        store: &Store,
+        campaign_id: i64,
+    ) -> Result<(Vec<RejectLine>, Vec<ErrorLine>), StoreError> {
+        let rejects = store
+            .rejects(campaign_id, 5)?
+            .into_iter()
+            .map(|(line, phone, reason)| RejectLine {
+                line,
+                phone: crate::phone::mask(&phone),
+                reason,
+            })
+            .collect();
+        let errors = store
+            .top_errors(campaign_id, 5)?
+            .into_iter()
+            .map(|(code, message, rows)| ErrorLine {
+                code,
+                message,
+                rows,
+            })
+            .collect();
+        Ok((rejects, errors))
+    }
+}
+
+/// The command that carries on from `outcome`, pasteable as it is.
+pub fn next_step(
+    campaign: &Campaign,
+    outcome: &Outcome,
+    counts: &StateCounts,
+    window: Option<SendWindow>,
+) -> Option<String> {
+    let name = shell_word(&campaign.name);
+    let now = quota::now();
+    Some(match outcome {
+        Outcome::Finished | Outcome::Expired { .. } => format!(
+            "zns-batch report {name} --out {}",
+            shell_word(&report_file_name(campaign))
+        ),
+        Outcome::Aborted { .. } => format!("fix the cause above, then: zns-batch resume {name}"),
+        Outcome::Paused {
+            reason: Some(StopReason::Quota),
+            ..
+        } => format!(
+            "zns-batch resume {name}   (after {})",
+            quota::fmt_local(quota::next_day_start(now))
+        ),
+        Outcome::Paused {
+            reason: Some(StopReason::Window),
+            ..
+        } => match window {
+            Some(w) => format!(
+                "zns-batch resume {name}   (after {}), or add --wait",
+                quota::fmt_local(w.next_open(now))
+            ),
+            None => format!("zns-batch resume {name}"),
+        },
+        Outcome::Paused { reason: None, .. } if counts.open() == 0 && counts.in_doubt > 0 => {
+            let key = match campaign.provider.as_str() {
+                "sandbox" => String::new(),
+                _ => " (with the provider's key as for the run: --api-key or ZNS_API_KEY)"
+                    .to_string(),
+            };
+            format!("zns-batch resume {name} --in-doubt resend{key}")
+        }
+        Outcome::Paused { .. } => format!("zns-batch resume {name}"),
+    })
+}
+
+/// A file name for the campaign's report that is neither its input file
+/// nor a file already here.
+pub fn report_file_name(campaign: &Campaign) -> String {
+    let stem: String = campaign
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let input = std::path::Path::new(&campaign.csv_path);
+    let taken = |name: &str| {
+        let p = std::path::Path::new(name);
+        p.exists() || super::is_input_file(campaign, p) || input.file_name() == p.file_name()
+    };
+    let first = format!("{stem}-report.csv");
+    if !taken(&first) {
+        return first;
+    }
+    (2..)
+        .map(|n| format!("{stem}-report-{n}.csv"))
+        .find(|n| !taken(n))
+        .unwrap_or(first)
+}
+
+/// One campaign's line in `status`.
+#[derive(Debug, Serialize)]
+pub struct CampaignStatusLine {
+    pub campaign: String,
+    pub status: String,
+    pub provider: String,
+    pub oa_id: String,
+    pub template_id: String,
+    pub counts: StateCounts,
+    pub quota_used_today: u64,
+    pub quota_day: String,
+    pub next_quota_reset: String,
+    pub last_error: Option<String>,
+    pub updated_at: String,
+    /// Deadline (`--not-after`), RFC 3339, if the campaign has one.
+    pub not_after: Option<String>,
+    pub deadline_passed: bool,
+    /// Frequency cap in seconds, if the campaign has one.
+    pub min_interval_per_phone_secs: Option<u64>,
+    /// `HH:MM-HH:MM` (Asia/Ho_Chi_Minh) a resume keeps using, if any.
+    pub send_window: Option<String>,
+    /// What `reconcile` found; counts are zero until it has run.
+    pub delivery: DeliveryCounts,
+}
+
+pub fn status_lines(
+    store: &Store,
+    only: Option<&str>,
+) -> Result<Vec<CampaignStatusLine>, StoreError> {
+    let today = quota::today_key();
+    let next = quota::fmt_rfc3339(quota::next_day_start(quota::now()));
+    let mut out = Vec::new();
+    for c in store.list_campaigns()? {
+        if only.is_some_and(|n| n != c.name) {
+            continue;
+        }
+        let deadline_passed = c.past_deadline(quota::now_ms());
+        out.push(CampaignStatusLine {
+            counts: store.state_counts(c.id)?,
+            quota_used_today: store.quota_used_on(&c.oa_id, &today)?,
+            quota_day: today.clone(),
+            next_quota_reset: next.clone(),
+            campaign: c.name,
+            status: c.status.as_str().to_string(),
+            provider: c.provider,
+            oa_id: c.oa_id,
+            template_id: c.template_id,
+            last_error: c.last_error,
+            updated_at: quota::fmt_rfc3339(quota::from_ms(c.updated_ms)),
+            not_after: c
+                .not_after_ms
+                .map(|ms| quota::fmt_rfc3339(quota::from_ms(ms))),
+            deadline_passed,
+            min_interval_per_phone_secs: c
+                .min_interval_ms
+                .filter(|ms| *ms > 0)
+                .map(|ms| (ms / 1000) as u64),
+            send_window: c.send_window,
+            delivery: store.delivery_counts(c.id)?,
+        });
+    }
+    Ok(out)
+}
+
+/// What a reconcile says at its end (also its `--json`).
+#[derive(Debug, Serialize)]
+pub struct ReconcileSummary {
+    pub campaign: String,
+    /// done | paused | aborted
+    pub result: &'static str,
+    pub exit_code: i32,
+    pub reason: Option<String>,
+    pub provider: String,
+    pub this_run: reconcile::ReconcileTotals,
+    pub delivery: DeliveryCounts,
+    pub next_step: Option<String>,
+}
+
+impl ReconcileSummary {
+    pub fn new(
+        campaign: &Campaign,
+        provider: &str,
+        totals: reconcile::ReconcileTotals,
+        delivery: DeliveryCounts,
+        opts: &reconcile::ReconcileOptions,
+        stopped: Option<(StopReason, String)>,
+    ) -> ReconcileSummary {
+        let (result, code) = match &stopped {
+            Some((r, _)) if r.is_fatal() => ("aborted", 1),
+            Some(_) => ("paused", 3),
+            None if totals.remaining > 0 => ("paused", 3),
+            None => ("done", 0),
+        };
+        let reason = stopped.map(|(_, m)| m).or_else(|| {
+            (totals.remaining > 0).then(|| {
+                format!(
+                    "{} rows still to look up (--max-lookups {} per run, or lookups that failed)",
+                    totals.remaining, opts.max_lookups
+                )
+            })
+        });
+        let name = shell_word(&campaign.name);
+        let next_step = Some(match result {
+            "done" => format!(
+                "zns-batch report {name} --out {}   (rows still unknown/received are asked again after {})",
+                shell_word(&report_file_name(campaign)),
+                quota::fmt_duration(opts.recheck_after)
+            ),
+            "aborted" => format!("fix the cause above, then: zns-batch reconcile {name}"),
+            _ => format!("zns-batch reconcile {name}"),
+        });
+        ReconcileSummary {
+            campaign: campaign.name.clone(),
+            result,
+            exit_code: code,
+            reason,
+            provider: provider.to_string(),
+            this_run: totals,
+            delivery,
+            next_step,
+        }
+    }
+}
