@@ -17,6 +17,8 @@
 mod failure;
 mod options;
 mod row;
+#[cfg(test)]
+mod tests;
 mod tokens;
 
 use std::collections::HashMap;

@@ -38,8 +38,8 @@ pub(super) async fn process(ctx: &Ctx, row: WorkRow) {
 }
 
 /// The attempts of one row in this run.
-struct Attempts<'a> {
-    number: u32,
+pub(super) struct Attempts<'a> {
+    pub(super) number: u32,
     /// An attempt (of this run or an earlier one) may have been accepted.
     in_doubt: bool,
     /// The token was already replaced once this run.
@@ -51,8 +51,20 @@ struct Attempts<'a> {
     bought: Option<Bought<'a>>,
 }
 
+impl Attempts<'_> {
+    pub(super) fn new(in_doubt: bool) -> Self {
+        Attempts {
+            number: 0,
+            in_doubt,
+            refreshed: false,
+            token: None,
+            bought: None,
+        }
+    }
+}
+
 /// What to do after an attempt.
-enum Next {
+pub(super) enum Next {
     Done,
     Retry,
 }
@@ -82,13 +94,7 @@ async fn process_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
     if gate_before_token(ctx, row).await? {
         return Ok(());
     }
-    let mut tries = Attempts {
-        number: 0,
-        in_doubt,
-        refreshed: false,
-        token: None,
-        bought: None,
-    };
+    let mut tries = Attempts::new(in_doubt);
     if ctx.uses_tokens {
         match ensure_token(ctx, row, None).await {
             Ok((t, b)) => {
@@ -144,7 +150,10 @@ async fn process_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
 /// Step 1. `None`: the row is settled (found by lookup, or held);
 /// `Some(in_doubt)`: take it up, knowing whether an earlier attempt may
 /// have landed.
-async fn settle_earlier_doubt(ctx: &Ctx, row: &WorkRow) -> Result<Option<bool>, StoreError> {
+pub(super) async fn settle_earlier_doubt(
+    ctx: &Ctx,
+    row: &WorkRow,
+) -> Result<Option<bool>, StoreError> {
     let mut in_doubt = row.state == RowState::InFlight || row.state == RowState::InDoubt;
     // Where the provider can look a message up by our key, a lookup settles
     // the doubt before any policy applies.
@@ -203,7 +212,7 @@ fn fail_corrupt(ctx: &Ctx, row: &WorkRow, why: &str) -> Result<(), StoreError> {
 /// Step 3. Check the frequency cap before buying a token the row would not
 /// use (the claim checks again, atomically; a row with a usable token buys
 /// nothing, so the claim's check is enough). True when the row is settled.
-async fn gate_before_token(ctx: &Ctx, row: &WorkRow) -> Result<bool, StoreError> {
+pub(super) async fn gate_before_token(ctx: &Ctx, row: &WorkRow) -> Result<bool, StoreError> {
     let buys_token = ctx.uses_tokens && !row.token.as_ref().is_some_and(|t| ctx.usable(t));
     if !buys_token || ctx.campaign.min_interval_ms.is_none() {
         return Ok(false);
@@ -276,7 +285,7 @@ async fn before_attempt<'a>(
 /// Step 5b. Make the row durably `in_flight` with its quota unit (and a
 /// token just bought), through the claim's atomic checks. `None` when the
 /// claim settled the row or stopped the run instead.
-async fn claim<'a>(
+pub(super) async fn claim<'a>(
     ctx: &'a Ctx,
     row: &WorkRow,
     tries: &mut Attempts<'a>,
@@ -316,7 +325,7 @@ async fn claim<'a>(
 }
 
 /// Step 5c. The provider accepted the message.
-fn after_success(
+pub(super) fn after_success(
     ctx: &Ctx,
     row: &WorkRow,
     tries: &Attempts<'_>,
@@ -347,7 +356,7 @@ fn after_success(
 
 /// Step 5d. The provider refused, or the reply was lost: retry, refresh the
 /// token, record the row as sent after all, or settle its failure.
-async fn after_error<'a>(
+pub(super) async fn after_error<'a>(
     ctx: &'a Ctx,
     row: &WorkRow,
     tries: &mut Attempts<'a>,
