@@ -115,14 +115,25 @@ async fn report_out_never_overwrites_the_input_or_an_existing_file() {
 
 // Item 3 -------------------------------------------------------------------
 
+/// `status --json`: every campaign's status is `finished`.
+async fn assert_all_finished(env: &Env, expected: usize) {
+    let r = run(env, &args(&["--json", "status"])).await;
+    assert_eq!(r.code, 0, "{r}");
+    let lines = r.json();
+    let lines = lines.as_array().expect("a list of campaigns");
+    assert_eq!(lines.len(), expected, "{r}");
+    for l in lines {
+        assert_eq!(l["status"], "finished", "{}: {r}", l["campaign"]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_finished_campaign_stays_finished_outside_the_window_or_with_the_quota_used_up() {
+async fn a_finished_campaign_stays_finished_outside_the_send_window() {
     let env = Env::new();
     let sb = sandbox(P, |_| {}).await;
-    let window = ["--send-window", "07:00-22:00", "--daily-quota", "10"];
+    let window = ["--send-window", "07:00-22:00"];
     let morning = datetime!(2026-11-24 10:00 +07:00);
     let night = datetime!(2026-11-24 23:10 +07:00);
-
     let w = env.path("w.csv");
     write_csv(&w, 0, 5);
     let r = run_with(command_at(
@@ -131,11 +142,8 @@ async fn a_finished_campaign_stays_finished_outside_the_window_or_with_the_quota
         morning,
     ))
     .await;
-    assert_eq!(
-        (r.code, r.json()["result"].as_str()),
-        (0, Some("finished")),
-        "{r}"
-    );
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.json()["result"], "finished", "{r}");
 
     // Outside the window: nothing open, so finished (exit 0), not paused.
     let r = run_with(command_at(&env, &resume_args("w", &sb, P, &window), night)).await;
@@ -143,7 +151,7 @@ async fn a_finished_campaign_stays_finished_outside_the_window_or_with_the_quota
     assert_eq!(r.json()["result"], "finished", "{r}");
     let r = run_with(command_at(
         &env,
-        &human(resume_args("w", &sb, P, &window)),
+        &human(resume_args("w", &sb, P, &[])),
         night,
     ))
     .await;
@@ -152,42 +160,33 @@ async fn a_finished_campaign_stays_finished_outside_the_window_or_with_the_quota
         r.stdout.contains("FINISHED") && !r.stdout.contains("PAUSED"),
         "{r}"
     );
+    assert_all_finished(&env, 1).await;
+    assert_eq!(sb.stats().accepted, 5, "the resumes sent nothing more");
+}
 
-    // The quota of the day used up (5 + 5 of 10): still finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_campaign_stays_finished_with_the_quota_used_up() {
+    let env = Env::new();
+    let sb = sandbox(P, |_| {}).await;
+    let quota = ["--daily-quota", "5"];
     let q = env.path("q.csv");
-    write_csv(&q, 100, 5);
-    let quota = ["--daily-quota", "10"];
-    let r = run_with(command_at(
-        &env,
-        &run_args(&q, "q", &sb, P, &quota),
-        morning,
-    ))
-    .await;
+    write_csv(&q, 0, 5);
+    let r = run(&env, &run_args(&q, "q", &sb, P, &quota)).await;
     assert_eq!(r.code, 0, "{r}");
-    assert_eq!(r.json()["quota_today"]["used"], 10, "{r}");
-    let r = run_with(command_at(&env, &resume_args("q", &sb, P, &quota), morning)).await;
+    assert_eq!(r.json()["quota_today"]["used"], 5, "{r}");
+
+    // The day's quota is used up, but nothing is open: finished, exit 0.
+    let r = run(&env, &resume_args("q", &sb, P, &quota)).await;
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(r.json()["result"], "finished", "{r}");
-
-    let r = run_with(command_at(&env, &args(&["--json", "status"]), night)).await;
+    let r = run(&env, &human(resume_args("q", &sb, P, &quota))).await;
     assert_eq!(r.code, 0, "{r}");
-    let lines = r.json();
-    let statuses: Vec<_> = lines
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["campaign"].as_str().unwrap(),
-                l["status"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(statuses.len(), 2, "{r}");
-    for (name, status) in statuses {
-        assert_eq!(status, "finished", "campaign {name}: {r}");
-    }
-    assert_eq!(sb.stats().accepted, 10, "resumes sent nothing more");
+    assert!(
+        r.stdout.contains("FINISHED") && !r.stdout.contains("PAUSED"),
+        "{r}"
+    );
+    assert_all_finished(&env, 1).await;
+    assert_eq!(sb.stats().accepted, 5, "the resumes sent nothing more");
 }
 
 // Item 4 -------------------------------------------------------------------
