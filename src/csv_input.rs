@@ -41,8 +41,11 @@ pub struct CsvOptions {
     pub phone_column: String,
     pub delimiter: u8,
     /// Template columns allowed to be empty; all others must be non-empty.
-    /// Matched like `phone_column`.
+    /// Matched like `phone_column`. A name the file lacks is an error (a typo).
     pub optional_columns: Vec<String>,
+    /// Parameters the template lets be empty: optional like the above, but
+    /// the template may name ones the file lacks (its own check says so).
+    pub template_optional_columns: Vec<String>,
 }
 
 impl Default for CsvOptions {
@@ -51,6 +54,7 @@ impl Default for CsvOptions {
             phone_column: "phone".to_string(),
             delimiter: b',',
             optional_columns: Vec::new(),
+            template_optional_columns: Vec::new(),
         }
     }
 }
@@ -664,6 +668,7 @@ fn analyse_header(
             !opts
                 .optional_columns
                 .iter()
+                .chain(&opts.template_optional_columns)
                 .any(|o| same_name(o.trim(), name)),
         );
     }
@@ -1045,15 +1050,16 @@ mod tests {
             phone_column: " SĐT ".to_string(),
             delimiter: b';',
             optional_columns: vec!["Ghi chú".to_string()],
+            ..CsvOptions::default()
         };
         let data = "sđt;Tracking_ID;Tên;Ghi chú;;\n0912345678;t-1;An;;;\n0912345678;;Bình;x\n";
         let typo = CsvOptions {
             optional_columns: vec!["Ghi chú".to_string(), "nope".to_string()],
             ..opts.clone()
         };
-        let err = open_with(data.as_bytes(), &typo)
-            .err()
-            .expect("a typo is refused");
+        let Err(err) = open_with(data.as_bytes(), &typo) else {
+            panic!("a typo in optional_columns is refused");
+        };
         assert!(
             err.to_string().contains("`nope`") && err.to_string().contains("`Tên`, `Ghi chú`"),
             "{err}"

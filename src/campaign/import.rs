@@ -149,6 +149,7 @@ pub fn open_or_import(
 
 /// Finish importing a campaign whose import was interrupted, from its file,
 /// with the same template check as [`open_or_import`] (`template`).
+#[allow(clippy::too_many_arguments)]
 pub fn resume_import(
     store: &mut Store,
     campaign: &Campaign,
@@ -200,7 +201,7 @@ fn with_template_optionals<'a>(
         return Cow::Borrowed(opts);
     };
     let mut opts = opts.clone();
-    opts.optional_columns
+    opts.template_optional_columns
         .extend(spec.params.iter().map(|p| p.name.clone()));
     Cow::Owned(opts)
 }
