@@ -41,8 +41,11 @@ pub struct CsvOptions {
     pub phone_column: String,
     pub delimiter: u8,
     /// Template columns allowed to be empty; all others must be non-empty.
-    /// Matched like `phone_column`.
+    /// Matched like `phone_column`. A name the file lacks is an error (a typo).
     pub optional_columns: Vec<String>,
+    /// Parameters the template lets be empty: optional like the above, but
+    /// the template may name ones the file lacks (its own check says so).
+    pub template_optional_columns: Vec<String>,
 }
 
 impl Default for CsvOptions {
@@ -51,6 +54,7 @@ impl Default for CsvOptions {
             phone_column: "phone".to_string(),
             delimiter: b',',
             optional_columns: Vec::new(),
+            template_optional_columns: Vec::new(),
         }
     }
 }
@@ -66,9 +70,6 @@ pub struct CsvHeader {
     pub tracking_index: Option<usize>,
     /// Every other column, in file order: the template_data keys.
     pub template_keys: Vec<String>,
-    /// Names given in `optional_columns` that match no template column
-    /// (probably a typo: worth a warning).
-    pub unknown_optional_columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +143,18 @@ pub enum CsvError {
         path.display(), MAX_RECORD_BYTES / (1024 * 1024)
     )]
     RecordTooLarge { path: PathBuf, line: u64 },
+    #[error(
+        "{}: --optional-columns names {} but the file has no such template column \
+         (found: {}); fix the spelling or drop it from optional_columns",
+        path.display(),
+        list_names(unknown.iter().map(String::as_str), unknown.len()),
+        list_names(found.iter().map(String::as_str), found.len())
+    )]
+    UnknownOptionalColumns {
+        path: PathBuf,
+        unknown: Vec<String>,
+        found: Vec<String>,
+    },
 }
 
 fn no_phone_column(path: &Path, wanted: &str, found: &[String]) -> String {
@@ -655,18 +668,27 @@ fn analyse_header(
             !opts
                 .optional_columns
                 .iter()
+                .chain(&opts.template_optional_columns)
                 .any(|o| same_name(o.trim(), name)),
         );
     }
     if template_keys.is_empty() {
         return Err(CsvError::ReservedColumnOnly);
     }
-    let unknown_optional_columns = opts
+    // A typo here would silently make the column required: refuse it.
+    let unknown_optional_columns: Vec<String> = opts
         .optional_columns
         .iter()
         .filter(|o| !template_keys.iter().any(|k| same_name(o.trim(), k)))
         .cloned()
         .collect();
+    if !unknown_optional_columns.is_empty() {
+        return Err(CsvError::UnknownOptionalColumns {
+            path: path.to_path_buf(),
+            unknown: unknown_optional_columns,
+            found: template_keys,
+        });
+    }
 
     Ok(AnalysedHeader {
         header: CsvHeader {
@@ -674,7 +696,6 @@ fn analyse_header(
             phone_index,
             tracking_index,
             template_keys,
-            unknown_optional_columns,
         },
         template_fields,
         required,
@@ -1028,16 +1049,27 @@ mod tests {
         let opts = CsvOptions {
             phone_column: " SĐT ".to_string(),
             delimiter: b';',
-            optional_columns: vec!["Ghi chú".to_string(), "nope".to_string()],
+            optional_columns: vec!["Ghi chú".to_string()],
+            ..CsvOptions::default()
         };
         let data = "sđt;Tracking_ID;Tên;Ghi chú;;\n0912345678;t-1;An;;;\n0912345678;;Bình;x\n";
+        let typo = CsvOptions {
+            optional_columns: vec!["Ghi chú".to_string(), "nope".to_string()],
+            ..opts.clone()
+        };
+        let Err(err) = open_with(data.as_bytes(), &typo) else {
+            panic!("a typo in optional_columns is refused");
+        };
+        assert!(
+            err.to_string().contains("`nope`") && err.to_string().contains("`Tên`, `Ghi chú`"),
+            "{err}"
+        );
         let rdr = open_with(data.as_bytes(), &opts).expect("open");
         let h = rdr.header().clone();
         assert_eq!(h.columns, ["sđt", "Tracking_ID", "Tên", "Ghi chú"]);
         assert_eq!(h.phone_index, 0);
         assert_eq!(h.tracking_index, Some(1));
         assert_eq!(h.template_keys, ["Tên", "Ghi chú"]);
-        assert_eq!(h.unknown_optional_columns, ["nope"]);
         let got = rdr.collect::<Result<Vec<_>, _>>().expect("read");
         assert_eq!(row(&got[0]).tracking_id.as_deref(), Some("t-1"));
         assert_eq!(row(&got[0]).values, ["An", ""]);

@@ -418,7 +418,7 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
         if let Some(s) = l.min_interval_per_phone_secs {
             notes.push(format!(
                 "min interval per phone {}",
-                humantime::format_duration(std::time::Duration::from_secs(s))
+                quota::fmt_duration(std::time::Duration::from_secs(s))
             ));
         }
         if c.expired > 0 {

@@ -198,7 +198,7 @@ fn with_template_optionals<'a>(
         return Cow::Borrowed(opts);
     };
     let mut opts = opts.clone();
-    opts.optional_columns
+    opts.template_optional_columns
         .extend(spec.params.iter().map(|p| p.name.clone()));
     Cow::Owned(opts)
 }

@@ -112,7 +112,8 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
     let counts = store.state_counts(campaign.id)?;
     let include_doubt = s.provider.takes_up_doubtful_rows(s.run.in_doubt);
     let uses_tokens = s.provider.uses_tokens();
-    let would_skip = store.would_skip_count(campaign, quota::now_ms())?;
+    let now_ms = quota::now_ms();
+    let would_skip = store.would_skip_count(campaign, now_ms)?;
     let to_send = store
         .open_count(campaign.id, include_doubt)?
         .saturating_sub(would_skip);
@@ -129,6 +130,7 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
             account.as_deref().unwrap_or(""),
             valid_after,
             include_doubt,
+            now_ms,
         )?
     };
     let (first_rejects, _) = Summary::rejects_and_errors(store, campaign.id)?;

@@ -22,12 +22,15 @@ impl Store {
     /// For the dry-run plan: distinct phones among the rows still to send
     /// that need a token bought, and those whose stored token is reusable
     /// (valid past `valid_after_ms`). A phone repeated in the file needs one.
+    /// Rows the per-phone frequency cap would skip at `now_ms` buy and reuse
+    /// nothing (the same rule as [`Store::would_skip_count`]).
     pub fn token_plan(
         &self,
         campaign: &Campaign,
         account: &str,
         valid_after_ms: i64,
         include_in_doubt: bool,
+        now_ms: i64,
     ) -> Result<(u64, u64)> {
         let states = if include_in_doubt {
             open_states_sql("r.")
@@ -37,6 +40,14 @@ impl Store {
                 "r.",
             )
         };
+        let not_skipped = match campaign.min_interval_ms {
+            Some(interval) => format!(
+                " AND NOT EXISTS (SELECT 1 FROM phone_sends p WHERE p.oa_id = ?2 \
+                   AND p.phone = r.phone AND p.row_id <> r.id AND p.last_ms > {})",
+                now_ms.saturating_sub(interval)
+            ),
+            None => String::new(),
+        };
         // One row per phone unless the campaign allows repeats: then no
         // GROUP BY (a sort of every open row, in memory).
         let sql = if self.has_repeated_phones(campaign.id)? {
@@ -45,14 +56,14 @@ impl Store {
                    SELECT r.phone, MAX(t.phone IS NOT NULL) AS reusable FROM rows r LEFT JOIN tokens t \
                      ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
                     AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N' \
-                   WHERE r.campaign_id = ?4 AND {states} GROUP BY r.phone)"
+                   WHERE r.campaign_id = ?4 AND {states}{not_skipped} GROUP BY r.phone)"
             )
         } else {
             format!(
                 "SELECT COUNT(*) - COUNT(t.phone), COUNT(t.phone) FROM rows r LEFT JOIN tokens t \
                    ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
                   AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N' \
-                 WHERE r.campaign_id = ?4 AND {states}"
+                 WHERE r.campaign_id = ?4 AND {states}{not_skipped}"
             )
         };
         self.conn

@@ -286,7 +286,7 @@ pub(super) fn apply_gate(
             "skipped: this phone got a message from OA {} at {}{source}, within --min-interval-per-phone {}",
             gate.oa_id,
             quota::fmt_local(quota::from_ms(last_ms)),
-            humantime::format_duration(std::time::Duration::from_millis(interval as u64))
+            quota::fmt_duration(std::time::Duration::from_millis(interval as u64))
         ),
         now
     ])?;
