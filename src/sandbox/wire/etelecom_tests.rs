@@ -24,14 +24,27 @@ async fn call(base: &str, method: &str, key: &str, body: Value) -> (u16, Value) 
     (status, v)
 }
 
+/// [`call`] with the sandbox's key.
+async fn api(base: &str, method: &str, body: Value) -> (u16, Value) {
+    call(base, method, "sandbox-key", body).await
+}
+
+/// `SendZNSJourney` of [`send_body`]; the reply.
+async fn send(base: &str, journey_id: &Value, tracking: &str) -> Value {
+    api(base, "SendZNSJourney", send_body(journey_id, tracking))
+        .await
+        .1
+}
+
+/// `GetMessage` for `msg_id`; the reply.
+async fn get_message(base: &str, msg_id: Value) -> Value {
+    let body = json!({ "oa_id": OA, "msg_id": msg_id });
+    api(base, "GetMessage", body).await.1
+}
+
 async fn token(base: &str, phone: &str) -> Value {
-    let (s, v) = call(
-        base,
-        "CreateJourney",
-        "sandbox-key",
-        json!({ "oa_id": OA, "phone": phone, "token_type": "token_logistics_7" }),
-    )
-    .await;
+    let body = json!({ "oa_id": OA, "phone": phone, "token_type": "token_logistics_7" });
+    let (s, v) = api(base, "CreateJourney", body).await;
     assert_eq!(s, 200, "{v}");
     v
 }
@@ -53,26 +66,14 @@ async fn happy_path_token_send_get_message() {
     assert_ne!(j["id"], j["journey_id"], "id and journey_id must differ");
     assert!(j["journey_id"].is_string() && j["expired_at"].is_string());
 
-    let (s, m) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["journey_id"], "t-1"),
-    )
-    .await;
+    let (s, m) = api(&base, "SendZNSJourney", send_body(&j["journey_id"], "t-1")).await;
     assert_eq!(s, 200);
     assert_eq!(m["error_code"], 0, "{m}");
     assert_eq!(m["tracking_id"], "t-1");
     assert_eq!(m["journey_id"], j["journey_id"]);
     assert_eq!(m["delivery_status"], "unknown");
 
-    let (_, got) = call(
-        &base,
-        "GetMessage",
-        "sandbox-key",
-        json!({ "oa_id": OA, "msg_id": m["msg_id"] }),
-    )
-    .await;
+    let got = get_message(&base, m["msg_id"].clone()).await;
     assert_eq!(got["error_code"], 0);
     assert_eq!(got["tracking_id"], "t-1");
     // Just sent: not delivered yet.
@@ -85,33 +86,15 @@ async fn happy_path_token_send_get_message() {
         "first message on its token"
     );
     sb.advance_day(1);
-    let (_, got) = call(
-        &base,
-        "GetMessage",
-        "sandbox-key",
-        json!({ "oa_id": OA, "msg_id": m["msg_id"] }),
-    )
-    .await;
+    let got = get_message(&base, m["msg_id"].clone()).await;
     assert_eq!(got["delivery_status"], "received");
     assert!(got["delivery_time"].is_string(), "{got}");
     sb.advance_day(-1);
-    let (_, none) = call(
-        &base,
-        "GetMessage",
-        "sandbox-key",
-        json!({ "oa_id": OA, "msg_id": "nope" }),
-    )
-    .await;
+    let none = get_message(&base, json!("nope")).await;
     assert_eq!(none["error_code"], -107);
 
     // A journey id sent as the `id` value is not a journey.
-    let (_, wrong) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["id"], "t-2"),
-    )
-    .await;
+    let wrong = send(&base, &j["id"], "t-2").await;
     assert_eq!(wrong["error_code"], -133);
 
     let st = sb.stats();
@@ -243,20 +226,18 @@ async fn unknown_phone_and_partner_prefix() {
     })
     .await;
     let partner = format!("http://{}/v1/partner", sb.addr());
-    let (s, v) = call(
+    let (s, v) = api(
         &partner,
         "CreateJourney",
-        "sandbox-key",
         json!({ "oa_id": 7, "phone": "84900000999" }),
     )
     .await;
     assert_eq!(s, 200);
     assert_eq!(v["error_code"], -118);
     assert_eq!(v["error_message"], "Zalo account does not exist");
-    let (_, v) = call(
+    let (_, v) = api(
         &partner,
         "GetJourney",
-        "sandbox-key",
         json!({ "oa_id": 7, "journey_id": "7000000099" }),
     )
     .await;
@@ -275,20 +256,8 @@ async fn dedup_and_no_dedup() {
         .await;
         let base = sb.base_url();
         let j = token(&base, PHONE).await;
-        let (_, a) = call(
-            &base,
-            "SendZNSJourney",
-            "sandbox-key",
-            send_body(&j["journey_id"], "t-1"),
-        )
-        .await;
-        let (_, b) = call(
-            &base,
-            "SendZNSJourney",
-            "sandbox-key",
-            send_body(&j["journey_id"], "t-1"),
-        )
-        .await;
+        let a = send(&base, &j["journey_id"], "t-1").await;
+        let b = send(&base, &j["journey_id"], "t-1").await;
         assert_eq!(a["error_code"], 0);
         assert_eq!(b["error_code"], 0);
         assert_eq!(a["msg_id"] == b["msg_id"], dedup);
@@ -311,44 +280,20 @@ async fn quota_then_next_day() {
     let base = sb.base_url();
     let j = token(&base, PHONE).await;
     for t in ["q1", "q2"] {
-        let (_, v) = call(
-            &base,
-            "SendZNSJourney",
-            "sandbox-key",
-            send_body(&j["journey_id"], t),
-        )
-        .await;
+        let v = send(&base, &j["journey_id"], t).await;
         assert_eq!(v["error_code"], 0);
     }
     // A replay does not count against the quota, even when it is used up.
-    let (_, v) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["journey_id"], "q1"),
-    )
-    .await;
+    let v = send(&base, &j["journey_id"], "q1").await;
     assert_eq!(v["error_code"], 0);
-    let (_, v) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["journey_id"], "q3"),
-    )
-    .await;
+    let v = send(&base, &j["journey_id"], "q3").await;
     assert_eq!(v["error_code"], -144);
     let day0 = sb.stats().day;
     assert_eq!(sb.stats().quota_rejections, 1);
     assert_eq!(sb.stats().quota_used_today, 2);
     sb.advance_day(1);
     assert_ne!(sb.stats().day, day0);
-    let (_, v) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["journey_id"], "q3"),
-    )
-    .await;
+    let v = send(&base, &j["journey_id"], "q3").await;
     assert_eq!(v["error_code"], 0, "{v}");
     assert_eq!(sb.stats().accepted, 3);
     sb.stop().await;
@@ -360,19 +305,12 @@ async fn expired_tokens_are_rejected_and_show_past_expiry() {
     let base = sb.base_url();
     let j = token(&base, PHONE).await;
     sb.expire_tokens();
-    let (_, v) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["journey_id"], "t"),
-    )
-    .await;
+    let v = send(&base, &j["journey_id"], "t").await;
     assert_eq!(v["error_code"], -133);
     assert_eq!(v["error_message"], "journey token invalid or expired");
-    let (_, g) = call(
+    let (_, g) = api(
         &base,
         "GetJourney",
-        "sandbox-key",
         json!({ "oa_id": OA, "journey_id": j["journey_id"] }),
     )
     .await;
@@ -383,13 +321,7 @@ async fn expired_tokens_are_rejected_and_show_past_expiry() {
     // Advancing past a token's lifetime expires it too.
     let j2 = token(&base, PHONE).await;
     sb.advance_day(8);
-    let (_, v) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j2["journey_id"], "t"),
-    )
-    .await;
+    let v = send(&base, &j2["journey_id"], "t").await;
     assert_eq!(v["error_code"], -133);
     assert_eq!(sb.stats().token_checks, 1);
     sb.stop().await;
@@ -400,42 +332,26 @@ async fn template_data_and_phone_checks() {
     let sb = start(SandboxConfig::default()).await;
     let base = sb.base_url();
     let j = token(&base, PHONE).await;
+    let error_code = |body: Value| {
+        let base = &base;
+        async move { api(base, "SendZNSJourney", body).await.1["error_code"].clone() }
+    };
     let mut body = send_body(&j["journey_id"], "t");
     body["template_data"] = json!({});
-    assert_eq!(
-        call(&base, "SendZNSJourney", "sandbox-key", body.clone())
-            .await
-            .1["error_code"],
-        -111
-    );
+    assert_eq!(error_code(body.clone()).await, -111);
     body["template_data"] = json!({ "n": 5 });
-    assert_eq!(
-        call(&base, "SendZNSJourney", "sandbox-key", body.clone())
-            .await
-            .1["error_code"],
-        -112
-    );
+    assert_eq!(error_code(body.clone()).await, -112);
     body["template_data"] = json!({ "n": "5" });
     body["phone"] = json!("84111111111");
-    assert_eq!(
-        call(&base, "SendZNSJourney", "sandbox-key", body.clone())
-            .await
-            .1["error_code"],
-        -133
-    );
+    assert_eq!(error_code(body.clone()).await, -133);
     body["phone"] = json!("12");
-    assert_eq!(
-        call(&base, "SendZNSJourney", "sandbox-key", body.clone())
-            .await
-            .1["error_code"],
-        -108
-    );
+    assert_eq!(error_code(body.clone()).await, -108);
     // int64s as numbers, template_id as a string.
     body["phone"] = json!(PHONE);
     body["oa_id"] = json!(1234567890123u64);
     body["journey_id"] = json!(j["journey_id"].as_str().and_then(|s| s.parse::<u64>().ok()));
     body["template_id"] = json!("217489");
-    let (_, ok) = call(&base, "SendZNSJourney", "sandbox-key", body).await;
+    let (_, ok) = api(&base, "SendZNSJourney", body).await;
     assert_eq!(ok["error_code"], 0, "{ok}");
     assert_eq!(ok["oa_id"], OA);
     sb.stop().await;
