@@ -95,9 +95,7 @@ async fn happy_path_2000_rows(p: ProviderKind) {
 }
 
 async fn quota_pauses_and_resumes_next_day(p: ProviderKind) {
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 1000, |c| c.daily_quota = 300).await;
+    let (env, sb, path, _) = setup(p, "c.csv", 1000, |c| c.daily_quota = 300).await;
 
     let r = run(&env, &run_args(&path, "q", &sb, p, &[])).await;
     assert_eq!(r.code, 3, "{r}");
@@ -137,9 +135,7 @@ async fn quota_pauses_and_resumes_next_day(p: ProviderKind) {
 }
 
 async fn local_daily_quota_is_never_passed(p: ProviderKind) {
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 500, |_| {}).await;
+    let (env, sb, path, _) = setup(p, "c.csv", 500, |_| {}).await;
     let r = run(
         &env,
         &run_args(
@@ -214,9 +210,7 @@ async fn kill_9_mid_run_then_resume(p: ProviderKind) {
 }
 
 async fn faults_5xx_429_dropped_replies(p: ProviderKind) {
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 1000, |c| {
+    let (env, sb, path, _) = setup(p, "c.csv", 1000, |c| {
         c.faults = Faults {
             http_5xx: 0.10,
             http_429: 0.05,
@@ -246,9 +240,7 @@ async fn faults_5xx_429_dropped_replies(p: ProviderKind) {
 }
 
 async fn wrong_key_exits_1_without_showing_it(p: ProviderKind) {
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 50, |_| {}).await;
+    let (env, sb, path, _) = setup(p, "c.csv", 50, |_| {}).await;
     let wrong = "WRONG-KEY-must-not-appear-3c9d";
     let mut a = run_args(&path, "auth", &sb, p, &[]);
     a.extend(args(&["--api-key", wrong]));
@@ -287,9 +279,7 @@ async fn wrong_key_exits_1_without_showing_it(p: ProviderKind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_reuse_across_campaigns() {
     for p in [ProviderKind::Etelecom, ProviderKind::Zalo] {
-        let Setup {
-            env, sb, csv: path, ..
-        } = setup(p, "c.csv", 300, |_| {}).await;
+        let (env, sb, path, _) = setup(p, "c.csv", 300, |_| {}).await;
         let r = run(&env, &run_args(&path, "first", &sb, p, &[])).await;
         assert_eq!(r.code, 0, "{r}");
         assert_eq!(sb.stats().tokens_created, 300);
@@ -309,9 +299,7 @@ async fn token_reuse_across_campaigns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_tokens_are_refreshed_and_the_send_retried() {
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(ProviderKind::Etelecom, "c.csv", 100, |_| {}).await;
+    let (env, sb, path, _) = setup(ProviderKind::Etelecom, "c.csv", 100, |_| {}).await;
     let r = run(
         &env,
         &run_args(&path, "a", &sb, ProviderKind::Etelecom, &[]),
@@ -335,12 +323,7 @@ async fn expired_tokens_are_refreshed_and_the_send_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_phones_fail_with_code_and_the_rest_finish() {
-    let Setup {
-        env,
-        sb,
-        csv: path,
-        phones,
-    } = setup(ProviderKind::Etelecom, "c.csv", 200, |c| {
+    let (env, sb, path, phones) = setup(ProviderKind::Etelecom, "c.csv", 200, |c| {
         c.unknown_phone_suffixes = vec!["7".into()]
     })
     .await;
@@ -400,9 +383,7 @@ async fn bad_input_files_exit_2_and_a_changed_file_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_buys_and_sends_nothing() {
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(ProviderKind::Etelecom, "c.csv", 100, |_| {}).await;
+    let (env, sb, path, _) = setup(ProviderKind::Etelecom, "c.csv", 100, |_| {}).await;
     let r = run(
         &env,
         &run_args(
@@ -530,9 +511,7 @@ async fn validate_lists_every_bad_row_with_its_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_on_the_same_campaign_is_refused() {
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(ProviderKind::Etelecom, "c.csv", 400, |c| {
+    let (env, sb, path, _) = setup(ProviderKind::Etelecom, "c.csv", 400, |c| {
         c.latency = Duration::from_millis(20)
     })
     .await;

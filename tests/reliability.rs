@@ -108,9 +108,7 @@ async fn kill_loop(k: KillLoop) {
         .unwrap_or(20_261_123);
     let mut rng = StdRng::seed_from_u64(seed);
     let p = k.protocol;
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", k.rows, |c| {
+    let (env, sb, path, _) = setup(p, "c.csv", k.rows, |c| {
         c.latency = k.latency;
         c.faults = k.faults.clone();
         c.dedup = k.dedup;
@@ -311,9 +309,7 @@ async fn without_dedup_or_lookup_resend_can_duplicate_and_hold_cannot() {
     let p = ProviderKind::Etelecom;
     let mut measured = Vec::new();
     for policy in ["resend", "hold"] {
-        let Setup {
-            env, sb, csv: path, ..
-        } = setup(p, "c.csv", 300, |c| {
+        let (env, sb, path, _) = setup(p, "c.csv", 300, |c| {
             c.dedup = false;
             c.faults = Faults {
                 drop_reply: 0.1,
@@ -408,12 +404,7 @@ struct Scenario {
 const UNKNOWN_SUFFIX: &str = "77";
 
 async fn fault_scenario(p: ProviderKind, sc: Scenario) {
-    let Setup {
-        env,
-        mut sb,
-        csv: path,
-        phones,
-    } = setup(p, "c.csv", sc.rows, |c| {
+    let (env, mut sb, path, phones) = setup(p, "c.csv", sc.rows, |c| {
         c.latency = Duration::from_millis(1);
         c.faults = sc.faults.clone();
         c.unknown_phone_suffixes = vec![UNKNOWN_SUFFIX.into()];
@@ -546,15 +537,29 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
     sb.stop().await;
 }
 
-/// A 300-row scenario whose only trouble is the sandbox faults `set` turns on.
-fn faulty(name: &'static str, set: impl FnOnce(&mut Faults)) -> Scenario {
-    let mut faults = Faults::default();
-    set(&mut faults);
-    Scenario {
+/// A 300-row scenario that `set` shapes.
+fn scenario(name: &'static str, set: impl FnOnce(&mut Scenario)) -> Scenario {
+    let mut sc = Scenario {
         name,
         rows: 300,
-        faults,
         ..Scenario::default()
+    };
+    set(&mut sc);
+    sc
+}
+
+/// A 300-row scenario whose only trouble is the sandbox faults `set` turns on.
+fn faulty(name: &'static str, set: impl FnOnce(&mut Faults)) -> Scenario {
+    scenario(name, |sc| set(&mut sc.faults))
+}
+
+/// `base` against a provider without de-duplication: only lookups by
+/// tracking id stand between a lost reply and a duplicate.
+fn without_dedup(name: &'static str, base: Scenario) -> Scenario {
+    Scenario {
+        name,
+        no_dedup: true,
+        ..base
     }
 }
 
@@ -574,21 +579,15 @@ fn sc_429_retry_after() -> Scenario {
 }
 
 fn sc_refused_briefly() -> Scenario {
-    Scenario {
-        name: "connection_refused_600ms",
-        rows: 300,
-        down: Some((100, Duration::from_millis(600))),
-        ..Scenario::default()
-    }
+    scenario("connection_refused_600ms", |sc| {
+        sc.down = Some((100, Duration::from_millis(600)))
+    })
 }
 
 fn sc_refused_long() -> Scenario {
-    Scenario {
-        name: "connection_refused_4s",
-        rows: 300,
-        down: Some((100, Duration::from_secs(4))),
-        ..Scenario::default()
-    }
+    scenario("connection_refused_4s", |sc| {
+        sc.down = Some((100, Duration::from_secs(4)))
+    })
 }
 
 fn sc_timeouts() -> Scenario {
@@ -616,29 +615,20 @@ fn sc_slow_replies() -> Scenario {
 }
 
 fn sc_slow_replies_lookup_no_dedup() -> Scenario {
-    Scenario {
-        name: "replies_slower_than_the_timeout_lookup_without_dedup",
-        no_dedup: true,
-        ..sc_slow_replies()
-    }
+    without_dedup(
+        "replies_slower_than_the_timeout_lookup_without_dedup",
+        sc_slow_replies(),
+    )
 }
 
 fn sc_token_expiry() -> Scenario {
-    Scenario {
-        name: "tokens_expire_mid_run",
-        rows: 300,
-        expire_tokens_at: Some(120),
-        ..Scenario::default()
-    }
+    scenario("tokens_expire_mid_run", |sc| {
+        sc.expire_tokens_at = Some(120)
+    })
 }
 
 fn sc_quota() -> Scenario {
-    Scenario {
-        name: "quota_exhausted_mid_batch",
-        rows: 300,
-        quota: Some((60, 90)),
-        ..Scenario::default()
-    }
+    scenario("quota_exhausted_mid_batch", |sc| sc.quota = Some((60, 90)))
 }
 
 fn sc_all() -> Scenario {
@@ -663,38 +653,20 @@ fn sc_all() -> Scenario {
     }
 }
 
-/// The sandbox provider without de-duplication: only lookups by tracking id
-/// stand between a lost reply and a duplicate.
 fn sc_dropped_lookup_no_dedup() -> Scenario {
-    Scenario {
-        name: "dropped_replies_lookup_without_dedup",
-        no_dedup: true,
-        ..sc_dropped()
-    }
+    without_dedup("dropped_replies_lookup_without_dedup", sc_dropped())
 }
 
 fn sc_malformed_lookup_no_dedup() -> Scenario {
-    Scenario {
-        name: "malformed_replies_lookup_without_dedup",
-        no_dedup: true,
-        ..sc_malformed()
-    }
+    without_dedup("malformed_replies_lookup_without_dedup", sc_malformed())
 }
 
 fn sc_timeouts_lookup_no_dedup() -> Scenario {
-    Scenario {
-        name: "timeouts_lookup_without_dedup",
-        no_dedup: true,
-        ..sc_timeouts()
-    }
+    without_dedup("timeouts_lookup_without_dedup", sc_timeouts())
 }
 
 fn sc_all_lookup_no_dedup() -> Scenario {
-    Scenario {
-        name: "all_together_lookup_without_dedup",
-        no_dedup: true,
-        ..sc_all()
-    }
+    without_dedup("all_together_lookup_without_dedup", sc_all())
 }
 
 /// One test per (scenario, protocol), so a failure names both.
@@ -739,9 +711,8 @@ fault_matrix!(
 /// checkpoint, say how to resume, exit 3 — and leave nothing in doubt.
 async fn graceful_stop(sig: &str) {
     let p = ProviderKind::Etelecom;
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 400, |c| c.latency = Duration::from_millis(300)).await;
+    let (env, sb, path, _) =
+        setup(p, "c.csv", 400, |c| c.latency = Duration::from_millis(300)).await;
     let conc = 8u64;
     let child = Spawned::start(command(
         &env,
@@ -815,9 +786,7 @@ async fn ctrl_c_stops_gracefully_and_resume_finishes() {
 async fn sigterm_during_the_import_is_graceful() {
     let p = ProviderKind::Esms;
     let n = 40_000;
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", n, |_| {}).await;
+    let (env, sb, path, _) = setup(p, "c.csv", n, |_| {}).await;
     let child = Spawned::start(command(&env, &run_args(&path, "imp", &sb, p, &[])));
     let t0 = Instant::now();
     loop {
@@ -859,9 +828,7 @@ async fn sigterm_during_the_import_is_graceful() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_ctrl_c_exits_at_once_and_nothing_is_sent_twice() {
     let p = ProviderKind::Etelecom;
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 300, |c| c.latency = Duration::from_millis(2)).await;
+    let (env, sb, path, _) = setup(p, "c.csv", 300, |c| c.latency = Duration::from_millis(2)).await;
     let child = Spawned::start(command(
         &env,
         &human(run_args(&path, "twice", &sb, p, &["--concurrency", "8"])),
@@ -905,9 +872,7 @@ async fn second_ctrl_c_exits_at_once_and_nothing_is_sent_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_quota_day_turns_at_midnight_in_vietnam() {
     let p = ProviderKind::Etelecom;
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 250, |_| {}).await;
+    let (env, sb, path, _) = setup(p, "c.csv", 250, |_| {}).await;
     let midnight = quota::next_day_start(time::OffsetDateTime::now_utc());
     let quota = ["--daily-quota", "100"];
     let step =
@@ -977,9 +942,7 @@ fn quota_day(t: time::OffsetDateTime) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_started_together_one_runs_the_others_refuse() {
     let p = ProviderKind::Etelecom;
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 300, |c| c.latency = Duration::from_millis(5)).await;
+    let (env, sb, path, _) = setup(p, "c.csv", 300, |c| c.latency = Duration::from_millis(5)).await;
     let started: Vec<Spawned> = (0..3)
         .map(|_| Spawned::start(command(&env, &run_args(&path, "twin", &sb, p, &[]))))
         .collect();
@@ -1009,9 +972,8 @@ async fn runs_started_together_one_runs_the_others_refuse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_symlinked_state_path_is_still_locked() {
     let p = ProviderKind::Etelecom;
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 300, |c| c.latency = Duration::from_millis(10)).await;
+    let (env, sb, path, _) =
+        setup(p, "c.csv", 300, |c| c.latency = Duration::from_millis(10)).await;
     let first = Spawned::start(command(&env, &run_args(&path, "link", &sb, p, &[])));
     first.wait_accepted(&sb, 5).await;
     let link = env.path("link.sqlite");
@@ -1143,12 +1105,7 @@ async fn secrets_never_leave_and_phones_are_masked_in_logs() {
         ProviderKind::Zalo,
         ProviderKind::Esms,
     ] {
-        let Setup {
-            env,
-            sb,
-            csv: path,
-            phones,
-        } = setup(p, "c.csv", 60, |c| {
+        let (env, sb, path, phones) = setup(p, "c.csv", 60, |c| {
             c.faults = Faults {
                 http_5xx: 0.1,
                 http_429: 0.1,
@@ -1249,9 +1206,8 @@ fn disk_full_command(env: &Env, limit_bytes: u64, args: &[String]) -> tokio::pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_mid_run_exits_1_and_resume_finishes() {
     let p = ProviderKind::Etelecom;
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 1500, |c| c.latency = Duration::from_millis(1)).await;
+    let (env, sb, path, _) =
+        setup(p, "c.csv", 1500, |c| c.latency = Duration::from_millis(1)).await;
     // A first run sends some, then pauses on the local quota.
     let r = run(
         &env,
@@ -1294,9 +1250,7 @@ async fn disk_full_mid_run_exits_1_and_resume_finishes() {
 async fn read_only_state_exits_1_and_resumes_once_writable() {
     use std::os::unix::fs::PermissionsExt;
     let p = ProviderKind::Etelecom;
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", 300, |_| {}).await;
+    let (env, sb, path, _) = setup(p, "c.csv", 300, |_| {}).await;
     let r = run(
         &env,
         &run_args(&path, "ro", &sb, p, &["--daily-quota", "50"]),
@@ -1354,9 +1308,7 @@ async fn read_only_state_exits_1_and_resumes_once_writable() {
 async fn kill_during_import_then_resume_finishes_it() {
     let p = ProviderKind::Esms;
     let n = 40_000;
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(p, "c.csv", n, |_| {}).await;
+    let (env, sb, path, _) = setup(p, "c.csv", n, |_| {}).await;
     let mut child = command(
         &env,
         &run_args(&path, "imp", &sb, p, &["--concurrency", "64"]),

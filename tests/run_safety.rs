@@ -45,9 +45,7 @@ fn deliveries_per_phone(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(P, "bills.csv", 300, |_| {}).await;
+    let (env, sb, path, _) = setup(P, "bills.csv", 300, |_| {}).await;
     let t0 = morning();
     let deadline = (t0 + hours(6)).to_offset(time::macros::offset!(+7));
     let deadline_arg = format!(
@@ -117,9 +115,7 @@ async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(P, "d.csv", 50, |_| {}).await;
+    let (env, sb, path, _) = setup(P, "d.csv", 50, |_| {}).await;
     let t0 = morning();
 
     let r = run_at(
@@ -175,9 +171,8 @@ async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_holds_across_kill_9() {
-    let Setup {
-        env, sb, csv: path, ..
-    } = setup(P, "k.csv", 400, |c| c.latency = Duration::from_millis(15)).await;
+    let (env, sb, path, _) =
+        setup(P, "k.csv", 400, |c| c.latency = Duration::from_millis(15)).await;
     let t0 = morning();
     let mut child = command_at(
         &env,

@@ -32,6 +32,16 @@ pub(crate) async fn reply_json<T: serde::de::DeserializeOwned>(req: reqwest::Req
         .expect("reply json")
 }
 
+/// POST `{}` to `url` without a key; the response.
+pub(crate) async fn post_empty(url: String) -> reqwest::Response {
+    client()
+        .post(url)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request")
+}
+
 /// An eTelecom journey (token) for [`PHONE`] on OA "1".
 pub(crate) async fn etelecom_journey(sb: &Sandbox) -> Value {
     let req = client()
@@ -220,12 +230,7 @@ async fn timeout_hangs_then_504_and_stop_cuts_hangs_short() {
     })
     .await;
     let t = Instant::now();
-    let resp = client()
-        .post(format!("{}.Zalo/GetJourney", sb.base_url()))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("reply");
+    let resp = post_empty(format!("{}.Zalo/GetJourney", sb.base_url())).await;
     assert_eq!(resp.status().as_u16(), 504);
     assert!(t.elapsed() >= Duration::from_millis(150));
 

@@ -477,34 +477,21 @@ pub fn check_fates(rows: &[csv::StringRecord], stats: &Stats, records: usize) ->
     f
 }
 
-/// What most tests start from: a temp dir, a sandbox, a CSV in the dir.
-pub struct Setup {
-    pub env: Env,
-    pub sb: Sandbox,
-    /// The CSV of good rows.
-    pub csv: PathBuf,
-    /// Its normalised phones, in order.
-    pub phones: Vec<String>,
-}
-
-/// A sandbox speaking `protocol` (after `tweak`) and `csv_name`, a CSV of
-/// `rows` good rows (see [`write_csv`]), in a fresh [`Env`].
+/// What most tests start from, in a fresh [`Env`]: a sandbox speaking
+/// `protocol` (after `tweak`) and `csv_name`, a CSV of `rows` good rows (see
+/// [`write_csv`]). Returns the env, the sandbox, the CSV's path and its
+/// normalised phones in order.
 pub async fn setup(
     protocol: ProviderKind,
     csv_name: &str,
     rows: usize,
     tweak: impl FnOnce(&mut SandboxConfig),
-) -> Setup {
+) -> (Env, Sandbox, PathBuf, Vec<String>) {
     let env = Env::new();
     let sb = sandbox(protocol, tweak).await;
     let csv = env.path(csv_name);
     let phones = write_csv(&csv, 0, rows);
-    Setup {
-        env,
-        sb,
-        csv,
-        phones,
-    }
+    (env, sb, csv, phones)
 }
 
 /// Run the binary with its clock at `when` (see [`command_at`]).

@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::provider::{self, ProviderKind, ProviderSettings, Secret};
-use crate::sandbox::tests::{client, start};
-use crate::sandbox::{Faults, SandboxConfig};
+use crate::sandbox::tests::{client, post_empty, start};
+use crate::sandbox::{Faults, Sandbox, SandboxConfig};
 
 const OA: &str = "1234567890123";
 const PHONE: &str = "84987654321";
@@ -49,6 +49,14 @@ async fn token(base: &str, phone: &str) -> Value {
     v
 }
 
+/// A sandbox on `config`, its base URL and a journey for [`PHONE`].
+async fn with_journey(config: SandboxConfig) -> (Sandbox, String, Value) {
+    let sb = start(config).await;
+    let base = sb.base_url();
+    let j = token(&base, PHONE).await;
+    (sb, base, j)
+}
+
 fn send_body(journey_id: &Value, tracking: &str) -> Value {
     json!({
         "oa_id": OA, "journey_id": journey_id, "phone": PHONE,
@@ -59,9 +67,7 @@ fn send_body(journey_id: &Value, tracking: &str) -> Value {
 
 #[tokio::test]
 async fn happy_path_token_send_get_message() {
-    let sb = start(SandboxConfig::default()).await;
-    let base = sb.base_url();
-    let j = token(&base, PHONE).await;
+    let (sb, base, j) = with_journey(SandboxConfig::default()).await;
     assert_eq!(j["error_code"], 0);
     assert_ne!(j["id"], j["journey_id"], "id and journey_id must differ");
     assert!(j["journey_id"].is_string() && j["expired_at"].is_string());
@@ -206,12 +212,7 @@ async fn auth_failure_is_401_twirp() {
     .await;
     assert_eq!(s, 401);
     assert_eq!(v["code"], "unauthenticated");
-    let resp = client()
-        .post(format!("{}.Zalo/CreateJourney", sb.base_url()))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("request");
+    let resp = post_empty(format!("{}.Zalo/CreateJourney", sb.base_url())).await;
     assert_eq!(resp.status().as_u16(), 401);
     assert_eq!(sb.stats().auth_failures, 2);
     assert_eq!(sb.stats().tokens_created, 0);
@@ -249,13 +250,11 @@ async fn unknown_phone_and_partner_prefix() {
 #[tokio::test]
 async fn dedup_and_no_dedup() {
     for (dedup, deliveries, absorbed) in [(true, 1, 1), (false, 2, 0)] {
-        let sb = start(SandboxConfig {
+        let (sb, base, j) = with_journey(SandboxConfig {
             dedup,
             ..SandboxConfig::default()
         })
         .await;
-        let base = sb.base_url();
-        let j = token(&base, PHONE).await;
         let a = send(&base, &j["journey_id"], "t-1").await;
         let b = send(&base, &j["journey_id"], "t-1").await;
         assert_eq!(a["error_code"], 0);
@@ -272,13 +271,11 @@ async fn dedup_and_no_dedup() {
 
 #[tokio::test]
 async fn quota_then_next_day() {
-    let sb = start(SandboxConfig {
+    let (sb, base, j) = with_journey(SandboxConfig {
         daily_quota: 2,
         ..SandboxConfig::default()
     })
     .await;
-    let base = sb.base_url();
-    let j = token(&base, PHONE).await;
     for t in ["q1", "q2"] {
         let v = send(&base, &j["journey_id"], t).await;
         assert_eq!(v["error_code"], 0);
@@ -301,9 +298,7 @@ async fn quota_then_next_day() {
 
 #[tokio::test]
 async fn expired_tokens_are_rejected_and_show_past_expiry() {
-    let sb = start(SandboxConfig::default()).await;
-    let base = sb.base_url();
-    let j = token(&base, PHONE).await;
+    let (sb, base, j) = with_journey(SandboxConfig::default()).await;
     sb.expire_tokens();
     let v = send(&base, &j["journey_id"], "t").await;
     assert_eq!(v["error_code"], -133);
@@ -329,9 +324,7 @@ async fn expired_tokens_are_rejected_and_show_past_expiry() {
 
 #[tokio::test]
 async fn template_data_and_phone_checks() {
-    let sb = start(SandboxConfig::default()).await;
-    let base = sb.base_url();
-    let j = token(&base, PHONE).await;
+    let (sb, base, j) = with_journey(SandboxConfig::default()).await;
     let error_code = |body: Value| {
         let base = &base;
         async move { api(base, "SendZNSJourney", body).await.1["error_code"].clone() }
