@@ -149,21 +149,16 @@ async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
     .await;
     assert_eq!(r.code, 3, "{r}");
     // Within the 6 hours: resume continues (next quota day not needed, raise the cap).
-    let r = run_at(
-        &env,
-        &resume_args("d", &sb, P, &["--daily-quota", "30"]),
-        t0 + hours(5),
-    )
-    .await;
+    let quota_at = |quota: &str, when| {
+        let argv = resume_args("d", &sb, P, &["--daily-quota", quota]);
+        let env = &env;
+        async move { run_at(env, &argv, when).await }
+    };
+    let r = quota_at("30", t0 + hours(5)).await;
     assert_eq!(r.code, 3, "{r}");
     assert_eq!(r.json()["counts"]["sent"], 30, "{r}");
     // Past the 6 hours.
-    let r = run_at(
-        &env,
-        &resume_args("d", &sb, P, &["--daily-quota", "1000"]),
-        t0 + hours(7),
-    )
-    .await;
+    let r = quota_at("1000", t0 + hours(7)).await;
     assert_eq!(r.code, 4, "{r}");
     assert_eq!(r.json()["counts"]["expired"], 20, "{r}");
     assert_eq!(sb.stats().accepted, 30);

@@ -137,14 +137,18 @@ async fn real_adapter_round_trip() {
         callback_url: None,
     };
     let p = provider::build(settings).expect("adapter");
-    let tok = p
-        .create_token(&provider::TokenRequest {
-            oa_id: OA,
-            phone: PHONE,
-            token_type: "token_logistics_30",
-        })
-        .await
-        .expect("token");
+    let new_token = |token_type: &'static str| {
+        let p = &p;
+        async move {
+            let req = provider::TokenRequest {
+                oa_id: OA,
+                phone: PHONE,
+                token_type,
+            };
+            p.create_token(&req).await.expect("token")
+        }
+    };
+    let tok = new_token("token_logistics_30").await;
     assert!(tok.expires_at > time::OffsetDateTime::now_utc() + time::Duration::days(29));
     assert!(matches!(
         p.check_token(OA, &tok).await,
@@ -179,14 +183,7 @@ async fn real_adapter_round_trip() {
         drop_reply: 1.0,
         ..Faults::default()
     });
-    let tok2 = p
-        .create_token(&provider::TokenRequest {
-            oa_id: OA,
-            phone: PHONE,
-            token_type: "token_logistics_7",
-        })
-        .await
-        .expect("token");
+    let tok2 = new_token("token_logistics_7").await;
     let req2 = provider::SendRequest {
         tracking_id: "row-2",
         token: Some(&tok2),
