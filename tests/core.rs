@@ -95,10 +95,7 @@ async fn happy_path_2000_rows(p: ProviderKind) {
 }
 
 async fn quota_pauses_and_resumes_next_day(p: ProviderKind) {
-    let env = Env::new();
-    let sb = sandbox(p, |c| c.daily_quota = 300).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 1000);
+    let (env, sb, path, _) = setup(p, "c.csv", 1000, |c| c.daily_quota = 300).await;
 
     let r = run(&env, &run_args(&path, "q", &sb, p, &[])).await;
     assert_eq!(r.code, 3, "{r}");
@@ -134,15 +131,11 @@ async fn quota_pauses_and_resumes_next_day(p: ProviderKind) {
     };
     assert_eq!(day, 3, "1000 rows at 300/day finish on the 4th day");
     assert_eq!(r.json()["counts"]["sent"], 1000);
-    let rows = report_rows(&env, "q").await;
-    assert_exactly_once(&sb.stats(), &tracking_ids_in_state(&rows, "sent"), 1000);
+    assert_report_exactly_once(&env, &sb, "q", 1000).await;
 }
 
 async fn local_daily_quota_is_never_passed(p: ProviderKind) {
-    let env = Env::new();
-    let sb = sandbox(p, |_| {}).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 500);
+    let (env, sb, path, _) = setup(p, "c.csv", 500, |_| {}).await;
     let r = run(
         &env,
         &run_args(
@@ -217,8 +210,7 @@ async fn kill_9_mid_run_then_resume(p: ProviderKind) {
 }
 
 async fn faults_5xx_429_dropped_replies(p: ProviderKind) {
-    let env = Env::new();
-    let sb = sandbox(p, |c| {
+    let (env, sb, path, _) = setup(p, "c.csv", 1000, |c| {
         c.faults = Faults {
             http_5xx: 0.10,
             http_429: 0.05,
@@ -228,8 +220,6 @@ async fn faults_5xx_429_dropped_replies(p: ProviderKind) {
         c.seed = 42;
     })
     .await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 1000);
     let r = run(
         &env,
         &run_args(&path, "faults", &sb, p, &["--concurrency", "16"]),
@@ -250,10 +240,7 @@ async fn faults_5xx_429_dropped_replies(p: ProviderKind) {
 }
 
 async fn wrong_key_exits_1_without_showing_it(p: ProviderKind) {
-    let env = Env::new();
-    let sb = sandbox(p, |_| {}).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 50);
+    let (env, sb, path, _) = setup(p, "c.csv", 50, |_| {}).await;
     let wrong = "WRONG-KEY-must-not-appear-3c9d";
     let mut a = run_args(&path, "auth", &sb, p, &[]);
     a.extend(args(&["--api-key", wrong]));
@@ -292,10 +279,7 @@ async fn wrong_key_exits_1_without_showing_it(p: ProviderKind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_reuse_across_campaigns() {
     for p in [ProviderKind::Etelecom, ProviderKind::Zalo] {
-        let env = Env::new();
-        let sb = sandbox(p, |_| {}).await;
-        let path = env.path("c.csv");
-        write_csv(&path, 0, 300);
+        let (env, sb, path, _) = setup(p, "c.csv", 300, |_| {}).await;
         let r = run(&env, &run_args(&path, "first", &sb, p, &[])).await;
         assert_eq!(r.code, 0, "{r}");
         assert_eq!(sb.stats().tokens_created, 300);
@@ -315,10 +299,7 @@ async fn token_reuse_across_campaigns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_tokens_are_refreshed_and_the_send_retried() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 100);
+    let (env, sb, path, _) = setup(ProviderKind::Etelecom, "c.csv", 100, |_| {}).await;
     let r = run(
         &env,
         &run_args(&path, "a", &sb, ProviderKind::Etelecom, &[]),
@@ -342,13 +323,10 @@ async fn expired_tokens_are_refreshed_and_the_send_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_phones_fail_with_code_and_the_rest_finish() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |c| {
+    let (env, sb, path, phones) = setup(ProviderKind::Etelecom, "c.csv", 200, |c| {
         c.unknown_phone_suffixes = vec!["7".into()]
     })
     .await;
-    let path = env.path("c.csv");
-    let phones = write_csv(&path, 0, 200);
     let unknown = phones.iter().filter(|p| p.ends_with('7')).count();
     let r = run(
         &env,
@@ -405,10 +383,7 @@ async fn bad_input_files_exit_2_and_a_changed_file_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_buys_and_sends_nothing() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 100);
+    let (env, sb, path, _) = setup(ProviderKind::Etelecom, "c.csv", 100, |_| {}).await;
     let r = run(
         &env,
         &run_args(
@@ -536,13 +511,10 @@ async fn validate_lists_every_bad_row_with_its_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_on_the_same_campaign_is_refused() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |c| {
+    let (env, sb, path, _) = setup(ProviderKind::Etelecom, "c.csv", 400, |c| {
         c.latency = Duration::from_millis(20)
     })
     .await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 400);
     let p = ProviderKind::Etelecom;
     let mut first = command(
         &env,
@@ -559,8 +531,7 @@ async fn a_second_process_on_the_same_campaign_is_refused() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    let rows = report_rows(&env, "twin").await;
-    assert_exactly_once(&sb.stats(), &tracking_ids_in_state(&rows, "sent"), 400);
+    assert_report_exactly_once(&env, &sb, "twin", 400).await;
     assert!(sb
         .stats()
         .send_requests_per_tracking_id

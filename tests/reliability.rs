@@ -48,6 +48,32 @@ impl Spawned {
     async fn wait(self) -> Run {
         self.task.await.expect("zns-batch wait task")
     }
+
+    /// Wait (30 s at most, while it runs) until the sandbox has accepted
+    /// `target` messages.
+    async fn wait_accepted(&self, sb: &Sandbox, target: u64) {
+        let t0 = Instant::now();
+        while sb.stats_summary().accepted < target {
+            assert!(t0.elapsed() < Duration::from_secs(30) && self.running());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// `(imported_through_line, import_done)` of a campaign, read-only; `None`
+/// while the state file or the campaign does not exist yet.
+fn import_progress(env: &Env, campaign: &str) -> Option<(i64, i64)> {
+    let c = rusqlite::Connection::open_with_flags(
+        env.state(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()?;
+    c.query_row(
+        "SELECT imported_through_line, import_done FROM campaigns WHERE name = ?1",
+        [campaign],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+    )
+    .ok()
 }
 
 fn repeats(stats: &zns_batch::sandbox::Stats) -> u64 {
@@ -82,16 +108,13 @@ async fn kill_loop(k: KillLoop) {
         .unwrap_or(20_261_123);
     let mut rng = StdRng::seed_from_u64(seed);
     let p = k.protocol;
-    let env = Env::new();
-    let sb = sandbox(p, |c| {
+    let (env, sb, path, _) = setup(p, "c.csv", k.rows, |c| {
         c.latency = k.latency;
         c.faults = k.faults.clone();
         c.dedup = k.dedup;
         c.seed = seed;
     })
     .await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, k.rows);
     let conc = k.concurrency.to_string();
     let mut extra = vec!["--concurrency", conc.as_str(), "--backoff", "10ms"];
     if k.in_doubt_hold {
@@ -163,9 +186,7 @@ async fn kill_loop(k: KillLoop) {
         last = run(&env, &base("resume")).await;
     }
     let wall = t0.elapsed();
-    let rows = report_rows(&env, "kill").await;
-    let stats = sb.stats();
-    let fates = check_fates(&rows, &stats, k.rows);
+    let (rows, stats, fates) = fates_of(&env, &sb, "kill", k.rows).await;
     assert_eq!(integrity(&env.state()), "ok", "seed {seed}");
     let resent = repeats(&stats);
     let twice_bought = stats
@@ -288,8 +309,7 @@ async fn without_dedup_or_lookup_resend_can_duplicate_and_hold_cannot() {
     let p = ProviderKind::Etelecom;
     let mut measured = Vec::new();
     for policy in ["resend", "hold"] {
-        let env = Env::new();
-        let sb = sandbox(p, |c| {
+        let (env, sb, path, _) = setup(p, "c.csv", 300, |c| {
             c.dedup = false;
             c.faults = Faults {
                 drop_reply: 0.1,
@@ -297,8 +317,6 @@ async fn without_dedup_or_lookup_resend_can_duplicate_and_hold_cannot() {
             };
         })
         .await;
-        let path = env.path("c.csv");
-        write_csv(&path, 0, 300);
         let r = run(
             &env,
             &run_args(&path, "nd", &sb, p, &["--in-doubt", policy]),
@@ -386,8 +404,7 @@ struct Scenario {
 const UNKNOWN_SUFFIX: &str = "77";
 
 async fn fault_scenario(p: ProviderKind, sc: Scenario) {
-    let env = Env::new();
-    let mut sb = sandbox(p, |c| {
+    let (env, mut sb, path, phones) = setup(p, "c.csv", sc.rows, |c| {
         c.latency = Duration::from_millis(1);
         c.faults = sc.faults.clone();
         c.unknown_phone_suffixes = vec![UNKNOWN_SUFFIX.into()];
@@ -395,8 +412,6 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
         c.seed = 7;
     })
     .await;
-    let path = env.path("c.csv");
-    let phones = write_csv(&path, 0, sc.rows);
     let unknown = phones
         .iter()
         .filter(|p| p.ends_with(UNKNOWN_SUFFIX))
@@ -475,9 +490,7 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
     };
     let wall = t0.elapsed();
     assert_eq!(last.json()["result"], "finished", "{last}");
-    let rows = report_rows(&env, "f").await;
-    let stats = sb.stats();
-    let fates = check_fates(&rows, &stats, sc.rows);
+    let (_, stats, fates) = fates_of(&env, &sb, "f", sc.rows).await;
     eprintln!(
         "measured: faults {} {p}: {} rows, wall {:.1}s, {runs} runs (pauses {pauses:?}); sent {} failed {} \
          (unknown phones {unknown}), duplicates {}, lost {}; faults injected {:?}, resent under same tracking id {}, \
@@ -524,15 +537,29 @@ async fn fault_scenario(p: ProviderKind, sc: Scenario) {
     sb.stop().await;
 }
 
-/// A 300-row scenario whose only trouble is the sandbox faults `set` turns on.
-fn faulty(name: &'static str, set: impl FnOnce(&mut Faults)) -> Scenario {
-    let mut faults = Faults::default();
-    set(&mut faults);
-    Scenario {
+/// A 300-row scenario that `set` shapes.
+fn scenario(name: &'static str, set: impl FnOnce(&mut Scenario)) -> Scenario {
+    let mut sc = Scenario {
         name,
         rows: 300,
-        faults,
         ..Scenario::default()
+    };
+    set(&mut sc);
+    sc
+}
+
+/// A 300-row scenario whose only trouble is the sandbox faults `set` turns on.
+fn faulty(name: &'static str, set: impl FnOnce(&mut Faults)) -> Scenario {
+    scenario(name, |sc| set(&mut sc.faults))
+}
+
+/// `base` against a provider without de-duplication: only lookups by
+/// tracking id stand between a lost reply and a duplicate.
+fn without_dedup(name: &'static str, base: Scenario) -> Scenario {
+    Scenario {
+        name,
+        no_dedup: true,
+        ..base
     }
 }
 
@@ -552,21 +579,15 @@ fn sc_429_retry_after() -> Scenario {
 }
 
 fn sc_refused_briefly() -> Scenario {
-    Scenario {
-        name: "connection_refused_600ms",
-        rows: 300,
-        down: Some((100, Duration::from_millis(600))),
-        ..Scenario::default()
-    }
+    scenario("connection_refused_600ms", |sc| {
+        sc.down = Some((100, Duration::from_millis(600)))
+    })
 }
 
 fn sc_refused_long() -> Scenario {
-    Scenario {
-        name: "connection_refused_4s",
-        rows: 300,
-        down: Some((100, Duration::from_secs(4))),
-        ..Scenario::default()
-    }
+    scenario("connection_refused_4s", |sc| {
+        sc.down = Some((100, Duration::from_secs(4)))
+    })
 }
 
 fn sc_timeouts() -> Scenario {
@@ -594,29 +615,20 @@ fn sc_slow_replies() -> Scenario {
 }
 
 fn sc_slow_replies_lookup_no_dedup() -> Scenario {
-    Scenario {
-        name: "replies_slower_than_the_timeout_lookup_without_dedup",
-        no_dedup: true,
-        ..sc_slow_replies()
-    }
+    without_dedup(
+        "replies_slower_than_the_timeout_lookup_without_dedup",
+        sc_slow_replies(),
+    )
 }
 
 fn sc_token_expiry() -> Scenario {
-    Scenario {
-        name: "tokens_expire_mid_run",
-        rows: 300,
-        expire_tokens_at: Some(120),
-        ..Scenario::default()
-    }
+    scenario("tokens_expire_mid_run", |sc| {
+        sc.expire_tokens_at = Some(120)
+    })
 }
 
 fn sc_quota() -> Scenario {
-    Scenario {
-        name: "quota_exhausted_mid_batch",
-        rows: 300,
-        quota: Some((60, 90)),
-        ..Scenario::default()
-    }
+    scenario("quota_exhausted_mid_batch", |sc| sc.quota = Some((60, 90)))
 }
 
 fn sc_all() -> Scenario {
@@ -641,38 +653,20 @@ fn sc_all() -> Scenario {
     }
 }
 
-/// The sandbox provider without de-duplication: only lookups by tracking id
-/// stand between a lost reply and a duplicate.
 fn sc_dropped_lookup_no_dedup() -> Scenario {
-    Scenario {
-        name: "dropped_replies_lookup_without_dedup",
-        no_dedup: true,
-        ..sc_dropped()
-    }
+    without_dedup("dropped_replies_lookup_without_dedup", sc_dropped())
 }
 
 fn sc_malformed_lookup_no_dedup() -> Scenario {
-    Scenario {
-        name: "malformed_replies_lookup_without_dedup",
-        no_dedup: true,
-        ..sc_malformed()
-    }
+    without_dedup("malformed_replies_lookup_without_dedup", sc_malformed())
 }
 
 fn sc_timeouts_lookup_no_dedup() -> Scenario {
-    Scenario {
-        name: "timeouts_lookup_without_dedup",
-        no_dedup: true,
-        ..sc_timeouts()
-    }
+    without_dedup("timeouts_lookup_without_dedup", sc_timeouts())
 }
 
 fn sc_all_lookup_no_dedup() -> Scenario {
-    Scenario {
-        name: "all_together_lookup_without_dedup",
-        no_dedup: true,
-        ..sc_all()
-    }
+    without_dedup("all_together_lookup_without_dedup", sc_all())
 }
 
 /// One test per (scenario, protocol), so a failure names both.
@@ -717,20 +711,14 @@ fault_matrix!(
 /// checkpoint, say how to resume, exit 3 — and leave nothing in doubt.
 async fn graceful_stop(sig: &str) {
     let p = ProviderKind::Etelecom;
-    let env = Env::new();
-    let sb = sandbox(p, |c| c.latency = Duration::from_millis(300)).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 400);
+    let (env, sb, path, _) =
+        setup(p, "c.csv", 400, |c| c.latency = Duration::from_millis(300)).await;
     let conc = 8u64;
     let child = Spawned::start(command(
         &env,
         &human(run_args(&path, "grace", &sb, p, &["--concurrency", "8"])),
     ));
-    let t0 = Instant::now();
-    while sb.stats_summary().accepted < 12 {
-        assert!(t0.elapsed() < Duration::from_secs(30) && child.running());
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    child.wait_accepted(&sb, 12).await;
     let at_signal = sb.stats_summary().accepted;
     let signalled = Instant::now();
     signal(child.pid, sig);
@@ -759,9 +747,7 @@ async fn graceful_stop(sig: &str) {
     )
     .await;
     assert_eq!(r.code, 0, "{r}");
-    let rows = report_rows(&env, "grace").await;
-    let stats = sb.stats();
-    let fates = check_fates(&rows, &stats, 400);
+    let (_, stats, fates) = fates_of(&env, &sb, "grace", 400).await;
     assert_eq!(fates.sent, 400);
     let resent = repeats(&stats);
     assert_eq!(resent, 0, "a graceful stop leaves no row to resend");
@@ -774,11 +760,8 @@ async fn graceful_stop(sig: &str) {
     assert_eq!(rebought, 0, "a graceful stop loses no token it paid for");
     eprintln!(
         "measured: SIG{sig}: exit 3 {:.2}s after the signal (requests take 0.3s), {at_signal} accepted at the signal, \
-         {after} when it exited, in_flight left 0; resume: sent {} duplicates {} lost {} resent {resent}",
+         {after} when it exited, in_flight left 0; resume: {fates} resent {resent}",
         stop_time.as_secs_f64(),
-        fates.sent,
-        fates.duplicates,
-        fates.lost
     );
     assert!(
         stop_time < Duration::from_secs(5),
@@ -802,30 +785,14 @@ async fn ctrl_c_stops_gracefully_and_resume_finishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_the_import_is_graceful() {
     let p = ProviderKind::Esms;
-    let env = Env::new();
-    let sb = sandbox(p, |_| {}).await;
-    let path = env.path("c.csv");
     let n = 40_000;
-    write_csv(&path, 0, n);
+    let (env, sb, path, _) = setup(p, "c.csv", n, |_| {}).await;
     let child = Spawned::start(command(&env, &run_args(&path, "imp", &sb, p, &[])));
     let t0 = Instant::now();
     loop {
         assert!(t0.elapsed() < Duration::from_secs(60) && child.running());
-        let importing = rusqlite::Connection::open_with_flags(
-            env.state(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .ok()
-        .and_then(|c| {
-            c.query_row(
-                "SELECT import_done FROM campaigns WHERE name = 'imp'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .ok()
-        });
-        match importing {
-            Some(0) => break,
+        match import_progress(&env, "imp") {
+            Some((_, 0)) => break,
             Some(_) => panic!("the import finished before the signal: make the file bigger"),
             None => tokio::time::sleep(Duration::from_millis(1)).await,
         }
@@ -853,8 +820,7 @@ async fn sigterm_during_the_import_is_graceful() {
     assert_eq!(r.code, 3, "{r}");
     assert_eq!(r.json()["counts"]["total"].as_u64(), Some(n as u64), "{r}");
     assert_eq!(r.json()["counts"]["sent"], 500, "{r}");
-    let rows = report_rows(&env, "imp").await;
-    let fates = check_fates(&rows, &sb.stats(), n);
+    let (_, _, fates) = fates_of(&env, &sb, "imp", n).await;
     assert_eq!(fates.sent, 500);
 }
 
@@ -862,19 +828,12 @@ async fn sigterm_during_the_import_is_graceful() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_ctrl_c_exits_at_once_and_nothing_is_sent_twice() {
     let p = ProviderKind::Etelecom;
-    let env = Env::new();
-    let sb = sandbox(p, |c| c.latency = Duration::from_millis(2)).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 300);
+    let (env, sb, path, _) = setup(p, "c.csv", 300, |c| c.latency = Duration::from_millis(2)).await;
     let child = Spawned::start(command(
         &env,
         &human(run_args(&path, "twice", &sb, p, &["--concurrency", "8"])),
     ));
-    let t0 = Instant::now();
-    while sb.stats_summary().accepted < 20 {
-        assert!(t0.elapsed() < Duration::from_secs(30) && child.running());
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    child.wait_accepted(&sb, 20).await;
     // Every request from now on hangs for 5 s: a first Ctrl-C would wait.
     sb.set_latency(Duration::from_secs(5));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -894,18 +853,13 @@ async fn second_ctrl_c_exits_at_once_and_nothing_is_sent_twice() {
     sb.set_latency(Duration::from_millis(1));
     let r = run(&env, &resume_args("twice", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
-    let rows = report_rows(&env, "twice").await;
-    let stats = sb.stats();
-    let fates = check_fates(&rows, &stats, 300);
+    let (_, stats, fates) = fates_of(&env, &sb, "twice", 300).await;
     assert_eq!(fates.sent, 300);
     assert_eq!(integrity(&env.state()), "ok");
     eprintln!(
-        "measured: second Ctrl-C: exit 3 after {:.2}s (requests hanging 5s); resume: sent {} duplicates {} lost {}, \
+        "measured: second Ctrl-C: exit 3 after {:.2}s (requests hanging 5s); resume: {fates}, \
          resent under the same tracking id {}",
         quit.as_secs_f64(),
-        fates.sent,
-        fates.duplicates,
-        fates.lost,
         repeats(&stats)
     );
 }
@@ -918,10 +872,7 @@ async fn second_ctrl_c_exits_at_once_and_nothing_is_sent_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_quota_day_turns_at_midnight_in_vietnam() {
     let p = ProviderKind::Etelecom;
-    let env = Env::new();
-    let sb = sandbox(p, |_| {}).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 250);
+    let (env, sb, path, _) = setup(p, "c.csv", 250, |_| {}).await;
     let midnight = quota::next_day_start(time::OffsetDateTime::now_utc());
     let quota = ["--daily-quota", "100"];
     let step =
@@ -969,8 +920,7 @@ async fn local_quota_day_turns_at_midnight_in_vietnam() {
     )
     .await;
     assert_eq!(r.code, 0, "{r}");
-    let rows = report_rows(&env, "day").await;
-    let fates = check_fates(&rows, &sb.stats(), 250);
+    let (_, _, fates) = fates_of(&env, &sb, "day", 250).await;
     assert_eq!(fates.sent, 250);
     eprintln!(
         "measured: quota day rollover: 100/100/50 over three OA days, nothing sent 3 s before midnight, \
@@ -992,10 +942,7 @@ fn quota_day(t: time::OffsetDateTime) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_started_together_one_runs_the_others_refuse() {
     let p = ProviderKind::Etelecom;
-    let env = Env::new();
-    let sb = sandbox(p, |c| c.latency = Duration::from_millis(5)).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 300);
+    let (env, sb, path, _) = setup(p, "c.csv", 300, |c| c.latency = Duration::from_millis(5)).await;
     let started: Vec<Spawned> = (0..3)
         .map(|_| Spawned::start(command(&env, &run_args(&path, "twin", &sb, p, &[]))))
         .collect();
@@ -1015,31 +962,20 @@ async fn runs_started_together_one_runs_the_others_refuse() {
     for r in runs.iter().filter(|r| r.code == 2) {
         assert!(r.stderr.contains("another zns-batch process"), "{r}");
     }
-    let rows = report_rows(&env, "twin").await;
-    let stats = sb.stats();
-    let fates = check_fates(&rows, &stats, 300);
+    let (_, stats, fates) = fates_of(&env, &sb, "twin", 300).await;
     assert_eq!(fates.sent, 300);
     assert_eq!(repeats(&stats), 0, "no request was repeated");
-    eprintln!(
-        "measured: 3 processes at once: exits {codes:?}, sent {} duplicates {} lost {}",
-        fates.sent, fates.duplicates, fates.lost
-    );
+    eprintln!("measured: 3 processes at once: exits {codes:?}, {fates}",);
 }
 
 /// The same state file reached through a symlink is the same campaign.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_symlinked_state_path_is_still_locked() {
     let p = ProviderKind::Etelecom;
-    let env = Env::new();
-    let sb = sandbox(p, |c| c.latency = Duration::from_millis(10)).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 300);
+    let (env, sb, path, _) =
+        setup(p, "c.csv", 300, |c| c.latency = Duration::from_millis(10)).await;
     let first = Spawned::start(command(&env, &run_args(&path, "link", &sb, p, &[])));
-    let t0 = Instant::now();
-    while sb.stats_summary().accepted < 5 {
-        assert!(t0.elapsed() < Duration::from_secs(30) && first.running());
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    first.wait_accepted(&sb, 5).await;
     let link = env.path("link.sqlite");
     std::os::unix::fs::symlink(env.state(), &link).unwrap();
     let cmd = command_with_state(&env, &link, &resume_args("link", &sb, p, &[]));
@@ -1048,9 +984,7 @@ async fn a_symlinked_state_path_is_still_locked() {
     assert!(r.stderr.contains("another zns-batch process"), "{r}");
     let r = first.wait().await;
     assert_eq!(r.code, 0, "{r}");
-    let rows = report_rows(&env, "link").await;
-    let stats = sb.stats();
-    check_fates(&rows, &stats, 300);
+    let (_, stats, _) = fates_of(&env, &sb, "link", 300).await;
     assert_eq!(repeats(&stats), 0);
 }
 
@@ -1131,9 +1065,7 @@ async fn hostile_csv_rows_are_rejected_with_reasons_and_the_rest_sent() {
         Some(rejects.len() as u64),
         "validate and run agree: {r}"
     );
-    let rows = report_rows(&env, "hostile").await;
-    let stats = sb.stats();
-    let fates = check_fates(&rows, &stats, records.len());
+    let (rows, _, fates) = fates_of(&env, &sb, "hostile", records.len()).await;
     for row in &rows {
         let line: u64 = row[R_LINE].parse().unwrap();
         let want = expect
@@ -1173,8 +1105,7 @@ async fn secrets_never_leave_and_phones_are_masked_in_logs() {
         ProviderKind::Zalo,
         ProviderKind::Esms,
     ] {
-        let env = Env::new();
-        let sb = sandbox(p, |c| {
+        let (env, sb, path, phones) = setup(p, "c.csv", 60, |c| {
             c.faults = Faults {
                 http_5xx: 0.1,
                 http_429: 0.1,
@@ -1185,8 +1116,6 @@ async fn secrets_never_leave_and_phones_are_masked_in_logs() {
             c.unknown_phone_suffixes = vec!["3".into()];
         })
         .await;
-        let path = env.path("c.csv");
-        let phones = write_csv(&path, 0, 60);
         let mut outputs = Vec::new();
         // -vv: debug logs; a wrong key first, then the right one via the flag.
         let mut a = run_args(&path, "s", &sb, p, &[]);
@@ -1277,10 +1206,8 @@ fn disk_full_command(env: &Env, limit_bytes: u64, args: &[String]) -> tokio::pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_mid_run_exits_1_and_resume_finishes() {
     let p = ProviderKind::Etelecom;
-    let env = Env::new();
-    let sb = sandbox(p, |c| c.latency = Duration::from_millis(1)).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 1500);
+    let (env, sb, path, _) =
+        setup(p, "c.csv", 1500, |c| c.latency = Duration::from_millis(1)).await;
     // A first run sends some, then pauses on the local quota.
     let r = run(
         &env,
@@ -1306,18 +1233,13 @@ async fn disk_full_mid_run_exits_1_and_resume_finishes() {
     assert_eq!(integrity(&env.state()), "ok");
     let r = run(&env, &resume_args("full", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
-    let rows = report_rows(&env, "full").await;
-    let stats = sb.stats();
-    let fates = check_fates(&rows, &stats, 1500);
+    let (_, stats, fates) = fates_of(&env, &sb, "full", 1500).await;
     assert_eq!(fates.sent, 1500);
     assert_eq!(integrity(&env.state()), "ok");
     eprintln!(
-        "measured: disk full: exit 1 after {} accepted ({message}); resume: sent {} duplicates {} lost {}, \
+        "measured: disk full: exit 1 after {} accepted ({message}); resume: {fates}, \
          resent under the same tracking id {}",
         accepted_while_full,
-        fates.sent,
-        fates.duplicates,
-        fates.lost,
         repeats(&stats)
     );
 }
@@ -1328,10 +1250,7 @@ async fn disk_full_mid_run_exits_1_and_resume_finishes() {
 async fn read_only_state_exits_1_and_resumes_once_writable() {
     use std::os::unix::fs::PermissionsExt;
     let p = ProviderKind::Etelecom;
-    let env = Env::new();
-    let sb = sandbox(p, |_| {}).await;
-    let path = env.path("c.csv");
-    write_csv(&path, 0, 300);
+    let (env, sb, path, _) = setup(p, "c.csv", 300, |_| {}).await;
     let r = run(
         &env,
         &run_args(&path, "ro", &sb, p, &["--daily-quota", "50"]),
@@ -1375,15 +1294,9 @@ async fn read_only_state_exits_1_and_resumes_once_writable() {
     assert_eq!(integrity(&env.state()), "ok");
     let r = run(&env, &resume_args("ro", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
-    let rows = report_rows(&env, "ro").await;
-    let fates = check_fates(&rows, &sb.stats(), 300);
+    let (_, _, fates) = fates_of(&env, &sb, "ro", 300).await;
     assert_eq!(fates.sent, 300);
-    eprintln!(
-        "measured: read-only state: exit 1, 0 requests ({message}); resume: sent {} duplicates {} lost {}",
-        fates.sent,
-        fates.duplicates,
-        fates.lost
-    );
+    eprintln!("measured: read-only state: exit 1, 0 requests ({message}); resume: {fates}",);
 }
 
 // ===== kill during the import =================================================
@@ -1394,11 +1307,8 @@ async fn read_only_state_exits_1_and_resumes_once_writable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_import_then_resume_finishes_it() {
     let p = ProviderKind::Esms;
-    let env = Env::new();
-    let sb = sandbox(p, |_| {}).await;
-    let path = env.path("c.csv");
     let n = 40_000;
-    write_csv(&path, 0, n);
+    let (env, sb, path, _) = setup(p, "c.csv", n, |_| {}).await;
     let mut child = command(
         &env,
         &run_args(&path, "imp", &sb, p, &["--concurrency", "64"]),
@@ -1412,20 +1322,7 @@ async fn kill_during_import_then_resume_finishes_it() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("ended before the kill: {status}");
         }
-        let seen = rusqlite::Connection::open_with_flags(
-            env.state(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .ok()
-        .and_then(|c| {
-            c.query_row(
-                "SELECT imported_through_line, import_done FROM campaigns WHERE name = 'imp'",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .ok()
-        });
-        match seen {
+        match import_progress(&env, "imp") {
             Some((line, 0)) if line > 0 => break line,
             Some((_, 1)) => panic!("the import finished before the kill: make the file bigger"),
             _ => tokio::time::sleep(Duration::from_millis(1)).await,

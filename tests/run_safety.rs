@@ -45,10 +45,7 @@ fn deliveries_per_phone(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let path = env.path("bills.csv");
-    write_csv(&path, 0, 300);
+    let (env, sb, path, _) = setup(P, "bills.csv", 300, |_| {}).await;
     let t0 = morning();
     let deadline = (t0 + hours(6)).to_offset(time::macros::offset!(+7));
     let deadline_arg = format!(
@@ -61,7 +58,7 @@ async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
     );
 
     // First night: the local quota stops it after 100 messages.
-    let r = run_with(command_at(
+    let r = run_at(
         &env,
         &run_args(
             &path,
@@ -71,7 +68,7 @@ async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
             &["--not-after", &deadline_arg, "--daily-quota", "100"],
         ),
         t0,
-    ))
+    )
     .await;
     assert_eq!(r.code, 3, "{r}");
     assert_eq!(sb.stats().accepted, 100);
@@ -84,12 +81,7 @@ async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
 
     // Restored from backup a day late: the resume sends nothing.
     let before = sb.stats();
-    let r = run_with(command_at(
-        &env,
-        &resume_args("bills", &sb, P, &[]),
-        t0 + hours(30),
-    ))
-    .await;
+    let r = run_at(&env, &resume_args("bills", &sb, P, &[]), t0 + hours(30)).await;
     assert_eq!(r.code, 4, "expired campaigns exit 4: {r}");
     let s = r.json();
     assert_eq!(s["result"], "expired", "{r}");
@@ -115,7 +107,7 @@ async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
 
     // Human summary says so too, and a further resume is a no-op.
     let argv = human(resume_args("bills", &sb, P, &[]));
-    let r = run_with(command_at(&env, &argv, t0 + hours(31))).await;
+    let r = run_at(&env, &argv, t0 + hours(31)).await;
     assert_eq!(r.code, 4, "{r}");
     assert!(r.stdout.contains("expired"), "{r}");
     assert_eq!(sb.stats().send_requests, before.send_requests);
@@ -123,17 +115,14 @@ async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let path = env.path("d.csv");
-    write_csv(&path, 0, 50);
+    let (env, sb, path, _) = setup(P, "d.csv", 50, |_| {}).await;
     let t0 = morning();
 
-    let r = run_with(command_at(
+    let r = run_at(
         &env,
         &run_args(&path, "late", &sb, P, &["--not-after", "2020-01-01T08:00"]),
         t0,
-    ))
+    )
     .await;
     assert_eq!(r.code, 2, "a deadline in the past is a mistake: {r}");
     assert!(r.stderr.contains("already past"), "{r}");
@@ -146,7 +135,7 @@ async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
     assert!(r.stderr.contains("2026-11-24T08:00+07:00"), "hint: {r}");
     assert_eq!(sb.stats().send_requests, 0);
 
-    let r = run_with(command_at(
+    let r = run_at(
         &env,
         &run_args(
             &path,
@@ -156,25 +145,20 @@ async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
             &["--valid-for", "6h", "--daily-quota", "20"],
         ),
         t0,
-    ))
+    )
     .await;
     assert_eq!(r.code, 3, "{r}");
     // Within the 6 hours: resume continues (next quota day not needed, raise the cap).
-    let r = run_with(command_at(
-        &env,
-        &resume_args("d", &sb, P, &["--daily-quota", "30"]),
-        t0 + hours(5),
-    ))
-    .await;
+    let quota_at = |quota: &str, when| {
+        let argv = resume_args("d", &sb, P, &["--daily-quota", quota]);
+        let env = &env;
+        async move { run_at(env, &argv, when).await }
+    };
+    let r = quota_at("30", t0 + hours(5)).await;
     assert_eq!(r.code, 3, "{r}");
     assert_eq!(r.json()["counts"]["sent"], 30, "{r}");
     // Past the 6 hours.
-    let r = run_with(command_at(
-        &env,
-        &resume_args("d", &sb, P, &["--daily-quota", "1000"]),
-        t0 + hours(7),
-    ))
-    .await;
+    let r = quota_at("1000", t0 + hours(7)).await;
     assert_eq!(r.code, 4, "{r}");
     assert_eq!(r.json()["counts"]["expired"], 20, "{r}");
     assert_eq!(sb.stats().accepted, 30);
@@ -182,10 +166,8 @@ async fn valid_for_sets_a_deadline_and_a_past_deadline_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_holds_across_kill_9() {
-    let env = Env::new();
-    let sb = sandbox(P, |c| c.latency = Duration::from_millis(15)).await;
-    let path = env.path("k.csv");
-    write_csv(&path, 0, 400);
+    let (env, sb, path, _) =
+        setup(P, "k.csv", 400, |c| c.latency = Duration::from_millis(15)).await;
     let t0 = morning();
     let mut child = command_at(
         &env,
@@ -204,12 +186,7 @@ async fn deadline_holds_across_kill_9() {
     kill_9(child).await;
     let before = sb.stats();
 
-    let r = run_with(command_at(
-        &env,
-        &resume_args("k", &sb, P, &[]),
-        t0 + hours(3),
-    ))
-    .await;
+    let r = run_at(&env, &resume_args("k", &sb, P, &[]), t0 + hours(3)).await;
     assert_eq!(r.code, 4, "{r}");
     let after = sb.stats();
     assert_eq!(
@@ -244,7 +221,7 @@ async fn overlapping_campaigns_send_once_per_phone_within_the_interval() {
     write_csv(&b, 100, 200); // phones 100..300: 100 overlap
     let t0 = morning();
 
-    let r = run_with(command_at(&env, &run_args(&a, "a", &sb, P, &[]), t0)).await;
+    let r = run_at(&env, &run_args(&a, "a", &sb, P, &[]), t0).await;
     assert_eq!(r.code, 0, "{r}");
 
     // The plan already says how many would be skipped.
@@ -255,22 +232,12 @@ async fn overlapping_campaigns_send_once_per_phone_within_the_interval() {
         "token_logistics_30",
     ];
     let dry_run = [&cap[..], &["--dry-run"]].concat();
-    let r = run_with(command_at(
-        &env,
-        &run_args(&b, "b", &sb, P, &dry_run),
-        t0 + hours(1),
-    ))
-    .await;
+    let r = run_at(&env, &run_args(&b, "b", &sb, P, &dry_run), t0 + hours(1)).await;
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(r.json()["would_skip_min_interval"], 100, "{r}");
 
     let tokens_before = sb.stats().tokens_created;
-    let r = run_with(command_at(
-        &env,
-        &run_args(&b, "b", &sb, P, &cap),
-        t0 + hours(1),
-    ))
-    .await;
+    let r = run_at(&env, &run_args(&b, "b", &sb, P, &cap), t0 + hours(1)).await;
     assert_eq!(r.code, 0, "skips are a normal outcome: {r}");
     let s = r.json();
     assert_eq!(s["counts"]["sent"], 100, "{r}");
@@ -304,11 +271,11 @@ async fn overlapping_campaigns_send_once_per_phone_within_the_interval() {
     // After the interval, the same phones may hear from the OA again.
     let c = env.path("c.csv");
     write_csv(&c, 150, 100);
-    let r = run_with(command_at(
+    let r = run_at(
         &env,
         &run_args(&c, "c", &sb, P, &["--min-interval-per-phone", "24h"]),
         t0 + hours(26),
-    ))
+    )
     .await;
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(r.json()["counts"]["sent"], 100, "{r}");

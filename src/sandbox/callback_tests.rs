@@ -11,10 +11,10 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::tests::{client, start};
+use super::tests::{
+    client, esms_send_body, etelecom_journey, etelecom_send, reply_json, sandbox_args, start, PHONE,
+};
 use super::*;
-
-const PHONE: &str = "84987654321";
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -91,29 +91,32 @@ fn fast() -> CallbackSettings {
 }
 
 async fn zalo_send(sb: &Sandbox, tracking: &str) -> Value {
-    let tok: Value = client()
-        .post(format!("{}/journey/get-token", sb.base_url()))
-        .header("access_token", DEFAULT_API_KEY)
-        .json(&json!({ "phone": PHONE }))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    client()
-        .post(format!("{}/message/template", sb.base_url()))
-        .header("access_token", DEFAULT_API_KEY)
-        .header("journey_token", tok["token"].as_str().unwrap_or(""))
-        .json(&json!({
-            "phone": PHONE, "template_id": 1, "template_data": {"a": "b"}, "tracking_id": tracking,
-        }))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json")
+    super::tests::zalo_send(sb, 1, json!({"a": "b"}), tracking).await
+}
+
+/// A sandbox speaking `protocol` that calls `url` back with `callbacks`.
+async fn calling_back(
+    protocol: ProviderKind,
+    url: Option<String>,
+    callbacks: CallbackSettings,
+) -> Sandbox {
+    start(SandboxConfig {
+        protocol,
+        callback_url: url,
+        callbacks,
+        ..SandboxConfig::default()
+    })
+    .await
+}
+
+/// (sent, acknowledged, given up) callbacks so far.
+fn callback_counts(sb: &Sandbox) -> (u64, u64, u64) {
+    let st = sb.stats();
+    (
+        st.callbacks_sent,
+        st.callbacks_acknowledged,
+        st.callbacks_given_up,
+    )
 }
 
 fn expected_mac(app_id: &str, body: &str, timestamp: &str, secret: &str) -> String {
@@ -159,28 +162,14 @@ async fn zalo_callback_is_shaped_and_signed_like_zalos() {
     let mac = expected_mac("app-77", &g.body, ts, "oa-secret-77");
     assert_eq!(g.headers["x-zevent-signature"], mac.as_str());
     assert!(!g.body.contains("oa-secret-77"));
-    let st = sb.stats();
-    assert_eq!(
-        (
-            st.callbacks_sent,
-            st.callbacks_acknowledged,
-            st.callbacks_given_up
-        ),
-        (1, 1, 0)
-    );
+    assert_eq!(callback_counts(&sb), (1, 1, 0));
     sb.stop().await;
 
     // The bad-signature fault: same shape, a mac that does not verify.
     let (rx, url, task2) = Receiver::start(0).await;
     let mut callbacks = fast();
     callbacks.bad_signature = true;
-    let sb = start(SandboxConfig {
-        protocol: ProviderKind::Zalo,
-        callback_url: Some(url),
-        callbacks,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = calling_back(ProviderKind::Zalo, Some(url), callbacks).await;
     zalo_send(&sb, "t-2").await;
     let got = rx.wait_for(1).await;
     let v: Value = serde_json::from_str(&got[0].body).expect("json");
@@ -197,15 +186,6 @@ async fn zalo_callback_is_shaped_and_signed_like_zalos() {
     task2.abort();
 }
 
-fn esms_body(request_id: &str, callback: &str) -> Value {
-    json!({
-        "ApiKey": DEFAULT_API_KEY, "SecretKey": DEFAULT_SECRET_KEY,
-        "Phone": PHONE, "Params": ["An"], "TempID": "217489",
-        "OAID": "4097311281936189049", "IsJourney": "true", "OrderId": "J-1",
-        "campaignid": "c1", "RequestId": request_id, "CallbackUrl": callback, "Sandbox": "0",
-    })
-}
-
 fn query_map(q: &str) -> std::collections::HashMap<String, String> {
     reqwest::Url::parse(&format!("http://x/?{q}"))
         .expect("url")
@@ -218,24 +198,13 @@ fn query_map(q: &str) -> std::collections::HashMap<String, String> {
 async fn esms_callback_is_a_get_to_the_sends_own_url() {
     let (rx, url, task) = Receiver::start(0).await;
     // No configured URL: each send's CallbackUrl decides.
-    let sb = start(SandboxConfig {
-        protocol: ProviderKind::Esms,
-        callbacks: fast(),
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = calling_back(ProviderKind::Esms, None, fast()).await;
     let mut smsids = Vec::new();
     for i in 0..10 {
         let cb = if i == 0 { "" } else { url.as_str() };
-        let v: Value = client()
-            .post(format!("{}/SendZaloMessage_V4_post_json/", sb.base_url()))
-            .json(&esms_body(&format!("r-{i}"), cb))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let body = esms_send_body("217489", json!(["An"]), &format!("r-{i}"), cb);
+        let url = format!("{}/SendZaloMessage_V4_post_json/", sb.base_url());
+        let v: Value = reply_json(client().post(url).json(&body)).await;
         assert_eq!(v["CodeResult"], "100", "{v}");
         smsids.push(v["SMSID"].as_str().unwrap_or("").to_string());
     }
@@ -287,13 +256,7 @@ async fn esms_callback_is_a_get_to_the_sends_own_url() {
 #[tokio::test]
 async fn callbacks_retry_after_a_500_and_give_up_when_bounded() {
     let (rx, url, task) = Receiver::start(2).await;
-    let sb = start(SandboxConfig {
-        protocol: ProviderKind::Zalo,
-        callback_url: Some(url.clone()),
-        callbacks: fast(),
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = calling_back(ProviderKind::Zalo, Some(url.clone()), fast()).await;
     zalo_send(&sb, "retry").await;
     let got = rx.wait_for(3).await;
     assert_eq!(got.len(), 3);
@@ -301,42 +264,20 @@ async fn callbacks_retry_after_a_500_and_give_up_when_bounded() {
         got.iter().all(|g| g.body == got[0].body),
         "a retry resends the same body"
     );
-    let st = sb.stats();
-    assert_eq!(
-        (
-            st.callbacks_sent,
-            st.callbacks_acknowledged,
-            st.callbacks_given_up
-        ),
-        (3, 1, 0)
-    );
+    assert_eq!(callback_counts(&sb), (3, 1, 0));
     sb.stop().await;
 
     rx.fail_first.store(usize::MAX, Ordering::SeqCst);
     let mut callbacks = fast();
     callbacks.attempts = 2;
-    let sb = start(SandboxConfig {
-        protocol: ProviderKind::Zalo,
-        callback_url: Some(url),
-        callbacks,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = calling_back(ProviderKind::Zalo, Some(url), callbacks).await;
     zalo_send(&sb, "never").await;
     rx.wait_for(5).await;
     let t = Instant::now();
     while sb.stats().callbacks_given_up == 0 && t.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let st = sb.stats();
-    assert_eq!(
-        (
-            st.callbacks_sent,
-            st.callbacks_acknowledged,
-            st.callbacks_given_up
-        ),
-        (2, 0, 1)
-    );
+    assert_eq!(callback_counts(&sb), (2, 0, 1));
     sb.stop().await;
     task.abort();
 }
@@ -346,35 +287,13 @@ async fn duplicate_fault_sends_each_etelecom_callback_twice() {
     let (rx, url, task) = Receiver::start(0).await;
     let mut callbacks = fast();
     callbacks.duplicate = true;
-    let sb = start(SandboxConfig {
-        callback_url: Some(url),
-        callbacks,
-        ..SandboxConfig::default()
-    })
-    .await;
-    let j: Value = client()
-        .post(format!("{}.Zalo/CreateJourney", sb.base_url()))
-        .bearer_auth(DEFAULT_API_KEY)
-        .json(&json!({ "oa_id": "1", "phone": PHONE }))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let sent: Value = client()
-        .post(format!("{}.Zalo/SendZNSJourney", sb.base_url()))
-        .bearer_auth(DEFAULT_API_KEY)
-        .json(&json!({
-            "oa_id": "1", "journey_id": j["journey_id"], "phone": PHONE,
-            "template_id": 1, "template_data": {"a": "b"}, "tracking_id": "dup",
-        }))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let sb = calling_back(SandboxConfig::default().protocol, Some(url), callbacks).await;
+    let j = etelecom_journey(&sb).await;
+    let body = json!({
+        "oa_id": "1", "journey_id": j["journey_id"], "phone": PHONE,
+        "template_id": 1, "template_data": {"a": "b"}, "tracking_id": "dup",
+    });
+    let sent: Value = reply_json(etelecom_send(&sb, &body)).await;
     let got = rx.wait_for(2).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(rx.got().len(), 2, "exactly twice");
@@ -391,27 +310,20 @@ async fn duplicate_fault_sends_each_etelecom_callback_twice() {
 
 #[test]
 fn a_bad_callback_url_is_refused_with_the_flag_named() {
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SandboxArgs,
-    }
-    let cli = Cli::try_parse_from(["x", "--callback-url", "ftp://host/x"]).expect("parses");
-    let err = cli.args.to_config().expect_err("ftp is refused");
+    let err = sandbox_args(&["--callback-url", "ftp://host/x"])
+        .to_config()
+        .expect_err("ftp is refused");
     assert!(
         err.contains("--callback-url") && err.contains("http"),
         "{err}"
     );
-    let cli = Cli::try_parse_from([
-        "x",
+    let cfg = sandbox_args(&[
         "--callback-url",
         "http://127.0.0.1:9/cb",
         "--callback-duplicate",
     ])
-    .expect("parses");
-    let cfg = cli.args.to_config().expect("valid");
+    .to_config()
+    .expect("valid");
     assert!(cfg.callbacks.duplicate);
     assert_eq!(cfg.callbacks.attempts, 5);
 }
@@ -421,13 +333,7 @@ async fn out_of_order_fault_shuffles_within_the_window() {
     let (rx, url, task) = Receiver::start(0).await;
     let mut callbacks = fast();
     callbacks.out_of_order = 6;
-    let sb = start(SandboxConfig {
-        protocol: ProviderKind::Zalo,
-        callback_url: Some(url),
-        callbacks,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = calling_back(ProviderKind::Zalo, Some(url), callbacks).await;
     // Messages 0..6 of the sandbox are all delivered (every tenth is not).
     let sent: Vec<String> = (0..6).map(|i| format!("o-{i}")).collect();
     for t in &sent {
@@ -460,13 +366,7 @@ async fn burst_fault_holds_callbacks_until_traffic_pauses() {
         burst: true,
         ..fast()
     };
-    let sb = start(SandboxConfig {
-        protocol: ProviderKind::Zalo,
-        callback_url: Some(url),
-        callbacks,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = calling_back(ProviderKind::Zalo, Some(url), callbacks).await;
     zalo_send(&sb, "b-1").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let second = Instant::now();

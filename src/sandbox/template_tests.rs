@@ -5,10 +5,11 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use super::tests::{client, start};
+use super::tests::{
+    client, esms_send_body, etelecom_journey, etelecom_send, reply_json, start, zalo_send, PHONE,
+};
 use super::*;
 
-const PHONE: &str = "84987654321";
 /// "Huyền" with ề precomposed (5 chars) and decomposed (e + ̂ + ̀: 7 chars).
 const COMPOSED: &str = "Huy\u{1EC1}n";
 const DECOMPOSED: &str = "Huye\u{0302}\u{0300}n";
@@ -32,42 +33,10 @@ fn cfg(protocol: ProviderKind) -> SandboxConfig {
 }
 
 async fn zalo_get(sb: &Sandbox, path: &str) -> Value {
-    client()
+    let req = client()
         .get(format!("{}{path}", sb.base_url()))
-        .header("access_token", DEFAULT_API_KEY)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn zalo_send(sb: &Sandbox, template_id: i64, data: Value, tracking: &str) -> Value {
-    let tok: Value = client()
-        .post(format!("{}/journey/get-token", sb.base_url()))
-        .header("access_token", DEFAULT_API_KEY)
-        .json(&json!({ "phone": PHONE }))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-    client()
-        .post(format!("{}/message/template", sb.base_url()))
-        .header("access_token", DEFAULT_API_KEY)
-        .header("journey_token", tok["token"].as_str().unwrap_or(""))
-        .json(&json!({
-            "phone": PHONE, "template_id": template_id,
-            "template_data": data, "tracking_id": tracking,
-        }))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("send json")
+        .header("access_token", DEFAULT_API_KEY);
+    reply_json(req).await
 }
 
 #[tokio::test]
@@ -150,35 +119,13 @@ async fn zalo_enforces_declared_limits_counting_nfc_characters() {
 #[tokio::test]
 async fn etelecom_relays_zalo_codes_for_declared_limits() {
     let sb = start(cfg(ProviderKind::Etelecom)).await;
-    let j: Value = client()
-        .post(format!("{}.Zalo/CreateJourney", sb.base_url()))
-        .bearer_auth(DEFAULT_API_KEY)
-        .json(&json!({ "oa_id": "1", "phone": PHONE }))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
+    let j = etelecom_journey(&sb).await;
     let send = |name: String, t: &'static str| {
         let body = json!({
             "oa_id": "1", "journey_id": j["journey_id"], "phone": PHONE, "template_id": 217489,
             "template_data": { "customer_name": name, "amount": "5" }, "tracking_id": t,
         });
-        let url = format!("{}.Zalo/SendZNSJourney", sb.base_url());
-        async move {
-            let v: Value = client()
-                .post(url)
-                .bearer_auth(DEFAULT_API_KEY)
-                .json(&body)
-                .send()
-                .await
-                .expect("send")
-                .json()
-                .await
-                .expect("json");
-            v
-        }
+        reply_json::<Value>(etelecom_send(&sb, &body))
     };
     let v = send(DECOMPOSED.to_string(), "ok").await;
     assert!(v["msg_id"].is_string() || v["id"].is_string(), "{v}");
@@ -189,24 +136,18 @@ async fn etelecom_relays_zalo_codes_for_declared_limits() {
 }
 
 async fn esms_post(sb: &Sandbox, path: &str, body: Value) -> Value {
-    client()
-        .post(format!("{}{path}", sb.base_url()))
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
+    reply_json(
+        client()
+            .post(format!("{}{path}", sb.base_url()))
+            .json(&body),
+    )
+    .await
 }
 
-fn esms_send_body(temp: &str, params: Value, request_id: &str) -> Value {
-    json!({
-        "ApiKey": DEFAULT_API_KEY, "SecretKey": DEFAULT_SECRET_KEY,
-        "Phone": PHONE, "Params": params, "TempID": temp,
-        "OAID": "4097311281936189049", "IsJourney": "true", "OrderId": "J-1",
-        "campaignid": "c1", "RequestId": request_id, "CallbackUrl": "", "Sandbox": "0",
-    })
+/// An eSMS send of template `temp` without a callback.
+async fn esms_send(sb: &Sandbox, temp: &str, params: Value, request_id: &str) -> Value {
+    let body = esms_send_body(temp, params, request_id, "");
+    esms_post(sb, "/SendZaloMessage_V4_post_json", body).await
 }
 
 #[tokio::test]
@@ -244,13 +185,12 @@ async fn esms_template_info_quota_and_enforcement() {
         "101"
     );
 
-    let ok = esms_send_body("217489", json!([DECOMPOSED, "12000"]), "r1");
+    let ok = json!([DECOMPOSED, "12000"]);
     assert_eq!(
-        esms_post(&sb, "/SendZaloMessage_V4_post_json", ok).await["CodeResult"],
+        esms_send(&sb, "217489", ok, "r1").await["CodeResult"],
         "100"
     );
-    let long = esms_send_body("217489", json!(["toolong", "1"]), "r2");
-    let v = esms_post(&sb, "/SendZaloMessage_V4_post_json", long).await;
+    let v = esms_send(&sb, "217489", json!(["toolong", "1"]), "r2").await;
     assert_eq!(v["CodeResult"], "110", "{v}");
     assert!(
         v["ErrorMessage"]
@@ -258,16 +198,10 @@ async fn esms_template_info_quota_and_enforcement() {
             .is_some_and(|m| m.contains("customer_name")),
         "{v}"
     );
-    let missing = esms_send_body("217489", json!(["An"]), "r3");
-    assert_eq!(
-        esms_post(&sb, "/SendZaloMessage_V4_post_json", missing).await["CodeResult"],
-        "110"
-    );
-    let disabled = esms_send_body("300", json!(["1"]), "r4");
-    assert_eq!(
-        esms_post(&sb, "/SendZaloMessage_V4_post_json", disabled).await["CodeResult"],
-        "110"
-    );
+    let missing = esms_send(&sb, "217489", json!(["An"]), "r3").await;
+    assert_eq!(missing["CodeResult"], "110");
+    let disabled = esms_send(&sb, "300", json!(["1"]), "r4").await;
+    assert_eq!(disabled["CodeResult"], "110");
 
     let quota_req = json!({
         "ApiKey": DEFAULT_API_KEY, "SecretKey": DEFAULT_SECRET_KEY,

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use super::*;
 use crate::sandbox::wire::normalize_phone;
 
+pub(crate) const PHONE: &str = "84987654321";
+
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
@@ -20,39 +22,123 @@ pub(crate) async fn start(config: SandboxConfig) -> Sandbox {
     Sandbox::start(any, config).await.expect("sandbox starts")
 }
 
-/// An eTelecom token then a send body for it.
-async fn etelecom_send_body(sb: &Sandbox, tracking: &str) -> Value {
-    let j: Value = client()
-        .post(format!("{}.Zalo/CreateJourney", sb.base_url()))
-        .bearer_auth("sandbox-key")
-        .json(&json!({ "oa_id": "1", "phone": "84987654321" }))
-        .send()
+/// Send `req` and read its reply as JSON.
+pub(crate) async fn reply_json<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> T {
+    req.send()
         .await
-        .expect("token")
+        .expect("request")
         .json()
         .await
-        .expect("token json");
+        .expect("reply json")
+}
+
+/// POST `{}` to `url` without a key; the response.
+pub(crate) async fn post_empty(url: String) -> reqwest::Response {
+    client()
+        .post(url)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request")
+}
+
+/// An eTelecom journey (token) for [`PHONE`] on OA "1".
+pub(crate) async fn etelecom_journey(sb: &Sandbox) -> Value {
+    let req = client()
+        .post(format!("{}.Zalo/CreateJourney", sb.base_url()))
+        .bearer_auth(DEFAULT_API_KEY)
+        .json(&json!({ "oa_id": "1", "phone": PHONE }));
+    reply_json(req).await
+}
+
+pub(crate) fn etelecom_send(sb: &Sandbox, body: &Value) -> reqwest::RequestBuilder {
+    client()
+        .post(format!("{}.Zalo/SendZNSJourney", sb.base_url()))
+        .bearer_auth(DEFAULT_API_KEY)
+        .json(body)
+}
+
+/// An eTelecom token then a send body for it.
+async fn etelecom_send_body(sb: &Sandbox, tracking: &str) -> Value {
+    let j = etelecom_journey(sb).await;
     json!({
-        "oa_id": "1", "journey_id": j["journey_id"], "phone": "84987654321",
+        "oa_id": "1", "journey_id": j["journey_id"], "phone": PHONE,
         "template_id": 1, "template_data": { "a": "b" }, "tracking_id": tracking,
     })
 }
 
-fn etelecom_send(sb: &Sandbox, body: &Value) -> reqwest::RequestBuilder {
+/// A Zalo journey token for [`PHONE`].
+pub(crate) async fn zalo_token(sb: &Sandbox) -> Value {
+    let req = client()
+        .post(format!("{}/journey/get-token", sb.base_url()))
+        .header("access_token", DEFAULT_API_KEY)
+        .json(&json!({ "phone": PHONE }));
+    reply_json(req).await
+}
+
+/// A Zalo template send of `body` (to [`PHONE`]) on a fresh token.
+pub(crate) fn zalo_send_request(
+    sb: &Sandbox,
+    token: &Value,
+    body: &Value,
+) -> reqwest::RequestBuilder {
     client()
-        .post(format!("{}.Zalo/SendZNSJourney", sb.base_url()))
-        .bearer_auth("sandbox-key")
+        .post(format!("{}/message/template", sb.base_url()))
+        .header("access_token", DEFAULT_API_KEY)
+        .header("journey_token", token["token"].as_str().unwrap_or(""))
         .json(body)
+}
+
+/// A token, then a Zalo send of `template_id` with `data`; the reply.
+pub(crate) async fn zalo_send(
+    sb: &Sandbox,
+    template_id: i64,
+    data: Value,
+    tracking: &str,
+) -> Value {
+    let token = zalo_token(sb).await;
+    let body = json!({
+        "phone": PHONE, "template_id": template_id,
+        "template_data": data, "tracking_id": tracking,
+    });
+    reply_json(zalo_send_request(sb, &token, &body)).await
+}
+
+/// An eSMS journey send body (`SendZaloMessage_V4_post_json`).
+pub(crate) fn esms_send_body(temp: &str, params: Value, request_id: &str, callback: &str) -> Value {
+    json!({
+        "ApiKey": DEFAULT_API_KEY, "SecretKey": DEFAULT_SECRET_KEY,
+        "Phone": PHONE, "Params": params, "TempID": temp,
+        "OAID": "4097311281936189049", "IsJourney": "true", "OrderId": "J-1",
+        "campaignid": "c1", "RequestId": request_id, "CallbackUrl": callback, "Sandbox": "0",
+    })
+}
+
+/// The `zns-batch sandbox` flags parsed from `argv` (after a program name).
+pub(crate) fn sandbox_args(argv: &[&str]) -> SandboxArgs {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SandboxArgs,
+    }
+    let argv = std::iter::once("x").chain(argv.iter().copied());
+    Cli::try_parse_from(argv).expect("parses").args
+}
+
+/// Every fault off but those `set` turns on.
+fn faults(set: impl FnOnce(&mut Faults)) -> Faults {
+    let mut f = Faults::default();
+    set(&mut f);
+    f
 }
 
 #[tokio::test]
 async fn drop_reply_breaks_the_reply_after_accepting() {
     let sb = start(SandboxConfig::default()).await;
     let body = etelecom_send_body(&sb, "lost").await;
-    sb.set_faults(Faults {
-        drop_reply: 1.0,
-        ..Faults::default()
-    });
+    sb.set_faults(faults(|f| f.drop_reply = 1.0));
     let outcome = match etelecom_send(&sb, &body).send().await {
         Err(e) => format!("send error: {e}"),
         Ok(resp) => {
@@ -77,10 +163,7 @@ async fn drop_reply_breaks_the_reply_after_accepting() {
 async fn malformed_reply_is_unparseable_200() {
     let sb = start(SandboxConfig::default()).await;
     let body = etelecom_send_body(&sb, "m").await;
-    sb.set_faults(Faults {
-        malformed: 1.0,
-        ..Faults::default()
-    });
+    sb.set_faults(faults(|f| f.malformed = 1.0));
     let resp = etelecom_send(&sb, &body).send().await.expect("reply");
     assert_eq!(resp.status().as_u16(), 200);
     let text = resp.text().await.expect("body");
@@ -93,11 +176,10 @@ async fn malformed_reply_is_unparseable_200() {
 async fn http_429_carries_retry_after_and_processes_nothing() {
     let sb = start(SandboxConfig::default()).await;
     let body = etelecom_send_body(&sb, "r").await;
-    sb.set_faults(Faults {
-        http_429: 1.0,
-        retry_after_secs: Some(7),
-        ..Faults::default()
-    });
+    sb.set_faults(faults(|f| {
+        f.http_429 = 1.0;
+        f.retry_after_secs = Some(7);
+    }));
     let resp = etelecom_send(&sb, &body).send().await.expect("reply");
     assert_eq!(resp.status().as_u16(), 429);
     assert_eq!(
@@ -117,36 +199,20 @@ async fn http_429_carries_retry_after_and_processes_nothing() {
 async fn http_5xx_rotates_and_token_calls_can_be_spared() {
     let sb = start(SandboxConfig {
         protocol: ProviderKind::Zalo,
-        faults: Faults {
-            http_5xx: 1.0,
-            apply_to_tokens: false,
-            ..Faults::default()
-        },
+        faults: faults(|f| {
+            f.http_5xx = 1.0;
+            f.apply_to_tokens = false;
+        }),
         ..SandboxConfig::default()
     })
     .await;
-    let tok: Value = client()
-        .post(format!("{}/journey/get-token", sb.base_url()))
-        .header("access_token", "sandbox-key")
-        .json(&json!({ "phone": "84987654321" }))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
+    let tok = zalo_token(&sb).await;
     assert_eq!(tok["error"], 0);
+    let body = json!({ "phone": PHONE, "template_id": 1, "template_data": {"a": "b"} });
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let resp = client()
-            .post(format!("{}/message/template", sb.base_url()))
-            .header("access_token", "sandbox-key")
-            .header("journey_token", tok["token"].as_str().unwrap_or(""))
-            .json(&json!({ "phone": "84987654321", "template_id": 1, "template_data": {"a": "b"} }))
-            .send()
-            .await
-            .expect("reply");
-        seen.push(resp.status().as_u16());
+        let resp = zalo_send_request(&sb, &tok, &body).send().await;
+        seen.push(resp.expect("reply").status().as_u16());
     }
     assert_eq!(seen, [500, 502, 503]);
     assert_eq!(sb.stats().accepted, 0);
@@ -156,30 +222,23 @@ async fn http_5xx_rotates_and_token_calls_can_be_spared() {
 #[tokio::test]
 async fn timeout_hangs_then_504_and_stop_cuts_hangs_short() {
     let sb = start(SandboxConfig {
-        faults: Faults {
-            timeout: 1.0,
-            hang: Duration::from_millis(150),
-            ..Faults::default()
-        },
+        faults: faults(|f| {
+            f.timeout = 1.0;
+            f.hang = Duration::from_millis(150);
+        }),
         ..SandboxConfig::default()
     })
     .await;
     let t = Instant::now();
-    let resp = client()
-        .post(format!("{}.Zalo/GetJourney", sb.base_url()))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("reply");
+    let resp = post_empty(format!("{}.Zalo/GetJourney", sb.base_url())).await;
     assert_eq!(resp.status().as_u16(), 504);
     assert!(t.elapsed() >= Duration::from_millis(150));
 
     // A client with a short timeout gives up; stop() does not wait for the hang.
-    sb.set_faults(Faults {
-        timeout: 1.0,
-        hang: Duration::from_secs(30),
-        ..Faults::default()
-    });
+    sb.set_faults(faults(|f| {
+        f.timeout = 1.0;
+        f.hang = Duration::from_secs(30);
+    }));
     let short = reqwest::Client::builder()
         .timeout(Duration::from_millis(100))
         .build()
@@ -245,38 +304,28 @@ async fn control_and_stats_endpoints() {
     etelecom_send(&sb, &body).send().await.expect("send");
     let base = format!("http://{}", sb.addr());
 
-    let full: Stats = client()
-        .get(format!("{base}/__sandbox/stats"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let full: Stats = reply_json(client().get(format!("{base}/__sandbox/stats"))).await;
     assert_eq!(full.deliveries.get("c"), Some(&1));
-    let brief: Stats = client()
-        .get(format!("{base}/__sandbox/stats?detail=false"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let brief: Stats =
+        reply_json(client().get(format!("{base}/__sandbox/stats?detail=false"))).await;
     assert!(brief.deliveries.is_empty() && brief.tokens_created_per_phone.is_empty());
     assert_eq!(
         (brief.accepted, brief.tokens_created, brief.quota_used_today),
         (1, 1, 1)
     );
 
-    let resp = client()
-        .post(format!("{base}/__sandbox/control"))
-        .json(&json!({
-            "faults": { "http_429": 1.0, "retry_after_secs": 3, "hang_ms": 10 },
-            "daily_quota": 5, "latency_ms": 1, "advance_days": 1, "expire_tokens": true,
-        }))
-        .send()
-        .await
-        .expect("control");
+    let control = |body: &Value| {
+        client()
+            .post(format!("{base}/__sandbox/control"))
+            .json(body)
+    };
+    let resp = control(&json!({
+        "faults": { "http_429": 1.0, "retry_after_secs": 3, "hang_ms": 10 },
+        "daily_quota": 5, "latency_ms": 1, "advance_days": 1, "expire_tokens": true,
+    }))
+    .send()
+    .await
+    .expect("control");
     assert_eq!(resp.status().as_u16(), 200);
     let after: Stats = resp.json().await.expect("json");
     assert_ne!(after.day, brief.day);
@@ -294,12 +343,7 @@ async fn control_and_stats_endpoints() {
         json!({ "bogus": 1 }),
         json!([1]),
     ] {
-        let resp = client()
-            .post(format!("{base}/__sandbox/control"))
-            .json(&bad)
-            .send()
-            .await
-            .expect("control");
+        let resp = control(&bad).send().await.expect("control");
         assert_eq!(resp.status().as_u16(), 400, "{bad}");
     }
     // Control and stats are never faulted.
@@ -333,71 +377,51 @@ async fn latency_is_added() {
 
 #[test]
 fn args_validate_probabilities_and_hide_keys() {
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SandboxArgs,
-    }
-    let cli = Cli::try_parse_from([
-        "x",
+    let args = sandbox_args(&[
         "--fail-5xx",
         "0.2",
         "--unknown-phone-suffix",
         "99",
         "--api-key",
         "topsecret",
-    ])
-    .expect("parses");
-    let cfg = cli.args.to_config().expect("valid");
+    ]);
+    let cfg = args.to_config().expect("valid");
     assert_eq!(cfg.faults.http_5xx, 0.2);
     assert_eq!(cfg.unknown_phone_suffixes, ["99"]);
     assert!(cfg.dedup);
-    assert!(!format!("{:?} {:?}", cli.args, cfg).contains("topsecret"));
+    assert!(!format!("{:?} {:?}", args, cfg).contains("topsecret"));
     let addr: SocketAddr = ([127, 0, 0, 1], 8765).into();
-    let custom = cli::banner(&cli.args, ProviderKind::Etelecom, addr);
+    let custom = cli::banner(&args, ProviderKind::Etelecom, addr);
     assert!(!custom.contains("topsecret"), "{custom}");
     assert!(custom.contains("--api-key"), "{custom}");
 
-    let cli = Cli::try_parse_from(["x", "--drop-reply", "1.5"]).expect("parses");
-    let err = cli.args.to_config().expect_err("out of range");
+    let err = sandbox_args(&["--drop-reply", "1.5"])
+        .to_config()
+        .expect_err("out of range");
     assert!(err.contains("--drop-reply"), "{err}");
 }
 
 #[test]
 fn banner_names_the_default_keys() {
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SandboxArgs,
-    }
-    let cli = Cli::try_parse_from(["x", "--protocol", "esms"]).expect("parses");
+    let args = sandbox_args(&["--protocol", "esms"]);
     let addr: SocketAddr = ([127, 0, 0, 1], 8765).into();
-    let b = cli::banner(&cli.args, ProviderKind::Esms, addr);
+    let b = cli::banner(&args, ProviderKind::Esms, addr);
     assert!(b.contains("API key `sandbox-key`"), "{b}");
     assert!(b.contains("SecretKey `sandbox-secret`"), "{b}");
-    let b = cli::banner(&cli.args, ProviderKind::Zalo, addr);
+    let b = cli::banner(&args, ProviderKind::Zalo, addr);
     assert!(!b.contains("SecretKey"), "{b}");
 }
 
 #[test]
 fn phone_normalisation() {
-    assert_eq!(
-        normalize_phone("84987654321").as_deref(),
-        Some("84987654321")
-    );
-    assert_eq!(
-        normalize_phone("+84987654321").as_deref(),
-        Some("84987654321")
-    );
-    assert_eq!(
-        normalize_phone("0987654321").as_deref(),
-        Some("84987654321")
-    );
-    assert_eq!(normalize_phone("987654321"), None);
-    assert_eq!(normalize_phone("84-98765"), None);
-    assert_eq!(normalize_phone(""), None);
+    for (input, normal) in [
+        ("84987654321", Some("84987654321")),
+        ("+84987654321", Some("84987654321")),
+        ("0987654321", Some("84987654321")),
+        ("987654321", None),
+        ("84-98765", None),
+        ("", None),
+    ] {
+        assert_eq!(normalize_phone(input).as_deref(), normal, "{input:?}");
+    }
 }

@@ -412,6 +412,17 @@ pub struct Fates {
     pub lost: usize,
 }
 
+/// `sent N duplicates N lost N`, as the `measured:` lines say it.
+impl std::fmt::Display for Fates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} duplicates {} lost {}",
+            self.sent, self.duplicates, self.lost
+        )
+    }
+}
+
 /// Check the fate of every row: a `sent` row was delivered exactly once, a
 /// `failed` row has a reason and was never delivered, nothing was delivered
 /// for a row not marked sent (held in-doubt rows aside: at most once), and
@@ -464,4 +475,57 @@ pub fn check_fates(rows: &[csv::StringRecord], stats: &Stats, records: usize) ->
         .collect();
     assert!(strays.is_empty(), "deliveries for unknown rows: {strays:?}");
     f
+}
+
+/// What most tests start from, in a fresh [`Env`]: a sandbox speaking
+/// `protocol` (after `tweak`) and `csv_name`, a CSV of `rows` good rows (see
+/// [`write_csv`]). Returns the env, the sandbox, the CSV's path and its
+/// normalised phones in order.
+pub async fn setup(
+    protocol: ProviderKind,
+    csv_name: &str,
+    rows: usize,
+    tweak: impl FnOnce(&mut SandboxConfig),
+) -> (Env, Sandbox, PathBuf, Vec<String>) {
+    let env = Env::new();
+    let sb = sandbox(protocol, tweak).await;
+    let csv = env.path(csv_name);
+    let phones = write_csv(&csv, 0, rows);
+    (env, sb, csv, phones)
+}
+
+/// Run the binary with its clock at `when` (see [`command_at`]).
+pub async fn run_at(env: &Env, args: &[String], when: time::OffsetDateTime) -> Run {
+    run_with(command_at(env, args, when)).await
+}
+
+/// The campaign's report checked against the sandbox (see [`check_fates`]),
+/// with the stats it was checked against.
+pub async fn fates_of(
+    env: &Env,
+    sb: &Sandbox,
+    campaign: &str,
+    records: usize,
+) -> (Vec<csv::StringRecord>, Stats, Fates) {
+    let rows = report_rows(env, campaign).await;
+    let stats = sb.stats();
+    let fates = check_fates(&rows, &stats, records);
+    (rows, stats, fates)
+}
+
+/// The exactly-once check of [`assert_exactly_once`] on the campaign's
+/// report: `expected_rows` sent, each delivered once. Returns the report.
+pub async fn assert_report_exactly_once(
+    env: &Env,
+    sb: &Sandbox,
+    campaign: &str,
+    expected_rows: usize,
+) -> Vec<csv::StringRecord> {
+    let rows = report_rows(env, campaign).await;
+    assert_exactly_once(
+        &sb.stats(),
+        &tracking_ids_in_state(&rows, "sent"),
+        expected_rows,
+    );
+    rows
 }

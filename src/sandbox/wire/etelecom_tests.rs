@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::provider::{self, ProviderKind, ProviderSettings, Secret};
-use crate::sandbox::tests::{client, start};
-use crate::sandbox::{Faults, SandboxConfig};
+use crate::sandbox::tests::{client, post_empty, start};
+use crate::sandbox::{Faults, Sandbox, SandboxConfig};
 
 const OA: &str = "1234567890123";
 const PHONE: &str = "84987654321";
@@ -24,16 +24,37 @@ async fn call(base: &str, method: &str, key: &str, body: Value) -> (u16, Value) 
     (status, v)
 }
 
+/// [`call`] with the sandbox's key.
+async fn api(base: &str, method: &str, body: Value) -> (u16, Value) {
+    call(base, method, "sandbox-key", body).await
+}
+
+/// `SendZNSJourney` of [`send_body`]; the reply.
+async fn send(base: &str, journey_id: &Value, tracking: &str) -> Value {
+    api(base, "SendZNSJourney", send_body(journey_id, tracking))
+        .await
+        .1
+}
+
+/// `GetMessage` for `msg_id`; the reply.
+async fn get_message(base: &str, msg_id: Value) -> Value {
+    let body = json!({ "oa_id": OA, "msg_id": msg_id });
+    api(base, "GetMessage", body).await.1
+}
+
 async fn token(base: &str, phone: &str) -> Value {
-    let (s, v) = call(
-        base,
-        "CreateJourney",
-        "sandbox-key",
-        json!({ "oa_id": OA, "phone": phone, "token_type": "token_logistics_7" }),
-    )
-    .await;
+    let body = json!({ "oa_id": OA, "phone": phone, "token_type": "token_logistics_7" });
+    let (s, v) = api(base, "CreateJourney", body).await;
     assert_eq!(s, 200, "{v}");
     v
+}
+
+/// A sandbox on `config`, its base URL and a journey for [`PHONE`].
+async fn with_journey(config: SandboxConfig) -> (Sandbox, String, Value) {
+    let sb = start(config).await;
+    let base = sb.base_url();
+    let j = token(&base, PHONE).await;
+    (sb, base, j)
 }
 
 fn send_body(journey_id: &Value, tracking: &str) -> Value {
@@ -46,33 +67,19 @@ fn send_body(journey_id: &Value, tracking: &str) -> Value {
 
 #[tokio::test]
 async fn happy_path_token_send_get_message() {
-    let sb = start(SandboxConfig::default()).await;
-    let base = sb.base_url();
-    let j = token(&base, PHONE).await;
+    let (sb, base, j) = with_journey(SandboxConfig::default()).await;
     assert_eq!(j["error_code"], 0);
     assert_ne!(j["id"], j["journey_id"], "id and journey_id must differ");
     assert!(j["journey_id"].is_string() && j["expired_at"].is_string());
 
-    let (s, m) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["journey_id"], "t-1"),
-    )
-    .await;
+    let (s, m) = api(&base, "SendZNSJourney", send_body(&j["journey_id"], "t-1")).await;
     assert_eq!(s, 200);
     assert_eq!(m["error_code"], 0, "{m}");
     assert_eq!(m["tracking_id"], "t-1");
     assert_eq!(m["journey_id"], j["journey_id"]);
     assert_eq!(m["delivery_status"], "unknown");
 
-    let (_, got) = call(
-        &base,
-        "GetMessage",
-        "sandbox-key",
-        json!({ "oa_id": OA, "msg_id": m["msg_id"] }),
-    )
-    .await;
+    let got = get_message(&base, m["msg_id"].clone()).await;
     assert_eq!(got["error_code"], 0);
     assert_eq!(got["tracking_id"], "t-1");
     // Just sent: not delivered yet.
@@ -85,33 +92,15 @@ async fn happy_path_token_send_get_message() {
         "first message on its token"
     );
     sb.advance_day(1);
-    let (_, got) = call(
-        &base,
-        "GetMessage",
-        "sandbox-key",
-        json!({ "oa_id": OA, "msg_id": m["msg_id"] }),
-    )
-    .await;
+    let got = get_message(&base, m["msg_id"].clone()).await;
     assert_eq!(got["delivery_status"], "received");
     assert!(got["delivery_time"].is_string(), "{got}");
     sb.advance_day(-1);
-    let (_, none) = call(
-        &base,
-        "GetMessage",
-        "sandbox-key",
-        json!({ "oa_id": OA, "msg_id": "nope" }),
-    )
-    .await;
+    let none = get_message(&base, json!("nope")).await;
     assert_eq!(none["error_code"], -107);
 
     // A journey id sent as the `id` value is not a journey.
-    let (_, wrong) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["id"], "t-2"),
-    )
-    .await;
+    let wrong = send(&base, &j["id"], "t-2").await;
     assert_eq!(wrong["error_code"], -133);
 
     let st = sb.stats();
@@ -148,14 +137,18 @@ async fn real_adapter_round_trip() {
         callback_url: None,
     };
     let p = provider::build(settings).expect("adapter");
-    let tok = p
-        .create_token(&provider::TokenRequest {
-            oa_id: OA,
-            phone: PHONE,
-            token_type: "token_logistics_30",
-        })
-        .await
-        .expect("token");
+    let new_token = |token_type: &'static str| {
+        let p = &p;
+        async move {
+            let req = provider::TokenRequest {
+                oa_id: OA,
+                phone: PHONE,
+                token_type,
+            };
+            p.create_token(&req).await.expect("token")
+        }
+    };
+    let tok = new_token("token_logistics_30").await;
     assert!(tok.expires_at > time::OffsetDateTime::now_utc() + time::Duration::days(29));
     assert!(matches!(
         p.check_token(OA, &tok).await,
@@ -190,14 +183,7 @@ async fn real_adapter_round_trip() {
         drop_reply: 1.0,
         ..Faults::default()
     });
-    let tok2 = p
-        .create_token(&provider::TokenRequest {
-            oa_id: OA,
-            phone: PHONE,
-            token_type: "token_logistics_7",
-        })
-        .await
-        .expect("token");
+    let tok2 = new_token("token_logistics_7").await;
     let req2 = provider::SendRequest {
         tracking_id: "row-2",
         token: Some(&tok2),
@@ -223,12 +209,7 @@ async fn auth_failure_is_401_twirp() {
     .await;
     assert_eq!(s, 401);
     assert_eq!(v["code"], "unauthenticated");
-    let resp = client()
-        .post(format!("{}.Zalo/CreateJourney", sb.base_url()))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("request");
+    let resp = post_empty(format!("{}.Zalo/CreateJourney", sb.base_url())).await;
     assert_eq!(resp.status().as_u16(), 401);
     assert_eq!(sb.stats().auth_failures, 2);
     assert_eq!(sb.stats().tokens_created, 0);
@@ -243,20 +224,18 @@ async fn unknown_phone_and_partner_prefix() {
     })
     .await;
     let partner = format!("http://{}/v1/partner", sb.addr());
-    let (s, v) = call(
+    let (s, v) = api(
         &partner,
         "CreateJourney",
-        "sandbox-key",
         json!({ "oa_id": 7, "phone": "84900000999" }),
     )
     .await;
     assert_eq!(s, 200);
     assert_eq!(v["error_code"], -118);
     assert_eq!(v["error_message"], "Zalo account does not exist");
-    let (_, v) = call(
+    let (_, v) = api(
         &partner,
         "GetJourney",
-        "sandbox-key",
         json!({ "oa_id": 7, "journey_id": "7000000099" }),
     )
     .await;
@@ -268,27 +247,13 @@ async fn unknown_phone_and_partner_prefix() {
 #[tokio::test]
 async fn dedup_and_no_dedup() {
     for (dedup, deliveries, absorbed) in [(true, 1, 1), (false, 2, 0)] {
-        let sb = start(SandboxConfig {
+        let (sb, base, j) = with_journey(SandboxConfig {
             dedup,
             ..SandboxConfig::default()
         })
         .await;
-        let base = sb.base_url();
-        let j = token(&base, PHONE).await;
-        let (_, a) = call(
-            &base,
-            "SendZNSJourney",
-            "sandbox-key",
-            send_body(&j["journey_id"], "t-1"),
-        )
-        .await;
-        let (_, b) = call(
-            &base,
-            "SendZNSJourney",
-            "sandbox-key",
-            send_body(&j["journey_id"], "t-1"),
-        )
-        .await;
+        let a = send(&base, &j["journey_id"], "t-1").await;
+        let b = send(&base, &j["journey_id"], "t-1").await;
         assert_eq!(a["error_code"], 0);
         assert_eq!(b["error_code"], 0);
         assert_eq!(a["msg_id"] == b["msg_id"], dedup);
@@ -303,52 +268,26 @@ async fn dedup_and_no_dedup() {
 
 #[tokio::test]
 async fn quota_then_next_day() {
-    let sb = start(SandboxConfig {
+    let (sb, base, j) = with_journey(SandboxConfig {
         daily_quota: 2,
         ..SandboxConfig::default()
     })
     .await;
-    let base = sb.base_url();
-    let j = token(&base, PHONE).await;
     for t in ["q1", "q2"] {
-        let (_, v) = call(
-            &base,
-            "SendZNSJourney",
-            "sandbox-key",
-            send_body(&j["journey_id"], t),
-        )
-        .await;
+        let v = send(&base, &j["journey_id"], t).await;
         assert_eq!(v["error_code"], 0);
     }
     // A replay does not count against the quota, even when it is used up.
-    let (_, v) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["journey_id"], "q1"),
-    )
-    .await;
+    let v = send(&base, &j["journey_id"], "q1").await;
     assert_eq!(v["error_code"], 0);
-    let (_, v) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["journey_id"], "q3"),
-    )
-    .await;
+    let v = send(&base, &j["journey_id"], "q3").await;
     assert_eq!(v["error_code"], -144);
     let day0 = sb.stats().day;
     assert_eq!(sb.stats().quota_rejections, 1);
     assert_eq!(sb.stats().quota_used_today, 2);
     sb.advance_day(1);
     assert_ne!(sb.stats().day, day0);
-    let (_, v) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["journey_id"], "q3"),
-    )
-    .await;
+    let v = send(&base, &j["journey_id"], "q3").await;
     assert_eq!(v["error_code"], 0, "{v}");
     assert_eq!(sb.stats().accepted, 3);
     sb.stop().await;
@@ -356,23 +295,14 @@ async fn quota_then_next_day() {
 
 #[tokio::test]
 async fn expired_tokens_are_rejected_and_show_past_expiry() {
-    let sb = start(SandboxConfig::default()).await;
-    let base = sb.base_url();
-    let j = token(&base, PHONE).await;
+    let (sb, base, j) = with_journey(SandboxConfig::default()).await;
     sb.expire_tokens();
-    let (_, v) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j["journey_id"], "t"),
-    )
-    .await;
+    let v = send(&base, &j["journey_id"], "t").await;
     assert_eq!(v["error_code"], -133);
     assert_eq!(v["error_message"], "journey token invalid or expired");
-    let (_, g) = call(
+    let (_, g) = api(
         &base,
         "GetJourney",
-        "sandbox-key",
         json!({ "oa_id": OA, "journey_id": j["journey_id"] }),
     )
     .await;
@@ -383,13 +313,7 @@ async fn expired_tokens_are_rejected_and_show_past_expiry() {
     // Advancing past a token's lifetime expires it too.
     let j2 = token(&base, PHONE).await;
     sb.advance_day(8);
-    let (_, v) = call(
-        &base,
-        "SendZNSJourney",
-        "sandbox-key",
-        send_body(&j2["journey_id"], "t"),
-    )
-    .await;
+    let v = send(&base, &j2["journey_id"], "t").await;
     assert_eq!(v["error_code"], -133);
     assert_eq!(sb.stats().token_checks, 1);
     sb.stop().await;
@@ -397,45 +321,27 @@ async fn expired_tokens_are_rejected_and_show_past_expiry() {
 
 #[tokio::test]
 async fn template_data_and_phone_checks() {
-    let sb = start(SandboxConfig::default()).await;
-    let base = sb.base_url();
-    let j = token(&base, PHONE).await;
+    let (sb, base, j) = with_journey(SandboxConfig::default()).await;
+    let error_code = |body: Value| {
+        let base = &base;
+        async move { api(base, "SendZNSJourney", body).await.1["error_code"].clone() }
+    };
     let mut body = send_body(&j["journey_id"], "t");
     body["template_data"] = json!({});
-    assert_eq!(
-        call(&base, "SendZNSJourney", "sandbox-key", body.clone())
-            .await
-            .1["error_code"],
-        -111
-    );
+    assert_eq!(error_code(body.clone()).await, -111);
     body["template_data"] = json!({ "n": 5 });
-    assert_eq!(
-        call(&base, "SendZNSJourney", "sandbox-key", body.clone())
-            .await
-            .1["error_code"],
-        -112
-    );
+    assert_eq!(error_code(body.clone()).await, -112);
     body["template_data"] = json!({ "n": "5" });
     body["phone"] = json!("84111111111");
-    assert_eq!(
-        call(&base, "SendZNSJourney", "sandbox-key", body.clone())
-            .await
-            .1["error_code"],
-        -133
-    );
+    assert_eq!(error_code(body.clone()).await, -133);
     body["phone"] = json!("12");
-    assert_eq!(
-        call(&base, "SendZNSJourney", "sandbox-key", body.clone())
-            .await
-            .1["error_code"],
-        -108
-    );
+    assert_eq!(error_code(body.clone()).await, -108);
     // int64s as numbers, template_id as a string.
     body["phone"] = json!(PHONE);
     body["oa_id"] = json!(1234567890123u64);
     body["journey_id"] = json!(j["journey_id"].as_str().and_then(|s| s.parse::<u64>().ok()));
     body["template_id"] = json!("217489");
-    let (_, ok) = call(&base, "SendZNSJourney", "sandbox-key", body).await;
+    let (_, ok) = api(&base, "SendZNSJourney", body).await;
     assert_eq!(ok["error_code"], 0, "{ok}");
     assert_eq!(ok["oa_id"], OA);
     sb.stop().await;
