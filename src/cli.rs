@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::campaign::settings::{CsvOpts, ProviderOpts, SafetyOpts, SendOpts};
+pub use crate::campaign::settings::{CsvOpts, ProviderOpts, SafetyOpts, SendOpts, TemplateCheckOpts};
 use crate::logging::LogFormat;
 use crate::quota::parse_duration;
 use crate::sandbox::SandboxArgs;
@@ -214,6 +214,8 @@ pub struct RunArgs {
     pub safety: SafetyOpts,
     #[command(flatten)]
     pub csv_opts: CsvOpts,
+    #[command(flatten)]
+    pub template_check: TemplateCheckOpts,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +233,8 @@ pub struct ResumeArgs {
     pub send: SendOpts,
     #[command(flatten)]
     pub safety: SafetyOpts,
+    #[command(flatten)]
+    pub template_check: TemplateCheckOpts,
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +297,11 @@ pub struct CompletionsArgs {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     pub csv: PathBuf,
+    /// Also check the file against this template's parameters, as declared
+    /// in the config file ([templates.ID]) or cached by an earlier run; no
+    /// provider is called.
+    #[arg(long, value_name = "ID")]
+    pub template_id: Option<String>,
     #[command(flatten)]
     pub csv_opts: CsvOpts,
 }
