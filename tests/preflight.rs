@@ -132,7 +132,8 @@ async fn pre_flight_rejects_exactly_the_long_rows_and_saves_their_tokens() {
     let unchecked = sb2.stats();
     assert_eq!(unchecked.accepted, 950, "{r}");
     assert_eq!(unchecked.param_rejections, 50, "{r}");
-    assert!(r.stdout.contains("skip") || r.code != 0 || r.stdout.contains('{'));
+    let rows = report_rows(&env, "unchecked").await;
+    assert_eq!(rows.iter().filter(|r| &r[3] == "failed").count(), 50, "{r}");
     let saved = unchecked.tokens_created - checked.tokens_created;
     assert_eq!(saved, 50, "one token per refused row");
     println!(
@@ -267,4 +268,26 @@ async fn validate_checks_a_declared_template_without_a_provider() {
     let r = run(&env, &args(&["validate", csv_arg, "--template-id", "424242"])).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("[templates.424242]"), "{r}");
+}
+
+#[tokio::test]
+async fn the_same_refusal_on_every_first_send_stops_the_campaign_not_the_rows() {
+    let env = Env::new();
+    let csv = env.path("bills.csv");
+    thousand_rows(&csv, false);
+    let sb = zalo_with_templates(&[DECLARED]).await;
+    // Without the pre-flight, every send is refused for the missing column.
+    let r = run(
+        &env,
+        &human(zalo_run(&csv, "c", &sb, &["--skip-template-check"])),
+    )
+    .await;
+    assert_eq!(r.code, 1, "a campaign-level stop: {r}");
+    assert!(r.stdout.contains("same error") || r.stderr.contains("same error"), "{r}");
+    let st = sb.stats();
+    assert_eq!(st.accepted, 0);
+    // Bounded by the rows in flight and prepared (concurrency 8), not the file.
+    assert!(st.tokens_created <= 3 * 8, "tokens within the concurrency: {st:?}");
+    let rows = report_rows(&env, "c").await;
+    assert_eq!(rows.iter().filter(|r| &r[3] == "failed").count(), 0, "rows stay open");
 }

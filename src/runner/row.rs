@@ -12,7 +12,9 @@
 
 use std::sync::atomic::Ordering;
 
-use super::failure::{hold, look_up_doubt, quota_message, settle_failure, CallFailure, Lookup};
+use super::failure::{
+    end_probation, hold, look_up_doubt, quota_message, settle_failure, CallFailure, Lookup,
+};
 use super::tokens::{check_token, ensure_token, save_bought, token_stored, Bought};
 use super::{Ctx, InDoubtPolicy};
 use crate::phone::mask;
@@ -324,6 +326,7 @@ fn after_success(
     quota_key: QuotaKey,
 ) -> Result<Next, StoreError> {
     ctx.note_success();
+    end_probation(ctx)?;
     if outcome.duplicate {
         ctx.counters
             .replayed_duplicates
