@@ -112,6 +112,7 @@ async fn resume_cmd(ws: &Workspace, face: &Face, args: ResumeArgs) -> Result<Exi
         send: args.send,
         safety: args.safety,
         template_check: args.template_check,
+        template_id: args.template_id,
         ..Request::default()
     };
     send_cmd(ws, face, req, Mode::Resume, false).await

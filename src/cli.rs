@@ -227,6 +227,10 @@ pub struct ResumeArgs {
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
 
+    /// Mend a campaign stopped by a refused template that sent nothing: send it with this template instead.
+    #[arg(long, value_name = "ID")]
+    pub template_id: Option<String>,
+
     #[command(flatten)]
     pub provider: ProviderOpts,
     #[command(flatten)]

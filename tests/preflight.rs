@@ -275,7 +275,7 @@ async fn the_same_refusal_on_every_first_send_stops_the_campaign_not_the_rows() 
     let env = Env::new();
     let csv = env.path("bills.csv");
     thousand_rows(&csv, false);
-    let sb = zalo_with_templates(&[DECLARED]).await;
+    let sb = zalo_with_templates(&[DECLARED, "217490=customer_name:1-31,amount:1-20"]).await;
     // Without the pre-flight, every send is refused for the missing column.
     let r = run(
         &env,
@@ -290,4 +290,24 @@ async fn the_same_refusal_on_every_first_send_stops_the_campaign_not_the_rows() 
     assert!(st.tokens_created <= 3 * 8, "tokens within the concurrency: {st:?}");
     let rows = report_rows(&env, "c").await;
     assert_eq!(rows.iter().filter(|r| &r[3] == "failed").count(), 0, "rows stay open");
+    let mut states = std::collections::BTreeMap::new();
+    for row in &rows {
+        *states.entry(row[3].to_string()).or_insert(0) += 1;
+    }
+    assert!(r.stdout.contains("resume c --template-id"), "the next step mends it: {r} {states:?}");
+
+    // Mended: the right template for this file, with its pre-flight.
+    let resume = |template: &str| {
+        let mut v = args(&["resume", "c", "--template-id", template, "--api-key", KEY]);
+        v.extend(provider_args(&sb, ProviderKind::Zalo));
+        v.retain(|a| a != "--oa-id" && a != OA);
+        v
+    };
+    let r = run(&env, &resume("217490")).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(sb.stats().accepted, 1000);
+    // A campaign that sent cannot change its template; the message says what to do.
+    let r = run(&env, &resume("217489")).await;
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("cannot change") && r.stderr.contains("--campaign NEW-NAME"), "{r}");
 }

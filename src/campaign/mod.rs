@@ -206,7 +206,15 @@ impl Workspace {
                 (store, existing)
             }
             Mode::Resume => {
-                let (store, c) = self.find(&req.campaign)?;
+                let (mut store, c) = self.find(&req.campaign)?;
+                // `resume --template-id NEW` mends a campaign that sent nothing.
+                let c = match preflight::mended(&store, &c, req)? {
+                    Some(m) => {
+                        store.set_campaign_template(m.id, &m.template_id)?;
+                        m
+                    }
+                    None => c,
+                };
                 (store, Some(c))
             }
         };

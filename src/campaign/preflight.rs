@@ -76,6 +76,42 @@ fn fetch_failed(s: &RunSettings, e: &ProviderError) -> CoreError {
     }
 }
 
+/// `resume --template-id NEW`: the campaign as it would be with the new
+/// template, when it may change — aborted, and not one message sent or
+/// possibly sent. Otherwise the error says what to do instead.
+pub(super) fn mended(
+    store: &crate::store::Store,
+    c: &crate::store::Campaign,
+    req: &Request,
+) -> Result<Option<crate::store::Campaign>, CoreError> {
+    let Some(new) = req.template_id.as_deref().filter(|t| *t != c.template_id) else {
+        return Ok(None);
+    };
+    let name = super::shell_word(&c.name);
+    let counts = store.state_counts(c.id)?;
+    let touched = counts.sent + counts.in_doubt + counts.in_flight;
+    if touched > 0 {
+        return Err(usage(format!(
+            "campaign `{}` has sent (or may have sent) {touched} messages with template {}, so its template cannot change; \
+             send the rest under a new campaign name: zns-batch run FILE --campaign NEW-NAME --template-id {new}",
+            c.name, c.template_id
+        )));
+    }
+    if c.status != crate::store::CampaignStatus::Aborted {
+        return Err(usage(format!(
+            "campaign `{}` sends with template {}; only a campaign stopped by a refusal (aborted) that sent nothing may change it. \
+             Resume it as it is (zns-batch resume {name}), or start a new campaign name with --template-id {new}",
+            c.name, c.template_id
+        )));
+    }
+    let kind = crate::provider::ProviderKind::parse(&c.provider)
+        .ok_or_else(|| usage(format!("campaign `{}` names an unknown provider `{}`", c.name, c.provider)))?;
+    kind.check_template_id(new).map_err(usage)?;
+    let mut mended = c.clone();
+    mended.template_id = new.to_string();
+    Ok(Some(mended))
+}
+
 impl Workspace {
     /// Before `prepare`: find the template's parameters where the config
     /// file declares none — the state database's cache (unless
@@ -93,7 +129,10 @@ impl Workspace {
                 Some(store) => store.find_campaign(&req.campaign)?,
                 None => None,
             },
-            Mode::Resume => Some(self.find(&req.campaign)?.1),
+            Mode::Resume => {
+                let (store, c) = self.find(&req.campaign)?;
+                Some(mended(&store, &c, req)?.unwrap_or(c))
+            }
         };
         let s = settings::resolve(req, self.config_source(), stored.as_ref())?;
         if s.template.is_some()

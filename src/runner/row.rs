@@ -446,6 +446,17 @@ async fn refresh_token<'a>(
             Some(t) => match check_token(ctx, t).await {
                 Ok(TokenCheck::Valid { .. }) => false,
                 Ok(_) => true,
+                Err(CallFailure::Stopped) if !tries.in_doubt => {
+                    // The send was refused (not in doubt) and the check cut
+                    // short by a stop: the row is simply open again.
+                    ctx.writer.post(WriteOp::MarkPending {
+                        row_id: row.id,
+                        code: e.code.clone(),
+                        message: e.message.clone(),
+                        release,
+                    })?;
+                    return Ok(Next::Done);
+                }
                 Err(f) => {
                     settle_failure(ctx, row, f, tries.in_doubt, release)?;
                     return Ok(Next::Done);
