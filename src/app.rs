@@ -453,10 +453,7 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
 /// The template `validate --template-id` checks against, without calling a
 /// provider: declared in the config file, else cached in the state
 /// database by an earlier run against the configured provider.
-fn known_template(
-    ws: &Workspace,
-    id: &str,
-) -> Result<crate::preflight::TemplateSpec, AppError> {
+fn known_template(ws: &Workspace, id: &str) -> Result<crate::preflight::TemplateSpec, AppError> {
     if let Some(spec) = ws.config.declared_template(id) {
         return Ok(spec.clone());
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::campaign::settings::{CsvOpts, ProviderOpts, SafetyOpts, SendOpts, TemplateCheckOpts};
+pub use crate::campaign::settings::{
+    CsvOpts, ProviderOpts, SafetyOpts, SendOpts, TemplateCheckOpts,
+};
 use crate::logging::LogFormat;
 use crate::quota::parse_duration;
 use crate::sandbox::SandboxArgs;

@@ -120,7 +120,10 @@ async fn pre_flight_rejects_exactly_the_long_rows_and_saves_their_tokens() {
     let checked = sb.stats();
     assert_eq!(checked.tokens_created, 950, "no token for a rejected row");
     assert_eq!(checked.accepted, 950);
-    assert_eq!(checked.param_rejections, 0, "no send refused for parameters");
+    assert_eq!(
+        checked.param_rejections, 0,
+        "no send refused for parameters"
+    );
 
     // The same file without the pre-flight, for the closing note's figure.
     let sb2 = zalo_with_templates(&[DECLARED]).await;
@@ -156,23 +159,29 @@ async fn the_plan_shows_the_providers_quota_and_the_run_stops_at_it() {
     assert_eq!(plan["provider_quota"]["daily"], 40, "{plan}");
     assert_eq!(plan["quota_days_needed"], 3, "{plan}");
     let st = sb.stats();
-    assert_eq!((st.tokens_created, st.send_requests), (0, 0), "dry run: {st:?}");
+    assert_eq!(
+        (st.tokens_created, st.send_requests),
+        (0, 0),
+        "dry run: {st:?}"
+    );
     let human_plan = run(&env, &human(zalo_run(&csv, "q", &sb, &["--dry-run"]))).await;
     assert!(
         human_plan.stdout.contains("40 of 40/day left"),
         "{human_plan}"
     );
 
-    let r = run(
-        &env,
-        &zalo_run(&csv, "q", &sb, &["--daily-quota", "500"]),
-    )
-    .await;
+    let r = run(&env, &zalo_run(&csv, "q", &sb, &["--daily-quota", "500"])).await;
     assert_eq!(r.code, 3, "paused on the provider's quota: {r}");
     let st = sb.stats();
     assert_eq!(st.accepted, 40, "{st:?}");
-    assert_eq!(st.quota_rejections, 0, "stopped before the provider refused");
-    assert!(st.tokens_created <= 40 + 8, "tokens within the concurrency: {st:?}");
+    assert_eq!(
+        st.quota_rejections, 0,
+        "stopped before the provider refused"
+    );
+    assert!(
+        st.tokens_created <= 40 + 8,
+        "tokens within the concurrency: {st:?}"
+    );
 
     // The next run finds nothing left and buys nothing.
     let before = sb.stats().tokens_created;
@@ -193,12 +202,18 @@ async fn a_template_that_cannot_be_fetched_or_sent_names_the_choice() {
     unknown[at] = "999".into();
     let r = run(&env, &unknown).await;
     assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("999") && r.stderr.contains("--skip-template-check"), "{r}");
+    assert!(
+        r.stderr.contains("999") && r.stderr.contains("--skip-template-check"),
+        "{r}"
+    );
 
     unknown[at] = "300".into();
     let r = run(&env, &unknown).await;
     assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("not enabled") && r.stderr.contains("DISABLE"), "{r}");
+    assert!(
+        r.stderr.contains("not enabled") && r.stderr.contains("DISABLE"),
+        "{r}"
+    );
 
     // Nobody listening: a network failure, exit 1, with the same choice.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -241,7 +256,15 @@ async fn validate_checks_a_declared_template_without_a_provider() {
     let csv_arg = csv.to_str().unwrap();
     let r = run(
         &env,
-        &args(&["--config", cfg, "--json", "validate", csv_arg, "--template-id", TEMPLATE]),
+        &args(&[
+            "--config",
+            cfg,
+            "--json",
+            "validate",
+            csv_arg,
+            "--template-id",
+            TEMPLATE,
+        ]),
     )
     .await;
     assert_eq!(r.code, 2, "rejected rows: {r}");
@@ -259,13 +282,24 @@ async fn validate_checks_a_declared_template_without_a_provider() {
     thousand_rows(&short, false);
     let r = run(
         &env,
-        &args(&["--config", cfg, "validate", short.to_str().unwrap(), "--template-id", TEMPLATE]),
+        &args(&[
+            "--config",
+            cfg,
+            "validate",
+            short.to_str().unwrap(),
+            "--template-id",
+            TEMPLATE,
+        ]),
     )
     .await;
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("due_date"), "{r}");
 
-    let r = run(&env, &args(&["validate", csv_arg, "--template-id", "424242"])).await;
+    let r = run(
+        &env,
+        &args(&["validate", csv_arg, "--template-id", "424242"]),
+    )
+    .await;
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("[templates.424242]"), "{r}");
 }
@@ -283,18 +317,31 @@ async fn the_same_refusal_on_every_first_send_stops_the_campaign_not_the_rows() 
     )
     .await;
     assert_eq!(r.code, 1, "a campaign-level stop: {r}");
-    assert!(r.stdout.contains("same error") || r.stderr.contains("same error"), "{r}");
+    assert!(
+        r.stdout.contains("same error") || r.stderr.contains("same error"),
+        "{r}"
+    );
     let st = sb.stats();
     assert_eq!(st.accepted, 0);
     // Bounded by the rows in flight and prepared (concurrency 8), not the file.
-    assert!(st.tokens_created <= 3 * 8, "tokens within the concurrency: {st:?}");
+    assert!(
+        st.tokens_created <= 3 * 8,
+        "tokens within the concurrency: {st:?}"
+    );
     let rows = report_rows(&env, "c").await;
-    assert_eq!(rows.iter().filter(|r| &r[3] == "failed").count(), 0, "rows stay open");
+    assert_eq!(
+        rows.iter().filter(|r| &r[3] == "failed").count(),
+        0,
+        "rows stay open"
+    );
     let mut states = std::collections::BTreeMap::new();
     for row in &rows {
         *states.entry(row[3].to_string()).or_insert(0) += 1;
     }
-    assert!(r.stdout.contains("resume c --template-id"), "the next step mends it: {r} {states:?}");
+    assert!(
+        r.stdout.contains("resume c --template-id"),
+        "the next step mends it: {r} {states:?}"
+    );
 
     // Mended: the right template for this file, with its pre-flight.
     let resume = |template: &str| {
@@ -309,5 +356,8 @@ async fn the_same_refusal_on_every_first_send_stops_the_campaign_not_the_rows() 
     // A campaign that sent cannot change its template; the message says what to do.
     let r = run(&env, &resume("217489")).await;
     assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("cannot change") && r.stderr.contains("--campaign NEW-NAME"), "{r}");
+    assert!(
+        r.stderr.contains("cannot change") && r.stderr.contains("--campaign NEW-NAME"),
+        "{r}"
+    );
 }

@@ -104,8 +104,12 @@ pub(super) fn mended(
             c.name, c.template_id
         )));
     }
-    let kind = crate::provider::ProviderKind::parse(&c.provider)
-        .ok_or_else(|| usage(format!("campaign `{}` names an unknown provider `{}`", c.name, c.provider)))?;
+    let kind = crate::provider::ProviderKind::parse(&c.provider).ok_or_else(|| {
+        usage(format!(
+            "campaign `{}` names an unknown provider `{}`",
+            c.name, c.provider
+        ))
+    })?;
     kind.check_template_id(new).map_err(usage)?;
     let mut mended = c.clone();
     mended.template_id = new.to_string();

@@ -434,7 +434,9 @@ fn resolve_template(
     if req.template_check.skip_template_check {
         return (
             None,
-            Some("skipped (--skip-template-check): rows are not checked against the template".into()),
+            Some(
+                "skipped (--skip-template-check): rows are not checked against the template".into(),
+            ),
         );
     }
     let found = c

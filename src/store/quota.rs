@@ -49,7 +49,12 @@ impl Store {
     /// What the provider's quota query said at the start of a run: its
     /// daily figure becomes the day's limit, and what it has counted as
     /// used (daily − remaining, other senders included) raises ours.
-    pub fn record_provider_quota(&mut self, key: &QuotaKey, daily: u64, remaining: u64) -> Result<()> {
+    pub fn record_provider_quota(
+        &mut self,
+        key: &QuotaKey,
+        daily: u64,
+        remaining: u64,
+    ) -> Result<()> {
         let used_by_provider = daily.saturating_sub(remaining).min(i64::MAX as u64) as i64;
         let daily = daily.min(i64::MAX as u64) as i64;
         self.conn
