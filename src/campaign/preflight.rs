@@ -49,6 +49,25 @@ pub fn spec_from_info(info: TemplateInfo, fetched_ms: i64) -> TemplateSpec {
     }
 }
 
+/// A read-only call, retried on transient errors (5xx, 429, timeouts) as
+/// the run retries its calls: up to `--max-attempts`, with its backoff.
+async fn with_retries<T, F, Fut>(s: &RunSettings, mut call: F) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Err(e) if e.class == ErrorClass::Retry && attempt < s.run.max_attempts => {
+                tokio::time::sleep(s.run.backoff.delay(attempt, e.retry_after)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether this provider endpoint can be asked read-only questions that
 /// mean something later: an embedded sandbox is new every run.
 fn lasting_endpoint(s: &RunSettings) -> bool {
@@ -155,11 +174,12 @@ impl Workspace {
             }
         }
         let conn = connect::connect(&s).await?;
-        let info = conn
-            .provider
-            .template_info(&s.provider.oa_id, &s.template_id)
-            .await
-            .map_err(|e| fetch_failed(&s, &e))?;
+        let info = with_retries(&s, || {
+            conn.provider
+                .template_info(&s.provider.oa_id, &s.template_id)
+        })
+        .await
+        .map_err(|e| fetch_failed(&s, &e))?;
         let Some(info) = info else {
             return Ok(());
         };
@@ -190,7 +210,7 @@ impl Workspace {
                 conn.provider.as_ref()
             }
         };
-        match provider.quota(&s.provider.oa_id).await {
+        match with_retries(s, || provider.quota(&s.provider.oa_id)).await {
             Ok(q) => Ok(q.map(ProviderQuota::from)),
             Err(e) => {
                 tracing::warn!("cannot read the OA's quota from {}: {e}", s.provider.kind);

@@ -750,6 +750,59 @@ mod tests {
     }
 
     #[test]
+    fn the_template_comes_from_the_config_before_a_fetched_one_and_never_when_skipped() {
+        let file = cfg(
+            "[templates.246810]\nparams = [ { name = \"a\", required = true, max_length = 5 } ]\n",
+        );
+        let src = || ConfigSource {
+            file: &file,
+            path: None,
+        };
+        let mut fetched = file.declared_template("246810").cloned().unwrap();
+        fetched.params[0].max_length = Some(99);
+        fetched.source = crate::preflight::TemplateSource::Fetched { at_ms: 1 };
+        let mut req = request("c");
+        req.template = Some(fetched.clone());
+        let s = resolve(&req, src(), None).unwrap();
+        assert_eq!(
+            s.template.unwrap().params[0].max_length,
+            Some(5),
+            "declared wins"
+        );
+        req.template_check.skip_template_check = true;
+        let s = resolve(&req, src(), None).unwrap();
+        assert!(s.template.is_none());
+        assert!(s.template_note.unwrap().contains("--skip-template-check"));
+        let bare = ConfigFile::default();
+        let mut req = request("c");
+        req.template = Some(fetched);
+        let s = resolve(
+            &req,
+            ConfigSource {
+                file: &bare,
+                path: None,
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.template.unwrap().params[0].max_length,
+            Some(99),
+            "fetched"
+        );
+        let s = resolve(
+            &request("c"),
+            ConfigSource {
+                file: &bare,
+                path: None,
+            },
+            None,
+        )
+        .unwrap();
+        assert!(s.template_note.unwrap().contains("not checked"));
+    }
+
+    #[test]
     fn delimiters_as_people_type_them() {
         assert_eq!(parse_delimiter("\\t"), Ok(b'\t'));
         assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
