@@ -98,6 +98,8 @@ async fn run_cmd(ws: &Workspace, face: &Face, args: RunArgs) -> Result<ExitCode,
         send: args.send,
         safety: args.safety,
         csv_opts: args.csv_opts,
+        template_check: args.template_check,
+        template: None,
     };
     send_cmd(ws, face, req, Mode::Run, args.dry_run).await
 }
@@ -109,6 +111,8 @@ async fn resume_cmd(ws: &Workspace, face: &Face, args: ResumeArgs) -> Result<Exi
         provider: args.provider,
         send: args.send,
         safety: args.safety,
+        template_check: args.template_check,
+        template_id: args.template_id,
         ..Request::default()
     };
     send_cmd(ws, face, req, Mode::Resume, false).await
@@ -152,6 +156,10 @@ async fn prepare_and_go(
             s.tick();
         }
     };
+    // Template info first (cached or fetched): read-only, before any import.
+    let mut req = req.clone();
+    ws.preflight(&mut req, mode).await?;
+    let req = &req;
     let prepared = ws.prepare(
         req,
         mode,
@@ -199,19 +207,23 @@ async fn prepare_and_go(
             face.note_unfinished(ExitCode::Paused, Some(&reason));
             return Ok(ExitCode::Paused);
         }
-        let plan = ws.plan(&prepared)?;
+        let plan = ws.live_plan(&prepared).await?;
         if !face.quiet || face.json {
             printer::print_plan(&plan, face.json);
         }
         return Ok(ExitCode::Finished);
     }
     let observer = ProgressObserver::new(face.chatty());
+    let skipped = req.template_check.skip_template_check;
     let (outcome, summary) = ws.send(prepared, stop, &observer).await?;
     let code = outcome.exit_code();
     if face.json {
         printer::print_summary(&summary, true);
     } else if !face.quiet {
         printer::print_summary(&summary, false);
+        if skipped {
+            println!("  pre-flight  skipped (--skip-template-check): rows were not checked against the template");
+        }
     }
     face.note_unfinished(code, outcome.message());
     Ok(code)
@@ -364,10 +376,15 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
         },
         None,
     );
+    let template = match &args.template_id {
+        Some(id) => Some(known_template(ws, id)?),
+        None => None,
+    };
     let req = Request {
         campaign: "validate".into(),
         csv: Some(args.csv.clone()),
         template_id: Some("1".into()),
+        template: template.clone(),
         csv_opts: args.csv_opts,
         provider: campaign::settings::ProviderOpts {
             provider: Some(crate::provider::ProviderKind::Sandbox),
@@ -382,6 +399,11 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
     let campaign = &prepared.campaign;
     let counts = store.state_counts(campaign.id)?;
     let rejects = store.rejects(campaign.id, usize::MAX >> 1)?;
+    let warning = template.as_ref().and_then(|t| {
+        (!t.params.is_empty())
+            .then(|| crate::preflight::check_columns(t, &campaign.template_keys).warning(t))
+            .flatten()
+    });
     if face.json {
         let list: Vec<_> = rejects
             .iter()
@@ -393,6 +415,8 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
             "valid": counts.total - counts.rejected,
             "rejected": counts.rejected,
             "template_keys": campaign.template_keys,
+            "template": template.as_ref().map(|t| t.summary()),
+            "template_warning": warning,
             "rejects": list,
         }));
     } else {
@@ -404,6 +428,12 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
             counts.rejected
         );
         println!("template parameters: {}", campaign.template_keys.join(", "));
+        if let Some(t) = &template {
+            println!("checked against {}", t.summary());
+        }
+        if let Some(w) = &warning {
+            println!("warning: {w}");
+        }
         for (line, phone, reason) in &rejects {
             let shown = if phone.is_empty() {
                 String::new()
@@ -417,5 +447,34 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
         ExitCode::Usage
     } else {
         ExitCode::Finished
+    })
+}
+
+/// The template `validate --template-id` checks against, without calling a
+/// provider: declared in the config file, else cached in the state
+/// database by an earlier run against the configured provider.
+fn known_template(ws: &Workspace, id: &str) -> Result<crate::preflight::TemplateSpec, AppError> {
+    if let Some(spec) = ws.config.declared_template(id) {
+        return Ok(spec.clone());
+    }
+    let req = Request {
+        campaign: "validate".into(),
+        template_id: Some(id.to_string()),
+        ..Request::default()
+    };
+    let cached = match (
+        ws.existing_store()?,
+        campaign::settings::resolve(&req, ws.config_source(), None),
+    ) {
+        (Some(store), Ok(s)) => store.cached_template(&s.provider.accounts("").tokens, id)?,
+        _ => None,
+    };
+    cached.ok_or_else(|| {
+        usage(format!(
+            "--template-id {id}: the config file declares no [templates.{id}] section and {} holds no cached template info for it; \
+             declare its parameters in the config file (see the README, \"Template pre-flight\"), or let a \
+             `zns-batch run FILE --campaign NAME --template-id {id} --dry-run` against the provider fetch it first",
+            ws.state.display()
+        ))
     })
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::campaign::settings::{CsvOpts, ProviderOpts, SafetyOpts, SendOpts};
+pub use crate::campaign::settings::{
+    CsvOpts, ProviderOpts, SafetyOpts, SendOpts, TemplateCheckOpts,
+};
 use crate::logging::LogFormat;
 use crate::quota::parse_duration;
 use crate::sandbox::SandboxArgs;
@@ -214,6 +216,8 @@ pub struct RunArgs {
     pub safety: SafetyOpts,
     #[command(flatten)]
     pub csv_opts: CsvOpts,
+    #[command(flatten)]
+    pub template_check: TemplateCheckOpts,
 }
 
 #[derive(Debug, Args)]
@@ -225,12 +229,18 @@ pub struct ResumeArgs {
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
 
+    /// Mend a campaign stopped by a refused template that sent nothing: send it with this template instead.
+    #[arg(long, value_name = "ID")]
+    pub template_id: Option<String>,
+
     #[command(flatten)]
     pub provider: ProviderOpts,
     #[command(flatten)]
     pub send: SendOpts,
     #[command(flatten)]
     pub safety: SafetyOpts,
+    #[command(flatten)]
+    pub template_check: TemplateCheckOpts,
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +303,11 @@ pub struct CompletionsArgs {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     pub csv: PathBuf,
+    /// Also check the file against this template's parameters, as declared
+    /// in the config file ([templates.ID]) or cached by an earlier run; no
+    /// provider is called.
+    #[arg(long, value_name = "ID")]
+    pub template_id: Option<String>,
     #[command(flatten)]
     pub csv_opts: CsvOpts,
 }

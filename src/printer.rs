@@ -241,6 +241,10 @@ pub fn print_plan(plan: &Plan, json: bool) {
         "  provider     {} · OA {} · template {}{profile}\n",
         s.provider, s.oa_id, s.template_id
     ));
+    o.push_str(&format!("  pre-flight   {}\n", this.template_check));
+    if let Some(w) = &this.template_warning {
+        o.push_str(&format!("  warning      {w}\n"));
+    }
     o.push_str(&format!(
         "  rows         {} in file: {} accepted, {} rejected\n",
         this.rows, this.accepted, this.rejected
@@ -290,8 +294,17 @@ pub fn print_plan(plan: &Plan, json: bool) {
             "  fees         not estimated: set token_fee and message_fee in the config file\n",
         ),
     }
-    match (this.quota_days_needed, s.daily_quota) {
-        (Some(d), Some(q)) => o.push_str(&format!(
+    match (this.quota_days_needed, s.daily_quota, this.provider_quota) {
+        (Some(d), ours, Some(p)) => {
+            let ours = ours
+                .map(|q| format!("; --daily-quota {q}"))
+                .unwrap_or_default();
+            o.push_str(&format!(
+                "  quota        {d} quota day(s): the provider says {} of {}/day left today{ours} ({} used today here, Asia/Ho_Chi_Minh)\n",
+                p.remaining, p.daily, this.quota_used_today
+            ))
+        }
+        (Some(d), Some(q), None) => o.push_str(&format!(
             "  quota        {d} quota day(s) at {q}/day ({} used today, Asia/Ho_Chi_Minh)\n",
             this.quota_used_today
         )),

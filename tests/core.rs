@@ -259,7 +259,9 @@ async fn wrong_key_exits_1_without_showing_it(p: ProviderKind) {
     assert_eq!(sb.stats().accepted, 0);
 
     // With the right key it finishes; neither key is ever written to the state.
-    let r = run(&env, &resume_args("auth", &sb, p, &[])).await;
+    // (`run` again: where the template is fetched, the wrong key stopped it
+    // before the campaign was stored.)
+    let r = run(&env, &run_args(&path, "auth", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
     for f in std::fs::read_dir(env.dir.path()).unwrap() {
         let f = f.unwrap().path();

@@ -1125,7 +1125,9 @@ async fn secrets_never_leave_and_phones_are_masked_in_logs() {
         let r = run_with(cmd).await;
         assert_eq!(r.code, 1, "{r}");
         outputs.push(r);
-        let mut a = resume_args("s", &sb, p, &["--api-key", KEY]);
+        // `run` again: where the template is fetched, the wrong key stopped
+        // the first run before the campaign was stored.
+        let mut a = run_args(&path, "s", &sb, p, &["--api-key", KEY]);
         a.insert(0, "-vv".into());
         let mut cmd = command(&env, &a);
         // Everything, the HTTP client's traces included.

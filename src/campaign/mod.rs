@@ -9,6 +9,7 @@ mod import;
 mod lock;
 pub mod outcome;
 pub mod plan;
+mod preflight;
 pub mod settings;
 pub mod summary;
 
@@ -23,6 +24,7 @@ pub use import::{
 };
 pub use lock::{lock, CampaignLock};
 pub use outcome::{shell_word, ExitCode, Outcome};
+pub use preflight::{spec_from_info, ProviderQuota};
 pub use settings::{Request, RunSettings, SettingsError};
 
 use crate::config::{ConfigFile, DEFAULT_STATE};
@@ -141,7 +143,7 @@ impl Workspace {
         }
     }
 
-    fn config_source(&self) -> settings::ConfigSource<'_> {
+    pub fn config_source(&self) -> settings::ConfigSource<'_> {
         settings::ConfigSource {
             file: &self.config,
             path: self.config_path.as_deref(),
@@ -204,7 +206,15 @@ impl Workspace {
                 (store, existing)
             }
             Mode::Resume => {
-                let (store, c) = self.find(&req.campaign)?;
+                let (mut store, c) = self.find(&req.campaign)?;
+                // `resume --template-id NEW` mends a campaign that sent nothing.
+                let c = match preflight::mended(&store, &c, req)? {
+                    Some(m) => {
+                        store.set_campaign_template(m.id, &m.template_id)?;
+                        m
+                    }
+                    None => c,
+                };
                 (store, Some(c))
             }
         };
@@ -256,6 +266,12 @@ impl Workspace {
             (Mode::Resume, Some(c)) => (c, ImportCounts::default(), false),
             (Mode::Resume, None) => return Err(self.unknown_campaign(&store, &req.campaign)),
         };
+        // An import checked the header; a campaign imported before (maybe
+        // without a template) is checked against the template now.
+        if let Some(spec) = &settings.template {
+            crate::preflight::check_campaign(spec, &campaign.template_keys)
+                .map_err(|e| usage(e.to_string()))?;
+        }
         // What this request says about the campaign's lasting settings.
         if (settings.not_after_ms, settings.min_interval_ms) != (None, None) {
             store.update_run_safety(
@@ -328,8 +344,10 @@ impl Workspace {
         } else if let Some(why) = self.closed_for_now(&store, &campaign, &settings, &quota_key)? {
             stop.request(why.0, why.1);
             None
-        } else {
-            let conn = connect::connect(&settings).await?;
+        } else if let Some(conn) = self
+            .connect_within_quota(&mut store, &campaign, &settings, &quota_key, &stop)
+            .await?
+        {
             label = conn.label.clone();
             // The import filled this connection's cache; the run uses its own.
             store.release_memory()?;
@@ -357,6 +375,8 @@ impl Workspace {
             })?;
             drop(conn);
             Some(result)
+        } else {
+            None
         };
         let counts = store.state_counts(campaign.id)?;
         let stopped = stop.reason().zip(stop.message());
@@ -373,6 +393,32 @@ impl Workspace {
             settings.run.send_window,
         )?;
         Ok((outcome, summary))
+    }
+
+    /// Connect and read the OA's live quota where the provider offers a
+    /// query; its figures go into today's quota row, so the run never
+    /// claims past them. `None` (and a quota stop) when the provider says
+    /// nothing is left today: no token is bought then.
+    async fn connect_within_quota(
+        &self,
+        store: &mut Store,
+        campaign: &Campaign,
+        settings: &RunSettings,
+        quota_key: &QuotaKey,
+        stop: &Stop,
+    ) -> Result<Option<Connection>, CoreError> {
+        let conn = connect::connect(settings).await?;
+        let live = self
+            .provider_quota(settings, Some(conn.provider.as_ref()))
+            .await?;
+        if let Some(q) = live {
+            preflight::record(store, quota_key, q)?;
+            if let Some(why) = self.closed_for_now(store, campaign, settings, quota_key)? {
+                stop.request(why.0, why.1);
+                return Ok(None);
+            }
+        }
+        Ok(Some(conn))
     }
 
     /// Why no request may leave now (window closed without --wait, quota

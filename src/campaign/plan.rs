@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::outcome::shell_word;
+use super::preflight::ProviderQuota;
 use super::settings::RunSettings;
 use super::summary::{RejectLine, Summary};
 use crate::quota;
@@ -71,6 +72,31 @@ pub struct Plan {
     pub next_step: String,
     /// Seconds this command spent importing the file (None: imported before).
     pub import_secs: Option<f64>,
+    /// What the rows were checked against (the template, its source), or
+    /// why they were not.
+    pub template_check: String,
+    /// CSV columns the template has no parameter for.
+    pub template_warning: Option<String>,
+    /// The OA's quota as the provider reported it (where it offers a query).
+    pub provider_quota: Option<ProviderQuota>,
+}
+
+impl Plan {
+    /// Take in the provider's live quota: the plan never counts on more
+    /// than the smaller of it and `--daily-quota`.
+    pub fn with_provider_quota(&mut self, q: ProviderQuota) {
+        let ours = self
+            .settings
+            .daily_quota
+            .filter(|l| *l > 0)
+            .map(|l| (l, l.saturating_sub(self.quota_used_today)));
+        let (limit, left) = match ours {
+            Some((l, left)) => (l.min(q.daily), left.min(q.remaining)),
+            None => (q.daily, q.remaining),
+        };
+        self.quota_days_needed = Some(quota_days(self.messages_to_send, limit, left));
+        self.provider_quota = Some(q);
+    }
 }
 
 /// Days needed to send `n` at `limit` a day when `left_today` remain today.
@@ -195,6 +221,19 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
         settings,
         next_step: format!("zns-batch resume {}", shell_word(&campaign.name)),
         import_secs: None,
+        template_check: match (&s.template, &s.template_note) {
+            (Some(t), _) => t.summary(),
+            (None, Some(note)) => format!("template {}: {note}", s.template_id),
+            (None, None) => format!("template {}: not checked", s.template_id),
+        },
+        template_warning: s.template.as_ref().and_then(|t| {
+            // A template that lists no parameters says nothing about columns.
+            if t.params.is_empty() {
+                return None;
+            }
+            crate::preflight::check_columns(t, &campaign.template_keys).warning(t)
+        }),
+        provider_quota: None,
     })
 }
 

@@ -221,6 +221,25 @@ pub struct Request {
     pub send: SendOpts,
     pub safety: SafetyOpts,
     pub csv_opts: CsvOpts,
+    pub template_check: TemplateCheckOpts,
+    /// The template's parameters fetched from the provider or read from
+    /// the cache, filled in by `Workspace::preflight` (a template declared
+    /// in the config file wins over it).
+    pub template: Option<TemplateSpec>,
+}
+
+/// How the template pre-flight is sourced (`run`, `resume`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct TemplateCheckOpts {
+    /// Send without checking the file against the template (no template
+    /// info is fetched; rows the template refuses fail at the provider,
+    /// after their token is bought).
+    #[arg(long)]
+    pub skip_template_check: bool,
+
+    /// Fetch the template info again instead of using the cached copy.
+    #[arg(long, conflicts_with = "skip_template_check")]
+    pub refresh_template: bool,
 }
 
 // ----- the resolved value ------------------------------------------------------
@@ -324,6 +343,9 @@ pub struct RunSettings {
     /// The template's parameters the pre-flight checks rows against, where
     /// they are known (declared in the config file, fetched or cached).
     pub template: Option<TemplateSpec>,
+    /// Why there is no template to check against (`--skip-template-check`,
+    /// no template info at this provider): the plan and summary say it.
+    pub template_note: Option<String>,
 }
 
 /// The config file in force and where it came from.
@@ -379,6 +401,7 @@ pub fn resolve(
         )
     });
     let (csv, dedup_phones) = resolve_csv(&req.csv_opts, c);
+    let (template, template_note) = resolve_template(req, c, &template_id, &provider);
     Ok(RunSettings {
         campaign: req.campaign.clone(),
         token_type,
@@ -393,9 +416,50 @@ pub fn resolve(
         message_fee: c.message_fee,
         config_file: cfg.path.map(|p| p.display().to_string()),
         profile: c.profile.clone(),
-        template: c.declared_template(&template_id).cloned(),
+        template,
+        template_note,
         template_id,
     })
+}
+
+/// The template to check rows against: none with `--skip-template-check`,
+/// else declared in the config file > fetched or cached (in the request).
+/// Without one, the note says why.
+fn resolve_template(
+    req: &Request,
+    c: &ConfigFile,
+    template_id: &str,
+    provider: &ProviderChoice,
+) -> (Option<TemplateSpec>, Option<String>) {
+    if req.template_check.skip_template_check {
+        return (
+            None,
+            Some(
+                "skipped (--skip-template-check): rows are not checked against the template".into(),
+            ),
+        );
+    }
+    let found = c
+        .declared_template(template_id)
+        .cloned()
+        .or_else(|| req.template.clone());
+    if found.is_some() {
+        return (found, None);
+    }
+    let kind = provider.kind;
+    let why = if !kind.capabilities().template_info {
+        format!("{kind} offers no template info")
+    } else if provider.endpoint == Endpoint::Embedded {
+        "the embedded sandbox keeps no template info".to_string()
+    } else {
+        "the template info was not fetched".to_string()
+    };
+    (
+        None,
+        Some(format!(
+            "not checked: {why} and the config file declares no [templates.{template_id}] section"
+        )),
+    )
 }
 
 fn resolve_csv(o: &CsvOpts, c: &ConfigFile) -> (CsvOptions, bool) {
@@ -683,6 +747,59 @@ mod tests {
         .unwrap_err()
         .0;
         assert!(e.contains("retyr"), "{e}");
+    }
+
+    #[test]
+    fn the_template_comes_from_the_config_before_a_fetched_one_and_never_when_skipped() {
+        let file = cfg(
+            "[templates.246810]\nparams = [ { name = \"a\", required = true, max_length = 5 } ]\n",
+        );
+        let src = || ConfigSource {
+            file: &file,
+            path: None,
+        };
+        let mut fetched = file.declared_template("246810").cloned().unwrap();
+        fetched.params[0].max_length = Some(99);
+        fetched.source = crate::preflight::TemplateSource::Fetched { at_ms: 1 };
+        let mut req = request("c");
+        req.template = Some(fetched.clone());
+        let s = resolve(&req, src(), None).unwrap();
+        assert_eq!(
+            s.template.unwrap().params[0].max_length,
+            Some(5),
+            "declared wins"
+        );
+        req.template_check.skip_template_check = true;
+        let s = resolve(&req, src(), None).unwrap();
+        assert!(s.template.is_none());
+        assert!(s.template_note.unwrap().contains("--skip-template-check"));
+        let bare = ConfigFile::default();
+        let mut req = request("c");
+        req.template = Some(fetched);
+        let s = resolve(
+            &req,
+            ConfigSource {
+                file: &bare,
+                path: None,
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.template.unwrap().params[0].max_length,
+            Some(99),
+            "fetched"
+        );
+        let s = resolve(
+            &request("c"),
+            ConfigSource {
+                file: &bare,
+                path: None,
+            },
+            None,
+        )
+        .unwrap();
+        assert!(s.template_note.unwrap().contains("not checked"));
     }
 
     #[test]

@@ -121,6 +121,13 @@ pub fn next_step(
             "zns-batch report {name} --out {}",
             shell_word(&report_file_name(campaign))
         ),
+        // Nothing sent: the template may still change (resume --template-id).
+        Outcome::Aborted {
+            reason: StopReason::Config,
+            ..
+        } if counts.sent + counts.in_doubt + counts.in_flight == 0 => format!(
+            "fix the template (or the OA's setup), then: zns-batch resume {name} --template-id ID   (the right template id; the campaign sent nothing, so it may change)"
+        ),
         Outcome::Aborted { .. } => format!("fix the cause above, then: zns-batch resume {name}"),
         Outcome::Paused {
             reason: Some(StopReason::Quota),

@@ -3,6 +3,7 @@
 //! failure.
 
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 
 use super::Ctx;
 use crate::phone::mask;
@@ -151,6 +152,9 @@ pub(super) fn settle_failure(
             // Only reached through token calls that ran out of attempts.
             ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
         }
+        _ if !in_doubt && lock(&ctx.probation).is_some() => {
+            on_probation(ctx, row, e, release)?;
+        }
         _ => {
             // Permanent for this recipient. If an earlier attempt is in
             // doubt the message may still have gone out: keep the unit.
@@ -164,6 +168,101 @@ pub(super) fn settle_failure(
             tracing::info!(phone = %mask(&row.phone), line = row.line, code = %e.code, "failed: {}", e.message);
         }
     }
+    Ok(())
+}
+
+/// Until the run's first success, a row refused "for this recipient" is
+/// held open rather than failed: when the first sends are refused with one
+/// code again and again, the refusal is the campaign's (template, OA), not
+/// the rows'. A success settles the held rows as failed after all.
+pub(super) struct Probation {
+    /// Refusals held so far: the row and its error, with its quota unit.
+    held: Vec<(WorkRow, ProviderError, Option<QuotaKey>)>,
+    /// That many refusals with one code and no success stop the campaign.
+    limit: usize,
+}
+
+impl Probation {
+    pub(super) fn new(concurrency: usize) -> Self {
+        Self {
+            held: Vec::new(),
+            limit: concurrency.max(PROBATION_MIN),
+        }
+    }
+}
+
+fn lock(m: &Mutex<Option<Probation>>) -> std::sync::MutexGuard<'_, Option<Probation>> {
+    // A panic elsewhere cannot leave the list half-written: keep using it.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// At least this many identical refusals before a campaign-level stop, so
+/// `--concurrency 1` does not stop on one bad row.
+const PROBATION_MIN: usize = 3;
+
+fn on_probation(
+    ctx: &Ctx,
+    row: &WorkRow,
+    e: ProviderError,
+    release: Option<QuotaKey>,
+) -> Result<(), StoreError> {
+    let mut guard = lock(&ctx.probation);
+    let Some(p) = guard.as_mut() else {
+        drop(guard);
+        return fail_row(ctx, row, &e, release);
+    };
+    ctx.writer.post(WriteOp::MarkPending {
+        row_id: row.id,
+        code: e.code.clone(),
+        message: e.message.clone(),
+        release: release.clone(),
+    })?;
+    p.held.push((row.clone(), e.clone(), None));
+    let same = p.held.iter().filter(|(_, h, _)| h.code == e.code).count();
+    // One code `limit` times, or refusals of any kind twice that often,
+    // and not one success: the campaign's setup is at fault.
+    if same >= p.limit || p.held.len() >= 2 * p.limit {
+        let n = p.held.len();
+        ctx.stop.request(
+            StopReason::Config,
+            format!(
+                "the first {n} sends were refused ({same} with the same error) and none succeeded: {} (code {}). \
+                 This is the campaign's setup (template, OA), not the rows: they stay open. Check --template-id and the template's parameters",
+                e.message, e.code
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The run's first success ends the probation: refusals held so far were
+/// the rows' own after all, and are settled as failed.
+pub(super) fn end_probation(ctx: &Ctx) -> Result<(), StoreError> {
+    let held = match lock(&ctx.probation).take() {
+        Some(p) => p.held,
+        None => return Ok(()),
+    };
+    for (r, err, _) in held {
+        // Their quota unit was given back when they were held.
+        fail_row(ctx, &r, &err, None)?;
+    }
+    Ok(())
+}
+
+fn fail_row(
+    ctx: &Ctx,
+    row: &WorkRow,
+    e: &ProviderError,
+    release: Option<QuotaKey>,
+) -> Result<(), StoreError> {
+    ctx.writer.post(WriteOp::MarkFailed {
+        row_id: row.id,
+        code: e.code.clone(),
+        message: e.message.clone(),
+        release,
+    })?;
+    ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(phone = %mask(&row.phone), line = row.line, code = %e.code, "failed: {}", e.message);
     Ok(())
 }
 

@@ -114,6 +114,9 @@ struct Ctx {
     last_success_ms: AtomicU64,
     /// Whether "waiting for the send window" has been said for this closing.
     window_wait_noted: AtomicBool,
+    /// Refusals held open until the run's first success (see
+    /// [`failure::Probation`]); `None` once a send succeeded.
+    probation: Mutex<Option<failure::Probation>>,
 }
 
 /// What the runner is given.
@@ -163,6 +166,7 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         started,
         last_success_ms: AtomicU64::new(0),
         window_wait_noted: AtomicBool::new(false),
+        probation: Mutex::new(Some(failure::Probation::new(concurrency))),
     });
 
     // Past the deadline before starting: nothing is claimed, all open rows expire.
@@ -245,6 +249,13 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
     drop(work);
 
     let reader_result = reader_task.await;
+    // The file ended before the refusals added up to a campaign-level
+    // stop: the held rows were refused for themselves.
+    let probation_settled = if stop.is_set() {
+        Ok(())
+    } else {
+        failure::end_probation(&ctx)
+    };
     // Rows the deadline caught before their claim: they expire now.
     let expired_at_end = match stop.reason() {
         Some(r) if r.is_fatal() => Ok(()),
@@ -256,6 +267,7 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         .join()
         .map_err(|_| RunError::Reader("state writer thread panicked".into()))?;
     thread_result?;
+    probation_settled?;
     expired_at_end?;
     match reader_result {
         Ok(Ok(())) => {}

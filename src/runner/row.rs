@@ -12,7 +12,9 @@
 
 use std::sync::atomic::Ordering;
 
-use super::failure::{hold, look_up_doubt, quota_message, settle_failure, CallFailure, Lookup};
+use super::failure::{
+    end_probation, hold, look_up_doubt, quota_message, settle_failure, CallFailure, Lookup,
+};
 use super::tokens::{check_token, ensure_token, save_bought, token_stored, Bought};
 use super::{Ctx, InDoubtPolicy};
 use crate::phone::mask;
@@ -333,6 +335,7 @@ pub(super) fn after_success(
     quota_key: QuotaKey,
 ) -> Result<Next, StoreError> {
     ctx.note_success();
+    end_probation(ctx)?;
     if outcome.duplicate {
         ctx.counters
             .replayed_duplicates
@@ -452,6 +455,17 @@ async fn refresh_token<'a>(
             Some(t) => match check_token(ctx, t).await {
                 Ok(TokenCheck::Valid { .. }) => false,
                 Ok(_) => true,
+                Err(CallFailure::Stopped) if !tries.in_doubt => {
+                    // The send was refused (not in doubt) and the check cut
+                    // short by a stop: the row is simply open again.
+                    ctx.writer.post(WriteOp::MarkPending {
+                        row_id: row.id,
+                        code: e.code.clone(),
+                        message: e.message.clone(),
+                        release,
+                    })?;
+                    return Ok(Next::Done);
+                }
                 Err(f) => {
                     settle_failure(ctx, row, f, tries.in_doubt, release)?;
                     return Ok(Next::Done);

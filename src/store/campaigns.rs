@@ -233,6 +233,18 @@ impl Store {
         Ok(())
     }
 
+    /// Mend a campaign that sent nothing: its template id changes (the
+    /// caller checked that no row was sent or may have been).
+    pub fn set_campaign_template(&mut self, id: i64, template_id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE campaigns SET template_id = ?2, updated_ms = ?3 WHERE id = ?1",
+                params![id, template_id, quota::now_ms()],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
     pub fn set_campaign_status(
         &mut self,
         id: i64,

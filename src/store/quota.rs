@@ -46,6 +46,28 @@ impl Store {
         }))
     }
 
+    /// What the provider's quota query said at the start of a run: its
+    /// daily figure becomes the day's limit, and what it has counted as
+    /// used (daily − remaining, other senders included) raises ours.
+    pub fn record_provider_quota(
+        &mut self,
+        key: &QuotaKey,
+        daily: u64,
+        remaining: u64,
+    ) -> Result<()> {
+        let used_by_provider = daily.saturating_sub(remaining).min(i64::MAX as u64) as i64;
+        let daily = daily.min(i64::MAX as u64) as i64;
+        self.conn
+            .execute(
+                "INSERT INTO quota_days (account, oa_id, day, used, provider_limit) VALUES (?1, ?2, ?3, ?5, ?4) \
+                 ON CONFLICT (account, oa_id, day) DO UPDATE SET provider_limit = ?4, used = MAX(used, ?5), \
+                 exhausted = CASE WHEN MAX(used, ?5) < ?4 THEN 0 ELSE exhausted END",
+                params![key.account, key.oa_id, key.day, daily, used_by_provider],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
     /// Messages sent today by this OA through any campaign (for `status`).
     pub fn quota_used_on(&self, oa_id: &str, day: &str) -> Result<u64> {
         self.conn

@@ -291,6 +291,14 @@ fn template_info(shared: &Shared, call: &Call<'_>) -> Reply {
             "Status": spec.status.as_str(),
             "ErrorMessage": "",
         })),
+        // Nothing declared: any id is accepted on send, so described as
+        // enabled with no parameter limits.
+        None if shared.templates.is_empty() => Reply::ok(json!({
+            "CodeResult": "100",
+            "ListParams": [],
+            "Status": "ENABLE",
+            "ErrorMessage": "",
+        })),
         None => code(
             "110",
             &format!("TemplateId `{id}` is not a template of this OA"),
