@@ -85,6 +85,7 @@ async fn harness(
     ))
     .unwrap();
     let (writer, _thread) = crate::store::Writer::start(&state).unwrap();
+    let concurrency = opts.concurrency;
     let caps = provider.capabilities();
     let ctx = Ctx {
         uses_tokens: caps.tokens,
@@ -107,6 +108,7 @@ async fn harness(
         started: Instant::now(),
         last_success_ms: AtomicU64::new(0),
         window_wait_noted: AtomicBool::new(false),
+        probation: Mutex::new(Some(super::failure::Probation::new(concurrency))),
     };
     Harness {
         _dir: dir,
