@@ -26,16 +26,24 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
             let key = format!("embedded-{}", hex::encode(rand::random::<[u8; 12]>()));
             let secret = format!("embedded-{}", hex::encode(rand::random::<[u8; 12]>()));
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            let sb = Sandbox::start(
-                addr,
-                SandboxConfig {
-                    protocol: kind,
-                    api_key: key.clone(),
-                    secret_key: secret.clone(),
-                    ..SandboxConfig::default()
-                },
-            )
-            .await
+            let mut config = SandboxConfig {
+                protocol: kind,
+                api_key: key.clone(),
+                secret_key: secret.clone(),
+                ..SandboxConfig::default()
+            };
+            // With somewhere to report to, the embedded sandbox reports
+            // delivery as the real provider would (Zalo: signed as configured).
+            let d = &p.delivery;
+            config.callback_url = d.url.as_ref().map(|u| u.expose().to_string());
+            if let Some(app_id) = &d.zalo_app_id {
+                config.zalo_app_id = app_id.clone();
+            }
+            if let Some(s) = &d.zalo_oa_secret {
+                config.zalo_oa_secret = s.expose().to_string();
+            }
+            let sb = Sandbox::start(addr, config)
+                .await
             .context("cannot start the embedded sandbox on 127.0.0.1")?;
             let label = match kind {
                 ProviderKind::Sandbox => "sandbox (embedded, no network)".to_string(),
@@ -63,7 +71,13 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
     let provider_settings = ProviderSettings::new(kind, base_url, api_key)
         .with_secret_key(secret)
         .with_timeout(p.request_timeout)
-        .with_codes(p.codes.clone());
+        .with_codes(p.codes.clone())
+        // Only eSMS takes a callback URL per send; the others register a webhook once.
+        .with_callback_url(
+            (kind == ProviderKind::Esms)
+                .then(|| p.delivery.url.as_ref().map(|u| u.expose().to_string()))
+                .flatten(),
+        );
     let provider = provider::build(provider_settings).map_err(CoreError::Fatal)?;
     Ok(Connection {
         provider,

@@ -5,6 +5,7 @@
 //! and show results.
 
 mod connect;
+pub mod delivery;
 mod import;
 mod lock;
 pub mod outcome;
@@ -375,8 +376,9 @@ impl Workspace {
         Ok((outcome, summary))
     }
 
-    /// Why no request may leave now (window closed without --wait, quota
-    /// used up), before any provider is contacted.
+    /// Why no request may leave now (the provider disabled the template,
+    /// window closed without --wait, quota used up), before any provider is
+    /// contacted.
     fn closed_for_now(
         &self,
         store: &Store,
@@ -384,6 +386,12 @@ impl Workspace {
         settings: &RunSettings,
         quota_key: &QuotaKey,
     ) -> Result<Option<(StopReason, String)>, CoreError> {
+        if let Some(why) = store.template_block(&campaign.template_id)? {
+            return Ok(Some((
+                StopReason::Template,
+                runner::template_stop_message(&why, &campaign.name),
+            )));
+        }
         let now = quota::now();
         if let Some(w) = settings.run.send_window {
             if !w.contains(now) && !settings.run.wait_for_window {
