@@ -1,5 +1,6 @@
 //! Delivery reconcile: ask the provider about each sent message (eTelecom
-//! GetMessage by `msg_id`) and store its delivery status, delivery time and
+//! GetMessage by `msg_id`; eSMS GetZaloMessageStatus for rows whose
+//! callback never came) and store its delivery status, delivery time and
 //! fees.
 //!
 //! Bounded (`max_lookups` per run), rate-limited, and resumable: results
@@ -92,12 +93,13 @@ impl Counters {
     }
 }
 
-/// The status as stored: the three the provider documents (eTelecom's docs
-/// capitalise them), anything else as `unknown`.
+/// The status as stored: the three eTelecom documents (its docs capitalise
+/// them), eSMS's failure, anything else as `unknown`.
 pub fn normalise_status(s: Option<&str>) -> &'static str {
     match s.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
         Some("received") => "received",
         Some("seen") => "seen",
+        Some("failed_delivery") => "failed_delivery",
         _ => "unknown",
     }
 }
