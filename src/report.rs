@@ -85,11 +85,13 @@ fn deliveries(store: &Store, campaign: &Campaign) -> anyhow::Result<HashMap<Stri
 /// The ledger's answer for this row, else what a reconcile stored (such
 /// as `unknown`).
 fn delivery_of(map: &HashMap<String, Delivery>, r: &ReportRow) -> Delivery {
-    map.get(&r.tracking_id).cloned().unwrap_or_else(|| Delivery {
-        status: r.delivery_status.clone(),
-        at_ms: r.delivery_ms,
-        error: None,
-    })
+    map.get(&r.tracking_id)
+        .cloned()
+        .unwrap_or_else(|| Delivery {
+            status: r.delivery_status.clone(),
+            at_ms: r.delivery_ms,
+            error: None,
+        })
 }
 
 /// One report row as `report --json` writes it (one object per line): the

@@ -44,7 +44,7 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
             }
             let sb = Sandbox::start(addr, config)
                 .await
-            .context("cannot start the embedded sandbox on 127.0.0.1")?;
+                .context("cannot start the embedded sandbox on 127.0.0.1")?;
             let label = match kind {
                 ProviderKind::Sandbox => "sandbox (embedded, no network)".to_string(),
                 _ => format!("{kind} protocol on the embedded sandbox (no network)"),

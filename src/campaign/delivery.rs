@@ -89,5 +89,7 @@ fn from_public_url(kind: ProviderKind, c: &ConfigFile) -> Result<Option<Secret>,
         ProviderKind::Esms => "esms",
         _ => "etelecom",
     };
-    Ok(Some(Secret::new(format!("{public}/webhooks/{path}/{token}"))))
+    Ok(Some(Secret::new(format!(
+        "{public}/webhooks/{path}/{token}"
+    ))))
 }

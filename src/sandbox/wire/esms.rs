@@ -5,10 +5,10 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
+use super::etelecom::{delivery_of, DELIVERY_DELAY};
 use super::{
     check_declared, normalize_phone, parse_object, Call, Endpoint, Reply, TemplateRefusal,
 };
-use super::etelecom::{delivery_of, DELIVERY_DELAY};
 use crate::sandbox::state::{msg_id_of, rfc3339, Delivery, Message, Shared};
 
 /// eSMS's documented maximum for RequestId.
@@ -333,7 +333,11 @@ fn message_status(shared: &Shared, call: &Call<'_>) -> Reply {
         let at = g.wire(sent + DELIVERY_DELAY);
         (1, "Success", rfc3339(at))
     } else if age >= DELIVERY_DELAY && status == "unknown" {
-        (-1, "user inactive, refused ZNS, old app or internal reason", String::new())
+        (
+            -1,
+            "user inactive, refused ZNS, old app or internal reason",
+            String::new(),
+        )
     } else {
         (0, "Pending", String::new())
     };
