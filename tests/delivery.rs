@@ -461,3 +461,27 @@ async fn a_bad_callback_url_is_refused_naming_the_flag_without_echoing_it() {
     assert!(r.stderr.contains("ZNS_WEBHOOK_TOKEN"), "{r}");
     assert_eq!(sb.stats_summary().accepted, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn esms_reconcile_does_not_ask_about_rows_a_callback_answered() {
+    let p = ProviderKind::Esms;
+    let env = Env::new();
+    write_config(&env, None);
+    let s = serve(&env, "127.0.0.1:0").await;
+    let sb = sandbox_to(p, &s.base, |_| {}).await;
+    let csv = env.path("c.csv");
+    write_csv(&csv, 0, 40);
+    let mut argv = run_args(&csv, "e", &sb, p, &[]);
+    argv.extend(args(&["--callback-url", &hook_url(p, &s.base)]));
+    let r = run_with_token(&env, &argv).await;
+    assert_eq!(r.code, 0, "{r}");
+    wait_acknowledged(&sb, 40, Duration::from_secs(60)).await;
+    let mut a = args(&["reconcile", "e"]);
+    a.extend(provider_args(&sb, p));
+    let r = run(&env, &a).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(sb.stats_summary().get_message_calls, 0, "{r}");
+    let (received, failed, none) = delivery_tally(&report_json(&env, "e").await);
+    assert_eq!((received, failed, none), (36, 4, 0));
+    kill_9(s.child).await;
+}

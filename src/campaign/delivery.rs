@@ -93,3 +93,63 @@ fn from_public_url(kind: ProviderKind, c: &ConfigFile) -> Result<Option<Secret>,
         "{public}/webhooks/{path}/{token}"
     ))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> ConfigFile {
+        ConfigFile::parse(text, None).unwrap()
+    }
+
+    fn url(d: &DeliveryCallbacks) -> Option<&str> {
+        d.url.as_ref().map(Secret::expose)
+    }
+
+    #[test]
+    fn the_flag_wins_and_public_url_gives_each_provider_its_path() {
+        // A variable only this test sets.
+        let c = cfg(
+            "public_url = \"https://zns.example.vn/p/\"\nwebhook_token_env = \"ZNS_TEST_DELIVERY_TOKEN_1\"\n",
+        );
+        std::env::set_var("ZNS_TEST_DELIVERY_TOKEN_1", "tok");
+        let esms = resolve(None, ProviderKind::Esms, &c).unwrap();
+        assert_eq!(
+            url(&esms),
+            Some("https://zns.example.vn/p/webhooks/esms/tok")
+        );
+        let zalo = resolve(None, ProviderKind::Zalo, &c).unwrap();
+        assert_eq!(url(&zalo), Some("https://zns.example.vn/p/webhooks/zalo"));
+        let et = resolve(None, ProviderKind::Etelecom, &c).unwrap();
+        assert_eq!(
+            url(&et),
+            Some("https://zns.example.vn/p/webhooks/etelecom/tok")
+        );
+        let flag = resolve(Some("http://127.0.0.1:9/cb"), ProviderKind::Esms, &c).unwrap();
+        assert_eq!(url(&flag), Some("http://127.0.0.1:9/cb"));
+        assert!(!format!("{flag:?}").contains("127.0.0.1:9"), "never shown");
+        assert_eq!(
+            url(&resolve(None, ProviderKind::Esms, &cfg("")).unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn esms_without_the_token_or_with_a_bad_flag_is_refused_with_the_fix() {
+        let c = cfg(
+            "public_url = \"https://zns.example.vn\"\nwebhook_token_env = \"ZNS_TEST_DELIVERY_TOKEN_UNSET\"\n",
+        );
+        let e = resolve(None, ProviderKind::Esms, &c).unwrap_err();
+        assert!(e.0.contains("ZNS_TEST_DELIVERY_TOKEN_UNSET"), "{e}");
+        // eTelecom registers its webhook once: no token, no per-run URL.
+        assert!(resolve(None, ProviderKind::Etelecom, &c)
+            .unwrap()
+            .url
+            .is_none());
+        let e = resolve(Some("ftp://x/secret-tok"), ProviderKind::Esms, &c).unwrap_err();
+        assert!(
+            e.0.contains("--callback-url") && !e.0.contains("secret-tok"),
+            "{e}"
+        );
+    }
+}
