@@ -485,3 +485,30 @@ async fn esms_reconcile_does_not_ask_about_rows_a_callback_answered() {
     assert_eq!((received, failed, none), (36, 4, 0));
     kill_9(s.child).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_sandbox_reports_delivery_when_told_where() {
+    let env = Env::new();
+    write_config(&env, None);
+    let s = serve(&env, "127.0.0.1:0").await;
+    let csv = env.path("c.csv");
+    write_csv(&csv, 0, 20);
+    let mut argv = run_head(&csv, "m");
+    argv.extend(args(&[
+        "--provider",
+        "zalo",
+        "--embedded-sandbox",
+        "--callback-url",
+        &hook_url(ProviderKind::Zalo, &s.base),
+    ]));
+    let mut cmd = command(&env, &argv);
+    // Signed as serve checks: the config's app id, the OA secret's env.
+    cmd.env("ZNS_ZALO_OA_SECRET", ZALO_SECRET);
+    let r = run_with(cmd).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert_no_secret("run output", &format!("{}{}", r.stdout, r.stderr));
+    // The run waits for the embedded sandbox's last callbacks.
+    let (received, failed, none) = delivery_tally(&report_json(&env, "m").await);
+    assert_eq!((received, failed, none), (18, 0, 2));
+    kill_9(s.child).await;
+}

@@ -15,7 +15,38 @@ pub struct Connection {
     /// What the summary calls the provider (never a key).
     pub label: String,
     _sandbox: Option<Sandbox>,
+    /// The embedded sandbox posts delivery callbacks.
+    reports_delivery: bool,
 }
+
+impl Connection {
+    /// An embedded sandbox that reports delivery posts its callbacks about a
+    /// second after each send: let the last ones go out (until none has
+    /// been answered or given up for a while, bounded) before it stops with
+    /// the run.
+    pub async fn settle_callbacks(&self) {
+        let Some(sb) = self._sandbox.as_ref().filter(|_| self.reports_delivery) else {
+            return;
+        };
+        let done = || {
+            let s = sb.stats_summary();
+            s.callbacks_acknowledged + s.callbacks_given_up
+        };
+        let started = std::time::Instant::now();
+        let (mut last, mut quiet_since) = (done(), std::time::Instant::now());
+        while started.elapsed() < SETTLE_AT_MOST && quiet_since.elapsed() < SETTLE_QUIET {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let now = done();
+            if now != last {
+                (last, quiet_since) = (now, std::time::Instant::now());
+            }
+        }
+    }
+}
+
+/// Longer than the sandbox's simulated delivery delay (1 s).
+const SETTLE_QUIET: std::time::Duration = std::time::Duration::from_millis(2500);
+const SETTLE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
     let p = &settings.provider;
@@ -83,5 +114,6 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
         provider,
         label,
         _sandbox: sandbox,
+        reports_delivery: p.delivery.url.is_some(),
     })
 }

@@ -356,6 +356,7 @@ impl Workspace {
                     shell_word(&campaign.name)
                 )))
             })?;
+            conn.settle_callbacks().await;
             drop(conn);
             Some(result)
         };
