@@ -444,6 +444,20 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
             println!("{}: {}", l.campaign, notes.join(", "));
         }
     }
+    for l in lines.iter().filter(|l| l.counts.sent > 0) {
+        let d = &l.ledger;
+        let mut line = format!(
+            "{}: delivery of {} sent: received {}, seen {}, failed {}, no status yet {}",
+            l.campaign, l.counts.sent, d.received, d.seen, d.failed_delivery, d.unknown
+        );
+        if d.unmatched > 0 {
+            line.push_str(&format!(
+                " ({} callbacks match no row of any campaign yet)",
+                d.unmatched
+            ));
+        }
+        println!("{line}");
+    }
     for l in lines.iter().filter(|l| l.delivery.checked > 0) {
         let d = &l.delivery;
         println!(

@@ -1,5 +1,6 @@
 //! Delivery reconcile: ask the provider about each sent message (eTelecom
-//! GetMessage by `msg_id`) and store its delivery status, delivery time and
+//! GetMessage by `msg_id`; eSMS GetZaloMessageStatus for rows whose
+//! callback never came) and store its delivery status, delivery time and
 //! fees.
 //!
 //! Bounded (`max_lookups` per run), rate-limited, and resumable: results
@@ -92,12 +93,13 @@ impl Counters {
     }
 }
 
-/// The status as stored: the three the provider documents (eTelecom's docs
-/// capitalise them), anything else as `unknown`.
+/// The status as stored: the three eTelecom documents (its docs capitalise
+/// them), eSMS's failure, anything else as `unknown`.
 pub fn normalise_status(s: Option<&str>) -> &'static str {
     match s.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
         Some("received") => "received",
         Some("seen") => "seen",
+        Some("failed_delivery") => "failed_delivery",
         _ => "unknown",
     }
 }
@@ -134,6 +136,7 @@ pub async fn run(
     let recheck_before = quota::to_ms(quota::now() - recheck);
     let limiter = retry::limiter(opts.rate);
     let counters = Counters::default();
+    let skip_reported = provider.kind() == crate::provider::ProviderKind::Esms;
     let mut budget = opts.max_lookups;
     let mut after = 0i64;
     while budget > 0 && !stop.is_set() {
@@ -143,8 +146,29 @@ pub async fn run(
             break;
         };
         after = last.id;
+        // Where delivery comes by callback (eSMS), a row the ledger already
+        // has an answer for is not asked again: it is marked checked.
+        let (reported, page): (Vec<LookupRow>, Vec<LookupRow>) = if skip_reported {
+            let mut split = (Vec::new(), Vec::new());
+            for row in page {
+                if store.delivery_reported(&row.msg_id)? {
+                    split.0.push(row);
+                } else {
+                    split.1.push(row);
+                }
+            }
+            split
+        } else {
+            (Vec::new(), page)
+        };
         budget -= page.len() as u64;
-        let updates: Vec<DeliveryUpdate> = futures::stream::iter(page)
+        let checked_ms = quota::now_ms();
+        let skipped = reported.iter().map(|row| DeliveryUpdate {
+            row_id: row.id,
+            checked_ms,
+            ..DeliveryUpdate::default()
+        });
+        let mut updates: Vec<DeliveryUpdate> = futures::stream::iter(page)
             .map(|row| {
                 let (provider, limiter, counters, stop) = (&provider, &limiter, &counters, &stop);
                 async move {
@@ -164,6 +188,7 @@ pub async fn run(
             .filter_map(futures::future::ready)
             .collect()
             .await;
+        updates.extend(skipped);
         store.save_deliveries(&updates)?;
     }
     let remaining = store.delivery_candidates_count(campaign.id, recheck_before)?;

@@ -1,12 +1,15 @@
 //! The per-row report: one CSV line (or JSON object) per input row — the
-//! `report` command's output and the web console's download.
+//! `report` command's output and the web console's download. Its delivery
+//! columns merge the webhook ledger with what `reconcile` stored (the
+//! ledger's read decides: a status never goes backwards), for every provider.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use serde::Serialize;
 
 use crate::quota;
-use crate::store::{Campaign, ReportRow, Store};
+use crate::store::{Campaign, ReportRow, RowDelivery, Store};
 
 /// A cell a spreadsheet shows as text: line breaks and other control
 /// characters become spaces (one physical line per row, whatever the input
@@ -28,7 +31,7 @@ fn spreadsheet_safe(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-pub const REPORT_HEADER: [&str; 15] = [
+pub const REPORT_HEADER: [&str; 16] = [
     "line",
     "phone",
     "tracking_id",
@@ -44,7 +47,52 @@ pub const REPORT_HEADER: [&str; 15] = [
     "delivery_time",
     "fee_main",
     "fee_token",
+    "delivery_error",
 ];
+
+/// A row's delivery as the report shows it: status, time and, for a
+/// failed delivery, `code: message`.
+#[derive(Debug, Default, Clone)]
+struct Delivery {
+    status: Option<String>,
+    at_ms: Option<i64>,
+    error: Option<String>,
+}
+
+/// Rows the ledger (or a reconcile) gave a delivery status, by tracking id.
+/// Only rows with a status are kept, so memory follows the deliveries.
+fn deliveries(store: &Store, campaign: &Campaign) -> anyhow::Result<HashMap<String, Delivery>> {
+    let mut map = HashMap::new();
+    store.for_each_row_delivery(campaign.id, |d: RowDelivery| {
+        let Some(status) = d.status else { return };
+        let error = match (d.error_code, d.error) {
+            (Some(c), Some(e)) => Some(format!("{c}: {e}")),
+            (Some(c), None) => Some(c),
+            (None, e) => e,
+        };
+        map.insert(
+            d.tracking_id,
+            Delivery {
+                status: Some(status.as_str().to_string()),
+                at_ms: d.at_ms,
+                error,
+            },
+        );
+    })?;
+    Ok(map)
+}
+
+/// The ledger's answer for this row, else what a reconcile stored (such
+/// as `unknown`).
+fn delivery_of(map: &HashMap<String, Delivery>, r: &ReportRow) -> Delivery {
+    map.get(&r.tracking_id)
+        .cloned()
+        .unwrap_or_else(|| Delivery {
+            status: r.delivery_status.clone(),
+            at_ms: r.delivery_ms,
+            error: None,
+        })
+}
 
 /// One report row as `report --json` writes it (one object per line): the
 /// CSV's columns, unescaped, with times in RFC 3339.
@@ -61,10 +109,12 @@ pub struct JsonReportRow<'a> {
     pub resent_after_doubt: bool,
     pub updated_at: Option<String>,
     pub sent_at: Option<String>,
-    pub delivery_status: Option<&'a str>,
+    pub delivery_status: Option<String>,
     pub delivery_time: Option<String>,
     pub fee_main: Option<i64>,
     pub fee_token: Option<i64>,
+    /// A failed delivery's `code: message`.
+    pub delivery_error: Option<String>,
 }
 
 fn fmt_opt_ms(ms: Option<i64>) -> Option<String> {
@@ -79,8 +129,10 @@ pub fn write_report_json(
 ) -> anyhow::Result<u64> {
     let mut out = std::io::BufWriter::new(out);
     let mut n = 0u64;
+    let delivered = deliveries(store, campaign)?;
     let written = store.for_each_report_row(campaign, |r: &ReportRow| {
         n += 1;
+        let d = delivery_of(&delivered, r);
         let row = JsonReportRow {
             line: r.line,
             phone: &r.phone,
@@ -93,10 +145,11 @@ pub fn write_report_json(
             resent_after_doubt: r.resent_after_doubt,
             updated_at: fmt_opt_ms(r.updated_ms),
             sent_at: fmt_opt_ms(r.sent_ms),
-            delivery_status: r.delivery_status.as_deref(),
-            delivery_time: fmt_opt_ms(r.delivery_ms),
+            delivery_status: d.status,
+            delivery_time: fmt_opt_ms(d.at_ms),
             fee_main: r.fee_main,
             fee_token: r.fee_token,
+            delivery_error: d.error,
         };
         serde_json::to_writer(&mut out, &row).map_err(std::io::Error::other)?;
         out.write_all(b"\n")
@@ -124,8 +177,10 @@ pub fn write_report(
         ms.map(|m| quota::fmt_rfc3339(quota::from_ms(m)))
             .unwrap_or_default()
     };
+    let delivered = deliveries(store, campaign)?;
     let written = store.for_each_report_row(campaign, |r: &ReportRow| {
         n += 1;
+        let d = delivery_of(&delivered, r);
         w.write_record([
             r.line.to_string().as_str(),
             &spreadsheet_safe(&r.phone),
@@ -138,10 +193,11 @@ pub fn write_report(
             if r.resent_after_doubt { "yes" } else { "" },
             &fmt_ms(r.updated_ms),
             &fmt_ms(r.sent_ms),
-            r.delivery_status.as_deref().unwrap_or(""),
-            &fmt_ms(r.delivery_ms),
+            d.status.as_deref().unwrap_or(""),
+            &fmt_ms(d.at_ms),
             &r.fee_main.map(|f| f.to_string()).unwrap_or_default(),
             &r.fee_token.map(|f| f.to_string()).unwrap_or_default(),
+            &spreadsheet_safe(d.error.as_deref().unwrap_or("")),
         ])
         .map_err(std::io::Error::other)
     })?;

@@ -639,10 +639,8 @@ async fn reconcile_fills_delivery_status_bounded_and_resumable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_says_clearly_where_the_provider_has_no_lookup() {
-    for (p, words) in [
-        (ProviderKind::Zalo, "Zalo documents no message lookup"),
-        (ProviderKind::Esms, "callback"),
-    ] {
+    // eSMS has a status call (GetZaloMessageStatus): tests/delivery.rs.
+    for (p, words) in [(ProviderKind::Zalo, "Zalo documents no message lookup")] {
         let env = Env::new();
         let sb = sandbox(p, |_| {}).await;
         let csv = env.path("c.csv");

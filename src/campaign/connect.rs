@@ -15,7 +15,38 @@ pub struct Connection {
     /// What the summary calls the provider (never a key).
     pub label: String,
     _sandbox: Option<Sandbox>,
+    /// The embedded sandbox posts delivery callbacks.
+    reports_delivery: bool,
 }
+
+impl Connection {
+    /// An embedded sandbox that reports delivery posts its callbacks about a
+    /// second after each send: let the last ones go out (until none has
+    /// been answered or given up for a while, bounded) before it stops with
+    /// the run.
+    pub async fn settle_callbacks(&self) {
+        let Some(sb) = self._sandbox.as_ref().filter(|_| self.reports_delivery) else {
+            return;
+        };
+        let done = || {
+            let s = sb.stats_summary();
+            s.callbacks_acknowledged + s.callbacks_given_up
+        };
+        let started = std::time::Instant::now();
+        let (mut last, mut quiet_since) = (done(), std::time::Instant::now());
+        while started.elapsed() < SETTLE_AT_MOST && quiet_since.elapsed() < SETTLE_QUIET {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let now = done();
+            if now != last {
+                (last, quiet_since) = (now, std::time::Instant::now());
+            }
+        }
+    }
+}
+
+/// Longer than the sandbox's simulated delivery delay (1 s).
+const SETTLE_QUIET: std::time::Duration = std::time::Duration::from_millis(2500);
+const SETTLE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
     let p = &settings.provider;
@@ -26,17 +57,25 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
             let key = format!("embedded-{}", hex::encode(rand::random::<[u8; 12]>()));
             let secret = format!("embedded-{}", hex::encode(rand::random::<[u8; 12]>()));
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            let sb = Sandbox::start(
-                addr,
-                SandboxConfig {
-                    protocol: kind,
-                    api_key: key.clone(),
-                    secret_key: secret.clone(),
-                    ..SandboxConfig::default()
-                },
-            )
-            .await
-            .context("cannot start the embedded sandbox on 127.0.0.1")?;
+            let mut config = SandboxConfig {
+                protocol: kind,
+                api_key: key.clone(),
+                secret_key: secret.clone(),
+                ..SandboxConfig::default()
+            };
+            // With somewhere to report to, the embedded sandbox reports
+            // delivery as the real provider would (Zalo: signed as configured).
+            let d = &p.delivery;
+            config.callback_url = d.url.as_ref().map(|u| u.expose().to_string());
+            if let Some(app_id) = &d.zalo_app_id {
+                config.zalo_app_id = app_id.clone();
+            }
+            if let Some(s) = &d.zalo_oa_secret {
+                config.zalo_oa_secret = s.expose().to_string();
+            }
+            let sb = Sandbox::start(addr, config)
+                .await
+                .context("cannot start the embedded sandbox on 127.0.0.1")?;
             let label = match kind {
                 ProviderKind::Sandbox => "sandbox (embedded, no network)".to_string(),
                 _ => format!("{kind} protocol on the embedded sandbox (no network)"),
@@ -63,11 +102,18 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
     let provider_settings = ProviderSettings::new(kind, base_url, api_key)
         .with_secret_key(secret)
         .with_timeout(p.request_timeout)
-        .with_codes(p.codes.clone());
+        .with_codes(p.codes.clone())
+        // Only eSMS takes a callback URL per send; the others register a webhook once.
+        .with_callback_url(
+            (kind == ProviderKind::Esms)
+                .then(|| p.delivery.url.as_ref().map(|u| u.expose().to_string()))
+                .flatten(),
+        );
     let provider = provider::build(provider_settings).map_err(CoreError::Fatal)?;
     Ok(Connection {
         provider,
         label,
         _sandbox: sandbox,
+        reports_delivery: p.delivery.url.is_some(),
     })
 }

@@ -5,6 +5,7 @@
 //! and show results.
 
 mod connect;
+pub mod delivery;
 mod import;
 mod lock;
 pub mod outcome;
@@ -373,6 +374,7 @@ impl Workspace {
                     shell_word(&campaign.name)
                 )))
             })?;
+            conn.settle_callbacks().await;
             drop(conn);
             Some(result)
         } else {
@@ -421,8 +423,9 @@ impl Workspace {
         Ok(Some(conn))
     }
 
-    /// Why no request may leave now (window closed without --wait, quota
-    /// used up), before any provider is contacted.
+    /// Why no request may leave now (the provider disabled the template,
+    /// window closed without --wait, quota used up), before any provider is
+    /// contacted.
     fn closed_for_now(
         &self,
         store: &Store,
@@ -430,6 +433,12 @@ impl Workspace {
         settings: &RunSettings,
         quota_key: &QuotaKey,
     ) -> Result<Option<(StopReason, String)>, CoreError> {
+        if let Some(why) = store.template_block(&campaign.template_id)? {
+            return Ok(Some((
+                StopReason::Template,
+                runner::template_stop_message(&why, &campaign.name),
+            )));
+        }
         let now = quota::now();
         if let Some(w) = settings.run.send_window {
             if !w.contains(now) && !settings.run.wait_for_window {

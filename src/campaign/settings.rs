@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::delivery::DeliveryCallbacks;
 use crate::config::ConfigFile;
 use crate::csv_input::CsvOptions;
 use crate::preflight::TemplateSpec;
@@ -80,6 +81,12 @@ pub struct ProviderOpts {
     /// Per-request timeout, e.g. 10s, 1500ms.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Option<Duration>,
+
+    /// Where the provider reports delivery: eSMS `CallbackUrl` (and the
+    /// embedded sandbox's callbacks). Default: `{public_url}/webhooks/...`
+    /// when `public_url` is configured. Never printed or stored.
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -262,6 +269,8 @@ pub struct ProviderChoice {
     pub oa_id: String,
     pub request_timeout: Duration,
     pub codes: ErrorTable,
+    /// Where delivery is reported for this run (never stored).
+    pub delivery: DeliveryCallbacks,
 }
 
 impl ProviderChoice {
@@ -638,6 +647,7 @@ fn resolve_provider(
             .or(c.request_timeout.map(|d| d.0))
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
         codes,
+        delivery: super::delivery::resolve(o.callback_url.as_deref(), kind, c)?,
     })
 }
 

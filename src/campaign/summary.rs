@@ -9,7 +9,9 @@ use crate::quota;
 use crate::reconcile;
 use crate::runner::RunTotals;
 use crate::stop::StopReason;
-use crate::store::{Campaign, DeliveryCounts, QuotaDay, StateCounts, Store, StoreError};
+use crate::store::{
+    Campaign, DeliveryCounts, LedgerCounts, QuotaDay, StateCounts, Store, StoreError,
+};
 use crate::window::SendWindow;
 
 /// Everything the end-of-run summary says, also printed as JSON with `--json`.
@@ -210,6 +212,9 @@ pub struct CampaignStatusLine {
     pub send_window: Option<String>,
     /// What `reconcile` found; counts are zero until it has run.
     pub delivery: DeliveryCounts,
+    /// Delivery from the webhook ledger merged with `reconcile`'s answers
+    /// (every provider); `unmatched` is ledger-wide.
+    pub ledger: LedgerCounts,
 }
 
 pub fn status_lines(
@@ -246,6 +251,7 @@ pub fn status_lines(
                 .map(|ms| (ms / 1000) as u64),
             send_window: c.send_window,
             delivery: store.delivery_counts(c.id)?,
+            ledger: store.ledger_counts(c.id)?,
         });
     }
     Ok(out)

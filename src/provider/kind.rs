@@ -47,9 +47,6 @@ pub struct Capabilities {
 const ZALO_NO_MESSAGE_LOOKUP: &str =
     "Zalo documents no message lookup for journey sends; delivery status comes by webhook";
 
-const ESMS_NO_MESSAGE_LOOKUP: &str =
-    "eSMS reports delivery status by callback (CallbackUrl); no message lookup here";
-
 impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -121,7 +118,8 @@ impl ProviderKind {
                 // RequestId de-duplication is documented (code 124).
                 dedup: Dedup::Documented,
                 lookup_by_tracking_id: false,
-                no_message_lookup: Some(ESMS_NO_MESSAGE_LOOKUP),
+                // GetZaloMessageStatus, for rows whose callback never came.
+                no_message_lookup: None,
                 template_info: true,
                 quota_query: true,
             },
@@ -226,5 +224,9 @@ mod tests {
             .is_some());
         assert!(!ProviderKind::Etelecom.capabilities().template_info);
         assert!(ProviderKind::Zalo.capabilities().quota_query);
+        assert!(ProviderKind::Esms
+            .capabilities()
+            .no_message_lookup
+            .is_none());
     }
 }

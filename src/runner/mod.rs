@@ -204,6 +204,8 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         }
     });
 
+    let template_watch = tokio::spawn(watch_template(ctx.clone()));
+
     let work_ctx = ctx.clone();
     let rows = futures::stream::unfold(row_rx, |mut rx| async move {
         rx.recv().await.map(|row| (row, rx))
@@ -248,6 +250,8 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
     // and its context clone, whose writer handle would keep the writer alive.
     drop(work);
 
+    template_watch.abort();
+    let _ = template_watch.await;
     let reader_result = reader_task.await;
     // The file ended before the refusals added up to a campaign-level
     // stop: the held rows were refused for themselves.
@@ -279,6 +283,45 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         stop_message: stop.message(),
         totals: counters.totals(started.elapsed(), send_phase),
     })
+}
+
+/// How often a run looks for the provider disabling its template (the
+/// Zalo webhook records it): often enough to stop within a second or so,
+/// rarely enough to cost nothing next to the sends.
+const TEMPLATE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a run stops when the template is disabled, and what to do.
+pub fn template_stop_message(why: &str, campaign: &str) -> String {
+    format!(
+        "{why} (the provider reported it), so no more rows are sent with it; \
+         fix the template with the provider, and once it is enabled again \
+         `zns-batch resume {}`",
+        crate::campaign::shell_word(campaign)
+    )
+}
+
+/// Stop the run (paused, `StopReason::Template`) once the ledger says the
+/// provider disabled the campaign's template.
+async fn watch_template(ctx: Arc<Ctx>) {
+    while ctx.stop.sleep(TEMPLATE_CHECK_EVERY).await {
+        let block = match ctx.reader.lock() {
+            Ok(store) => store.template_block(&ctx.campaign.template_id),
+            Err(_) => return,
+        };
+        match block {
+            Ok(Some(why)) => {
+                tracing::warn!("{why}: stopping the run");
+                ctx.stop.request(
+                    StopReason::Template,
+                    template_stop_message(&why, &ctx.campaign.name),
+                );
+                return;
+            }
+            Ok(None) => {}
+            // The row reads will meet the same error and stop the run.
+            Err(e) => tracing::warn!("cannot read the template's status: {e}"),
+        }
+    }
 }
 
 /// After the campaign's deadline every open row becomes `expired`.

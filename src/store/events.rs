@@ -394,6 +394,17 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a callback already reported this message's delivery.
+    pub fn delivery_reported(&self, msg_id: &str) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM delivery_events \
+                 WHERE msg_id = ?1 AND status IS NOT NULL)",
+            )
+            .and_then(|mut s| s.query_row([msg_id], |r| r.get(0)))
+            .map_err(err(self))
+    }
+
     /// Delivery counts for one campaign; `unmatched` is ledger-wide.
     pub fn ledger_counts(&self, campaign_id: i64) -> Result<LedgerCounts, StoreError> {
         let mut c = LedgerCounts::default();

@@ -262,7 +262,6 @@ async fn refusals_without_a_request() {
     for err in [
         e.create_token(&tr).await.unwrap_err(),
         e.check_token("1", &token).await.unwrap_err(),
-        e.get_message("1", "m").await.unwrap_err(),
     ] {
         assert_eq!(
             (err.class, err.code.as_str()),
@@ -285,6 +284,51 @@ async fn refusals_without_a_request() {
     };
     e.send(&req).await.unwrap();
     assert_eq!(server.only_request().json()["RequestId"], json!(fifty));
+}
+
+#[tokio::test]
+async fn message_status_request_and_replies() {
+    let server = TestServer::start(Canned::json(json!({
+        "CodeResult": "100",
+        "Data": {"delivery_time": "2026-11-24T08:00:01Z", "message": "Success", "status": 1}
+    })))
+    .await;
+    let m = esms(&server)
+        .get_message("4097311281936189049", "sms-77")
+        .await
+        .unwrap();
+    assert_eq!(m.delivery_status.as_deref(), Some("received"));
+    assert_eq!(m.delivery_time.as_deref(), Some("2026-11-24T08:00:01Z"));
+    let r = server.only_request();
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/MainService.svc/json/GetZaloMessageStatus");
+    assert_eq!(r.query, None, "keys must not travel in the URL");
+    assert_eq!(
+        r.json(),
+        json!({ "ApiKey": KEY, "SecretKey": SECRET, "OAID": "4097311281936189049", "MessageId": "sms-77" })
+    );
+
+    for (status, word) in [("-1", "failed_delivery"), ("0", "unknown")] {
+        let server = TestServer::start(Canned::json(json!({
+            "CodeResult": "100", "Data": {"delivery_time": "", "message": "x", "status": status}
+        })))
+        .await;
+        let m = esms(&server).get_message("1", "m").await.unwrap();
+        assert_eq!(m.delivery_status.as_deref(), Some(word));
+        assert_eq!(m.delivery_time, None);
+    }
+
+    let server = TestServer::start(Canned::json(json!({
+        "CodeResult": "101", "ErrorMessage": "Authorize Failed"
+    })))
+    .await;
+    let e = esms(&server).get_message("1", "m").await.unwrap_err();
+    assert_eq!((e.class, e.code.as_str()), (ErrorClass::AbortAuth, "101"));
+    assert_no_leak(&e);
+
+    let server = TestServer::start(Canned::json(json!({"CodeResult": "100"}))).await;
+    let e = esms(&server).get_message("1", "m").await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Retry, "no Data");
 }
 
 #[tokio::test]

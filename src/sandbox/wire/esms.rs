@@ -5,10 +5,11 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
+use super::etelecom::{delivery_of, DELIVERY_DELAY};
 use super::{
     check_declared, normalize_phone, parse_object, Call, Endpoint, Reply, TemplateRefusal,
 };
-use crate::sandbox::state::{msg_id_of, Delivery, Message, Shared};
+use crate::sandbox::state::{msg_id_of, rfc3339, Delivery, Message, Shared};
 
 /// eSMS's documented maximum for RequestId.
 const MAX_REQUEST_ID: usize = 50;
@@ -21,6 +22,7 @@ pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
         "/sendzalomessage_v4_post_json" if method == Method::POST => Some(Endpoint::Send),
         "/zns/getquota" if method == Method::POST || method == Method::GET => Some(Endpoint::Quota),
         "/getznstemplateinfo" if method == Method::POST => Some(Endpoint::TemplateInfo),
+        "/getzalomessagestatus" if method == Method::POST => Some(Endpoint::GetMessage),
         _ => None,
     }
 }
@@ -49,6 +51,7 @@ pub(crate) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
         Endpoint::Send => send(shared, call),
         Endpoint::Quota => quota(shared, call),
         Endpoint::TemplateInfo => template_info(shared, call),
+        Endpoint::GetMessage => message_status(shared, call),
         _ => code("118", "unsupported message type"),
     }
 }
@@ -304,6 +307,53 @@ fn template_info(shared: &Shared, call: &Call<'_>) -> Reply {
             &format!("TemplateId `{id}` is not a template of this OA"),
         ),
     }
+}
+
+/// `GetZaloMessageStatus {ApiKey, SecretKey, OAID, MessageId}` →
+/// `Data{delivery_time, message, status}`: 1 received, −1 failed, 0 not
+/// yet known; the same verdict the callbacks carry. MessageId is the SMSID
+/// (here equal to the Zalo msg id, `partnerids`).
+fn message_status(shared: &Shared, call: &Call<'_>) -> Reply {
+    let obj = match parse_object(call.body) {
+        Ok(o) => o,
+        Err(e) => return code("110", &e),
+    };
+    if !authorized(shared, &obj) {
+        return code("101", "Authorize Failed");
+    }
+    let msg_id = match text(&obj, "MessageId") {
+        Ok(m) if !m.is_empty() => m,
+        _ => return code("110", "MessageId is required"),
+    };
+    let oa = text(&obj, "OAID").unwrap_or_default();
+    let mut g = shared.lock();
+    g.stats.get_message_calls += 1;
+    let found = g
+        .message_by_msg_id(&msg_id)
+        .filter(|&n| oa.is_empty() || g.messages[n].oa == oa);
+    let Some(n) = found else {
+        return code("99", "MessageId not found");
+    };
+    let sent = g.messages[n].sent;
+    let age = g.now() - sent;
+    let (status, delivered) = delivery_of(n, age);
+    let (code_value, message, time) = if delivered {
+        let at = g.wire(sent + DELIVERY_DELAY);
+        (1, "Success", rfc3339(at))
+    } else if age >= DELIVERY_DELAY && status == "unknown" {
+        (
+            -1,
+            "user inactive, refused ZNS, old app or internal reason",
+            String::new(),
+        )
+    } else {
+        (0, "Pending", String::new())
+    };
+    Reply::ok(json!({
+        "CodeResult": "100",
+        "ErrorMessage": "",
+        "Data": { "delivery_time": time, "message": message, "status": code_value },
+    }))
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `POST /webhooks/etelecom/{token}`: eTelecom's webhook (`zl_oa_message`).
 //! Its body is not documented: `msg_id` / `tracking_id` are looked for
 //! anywhere in the JSON; a `status` beside them is read when it says
-//! something known, a `delivery_time` / `timestamp` / `time` (ms) as the
-//! event's time; the body is always kept raw.
+//! something known (or `delivery_status`, GetMessage's name), a
+//! `delivery_time` / `timestamp` / `time` (ms or RFC 3339) as the event's
+//! time; the body is always kept raw.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -11,6 +12,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::{is_json, refuse, sha256_hex, store_and_answer, text};
+use crate::provider::timestamp::parse_time;
 use crate::serve::auth::same_secret;
 use crate::serve::ServeState;
 use crate::store::{DeliveryStatus, NewEvent};
@@ -79,7 +81,10 @@ fn event_from(json: &Value, body: &[u8], now_ms: i64) -> NewEvent {
     let get = |k: &str| found.and_then(|o| text(o.get(k)));
     let msg_id = get("msg_id");
     let tracking_id = get("tracking_id");
-    let status = get("status").as_deref().and_then(status_word);
+    // `delivery_status` is GetMessage's name for it (the sandbox mirrors that).
+    let status = ["status", "delivery_status"]
+        .iter()
+        .find_map(|k| get(k).as_deref().and_then(status_word));
     NewEvent {
         provider: PROVIDER.to_string(),
         kind: "delivery".to_string(),
@@ -88,9 +93,12 @@ fn event_from(json: &Value, body: &[u8], now_ms: i64) -> NewEvent {
         error_code: get("error_code"),
         error: get("error"),
         oa_id: get("oa_id"),
-        event_ms: ["delivery_time", "timestamp", "time"]
-            .iter()
-            .find_map(|k| get(k).and_then(|t| t.parse().ok())),
+        event_ms: ["delivery_time", "timestamp", "time"].iter().find_map(|k| {
+            get(k)
+                .as_deref()
+                .and_then(parse_time)
+                .map(crate::quota::to_ms)
+        }),
         msg_id,
         tracking_id,
         raw: String::from_utf8_lossy(body).into_owned(),

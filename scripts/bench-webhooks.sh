@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Webhook load: a burst of eSMS delivery callbacks (GET with the query
+# string eSMS sends) at a release `zns-batch serve` on 127.0.0.1, by wrk at
+# a fixed concurrency. Prints callbacks/s, latency percentiles, and checks
+# that every answered callback is in the ledger exactly once.
+#
+#   scripts/bench-webhooks.sh                 20,000 callbacks, concurrency 64
+#   scripts/bench-webhooks.sh -n 5000 -c 16   other sizes
+#
+# Options: -n N (callbacks), -c N (connections), --no-build, --debug (the
+# debug build: checks the script; the figures mean nothing), --keep.
+# Every callback names a distinct SMSID, so each is a new event committed
+# in its own transaction (the 2xx comes after the commit); they match no
+# campaign (stored unmatched), which costs the same lookup as a match.
+# Needs: cargo, wrk, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+N=20000
+CONNS=64
+BUILD=1
+PROFILE=release
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -n) N="$2"; shift ;;
+        -c) CONNS="$2"; shift ;;
+        --no-build) BUILD=0 ;;
+        --debug) PROFILE=debug ;;
+        --keep) KEEP=1 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "bench-webhooks: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+command -v wrk >/dev/null || { echo "bench-webhooks: needs wrk (apt-get install wrk)" >&2; exit 2; }
+
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ "$BUILD" = 1 ]; then
+    if [ "$PROFILE" = release ]; then cargo build --release --locked --quiet; else cargo build --locked --quiet; fi
+fi
+BIN="$TARGET/$PROFILE/zns-batch"
+[ -x "$BIN" ] || { echo "bench-webhooks: no binary at $BIN" >&2; exit 2; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/zns-bench-webhooks.XXXXXX")
+SERVE_PID=""
+cleanup() {
+    [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
+    [ "$KEEP" = 1 ] && echo "kept $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The path token is made up per run; it never reaches the output.
+ZNS_WEBHOOK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+export ZNS_WEBHOOK_TOKEN
+(cd "$WORK" && exec env -u ZNS_SERVE_TOKEN "$BIN" --state "$WORK/state.sqlite" serve --listen 127.0.0.1:0 \
+    >"$WORK/serve.out" 2>"$WORK/serve.err") &
+SERVE_PID=$!
+for _ in $(seq 1 200); do
+    grep -q '^listening on ' "$WORK/serve.out" 2>/dev/null && break
+    sleep 0.05
+done
+BASE=$(sed -n 's/^listening on //p' "$WORK/serve.out" | head -1)
+[ -n "$BASE" ] || { echo "bench-webhooks: serve did not start:" >&2; cat "$WORK/serve.err" >&2; exit 1; }
+
+THREADS=4
+[ "$CONNS" -lt "$THREADS" ] && THREADS=$CONNS
+PER_THREAD=$(( (N + THREADS - 1) / THREADS ))
+cat >"$WORK/esms.lua" <<LUA
+-- One eSMS callback per request, each with its own SMSID; a thread stops
+-- after its share, so the burst is N callbacks in all.
+local counter = 0
+local threads = {}
+function setup(thread)
+    thread:set("tid", #threads + 1)
+    table.insert(threads, thread)
+end
+function init(args)
+    limit = $PER_THREAD
+    sent = 0
+    done_count = 0
+end
+function request()
+    sent = sent + 1
+    local id = string.format("bench%02d%08d", tid, sent)
+    local path = "/webhooks/esms/$ZNS_WEBHOOK_TOKEN?SMSID=" .. id ..
+        "&SendStatus=5&SendSuccess=1&SendFailed=0&RequestId=r-" .. id ..
+        "&partnerids=" .. id .. "&error_info=%7B%22error%22%3A0%2C%22message%22%3A%22Success%22%7D" ..
+        "&oaid=4318226164000000001&tempid=246810&phonenumber=84912345678&TypeId=27"
+    return wrk.format("GET", path)
+end
+function response(status, headers, body)
+    done_count = done_count + 1
+    if done_count >= limit then wrk.thread:stop() end
+end
+function done(summary, latency, requests)
+    local secs = summary.duration / 1e6
+    local bad = summary.errors.status + summary.errors.connect + summary.errors.read +
+        summary.errors.write + summary.errors.timeout
+    io.write(string.format("RESULT requests=%d secs=%.3f rate=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f errors=%d\n",
+        summary.requests, secs, summary.requests / secs,
+        latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+        latency:percentile(99) / 1000, latency.max / 1000, bad))
+end
+LUA
+
+echo "bench-webhooks: $N eSMS callbacks, $CONNS connections, $PROFILE serve at 127.0.0.1"
+# wrk runs for its whole -d even when every thread has stopped: interrupt it
+# (it then prints its summary) once the ledger holds the burst.
+wrk -t"$THREADS" -c"$CONNS" -d300s --timeout 10s -s "$WORK/esms.lua" "$BASE" >"$WORK/wrk.out" 2>&1 &
+WRK_PID=$!
+python3 - "$WORK/state.sqlite" "$N" "$WRK_PID" <<'PY'
+import os, sqlite3, sys, time
+path, n, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+t0 = time.time()
+while time.time() - t0 < 300:
+    time.sleep(0.2)
+    try:
+        got = sqlite3.connect(path).execute("SELECT COUNT(*) FROM delivery_events").fetchone()[0]
+    except sqlite3.Error:
+        continue
+    if got >= n:
+        break
+time.sleep(0.3)
+os.kill(pid, 2)
+PY
+wait "$WRK_PID" || true
+RESULT=$(grep '^RESULT ' "$WORK/wrk.out" || true)
+[ -n "$RESULT" ] || { cat "$WORK/wrk.out" >&2; exit 1; }
+
+# wrk may have a few requests in flight when a thread stops: count what it
+# says was answered against what the ledger holds.
+STORED=$(python3 - "$WORK/state.sqlite" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+total, distinct, first, last = db.execute(
+    "SELECT COUNT(*), COUNT(DISTINCT msg_id), MIN(received_ms), MAX(received_ms) "
+    "FROM delivery_events WHERE provider = 'esms'").fetchone()
+# Absorbed per second, first commit to last (wrk's own clock includes the wait).
+rate = total * 1000 / max(last - first, 1)
+print(f"{total} {distinct} {rate:.0f}")
+PY
+)
+read -r TOTAL DISTINCT RATE <<<"$STORED"
+eval "$(echo "$RESULT" | sed 's/^RESULT //' | tr ' ' '\n' | sed 's/^/W_/')"
+printf '%-22s %s\n' "callbacks answered" "$W_requests (errors: $W_errors)" \
+    "in the ledger" "$TOTAL events, $DISTINCT distinct (each once)" \
+    "callbacks/s" "$RATE (committed, first to last)" \
+    "latency p50 / p90" "$W_p50_ms / $W_p90_ms ms" \
+    "latency p99 / max" "$W_p99_ms / $W_max_ms ms"
+if [ "$TOTAL" != "$DISTINCT" ] || [ "$TOTAL" -lt "$(( W_requests - W_errors ))" ]; then
+    echo "bench-webhooks: the ledger does not hold every answered callback once" >&2
+    exit 1
+fi
