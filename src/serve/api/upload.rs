@@ -10,6 +10,8 @@ use crate::serve::campaigns::{NewCampaign, WebError};
 
 /// Default cap on an upload (a 1M-row CSV is well under it).
 pub const DEFAULT_UPLOAD_LIMIT: u64 = 512 * 1024 * 1024;
+/// Bytes read and thrown away past the cap before the 413 is sent.
+const DRAIN_AFTER_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// The form as received: the campaign to create and the CSRF token given.
 pub struct Upload {
@@ -73,6 +75,17 @@ async fn read_into(multipart: &mut Multipart, path: &Path, limit: u64) -> Result
             while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
                 size += chunk.len() as u64;
                 if size > limit {
+                    // Read on (discarding) a while, so that the client is
+                    // still listening when the 413 comes and can show it.
+                    drop(file);
+                    let _ = std::fs::remove_file(path);
+                    let mut drained = 0u64;
+                    while drained < DRAIN_AFTER_LIMIT {
+                        match field.chunk().await {
+                            Ok(Some(c)) => drained += c.len() as u64,
+                            _ => break,
+                        }
+                    }
                     return Err(WebError::TooLarge(format!(
                         "the file is larger than the upload limit of {} MiB; split it into smaller campaigns \
                          or send it with the command line (zns-batch run)",
