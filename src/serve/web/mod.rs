@@ -131,10 +131,14 @@ async fn check_page(
             let offset = (page - 1) * pages::PAGE_ROWS;
             let rejects = campaigns::rows_page(st, &n, "rejected", offset, pages::PAGE_ROWS)?;
             let preview = campaigns::rows_page(st, &n, "pending", 0, 3)?;
-            Ok((status, rejects, preview))
+            let keys = st
+                .find_campaign(&n)?
+                .map(|c| c.template_keys)
+                .unwrap_or_default();
+            Ok((status, rejects, preview, keys))
         })
         .await;
-    let (status, rejects, preview) = match data {
+    let (status, rejects, preview, keys) = match data {
         Ok(d) => d,
         Err(e) => return problem(&s, e, "/"),
     };
@@ -147,7 +151,15 @@ async fn check_page(
             Err(why.as_str())
         }
     };
-    let markup = pages::check(&status, plan_arg, &rejects, page, &preview, &s.web.csrf);
+    let markup = pages::check(
+        &status,
+        plan_arg,
+        &rejects,
+        page,
+        &preview,
+        &keys,
+        &s.web.csrf,
+    );
     Html(markup.into_string()).into_response()
 }
 

@@ -176,6 +176,7 @@ pub fn check(
     rejects: &[WebRow],
     page: u64,
     preview: &[WebRow],
+    keys: &[String],
     csrf: &str,
 ) -> Markup {
     let name = &status.campaign;
@@ -223,9 +224,9 @@ pub fn check(
                 @for r in preview {
                     div.preview {
                         div.muted { "line " (r.line) " · " (r.phone) }
-                        @match serde_json::from_str::<serde_json::Map<String, Value>>(&r.text) {
-                            Ok(map) => {
-                                dl.data { @for (k, v) in &map { div { dt { (k) } dd { (v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())) } } } }
+                        @match serde_json::from_str::<Vec<Value>>(&r.text) {
+                            Ok(values) => {
+                                dl.data { @for (k, v) in keys.iter().zip(&values) { div { dt { (k) } dd { (v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())) } } } }
                             }
                             Err(_) => { pre { (r.text) } }
                         }
