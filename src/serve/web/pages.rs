@@ -53,11 +53,12 @@ fn badge(status: &str) -> Markup {
     html! { span class={"badge badge-" (status)} { (status) } }
 }
 
-/// Rows the campaign is done with, of all its rows.
+/// Accepted rows the campaign is done with, of all accepted rows
+/// (rejected rows are never sent, so they count for neither).
 fn progress(c: &CampaignStatusLine) -> (u64, u64) {
     let k = &c.counts;
-    let done = k.sent + k.failed + k.rejected + k.expired + k.skipped;
-    (done, k.total)
+    let done = k.sent + k.failed + k.expired + k.skipped;
+    (done, k.total.saturating_sub(k.rejected))
 }
 
 fn bar(done: u64, total: u64, id: Option<&str>) -> Markup {
@@ -67,7 +68,7 @@ fn bar(done: u64, total: u64, id: Option<&str>) -> Markup {
         done as f64 * 100.0 / total as f64
     };
     html! {
-        div.bar title={(done) " of " (total) " rows done"} {
+        div.bar title={(done) " of " (total) " accepted rows done"} {
             div.fill id=[id] style={"width:" (format!("{pct:.1}")) "%"} {}
         }
     }
@@ -298,7 +299,7 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                 h1 { span.name { (name) } " " span #status-badge { (badge(&c.status)) } }
                 p.muted { (c.provider) " · OA " (c.oa_id) " · template " (c.template_id) }
                 (bar(done, total, Some("progress-fill")))
-                p #live.muted { (done) " of " (total) " rows done" }
+                p #live.muted { (done) " of " (total) " accepted rows done" }
                 dl.counts.big {
                     div { dt { "sent" } dd #count-sent { (c.counts.sent) } }
                     div { dt { "failed" } dd #count-failed { (c.counts.failed) } }

@@ -63,10 +63,11 @@ function setupLive() {
     set("count-sent", k.sent); set("count-failed", k.failed); set("count-rejected", k.rejected);
     set("count-in_doubt", k.in_doubt); set("count-expired", k.expired);
     set("count-open", k.pending + k.token_ready + k.in_flight);
-    const done = k.sent + k.failed + k.rejected + k.expired + k.skipped;
+    const done = k.sent + k.failed + k.expired + k.skipped;
+    const accepted = k.total - k.rejected;
     const fill = document.getElementById("progress-fill");
-    if (fill && k.total) fill.style.width = (100 * done / k.total).toFixed(1) + "%";
-    let line = done + " of " + k.total + " rows done";
+    if (fill && accepted) fill.style.width = (100 * done / accepted).toFixed(1) + "%";
+    let line = done + " of " + accepted + " accepted rows done";
     if (d.live && d.live.running) line += " · " + d.live.per_sec + " rows/s" + (d.live.eta_secs != null ? " · about " + fmtEta(d.live.eta_secs) + " left" : "");
     set("live", line);
     const badge = document.querySelector("#status-badge .badge");
