@@ -61,6 +61,16 @@ async fn upload_plan_conflicts_and_bad_requests() {
     assert_eq!(uploads.len(), 1, "only the campaign's own file is kept");
 
     assert_eq!(web.get_json("/api/v1/campaigns/nope").await.0, 404);
+    // While another process (the CLI) holds the campaign's lock: 409.
+    {
+        let _cli = zns_batch::campaign::lock(&env.state(), "nov").unwrap();
+        let (code, body) = web.post("/api/v1/campaigns/nov/start").await;
+        assert_eq!(code, 409, "{body}");
+        assert!(body["error"]
+            .as_str()
+            .unwrap()
+            .contains("another zns-batch process"));
+    }
     let (code, body) = web.post("/api/v1/campaigns/nov/start").await;
     assert_eq!(code, 202, "{body}");
     let (code, body) = web.post("/api/v1/campaigns/nov/start").await;

@@ -160,6 +160,15 @@ pub struct Campaigns {
     running: Mutex<HashMap<String, Arc<Live>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     shutting_down: AtomicBool,
+    /// Imports under way: campaign → (rows read, rejected so far).
+    imports: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+/// An import under way, as the upload page polls it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ImportStatus {
+    pub rows: u64,
+    pub rejected: u64,
 }
 
 fn blocking_err(e: tokio::task::JoinError) -> WebError {
@@ -173,6 +182,7 @@ impl Campaigns {
             running: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
+            imports: Mutex::new(HashMap::new()),
         })
     }
 
@@ -274,7 +284,23 @@ impl Campaigns {
             },
             ..Request::default()
         };
-        let mut prepared = ws.prepare(&req, Mode::Run, Hooks::default())?;
+        let name = form.name.clone();
+        let report = |rows: u64, rejected: u64| {
+            self.imports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), (rows, rejected));
+        };
+        let hooks = Hooks {
+            interrupted: None,
+            import_progress: Some(&report),
+        };
+        let prepared = ws.prepare(&req, Mode::Run, hooks);
+        self.imports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&form.name);
+        let mut prepared = prepared?;
         let options = WebOptions {
             profile: form.profile.clone(),
             daily_quota: form.daily_quota,
@@ -455,6 +481,18 @@ impl Campaigns {
         Ok(())
     }
 
+    /// The import of an upload under way, if any.
+    pub fn import_status(&self, name: &str) -> Option<ImportStatus> {
+        self.imports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .map(|(rows, rejected)| ImportStatus {
+                rows: *rows,
+                rejected: *rejected,
+            })
+    }
+
     /// Live progress of a run in this process, if any.
     pub fn live(&self, name: &str) -> Option<LiveSnapshot> {
         self.running
@@ -544,14 +582,48 @@ pub fn rows_page(
     Ok(rows)
 }
 
-/// The report (same CSV as `report`; `excel`: with a BOM for Excel).
-pub fn report(store: &Store, name: &str, excel: bool) -> Result<Vec<u8>, WebError> {
-    let c = store
-        .find_campaign(name)?
-        .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))?;
-    let mut out = Vec::new();
-    crate::report::write_report(store, &c, &mut out, excel)?;
-    Ok(out)
+/// The report (same CSV as `report`; `excel`: with a BOM for Excel),
+/// streamed: written on a blocking thread with its own connection, sent
+/// in chunks as it is written, so a million rows never sit in memory.
+pub fn report_stream(
+    state: PathBuf,
+    name: String,
+    excel: bool,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        let result = (|| -> anyhow::Result<()> {
+            let store = Store::open(&state)?;
+            let c = store
+                .find_campaign(&name)?
+                .ok_or_else(|| anyhow::anyhow!("no campaign `{name}`"))?;
+            let out = ChunkWriter { tx: tx.clone() };
+            crate::report::write_report(&store, &c, out, excel)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!("report of `{name}` cut short: {e:#}");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+}
+
+/// Sends what is written as body chunks (the report buffers its writes).
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(buf.to_vec()))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn not_found(e: CoreError) -> WebError {

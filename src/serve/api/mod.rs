@@ -31,6 +31,7 @@ pub fn routes() -> Router<ServeState> {
         .route("/api/v1/campaigns/{name}/pause", post(pause))
         .route("/api/v1/campaigns/{name}/report.csv", get(report))
         .route("/api/v1/campaigns/{name}/events", get(events))
+        .route("/api/v1/campaigns/{name}/import", get(import_status))
 }
 
 async fn list(State(s): State<ServeState>) -> Result<Response, WebError> {
@@ -51,6 +52,15 @@ async fn create(State(s): State<ServeState>, multipart: Multipart) -> Result<Res
     let up = upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await?;
     let plan = web.campaigns.create(up.form).await?;
     Ok((StatusCode::CREATED, Json(plan)).into_response())
+}
+
+/// The import of an upload under way: `{"rows": N, "rejected": M}`, or
+/// 404 when none is (not started yet, or done).
+async fn import_status(State(s): State<ServeState>, Path(name): Path<String>) -> Response {
+    match s.web.campaigns.import_status(&name) {
+        Some(st) => Json(st).into_response(),
+        None => WebError::NotFound(format!("no import under way for `{name}`")).into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -119,9 +129,16 @@ async fn report(
             .collect::<String>(),
         if excel { "-excel" } else { "" }
     );
-    let body = s
-        .with_reader_web(move |st| campaigns::report(st, &name, excel))
-        .await?;
+    // 404 before the stream starts.
+    let n = name.clone();
+    s.with_reader_web(move |st| {
+        st.find_campaign(&n)?
+            .map(|_| ())
+            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
+    })
+    .await?;
+    let stream = campaigns::report_stream(s.web.campaigns.state_path().to_path_buf(), name, excel);
+    let body = axum::body::Body::from_stream(stream);
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -135,8 +152,8 @@ async fn report(
         .into_response())
 }
 
-/// One `progress` event a second: `{"status": <status object>, "live": <run
-/// progress or null>}`. Ends when serve stops.
+/// One `progress` event a second: `{"status": <status object or null>,
+/// "live": <this run's progress or null>}`. Ends when serve stops.
 async fn events(
     State(s): State<ServeState>,
     Path(name): Path<String>,
@@ -145,25 +162,31 @@ async fn events(
     let n = name.clone();
     s.with_reader_web(move |st| campaigns::status_one(st, &n))
         .await?;
-    let stream = futures::stream::unfold((s, name, true), |(s, name, first)| async move {
-        if !first {
+    // Counting a big campaign's rows takes a while (seconds at a million):
+    // during a run here the live counters go out every second and the
+    // stored counts every fifth.
+    let stream = futures::stream::unfold((s, name, 0u64), |(s, name, tick)| async move {
+        if tick > 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         if s.web.campaigns.is_shutting_down() {
             return None;
         }
-        let n = name.clone();
-        let status = s
-            .with_reader_web(move |st| campaigns::status_one(st, &n))
-            .await
-            .ok();
         let live = s.web.campaigns.live(&name);
+        let status = if live.is_none() || tick % 5 == 0 {
+            let n = name.clone();
+            s.with_reader_web(move |st| campaigns::status_one(st, &n))
+                .await
+                .ok()
+        } else {
+            None
+        };
         let payload = serde_json::json!({ "status": status, "live": live });
         let event = Event::default()
             .event("progress")
             .json_data(payload)
             .unwrap_or_else(|_| Event::default().comment("unserializable"));
-        Some((Ok::<_, Infallible>(event), (s, name, false)))
+        Some((Ok::<_, Infallible>(event), (s, name, tick + 1)))
     });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())

@@ -30,7 +30,17 @@ function setupUpload() {
     xhr.setRequestHeader("X-CSRF-Token", csrfToken());
     bar.hidden = false; error.hidden = true;
     xhr.upload.onprogress = e => { if (e.lengthComputable) { bar.value = 100 * e.loaded / e.total; status.textContent = "Uploading… " + Math.round(bar.value) + "%"; } };
-    xhr.upload.onload = () => { status.textContent = "Uploaded. Importing and checking every row…"; bar.removeAttribute("value"); };
+    let poll = null;
+    xhr.upload.onload = () => {
+      status.textContent = "Uploaded. Importing and checking every row…"; bar.removeAttribute("value");
+      // The import runs on the server: show its count while the request waits.
+      poll = setInterval(() => {
+        fetch("/api/v1/campaigns/" + encodeURIComponent(name) + "/import").then(r => r.ok ? r.json() : null).then(p => {
+          if (p) status.textContent = "Importing: " + p.rows.toLocaleString() + " rows checked, " + p.rejected.toLocaleString() + " rejected…";
+        }, () => {});
+      }, 700);
+    };
+    xhr.onloadend = () => { if (poll) clearInterval(poll); };
     xhr.onload = () => {
       if (xhr.status === 201) { window.location = "/campaigns/" + encodeURIComponent(name) + "/check"; return; }
       let msg = "The upload was refused (HTTP " + xhr.status + ").";
@@ -53,13 +63,19 @@ function setupLive() {
   const root = document.getElementById("campaign");
   if (!root || !window.EventSource) return;
   let wasRunning = root.dataset.status === "running" || root.dataset.runningHere === "1";
+  const set = (id, v) => { const el = document.getElementById(id); if (el) el.textContent = v; };
   const es = new EventSource(root.dataset.events);
   es.addEventListener("progress", ev => {
     const d = JSON.parse(ev.data);
+    const running = !!(d.live && d.live.running);
+    if (running) {
+      set("live", d.live.settled + " of " + d.live.total + " rows of this run done · " + d.live.per_sec + " rows/s" +
+        (d.live.eta_secs != null ? " · about " + fmtEta(d.live.eta_secs) + " left" : ""));
+      wasRunning = true;
+    }
     const s = d.status;
     if (!s) return;
     const k = s.counts;
-    const set = (id, v) => { const el = document.getElementById(id); if (el) el.textContent = v; };
     set("count-sent", k.sent); set("count-failed", k.failed); set("count-rejected", k.rejected);
     set("count-in_doubt", k.in_doubt); set("count-expired", k.expired);
     set("count-open", k.pending + k.token_ready + k.in_flight);
@@ -67,13 +83,10 @@ function setupLive() {
     const accepted = k.total - k.rejected;
     const fill = document.getElementById("progress-fill");
     if (fill && accepted) fill.style.width = (100 * done / accepted).toFixed(1) + "%";
-    let line = done + " of " + accepted + " accepted rows done";
-    if (d.live && d.live.running) line += " · " + d.live.per_sec + " rows/s" + (d.live.eta_secs != null ? " · about " + fmtEta(d.live.eta_secs) + " left" : "");
-    set("live", line);
+    if (!running) set("live", done + " of " + accepted + " accepted rows done");
     const badge = document.querySelector("#status-badge .badge");
     if (badge) { badge.textContent = s.status; badge.className = "badge badge-" + s.status; }
     // The run ended: the buttons and reasons change, so reload.
-    const running = !!(d.live && d.live.running);
     if (running || s.status === "running") wasRunning = true;
     else if (wasRunning) { es.close(); window.location.reload(); }
   });
