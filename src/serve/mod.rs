@@ -211,20 +211,22 @@ pub fn router(state: ServeState) -> Router {
             state.clone(),
             auth::require_token,
         ));
+    // Providers' callbacks are not browsers: the same-origin rule is the
+    // console's and the API's only.
     let console = Router::new()
         .merge(api::routes())
         .merge(web::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::security::require_sign_in,
-        ));
+        ))
+        .merge(web::open_routes())
+        .route_layer(axum::middleware::from_fn(web::security::same_origin_only));
     Router::new()
         .route("/healthz", axum::routing::get(health::handler))
         .merge(webhooks::routes())
         .merge(protected)
         .merge(console)
-        .merge(web::open_routes())
-        .layer(axum::middleware::from_fn(web::security::same_origin_only))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
