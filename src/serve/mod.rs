@@ -7,9 +7,12 @@
 //! graceful stop (SIGTERM, Ctrl-C) lets the requests in flight finish and
 //! commit.
 
+mod api;
 pub mod auth;
+pub mod campaigns;
 mod health;
 mod metrics;
+mod web;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -25,6 +28,7 @@ use crate::cli::ServeArgs;
 use crate::store::{NewEvent, Store, StoreError};
 
 pub use metrics::Metrics;
+pub use web::WebState;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ZALO_SECRET_ENV: &str = "ZNS_ZALO_OA_SECRET";
@@ -136,6 +140,8 @@ pub struct ServeState {
     pub store: Arc<Mutex<Store>>,
     pub reader: Arc<Mutex<Store>>,
     pub metrics: Arc<Metrics>,
+    /// The web console and `/api/v1`: campaigns run from here, CSRF token.
+    pub web: Arc<WebState>,
 }
 
 impl ServeState {
@@ -145,6 +151,20 @@ impl ServeState {
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> anyhow::Result<T> {
         Self::blocking(self.store.clone(), f).await
+    }
+
+    /// Like [`Self::with_reader`] for a closure that fails with a web error.
+    pub async fn with_reader_web<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, campaigns::WebError> + Send + 'static,
+    ) -> Result<T, campaigns::WebError> {
+        let store = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| campaigns::WebError::Internal(anyhow::anyhow!("store task: {e}")))?
     }
 
     /// Run `f` on the reading connection in a blocking thread.
@@ -181,8 +201,9 @@ impl ServeState {
     }
 }
 
-/// The whole router. The web console (issue 13) adds its pages and
-/// `/api/v1` here, behind [`auth::require_token`] like `/metrics`.
+/// The whole router: webhooks and `/healthz` open; `/metrics` behind the
+/// Bearer token; the console and `/api/v1` behind the token or the login
+/// cookie, and refusing state changes from other sites.
 pub fn router(state: ServeState) -> Router {
     let protected = Router::new()
         .route("/metrics", axum::routing::get(metrics::handler))
@@ -190,10 +211,22 @@ pub fn router(state: ServeState) -> Router {
             state.clone(),
             auth::require_token,
         ));
+    // Providers' callbacks are not browsers: the same-origin rule is the
+    // console's and the API's only.
+    let console = Router::new()
+        .merge(api::routes())
+        .merge(web::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::security::require_sign_in,
+        ))
+        .merge(web::open_routes())
+        .route_layer(axum::middleware::from_fn(web::security::same_origin_only));
     Router::new()
         .route("/healthz", axum::routing::get(health::handler))
         .merge(webhooks::routes())
         .merge(protected)
+        .merge(console)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -207,11 +240,13 @@ pub async fn run(g: &Workspace, args: ServeArgs) -> Result<ExitCode, AppError> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("listening address")?;
     warn_missing(&config);
+    let campaigns = campaigns::Campaigns::new(reload_workspace(g)?);
     let state = ServeState {
         config: Arc::new(config),
         store: Arc::new(Mutex::new(store)),
         reader: Arc::new(Mutex::new(reader)),
         metrics: Arc::new(Metrics::new()),
+        web: Arc::new(WebState::new(campaigns.clone())),
     };
     // The one line tests and scripts read; the rest goes to the log.
     println!("listening on http://{addr}");
@@ -220,12 +255,26 @@ pub async fn run(g: &Workspace, args: ServeArgs) -> Result<ExitCode, AppError> {
             "providers call {u}/webhooks/zalo, {u}/webhooks/esms/<token>, {u}/webhooks/etelecom/<token>"
         );
     }
+    campaigns.resume_wanted().await;
+    let stopping = campaigns.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Runs stop (still wanted: a restart resumes them) and live pages end.
+            stopping.shutdown().await;
+        })
         .await
         .context("serve")?;
     tracing::info!("stopped: every accepted callback is committed");
     Ok(ExitCode::Finished)
+}
+
+/// serve's own copy of the workspace (its runs outlive the request).
+fn reload_workspace(g: &Workspace) -> Result<Workspace, AppError> {
+    let (config, path) =
+        crate::config::ConfigFile::load(g.config_path.as_deref(), g.config.profile.as_deref())
+            .map_err(|e| AppError::Usage(e.to_string()))?;
+    Ok(Workspace::new(Some(g.state.clone()), config, path))
 }
 
 fn warn_missing(c: &ServeConfig) {

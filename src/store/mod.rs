@@ -20,6 +20,7 @@ mod rows;
 mod schema;
 mod templates;
 mod tokens;
+mod web;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub use import::{ImportCounts, ImportRow};
 pub use quota::{QuotaDay, QuotaKey};
 pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use tokens::TokenKey;
+pub use web::WebRow;
 pub use writer::{WriteOp, WriteResult, Writer};
 
 use errors::{is_busy, sql_err};

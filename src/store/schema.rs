@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -133,6 +133,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 7: the delivery ledger (serve's webhooks), see store/events.rs
     super::events::EVENTS_MIGRATION,
+    // 8: the web console's wanted-running flag and form options, see store/web.rs
+    super::web::WEB_MIGRATION,
 ];
 
 impl Store {

@@ -1,0 +1,194 @@
+//! `/api/v1`: the JSON API the console is built on (scripts use it too).
+//! Shapes equal the command line's `--json` outputs: campaigns are
+//! `status --json` objects, an upload answers the `run --dry-run --json`
+//! plan, the report is `report`'s CSV.
+
+pub mod upload;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::campaigns::{self, WebError};
+use super::ServeState;
+use crate::runner::InDoubtPolicy;
+
+pub fn routes() -> Router<ServeState> {
+    Router::new()
+        .route(
+            "/api/v1/campaigns",
+            get(list).post(create).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/campaigns/{name}", get(one))
+        .route("/api/v1/campaigns/{name}/start", post(start))
+        .route("/api/v1/campaigns/{name}/pause", post(pause))
+        .route("/api/v1/campaigns/{name}/report.csv", get(report))
+        .route("/api/v1/campaigns/{name}/events", get(events))
+        .route("/api/v1/campaigns/{name}/import", get(import_status))
+}
+
+async fn list(State(s): State<ServeState>) -> Result<Response, WebError> {
+    let lines = s.with_reader(|st| campaigns::status_all(st)).await?;
+    Ok(Json(lines).into_response())
+}
+
+async fn one(State(s): State<ServeState>, Path(name): Path<String>) -> Result<Response, WebError> {
+    let line = s
+        .with_reader_web(move |st| campaigns::status_one(st, &name))
+        .await?;
+    Ok(Json(line).into_response())
+}
+
+/// Store the upload, import and check it: 201 with the dry-run plan.
+async fn create(State(s): State<ServeState>, multipart: Multipart) -> Result<Response, WebError> {
+    let web = s.web.clone();
+    let up = upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await?;
+    let plan = web.campaigns.create(up.form).await?;
+    Ok((StatusCode::CREATED, Json(plan)).into_response())
+}
+
+/// The import of an upload under way: `{"rows": N, "rejected": M}`, or
+/// 404 when none is (not started yet, or done).
+async fn import_status(State(s): State<ServeState>, Path(name): Path<String>) -> Response {
+    match s.web.campaigns.import_status(&name) {
+        Some(st) => Json(st).into_response(),
+        None => WebError::NotFound(format!("no import under way for `{name}`")).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct StartQuery {
+    /// What to do with rows whose reply was lost: resend | hold.
+    pub in_doubt: Option<String>,
+}
+
+pub fn parse_in_doubt(v: Option<&str>) -> Result<Option<InDoubtPolicy>, WebError> {
+    match v.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some("resend") => Ok(Some(InDoubtPolicy::Resend)),
+        Some("hold") => Ok(Some(InDoubtPolicy::Hold)),
+        Some(other) => Err(WebError::BadRequest(format!(
+            "in_doubt `{other}`: use resend or hold"
+        ))),
+    }
+}
+
+async fn start(
+    State(s): State<ServeState>,
+    Path(name): Path<String>,
+    Query(q): Query<StartQuery>,
+) -> Result<Response, WebError> {
+    let policy = parse_in_doubt(q.in_doubt.as_deref())?;
+    s.web.campaigns.start(&name, policy).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "campaign": name, "started": true })),
+    )
+        .into_response())
+}
+
+async fn pause(
+    State(s): State<ServeState>,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    s.web.campaigns.pause(&name, "an API call").await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "campaign": name, "pause_requested": true })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ReportQuery {
+    /// Any value: with a byte-order mark, so Excel reads the Vietnamese right.
+    pub excel: Option<String>,
+}
+
+async fn report(
+    State(s): State<ServeState>,
+    Path(name): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, WebError> {
+    let excel = q.excel.is_some_and(|v| v != "0" && v != "false");
+    let file = format!(
+        "{}{}.csv",
+        name.chars()
+            .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            })
+            .collect::<String>(),
+        if excel { "-excel" } else { "" }
+    );
+    // 404 before the stream starts.
+    let n = name.clone();
+    s.with_reader_web(move |st| {
+        st.find_campaign(&n)?
+            .map(|_| ())
+            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
+    })
+    .await?;
+    let stream = campaigns::report_stream(s.web.campaigns.state_path().to_path_buf(), name, excel);
+    let body = axum::body::Body::from_stream(stream);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// One `progress` event a second: `{"status": <status object or null>,
+/// "live": <this run's progress or null>}`. Ends when serve stops.
+async fn events(
+    State(s): State<ServeState>,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    // 404 now rather than an empty stream.
+    let n = name.clone();
+    s.with_reader_web(move |st| campaigns::status_one(st, &n))
+        .await?;
+    // Counting a big campaign's rows takes a while (seconds at a million):
+    // during a run here the live counters go out every second and the
+    // stored counts every fifth.
+    let stream = futures::stream::unfold((s, name, 0u64), |(s, name, tick)| async move {
+        if tick > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if s.web.campaigns.is_shutting_down() {
+            return None;
+        }
+        let live = s.web.campaigns.live(&name);
+        let status = if live.is_none() || tick % 5 == 0 {
+            let n = name.clone();
+            s.with_reader_web(move |st| campaigns::status_one(st, &n))
+                .await
+                .ok()
+        } else {
+            None
+        };
+        let payload = serde_json::json!({ "status": status, "live": live });
+        let event = Event::default()
+            .event("progress")
+            .json_data(payload)
+            .unwrap_or_else(|_| Event::default().comment("unserializable"));
+        Some((Ok::<_, Infallible>(event), (s, name, tick + 1)))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}

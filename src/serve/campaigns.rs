@@ -1,0 +1,646 @@
+//! The one place the web face (console and `/api/v1`) calls the campaign
+//! core: create (import + plan), start/resume in the background, pause,
+//! status, report. Runs started here keep going when the browser closes;
+//! a person's "start" is remembered in the state database so a restarted
+//! `serve` carries on with it, and a person's "pause" forgets it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::campaign::settings::{check_campaign_name, SafetyOpts, SendOpts};
+use crate::campaign::summary::{status_lines, CampaignStatusLine};
+use crate::campaign::{self, CampaignError, CoreError, Hooks, Mode, Request, Workspace};
+use crate::config::ConfigFile;
+use crate::runner::{InDoubtPolicy, Observer, RunCounters};
+use crate::stop::{Stop, StopReason, INTERRUPTED};
+use crate::store::{Store, WebRow};
+
+/// What a web request can fail with; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl WebError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<CoreError> for WebError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Usage(m) => WebError::BadRequest(m),
+            CoreError::Fatal(e) => WebError::Internal(e),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for WebError {
+    fn from(e: crate::store::StoreError) -> Self {
+        WebError::Internal(anyhow::Error::new(e).context("the state database"))
+    }
+}
+
+/// The API's error body: `{"error": "..."}`.
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        if let WebError::Internal(e) = &self {
+            tracing::error!("web request failed: {e:#}");
+        }
+        let body = serde_json::json!({ "error": self.to_string() });
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
+/// Options from the upload form the campaign row does not keep.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WebOptions {
+    pub profile: Option<String>,
+    pub daily_quota: Option<u64>,
+}
+
+/// The upload form, already streamed to `csv`.
+#[derive(Debug, Clone, Default)]
+pub struct NewCampaign {
+    pub name: String,
+    pub csv: PathBuf,
+    pub template_id: Option<String>,
+    pub profile: Option<String>,
+    pub send_window: Option<String>,
+    pub not_after: Option<String>,
+    pub daily_quota: Option<u64>,
+}
+
+/// A run in this process, as the live page sees it.
+pub struct Live {
+    pub stop: Arc<Stop>,
+    total: AtomicU64,
+    counters: Mutex<Option<Arc<RunCounters>>>,
+    started: Instant,
+    done: AtomicBool,
+}
+
+/// Live progress: counts this run, rate and ETA.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LiveSnapshot {
+    pub running: bool,
+    pub total: u64,
+    pub settled: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub per_sec: f64,
+    pub eta_secs: Option<u64>,
+}
+
+impl Live {
+    fn snapshot(&self) -> LiveSnapshot {
+        let total = self.total.load(Ordering::Relaxed);
+        let guard = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = guard.as_ref() else {
+            return LiveSnapshot {
+                running: true,
+                total,
+                ..LiveSnapshot::default()
+            };
+        };
+        let settled = c.settled();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let per_sec = settled as f64 / secs;
+        let left = total.saturating_sub(settled);
+        LiveSnapshot {
+            running: !self.done.load(Ordering::Relaxed),
+            total,
+            settled,
+            sent: c.sent.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            per_sec: (per_sec * 10.0).round() / 10.0,
+            eta_secs: (per_sec > 0.0).then(|| (left as f64 / per_sec).ceil() as u64),
+        }
+    }
+}
+
+struct LiveObserver(Arc<Live>);
+
+impl Observer for LiveObserver {
+    fn started(&self, total: u64, counters: Arc<RunCounters>) {
+        self.0.total.store(total, Ordering::Relaxed);
+        *self.0.counters.lock().unwrap_or_else(|p| p.into_inner()) = Some(counters);
+    }
+    fn finished(&self) {
+        self.0.done.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Every campaign the web face touches goes through here.
+pub struct Campaigns {
+    base: Arc<Workspace>,
+    running: Mutex<HashMap<String, Arc<Live>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    shutting_down: AtomicBool,
+    /// Imports under way: campaign → (rows read, rejected so far).
+    imports: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+/// An import under way, as the upload page polls it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ImportStatus {
+    pub rows: u64,
+    pub rejected: u64,
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> WebError {
+    WebError::Internal(anyhow::anyhow!("background task failed: {e}"))
+}
+
+impl Campaigns {
+    pub fn new(base: Workspace) -> Arc<Self> {
+        Arc::new(Campaigns {
+            base: Arc::new(base),
+            running: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+            shutting_down: AtomicBool::new(false),
+            imports: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn state_path(&self) -> &Path {
+        &self.base.state
+    }
+
+    /// Profiles the config file defines (for the form).
+    pub fn profiles(&self) -> Vec<String> {
+        self.base.config.profiles.clone()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// The workspace for a profile of the config file (None: serve's own).
+    fn workspace(&self, profile: Option<&str>) -> Result<Arc<Workspace>, WebError> {
+        let Some(name) = profile.filter(|p| Some(*p) != self.base.config.profile.as_deref()) else {
+            return Ok(self.base.clone());
+        };
+        let Some(path) = self.base.config_path.as_deref() else {
+            return Err(WebError::BadRequest(format!(
+                "profile `{name}`: serve was started without a config file; start it with --config FILE"
+            )));
+        };
+        let (config, path) = ConfigFile::load(Some(path), Some(name))
+            .map_err(|e| WebError::BadRequest(format!("profile: {e}")))?;
+        Ok(Arc::new(Workspace::new(
+            Some(self.base.state.clone()),
+            config,
+            path,
+        )))
+    }
+
+    /// Store the upload as a campaign, import and check it; the dry-run plan.
+    pub async fn create(
+        self: &Arc<Self>,
+        form: NewCampaign,
+    ) -> Result<serde_json::Value, WebError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let upload = form.csv.clone();
+            let result = this.create_blocking(&form);
+            // The upload is kept only as the file of a campaign it created.
+            let keep = matches!(&result, Ok((_, path)) if *path == upload);
+            if !keep {
+                let _ = std::fs::remove_file(&upload);
+            }
+            result.map(|(plan, _)| plan)
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
+    fn create_blocking(
+        &self,
+        form: &NewCampaign,
+    ) -> Result<(serde_json::Value, PathBuf), WebError> {
+        check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
+        let ws = self.workspace(form.profile.as_deref())?;
+        let store = ws.open_store()?;
+        if let Some(existing) = store.find_campaign(&form.name)? {
+            let hash = crate::csv_input::file_sha256(&form.csv)
+                .map_err(|e| WebError::BadRequest(e.to_string()))?;
+            if hash != existing.csv_sha256 {
+                return Err(WebError::Conflict(format!(
+                    "campaign `{}` already exists with another file; choose a new name for a new file",
+                    form.name
+                )));
+            }
+        }
+        drop(store);
+        probe_lock(&ws.state, &form.name)?;
+        let send_window = form
+            .send_window
+            .as_deref()
+            .map(crate::window::parse_setting)
+            .transpose()
+            .map_err(|e| WebError::BadRequest(format!("send window: {e}")))?;
+        let not_after = form
+            .not_after
+            .as_deref()
+            .map(crate::quota::parse_local_instant)
+            .transpose()
+            .map_err(|e| WebError::BadRequest(format!("deadline: {e}")))?;
+        let req = Request {
+            campaign: form.name.clone(),
+            csv: Some(form.csv.clone()),
+            template_id: form.template_id.clone(),
+            send: SendOpts {
+                daily_quota: form.daily_quota,
+                send_window,
+                ..SendOpts::default()
+            },
+            safety: SafetyOpts {
+                not_after,
+                ..SafetyOpts::default()
+            },
+            ..Request::default()
+        };
+        let name = form.name.clone();
+        let report = |rows: u64, rejected: u64| {
+            self.imports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), (rows, rejected));
+        };
+        let hooks = Hooks {
+            interrupted: None,
+            import_progress: Some(&report),
+        };
+        let prepared = ws.prepare(&req, Mode::Run, hooks);
+        self.imports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&form.name);
+        let mut prepared = prepared?;
+        let options = WebOptions {
+            profile: form.profile.clone(),
+            daily_quota: form.daily_quota,
+        };
+        let json = serde_json::to_string(&options).map_err(anyhow::Error::from)?;
+        prepared
+            .store
+            .set_web_options(prepared.campaign.id, &json)?;
+        let plan = ws.plan(&prepared)?;
+        let plan = serde_json::to_value(&plan).map_err(anyhow::Error::from)?;
+        Ok((plan, PathBuf::from(&prepared.campaign.csv_path)))
+    }
+
+    /// The request a stored campaign is resumed with.
+    fn resume_request(
+        &self,
+        name: &str,
+        in_doubt: Option<InDoubtPolicy>,
+    ) -> Result<(Arc<Workspace>, Request), WebError> {
+        let (store, campaign) = self.base.find(name).map_err(not_found)?;
+        let options: WebOptions = store
+            .web_options(campaign.id)?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        let ws = self.workspace(options.profile.as_deref())?;
+        let req = Request {
+            campaign: campaign.name,
+            send: SendOpts {
+                daily_quota: options.daily_quota,
+                in_doubt,
+                ..SendOpts::default()
+            },
+            ..Request::default()
+        };
+        Ok((ws, req))
+    }
+
+    /// The dry-run plan of an imported campaign (not while it runs).
+    pub async fn plan(self: &Arc<Self>, name: &str) -> Result<serde_json::Value, WebError> {
+        if self.live(name).is_some_and(|l| l.running) {
+            return Err(WebError::Conflict(format!("campaign `{name}` is running")));
+        }
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (ws, req) = this.resume_request(&name, None)?;
+            probe_lock(&ws.state, &name)?;
+            let prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
+            let plan = ws.plan(&prepared)?;
+            Ok(serde_json::to_value(&plan).map_err(anyhow::Error::from)?)
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
+    /// Start or resume sending in the background.
+    pub async fn start(
+        self: &Arc<Self>,
+        name: &str,
+        in_doubt: Option<InDoubtPolicy>,
+    ) -> Result<(), WebError> {
+        if self.is_shutting_down() {
+            return Err(WebError::Conflict("serve is stopping".into()));
+        }
+        if self.running_here(name) {
+            return Err(WebError::Conflict(format!(
+                "campaign `{name}` is already running in this server"
+            )));
+        }
+        let this = self.clone();
+        let owned = name.to_string();
+        let (ws, prepared) = tokio::task::spawn_blocking(move || {
+            let (ws, req) = this.resume_request(&owned, in_doubt)?;
+            probe_lock(&ws.state, &owned)?;
+            let mut prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
+            prepared
+                .store
+                .set_wanted_running(prepared.campaign.id, true)?;
+            Ok::<_, WebError>((ws, prepared))
+        })
+        .await
+        .map_err(blocking_err)??;
+        let live = Arc::new(Live {
+            stop: Arc::new(Stop::default()),
+            total: AtomicU64::new(0),
+            counters: Mutex::new(None),
+            started: Instant::now(),
+            done: AtomicBool::new(false),
+        });
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if running.contains_key(name) {
+                return Err(WebError::Conflict(format!(
+                    "campaign `{name}` is already running in this server"
+                )));
+            }
+            running.insert(name.to_string(), live.clone());
+        }
+        let this = self.clone();
+        let name = name.to_string();
+        let handle = tokio::spawn(async move {
+            let observer = LiveObserver(live.clone());
+            let result = ws.send(prepared, live.stop.clone(), &observer).await;
+            live.done.store(true, Ordering::Relaxed);
+            let keep_wanted = match &result {
+                Ok((outcome, _)) => {
+                    tracing::info!(campaign = %name, result = outcome.label(), "web run ended");
+                    // A person's pause or the end of the campaign: do not
+                    // resume on restart. Other stops (serve stopping, quota,
+                    // window, outage) still want it running.
+                    !matches!(outcome.stop_reason(), Some(StopReason::Paused))
+                        && outcome.label() == "paused"
+                }
+                Err(e) => {
+                    tracing::error!(campaign = %name, "web run failed: {e}");
+                    false
+                }
+            };
+            if !keep_wanted {
+                let state = this.base.state.clone();
+                let n = name.clone();
+                let _ = tokio::task::spawn_blocking(move || -> Result<(), WebError> {
+                    let mut store = Store::open(&state)?;
+                    if let Some(c) = store.find_campaign(&n)? {
+                        store.set_wanted_running(c.id, false)?;
+                    }
+                    Ok(())
+                })
+                .await;
+            }
+            this.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+        Ok(())
+    }
+
+    fn running_here(&self, name: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
+    }
+
+    /// A person's pause: graceful stop, and no resume on restart.
+    pub async fn pause(self: &Arc<Self>, name: &str, by: &str) -> Result<(), WebError> {
+        let live = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned();
+        let Some(live) = live else {
+            return Err(WebError::Conflict(format!(
+                "campaign `{name}` is not running in this server"
+            )));
+        };
+        live.stop.request(
+            StopReason::Paused,
+            format!("paused from the web console by {by}; press Resume to continue"),
+        );
+        let state = self.base.state.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || -> Result<(), WebError> {
+            let mut store = Store::open(&state)?;
+            if let Some(c) = store.find_campaign(&name)? {
+                store.set_wanted_running(c.id, false)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(blocking_err)??;
+        Ok(())
+    }
+
+    /// The import of an upload under way, if any.
+    pub fn import_status(&self, name: &str) -> Option<ImportStatus> {
+        self.imports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .map(|(rows, rejected)| ImportStatus {
+                rows: *rows,
+                rejected: *rejected,
+            })
+    }
+
+    /// Live progress of a run in this process, if any.
+    pub fn live(&self, name: &str) -> Option<LiveSnapshot> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .map(|l| l.snapshot())
+    }
+
+    /// Campaigns a person started here and did not pause: start them again.
+    pub async fn resume_wanted(self: &Arc<Self>) {
+        let state = self.base.state.clone();
+        let names = tokio::task::spawn_blocking(move || {
+            Store::open(&state).and_then(|s| s.wanted_running())
+        })
+        .await;
+        let names = match names {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::error!("cannot read campaigns to resume: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::error!("cannot read campaigns to resume: {e}");
+                return;
+            }
+        };
+        for name in names {
+            match self.start(&name, None).await {
+                Ok(()) => {
+                    tracing::info!(campaign = %name, "resumed: it was running when serve stopped")
+                }
+                Err(e) => tracing::warn!(campaign = %name, "not resumed: {e}"),
+            }
+        }
+    }
+
+    /// Stop every run (they stay wanted) and wait for them to commit.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        for live in self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            live.stop.request(StopReason::Interrupted, INTERRUPTED);
+        }
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let all = futures::future::join_all(tasks);
+        if tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some runs did not stop within 60s");
+        }
+    }
+}
+
+/// Read-side helpers (pages and API): they use serve's reading connection.
+pub fn status_all(store: &Store) -> Result<Vec<CampaignStatusLine>, crate::store::StoreError> {
+    status_lines(store, None)
+}
+
+pub fn status_one(store: &Store, name: &str) -> Result<CampaignStatusLine, WebError> {
+    status_lines(store, Some(name))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))
+}
+
+/// One page of a campaign's rows in `state` (phones masked).
+pub fn rows_page(
+    store: &Store,
+    name: &str,
+    state: &str,
+    offset: u64,
+    limit: u64,
+) -> Result<Vec<WebRow>, WebError> {
+    let c = store
+        .find_campaign(name)?
+        .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))?;
+    let mut rows = store.rows_in_state(c.id, state, offset, limit)?;
+    for r in &mut rows {
+        r.phone = crate::phone::mask(&r.phone);
+    }
+    Ok(rows)
+}
+
+/// The report (same CSV as `report`; `excel`: with a BOM for Excel),
+/// streamed: written on a blocking thread with its own connection, sent
+/// in chunks as it is written, so a million rows never sit in memory.
+pub fn report_stream(
+    state: PathBuf,
+    name: String,
+    excel: bool,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        let result = (|| -> anyhow::Result<()> {
+            let store = Store::open(&state)?;
+            let c = store
+                .find_campaign(&name)?
+                .ok_or_else(|| anyhow::anyhow!("no campaign `{name}`"))?;
+            let out = ChunkWriter { tx: tx.clone() };
+            crate::report::write_report(&store, &c, out, excel)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!("report of `{name}` cut short: {e:#}");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+}
+
+/// Sends what is written as body chunks (the report buffers its writes).
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(buf.to_vec()))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn not_found(e: CoreError) -> WebError {
+    match e {
+        CoreError::Usage(m) => WebError::NotFound(m),
+        CoreError::Fatal(e) => WebError::Internal(e),
+    }
+}
+
+/// 409 when another process (the CLI) holds the campaign's lock.
+fn probe_lock(state: &Path, name: &str) -> Result<(), WebError> {
+    match campaign::lock(state, name) {
+        Ok(lock) => {
+            drop(lock);
+            Ok(())
+        }
+        Err(e @ CampaignError::Locked { .. }) => Err(WebError::Conflict(e.to_string())),
+        Err(e) => Err(CoreError::from(e).into()),
+    }
+}

@@ -1,0 +1,95 @@
+// zns-batch console: drag-and-drop upload with progress, and live counts
+// over server-sent events. Everything works without it (plain forms).
+"use strict";
+
+function csrfToken() {
+  const m = document.querySelector('meta[name="csrf-token"]');
+  return m ? m.content : "";
+}
+
+function setupUpload() {
+  const form = document.getElementById("upload-form");
+  if (!form) return;
+  const drop = document.getElementById("drop");
+  const file = document.getElementById("file");
+  const text = document.getElementById("drop-text");
+  const bar = document.getElementById("upload-progress");
+  const status = document.getElementById("upload-status");
+  const error = document.getElementById("upload-error");
+  const show = () => { if (file.files.length) text.textContent = file.files[0].name + " (" + Math.ceil(file.files[0].size / 1024) + " KiB)"; };
+  file.addEventListener("change", show);
+  ["dragenter", "dragover"].forEach(e => drop.addEventListener(e, ev => { ev.preventDefault(); drop.classList.add("over"); }));
+  ["dragleave", "drop"].forEach(e => drop.addEventListener(e, ev => { ev.preventDefault(); drop.classList.remove("over"); }));
+  drop.addEventListener("drop", ev => { if (ev.dataTransfer.files.length) { file.files = ev.dataTransfer.files; show(); } });
+  form.addEventListener("submit", ev => {
+    ev.preventDefault();
+    const data = new FormData(form);
+    const name = data.get("campaign");
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/v1/campaigns");
+    xhr.setRequestHeader("X-CSRF-Token", csrfToken());
+    bar.hidden = false; error.hidden = true;
+    xhr.upload.onprogress = e => { if (e.lengthComputable) { bar.value = 100 * e.loaded / e.total; status.textContent = "Uploading… " + Math.round(bar.value) + "%"; } };
+    let poll = null;
+    xhr.upload.onload = () => {
+      status.textContent = "Uploaded. Importing and checking every row…"; bar.removeAttribute("value");
+      // The import runs on the server: show its count while the request waits.
+      poll = setInterval(() => {
+        fetch("/api/v1/campaigns/" + encodeURIComponent(name) + "/import").then(r => r.ok ? r.json() : null).then(p => {
+          if (p) status.textContent = "Importing: " + p.rows.toLocaleString() + " rows checked, " + p.rejected.toLocaleString() + " rejected…";
+        }, () => {});
+      }, 700);
+    };
+    xhr.onloadend = () => { if (poll) clearInterval(poll); };
+    xhr.onload = () => {
+      if (xhr.status === 201) { window.location = "/campaigns/" + encodeURIComponent(name) + "/check"; return; }
+      let msg = "The upload was refused (HTTP " + xhr.status + ").";
+      try { msg = JSON.parse(xhr.responseText).error || msg; } catch (_) {}
+      error.textContent = msg; error.hidden = false; bar.hidden = true; status.textContent = "";
+    };
+    xhr.onerror = () => { error.textContent = "The upload did not reach the server; check the connection and try again."; error.hidden = false; bar.hidden = true; };
+    xhr.send(data);
+  });
+}
+
+function fmtEta(s) {
+  if (s == null) return "";
+  if (s < 90) return s + " s";
+  if (s < 5400) return Math.round(s / 60) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
+
+function setupLive() {
+  const root = document.getElementById("campaign");
+  if (!root || !window.EventSource) return;
+  let wasRunning = root.dataset.status === "running" || root.dataset.runningHere === "1";
+  const set = (id, v) => { const el = document.getElementById(id); if (el) el.textContent = v; };
+  const es = new EventSource(root.dataset.events);
+  es.addEventListener("progress", ev => {
+    const d = JSON.parse(ev.data);
+    const running = !!(d.live && d.live.running);
+    if (running) {
+      set("live", d.live.settled + " of " + d.live.total + " rows of this run done · " + d.live.per_sec + " rows/s" +
+        (d.live.eta_secs != null ? " · about " + fmtEta(d.live.eta_secs) + " left" : ""));
+      wasRunning = true;
+    }
+    const s = d.status;
+    if (!s) return;
+    const k = s.counts;
+    set("count-sent", k.sent); set("count-failed", k.failed); set("count-rejected", k.rejected);
+    set("count-in_doubt", k.in_doubt); set("count-expired", k.expired);
+    set("count-open", k.pending + k.token_ready + k.in_flight);
+    const done = k.sent + k.failed + k.expired + k.skipped;
+    const accepted = k.total - k.rejected;
+    const fill = document.getElementById("progress-fill");
+    if (fill && accepted) fill.style.width = (100 * done / accepted).toFixed(1) + "%";
+    if (!running) set("live", done + " of " + accepted + " accepted rows done");
+    const badge = document.querySelector("#status-badge .badge");
+    if (badge) { badge.textContent = s.status; badge.className = "badge badge-" + s.status; }
+    // The run ended: the buttons and reasons change, so reload.
+    if (running || s.status === "running") wasRunning = true;
+    else if (wasRunning) { es.close(); window.location.reload(); }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => { setupUpload(); setupLive(); });

@@ -1,0 +1,401 @@
+//! The console's pages, as maud templates (checked at compile time; every
+//! value is HTML-escaped, so a CSV cell `<script>` shows as text).
+
+use maud::{html, Markup, DOCTYPE};
+use serde_json::Value;
+
+use crate::campaign::summary::CampaignStatusLine;
+use crate::store::WebRow;
+
+/// Rows per page of rejects.
+pub const PAGE_ROWS: u64 = 50;
+
+/// A campaign name as one URL path segment.
+pub fn enc(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn layout(title: &str, csrf: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="vi" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="csrf-token" content=(csrf);
+                title { (title) " · zns-batch" }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "zns-batch" }
+                    nav {
+                        a href="/" { "Campaigns" }
+                        a href="/new" { "New campaign" }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+fn badge(status: &str) -> Markup {
+    html! { span class={"badge badge-" (status)} { (status) } }
+}
+
+/// Accepted rows the campaign is done with, of all accepted rows
+/// (rejected rows are never sent, so they count for neither).
+fn progress(c: &CampaignStatusLine) -> (u64, u64) {
+    let k = &c.counts;
+    let done = k.sent + k.failed + k.expired + k.skipped;
+    (done, k.total.saturating_sub(k.rejected))
+}
+
+fn bar(done: u64, total: u64, id: Option<&str>) -> Markup {
+    let pct = if total == 0 {
+        0.0
+    } else {
+        done as f64 * 100.0 / total as f64
+    };
+    html! {
+        div.bar title={(done) " of " (total) " accepted rows done"} {
+            div.fill id=[id] style={"width:" (format!("{pct:.1}")) "%"} {}
+        }
+    }
+}
+
+pub fn campaigns(list: &[CampaignStatusLine], csrf: &str) -> Markup {
+    let mut quota: Vec<(&str, &str, u64)> = Vec::new();
+    for c in list {
+        if !quota.iter().any(|(oa, _, _)| *oa == c.oa_id) {
+            quota.push((&c.oa_id, &c.quota_day, c.quota_used_today));
+        }
+    }
+    layout(
+        "Campaigns",
+        csrf,
+        html! {
+            // Refreshes itself: counts move while campaigns send.
+            meta http-equiv="refresh" content="5";
+            h1 { "Campaigns" }
+            p.lead { "Every campaign in this state database. This page refreshes every 5 seconds." }
+            @if list.is_empty() {
+                p.empty { "No campaign yet. " a href="/new" { "Upload a CSV" } " to start one." }
+            }
+            div.cards {
+                @for c in list {
+                    @let (done, total) = progress(c);
+                    a.card href={"/campaigns/" (enc(&c.campaign))} {
+                        div.card-head { strong.name { (c.campaign) } (badge(&c.status)) }
+                        (bar(done, total, None))
+                        dl.counts {
+                            div { dt { "sent" } dd { (c.counts.sent) } }
+                            div { dt { "failed" } dd { (c.counts.failed) } }
+                            div { dt { "rejected" } dd { (c.counts.rejected) } }
+                            div { dt { "in doubt" } dd { (c.counts.in_doubt) } }
+                            div { dt { "delivered" } dd { (c.delivery.received) } }
+                            div { dt { "rows" } dd { (c.counts.total) } }
+                        }
+                        @if let Some(e) = &c.last_error { p.reason { (e) } }
+                    }
+                }
+            }
+            @if !quota.is_empty() {
+                h2 { "Quota used today" }
+                table.plain {
+                    thead { tr { th { "OA" } th { "day (Asia/Ho_Chi_Minh)" } th { "messages" } } }
+                    tbody {
+                        @for (oa, day, used) in &quota {
+                            tr { td { (oa) } td { (day) } td { (used) } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The New campaign form; `error` is shown above it after a refused upload.
+pub fn new_campaign(profiles: &[String], csrf: &str, error: Option<&str>) -> Markup {
+    layout(
+        "New campaign",
+        csrf,
+        html! {
+            h1 { "New campaign" }
+            p.lead {
+                "Upload the CSV of recipients (a " code { "phone" } " column and one column per template parameter). "
+                "It is checked row by row on upload; nothing is sent until you press Send on the next page."
+            }
+            @if let Some(e) = error { p.error role="alert" id="upload-error" { (e) } }
+            @else { p.error hidden role="alert" id="upload-error" {} }
+            form #upload-form method="post" action="/ui/upload" enctype="multipart/form-data" {
+                input type="hidden" name="csrf" value=(csrf);
+                label.drop #drop {
+                    span #drop-text { "Drop the CSV file here, or choose it" }
+                    input #file type="file" name="file" accept=".csv,text/csv" required;
+                }
+                div.grid {
+                    label { "Campaign name" input type="text" name="campaign" required maxlength="100" placeholder="bills-2026-11"; small { "Letters, digits, spaces, - and _. Names the campaign in reports." } }
+                    label { "Template id" input type="text" name="template_id" inputmode="numeric" placeholder="246810"; small { "The ZNS template the rows fill in (or from the config)." } }
+                    @if !profiles.is_empty() {
+                        label { "Profile" select name="profile" { option value="" { "(serve's default)" } @for p in profiles { option value=(p) { (p) } } } small { "Provider account from the config file." } }
+                    }
+                    label { "Send window (optional)" input type="text" name="send_window" placeholder="07:00-22:00"; small { "Hours of the day (Asia/Ho_Chi_Minh) messages may go out." } }
+                    label { "Deadline (optional)" input type="text" name="not_after" placeholder="2026-12-01T08:00"; small { "After it nothing more is sent (Asia/Ho_Chi_Minh time)." } }
+                    label { "Daily quota (optional)" input type="number" min="1" name="daily_quota" placeholder="5000"; small { "Messages per OA per day this campaign will not pass." } }
+                }
+                progress #upload-progress hidden max="100" value="0" {}
+                p #upload-status.muted {}
+                button.primary type="submit" { "Upload and check" }
+            }
+        },
+    )
+}
+
+fn plan_value(plan: &Value, key: &str) -> String {
+    match plan.get(key) {
+        Some(Value::Null) | None => "—".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// The Check page: rejects (paged), a preview of the data, the plan, Send.
+pub fn check(
+    status: &CampaignStatusLine,
+    plan: Result<&Value, &str>,
+    rejects: &[WebRow],
+    page: u64,
+    preview: &[WebRow],
+    keys: &[String],
+    csrf: &str,
+) -> Markup {
+    let name = &status.campaign;
+    let pages = status.counts.rejected.div_ceil(PAGE_ROWS).max(1);
+    layout(
+        &format!("Check {name}"),
+        csrf,
+        html! {
+            h1 { "Check " span.name { (name) } }
+            p.lead #check-summary {
+                strong #accepted { (status.counts.total - status.counts.rejected) } " rows accepted, "
+                strong #rejected { (status.counts.rejected) } " rejected (of " (status.counts.total) "). "
+                "Rejected rows are never sent; fix them in the file and upload it as a new campaign if they matter."
+            }
+            section {
+                h2 { "The plan" }
+                @match plan {
+                    Ok(p) => {
+                        table.plain #plan {
+                            tr { th { "messages to send" } td #plan-messages { (plan_value(p, "messages_to_send")) } }
+                            tr { th { "already sent" } td { (plan_value(p, "already_sent")) } }
+                            @if p.get("uses_tokens") == Some(&Value::Bool(true)) {
+                                tr { th { "journey tokens to buy" } td { (plan_value(p, "tokens_to_buy")) } }
+                                tr { th { "tokens to reuse" } td { (plan_value(p, "tokens_to_reuse")) } }
+                            }
+                            tr { th { "fee estimate (VND)" } td { @if let Some(f) = p.get("estimated_fees").and_then(|f| f.get("total")) { "≈ " (f) } @else { "no prices configured (token_fee, message_fee)" } } }
+                            tr { th { "quota used today" } td { (plan_value(p, "quota_used_today")) } }
+                            tr { th { "quota days needed" } td { (plan_value(p, "quota_days_needed")) } }
+                            tr { th { "send window" } td { (p.get("settings").and_then(|s| s.get("send_window")).and_then(Value::as_str).unwrap_or("none")) @if p.get("send_window_open_now") == Some(&Value::Bool(false)) { " (closed now; opens " (plan_value(p, "send_window_opens_at")) ")" } } }
+                            tr { th { "deadline" } td { (plan_value(p, "not_after")) } }
+                            tr { th { "would skip (frequency cap)" } td { (plan_value(p, "would_skip_min_interval")) } }
+                            tr { th { "provider · OA · template" } td { (p.get("settings").map(|s| format!("{} · {} · {}", plan_value(s, "provider"), plan_value(s, "oa_id"), plan_value(s, "template_id"))).unwrap_or_default()) } }
+                        }
+                        form method="post" action={"/ui/campaigns/" (enc(name)) "/start"} {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button.primary #send type="submit" { "Send" }
+                        }
+                    }
+                    Err(why) => { p.error { (why) } a href={"/campaigns/" (enc(name))} { "Open the campaign" } }
+                }
+            }
+            section {
+                h2 { "Preview: the data of the first rows" }
+                @if preview.is_empty() { p.muted { "No row waits to be sent." } }
+                @for r in preview {
+                    div.preview {
+                        div.muted { "line " (r.line) " · " (r.phone) }
+                        @match serde_json::from_str::<Vec<Value>>(&r.text) {
+                            Ok(values) => {
+                                dl.data { @for (k, v) in keys.iter().zip(&values) { div { dt { (k) } dd { (v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())) } } } }
+                            }
+                            Err(_) => { pre { (r.text) } }
+                        }
+                    }
+                }
+            }
+            section #rejects {
+                h2 { "Rejected rows" }
+                @if rejects.is_empty() { p.muted { "None: every row is valid." } }
+                @else {
+                    table.plain {
+                        thead { tr { th { "line" } th { "phone" } th { "reason" } } }
+                        tbody { @for r in rejects { tr.reject { td.line { (r.line) } td { (r.phone) } td { (r.text) } } } }
+                    }
+                    @if pages > 1 {
+                        nav.pager {
+                            @if page > 1 { a href={"?page=" (page - 1) "#rejects"} { "← previous" } }
+                            span { "page " (page) " of " (pages) }
+                            @if page < pages { a href={"?page=" (page + 1) "#rejects"} { "next →" } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Stop reasons in words, for a paused campaign.
+fn reason_words(c: &CampaignStatusLine) -> Option<String> {
+    let e = c.last_error.clone()?;
+    let hint = if e.contains("quota") {
+        "Daily quota: sending resumes after midnight Asia/Ho_Chi_Minh (press Resume then)."
+    } else if e.contains("window") {
+        "Outside the send window: press Resume when it opens."
+    } else if e.contains("deadline") || c.deadline_passed {
+        "The deadline has passed: the remaining rows are expired."
+    } else if e.contains("outage") || e.contains("no request has succeeded") {
+        "The provider looked down: press Resume when it is back."
+    } else if e.contains("paused from the web console") {
+        "Paused by a person."
+    } else {
+        ""
+    };
+    Some(if hint.is_empty() {
+        e
+    } else {
+        format!("{hint} ({e})")
+    })
+}
+
+pub struct CampaignPage<'a> {
+    pub status: &'a CampaignStatusLine,
+    pub running_here: bool,
+    pub top_errors: &'a [(String, String, u64)],
+    pub in_doubt: &'a [WebRow],
+    pub csrf: &'a str,
+}
+
+pub fn campaign(p: CampaignPage<'_>) -> Markup {
+    let c = p.status;
+    let name = &c.campaign;
+    let (done, total) = progress(c);
+    let action = |what: &str| format!("/ui/campaigns/{}/{what}", enc(name));
+    layout(
+        name,
+        p.csrf,
+        html! {
+            div #campaign data-events={"/api/v1/campaigns/" (enc(name)) "/events"} data-status=(c.status) data-running-here=(if p.running_here { "1" } else { "0" }) {
+                h1 { span.name { (name) } " " span #status-badge { (badge(&c.status)) } }
+                p.muted { (c.provider) " · OA " (c.oa_id) " · template " (c.template_id) }
+                (bar(done, total, Some("progress-fill")))
+                p #live.muted { (done) " of " (total) " accepted rows done" }
+                dl.counts.big {
+                    div { dt { "sent" } dd #count-sent { (c.counts.sent) } }
+                    div { dt { "failed" } dd #count-failed { (c.counts.failed) } }
+                    div { dt { "rejected" } dd #count-rejected { (c.counts.rejected) } }
+                    div { dt { "in doubt" } dd #count-in_doubt { (c.counts.in_doubt) } }
+                    div { dt { "waiting" } dd #count-open { (c.counts.pending + c.counts.token_ready + c.counts.in_flight) } }
+                    div { dt { "expired" } dd #count-expired { (c.counts.expired) } }
+                }
+                @if let Some(words) = reason_words(c) { @if c.status != "finished" { p.reason #reason { (words) } } }
+                div.actions {
+                    @if p.running_here {
+                        form method="post" action=(action("pause")) {
+                            input type="hidden" name="csrf" value=(p.csrf);
+                            button #pause type="submit" { "Pause" }
+                        }
+                    } @else if c.status != "finished" {
+                        form method="post" action=(action("start")) {
+                            input type="hidden" name="csrf" value=(p.csrf);
+                            button.primary #resume type="submit" { @if c.status == "pending" { "Send" } @else { "Resume" } }
+                        }
+                    }
+                    a.button #report-csv href={"/api/v1/campaigns/" (enc(name)) "/report.csv"} { "Report (CSV)" }
+                    a.button href={"/api/v1/campaigns/" (enc(name)) "/report.csv?excel=1"} { "Report for Excel" }
+                    a.button href={"/campaigns/" (enc(name)) "/check"} { "Check page" }
+                }
+                @if !p.in_doubt.is_empty() {
+                    section {
+                        h2 { "Rows in doubt" }
+                        p { "The provider's reply to these rows was lost: they may or may not have been delivered. "
+                            "Resend them under the same tracking id (the provider can de-duplicate), or hold them for a check." }
+                        table.plain { tbody { @for r in p.in_doubt { tr { td { "line " (r.line) } td { (r.phone) } td { (r.text) } } } } }
+                        div.actions {
+                            form method="post" action={(action("start")) "?in_doubt=resend"} {
+                                input type="hidden" name="csrf" value=(p.csrf);
+                                button type="submit" { "Resume, resending them" }
+                            }
+                            form method="post" action={(action("start")) "?in_doubt=hold"} {
+                                input type="hidden" name="csrf" value=(p.csrf);
+                                button type="submit" { "Resume, holding them" }
+                            }
+                        }
+                    }
+                }
+                @if !p.top_errors.is_empty() {
+                    section {
+                        h2 { "Top errors" }
+                        table.plain {
+                            thead { tr { th { "code" } th { "message" } th { "rows" } } }
+                            tbody { @for (code, msg, n) in p.top_errors { tr { td { (code) } td { (msg) } td { (n) } } } }
+                        }
+                    }
+                }
+                section {
+                    h2 { "Delivery" }
+                    dl.counts {
+                        div { dt { "sent" } dd { (c.delivery.sent) } }
+                        div { dt { "delivered" } dd { (c.delivery.received) } }
+                        div { dt { "seen" } dd { (c.delivery.seen) } }
+                        div { dt { "unknown" } dd { (c.delivery.unknown) } }
+                    }
+                    p.muted { "Delivery comes from the providers' callbacks to this server, or from " code { "zns-batch reconcile" } "." }
+                }
+            }
+        },
+    )
+}
+
+pub fn login(csrf: &str, error: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        csrf,
+        html! {
+            h1 { "Sign in" }
+            p.lead { "This console needs the access token set in serve's environment (" code { "ZNS_SERVE_TOKEN" } " by default)." }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Access token" input type="password" name="token" required autocomplete="current-password"; }
+                button.primary type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+/// A refused form, in words, with a way back.
+pub fn problem(title: &str, message: &str, back: &str, csrf: &str) -> Markup {
+    layout(
+        title,
+        csrf,
+        html! {
+            h1 { (title) }
+            p.error role="alert" { (message) }
+            a.button href=(back) { "Back" }
+        },
+    )
+}
+
+pub const CSS: &str = include_str!("assets/app.css");
+pub const JS: &str = include_str!("assets/app.js");

@@ -1,0 +1,150 @@
+//! What the web console remembers about a campaign: whether a person wants
+//! it running (so a restarted `serve` carries on with it) and the options
+//! given on its upload form that the campaign row does not keep (profile,
+//! daily quota). Never a secret: a profile names its key's variable only.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Result, Store};
+
+/// Appended to the schema's migrations (see schema.rs).
+pub(super) const WEB_MIGRATION: &str = r#"
+    CREATE TABLE IF NOT EXISTS web_campaigns (
+        campaign_id INTEGER PRIMARY KEY REFERENCES campaigns(id),
+        wanted_running INTEGER NOT NULL DEFAULT 0,
+        options TEXT NOT NULL DEFAULT '{}',
+        updated_ms INTEGER NOT NULL
+    );
+"#;
+
+/// One row of a page listing (rejects, previews, in-doubt rows).
+#[derive(Debug, Clone)]
+pub struct WebRow {
+    pub line: u64,
+    pub phone: String,
+    /// The reason (rejects, failures) or the template data as JSON (preview).
+    pub text: String,
+}
+
+fn now_ms() -> i64 {
+    crate::quota::now_ms()
+}
+
+impl Store {
+    /// Remember the form's options (JSON) for the campaign.
+    pub fn set_web_options(&mut self, campaign_id: i64, options: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO web_campaigns (campaign_id, options, updated_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(campaign_id) DO UPDATE SET options = ?2, updated_ms = ?3",
+                params![campaign_id, options, now_ms()],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    pub fn web_options(&self, campaign_id: i64) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT options FROM web_campaigns WHERE campaign_id = ?1",
+                [campaign_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.e(e))
+    }
+
+    /// A person started (true) or paused (false) the campaign from the web.
+    pub fn set_wanted_running(&mut self, campaign_id: i64, wanted: bool) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO web_campaigns (campaign_id, wanted_running, updated_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(campaign_id) DO UPDATE SET wanted_running = ?2, updated_ms = ?3",
+                params![campaign_id, wanted as i64, now_ms()],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    /// Campaign names a person started from the web and did not pause.
+    pub fn wanted_running(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.name FROM web_campaigns w JOIN campaigns c ON c.id = w.campaign_id \
+                 WHERE w.wanted_running = 1 ORDER BY c.id",
+            )
+            .map_err(|e| self.e(e))?;
+        let names = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(names)
+    }
+
+    /// Rows of one state in file order, a page at a time: `text` is the
+    /// row's error (rejects, failures, in doubt) or its data (`pending`).
+    pub fn rows_in_state(
+        &self,
+        campaign_id: i64,
+        state: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<WebRow>> {
+        let column = if state == "pending" {
+            "COALESCE(data, '')"
+        } else {
+            "COALESCE(error, '')"
+        };
+        let sql = format!(
+            "SELECT line, phone, {column} FROM rows WHERE campaign_id = ?1 AND state = ?2 \
+             ORDER BY line, id LIMIT ?3 OFFSET ?4"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.e(e))?;
+        let rows = stmt
+            .query_map(
+                params![campaign_id, state, limit as i64, offset as i64],
+                |r| {
+                    Ok(WebRow {
+                        line: r.get::<_, i64>(0)? as u64,
+                        phone: r.get(1)?,
+                        text: r.get(2)?,
+                    })
+                },
+            )
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::*;
+
+    #[test]
+    fn wanted_running_survives_reopening_and_pausing_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let id = {
+            let mut store = Store::open(&path).unwrap();
+            let c = new_campaign(&mut store, "web-a");
+            store.set_web_options(c.id, r#"{"daily_quota":5}"#).unwrap();
+            store.set_wanted_running(c.id, true).unwrap();
+            c.id
+        };
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.wanted_running().unwrap(), vec!["web-a".to_string()]);
+        assert_eq!(
+            store.web_options(id).unwrap().as_deref(),
+            Some(r#"{"daily_quota":5}"#)
+        );
+        store.set_wanted_running(id, false).unwrap();
+        assert!(store.wanted_running().unwrap().is_empty());
+        // Options outlive the flag.
+        assert!(store.web_options(id).unwrap().is_some());
+    }
+}

@@ -1,0 +1,494 @@
+//! The web console in a real browser: headless Chromium driven through
+//! chromedriver (W3C WebDriver over HTTP on 127.0.0.1), against the real
+//! `serve` binary and an in-process sandbox. Screenshots of every page at
+//! desktop and phone width go to target/screenshots/.
+//!
+//! chromedriver and chromium come from Debian (`apt-get install -y chromium
+//! chromium-driver`, see .ci/run). Without them these tests fail, unless
+//! ZNS_SKIP_BROWSER=1.
+
+mod common;
+mod web_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use web_support::*;
+use zns_batch::provider::ProviderKind;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const DESKTOP: (u32, u32) = (1280, 900);
+const PHONE: (u32, u32) = (390, 844);
+
+/// A chromedriver process and one browser session.
+struct Browser {
+    driver: tokio::process::Child,
+    http: reqwest::Client,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+fn find_driver() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("chromedriver"))
+        .find(|p| p.exists())
+}
+
+/// None (skip) only when ZNS_SKIP_BROWSER=1 and chromedriver is missing.
+async fn browser() -> Option<Browser> {
+    let Some(driver_path) = find_driver() else {
+        if std::env::var("ZNS_SKIP_BROWSER").as_deref() == Ok("1") {
+            eprintln!("chromedriver not found: browser test skipped (ZNS_SKIP_BROWSER=1)");
+            return None;
+        }
+        panic!(
+            "chromedriver is not installed: run `apt-get install -y chromium chromium-driver` \
+             (Debian), or set ZNS_SKIP_BROWSER=1 to skip the browser tests"
+        );
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = tokio::process::Command::new(driver_path)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromedriver");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let t0 = Instant::now();
+    while http.get(format!("{base}/status")).send().await.is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let binary = [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
+    let mut chrome = json!({
+        "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-extensions",
+            format!("--user-data-dir={}", profile.path().display()),
+            format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
+        ]
+    });
+    if let Some(b) = binary {
+        chrome["binary"] = json!(b);
+    }
+    let caps = json!({ "capabilities": { "alwaysMatch": {
+        "browserName": "chrome", "goog:chromeOptions": chrome, "unhandledPromptBehavior": "ignore"
+    } } });
+    let r: Value = http
+        .post(format!("{base}/session"))
+        .json(&caps)
+        .send()
+        .await
+        .expect("new session")
+        .json()
+        .await
+        .unwrap();
+    let session = r["value"]["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("chromedriver refused the session: {r}"))
+        .to_string();
+    Some(Browser {
+        driver,
+        http,
+        session: format!("{base}/session/{session}"),
+        _profile: profile,
+    })
+}
+
+impl Browser {
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r: Value = req.send().await.unwrap().json().await.unwrap();
+        r["value"].clone()
+    }
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.cmd(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn get(&self, path: &str) -> Value {
+        self.cmd(reqwest::Method::GET, path, None).await
+    }
+    async fn goto(&self, url: &str) {
+        self.post("/url", json!({ "url": url })).await;
+    }
+    async fn url(&self) -> String {
+        self.get("/url").await.as_str().unwrap_or("").to_string()
+    }
+    async fn find(&self, css: &str) -> Option<String> {
+        let v = self
+            .post("/element", json!({ "using": "css selector", "value": css }))
+            .await;
+        v.get(ELEMENT).and_then(Value::as_str).map(str::to_string)
+    }
+    async fn el(&self, css: &str) -> String {
+        self.find(css)
+            .await
+            .unwrap_or_else(|| panic!("no element `{css}` on the page"))
+    }
+    async fn texts(&self, css: &str) -> Vec<String> {
+        let v = self
+            .exec(
+                "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent.trim());",
+                json!([css]),
+            )
+            .await;
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    }
+    async fn text(&self, css: &str) -> String {
+        self.texts(css).await.into_iter().next().unwrap_or_default()
+    }
+    async fn type_in(&self, css: &str, text: &str) {
+        let e = self.el(css).await;
+        self.post(&format!("/element/{e}/value"), json!({ "text": text }))
+            .await;
+    }
+    async fn click(&self, css: &str) {
+        let e = self.el(css).await;
+        self.post(&format!("/element/{e}/click"), json!({})).await;
+    }
+    async fn exec(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/sync", json!({ "script": script, "args": args }))
+            .await
+    }
+    async fn fetch_text(&self, url: &str) -> String {
+        let v = self
+            .post(
+                "/execute/async",
+                json!({ "script": "const cb = arguments[arguments.length - 1]; fetch(arguments[0]).then(r => r.text()).then(cb, e => cb('ERROR ' + e));", "args": [url] }),
+            )
+            .await;
+        v.as_str().unwrap_or("").to_string()
+    }
+    /// Wait until `css`'s text satisfies `ok`.
+    async fn wait_text(&self, css: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let t = self.text(css).await;
+            if ok(&t) {
+                return t;
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "`{css}` is `{t}` after {limit:?} on {}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    async fn wait_url(&self, suffix: &str, limit: Duration) {
+        let t0 = Instant::now();
+        while !self.url().await.ends_with(suffix) {
+            assert!(
+                t0.elapsed() < limit,
+                "not at …{suffix} after {limit:?}: at {}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    async fn has_alert(&self) -> bool {
+        let v = self.get("/alert/text").await;
+        v.as_str().is_some()
+    }
+    /// Screenshots at desktop and phone width: target/screenshots/NAME-{desktop,phone}.png.
+    async fn shots(&self, name: &str) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (label, (w, h)) in [("desktop", DESKTOP), ("phone", PHONE)] {
+            self.post("/window/rect", json!({ "width": w, "height": h }))
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let png = self.get("/screenshot").await;
+            let bytes = base64_decode(png.as_str().expect("screenshot"));
+            std::fs::write(dir.join(format!("{name}-{label}.png")), bytes).unwrap();
+        }
+        self.post(
+            "/window/rect",
+            json!({ "width": DESKTOP.0, "height": DESKTOP.1 }),
+        )
+        .await;
+    }
+    async fn close(mut self) {
+        let _ = self.http.delete(&self.session).send().await;
+        let _ = self.driver.start_kill();
+        let _ = self.driver.wait().await;
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => 0,
+        }
+    };
+    let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let pad = chunk.iter().filter(|c| **c == b'=').count();
+        let n = chunk.iter().fold(0u32, |acc, c| (acc << 6) | val(*c));
+        let n = n << (6 * (4 - chunk.len() as u32));
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad.min(2)]);
+    }
+    out
+}
+
+fn sample(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Fill the New campaign form and submit it.
+async fn upload_in_page(b: &Browser, web: &WebServe, file: &str, name: &str) {
+    b.goto(&web.url("/new")).await;
+    b.type_in("#file", file).await;
+    b.type_in("input[name=campaign]", name).await;
+    b.type_in("input[name=template_id]", "246810").await;
+    b.click("button[type=submit]").await;
+}
+
+/// Upload → check (40 accepted, the plan) → Send → finished, 40 sent →
+/// the report has 40 lines; bad rows each with their line; markup in a
+/// CSV shows as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_check_send_report_in_a_browser() {
+    let Some(b) = browser().await else { return };
+    let env = Env::new();
+    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
+    write_config(&env, &sb);
+    let web = start(&env, &[]).await;
+    let t0 = Instant::now();
+
+    b.goto(&web.url("/")).await;
+    b.shots("campaigns-empty").await;
+    b.goto(&web.url("/new")).await;
+    b.shots("new-campaign").await;
+
+    upload_in_page(&b, &web, &sample("billing-notice.csv"), "Hóa đơn tháng 11").await;
+    b.wait_url("/check", Duration::from_secs(30)).await;
+    assert_eq!(b.text("#accepted").await, "40");
+    assert_eq!(b.text("#plan-messages").await, "40");
+    b.shots("check").await;
+    b.click("#send").await;
+    b.wait_url(&enc("Hóa đơn tháng 11"), Duration::from_secs(10))
+        .await;
+    b.wait_text("#status-badge", Duration::from_secs(60), |t| {
+        t == "finished"
+    })
+    .await;
+    assert_eq!(b.text("#count-sent").await, "40");
+    b.shots("campaign").await;
+    let report = b
+        .fetch_text(&format!(
+            "/api/v1/campaigns/{}/report.csv",
+            enc("Hóa đơn tháng 11")
+        ))
+        .await;
+    assert_eq!(report.lines().count(), 41, "header + 40 rows: {report}");
+    assert_eq!(sb.stats_summary().accepted, 40);
+
+    // Bad rows: every reject with its line, as the report has them.
+    upload_in_page(&b, &web, &sample("bad-rows.csv"), "bad").await;
+    b.wait_url("/check", Duration::from_secs(30)).await;
+    let shown: Vec<String> = b.texts("tr.reject td.line").await;
+    let rows = report_rows(&env, "bad").await;
+    let expected: Vec<String> = rows
+        .iter()
+        .filter(|r| &r[R_STATE] == "rejected")
+        .map(|r| r[R_LINE].to_string())
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(shown, expected, "every reject with its line");
+    b.exec(
+        "document.getElementById('rejects').scrollIntoView();",
+        json!([]),
+    )
+    .await;
+    b.shots("check-rejects").await;
+
+    // Markup in a CSV value is text: no dialog, no injected element.
+    let xss = env.path("xss.csv");
+    std::fs::write(
+        &xss,
+        "phone,customer_name,amount\n0912000111,<script>alert(1)</script>,1.000 đ\n0912000112,<img src=x onerror=alert(2)>,2.000 đ\n",
+    )
+    .unwrap();
+    upload_in_page(&b, &web, xss.to_str().unwrap(), "xss").await;
+    b.wait_url("/check", Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b.has_alert().await, "a dialog opened");
+    let values = b.texts(".preview dd").await;
+    assert!(
+        values.contains(&"<script>alert(1)</script>".to_string()),
+        "{values:?}"
+    );
+    assert!(
+        values.contains(&"<img src=x onerror=alert(2)>".to_string()),
+        "{values:?}"
+    );
+    let injected = b
+        .exec(
+            "return document.querySelectorAll('main script, main img').length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(injected, json!(0), "no element from the CSV");
+
+    b.goto(&web.url("/")).await;
+    b.shots("campaigns").await;
+    eprintln!("browser flow took {:?}", t0.elapsed());
+    b.close().await;
+    web.stop().await;
+}
+
+/// Pause during a slow campaign, then Resume: finished, each row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_in_a_browser() {
+    let Some(b) = browser().await else { return };
+    let env = Env::new();
+    let sb = sandbox(ProviderKind::Etelecom, |c| {
+        c.latency = Duration::from_millis(80)
+    })
+    .await;
+    write_config(&env, &sb);
+    let web = start(&env, &[]).await;
+    let csv = env.path("slow.csv");
+    write_csv(&csv, 0, 300);
+    assert_eq!(web.upload(&csv, "slow", &[]).await.0, 201);
+
+    b.goto(&web.url("/campaigns/slow")).await;
+    b.click("#resume").await;
+    b.wait_url("/campaigns/slow", Duration::from_secs(10)).await;
+    let t0 = Instant::now();
+    while sb.stats_summary().accepted < 10 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "nothing sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.click("#pause").await;
+    b.wait_text("#status-badge", Duration::from_secs(30), |t| t == "paused")
+        .await;
+    // The page reloads when the run has stopped: the reason in words.
+    b.wait_text("#reason", Duration::from_secs(30), |t| {
+        t.contains("Paused by a person")
+    })
+    .await;
+    let paused_at: u64 = b.text("#count-sent").await.parse().unwrap();
+    assert!(paused_at < 300, "paused mid-campaign");
+    b.shots("campaign-paused").await;
+    b.click("#resume").await;
+    b.wait_text("#status-badge", Duration::from_secs(90), |t| {
+        t == "finished"
+    })
+    .await;
+    assert_eq!(b.text("#count-sent").await, "300");
+    b.close().await;
+    web.stop().await;
+
+    let rows = report_rows(&env, "slow").await;
+    let sent = tracking_ids_in_state(&rows, "sent");
+    assert_exactly_once(&sb.stats(), &sent, 300);
+}
+
+/// With an access token the browser sees only the login form until it
+/// signs in; a form stripped of its CSRF token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_and_csrf_in_a_browser() {
+    const TOKEN: &str = "browser-token-DO-NOT-LEAK-31f0";
+    let Some(b) = browser().await else { return };
+    let env = Env::new();
+    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
+    write_config(&env, &sb);
+    let web = start(&env, &[("ZNS_SERVE_TOKEN", TOKEN)]).await;
+
+    for path in ["/", "/new", "/campaigns/x/check"] {
+        b.goto(&web.url(path)).await;
+        assert!(
+            b.url().await.ends_with("/login"),
+            "{path} without the token"
+        );
+    }
+    b.goto(&web.url("/api/v1/campaigns")).await;
+    assert!(b.text("body").await.contains("access token is required"));
+    b.goto(&web.url("/login")).await;
+    b.shots("login").await;
+    b.type_in("input[name=token]", "wrong").await;
+    b.click("button[type=submit]").await;
+    b.wait_text("p.error", Duration::from_secs(10), |t| {
+        t.contains("not the access token")
+    })
+    .await;
+    b.type_in("input[name=token]", TOKEN).await;
+    b.click("button[type=submit]").await;
+    b.wait_text("h1", Duration::from_secs(10), |t| t == "Campaigns")
+        .await;
+    let cookie_visible = b.exec("return document.cookie;", json!([])).await;
+    assert_eq!(cookie_visible, json!(""), "the session cookie is HttpOnly");
+
+    // A form without its CSRF token (and without the script's help).
+    b.goto(&web.url("/new")).await;
+    b.exec(
+        "document.querySelector('input[name=csrf]').remove(); \
+         const f = document.getElementById('upload-form'); f.replaceWith(f.cloneNode(true));",
+        json!([]),
+    )
+    .await;
+    let csv = env.path("one.csv");
+    write_csv(&csv, 0, 1);
+    b.type_in("#file", csv.to_str().unwrap()).await;
+    b.type_in("input[name=campaign]", "no-csrf").await;
+    b.click("button[type=submit]").await;
+    b.wait_text("h1", Duration::from_secs(10), |t| t == "Form expired")
+        .await;
+    let (code, list) = {
+        let r = web
+            .http
+            .get(web.url("/api/v1/campaigns"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(code, 200);
+    assert_eq!(list, json!([]), "the refused form stored nothing");
+    b.close().await;
+    web.stop().await;
+}
