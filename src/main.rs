@@ -6,6 +6,12 @@ use zns_batch::app;
 use zns_batch::campaign::{CoreError, ExitCode};
 use zns_batch::cli::Cli;
 
+// A request's path allocates and frees many small buffers (headers, bodies,
+// futures); mimalloc's thread-local free lists make that cheaper than
+// glibc's malloc (see BENCHMARKS.md). SQLite keeps the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = zns_batch::logging::init(
