@@ -223,10 +223,19 @@ impl Campaigns {
         self: &Arc<Self>,
         form: NewCampaign,
     ) -> Result<serde_json::Value, WebError> {
+        // The template's parameters, where the provider offers them, before
+        // the import: rows that break it are rejected, no token is bought.
+        let template = match self.fetch_template(&form).await {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = std::fs::remove_file(&form.csv);
+                return Err(e);
+            }
+        };
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let upload = form.csv.clone();
-            let result = this.create_blocking(&form);
+            let result = this.create_blocking(&form, template);
             // The upload is kept only as the file of a campaign it created.
             let keep = matches!(&result, Ok((_, path)) if *path == upload);
             if !keep {
@@ -238,9 +247,28 @@ impl Campaigns {
         .map_err(blocking_err)?
     }
 
+    /// The pre-flight's template for a new campaign: declared, cached or
+    /// fetched from the provider (see `Workspace::preflight`).
+    async fn fetch_template(
+        &self,
+        form: &NewCampaign,
+    ) -> Result<Option<crate::preflight::TemplateSpec>, WebError> {
+        check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
+        let ws = self.workspace(form.profile.as_deref())?;
+        let mut req = Request {
+            campaign: form.name.clone(),
+            csv: Some(form.csv.clone()),
+            template_id: form.template_id.clone(),
+            ..Request::default()
+        };
+        ws.preflight(&mut req, Mode::Run).await?;
+        Ok(req.template)
+    }
+
     fn create_blocking(
         &self,
         form: &NewCampaign,
+        template: Option<crate::preflight::TemplateSpec>,
     ) -> Result<(serde_json::Value, PathBuf), WebError> {
         check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
         let ws = self.workspace(form.profile.as_deref())?;
@@ -282,6 +310,7 @@ impl Campaigns {
                 not_after,
                 ..SafetyOpts::default()
             },
+            template,
             ..Request::default()
         };
         let name = form.name.clone();
