@@ -11,6 +11,7 @@ mod lock;
 pub mod outcome;
 pub mod plan;
 mod preflight;
+mod request;
 pub mod settings;
 pub mod summary;
 
