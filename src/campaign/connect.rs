@@ -106,7 +106,7 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
         // Only eSMS takes a callback URL per send; the others register a webhook once.
         .with_callback_url(
             (kind == ProviderKind::Esms)
-                .then(|| p.delivery.url.as_ref().map(|u| u.expose().to_string()))
+                .then(|| p.delivery.url.clone())
                 .flatten(),
         );
     let provider = provider::build(provider_settings).map_err(CoreError::Fatal)?;

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use serde::Serialize;
 
-use super::{http, ErrorClass, ProviderError, ProviderSettings};
+use super::{http, ErrorClass, ProviderError, ProviderSettings, Secret};
 
 /// An error built from a provider reply, before the key and secret were
 /// blanked out of it. It converts from [`ProviderError`] (so `?` works in an
@@ -36,11 +36,14 @@ impl ProviderSettings {
         call.await.map_err(|Unredacted(err)| self.redact(err))
     }
 
+    /// The key, the secret, and the callback URL (its path may hold the
+    /// webhook token).
     fn redact(&self, err: ProviderError) -> ProviderError {
-        match &self.secret_key {
-            Some(secret) => http::redact(err, &[&self.api_key, secret]),
-            None => http::redact(err, &[&self.api_key]),
-        }
+        let secrets: Vec<&Secret> = std::iter::once(&self.api_key)
+            .chain(self.secret_key.as_ref())
+            .chain(self.callback_url.as_ref())
+            .collect();
+        http::redact(err, &secrets)
     }
 
     /// A nonzero provider code, classified by the table (with the config's

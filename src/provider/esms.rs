@@ -182,7 +182,10 @@ impl Esms {
             "Sandbox": "0",
         });
         if let (Some(url), Some(obj)) = (&self.settings.callback_url, body.as_object_mut()) {
-            obj.insert("CallbackUrl".into(), Value::String(url.clone()));
+            obj.insert(
+                "CallbackUrl".into(),
+                Value::String(url.expose().to_string()),
+            );
         }
         let r = self.post("SendZaloMessage_V4_post_json/", &body).await?;
         let code = r.code.ok_or_else(|| {

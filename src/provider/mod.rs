@@ -196,7 +196,7 @@ pub struct ProviderSettings {
     pub request_timeout: Duration,
     pub codes: ErrorTable,
     /// eSMS `CallbackUrl`: where eSMS reports delivery (issue 12 fills it).
-    pub callback_url: Option<String>,
+    pub callback_url: Option<Secret>,
 }
 
 impl ProviderSettings {
@@ -231,7 +231,7 @@ impl ProviderSettings {
         self
     }
 
-    pub fn with_callback_url(mut self, callback_url: Option<String>) -> Self {
+    pub fn with_callback_url(mut self, callback_url: Option<Secret>) -> Self {
         self.callback_url = callback_url;
         self
     }

@@ -145,7 +145,8 @@ impl std::fmt::Debug for SandboxArgs {
             .field("no_dedup", &self.no_dedup)
             .field("seed", &self.seed)
             .field("templates", &self.templates)
-            .field("callback_url", &self.callback_url)
+            // The URL may carry a webhook token in its path.
+            .field("callback_url", &self.callback_url.as_ref().map(|_| "***"))
             .field("zalo_app_id", &self.zalo_app_id)
             .field("callback_delay_ms", &self.callback_delay_ms)
             .field("callback_attempts", &self.callback_attempts)
@@ -274,7 +275,15 @@ pub(crate) fn banner(args: &SandboxArgs, protocol: ProviderKind, addr: SocketAdd
         ProviderKind::Esms => " and the SecretKey given by --secret-key".to_string(),
         _ => String::new(),
     };
-    let callbacks = match (&args.callback_url, protocol) {
+    // Only where callbacks go, not the path: it may hold a webhook token.
+    let shown = args
+        .callback_url
+        .as_deref()
+        .map(|u| match reqwest::Url::parse(u) {
+            Ok(p) => format!("{}://{}/…", p.scheme(), p.host_str().unwrap_or("?")),
+            Err(_) => "(the given URL)".to_string(),
+        });
+    let callbacks = match (&shown, protocol) {
         (Some(url), ProviderKind::Zalo) => format!(
             "; delivery callbacks to {url}, signed with the OA secret from {OA_SECRET_ENV}{}",
             if std::env::var_os(OA_SECRET_ENV).is_some() {

@@ -129,7 +129,8 @@ impl std::fmt::Debug for SandboxConfig {
             .field("dedup", &self.dedup)
             .field("seed", &self.seed)
             .field("templates", &self.templates)
-            .field("callback_url", &self.callback_url)
+            // The URL may carry a webhook token in its path.
+            .field("callback_url", &self.callback_url.as_ref().map(|_| "***"))
             .field("callbacks", &self.callbacks)
             .field("zalo_app_id", &self.zalo_app_id)
             .field("zalo_oa_secret", &"***")

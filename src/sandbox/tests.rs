@@ -384,6 +384,8 @@ fn args_validate_probabilities_and_hide_keys() {
         "99",
         "--api-key",
         "topsecret",
+        "--callback-url",
+        "http://127.0.0.1:9/webhooks/esms/topsecret-token",
     ]);
     let cfg = args.to_config().expect("valid");
     assert_eq!(cfg.faults.http_5xx, 0.2);

@@ -113,7 +113,9 @@ async fn send_request_shape() {
 #[tokio::test]
 async fn callback_url_is_sent_when_set_and_numeric_code() {
     let server = TestServer::start(Canned::json(json!({"CodeResult": 100, "SMSID": 991}))).await;
-    let s = settings(&server.base).with_callback_url(Some("https://example.test/cb?c=july".into()));
+    let s = settings(&server.base).with_callback_url(Some(crate::provider::Secret::new(
+        "https://example.test/cb?c=july",
+    )));
     let e = Esms::new(http::client(Duration::from_secs(2)).unwrap(), s);
     let out = e.send(&send_req()).await.unwrap();
     assert_eq!(out.msg_id.as_deref(), Some("991"));
@@ -222,6 +224,23 @@ async fn echoed_keys_are_blanked() {
     .await
     .unwrap_err();
     assert!(e.message.contains("***"));
+}
+
+#[tokio::test]
+async fn an_echoed_callback_url_never_shows_its_webhook_token() {
+    let url = "https://zns.example.vn/webhooks/esms/TOKEN-DO-NOT-LEAK-5e1";
+    let server = TestServer::start(Canned::raw(
+        400,
+        &format!("bad body {{\"CallbackUrl\":\"{url}\"}}"),
+    ))
+    .await;
+    let provider = Esms::new(
+        http::client(Duration::from_secs(2)).unwrap(),
+        settings(&server.base).with_callback_url(Some(Secret::new(url))),
+    );
+    let e = provider.send(&send_req()).await.unwrap_err();
+    assert!(!e.message.contains("TOKEN-DO-NOT-LEAK"), "{e}");
+    assert!(e.message.contains("***"), "{e}");
 }
 
 #[tokio::test]
