@@ -152,7 +152,7 @@ pub(super) fn settle_failure(
             // Only reached through token calls that ran out of attempts.
             ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
         }
-        _ if !in_doubt && lock(&ctx.probation).is_some() => {
+        _ if !in_doubt && ctx.on_probation.load(Ordering::Relaxed) => {
             on_probation(ctx, row, e, release)?;
         }
         _ => {
@@ -238,6 +238,10 @@ fn on_probation(
 /// The run's first success ends the probation: refusals held so far were
 /// the rows' own after all, and are settled as failed.
 pub(super) fn end_probation(ctx: &Ctx) -> Result<(), StoreError> {
+    // Every success calls this: after the first, no lock is taken.
+    if !ctx.on_probation.swap(false, Ordering::Relaxed) {
+        return Ok(());
+    }
     let held = match lock(&ctx.probation).take() {
         Some(p) => p.held,
         None => return Ok(()),

@@ -117,6 +117,8 @@ struct Ctx {
     /// Refusals held open until the run's first success (see
     /// [`failure::Probation`]); `None` once a send succeeded.
     probation: Mutex<Option<failure::Probation>>,
+    /// No send has succeeded yet: refusals go to `probation`.
+    on_probation: AtomicBool,
 }
 
 /// What the runner is given.
@@ -167,6 +169,7 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         last_success_ms: AtomicU64::new(0),
         window_wait_noted: AtomicBool::new(false),
         probation: Mutex::new(Some(failure::Probation::new(concurrency))),
+        on_probation: AtomicBool::new(true),
     });
 
     // Past the deadline before starting: nothing is claimed, all open rows expire.

@@ -372,7 +372,9 @@ pub(super) async fn after_error<'a>(
     match e.class {
         ErrorClass::Retry => retry_after_transient(ctx, row, tries, e, release).await,
         ErrorClass::AlreadySent => {
+            // The provider has the message: a success like any other.
             ctx.note_success();
+            end_probation(ctx)?;
             ctx.counters
                 .replayed_duplicates
                 .fetch_add(1, Ordering::Relaxed);

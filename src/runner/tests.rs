@@ -109,6 +109,7 @@ async fn harness(
         last_success_ms: AtomicU64::new(0),
         window_wait_noted: AtomicBool::new(false),
         probation: Mutex::new(Some(super::failure::Probation::new(concurrency))),
+        on_probation: AtomicBool::new(true),
     };
     Harness {
         _dir: dir,
@@ -276,5 +277,46 @@ async fn after_a_reply_the_row_is_sent_failed_or_waiting_again() {
         h.ctx.counters.deferred.load(Ordering::Relaxed),
         1,
         "out of attempts: waits for the next run"
+    );
+}
+
+#[tokio::test]
+async fn refusals_before_the_first_success_wait_and_a_replayed_send_ends_the_wait() {
+    use crate::provider::{ErrorClass, ProviderError};
+    let h = harness(ProviderKind::Etelecom, 2, |o, _| o.concurrency = 8).await;
+    let rows = h.rows();
+    let mut tries = Attempts::new(false);
+    let key = claim(&h.ctx, &rows[0], &mut tries).await.unwrap().unwrap();
+    tries.number = 1;
+    let refused = ProviderError::new(ErrorClass::FailRow, "-118", "not on Zalo");
+    after_error(&h.ctx, &rows[0], &mut tries, refused, key)
+        .await
+        .unwrap();
+    let flush = |id: i64| WriteOp::CheckGate {
+        row_id: id,
+        gate: h.ctx.campaign.claim_gate(&rows[1].phone),
+    };
+    h.ctx.writer.write(flush(rows[1].id)).await.unwrap();
+    let counts = h.store.state_counts(h.ctx.campaign.id).unwrap();
+    assert_eq!(
+        (counts.failed, counts.pending),
+        (0, 2),
+        "no success yet: held open"
+    );
+
+    // The provider says it has the second row's message already: a success.
+    let mut tries = Attempts::new(false);
+    let key = claim(&h.ctx, &rows[1], &mut tries).await.unwrap().unwrap();
+    tries.number = 1;
+    let replayed = ProviderError::new(ErrorClass::AlreadySent, "124", "duplicate RequestId");
+    after_error(&h.ctx, &rows[1], &mut tries, replayed, key)
+        .await
+        .unwrap();
+    h.ctx.writer.write(flush(rows[1].id)).await.unwrap();
+    let counts = h.store.state_counts(h.ctx.campaign.id).unwrap();
+    assert_eq!(
+        (counts.sent, counts.failed),
+        (1, 1),
+        "the held refusal was the row's own after all"
     );
 }
