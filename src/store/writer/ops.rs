@@ -298,11 +298,15 @@ fn settle(
     release: Option<&QuotaKey>,
     update: impl FnOnce(&Connection) -> rusqlite::Result<usize>,
 ) -> rusqlite::Result<()> {
-    let held = HeldRow::read(tx, row_id)?;
     let n = update(tx)?;
     unchanged(n, row_id, op);
-    if let (1, Some(key), Some(held)) = (n, release, held) {
-        claim::release_claim(tx, row_id, key, &held)?;
+    // Only a move that happened gives its unit back; the update leaves the
+    // row's phone and quota day as they were, so they are read after it,
+    // and only when there is something to give back.
+    if let (1, Some(key)) = (n, release) {
+        if let Some(held) = HeldRow::read(tx, row_id)? {
+            claim::release_claim(tx, row_id, key, &held)?;
+        }
     }
     Ok(())
 }
