@@ -43,9 +43,7 @@ pub use crate::provider::ProviderKind;
 pub use callbacks::{check_url as check_callback_url, zalo_signature, CallbackSettings};
 pub use cli::{serve_until_ctrl_c, SandboxArgs, DEFAULT_API_KEY, DEFAULT_SECRET_KEY};
 pub use faults::Faults;
-pub use templates::{
-    nfc_len, ParamKind, ParamViolation, TemplateParam, TemplateSpec, TemplateStatus,
-};
+pub use templates::{ParamKind, ParamViolation, TemplateParam, TemplateSpec, TemplateStatus};
 
 use callbacks::CallbackQueue;
 use server::{bind, serve};

@@ -245,5 +245,8 @@ fn template_flag_parses_and_names_the_mistake() {
             "{bad}: {err}"
         );
     }
-    assert_eq!(nfc_len(COMPOSED), nfc_len(DECOMPOSED));
+    assert_eq!(
+        crate::preflight::char_len(COMPOSED),
+        crate::preflight::char_len(DECOMPOSED)
+    );
 }

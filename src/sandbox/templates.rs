@@ -5,8 +5,8 @@
 //! A template id nobody declared is accepted without limits (as before), so
 //! only tests and operators that declare one see the checks.
 
+use crate::preflight::char_len;
 use serde_json::{json, Map, Value};
-use unicode_normalization::UnicodeNormalization;
 
 /// A template's review state, as Zalo names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,12 +130,6 @@ impl ParamViolation {
     }
 }
 
-/// Length as the providers count it: characters after NFC, so a composed
-/// and a decomposed `ễ` count the same.
-pub fn nfc_len(s: &str) -> usize {
-    s.nfc().count()
-}
-
 impl TemplateParam {
     fn check(&self, value: Option<&str>) -> Result<(), ParamViolation> {
         let value = value.map(str::trim).unwrap_or("");
@@ -146,7 +140,7 @@ impl TemplateParam {
                 Ok(())
             };
         }
-        let len = nfc_len(value);
+        let len = char_len(value) as usize;
         if len > self.max_length {
             return Err(ParamViolation::TooLong(self.name.clone()));
         }
