@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use zns_batch::provider::ProviderKind;
 use zns_batch::sandbox::{CallbackSettings, Sandbox};
 
@@ -42,21 +41,8 @@ async fn serve(env: &Env, listen: &str) -> Serve {
     let mut cmd = command(env, &args(&["serve", "--listen", listen]));
     cmd.env("ZNS_ZALO_OA_SECRET", ZALO_SECRET)
         .env("ZNS_WEBHOOK_TOKEN", HOOK_TOKEN)
-        .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("serve did not print its address in time")
-        .unwrap()
-        .expect("serve ended before printing its address");
-    let base = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, base) = spawn_serve(cmd).await;
     let addr = base.trim_start_matches("http://").to_string();
     Serve { child, base, addr }
 }

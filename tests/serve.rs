@@ -12,7 +12,6 @@ use std::time::Duration;
 use common::*;
 use rand::seq::SliceRandom;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use zns_batch::provider::ProviderKind;
 use zns_batch::store::{DeliveryStatus, Store};
 
@@ -38,27 +37,14 @@ async fn serve(env: &Env, extra_env: &[(&str, &str)]) -> Serve {
     cmd.env("ZNS_ZALO_OA_SECRET", ZALO_SECRET)
         .env("ZNS_WEBHOOK_TOKEN", HOOK_TOKEN)
         .env_remove("ZNS_SERVE_TOKEN")
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("serve did not print its address in time")
-        .unwrap()
-        .expect("serve ended before printing its address");
-    let addr = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
-    // Keep draining stdout so serve never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, base) = spawn_serve(cmd).await;
     Serve {
         child,
-        base: addr.to_string(),
+        base,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

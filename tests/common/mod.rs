@@ -529,3 +529,25 @@ pub async fn assert_report_exactly_once(
     );
     rows
 }
+
+/// Start `zns-batch serve` from `cmd` (stdout is piped here) and wait for
+/// its first line, `listening on http://ADDR`. Returns the child and the
+/// base URL; the rest of stdout is drained so serve never blocks on it.
+pub async fn spawn_serve(mut cmd: tokio::process::Command) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    cmd.stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("serve did not print its address in time")
+        .expect("read serve's stdout")
+        .expect("serve ended before printing its address");
+    let base = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use zns_batch::sandbox::Sandbox;
 
 use crate::common::*;
@@ -37,25 +36,12 @@ pub async fn start(env: &Env, extra_env: &[(&str, &str)]) -> WebServe {
     cmd.env(API_KEY_ENV, KEY)
         .env_remove("ZNS_SERVE_TOKEN")
         .env_remove("ZNS_UPLOAD_LIMIT_MB")
-        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true);
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("serve did not print its address in time")
-        .unwrap()
-        .expect("serve ended before printing its address");
-    let base = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, base) = spawn_serve(cmd).await;
     WebServe {
         child,
         base,
