@@ -395,5 +395,18 @@ impl Provider for Zalo {
     }
 }
 
+/// Zalo's webhook signature (`X-ZEvent-Signature: mac=<hex>`): SHA-256 of
+/// app id, raw body, the body's `timestamp` and the OA secret. The sandbox
+/// signs with it and `serve` checks with it.
+pub fn webhook_mac(app_id: &str, body: &[u8], timestamp: &str, secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(app_id.as_bytes());
+    h.update(body);
+    h.update(timestamp.as_bytes());
+    h.update(secret.as_bytes());
+    hex::encode(h.finalize())
+}
+
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,6 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -109,11 +108,8 @@ pub fn check_url(url: &str) -> Result<(), String> {
 /// Zalo's webhook signature: `mac=` hex SHA-256 of app id, raw body,
 /// timestamp and secret.
 pub fn zalo_signature(app_id: &str, body: &str, timestamp: &str, secret: &str) -> String {
-    let mut h = Sha256::new();
-    for part in [app_id, body, timestamp, secret] {
-        h.update(part.as_bytes());
-    }
-    format!("mac={}", hex::encode(h.finalize()))
+    let mac = crate::provider::zalo::webhook_mac(app_id, body.as_bytes(), timestamp, secret);
+    format!("mac={mac}")
 }
 
 impl CallbackQueue {

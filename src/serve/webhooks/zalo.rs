@@ -70,12 +70,7 @@ fn signature_ok(state: &ServeState, json: &Value, body: &[u8], header: Option<&s
         return false;
     };
     let timestamp = text(json.get("timestamp")).unwrap_or_default();
-    let expected = sha256_hex(&[
-        app_id.as_bytes(),
-        body,
-        timestamp.as_bytes(),
-        secret.expose().as_bytes(),
-    ]);
+    let expected = crate::provider::zalo::webhook_mac(app_id, body, &timestamp, secret.expose());
     same_secret(&given.trim().to_ascii_lowercase(), &expected)
 }
 
