@@ -25,6 +25,7 @@ use axum::Router;
 
 use crate::campaign::{CoreError as AppError, ExitCode, Workspace};
 use crate::cli::ServeArgs;
+pub use crate::provider::Secret;
 use crate::store::{NewEvent, Store, StoreError};
 
 pub use metrics::Metrics;
@@ -36,22 +37,6 @@ pub const DEFAULT_WEBHOOK_TOKEN_ENV: &str = "ZNS_WEBHOOK_TOKEN";
 pub const DEFAULT_AUTH_TOKEN_ENV: &str = "ZNS_SERVE_TOKEN";
 /// Bigger callback bodies are refused with 413 (real ones are < 2 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// A secret from the environment. Debug never shows it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// Everything `serve` needs, resolved once from flags, config and env.
 #[derive(Debug, Clone)]
@@ -70,7 +55,7 @@ fn env_secret(name: &str) -> Option<Secret> {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
-        .map(Secret)
+        .map(Secret::new)
 }
 
 impl ServeConfig {
