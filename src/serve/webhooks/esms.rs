@@ -6,8 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 
-use super::{refuse, sha256_hex, store_and_answer};
-use crate::serve::auth::same_secret;
+use super::{refuse, sha256_hex, store_and_answer, wrong_path_token};
 use crate::serve::ServeState;
 use crate::store::{DeliveryStatus, NewEvent};
 
@@ -18,13 +17,8 @@ pub async fn handler(
     Path(token): Path<String>,
     uri: Uri,
 ) -> Response {
-    let token_ok = state
-        .config
-        .webhook_token
-        .as_ref()
-        .is_some_and(|t| same_secret(&token, t.expose()));
-    if !token_ok {
-        return refuse(&state, PROVIDER, StatusCode::NOT_FOUND, "not found");
+    if let Some(refused) = wrong_path_token(&state, PROVIDER, &token) {
+        return refused;
     }
     let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(&uri) else {
         return refuse(

@@ -7,13 +7,12 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::Value;
 
-use super::{is_json, refuse, sha256_hex, store_and_answer, text};
+use super::{json_body, sha256_hex, store_and_answer, text, wrong_path_token};
 use crate::provider::timestamp::parse_time;
-use crate::serve::auth::same_secret;
 use crate::serve::ServeState;
 use crate::store::{DeliveryStatus, NewEvent};
 
@@ -25,29 +24,12 @@ pub async fn handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let token_ok = state
-        .config
-        .webhook_token
-        .as_ref()
-        .is_some_and(|t| same_secret(&token, t.expose()));
-    if !token_ok {
-        return refuse(&state, PROVIDER, StatusCode::NOT_FOUND, "not found");
+    if let Some(refused) = wrong_path_token(&state, PROVIDER, &token) {
+        return refused;
     }
-    if !is_json(&headers) {
-        return refuse(
-            &state,
-            PROVIDER,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/json",
-        );
-    }
-    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
-        return refuse(
-            &state,
-            PROVIDER,
-            StatusCode::BAD_REQUEST,
-            "body is not JSON",
-        );
+    let json = match json_body(&state, PROVIDER, &headers, &body) {
+        Ok(json) => json,
+        Err(refused) => return refused,
     };
     let event = event_from(&json, &body, crate::quota::now_ms());
     store_and_answer(&state, PROVIDER, event).await

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use sha2::{Digest, Sha256};
 
+use super::auth::same_secret;
 use super::ServeState;
 use crate::store::{EventOutcome, NewEvent};
 
@@ -28,6 +29,38 @@ fn refuse(state: &ServeState, provider: &str, code: StatusCode, why: &'static st
     state.metrics.webhook(provider, "refused");
     tracing::warn!(provider, status = code.as_u16(), "webhook refused: {why}");
     (code, format!("{why}\n")).into_response()
+}
+
+/// The path's webhook token (eSMS, eTelecom): a wrong or unset one gets
+/// 404, as if there were no such page.
+fn wrong_path_token(state: &ServeState, provider: &'static str, token: &str) -> Option<Response> {
+    let token_ok = state
+        .config
+        .webhook_token
+        .as_ref()
+        .is_some_and(|t| same_secret(token, t.expose()));
+    (!token_ok).then(|| refuse(state, provider, StatusCode::NOT_FOUND, "not found"))
+}
+
+/// A JSON body: `application/json` and parseable, else 415 / 400.
+// The large `Err` is a refusal answered at once, on a cold path.
+#[allow(clippy::result_large_err)]
+fn json_body(
+    state: &ServeState,
+    provider: &'static str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Value, Response> {
+    if !is_json(headers) {
+        return Err(refuse(
+            state,
+            provider,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| refuse(state, provider, StatusCode::BAD_REQUEST, "body is not JSON"))
 }
 
 /// JSON bodies only: `application/json` (parameters allowed).

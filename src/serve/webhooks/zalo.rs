@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::{is_json, refuse, sha256_hex, store_and_answer, text};
+use super::{json_body, refuse, sha256_hex, store_and_answer, text};
 use crate::serve::auth::same_secret;
 use crate::serve::ServeState;
 use crate::store::{DeliveryStatus, NewEvent};
@@ -25,21 +25,9 @@ pub async fn handler(State(state): State<ServeState>, headers: HeaderMap, body: 
         state.metrics.webhook(PROVIDER, "ignored");
         return (StatusCode::OK, "ok\n").into_response();
     }
-    if !is_json(&headers) {
-        return refuse(
-            &state,
-            PROVIDER,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/json",
-        );
-    }
-    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
-        return refuse(
-            &state,
-            PROVIDER,
-            StatusCode::BAD_REQUEST,
-            "body is not JSON",
-        );
+    let json = match json_body(&state, PROVIDER, &headers, &body) {
+        Ok(json) => json,
+        Err(refused) => return refused,
     };
     if !signature_ok(&state, &json, &body, signature) {
         return refuse(
