@@ -329,8 +329,9 @@ impl Workspace {
             _lock,
             ..
         } = p;
-        let counts = store.state_counts(campaign.id)?;
-        let nothing_open = campaign.import_done && counts.open() + counts.in_doubt == 0;
+        // Through the open-rows index: a resume of a million-row campaign
+        // must not count every row before its first send.
+        let nothing_open = campaign.import_done && store.open_count(campaign.id, true)? == 0;
         let counters = Arc::new(RunCounters::default());
         let run_id = hex::encode(rand::random::<[u8; 6]>());
         let accounts = settings.provider.accounts(&run_id);
@@ -388,6 +389,7 @@ impl Workspace {
         let summary = Summary::build(
             &store,
             &campaign,
+            counts,
             &outcome,
             &label,
             report.map(|r| r.totals).unwrap_or_default(),

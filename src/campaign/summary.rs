@@ -55,6 +55,7 @@ impl Summary {
     pub fn build(
         store: &Store,
         campaign: &Campaign,
+        counts: StateCounts,
         outcome: &Outcome,
         provider: &str,
         this_run: RunTotals,
@@ -62,7 +63,6 @@ impl Summary {
         daily_quota: Option<u64>,
         window: Option<SendWindow>,
     ) -> Result<Summary, StoreError> {
-        let counts = store.state_counts(campaign.id)?;
         let (first_rejects, top_errors) = Summary::rejects_and_errors(store, campaign.id)?;
         Ok(Summary {
             campaign: campaign.name.clone(),
