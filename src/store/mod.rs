@@ -33,7 +33,7 @@ pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
 pub use delivery::{DeliveryCounts, DeliveryUpdate, LookupRow};
 pub use errors::{StoreError, StoreErrorKind};
 pub use events::*;
-pub use import::{ImportCounts, ImportRow};
+pub use import::{ImportCounts, ImportRow, PhoneKeys};
 pub use quota::{QuotaDay, QuotaKey};
 pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use tokens::TokenKey;
