@@ -257,16 +257,19 @@ fn import_rows(
             }
             let batch = batch?;
             let rows: Vec<ImportRow<'_>> = batch.rows.iter().map(Owned::as_import_row).collect();
-            let c = store.load_batch(campaign.id, &rows, batch.last_line, dedup, &mut keys)?;
-            total.accepted += c.accepted;
-            total.rejected += c.rejected;
-            if batch.done {
-                // Until this commits the campaign is not import_done: a
-                // kill before it resumes into the same pass.
-                let repeats = store.finish_import(campaign.id, std::mem::take(&mut keys))?;
-                total.accepted = total.accepted.saturating_sub(repeats);
-                total.rejected += repeats;
-            }
+            // The last batch also rejects the repeats over the whole file
+            // and marks the import done, in one transaction: a kill at any
+            // moment before its commit resumes into the same pass.
+            let (c, repeats) = store.load_batch(
+                campaign.id,
+                &rows,
+                batch.last_line,
+                dedup,
+                &mut keys,
+                batch.done,
+            )?;
+            total.accepted = (total.accepted + c.accepted).saturating_sub(repeats);
+            total.rejected += c.rejected + repeats;
             if let Some(report) = progress {
                 report(total.accepted + total.rejected, total.rejected);
             }

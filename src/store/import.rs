@@ -4,10 +4,11 @@
 //! Rows are loaded without any unique index (a random-order unique b-tree
 //! over a million phones was a third of the import's CPU); repeated phones
 //! and tracking ids are found once the whole file is in, by one sort, and
-//! the later lines marked rejected in the transaction that marks the import
-//! done. Until that commit the campaign is not `import_done`, so nothing is
-//! sent, and a resume (after a kill at any point) redoes the pass over all
-//! the loaded rows: the result is the same as an uninterrupted import's.
+//! the later lines marked rejected in the transaction of the last batch,
+//! the one that marks the import done. Until that commit the campaign is
+//! not `import_done`, so nothing is sent, and a resume (after a kill at any
+//! point) redoes the pass over all the loaded rows: the result is the same
+//! as an uninterrupted import's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -43,7 +44,7 @@ pub struct ImportCounts {
 }
 
 /// `(phone key, line)` of every loaded row that takes part in the phone
-/// de-duplication: the input of [`Store::finish_import`]. 16 bytes a row.
+/// de-duplication: what the last batch's pass sorts. 16 bytes a row.
 pub type PhoneKeys = Vec<(i64, u64)>;
 
 /// Accepted rows per INSERT statement (fewer statements to run; SQLite
@@ -96,9 +97,11 @@ impl Store {
 
     /// Insert one batch of CSV records in one transaction, recording how far
     /// the import got so a killed import resumes after the last whole batch.
-    /// Repeats are not looked for here: the accepted rows' phone keys (when
-    /// `dedup`) are appended to `keys` for [`Store::finish_import`], which
-    /// alone marks the import done.
+    /// The accepted rows' phone keys (when `dedup`) are appended to `keys`;
+    /// the last batch (`done`) then settles repeats over all of them (`keys`
+    /// must hold every loaded row's: see [`Store::loaded_phone_keys`]) and
+    /// marks the import done, in the same transaction. Returns the batch's
+    /// counts and how many loaded rows (of any batch) the pass rejected.
     pub fn load_batch(
         &mut self,
         campaign_id: i64,
@@ -106,7 +109,8 @@ impl Store {
         through_line: u64,
         dedup: bool,
         keys: &mut PhoneKeys,
-    ) -> Result<ImportCounts> {
+        done: bool,
+    ) -> Result<(ImportCounts, u64)> {
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
         let now = quota::now_ms();
@@ -165,17 +169,23 @@ impl Store {
             }
             insert_run(&mut many, &mut one, campaign_id, now, &run).map_err(err)?;
         }
+        let repeats = if done {
+            settle_repeats(&tx, campaign_id, std::mem::take(keys), now).map_err(err)?
+        } else {
+            0
+        };
         tx.execute(
-            "UPDATE campaigns SET imported_through_line = ?2, updated_ms = ?3 WHERE id = ?1",
-            params![campaign_id, through_line as i64, now],
+            "UPDATE campaigns SET imported_through_line = ?2, import_done = ?3, \
+             status = CASE WHEN ?3 THEN 'ready' ELSE status END, updated_ms = ?4 WHERE id = ?1",
+            params![campaign_id, through_line as i64, done, now],
         )
         .map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(counts)
+        Ok((counts, repeats))
     }
 
-    /// The phone keys of the rows an earlier, interrupted import loaded
-    /// (the input of [`Store::finish_import`] when resuming).
+    /// The phone keys of the rows an earlier, interrupted import loaded:
+    /// where a resumed import's `keys` start.
     pub fn loaded_phone_keys(&self, campaign_id: i64) -> Result<PhoneKeys> {
         let mut stmt = self
             .conn
@@ -194,45 +204,6 @@ impl Store {
         Ok(keys)
     }
 
-    /// The end of an import, in one transaction: every later line of a
-    /// repeated phone (among `keys`, all the campaign's loaded rows) or of
-    /// a repeated tracking id becomes a rejected row naming the line that
-    /// has it, and the campaign becomes `import_done` and ready. Returns
-    /// how many rows it rejected.
-    pub fn finish_import(&mut self, campaign_id: i64, mut keys: PhoneKeys) -> Result<u64> {
-        let path = self.path.clone();
-        let err = |e| sql_err(&path, e);
-        let now = quota::now_ms();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let contested = contested_lines(&tx, campaign_id, &mut keys).map_err(err)?;
-        drop(keys);
-        let rejects = settle(contested);
-        {
-            let mut reject = tx
-                .prepare_cached(
-                    "UPDATE rows SET state = 'rejected', error_code = ?3, error = ?4, \
-                     dedup_key = NULL, tracking_id = NULL, data = NULL, updated_ms = ?5 \
-                     WHERE campaign_id = ?1 AND line = ?2 AND state = 'pending'",
-                )
-                .map_err(err)?;
-            for (line, code, reason) in &rejects {
-                reject
-                    .execute(params![campaign_id, *line as i64, code, reason, now])
-                    .map_err(err)?;
-            }
-        }
-        tx.execute(
-            "UPDATE campaigns SET import_done = 1, status = 'ready', updated_ms = ?2 WHERE id = ?1",
-            params![campaign_id, now],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(rejects.len() as u64)
-    }
-
     /// One batch then, when `done`, the de-duplication pass over all the
     /// campaign's loaded rows: a whole import in small steps (tests, and
     /// callers that do not keep the keys between batches).
@@ -244,15 +215,40 @@ impl Store {
         done: bool,
         dedup: bool,
     ) -> Result<ImportCounts> {
-        let mut counts = self.load_batch(campaign_id, rows, through_line, dedup, &mut Vec::new())?;
-        if done {
-            let keys = self.loaded_phone_keys(campaign_id)?;
-            let repeats = self.finish_import(campaign_id, keys)?;
-            counts.accepted = counts.accepted.saturating_sub(repeats);
-            counts.rejected += repeats;
-        }
+        let mut keys = if done {
+            self.loaded_phone_keys(campaign_id)?
+        } else {
+            Vec::new()
+        };
+        let (mut counts, repeats) =
+            self.load_batch(campaign_id, rows, through_line, dedup, &mut keys, done)?;
+        counts.accepted = counts.accepted.saturating_sub(repeats);
+        counts.rejected += repeats;
         Ok(counts)
     }
+}
+
+/// Every later line of a repeated phone (among `keys`: all the campaign's
+/// loaded rows) or of a repeated tracking id becomes a rejected row naming
+/// the line that has it. Returns how many.
+fn settle_repeats(
+    tx: &Transaction<'_>,
+    campaign_id: i64,
+    mut keys: PhoneKeys,
+    now: i64,
+) -> rusqlite::Result<u64> {
+    let contested = contested_lines(tx, campaign_id, &mut keys)?;
+    drop(keys);
+    let rejects = settle(contested);
+    let mut reject = tx.prepare_cached(
+        "UPDATE rows SET state = 'rejected', error_code = ?3, error = ?4, \
+         dedup_key = NULL, tracking_id = NULL, data = NULL, updated_ms = ?5 \
+         WHERE campaign_id = ?1 AND line = ?2 AND state = 'pending'",
+    )?;
+    for (line, code, reason) in &rejects {
+        reject.execute(params![campaign_id, *line as i64, code, reason, now])?;
+    }
+    Ok(rejects.len() as u64)
 }
 
 fn insert_run(
@@ -519,15 +515,17 @@ mod tests {
             })
             .collect();
         let whole = new_campaign(&mut store, "whole");
-        store.import_batch(whole.id, &rows, 301, true, true).unwrap();
+        store
+            .import_batch(whole.id, &rows, 301, true, true)
+            .unwrap();
 
         let split = new_campaign(&mut store, "split");
         let mut keys = Vec::new();
         store
-            .load_batch(split.id, &rows[..100], 101, true, &mut keys)
+            .load_batch(split.id, &rows[..100], 101, true, &mut keys, false)
             .unwrap();
         store
-            .load_batch(split.id, &rows[100..], 301, true, &mut keys)
+            .load_batch(split.id, &rows[100..], 301, true, &mut keys, false)
             .unwrap();
         // Killed here: the keys are lost, nothing is settled, nothing sendable.
         drop(keys);
@@ -535,9 +533,12 @@ mod tests {
         assert!(!c.import_done);
         assert_eq!(c.imported_through_line, 301);
         assert!(fates(&store, split.id).iter().all(|f| f.1 == "pending"));
-        let keys = store.loaded_phone_keys(split.id).unwrap();
+        // The resume: the file's end (no records left) settles everything.
+        let mut keys = store.loaded_phone_keys(split.id).unwrap();
         assert_eq!(keys.len(), 300);
-        let repeats = store.finish_import(split.id, keys).unwrap();
+        let (_, repeats) = store
+            .load_batch(split.id, &[], 301, true, &mut keys, true)
+            .unwrap();
         assert!(repeats >= 180, "{repeats}");
         assert!(store.find_campaign("split").unwrap().unwrap().import_done);
         assert_eq!(fates(&store, split.id), fates(&store, whole.id));

@@ -307,7 +307,10 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(indexes.iter().all(|(name, _)| name != "rows_dedup"), "{indexes:?}");
+        assert!(
+            indexes.iter().all(|(name, _)| name != "rows_dedup"),
+            "{indexes:?}"
+        );
         assert!(
             indexes.contains(&("rows_tracking".to_string(), 0)),
             "{indexes:?}"
