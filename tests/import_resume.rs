@@ -43,8 +43,9 @@ fn write_repeats_csv(path: &Path) -> u64 {
         };
         let tracking = match i % 50 {
             0 => format!("t-{}", (i / 50) % 300),
-            // Same phone as line i - 5 (i % 10 == 7 above): this line loses
-            // its phone, so the next holder of its id may keep it.
+            // In the first half this line has the phone of the line 5 before
+            // it (i % 10 == 7 above) and loses: the next holder of its id
+            // may keep it.
             17 => format!("u-{}", i / 50),
             18 | 19 => format!("u-{}", i / 50),
             _ => String::new(),
