@@ -374,6 +374,8 @@ impl CsvReader {
         }
 
         // Structural problems first: the values cannot be trusted after them.
+        // Each field is checked as UTF-8 once, and read as that text after.
+        let mut texts: Vec<&str> = Vec::with_capacity(named);
         for (i, field) in rec.iter().take(named).enumerate() {
             let column = || self.column_name(i);
             if field.len() > MAX_FIELD_BYTES {
@@ -390,20 +392,18 @@ impl CsvReader {
                     column()
                 ));
             }
-            if std::str::from_utf8(field).is_err() {
-                return reject(format!(
-                    "value in column `{}` is not valid UTF-8 (save the file as \"CSV UTF-8\")",
-                    column()
-                ));
+            match std::str::from_utf8(field) {
+                Ok(text) => texts.push(text.trim_ascii()),
+                Err(_) => {
+                    return reject(format!(
+                        "value in column `{}` is not valid UTF-8 (save the file as \"CSV UTF-8\")",
+                        column()
+                    ))
+                }
             }
         }
 
-        let text = |i: usize| -> &str {
-            // Every field in range was checked as UTF-8 above.
-            rec.get(i)
-                .and_then(|f| std::str::from_utf8(f.trim_ascii()).ok())
-                .unwrap_or("")
-        };
+        let text = |i: usize| -> &str { texts.get(i).copied().unwrap_or("") };
 
         let mut problems = Vec::new();
         let phone_cell = text(self.header.phone_index);

@@ -1,7 +1,8 @@
 //! The SQLite checkpoint store. All SQL lives here, one file per concern:
-//! `schema` (migrations), `campaigns`, `import`, `rows` (open-row paging,
-//! counts, rejects, report rows), `tokens`, `quota`, `delivery`, and the
-//! `writer` that applies row transitions.
+//! `schema` (migrations), `campaigns`, `import` (and `repeats`, its pass
+//! over the whole file), `rows` (open-row paging, counts, rejects, report
+//! rows), `tokens`, `quota`, `delivery`, and the `writer` that applies row
+//! transitions.
 //!
 //! One process-wide writer thread owns a connection and applies row
 //! transitions in batched transactions (group commit): callers that must
@@ -16,6 +17,7 @@ mod errors;
 mod events;
 mod import;
 mod quota;
+mod repeats;
 mod rows;
 mod schema;
 mod templates;
@@ -33,7 +35,7 @@ pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
 pub use delivery::{DeliveryCounts, DeliveryUpdate, LookupRow};
 pub use errors::{StoreError, StoreErrorKind};
 pub use events::*;
-pub use import::{ImportCounts, ImportRow};
+pub use import::{ImportCounts, ImportRow, PhoneKeys};
 pub use quota::{QuotaDay, QuotaKey};
 pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use tokens::TokenKey;

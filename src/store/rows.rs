@@ -148,7 +148,7 @@ impl Store {
 
     /// Whether some phone is on more than one row of the campaign (imported
     /// with `--allow-duplicate-phones`): without, every accepted row has a
-    /// `dedup_key` and the unique index guarantees one row per phone.
+    /// `dedup_key` and the import's repeat pass leaves one row per phone.
     pub fn has_repeated_phones(&self, campaign_id: i64) -> Result<bool> {
         self.conn
             .query_row(

@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -135,6 +135,16 @@ const MIGRATIONS: &[&str] = &[
     super::events::EVENTS_MIGRATION,
     // 8: the web console's wanted-running flag and form options, see store/web.rs
     super::web::WEB_MIGRATION,
+    // 9: no unique index on the rows: an import loads a campaign's rows
+    // first and then rejects repeated phones and tracking ids in one sorted
+    // pass (see store/import.rs), which is what keeps one accepted row per
+    // phone now. The tracking index stays for lookups, not unique.
+    r#"
+    DROP INDEX IF EXISTS rows_dedup;
+    DROP INDEX IF EXISTS rows_tracking;
+    CREATE INDEX rows_tracking ON rows(campaign_id, tracking_id)
+        WHERE tracking_id IS NOT NULL;
+    "#,
 ];
 
 impl Store {
@@ -267,5 +277,45 @@ mod tests {
                 ("pending".to_string(), None)
             ]
         );
+    }
+
+    #[test]
+    fn a_version_8_database_loses_its_unique_row_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        {
+            let mut store = Store::open(&path).unwrap();
+            let c = new_campaign(&mut store, "c1");
+            import_phones(&mut store, &c, &["84912345670", "84912345671"]);
+            // Put it back the way version 8 left it.
+            store
+                .conn
+                .execute_batch(
+                    "DROP INDEX rows_tracking; \
+                     CREATE UNIQUE INDEX rows_dedup ON rows(campaign_id, dedup_key) WHERE dedup_key IS NOT NULL; \
+                     CREATE UNIQUE INDEX rows_tracking ON rows(campaign_id, tracking_id) WHERE tracking_id IS NOT NULL; \
+                     PRAGMA user_version = 8;",
+                )
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let indexes: Vec<(String, i64)> = store
+            .conn
+            .prepare("SELECT name, \"unique\" FROM pragma_index_list('rows') ORDER BY name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            indexes.iter().all(|(name, _)| name != "rows_dedup"),
+            "{indexes:?}"
+        );
+        assert!(
+            indexes.contains(&("rows_tracking".to_string(), 0)),
+            "{indexes:?}"
+        );
+        let c = store.find_campaign("c1").unwrap().unwrap();
+        assert_eq!(store.open_count(c.id, true).unwrap(), 2);
     }
 }

@@ -1,0 +1,114 @@
+//! The end of an import: repeated phones and tracking ids, found over the
+//! whole campaign at once (one sort of the phone keys, one ordered walk of
+//! the tracking index) instead of by a unique index at every insert.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Transaction};
+
+use super::import::PhoneKeys;
+
+/// Every later line of a repeated phone (among `keys`: all the campaign's
+/// loaded rows) or of a repeated tracking id becomes a rejected row naming
+/// the line that has it. Returns how many.
+pub(super) fn settle_repeats(
+    tx: &Transaction<'_>,
+    campaign_id: i64,
+    mut keys: PhoneKeys,
+    now: i64,
+) -> rusqlite::Result<u64> {
+    let contested = contested_lines(tx, campaign_id, &mut keys)?;
+    drop(keys);
+    let rejects = settle(contested);
+    let mut reject = tx.prepare_cached(
+        "UPDATE rows SET state = 'rejected', error_code = ?3, error = ?4, \
+         dedup_key = NULL, tracking_id = NULL, data = NULL, updated_ms = ?5 \
+         WHERE campaign_id = ?1 AND line = ?2 AND state = 'pending'",
+    )?;
+    for (line, code, reason) in &rejects {
+        reject.execute(params![campaign_id, *line as i64, code, reason, now])?;
+    }
+    Ok(rejects.len() as u64)
+}
+
+/// A line that shares its phone key or its tracking id with another line:
+/// only these can be rejected, or hold a value another line wants.
+#[derive(Default)]
+struct Contested {
+    key: Option<i64>,
+    tracking_id: Option<String>,
+}
+
+/// The lines sharing a phone key (one sort of `keys`) or a tracking id
+/// (one ordered walk of the tracking index), by line.
+fn contested_lines(
+    tx: &Transaction<'_>,
+    campaign_id: i64,
+    keys: &mut PhoneKeys,
+) -> rusqlite::Result<BTreeMap<u64, Contested>> {
+    let mut contested: BTreeMap<u64, Contested> = BTreeMap::new();
+    keys.sort_unstable();
+    for group in keys.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+        for &(key, line) in group {
+            contested.entry(line).or_default().key = Some(key);
+        }
+    }
+    let mut stmt = tx.prepare(
+        "SELECT tracking_id, line FROM rows INDEXED BY rows_tracking \
+         WHERE campaign_id = ?1 AND tracking_id IS NOT NULL ORDER BY tracking_id",
+    )?;
+    let mut found = stmt.query([campaign_id])?;
+    let mut group: Option<(String, Vec<u64>)> = None;
+    let close = |group: Option<(String, Vec<u64>)>, contested: &mut BTreeMap<u64, Contested>| {
+        if let Some((id, lines)) = group.filter(|(_, lines)| lines.len() > 1) {
+            for line in lines {
+                contested.entry(line).or_default().tracking_id = Some(id.clone());
+            }
+        }
+    };
+    while let Some(r) = found.next()? {
+        let id: String = r.get(0)?;
+        let line = r.get::<_, i64>(1)? as u64;
+        match &mut group {
+            Some((current, lines)) if *current == id => lines.push(line),
+            _ => close(group.replace((id, vec![line])), &mut contested),
+        }
+    }
+    close(group, &mut contested);
+    Ok(contested)
+}
+
+/// Which contested lines lose, decided line by line in file order exactly
+/// as a per-row check would: a line is rejected when an earlier accepted
+/// line has its phone (checked first) or its tracking id; the reason names
+/// that line.
+fn settle(contested: BTreeMap<u64, Contested>) -> Vec<(u64, &'static str, String)> {
+    let mut phones: HashMap<i64, u64> = HashMap::new();
+    let mut tracking: HashMap<String, u64> = HashMap::new();
+    let mut rejects = Vec::new();
+    for (line, c) in contested {
+        if let Some(first) = c.key.and_then(|k| phones.get(&k)) {
+            rejects.push((
+                line,
+                "duplicate_phone",
+                format!("duplicate phone: already at line {first} (use --allow-duplicate-phones to send to both)"),
+            ));
+            continue;
+        }
+        if let Some(first) = c.tracking_id.as_ref().and_then(|t| tracking.get(t)) {
+            rejects.push((
+                line,
+                "duplicate_tracking_id",
+                format!("duplicate tracking_id: already used at line {first}"),
+            ));
+            continue;
+        }
+        if let Some(k) = c.key {
+            phones.insert(k, line);
+        }
+        if let Some(t) = c.tracking_id {
+            tracking.insert(t, line);
+        }
+    }
+    rejects
+}
