@@ -37,7 +37,8 @@ use crate::quota;
 use crate::retry::Limiter;
 use crate::stop::{Stop, StopReason};
 use crate::store::{
-    Campaign, QuotaKey, Store, StoreError, TokenKey, WorkRow, WriteOp, WriteResult, Writer,
+    Campaign, GroupWriter, QuotaKey, Store, StoreError, TokenKey, WorkRow, WriteOp, WriteResult,
+    Writer,
 };
 
 /// Where a run's tokens and quota units are booked.
@@ -93,7 +94,8 @@ struct Ctx {
     accounts: Accounts,
     provider: Arc<dyn Provider>,
     opts: RunOptions,
-    writer: Writer,
+    /// The run's writes, grouped into few messages to the writer thread.
+    writer: GroupWriter,
     reader: Mutex<Store>,
     stop: Arc<Stop>,
     counters: Arc<RunCounters>,
@@ -158,7 +160,7 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         accounts,
         provider,
         opts,
-        writer: writer.clone(),
+        writer: GroupWriter::start(writer),
         reader: Mutex::new(reader),
         stop: stop.clone(),
         counters: counters.clone(),
@@ -175,8 +177,10 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
     // Past the deadline before starting: nothing is claimed, all open rows expire.
     expire_if_past_deadline(&ctx).await?;
 
-    // Pages of open rows come from a blocking reader thread on its own connection.
-    let (row_tx, row_rx) = mpsc::channel::<WorkRow>(PAGE * 2);
+    // Pages of open rows come from a blocking reader thread on its own
+    // connection, a page per message (one wake-up of the reader per page,
+    // not per row).
+    let (row_tx, row_rx) = mpsc::channel::<Vec<WorkRow>>(2);
     let reader_ctx = ctx.clone();
     let include_in_doubt = ctx.opts.in_doubt.takes_up_doubtful_rows(ctx.lookup);
     let reader_path = state_path.clone();
@@ -199,10 +203,8 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
                 return Ok(());
             };
             after = last.id;
-            for row in page {
-                if row_tx.blocking_send(row).is_err() {
-                    return Ok(());
-                }
+            if row_tx.blocking_send(page).is_err() {
+                return Ok(());
             }
         }
     });
@@ -210,9 +212,17 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
     let template_watch = tokio::spawn(watch_template(ctx.clone()));
 
     let work_ctx = ctx.clone();
-    let rows = futures::stream::unfold(row_rx, |mut rx| async move {
-        rx.recv().await.map(|row| (row, rx))
-    });
+    let rows = futures::stream::unfold(
+        (row_rx, Vec::<WorkRow>::new().into_iter()),
+        |(mut rx, mut page)| async move {
+            loop {
+                if let Some(row) = page.next() {
+                    return Some((row, (rx, page)));
+                }
+                page = rx.recv().await?.into_iter();
+            }
+        },
+    );
     let stop_for_stream = stop.clone();
     let deadline_ctx = ctx.clone();
     let mut work = Box::pin(
@@ -268,8 +278,10 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         Some(r) if r.is_fatal() => Ok(()),
         _ => expire_if_past_deadline(&ctx).await,
     };
+    // The last grouped writes committed; the writer thread ends once the
+    // group's handle on it is gone.
+    ctx.writer.close().await;
     drop(ctx);
-    drop(writer);
     let thread_result = writer_thread
         .join()
         .map_err(|_| RunError::Reader("state writer thread panicked".into()))?;

@@ -99,7 +99,7 @@ async fn harness(
         provider,
         permits: tokio::sync::Semaphore::new(opts.concurrency),
         opts,
-        writer,
+        writer: crate::store::GroupWriter::start(writer),
         reader: Mutex::new(Store::open(&state).unwrap()),
         stop: Arc::new(Stop::default()),
         counters: Arc::new(RunCounters::default()),

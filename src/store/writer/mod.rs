@@ -4,10 +4,13 @@
 //! back, `thread` runs it all.
 
 mod claim;
+mod group;
 mod ops;
+mod tally;
 mod thread;
 
 pub use ops::{WriteOp, WriteResult};
+pub use group::GroupWriter;
 pub use thread::Writer;
 
 #[cfg(test)]
