@@ -83,9 +83,18 @@ const READER_CACHE_KIB: u32 = 2048;
 
 /// Rows being prepared beyond the requests in flight: enough to hide the
 /// `in_flight` commit behind the requests ahead of it, few enough that a
-/// kill leaves only a handful in doubt that never left.
+/// kill leaves only a handful in doubt that never left. At a high
+/// concurrency the claims of many rows share one commit (see
+/// [`GroupWriter`]), and on a busy machine each commit's round trip waits
+/// for a CPU twice: as many rows as requests are prepared, so the sends
+/// go on while a group commits. Tokens bought and not yet stored stay
+/// within the concurrency whatever the depth (`Ctx::token_slots`).
 fn prepared_rows(concurrency: usize) -> usize {
-    (concurrency / 4).clamp(2, 256)
+    if concurrency < 16 {
+        (concurrency / 4).max(2)
+    } else {
+        concurrency.min(256)
+    }
 }
 
 /// Everything a row's processing needs, shared by the rows of one run.
@@ -104,6 +113,9 @@ struct Ctx {
     /// prepared (token looked up, row durably `in_flight`) outside it, so a
     /// finished request's permit goes straight to a row that is ready.
     permits: tokio::sync::Semaphore,
+    /// One permit per token bought and not yet stored (`--concurrency`):
+    /// a kill loses at most that many, however deep the look-ahead.
+    token_slots: tokio::sync::Semaphore,
     /// Some phone may appear on more than one open row: re-read the store
     /// under the phone's lock before buying a token.
     repeated_phones: bool,
@@ -165,6 +177,7 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         stop: stop.clone(),
         counters: counters.clone(),
         permits: tokio::sync::Semaphore::new(concurrency),
+        token_slots: tokio::sync::Semaphore::new(concurrency),
         repeated_phones,
         token_locks: Mutex::new(HashMap::new()),
         started,

@@ -98,6 +98,7 @@ async fn harness(
         },
         provider,
         permits: tokio::sync::Semaphore::new(opts.concurrency),
+        token_slots: tokio::sync::Semaphore::new(opts.concurrency),
         opts,
         writer: crate::store::GroupWriter::start(writer),
         reader: Mutex::new(Store::open(&state).unwrap()),
