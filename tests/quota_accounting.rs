@@ -65,10 +65,7 @@ async fn a_stop_mid_run_leaves_the_quota_equal_to_the_messages_sent() {
     let sb = sandbox(p, |c| c.latency = std::time::Duration::from_millis(3)).await;
     let csv = env.path("s.csv");
     write_csv(&csv, 0, ROWS);
-    let mut cmd = command(
-        &env,
-        &run_args(&csv, "s", &sb, p, &["--concurrency", "32"]),
-    );
+    let mut cmd = command(&env, &run_args(&csv, "s", &sb, p, &["--concurrency", "32"]));
     cmd.stdout(std::process::Stdio::piped());
     cmd.stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn zns-batch");

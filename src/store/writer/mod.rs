@@ -9,8 +9,8 @@ mod ops;
 mod tally;
 mod thread;
 
-pub use ops::{WriteOp, WriteResult};
 pub use group::GroupWriter;
+pub use ops::{WriteOp, WriteResult};
 pub use thread::Writer;
 
 #[cfg(test)]
