@@ -3,11 +3,11 @@
 //! At zero provider latency a run queued one claim per row, and every one
 //! crossed threads twice (the runtime woke the writer, the writer's ack
 //! woke the runtime): the commits were small and the wake-ups, not the
-//! work, set the pace. Here the writes of a run wait in a queue on the
-//! runtime's side while the writer commits the previous group; one task
-//! sends the whole queue as one message and hands the results back when
-//! its single acknowledgement arrives. Order is kept: groups go in the
-//! order they were queued, and the writer applies a group in order.
+//! work, set the pace. Here the writes of a run made in one turn of the
+//! runtime wait in a queue; one task sends the whole queue as one message
+//! and hands the results back when its single acknowledgement arrives.
+//! Order is kept: groups go in the order they were queued, and the writer
+//! applies a group in order.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -92,8 +92,9 @@ impl GroupWriter {
         Ok(())
     }
 
-    /// Send what is queued, wait until it is committed, and end the sending
-    /// task (dropping its handle on the writer thread). Later writes fail.
+    /// Send what is queued and end the sending task (dropping its handle on
+    /// the writer thread, which commits everything sent before it ends).
+    /// Later writes fail.
     pub async fn close(&self) {
         let ended = self.shared.ended.notified();
         tokio::pin!(ended);
@@ -122,8 +123,10 @@ impl Drop for GroupWriter {
     }
 }
 
-/// The sending task: whatever is queued goes as one message; while the
-/// writer commits it, the next group gathers.
+/// The sending task: whatever is queued goes as one message, at once (a
+/// write never waits for an earlier group's commit, so a sent row's mark
+/// is as quick to commit as before); the writes queued while the task
+/// waits for its turn make the next group.
 async fn send_groups(shared: Arc<Shared>, writer: Writer) {
     loop {
         let (ops, acks, closed) = {
@@ -141,41 +144,49 @@ async fn send_groups(shared: Arc<Shared>, writer: Writer) {
             shared.queued.notified().await;
             continue;
         }
-        match writer.write_all(ops).await {
-            Ok(results) => {
-                for (result, ack) in results.into_iter().zip(acks) {
-                    match ack {
-                        Some(ack) => {
-                            let _ = ack.send(result);
-                        }
-                        None => {
-                            if let Err(e) = result {
-                                tracing::warn!("a write was refused: {e}");
-                            }
-                        }
-                    }
-                }
+        match writer.send_all(ops) {
+            Ok(committed) => {
+                let shared = shared.clone();
+                tokio::spawn(async move { deliver(&shared, committed.await, acks) });
             }
-            Err(e) => {
-                // Nothing of the group is durable and the writer has
-                // stopped: every waiting write learns why, later ones too.
-                for ack in acks.into_iter().flatten() {
-                    let _ = ack.send(Err(shared_error(&e)));
-                }
-                let mut q = shared.lock();
-                for ack in std::mem::take(&mut q.acks).into_iter().flatten() {
-                    let _ = ack.send(Err(shared_error(&e)));
-                }
-                q.ops.clear();
-                q.broken = Some(e);
-                if q.closed {
-                    break;
-                }
-            }
+            Err(e) => deliver(&shared, Err(e), acks),
         }
     }
     drop(writer);
     shared.ended.notify_waiters();
+}
+
+/// Hand each write of a group its result.
+fn deliver(shared: &Shared, results: Result<Vec<OpResult>>, acks: Vec<Option<Ack>>) {
+    match results {
+        Ok(results) => {
+            for (result, ack) in results.into_iter().zip(acks) {
+                match ack {
+                    Some(ack) => {
+                        let _ = ack.send(result);
+                    }
+                    None => {
+                        if let Err(e) = result {
+                            tracing::warn!("a write was refused: {e}");
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            // Nothing of the group is durable and the writer has stopped:
+            // every waiting write learns why, later ones too.
+            for ack in acks.into_iter().flatten() {
+                let _ = ack.send(Err(shared_error(&e)));
+            }
+            let mut q = shared.lock();
+            for ack in std::mem::take(&mut q.acks).into_iter().flatten() {
+                let _ = ack.send(Err(shared_error(&e)));
+            }
+            q.ops.clear();
+            q.broken = Some(e);
+        }
+    }
 }
 
 /// The same failure for each write that shares it (the kind kept).

@@ -222,6 +222,15 @@ impl Writer {
     /// and wait until they are committed: one result per write, or the
     /// error that failed them all.
     pub async fn write_all(&self, ops: Vec<WriteOp>) -> Result<Vec<OpResult>> {
+        self.send_all(ops)?.await
+    }
+
+    /// Queue writes as one message now; the future returned waits until
+    /// they are committed (see [`Writer::write_all`]).
+    pub fn send_all(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<OpResult>>> + Send + 'static> {
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Pending {
@@ -230,11 +239,13 @@ impl Writer {
                 results: Vec::new(),
             })
             .map_err(|_| StoreError::WriterGone("writer has stopped".into()))?;
-        match done.await {
-            Ok(Ok(results)) => Ok(results),
-            Ok(Err(e)) => Err(StoreError::Writer(e)),
-            Err(_) => Err(StoreError::WriterGone("writer has stopped".into())),
-        }
+        Ok(async move {
+            match done.await {
+                Ok(Ok(results)) => Ok(results),
+                Ok(Err(e)) => Err(StoreError::Writer(e)),
+                Err(_) => Err(StoreError::WriterGone("writer has stopped".into())),
+            }
+        })
     }
 
     /// Queue a write without waiting (it commits with the next batch, in order).
