@@ -37,7 +37,8 @@ use crate::quota;
 use crate::retry::Limiter;
 use crate::stop::{Stop, StopReason};
 use crate::store::{
-    Campaign, QuotaKey, Store, StoreError, TokenKey, WorkRow, WriteOp, WriteResult, Writer,
+    Campaign, GroupWriter, QuotaKey, Store, StoreError, TokenKey, WorkRow, WriteOp, WriteResult,
+    Writer,
 };
 
 /// Where a run's tokens and quota units are booked.
@@ -82,9 +83,18 @@ const READER_CACHE_KIB: u32 = 2048;
 
 /// Rows being prepared beyond the requests in flight: enough to hide the
 /// `in_flight` commit behind the requests ahead of it, few enough that a
-/// kill leaves only a handful in doubt that never left.
+/// kill leaves only a handful in doubt that never left. At a high
+/// concurrency the claims of many rows share one commit (see
+/// [`GroupWriter`]), and on a busy machine each commit's round trip waits
+/// for a CPU twice: as many rows as requests are prepared, so the sends
+/// go on while a group commits. Tokens bought and not yet stored stay
+/// within the concurrency whatever the depth (`Ctx::token_slots`).
 fn prepared_rows(concurrency: usize) -> usize {
-    (concurrency / 4).clamp(2, 256)
+    if concurrency < 16 {
+        (concurrency / 4).max(2)
+    } else {
+        concurrency.min(256)
+    }
 }
 
 /// Everything a row's processing needs, shared by the rows of one run.
@@ -93,7 +103,8 @@ struct Ctx {
     accounts: Accounts,
     provider: Arc<dyn Provider>,
     opts: RunOptions,
-    writer: Writer,
+    /// The run's writes, grouped into few messages to the writer thread.
+    writer: GroupWriter,
     reader: Mutex<Store>,
     stop: Arc<Stop>,
     counters: Arc<RunCounters>,
@@ -102,6 +113,9 @@ struct Ctx {
     /// prepared (token looked up, row durably `in_flight`) outside it, so a
     /// finished request's permit goes straight to a row that is ready.
     permits: tokio::sync::Semaphore,
+    /// One permit per token bought and not yet stored (`--concurrency`):
+    /// a kill loses at most that many, however deep the look-ahead.
+    token_slots: tokio::sync::Semaphore,
     /// Some phone may appear on more than one open row: re-read the store
     /// under the phone's lock before buying a token.
     repeated_phones: bool,
@@ -158,11 +172,12 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         accounts,
         provider,
         opts,
-        writer: writer.clone(),
+        writer: GroupWriter::start(writer),
         reader: Mutex::new(reader),
         stop: stop.clone(),
         counters: counters.clone(),
         permits: tokio::sync::Semaphore::new(concurrency),
+        token_slots: tokio::sync::Semaphore::new(concurrency),
         repeated_phones,
         token_locks: Mutex::new(HashMap::new()),
         started,
@@ -175,8 +190,10 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
     // Past the deadline before starting: nothing is claimed, all open rows expire.
     expire_if_past_deadline(&ctx).await?;
 
-    // Pages of open rows come from a blocking reader thread on its own connection.
-    let (row_tx, row_rx) = mpsc::channel::<WorkRow>(PAGE * 2);
+    // Pages of open rows come from a blocking reader thread on its own
+    // connection, a page per message (one wake-up of the reader per page,
+    // not per row).
+    let (row_tx, row_rx) = mpsc::channel::<Vec<WorkRow>>(2);
     let reader_ctx = ctx.clone();
     let include_in_doubt = ctx.opts.in_doubt.takes_up_doubtful_rows(ctx.lookup);
     let reader_path = state_path.clone();
@@ -199,10 +216,8 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
                 return Ok(());
             };
             after = last.id;
-            for row in page {
-                if row_tx.blocking_send(row).is_err() {
-                    return Ok(());
-                }
+            if row_tx.blocking_send(page).is_err() {
+                return Ok(());
             }
         }
     });
@@ -210,9 +225,17 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
     let template_watch = tokio::spawn(watch_template(ctx.clone()));
 
     let work_ctx = ctx.clone();
-    let rows = futures::stream::unfold(row_rx, |mut rx| async move {
-        rx.recv().await.map(|row| (row, rx))
-    });
+    let rows = futures::stream::unfold(
+        (row_rx, Vec::<WorkRow>::new().into_iter()),
+        |(mut rx, mut page)| async move {
+            loop {
+                if let Some(row) = page.next() {
+                    return Some((row, (rx, page)));
+                }
+                page = rx.recv().await?.into_iter();
+            }
+        },
+    );
     let stop_for_stream = stop.clone();
     let deadline_ctx = ctx.clone();
     let mut work = Box::pin(
@@ -268,8 +291,10 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         Some(r) if r.is_fatal() => Ok(()),
         _ => expire_if_past_deadline(&ctx).await,
     };
+    // The last grouped writes committed; the writer thread ends once the
+    // group's handle on it is gone.
+    ctx.writer.close().await;
     drop(ctx);
-    drop(writer);
     let thread_result = writer_thread
         .join()
         .map_err(|_| RunError::Reader("state writer thread panicked".into()))?;

@@ -294,7 +294,8 @@ pub(super) async fn claim<'a>(
 ) -> Result<Option<QuotaKey>, StoreError> {
     let quota_key = ctx.quota_key();
     let (save_token, bought_lock) = match tries.bought.take() {
-        Some(b) => (Some((b.key, b.token)), Some(b.lock)),
+        // The lock and the token's slot are held until the token is stored.
+        Some(b) => (Some((b.key, b.token)), Some((b.lock, b.slot))),
         None => (None, None),
     };
     let claimed = ctx
@@ -309,7 +310,7 @@ pub(super) async fn claim<'a>(
         })
         .await?;
     // Stored (whatever the claim said): other rows may use it now.
-    if let Some(lock) = bought_lock {
+    if let Some((lock, _slot)) = bought_lock {
         token_stored(ctx, &lock.phone);
     }
     match claimed {

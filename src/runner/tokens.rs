@@ -43,6 +43,8 @@ pub(super) struct Bought<'a> {
     pub(super) key: TokenKey,
     pub(super) token: JourneyToken,
     pub(super) lock: PhoneLock<'a>,
+    /// Released once the token is stored (or the row gives it up).
+    pub(super) slot: Option<tokio::sync::SemaphorePermit<'a>>,
 }
 
 /// A bought token is stored: count it (the caller then lets the phone go).
@@ -58,7 +60,10 @@ pub(super) async fn save_bought(
     row: &WorkRow,
     bought: &mut Option<Bought<'_>>,
 ) -> Result<(), StoreError> {
-    let Some(Bought { key, token, lock }) = bought.take() else {
+    let Some(Bought {
+        key, token, lock, ..
+    }) = bought.take()
+    else {
         return Ok(());
     };
     ctx.writer
@@ -105,8 +110,18 @@ pub(super) async fn ensure_token<'a>(
         phone: &row.phone,
         token_type: &ctx.campaign.token_type,
     };
+    // Closed only with the run's semaphores dropped: never while it runs.
+    let slot = ctx.token_slots.acquire().await.ok();
     let token = call_with_retry(ctx, || ctx.provider.create_token(&req)).await?;
-    Ok((token.clone(), Some(Bought { key, token, lock })))
+    Ok((
+        token.clone(),
+        Some(Bought {
+            key,
+            token,
+            lock,
+            slot,
+        }),
+    ))
 }
 
 pub(super) async fn check_token(

@@ -40,7 +40,7 @@ pub use quota::{QuotaDay, QuotaKey};
 pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use tokens::TokenKey;
 pub use web::WebRow;
-pub use writer::{WriteOp, WriteResult, Writer};
+pub use writer::{GroupWriter, WriteOp, WriteResult, Writer};
 
 use errors::{is_busy, sql_err};
 

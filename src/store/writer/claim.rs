@@ -7,12 +7,12 @@
 //! per quota day (`rows.quota_day`), from its first claim until it is sent
 //! (kept) or refused outright (given back). A retry in doubt claims no other.
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::ops::WriteResult;
+use super::tally::QuotaTally;
 use crate::quota;
 use crate::row_state::{self, states_sql, Move, RowState};
 use crate::store::{ClaimGate, QuotaKey, StoreError};
@@ -64,7 +64,7 @@ static MARK_IN_FLIGHT: LazyLock<String> = LazyLock::new(|| {
 pub(super) fn mark_in_flight(
     tx: &Connection,
     c: &Claim<'_>,
-    quota_rows: &mut HashSet<QuotaKey>,
+    quota: &mut QuotaTally<'_>,
 ) -> rusqlite::Result<Result<WriteResult, StoreError>> {
     let row = HeldRow::read(tx, c.row_id)?;
     let claimable = row
@@ -95,7 +95,7 @@ pub(super) fn mark_in_flight(
         if exhausted {
             return Ok(Ok(WriteResult::QuotaFull));
         }
-    } else if !claim_unit(tx, q, c.limit, quota_rows)? {
+    } else if !quota.claim(tx, q, c.limit)? {
         return Ok(Ok(WriteResult::QuotaFull));
     }
     tx.prepare_cached(&MARK_IN_FLIGHT)?
@@ -110,31 +110,6 @@ fn state_name(tx: &Connection, row_id: i64) -> rusqlite::Result<String> {
         .query_row([row_id], |r| r.get(0))
         .optional()?
         .unwrap_or_else(|| "missing".to_string()))
-}
-
-/// Take one unit of the day's quota; false when it is used up.
-fn claim_unit(
-    tx: &Connection,
-    q: &QuotaKey,
-    limit: Option<u64>,
-    quota_rows: &mut HashSet<QuotaKey>,
-) -> rusqlite::Result<bool> {
-    if !quota_rows.contains(q) {
-        tx.prepare_cached(
-            "INSERT INTO quota_days (account, oa_id, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![q.account, q.oa_id, q.day])?;
-        quota_rows.insert(q.clone());
-    }
-    let limit = limit.map(|l| l as i64);
-    let claimed = tx
-        .prepare_cached(
-            "UPDATE quota_days SET used = used + 1 \
-             WHERE account = ?1 AND oa_id = ?2 AND day = ?3 AND exhausted = 0 \
-               AND (?4 IS NULL OR used < ?4) AND (provider_limit IS NULL OR used < provider_limit)",
-        )?
-        .execute(params![q.account, q.oa_id, q.day, limit])?;
-    Ok(claimed == 1)
 }
 
 /// The phone's latest claimed send (for the frequency cap), keeping the one

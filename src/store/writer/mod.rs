@@ -4,9 +4,12 @@
 //! back, `thread` runs it all.
 
 mod claim;
+mod group;
 mod ops;
+mod tally;
 mod thread;
 
+pub use group::GroupWriter;
 pub use ops::{WriteOp, WriteResult};
 pub use thread::Writer;
 

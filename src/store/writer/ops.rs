@@ -2,12 +2,12 @@
 //! state is guarded by the source states of its move (see `row_state`), so
 //! an illegal move changes nothing.
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use rusqlite::{params, Connection};
 
 use super::claim::{self, HeldRow};
+use super::tally::QuotaTally;
 use crate::provider::{JourneyToken, QuotaInfo};
 use crate::quota;
 use crate::row_state::{Move, RowState};
@@ -150,7 +150,7 @@ static TOKEN_READY: LazyLock<String> = LazyLock::new(|| {
 pub(super) fn apply_op(
     tx: &Connection,
     op: &WriteOp,
-    quota_rows: &mut HashSet<QuotaKey>,
+    quota: &mut QuotaTally<'_>,
 ) -> rusqlite::Result<Result<WriteResult, StoreError>> {
     let now = quota::now_ms();
     let done = Ok(Ok(WriteResult::Done));
@@ -163,7 +163,7 @@ pub(super) fn apply_op(
         WriteOp::MarkInFlight {
             row_id,
             journey_id,
-            quota,
+            quota: key,
             limit,
             gate,
             save_token: bought,
@@ -175,12 +175,12 @@ pub(super) fn apply_op(
             let claim = claim::Claim {
                 row_id: *row_id,
                 journey_id: journey_id.as_deref(),
-                quota,
+                quota: key,
                 limit: *limit,
                 gate,
                 now,
             };
-            let claimed = claim::mark_in_flight(tx, &claim, quota_rows)?;
+            let claimed = claim::mark_in_flight(tx, &claim, quota)?;
             if let (Ok(WriteResult::QuotaFull), Some((_, token))) = (&claimed, bought) {
                 // Not sent now: the row keeps its token for the next run.
                 row_token_ready(tx, *row_id, token, now)?;
@@ -216,6 +216,7 @@ pub(super) fn apply_op(
             ])?;
             unchanged(n, *row_id, "MarkSent");
             if let Some((q, info)) = provider_quota {
+                quota.write_back(tx)?;
                 let used_by_provider = info.daily.saturating_sub(info.remaining) as i64;
                 tx.prepare_cached(
                     "UPDATE quota_days SET provider_limit = ?4, used = MAX(used, ?5) \
@@ -237,7 +238,7 @@ pub(super) fn apply_op(
             message,
             release,
         } => {
-            settle(tx, *row_id, "MarkFailed", release.as_ref(), |tx| {
+            settle(tx, quota, *row_id, "MarkFailed", release.as_ref(), |tx| {
                 tx.prepare_cached(&MARK_FAILED)?
                     .execute(params![row_id, code, message, now])
             })?;
@@ -249,7 +250,7 @@ pub(super) fn apply_op(
             message,
             release,
         } => {
-            settle(tx, *row_id, "MarkPending", release.as_ref(), |tx| {
+            settle(tx, quota, *row_id, "MarkPending", release.as_ref(), |tx| {
                 tx.prepare_cached(&MARK_PENDING)?
                     .execute(params![row_id, code, message, now])
             })?;
@@ -266,12 +267,13 @@ pub(super) fn apply_op(
             unchanged(n, *row_id, "MarkInDoubt");
             done
         }
-        WriteOp::QuotaExhausted { quota } => {
+        WriteOp::QuotaExhausted { quota: q } => {
+            quota.write_back(tx)?;
             tx.prepare_cached(
                 "INSERT INTO quota_days (account, oa_id, day, exhausted) VALUES (?1, ?2, ?3, 1) \
                  ON CONFLICT (account, oa_id, day) DO UPDATE SET exhausted = 1",
             )?
-            .execute(params![quota.account, quota.oa_id, quota.day])?;
+            .execute(params![q.account, q.oa_id, q.day])?;
             done
         }
         WriteOp::CampaignStatus {
@@ -293,6 +295,7 @@ pub(super) fn apply_op(
 /// message — the quota unit and the frequency-cap mark given back.
 fn settle(
     tx: &Connection,
+    quota: &mut QuotaTally<'_>,
     row_id: i64,
     op: &str,
     release: Option<&QuotaKey>,
@@ -305,6 +308,7 @@ fn settle(
     // and only when there is something to give back.
     if let (1, Some(key)) = (n, release) {
         if let Some(held) = HeldRow::read(tx, row_id)? {
+            quota.write_back(tx)?;
             claim::release_claim(tx, row_id, key, &held)?;
         }
     }

@@ -331,3 +331,119 @@ async fn a_full_database_reaches_the_caller_as_a_disk_error() {
     assert_eq!(ended.kind(), StoreErrorKind::Disk, "{ended}");
     assert!(ended.to_string().contains("disk full"), "{ended}");
 }
+
+/// Issue 15: the claims of one message take their quota units as a block
+/// (one read, one write-back), still one by one against the limit, and a
+/// release inside the same batch is counted before the next claim.
+#[tokio::test]
+async fn one_group_claims_its_quota_units_as_a_block_within_the_limit() {
+    let phones: Vec<String> = (0..6).map(|i| format!("8491234567{i}")).collect();
+    let refs: Vec<&str> = phones.iter().map(String::as_str).collect();
+    let f = fixture(&refs);
+    let (writer, thread) = Writer::start(&f.path).unwrap();
+    let day = "2026-11-23";
+    let results = writer
+        .write_all(f.ids.iter().map(|&id| claim_limited(id, day, 4)).collect())
+        .await
+        .unwrap();
+    let results: Vec<WriteResult> = results.into_iter().map(|r| r.unwrap()).collect();
+    use WriteResult::{Done, QuotaFull};
+    assert_eq!(results, [Done, Done, Done, Done, QuotaFull, QuotaFull]);
+    assert_eq!(f.store.quota_day(&quota_key(day)).unwrap().used, 4);
+
+    // Given back and claimed again in one message: the block sees the
+    // release.
+    let group = vec![
+        failed(f.ids[0], day),
+        claim_limited(f.ids[4], day, 4),
+        claim_limited(f.ids[5], day, 4),
+        sent(f.ids[1], false),
+    ];
+    let results: Vec<WriteResult> = writer
+        .write_all(group)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(results, [Done, Done, QuotaFull, Done]);
+    stop(writer, thread);
+    assert_eq!(f.store.quota_day(&quota_key(day)).unwrap().used, 4);
+    let counts = f.store.state_counts(f.c.id).unwrap();
+    assert_eq!(
+        (counts.in_flight, counts.sent, counts.failed, counts.pending),
+        (3, 1, 1, 1)
+    );
+}
+
+/// Two writers on one file (two processes sharing an OA's quota) claiming
+/// in blocks at the same time: the limit holds across them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_blocks_of_two_writers_never_pass_the_limit() {
+    let phones: Vec<String> = (0..40).map(|i| format!("849100{i:05}")).collect();
+    let refs: Vec<&str> = phones.iter().map(String::as_str).collect();
+    let f = fixture(&refs);
+    let day = "2026-11-23";
+    let (w1, t1) = Writer::start(&f.path).unwrap();
+    let (w2, t2) = Writer::start(&f.path).unwrap();
+    let claims = |writer: Writer, ids: Vec<i64>| async move {
+        let mut done = 0;
+        for chunk in ids.chunks(4) {
+            let ops = chunk.iter().map(|&id| claim_limited(id, day, 25)).collect();
+            for r in writer.write_all(ops).await.unwrap() {
+                done += (r.unwrap() == WriteResult::Done) as u64;
+            }
+        }
+        (writer, done)
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(claims(w1, f.ids[..20].to_vec())),
+        tokio::spawn(claims(w2, f.ids[20..].to_vec()))
+    );
+    let ((w1, d1), (w2, d2)) = (a.unwrap(), b.unwrap());
+    stop(w1, t1);
+    stop(w2, t2);
+    assert_eq!(d1 + d2, 25, "claims granted: {d1} + {d2}");
+    assert_eq!(f.store.quota_day(&quota_key(day)).unwrap().used, 25);
+    assert_eq!(f.store.state_counts(f.c.id).unwrap().in_flight, 25);
+}
+
+/// Writes grouped on the async side: each waiting write gets its own
+/// result (a refused one its own error), posted writes follow in order,
+/// and `close` commits what is still queued before the writer ends.
+#[tokio::test]
+async fn grouped_writes_keep_their_order_and_close_commits_the_rest() {
+    let phones: Vec<String> = (0..50).map(|i| format!("849100{i:05}")).collect();
+    let refs: Vec<&str> = phones.iter().map(String::as_str).collect();
+    let f = fixture(&refs);
+    let day = "2026-11-23";
+    let (writer, thread) = Writer::start(&f.path).unwrap();
+    let group = GroupWriter::start(writer);
+    let claimed = futures::future::join_all(
+        f.ids
+            .iter()
+            .map(|&id| group.write(claim_limited(id, day, 40))),
+    )
+    .await;
+    let done = claimed
+        .iter()
+        .filter(|r| matches!(r, Ok(WriteResult::Done)))
+        .count();
+    assert_eq!(done, 40);
+    assert!(claimed.iter().all(|r| r.is_ok()), "{claimed:?}");
+    // A sent row cannot be claimed: its own typed error, nobody else's.
+    group.post(sent(f.ids[0], false)).unwrap();
+    let e = group.write(claim_on(f.ids[0], day)).await.unwrap_err();
+    assert_eq!(e.kind(), StoreErrorKind::IllegalMove, "{e}");
+    // Posted, never awaited: committed by `close`.
+    for &id in &f.ids[1..40] {
+        group.post(sent(id, false)).unwrap();
+    }
+    group.close().await;
+    assert!(group.post(sent(f.ids[0], false)).is_err(), "closed");
+    drop(group);
+    thread.join().unwrap().unwrap();
+    let counts = f.store.state_counts(f.c.id).unwrap();
+    assert_eq!((counts.sent, counts.pending), (40, 10));
+    assert_eq!(f.store.quota_day(&quota_key(day)).unwrap().used, 40);
+}

@@ -7,34 +7,42 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ops::{apply_op, WriteOp, WriteResult};
+use super::tally::QuotaTally;
 use crate::store::errors::sql_err;
 use crate::store::{CampaignStatus, Result, Store, StoreError};
 
+/// One message to the writer thread: a single write, or the writes a
+/// client grouped together (see `super::group`) — one wake-up and one
+/// acknowledgement for all of them.
 struct Pending {
-    op: WriteOp,
-    ack: Option<oneshot::Sender<std::result::Result<WriteResult, AckError>>>,
-    result: Option<std::result::Result<WriteResult, StoreError>>,
+    ops: Vec<WriteOp>,
+    ack: Option<oneshot::Sender<GroupResult>>,
+    /// Filled in by the batch, one per op.
+    results: Vec<OpResult>,
 }
 
-/// Why a write was not done: refused alone, or its whole batch failed (the
-/// error shared by everyone waiting, its kind kept).
-#[derive(Debug)]
-enum AckError {
-    Op(StoreError),
-    Batch(Arc<StoreError>),
-}
+/// One write's outcome: done (with what it did), or refused alone.
+pub(super) type OpResult = std::result::Result<WriteResult, StoreError>;
+/// A message's outcome: one result per write, or the error that failed
+/// its whole batch (shared by everyone waiting, its kind kept).
+type GroupResult = std::result::Result<Vec<OpResult>, Arc<StoreError>>;
 
 impl Store {
     /// One transaction for the whole batch (group commit). BEGIN and COMMIT
     /// are cached statements: the writer runs thousands a second.
-    fn apply_batch(&mut self, ops: &mut [Pending]) -> Result<()> {
+    fn apply_batch(&mut self, batch: &mut [Pending]) -> Result<()> {
         let conn = &self.conn;
-        let quota_rows = &mut self.quota_rows;
+        let mut quota = QuotaTally::new(&mut self.quota_rows);
         let result = (|| -> rusqlite::Result<()> {
             conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-            for p in ops.iter_mut() {
-                p.result = Some(apply_op(conn, &p.op, quota_rows)?);
+            for p in batch.iter_mut() {
+                p.results.clear();
+                for op in &p.ops {
+                    p.results.push(apply_op(conn, op, &mut quota)?);
+                }
             }
+            // The units claimed in memory, written back inside the transaction.
+            quota.write_back(conn)?;
             conn.prepare_cached("COMMIT")?.execute([])?;
             Ok(())
         })();
@@ -44,7 +52,7 @@ impl Store {
             }
             // A quota row created in the rolled-back batch is gone again;
             // forgetting them all only costs a harmless INSERT each.
-            quota_rows.clear();
+            quota.forget();
             sql_err(&self.path, e)
         })
     }
@@ -57,7 +65,7 @@ pub struct Writer {
     tx: mpsc::UnboundedSender<Pending>,
 }
 
-/// Most writes folded into one transaction.
+/// Most writes folded into one transaction (a message is never split).
 const MAX_BATCH: usize = 4096;
 
 /// How often the checkpointer copies the WAL into the database.
@@ -150,29 +158,29 @@ impl Writer {
                 let _checkpointer = checkpointer;
                 let mut batch: Vec<Pending> = Vec::with_capacity(256);
                 while let Some(first) = rx.blocking_recv() {
+                    let mut ops = first.ops.len();
                     batch.push(first);
-                    while batch.len() < MAX_BATCH {
+                    while ops < MAX_BATCH {
                         match rx.try_recv() {
-                            Ok(p) => batch.push(p),
+                            Ok(p) => {
+                                ops += p.ops.len();
+                                batch.push(p);
+                            }
                             Err(_) => break,
                         }
                     }
                     match store.apply_batch(&mut batch) {
                         Ok(()) => {
                             for p in batch.drain(..) {
-                                let result = match p.result {
-                                    Some(Err(e)) => Err(AckError::Op(e)),
-                                    Some(Ok(r)) => Ok(r),
-                                    None => Ok(WriteResult::Done),
-                                };
-                                match (p.ack, result) {
-                                    (Some(ack), result) => {
-                                        let _ = ack.send(result);
+                                match p.ack {
+                                    Some(ack) => {
+                                        let _ = ack.send(Ok(p.results));
                                     }
-                                    (None, Err(e)) => {
-                                        tracing::warn!("a write was refused: {e:?}");
+                                    None => {
+                                        for e in p.results.into_iter().filter_map(|r| r.err()) {
+                                            tracing::warn!("a write was refused: {e}");
+                                        }
                                     }
-                                    (None, Ok(_)) => {}
                                 }
                             }
                         }
@@ -182,14 +190,14 @@ impl Writer {
                             let e = Arc::new(e);
                             for p in batch.drain(..) {
                                 if let Some(ack) = p.ack {
-                                    let _ = ack.send(Err(AckError::Batch(e.clone())));
+                                    let _ = ack.send(Err(e.clone()));
                                 }
                             }
                             // Later writes would build on a state we failed to record: stop.
                             rx.close();
                             while let Ok(p) = rx.try_recv() {
                                 if let Some(ack) = p.ack {
-                                    let _ = ack.send(Err(AckError::Batch(e.clone())));
+                                    let _ = ack.send(Err(e.clone()));
                                 }
                             }
                             return Err(StoreError::Writer(e));
@@ -204,29 +212,54 @@ impl Writer {
 
     /// Queue a write and wait until it is committed.
     pub async fn write(&self, op: WriteOp) -> Result<WriteResult> {
+        let mut results = self.write_all(vec![op]).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::WriterGone("writer lost a write".into())))
+    }
+
+    /// Queue writes as one message (applied in order, in one transaction)
+    /// and wait until they are committed: one result per write, or the
+    /// error that failed them all.
+    pub async fn write_all(&self, ops: Vec<WriteOp>) -> Result<Vec<OpResult>> {
+        self.send_all(ops)?.await
+    }
+
+    /// Queue writes as one message now; the future returned waits until
+    /// they are committed (see [`Writer::write_all`]).
+    pub fn send_all(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<OpResult>>> + Send + 'static> {
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Pending {
-                op,
+                ops,
                 ack: Some(ack),
-                result: None,
+                results: Vec::new(),
             })
             .map_err(|_| StoreError::WriterGone("writer has stopped".into()))?;
-        match done.await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(AckError::Op(e))) => Err(e),
-            Ok(Err(AckError::Batch(e))) => Err(StoreError::Writer(e)),
-            Err(_) => Err(StoreError::WriterGone("writer has stopped".into())),
-        }
+        Ok(async move {
+            match done.await {
+                Ok(Ok(results)) => Ok(results),
+                Ok(Err(e)) => Err(StoreError::Writer(e)),
+                Err(_) => Err(StoreError::WriterGone("writer has stopped".into())),
+            }
+        })
     }
 
     /// Queue a write without waiting (it commits with the next batch, in order).
     pub fn post(&self, op: WriteOp) -> Result<()> {
+        self.post_all(vec![op])
+    }
+
+    /// Queue writes without waiting (one message; refusals are logged).
+    pub fn post_all(&self, ops: Vec<WriteOp>) -> Result<()> {
         self.tx
             .send(Pending {
-                op,
+                ops,
                 ack: None,
-                result: None,
+                results: Vec::new(),
             })
             .map_err(|_| StoreError::WriterGone("writer has stopped".into()))
     }

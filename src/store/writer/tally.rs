@@ -1,0 +1,107 @@
+//! The day's quota within one batch: each counter the batch touches is read
+//! once, claims are counted against it in memory, and what they took is
+//! written back with one UPDATE before the commit — instead of one UPDATE
+//! per claim. The batch's transaction (BEGIN IMMEDIATE) holds the database's
+//! write lock from the read to the write-back, so no other process can
+//! claim from the counter in between: the limit holds across processes.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{params, Connection};
+
+use crate::store::QuotaKey;
+
+/// One counter as the batch sees it.
+struct Counter {
+    used: i64,
+    exhausted: bool,
+    provider_limit: Option<i64>,
+    /// Units claimed in this batch and not yet written back.
+    taken: i64,
+}
+
+pub(crate) struct QuotaTally<'a> {
+    /// `quota_days` rows known to exist (they are never deleted), so a
+    /// claim skips the INSERT that creates one. Kept across batches.
+    known: &'a mut HashSet<QuotaKey>,
+    open: HashMap<QuotaKey, Counter>,
+}
+
+impl<'a> QuotaTally<'a> {
+    pub(crate) fn new(known: &'a mut HashSet<QuotaKey>) -> Self {
+        QuotaTally {
+            known,
+            open: HashMap::new(),
+        }
+    }
+
+    /// Take one unit of the day's quota; false when it is used up (by our
+    /// `limit`, the provider's, or the provider saying so).
+    pub(super) fn claim(
+        &mut self,
+        tx: &Connection,
+        q: &QuotaKey,
+        limit: Option<u64>,
+    ) -> rusqlite::Result<bool> {
+        if !self.open.contains_key(q) {
+            let counter = self.read(tx, q)?;
+            self.open.insert(q.clone(), counter);
+        }
+        let Some(c) = self.open.get_mut(q) else {
+            return Ok(false);
+        };
+        let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
+        let room = !c.exhausted
+            && limit.is_none_or(|l| c.used < l)
+            && c.provider_limit.is_none_or(|l| c.used < l);
+        if room {
+            c.used += 1;
+            c.taken += 1;
+        }
+        Ok(room)
+    }
+
+    fn read(&mut self, tx: &Connection, q: &QuotaKey) -> rusqlite::Result<Counter> {
+        if !self.known.contains(q) {
+            tx.prepare_cached(
+                "INSERT INTO quota_days (account, oa_id, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![q.account, q.oa_id, q.day])?;
+            self.known.insert(q.clone());
+        }
+        tx.prepare_cached(
+            "SELECT used, exhausted, provider_limit FROM quota_days \
+             WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
+        )?
+        .query_row(params![q.account, q.oa_id, q.day], |r| {
+            Ok(Counter {
+                used: r.get(0)?,
+                exhausted: r.get(1)?,
+                provider_limit: r.get(2)?,
+                taken: 0,
+            })
+        })
+    }
+
+    /// Write the units taken back to `quota_days` and forget the counters
+    /// (read again at the next claim). Called before any other statement
+    /// reads or changes `quota_days` in the batch, and before the commit.
+    pub(crate) fn write_back(&mut self, tx: &Connection) -> rusqlite::Result<()> {
+        for (q, c) in self.open.drain() {
+            if c.taken > 0 {
+                tx.prepare_cached(
+                    "UPDATE quota_days SET used = used + ?4 \
+                     WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
+                )?
+                .execute(params![q.account, q.oa_id, q.day, c.taken])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch rolled back: nothing it read or created is known any more.
+    pub(crate) fn forget(&mut self) {
+        self.open.clear();
+        self.known.clear();
+    }
+}
