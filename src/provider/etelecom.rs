@@ -99,6 +99,20 @@ struct JourneyReply<'a> {
     status: Option<Cow<'a, str>>,
 }
 
+/// What a send needs of SendZNSJourney's reply (a message, as GetMessage
+/// answers): the delivery fields are not even read.
+#[derive(Debug, Deserialize)]
+struct SendReply<'a> {
+    #[serde(default, deserialize_with = "lenient::code")]
+    error_code: i64,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
+    error_message: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    msg_id: Option<Cow<'a, str>>,
+}
+
 /// A message reply, borrowed from the reply's bytes like [`JourneyReply`].
 #[derive(Debug, Deserialize, Default)]
 struct MessageReply<'a> {
@@ -106,8 +120,6 @@ struct MessageReply<'a> {
     error_code: i64,
     #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
     error_message: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    id: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
     msg_id: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
@@ -353,7 +365,7 @@ impl Etelecom {
             tracking_id: req.tracking_id,
         };
         let reply = self.call(&self.urls.send, &body).await?;
-        let m: MessageReply = http::decode(&reply)?;
+        let m: SendReply = http::decode(&reply)?;
         if m.error_code != 0 {
             return Err(self
                 .code_error(m.error_code, m.error_message.as_deref())

@@ -56,23 +56,24 @@ pub fn encode<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, ProviderError>
     thread_local! {
         static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
     }
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        scratch.clear();
-        let written = serde_json::to_writer(&mut *scratch, body);
-        let out = written.map(|()| scratch.as_slice().to_vec());
-        if scratch.capacity() > KEEP {
-            *scratch = Vec::with_capacity(1024);
-        }
-        out
-    })
-    .map_err(|e| {
-        ProviderError::new(
-            ErrorClass::FailRow,
-            "encode",
-            format!("cannot encode the request: {e}"),
-        )
-    })
+    SCRATCH
+        .with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            let written = serde_json::to_writer(&mut *scratch, body);
+            let out = written.map(|()| scratch.as_slice().to_vec());
+            if scratch.capacity() > KEEP {
+                *scratch = Vec::with_capacity(1024);
+            }
+            out
+        })
+        .map_err(|e| {
+            ProviderError::new(
+                ErrorClass::FailRow,
+                "encode",
+                format!("cannot encode the request: {e}"),
+            )
+        })
 }
 
 /// A URL for one endpoint, parsed when the adapter is built (not per

@@ -87,7 +87,14 @@ macro_rules! with_status {
         }
     )*};
 }
-with_status!(Status, TokenReply, SendReply, CheckReply, TemplateReply, QuotaReply);
+with_status!(
+    Status,
+    TokenReply,
+    SendReply,
+    CheckReply,
+    TemplateReply,
+    QuotaReply
+);
 
 #[derive(Debug, Deserialize)]
 struct TokenReply<'a> {
@@ -239,7 +246,11 @@ impl Zalo {
 
     /// A request with the OA access token. `oa_id` is never sent: Zalo
     /// derives the OA from the access token.
-    fn request(&self, method: Method, endpoint: &Endpoint) -> Result<RequestBuilder, ProviderError> {
+    fn request(
+        &self,
+        method: Method,
+        endpoint: &Endpoint,
+    ) -> Result<RequestBuilder, ProviderError> {
         let access = self.access.clone()?;
         Ok(self
             .client
