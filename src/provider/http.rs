@@ -277,3 +277,64 @@ pub mod lenient;
 
 #[cfg(test)]
 pub mod test_server;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback server that answers one request with a chunked body sent
+    /// in pieces, so the reply reaches `execute` in several chunks.
+    async fn chunked_server(pieces: &'static [&'static str]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+            sock.write_all(head.as_bytes()).await.unwrap();
+            for piece in pieces {
+                let chunk = format!("{:x}\r\n{piece}\r\n", piece.len());
+                sock.write_all(chunk.as_bytes()).await.unwrap();
+                sock.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sock.write_all(b"0\r\n\r\n").await.unwrap();
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn a_reply_in_several_chunks_is_joined_in_order() {
+        let url = chunked_server(&[r#"{"msg_id":"#, r#""m-1","#, r#""id":"7"}"#]).await;
+        let reply = execute(client(Duration::from_secs(2)).unwrap().get(url))
+            .await
+            .unwrap();
+        assert_eq!(&reply.body[..], br#"{"msg_id":"m-1","id":"7"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_reply_in_one_chunk_is_kept_whole() {
+        let url = chunked_server(&[r#"{"error":0}"#]).await;
+        let reply = execute(client(Duration::from_secs(2)).unwrap().get(url))
+            .await
+            .unwrap();
+        assert_eq!(&reply.body[..], br#"{"error":0}"#);
+    }
+
+    #[test]
+    fn bodies_are_exact_and_a_bad_url_is_a_config_error() {
+        let body = encode(&serde_json::json!({"a": "b"})).unwrap();
+        assert_eq!(
+            (body.as_slice(), body.capacity()),
+            (&br#"{"a":"b"}"#[..], 9)
+        );
+        let e = Endpoint::new("not a url/x".into()).url().unwrap_err();
+        assert_eq!(
+            (e.class, e.code.as_str()),
+            (ErrorClass::AbortConfig, "bad_url")
+        );
+        assert!(Endpoint::new("http://127.0.0.1:1/v1".into()).url().is_ok());
+    }
+}
