@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::common::{campaign_level, TemplateData, TemplateId, Unchecked};
-use super::http::{self, lenient, Endpoint, RawReply, JSON};
-use super::template::WireParam;
+use super::http::{self, Endpoint, RawReply, JSON};
 use super::timestamp;
+use replies::{
+    CheckReply, Quota, QuotaReply, SendReply, Status, TemplateReply, TokenReply, WithStatus,
+};
+
 use super::{
     ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind, ProviderSettings,
     QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
@@ -59,146 +62,6 @@ struct SendBody<'a> {
     template_id: TemplateId<'a>,
     template_data: TemplateData<'a>,
     tracking_id: &'a str,
-}
-
-/// `error`/`message`, common to every reply. Each reply type below carries
-/// them too, so a reply is decoded once; this alone is read when a reply
-/// does not fit its type, so that an error reply never fails on the shape
-/// of a `data` it doesn't have.
-#[derive(Debug, Deserialize)]
-struct Status<'a> {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error: i64,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    message: Option<Cow<'a, str>>,
-}
-
-/// A reply type with `error`/`message` beside its own fields.
-trait WithStatus {
-    fn status(&self) -> (i64, Option<&str>);
-}
-
-macro_rules! with_status {
-    ($($reply:ident),*) => {$(
-        impl WithStatus for $reply<'_> {
-            fn status(&self) -> (i64, Option<&str>) {
-                (self.error, self.message.as_deref())
-            }
-        }
-    )*};
-}
-with_status!(
-    Status,
-    TokenReply,
-    SendReply,
-    CheckReply,
-    TemplateReply,
-    QuotaReply
-);
-
-#[derive(Debug, Deserialize)]
-struct TokenReply<'a> {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error: i64,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    message: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
-    token: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    journey_id: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SendReply<'a> {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error: i64,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    message: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    data: Option<SendData<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SendData<'a> {
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    msg_id: Option<Cow<'a, str>>,
-    #[serde(default)]
-    quota: Option<Quota>,
-}
-
-/// Documented as strings ("480"); numbers are accepted too.
-#[derive(Debug, Deserialize)]
-struct Quota {
-    #[serde(
-        rename = "remainingQuota",
-        default,
-        deserialize_with = "lenient::opt_u64"
-    )]
-    remaining: Option<u64>,
-    #[serde(rename = "dailyQuota", default, deserialize_with = "lenient::opt_u64")]
-    daily: Option<u64>,
-}
-
-/// `GET message/quota`: the figures sit in `data`.
-#[derive(Debug, Deserialize)]
-struct QuotaReply<'a> {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error: i64,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    message: Option<Cow<'a, str>>,
-    #[serde(default)]
-    data: Option<Quota>,
-}
-
-impl Quota {
-    fn both(&self) -> Option<QuotaInfo> {
-        Some(QuotaInfo {
-            remaining: self.remaining?,
-            daily: self.daily?,
-        })
-    }
-}
-
-/// `GET template/info/v2`: status and parameters in `data`.
-#[derive(Debug, Deserialize)]
-struct TemplateReply<'a> {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error: i64,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    message: Option<Cow<'a, str>>,
-    #[serde(default)]
-    data: Option<TemplateFields>,
-}
-
-#[derive(Debug, Deserialize)]
-struct TemplateFields {
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    status: Option<String>,
-    #[serde(rename = "listParams", default)]
-    list_params: Vec<WireParam>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CheckReply<'a> {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error: i64,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    message: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    data: Option<CheckData<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CheckData<'a> {
-    // The seed's table says `expired_at`, its example `expiredAt` (ms).
-    #[serde(
-        borrow,
-        rename = "expiredAt",
-        alias = "expired_at",
-        default,
-        deserialize_with = "lenient::opt_str"
-    )]
-    expired_at: Option<Cow<'a, str>>,
 }
 
 /// A header value that reqwest keeps out of its Debug output. A value HTTP
@@ -522,5 +385,6 @@ pub fn webhook_mac(app_id: &str, body: &[u8], timestamp: &str, secret: &str) -> 
     hex::encode(h.finalize())
 }
 
+mod replies;
 #[cfg(test)]
 mod tests;
