@@ -103,6 +103,7 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
         .with_secret_key(secret)
         .with_timeout(p.request_timeout)
         .with_codes(p.codes.clone())
+        .with_pool_size(settings.run.concurrency)
         // Only eSMS takes a callback URL per send; the others register a webhook once.
         .with_callback_url(
             (kind == ProviderKind::Esms)

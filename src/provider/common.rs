@@ -82,6 +82,31 @@ impl<'a> TemplateId<'a> {
     }
 }
 
+/// `template_data` as a JSON object of strings, in the CSV's column order,
+/// written straight from the row's borrowed values (eTelecom, Zalo).
+pub struct TemplateData<'a>(pub &'a [(&'a str, &'a str)]);
+
+impl Serialize for TemplateData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// The template values alone, as a JSON array of strings in the CSV's
+/// column order (eSMS `Params`: positional, not named).
+pub struct TemplateValues<'a>(pub &'a [(&'a str, &'a str)]);
+
+impl Serialize for TemplateValues<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(_, v)| v))
+    }
+}
+
 /// Template info and quota reads concern the whole campaign: an answer that
 /// would fail one row (an unknown template, a 404, an unlisted code) refuses
 /// the campaign's setup instead. A read changes nothing, so nothing is in doubt.
@@ -126,6 +151,19 @@ mod tests {
         assert_eq!(
             serde_json::to_value(TemplateId::of("78a")).unwrap(),
             serde_json::json!("78a")
+        );
+    }
+
+    #[test]
+    fn template_values_keep_the_column_order() {
+        let data = [("b", "2"), ("a", "1\"x")];
+        assert_eq!(
+            serde_json::to_string(&TemplateData(&data)).unwrap(),
+            r#"{"b":"2","a":"1\"x"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&TemplateValues(&data)).unwrap(),
+            r#"["2","1\"x"]"#
         );
     }
 

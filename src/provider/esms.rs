@@ -3,12 +3,14 @@
 //! in the body, replies `{CodeResult, SMSID, ErrorMessage}` with `"100"` for
 //! accepted. eSMS has no token step: it manages the journey from `OrderId`.
 
-use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use std::borrow::Cow;
 
-use super::common::{campaign_level, Unchecked};
-use super::http::{self, lenient, RawReply};
+use async_trait::async_trait;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde::{Deserialize, Serialize};
+
+use super::common::{campaign_level, TemplateValues, Unchecked};
+use super::http::{self, lenient, Endpoint, RawReply, JSON};
 use super::template::WireParam;
 use super::{
     ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind, ProviderSettings,
@@ -24,6 +26,87 @@ const ACCEPTED: &str = "100";
 pub struct Esms {
     client: reqwest::Client,
     settings: ProviderSettings,
+    /// Every endpoint, parsed once (not per request).
+    urls: Urls,
+}
+
+struct Urls {
+    send: Endpoint,
+    quota: Endpoint,
+    template_info: Endpoint,
+    message_status: Endpoint,
+}
+
+/// `SendZaloMessage_V4_post_json`'s body, written from borrowed fields:
+/// every value a string, as eSMS documents them.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendBody<'a> {
+    api_key: &'a str,
+    secret_key: &'a str,
+    phone: &'a str,
+    /// Positional, in CSV column order: eSMS maps them onto the template by
+    /// order, not by name.
+    params: TemplateValues<'a>,
+    #[serde(rename = "TempID")]
+    temp_id: &'a str,
+    #[serde(rename = "OAID")]
+    oa_id: &'a str,
+    is_journey: &'a str,
+    /// OrderId names the journey eSMS groups messages under. A batch row is
+    /// one recipient's journey, and the tracking id is the row's stable id,
+    /// so it stays the same across resends.
+    order_id: &'a str,
+    #[serde(rename = "campaignid")]
+    campaign_id: &'a str,
+    /// The documented de-dup key: a resend after a lost reply answers 124
+    /// instead of sending twice.
+    request_id: &'a str,
+    /// "1" only validates; a batch run always means to send.
+    sandbox: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback_url: Option<&'a str>,
+}
+
+/// A campaign-level read's body: the credentials, the OA, and what the
+/// call is about.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReadBody<'a> {
+    api_key: &'a str,
+    secret_key: &'a str,
+    #[serde(rename = "OAID")]
+    oa_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<&'a str>,
+}
+
+/// A send's reply, borrowed from the reply's bytes.
+#[derive(Debug, Deserialize)]
+struct SendReply<'a> {
+    #[serde(
+        rename = "CodeResult",
+        borrow,
+        default,
+        deserialize_with = "lenient::opt_str"
+    )]
+    code: Option<Cow<'a, str>>,
+    #[serde(
+        rename = "SMSID",
+        borrow,
+        default,
+        deserialize_with = "lenient::opt_str"
+    )]
+    sms_id: Option<Cow<'a, str>>,
+    #[serde(
+        rename = "ErrorMessage",
+        borrow,
+        default,
+        deserialize_with = "lenient::opt_str"
+    )]
+    error_message: Option<Cow<'a, str>>,
 }
 
 /// Our choice of paths for the campaign-level reads. eSMS documents the
@@ -33,7 +116,7 @@ pub struct Esms {
 const QUOTA_PATH: &str = "ZNS/GetQuota";
 const TEMPLATE_INFO_PATH: &str = "GetZnsTemplateInfo";
 
-/// Every eSMS reply: documented as strings, numbers accepted too (GetQuota's
+/// A campaign-level read's reply: documented as strings, numbers accepted too (GetQuota's
 /// own example answers numbers).
 #[derive(Debug, Deserialize)]
 struct Reply {
@@ -43,8 +126,6 @@ struct Reply {
         deserialize_with = "lenient::opt_string"
     )]
     code: Option<String>,
-    #[serde(rename = "SMSID", default, deserialize_with = "lenient::opt_string")]
-    sms_id: Option<String>,
     #[serde(
         rename = "ErrorMessage",
         default,
@@ -74,7 +155,19 @@ const NO_TOKEN_STEP: &str = "eSMS has no journey token step; OrderId carries the
 
 impl Esms {
     pub fn new(client: reqwest::Client, settings: ProviderSettings) -> Self {
-        Self { client, settings }
+        let base = settings.base_url.trim_end_matches('/');
+        let url = |path: &str| Endpoint::new(format!("{base}/{path}"));
+        let urls = Urls {
+            send: url("SendZaloMessage_V4_post_json/"),
+            quota: url(QUOTA_PATH),
+            template_info: url(TEMPLATE_INFO_PATH),
+            message_status: url(MESSAGE_STATUS_PATH),
+        };
+        Self {
+            client,
+            settings,
+            urls,
+        }
     }
 
     fn secret_key(&self) -> Result<&Secret, ProviderError> {
@@ -91,40 +184,52 @@ impl Esms {
             })
     }
 
-    /// POST a JSON body to `{base}/<path>`; a non-2xx reply is classified by
-    /// status, a 2xx one decoded.
-    async fn post(&self, path: &str, body: &Value) -> Result<Reply, ProviderError> {
-        let url = format!("{}/{path}", self.settings.base_url.trim_end_matches('/'));
+    /// POST a JSON body; a non-2xx reply is classified by status, a 2xx
+    /// one handed back for decoding.
+    async fn post<B: Serialize>(
+        &self,
+        endpoint: &Endpoint,
+        body: &B,
+    ) -> Result<RawReply, ProviderError> {
         let req = self
             .client
-            .post(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .json(body);
-        let reply: RawReply = http::execute(req).await?;
+            .post(endpoint.url()?)
+            .header(ACCEPT, JSON)
+            .header(CONTENT_TYPE, JSON)
+            .body(http::encode(body)?);
+        let reply = http::execute(req).await?;
         if !reply.status.is_success() {
             return Err(http::status_error(&reply));
         }
-        http::decode(&reply)
+        Ok(reply)
     }
 
     fn code_error(&self, code: &str, message: Option<&str>) -> ProviderError {
         self.settings.code_error(code, message)
     }
 
-    /// `ApiKey`, `SecretKey` and `OAID`: the start of every campaign-level read.
-    fn credentials(&self, oa_id: &str) -> Result<serde_json::Map<String, Value>, ProviderError> {
+    /// `ApiKey`, `SecretKey` and `OAID`: every campaign-level read's body.
+    fn credentials<'a>(&'a self, oa_id: &'a str) -> Result<ReadBody<'a>, ProviderError> {
         let secret = self.secret_key()?;
-        let mut body = serde_json::Map::new();
-        body.insert("ApiKey".into(), self.settings.api_key.expose().into());
-        body.insert("SecretKey".into(), secret.expose().into());
-        body.insert("OAID".into(), oa_id.into());
-        Ok(body)
+        Ok(ReadBody {
+            api_key: self.settings.api_key.expose(),
+            secret_key: secret.expose(),
+            oa_id,
+            template_id: None,
+            message_id: None,
+        })
     }
 
     /// A campaign-level read: POST, then a `CodeResult` other than 100 is
     /// classified and raised to a campaign refusal where it would fail a row.
-    async fn read(&self, call: &str, path: &str, body: Value) -> Result<Reply, ProviderError> {
-        let r = self.post(path, &body).await.map_err(campaign_level)?;
+    async fn read(
+        &self,
+        call: &str,
+        endpoint: &Endpoint,
+        body: ReadBody<'_>,
+    ) -> Result<Reply, ProviderError> {
+        let reply = self.post(endpoint, &body).await.map_err(campaign_level)?;
+        let r: Reply = http::decode(&reply).map_err(campaign_level)?;
         let code = r.code.as_deref().map(str::trim).ok_or_else(|| {
             // A read: nothing is in doubt if the reply is unreadable.
             ProviderError::new(
@@ -155,39 +260,22 @@ impl Esms {
             )
             .into());
         }
-        // Positional, in CSV column order: eSMS maps them onto the template
-        // by order, not by name.
-        let params: Vec<Value> = req
-            .template_data
-            .iter()
-            .map(|(_, v)| Value::String(v.to_string()))
-            .collect();
-        let mut body = json!({
-            "ApiKey": self.settings.api_key.expose(),
-            "SecretKey": secret.expose(),
-            "Phone": req.phone,
-            "Params": params,
-            "TempID": req.template_id,
-            "OAID": req.oa_id,
-            "IsJourney": "true",
-            // OrderId names the journey eSMS groups messages under. A batch
-            // row is one recipient's journey, and the tracking id is the
-            // row's stable id, so it stays the same across resends.
-            "OrderId": req.tracking_id,
-            "campaignid": req.campaign,
-            // The documented de-dup key: a resend after a lost reply
-            // answers 124 instead of sending twice.
-            "RequestId": req.tracking_id,
-            // "1" only validates; a batch run always means to send.
-            "Sandbox": "0",
-        });
-        if let (Some(url), Some(obj)) = (&self.settings.callback_url, body.as_object_mut()) {
-            obj.insert(
-                "CallbackUrl".into(),
-                Value::String(url.expose().to_string()),
-            );
-        }
-        let r = self.post("SendZaloMessage_V4_post_json/", &body).await?;
+        let body = SendBody {
+            api_key: self.settings.api_key.expose(),
+            secret_key: secret.expose(),
+            phone: req.phone,
+            params: TemplateValues(req.template_data),
+            temp_id: req.template_id,
+            oa_id: req.oa_id,
+            is_journey: "true",
+            order_id: req.tracking_id,
+            campaign_id: req.campaign,
+            request_id: req.tracking_id,
+            sandbox: "0",
+            callback_url: self.settings.callback_url.as_ref().map(|u| u.expose()),
+        };
+        let reply = self.post(&self.urls.send, &body).await?;
+        let r: SendReply = http::decode(&reply)?;
         let code = r.code.ok_or_else(|| {
             // A 2xx without a code may hide an accepted message.
             ProviderError::new(ErrorClass::Retry, "decode", "eSMS reply has no CodeResult")
@@ -195,7 +283,7 @@ impl Esms {
         })?;
         if code.trim() == ACCEPTED {
             return Ok(SendOutcome {
-                msg_id: r.sms_id,
+                msg_id: r.sms_id.map(Cow::into_owned),
                 ..SendOutcome::default()
             });
         }
@@ -203,7 +291,7 @@ impl Esms {
         if err.class == ErrorClass::AlreadySent {
             // eSMS already holds this RequestId: an idempotent replay.
             return Ok(SendOutcome {
-                msg_id: r.sms_id,
+                msg_id: r.sms_id.map(Cow::into_owned),
                 duplicate: true,
                 ..SendOutcome::default()
             });
@@ -216,7 +304,7 @@ impl Esms {
     /// `RemainingQuota` (developers.esms.vn, "Lấy quota tin zalo theo OAID").
     async fn quota_inner(&self, oa_id: &str) -> Unchecked<QuotaInfo> {
         let body = self.credentials(oa_id)?;
-        let r = self.read("GetQuota", QUOTA_PATH, body.into()).await?;
+        let r = self.read("GetQuota", &self.urls.quota, body).await?;
         match (r.remaining_quota, r.daily_quota) {
             (Some(remaining), Some(daily)) => Ok(QuotaInfo { remaining, daily }),
             _ => Err(ProviderError::new(
@@ -231,10 +319,12 @@ impl Esms {
     /// `POST {base}/GetZnsTemplateInfo` with `{ApiKey, SecretKey, OAID,
     /// TemplateId}` → `Status`, `ListParams[]`.
     async fn template_info_inner(&self, oa_id: &str, template_id: &str) -> Unchecked<TemplateInfo> {
-        let mut body = self.credentials(oa_id)?;
-        body.insert("TemplateId".into(), template_id.into());
+        let body = ReadBody {
+            template_id: Some(template_id),
+            ..self.credentials(oa_id)?
+        };
         let r = self
-            .read("GetZnsTemplateInfo", TEMPLATE_INFO_PATH, body.into())
+            .read("GetZnsTemplateInfo", &self.urls.template_info, body)
             .await?;
         let params = r.list_params.ok_or_else(|| {
             ProviderError::new(
@@ -283,21 +373,11 @@ impl Esms {
     /// The stored message id is the send reply's `SMSID` (the sandbox's
     /// equals the Zalo msg id that callbacks carry as `partnerids`).
     async fn message_status_inner(&self, oa_id: &str, msg_id: &str) -> Unchecked<MessageInfo> {
-        let mut body = self.credentials(oa_id)?;
-        body.insert("MessageId".into(), msg_id.into());
-        let url = format!(
-            "{}/{MESSAGE_STATUS_PATH}",
-            self.settings.base_url.trim_end_matches('/')
-        );
-        let req = self
-            .client
-            .post(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .json(&Value::from(body));
-        let reply: RawReply = http::execute(req).await?;
-        if !reply.status.is_success() {
-            return Err(http::status_error(&reply).into());
-        }
+        let body = ReadBody {
+            message_id: Some(msg_id),
+            ..self.credentials(oa_id)?
+        };
+        let reply: RawReply = self.post(&self.urls.message_status, &body).await?;
         let r: StatusReply = http::decode(&reply)?;
         let code = r.code.as_deref().map(str::trim).unwrap_or(ACCEPTED);
         if code != ACCEPTED {

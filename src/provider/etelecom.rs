@@ -2,14 +2,16 @@
 //! with `Authorization: Bearer <key>`; int64 ids go out as JSON strings and
 //! are accepted back as strings or numbers.
 
-use super::timestamp::parse_time;
+use std::borrow::Cow;
+
 use async_trait::async_trait;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use time::OffsetDateTime;
 
-use super::common::{names_campaign_field, TemplateId, Unchecked};
-use super::http::{self, lenient, RawReply};
+use super::common::{names_campaign_field, TemplateData, TemplateId, Unchecked};
+use super::http::{self, lenient, Endpoint, RawReply, JSON};
+use super::timestamp::parse_time;
 // Lives in `timestamp`; kept reachable here for the sandbox's tests, which
 // import it from this path (the sandbox is moving out of this module).
 use super::timestamp;
@@ -23,15 +25,41 @@ pub struct Etelecom {
     settings: ProviderSettings,
     /// `{base}.Zalo/<Method>` per method, parsed once (not per request).
     urls: Urls,
-    /// `Bearer <key>`, marked sensitive so it never shows in a debug dump.
-    auth: reqwest::header::HeaderValue,
+    /// `Bearer <key>`, built once and marked sensitive so it never shows in
+    /// a debug dump; each request shares it (a reference count, no copy).
+    auth: HeaderValue,
 }
 
 struct Urls {
-    create_journey: Result<reqwest::Url, String>,
-    get_journey: Result<reqwest::Url, String>,
-    send: Result<reqwest::Url, String>,
-    get_message: Result<reqwest::Url, String>,
+    create_journey: Endpoint,
+    get_journey: Endpoint,
+    send: Endpoint,
+    get_message: Endpoint,
+}
+
+/// CreateJourney's body.
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    oa_id: &'a str,
+    phone: &'a str,
+    token_type: &'a str,
+}
+
+/// GetJourney's body.
+#[derive(Serialize)]
+struct JourneyBody<'a> {
+    journey_id: &'a str,
+    oa_id: &'a str,
+}
+
+/// GetMessage's body: by our message id, or (sandbox) by tracking id.
+#[derive(Serialize)]
+struct MessageBody<'a> {
+    oa_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    msg_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracking_id: Option<&'a str>,
 }
 
 /// SendZNSJourney's body, serialised straight from borrowed fields.
@@ -45,64 +73,83 @@ struct SendBody<'a> {
     tracking_id: &'a str,
 }
 
-/// template_data as a JSON object of strings, in the CSV's column order.
-struct TemplateData<'a>(&'a [(&'a str, &'a str)]);
+/// The fields of a journey reply (CreateJourney and GetJourney answer
+/// alike), borrowed from the reply's bytes; only what a token keeps is copied.
+#[derive(Debug, Deserialize, Default)]
+struct JourneyReply<'a> {
+    #[serde(default, deserialize_with = "lenient::code")]
+    error_code: i64,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
+    error_message: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    journey_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
+    journey_token: Option<Cow<'a, str>>,
+    // The seed's table says `expires_at`, its example `expired_at`.
+    #[serde(
+        borrow,
+        default,
+        alias = "expires_at",
+        deserialize_with = "lenient::opt_str"
+    )]
+    expired_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
+    status: Option<Cow<'a, str>>,
+}
 
-impl Serialize for TemplateData<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(k, v)?;
+/// What a send needs of SendZNSJourney's reply (a message, as GetMessage
+/// answers): the delivery fields are not even read.
+#[derive(Debug, Deserialize)]
+struct SendReply<'a> {
+    #[serde(default, deserialize_with = "lenient::code")]
+    error_code: i64,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
+    error_message: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    msg_id: Option<Cow<'a, str>>,
+}
+
+/// A message reply, borrowed from the reply's bytes like [`JourneyReply`].
+#[derive(Debug, Deserialize, Default)]
+struct MessageReply<'a> {
+    #[serde(default, deserialize_with = "lenient::code")]
+    error_code: i64,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
+    error_message: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    msg_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    tracking_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    delivery_status: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    delivery_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    fee_main: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
+    fee_token: Option<Cow<'a, str>>,
+}
+
+impl MessageReply<'_> {
+    /// The delivery details, copied out of the reply.
+    fn info(self, msg_id: String) -> MessageInfo {
+        MessageInfo {
+            msg_id,
+            tracking_id: owned(self.tracking_id),
+            delivery_status: owned(self.delivery_status),
+            delivery_time: owned(self.delivery_time),
+            fee_main: self.fee_main.and_then(|f| f.parse().ok()),
+            fee_token: self.fee_token.and_then(|f| f.parse().ok()),
         }
-        map.end()
     }
 }
 
-/// The fields of a journey reply (CreateJourney and GetJourney answer alike).
-#[derive(Debug, Deserialize, Default)]
-struct JourneyReply {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error_code: i64,
-    #[serde(default)]
-    error_message: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    id: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    journey_id: Option<String>,
-    #[serde(default)]
-    journey_token: Option<String>,
-    // The seed's table says `expires_at`, its example `expired_at`.
-    #[serde(
-        default,
-        alias = "expires_at",
-        deserialize_with = "lenient::opt_string"
-    )]
-    expired_at: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-struct MessageReply {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error_code: i64,
-    #[serde(default)]
-    error_message: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    id: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    msg_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    tracking_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    delivery_status: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    delivery_time: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    fee_main: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    fee_token: Option<String>,
+fn owned(field: Option<Cow<'_, str>>) -> Option<String> {
+    field.map(Cow::into_owned)
 }
 
 /// Twirp's error body; `meta.argument` names the field an
@@ -135,21 +182,15 @@ pub fn token_type_validity(token_type: &str) -> time::Duration {
 impl Etelecom {
     pub fn new(client: reqwest::Client, settings: ProviderSettings) -> Self {
         let base = settings.base_url.trim_end_matches('/').to_string();
-        let url = |method: &str| {
-            let url = format!("{base}.Zalo/{method}");
-            reqwest::Url::parse(&url).map_err(|e| format!("{url}: {e}"))
-        };
+        let url = |method: &str| Endpoint::new(format!("{base}.Zalo/{method}"));
         let urls = Urls {
             create_journey: url("CreateJourney"),
             get_journey: url("GetJourney"),
             send: url("SendZNSJourney"),
             get_message: url("GetMessage"),
         };
-        let mut auth = reqwest::header::HeaderValue::from_str(&format!(
-            "Bearer {}",
-            settings.api_key.expose()
-        ))
-        .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer -"));
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", settings.api_key.expose()))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer -"));
         auth.set_sensitive(true);
         Self {
             client,
@@ -161,29 +202,17 @@ impl Etelecom {
 
     async fn call<B: Serialize + ?Sized>(
         &self,
-        url: &Result<reqwest::Url, String>,
+        endpoint: &Endpoint,
         body: &B,
     ) -> Result<RawReply, ProviderError> {
-        let url = url.as_ref().map_err(|e| {
-            ProviderError::new(
-                ErrorClass::AbortConfig,
-                "bad_url",
-                format!("bad base URL: {e}"),
-            )
-        })?;
-        let body = serde_json::to_vec(body).map_err(|e| {
-            ProviderError::new(
-                ErrorClass::FailRow,
-                "encode",
-                format!("cannot encode the request: {e}"),
-            )
-        })?;
+        let url = endpoint.url()?;
+        let body = http::encode(body)?;
         let req = self
             .client
-            .post(url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::AUTHORIZATION, self.auth.clone())
+            .post(url)
+            .header(ACCEPT, JSON)
+            .header(CONTENT_TYPE, JSON)
+            .header(AUTHORIZATION, self.auth.clone())
             .body(body);
         let reply = http::execute(req).await?;
         if reply.status.is_success() {
@@ -248,11 +277,11 @@ impl Etelecom {
 /// reply provokes can carry the key onward (into logs or the state database).
 impl Etelecom {
     async fn create_token_inner(&self, req: &TokenRequest<'_>) -> Unchecked<JourneyToken> {
-        let body = json!({
-            "oa_id": req.oa_id,
-            "phone": req.phone,
-            "token_type": req.token_type,
-        });
+        let body = TokenBody {
+            oa_id: req.oa_id,
+            phone: req.phone,
+            token_type: req.token_type,
+        };
         let reply = self.call(&self.urls.create_journey, &body).await?;
         let j: JourneyReply = http::decode(&reply)?;
         if j.error_code != 0 {
@@ -265,8 +294,9 @@ impl Etelecom {
         }
         let journey_id = j
             .journey_id
-            .clone()
-            .or_else(|| j.id.clone())
+            .as_deref()
+            .or(j.id.as_deref())
+            .map(str::to_string)
             .ok_or_else(|| {
                 ProviderError::new(
                     ErrorClass::Retry,
@@ -281,16 +311,19 @@ impl Etelecom {
             .and_then(parse_time)
             .unwrap_or_else(|| OffsetDateTime::now_utc() + token_type_validity(req.token_type));
         Ok(JourneyToken {
-            provider_ref: j.id.filter(|id| *id != journey_id),
+            provider_ref: owned(j.id.filter(|id| *id != journey_id)),
             journey_id,
-            token: j.journey_token,
+            token: owned(j.journey_token),
             expires_at,
-            status: j.status,
+            status: owned(j.status),
         })
     }
 
     async fn check_token_inner(&self, oa_id: &str, token: &JourneyToken) -> Unchecked<TokenCheck> {
-        let body = json!({ "journey_id": token.journey_id, "oa_id": oa_id });
+        let body = JourneyBody {
+            journey_id: &token.journey_id,
+            oa_id,
+        };
         let reply = match self.call(&self.urls.get_journey, &body).await {
             Ok(reply) => reply,
             Err(e) if e.class == ErrorClass::FailRow => return Ok(TokenCheck::NotFound),
@@ -332,15 +365,15 @@ impl Etelecom {
             tracking_id: req.tracking_id,
         };
         let reply = self.call(&self.urls.send, &body).await?;
-        let m: MessageReply = http::decode(&reply)?;
+        let m: SendReply = http::decode(&reply)?;
         if m.error_code != 0 {
             return Err(self
                 .code_error(m.error_code, m.error_message.as_deref())
                 .into());
         }
         Ok(SendOutcome {
-            msg_id: m.msg_id,
-            provider_ref: m.id,
+            msg_id: owned(m.msg_id),
+            provider_ref: owned(m.id),
             quota: None,
             duplicate: false,
         })
@@ -353,7 +386,11 @@ impl Etelecom {
         oa_id: &str,
         tracking_id: &str,
     ) -> Unchecked<Option<MessageInfo>> {
-        let body = json!({ "oa_id": oa_id, "tracking_id": tracking_id });
+        let body = MessageBody {
+            oa_id,
+            msg_id: None,
+            tracking_id: Some(tracking_id),
+        };
         let reply = self.call(&self.urls.get_message, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
         if m.error_code == -107 {
@@ -365,15 +402,11 @@ impl Etelecom {
                 .code_error(m.error_code, m.error_message.as_deref())
                 .into());
         }
-        match (m.msg_id, m.tracking_id) {
-            (Some(msg_id), Some(t)) if t == tracking_id => Ok(Some(MessageInfo {
-                msg_id,
-                tracking_id: Some(t),
-                delivery_status: m.delivery_status,
-                delivery_time: m.delivery_time,
-                fee_main: m.fee_main.and_then(|f| f.parse().ok()),
-                fee_token: m.fee_token.and_then(|f| f.parse().ok()),
-            })),
+        match (&m.msg_id, &m.tracking_id) {
+            (Some(msg_id), Some(t)) if t == tracking_id => {
+                let msg_id = msg_id.to_string();
+                Ok(Some(m.info(msg_id)))
+            }
             _ => Err(ProviderError::new(
                 ErrorClass::Retry,
                 "decode",
@@ -384,7 +417,11 @@ impl Etelecom {
     }
 
     async fn get_message_inner(&self, oa_id: &str, msg_id: &str) -> Unchecked<MessageInfo> {
-        let body = json!({ "oa_id": oa_id, "msg_id": msg_id });
+        let body = MessageBody {
+            oa_id,
+            msg_id: Some(msg_id),
+            tracking_id: None,
+        };
         let reply = self.call(&self.urls.get_message, &body).await?;
         let m: MessageReply = http::decode(&reply)?;
         if m.error_code != 0 {
@@ -392,14 +429,8 @@ impl Etelecom {
                 .code_error(m.error_code, m.error_message.as_deref())
                 .into());
         }
-        Ok(MessageInfo {
-            msg_id: m.msg_id.unwrap_or_else(|| msg_id.to_string()),
-            tracking_id: m.tracking_id,
-            delivery_status: m.delivery_status,
-            delivery_time: m.delivery_time,
-            fee_main: m.fee_main.and_then(|f| f.parse().ok()),
-            fee_token: m.fee_token.and_then(|f| f.parse().ok()),
-        })
+        let msg_id = m.msg_id.as_deref().unwrap_or(msg_id).to_string();
+        Ok(m.info(msg_id))
     }
 }
 

@@ -1,31 +1,109 @@
 //! Transport shared by the adapters: one pooled client, and the mapping of
 //! transport failures and HTTP statuses onto [`ErrorClass`].
 
+use std::cell::RefCell;
 use std::time::Duration;
 
+use bytes::Bytes;
+use reqwest::header::HeaderValue;
 use reqwest::{RequestBuilder, StatusCode};
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::{ErrorClass, ProviderError, Secret};
 
 /// Largest reply body we read; a provider reply is a few hundred bytes.
 const MAX_REPLY_BYTES: usize = 1 << 20;
 
+/// `application/json` for `Accept` and `Content-Type`: a static value, so
+/// no header value is built (copied) per request.
+pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// Idle connections kept per host when the caller does not size the pool.
+pub const DEFAULT_POOL: usize = 64;
+
+/// How long an idle connection is kept: the longest pause a run makes on its
+/// own (a capped `Retry-After`, 5 minutes), so a run that waits does not
+/// reconnect on every row after it. A server that closes sooner is noticed
+/// by the pool, which drops the connection.
+const POOL_IDLE: Duration = Duration::from_secs(300);
+
+/// The client for one run, with a small default pool (tests, tools).
 pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    pooled_client(timeout, DEFAULT_POOL)
+}
+
+/// The client for one run: HTTP/1 keep-alive with up to `idle_per_host`
+/// idle connections (the run's concurrency: every request in flight finds a
+/// connection to reuse), Nagle off (a request is one small write).
+pub fn pooled_client(timeout: Duration, idle_per_host: usize) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .pool_max_idle_per_host(1024)
+        .pool_max_idle_per_host(idle_per_host.max(1))
+        .pool_idle_timeout(POOL_IDLE)
         .tcp_nodelay(true)
         .user_agent(concat!("zns-batch/", env!("CARGO_PKG_VERSION")))
         .build()?)
+}
+
+/// A request body as JSON, exactly sized. It is written into a per-thread
+/// scratch buffer that stays allocated between requests, then copied once
+/// into a buffer of its exact length, which becomes the request's body
+/// without another allocation (a `Vec` with spare capacity would cost one).
+pub fn encode<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, ProviderError> {
+    /// A scratch buffer grown past this by an odd body is let go.
+    const KEEP: usize = 16 << 10;
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+    }
+    SCRATCH
+        .with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            let written = serde_json::to_writer(&mut *scratch, body);
+            let out = written.map(|()| scratch.as_slice().to_vec());
+            if scratch.capacity() > KEEP {
+                *scratch = Vec::with_capacity(1024);
+            }
+            out
+        })
+        .map_err(|e| {
+            ProviderError::new(
+                ErrorClass::FailRow,
+                "encode",
+                format!("cannot encode the request: {e}"),
+            )
+        })
+}
+
+/// A URL for one endpoint, parsed when the adapter is built (not per
+/// request); a bad base URL is reported on first use, as a config error.
+#[derive(Debug, Clone)]
+pub struct Endpoint(Result<reqwest::Url, String>);
+
+impl Endpoint {
+    pub fn new(url: String) -> Self {
+        Self(reqwest::Url::parse(&url).map_err(|e| format!("{url}: {e}")))
+    }
+
+    pub fn url(&self) -> Result<reqwest::Url, ProviderError> {
+        self.0.clone().map_err(|e| {
+            ProviderError::new(
+                ErrorClass::AbortConfig,
+                "bad_url",
+                format!("bad base URL: {e}"),
+            )
+        })
+    }
 }
 
 /// A reply as read off the wire: status, `Retry-After`, body.
 pub struct RawReply {
     pub status: StatusCode,
     pub retry_after: Option<Duration>,
-    pub body: Vec<u8>,
+    /// The body as hyper handed it over: one chunk, not copied, for any
+    /// reply that arrives in one piece.
+    pub body: Bytes,
 }
 
 /// Send and read the whole reply, classifying transport failures.
@@ -34,7 +112,7 @@ pub struct RawReply {
 /// a timeout or a broken reply after the request was written may hide an
 /// accepted request (`in_doubt = true`).
 pub async fn execute(req: RequestBuilder) -> Result<RawReply, ProviderError> {
-    let resp = req.send().await.map_err(transport_error)?;
+    let mut resp = req.send().await.map_err(transport_error)?;
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -42,20 +120,34 @@ pub async fn execute(req: RequestBuilder) -> Result<RawReply, ProviderError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let mut body = Vec::new();
-    let mut resp = resp;
+    let too_large = || {
+        ProviderError::new(
+            ErrorClass::Retry,
+            "decode",
+            format!("reply larger than {MAX_REPLY_BYTES} bytes"),
+        )
+        .in_doubt(status.is_success())
+    };
+    // The first chunk is kept as is; only a reply in several is copied.
+    let mut first = Bytes::new();
+    let mut joined: Option<Vec<u8>> = None;
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_REPLY_BYTES {
-                    return Err(ProviderError::new(
-                        ErrorClass::Retry,
-                        "decode",
-                        format!("reply larger than {MAX_REPLY_BYTES} bytes"),
-                    )
-                    .in_doubt(status.is_success()));
+                let so_far = joined.as_ref().map_or(first.len(), Vec::len);
+                if so_far + chunk.len() > MAX_REPLY_BYTES {
+                    return Err(too_large());
                 }
-                body.extend_from_slice(&chunk);
+                match joined.as_mut() {
+                    Some(all) => all.extend_from_slice(&chunk),
+                    None if first.is_empty() => first = chunk,
+                    None => {
+                        let mut all = Vec::with_capacity(first.len() + chunk.len());
+                        all.extend_from_slice(&first);
+                        all.extend_from_slice(&chunk);
+                        joined = Some(all);
+                    }
+                }
             }
             Ok(None) => break,
             Err(e) => {
@@ -75,7 +167,7 @@ pub async fn execute(req: RequestBuilder) -> Result<RawReply, ProviderError> {
     Ok(RawReply {
         status,
         retry_after,
-        body,
+        body: joined.map_or(first, Bytes::from),
     })
 }
 
@@ -141,7 +233,7 @@ pub fn status_error(reply: &RawReply) -> ProviderError {
 
 /// Decode a 2xx JSON body. Garbage in a success reply is in doubt: the
 /// provider may well have accepted the request.
-pub fn decode<T: DeserializeOwned>(reply: &RawReply) -> Result<T, ProviderError> {
+pub fn decode<'a, T: Deserialize<'a>>(reply: &'a RawReply) -> Result<T, ProviderError> {
     serde_json::from_slice(&reply.body).map_err(|e| {
         ProviderError::new(
             ErrorClass::Retry,
@@ -181,236 +273,68 @@ pub fn redact(mut err: ProviderError, secrets: &[&Secret]) -> ProviderError {
     err
 }
 
-/// Providers send int64s as JSON strings or numbers; accept both.
-pub mod lenient {
-    use serde::{Deserialize, Deserializer};
+pub mod lenient;
 
-    /// A JSON string, number or boolean, read without serde's untagged
-    /// buffering (this runs for every field of every reply).
-    enum StrOrNum {
-        S(String),
-        I(i64),
-        U(u64),
-        F(f64),
-        B(bool),
-    }
-
-    impl<'de> Deserialize<'de> for StrOrNum {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl serde::de::Visitor<'_> for V {
-                type Value = StrOrNum;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("a string, a number or a boolean")
-                }
-                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StrOrNum, E> {
-                    Ok(StrOrNum::S(v.to_string()))
-                }
-                fn visit_string<E: serde::de::Error>(self, v: String) -> Result<StrOrNum, E> {
-                    Ok(StrOrNum::S(v))
-                }
-                fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StrOrNum, E> {
-                    Ok(StrOrNum::I(v))
-                }
-                fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StrOrNum, E> {
-                    // As serde's untagged did: a number that fits i64 is an I.
-                    Ok(i64::try_from(v).map_or(StrOrNum::U(v), StrOrNum::I))
-                }
-                fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<StrOrNum, E> {
-                    Ok(StrOrNum::F(v))
-                }
-                fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<StrOrNum, E> {
-                    Ok(StrOrNum::B(v))
-                }
-            }
-            d.deserialize_any(V)
-        }
-    }
-
-    fn to_string(v: StrOrNum) -> String {
-        match v {
-            StrOrNum::S(s) => s,
-            StrOrNum::I(i) => i.to_string(),
-            StrOrNum::U(u) => u.to_string(),
-            StrOrNum::F(f) => f.to_string(),
-            StrOrNum::B(b) => b.to_string(),
-        }
-    }
-
-    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-        Ok(Option::<StrOrNum>::deserialize(d)?
-            .map(to_string)
-            .filter(|s| !s.is_empty()))
-    }
-
-    /// An integer code that may come as `0`, `"0"` or be missing (→ 0).
-    pub fn code<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        match Option::<StrOrNum>::deserialize(d)? {
-            None => Ok(0),
-            Some(StrOrNum::I(i)) => Ok(i),
-            Some(StrOrNum::U(u)) => Ok(u as i64),
-            Some(StrOrNum::F(f)) => Ok(f as i64),
-            Some(StrOrNum::B(_)) => Err(serde::de::Error::custom("boolean error code")),
-            Some(StrOrNum::S(s)) => s
-                .trim()
-                .parse()
-                .map_err(|_| serde::de::Error::custom(format!("non-numeric error code `{s}`"))),
-        }
-    }
-
-    /// `true`/`false`, `"true"`/`"false"`, `1`/`0` or `"1"`/`"0"`; anything
-    /// else reads as absent.
-    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-        Ok(Option::<StrOrNum>::deserialize(d)?.and_then(|v| match v {
-            StrOrNum::B(b) => Some(b),
-            StrOrNum::I(i) => Some(i != 0),
-            StrOrNum::U(u) => Some(u != 0),
-            StrOrNum::S(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" => Some(true),
-                "false" | "0" => Some(false),
-                _ => None,
-            },
-            StrOrNum::F(_) => None,
-        }))
-    }
-
-    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        Ok(Option::<StrOrNum>::deserialize(d)?.and_then(|v| match v {
-            StrOrNum::U(u) => Some(u),
-            StrOrNum::I(i) => u64::try_from(i).ok(),
-            StrOrNum::S(s) => s.trim().parse().ok(),
-            _ => None,
-        }))
-    }
-}
-
-/// A local HTTP server for adapter tests: records every request and answers
-/// each with the same canned reply.
 #[cfg(test)]
-pub mod test_server {
-    use std::sync::{Arc, Mutex};
+pub mod test_server;
 
-    use axum::body::{to_bytes, Body};
-    use axum::extract::{Request, State};
-    use axum::http::HeaderMap;
-    use axum::response::Response;
-    use axum::Router;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// One request exactly as it arrived.
-    #[derive(Debug, Clone)]
-    pub struct Recorded {
-        pub method: String,
-        pub path: String,
-        pub query: Option<String>,
-        pub headers: HeaderMap,
-        pub body: Vec<u8>,
-    }
-
-    impl Recorded {
-        pub fn header(&self, name: &str) -> Option<&str> {
-            self.headers.get(name).and_then(|v| v.to_str().ok())
-        }
-
-        pub fn json(&self) -> serde_json::Value {
-            serde_json::from_slice(&self.body).expect("request body is JSON")
-        }
-    }
-
-    #[derive(Debug, Clone)]
-    pub struct Canned {
-        pub status: u16,
-        pub headers: Vec<(&'static str, String)>,
-        pub body: String,
-    }
-
-    impl Canned {
-        pub fn json(body: serde_json::Value) -> Self {
-            Self::raw(200, &body.to_string()).header("content-type", "application/json")
-        }
-
-        pub fn raw(status: u16, body: &str) -> Self {
-            Self {
-                status,
-                headers: Vec::new(),
-                body: body.to_string(),
+    /// A loopback server that answers one request with a chunked body sent
+    /// in pieces, so the reply reaches `execute` in several chunks.
+    async fn chunked_server(pieces: &'static [&'static str]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+            sock.write_all(head.as_bytes()).await.unwrap();
+            for piece in pieces {
+                let chunk = format!("{:x}\r\n{piece}\r\n", piece.len());
+                sock.write_all(chunk.as_bytes()).await.unwrap();
+                sock.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-        }
-
-        pub fn header(mut self, name: &'static str, value: &str) -> Self {
-            self.headers.push((name, value.to_string()));
-            self
-        }
+            sock.write_all(b"0\r\n\r\n").await.unwrap();
+        });
+        format!("http://{addr}/")
     }
 
-    #[derive(Clone)]
-    struct Shared {
-        reply: Canned,
-        seen: Arc<Mutex<Vec<Recorded>>>,
+    #[tokio::test]
+    async fn a_reply_in_several_chunks_is_joined_in_order() {
+        let url = chunked_server(&[r#"{"msg_id":"#, r#""m-1","#, r#""id":"7"}"#]).await;
+        let reply = execute(client(Duration::from_secs(2)).unwrap().get(url))
+            .await
+            .unwrap();
+        assert_eq!(&reply.body[..], br#"{"msg_id":"m-1","id":"7"}"#);
     }
 
-    pub struct TestServer {
-        /// `http://127.0.0.1:<port>`, no trailing slash.
-        pub base: String,
-        seen: Arc<Mutex<Vec<Recorded>>>,
-        task: tokio::task::JoinHandle<()>,
+    #[tokio::test]
+    async fn a_reply_in_one_chunk_is_kept_whole() {
+        let url = chunked_server(&[r#"{"error":0}"#]).await;
+        let reply = execute(client(Duration::from_secs(2)).unwrap().get(url))
+            .await
+            .unwrap();
+        assert_eq!(&reply.body[..], br#"{"error":0}"#);
     }
 
-    impl TestServer {
-        pub async fn start(reply: Canned) -> Self {
-            let seen = Arc::new(Mutex::new(Vec::new()));
-            let shared = Shared {
-                reply,
-                seen: seen.clone(),
-            };
-            let app = Router::new().fallback(handle).with_state(shared);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind test server");
-            let addr = listener.local_addr().expect("test server address");
-            let task = tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
-            });
-            Self {
-                base: format!("http://{addr}"),
-                seen,
-                task,
-            }
-        }
-
-        pub fn requests(&self) -> Vec<Recorded> {
-            self.seen.lock().expect("test server lock").clone()
-        }
-
-        /// The one request the test expected, asserting there was exactly one.
-        pub fn only_request(&self) -> Recorded {
-            let mut all = self.requests();
-            assert_eq!(all.len(), 1, "expected exactly one request, got {all:?}");
-            all.remove(0)
-        }
-    }
-
-    impl Drop for TestServer {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-
-    async fn handle(State(shared): State<Shared>, req: Request) -> Response {
-        let (parts, body) = req.into_parts();
-        let body = to_bytes(body, 1 << 20).await.expect("test request body");
-        let seen = Recorded {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().map(str::to_string),
-            headers: parts.headers,
-            body: body.to_vec(),
-        };
-        shared.seen.lock().expect("test server lock").push(seen);
-        let mut resp = Response::builder().status(shared.reply.status);
-        for (name, value) in &shared.reply.headers {
-            resp = resp.header(*name, value.as_str());
-        }
-        resp.body(Body::from(shared.reply.body.clone()))
-            .expect("canned reply")
+    #[test]
+    fn bodies_are_exact_and_a_bad_url_is_a_config_error() {
+        let body = encode(&serde_json::json!({"a": "b"})).unwrap();
+        assert_eq!(
+            (body.as_slice(), body.capacity()),
+            (&br#"{"a":"b"}"#[..], 9)
+        );
+        let e = Endpoint::new("not a url/x".into()).url().unwrap_err();
+        assert_eq!(
+            (e.class, e.code.as_str()),
+            (ErrorClass::AbortConfig, "bad_url")
+        );
+        assert!(Endpoint::new("http://127.0.0.1:1/v1".into()).url().is_ok());
     }
 }

@@ -197,13 +197,17 @@ pub struct ProviderSettings {
     pub codes: ErrorTable,
     /// eSMS `CallbackUrl`: where eSMS reports delivery (issue 12 fills it).
     pub callback_url: Option<Secret>,
+    /// Idle keep-alive connections kept: the run's concurrency, so that
+    /// every request in flight reuses one instead of connecting.
+    pub pool_size: usize,
 }
 
 impl ProviderSettings {
     /// The default per-request timeout, as the CLI's.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-    /// No secret key, the built-in error table, no callback URL, a 30 s timeout.
+    /// No secret key, the built-in error table, no callback URL, a 30 s
+    /// timeout, a pool of [`http::DEFAULT_POOL`] connections.
     pub fn new(kind: ProviderKind, base_url: impl Into<String>, api_key: Secret) -> Self {
         Self {
             kind,
@@ -213,6 +217,7 @@ impl ProviderSettings {
             request_timeout: Self::DEFAULT_TIMEOUT,
             codes: ErrorTable::default(),
             callback_url: None,
+            pool_size: http::DEFAULT_POOL,
         }
     }
 
@@ -233,6 +238,12 @@ impl ProviderSettings {
 
     pub fn with_callback_url(mut self, callback_url: Option<Secret>) -> Self {
         self.callback_url = callback_url;
+        self
+    }
+
+    /// Size the connection pool to the run's concurrency.
+    pub fn with_pool_size(mut self, pool_size: usize) -> Self {
+        self.pool_size = pool_size;
         self
     }
 }
@@ -261,7 +272,7 @@ impl std::fmt::Debug for Secret {
 
 /// Build the adapter for `settings.kind` (the sandbox uses the eTelecom one).
 pub fn build(settings: ProviderSettings) -> anyhow::Result<std::sync::Arc<dyn Provider>> {
-    let client = http::client(settings.request_timeout)?;
+    let client = http::pooled_client(settings.request_timeout, settings.pool_size)?;
     Ok(match settings.kind.protocol() {
         ProviderKind::Etelecom | ProviderKind::Sandbox => {
             std::sync::Arc::new(etelecom::Etelecom::new(client, settings))

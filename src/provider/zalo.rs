@@ -3,17 +3,21 @@
 //! `journey_token` header. Replies carry `error` (0 = success) and `message`,
 //! usually with HTTP 200 even for business errors.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
-use reqwest::header::{HeaderValue, CONTENT_TYPE};
-use reqwest::RequestBuilder;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use reqwest::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, RequestBuilder};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::common::{campaign_level, TemplateId, Unchecked};
-use super::http::{self, lenient, RawReply};
-use super::template::WireParam;
+use super::common::{campaign_level, TemplateData, TemplateId, Unchecked};
+use super::http::{self, Endpoint, RawReply, JSON};
 use super::timestamp;
+use replies::{
+    CheckReply, Quota, QuotaReply, SendReply, Status, TemplateReply, TokenReply, WithStatus,
+};
+
 use super::{
     ErrorClass, JourneyToken, MessageInfo, Provider, ProviderError, ProviderKind, ProviderSettings,
     QuotaInfo, SendOutcome, SendRequest, TemplateInfo, TokenCheck, TokenRequest,
@@ -23,103 +27,41 @@ use super::{
 /// (seed 003); the get-token reply carries no expiry of its own.
 const TOKEN_LIFETIME: time::Duration = time::Duration::days(7);
 
+const ACCESS_TOKEN: HeaderName = HeaderName::from_static("access_token");
+const JOURNEY_TOKEN: HeaderName = HeaderName::from_static("journey_token");
+
 pub struct Zalo {
     client: reqwest::Client,
     settings: ProviderSettings,
+    /// The OA access token header, built once (each request shares it). One
+    /// HTTP cannot carry is refused at every call, before anything is sent.
+    access: Result<HeaderValue, ProviderError>,
+    /// Every endpoint, parsed once (not per request).
+    urls: Urls,
 }
 
-/// `error`/`message`, common to every reply; read first so that an error
-/// reply never fails on the shape of a `data` it doesn't have.
-#[derive(Debug, Deserialize)]
-struct Status {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error: i64,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    message: Option<String>,
+struct Urls {
+    get_token: Endpoint,
+    check_token: Endpoint,
+    send: Endpoint,
+    template_info: Endpoint,
+    quota: Endpoint,
 }
 
-#[derive(Debug, Deserialize)]
-struct TokenReply {
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    journey_id: Option<String>,
+/// get-token's body: `token_type` is an eTelecom parameter; Zalo's
+/// get-token takes only the phone.
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    phone: &'a str,
 }
 
-#[derive(Debug, Deserialize)]
-struct SendReply {
-    #[serde(default)]
-    data: Option<SendData>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SendData {
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    msg_id: Option<String>,
-    #[serde(default)]
-    quota: Option<Quota>,
-}
-
-/// Documented as strings ("480"); numbers are accepted too.
-#[derive(Debug, Deserialize)]
-struct Quota {
-    #[serde(
-        rename = "remainingQuota",
-        default,
-        deserialize_with = "lenient::opt_u64"
-    )]
-    remaining: Option<u64>,
-    #[serde(rename = "dailyQuota", default, deserialize_with = "lenient::opt_u64")]
-    daily: Option<u64>,
-}
-
-/// `GET message/quota`: the figures sit in `data`.
-#[derive(Debug, Deserialize)]
-struct QuotaReply {
-    #[serde(default)]
-    data: Option<Quota>,
-}
-
-impl Quota {
-    fn both(&self) -> Option<QuotaInfo> {
-        Some(QuotaInfo {
-            remaining: self.remaining?,
-            daily: self.daily?,
-        })
-    }
-}
-
-/// `GET template/info/v2`: status and parameters in `data`.
-#[derive(Debug, Deserialize)]
-struct TemplateReply {
-    #[serde(default)]
-    data: Option<TemplateData>,
-}
-
-#[derive(Debug, Deserialize)]
-struct TemplateData {
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    status: Option<String>,
-    #[serde(rename = "listParams", default)]
-    list_params: Vec<WireParam>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CheckReply {
-    #[serde(default)]
-    data: Option<CheckData>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CheckData {
-    // The seed's table says `expired_at`, its example `expiredAt` (ms).
-    #[serde(
-        rename = "expiredAt",
-        alias = "expired_at",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
-    expired_at: Option<String>,
+/// message/template's body, written from the row's borrowed fields.
+#[derive(Serialize)]
+struct SendBody<'a> {
+    phone: &'a str,
+    template_id: TemplateId<'a>,
+    template_data: TemplateData<'a>,
+    tracking_id: &'a str,
 }
 
 /// A header value that reqwest keeps out of its Debug output. A value HTTP
@@ -143,30 +85,56 @@ fn unsupported(message: &str) -> ProviderError {
 
 impl Zalo {
     pub fn new(client: reqwest::Client, settings: ProviderSettings) -> Self {
-        Self { client, settings }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.settings.base_url.trim_end_matches('/'))
+        let base = settings.base_url.trim_end_matches('/');
+        let url = |path: &str| Endpoint::new(format!("{base}{path}"));
+        let urls = Urls {
+            get_token: url("/journey/get-token"),
+            check_token: url("/journey/check-token"),
+            send: url("/message/template"),
+            template_info: url("/template/info/v2"),
+            quota: url("/message/quota"),
+        };
+        let access = secret_header(
+            settings.api_key.expose(),
+            "the Zalo access token",
+            ErrorClass::AbortAuth,
+        );
+        Self {
+            client,
+            settings,
+            access,
+            urls,
+        }
     }
 
     /// A request with the OA access token. `oa_id` is never sent: Zalo
     /// derives the OA from the access token.
     fn request(
         &self,
-        method: reqwest::Method,
-        path: &str,
+        method: Method,
+        endpoint: &Endpoint,
     ) -> Result<RequestBuilder, ProviderError> {
-        let access = secret_header(
-            self.settings.api_key.expose(),
-            "the Zalo access token",
-            ErrorClass::AbortAuth,
-        )?;
+        let access = self.access.clone()?;
         Ok(self
             .client
-            .request(method, self.url(path))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .header("access_token", access))
+            .request(method, endpoint.url()?)
+            .header(ACCEPT, JSON)
+            .header(ACCESS_TOKEN, access))
+    }
+
+    /// A POST of a JSON body with the access token (and the journey token,
+    /// when given).
+    fn post<B: Serialize>(
+        &self,
+        endpoint: &Endpoint,
+        token: Option<&JourneyToken>,
+        body: &B,
+    ) -> Result<RequestBuilder, ProviderError> {
+        let mut req = self.request(Method::POST, endpoint)?;
+        if let Some(token) = token {
+            req = Self::with_journey_token(req, token)?;
+        }
+        Ok(req.header(CONTENT_TYPE, JSON).body(http::encode(body)?))
     }
 
     fn with_journey_token(
@@ -182,21 +150,40 @@ impl Zalo {
         })?;
         // A token we cannot put on the wire is as good as a bad one.
         let value = secret_header(value, "the journey token", ErrorClass::RefreshToken)?;
-        Ok(req.header("journey_token", value))
+        Ok(req.header(JOURNEY_TOKEN, value))
     }
 
-    /// Send, then turn a non-2xx reply or a nonzero `error` into a classified
-    /// error. The 2xx reply is handed back for the caller's own decoding.
-    async fn call(&self, req: RequestBuilder) -> Result<RawReply, ProviderError> {
+    /// Send; a non-2xx reply is classified by its status.
+    async fn exchange(&self, req: RequestBuilder) -> Result<RawReply, ProviderError> {
         let reply = http::execute(req).await?;
         if !reply.status.is_success() {
             return Err(http::status_error(&reply));
         }
-        let status: Status = http::decode(&reply)?;
-        if status.error != 0 {
-            return Err(self.code_error(status.error, status.message.as_deref()));
-        }
         Ok(reply)
+    }
+
+    /// Decode a 2xx reply once; a nonzero `error` is classified. A body
+    /// that does not fit `T` is read again for `error`/`message` alone: an
+    /// error reply is an error whatever the rest of it looks like.
+    fn decode_checked<'a, T: Deserialize<'a> + WithStatus>(
+        &self,
+        reply: &'a RawReply,
+    ) -> Result<T, ProviderError> {
+        let whole = match serde_json::from_slice::<T>(&reply.body) {
+            Ok(whole) => whole,
+            Err(_) => {
+                let status: Status = http::decode(reply)?;
+                if status.error != 0 {
+                    return Err(self.code_error(status.error, status.message.as_deref()));
+                }
+                // Success with a body of the wrong shape: its own error.
+                http::decode::<T>(reply)?
+            }
+        };
+        match whole.status() {
+            (0, _) => Ok(whole),
+            (error, message) => Err(self.code_error(error, message)),
+        }
     }
 
     fn code_error(&self, code: i64, message: Option<&str>) -> ProviderError {
@@ -204,22 +191,17 @@ impl Zalo {
     }
 
     async fn create_token_inner(&self, req: &TokenRequest<'_>) -> Unchecked<JourneyToken> {
-        // `token_type` is an eTelecom parameter; Zalo's get-token takes only the phone.
-        let body = json!({ "phone": req.phone });
-        let http_req = self
-            .request(reqwest::Method::POST, "/journey/get-token")?
-            .json(&body);
-        let reply = match self.call(http_req).await {
-            Ok(reply) => reply,
-            Err(mut err) => {
-                // "Check the token" or "refresh it" mean nothing while buying one.
-                if matches!(err.class, ErrorClass::CheckToken | ErrorClass::RefreshToken) {
-                    err.class = ErrorClass::FailRow;
-                }
-                return Err(err.into());
+        let body = TokenBody { phone: req.phone };
+        let http_req = self.post(&self.urls.get_token, None, &body)?;
+        // "Check the token" or "refresh it" mean nothing while buying one.
+        let for_purchase = |mut err: ProviderError| {
+            if matches!(err.class, ErrorClass::CheckToken | ErrorClass::RefreshToken) {
+                err.class = ErrorClass::FailRow;
             }
+            err
         };
-        let t: TokenReply = http::decode(&reply)?;
+        let reply = self.exchange(http_req).await.map_err(for_purchase)?;
+        let t: TokenReply = self.decode_checked(&reply).map_err(for_purchase)?;
         // A success without a token may still have been charged: in doubt.
         let missing = |what: &str| {
             ProviderError::new(
@@ -235,9 +217,9 @@ impl Zalo {
             .ok_or_else(|| missing("token"))?;
         let journey_id = t.journey_id.ok_or_else(|| missing("journey_id"))?;
         Ok(JourneyToken {
-            journey_id,
+            journey_id: journey_id.into_owned(),
             provider_ref: None,
-            token: Some(token),
+            token: Some(token.into_owned()),
             expires_at: OffsetDateTime::now_utc() + TOKEN_LIFETIME,
             status: None,
         })
@@ -249,27 +231,28 @@ impl Zalo {
         }
         // The seed's curl sends Content-Type on this bodyless GET; so do we.
         let req = self
-            .request(reqwest::Method::GET, "/journey/check-token")?
-            .header(CONTENT_TYPE, "application/json");
+            .request(Method::GET, &self.urls.check_token)?
+            .header(CONTENT_TYPE, JSON);
         let req = Self::with_journey_token(req, token)?;
-        let reply = match self.call(req).await {
-            Ok(reply) => reply,
-            Err(e) => {
-                return match e.class {
-                    // Says nothing about the token: let the runner handle it.
-                    ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => {
-                        Err(e.into())
-                    }
-                    _ => Ok(TokenCheck::NotFound),
-                };
-            }
+        let checked = match self.exchange(req).await {
+            Ok(reply) => self
+                .decode_checked::<CheckReply>(&reply)
+                .map(|c| c.data.and_then(|d| d.expired_at).map(Cow::into_owned)),
+            Err(e) => Err(e),
         };
-        let c: CheckReply = http::decode(&reply)?;
-        let reported = c.data.and_then(|d| d.expired_at);
-        Ok(timestamp::token_check(
-            reported.as_deref(),
-            token.expires_at,
-        ))
+        match checked {
+            Ok(reported) => Ok(timestamp::token_check(
+                reported.as_deref(),
+                token.expires_at,
+            )),
+            Err(e) => match e.class {
+                // Says nothing about the token: let the runner handle it.
+                ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => {
+                    Err(e.into())
+                }
+                _ => Ok(TokenCheck::NotFound),
+            },
+        }
     }
 
     async fn send_inner(&self, req: &SendRequest<'_>) -> Unchecked<SendOutcome> {
@@ -280,28 +263,22 @@ impl Zalo {
                 "send without a journey token",
             )
         })?;
-        let data: Map<String, Value> = req
-            .template_data
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect();
-        let body = json!({
-            "phone": req.phone,
-            "template_id": TemplateId::of(req.template_id),
-            "template_data": data,
-            "tracking_id": req.tracking_id,
-        });
-        let http_req = self.request(reqwest::Method::POST, "/message/template")?;
-        let http_req = Self::with_journey_token(http_req, token)?.json(&body);
-        let reply = self.call(http_req).await?;
-        let s: SendReply = http::decode(&reply)?;
+        let body = SendBody {
+            phone: req.phone,
+            template_id: TemplateId::of(req.template_id),
+            template_data: TemplateData(req.template_data),
+            tracking_id: req.tracking_id,
+        };
+        let http_req = self.post(&self.urls.send, Some(token), &body)?;
+        let reply = self.exchange(http_req).await?;
+        let s: SendReply = self.decode_checked(&reply)?;
         let data = s.data;
         let quota = data
             .as_ref()
             .and_then(|d| d.quota.as_ref())
             .and_then(Quota::both);
         Ok(SendOutcome {
-            msg_id: data.and_then(|d| d.msg_id),
+            msg_id: data.and_then(|d| d.msg_id).map(Cow::into_owned),
             provider_ref: None,
             quota,
             duplicate: false,
@@ -311,10 +288,10 @@ impl Zalo {
     /// `GET template/info/v2?template_id=…` → `data.status`, `data.listParams`.
     async fn template_info_inner(&self, template_id: &str) -> Unchecked<TemplateInfo> {
         let req = self
-            .request(reqwest::Method::GET, "/template/info/v2")?
+            .request(Method::GET, &self.urls.template_info)?
             .query(&[("template_id", template_id)]);
-        let reply = self.call(req).await.map_err(campaign_level)?;
-        let t: TemplateReply = http::decode(&reply).map_err(campaign_level)?;
+        let reply = self.exchange(req).await.map_err(campaign_level)?;
+        let t: TemplateReply = self.decode_checked(&reply).map_err(campaign_level)?;
         let data = t.data.ok_or_else(|| unreadable("template info", "data"))?;
         Ok(TemplateInfo::from_wire(
             template_id,
@@ -325,9 +302,9 @@ impl Zalo {
 
     /// `GET message/quota` → `data.dailyQuota`, `data.remainingQuota`.
     async fn quota_inner(&self) -> Unchecked<QuotaInfo> {
-        let req = self.request(reqwest::Method::GET, "/message/quota")?;
-        let reply = self.call(req).await.map_err(campaign_level)?;
-        let q: QuotaReply = http::decode(&reply).map_err(campaign_level)?;
+        let req = self.request(Method::GET, &self.urls.quota)?;
+        let reply = self.exchange(req).await.map_err(campaign_level)?;
+        let q: QuotaReply = self.decode_checked(&reply).map_err(campaign_level)?;
         q.data
             .as_ref()
             .and_then(Quota::both)
@@ -408,5 +385,6 @@ pub fn webhook_mac(app_id: &str, body: &[u8], timestamp: &str, secret: &str) -> 
     hex::encode(h.finalize())
 }
 
+mod replies;
 #[cfg(test)]
 mod tests;

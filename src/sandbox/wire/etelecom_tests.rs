@@ -135,6 +135,7 @@ async fn real_adapter_round_trip() {
         request_timeout: Duration::from_secs(2),
         codes: Default::default(),
         callback_url: None,
+        pool_size: 4,
     };
     let p = provider::build(settings).expect("adapter");
     let new_token = |token_type: &'static str| {

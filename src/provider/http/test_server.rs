@@ -1,0 +1,128 @@
+//! A local HTTP server for adapter tests: records every request and answers
+//! each with the same canned reply.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::Router;
+
+/// One request exactly as it arrived.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("request body is JSON")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Canned {
+    pub fn json(body: serde_json::Value) -> Self {
+        Self::raw(200, &body.to_string()).header("content-type", "application/json")
+    }
+
+    pub fn raw(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    reply: Canned,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+}
+
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`, no trailing slash.
+    pub base: String,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(reply: Canned) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let shared = Shared {
+            reply,
+            seen: seen.clone(),
+        };
+        let app = Router::new().fallback(handle).with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind test server");
+        let addr = listener.local_addr().expect("test server address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base: format!("http://{addr}"),
+            seen,
+            task,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().expect("test server lock").clone()
+    }
+
+    /// The one request the test expected, asserting there was exactly one.
+    pub fn only_request(&self) -> Recorded {
+        let mut all = self.requests();
+        assert_eq!(all.len(), 1, "expected exactly one request, got {all:?}");
+        all.remove(0)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(State(shared): State<Shared>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = to_bytes(body, 1 << 20).await.expect("test request body");
+    let seen = Recorded {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
+        body: body.to_vec(),
+    };
+    shared.seen.lock().expect("test server lock").push(seen);
+    let mut resp = Response::builder().status(shared.reply.status);
+    for (name, value) in &shared.reply.headers {
+        resp = resp.header(*name, value.as_str());
+    }
+    resp.body(Body::from(shared.reply.body.clone()))
+        .expect("canned reply")
+}
