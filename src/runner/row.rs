@@ -10,6 +10,7 @@
 //!    [`claim`] (the row durably `in_flight` with its quota unit), the send,
 //!    then [`after_success`] or [`after_error`].
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 use super::failure::{
@@ -87,7 +88,7 @@ async fn process_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         .template_keys
         .iter()
         .map(String::as_str)
-        .zip(values.iter().map(String::as_str))
+        .zip(values.iter().map(|v| v.as_ref()))
         .collect();
     if ctx.campaign.past_deadline(quota::now_ms()) {
         // Left open: the end of the run expires it with the others.
@@ -185,10 +186,19 @@ pub(super) async fn settle_earlier_doubt(
 /// Step 2. The row's template values, one per template key. Stored data
 /// that does not decode, or does not match the campaign's parameters, is
 /// an error: sending it would deliver a message with empty parameters.
-pub(super) fn template_values(keys: &[String], data_json: &str) -> Result<Vec<String>, String> {
-    let values: Vec<String> = serde_json::from_str(data_json).map_err(|e| {
+pub(super) fn template_values<'a>(
+    keys: &[String],
+    data_json: &'a str,
+) -> Result<Vec<Cow<'a, str>>, String> {
+    // Borrowed from the stored JSON (no copy per value per row); a value
+    // with an escape in it is copied. serde reads a bare `Cow` as owned,
+    // hence the wrapper.
+    #[derive(serde::Deserialize)]
+    struct Value<'a>(#[serde(borrow)] Cow<'a, str>);
+    let values: Vec<Value<'a>> = serde_json::from_str(data_json).map_err(|e| {
         format!("the row's stored template data is unreadable ({e}); nothing was sent for it")
     })?;
+    let values: Vec<Cow<'a, str>> = values.into_iter().map(|v| v.0).collect();
     if values.len() != keys.len() {
         return Err(format!(
             "the row's stored template data has {} values for the campaign's {} parameters; nothing was sent for it",
@@ -521,6 +531,16 @@ mod tests {
         assert_eq!(
             template_values(&k, r#"["Ánh","100.000 đ"]"#).unwrap(),
             vec!["Ánh".to_string(), "100.000 đ".to_string()]
+        );
+        let plain = template_values(&k, r#"["Ánh","100.000 đ"]"#).unwrap();
+        assert!(
+            plain.iter().all(|v| matches!(v, Cow::Borrowed(_))),
+            "plain values are read in place"
+        );
+        assert_eq!(
+            template_values(&k, r#"["Ánh \"Bé\"","a\\b"]"#).unwrap(),
+            vec!["Ánh \"Bé\"".to_string(), "a\\b".to_string()],
+            "escaped values are unescaped"
         );
         let garbled = template_values(&k, "not json").unwrap_err();
         assert!(garbled.contains("unreadable"), "{garbled}");
