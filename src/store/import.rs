@@ -205,8 +205,9 @@ impl Store {
     }
 
     /// One batch then, when `done`, the de-duplication pass over all the
-    /// campaign's loaded rows: a whole import in small steps (tests, and
-    /// callers that do not keep the keys between batches).
+    /// campaign's loaded rows: a whole import in small steps, for tests
+    /// (the import itself keeps the keys between batches: `load_batch`).
+    #[cfg(test)]
     pub fn import_batch(
         &mut self,
         campaign_id: i64,

@@ -250,14 +250,9 @@ impl Writer {
 
     /// Queue a write without waiting (it commits with the next batch, in order).
     pub fn post(&self, op: WriteOp) -> Result<()> {
-        self.post_all(vec![op])
-    }
-
-    /// Queue writes without waiting (one message; refusals are logged).
-    pub fn post_all(&self, ops: Vec<WriteOp>) -> Result<()> {
         self.tx
             .send(Pending {
-                ops,
+                ops: vec![op],
                 ack: None,
                 results: Vec::new(),
             })
