@@ -83,12 +83,14 @@ const READER_CACHE_KIB: u32 = 2048;
 
 /// Rows being prepared beyond the requests in flight: enough to hide the
 /// `in_flight` commit behind the requests ahead of it, few enough that a
-/// kill leaves only a handful in doubt that never left. At a high
-/// concurrency the claims of many rows share one commit (see
-/// [`GroupWriter`]), and on a busy machine each commit's round trip waits
-/// for a CPU twice: as many rows as requests are prepared, so the sends
-/// go on while a group commits. Tokens bought and not yet stored stay
-/// within the concurrency whatever the depth (`Ctx::token_slots`).
+/// kill leaves only a handful in doubt that never left, and a quota stop
+/// only a handful of tokens bought for nothing. Where requests take
+/// their time (a real provider, a small concurrency) a quarter of the
+/// concurrency hides the commit; at a high concurrency and a fast
+/// provider the claims of many rows share one commit (see
+/// [`GroupWriter`]) whose round trip must not starve the sends: as many
+/// rows as requests. Tokens bought and not yet stored stay within the
+/// concurrency whatever the depth (`Ctx::token_slots`).
 fn prepared_rows(concurrency: usize) -> usize {
     if concurrency < 16 {
         (concurrency / 4).max(2)
