@@ -135,16 +135,7 @@ impl Store {
     }
 
     pub fn campaign_names(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name FROM campaigns ORDER BY id")
-            .map_err(|e| self.e(e))?;
-        let names = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(|e| self.e(e))?
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(|e| self.e(e))?;
-        Ok(names)
+        self.texts("SELECT name FROM campaigns ORDER BY id")
     }
 
     pub fn list_campaigns(&self) -> Result<Vec<Campaign>> {

@@ -129,6 +129,17 @@ impl Store {
         sql_err(&self.path, e)
     }
 
+    /// The first column of every row a parameterless query returns, as text.
+    fn texts(&self, sql: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.e(e))?;
+        let texts = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.e(e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.e(e))?;
+        Ok(texts)
+    }
+
     fn configure(&mut self) -> Result<()> {
         self.conn
             .busy_timeout(BUSY_TIMEOUT)

@@ -68,19 +68,10 @@ impl Store {
 
     /// Campaign names a person started from the web and did not pause.
     pub fn wanted_running(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT c.name FROM web_campaigns w JOIN campaigns c ON c.id = w.campaign_id \
-                 WHERE w.wanted_running = 1 ORDER BY c.id",
-            )
-            .map_err(|e| self.e(e))?;
-        let names = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(|e| self.e(e))?
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(|e| self.e(e))?;
-        Ok(names)
+        self.texts(
+            "SELECT c.name FROM web_campaigns w JOIN campaigns c ON c.id = w.campaign_id \
+             WHERE w.wanted_running = 1 ORDER BY c.id",
+        )
     }
 
     /// Rows of one state in file order, a page at a time: `text` is the
