@@ -1,27 +1,26 @@
 //! zns-batch: resumable bulk sender for Zalo ZNS Journey messages.
 //!
+//! The layers, top to bottom (imports point down only; `scripts/check-layers.py`
+//! checks it):
+//! - faces: [`cli`] (the command line) and [`serve`] (web console, JSON API,
+//!   webhooks) — they reach campaigns only through [`campaign`];
+//! - the core: [`campaign`] — settings, plan, start/resume/pause, outcome,
+//!   status, report;
+//! - below it: [`engine`] (the runner, reconcile, pace, stop), [`store`] (the
+//!   ledger: all SQL), [`csv_input`], [`provider`] (the adapters) and
+//!   [`sandbox`] (a server beside them);
+//! - [`model`]: plain types and rules every layer shares (row states, phones,
+//!   the OA's clock, send windows, template specs).
+//!
 //! `main.rs` parses arguments and dispatches; everything else lives here so
 //! integration tests can drive the same pipeline.
 
-pub mod app;
 pub mod campaign;
 pub mod cli;
-pub mod config;
 pub mod csv_input;
-pub mod logging;
-pub mod phone;
-pub mod preflight;
-pub mod printer;
+pub mod engine;
+pub mod model;
 pub mod provider;
-pub mod quota;
-pub mod reconcile;
-pub mod report;
-pub mod retry;
-pub mod row_state;
-pub mod runner;
 pub mod sandbox;
 pub mod serve;
-pub mod signals;
-pub mod stop;
 pub mod store;
-pub mod window;

@@ -2,13 +2,13 @@
 //! command's code.
 
 use clap::Parser;
-use zns_batch::app;
 use zns_batch::campaign::{CoreError, ExitCode};
+use zns_batch::cli::app;
 use zns_batch::cli::Cli;
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = zns_batch::logging::init(
+    if let Err(e) = zns_batch::cli::logging::init(
         cli.verbose,
         cli.quiet,
         cli.log_format,

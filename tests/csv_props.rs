@@ -5,7 +5,7 @@ use std::io::Write;
 
 use proptest::prelude::*;
 use zns_batch::csv_input::{CsvItem, CsvOptions, CsvReader};
-use zns_batch::phone;
+use zns_batch::model::phone;
 
 fn is_normalised(p: &str) -> bool {
     let b = p.as_bytes();

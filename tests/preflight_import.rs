@@ -8,11 +8,11 @@ use std::sync::atomic::AtomicBool;
 
 use zns_batch::campaign::{open_or_import, resume_import, CampaignError, CampaignSpec};
 use zns_batch::csv_input::CsvOptions;
-use zns_batch::preflight::{PreflightError, TemplateSpec};
+use zns_batch::model::template_spec::{PreflightError, TemplateSpec};
 use zns_batch::store::{Campaign, Store};
 
 fn declared_template() -> TemplateSpec {
-    zns_batch::config::ConfigFile::parse(
+    zns_batch::campaign::config::ConfigFile::parse(
         r#"
 [templates.217489]
 params = [
@@ -59,7 +59,7 @@ fn spec<'a>(
 fn thousand_rows(dir: &Path) -> (PathBuf, Vec<u64>) {
     use unicode_normalization::UnicodeNormalization;
     let fits: String = "Nguyễn Thị Ánh Tuyết Phương Ly".nfd().collect();
-    assert!(fits.chars().count() > 30 && zns_batch::preflight::char_len(&fits) == 30);
+    assert!(fits.chars().count() > 30 && zns_batch::model::template_spec::char_len(&fits) == 30);
     let too_long = "Nguyễn Thị Ánh Tuyết Phương Lyy";
     let mut text = String::from("phone,customer_name,amount\n");
     let mut long_lines = Vec::new();
@@ -162,7 +162,7 @@ fn the_template_decides_which_of_its_columns_may_be_empty() {
          0912000003,Chi,01/12,x\n",
     )
     .unwrap();
-    let template = zns_batch::config::ConfigFile::parse(
+    let template = zns_batch::campaign::config::ConfigFile::parse(
         r#"
 [templates.217489]
 params = [

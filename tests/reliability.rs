@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use zns_batch::model::clock;
 use zns_batch::provider::ProviderKind;
-use zns_batch::quota;
 use zns_batch::sandbox::{Faults, Sandbox};
 
 fn soak() -> bool {
@@ -873,7 +873,7 @@ async fn second_ctrl_c_exits_at_once_and_nothing_is_sent_twice() {
 async fn local_quota_day_turns_at_midnight_in_vietnam() {
     let p = ProviderKind::Etelecom;
     let (env, sb, path, _) = setup(p, "c.csv", 250, |_| {}).await;
-    let midnight = quota::next_day_start(time::OffsetDateTime::now_utc());
+    let midnight = clock::next_day_start(time::OffsetDateTime::now_utc());
     let quota = ["--daily-quota", "100"];
     let step =
         |args: Vec<String>, now: time::OffsetDateTime| run_with(command_at(&env, &args, now));
@@ -931,7 +931,7 @@ async fn local_quota_day_turns_at_midnight_in_vietnam() {
 
 /// `YYYY-MM-DD` of the OA's day at `t`.
 fn quota_day(t: time::OffsetDateTime) -> String {
-    quota::day_key(quota::oa_day(t))
+    clock::day_key(clock::oa_day(t))
 }
 
 // ===== concurrent runs ========================================================

@@ -216,7 +216,7 @@ async fn zalo_signature_ping_quota_template_health_metrics() {
             "{block}"
         );
         assert_eq!(store.template_block("999").unwrap(), None);
-        let today = zns_batch::quota::today_key();
+        let today = zns_batch::model::clock::today_key();
         assert_eq!(store.announced_quota(OA, &today).unwrap(), Some(2000));
     }
     let enabled = tpl

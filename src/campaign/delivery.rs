@@ -5,10 +5,10 @@
 //! The URL carries the webhook token, so it is held as a [`Secret`] and
 //! never printed or stored (the campaign stores only its base URL).
 
+use super::config::{DEFAULT_WEBHOOK_TOKEN_ENV, DEFAULT_ZALO_SECRET_ENV};
 use super::settings::SettingsError;
-use crate::config::ConfigFile;
+use crate::campaign::config::ConfigFile;
 use crate::provider::{ProviderKind, Secret};
-use crate::serve::{DEFAULT_WEBHOOK_TOKEN_ENV, DEFAULT_ZALO_SECRET_ENV};
 
 /// Delivery callbacks of one run.
 #[derive(Debug, Clone, Default)]

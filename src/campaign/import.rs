@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::{Digest, Sha256};
 
 use crate::csv_input::{self, CsvError, CsvItem, CsvOptions, CsvReader};
-use crate::preflight::{self, PreflightError, RowChecker, TemplateSpec};
+use crate::model::template_spec::{self, PreflightError, RowChecker, TemplateSpec};
 use crate::store::{Campaign, ImportCounts, ImportRow, NewCampaign, PhoneKeys, Store, StoreError};
 
 /// Records per import transaction.
@@ -70,7 +70,7 @@ pub struct CampaignSpec<'a> {
     /// it refuses is not created, and rows that break it are imported as
     /// `rejected` so no token is bought for them. `None`: no pre-flight.
     /// Only an import checks it: for a campaign already imported, call
-    /// `preflight::check_campaign(spec, &campaign.template_keys)`.
+    /// `template_spec::check_campaign(spec, &campaign.template_keys)`.
     pub template: Option<&'a TemplateSpec>,
 }
 
@@ -213,7 +213,7 @@ fn row_checker(
         return Ok(None);
     };
     let keys = &reader.header().template_keys;
-    preflight::check_campaign(spec, keys)?;
+    template_spec::check_campaign(spec, keys)?;
     let checker = RowChecker::new(spec, keys);
     Ok((!checker.is_empty()).then_some(checker))
 }

@@ -4,6 +4,7 @@
 //! decides the outcome once ([`outcome`]); faces only translate requests
 //! and show results.
 
+pub mod config;
 mod connect;
 pub mod delivery;
 mod import;
@@ -11,6 +12,7 @@ mod lock;
 pub mod outcome;
 pub mod plan;
 mod preflight;
+pub mod report;
 mod request;
 pub mod settings;
 pub mod summary;
@@ -20,20 +22,22 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use crate::model::shell::shell_word;
 pub use connect::Connection;
 pub use import::{
     open_or_import, resume_import, tracking_prefix, CampaignError, CampaignSpec, ImportProgress,
 };
 pub use lock::{lock, CampaignLock};
-pub use outcome::{shell_word, ExitCode, Outcome};
+pub use outcome::{ExitCode, Outcome};
 pub use preflight::{spec_from_info, ProviderQuota};
 pub use settings::{Request, RunSettings, SettingsError};
 
-use crate::config::{ConfigFile, DEFAULT_STATE};
-use crate::runner::{self, Observer, RunCounters, RunInput};
-use crate::stop::{Stop, StopReason};
+use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
+use crate::engine::reconcile;
+use crate::engine::runner::{self, Observer, RunCounters, RunInput};
+use crate::engine::stop::{Stop, StopReason};
+use crate::model::clock;
 use crate::store::{Campaign, CampaignStatus, ImportCounts, QuotaKey, Store, StoreError};
-use crate::{quota, reconcile};
 use summary::{ReconcileSummary, Summary};
 
 /// An error with the exit code it deserves. Faces show the message (and a
@@ -271,7 +275,7 @@ impl Workspace {
         // An import checked the header; a campaign imported before (maybe
         // without a template) is checked against the template now.
         if let Some(spec) = &settings.template {
-            crate::preflight::check_campaign(spec, &campaign.template_keys)
+            crate::model::template_spec::check_campaign(spec, &campaign.template_keys)
                 .map_err(|e| usage(e.to_string()))?;
         }
         // What this request says about the campaign's lasting settings.
@@ -338,7 +342,7 @@ impl Workspace {
         let quota_key = QuotaKey {
             account: accounts.quota.clone(),
             oa_id: campaign.oa_id.clone(),
-            day: quota::today_key(),
+            day: clock::today_key(),
         };
         let mut label = settings.provider.kind.to_string();
         let report = if nothing_open || !campaign.import_done || stop.is_set() {
@@ -442,7 +446,7 @@ impl Workspace {
                 runner::template_stop_message(&why, &campaign.name),
             )));
         }
-        let now = quota::now();
+        let now = clock::now();
         if let Some(w) = settings.run.send_window {
             if !w.contains(now) && !settings.run.wait_for_window {
                 return Ok(Some((StopReason::Window, w.closed_message(now))));
@@ -459,7 +463,7 @@ impl Workspace {
                     "daily quota for OA {} is used up for {} (Asia/Ho_Chi_Minh); the next quota day starts {}",
                     campaign.oa_id,
                     today.day,
-                    quota::fmt_local(quota::next_day_start(now))
+                    clock::fmt_local(clock::next_day_start(now))
                 ),
             )));
         }

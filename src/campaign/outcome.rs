@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::quota;
-use crate::stop::StopReason;
+use crate::engine::stop::StopReason;
+use crate::model::clock;
 use crate::store::{Campaign, CampaignStatus, StateCounts};
 
 /// Exit codes of the command line (also shown by the API as `exit_code`).
@@ -70,7 +70,7 @@ impl Outcome {
                         message: format!(
                             "{} rows expired unsent: the campaign's deadline {} passed; nothing more will be sent",
                             counts.expired,
-                            quota::fmt_local(quota::from_ms(deadline))
+                            clock::fmt_local(clock::from_ms(deadline))
                         ),
                     }
                 }
@@ -147,20 +147,6 @@ impl Outcome {
             | Outcome::Expired { message }
             | Outcome::Aborted { message, .. } => Some(message),
         }
-    }
-}
-
-/// A word for the shell: quoted when it holds anything a shell would split
-/// or expand, so a next-step line can be pasted as it is.
-pub fn shell_word(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars().all(|c| {
-            c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '@' | '+' | ',')
-        });
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -241,13 +227,5 @@ mod tests {
         let o = Outcome::decide(None, &counts(0, 2, 0), &c);
         assert_eq!(o.label(), "paused");
         assert!(o.message().unwrap_or("").contains("--in-doubt resend"));
-    }
-
-    #[test]
-    fn shell_words_are_quoted_only_when_needed() {
-        assert_eq!(shell_word("bills-2026"), "bills-2026");
-        assert_eq!(shell_word("bills nov"), "'bills nov'");
-        assert_eq!(shell_word("it's"), "'it'\\''s'");
-        assert_eq!(shell_word("hóa-đơn"), "hóa-đơn");
     }
 }

@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
-use super::outcome::shell_word;
 use super::preflight::ProviderQuota;
 use super::settings::RunSettings;
 use super::summary::{RejectLine, Summary};
-use crate::quota;
+use crate::model::clock;
+use crate::model::shell::shell_word;
 use crate::store::{Campaign, QuotaKey, Store, StoreError};
 
 /// Rejects shown in the plan (all of them are in `report`).
@@ -138,7 +138,7 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
     let counts = store.state_counts(campaign.id)?;
     let include_doubt = s.provider.takes_up_doubtful_rows(s.run.in_doubt);
     let uses_tokens = s.provider.uses_tokens();
-    let now_ms = quota::now_ms();
+    let now_ms = clock::now_ms();
     let would_skip = store.would_skip_count(campaign, now_ms)?;
     let to_send = store
         .open_count(campaign.id, include_doubt)?
@@ -147,7 +147,7 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
         (0, 0)
     } else {
         let margin = time::Duration::try_from(s.run.token_margin).unwrap_or(time::Duration::ZERO);
-        let valid_after = quota::to_ms(quota::now() + margin);
+        let valid_after = clock::to_ms(clock::now() + margin);
         // Without a lasting account every phone needs a token: "no account"
         // never matches a stored one.
         let account = s.provider.lasting_token_account();
@@ -180,7 +180,7 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
         .quota_day(&QuotaKey {
             account: s.provider.accounts("").quota,
             oa_id: campaign.oa_id.clone(),
-            day: quota::today_key(),
+            day: clock::today_key(),
         })?
         .used;
     let quota_days_needed = s
@@ -188,11 +188,11 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
         .daily_quota
         .filter(|q| *q > 0)
         .map(|q| quota_days(to_send, q, q.saturating_sub(used_today)));
-    let now = quota::now();
+    let now = clock::now();
     let (open_now, opens_at) = match s.run.send_window {
         Some(w) => (
             Some(w.contains(now)),
-            Some(quota::fmt_local(w.next_open(now))),
+            Some(clock::fmt_local(w.next_open(now))),
         ),
         None => (None, None),
     };
@@ -209,7 +209,7 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
         would_skip_min_interval: would_skip,
         not_after: campaign
             .not_after_ms
-            .map(|ms| quota::fmt_rfc3339(quota::from_ms(ms))),
+            .map(|ms| clock::fmt_rfc3339(clock::from_ms(ms))),
         uses_tokens,
         tokens_to_buy,
         tokens_to_reuse,
@@ -231,7 +231,7 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
             if t.params.is_empty() {
                 return None;
             }
-            crate::preflight::check_columns(t, &campaign.template_keys).warning(t)
+            crate::model::template_spec::check_columns(t, &campaign.template_keys).warning(t)
         }),
         provider_quota: None,
     })

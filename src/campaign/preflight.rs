@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use super::settings::{self, Endpoint, RunSettings};
 use super::{connect, usage, CoreError, Mode, Request, Workspace};
-use crate::preflight::{ParamSpec, TemplateSource, TemplateSpec};
+use crate::model::clock;
+use crate::model::template_spec::{ParamSpec, TemplateSource, TemplateSpec};
 use crate::provider::{ErrorClass, ProviderError, QuotaInfo, TemplateInfo};
-use crate::quota;
 use crate::store::QuotaKey;
 
 /// The OA's quota as the provider reported it when asked.
@@ -183,7 +183,7 @@ impl Workspace {
         let Some(info) = info else {
             return Ok(());
         };
-        let now = quota::now_ms();
+        let now = clock::now_ms();
         let spec = spec_from_info(info, now);
         self.open_store()?.save_template(&account, &spec, now)?;
         req.template = Some(spec);

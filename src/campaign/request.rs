@@ -9,11 +9,11 @@ use std::time::Duration;
 use clap::Args;
 
 use super::settings::SettingsError;
-use crate::preflight::TemplateSpec;
+use crate::engine::runner::InDoubtPolicy;
+use crate::model::clock::{self, parse_duration};
+use crate::model::template_spec::TemplateSpec;
+use crate::model::window::{self, WindowSetting};
 use crate::provider::ProviderKind;
-use crate::quota::{self, parse_duration};
-use crate::runner::InDoubtPolicy;
-use crate::window::{self, WindowSetting};
 
 /// Longest campaign name (it appears in file names and URLs).
 const MAX_CAMPAIGN_NAME: usize = 100;
@@ -114,7 +114,7 @@ pub struct SendOpts {
 pub struct SafetyOpts {
     /// Deadline: after it nothing more is sent and remaining rows become `expired`
     /// (exit 4). E.g. 2026-11-24T08:00+07:00; without an offset, Asia/Ho_Chi_Minh time.
-    #[arg(long, value_parser = quota::parse_local_instant, value_name = "TIME", conflicts_with = "valid_for")]
+    #[arg(long, value_parser = clock::parse_local_instant, value_name = "TIME", conflicts_with = "valid_for")]
     pub not_after: Option<time::OffsetDateTime>,
 
     /// Deadline relative to now, e.g. 6h, 2d.

@@ -14,15 +14,15 @@ pub use super::request::{
     check_campaign_name, parse_delimiter, CsvOpts, ProviderOpts, Request, SafetyOpts, SendOpts,
     TemplateCheckOpts,
 };
-use crate::config::ConfigFile;
+use crate::campaign::config::ConfigFile;
 use crate::csv_input::CsvOptions;
-use crate::preflight::TemplateSpec;
+use crate::engine::retry::Backoff;
+use crate::engine::runner::{Accounts, InDoubtPolicy, RunOptions};
+use crate::model::clock;
+use crate::model::template_spec::TemplateSpec;
+use crate::model::window::WindowSetting;
 use crate::provider::{ErrorTable, ProviderKind, Secret};
-use crate::quota;
-use crate::retry::Backoff;
-use crate::runner::{Accounts, InDoubtPolicy, RunOptions};
 use crate::store::Campaign;
-use crate::window::WindowSetting;
 
 pub const DEFAULT_TOKEN_TYPE: &str = "token_logistics_7";
 /// OA id used with the sandbox when none is given.
@@ -335,7 +335,7 @@ fn resolve_run_options(
 /// Deadline and frequency cap given on this request, as stored values
 /// (milliseconds). A deadline already past is a mistake, not a plan.
 fn resolve_safety(o: &SafetyOpts) -> Result<(Option<i64>, Option<i64>), SettingsError> {
-    let now = quota::now();
+    let now = clock::now();
     let not_after = match (o.not_after, o.valid_for) {
         (Some(t), _) => Some(t),
         (None, Some(d)) => Some(now + d),
@@ -344,14 +344,14 @@ fn resolve_safety(o: &SafetyOpts) -> Result<(Option<i64>, Option<i64>), Settings
     if let Some(t) = not_after.filter(|t| *t <= now) {
         return Err(bad(format!(
             "--not-after {} is already past (now {}); give a later time or leave it out",
-            quota::fmt_local(t),
-            quota::fmt_local(now)
+            clock::fmt_local(t),
+            clock::fmt_local(now)
         )));
     }
     let interval = o
         .min_interval_per_phone
         .map(|d| d.as_millis().min(i64::MAX as u128) as i64);
-    Ok((not_after.map(quota::to_ms), interval))
+    Ok((not_after.map(clock::to_ms), interval))
 }
 
 /// Provider kind, endpoint, key and OA: flag/env > stored > profile/file >
@@ -562,7 +562,7 @@ mod tests {
         };
         let mut fetched = file.declared_template("246810").cloned().unwrap();
         fetched.params[0].max_length = Some(99);
-        fetched.source = crate::preflight::TemplateSource::Fetched { at_ms: 1 };
+        fetched.source = crate::model::template_spec::TemplateSource::Fetched { at_ms: 1 };
         let mut req = request("c");
         req.template = Some(fetched.clone());
         let s = resolve(&req, src(), None).unwrap();

@@ -4,15 +4,16 @@
 
 use serde::Serialize;
 
-use super::outcome::{shell_word, Outcome};
-use crate::quota;
-use crate::reconcile;
-use crate::runner::RunTotals;
-use crate::stop::StopReason;
+use super::outcome::Outcome;
+use crate::engine::reconcile;
+use crate::engine::runner::RunTotals;
+use crate::engine::stop::StopReason;
+use crate::model::clock;
+use crate::model::shell::shell_word;
+use crate::model::window::SendWindow;
 use crate::store::{
     Campaign, DeliveryCounts, LedgerCounts, QuotaDay, StateCounts, Store, StoreError,
 };
-use crate::window::SendWindow;
 
 /// Everything the end-of-run summary says, also printed as JSON with `--json`.
 #[derive(Debug, Serialize)]
@@ -92,7 +93,7 @@ impl Summary {
             .into_iter()
             .map(|(line, phone, reason)| RejectLine {
                 line,
-                phone: crate::phone::mask(&phone),
+                phone: crate::model::phone::mask(&phone),
                 reason,
             })
             .collect();
@@ -117,7 +118,7 @@ pub fn next_step(
     window: Option<SendWindow>,
 ) -> Option<String> {
     let name = shell_word(&campaign.name);
-    let now = quota::now();
+    let now = clock::now();
     Some(match outcome {
         Outcome::Finished | Outcome::Expired { .. } => format!(
             "zns-batch report {name} --out {}",
@@ -136,7 +137,7 @@ pub fn next_step(
             ..
         } => format!(
             "zns-batch resume {name}   (after {})",
-            quota::fmt_local(quota::next_day_start(now))
+            clock::fmt_local(clock::next_day_start(now))
         ),
         Outcome::Paused {
             reason: Some(StopReason::Window),
@@ -144,7 +145,7 @@ pub fn next_step(
         } => match window {
             Some(w) => format!(
                 "zns-batch resume {name}   (after {}), or add --wait",
-                quota::fmt_local(w.next_open(now))
+                clock::fmt_local(w.next_open(now))
             ),
             None => format!("zns-batch resume {name}"),
         },
@@ -221,14 +222,14 @@ pub fn status_lines(
     store: &Store,
     only: Option<&str>,
 ) -> Result<Vec<CampaignStatusLine>, StoreError> {
-    let today = quota::today_key();
-    let next = quota::fmt_rfc3339(quota::next_day_start(quota::now()));
+    let today = clock::today_key();
+    let next = clock::fmt_rfc3339(clock::next_day_start(clock::now()));
     let mut out = Vec::new();
     for c in store.list_campaigns()? {
         if only.is_some_and(|n| n != c.name) {
             continue;
         }
-        let deadline_passed = c.past_deadline(quota::now_ms());
+        let deadline_passed = c.past_deadline(clock::now_ms());
         out.push(CampaignStatusLine {
             counts: store.state_counts(c.id)?,
             quota_used_today: store.quota_used_on(&c.oa_id, &today)?,
@@ -240,10 +241,10 @@ pub fn status_lines(
             oa_id: c.oa_id,
             template_id: c.template_id,
             last_error: c.last_error,
-            updated_at: quota::fmt_rfc3339(quota::from_ms(c.updated_ms)),
+            updated_at: clock::fmt_rfc3339(clock::from_ms(c.updated_ms)),
             not_after: c
                 .not_after_ms
-                .map(|ms| quota::fmt_rfc3339(quota::from_ms(ms))),
+                .map(|ms| clock::fmt_rfc3339(clock::from_ms(ms))),
             deadline_passed,
             min_interval_per_phone_secs: c
                 .min_interval_ms
@@ -299,7 +300,7 @@ impl ReconcileSummary {
             "done" => format!(
                 "zns-batch report {name} --out {}   (rows still unknown/received are asked again after {})",
                 shell_word(&report_file_name(campaign)),
-                quota::fmt_duration(opts.recheck_after)
+                clock::fmt_duration(opts.recheck_after)
             ),
             "aborted" => format!("fix the cause above, then: zns-batch reconcile {name}"),
             _ => format!("zns-batch reconcile {name}"),

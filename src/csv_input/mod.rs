@@ -407,7 +407,7 @@ impl CsvReader {
 
         let mut problems = Vec::new();
         let phone_cell = text(self.header.phone_index);
-        let phone = match crate::phone::normalize(phone_cell) {
+        let phone = match crate::model::phone::normalize(phone_cell) {
             Ok(p) => Some(p),
             Err(e) => {
                 problems.push(e.to_string());

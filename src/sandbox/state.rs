@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::callbacks::CallbackQueue;
 use super::{Faults, ProviderKind, Stats, TemplateSpec};
-use crate::quota::{day_key, oa_day};
+use crate::model::clock::{day_key, oa_day};
 
 /// Daily quota reported when the sandbox has none (Zalo's top tier).
 const UNLIMITED_QUOTA_REPORT: u64 = 500_000;

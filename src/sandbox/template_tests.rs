@@ -246,7 +246,7 @@ fn template_flag_parses_and_names_the_mistake() {
         );
     }
     assert_eq!(
-        crate::preflight::char_len(COMPOSED),
-        crate::preflight::char_len(DECOMPOSED)
+        crate::model::template_spec::char_len(COMPOSED),
+        crate::model::template_spec::char_len(DECOMPOSED)
     );
 }

@@ -5,7 +5,7 @@
 //! A template id nobody declared is accepted without limits (as before), so
 //! only tests and operators that declare one see the checks.
 
-use crate::preflight::char_len;
+use crate::model::template_spec::char_len;
 use serde_json::{json, Map, Value};
 
 /// A template's review state, as Zalo names it.

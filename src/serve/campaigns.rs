@@ -14,12 +14,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::campaign::config::ConfigFile;
 use crate::campaign::settings::{check_campaign_name, SafetyOpts, SendOpts};
 use crate::campaign::summary::{status_lines, CampaignStatusLine};
 use crate::campaign::{self, CampaignError, CoreError, Hooks, Mode, Request, Workspace};
-use crate::config::ConfigFile;
-use crate::runner::{InDoubtPolicy, Observer, RunCounters};
-use crate::stop::{Stop, StopReason, INTERRUPTED};
+use crate::engine::runner::{InDoubtPolicy, Observer, RunCounters};
+use crate::engine::stop::{Stop, StopReason, INTERRUPTED};
 use crate::store::{Store, WebRow};
 
 /// What a web request can fail with; each maps to one HTTP status.
@@ -252,7 +252,7 @@ impl Campaigns {
     async fn fetch_template(
         &self,
         form: &NewCampaign,
-    ) -> Result<Option<crate::preflight::TemplateSpec>, WebError> {
+    ) -> Result<Option<crate::model::template_spec::TemplateSpec>, WebError> {
         check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
         let ws = self.workspace(form.profile.as_deref())?;
         let mut req = Request {
@@ -268,7 +268,7 @@ impl Campaigns {
     fn create_blocking(
         &self,
         form: &NewCampaign,
-        template: Option<crate::preflight::TemplateSpec>,
+        template: Option<crate::model::template_spec::TemplateSpec>,
     ) -> Result<(serde_json::Value, PathBuf), WebError> {
         check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
         let ws = self.workspace(form.profile.as_deref())?;
@@ -288,13 +288,13 @@ impl Campaigns {
         let send_window = form
             .send_window
             .as_deref()
-            .map(crate::window::parse_setting)
+            .map(crate::model::window::parse_setting)
             .transpose()
             .map_err(|e| WebError::BadRequest(format!("send window: {e}")))?;
         let not_after = form
             .not_after
             .as_deref()
-            .map(crate::quota::parse_local_instant)
+            .map(crate::model::clock::parse_local_instant)
             .transpose()
             .map_err(|e| WebError::BadRequest(format!("deadline: {e}")))?;
         let req = Request {
@@ -606,7 +606,7 @@ pub fn rows_page(
         .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))?;
     let mut rows = store.rows_in_state(c.id, state, offset, limit)?;
     for r in &mut rows {
-        r.phone = crate::phone::mask(&r.phone);
+        r.phone = crate::model::phone::mask(&r.phone);
     }
     Ok(rows)
 }
@@ -627,7 +627,7 @@ pub fn report_stream(
                 .find_campaign(&name)?
                 .ok_or_else(|| anyhow::anyhow!("no campaign `{name}`"))?;
             let out = ChunkWriter { tx: tx.clone() };
-            crate::report::write_report(&store, &c, out, excel)?;
+            crate::campaign::report::write_report(&store, &c, out, excel)?;
             Ok(())
         })();
         if let Err(e) = result {

@@ -74,7 +74,7 @@ fn snapshot(store: &mut crate::store::Store) -> Result<Snapshot, StoreError> {
         }
     }
     let quota_used = store
-        .quota_used_by_oa(&crate::quota::today_key())?
+        .quota_used_by_oa(&crate::model::clock::today_key())?
         .into_iter()
         .map(|(oa, n)| (oa, n as i64))
         .collect();

@@ -24,7 +24,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
 use crate::campaign::{CoreError as AppError, ExitCode, Workspace};
-use crate::cli::ServeArgs;
 pub use crate::provider::Secret;
 use crate::store::{NewEvent, Store, StoreError};
 
@@ -32,8 +31,17 @@ pub use metrics::Metrics;
 pub use web::WebState;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-pub const DEFAULT_ZALO_SECRET_ENV: &str = "ZNS_ZALO_OA_SECRET";
-pub const DEFAULT_WEBHOOK_TOKEN_ENV: &str = "ZNS_WEBHOOK_TOKEN";
+/// What the command line (or a test) asks of `serve`; the rest comes from
+/// the config file.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Address to bind (default: config `listen`, else 127.0.0.1:8080).
+    pub listen: Option<String>,
+    /// The URL providers reach this server at (config `public_url`).
+    pub public_url: Option<String>,
+}
+
+pub use crate::campaign::config::{DEFAULT_WEBHOOK_TOKEN_ENV, DEFAULT_ZALO_SECRET_ENV};
 pub const DEFAULT_AUTH_TOKEN_ENV: &str = "ZNS_SERVE_TOKEN";
 /// Bigger callback bodies are refused with 413 (real ones are < 2 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -59,7 +67,7 @@ fn env_secret(name: &str) -> Option<Secret> {
 }
 
 impl ServeConfig {
-    pub fn resolve(g: &Workspace, args: &ServeArgs) -> Result<ServeConfig, AppError> {
+    pub fn resolve(g: &Workspace, args: &ServeOptions) -> Result<ServeConfig, AppError> {
         let c = &g.config;
         let listen_text = args
             .listen
@@ -216,7 +224,7 @@ pub fn router(state: ServeState) -> Router {
         .with_state(state)
 }
 
-pub async fn run(g: &Workspace, args: ServeArgs) -> Result<ExitCode, AppError> {
+pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError> {
     let config = ServeConfig::resolve(g, &args)?;
     let store = Store::open(&config.state)?;
     let reader = Store::open(&config.state)?;
@@ -256,9 +264,11 @@ pub async fn run(g: &Workspace, args: ServeArgs) -> Result<ExitCode, AppError> {
 
 /// serve's own copy of the workspace (its runs outlive the request).
 fn reload_workspace(g: &Workspace) -> Result<Workspace, AppError> {
-    let (config, path) =
-        crate::config::ConfigFile::load(g.config_path.as_deref(), g.config.profile.as_deref())
-            .map_err(|e| AppError::Usage(e.to_string()))?;
+    let (config, path) = crate::campaign::config::ConfigFile::load(
+        g.config_path.as_deref(),
+        g.config.profile.as_deref(),
+    )
+    .map_err(|e| AppError::Usage(e.to_string()))?;
     Ok(Workspace::new(Some(g.state.clone()), config, path))
 }
 

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::errors::unknown_value;
 use super::{Result, Store};
-use crate::quota;
-use crate::row_state;
+use crate::model::clock;
+use crate::model::row_state;
 
 /// Campaign lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -154,7 +154,7 @@ impl Store {
     }
 
     pub fn create_campaign(&mut self, c: &NewCampaign<'_>) -> Result<Campaign> {
-        let now = quota::now_ms();
+        let now = clock::now_ms();
         let keys = serde_json::to_string(c.template_keys).unwrap_or_else(|_| "[]".into());
         self.conn
             .execute(
@@ -189,7 +189,7 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE campaigns SET in_doubt_policy = ?2, updated_ms = ?3 WHERE id = ?1",
-                params![id, in_doubt_policy, quota::now_ms()],
+                params![id, in_doubt_policy, clock::now_ms()],
             )
             .map_err(|e| self.e(e))?;
         Ok(())
@@ -207,7 +207,7 @@ impl Store {
             .execute(
                 "UPDATE campaigns SET not_after_ms = COALESCE(?2, not_after_ms), \
                  min_interval_ms = COALESCE(?3, min_interval_ms), updated_ms = ?4 WHERE id = ?1",
-                params![id, not_after_ms, min_interval_ms, quota::now_ms()],
+                params![id, not_after_ms, min_interval_ms, clock::now_ms()],
             )
             .map_err(|e| self.e(e))?;
         Ok(())
@@ -230,7 +230,7 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE campaigns SET template_id = ?2, updated_ms = ?3 WHERE id = ?1",
-                params![id, template_id, quota::now_ms()],
+                params![id, template_id, clock::now_ms()],
             )
             .map_err(|e| self.e(e))?;
         Ok(())
@@ -245,7 +245,7 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE campaigns SET status = ?2, last_error = COALESCE(?3, last_error), updated_ms = ?4 WHERE id = ?1",
-                params![id, status.as_str(), last_error, quota::now_ms()],
+                params![id, status.as_str(), last_error, clock::now_ms()],
             )
             .map_err(|e| self.e(e))?;
         Ok(())

@@ -227,7 +227,7 @@ impl Store {
                             "UPDATE quota_days SET provider_limit = ?3, \
                              exhausted = CASE WHEN used < ?3 THEN 0 ELSE exhausted END \
                              WHERE oa_id = ?1 AND day = ?2",
-                            params![oa, crate::quota::today_key(), limit],
+                            params![oa, crate::model::clock::today_key(), limit],
                         )
                         .map_err(err)?;
                     }

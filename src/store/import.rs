@@ -18,7 +18,7 @@ use rusqlite::{params, Statement};
 use super::errors::sql_err;
 use super::repeats::settle_repeats;
 use super::{Result, Store};
-use crate::quota;
+use crate::model::clock;
 
 /// One CSV record on its way into the campaign.
 pub enum ImportRow<'a> {
@@ -113,7 +113,7 @@ impl Store {
     ) -> Result<(ImportCounts, u64)> {
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
-        let now = quota::now_ms();
+        let now = clock::now_ms();
         let tx = self.conn.transaction().map_err(err)?;
         let mut counts = ImportCounts::default();
         {

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-pub use crate::row_state::RowState;
+pub use crate::model::row_state::RowState;
 pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
 pub use delivery::{DeliveryCounts, DeliveryUpdate, LookupRow};
 pub use errors::{StoreError, StoreErrorKind};

@@ -5,9 +5,9 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Campaign, Result, Store, StoreError};
+use crate::model::clock;
+use crate::model::row_state::{open_states_sql, RowState};
 use crate::provider::JourneyToken;
-use crate::quota;
-use crate::row_state::{open_states_sql, RowState};
 
 /// An open row, with the stored token for its phone if there is one.
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ impl Store {
                     journey_id,
                     provider_ref: r.get(8).map_err(|e| self.e(e))?,
                     token: r.get(9).map_err(|e| self.e(e))?,
-                    expires_at: quota::from_ms(r.get(10).map_err(|e| self.e(e))?),
+                    expires_at: clock::from_ms(r.get(10).map_err(|e| self.e(e))?),
                     status: r.get(11).map_err(|e| self.e(e))?,
                 }),
                 None => None,
@@ -361,7 +361,7 @@ impl Store {
 mod tests {
     use super::super::test_support::*;
     use super::super::*;
-    use crate::row_state::open_states_sql;
+    use crate::model::row_state::open_states_sql;
 
     #[test]
     fn open_rows_query_uses_the_partial_index() {

@@ -192,7 +192,7 @@ mod tests {
     use super::super::test_support::*;
     use super::super::*;
     use super::SCHEMA_VERSION;
-    use crate::row_state::open_states_sql;
+    use crate::model::row_state::open_states_sql;
 
     #[test]
     fn a_version_3_database_gets_the_open_rows_index_without_an_in_list() {

@@ -6,7 +6,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{Result, Store};
-use crate::preflight::{TemplateSource, TemplateSpec};
+use crate::model::template_spec::{TemplateSource, TemplateSpec};
 
 impl Store {
     /// The cached spec for `template_id` at `account` (provider plus base
@@ -62,7 +62,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preflight::ParamSpec;
+    use crate::model::template_spec::ParamSpec;
 
     fn spec(max: u32) -> TemplateSpec {
         TemplateSpec {

@@ -4,9 +4,9 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{Campaign, Result, Store};
+use crate::model::clock;
+use crate::model::row_state::{open_states_sql, states_sql, RowState};
 use crate::provider::JourneyToken;
-use crate::quota;
-use crate::row_state::{open_states_sql, states_sql, RowState};
 
 /// Key of a reusable journey token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -96,7 +96,7 @@ impl Store {
                         journey_id: r.get(0)?,
                         provider_ref: r.get(1)?,
                         token: r.get(2)?,
-                        expires_at: quota::from_ms(r.get(3)?),
+                        expires_at: clock::from_ms(r.get(3)?),
                         status: r.get(4)?,
                     })
                 },

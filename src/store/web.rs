@@ -27,7 +27,7 @@ pub struct WebRow {
 }
 
 fn now_ms() -> i64 {
-    crate::quota::now_ms()
+    crate::model::clock::now_ms()
 }
 
 impl Store {

@@ -197,7 +197,7 @@ pub fn set_clock(cmd: &mut tokio::process::Command, when: time::OffsetDateTime) 
     let rfc3339 = when
         .format(&time::format_description::well_known::Rfc3339)
         .expect("an RFC 3339 time");
-    cmd.env(zns_batch::quota::NOW_ENV, rfc3339);
+    cmd.env(zns_batch::model::clock::NOW_ENV, rfc3339);
 }
 
 /// [`command`] whose clock reads `when`.

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::campaigns::{self, WebError};
 use super::ServeState;
-use crate::runner::InDoubtPolicy;
+use crate::engine::runner::InDoubtPolicy;
 
 pub fn routes() -> Router<ServeState> {
     Router::new()

@@ -29,7 +29,7 @@ pub async fn handler(
         );
     };
     let raw = uri.query().unwrap_or_default().to_string();
-    match event_from(&pairs, raw, crate::quota::now_ms()) {
+    match event_from(&pairs, raw, crate::model::clock::now_ms()) {
         Ok(event) => store_and_answer(&state, PROVIDER, event).await,
         Err(why) => refuse(&state, PROVIDER, StatusCode::BAD_REQUEST, why),
     }

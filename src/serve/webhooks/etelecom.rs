@@ -31,7 +31,7 @@ pub async fn handler(
         Ok(json) => json,
         Err(refused) => return refused,
     };
-    let event = event_from(&json, &body, crate::quota::now_ms());
+    let event = event_from(&json, &body, crate::model::clock::now_ms());
     store_and_answer(&state, PROVIDER, event).await
 }
 
@@ -79,7 +79,7 @@ fn event_from(json: &Value, body: &[u8], now_ms: i64) -> NewEvent {
             get(k)
                 .as_deref()
                 .and_then(parse_time)
-                .map(crate::quota::to_ms)
+                .map(crate::model::clock::to_ms)
         }),
         msg_id,
         tracking_id,

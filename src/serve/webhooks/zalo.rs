@@ -41,7 +41,7 @@ pub async fn handler(State(state): State<ServeState>, headers: HeaderMap, body: 
         .get("x-zevent-server")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().eq_ignore_ascii_case("ZNS"));
-    let event = event_from(&json, &body, zns_server, crate::quota::now_ms());
+    let event = event_from(&json, &body, zns_server, crate::model::clock::now_ms());
     store_and_answer(&state, PROVIDER, event).await
 }
 

@@ -13,8 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::ops::WriteResult;
 use super::tally::QuotaTally;
-use crate::quota;
-use crate::row_state::{self, states_sql, Move, RowState};
+use crate::model::clock;
+use crate::model::row_state::{self, states_sql, Move, RowState};
 use crate::store::{ClaimGate, QuotaKey, StoreError};
 
 /// What a row holds before a write changes it.
@@ -201,7 +201,7 @@ pub(super) fn expire(
     };
     let why = format!(
         "not sent: the campaign's deadline {} passed",
-        quota::fmt_local(quota::from_ms(deadline_ms))
+        clock::fmt_local(clock::from_ms(deadline_ms))
     );
     let n = tx.prepare_cached(sql)?.execute(params![id, why, now])?;
     Ok(n as u64)
@@ -260,8 +260,8 @@ pub(super) fn apply_gate(
         format!(
             "skipped: this phone got a message from OA {} at {}{source}, within --min-interval-per-phone {}",
             gate.oa_id,
-            quota::fmt_local(quota::from_ms(last_ms)),
-            quota::fmt_duration(std::time::Duration::from_millis(interval as u64))
+            clock::fmt_local(clock::from_ms(last_ms)),
+            clock::fmt_duration(std::time::Duration::from_millis(interval as u64))
         ),
         now
     ])?;

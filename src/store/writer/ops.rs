@@ -8,9 +8,9 @@ use rusqlite::{params, Connection};
 
 use super::claim::{self, HeldRow};
 use super::tally::QuotaTally;
+use crate::model::clock;
+use crate::model::row_state::{Move, RowState};
 use crate::provider::{JourneyToken, QuotaInfo};
-use crate::quota;
-use crate::row_state::{Move, RowState};
 use crate::store::{CampaignStatus, ClaimGate, QuotaKey, StoreError, TokenKey};
 
 /// A row transition or bookkeeping write.
@@ -152,7 +152,7 @@ pub(super) fn apply_op(
     op: &WriteOp,
     quota: &mut QuotaTally<'_>,
 ) -> rusqlite::Result<Result<WriteResult, StoreError>> {
-    let now = quota::now_ms();
+    let now = clock::now_ms();
     let done = Ok(Ok(WriteResult::Done));
     match op {
         WriteOp::SaveToken { key, token, row_id } => {
@@ -347,7 +347,7 @@ fn store_token(
         token.journey_id,
         token.provider_ref,
         token.token,
-        quota::to_ms(token.expires_at),
+        clock::to_ms(token.expires_at),
         token.status,
         now
     ])?;

@@ -2,8 +2,8 @@
 //! guarded moves, and errors that keep their kind.
 
 use super::*;
+use crate::model::clock;
 use crate::provider::JourneyToken;
-use crate::quota;
 use crate::store::test_support::*;
 use crate::store::{Campaign, ClaimGate, QuotaKey, Store, StoreError, StoreErrorKind, TokenKey};
 use std::path::PathBuf;
@@ -154,7 +154,7 @@ async fn a_token_bought_with_the_in_flight_mark_is_stored_even_when_the_claim_is
         journey_id: format!("700000000{n}"),
         provider_ref: None,
         token: Some("t".into()),
-        expires_at: quota::now() + time::Duration::days(7),
+        expires_at: clock::now() + time::Duration::days(7),
         status: None,
     };
     let claim_row = |i: usize, limit: Option<u64>, not_after_ms: Option<i64>| {
@@ -310,7 +310,7 @@ async fn a_full_database_reaches_the_caller_as_a_disk_error() {
             journey_id: format!("j{i}"),
             provider_ref: None,
             token: Some("x".repeat(20_000)),
-            expires_at: quota::now() + time::Duration::days(7),
+            expires_at: clock::now() + time::Duration::days(7),
             status: None,
         },
         row_id: f.ids[0],

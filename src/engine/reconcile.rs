@@ -16,12 +16,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::phone::mask;
+use crate::engine::retry::{self, Backoff, Limiter};
+use crate::engine::stop::{Stop, StopReason};
+use crate::model::clock;
+use crate::model::phone::mask;
 use crate::provider::timestamp::parse_time;
 use crate::provider::{ErrorClass, MessageInfo, Provider, ProviderError};
-use crate::quota;
-use crate::retry::{self, Backoff, Limiter};
-use crate::stop::{Stop, StopReason};
 use crate::store::{Campaign, DeliveryUpdate, LookupRow, Store, StoreError};
 
 /// Rows looked up between two commits.
@@ -112,7 +112,7 @@ fn update_from(row: &LookupRow, info: &MessageInfo, checked_ms: i64) -> Delivery
         .as_deref()
         .and_then(parse_time)
         .filter(|t| t.year() >= 2000 && status != "unknown")
-        .map(quota::to_ms);
+        .map(clock::to_ms);
     DeliveryUpdate {
         row_id: row.id,
         status: Some(status.to_string()),
@@ -133,7 +133,7 @@ pub async fn run(
 ) -> Result<ReconcileTotals, StoreError> {
     let recheck = time::Duration::try_from(opts.recheck_after).unwrap_or(time::Duration::ZERO);
     // Rows answered in this run are checked after this instant: never picked twice.
-    let recheck_before = quota::to_ms(quota::now() - recheck);
+    let recheck_before = clock::to_ms(clock::now() - recheck);
     let limiter = retry::limiter(opts.rate);
     let counters = Counters::default();
     let skip_reported = provider.kind() == crate::provider::ProviderKind::Esms;
@@ -162,7 +162,7 @@ pub async fn run(
             (Vec::new(), page)
         };
         budget -= page.len() as u64;
-        let checked_ms = quota::now_ms();
+        let checked_ms = clock::now_ms();
         let skipped = reported.iter().map(|row| DeliveryUpdate {
             row_id: row.id,
             checked_ms,
@@ -228,7 +228,7 @@ async fn lookup(
             Ok(info) => {
                 counters.failures_in_a_row.store(0, Ordering::Relaxed);
                 counters.looked_up.fetch_add(1, Ordering::Relaxed);
-                let u = update_from(&row, &info, quota::now_ms());
+                let u = update_from(&row, &info, clock::now_ms());
                 tracing::debug!(phone = %mask(&row.phone), line = row.line, status = u.status.as_deref().unwrap_or(""), "delivery");
                 return Some(u);
             }
@@ -297,7 +297,7 @@ async fn lookup(
                 return Some(DeliveryUpdate {
                     row_id: row.id,
                     status: Some("unknown".into()),
-                    checked_ms: quota::now_ms(),
+                    checked_ms: clock::now_ms(),
                     ..DeliveryUpdate::default()
                 });
             }
@@ -308,7 +308,7 @@ async fn lookup(
                 counters.note_error(&row, &e);
                 return Some(DeliveryUpdate {
                     row_id: row.id,
-                    checked_ms: quota::now_ms(),
+                    checked_ms: clock::now_ms(),
                     ..DeliveryUpdate::default()
                 });
             }

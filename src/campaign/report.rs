@@ -8,7 +8,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::quota;
+use crate::model::clock;
 use crate::store::{Campaign, ReportRow, RowDelivery, Store};
 
 /// A cell a spreadsheet shows as text: line breaks and other control
@@ -118,7 +118,7 @@ pub struct JsonReportRow<'a> {
 }
 
 fn fmt_opt_ms(ms: Option<i64>) -> Option<String> {
-    ms.map(|m| quota::fmt_rfc3339(quota::from_ms(m)))
+    ms.map(|m| clock::fmt_rfc3339(clock::from_ms(m)))
 }
 
 /// `report --json`: one JSON object per input row, in file order.
@@ -174,7 +174,7 @@ pub fn write_report(
     w.write_record(REPORT_HEADER)?;
     let mut n = 0u64;
     let fmt_ms = |ms: Option<i64>| {
-        ms.map(|m| quota::fmt_rfc3339(quota::from_ms(m)))
+        ms.map(|m| clock::fmt_rfc3339(clock::from_ms(m)))
             .unwrap_or_default()
     };
     let delivered = deliveries(store, campaign)?;

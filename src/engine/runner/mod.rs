@@ -32,10 +32,10 @@ use tokio::sync::mpsc;
 
 pub use options::{InDoubtPolicy, RunCounters, RunOptions, RunReport, RunTotals};
 
+use crate::engine::retry::Limiter;
+use crate::engine::stop::{Stop, StopReason};
+use crate::model::clock;
 use crate::provider::{JourneyToken, Provider, ProviderError};
-use crate::quota;
-use crate::retry::Limiter;
-use crate::stop::{Stop, StopReason};
 use crate::store::{
     Campaign, GroupWriter, QuotaKey, Store, StoreError, TokenKey, WorkRow, WriteOp, WriteResult,
     Writer,
@@ -169,7 +169,7 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
     let ctx = Arc::new(Ctx {
         uses_tokens: caps.tokens,
         lookup: caps.lookup_by_tracking_id,
-        limiter: opts.rate.map(crate::retry::limiter),
+        limiter: opts.rate.map(crate::engine::retry::limiter),
         campaign,
         accounts,
         provider,
@@ -242,7 +242,7 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
     let deadline_ctx = ctx.clone();
     let mut work = Box::pin(
         rows.take_while(move |_| {
-            let past = deadline_ctx.campaign.past_deadline(quota::now_ms());
+            let past = deadline_ctx.campaign.past_deadline(clock::now_ms());
             futures::future::ready(!stop_for_stream.is_set() && !past)
         })
         .for_each_concurrent(concurrency + prepared_rows(concurrency), move |row| {
@@ -326,7 +326,7 @@ pub fn template_stop_message(why: &str, campaign: &str) -> String {
         "{why} (the provider reported it), so no more rows are sent with it; \
          fix the template with the provider, and once it is enabled again \
          `zns-batch resume {}`",
-        crate::campaign::shell_word(campaign)
+        crate::model::shell::shell_word(campaign)
     )
 }
 
@@ -359,7 +359,7 @@ async fn expire_if_past_deadline(ctx: &Ctx) -> Result<(), StoreError> {
     let Some(deadline) = ctx.campaign.not_after_ms else {
         return Ok(());
     };
-    if !ctx.campaign.past_deadline(quota::now_ms()) {
+    if !ctx.campaign.past_deadline(clock::now_ms()) {
         return Ok(());
     }
     if let WriteResult::Count(n) = ctx
@@ -374,7 +374,7 @@ async fn expire_if_past_deadline(ctx: &Ctx) -> Result<(), StoreError> {
         if n > 0 {
             tracing::warn!(
                 "{n} rows expired: the campaign's deadline {} passed",
-                quota::fmt_local(quota::from_ms(deadline))
+                clock::fmt_local(clock::from_ms(deadline))
             );
         }
     }
@@ -400,7 +400,7 @@ impl Ctx {
         QuotaKey {
             account: self.accounts.quota.clone(),
             oa_id: self.campaign.oa_id.clone(),
-            day: quota::today_key(),
+            day: clock::today_key(),
         }
     }
 
@@ -416,7 +416,7 @@ impl Ctx {
     fn usable(&self, t: &JourneyToken) -> bool {
         let margin =
             time::Duration::try_from(self.opts.token_margin).unwrap_or(time::Duration::ZERO);
-        t.status.as_deref() != Some("N") && t.expires_at > quota::now() + margin
+        t.status.as_deref() != Some("N") && t.expires_at > clock::now() + margin
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
@@ -430,7 +430,7 @@ impl Ctx {
             return true;
         };
         loop {
-            let now = quota::now();
+            let now = clock::now();
             if w.contains(now) {
                 self.window_wait_noted.store(false, Ordering::Relaxed);
                 return true;

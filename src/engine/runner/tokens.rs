@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::failure::{call_with_retry, CallFailure};
 use super::Ctx;
-use crate::phone::mask;
+use crate::model::phone::mask;
 use crate::provider::{JourneyToken, TokenCheck, TokenRequest};
 use crate::store::{StoreError, TokenKey, WorkRow, WriteOp};
 

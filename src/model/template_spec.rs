@@ -75,7 +75,7 @@ impl TemplateSpec {
             TemplateSource::Fetched { at_ms } => {
                 format!(
                     "fetched {}",
-                    crate::quota::fmt_local(crate::quota::from_ms(at_ms))
+                    crate::model::clock::fmt_local(crate::model::clock::from_ms(at_ms))
                 )
             }
         };

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::retry::Backoff;
-use crate::stop::StopReason;
-use crate::window::SendWindow;
+use crate::engine::retry::Backoff;
+use crate::engine::stop::StopReason;
+use crate::model::window::SendWindow;
 
 /// What to do with a row whose request may have been accepted but whose
 /// reply was lost.

@@ -1,6 +1,11 @@
 //! The command line. Options that a config file may also set are `Option`s
 //! here so "not given" can fall through to the file, then to defaults.
 
+pub mod app;
+pub mod logging;
+pub mod printer;
+pub mod signals;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,8 +14,8 @@ use clap::{Args, Parser, Subcommand};
 pub use crate::campaign::settings::{
     CsvOpts, ProviderOpts, SafetyOpts, SendOpts, TemplateCheckOpts,
 };
-use crate::logging::LogFormat;
-use crate::quota::parse_duration;
+use crate::cli::logging::LogFormat;
+use crate::model::clock::parse_duration;
 use crate::sandbox::SandboxArgs;
 
 const ABOUT: &str = "Send Zalo ZNS Journey messages in bulk from a CSV — resumable, \
@@ -185,6 +190,15 @@ pub struct ServeArgs {
     /// The URL providers reach this server at, e.g. https://host/prefix (config `public_url`).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+}
+
+impl From<ServeArgs> for crate::serve::ServeOptions {
+    fn from(a: ServeArgs) -> Self {
+        crate::serve::ServeOptions {
+            listen: a.listen,
+            public_url: a.public_url,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use time::{OffsetDateTime, Time};
 
-use crate::quota::{self, OA_OFFSET};
+use crate::model::clock::{self, OA_OFFSET};
 
 const DAY_MINUTES: u16 = 24 * 60;
 
@@ -138,8 +138,8 @@ impl SendWindow {
     pub fn closed_message(&self, t: OffsetDateTime) -> String {
         format!(
             "outside the send window {self} (Asia/Ho_Chi_Minh; it is now {}); it opens {}",
-            quota::fmt_local(t),
-            quota::fmt_local(self.next_open(t))
+            clock::fmt_local(t),
+            clock::fmt_local(self.next_open(t))
         )
     }
 }

@@ -13,10 +13,10 @@ use super::row::{
 use super::{Accounts, Ctx, InDoubtPolicy, RunCounters, RunOptions};
 use crate::campaign::{open_or_import, CampaignSpec};
 use crate::csv_input::CsvOptions;
+use crate::engine::stop::{Stop, StopReason};
+use crate::model::row_state::RowState;
 use crate::provider::{self, ProviderKind, ProviderSettings, Secret};
-use crate::row_state::RowState;
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::stop::{Stop, StopReason};
 use crate::store::{Store, WorkRow, WriteOp};
 
 const KEY: &str = "runner-test-key";

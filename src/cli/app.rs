@@ -6,18 +6,18 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::campaign::config::ConfigFile;
+use crate::campaign::report;
 use crate::campaign::summary::{report_file_name, status_lines};
 use crate::campaign::{
     self, shell_word, usage, CoreError, ExitCode, Hooks, Mode, Request, Workspace,
 };
+use crate::cli::printer::{self, ProgressObserver};
 use crate::cli::{
     Cli, Command, ReconcileArgs, ReportArgs, ResumeArgs, RunArgs, StatusArgs, ValidateArgs,
 };
-use crate::config::ConfigFile;
-use crate::printer::{self, ProgressObserver};
-use crate::reconcile::ReconcileOptions;
-use crate::report;
-use crate::stop::{Stop, INTERRUPTED};
+use crate::engine::reconcile::ReconcileOptions;
+use crate::engine::stop::{Stop, INTERRUPTED};
 
 /// The one error type of the command line; its variants map to exit codes.
 pub type AppError = CoreError;
@@ -53,7 +53,7 @@ impl Face {
 }
 
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
-    crate::quota::check_clock_override().map_err(usage)?;
+    crate::model::clock::check_clock_override().map_err(usage)?;
     let face = Face {
         json: cli.json,
         quiet: cli.quiet,
@@ -81,7 +81,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Report(args) => report_cmd(&ws, &face, args),
         Command::Validate(args) => validate_cmd(&ws, &face, args),
         Command::Reconcile(args) => reconcile_cmd(&ws, &face, args).await,
-        Command::Serve(args) => crate::serve::run(&ws, args).await,
+        Command::Serve(args) => crate::serve::run(&ws, args.into()).await,
         Command::Sandbox(_) | Command::Completions(_) => Ok(ExitCode::Finished),
     }
 }
@@ -129,7 +129,7 @@ async fn send_cmd(
     // Watch signals from the start, so one during the import or the
     // connection is a graceful stop too.
     let stop = Arc::new(Stop::default());
-    let signals = crate::signals::watch(
+    let signals = crate::cli::signals::watch(
         stop.clone(),
         face.chatty(),
         format!("zns-batch resume {}", shell_word(&req.campaign)),
@@ -254,7 +254,7 @@ async fn reconcile_cmd(
         opts.backoff = d;
     }
     let stop = Arc::new(Stop::default());
-    let signals = crate::signals::watch(
+    let signals = crate::cli::signals::watch(
         stop.clone(),
         face.chatty(),
         format!("zns-batch reconcile {}", shell_word(&args.campaign)),
@@ -401,7 +401,9 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
     let rejects = store.rejects(campaign.id, usize::MAX >> 1)?;
     let warning = template.as_ref().and_then(|t| {
         (!t.params.is_empty())
-            .then(|| crate::preflight::check_columns(t, &campaign.template_keys).warning(t))
+            .then(|| {
+                crate::model::template_spec::check_columns(t, &campaign.template_keys).warning(t)
+            })
             .flatten()
     });
     if face.json {
@@ -453,7 +455,10 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
 /// The template `validate --template-id` checks against, without calling a
 /// provider: declared in the config file, else cached in the state
 /// database by an earlier run against the configured provider.
-fn known_template(ws: &Workspace, id: &str) -> Result<crate::preflight::TemplateSpec, AppError> {
+fn known_template(
+    ws: &Workspace,
+    id: &str,
+) -> Result<crate::model::template_spec::TemplateSpec, AppError> {
     if let Some(spec) = ws.config.declared_template(id) {
         return Ok(spec.clone());
     }

@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::Ctx;
-use crate::phone::mask;
+use crate::engine::stop::StopReason;
+use crate::model::clock;
+use crate::model::phone::mask;
 use crate::provider::{ErrorClass, ProviderError};
-use crate::quota;
-use crate::stop::StopReason;
 use crate::store::{QuotaKey, StoreError, WorkRow, WriteOp};
 
 /// How one row's processing ended, for the caller's bookkeeping.
@@ -275,7 +275,7 @@ pub(super) fn quota_message(key: &QuotaKey) -> String {
         "daily quota for OA {} used up on {} (Asia/Ho_Chi_Minh); the next quota day starts {}",
         key.oa_id,
         key.day,
-        quota::fmt_local(quota::next_day_start(quota::now()))
+        clock::fmt_local(clock::next_day_start(clock::now()))
     )
 }
 

@@ -18,13 +18,13 @@ use super::failure::{
 };
 use super::tokens::{check_token, ensure_token, save_bought, token_stored, Bought};
 use super::{Ctx, InDoubtPolicy};
-use crate::phone::mask;
+use crate::engine::stop::StopReason;
+use crate::model::clock;
+use crate::model::phone::mask;
+use crate::model::row_state::RowState;
 use crate::provider::{
     ErrorClass, JourneyToken, ProviderError, SendOutcome, SendRequest, TokenCheck,
 };
-use crate::quota;
-use crate::row_state::RowState;
-use crate::stop::StopReason;
 use crate::store::{QuotaKey, StoreError, WorkRow, WriteOp, WriteResult};
 
 /// Error code stored on a row whose stored data cannot be sent.
@@ -90,7 +90,7 @@ async fn process_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         .map(String::as_str)
         .zip(values.iter().map(|v| v.as_ref()))
         .collect();
-    if ctx.campaign.past_deadline(quota::now_ms()) {
+    if ctx.campaign.past_deadline(clock::now_ms()) {
         // Left open: the end of the run expires it with the others.
         return Ok(());
     }

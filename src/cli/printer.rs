@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::campaign::plan::{self, Plan};
 use crate::campaign::summary::{CampaignStatusLine, ReconcileSummary, Summary};
-use crate::quota;
-use crate::runner::{Observer, RunCounters};
+use crate::engine::runner::{Observer, RunCounters};
+use crate::model::clock;
 
 /// Live progress: an indicatif bar on a terminal, a line every 10 s
 /// otherwise (cron logs), nothing when disabled.
@@ -267,7 +267,7 @@ pub fn print_plan(plan: &Plan, json: bool) {
     }
     if let Some(d) = &this.not_after {
         let when = time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
-            .map(quota::fmt_local)
+            .map(clock::fmt_local)
             .unwrap_or_else(|_| d.clone());
         o.push_str(&format!(
             "  deadline     {when} (rows not sent by then expire)\n"
@@ -421,7 +421,7 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
         if let Some(d) = &l.not_after {
             let when =
                 time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
-                    .map(quota::fmt_local)
+                    .map(clock::fmt_local)
                     .unwrap_or_else(|_| d.clone());
             notes.push(format!(
                 "deadline {when}{}",
@@ -431,7 +431,7 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
         if let Some(s) = l.min_interval_per_phone_secs {
             notes.push(format!(
                 "min interval per phone {}",
-                quota::fmt_duration(std::time::Duration::from_secs(s))
+                clock::fmt_duration(std::time::Duration::from_secs(s))
             ));
         }
         if c.expired > 0 {

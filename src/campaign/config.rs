@@ -11,11 +11,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::preflight::{self, TemplateSpec};
+use crate::engine::runner::InDoubtPolicy;
+use crate::model::clock::parse_duration;
+use crate::model::template_spec::{self, TemplateSpec};
+use crate::model::window::WindowSetting;
 use crate::provider::ProviderKind;
-use crate::quota::parse_duration;
-use crate::runner::InDoubtPolicy;
-use crate::window::WindowSetting;
+
+/// Where `serve` and an embedded sandbox find the Zalo OA secret key and
+/// the webhook path token, unless the config names other variables.
+pub const DEFAULT_ZALO_SECRET_ENV: &str = "ZNS_ZALO_OA_SECRET";
+pub const DEFAULT_WEBHOOK_TOKEN_ENV: &str = "ZNS_WEBHOOK_TOKEN";
 
 pub const DEFAULT_CONFIG_FILE: &str = "zns-batch.toml";
 pub const DEFAULT_STATE: &str = "state/zns-batch.sqlite";
@@ -170,7 +175,7 @@ fn layer(mut table: toml::Table, what: &str) -> Result<Layer, String> {
         None => CodeTable::new(),
     };
     let templates = match table.remove("templates") {
-        Some(v) => preflight::parse_templates(&v).map_err(|e| format!("{what}{e}"))?,
+        Some(v) => template_spec::parse_templates(&v).map_err(|e| format!("{what}{e}"))?,
         None => Templates::new(),
     };
     let settings = Settings::deserialize(toml::Value::Table(table))

@@ -1,0 +1,10 @@
+//! Plain types and rules every layer shares: the row state machine, phone
+//! numbers, the OA's clock (day boundaries, durations), send windows and
+//! template specs. Nothing here reaches up into another layer.
+
+pub mod clock;
+pub mod phone;
+pub mod row_state;
+pub mod shell;
+pub mod template_spec;
+pub mod window;
