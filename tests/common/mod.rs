@@ -10,6 +10,11 @@ use std::time::Duration;
 use zns_batch::provider::ProviderKind;
 use zns_batch::sandbox::{Sandbox, SandboxConfig, Stats};
 
+mod serve_harness;
+// Only the tests that start `serve` use it.
+#[allow(unused_imports)]
+pub use serve_harness::*;
+
 pub const KEY: &str = "test-key-DO-NOT-LEAK-7f3a";
 pub const SECRET: &str = "test-secret-DO-NOT-LEAK-91bc";
 pub const OA: &str = "4318226164000000001";
@@ -528,26 +533,4 @@ pub async fn assert_report_exactly_once(
         expected_rows,
     );
     rows
-}
-
-/// Start `zns-batch serve` from `cmd` (stdout is piped here) and wait for
-/// its first line, `listening on http://ADDR`. Returns the child and the
-/// base URL; the rest of stdout is drained so serve never blocks on it.
-pub async fn spawn_serve(mut cmd: tokio::process::Command) -> (tokio::process::Child, String) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    cmd.stdout(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("serve did not print its address in time")
-        .expect("read serve's stdout")
-        .expect("serve ended before printing its address");
-    let base = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
 }
