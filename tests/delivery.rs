@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -107,15 +106,6 @@ async fn wait_acknowledged(sb: &Sandbox, n: u64, limit: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn report_json(env: &Env, name: &str) -> Vec<serde_json::Value> {
-    let r = run(env, &args(&["--json", "report", name])).await;
-    assert_eq!(r.code, 0, "{r}");
-    r.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// (received, failed, rows with no status) among the report's sent rows.
@@ -341,11 +331,7 @@ async fn a_disabled_template_pauses_the_run_and_refuses_a_start() {
     let csv = env.path("c.csv");
     write_csv(&csv, 0, 2000);
     let argv = run_args(&csv, "t", &sb, p, &["--rate", "100", "--concurrency", "4"]);
-    let mut child = command(&env, &argv)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_captured(command(&env, &argv));
     wait_accepted(&sb, &mut child, 50, Duration::from_secs(60)).await;
     template_status(&s, "DISABLE").await;
     let t0 = Instant::now();

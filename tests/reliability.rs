@@ -56,22 +56,6 @@ impl Spawned {
     }
 }
 
-/// `(imported_through_line, import_done)` of a campaign, read-only; `None`
-/// while the state file or the campaign does not exist yet.
-fn import_progress(env: &Env, campaign: &str) -> Option<(i64, i64)> {
-    let c = rusqlite::Connection::open_with_flags(
-        env.state(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .ok()?;
-    c.query_row(
-        "SELECT imported_through_line, import_done FROM campaigns WHERE name = ?1",
-        [campaign],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-    )
-    .ok()
-}
-
 fn repeats(stats: &zns_batch::sandbox::Stats) -> u64 {
     stats
         .send_requests_per_tracking_id
@@ -784,8 +768,8 @@ async fn sigterm_during_the_import_is_graceful() {
     let t0 = Instant::now();
     loop {
         assert!(t0.elapsed() < Duration::from_secs(60) && child.running());
-        match import_progress(&env, "imp") {
-            Some((_, 0)) => break,
+        match import_progress(&env.state(), "imp") {
+            Some((_, false)) => break,
             Some(_) => panic!("the import finished before the signal: make the file bigger"),
             None => tokio::time::sleep(Duration::from_millis(1)).await,
         }
@@ -1317,9 +1301,9 @@ async fn kill_during_import_then_resume_finishes_it() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("ended before the kill: {status}");
         }
-        match import_progress(&env, "imp") {
-            Some((line, 0)) if line > 0 => break line,
-            Some((_, 1)) => panic!("the import finished before the kill: make the file bigger"),
+        match import_progress(&env.state(), "imp") {
+            Some((line, false)) if line > 0 => break line,
+            Some((_, true)) => panic!("the import finished before the kill: make the file bigger"),
             _ => tokio::time::sleep(Duration::from_millis(1)).await,
         }
     };

@@ -60,13 +60,7 @@ async fn campaign(env: &Env, p: ProviderKind, name: &str, n: usize) -> Vec<serde
     write_csv(&csv, 0, n);
     let r = run(env, &run_args(&csv, name, &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
-    let r = run(env, &args(&["--json", "report", name])).await;
-    assert_eq!(r.code, 0, "{r}");
-    let rows: Vec<serde_json::Value> = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = report_json(env, name).await;
     assert_eq!(rows.len(), n);
     rows
 }
