@@ -7,11 +7,9 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sha2::{Digest, Sha256};
 use zns_batch::provider::ProviderKind;
 use zns_batch::sandbox::{CallbackSettings, Sandbox};
 
@@ -19,12 +17,6 @@ const APP_ID: &str = "app-delivery-51";
 const ZALO_SECRET: &str = "zalo-oa-secret-DO-NOT-LEAK-a81f";
 const HOOK_TOKEN: &str = "hook-token-DO-NOT-LEAK-c3d9";
 const TEMPLATE: &str = "246810";
-
-struct Serve {
-    child: tokio::process::Child,
-    base: String,
-    addr: String,
-}
 
 /// `zalo_app_id` (and `public_url` when given) in ./zns-batch.toml, which
 /// both `serve` and `run` read.
@@ -37,14 +29,15 @@ fn write_config(env: &Env, public_url: Option<&str>) {
 }
 
 /// Start `serve` on `listen` (port 0: a free one) with the test's secrets.
-async fn serve(env: &Env, listen: &str) -> Serve {
-    let mut cmd = command(env, &args(&["serve", "--listen", listen]));
-    cmd.env("ZNS_ZALO_OA_SECRET", ZALO_SECRET)
-        .env("ZNS_WEBHOOK_TOKEN", HOOK_TOKEN)
-        .stderr(Stdio::null());
-    let (child, base) = spawn_serve(cmd).await;
-    let addr = base.trim_start_matches("http://").to_string();
-    Serve { child, base, addr }
+async fn serve(env: &Env, listen: &str) -> ServeHarness {
+    ServeOptions::default()
+        .listen(listen)
+        .envs(&[
+            ("ZNS_ZALO_OA_SECRET", ZALO_SECRET),
+            ("ZNS_WEBHOOK_TOKEN", HOOK_TOKEN),
+        ])
+        .start(env)
+        .await
 }
 
 /// Where the sandbox of protocol `p` posts its callbacks.
@@ -113,15 +106,6 @@ async fn wait_acknowledged(sb: &Sandbox, n: u64, limit: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn report_json(env: &Env, name: &str) -> Vec<serde_json::Value> {
-    let r = run(env, &args(&["--json", "report", name])).await;
-    assert_eq!(r.code, 0, "{r}");
-    r.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// (received, failed, rows with no status) among the report's sent rows.
@@ -232,7 +216,7 @@ async fn every_provider_end_to_end_through_serve() {
         );
         assert_no_secret("report", &r.stdout);
         assert!(!state_bytes(&env).contains(HOOK_TOKEN), "{p}: token stored");
-        kill_9(s.child).await;
+        s.kill_9().await;
     }
 }
 
@@ -268,7 +252,7 @@ async fn duplicated_shuffled_and_early_callbacks_give_the_same_ledger() {
             (expected, 1),
             "{p}: repeats stored once"
         );
-        kill_9(s.child).await;
+        s.kill_9().await;
     }
 }
 
@@ -305,7 +289,7 @@ async fn kill_9_of_serve_in_a_burst_loses_and_doubles_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    kill_9(s.child).await;
+    s.kill_9().await;
     let acknowledged_before = sb.stats_summary().callbacks_acknowledged;
     assert!(acknowledged_before < N, "killed too late to test anything");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -322,34 +306,19 @@ async fn kill_9_of_serve_in_a_burst_loses_and_doubles_nothing() {
     let (received, failed, none) = delivery_tally(&rows);
     assert_eq!((received, failed, none), (N - N / 10, N / 10, 0));
     assert_eq!(integrity(&env.state()), "ok");
-    kill_9(s.child).await;
-}
-
-fn zalo_sign(body: &str, timestamp: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(format!("{APP_ID}{body}{timestamp}{ZALO_SECRET}"));
-    format!("mac={}", hex::encode(h.finalize()))
+    s.kill_9().await;
 }
 
 /// Post a signed `change_template_status` for the campaigns' template.
-async fn template_status(s: &Serve, new_status: &str) {
+async fn template_status(s: &ServeHarness, new_status: &str) {
     let ts = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).to_string();
     let body = serde_json::json!({"event_name": "change_template_status", "oa_id": OA,
         "app_id": APP_ID, "template_id": TEMPLATE,
         "status": {"prev_status": "ENABLE", "new_status": new_status},
         "reason": "low quality", "timestamp": ts})
     .to_string();
-    let code = reqwest::Client::new()
-        .post(format!("{}/webhooks/zalo", s.base))
-        .header("content-type", "application/json")
-        .header("X-ZEvent-Signature", zalo_sign(&body, &ts))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
-    assert_eq!(code, 200);
+    let signature = zalo_signature(APP_ID, &body, &ts, ZALO_SECRET);
+    assert_eq!(s.zalo(&body, Some(signature)).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,11 +331,7 @@ async fn a_disabled_template_pauses_the_run_and_refuses_a_start() {
     let csv = env.path("c.csv");
     write_csv(&csv, 0, 2000);
     let argv = run_args(&csv, "t", &sb, p, &["--rate", "100", "--concurrency", "4"]);
-    let mut child = command(&env, &argv)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_captured(command(&env, &argv));
     wait_accepted(&sb, &mut child, 50, Duration::from_secs(60)).await;
     template_status(&s, "DISABLE").await;
     let t0 = Instant::now();
@@ -393,7 +358,7 @@ async fn a_disabled_template_pauses_the_run_and_refuses_a_start() {
     let r = run(&env, &resume_args("t", &sb, p, &["--rate", "2000"])).await;
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(sb.stats_summary().accepted, 2000);
-    kill_9(s.child).await;
+    s.kill_9().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +434,7 @@ async fn esms_reconcile_does_not_ask_about_rows_a_callback_answered() {
     assert_eq!(sb.stats_summary().get_message_calls, 0, "{r}");
     let (received, failed, none) = delivery_tally(&report_json(&env, "e").await);
     assert_eq!((received, failed, none), (36, 4, 0));
-    kill_9(s.child).await;
+    s.kill_9().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,5 +461,5 @@ async fn the_embedded_sandbox_reports_delivery_when_told_where() {
     // The run waits for the embedded sandbox's last callbacks.
     let (received, failed, none) = delivery_tally(&report_json(&env, "m").await);
     assert_eq!((received, failed, none), (18, 0, 2));
-    kill_9(s.child).await;
+    s.kill_9().await;
 }

@@ -96,19 +96,6 @@ fn rows_of(state: &Path, campaign: &str) -> Vec<RowFacts> {
     .unwrap()
 }
 
-/// `(imported_through_line, import_done)`, `None` before the campaign exists.
-fn progress(state: &Path, campaign: &str) -> Option<(u64, bool)> {
-    let c =
-        rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .ok()?;
-    c.query_row(
-        "SELECT imported_through_line, import_done FROM campaigns WHERE name = ?1",
-        [campaign],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? != 0)),
-    )
-    .ok()
-}
-
 fn import_args(csv: &Path, sb: &zns_batch::sandbox::Sandbox) -> Vec<String> {
     run_args(csv, "imp", sb, ProviderKind::Etelecom, &["--dry-run"])
 }
@@ -158,7 +145,7 @@ async fn an_import_killed_at_any_moment_resumes_to_the_same_rows_and_rejections(
         let t0 = Instant::now();
         loop {
             assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
-            match progress(&state, "imp") {
+            match import_progress(&state, "imp") {
                 Some((_, true)) => {
                     panic!("the import finished before the kill: make the file bigger")
                 }
@@ -167,7 +154,7 @@ async fn an_import_killed_at_any_moment_resumes_to_the_same_rows_and_rejections(
             }
         }
         kill_9(child).await;
-        if progress(&state, "imp").is_some_and(|(_, done)| !done) {
+        if import_progress(&state, "imp").is_some_and(|(_, done)| !done) {
             landed += 1;
         }
     }
@@ -204,7 +191,7 @@ async fn an_import_killed_at_any_moment_resumes_to_the_same_rows_and_rejections(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     drop(lock);
-    assert_eq!(progress(&state, "imp"), Some((before_last, false)));
+    assert_eq!(import_progress(&state, "imp"), Some((before_last, false)));
 
     // Kills at seeded moments of resumes: start-up, the last batch, the pass.
     let mut in_last = 0;
@@ -213,13 +200,13 @@ async fn an_import_killed_at_any_moment_resumes_to_the_same_rows_and_rejections(
         let delay = rng.random_range(0..whole_ms / 2 + 1);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         kill_9(child).await;
-        if progress(&state, "imp").is_some_and(|(_, done)| !done) {
+        if import_progress(&state, "imp").is_some_and(|(_, done)| !done) {
             in_last += 1;
         }
     }
     let r = run_with(command_with_state(&env, &state, &import_args(&csv, &sb))).await;
     assert_eq!(r.code, 0, "{r}");
-    assert_eq!(progress(&state, "imp"), Some((last_line, true)));
+    assert_eq!(import_progress(&state, "imp"), Some((last_line, true)));
 
     let got = rows_of(&state, "imp");
     assert_eq!(got.len(), expected.len());

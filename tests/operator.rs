@@ -759,13 +759,7 @@ async fn report_is_spreadsheet_safe_with_one_line_per_row() {
     assert_eq!(&xl_bytes[3..], &bytes[..]);
 
     // --json: one object per row, values as they are (JSON needs no escaping).
-    let r = run(&env, &args(&["--json", "report", "x"])).await;
-    assert_eq!(r.code, 0, "{r}");
-    let objs: Vec<serde_json::Value> = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let objs = report_json(&env, "x").await;
     assert_eq!(objs.len(), rows_in_file);
     assert_eq!(objs[1]["phone"], "=HYPERLINK(\"http://evil\",\"x\")");
     assert_eq!(objs[1]["state"], "rejected");

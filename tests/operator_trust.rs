@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,12 +14,6 @@ use zns_batch::sandbox::Faults;
 
 const P: ProviderKind = ProviderKind::Etelecom;
 
-/// `cmd` started with its output captured.
-fn spawn(mut cmd: tokio::process::Command) -> tokio::process::Child {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.spawn().expect("spawn zns-batch")
-}
-
 /// Wait until campaign `name`'s import has started but not finished, then
 /// SIGTERM the child and collect it.
 async fn sigterm_mid_import(env: &Env, child: tokio::process::Child, name: &str) -> Run {
@@ -28,21 +21,8 @@ async fn sigterm_mid_import(env: &Env, child: tokio::process::Child, name: &str)
     let t0 = Instant::now();
     loop {
         assert!(t0.elapsed() < Duration::from_secs(60), "no import seen");
-        let import_done = rusqlite::Connection::open_with_flags(
-            env.state(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .ok()
-        .and_then(|c| {
-            c.query_row(
-                "SELECT import_done FROM campaigns WHERE name = ?1",
-                [name],
-                |r| r.get::<_, i64>(0),
-            )
-            .ok()
-        });
-        match import_done {
-            Some(0) => break,
+        match import_progress(&env.state(), name) {
+            Some((_, false)) => break,
             Some(_) => panic!("the import finished before the signal: make the file bigger"),
             None => tokio::time::sleep(Duration::from_millis(1)).await,
         }
@@ -312,7 +292,7 @@ async fn sigterm_during_a_dry_run_import_exits_3_without_a_plan() {
     let sb = sandbox(P, |_| {}).await;
     let csv = env.path("big.csv");
     write_csv(&csv, 0, 200_000);
-    let child = spawn(command(
+    let child = spawn_captured(command(
         &env,
         &run_args(&csv, "big", &sb, P, &["--dry-run"]),
     ));
@@ -408,7 +388,7 @@ async fn resume_of_a_moved_csv_with_an_unfinished_import_names_csv() {
     let sb = sandbox(P, |_| {}).await;
     let csv = env.path("moved.csv");
     write_csv(&csv, 0, 40_000);
-    let child = spawn(command(&env, &run_args(&csv, "m", &sb, P, &[])));
+    let child = spawn_captured(command(&env, &run_args(&csv, "m", &sb, P, &[])));
     let r = sigterm_mid_import(&env, child, "m").await;
     assert_eq!(r.code, 3, "{r}");
     let now_at = env.path("elsewhere.csv");
@@ -517,7 +497,7 @@ async fn the_sandbox_banner_names_its_default_key() {
     let env = Env::new();
     let mut cmd = command(&env, &args(&["sandbox", "--listen", "127.0.0.1:0"]));
     cmd.env_remove("ZNS_API_KEY");
-    let mut child = spawn(cmd);
+    let mut child = spawn_captured(cmd);
     let stderr = child.stderr.take().unwrap();
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     let mut banner = String::new();

@@ -58,19 +58,8 @@ fn thousand_rows(path: &Path, with_due_date: bool) -> Vec<u64> {
 }
 
 fn zalo_run(csv: &Path, campaign: &str, sb: &Sandbox, extra: &[&str]) -> Vec<String> {
-    let mut v = args(&[
-        "--json",
-        "run",
-        csv.to_str().unwrap(),
-        "--campaign",
-        campaign,
-        "--template-id",
-        TEMPLATE,
-        "--api-key",
-        KEY,
-        "--concurrency",
-        "8",
-    ]);
+    let mut v = run_head_with_template(csv, campaign, TEMPLATE);
+    v.extend(args(&["--api-key", KEY, "--concurrency", "8"]));
     v.extend(provider_args(sb, ProviderKind::Zalo));
     v.extend(extra.iter().map(|s| s.to_string()));
     v

@@ -65,10 +65,10 @@ async fn a_stop_mid_run_leaves_the_quota_equal_to_the_messages_sent() {
     let sb = sandbox(p, |c| c.latency = std::time::Duration::from_millis(3)).await;
     let csv = env.path("s.csv");
     write_csv(&csv, 0, ROWS);
-    let mut cmd = command(&env, &run_args(&csv, "s", &sb, p, &["--concurrency", "32"]));
-    cmd.stdout(std::process::Stdio::piped());
-    cmd.stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn zns-batch");
+    let mut child = spawn_captured(command(
+        &env,
+        &run_args(&csv, "s", &sb, p, &["--concurrency", "32"]),
+    ));
     wait_accepted(&sb, &mut child, 200, std::time::Duration::from_secs(30)).await;
     signal(child.id().expect("pid"), "INT");
     let r = finish(child).await;

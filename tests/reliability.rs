@@ -4,8 +4,8 @@
 //! message is sent twice, no row is lost, and every row's fate is known.
 //!
 //! Each test prints one `measured:` line (see `--no-capture`) with the
-//! numbers the README's Guarantees section quotes. `ZNS_SOAK=1` turns on the
-//! long variants; `ZNS_KILL_SEED=<n>` replays a kill loop.
+//! numbers the README's Guarantees section quotes. The long soak is
+//! `#[ignore]`d (`--run-ignored only`); `ZNS_KILL_SEED=<n>` replays a kill loop.
 
 mod common;
 
@@ -17,10 +17,6 @@ use rand::{Rng, SeedableRng};
 use zns_batch::model::clock;
 use zns_batch::provider::ProviderKind;
 use zns_batch::sandbox::{Faults, Sandbox};
-
-fn soak() -> bool {
-    std::env::var("ZNS_SOAK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
 
 /// A spawned zns-batch whose output is drained as it runs (a chatty run
 /// must never block on a full pipe) and whose pid is known for signals.
@@ -58,22 +54,6 @@ impl Spawned {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-}
-
-/// `(imported_through_line, import_done)` of a campaign, read-only; `None`
-/// while the state file or the campaign does not exist yet.
-fn import_progress(env: &Env, campaign: &str) -> Option<(i64, i64)> {
-    let c = rusqlite::Connection::open_with_flags(
-        env.state(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .ok()?;
-    c.query_row(
-        "SELECT imported_through_line, import_done FROM campaigns WHERE name = ?1",
-        [campaign],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-    )
-    .ok()
 }
 
 fn repeats(stats: &zns_batch::sandbox::Stats) -> u64 {
@@ -349,13 +329,10 @@ async fn without_dedup_or_lookup_resend_can_duplicate_and_hold_cannot() {
     );
 }
 
-/// `ZNS_SOAK=1`: every protocol, 20,000 rows, 60 kills, with light faults.
+/// The soak: every protocol, 20,000 rows, 60 kills, with light faults.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: run with cargo nextest run --run-ignored only -E 'test(soak)'"]
 async fn soak_kill_loop_every_provider_with_faults() {
-    if !soak() {
-        eprintln!("skipped: set ZNS_SOAK=1 for the long kill loop");
-        return;
-    }
     for p in [
         ProviderKind::Etelecom,
         ProviderKind::Zalo,
@@ -791,8 +768,8 @@ async fn sigterm_during_the_import_is_graceful() {
     let t0 = Instant::now();
     loop {
         assert!(t0.elapsed() < Duration::from_secs(60) && child.running());
-        match import_progress(&env, "imp") {
-            Some((_, 0)) => break,
+        match import_progress(&env.state(), "imp") {
+            Some((_, false)) => break,
             Some(_) => panic!("the import finished before the signal: make the file bigger"),
             None => tokio::time::sleep(Duration::from_millis(1)).await,
         }
@@ -1324,9 +1301,9 @@ async fn kill_during_import_then_resume_finishes_it() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("ended before the kill: {status}");
         }
-        match import_progress(&env, "imp") {
-            Some((line, 0)) if line > 0 => break line,
-            Some((_, 1)) => panic!("the import finished before the kill: make the file bigger"),
+        match import_progress(&env.state(), "imp") {
+            Some((line, false)) if line > 0 => break line,
+            Some((_, true)) => panic!("the import finished before the kill: make the file bigger"),
             _ => tokio::time::sleep(Duration::from_millis(1)).await,
         }
     };

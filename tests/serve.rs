@@ -5,13 +5,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use rand::seq::SliceRandom;
-use sha2::{Digest, Sha256};
 use zns_batch::provider::ProviderKind;
 use zns_batch::store::{DeliveryStatus, Store};
 
@@ -19,86 +17,28 @@ const APP_ID: &str = "app-7f3a";
 const ZALO_SECRET: &str = "zalo-oa-secret-DO-NOT-LEAK-4d2e";
 const HOOK_TOKEN: &str = "hook-token-DO-NOT-LEAK-0b9c";
 
-struct Serve {
-    child: tokio::process::Child,
-    base: String,
-    http: reqwest::Client,
-}
-
 /// Start `serve` on a free loopback port with the test's secrets in its
 /// environment and `zalo_app_id` in ./zns-batch.toml.
-async fn serve(env: &Env, extra_env: &[(&str, &str)]) -> Serve {
+async fn serve(env: &Env, extra_env: &[(&str, &str)]) -> ServeHarness {
     std::fs::write(
         env.path("zns-batch.toml"),
         format!("zalo_app_id = \"{APP_ID}\"\n"),
     )
     .unwrap();
-    let mut cmd = command(env, &args(&["serve", "--listen", "127.0.0.1:0"]));
-    cmd.env("ZNS_ZALO_OA_SECRET", ZALO_SECRET)
-        .env("ZNS_WEBHOOK_TOKEN", HOOK_TOKEN)
-        .env_remove("ZNS_SERVE_TOKEN")
-        .stderr(Stdio::piped());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let (child, base) = spawn_serve(cmd).await;
-    Serve {
-        child,
-        base,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap(),
-    }
+    ServeOptions::default()
+        .envs(&[
+            ("ZNS_ZALO_OA_SECRET", ZALO_SECRET),
+            ("ZNS_WEBHOOK_TOKEN", HOOK_TOKEN),
+        ])
+        .envs(extra_env)
+        .http_timeout(Duration::from_secs(10))
+        .start(env)
+        .await
 }
 
-impl Serve {
-    async fn zalo(&self, body: &str, signature: Option<String>) -> u16 {
-        let mut req = self
-            .http
-            .post(format!("{}/webhooks/zalo", self.base))
-            .header("content-type", "application/json")
-            .header("X-ZEvent-Server", "ZNS")
-            .body(body.to_string());
-        if let Some(s) = signature {
-            req = req.header("X-ZEvent-Signature", s);
-        }
-        req.send().await.unwrap().status().as_u16()
-    }
-
-    async fn esms(&self, token: &str, query: &str) -> u16 {
-        self.http
-            .get(format!("{}/webhooks/esms/{token}?{query}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    /// Graceful stop, then the stderr it wrote (for the no-secrets check).
-    async fn stop(self) -> String {
-        signal(self.child.id().unwrap(), "TERM");
-        let out = finish(self.child).await;
-        assert_eq!(out.code, 0, "{out}");
-        out.stderr
-    }
-}
-
+/// A Zalo signature with this file's app id and OA secret.
 fn sign(body: &str, timestamp: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(format!("{APP_ID}{body}{timestamp}{ZALO_SECRET}"));
-    format!("mac={}", hex::encode(h.finalize()))
+    zalo_signature(APP_ID, body, timestamp, ZALO_SECRET)
 }
 
 fn zalo_receipt(msg_id: &str, tracking_id: &str, phone: &str, delivery_ms: i64) -> String {
@@ -120,13 +60,7 @@ async fn campaign(env: &Env, p: ProviderKind, name: &str, n: usize) -> Vec<serde
     write_csv(&csv, 0, n);
     let r = run(env, &run_args(&csv, name, &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
-    let r = run(env, &args(&["--json", "report", name])).await;
-    assert_eq!(r.code, 0, "{r}");
-    let rows: Vec<serde_json::Value> = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = report_json(env, name).await;
     assert_eq!(rows.len(), n);
     rows
 }
@@ -167,7 +101,7 @@ async fn zalo_signature_ping_quota_template_health_metrics() {
     let env = Env::new();
     let rows = campaign(&env, ProviderKind::Zalo, "z1", 3).await;
     let s = serve(&env, &[]).await;
-    assert_eq!(s.get("/healthz").await, (200, "ok".to_string()));
+    assert_eq!(s.get_text("/healthz").await, (200, "ok".to_string()));
 
     assert_eq!(s.zalo("{}", None).await, 200, "the URL-saving ping");
     let body = zalo_receipt(
@@ -230,7 +164,7 @@ async fn zalo_signature_ping_quota_template_health_metrics() {
         "enabled again"
     );
 
-    let (code, metrics) = s.get("/metrics").await;
+    let (code, metrics) = s.get_text("/metrics").await;
     assert_eq!(code, 200);
     for needle in [
         "zns_webhook_events_total{provider=\"zalo\",result=\"refused\"} 3",
@@ -241,7 +175,7 @@ async fn zalo_signature_ping_quota_template_health_metrics() {
     ] {
         assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
     }
-    let stderr = s.stop().await;
+    let stderr = s.stop_clean().await.stderr;
     assert!(!metrics.contains(ZALO_SECRET) && !stderr.contains(ZALO_SECRET));
 }
 
@@ -396,7 +330,7 @@ async fn esms_token_statuses_and_bad_requests_store_nothing() {
             Some("user blocked".into())
         ))
     );
-    let stderr = s.stop().await;
+    let stderr = s.stop_clean().await.stderr;
     assert!(
         !stderr.contains(HOOK_TOKEN),
         "the token leaked into the log"
@@ -452,7 +386,7 @@ async fn repeated_and_shuffled_callbacks_give_the_same_ledger() {
             ));
         }
     }
-    async fn post_all(s: &Serve, calls: &[(String, String, Option<String>)]) {
+    async fn post_all(s: &ServeHarness, calls: &[(String, String, Option<String>)]) {
         for (path, body, sig) in calls {
             let mut req = s
                 .http
@@ -472,14 +406,14 @@ async fn repeated_and_shuffled_callbacks_give_the_same_ledger() {
     }
     let s = serve(&first, &[]).await;
     post_all(&s, &calls).await;
-    s.stop().await;
+    s.stop_clean().await;
 
     let mut doubled: Vec<_> = calls.iter().chain(calls.iter()).cloned().collect();
     doubled.shuffle(&mut rand::rng());
     let s2 = serve(&second, &[]).await;
     post_all(&s2, &doubled).await;
-    let (_, metrics) = s2.get("/metrics").await;
-    s2.stop().await;
+    let (_, metrics) = s2.get_text("/metrics").await;
+    s2.stop_clean().await;
 
     let a = ledger(&first, "z2");
     assert_eq!(a.len(), n);
@@ -536,7 +470,7 @@ async fn callback_before_the_send_applies_once_the_row_exists() {
             200
         );
     }
-    let (_, metrics) = s.get("/metrics").await;
+    let (_, metrics) = s.get_text("/metrics").await;
     assert!(
         metrics.contains("zns_webhook_events_total{provider=\"zalo\",result=\"unmatched\"} 5"),
         "{metrics}"
@@ -563,12 +497,12 @@ async fn callback_before_the_send_applies_once_the_row_exists() {
         (counts.received, counts.unknown, counts.unmatched),
         (5, 0, 0)
     );
-    let (_, metrics) = s.get("/metrics").await;
+    let (_, metrics) = s.get_text("/metrics").await;
     assert!(
         metrics.contains("zns_delivery_events_unmatched 0"),
         "{metrics}"
     );
-    s.stop().await;
+    s.stop_clean().await;
 }
 
 fn burst_url(base: &str, i: usize) -> String {
@@ -580,8 +514,8 @@ fn burst_url(base: &str, i: usize) -> String {
 
 /// Post `total` distinct eSMS callbacks at concurrency 16; once a third are
 /// acknowledged, send `sig` to serve. Returns the acknowledged ones and
-/// serve's exit code.
-async fn burst_then_signal(s: Serve, total: usize, sig: &str) -> (HashSet<usize>, Option<i32>) {
+/// serve's exit code (-1: ended by a signal).
+async fn burst_then_signal(s: ServeHarness, total: usize, sig: &str) -> (HashSet<usize>, i32) {
     let acked = Arc::new(Mutex::new(HashSet::<usize>::new()));
     let (http, base) = (s.http.clone(), s.base.clone());
     let acked_by_burst = acked.clone();
@@ -602,19 +536,14 @@ async fn burst_then_signal(s: Serve, total: usize, sig: &str) -> (HashSet<usize>
         assert!(t0.elapsed() < Duration::from_secs(60), "burst too slow");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut child = s.child;
-    signal(child.id().unwrap(), sig);
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("serve did not stop")
-        .unwrap();
+    let ended = s.signal_and_wait(sig, Duration::from_secs(30)).await;
     tokio::time::timeout(Duration::from_secs(30), burst)
         .await
         .unwrap()
         .unwrap();
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() < total, "the signal came after the burst ended");
-    (acked, status.code())
+    (acked, ended.code)
 }
 
 /// msg_id → how many times it is stored.
@@ -653,7 +582,7 @@ async fn kill_9_mid_burst_loses_no_acknowledged_callback() {
     let all = stored(&env);
     assert_eq!(all.len(), TOTAL);
     assert!(all.values().all(|n| *n == 1), "a callback stored twice");
-    s.stop().await;
+    s.stop_clean().await;
     assert_eq!(integrity(&env.state()), "ok");
 }
 
@@ -663,7 +592,7 @@ async fn kill_9_mid_burst_loses_no_acknowledged_callback() {
 async fn sigterm_mid_burst_commits_what_it_acknowledged() {
     let env = Env::new();
     let (acked, code) = burst_then_signal(serve(&env, &[]).await, 1500, "TERM").await;
-    assert_eq!(code, Some(0));
+    assert_eq!(code, 0);
     let all = stored(&env);
     assert_eq!(all.len(), acked.len(), "stored = acknowledged");
     for i in &acked {
@@ -681,8 +610,8 @@ async fn non_loopback_needs_a_token_and_then_metrics_need_it() {
 
     let token = "serve-token-DO-NOT-LEAK-5a5a";
     let s = serve(&env, &[("ZNS_SERVE_TOKEN", token)]).await;
-    assert_eq!(s.get("/metrics").await.0, 401);
-    assert_eq!(s.get("/healthz").await.0, 200);
+    assert_eq!(s.get_text("/metrics").await.0, 401);
+    assert_eq!(s.get_text("/healthz").await.0, 200);
     let r = s
         .http
         .get(format!("{}/metrics", s.base))
@@ -691,6 +620,50 @@ async fn non_loopback_needs_a_token_and_then_metrics_need_it() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let stderr = s.stop().await;
+    let stderr = s.stop_clean().await.stderr;
     assert!(!stderr.contains(token));
+}
+
+/// The harness keeps what serve writes, line by line, while it runs and
+/// after it stops: the no-secret checks above read the same lines.
+#[tokio::test]
+async fn the_harness_keeps_serves_output_lines() {
+    let env = Env::new();
+    // No webhook secrets: serve warns about both on stderr.
+    let s = ServeHarness::start(&env, &[]).await;
+    assert_eq!(
+        s.stdout_lines(),
+        vec![format!("listening on {}", s.base)],
+        "the address line"
+    );
+    assert_eq!(s.url("/healthz"), format!("http://{}/healthz", s.addr));
+    let t0 = std::time::Instant::now();
+    while !s
+        .stderr_lines()
+        .iter()
+        .any(|l| l.contains("Zalo webhooks will be refused"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no warning on stderr: {:?}",
+            s.stderr_lines()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.get_text("/healthz").await, (200, "ok".to_string()));
+    let out = s.stop_clean().await;
+    assert!(
+        out.stderr.contains("eSMS and eTelecom webhooks are off"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.starts_with("listening on http://127.0.0.1:"),
+        "{out}"
+    );
+
+    // A kill -9 is reported as such, with what was written before it.
+    let s = ServeHarness::start(&env, &[]).await;
+    let out = s.kill_9().await;
+    assert_eq!(out.code, -1, "ended by a signal: {out}");
+    assert!(out.stdout.starts_with("listening on "), "{out}");
 }

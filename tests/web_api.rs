@@ -3,12 +3,10 @@
 //! in-process sandbox whose counts prove exactly-once.
 
 mod common;
-mod web_support;
 
 use std::time::{Duration, Instant};
 
 use common::*;
-use web_support::*;
 use zns_batch::provider::ProviderKind;
 
 /// 201 with the plan; 409 for the name with another file; 400s for bad
@@ -20,8 +18,8 @@ async fn upload_plan_conflicts_and_bad_requests() {
         c.latency = Duration::from_millis(30)
     })
     .await;
-    write_config(&env, &sb);
-    let web = start(&env, &[]).await;
+    write_web_config(&env, &sb);
+    let web = start_web(&env, &[]).await;
     let csv = env.path("a.csv");
     write_csv(&csv, 0, 60);
     let other = env.path("b.csv");
@@ -93,8 +91,8 @@ async fn upload_plan_conflicts_and_bad_requests() {
 async fn an_upload_over_the_cap_is_413_and_stores_nothing() {
     let env = Env::new();
     let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    write_config(&env, &sb);
-    let web = start(&env, &[("ZNS_UPLOAD_LIMIT_MB", "1")]).await;
+    write_web_config(&env, &sb);
+    let web = start_web(&env, &[("ZNS_UPLOAD_LIMIT_MB", "1")]).await;
     let csv = env.path("big.csv");
     write_csv(&csv, 0, 40_000); // ≈ 1.3 MB
     assert!(std::fs::metadata(&csv).unwrap().len() > 1024 * 1024);
@@ -120,13 +118,13 @@ async fn serve_restart_resumes_a_started_campaign_exactly_once() {
         c.latency = Duration::from_millis(40)
     })
     .await;
-    write_config(&env, &sb);
+    write_web_config(&env, &sb);
     let csv = env.path("a.csv");
     write_csv(&csv, 0, 300);
     let paused_csv = env.path("p.csv");
     write_csv(&paused_csv, 1000, 200);
 
-    let web = start(&env, &[]).await;
+    let web = start_web(&env, &[]).await;
     assert_eq!(web.upload(&csv, "run-on", &[]).await.0, 201);
     assert_eq!(web.upload(&paused_csv, "held", &[]).await.0, 201);
     assert_eq!(web.post("/api/v1/campaigns/held/start").await.0, 202);
@@ -140,11 +138,11 @@ async fn serve_restart_resumes_a_started_campaign_exactly_once() {
         assert!(t0.elapsed() < Duration::from_secs(30), "nothing sent");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(web.stop().await, 0, "graceful stop");
+    assert_eq!(web.stop().await.code, 0, "graceful stop");
     let mid = sb.stats_summary().accepted - held_sent;
     assert!(mid < 300, "stopped mid-campaign ({mid} sent)");
 
-    let web = start(&env, &[]).await;
+    let web = start_web(&env, &[]).await;
     let done = web
         .wait_status("run-on", "finished", Duration::from_secs(90))
         .await;
@@ -171,8 +169,8 @@ async fn token_login_csrf_origin_and_escaping() {
     const TOKEN: &str = "serve-token-DO-NOT-LEAK-55aa";
     let env = Env::new();
     let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    write_config(&env, &sb);
-    let web = start(&env, &[("ZNS_SERVE_TOKEN", TOKEN)]).await;
+    write_web_config(&env, &sb);
+    let web = start_web(&env, &[("ZNS_SERVE_TOKEN", TOKEN)]).await;
     for path in ["/", "/new", "/api/v1/campaigns", "/campaigns/x", "/metrics"] {
         let r = web.http.get(web.url(path)).send().await.unwrap();
         assert!(
@@ -192,27 +190,12 @@ async fn token_login_csrf_origin_and_escaping() {
 
     // The login page's form carries the CSRF token.
     let (_, login) = web.get_text("/login").await;
-    let csrf = login
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("csrf field on the login form")
-        .to_string();
-    let r = web
-        .http
-        .post(web.url("/login"))
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
+    let csrf = csrf_of(&login).expect("csrf field on the login form");
+    let r = web.post_form("/login", &[("token", TOKEN)]).await;
     assert_eq!(r.status(), 403, "login without CSRF");
     let r = web
-        .http
-        .post(web.url("/login"))
-        .form(&[("token", TOKEN), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
+        .post_form("/login", &[("token", TOKEN), ("csrf", &csrf)])
+        .await;
     assert_eq!(r.status(), 303);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
@@ -226,6 +209,8 @@ async fn token_login_csrf_origin_and_escaping() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The harness's client kept the cookie, as a browser does.
+    assert_eq!(web.get_text("/").await.0, 200, "signed in without a header");
 
     // An upload whose name and rows carry markup.
     let csv = env.path("xss.csv");
@@ -298,12 +283,7 @@ async fn token_login_csrf_origin_and_escaping() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let page_csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_string();
+    let page_csrf = csrf_of(&page).unwrap();
     let r = web
         .http
         .post(&start_url)

@@ -8,7 +8,6 @@
 //! ZNS_SKIP_BROWSER=1.
 
 mod common;
-mod web_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use web_support::*;
 use zns_batch::provider::ProviderKind;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -277,7 +275,7 @@ fn sample(name: &str) -> String {
 }
 
 /// Fill the New campaign form and submit it.
-async fn upload_in_page(b: &Browser, web: &WebServe, file: &str, name: &str) {
+async fn upload_in_page(b: &Browser, web: &ServeHarness, file: &str, name: &str) {
     b.goto(&web.url("/new")).await;
     b.type_in("#file", file).await;
     b.type_in("input[name=campaign]", name).await;
@@ -293,8 +291,8 @@ async fn upload_check_send_report_in_a_browser() {
     let Some(b) = browser().await else { return };
     let env = Env::new();
     let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    write_config(&env, &sb);
-    let web = start(&env, &[]).await;
+    write_web_config(&env, &sb);
+    let web = start_web(&env, &[]).await;
     let t0 = Instant::now();
 
     b.goto(&web.url("/")).await;
@@ -388,8 +386,8 @@ async fn pause_and_resume_in_a_browser() {
         c.latency = Duration::from_millis(80)
     })
     .await;
-    write_config(&env, &sb);
-    let web = start(&env, &[]).await;
+    write_web_config(&env, &sb);
+    let web = start_web(&env, &[]).await;
     let csv = env.path("slow.csv");
     write_csv(&csv, 0, 300);
     assert_eq!(web.upload(&csv, "slow", &[]).await.0, 201);
@@ -435,8 +433,8 @@ async fn token_and_csrf_in_a_browser() {
     let Some(b) = browser().await else { return };
     let env = Env::new();
     let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    write_config(&env, &sb);
-    let web = start(&env, &[("ZNS_SERVE_TOKEN", TOKEN)]).await;
+    write_web_config(&env, &sb);
+    let web = start_web(&env, &[("ZNS_SERVE_TOKEN", TOKEN)]).await;
 
     for path in ["/", "/new", "/campaigns/x/check"] {
         b.goto(&web.url(path)).await;

@@ -10,6 +10,11 @@ use std::time::Duration;
 use zns_batch::provider::ProviderKind;
 use zns_batch::sandbox::{Sandbox, SandboxConfig, Stats};
 
+mod serve_harness;
+// Only the tests that start `serve` use it.
+#[allow(unused_imports)]
+pub use serve_harness::*;
+
 pub const KEY: &str = "test-key-DO-NOT-LEAK-7f3a";
 pub const SECRET: &str = "test-secret-DO-NOT-LEAK-91bc";
 pub const OA: &str = "4318226164000000001";
@@ -232,6 +237,16 @@ pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// `--json report NAME`: one JSON object per row.
+pub async fn report_json(env: &Env, name: &str) -> Vec<serde_json::Value> {
+    let r = run(env, &args(&["--json", "report", name])).await;
+    assert_eq!(r.code, 0, "{r}");
+    r.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON report line"))
+        .collect()
+}
+
 /// Tracking ids of the report's rows in a given state.
 pub async fn report_rows(env: &Env, campaign: &str) -> Vec<csv::StringRecord> {
     let out = env.path(&format!("{campaign}-report.csv"));
@@ -291,6 +306,11 @@ pub fn tracking_ids_in_state(rows: &[csv::StringRecord], state: &str) -> BTreeSe
 
 /// `--json run <CSV> --campaign <NAME> --template-id 246810`, no provider flags.
 pub fn run_head(csv: &Path, campaign: &str) -> Vec<String> {
+    run_head_with_template(csv, campaign, "246810")
+}
+
+/// [`run_head`] with another template.
+pub fn run_head_with_template(csv: &Path, campaign: &str, template: &str) -> Vec<String> {
     args(&[
         "--json",
         "run",
@@ -298,7 +318,7 @@ pub fn run_head(csv: &Path, campaign: &str) -> Vec<String> {
         "--campaign",
         campaign,
         "--template-id",
-        "246810",
+        template,
     ])
 }
 
@@ -381,6 +401,27 @@ pub async fn wait_accepted(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// `cmd` started with its output captured (collect it with [`finish`]).
+pub fn spawn_captured(mut cmd: tokio::process::Command) -> tokio::process::Child {
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn().expect("spawn zns-batch")
+}
+
+/// `(imported_through_line, import_done)` of a campaign, read-only; `None`
+/// while the state file or the campaign does not exist yet.
+pub fn import_progress(state: &Path, campaign: &str) -> Option<(u64, bool)> {
+    let c =
+        rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    c.query_row(
+        "SELECT imported_through_line, import_done FROM campaigns WHERE name = ?1",
+        [campaign],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? != 0)),
+    )
+    .ok()
 }
 
 /// Wait for a spawned run to end and collect it like [`run_with`].
@@ -528,26 +569,4 @@ pub async fn assert_report_exactly_once(
         expected_rows,
     );
     rows
-}
-
-/// Start `zns-batch serve` from `cmd` (stdout is piped here) and wait for
-/// its first line, `listening on http://ADDR`. Returns the child and the
-/// base URL; the rest of stdout is drained so serve never blocks on it.
-pub async fn spawn_serve(mut cmd: tokio::process::Command) -> (tokio::process::Child, String) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    cmd.stdout(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("serve did not print its address in time")
-        .expect("read serve's stdout")
-        .expect("serve ended before printing its address");
-    let base = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
 }
