@@ -309,6 +309,16 @@ async fn an_expired_session_is_signed_out() {
         get_with(&http, &s, "/api/v1/campaigns", &cookie).await.0,
         401
     );
+    // A console form sent after that goes to the sign-in form.
+    let r = http
+        .post(s.url("/ui/campaigns/x/pause"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/login");
     s.stop().await;
 }
 

@@ -269,8 +269,8 @@ pub enum Caller {
     Session(String),
 }
 
-/// Not signed in: pages send the browser to the sign-in form, everything
-/// else (the API, `/metrics`, forms) gets 401.
+/// Not signed in: pages and console forms send the browser to the sign-in
+/// form, everything else (the API, `/metrics`) gets 401.
 #[derive(Debug)]
 pub struct Unauthorized {
     page: bool,
@@ -299,10 +299,13 @@ impl FromRequestParts<ServeState> for Caller {
         let Some(expected) = &s.config.auth_token else {
             return Ok(Caller::Open);
         };
+        // A console form sent after the session ended lands on the
+        // sign-in form too, rather than on a JSON error.
+        let path = parts.uri.path();
         let refused = Unauthorized {
-            page: parts.method == Method::GET
-                && !parts.uri.path().starts_with("/api/")
-                && parts.uri.path() != "/metrics",
+            page: (parts.method == Method::GET || path.starts_with("/ui/"))
+                && !path.starts_with("/api/")
+                && path != "/metrics",
         };
         // A Bearer header that is there but wrong is a refusal, not a
         // reason to look for a cookie.
