@@ -235,14 +235,16 @@ impl FromRequestParts<ServeState> for ClientAddr {
 
     async fn from_request_parts(parts: &mut Parts, s: &ServeState) -> Result<Self, Infallible> {
         if s.auth.trust_forwarded_for {
+            // Only the very last entry: when it is not an address, an
+            // earlier one (client-written) must not stand in for it.
             let last = parts
                 .headers
                 .get_all("x-forwarded-for")
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-                .last();
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|a| a.trim().parse::<IpAddr>().ok());
             if let Some(ip) = last {
                 return Ok(ClientAddr(ip));
             }
