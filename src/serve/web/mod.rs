@@ -320,6 +320,7 @@ async fn login(
         return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
     }
     limits.succeeded(addr);
+    tracing::info!("signed in from {}", auth::masked(addr));
     if let Some(old) = jar.get(auth::SESSION_COOKIE) {
         s.auth.sessions.close(old.value());
     }
@@ -340,6 +341,7 @@ async fn logout(
 ) -> Response {
     if let Some(c) = jar.get(auth::SESSION_COOKIE) {
         s.auth.sessions.close(c.value());
+        tracing::info!("signed out");
     }
     (jar.remove(auth::removal_cookie()), Redirect::to("/login")).into_response()
 }
