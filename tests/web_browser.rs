@@ -487,6 +487,15 @@ async fn token_and_csrf_in_a_browser() {
     };
     assert_eq!(code, 200);
     assert_eq!(list, json!([]), "the refused form stored nothing");
+
+    // Sign out: back to the sign-in form, and the console is closed again.
+    b.goto(&web.url("/")).await;
+    b.shots("signed-in").await;
+    b.click("#sign-out").await;
+    b.wait_text("h1", Duration::from_secs(10), |t| t == "Sign in")
+        .await;
+    b.goto(&web.url("/new")).await;
+    assert!(b.url().await.ends_with("/login"), "signed out");
     b.close().await;
     web.stop().await;
 }

@@ -93,6 +93,14 @@ settings! {
     webhook_token_env: String,
     /// Name of the environment variable holding `serve`'s access token.
     auth_token_env: String,
+    /// `serve`: a console sign-in lasts at most this long, e.g. "12h".
+    session_ttl: Human<Duration>,
+    /// `serve`: a console session unused this long ends, e.g. "1h".
+    session_idle: Human<Duration>,
+    /// `serve`: the client address is the last `X-Forwarded-For` entry
+    /// (only behind a proxy that sets it and with serve reachable only
+    /// through it).
+    trust_forwarded_for: bool,
 }
 
 /// A value written as text in the file (`"15s"`, `"07:00-22:00"`), parsed

@@ -177,7 +177,9 @@ Providers call (behind your reverse proxy at --public-url):
   GET  {public_url}/webhooks/esms/$ZNS_WEBHOOK_TOKEN
   POST {public_url}/webhooks/etelecom/$ZNS_WEBHOOK_TOKEN
 A --listen address other than loopback needs an access token (env ZNS_SERVE_TOKEN, or the
-variable named by `auth_token_env`); /api and /metrics then need `Authorization: Bearer TOKEN`.")]
+variable named by `auth_token_env`; at least 16 characters); /api and /metrics then need
+`Authorization: Bearer TOKEN`, the console a sign-in (sessions: config `session_ttl`,
+`session_idle`; 5 sign-in attempts a minute per address).")]
     Serve(ServeArgs),
 }
 

@@ -18,6 +18,7 @@ mod webhooks;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -57,6 +58,10 @@ pub struct ServeConfig {
     pub webhook_token: Option<Secret>,
     /// When set, `/api/*` and `/metrics` need `Authorization: Bearer`.
     pub auth_token: Option<Secret>,
+    /// Absolute and idle lifetime of a console session.
+    pub session_ttl: Duration,
+    pub session_idle: Duration,
+    pub trust_forwarded_for: bool,
 }
 
 fn env_secret(name: &str) -> Option<Secret> {
@@ -83,7 +88,7 @@ impl ServeConfig {
             .auth_token_env
             .clone()
             .unwrap_or_else(|| DEFAULT_AUTH_TOKEN_ENV.to_string());
-        let auth_token = env_secret(&auth_env);
+        let auth_token = access_token(&auth_env)?;
         if !listen.ip().is_loopback() && auth_token.is_none() {
             return Err(AppError::Usage(format!(
                 "--listen {listen} is reachable from other machines, and no access token is set: \
@@ -111,6 +116,14 @@ impl ServeConfig {
             .webhook_token_env
             .clone()
             .unwrap_or_else(|| DEFAULT_WEBHOOK_TOKEN_ENV.to_string());
+        let session_ttl = c.session_ttl.map_or(auth::DEFAULT_SESSION_TTL, |h| h.0);
+        let session_idle = c.session_idle.map_or(auth::DEFAULT_SESSION_IDLE, |h| h.0);
+        if session_ttl.is_zero() || session_idle.is_zero() {
+            return Err(AppError::Usage(
+                "config `session_ttl` and `session_idle` must be longer than 0s, e.g. \"12h\" and \"1h\""
+                    .into(),
+            ));
+        }
         Ok(ServeConfig {
             listen,
             public_url,
@@ -119,8 +132,30 @@ impl ServeConfig {
             zalo_secret: env_secret(&zalo_env),
             webhook_token: env_secret(&token_env),
             auth_token,
+            session_ttl,
+            session_idle,
+            trust_forwarded_for: c.trust_forwarded_for.unwrap_or(false),
         })
     }
+}
+
+/// The access token from `env`: unset means none; set, it must have
+/// [`auth::MIN_TOKEN_CHARS`] characters besides surrounding blanks (which
+/// are dropped: a token pasted from a file often ends in a newline).
+fn access_token(env: &str) -> Result<Option<Secret>, AppError> {
+    let Some(raw) = std::env::var_os(env) else {
+        return Ok(None);
+    };
+    let token = raw.to_str().map(str::trim).unwrap_or("");
+    if token.chars().count() < auth::MIN_TOKEN_CHARS {
+        return Err(AppError::Usage(format!(
+            "the access token in the environment variable {env} is too short or not text: \
+             it needs at least {} characters (e.g. `openssl rand -hex 24`); \
+             unset {env} to run without one (loopback only)",
+            auth::MIN_TOKEN_CHARS
+        )));
+    }
+    Ok(Some(Secret::new(token)))
 }
 
 /// Shared by every handler. Each connection sits behind a mutex and is
@@ -135,6 +170,8 @@ pub struct ServeState {
     pub metrics: Arc<Metrics>,
     /// The web console and `/api/v1`: campaigns run from here, CSRF token.
     pub web: Arc<WebState>,
+    /// Console sessions and the sign-in limit.
+    pub auth: Arc<auth::Auth>,
 }
 
 impl ServeState {
@@ -195,8 +232,9 @@ impl ServeState {
 }
 
 /// The whole router: webhooks and `/healthz` open; `/metrics` behind the
-/// Bearer token; the console and `/api/v1` behind the token or the login
-/// cookie, and refusing state changes from other sites.
+/// Bearer token; the console and `/api/v1` behind the token or a signed-in
+/// session (see [`auth::Caller`]), and refusing state changes from other
+/// sites.
 pub fn router(state: ServeState) -> Router {
     let protected = Router::new()
         .route("/metrics", axum::routing::get(metrics::handler))
@@ -234,12 +272,19 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
     let addr = listener.local_addr().context("listening address")?;
     warn_missing(&config);
     let campaigns = campaigns::Campaigns::new(reload_workspace(g)?);
+    let auth = auth::Auth::new(
+        config.session_ttl,
+        config.session_idle,
+        config.trust_forwarded_for,
+    );
+    let sign_out = config.auth_token.is_some();
     let state = ServeState {
         config: Arc::new(config),
         store: Arc::new(Mutex::new(store)),
         reader: Arc::new(Mutex::new(reader)),
         metrics: Arc::new(Metrics::new()),
-        web: Arc::new(WebState::new(campaigns.clone())),
+        web: Arc::new(WebState::new(campaigns.clone(), sign_out)),
+        auth: Arc::new(auth),
     };
     // The one line tests and scripts read; the rest goes to the log.
     println!("listening on http://{addr}");
@@ -250,7 +295,9 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
     }
     campaigns.resume_wanted().await;
     let stopping = campaigns.clone();
-    axum::serve(listener, router(state))
+    // The peer address keys the sign-in limit.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             // Runs stop (still wanted: a restart resumes them) and live pages end.

@@ -8,28 +8,33 @@ pub mod security;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use super::api::{self, upload, StartQuery};
+use super::auth::{self, Caller, ClientAddr, Unauthorized};
 use super::campaigns::{self, Campaigns, WebError};
 use super::ServeState;
 use pages::enc;
+use security::{CsrfForm, NoFields};
 
 /// What the console shares between requests.
 pub struct WebState {
     pub campaigns: Arc<Campaigns>,
     pub csrf: String,
+    /// Pages offer "Sign out" (an access token is configured).
+    pub sign_out: bool,
     /// Bytes an upload may have (env `ZNS_UPLOAD_LIMIT_MB` overrides).
     pub upload_limit: u64,
 }
 
 impl WebState {
-    pub fn new(campaigns: Arc<Campaigns>) -> Self {
+    pub fn new(campaigns: Arc<Campaigns>, sign_out: bool) -> Self {
         let upload_limit = std::env::var("ZNS_UPLOAD_LIMIT_MB")
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -38,7 +43,16 @@ impl WebState {
         WebState {
             campaigns,
             csrf: security::new_csrf_token(),
+            sign_out,
             upload_limit,
+        }
+    }
+
+    /// The frame every page is drawn in.
+    pub fn chrome(&self) -> pages::Chrome<'_> {
+        pages::Chrome {
+            csrf: &self.csrf,
+            sign_out: self.sign_out,
         }
     }
 }
@@ -58,10 +72,12 @@ pub fn routes() -> Router<ServeState> {
         .route("/ui/campaigns/{name}/pause", post(pause_form))
 }
 
-/// The login page and the assets it needs.
+/// The sign-in page, sign-out (a stale cookie may still sign out) and
+/// the assets they need.
 pub fn open_routes() -> Router<ServeState> {
     Router::new()
         .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
 }
@@ -96,20 +112,20 @@ fn problem(s: &ServeState, e: WebError, back: &str) -> Response {
     };
     (
         e.status(),
-        Html(pages::problem(title, &e.to_string(), back, &s.web.csrf).into_string()),
+        Html(pages::problem(title, &e.to_string(), back, s.web.chrome()).into_string()),
     )
         .into_response()
 }
 
 async fn campaigns_page(State(s): State<ServeState>) -> Response {
     match s.with_reader(|st| campaigns::status_all(st)).await {
-        Ok(list) => Html(pages::campaigns(&list, &s.web.csrf).into_string()).into_response(),
+        Ok(list) => Html(pages::campaigns(&list, s.web.chrome()).into_string()).into_response(),
         Err(e) => problem(&s, WebError::Internal(e), "/"),
     }
 }
 
 async fn new_page(State(s): State<ServeState>) -> Response {
-    Html(pages::new_campaign(&s.web.campaigns.profiles(), &s.web.csrf, None).into_string())
+    Html(pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(), None).into_string())
         .into_response()
 }
 
@@ -158,7 +174,7 @@ async fn check_page(
         page,
         &preview,
         &keys,
-        &s.web.csrf,
+        s.web.chrome(),
     );
     Html(markup.into_string()).into_response()
 }
@@ -186,25 +202,9 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
         running_here,
         top_errors: &errors,
         in_doubt: &in_doubt,
-        csrf: &s.web.csrf,
+        chrome: s.web.chrome(),
     });
     Html(markup.into_string()).into_response()
-}
-
-fn csrf_refused(s: &ServeState) -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        Html(
-            pages::problem(
-                "Form expired",
-                "This form is missing its security token (CSRF) or it is out of date: reload the page and try again.",
-                "/",
-                &s.web.csrf,
-            )
-            .into_string(),
-        ),
-    )
-        .into_response()
 }
 
 /// The upload form without JavaScript: on success, to the Check page.
@@ -216,7 +216,7 @@ async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Respo
     };
     if !security::csrf_ok(&web.csrf, up.csrf.as_deref()) {
         let _ = std::fs::remove_file(&up.form.csv);
-        return csrf_refused(&s);
+        return security::csrf_refused(&s);
     }
     let name = up.form.name.clone();
     match web.campaigns.create(up.form).await {
@@ -228,26 +228,18 @@ async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Respo
 fn upload_refused(s: &ServeState, e: WebError) -> Response {
     let page = pages::new_campaign(
         &s.web.campaigns.profiles(),
-        &s.web.csrf,
+        s.web.chrome(),
         Some(&e.to_string()),
     );
     (e.status(), Html(page.into_string())).into_response()
-}
-
-#[derive(Debug, Deserialize, Default)]
-struct CsrfForm {
-    csrf: Option<String>,
 }
 
 async fn start_form(
     State(s): State<ServeState>,
     Path(name): Path<String>,
     Query(q): Query<StartQuery>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
-    if !security::csrf_ok(&s.web.csrf, f.csrf.as_deref()) {
-        return csrf_refused(&s);
-    }
     let back = format!("/campaigns/{}", enc(&name));
     let started = match api::parse_in_doubt(q.in_doubt.as_deref()) {
         Ok(policy) => s.web.campaigns.start(&name, policy).await,
@@ -262,11 +254,8 @@ async fn start_form(
 async fn pause_form(
     State(s): State<ServeState>,
     Path(name): Path<String>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
-    if !security::csrf_ok(&s.web.csrf, f.csrf.as_deref()) {
-        return csrf_refused(&s);
-    }
     let back = format!("/campaigns/{}", enc(&name));
     match s.web.campaigns.pause(&name, "a person").await {
         Ok(()) => Redirect::to(&back).into_response(),
@@ -274,8 +263,8 @@ async fn pause_form(
     }
 }
 
-async fn login_page(State(s): State<ServeState>, headers: HeaderMap) -> Response {
-    if s.config.auth_token.is_none() || security::signed_in(&s, &headers) {
+async fn login_page(State(s): State<ServeState>, caller: Result<Caller, Unauthorized>) -> Response {
+    if s.config.auth_token.is_none() || caller.is_ok() {
         return Redirect::to("/").into_response();
     }
     Html(pages::login(&s.web.csrf, None).into_string()).into_response()
@@ -283,32 +272,76 @@ async fn login_page(State(s): State<ServeState>, headers: HeaderMap) -> Response
 
 #[derive(Debug, Deserialize, Default)]
 struct LoginForm {
-    csrf: Option<String>,
     token: Option<String>,
 }
 
-async fn login(State(s): State<ServeState>, Form(f): Form<LoginForm>) -> Response {
-    if !security::csrf_ok(&s.web.csrf, f.csrf.as_deref()) {
-        return csrf_refused(&s);
-    }
+/// The sign-in form: limited per client address, then the token; a right
+/// one opens a new session (a new id at every sign-in, the browser's old
+/// one closed).
+async fn login(
+    State(s): State<ServeState>,
+    ClientAddr(addr): ClientAddr,
+    jar: CookieJar,
+    CsrfForm(f): CsrfForm<LoginForm>,
+) -> Response {
     let Some(expected) = &s.config.auth_token else {
         return Redirect::to("/").into_response();
     };
+    let limits = &s.auth.sign_ins;
+    if let Err(wait) = limits.attempt(addr) {
+        let failures = limits.failed(addr);
+        let secs = wait.as_secs().max(1);
+        tracing::warn!(
+            "sign-in refused: too many attempts from {} ({failures} failed or refused in a row); \
+             it may try again in {secs}s",
+            auth::masked(addr)
+        );
+        let page = pages::login(
+            &s.web.csrf,
+            Some(&format!(
+                "Too many sign-in attempts from this address: try again in {secs} seconds."
+            )),
+        );
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs.to_string())],
+            Html(page.into_string()),
+        )
+            .into_response();
+    }
     let given = f.token.unwrap_or_default();
-    if !super::auth::same_secret(given.trim(), expected.expose()) {
+    if !auth::same_secret(given.trim(), expected.expose()) {
+        let failures = limits.failed(addr);
+        tracing::info!(
+            "sign-in with a wrong token from {} ({failures} in a row)",
+            auth::masked(addr)
+        );
         let page = pages::login(&s.web.csrf, Some("That is not the access token."));
         return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
+    }
+    limits.succeeded(addr);
+    tracing::info!("signed in from {}", auth::masked(addr));
+    if let Some(old) = jar.get(auth::SESSION_COOKIE) {
+        s.auth.sessions.close(old.value());
     }
     let secure = s
         .config
         .public_url
         .as_deref()
         .is_some_and(|u| u.starts_with("https://"));
-    let cookie = format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Strict{}",
-        security::SESSION_COOKIE,
-        security::session_value(expected.expose()),
-        if secure { "; Secure" } else { "" }
-    );
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+    let jar = jar.add(auth::session_cookie(s.auth.sessions.open(), secure));
+    (jar, Redirect::to("/")).into_response()
+}
+
+/// Sign out: the session ends on the server, the browser forgets it.
+async fn logout(
+    State(s): State<ServeState>,
+    jar: CookieJar,
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> Response {
+    if let Some(c) = jar.get(auth::SESSION_COOKIE) {
+        s.auth.sessions.close(c.value());
+        tracing::info!("signed out");
+    }
+    (jar.remove(auth::removal_cookie()), Redirect::to("/login")).into_response()
 }

@@ -23,7 +23,16 @@ pub fn enc(name: &str) -> String {
     out
 }
 
-pub fn layout(title: &str, csrf: &str, body: Markup) -> Markup {
+/// What every page's frame needs: the forms' CSRF token, and whether to
+/// offer "Sign out" (an access token is configured).
+#[derive(Debug, Clone, Copy)]
+pub struct Chrome<'a> {
+    pub csrf: &'a str,
+    pub sign_out: bool,
+}
+
+pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
+    let csrf = chrome.csrf;
     html! {
         (DOCTYPE)
         html lang="vi" {
@@ -41,6 +50,12 @@ pub fn layout(title: &str, csrf: &str, body: Markup) -> Markup {
                     nav {
                         a href="/" { "Campaigns" }
                         a href="/new" { "New campaign" }
+                    }
+                    @if chrome.sign_out {
+                        form.signout method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button #sign-out type="submit" { "Sign out" }
+                        }
                     }
                 }
                 main { (body) }
@@ -74,7 +89,7 @@ fn bar(done: u64, total: u64, id: Option<&str>) -> Markup {
     }
 }
 
-pub fn campaigns(list: &[CampaignStatusLine], csrf: &str) -> Markup {
+pub fn campaigns(list: &[CampaignStatusLine], chrome: Chrome<'_>) -> Markup {
     let mut quota: Vec<(&str, &str, u64)> = Vec::new();
     for c in list {
         if !quota.iter().any(|(oa, _, _)| *oa == c.oa_id) {
@@ -83,7 +98,7 @@ pub fn campaigns(list: &[CampaignStatusLine], csrf: &str) -> Markup {
     }
     layout(
         "Campaigns",
-        csrf,
+        chrome,
         html! {
             // Refreshes itself: counts move while campaigns send.
             meta http-equiv="refresh" content="5";
@@ -126,10 +141,11 @@ pub fn campaigns(list: &[CampaignStatusLine], csrf: &str) -> Markup {
 }
 
 /// The New campaign form; `error` is shown above it after a refused upload.
-pub fn new_campaign(profiles: &[String], csrf: &str, error: Option<&str>) -> Markup {
+pub fn new_campaign(profiles: &[String], chrome: Chrome<'_>, error: Option<&str>) -> Markup {
+    let csrf = chrome.csrf;
     layout(
         "New campaign",
-        csrf,
+        chrome,
         html! {
             h1 { "New campaign" }
             p.lead {
@@ -178,13 +194,14 @@ pub fn check(
     page: u64,
     preview: &[WebRow],
     keys: &[String],
-    csrf: &str,
+    chrome: Chrome<'_>,
 ) -> Markup {
+    let csrf = chrome.csrf;
     let name = &status.campaign;
     let pages = status.counts.rejected.div_ceil(PAGE_ROWS).max(1);
     layout(
         &format!("Check {name}"),
-        csrf,
+        chrome,
         html! {
             h1 { "Check " span.name { (name) } }
             p.lead #check-summary {
@@ -283,7 +300,7 @@ pub struct CampaignPage<'a> {
     pub running_here: bool,
     pub top_errors: &'a [(String, String, u64)],
     pub in_doubt: &'a [WebRow],
-    pub csrf: &'a str,
+    pub chrome: Chrome<'a>,
 }
 
 pub fn campaign(p: CampaignPage<'_>) -> Markup {
@@ -291,9 +308,10 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
     let name = &c.campaign;
     let (done, total) = progress(c);
     let action = |what: &str| format!("/ui/campaigns/{}/{what}", enc(name));
+    let csrf = p.chrome.csrf;
     layout(
         name,
-        p.csrf,
+        p.chrome,
         html! {
             div #campaign data-events={"/api/v1/campaigns/" (enc(name)) "/events"} data-status=(c.status) data-running-here=(if p.running_here { "1" } else { "0" }) {
                 h1 { span.name { (name) } " " span #status-badge { (badge(&c.status)) } }
@@ -312,12 +330,12 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                 div.actions {
                     @if p.running_here {
                         form method="post" action=(action("pause")) {
-                            input type="hidden" name="csrf" value=(p.csrf);
+                            input type="hidden" name="csrf" value=(csrf);
                             button #pause type="submit" { "Pause" }
                         }
                     } @else if c.status != "finished" {
                         form method="post" action=(action("start")) {
-                            input type="hidden" name="csrf" value=(p.csrf);
+                            input type="hidden" name="csrf" value=(csrf);
                             button.primary #resume type="submit" { @if c.status == "pending" { "Send" } @else { "Resume" } }
                         }
                     }
@@ -333,11 +351,11 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                         table.plain { tbody { @for r in p.in_doubt { tr { td { "line " (r.line) } td { (r.phone) } td { (r.text) } } } } }
                         div.actions {
                             form method="post" action={(action("start")) "?in_doubt=resend"} {
-                                input type="hidden" name="csrf" value=(p.csrf);
+                                input type="hidden" name="csrf" value=(csrf);
                                 button type="submit" { "Resume, resending them" }
                             }
                             form method="post" action={(action("start")) "?in_doubt=hold"} {
-                                input type="hidden" name="csrf" value=(p.csrf);
+                                input type="hidden" name="csrf" value=(csrf);
                                 button type="submit" { "Resume, holding them" }
                             }
                         }
@@ -368,9 +386,13 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
 }
 
 pub fn login(csrf: &str, error: Option<&str>) -> Markup {
+    let chrome = Chrome {
+        csrf,
+        sign_out: false,
+    };
     layout(
         "Sign in",
-        csrf,
+        chrome,
         html! {
             h1 { "Sign in" }
             p.lead { "This console needs the access token set in serve's environment (" code { "ZNS_SERVE_TOKEN" } " by default)." }
@@ -385,10 +407,10 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
 }
 
 /// A refused form, in words, with a way back.
-pub fn problem(title: &str, message: &str, back: &str, csrf: &str) -> Markup {
+pub fn problem(title: &str, message: &str, back: &str, chrome: Chrome<'_>) -> Markup {
     layout(
         title,
-        csrf,
+        chrome,
         html! {
             h1 { (title) }
             p.error role="alert" { (message) }

@@ -1,75 +1,23 @@
-//! Who may use the console and the API, and from where: the access token
-//! (Bearer, or the login form's HttpOnly cookie), the CSRF token of every
-//! form, and the same-origin rule for state-changing requests (a page on
+//! Who may use the console and the API, and from where: signed in (see
+//! [`crate::serve::auth`]), the CSRF token of every form, and the
+//! same-origin rule for state-changing requests (a page on
 //! another site must not drive a local `serve` through the user's browser).
 
-use axum::extract::{Request, State};
+use axum::extract::{Form, FromRequest, Request};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
-use sha2::{Digest, Sha256};
+use axum::response::{Html, IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
-use crate::serve::auth::same_secret;
+use super::pages;
+use crate::serve::auth::{same_secret, Caller};
 use crate::serve::ServeState;
 
-pub const SESSION_COOKIE: &str = "zns_session";
-
-/// What the session cookie holds: derived from the token, never the token.
-pub fn session_value(token: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"zns-batch web session v1\0");
-    h.update(token.as_bytes());
-    hex::encode(h.finalize())
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
-/// Whether the request carries the access token (or no token is needed).
-pub fn signed_in(state: &ServeState, headers: &HeaderMap) -> bool {
-    let Some(expected) = &state.config.auth_token else {
-        return true;
-    };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if bearer.is_some_and(|t| same_secret(t, expected.expose())) {
-        return true;
-    }
-    cookie(headers, SESSION_COOKIE)
-        .is_some_and(|c| same_secret(&c, &session_value(expected.expose())))
-}
-
-/// Console pages and `/api/v1`: signed in, else the login page (pages) or 401.
-pub async fn require_sign_in(
-    State(state): State<ServeState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if signed_in(&state, req.headers()) {
-        return next.run(req).await;
-    }
-    if req.uri().path().starts_with("/api/") || req.method() != Method::GET {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(serde_json::json!({
-                "error": "an access token is required: send `Authorization: Bearer TOKEN`, or sign in at /login"
-            })),
-        )
-            .into_response();
-    }
-    Redirect::to("/login").into_response()
+/// Console pages and `/api/v1`: any signed-in caller (see [`Caller`]: its
+/// rejection sends pages to the sign-in form and answers the rest 401).
+pub async fn require_sign_in(_caller: Caller, req: Request, next: Next) -> Response {
+    next.run(req).await
 }
 
 /// A state-changing request that says where it comes from must come from
@@ -125,9 +73,56 @@ pub fn new_csrf_token() -> String {
     hex::encode(rand::random::<[u8; 24]>())
 }
 
-/// Whether a form's (or header's) CSRF token is this process's.
+/// Whether a form's CSRF token is this process's: the one check, used by
+/// [`CsrfForm`] and by the multipart upload (whose token is a part).
 pub fn csrf_ok(expected: &str, given: Option<&str>) -> bool {
     given.is_some_and(|g| same_secret(g, expected))
+}
+
+/// A URL-encoded form whose `csrf` field was checked: a missing or wrong
+/// token is refused (403, a page saying so) before the handler runs.
+pub struct CsrfForm<T>(pub T);
+
+#[derive(Deserialize)]
+struct WithCsrf<T> {
+    csrf: Option<String>,
+    #[serde(flatten)]
+    form: T,
+}
+
+/// A form with nothing but its CSRF token.
+#[derive(Debug, Deserialize, Default)]
+pub struct NoFields {}
+
+impl<T: DeserializeOwned + Send> FromRequest<ServeState> for CsrfForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &ServeState) -> Result<Self, Response> {
+        let Form(f) = Form::<WithCsrf<T>>::from_request(req, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !csrf_ok(&s.web.csrf, f.csrf.as_deref()) {
+            return Err(csrf_refused(s));
+        }
+        Ok(CsrfForm(f.form))
+    }
+}
+
+/// The page for a form without its (right) CSRF token.
+pub fn csrf_refused(s: &ServeState) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(
+            pages::problem(
+                "Form expired",
+                "This form is missing its security token (CSRF) or it is out of date: reload the page and try again.",
+                "/",
+                s.web.chrome(),
+            )
+            .into_string(),
+        ),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -162,13 +157,5 @@ mod tests {
         ]))
         .is_err());
         assert!(check_origin(&headers(&[("host", "127.0.0.1:8080"), ("origin", "null")])).is_err());
-    }
-
-    #[test]
-    fn the_cookie_never_holds_the_token() {
-        let v = session_value("secret-token");
-        assert!(!v.contains("secret-token"));
-        assert_eq!(v, session_value("secret-token"));
-        assert_ne!(v, session_value("other"));
     }
 }
