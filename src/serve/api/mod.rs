@@ -8,7 +8,7 @@ pub mod upload;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -22,16 +22,19 @@ use crate::runner::InDoubtPolicy;
 
 pub fn routes() -> Router<ServeState> {
     Router::new()
-        .route(
-            "/api/v1/campaigns",
-            get(list).post(create).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/api/v1/campaigns", get(list))
         .route("/api/v1/campaigns/{name}", get(one))
         .route("/api/v1/campaigns/{name}/start", post(start))
         .route("/api/v1/campaigns/{name}/pause", post(pause))
         .route("/api/v1/campaigns/{name}/report.csv", get(report))
         .route("/api/v1/campaigns/{name}/events", get(events))
         .route("/api/v1/campaigns/{name}/import", get(import_status))
+}
+
+/// The upload: its body cap and timing are the caller's (not the JSON
+/// routes' small body limit and request timeout).
+pub fn upload_routes() -> Router<ServeState> {
+    Router::new().route("/api/v1/campaigns", post(create))
 }
 
 async fn list(State(s): State<ServeState>) -> Result<Response, WebError> {

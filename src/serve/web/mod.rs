@@ -8,7 +8,7 @@ pub mod security;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, Query, State};
+use axum::extract::{Form, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -50,12 +50,13 @@ pub fn routes() -> Router<ServeState> {
         .route("/new", get(new_page))
         .route("/campaigns/{name}", get(campaign_page))
         .route("/campaigns/{name}/check", get(check_page))
-        .route(
-            "/ui/upload",
-            post(upload_form).layer(DefaultBodyLimit::disable()),
-        )
         .route("/ui/campaigns/{name}/start", post(start_form))
         .route("/ui/campaigns/{name}/pause", post(pause_form))
+}
+
+/// The upload form: its body cap and timing are the caller's.
+pub fn upload_routes() -> Router<ServeState> {
+    Router::new().route("/ui/upload", post(upload_form))
 }
 
 /// The login page and the assets it needs.
