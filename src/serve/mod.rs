@@ -278,6 +278,10 @@ pub fn router(state: ServeState) -> Router {
 pub async fn run(g: &Workspace, args: ServeArgs) -> Result<ExitCode, AppError> {
     let config = ServeConfig::resolve(g, &args)?;
     let store = Store::open(&config.state)?;
+    let stale = api::upload::remove_incomplete(&config.state);
+    if stale > 0 {
+        tracing::info!("removed {stale} incomplete upload(s) left by an earlier serve");
+    }
     let reader = Store::open(&config.state)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -53,7 +53,12 @@ async fn one(State(s): State<ServeState>, Path(name): Path<String>) -> Result<Re
 async fn create(State(s): State<ServeState>, multipart: Multipart) -> Result<Response, WebError> {
     let web = s.web.clone();
     let up = upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await?;
-    let plan = web.campaigns.create(up.form).await?;
+    let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
+    let plan = web
+        .campaigns
+        .create(up.form)
+        .await
+        .map_err(|e| upload::by_upload_name(e, &stored, &file_name))?;
     Ok((StatusCode::CREATED, Json(plan)).into_response())
 }
 

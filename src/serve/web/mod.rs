@@ -97,7 +97,7 @@ fn problem(s: &ServeState, e: WebError, back: &str) -> Response {
     };
     (
         e.status(),
-        Html(pages::problem(title, &e.to_string(), back, &s.web.csrf).into_string()),
+        Html(pages::problem(title, &e.public_message(), back, &s.web.csrf).into_string()),
     )
         .into_response()
 }
@@ -148,7 +148,7 @@ async fn check_page(
     let plan_arg = match &plan {
         Ok(p) => Ok(p),
         Err(e) => {
-            why = e.to_string();
+            why = e.public_message();
             Err(why.as_str())
         }
     };
@@ -220,17 +220,21 @@ async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Respo
         return csrf_refused(&s);
     }
     let name = up.form.name.clone();
+    let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
     match web.campaigns.create(up.form).await {
         Ok(_) => Redirect::to(&format!("/campaigns/{}/check", enc(&name))).into_response(),
-        Err(e) => upload_refused(&s, e),
+        Err(e) => upload_refused(&s, upload::by_upload_name(e, &stored, &file_name)),
     }
 }
 
 fn upload_refused(s: &ServeState, e: WebError) -> Response {
+    if let WebError::Internal(err) = &e {
+        tracing::error!("upload failed: {err:#}");
+    }
     let page = pages::new_campaign(
         &s.web.campaigns.profiles(),
         &s.web.csrf,
-        Some(&e.to_string()),
+        Some(&e.public_message()),
     );
     (e.status(), Html(page.into_string())).into_response()
 }
