@@ -249,14 +249,14 @@ pub fn router(state: ServeState) -> Router {
     let console = Router::new()
         .merge(api::routes())
         .merge(web::routes())
-        .route_layer(timeout.clone())
+        .route_layer(timeout)
         .merge(api::upload_routes().route_layer(upload_body))
         .merge(web::upload_routes().route_layer(upload_body))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::security::require_sign_in,
         ))
-        .merge(web::open_routes().route_layer(timeout.clone()))
+        .merge(web::open_routes().route_layer(timeout))
         .route_layer(axum::middleware::from_fn(web::security::same_origin_only));
     let hosts = state.config.allowed_hosts.clone();
     let app = Router::new()
