@@ -101,6 +101,19 @@ settings! {
     /// (only behind a proxy that sets it and with serve reachable only
     /// through it).
     trust_forwarded_for: bool,
+    /// `serve`: the `Host` names it answers to; any other gets 421 (DNS
+    /// rebinding). Default: the listen host, localhost, 127.0.0.1, [::1]
+    /// and the host of `public_url`.
+    allowed_hosts: Vec<String>,
+    /// `serve`: a client must send a whole request head within this.
+    header_read_timeout: Human<Duration>,
+    /// `serve`: a request body that sends nothing for this long is cut.
+    idle_timeout: Human<Duration>,
+    /// `serve`: the longest a request may take to be answered (uploads and
+    /// streamed bodies aside).
+    serve_request_timeout: Human<Duration>,
+    /// `serve`: open connections at most; more wait to be accepted.
+    max_connections: usize,
 }
 
 /// A value written as text in the file (`"15s"`, `"07:00-22:00"`), parsed

@@ -165,7 +165,10 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
 }
 
 /// A campaign name: it keys `resume`, `status` and `report`, names files
-/// and appears in URLs, so it is short, printable and path-free.
+/// and appears in URLs and on pages, so it is short, printable, path-free,
+/// and shows what it is (no invisible or direction-changing characters
+/// that make two names look alike). The one rule for the command line,
+/// the API and the console.
 pub fn check_campaign_name(name: &str) -> Result<(), SettingsError> {
     if name.trim().is_empty() {
         return Err(bad(
@@ -178,22 +181,67 @@ pub fn check_campaign_name(name: &str) -> Result<(), SettingsError> {
             name.chars().count()
         )));
     }
+    if let Some((i, c, what)) = name
+        .chars()
+        .enumerate()
+        .find_map(|(i, c)| refused_in_name(c).map(|what| (i + 1, c, what)))
+    {
+        return Err(bad(format!(
+            "--campaign `{}` has U+{:04X} ({what}) at position {i}, which a campaign name may not; \
+             use letters, digits, spaces, - and _",
+            shown_name(name),
+            c as u32
+        )));
+    }
+    if name == "." || name == ".." {
+        return Err(bad(format!(
+            "--campaign `{name}` is a directory name; use letters, digits, spaces, - and _"
+        )));
+    }
     if name != name.trim() {
         return Err(bad(format!(
             "--campaign `{name}` starts or ends with a space; remove it"
         )));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| c.is_control() || matches!(c, '/' | '\\'))
-    {
-        return Err(bad(format!(
-            "--campaign `{}` contains {:?}, which a campaign name may not; use letters, digits, spaces, - and _",
-            name.escape_default(),
-            c
-        )));
-    }
     Ok(())
+}
+
+/// Why `c` may not be in a campaign name, if it may not.
+fn refused_in_name(c: char) -> Option<&'static str> {
+    Some(match c {
+        '/' | '\\' => "a path separator",
+        '\u{200E}'
+        | '\u{200F}'
+        | '\u{061C}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => "a bidirectional control",
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => "a zero-width character",
+        c if c.is_control() => "a control character",
+        // Other invisible formatting: soft hyphen, invisible operators,
+        // deprecated format controls, annotations, tags, line separators.
+        '\u{00AD}'
+        | '\u{180E}'
+        | '\u{2028}'
+        | '\u{2029}'
+        | '\u{2061}'..='\u{2064}'
+        | '\u{206A}'..='\u{206F}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}' => "an invisible formatting character",
+        '\u{FFFE}' | '\u{FFFF}' => "not a character",
+        _ => return None,
+    })
+}
+
+/// The name as the message quotes it: refused characters written as
+/// escapes, so the message shows what the eye would not (Vietnamese
+/// letters stay as they are).
+fn shown_name(name: &str) -> String {
+    name.chars()
+        .map(|c| match refused_in_name(c) {
+            Some(_) if c != '/' && c != '\\' => c.escape_unicode().to_string(),
+            _ => c.to_string(),
+        })
+        .collect()
 }
 
 /// Everything a command asks about one campaign.
@@ -227,4 +275,47 @@ pub struct TemplateCheckOpts {
     /// Fetch the template info again instead of using the cached copy.
     #[arg(long, conflicts_with = "skip_template_check")]
     pub refresh_template: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn campaign_names_one_rule() {
+        for ok in ["bills-2026-11", "Hóa đơn tháng 11", "a.b", "...x", "日本 1"] {
+            assert!(check_campaign_name(ok).is_ok(), "{ok}");
+        }
+        for (name, code, pos) in [
+            ("a/b", "U+002F", 2),
+            ("a\\b", "U+005C", 2),
+            ("ab\u{202E}cd", "U+202E", 3),
+            ("\u{2066}x", "U+2066", 1),
+            ("x\u{200F}", "U+200F", 2),
+            ("x\u{061C}y", "U+061C", 2),
+            ("x\u{200B}y", "U+200B", 2),
+            ("x\u{FEFF}", "U+FEFF", 2),
+            ("x\u{2060}y", "U+2060", 2),
+            ("tab\there", "U+0009", 4),
+            ("x\u{7F}", "U+007F", 2),
+            ("soft\u{AD}hy", "U+00AD", 5),
+        ] {
+            let e = check_campaign_name(name).unwrap_err().0;
+            assert!(
+                e.contains(code) && e.contains(&format!("position {pos}")),
+                "{name:?}: {e}"
+            );
+            // The message shows the refused character as an escape, never raw.
+            let c = name.chars().nth(pos - 1).unwrap();
+            if c != '/' && c != '\\' {
+                assert!(!e.contains(c), "{name:?}: {e}");
+            }
+        }
+        for dots in [".", ".."] {
+            let e = check_campaign_name(dots).unwrap_err().0;
+            assert!(e.contains("directory name"), "{e}");
+        }
+        assert!(check_campaign_name(" x").is_err());
+        assert!(check_campaign_name("").is_err());
+    }
 }

@@ -47,6 +47,17 @@ impl WebError {
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    /// What the client is told: an internal failure's detail (paths,
+    /// SQL) stays in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            WebError::Internal(_) => {
+                "something went wrong on the server; the details are in serve's log".into()
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 impl From<CoreError> for WebError {
@@ -70,7 +81,7 @@ impl IntoResponse for WebError {
         if let WebError::Internal(e) = &self {
             tracing::error!("web request failed: {e:#}");
         }
-        let body = serde_json::json!({ "error": self.to_string() });
+        let body = serde_json::json!({ "error": self.public_message() });
         (self.status(), axum::Json(body)).into_response()
     }
 }

@@ -10,6 +10,7 @@
 mod api;
 pub mod auth;
 pub mod campaigns;
+pub mod edge;
 mod health;
 mod metrics;
 mod web;
@@ -62,6 +63,10 @@ pub struct ServeConfig {
     pub session_ttl: Duration,
     pub session_idle: Duration,
     pub trust_forwarded_for: bool,
+    /// The `Host` names answered; others get 421 (but `/healthz`).
+    pub allowed_hosts: Arc<edge::AllowedHosts>,
+    /// Timeouts and the connection cap.
+    pub limits: edge::Limits,
 }
 
 fn env_secret(name: &str) -> Option<Secret> {
@@ -124,9 +129,41 @@ impl ServeConfig {
                     .into(),
             ));
         }
+        let allowed_hosts =
+            edge::AllowedHosts::resolve(c.allowed_hosts.as_deref(), listen, public_url.as_deref())
+                .map_err(AppError::Usage)?;
+        let defaults = edge::Limits::default();
+        let limits = edge::Limits {
+            header_read_timeout: c
+                .header_read_timeout
+                .map_or(defaults.header_read_timeout, |h| h.0),
+            idle_timeout: c.idle_timeout.map_or(defaults.idle_timeout, |h| h.0),
+            request_timeout: c
+                .serve_request_timeout
+                .map_or(defaults.request_timeout, |h| h.0),
+            max_connections: c.max_connections.unwrap_or(defaults.max_connections),
+        };
+        if limits.max_connections == 0 {
+            return Err(AppError::Usage(
+                "max_connections = 0 would accept no one: give at least 1 (default 1024)".into(),
+            ));
+        }
+        for (key, d) in [
+            ("header_read_timeout", limits.header_read_timeout),
+            ("idle_timeout", limits.idle_timeout),
+            ("serve_request_timeout", limits.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(AppError::Usage(format!(
+                    "{key} must be longer than 0, e.g. \"10s\""
+                )));
+            }
+        }
         Ok(ServeConfig {
             listen,
             public_url,
+            allowed_hosts: Arc::new(allowed_hosts),
+            limits,
             state: g.state.clone(),
             zalo_app_id: c.zalo_app_id.clone().filter(|s| !s.is_empty()),
             zalo_secret: env_secret(&zalo_env),
@@ -231,11 +268,21 @@ impl ServeState {
     }
 }
 
+/// Room in an upload's body for the form's other fields and the framing.
+const UPLOAD_FORM_SLACK: u64 = 1024 * 1024;
+
 /// The whole router: webhooks and `/healthz` open; `/metrics` behind the
 /// Bearer token; the console and `/api/v1` behind the token or a signed-in
 /// session (see [`auth::Caller`]), and refusing state changes from other
-/// sites.
+/// sites. Every route but `/healthz` answers only the allowed `Host` names;
+/// every answer carries the security headers.
 pub fn router(state: ServeState) -> Router {
+    let timeout = edge::request_timeout(state.config.limits.request_timeout);
+    // Uploads stream to disk under their own cap, checked as they come.
+    let upload_body = DefaultBodyLimit::max(
+        usize::try_from(state.web.upload_limit.saturating_add(UPLOAD_FORM_SLACK))
+            .unwrap_or(usize::MAX),
+    );
     let protected = Router::new()
         .route("/metrics", axum::routing::get(metrics::handler))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -247,24 +294,39 @@ pub fn router(state: ServeState) -> Router {
     let console = Router::new()
         .merge(api::routes())
         .merge(web::routes())
+        .route_layer(timeout)
+        .merge(api::upload_routes().route_layer(upload_body))
+        .merge(web::upload_routes().route_layer(upload_body))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::security::require_sign_in,
         ))
-        .merge(web::open_routes())
+        .merge(web::open_routes().route_layer(timeout))
         .route_layer(axum::middleware::from_fn(web::security::same_origin_only));
-    Router::new()
-        .route("/healthz", axum::routing::get(health::handler))
+    let hosts = state.config.allowed_hosts.clone();
+    let app = Router::new()
         .merge(webhooks::routes())
         .merge(protected)
+        .route_layer(timeout)
         .merge(console)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        // Also covers the fallback: an unknown path on a foreign host is 421.
+        .layer(axum::middleware::from_fn_with_state(
+            hosts,
+            edge::allowed_hosts_only,
+        ))
+        // Monitors probe by whatever name they know the machine by.
+        .route("/healthz", axum::routing::get(health::handler));
+    edge::security_headers(app).with_state(state)
 }
 
 pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError> {
     let config = ServeConfig::resolve(g, &args)?;
     let store = Store::open(&config.state)?;
+    let stale = api::upload::remove_incomplete(&config.state);
+    if stale > 0 {
+        tracing::info!("removed {stale} incomplete upload(s) left by an earlier serve");
+    }
     let reader = Store::open(&config.state)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -295,16 +357,15 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
     }
     campaigns.resume_wanted().await;
     let stopping = campaigns.clone();
-    // The peer address keys the sign-in limit.
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Runs stop (still wanted: a restart resumes them) and live pages end.
-            stopping.shutdown().await;
-        })
-        .await
-        .context("serve")?;
+    // The peer address keys the sign-in limit: `edge::serve` hands every
+    // request its `ConnectInfo<SocketAddr>`.
+    let limits = state.config.limits;
+    edge::serve(listener, router(state), limits, async move {
+        shutdown_signal().await;
+        // Runs stop (still wanted: a restart resumes them) and live pages end.
+        stopping.shutdown().await;
+    })
+    .await;
     tracing::info!("stopped: every accepted callback is committed");
     Ok(ExitCode::Finished)
 }

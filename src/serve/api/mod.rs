@@ -8,7 +8,7 @@ pub mod upload;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -22,16 +22,19 @@ use crate::engine::runner::InDoubtPolicy;
 
 pub fn routes() -> Router<ServeState> {
     Router::new()
-        .route(
-            "/api/v1/campaigns",
-            get(list).post(create).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/api/v1/campaigns", get(list))
         .route("/api/v1/campaigns/{name}", get(one))
         .route("/api/v1/campaigns/{name}/start", post(start))
         .route("/api/v1/campaigns/{name}/pause", post(pause))
         .route("/api/v1/campaigns/{name}/report.csv", get(report))
         .route("/api/v1/campaigns/{name}/events", get(events))
         .route("/api/v1/campaigns/{name}/import", get(import_status))
+}
+
+/// The upload: its body cap and timing are the caller's (not the JSON
+/// routes' small body limit and request timeout).
+pub fn upload_routes() -> Router<ServeState> {
+    Router::new().route("/api/v1/campaigns", post(create))
 }
 
 async fn list(State(s): State<ServeState>) -> Result<Response, WebError> {
@@ -50,7 +53,12 @@ async fn one(State(s): State<ServeState>, Path(name): Path<String>) -> Result<Re
 async fn create(State(s): State<ServeState>, multipart: Multipart) -> Result<Response, WebError> {
     let web = s.web.clone();
     let up = upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await?;
-    let plan = web.campaigns.create(up.form).await?;
+    let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
+    let plan = web
+        .campaigns
+        .create(up.form)
+        .await
+        .map_err(|e| upload::by_upload_name(e, &stored, &file_name))?;
     Ok((StatusCode::CREATED, Json(plan)).into_response())
 }
 

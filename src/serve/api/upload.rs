@@ -1,10 +1,17 @@
 //! A multipart upload streamed to disk beside the state database, with a
-//! size cap, and the form's other fields read as they come.
+//! size cap, and the form's other fields read as they come — every part
+//! bounded before it is held in memory.
+//!
+//! The file is written as `*.part` and renamed once complete: an upload
+//! cut short (client gone, `serve` killed) never looks like a CSV, and
+//! [`remove_incomplete`] clears what a killed `serve` left.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::Multipart;
+use axum::http::StatusCode;
 
 use crate::serve::campaigns::{NewCampaign, WebError};
 
@@ -12,6 +19,10 @@ use crate::serve::campaigns::{NewCampaign, WebError};
 pub const DEFAULT_UPLOAD_LIMIT: u64 = 512 * 1024 * 1024;
 /// Bytes read and thrown away past the cap before the 413 is sent.
 const DRAIN_AFTER_LIMIT: u64 = 64 * 1024 * 1024;
+/// The form's text fields are short: a name, an id, a window, a token.
+pub const TEXT_FIELD_LIMIT: usize = 4096;
+/// How an upload being written is named until it is complete.
+const PART_SUFFIX: &str = ".part";
 
 /// The form as received: the campaign to create and the CSRF token given.
 pub struct Upload {
@@ -19,6 +30,8 @@ pub struct Upload {
     pub csrf: Option<String>,
     /// Whether a file came with the form.
     pub has_file: bool,
+    /// The file's name on the client's side, for messages.
+    pub file_name: String,
 }
 
 /// Where uploads live: `uploads/` beside the state database.
@@ -30,90 +43,125 @@ pub fn upload_dir(state: &Path) -> PathBuf {
         .join("uploads")
 }
 
-fn text(field: &str, v: String) -> Option<String> {
+/// At `serve` start: remove the uploads a killed `serve` left half
+/// written. Returns how many went.
+pub fn remove_incomplete(state: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(upload_dir(state)) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(PART_SUFFIX))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+fn text(v: String) -> Option<String> {
     let v = v.trim().to_string();
-    let _ = field;
     (!v.is_empty()).then_some(v)
 }
 
-/// Read the form; the file goes to disk chunk by chunk. On any error the
-/// partial file is removed.
+fn internal(what: &str, e: impl std::fmt::Display) -> WebError {
+    // The detail (with its path) goes to the log only.
+    WebError::Internal(anyhow::anyhow!("{what}: {e}"))
+}
+
+fn bad_form(e: MultipartError) -> WebError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        WebError::TooLarge("the upload is larger than the upload limit".into())
+    } else {
+        WebError::BadRequest(format!("the upload is not a valid multipart form: {e}"))
+    }
+}
+
+/// A field name from the client, fit to quote in a message.
+fn shown(name: &str) -> String {
+    name.chars()
+        .take(40)
+        .collect::<String>()
+        .escape_default()
+        .to_string()
+}
+
+/// Read the form; the file goes to disk chunk by chunk. On any error, or
+/// if the request is dropped, the partial file is removed.
 pub async fn read(mut multipart: Multipart, state: &Path, limit: u64) -> Result<Upload, WebError> {
     let dir = upload_dir(state);
     std::fs::create_dir_all(&dir)
-        .map_err(|e| WebError::Internal(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
-    let path = dir.join(format!(
+        .map_err(|e| internal(&format!("cannot create {}", dir.display()), e))?;
+    // Removed when dropped: a refused or abandoned upload leaves nothing.
+    let part = tempfile::Builder::new()
+        .prefix("upload-")
+        .suffix(&format!(".csv{PART_SUFFIX}"))
+        .tempfile_in(&dir)
+        .map_err(|e| internal("cannot store the upload", e))?;
+    let mut up = read_into(&mut multipart, part.as_file(), limit).await?;
+    let done = dir.join(format!(
         "upload-{}.csv",
         hex::encode(rand::random::<[u8; 8]>())
     ));
-    let result = read_into(&mut multipart, &path, limit).await;
-    if result.as_ref().map_or(true, |u| !u.has_file) {
-        let _ = std::fs::remove_file(&path);
-    }
-    result
+    part.persist_noclobber(&done)
+        .map_err(|e| internal("cannot store the upload", e.error))?;
+    up.form.csv = done;
+    Ok(up)
 }
 
-async fn read_into(multipart: &mut Multipart, path: &Path, limit: u64) -> Result<Upload, WebError> {
+async fn read_into(
+    multipart: &mut Multipart,
+    mut file: &std::fs::File,
+    limit: u64,
+) -> Result<Upload, WebError> {
     let mut up = Upload {
-        form: NewCampaign {
-            csv: path.to_path_buf(),
-            ..NewCampaign::default()
-        },
+        form: NewCampaign::default(),
         csrf: None,
         has_file: false,
+        file_name: String::new(),
     };
-    let bad_form = |e: axum::extract::multipart::MultipartError| {
-        WebError::BadRequest(format!("the upload is not a valid multipart form: {e}"))
-    };
+    let mut seen_file = false;
     while let Some(mut field) = multipart.next_field().await.map_err(bad_form)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
-            // Written with plain writes: chunks are small and land in the page cache.
-            let mut file = std::fs::File::create(path)
-                .map_err(|e| WebError::Internal(anyhow::anyhow!("cannot store the upload: {e}")))?;
+            if seen_file {
+                return Err(WebError::BadRequest(
+                    "the upload has a second `file` part: send one CSV file per campaign".into(),
+                ));
+            }
+            seen_file = true;
+            up.file_name = field
+                .file_name()
+                .and_then(|n| n.rsplit(['/', '\\']).next())
+                .unwrap_or("the file")
+                .to_string();
             let mut size = 0u64;
             while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
                 size += chunk.len() as u64;
                 if size > limit {
-                    // Read on (discarding) a while, so that the client is
-                    // still listening when the 413 comes and can show it.
-                    drop(file);
-                    let _ = std::fs::remove_file(path);
-                    let mut drained = 0u64;
-                    while drained < DRAIN_AFTER_LIMIT {
-                        match field.chunk().await {
-                            Ok(Some(c)) => drained += c.len() as u64,
-                            _ => break,
-                        }
-                    }
+                    drain(&mut field).await;
                     return Err(WebError::TooLarge(format!(
                         "the file is larger than the upload limit of {} MiB; split it into smaller campaigns \
                          or send it with the command line (zns-batch run)",
                         limit / (1024 * 1024)
                     )));
                 }
-                file.write_all(&chunk).map_err(|e| {
-                    WebError::Internal(anyhow::anyhow!("cannot store the upload: {e}"))
-                })?;
+                // Plain writes: chunks are small and land in the page cache.
+                file.write_all(&chunk)
+                    .map_err(|e| internal("cannot store the upload", e))?;
             }
             file.sync_all()
-                .map_err(|e| WebError::Internal(anyhow::anyhow!("cannot store the upload: {e}")))?;
+                .map_err(|e| internal("cannot store the upload", e))?;
             up.has_file = size > 0;
             continue;
         }
-        let value = field.text().await.map_err(bad_form)?;
-        if value.len() > 4096 {
-            return Err(WebError::BadRequest(format!("field `{name}` is too long")));
-        }
+        let value = read_text(&mut field, &name).await?;
         let f = &mut up.form;
         match name.as_str() {
             "campaign" => f.name = value.trim().to_string(),
-            "template_id" => f.template_id = text(&name, value),
-            "profile" => f.profile = text(&name, value),
-            "send_window" => f.send_window = text(&name, value),
-            "not_after" => f.not_after = text(&name, value),
+            "template_id" => f.template_id = text(value),
+            "profile" => f.profile = text(value),
+            "send_window" => f.send_window = text(value),
+            "not_after" => f.not_after = text(value),
             "daily_quota" => {
-                f.daily_quota = match text(&name, value) {
+                f.daily_quota = match text(value) {
                     None => None,
                     Some(v) => Some(v.parse().map_err(|_| {
                         WebError::BadRequest(format!(
@@ -138,4 +186,62 @@ async fn read_into(multipart: &mut Multipart, path: &Path, limit: u64) -> Result
         ));
     }
     Ok(up)
+}
+
+/// A text field, refused as soon as it passes [`TEXT_FIELD_LIMIT`].
+async fn read_text(field: &mut Field<'_>, name: &str) -> Result<String, WebError> {
+    let mut value = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+        if value.len() + chunk.len() > TEXT_FIELD_LIMIT {
+            drain(field).await;
+            return Err(WebError::TooLarge(format!(
+                "the form field `{}` is longer than {TEXT_FIELD_LIMIT} bytes",
+                shown(name)
+            )));
+        }
+        value.extend_from_slice(&chunk);
+    }
+    String::from_utf8(value).map_err(|_| {
+        WebError::BadRequest(format!(
+            "the form field `{}` is not UTF-8 text",
+            shown(name)
+        ))
+    })
+}
+
+/// Read on (discarding) a while past a limit, so that the client is still
+/// listening when the refusal comes and can show it.
+async fn drain(field: &mut Field<'_>) {
+    let mut drained = 0u64;
+    while drained < DRAIN_AFTER_LIMIT {
+        match field.chunk().await {
+            Ok(Some(c)) => drained += c.len() as u64,
+            _ => break,
+        }
+    }
+}
+
+/// An error about the stored upload, told with the client's name for the
+/// file: no server path goes back in an answer.
+pub fn by_upload_name(e: WebError, stored: &Path, file_name: &str) -> WebError {
+    let stored = stored.display().to_string();
+    let dir = stored
+        .rsplit_once(std::path::MAIN_SEPARATOR)
+        .map_or("", |(d, _)| d)
+        .to_string();
+    let fix = |m: String| {
+        let m = m.replace(&stored, file_name);
+        if dir.is_empty() {
+            m
+        } else {
+            m.replace(&dir, "uploads")
+        }
+    };
+    match e {
+        WebError::BadRequest(m) => WebError::BadRequest(fix(m)),
+        WebError::NotFound(m) => WebError::NotFound(fix(m)),
+        WebError::Conflict(m) => WebError::Conflict(fix(m)),
+        WebError::TooLarge(m) => WebError::TooLarge(fix(m)),
+        internal @ WebError::Internal(_) => internal,
+    }
 }

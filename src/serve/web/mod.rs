@@ -8,7 +8,7 @@ pub mod security;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -64,12 +64,13 @@ pub fn routes() -> Router<ServeState> {
         .route("/new", get(new_page))
         .route("/campaigns/{name}", get(campaign_page))
         .route("/campaigns/{name}/check", get(check_page))
-        .route(
-            "/ui/upload",
-            post(upload_form).layer(DefaultBodyLimit::disable()),
-        )
         .route("/ui/campaigns/{name}/start", post(start_form))
         .route("/ui/campaigns/{name}/pause", post(pause_form))
+}
+
+/// The upload form: its body cap and timing are the caller's.
+pub fn upload_routes() -> Router<ServeState> {
+    Router::new().route("/ui/upload", post(upload_form))
 }
 
 /// The sign-in page, sign-out (a stale cookie may still sign out) and
@@ -112,7 +113,7 @@ fn problem(s: &ServeState, e: WebError, back: &str) -> Response {
     };
     (
         e.status(),
-        Html(pages::problem(title, &e.to_string(), back, s.web.chrome()).into_string()),
+        Html(pages::problem(title, &e.public_message(), back, s.web.chrome()).into_string()),
     )
         .into_response()
 }
@@ -163,7 +164,7 @@ async fn check_page(
     let plan_arg = match &plan {
         Ok(p) => Ok(p),
         Err(e) => {
-            why = e.to_string();
+            why = e.public_message();
             Err(why.as_str())
         }
     };
@@ -219,17 +220,21 @@ async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Respo
         return security::csrf_refused(&s);
     }
     let name = up.form.name.clone();
+    let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
     match web.campaigns.create(up.form).await {
         Ok(_) => Redirect::to(&format!("/campaigns/{}/check", enc(&name))).into_response(),
-        Err(e) => upload_refused(&s, e),
+        Err(e) => upload_refused(&s, upload::by_upload_name(e, &stored, &file_name)),
     }
 }
 
 fn upload_refused(s: &ServeState, e: WebError) -> Response {
+    if let WebError::Internal(err) = &e {
+        tracing::error!("upload failed: {err:#}");
+    }
     let page = pages::new_campaign(
         &s.web.campaigns.profiles(),
         s.web.chrome(),
-        Some(&e.to_string()),
+        Some(&e.public_message()),
     );
     (e.status(), Html(page.into_string())).into_response()
 }

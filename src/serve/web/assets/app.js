@@ -82,7 +82,7 @@ function setupLive() {
     const done = k.sent + k.failed + k.expired + k.skipped;
     const accepted = k.total - k.rejected;
     const fill = document.getElementById("progress-fill");
-    if (fill && accepted) fill.style.width = (100 * done / accepted).toFixed(1) + "%";
+    if (fill && accepted) { fill.max = accepted; fill.value = done; }
     if (!running) set("live", done + " of " + accepted + " accepted rows done");
     const badge = document.querySelector("#status-badge .badge");
     if (badge) { badge.textContent = s.status; badge.className = "badge badge-" + s.status; }
