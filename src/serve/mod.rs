@@ -11,6 +11,7 @@ mod api;
 pub mod auth;
 pub mod campaigns;
 mod health;
+pub mod live;
 mod metrics;
 mod web;
 mod webhooks;
@@ -35,6 +36,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ZALO_SECRET_ENV: &str = "ZNS_ZALO_OA_SECRET";
 pub const DEFAULT_WEBHOOK_TOKEN_ENV: &str = "ZNS_WEBHOOK_TOKEN";
 pub const DEFAULT_AUTH_TOKEN_ENV: &str = "ZNS_SERVE_TOKEN";
+/// Open SSE streams past which `/events` answers 503 (config `max_event_streams`).
+pub const DEFAULT_MAX_EVENT_STREAMS: u32 = 256;
 /// Bigger callback bodies are refused with 413 (real ones are < 2 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
@@ -49,6 +52,8 @@ pub struct ServeConfig {
     pub webhook_token: Option<Secret>,
     /// When set, `/api/*` and `/metrics` need `Authorization: Bearer`.
     pub auth_token: Option<Secret>,
+    /// Open live-progress streams (SSE) at most; past it, 503.
+    pub max_event_streams: usize,
 }
 
 fn env_secret(name: &str) -> Option<Secret> {
@@ -111,33 +116,28 @@ impl ServeConfig {
             zalo_secret: env_secret(&zalo_env),
             webhook_token: env_secret(&token_env),
             auth_token,
+            max_event_streams: c.max_event_streams.unwrap_or(DEFAULT_MAX_EVENT_STREAMS) as usize,
         })
     }
 }
 
-/// Shared by every handler. Each connection sits behind a mutex and is
-/// used from blocking threads: one transaction per callback on `store`,
-/// committed before the answer; slow reads (metrics, later the console's
-/// pages) on `reader`, so they never hold up a callback (WAL).
+/// Shared by every handler. Callbacks go to the ledger writer (its own
+/// thread and connection, commits grouped and fsynced before the answer);
+/// slow reads (metrics, the console's pages) use `reader`, from blocking
+/// threads behind a mutex, so they never hold up a callback (WAL).
 #[derive(Clone)]
 pub struct ServeState {
     pub config: Arc<ServeConfig>,
-    pub store: Arc<Mutex<Store>>,
+    pub ledger: webhooks::LedgerWriter,
     pub reader: Arc<Mutex<Store>>,
     pub metrics: Arc<Metrics>,
     /// The web console and `/api/v1`: campaigns run from here, CSRF token.
     pub web: Arc<WebState>,
+    /// Live progress of campaigns, one poller per watched campaign.
+    pub live: Arc<live::Broadcasters>,
 }
 
 impl ServeState {
-    /// Run `f` on the writing connection in a blocking thread.
-    pub async fn with_store<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        Self::blocking(self.store.clone(), f).await
-    }
-
     /// Like [`Self::with_reader`] for a closure that fails with a web error.
     pub async fn with_reader_web<T: Send + 'static>(
         &self,
@@ -180,7 +180,7 @@ impl ServeState {
         provider: &'static str,
         event: NewEvent,
     ) -> anyhow::Result<crate::store::EventOutcome> {
-        let outcome = self.with_store(move |s| s.record_event(&event)).await?;
+        let outcome = self.ledger.record(event).await?;
         self.metrics.webhook(provider, outcome.as_str());
         Ok(outcome)
     }
@@ -218,20 +218,23 @@ pub fn router(state: ServeState) -> Router {
 
 pub async fn run(g: &Workspace, args: ServeArgs) -> Result<ExitCode, AppError> {
     let config = ServeConfig::resolve(g, &args)?;
-    let store = Store::open(&config.state)?;
+    let ledger = webhooks::LedgerWriter::start(&config.state)?;
     let reader = Store::open(&config.state)?;
+    let live_reader = Store::open(&config.state)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("listening address")?;
     warn_missing(&config);
     let campaigns = campaigns::Campaigns::new(reload_workspace(g)?);
+    let max_streams = config.max_event_streams;
     let state = ServeState {
         config: Arc::new(config),
-        store: Arc::new(Mutex::new(store)),
+        ledger,
         reader: Arc::new(Mutex::new(reader)),
         metrics: Arc::new(Metrics::new()),
         web: Arc::new(WebState::new(campaigns.clone())),
+        live: live::Broadcasters::new(live_reader, campaigns.clone(), max_streams),
     };
     // The one line tests and scripts read; the rest goes to the log.
     println!("listening on http://{addr}");
@@ -242,10 +245,13 @@ pub async fn run(g: &Workspace, args: ServeArgs) -> Result<ExitCode, AppError> {
     }
     campaigns.resume_wanted().await;
     let stopping = campaigns.clone();
+    let live = state.live.clone();
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
-            // Runs stop (still wanted: a restart resumes them) and live pages end.
+            // Live pages end (else their streams would hold the stop up),
+            // runs stop (still wanted: a restart resumes them).
+            live.shutdown();
             stopping.shutdown().await;
         })
         .await
