@@ -163,7 +163,7 @@ impl Broadcasters {
                 break;
             }
             let live = self.campaigns.live(&name);
-            if live.is_none() || tick % STORED_EVERY == 0 {
+            if live.is_none() || tick.is_multiple_of(STORED_EVERY) {
                 status = self.read_status(&name).await;
             }
             let payload = serde_json::json!({ "status": status, "live": live }).to_string();
