@@ -91,6 +91,8 @@ settings! {
     zalo_oa_secret_key_env: String,
     /// Name of the environment variable holding the webhook path token.
     webhook_token_env: String,
+    /// `serve`: live-progress streams (SSE) open at once, at most.
+    max_event_streams: u32,
     /// Name of the environment variable holding `serve`'s access token.
     auth_token_env: String,
     /// `serve`: a console sign-in lasts at most this long, e.g. "12h".

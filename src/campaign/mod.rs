@@ -515,7 +515,7 @@ impl Workspace {
                 anyhow::anyhow!(e).context("the state database became unusable during reconcile"),
             )
         })?;
-        let delivery = store.delivery_counts(campaign.id)?;
+        let (delivery, _) = summary::delivery_of(&store, campaign.id)?;
         Ok(ReconcileSummary::new(
             &campaign,
             &conn.label,

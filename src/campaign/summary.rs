@@ -211,7 +211,8 @@ pub struct CampaignStatusLine {
     pub min_interval_per_phone_secs: Option<u64>,
     /// `HH:MM-HH:MM` (Asia/Ho_Chi_Minh) a resume keeps using, if any.
     pub send_window: Option<String>,
-    /// What `reconcile` found; counts are zero until it has run.
+    /// Delivery: `received`, `seen`, `unknown` are the ledger's (as in
+    /// `ledger`); `checked` and the fees are what `reconcile` found.
     pub delivery: DeliveryCounts,
     /// Delivery from the webhook ledger merged with `reconcile`'s answers
     /// (every provider); `unmatched` is ledger-wide.
@@ -230,6 +231,7 @@ pub fn status_lines(
             continue;
         }
         let deadline_passed = c.past_deadline(clock::now_ms());
+        let (delivery, ledger) = delivery_of(store, c.id)?;
         out.push(CampaignStatusLine {
             counts: store.state_counts(c.id)?,
             quota_used_today: store.quota_used_on(&c.oa_id, &today)?,
@@ -251,11 +253,31 @@ pub fn status_lines(
                 .filter(|ms| *ms > 0)
                 .map(|ms| (ms / 1000) as u64),
             send_window: c.send_window,
-            delivery: store.delivery_counts(c.id)?,
-            ledger: store.ledger_counts(c.id)?,
+            delivery,
+            ledger,
         });
     }
     Ok(out)
+}
+
+/// A campaign's delivery counts, the one place they come from (`status`,
+/// the API, the console, a reconcile's summary): the ledger (webhook
+/// events merged with `reconcile`'s answers) for received / seen /
+/// unknown, `reconcile`'s columns for what only it knows (rows checked,
+/// fees, rows without a message id). Counting from `reconcile`'s columns
+/// alone showed 0 delivered after thousands of callbacks.
+pub fn delivery_of(
+    store: &Store,
+    campaign_id: i64,
+) -> Result<(DeliveryCounts, LedgerCounts), StoreError> {
+    let ledger = store.ledger_counts(campaign_id)?;
+    let delivery = DeliveryCounts {
+        received: ledger.received,
+        seen: ledger.seen,
+        unknown: ledger.unknown,
+        ..store.delivery_counts(campaign_id)?
+    };
+    Ok((delivery, ledger))
 }
 
 /// What a reconcile says at its end (also its `--json`).

@@ -129,10 +129,43 @@ pub async fn handler(State(state): State<ServeState>) -> Response {
         "Stored delivery events that match no row yet",
         unmatched,
     );
+    register_live(&mut registry, &state);
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &registry) {
         tracing::error!("metrics encoding: {e}");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+}
+
+/// Live-progress streams and the webhooks' group commits, from memory.
+fn register_live(registry: &mut Registry, state: &ServeState) {
+    let streams = Gauge::<i64>::default();
+    streams.set(state.live.open_streams() as i64);
+    registry.register(
+        "zns_event_streams",
+        "Live-progress (SSE) streams open now",
+        streams,
+    );
+    let pollers = Gauge::<i64>::default();
+    pollers.set(state.live.pollers());
+    registry.register(
+        "zns_event_stream_pollers",
+        "Live-progress pollers running now: one per campaign with open streams, whatever their number",
+        pollers,
+    );
+    let reads = Counter::<u64>::default();
+    reads.inc_by(state.live.reads());
+    registry.register(
+        "zns_event_stream_reads",
+        "State database reads made by the live-progress pollers",
+        reads,
+    );
+    let commits = Counter::<u64>::default();
+    commits.inc_by(state.ledger.commits());
+    registry.register(
+        "zns_webhook_commits",
+        "Transactions (each one fsync) that stored webhook callbacks; callbacks arriving together share one",
+        commits,
+    );
 }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod campaigns;
 pub mod edge;
 mod health;
+pub mod live;
 mod metrics;
 mod web;
 mod webhooks;
@@ -45,6 +46,8 @@ pub struct ServeOptions {
 
 pub use crate::campaign::config::{DEFAULT_WEBHOOK_TOKEN_ENV, DEFAULT_ZALO_SECRET_ENV};
 pub const DEFAULT_AUTH_TOKEN_ENV: &str = "ZNS_SERVE_TOKEN";
+/// Open SSE streams past which `/events` answers 503 (config `max_event_streams`).
+pub const DEFAULT_MAX_EVENT_STREAMS: u32 = 256;
 /// Bigger callback bodies are refused with 413 (real ones are < 2 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
@@ -67,6 +70,8 @@ pub struct ServeConfig {
     pub allowed_hosts: Arc<edge::AllowedHosts>,
     /// Timeouts and the connection cap.
     pub limits: edge::Limits,
+    /// Open live-progress streams (SSE) at most; past it, 503.
+    pub max_event_streams: usize,
 }
 
 fn env_secret(name: &str) -> Option<Secret> {
@@ -172,6 +177,7 @@ impl ServeConfig {
             session_ttl,
             session_idle,
             trust_forwarded_for: c.trust_forwarded_for.unwrap_or(false),
+            max_event_streams: c.max_event_streams.unwrap_or(DEFAULT_MAX_EVENT_STREAMS) as usize,
         })
     }
 }
@@ -195,31 +201,25 @@ fn access_token(env: &str) -> Result<Option<Secret>, AppError> {
     Ok(Some(Secret::new(token)))
 }
 
-/// Shared by every handler. Each connection sits behind a mutex and is
-/// used from blocking threads: one transaction per callback on `store`,
-/// committed before the answer; slow reads (metrics, later the console's
-/// pages) on `reader`, so they never hold up a callback (WAL).
+/// Shared by every handler. Callbacks go to the ledger writer (its own
+/// thread and connection, commits grouped and fsynced before the answer);
+/// slow reads (metrics, the console's pages) use `reader`, from blocking
+/// threads behind a mutex, so they never hold up a callback (WAL).
 #[derive(Clone)]
 pub struct ServeState {
     pub config: Arc<ServeConfig>,
-    pub store: Arc<Mutex<Store>>,
+    pub ledger: webhooks::LedgerWriter,
     pub reader: Arc<Mutex<Store>>,
     pub metrics: Arc<Metrics>,
     /// The web console and `/api/v1`: campaigns run from here, CSRF token.
     pub web: Arc<WebState>,
     /// Console sessions and the sign-in limit.
     pub auth: Arc<auth::Auth>,
+    /// Live progress of campaigns, one poller per watched campaign.
+    pub live: Arc<live::Broadcasters>,
 }
 
 impl ServeState {
-    /// Run `f` on the writing connection in a blocking thread.
-    pub async fn with_store<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        Self::blocking(self.store.clone(), f).await
-    }
-
     /// Like [`Self::with_reader`] for a closure that fails with a web error.
     pub async fn with_reader_web<T: Send + 'static>(
         &self,
@@ -262,7 +262,7 @@ impl ServeState {
         provider: &'static str,
         event: NewEvent,
     ) -> anyhow::Result<crate::store::EventOutcome> {
-        let outcome = self.with_store(move |s| s.record_event(&event)).await?;
+        let outcome = self.ledger.record(event).await?;
         self.metrics.webhook(provider, outcome.as_str());
         Ok(outcome)
     }
@@ -322,12 +322,13 @@ pub fn router(state: ServeState) -> Router {
 
 pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError> {
     let config = ServeConfig::resolve(g, &args)?;
-    let store = Store::open(&config.state)?;
+    let ledger = webhooks::LedgerWriter::start(&config.state)?;
     let stale = api::upload::remove_incomplete(&config.state);
     if stale > 0 {
         tracing::info!("removed {stale} incomplete upload(s) left by an earlier serve");
     }
     let reader = Store::open(&config.state)?;
+    let live_reader = Store::open(&config.state)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -340,13 +341,15 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
         config.trust_forwarded_for,
     );
     let sign_out = config.auth_token.is_some();
+    let max_streams = config.max_event_streams;
     let state = ServeState {
         config: Arc::new(config),
-        store: Arc::new(Mutex::new(store)),
+        ledger,
         reader: Arc::new(Mutex::new(reader)),
         metrics: Arc::new(Metrics::new()),
         web: Arc::new(WebState::new(campaigns.clone(), sign_out)),
         auth: Arc::new(auth),
+        live: live::Broadcasters::new(live_reader, campaigns.clone(), max_streams),
     };
     // The one line tests and scripts read; the rest goes to the log.
     println!("listening on http://{addr}");
@@ -360,9 +363,12 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
     // The peer address keys the sign-in limit: `edge::serve` hands every
     // request its `ConnectInfo<SocketAddr>`.
     let limits = state.config.limits;
+    let live = state.live.clone();
     edge::serve(listener, router(state), limits, async move {
         shutdown_signal().await;
-        // Runs stop (still wanted: a restart resumes them) and live pages end.
+        // Live pages end (else their streams would hold the stop up), runs
+        // stop (still wanted: a restart resumes them).
+        live.shutdown();
         stopping.shutdown().await;
     })
     .await;

@@ -27,13 +27,17 @@ pub struct DeliveryUpdate {
     pub checked_ms: i64,
 }
 
-/// A campaign's delivery picture, from what `reconcile` stored.
+/// A campaign's delivery picture, from what `reconcile` stored. What faces
+/// show goes through `campaign::summary::delivery_of`, which takes
+/// received / seen / unknown from the ledger instead.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DeliveryCounts {
     /// Rows in state `sent`.
     pub sent: u64,
     /// Sent rows looked up at least once.
     pub checked: u64,
+    /// Here: rows `reconcile` found `unknown`; through `delivery_of`: sent
+    /// rows with no delivery status yet.
     pub unknown: u64,
     pub received: u64,
     pub seen: u64,

@@ -179,6 +179,16 @@ impl Store {
     /// Store one callback in its own transaction; the caller answers 2xx
     /// only after this returns Ok (committed). A repeat changes nothing.
     pub fn record_event(&mut self, e: &NewEvent) -> Result<EventOutcome, StoreError> {
+        let mut out = self.record_events(std::slice::from_ref(e))?;
+        out.pop()
+            .ok_or_else(|| StoreError::WriterGone("no outcome for the event".into()))
+    }
+
+    /// Store callbacks in one transaction (group commit: one fsync for all
+    /// of them), in order; one outcome each. All or nothing: on error none
+    /// is stored, so none may be answered 2xx. A repeat (in an earlier
+    /// transaction or earlier in `events`) changes nothing.
+    pub fn record_events(&mut self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
         let path = self.path.to_path_buf();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -188,71 +198,12 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        let inserted = tx
-            .prepare_cached(
-                "INSERT INTO delivery_events (provider, kind, msg_id, tracking_id, phone, status, \
-                 error_code, error, event_ms, oa_id, template_id, detail, raw, received_ms, dedup_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
-                 ON CONFLICT(dedup_key) DO NOTHING",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    e.provider,
-                    e.kind,
-                    e.msg_id,
-                    e.tracking_id,
-                    e.phone,
-                    e.status.map(DeliveryStatus::as_str),
-                    e.error_code,
-                    e.error,
-                    e.event_ms,
-                    e.oa_id,
-                    e.template_id,
-                    e.detail,
-                    e.raw,
-                    e.received_ms,
-                    e.dedup_key,
-                ])
-            })
-            .map_err(err)?;
-        if inserted == 0 {
-            return Ok(EventOutcome::Repeat);
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            out.push(record_in(&tx, e).map_err(err)?);
         }
-        let outcome = match e.kind.as_str() {
-            "quota" => {
-                if let (Some(oa), Some(limit)) = (&e.oa_id, &e.detail) {
-                    if let Ok(limit) = limit.parse::<i64>() {
-                        // Every account's counter for this OA today learns the limit.
-                        tx.execute(
-                            "UPDATE quota_days SET provider_limit = ?3, \
-                             exhausted = CASE WHEN used < ?3 THEN 0 ELSE exhausted END \
-                             WHERE oa_id = ?1 AND day = ?2",
-                            params![oa, crate::model::clock::today_key(), limit],
-                        )
-                        .map_err(err)?;
-                    }
-                }
-                EventOutcome::Applied
-            }
-            "template_status" => EventOutcome::Applied,
-            "delivery" => {
-                let known: bool = tx
-                    .query_row(
-                        &format!("SELECT {ROW_EXISTS_SQL}"),
-                        params![e.msg_id, e.tracking_id],
-                        |r| r.get(0),
-                    )
-                    .map_err(err)?;
-                if known {
-                    EventOutcome::Matched
-                } else {
-                    EventOutcome::Unmatched
-                }
-            }
-            _ => EventOutcome::Ignored,
-        };
         tx.commit().map_err(err)?;
-        Ok(outcome)
+        Ok(out)
     }
 
     /// Why a template must not be sent: the latest `change_template_status`
@@ -445,6 +396,65 @@ impl Store {
             .map(|n| n as u64)
             .map_err(err(self))
     }
+}
+
+/// One event inside the caller's transaction.
+fn record_in(tx: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<EventOutcome> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO delivery_events (provider, kind, msg_id, tracking_id, phone, status, \
+             error_code, error, event_ms, oa_id, template_id, detail, raw, received_ms, dedup_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+             ON CONFLICT(dedup_key) DO NOTHING",
+        )?
+        .execute(params![
+            e.provider,
+            e.kind,
+            e.msg_id,
+            e.tracking_id,
+            e.phone,
+            e.status.map(DeliveryStatus::as_str),
+            e.error_code,
+            e.error,
+            e.event_ms,
+            e.oa_id,
+            e.template_id,
+            e.detail,
+            e.raw,
+            e.received_ms,
+            e.dedup_key,
+        ])?;
+    if inserted == 0 {
+        return Ok(EventOutcome::Repeat);
+    }
+    Ok(match e.kind.as_str() {
+        "quota" => {
+            if let (Some(oa), Some(limit)) = (&e.oa_id, &e.detail) {
+                if let Ok(limit) = limit.parse::<i64>() {
+                    // Every account's counter for this OA today learns the limit.
+                    tx.execute(
+                        "UPDATE quota_days SET provider_limit = ?3, \
+                         exhausted = CASE WHEN used < ?3 THEN 0 ELSE exhausted END \
+                         WHERE oa_id = ?1 AND day = ?2",
+                        params![oa, crate::model::clock::today_key(), limit],
+                    )?;
+                }
+            }
+            EventOutcome::Applied
+        }
+        "template_status" => EventOutcome::Applied,
+        "delivery" => {
+            let known: bool = tx
+                .prepare_cached(&format!("SELECT {ROW_EXISTS_SQL}"))?
+                .query_row(params![e.msg_id, e.tracking_id], |r| r.get(0))?;
+            if known {
+                EventOutcome::Matched
+            } else {
+                EventOutcome::Unmatched
+            }
+        }
+        _ => EventOutcome::Ignored,
+    })
 }
 
 /// Zalo's template statuses: ENABLE, PENDING_REVIEW, REJECT, DISABLE.

@@ -87,6 +87,26 @@ impl Store {
         Ok(store)
     }
 
+    /// Open for commits that back an answer given to someone else (a
+    /// webhook's 2xx): `synchronous=FULL`, so each COMMIT fsyncs the WAL
+    /// and survives a power loss, not only a killed process. Other
+    /// connections keep NORMAL (their work is redone after a crash).
+    pub fn open_durable(path: &Path) -> Result<Store> {
+        let store = Store::open(path)?;
+        store
+            .conn
+            .execute_batch("PRAGMA synchronous=FULL")
+            .map_err(|e| store.e(e))?;
+        Ok(store)
+    }
+
+    /// This connection's `PRAGMA synchronous` (1 NORMAL, 2 FULL).
+    pub fn synchronous(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(|e| self.e(e))
+    }
+
     /// Open an existing database without creating or migrating it.
     pub fn open_existing(path: &Path) -> Result<Option<Store>> {
         if !path.exists() {

@@ -6,7 +6,6 @@
 pub mod upload;
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -161,40 +160,37 @@ async fn report(
 }
 
 /// One `progress` event a second: `{"status": <status object or null>,
-/// "live": <this run's progress or null>}`. Ends when serve stops.
+/// "live": <this run's progress or null>}`, from the campaign's one poller
+/// (see `serve::live`). Ends when serve stops; 503 past the stream cap.
 async fn events(
     State(s): State<ServeState>,
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
-    // 404 now rather than an empty stream.
+    // 404 now rather than an empty stream (a look-up, not a count).
     let n = name.clone();
-    s.with_reader_web(move |st| campaigns::status_one(st, &n))
-        .await?;
-    // Counting a big campaign's rows takes a while (seconds at a million):
-    // during a run here the live counters go out every second and the
-    // stored counts every fifth.
-    let stream = futures::stream::unfold((s, name, 0u64), |(s, name, tick)| async move {
-        if tick > 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+    s.with_reader_web(move |st| {
+        st.find_campaign(&n)?
+            .map(|_| ())
+            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
+    })
+    .await?;
+    let sub = match s.live.subscribe(&name) {
+        Ok(sub) => sub,
+        Err(e) => {
+            tracing::warn!(campaign = %name, "live progress refused: {e}");
+            let body = serde_json::json!({ "error": e.to_string() });
+            return Ok((
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                Json(body),
+            )
+                .into_response());
         }
-        if s.web.campaigns.is_shutting_down() {
-            return None;
-        }
-        let live = s.web.campaigns.live(&name);
-        let status = if live.is_none() || tick % 5 == 0 {
-            let n = name.clone();
-            s.with_reader_web(move |st| campaigns::status_one(st, &n))
-                .await
-                .ok()
-        } else {
-            None
-        };
-        let payload = serde_json::json!({ "status": status, "live": live });
-        let event = Event::default()
-            .event("progress")
-            .json_data(payload)
-            .unwrap_or_else(|_| Event::default().comment("unserializable"));
-        Some((Ok::<_, Infallible>(event), (s, name, tick + 1)))
+    };
+    let stream = futures::stream::unfold(sub, |mut sub| async move {
+        let payload = sub.next().await?;
+        let event = Event::default().event("progress").data(&*payload);
+        Some((Ok::<_, Infallible>(event), sub))
     });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())

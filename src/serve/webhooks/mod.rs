@@ -5,7 +5,10 @@
 
 mod esms;
 mod etelecom;
+mod ledger;
 mod zalo;
+
+pub use ledger::LedgerWriter;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
