@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{oneshot, Notify};
 
-use super::ops::{WriteOp, WriteResult};
+use super::ops::WriteOp;
+use super::result::WriteResult;
 use super::thread::{OpResult, Writer};
 use crate::store::{Result, StoreError};
 

@@ -1,5 +1,6 @@
-//! Delivery reconcile: sent rows to look up with the provider, and what
-//! the lookups found (status, fees).
+//! Reconcile's lookups: the sent rows to ask the provider about, and what
+//! its answers said (delivery status, fees). Webhook deliveries are in
+//! `events`.
 
 use rusqlite::params;
 use serde::Serialize;
