@@ -5,11 +5,12 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::etelecom::{delivery_of, DELIVERY_DELAY};
 use super::{
     check_declared, normalize_phone, parse_object, Call, Endpoint, Reply, TemplateRefusal,
 };
-use crate::sandbox::state::{msg_id_of, rfc3339, Delivery, Message, Shared};
+use crate::sandbox::fate::{delivery_of, DELIVERY_DELAY};
+use crate::sandbox::ids::{msg_id_of, rfc3339};
+use crate::sandbox::state::{Delivery, Message, Shared};
 
 /// eSMS's documented maximum for RequestId.
 const MAX_REQUEST_ID: usize = 50;

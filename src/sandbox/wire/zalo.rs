@@ -8,7 +8,8 @@ use super::{
     check_declared, check_template_data, header_str, normalize_phone, parse_object, string_field,
     template_id_field, Call, Endpoint, Reply,
 };
-use crate::sandbox::state::{msg_id_of, unix_ms, Delivery, Message, Shared, JOURNEY_ID_BASE};
+use crate::sandbox::ids::{msg_id_of, unix_ms, JOURNEY_ID_BASE};
+use crate::sandbox::state::{Delivery, Message, Shared};
 
 /// The OA and app an access token stands for (Zalo requests name no OA).
 const OA_ID: &str = "3886651700907664415";
