@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::engine::policy::{self, Caller, Retries};
 use crate::engine::retry::{self, Backoff, Limiter};
 use crate::engine::stop::{Stop, StopReason};
 use crate::model::clock;
@@ -217,6 +218,10 @@ async fn lookup(
     opts: &ReconcileOptions,
     campaign: &Campaign,
 ) -> Option<DeliveryUpdate> {
+    let retries = Retries {
+        max_attempts: opts.max_attempts,
+        backoff: Backoff::starting_at(opts.backoff),
+    };
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -234,61 +239,31 @@ async fn lookup(
             }
             Err(e) => e,
         };
+        if policy::is_transient(&e) {
+            let n = counters.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= OUTAGE_AFTER_FAILURES {
+                stop.request(
+                    StopReason::Outage,
+                    format!(
+                        "{n} lookups in a row failed; last error: {} (code {}). Run reconcile again later",
+                        e.message, e.code
+                    ),
+                );
+            }
+            let Some(wait) = retries.wait_after(attempt, &e) else {
+                counters.note_error(&row, &e);
+                return None;
+            };
+            if !stop.sleep(wait).await {
+                return None;
+            }
+            continue;
+        }
+        if let Some((reason, message)) = policy::stop_for(&e, Caller::Reconcile) {
+            stop.request(reason, message);
+            return None;
+        }
         match e.class {
-            ErrorClass::Retry => {
-                let n = counters.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
-                if n >= OUTAGE_AFTER_FAILURES {
-                    stop.request(
-                        StopReason::Outage,
-                        format!(
-                            "{n} lookups in a row failed; last error: {} (code {}). Run reconcile again later",
-                            e.message, e.code
-                        ),
-                    );
-                }
-                if attempt >= opts.max_attempts {
-                    counters.note_error(&row, &e);
-                    return None;
-                }
-                let backoff = Backoff {
-                    base: opts.backoff,
-                    cap: opts.backoff.saturating_mul(64),
-                };
-                let wait = backoff.delay(attempt, e.retry_after);
-                if !stop.sleep(wait).await {
-                    return None;
-                }
-            }
-            ErrorClass::AbortAuth => {
-                stop.request(
-                    StopReason::Auth,
-                    format!(
-                        "the provider rejected the credentials: {} (code {}). Check --api-key / ZNS_API_KEY",
-                        e.message, e.code
-                    ),
-                );
-                return None;
-            }
-            ErrorClass::AbortConfig => {
-                stop.request(
-                    StopReason::Config,
-                    format!(
-                        "the provider refused the lookup: {} (code {})",
-                        e.message, e.code
-                    ),
-                );
-                return None;
-            }
-            ErrorClass::PauseQuota => {
-                stop.request(
-                    StopReason::Quota,
-                    format!(
-                        "the provider refused for quota: {} (code {})",
-                        e.message, e.code
-                    ),
-                );
-                return None;
-            }
             ErrorClass::FailRow => {
                 // "message id invalid": the provider has no such message.
                 counters.failures_in_a_row.store(0, Ordering::Relaxed);

@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 
 pub use options::{InDoubtPolicy, RunCounters, RunOptions, RunReport, RunTotals};
 
+use crate::engine::policy::Retries;
 use crate::engine::retry::Limiter;
 use crate::engine::stop::{Stop, StopReason};
 use crate::model::clock;
@@ -397,11 +398,7 @@ impl Ctx {
     }
 
     fn quota_key(&self) -> QuotaKey {
-        QuotaKey {
-            account: self.accounts.quota.clone(),
-            oa_id: self.campaign.oa_id.clone(),
-            day: clock::today_key(),
-        }
+        QuotaKey::today(&self.accounts.quota, &self.campaign.oa_id)
     }
 
     fn token_key(&self, phone: &str) -> TokenKey {
@@ -419,8 +416,11 @@ impl Ctx {
         t.status.as_deref() != Some("N") && t.expires_at > clock::now() + margin
     }
 
-    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        self.opts.backoff.delay(attempt, retry_after)
+    fn retries(&self) -> Retries {
+        Retries {
+            max_attempts: self.opts.max_attempts,
+            backoff: self.opts.backoff,
+        }
     }
 
     /// Inside the send window (or none set): true. Outside: with --wait,

@@ -77,10 +77,7 @@ impl Default for RunOptions {
             daily_quota: None,
             in_doubt: InDoubtPolicy::Resend,
             max_attempts: 8,
-            backoff: Backoff {
-                base: Duration::from_millis(250),
-                cap: Duration::from_secs(15),
-            },
+            backoff: Backoff::starting_at(Duration::from_millis(250)),
             outage_after: Duration::from_secs(120),
             token_margin: Duration::from_secs(30 * 60),
             drain_deadline: Duration::from_secs(10),

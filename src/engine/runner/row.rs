@@ -13,11 +13,10 @@
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
-use super::failure::{
-    end_probation, hold, look_up_doubt, quota_message, settle_failure, CallFailure, Lookup,
-};
+use super::failure::{end_probation, hold, look_up_doubt, settle_failure, CallFailure, Lookup};
 use super::tokens::{check_token, ensure_token, save_bought, token_stored, Bought};
 use super::{Ctx, InDoubtPolicy};
+use crate::engine::policy;
 use crate::engine::stop::StopReason;
 use crate::model::clock;
 use crate::model::phone::mask;
@@ -326,7 +325,7 @@ pub(super) async fn claim<'a>(
     match claimed {
         WriteResult::QuotaFull => {
             ctx.stop
-                .request(StopReason::Quota, quota_message(&quota_key));
+                .request(StopReason::Quota, policy::quota_used_up(&quota_key));
             Ok(None)
         }
         r @ (WriteResult::Expired | WriteResult::Skipped) => {
@@ -436,17 +435,14 @@ async fn retry_after_transient(
             release,
         })?;
     }
-    if tries.number >= ctx.opts.max_attempts {
+    let Some(wait) = ctx.retries().wait_after(tries.number, &e) else {
         ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(phone = %mask(&row.phone), line = row.line, "giving up for this run after {} attempts: {e}", tries.number);
         return Ok(Next::Done);
-    }
+    };
     ctx.counters.retries.fetch_add(1, Ordering::Relaxed);
     ctx.counters.retrying_now.fetch_add(1, Ordering::Relaxed);
-    let woke = ctx
-        .stop
-        .sleep(ctx.backoff(tries.number, e.retry_after))
-        .await;
+    let woke = ctx.stop.sleep(wait).await;
     ctx.counters.retrying_now.fetch_sub(1, Ordering::Relaxed);
     Ok(if woke { Next::Retry } else { Next::Done })
 }
