@@ -41,12 +41,12 @@ pub(crate) struct Message {
     pub(crate) tracking_id: String,
     /// Sandbox clock.
     pub(crate) sent: OffsetDateTime,
-    /// This message carried its journey token's fee (set by `deliver`).
+    /// This message carried its journey token's fee (set by `admit`).
     pub(crate) token_charged: bool,
 }
 
 /// What a send came to once it passed every check.
-pub(crate) enum Delivery {
+pub(crate) enum Admission {
     New(usize),
     Replay(usize),
     OverQuota,
@@ -263,19 +263,19 @@ impl Inner {
     }
 
     /// Dedup, quota, then record a new message.
-    pub(crate) fn deliver(&mut self, dedup: bool, msg: Message) -> Delivery {
+    pub(crate) fn admit(&mut self, dedup: bool, msg: Message) -> Admission {
         let key = format!("{}\0{}", msg.oa, msg.tracking_id);
         if dedup && !msg.tracking_id.is_empty() {
             if let Some(&n) = self.dedup_index.get(&key) {
                 self.stats.duplicates_absorbed += 1;
-                return Delivery::Replay(n);
+                return Admission::Replay(n);
             }
         }
         let day = self.julian_day();
         let used = self.quota_used.entry((msg.oa.clone(), day)).or_insert(0);
         if self.daily_quota > 0 && *used >= self.daily_quota {
             self.stats.quota_rejections += 1;
-            return Delivery::OverQuota;
+            return Admission::OverQuota;
         }
         *used += 1;
         let mut msg = msg;
@@ -298,7 +298,7 @@ impl Inner {
             .or_insert(0) += 1;
         self.stats.accepted += 1;
         self.messages.push(msg);
-        Delivery::New(n)
+        Admission::New(n)
     }
 
     pub(crate) fn snapshot(&self, detail: bool) -> Stats {

@@ -35,7 +35,7 @@ pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
 pub use errors::{StoreError, StoreErrorKind};
 pub use events::*;
 pub use import::{ImportCounts, ImportRow};
-pub use lookups::{DeliveryCounts, DeliveryUpdate, LookupRow};
+pub use lookups::{DeliveryCounts, LookupAnswer, LookupRow};
 pub use quota::{QuotaDay, QuotaKey};
 pub use repeats::PhoneKeys;
 pub use rows::{ReportRow, StateCounts, WorkRow};

@@ -13,7 +13,7 @@ use crate::sandbox::fate::{delivery_of, DELIVERY_DELAY};
 use crate::sandbox::ids::{
     msg_id_of, rfc3339, JOURNEY_ID_BASE, JOURNEY_REF_BASE, MESSAGE_REF_BASE,
 };
-use crate::sandbox::state::{Delivery, Inner, Message, Shared};
+use crate::sandbox::state::{Admission, Inner, Message, Shared};
 
 /// Any prefix before `.Zalo/<Method>` (shop or partner base).
 pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
@@ -222,13 +222,13 @@ fn send(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, String> {
         sent,
         token_charged: false,
     };
-    let delivery = g.deliver(shared.dedup, msg);
-    if let Delivery::New(n) = delivery {
+    let admission = g.admit(shared.dedup, msg);
+    if let Admission::New(n) = admission {
         shared.on_accepted(&mut g, n, None);
     }
-    Ok(match delivery {
-        Delivery::New(n) | Delivery::Replay(n) => Reply::accepted(message_json(&g, n, false)),
-        Delivery::OverQuota => biz_error(-144, "OA exceeded daily ZNS quota"),
+    Ok(match admission {
+        Admission::New(n) | Admission::Replay(n) => Reply::accepted(message_json(&g, n, false)),
+        Admission::OverQuota => biz_error(-144, "OA exceeded daily ZNS quota"),
     })
 }
 
