@@ -106,12 +106,7 @@ pub(super) fn settle_failure(
     if let Some((reason, message)) = policy::stop_for(&e, Caller::Run(&quota)) {
         // Nothing was accepted: the row waits for a resume.
         if !in_doubt {
-            ctx.writer.post(WriteOp::MarkPending {
-                row_id: row.id,
-                code: e.code.clone(),
-                message: e.message.clone(),
-                release,
-            })?;
+            back_to_pending(ctx, row, &e, release)?;
         }
         if reason == StopReason::Quota {
             ctx.writer.post(WriteOp::QuotaExhausted { quota })?;
@@ -130,17 +125,26 @@ pub(super) fn settle_failure(
         _ => {
             // Permanent for this recipient. If an earlier attempt is in
             // doubt the message may still have gone out: keep the unit.
-            ctx.writer.post(WriteOp::MarkFailed {
-                row_id: row.id,
-                code: e.code.clone(),
-                message: e.message.clone(),
-                release: if in_doubt { None } else { release },
-            })?;
-            ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(phone = %mask(&row.phone), line = row.line, code = %e.code, "failed: {}", e.message);
+            fail_row(ctx, row, &e, if in_doubt { None } else { release })?;
         }
     }
     Ok(())
+}
+
+/// Nothing was accepted: the row waits again (keeping its token), with the
+/// provider's error for the report; `release` gives its quota unit back.
+pub(super) fn back_to_pending(
+    ctx: &Ctx,
+    row: &WorkRow,
+    e: &ProviderError,
+    release: Option<QuotaKey>,
+) -> Result<(), StoreError> {
+    ctx.writer.post(WriteOp::MarkPending {
+        row_id: row.id,
+        code: e.code.clone(),
+        message: e.message.clone(),
+        release,
+    })
 }
 
 /// Until the run's first success, a row refused "for this recipient" is
@@ -183,12 +187,7 @@ fn on_probation(
         drop(guard);
         return fail_row(ctx, row, &e, release);
     };
-    ctx.writer.post(WriteOp::MarkPending {
-        row_id: row.id,
-        code: e.code.clone(),
-        message: e.message.clone(),
-        release: release.clone(),
-    })?;
+    back_to_pending(ctx, row, &e, release)?;
     p.held.push((row.clone(), e.clone(), None));
     let same = p.held.iter().filter(|(_, h, _)| h.code == e.code).count();
     // One code `limit` times, or refusals of any kind twice that often,

@@ -13,7 +13,9 @@
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
-use super::failure::{end_probation, hold, look_up_doubt, settle_failure, CallFailure, Lookup};
+use super::failure::{
+    back_to_pending, end_probation, hold, look_up_doubt, settle_failure, CallFailure, Lookup,
+};
 use super::tokens::{check_token, ensure_token, save_bought, token_stored, Bought};
 use super::{Ctx, InDoubtPolicy};
 use crate::engine::policy;
@@ -428,12 +430,7 @@ async fn retry_after_transient(
         }
     } else if !tries.in_doubt {
         // Refused outright: the row is back to waiting, not in doubt.
-        ctx.writer.post(WriteOp::MarkPending {
-            row_id: row.id,
-            code: e.code.clone(),
-            message: e.message.clone(),
-            release,
-        })?;
+        back_to_pending(ctx, row, &e, release)?;
     }
     let Some(wait) = ctx.retries().wait_after(tries.number, &e) else {
         ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
@@ -467,12 +464,7 @@ async fn refresh_token<'a>(
                 Err(CallFailure::Stopped) if !tries.in_doubt => {
                     // The send was refused (not in doubt) and the check cut
                     // short by a stop: the row is simply open again.
-                    ctx.writer.post(WriteOp::MarkPending {
-                        row_id: row.id,
-                        code: e.code.clone(),
-                        message: e.message.clone(),
-                        release,
-                    })?;
+                    back_to_pending(ctx, row, &e, release)?;
                     return Ok(Next::Done);
                 }
                 Err(f) => {
