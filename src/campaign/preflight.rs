@@ -6,7 +6,7 @@
 use super::plan::{Plan, ProviderQuota};
 use super::settings::{self, Endpoint, RunSettings};
 use super::{connect, usage, CoreError, Mode, Request, Workspace};
-use crate::engine::policy::{self, Retries};
+use crate::engine::policy;
 use crate::model::clock;
 use crate::model::template_spec::{ParamSpec, TemplateSource, TemplateSpec};
 use crate::provider::{ErrorClass, ProviderError, TemplateInfo};
@@ -30,14 +30,6 @@ pub fn spec_from_info(info: TemplateInfo, fetched_ms: i64) -> TemplateSpec {
             })
             .collect(),
         source: TemplateSource::Fetched { at_ms: fetched_ms },
-    }
-}
-
-/// The run's retries (`--max-attempts`, its backoff) for a read-only call.
-fn retries(s: &RunSettings) -> Retries {
-    Retries {
-        max_attempts: s.run.max_attempts,
-        backoff: s.run.backoff,
     }
 }
 
@@ -147,7 +139,7 @@ impl Workspace {
             }
         }
         let conn = connect::connect(&s).await?;
-        let info = policy::retried(retries(&s), || {
+        let info = policy::retried(s.run.retries(), || {
             conn.provider
                 .template_info(&s.provider.oa_id, &s.template_id)
         })
@@ -183,7 +175,7 @@ impl Workspace {
                 conn.provider.as_ref()
             }
         };
-        match policy::retried(retries(s), || provider.quota(&s.provider.oa_id)).await {
+        match policy::retried(s.run.retries(), || provider.quota(&s.provider.oa_id)).await {
             Ok(q) => Ok(q.map(ProviderQuota::from)),
             Err(e) => {
                 tracing::warn!("cannot read the OA's quota from {}: {e}", s.provider.kind);

@@ -274,7 +274,7 @@ where
             }
             Err(e) if policy::is_transient(&e) => {
                 ctx.note_transient_failure(&e);
-                let Some(wait) = ctx.retries().wait_after(attempt, &e) else {
+                let Some(wait) = ctx.opts.retries().wait_after(attempt, &e) else {
                     return Err(CallFailure::Budget(e));
                 };
                 ctx.counters.retries.fetch_add(1, Ordering::Relaxed);

@@ -32,7 +32,6 @@ use tokio::sync::mpsc;
 
 pub use options::{InDoubtPolicy, RunCounters, RunOptions, RunReport, RunTotals};
 
-use crate::engine::policy::Retries;
 use crate::engine::retry::Limiter;
 use crate::engine::stop::{Stop, StopReason};
 use crate::model::clock;
@@ -414,13 +413,6 @@ impl Ctx {
         let margin =
             time::Duration::try_from(self.opts.token_margin).unwrap_or(time::Duration::ZERO);
         t.status.as_deref() != Some("N") && t.expires_at > clock::now() + margin
-    }
-
-    fn retries(&self) -> Retries {
-        Retries {
-            max_attempts: self.opts.max_attempts,
-            backoff: self.opts.backoff,
-        }
     }
 
     /// Inside the send window (or none set): true. Outside: with --wait,

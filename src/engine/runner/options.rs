@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::policy::Retries;
 use crate::engine::retry::Backoff;
 use crate::engine::stop::StopReason;
 use crate::model::window::SendWindow;
@@ -67,6 +68,17 @@ pub struct RunOptions {
     pub send_window: Option<SendWindow>,
     /// Outside the window: sleep until it opens (else stop, resumable).
     pub wait_for_window: bool,
+}
+
+impl RunOptions {
+    /// Its attempts and backoff, for every provider call made on its behalf
+    /// (the run's, and the pre-flight's read-only ones).
+    pub fn retries(&self) -> Retries {
+        Retries {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+        }
+    }
 }
 
 impl Default for RunOptions {

@@ -432,7 +432,7 @@ async fn retry_after_transient(
         // Refused outright: the row is back to waiting, not in doubt.
         back_to_pending(ctx, row, &e, release)?;
     }
-    let Some(wait) = ctx.retries().wait_after(tries.number, &e) else {
+    let Some(wait) = ctx.opts.retries().wait_after(tries.number, &e) else {
         ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(phone = %mask(&row.phone), line = row.line, "giving up for this run after {} attempts: {e}", tries.number);
         return Ok(Next::Done);
