@@ -29,10 +29,12 @@ pub use import::{
 };
 pub use lock::{lock, CampaignLock};
 pub use outcome::{ExitCode, Outcome};
-pub use preflight::{spec_from_info, ProviderQuota};
+pub use plan::ProviderQuota;
+pub use preflight::spec_from_info;
 pub use settings::{Request, RunSettings, SettingsError};
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
+use crate::engine::policy;
 use crate::engine::reconcile;
 use crate::engine::runner::{self, Observer, RunCounters, RunInput};
 use crate::engine::stop::{Stop, StopReason};
@@ -339,11 +341,7 @@ impl Workspace {
         let counters = Arc::new(RunCounters::default());
         let run_id = hex::encode(rand::random::<[u8; 6]>());
         let accounts = settings.provider.accounts(&run_id);
-        let quota_key = QuotaKey {
-            account: accounts.quota.clone(),
-            oa_id: campaign.oa_id.clone(),
-            day: clock::today_key(),
-        };
+        let quota_key = QuotaKey::today(&accounts.quota, &campaign.oa_id);
         let mut label = settings.provider.kind.to_string();
         let report = if nothing_open || !campaign.import_done || stop.is_set() {
             // Nothing to send, or the import was stopped: no provider call.
@@ -452,20 +450,11 @@ impl Workspace {
                 return Ok(Some((StopReason::Window, w.closed_message(now))));
             }
         }
-        let today = store.quota_day(quota_key)?;
-        let used_up = today.exhausted
-            || settings.run.daily_quota.is_some_and(|q| today.used >= q)
-            || today.provider_limit.is_some_and(|l| today.used >= l);
-        if used_up {
-            return Ok(Some((
-                StopReason::Quota,
-                format!(
-                    "daily quota for OA {} is used up for {} (Asia/Ho_Chi_Minh); the next quota day starts {}",
-                    campaign.oa_id,
-                    today.day,
-                    clock::fmt_local(clock::next_day_start(now))
-                ),
-            )));
+        if !store
+            .quota_day(quota_key)?
+            .has_room(settings.run.daily_quota)
+        {
+            return Ok(Some((StopReason::Quota, policy::quota_used_up(quota_key))));
         }
         Ok(None)
     }

@@ -3,12 +3,29 @@
 
 use serde::Serialize;
 
-use super::preflight::ProviderQuota;
 use super::settings::RunSettings;
 use super::summary::{RejectLine, Summary};
 use crate::model::clock;
 use crate::model::shell::shell_word;
+use crate::provider::QuotaInfo;
 use crate::store::{Campaign, QuotaKey, Store, StoreError};
+
+/// The OA's quota as the provider reported it when asked (the pre-flight
+/// asks; the plan and the run's quota row take it in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProviderQuota {
+    pub daily: u64,
+    pub remaining: u64,
+}
+
+impl From<QuotaInfo> for ProviderQuota {
+    fn from(q: QuotaInfo) -> Self {
+        Self {
+            daily: q.daily,
+            remaining: q.remaining,
+        }
+    }
+}
 
 /// Rejects shown in the plan (all of them are in `report`).
 const FIRST_REJECTS: usize = 5;
@@ -177,11 +194,10 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
         }
     };
     let used_today = store
-        .quota_day(&QuotaKey {
-            account: s.provider.accounts("").quota,
-            oa_id: campaign.oa_id.clone(),
-            day: clock::today_key(),
-        })?
+        .quota_day(&QuotaKey::today(
+            &s.provider.accounts("").quota,
+            &campaign.oa_id,
+        ))?
         .used;
     let quota_days_needed = s
         .run

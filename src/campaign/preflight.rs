@@ -3,30 +3,14 @@
 //! start of a send or a dry-run plan (the OA's quota). Read-only calls
 //! only: no token is bought and nothing is sent here.
 
-use serde::Serialize;
-
+use super::plan::{Plan, ProviderQuota};
 use super::settings::{self, Endpoint, RunSettings};
 use super::{connect, usage, CoreError, Mode, Request, Workspace};
+use crate::engine::policy;
 use crate::model::clock;
 use crate::model::template_spec::{ParamSpec, TemplateSource, TemplateSpec};
-use crate::provider::{ErrorClass, ProviderError, QuotaInfo, TemplateInfo};
+use crate::provider::{ErrorClass, ProviderError, TemplateInfo};
 use crate::store::QuotaKey;
-
-/// The OA's quota as the provider reported it when asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ProviderQuota {
-    pub daily: u64,
-    pub remaining: u64,
-}
-
-impl From<QuotaInfo> for ProviderQuota {
-    fn from(q: QuotaInfo) -> Self {
-        Self {
-            daily: q.daily,
-            remaining: q.remaining,
-        }
-    }
-}
 
 /// A provider's template info as the pre-flight checks it.
 pub fn spec_from_info(info: TemplateInfo, fetched_ms: i64) -> TemplateSpec {
@@ -46,25 +30,6 @@ pub fn spec_from_info(info: TemplateInfo, fetched_ms: i64) -> TemplateSpec {
             })
             .collect(),
         source: TemplateSource::Fetched { at_ms: fetched_ms },
-    }
-}
-
-/// A read-only call, retried on transient errors (5xx, 429, timeouts) as
-/// the run retries its calls: up to `--max-attempts`, with its backoff.
-async fn with_retries<T, F, Fut>(s: &RunSettings, mut call: F) -> Result<T, ProviderError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ProviderError>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match call().await {
-            Err(e) if e.class == ErrorClass::Retry && attempt < s.run.max_attempts => {
-                tokio::time::sleep(s.run.backoff.delay(attempt, e.retry_after)).await;
-            }
-            other => return other,
-        }
     }
 }
 
@@ -174,7 +139,7 @@ impl Workspace {
             }
         }
         let conn = connect::connect(&s).await?;
-        let info = with_retries(&s, || {
+        let info = policy::retried(s.run.retries(), || {
             conn.provider
                 .template_info(&s.provider.oa_id, &s.template_id)
         })
@@ -210,7 +175,7 @@ impl Workspace {
                 conn.provider.as_ref()
             }
         };
-        match with_retries(s, || provider.quota(&s.provider.oa_id)).await {
+        match policy::retried(s.run.retries(), || provider.quota(&s.provider.oa_id)).await {
             Ok(q) => Ok(q.map(ProviderQuota::from)),
             Err(e) => {
                 tracing::warn!("cannot read the OA's quota from {}: {e}", s.provider.kind);
@@ -220,7 +185,7 @@ impl Workspace {
     }
 
     /// The dry-run plan with the provider's live quota (read-only).
-    pub async fn live_plan(&self, p: &super::Prepared) -> Result<super::plan::Plan, CoreError> {
+    pub async fn live_plan(&self, p: &super::Prepared) -> Result<Plan, CoreError> {
         let mut plan = self.plan(p)?;
         if let Some(q) = self.provider_quota(&p.settings, None).await? {
             plan.with_provider_quota(q);

@@ -312,10 +312,7 @@ fn resolve_run_options(
         r.outage_after = d;
     }
     if let Some(d) = o.backoff.or(c.backoff.map(|d| d.0)) {
-        r.backoff = Backoff {
-            base: d,
-            cap: r.backoff.cap.max(d),
-        };
+        r.backoff = Backoff::starting_at(d);
     }
     r.send_window = match o.send_window.or(c.send_window.map(|w| w.0)) {
         Some(given) => given.window(),

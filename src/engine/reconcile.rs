@@ -16,13 +16,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::engine::policy::{self, Caller, Retries};
 use crate::engine::retry::{self, Backoff, Limiter};
 use crate::engine::stop::{Stop, StopReason};
 use crate::model::clock;
 use crate::model::phone::mask;
 use crate::provider::timestamp::parse_time;
 use crate::provider::{ErrorClass, MessageInfo, Provider, ProviderError};
-use crate::store::{Campaign, DeliveryUpdate, LookupRow, Store, StoreError};
+use crate::store::{Campaign, LookupAnswer, LookupRow, Store, StoreError};
 
 /// Rows looked up between two commits.
 const PAGE: usize = 64;
@@ -104,7 +105,7 @@ pub fn normalise_status(s: Option<&str>) -> &'static str {
     }
 }
 
-fn update_from(row: &LookupRow, info: &MessageInfo, checked_ms: i64) -> DeliveryUpdate {
+fn answer_from(row: &LookupRow, info: &MessageInfo, checked_ms: i64) -> LookupAnswer {
     let status = normalise_status(info.delivery_status.as_deref());
     // A zero time ("0001-01-01…") means "not delivered yet", not a date.
     let delivery_ms = info
@@ -113,7 +114,7 @@ fn update_from(row: &LookupRow, info: &MessageInfo, checked_ms: i64) -> Delivery
         .and_then(parse_time)
         .filter(|t| t.year() >= 2000 && status != "unknown")
         .map(clock::to_ms);
-    DeliveryUpdate {
+    LookupAnswer {
         row_id: row.id,
         status: Some(status.to_string()),
         delivery_ms,
@@ -141,7 +142,7 @@ pub async fn run(
     let mut after = 0i64;
     while budget > 0 && !stop.is_set() {
         let take = (budget as usize).min(PAGE);
-        let page = store.delivery_candidates(campaign.id, after, recheck_before, take)?;
+        let page = store.lookup_candidates(campaign.id, after, recheck_before, take)?;
         let Some(last) = page.last() else {
             break;
         };
@@ -163,12 +164,12 @@ pub async fn run(
         };
         budget -= page.len() as u64;
         let checked_ms = clock::now_ms();
-        let skipped = reported.iter().map(|row| DeliveryUpdate {
+        let skipped = reported.iter().map(|row| LookupAnswer {
             row_id: row.id,
             checked_ms,
-            ..DeliveryUpdate::default()
+            ..LookupAnswer::default()
         });
-        let mut updates: Vec<DeliveryUpdate> = futures::stream::iter(page)
+        let mut updates: Vec<LookupAnswer> = futures::stream::iter(page)
             .map(|row| {
                 let (provider, limiter, counters, stop) = (&provider, &limiter, &counters, &stop);
                 async move {
@@ -189,9 +190,9 @@ pub async fn run(
             .collect()
             .await;
         updates.extend(skipped);
-        store.save_deliveries(&updates)?;
+        store.save_lookup_answers(&updates)?;
     }
-    let remaining = store.delivery_candidates_count(campaign.id, recheck_before)?;
+    let remaining = store.lookup_candidates_count(campaign.id, recheck_before)?;
     let errors = counters
         .errors
         .lock()
@@ -216,7 +217,11 @@ async fn lookup(
     stop: &Stop,
     opts: &ReconcileOptions,
     campaign: &Campaign,
-) -> Option<DeliveryUpdate> {
+) -> Option<LookupAnswer> {
+    let retries = Retries {
+        max_attempts: opts.max_attempts,
+        backoff: Backoff::starting_at(opts.backoff),
+    };
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -228,77 +233,47 @@ async fn lookup(
             Ok(info) => {
                 counters.failures_in_a_row.store(0, Ordering::Relaxed);
                 counters.looked_up.fetch_add(1, Ordering::Relaxed);
-                let u = update_from(&row, &info, clock::now_ms());
+                let u = answer_from(&row, &info, clock::now_ms());
                 tracing::debug!(phone = %mask(&row.phone), line = row.line, status = u.status.as_deref().unwrap_or(""), "delivery");
                 return Some(u);
             }
             Err(e) => e,
         };
+        if policy::is_transient(&e) {
+            let n = counters.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= OUTAGE_AFTER_FAILURES {
+                stop.request(
+                    StopReason::Outage,
+                    format!(
+                        "{n} lookups in a row failed; last error: {} (code {}). Run reconcile again later",
+                        e.message, e.code
+                    ),
+                );
+            }
+            let Some(wait) = retries.wait_after(attempt, &e) else {
+                counters.note_error(&row, &e);
+                return None;
+            };
+            if !stop.sleep(wait).await {
+                return None;
+            }
+            continue;
+        }
+        if let Some((reason, message)) = policy::stop_for(&e, Caller::Reconcile) {
+            stop.request(reason, message);
+            return None;
+        }
         match e.class {
-            ErrorClass::Retry => {
-                let n = counters.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
-                if n >= OUTAGE_AFTER_FAILURES {
-                    stop.request(
-                        StopReason::Outage,
-                        format!(
-                            "{n} lookups in a row failed; last error: {} (code {}). Run reconcile again later",
-                            e.message, e.code
-                        ),
-                    );
-                }
-                if attempt >= opts.max_attempts {
-                    counters.note_error(&row, &e);
-                    return None;
-                }
-                let backoff = Backoff {
-                    base: opts.backoff,
-                    cap: opts.backoff.saturating_mul(64),
-                };
-                let wait = backoff.delay(attempt, e.retry_after);
-                if !stop.sleep(wait).await {
-                    return None;
-                }
-            }
-            ErrorClass::AbortAuth => {
-                stop.request(
-                    StopReason::Auth,
-                    format!(
-                        "the provider rejected the credentials: {} (code {}). Check --api-key / ZNS_API_KEY",
-                        e.message, e.code
-                    ),
-                );
-                return None;
-            }
-            ErrorClass::AbortConfig => {
-                stop.request(
-                    StopReason::Config,
-                    format!(
-                        "the provider refused the lookup: {} (code {})",
-                        e.message, e.code
-                    ),
-                );
-                return None;
-            }
-            ErrorClass::PauseQuota => {
-                stop.request(
-                    StopReason::Quota,
-                    format!(
-                        "the provider refused for quota: {} (code {})",
-                        e.message, e.code
-                    ),
-                );
-                return None;
-            }
             ErrorClass::FailRow => {
                 // "message id invalid": the provider has no such message.
                 counters.failures_in_a_row.store(0, Ordering::Relaxed);
                 counters.not_found.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(phone = %mask(&row.phone), line = row.line, code = %e.code, "message not found: {}", e.message);
-                return Some(DeliveryUpdate {
+                return Some(LookupAnswer {
                     row_id: row.id,
                     status: Some("unknown".into()),
                     checked_ms: clock::now_ms(),
-                    ..DeliveryUpdate::default()
+                    ..LookupAnswer::default()
                 });
             }
             _ => {
@@ -306,10 +281,10 @@ async fn lookup(
                 // recheck interval has passed.
                 counters.failures_in_a_row.store(0, Ordering::Relaxed);
                 counters.note_error(&row, &e);
-                return Some(DeliveryUpdate {
+                return Some(LookupAnswer {
                     row_id: row.id,
                     checked_ms: clock::now_ms(),
-                    ..DeliveryUpdate::default()
+                    ..LookupAnswer::default()
                 });
             }
         }
@@ -339,7 +314,7 @@ mod tests {
             fee_main: Some(200),
             ..MessageInfo::default()
         };
-        let u = update_from(&row, &info, 5);
+        let u = answer_from(&row, &info, 5);
         assert_eq!(u.status.as_deref(), Some("received"));
         assert_eq!(u.delivery_ms, None);
         assert_eq!(u.fee_main, Some(200));
@@ -347,6 +322,6 @@ mod tests {
             delivery_time: Some("2026-11-24T01:00:00Z".into()),
             ..info
         };
-        assert!(update_from(&row, &info, 5).delivery_ms.is_some());
+        assert!(answer_from(&row, &info, 5).delivery_ms.is_some());
     }
 }

@@ -1,5 +1,6 @@
-//! Pace for every provider caller (the runner and reconcile): the rate
-//! limiter and the retry backoff, decided here once.
+//! Pace for every provider caller (the runner, reconcile, the pre-flight):
+//! the rate limiter and the retry backoff, decided here once. Which errors
+//! are retried at all is `policy`'s.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -20,6 +21,9 @@ pub fn limiter(rate: NonZeroU32) -> Limiter {
 /// The longest a provider's `Retry-After` is obeyed.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
+/// The longest a backoff grows, unless its first delay is longer.
+const BACKOFF_CAP: Duration = Duration::from_secs(15);
+
 /// Exponential backoff with jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -30,6 +34,15 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The backoff of every provider caller: `base` first, doubling up to
+    /// [`BACKOFF_CAP`] (or `base` itself, when that is longer).
+    pub fn starting_at(base: Duration) -> Self {
+        Backoff {
+            base,
+            cap: BACKOFF_CAP.max(base),
+        }
+    }
+
     /// How long to wait after the `attempt`-th failure (1 = the first).
     /// Jitter over the upper half spreads retries without starving them; a
     /// provider's `Retry-After` is a floor.
@@ -68,5 +81,14 @@ mod tests {
             );
             assert_eq!(b.delay(1, Some(Duration::from_secs(3600))), RETRY_AFTER_CAP);
         }
+    }
+
+    #[test]
+    fn every_caller_backs_off_to_the_same_cap_unless_it_starts_above_it() {
+        let b = Backoff::starting_at(Duration::from_millis(250));
+        assert_eq!(b.cap, BACKOFF_CAP);
+        assert!(b.delay(40, None) <= BACKOFF_CAP);
+        let slow = Backoff::starting_at(Duration::from_secs(60));
+        assert_eq!(slow.cap, Duration::from_secs(60));
     }
 }

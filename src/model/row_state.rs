@@ -48,10 +48,13 @@ pub enum Move {
     DeadlinePassed,
     /// The phone had a message from this OA too recently.
     TooSoon,
+    /// The import's last pass found the row's phone or tracking id on an
+    /// earlier line: the row never becomes sendable.
+    Repeated,
 }
 
 impl Move {
-    pub const ALL: [Move; 8] = [
+    pub const ALL: [Move; 9] = [
         Move::TokenBought,
         Move::Claimed,
         Move::Accepted,
@@ -60,6 +63,7 @@ impl Move {
         Move::Held,
         Move::DeadlinePassed,
         Move::TooSoon,
+        Move::Repeated,
     ];
 
     /// The transition table: every legal move, from where, to where.
@@ -74,6 +78,8 @@ impl Move {
             Move::Held => (&[InFlight, InDoubt], &[InDoubt]),
             Move::DeadlinePassed => (&OPEN_STATES, &[Expired]),
             Move::TooSoon => (&OPEN_STATES, &[Skipped]),
+            // Only before the import is done, when every loaded row is pending.
+            Move::Repeated => (&[Pending], &[Rejected]),
         }
     }
 
@@ -229,6 +235,12 @@ mod tests {
         }
         assert_eq!(Move::DeadlinePassed.targets(), &[Expired]);
         assert_eq!(Move::TooSoon.targets(), &[Skipped]);
+        assert_eq!(Move::Repeated.targets(), &[Rejected]);
+        assert!(Pending.can_become(Rejected), "a repeat found at import");
+        assert!(
+            !TokenReady.can_become(Rejected) && !InFlight.can_become(Rejected),
+            "a row taken up by a run is never rejected"
+        );
         assert!(deadline_passed(Some(10), 11));
         assert!(!deadline_passed(Some(10), 10));
         assert!(!deadline_passed(None, i64::MAX));

@@ -8,19 +8,20 @@
 //!
 //! Only the configured URL, or the URL a send carried (eSMS `CallbackUrl`),
 //! is ever called.
+//!
+//! This module builds and queues the calls; `callback_sender` sends them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rand::seq::SliceRandom;
+use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::json;
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::state::{msg_id_of, rfc3339, unix_ms, Inner, Shared};
-use super::wire::etelecom::{delivery_of, DELIVERY_DELAY};
+use super::fate::{delivery_of, DELIVERY_DELAY};
+use super::ids::{msg_id_of, rfc3339, unix_ms};
 use super::ProviderKind;
 
 /// How callbacks are timed, retried and disturbed.
@@ -69,7 +70,7 @@ impl Default for CallbackSettings {
 
 /// One HTTP call to make.
 #[derive(Debug, Clone)]
-enum Request {
+pub(crate) enum Request {
     /// Zalo: JSON body and its `X-ZEvent-Signature`.
     SignedPost { body: String, mac: String },
     /// eTelecom: JSON body, unsigned.
@@ -80,9 +81,21 @@ enum Request {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
-    due: Instant,
-    url: String,
-    request: Request,
+    pub(crate) due: Instant,
+    pub(crate) url: String,
+    pub(crate) request: Request,
+}
+
+/// An accepted message, as its callback tells of it.
+pub(crate) struct Accepted<'a> {
+    /// Its index: its msg_id and its fate ([`delivery_of`]).
+    pub(crate) n: usize,
+    pub(crate) oa: &'a str,
+    pub(crate) phone: &'a str,
+    pub(crate) template_id: i64,
+    pub(crate) tracking_id: &'a str,
+    /// When it was sent, on the real clock (the one replies show).
+    pub(crate) sent: OffsetDateTime,
 }
 
 /// What the send handlers need to queue callbacks.
@@ -130,13 +143,14 @@ impl CallbackQueue {
         (q, rx)
     }
 
-    /// Queue the callback for newly accepted message `n`, to the send's own
+    /// Queue the callback for a newly accepted message, to the send's own
     /// URL if it gave one, else the configured one; nothing without either.
+    /// `rng` is the sandbox's (a seeded run repeats itself).
     pub(crate) fn on_accepted(
         &self,
         protocol: ProviderKind,
-        g: &mut Inner,
-        n: usize,
+        m: Accepted<'_>,
+        rng: &mut StdRng,
         send_url: Option<&str>,
     ) {
         let Some(url) = send_url
@@ -145,14 +159,13 @@ impl CallbackQueue {
         else {
             return;
         };
-        let Some(m) = g.messages.get(n) else { return };
-        let delivered = delivery_of(n, DELIVERY_DELAY).1;
+        let delivered = delivery_of(m.n, DELIVERY_DELAY).1;
         let msg_id = if self.settings.unknown_msg_id {
-            format!("{:020x}", g.rng.random::<u64>())
+            format!("{:020x}", rng.random::<u64>())
         } else {
-            msg_id_of(n)
+            msg_id_of(m.n)
         };
-        let delivered_at = g.wire(m.sent + DELIVERY_DELAY);
+        let delivered_at = m.sent + DELIVERY_DELAY;
         let request = match protocol.protocol() {
             // Zalo reports deliveries only: no event for a failed message.
             ProviderKind::Zalo if !delivered => return,
@@ -191,12 +204,12 @@ impl CallbackQueue {
                     ("SendStatus", status.to_string()),
                     ("SendSuccess", ok.to_string()),
                     ("SendFailed", failed.to_string()),
-                    ("RequestId", m.tracking_id.clone()),
+                    ("RequestId", m.tracking_id.to_string()),
                     ("partnerids", msg_id),
                     ("error_info", info.to_string()),
-                    ("oaid", m.oa.clone()),
+                    ("oaid", m.oa.to_string()),
                     ("tempid", m.template_id.to_string()),
-                    ("phonenumber", m.phone.clone()),
+                    ("phonenumber", m.phone.to_string()),
                     ("TypeId", "27".to_string()),
                 ];
                 Request::Get {
@@ -233,116 +246,4 @@ impl CallbackQueue {
         }
         let _ = self.tx.send(job);
     }
-}
-
-/// The dispatcher: waits for callbacks to come due, then sends them.
-/// Aborting its task aborts the callbacks in flight.
-pub(crate) async fn dispatch(
-    shared: Arc<Shared>,
-    settings: CallbackSettings,
-    mut rx: mpsc::UnboundedReceiver<Job>,
-) {
-    let client = match reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("sandbox callbacks disabled: {e}");
-            return;
-        }
-    };
-    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let mut in_flight = JoinSet::new();
-    // Arrival order is due order: the delay is the same for every job.
-    let mut pending: std::collections::VecDeque<Job> = Default::default();
-    let mut last_arrival = Instant::now();
-    loop {
-        let window = settings.out_of_order;
-        let next = match pending.front() {
-            None => None,
-            Some(_) if settings.burst => Some(last_arrival + settings.delay),
-            // Reordering needs company: wait for a full group, or one more
-            // delay for a group that never fills.
-            Some(j) if window > 1 && pending.len() < window => Some(j.due + settings.delay),
-            Some(j) => Some(j.due),
-        };
-        tokio::select! {
-            job = rx.recv() => match job {
-                Some(job) => {
-                    last_arrival = Instant::now();
-                    pending.push_back(job);
-                }
-                None => break,
-            },
-            _ = sleep_until_some(next) => {
-                let now = Instant::now();
-                let mut due: Vec<Job> = if window > 1 && !settings.burst {
-                    // A group goes out together, a little early for its last.
-                    let n = window.min(pending.len());
-                    pending.drain(..n).collect()
-                } else {
-                    let mut due = Vec::new();
-                    while pending.front().is_some_and(|j| settings.burst || j.due <= now) {
-                        due.extend(pending.pop_front());
-                    }
-                    due
-                };
-                if window > 1 {
-                    let mut g = shared.lock();
-                    for group in due.chunks_mut(window) {
-                        group.shuffle(&mut g.rng);
-                    }
-                }
-                for job in due {
-                    let permit = permits.clone().acquire_owned().await.ok();
-                    let (client, shared, settings) = (client.clone(), shared.clone(), settings.clone());
-                    in_flight.spawn(async move {
-                        deliver(&client, &shared, &settings, job).await;
-                        drop(permit);
-                    });
-                }
-            }
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-        }
-    }
-    while in_flight.join_next().await.is_some() {}
-}
-
-async fn sleep_until_some(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Send one callback, retrying with doubling backoff.
-async fn deliver(client: &reqwest::Client, shared: &Shared, s: &CallbackSettings, job: Job) {
-    let mut wait = s.backoff;
-    for attempt in 1..=s.attempts.max(1) {
-        shared.lock().stats.callbacks_sent += 1;
-        let req = match &job.request {
-            Request::SignedPost { body, mac } => client
-                .post(&job.url)
-                .header("content-type", "application/json")
-                .header("X-ZEvent-Signature", mac)
-                .header("X-ZEvent-Server", "ZNS")
-                .body(body.clone()),
-            Request::Post { body } => client
-                .post(&job.url)
-                .header("content-type", "application/json")
-                .body(body.clone()),
-            Request::Get { query } => client.get(&job.url).query(query),
-        };
-        if req.send().await.is_ok_and(|r| r.status().is_success()) {
-            shared.lock().stats.callbacks_acknowledged += 1;
-            return;
-        }
-        if attempt < s.attempts {
-            tokio::time::sleep(wait).await;
-            wait = wait.saturating_mul(2);
-        }
-    }
-    shared.lock().stats.callbacks_given_up += 1;
 }

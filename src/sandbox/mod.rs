@@ -12,17 +12,22 @@
 //! ([`SandboxConfig::templates`]), and posts delivery callbacks in each
 //! provider's shape ([`SandboxConfig::callback_url`]).
 //!
-//! Layout: `state` (memory), `server` (HTTP, faults, control), `wire/*`
-//! (one protocol each), `templates`, `callbacks`, `cli` (standalone command).
+//! Layout: `state` (memory), `ids` (how ids and times look), `fate` (what
+//! becomes of a message), `server` (HTTP, faults, control), `wire/*` (one
+//! protocol each), `templates`, `callbacks` (built and queued) and
+//! `callback_sender` (sent), `cli` (standalone command).
 //!
 //! Clocks: the sandbox day and token expiry follow a sandbox clock that
 //! [`Sandbox::advance_day`] moves forward; timestamps in replies are given on
 //! the real clock (sandbox clock minus the advance), so a client comparing a
 //! token's `expired_at` with its own clock agrees with the sandbox.
 
+mod callback_sender;
 mod callbacks;
 mod cli;
+mod fate;
 mod faults;
+mod ids;
 mod server;
 mod state;
 mod templates;
@@ -287,7 +292,7 @@ impl Sandbox {
             }),
         });
         let callback_task = callback_rx.map(|crx| {
-            tokio::spawn(callbacks::dispatch(
+            tokio::spawn(callback_sender::dispatch(
                 shared.clone(),
                 config.callbacks.clone(),
                 crx,

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::Rng;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::callbacks::CallbackQueue;
+use super::callbacks::{Accepted, CallbackQueue};
+use super::ids::{JOURNEY_ID_BASE, MSG_ID_MASK, MSG_ID_PREFIX};
 use super::{Faults, ProviderKind, Stats, TemplateSpec};
 use crate::model::clock::{day_key, oa_day};
 
@@ -40,12 +41,12 @@ pub(crate) struct Message {
     pub(crate) tracking_id: String,
     /// Sandbox clock.
     pub(crate) sent: OffsetDateTime,
-    /// This message carried its journey token's fee (set by `deliver`).
+    /// This message carried its journey token's fee (set by `admit`).
     pub(crate) token_charged: bool,
 }
 
 /// What a send came to once it passed every check.
-pub(crate) enum Delivery {
+pub(crate) enum Admission {
     New(usize),
     Replay(usize),
     OverQuota,
@@ -92,9 +93,18 @@ impl Shared {
 
     /// Queue the delivery callback for newly accepted message `n`.
     pub(crate) fn on_accepted(&self, g: &mut Inner, n: usize, send_url: Option<&str>) {
-        if let Some(q) = &self.callbacks {
-            q.on_accepted(self.protocol, g, n, send_url);
-        }
+        let (Some(q), Some(m)) = (&self.callbacks, g.messages.get(n)) else {
+            return;
+        };
+        let accepted = Accepted {
+            n,
+            oa: &m.oa,
+            phone: &m.phone,
+            template_id: m.template_id,
+            tracking_id: &m.tracking_id,
+            sent: g.wire(m.sent),
+        };
+        q.on_accepted(self.protocol, accepted, &mut g.rng, send_url);
     }
 
     pub(crate) fn is_unknown_phone(&self, phone: &str) -> bool {
@@ -253,19 +263,19 @@ impl Inner {
     }
 
     /// Dedup, quota, then record a new message.
-    pub(crate) fn deliver(&mut self, dedup: bool, msg: Message) -> Delivery {
+    pub(crate) fn admit(&mut self, dedup: bool, msg: Message) -> Admission {
         let key = format!("{}\0{}", msg.oa, msg.tracking_id);
         if dedup && !msg.tracking_id.is_empty() {
             if let Some(&n) = self.dedup_index.get(&key) {
                 self.stats.duplicates_absorbed += 1;
-                return Delivery::Replay(n);
+                return Admission::Replay(n);
             }
         }
         let day = self.julian_day();
         let used = self.quota_used.entry((msg.oa.clone(), day)).or_insert(0);
         if self.daily_quota > 0 && *used >= self.daily_quota {
             self.stats.quota_rejections += 1;
-            return Delivery::OverQuota;
+            return Admission::OverQuota;
         }
         *used += 1;
         let mut msg = msg;
@@ -288,7 +298,7 @@ impl Inner {
             .or_insert(0) += 1;
         self.stats.accepted += 1;
         self.messages.push(msg);
-        Delivery::New(n)
+        Admission::New(n)
     }
 
     pub(crate) fn snapshot(&self, detail: bool) -> Stats {
@@ -335,31 +345,4 @@ impl Inner {
     pub(crate) fn hit(&mut self, p: f64) -> bool {
         p > 0.0 && self.rng.random::<f64>() < p
     }
-}
-
-/// Journey ids: eTelecom's `id` and `journey_id` are deliberately different
-/// numbers, so a client that mixes them up is caught.
-pub(crate) const JOURNEY_REF_BASE: u64 = 900_000;
-pub(crate) const JOURNEY_ID_BASE: u64 = 7_000_000_000;
-pub(crate) const MESSAGE_REF_BASE: u64 = 3_000_000_000;
-/// msg_id looks like Zalo's (20 hex digits) and maps back to its index.
-pub(crate) const MSG_ID_PREFIX: &str = "6e84";
-pub(crate) const MSG_ID_MASK: u64 = 0x5a17_c0de_0000_0000;
-
-pub(crate) fn msg_id_of(n: usize) -> String {
-    format!("{MSG_ID_PREFIX}{:016x}", n as u64 ^ MSG_ID_MASK)
-}
-
-/// RFC 3339 in UTC with milliseconds.
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
-    let t = t
-        .replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
-        .unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
-
-pub(crate) fn unix_ms(t: OffsetDateTime) -> i128 {
-    t.unix_timestamp_nanos() / 1_000_000
 }

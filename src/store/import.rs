@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 use rusqlite::{params, Statement};
 
 use super::errors::sql_err;
-use super::repeats::settle_repeats;
+use super::repeats::{settle_repeats, PhoneKeys};
 use super::{Result, Store};
 use crate::model::clock;
 
@@ -42,10 +42,6 @@ pub struct ImportCounts {
     pub accepted: u64,
     pub rejected: u64,
 }
-
-/// `(phone key, line)` of every loaded row that takes part in the phone
-/// de-duplication: what the last batch's pass sorts. 16 bytes a row.
-pub type PhoneKeys = Vec<(i64, u64)>;
 
 /// Accepted rows per INSERT statement (fewer statements to run; SQLite
 /// allows 32766 parameters, this uses 2 + 5 × 64).

@@ -1,8 +1,8 @@
 //! The SQLite checkpoint store. All SQL lives here, one file per concern:
 //! `schema` (migrations), `campaigns`, `import` (and `repeats`, its pass
 //! over the whole file), `rows` (open-row paging, counts, rejects, report
-//! rows), `tokens`, `quota`, `delivery`, and the `writer` that applies row
-//! transitions.
+//! rows), `tokens`, `quota`, `lookups` (what reconcile asks the provider
+//! about, and its answers), and the `writer` that applies row transitions.
 //!
 //! One process-wide writer thread owns a connection and applies row
 //! transitions in batched transactions (group commit): callers that must
@@ -12,10 +12,10 @@
 //! writer).
 
 mod campaigns;
-mod delivery;
 mod errors;
 mod events;
 mod import;
+mod lookups;
 mod quota;
 mod repeats;
 mod rows;
@@ -32,11 +32,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use crate::model::row_state::RowState;
 pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
-pub use delivery::{DeliveryCounts, DeliveryUpdate, LookupRow};
 pub use errors::{StoreError, StoreErrorKind};
 pub use events::*;
-pub use import::{ImportCounts, ImportRow, PhoneKeys};
+pub use import::{ImportCounts, ImportRow};
+pub use lookups::{DeliveryCounts, LookupAnswer, LookupRow};
 pub use quota::{QuotaDay, QuotaKey};
+pub use repeats::PhoneKeys;
 pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use tokens::TokenKey;
 pub use web::WebRow;

@@ -5,6 +5,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::{Result, Store};
+use crate::model::clock;
 
 /// Which quota counter a send draws on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -14,12 +15,44 @@ pub struct QuotaKey {
     pub day: String,
 }
 
+impl QuotaKey {
+    /// The counter sends draw on now: the account's, for the OA, on the
+    /// OA's day (Asia/Ho_Chi_Minh). Every run, plan and start check makes
+    /// its key here, so they all read the same counter.
+    pub fn today(account: &str, oa_id: &str) -> Self {
+        QuotaKey {
+            account: account.to_string(),
+            oa_id: oa_id.to_string(),
+            day: clock::today_key(),
+        }
+    }
+}
+
+/// Whether a quota day has room for one more message: the provider has not
+/// said it is used up, and it is under our `limit` and the provider's. The
+/// one rule, for the claim (unit by unit) and the check before a run.
+pub(super) fn has_room(
+    used: u64,
+    exhausted: bool,
+    limit: Option<u64>,
+    provider_limit: Option<u64>,
+) -> bool {
+    !exhausted && limit.is_none_or(|l| used < l) && provider_limit.is_none_or(|l| used < l)
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QuotaDay {
     pub day: String,
     pub used: u64,
     pub provider_limit: Option<u64>,
     pub exhausted: bool,
+}
+
+impl QuotaDay {
+    /// Room for one more message today under our `limit` ([`has_room`]).
+    pub fn has_room(&self, limit: Option<u64>) -> bool {
+        has_room(self.used, self.exhausted, limit, self.provider_limit)
+    }
 }
 
 impl Store {

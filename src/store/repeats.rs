@@ -3,10 +3,25 @@
 //! the tracking index) instead of by a unique index at every insert.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use rusqlite::{params, Transaction};
 
-use super::import::PhoneKeys;
+use crate::model::row_state::{Move, RowState};
+
+/// `(phone key, line)` of every loaded row that takes part in the phone
+/// de-duplication: what the last batch's pass sorts. 16 bytes a row.
+pub type PhoneKeys = Vec<(i64, u64)>;
+
+static REJECT_REPEAT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE rows SET state = '{}', error_code = ?3, error = ?4, \
+         dedup_key = NULL, tracking_id = NULL, data = NULL, updated_ms = ?5 \
+         WHERE campaign_id = ?1 AND line = ?2 AND {}",
+        RowState::Rejected.as_str(),
+        Move::Repeated.guard_sql("")
+    )
+});
 
 /// Every later line of a repeated phone (among `keys`: all the campaign's
 /// loaded rows) or of a repeated tracking id becomes a rejected row naming
@@ -20,11 +35,7 @@ pub(super) fn settle_repeats(
     let contested = contested_lines(tx, campaign_id, &mut keys)?;
     drop(keys);
     let rejects = settle(contested);
-    let mut reject = tx.prepare_cached(
-        "UPDATE rows SET state = 'rejected', error_code = ?3, error = ?4, \
-         dedup_key = NULL, tracking_id = NULL, data = NULL, updated_ms = ?5 \
-         WHERE campaign_id = ?1 AND line = ?2 AND state = 'pending'",
-    )?;
+    let mut reject = tx.prepare_cached(&REJECT_REPEAT)?;
     for (line, code, reason) in &rejects {
         reject.execute(params![campaign_id, *line as i64, code, reason, now])?;
     }

@@ -1,13 +1,14 @@
-//! How a provider call that did not simply succeed is settled: retries
-//! with backoff, a lookup for a row in doubt, holding it, or recording its
-//! failure.
+//! How a provider call that did not simply succeed is settled for its row:
+//! retries, a lookup for a row in doubt, holding it, or recording its
+//! failure. Which errors are retried and which stop the run is
+//! [`crate::engine::policy`]'s to say.
 
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::Ctx;
+use crate::engine::policy::{self, Caller};
 use crate::engine::stop::StopReason;
-use crate::model::clock;
 use crate::model::phone::mask;
 use crate::provider::{ErrorClass, ProviderError};
 use crate::store::{QuotaKey, StoreError, WorkRow, WriteOp};
@@ -101,53 +102,19 @@ pub(super) fn settle_failure(
         }
         CallFailure::Provider(e) => e,
     };
-    let back_to_pending = |ctx: &Ctx| -> Result<(), StoreError> {
+    let quota = ctx.quota_key();
+    if let Some((reason, message)) = policy::stop_for(&e, Caller::Run(&quota)) {
+        // Nothing was accepted: the row waits for a resume.
         if !in_doubt {
-            ctx.writer.post(WriteOp::MarkPending {
-                row_id: row.id,
-                code: e.code.clone(),
-                message: e.message.clone(),
-                release: release.clone(),
-            })?;
+            back_to_pending(ctx, row, &e, release)?;
         }
-        Ok(())
-    };
+        if reason == StopReason::Quota {
+            ctx.writer.post(WriteOp::QuotaExhausted { quota })?;
+        }
+        ctx.stop.request(reason, message);
+        return Ok(());
+    }
     match e.class {
-        ErrorClass::PauseQuota => {
-            back_to_pending(ctx)?;
-            let key = ctx.quota_key();
-            ctx.writer
-                .post(WriteOp::QuotaExhausted { quota: key.clone() })?;
-            ctx.stop.request(
-                StopReason::Quota,
-                format!(
-                    "provider: {} (code {}). {}",
-                    e.message,
-                    e.code,
-                    quota_message(&key)
-                ),
-            );
-        }
-        ErrorClass::AbortAuth => {
-            back_to_pending(ctx)?;
-            ctx.stop.request(
-                StopReason::Auth,
-                format!(
-                    "the provider rejected the credentials: {} (code {}). Check --api-key / ZNS_API_KEY and --oa-id",
-                    e.message, e.code
-                ),
-            );
-        }
-        ErrorClass::AbortConfig => {
-            back_to_pending(ctx)?;
-            ctx.stop.request(
-                StopReason::Config,
-                format!(
-                    "the provider refused the campaign setup: {} (code {}). Check --template-id, --oa-id and the provider account",
-                    e.message, e.code
-                ),
-            );
-        }
         ErrorClass::Retry => {
             // Only reached through token calls that ran out of attempts.
             ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
@@ -158,17 +125,26 @@ pub(super) fn settle_failure(
         _ => {
             // Permanent for this recipient. If an earlier attempt is in
             // doubt the message may still have gone out: keep the unit.
-            ctx.writer.post(WriteOp::MarkFailed {
-                row_id: row.id,
-                code: e.code.clone(),
-                message: e.message.clone(),
-                release: if in_doubt { None } else { release },
-            })?;
-            ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(phone = %mask(&row.phone), line = row.line, code = %e.code, "failed: {}", e.message);
+            fail_row(ctx, row, &e, if in_doubt { None } else { release })?;
         }
     }
     Ok(())
+}
+
+/// Nothing was accepted: the row waits again (keeping its token), with the
+/// provider's error for the report; `release` gives its quota unit back.
+pub(super) fn back_to_pending(
+    ctx: &Ctx,
+    row: &WorkRow,
+    e: &ProviderError,
+    release: Option<QuotaKey>,
+) -> Result<(), StoreError> {
+    ctx.writer.post(WriteOp::MarkPending {
+        row_id: row.id,
+        code: e.code.clone(),
+        message: e.message.clone(),
+        release,
+    })
 }
 
 /// Until the run's first success, a row refused "for this recipient" is
@@ -211,12 +187,7 @@ fn on_probation(
         drop(guard);
         return fail_row(ctx, row, &e, release);
     };
-    ctx.writer.post(WriteOp::MarkPending {
-        row_id: row.id,
-        code: e.code.clone(),
-        message: e.message.clone(),
-        release: release.clone(),
-    })?;
+    back_to_pending(ctx, row, &e, release)?;
     p.held.push((row.clone(), e.clone(), None));
     let same = p.held.iter().filter(|(_, h, _)| h.code == e.code).count();
     // One code `limit` times, or refusals of any kind twice that often,
@@ -270,15 +241,6 @@ fn fail_row(
     Ok(())
 }
 
-pub(super) fn quota_message(key: &QuotaKey) -> String {
-    format!(
-        "daily quota for OA {} used up on {} (Asia/Ho_Chi_Minh); the next quota day starts {}",
-        key.oa_id,
-        key.day,
-        clock::fmt_local(clock::next_day_start(clock::now()))
-    )
-}
-
 /// A provider call that is safe to repeat (token calls), retried on
 /// transient errors with backoff, under the rate limit.
 pub(super) async fn call_with_retry<T, F, Fut>(ctx: &Ctx, mut call: F) -> Result<T, CallFailure>
@@ -310,14 +272,14 @@ where
                 ctx.note_success();
                 return Ok(v);
             }
-            Err(e) if e.class == ErrorClass::Retry => {
+            Err(e) if policy::is_transient(&e) => {
                 ctx.note_transient_failure(&e);
-                if attempt >= ctx.opts.max_attempts {
+                let Some(wait) = ctx.opts.retries().wait_after(attempt, &e) else {
                     return Err(CallFailure::Budget(e));
-                }
+                };
                 ctx.counters.retries.fetch_add(1, Ordering::Relaxed);
                 ctx.counters.retrying_now.fetch_add(1, Ordering::Relaxed);
-                let woke = ctx.stop.sleep(ctx.backoff(attempt, e.retry_after)).await;
+                let woke = ctx.stop.sleep(wait).await;
                 ctx.counters.retrying_now.fetch_sub(1, Ordering::Relaxed);
                 if !woke {
                     return Err(CallFailure::Stopped);

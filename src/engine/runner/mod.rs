@@ -397,11 +397,7 @@ impl Ctx {
     }
 
     fn quota_key(&self) -> QuotaKey {
-        QuotaKey {
-            account: self.accounts.quota.clone(),
-            oa_id: self.campaign.oa_id.clone(),
-            day: clock::today_key(),
-        }
+        QuotaKey::today(&self.accounts.quota, &self.campaign.oa_id)
     }
 
     fn token_key(&self, phone: &str) -> TokenKey {
@@ -417,10 +413,6 @@ impl Ctx {
         let margin =
             time::Duration::try_from(self.opts.token_margin).unwrap_or(time::Duration::ZERO);
         t.status.as_deref() != Some("N") && t.expires_at > clock::now() + margin
-    }
-
-    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        self.opts.backoff.delay(attempt, retry_after)
     }
 
     /// Inside the send window (or none set): true. Outside: with --wait,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::policy::Retries;
 use crate::engine::retry::Backoff;
 use crate::engine::stop::StopReason;
 use crate::model::window::SendWindow;
@@ -69,6 +70,17 @@ pub struct RunOptions {
     pub wait_for_window: bool,
 }
 
+impl RunOptions {
+    /// Its attempts and backoff, for every provider call made on its behalf
+    /// (the run's, and the pre-flight's read-only ones).
+    pub fn retries(&self) -> Retries {
+        Retries {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+        }
+    }
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
@@ -77,10 +89,7 @@ impl Default for RunOptions {
             daily_quota: None,
             in_doubt: InDoubtPolicy::Resend,
             max_attempts: 8,
-            backoff: Backoff {
-                base: Duration::from_millis(250),
-                cap: Duration::from_secs(15),
-            },
+            backoff: Backoff::starting_at(Duration::from_millis(250)),
             outage_after: Duration::from_secs(120),
             token_margin: Duration::from_secs(30 * 60),
             drain_deadline: Duration::from_secs(10),

@@ -14,10 +14,11 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 use super::failure::{
-    end_probation, hold, look_up_doubt, quota_message, settle_failure, CallFailure, Lookup,
+    back_to_pending, end_probation, hold, look_up_doubt, settle_failure, CallFailure, Lookup,
 };
 use super::tokens::{check_token, ensure_token, save_bought, token_stored, Bought};
 use super::{Ctx, InDoubtPolicy};
+use crate::engine::policy;
 use crate::engine::stop::StopReason;
 use crate::model::clock;
 use crate::model::phone::mask;
@@ -326,7 +327,7 @@ pub(super) async fn claim<'a>(
     match claimed {
         WriteResult::QuotaFull => {
             ctx.stop
-                .request(StopReason::Quota, quota_message(&quota_key));
+                .request(StopReason::Quota, policy::quota_used_up(&quota_key));
             Ok(None)
         }
         r @ (WriteResult::Expired | WriteResult::Skipped) => {
@@ -429,24 +430,16 @@ async fn retry_after_transient(
         }
     } else if !tries.in_doubt {
         // Refused outright: the row is back to waiting, not in doubt.
-        ctx.writer.post(WriteOp::MarkPending {
-            row_id: row.id,
-            code: e.code.clone(),
-            message: e.message.clone(),
-            release,
-        })?;
+        back_to_pending(ctx, row, &e, release)?;
     }
-    if tries.number >= ctx.opts.max_attempts {
+    let Some(wait) = ctx.opts.retries().wait_after(tries.number, &e) else {
         ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(phone = %mask(&row.phone), line = row.line, "giving up for this run after {} attempts: {e}", tries.number);
         return Ok(Next::Done);
-    }
+    };
     ctx.counters.retries.fetch_add(1, Ordering::Relaxed);
     ctx.counters.retrying_now.fetch_add(1, Ordering::Relaxed);
-    let woke = ctx
-        .stop
-        .sleep(ctx.backoff(tries.number, e.retry_after))
-        .await;
+    let woke = ctx.stop.sleep(wait).await;
     ctx.counters.retrying_now.fetch_sub(1, Ordering::Relaxed);
     Ok(if woke { Next::Retry } else { Next::Done })
 }
@@ -471,12 +464,7 @@ async fn refresh_token<'a>(
                 Err(CallFailure::Stopped) if !tries.in_doubt => {
                     // The send was refused (not in doubt) and the check cut
                     // short by a stop: the row is simply open again.
-                    ctx.writer.post(WriteOp::MarkPending {
-                        row_id: row.id,
-                        code: e.code.clone(),
-                        message: e.message.clone(),
-                        release,
-                    })?;
+                    back_to_pending(ctx, row, &e, release)?;
                     return Ok(Next::Done);
                 }
                 Err(f) => {

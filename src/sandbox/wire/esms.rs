@@ -5,11 +5,12 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::etelecom::{delivery_of, DELIVERY_DELAY};
 use super::{
     check_declared, normalize_phone, parse_object, Call, Endpoint, Reply, TemplateRefusal,
 };
-use crate::sandbox::state::{msg_id_of, rfc3339, Delivery, Message, Shared};
+use crate::sandbox::fate::{delivery_of, DELIVERY_DELAY};
+use crate::sandbox::ids::{msg_id_of, rfc3339};
+use crate::sandbox::state::{Admission, Message, Shared};
 
 /// eSMS's documented maximum for RequestId.
 const MAX_REQUEST_ID: usize = 50;
@@ -183,21 +184,21 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         token_charged: false,
     };
     let quota = g.daily_quota;
-    let delivery = g.deliver(shared.dedup, msg);
-    if let Delivery::New(n) = delivery {
+    let admission = g.admit(shared.dedup, msg);
+    if let Admission::New(n) = admission {
         let own = Some(f.callback_url.as_str()).filter(|u| !u.is_empty());
         shared.on_accepted(&mut g, n, own);
     }
-    match delivery {
-        Delivery::New(n) => Reply::accepted(
+    match admission {
+        Admission::New(n) => Reply::accepted(
             json!({ "CodeResult": "100", "SMSID": msg_id_of(n), "ErrorMessage": "" }),
         ),
-        Delivery::Replay(n) => Reply::accepted(json!({
+        Admission::Replay(n) => Reply::accepted(json!({
             "CodeResult": "124",
             "SMSID": msg_id_of(n),
             "ErrorMessage": "Duplicate RequestId",
         })),
-        Delivery::OverQuota => code(
+        Admission::OverQuota => code(
             "103",
             &format!("OA has used its daily ZNS quota ({quota} messages per day)"),
         ),

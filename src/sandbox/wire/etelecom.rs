@@ -9,10 +9,11 @@ use super::{
     check_declared, check_template_data, header_str, int64_field, normalize_phone, parse_object,
     string_field, template_id_field, Call, Endpoint, Reply,
 };
-use crate::sandbox::state::{
-    msg_id_of, rfc3339, Delivery, Inner, Message, Shared, JOURNEY_ID_BASE, JOURNEY_REF_BASE,
-    MESSAGE_REF_BASE,
+use crate::sandbox::fate::{delivery_of, DELIVERY_DELAY};
+use crate::sandbox::ids::{
+    msg_id_of, rfc3339, JOURNEY_ID_BASE, JOURNEY_REF_BASE, MESSAGE_REF_BASE,
 };
+use crate::sandbox::state::{Admission, Inner, Message, Shared};
 
 /// Any prefix before `.Zalo/<Method>` (shop or partner base).
 pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
@@ -138,25 +139,6 @@ fn get_journey(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, Strin
 /// Fees the sandbox charges (VND, in the range of real ZNS prices).
 pub(crate) const MESSAGE_FEE: i64 = 200;
 pub(crate) const TOKEN_FEE: i64 = 150;
-/// A message reaches the phone this long after it is sent (sandbox clock)…
-pub(crate) const DELIVERY_DELAY: time::Duration = time::Duration::seconds(1);
-/// …and every third one is opened this long after.
-const SEEN_DELAY: time::Duration = time::Duration::seconds(5);
-
-/// Delivery as GetMessage reports it, decided by the message's index and
-/// the sandbox clock: one in ten is never delivered (phone off, Zalo never
-/// opened) and stays `unknown`; the rest are `unknown` until delivered,
-/// then `received`; every third of those turns `seen`.
-pub(crate) fn delivery_of(n: usize, age: time::Duration) -> (&'static str, bool) {
-    if n % 10 == 9 || age < DELIVERY_DELAY {
-        ("unknown", false)
-    } else if n % 3 == 2 && age >= SEEN_DELAY {
-        ("seen", true)
-    } else {
-        ("received", true)
-    }
-}
-
 fn message_json(g: &Inner, n: usize, looked_up: bool) -> Value {
     let Some(m) = g.messages.get(n) else {
         return json!({ "error_code": -107, "error_message": "message id invalid" });
@@ -240,13 +222,13 @@ fn send(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, String> {
         sent,
         token_charged: false,
     };
-    let delivery = g.deliver(shared.dedup, msg);
-    if let Delivery::New(n) = delivery {
+    let admission = g.admit(shared.dedup, msg);
+    if let Admission::New(n) = admission {
         shared.on_accepted(&mut g, n, None);
     }
-    Ok(match delivery {
-        Delivery::New(n) | Delivery::Replay(n) => Reply::accepted(message_json(&g, n, false)),
-        Delivery::OverQuota => biz_error(-144, "OA exceeded daily ZNS quota"),
+    Ok(match admission {
+        Admission::New(n) | Admission::Replay(n) => Reply::accepted(message_json(&g, n, false)),
+        Admission::OverQuota => biz_error(-144, "OA exceeded daily ZNS quota"),
     })
 }
 

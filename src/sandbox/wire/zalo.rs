@@ -8,7 +8,8 @@ use super::{
     check_declared, check_template_data, header_str, normalize_phone, parse_object, string_field,
     template_id_field, Call, Endpoint, Reply,
 };
-use crate::sandbox::state::{msg_id_of, unix_ms, Delivery, Message, Shared, JOURNEY_ID_BASE};
+use crate::sandbox::ids::{msg_id_of, unix_ms, JOURNEY_ID_BASE};
+use crate::sandbox::state::{Admission, Message, Shared};
 
 /// The OA and app an access token stands for (Zalo requests name no OA).
 const OA_ID: &str = "3886651700907664415";
@@ -155,12 +156,12 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         sent: g.now(),
         token_charged: false,
     };
-    let delivery = g.deliver(shared.dedup, msg);
-    if let Delivery::New(n) = delivery {
+    let admission = g.admit(shared.dedup, msg);
+    if let Admission::New(n) = admission {
         shared.on_accepted(&mut g, n, None);
     }
-    match delivery {
-        Delivery::New(n) | Delivery::Replay(n) => {
+    match admission {
+        Admission::New(n) | Admission::Replay(n) => {
             let (remaining, daily) = g.quota_report(OA_ID);
             let sent = g
                 .messages
@@ -180,7 +181,7 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
                 }
             }))
         }
-        Delivery::OverQuota => error(-144, "OA exceeded daily ZNS quota"),
+        Admission::OverQuota => error(-144, "OA exceeded daily ZNS quota"),
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::ops::WriteResult;
+use super::result::WriteResult;
 use super::tally::QuotaTally;
 use crate::model::clock;
 use crate::model::row_state::{self, states_sql, Move, RowState};

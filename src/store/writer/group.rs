@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{oneshot, Notify};
 
-use super::ops::{WriteOp, WriteResult};
+use super::ops::WriteOp;
+use super::result::WriteResult;
 use super::thread::{OpResult, Writer};
 use crate::store::{Result, StoreError};
 
@@ -147,9 +148,9 @@ async fn send_groups(shared: Arc<Shared>, writer: Writer) {
         match writer.send_all(ops) {
             Ok(committed) => {
                 let shared = shared.clone();
-                tokio::spawn(async move { deliver(&shared, committed.await, acks) });
+                tokio::spawn(async move { hand_back(&shared, committed.await, acks) });
             }
-            Err(e) => deliver(&shared, Err(e), acks),
+            Err(e) => hand_back(&shared, Err(e), acks),
         }
     }
     drop(writer);
@@ -157,7 +158,7 @@ async fn send_groups(shared: Arc<Shared>, writer: Writer) {
 }
 
 /// Hand each write of a group its result.
-fn deliver(shared: &Shared, results: Result<Vec<OpResult>>, acks: Vec<Option<Ack>>) {
+fn hand_back(shared: &Shared, results: Result<Vec<OpResult>>, acks: Vec<Option<Ack>>) {
     match results {
         Ok(results) => {
             for (result, ack) in results.into_iter().zip(acks) {

@@ -1,16 +1,19 @@
 //! The writer: one thread, one connection, row transitions applied in
 //! batched transactions. `ops` says what each write does in SQL, `claim`
 //! the claim of a row (quota, deadline, frequency cap) and what gives it
-//! back, `thread` runs it all.
+//! back, `tally` the day's quota within a batch, `result` what a write did,
+//! `thread` runs it all.
 
 mod claim;
 mod group;
 mod ops;
+mod result;
 mod tally;
 mod thread;
 
 pub use group::GroupWriter;
-pub use ops::{WriteOp, WriteResult};
+pub use ops::WriteOp;
+pub use result::WriteResult;
 pub use thread::Writer;
 
 #[cfg(test)]

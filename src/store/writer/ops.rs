@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use rusqlite::{params, Connection};
 
 use super::claim::{self, HeldRow};
+use super::result::WriteResult;
 use super::tally::QuotaTally;
 use crate::model::clock;
 use crate::model::row_state::{Move, RowState};
@@ -82,20 +83,6 @@ pub enum WriteOp {
         status: CampaignStatus,
         last_error: Option<String>,
     },
-}
-
-/// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteResult {
-    Done,
-    /// `MarkInFlight` refused: the day's quota is used up.
-    QuotaFull,
-    /// The row is now `expired`: the campaign's deadline passed.
-    Expired,
-    /// The row is now `skipped`: its phone had a message too recently.
-    Skipped,
-    /// `ExpireOpen`: how many rows expired.
-    Count(u64),
 }
 
 static MARK_SENT: LazyLock<String> = LazyLock::new(|| {

@@ -9,13 +9,14 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection};
 
+use crate::store::quota::has_room;
 use crate::store::QuotaKey;
 
 /// One counter as the batch sees it.
 struct Counter {
-    used: i64,
+    used: u64,
     exhausted: bool,
-    provider_limit: Option<i64>,
+    provider_limit: Option<u64>,
     /// Units claimed in this batch and not yet written back.
     taken: i64,
 }
@@ -50,10 +51,7 @@ impl<'a> QuotaTally<'a> {
         let Some(c) = self.open.get_mut(q) else {
             return Ok(false);
         };
-        let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
-        let room = !c.exhausted
-            && limit.is_none_or(|l| c.used < l)
-            && c.provider_limit.is_none_or(|l| c.used < l);
+        let room = has_room(c.used, c.exhausted, limit, c.provider_limit);
         if room {
             c.used += 1;
             c.taken += 1;
@@ -74,10 +72,11 @@ impl<'a> QuotaTally<'a> {
              WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
         )?
         .query_row(params![q.account, q.oa_id, q.day], |r| {
+            // Never negative: a release stops at zero.
             Ok(Counter {
-                used: r.get(0)?,
+                used: r.get::<_, i64>(0)? as u64,
                 exhausted: r.get(1)?,
-                provider_limit: r.get(2)?,
+                provider_limit: r.get::<_, Option<i64>>(2)?.map(|l| l as u64),
                 taken: 0,
             })
         })

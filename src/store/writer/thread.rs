@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::ops::{apply_op, WriteOp, WriteResult};
+use super::ops::{apply_op, WriteOp};
+use super::result::WriteResult;
 use super::tally::QuotaTally;
 use crate::store::errors::sql_err;
 use crate::store::{CampaignStatus, Result, Store, StoreError};

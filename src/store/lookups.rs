@@ -1,5 +1,6 @@
-//! Delivery reconcile: sent rows to look up with the provider, and what
-//! the lookups found (status, fees).
+//! Reconcile's lookups: the sent rows to ask the provider about, and what
+//! its answers said (delivery status, fees). Webhook deliveries are in
+//! `events`.
 
 use rusqlite::params;
 use serde::Serialize;
@@ -18,7 +19,7 @@ pub struct LookupRow {
 
 /// What one lookup found; `None` fields keep what is stored.
 #[derive(Debug, Clone, Default)]
-pub struct DeliveryUpdate {
+pub struct LookupAnswer {
     pub row_id: i64,
     pub status: Option<String>,
     pub delivery_ms: Option<i64>,
@@ -52,7 +53,7 @@ impl Store {
     /// Sent rows with a message id that were never looked up, or whose last
     /// answer was not final (`seen` is) and is older than `recheck_before_ms`;
     /// after `after_id`, in file order.
-    pub fn delivery_candidates(
+    pub fn lookup_candidates(
         &self,
         campaign_id: i64,
         after_id: i64,
@@ -62,7 +63,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT id, line, phone, msg_id FROM rows WHERE {DELIVERY_CANDIDATE_SQL} AND id > ?3 \
+                "SELECT id, line, phone, msg_id FROM rows WHERE {LOOKUP_CANDIDATE_SQL} AND id > ?3 \
                  ORDER BY id LIMIT ?4"
             ))
             .map_err(|e| self.e(e))?;
@@ -84,14 +85,10 @@ impl Store {
         Ok(out)
     }
 
-    pub fn delivery_candidates_count(
-        &self,
-        campaign_id: i64,
-        recheck_before_ms: i64,
-    ) -> Result<u64> {
+    pub fn lookup_candidates_count(&self, campaign_id: i64, recheck_before_ms: i64) -> Result<u64> {
         self.conn
             .query_row(
-                &format!("SELECT COUNT(*) FROM rows WHERE {DELIVERY_CANDIDATE_SQL}"),
+                &format!("SELECT COUNT(*) FROM rows WHERE {LOOKUP_CANDIDATE_SQL}"),
                 params![campaign_id, recheck_before_ms],
                 |r| r.get::<_, i64>(0),
             )
@@ -100,7 +97,7 @@ impl Store {
     }
 
     /// Store lookup results in one transaction.
-    pub fn save_deliveries(&mut self, updates: &[DeliveryUpdate]) -> Result<()> {
+    pub fn save_lookup_answers(&mut self, updates: &[LookupAnswer]) -> Result<()> {
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
@@ -158,6 +155,6 @@ impl Store {
 }
 
 /// `?1` campaign id, `?2` recheck rows last checked before this (ms).
-const DELIVERY_CANDIDATE_SQL: &str = "campaign_id = ?1 AND state = 'sent' AND msg_id IS NOT NULL \
+const LOOKUP_CANDIDATE_SQL: &str = "campaign_id = ?1 AND state = 'sent' AND msg_id IS NOT NULL \
     AND (delivery_checked_ms IS NULL \
          OR (COALESCE(delivery_status, 'unknown') <> 'seen' AND delivery_checked_ms < ?2))";
