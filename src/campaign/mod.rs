@@ -4,9 +4,9 @@
 //! decides the outcome once ([`outcome`]); faces only translate requests
 //! and show results.
 
+pub mod callbacks;
 pub mod config;
 mod connect;
-pub mod delivery;
 mod import;
 mod lock;
 pub mod outcome;
@@ -30,7 +30,8 @@ pub use import::{
 pub use lock::{lock, CampaignLock};
 pub use outcome::{ExitCode, Outcome};
 pub use preflight::{spec_from_info, ProviderQuota};
-pub use settings::{Request, RunSettings, SettingsError};
+pub use request::{Request, SettingsError};
+pub use settings::RunSettings;
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
 use crate::engine::reconcile;

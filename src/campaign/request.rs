@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::settings::SettingsError;
 use crate::engine::runner::InDoubtPolicy;
 use crate::model::clock::{self, parse_duration};
 use crate::model::template_spec::TemplateSpec;
@@ -17,6 +16,12 @@ use crate::provider::ProviderKind;
 
 /// Longest campaign name (it appears in file names and URLs).
 const MAX_CAMPAIGN_NAME: usize = 100;
+
+/// A request that cannot be carried out as given: the message names the
+/// flag (or config key) and the fix. A face shows it (exit 2, or a 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
 
 fn bad(msg: impl Into<String>) -> SettingsError {
     SettingsError(msg.into())
