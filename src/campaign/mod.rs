@@ -30,7 +30,7 @@ pub use import::{
 pub use lock::{lock, CampaignLock};
 pub use outcome::{ExitCode, Outcome};
 pub use preflight::{spec_from_info, ProviderQuota};
-pub use request::{Request, SettingsError};
+pub use request::{InDoubtPolicy, Request, SettingsError};
 pub use settings::RunSettings;
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
