@@ -65,7 +65,7 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
             };
             // With somewhere to report to, the embedded sandbox reports
             // delivery as the real provider would (Zalo: signed as configured).
-            let d = &p.delivery;
+            let d = &p.callbacks;
             config.callback_url = d.url.as_ref().map(|u| u.expose().to_string());
             if let Some(app_id) = &d.zalo_app_id {
                 config.zalo_app_id = app_id.clone();
@@ -107,7 +107,7 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
         // Only eSMS takes a callback URL per send; the others register a webhook once.
         .with_callback_url(
             (kind == ProviderKind::Esms)
-                .then(|| p.delivery.url.clone())
+                .then(|| p.callbacks.url.clone())
                 .flatten(),
         );
     let provider = provider::build(provider_settings).map_err(CoreError::Fatal)?;
@@ -115,6 +115,6 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
         provider,
         label,
         _sandbox: sandbox,
-        reports_delivery: p.delivery.url.is_some(),
+        reports_delivery: p.callbacks.url.is_some(),
     })
 }

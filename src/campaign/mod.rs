@@ -4,9 +4,9 @@
 //! decides the outcome once ([`outcome`]); faces only translate requests
 //! and show results.
 
+pub mod callbacks;
 pub mod config;
 mod connect;
-pub mod delivery;
 mod import;
 mod lock;
 pub mod outcome;
@@ -31,7 +31,8 @@ pub use lock::{lock, CampaignLock};
 pub use outcome::{ExitCode, Outcome};
 pub use plan::ProviderQuota;
 pub use preflight::spec_from_info;
-pub use settings::{Request, RunSettings, SettingsError};
+pub use request::{InDoubtPolicy, Request, SettingsError};
+pub use settings::RunSettings;
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
 use crate::engine::policy;

@@ -9,10 +9,10 @@ use std::num::NonZeroU32;
 
 use std::time::Duration;
 
-use super::delivery::DeliveryCallbacks;
+use super::callbacks::DeliveryCallbacks;
 pub use super::request::{
     check_campaign_name, parse_delimiter, CsvOpts, ProviderOpts, Request, SafetyOpts, SendOpts,
-    TemplateCheckOpts,
+    SettingsError, TemplateCheckOpts,
 };
 use crate::campaign::config::ConfigFile;
 use crate::csv_input::CsvOptions;
@@ -30,12 +30,6 @@ pub const SANDBOX_OA_ID: &str = "1000000000000000001";
 /// The key a sandbox accepts when none is configured.
 pub const SANDBOX_KEY: &str = "sandbox-key";
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A request that cannot be carried out as given: the message names the
-/// flag (or config key) and the fix. A face shows it (exit 2, or a 400).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SettingsError(pub String);
 
 fn bad(msg: impl Into<String>) -> SettingsError {
     SettingsError(msg.into())
@@ -62,7 +56,7 @@ pub struct ProviderChoice {
     pub request_timeout: Duration,
     pub codes: ErrorTable,
     /// Where delivery is reported for this run (never stored).
-    pub delivery: DeliveryCallbacks,
+    pub callbacks: DeliveryCallbacks,
 }
 
 impl ProviderChoice {
@@ -436,7 +430,7 @@ fn resolve_provider(
             .or(c.request_timeout.map(|d| d.0))
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
         codes,
-        delivery: super::delivery::resolve(o.callback_url.as_deref(), kind, c)?,
+        callbacks: super::callbacks::resolve(o.callback_url.as_deref(), kind, c)?,
     })
 }
 

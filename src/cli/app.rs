@@ -61,7 +61,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
     };
     match cli.command {
         Command::Sandbox(args) => {
-            crate::sandbox::serve_until_ctrl_c(args).await?;
+            crate::cli::sandbox::serve_until_ctrl_c(args).await?;
             return Ok(ExitCode::Finished);
         }
         Command::Completions(args) => {
@@ -94,11 +94,11 @@ async fn run_cmd(ws: &Workspace, face: &Face, args: RunArgs) -> Result<ExitCode,
         csv: Some(args.csv),
         template_id: args.template_id,
         token_type: args.token_type,
-        provider: args.provider,
-        send: args.send,
-        safety: args.safety,
-        csv_opts: args.csv_opts,
-        template_check: args.template_check,
+        provider: args.provider.into(),
+        send: args.send.into(),
+        safety: args.safety.into(),
+        csv_opts: args.csv_opts.into(),
+        template_check: args.template_check.into(),
         template: None,
     };
     send_cmd(ws, face, req, Mode::Run, args.dry_run).await
@@ -108,10 +108,10 @@ async fn resume_cmd(ws: &Workspace, face: &Face, args: ResumeArgs) -> Result<Exi
     let req = Request {
         campaign: args.campaign,
         csv: args.csv,
-        provider: args.provider,
-        send: args.send,
-        safety: args.safety,
-        template_check: args.template_check,
+        provider: args.provider.into(),
+        send: args.send.into(),
+        safety: args.safety.into(),
+        template_check: args.template_check.into(),
         template_id: args.template_id,
         ..Request::default()
     };
@@ -260,7 +260,7 @@ async fn reconcile_cmd(
         format!("zns-batch reconcile {}", shell_word(&args.campaign)),
     );
     let summary = ws
-        .reconcile(&args.campaign, &args.provider, &opts, stop)
+        .reconcile(&args.campaign, &args.provider.into(), &opts, stop)
         .await;
     signals.abort();
     let summary = summary?;
@@ -385,7 +385,7 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
         csv: Some(args.csv.clone()),
         template_id: Some("1".into()),
         template: template.clone(),
-        csv_opts: args.csv_opts,
+        csv_opts: args.csv_opts.into(),
         provider: campaign::settings::ProviderOpts {
             provider: Some(crate::provider::ProviderKind::Sandbox),
             embedded_sandbox: true,

@@ -3,7 +3,9 @@
 
 pub mod app;
 pub mod logging;
+pub mod options;
 pub mod printer;
+pub mod sandbox;
 pub mod signals;
 
 use std::path::PathBuf;
@@ -11,12 +13,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::campaign::settings::{
-    CsvOpts, ProviderOpts, SafetyOpts, SendOpts, TemplateCheckOpts,
-};
 use crate::cli::logging::LogFormat;
+pub use crate::cli::options::{CsvArgs, ProviderArgs, SafetyArgs, SendArgs, TemplateCheckArgs};
+pub use crate::cli::sandbox::SandboxArgs;
 use crate::model::clock::parse_duration;
-use crate::sandbox::SandboxArgs;
 
 const ABOUT: &str = "Send Zalo ZNS Journey messages in bulk from a CSV — resumable, \
 exactly-once per row, under a rate limit and the OA's daily quota.";
@@ -225,15 +225,15 @@ pub struct RunArgs {
     pub dry_run: bool,
 
     #[command(flatten)]
-    pub provider: ProviderOpts,
+    pub provider: ProviderArgs,
     #[command(flatten)]
-    pub send: SendOpts,
+    pub send: SendArgs,
     #[command(flatten)]
-    pub safety: SafetyOpts,
+    pub safety: SafetyArgs,
     #[command(flatten)]
-    pub csv_opts: CsvOpts,
+    pub csv_opts: CsvArgs,
     #[command(flatten)]
-    pub template_check: TemplateCheckOpts,
+    pub template_check: TemplateCheckArgs,
 }
 
 #[derive(Debug, Args)]
@@ -250,13 +250,13 @@ pub struct ResumeArgs {
     pub template_id: Option<String>,
 
     #[command(flatten)]
-    pub provider: ProviderOpts,
+    pub provider: ProviderArgs,
     #[command(flatten)]
-    pub send: SendOpts,
+    pub send: SendArgs,
     #[command(flatten)]
-    pub safety: SafetyOpts,
+    pub safety: SafetyArgs,
     #[command(flatten)]
-    pub template_check: TemplateCheckOpts,
+    pub template_check: TemplateCheckArgs,
 }
 
 #[derive(Debug, Args)]
@@ -306,7 +306,7 @@ pub struct ReconcileArgs {
     pub backoff: Option<Duration>,
 
     #[command(flatten)]
-    pub provider: ProviderOpts,
+    pub provider: ProviderArgs,
 }
 
 #[derive(Debug, Args)]
@@ -325,5 +325,5 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "ID")]
     pub template_id: Option<String>,
     #[command(flatten)]
-    pub csv_opts: CsvOpts,
+    pub csv_opts: CsvArgs,
 }

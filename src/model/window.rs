@@ -47,11 +47,6 @@ impl FromStr for WindowSetting {
     }
 }
 
-/// For clap: the message names the expected form.
-pub fn parse_setting(s: &str) -> Result<WindowSetting, String> {
-    s.parse()
-}
-
 fn parse_hhmm(s: &str) -> Option<u16> {
     let (h, m) = s.trim().split_once(':')?;
     if h.is_empty() || h.len() > 2 || m.len() != 2 {

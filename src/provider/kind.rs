@@ -5,16 +5,13 @@
 use serde::{Deserialize, Serialize};
 
 /// Which provider protocol a campaign speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+/// Named as in [`ProviderKind::as_str`]; [`ProviderKind::about`] says what each is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
-    /// Embedded sandbox speaking the eTelecom protocol (no network, no key).
     Sandbox,
-    /// eTelecom Zalo Cloud API (`{base}.Zalo/<Method>`).
     Etelecom,
-    /// Zalo's own ZNS API (business.openapi.zalo.me).
     Zalo,
-    /// eSMS SendZaloMessage_V4 with IsJourney.
     Esms,
 }
 
@@ -48,6 +45,21 @@ const ZALO_NO_MESSAGE_LOOKUP: &str =
     "Zalo documents no message lookup for journey sends; delivery status comes by webhook";
 
 impl ProviderKind {
+    /// Every kind, in the order a face lists them.
+    pub const ALL: [ProviderKind; 4] = [Self::Sandbox, Self::Etelecom, Self::Zalo, Self::Esms];
+
+    /// What the kind is, in one line (a face's list of choices shows it).
+    pub fn about(self) -> &'static str {
+        match self {
+            ProviderKind::Sandbox => {
+                "Embedded sandbox speaking the eTelecom protocol (no network, no key)"
+            }
+            ProviderKind::Etelecom => "eTelecom Zalo Cloud API (`{base}.Zalo/<Method>`)",
+            ProviderKind::Zalo => "Zalo's own ZNS API (business.openapi.zalo.me)",
+            ProviderKind::Esms => "eSMS SendZaloMessage_V4 with IsJourney",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Sandbox => "sandbox",
@@ -165,6 +177,16 @@ impl std::fmt::Display for ProviderKind {
     }
 }
 
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown provider `{s}`: use one of {}", names.join(", "))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +232,16 @@ mod tests {
             .check_template_id(" 217489")
             .unwrap_err()
             .contains("spaces"));
+    }
+
+    #[test]
+    fn every_kind_reads_back_from_its_name() {
+        for kind in ProviderKind::ALL {
+            assert_eq!(kind.to_string().parse::<ProviderKind>(), Ok(kind));
+            assert!(!kind.about().is_empty());
+        }
+        let err = "zal".parse::<ProviderKind>().unwrap_err();
+        assert!(err.contains("sandbox, etelecom, zalo, esms"), "{err}");
     }
 
     #[test]

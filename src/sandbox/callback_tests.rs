@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::tests::{
-    client, esms_send_body, etelecom_journey, etelecom_send, reply_json, sandbox_args, start, PHONE,
+    client, esms_send_body, etelecom_journey, etelecom_send, reply_json, start, PHONE,
 };
 use super::*;
 
@@ -313,26 +313,6 @@ async fn duplicate_fault_sends_each_etelecom_callback_twice() {
     assert_eq!(sb.stats().callbacks_acknowledged, 2);
     sb.stop().await;
     task.abort();
-}
-
-#[test]
-fn a_bad_callback_url_is_refused_with_the_flag_named() {
-    let err = sandbox_args(&["--callback-url", "ftp://host/x"])
-        .to_config()
-        .expect_err("ftp is refused");
-    assert!(
-        err.contains("--callback-url") && err.contains("http"),
-        "{err}"
-    );
-    let cfg = sandbox_args(&[
-        "--callback-url",
-        "http://127.0.0.1:9/cb",
-        "--callback-duplicate",
-    ])
-    .to_config()
-    .expect("valid");
-    assert!(cfg.callbacks.duplicate);
-    assert_eq!(cfg.callbacks.attempts, 5);
 }
 
 #[tokio::test]

@@ -15,7 +15,8 @@
 //! Layout: `state` (memory), `ids` (how ids and times look), `fate` (what
 //! becomes of a message), `server` (HTTP, faults, control), `wire/*` (one
 //! protocol each), `templates`, `callbacks` (built and queued) and
-//! `callback_sender` (sent), `cli` (standalone command).
+//! `callback_sender` (sent). The standalone `zns-batch sandbox` command
+//! (flags, banner) is in `cli::sandbox`.
 //!
 //! Clocks: the sandbox day and token expiry follow a sandbox clock that
 //! [`Sandbox::advance_day`] moves forward; timestamps in replies are given on
@@ -24,7 +25,6 @@
 
 mod callback_sender;
 mod callbacks;
-mod cli;
 mod fate;
 mod faults;
 mod ids;
@@ -46,13 +46,16 @@ use tokio::task::JoinHandle;
 
 pub use crate::provider::ProviderKind;
 pub use callbacks::{check_url as check_callback_url, zalo_signature, CallbackSettings};
-pub use cli::{serve_until_ctrl_c, SandboxArgs, DEFAULT_API_KEY, DEFAULT_SECRET_KEY};
 pub use faults::Faults;
 pub use templates::{ParamKind, ParamViolation, TemplateParam, TemplateSpec, TemplateStatus};
 
 use callbacks::CallbackQueue;
 use server::{bind, serve};
 use state::{Inner, Shared};
+
+/// The sandbox's keys unless told otherwise: public test values.
+pub const DEFAULT_API_KEY: &str = "sandbox-key";
+pub const DEFAULT_SECRET_KEY: &str = "sandbox-secret";
 
 /// The app id Zalo callbacks carry unless configured.
 pub const DEFAULT_ZALO_APP_ID: &str = "4349311699477619340";

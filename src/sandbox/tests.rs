@@ -114,19 +114,6 @@ pub(crate) fn esms_send_body(temp: &str, params: Value, request_id: &str, callba
     })
 }
 
-/// The `zns-batch sandbox` flags parsed from `argv` (after a program name).
-pub(crate) fn sandbox_args(argv: &[&str]) -> SandboxArgs {
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SandboxArgs,
-    }
-    let argv = std::iter::once("x").chain(argv.iter().copied());
-    Cli::try_parse_from(argv).expect("parses").args
-}
-
 /// Every fault off but those `set` turns on.
 fn faults(set: impl FnOnce(&mut Faults)) -> Faults {
     let mut f = Faults::default();
@@ -373,45 +360,6 @@ async fn latency_is_added() {
         .expect("reply");
     assert!(t.elapsed() >= Duration::from_millis(80));
     sb.stop().await;
-}
-
-#[test]
-fn args_validate_probabilities_and_hide_keys() {
-    let args = sandbox_args(&[
-        "--fail-5xx",
-        "0.2",
-        "--unknown-phone-suffix",
-        "99",
-        "--api-key",
-        "topsecret",
-        "--callback-url",
-        "http://127.0.0.1:9/webhooks/esms/topsecret-token",
-    ]);
-    let cfg = args.to_config().expect("valid");
-    assert_eq!(cfg.faults.http_5xx, 0.2);
-    assert_eq!(cfg.unknown_phone_suffixes, ["99"]);
-    assert!(cfg.dedup);
-    assert!(!format!("{:?} {:?}", args, cfg).contains("topsecret"));
-    let addr: SocketAddr = ([127, 0, 0, 1], 8765).into();
-    let custom = cli::banner(&args, ProviderKind::Etelecom, addr);
-    assert!(!custom.contains("topsecret"), "{custom}");
-    assert!(custom.contains("--api-key"), "{custom}");
-
-    let err = sandbox_args(&["--drop-reply", "1.5"])
-        .to_config()
-        .expect_err("out of range");
-    assert!(err.contains("--drop-reply"), "{err}");
-}
-
-#[test]
-fn banner_names_the_default_keys() {
-    let args = sandbox_args(&["--protocol", "esms"]);
-    let addr: SocketAddr = ([127, 0, 0, 1], 8765).into();
-    let b = cli::banner(&args, ProviderKind::Esms, addr);
-    assert!(b.contains("API key `sandbox-key`"), "{b}");
-    assert!(b.contains("SecretKey `sandbox-secret`"), "{b}");
-    let b = cli::banner(&args, ProviderKind::Zalo, addr);
-    assert!(!b.contains("SecretKey"), "{b}");
 }
 
 #[test]

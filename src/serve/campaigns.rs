@@ -299,7 +299,7 @@ impl Campaigns {
         let send_window = form
             .send_window
             .as_deref()
-            .map(crate::model::window::parse_setting)
+            .map(str::parse::<crate::model::window::WindowSetting>)
             .transpose()
             .map_err(|e| WebError::BadRequest(format!("send window: {e}")))?;
         let not_after = form

@@ -13,17 +13,30 @@ use crate::engine::stop::StopReason;
 use crate::model::window::SendWindow;
 
 /// What to do with a row whose request may have been accepted but whose
-/// reply was lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// reply was lost; [`InDoubtPolicy::about`] says what each does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InDoubtPolicy {
-    /// Send again under the same tracking id (the provider can de-duplicate).
     Resend,
-    /// Leave the row `in_doubt` for an operator: a possible miss over a possible duplicate.
     Hold,
 }
 
 impl InDoubtPolicy {
+    /// Every policy, in the order a face lists them.
+    pub const ALL: [InDoubtPolicy; 2] = [Self::Resend, Self::Hold];
+
+    /// What the policy does, in one line (a face's list of choices shows it).
+    pub fn about(self) -> &'static str {
+        match self {
+            InDoubtPolicy::Resend => {
+                "Send again under the same tracking id (the provider can de-duplicate)"
+            }
+            InDoubtPolicy::Hold => {
+                "Leave the row `in_doubt` for an operator: a possible miss over a possible duplicate"
+            }
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             InDoubtPolicy::Resend => "resend",
@@ -43,6 +56,25 @@ impl InDoubtPolicy {
     /// the run both ask this, so they count the same rows.
     pub fn takes_up_doubtful_rows(self, lookup_by_tracking_id: bool) -> bool {
         self == InDoubtPolicy::Resend || lookup_by_tracking_id
+    }
+}
+
+impl std::fmt::Display for InDoubtPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for InDoubtPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|p| p.as_str()).collect();
+            format!(
+                "unknown in-doubt policy `{s}`: use one of {}",
+                names.join(", ")
+            )
+        })
     }
 }
 
@@ -198,5 +230,14 @@ mod tests {
         assert!(InDoubtPolicy::Resend.takes_up_doubtful_rows(true));
         assert!(InDoubtPolicy::Hold.takes_up_doubtful_rows(true));
         assert!(!InDoubtPolicy::Hold.takes_up_doubtful_rows(false));
+    }
+
+    #[test]
+    fn every_policy_reads_back_from_its_name() {
+        for p in InDoubtPolicy::ALL {
+            assert_eq!(p.to_string().parse::<InDoubtPolicy>(), Ok(p));
+        }
+        let err = "maybe".parse::<InDoubtPolicy>().unwrap_err();
+        assert!(err.contains("resend, hold"), "{err}");
     }
 }

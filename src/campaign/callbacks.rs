@@ -6,7 +6,7 @@
 //! never printed or stored (the campaign stores only its base URL).
 
 use super::config::{DEFAULT_WEBHOOK_TOKEN_ENV, DEFAULT_ZALO_SECRET_ENV};
-use super::settings::SettingsError;
+use super::request::SettingsError;
 use crate::campaign::config::ConfigFile;
 use crate::provider::{ProviderKind, Secret};
 

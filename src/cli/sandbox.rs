@@ -1,21 +1,21 @@
-//! The standalone `zns-batch sandbox` command: flags, banner, summary.
+//! The standalone `zns-batch sandbox` command: flags (checked into a
+//! [`SandboxConfig`]), banner, summary.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{
-    check_callback_url, CallbackSettings, Faults, ProviderKind, Sandbox, SandboxConfig, Stats,
-    TemplateSpec,
+use crate::provider::ProviderKind;
+use crate::sandbox::{
+    check_callback_url, CallbackSettings, Faults, Sandbox, SandboxConfig, Stats, TemplateSpec,
+    DEFAULT_API_KEY, DEFAULT_SECRET_KEY, DEFAULT_ZALO_APP_ID, DEFAULT_ZALO_OA_SECRET,
 };
+
+use super::options::choice;
 
 /// Where the standalone sandbox reads the Zalo OA secret its callbacks are
 /// signed with (an environment variable, so it never shows in `ps`).
 pub const OA_SECRET_ENV: &str = "ZNS_ZALO_OA_SECRET";
-
-/// The standalone sandbox's keys unless told otherwise: public test values.
-pub const DEFAULT_API_KEY: &str = "sandbox-key";
-pub const DEFAULT_SECRET_KEY: &str = "sandbox-secret";
 
 #[derive(Clone, clap::Args)]
 pub struct SandboxArgs {
@@ -23,7 +23,7 @@ pub struct SandboxArgs {
     #[arg(long, default_value = "127.0.0.1:8765")]
     pub listen: SocketAddr,
     /// Protocol to speak (sandbox = etelecom).
-    #[arg(long, value_enum, default_value = "etelecom")]
+    #[arg(long, default_value = "etelecom", value_parser = choice::<ProviderKind>())]
     pub protocol: ProviderKind,
     /// Key the sandbox expects (eTelecom bearer key, Zalo access_token, eSMS ApiKey).
     #[arg(
@@ -88,7 +88,7 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "URL")]
     pub callback_url: Option<String>,
     /// The app_id Zalo callbacks carry (and sign with).
-    #[arg(long, default_value = super::DEFAULT_ZALO_APP_ID)]
+    #[arg(long, default_value = DEFAULT_ZALO_APP_ID)]
     pub zalo_app_id: String,
     /// Delay from acceptance to the delivery callback, in ms.
     #[arg(long, default_value_t = 1000)]
@@ -232,7 +232,7 @@ impl SandboxArgs {
             zalo_oa_secret: std::env::var(OA_SECRET_ENV)
                 .ok()
                 .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| super::DEFAULT_ZALO_OA_SECRET.to_string()),
+                .unwrap_or_else(|| DEFAULT_ZALO_OA_SECRET.to_string()),
         })
     }
 }
@@ -289,7 +289,7 @@ pub(crate) fn banner(args: &SandboxArgs, protocol: ProviderKind, addr: SocketAdd
             if std::env::var_os(OA_SECRET_ENV).is_some() {
                 String::new()
             } else {
-                format!(" (unset: the default `{}`)", super::DEFAULT_ZALO_OA_SECRET)
+                format!(" (unset: the default `{}`)", DEFAULT_ZALO_OA_SECRET)
             }
         ),
         (Some(url), _) => format!("; delivery callbacks to {url}"),
@@ -343,4 +343,82 @@ fn summary_line(s: &Stats) -> String {
         s.callbacks_given_up,
         faults.join(" ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `zns-batch sandbox` flags parsed from `argv` (after a program name).
+    fn sandbox_args(argv: &[&str]) -> SandboxArgs {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: SandboxArgs,
+        }
+        let argv = std::iter::once("x").chain(argv.iter().copied());
+        Cli::try_parse_from(argv).expect("parses").args
+    }
+
+    #[test]
+    fn args_validate_probabilities_and_hide_keys() {
+        let args = sandbox_args(&[
+            "--fail-5xx",
+            "0.2",
+            "--unknown-phone-suffix",
+            "99",
+            "--api-key",
+            "topsecret",
+            "--callback-url",
+            "http://127.0.0.1:9/webhooks/esms/topsecret-token",
+        ]);
+        let cfg = args.to_config().expect("valid");
+        assert_eq!(cfg.faults.http_5xx, 0.2);
+        assert_eq!(cfg.unknown_phone_suffixes, ["99"]);
+        assert!(cfg.dedup);
+        assert!(!format!("{:?} {:?}", args, cfg).contains("topsecret"));
+        let addr: SocketAddr = ([127, 0, 0, 1], 8765).into();
+        let custom = banner(&args, ProviderKind::Etelecom, addr);
+        assert!(!custom.contains("topsecret"), "{custom}");
+        assert!(custom.contains("--api-key"), "{custom}");
+
+        let err = sandbox_args(&["--drop-reply", "1.5"])
+            .to_config()
+            .expect_err("out of range");
+        assert!(err.contains("--drop-reply"), "{err}");
+    }
+
+    #[test]
+    fn banner_names_the_default_keys() {
+        let args = sandbox_args(&["--protocol", "esms"]);
+        assert_eq!(args.protocol, ProviderKind::Esms);
+        let addr: SocketAddr = ([127, 0, 0, 1], 8765).into();
+        let b = banner(&args, ProviderKind::Esms, addr);
+        assert!(b.contains("API key `sandbox-key`"), "{b}");
+        assert!(b.contains("SecretKey `sandbox-secret`"), "{b}");
+        let b = banner(&args, ProviderKind::Zalo, addr);
+        assert!(!b.contains("SecretKey"), "{b}");
+    }
+
+    #[test]
+    fn a_bad_callback_url_is_refused_with_the_flag_named() {
+        let err = sandbox_args(&["--callback-url", "ftp://host/x"])
+            .to_config()
+            .expect_err("ftp is refused");
+        assert!(
+            err.contains("--callback-url") && err.contains("http"),
+            "{err}"
+        );
+        let cfg = sandbox_args(&[
+            "--callback-url",
+            "http://127.0.0.1:9/cb",
+            "--callback-duplicate",
+        ])
+        .to_config()
+        .expect("valid");
+        assert!(cfg.callbacks.duplicate);
+        assert_eq!(cfg.callbacks.attempts, 5);
+    }
 }
