@@ -1,6 +1,8 @@
 //! How a run of a campaign ended, decided once from why the runner stopped
 //! and what is left open; the campaign's stored status, the exit code, the
-//! summary's "next" line and the web badge are all read off it.
+//! summary's "next" line and the web badge are all read off it. The
+//! endings of a reconcile and a validate are here too: every exit code a
+//! face returns is decided in this file.
 
 use serde::Serialize;
 
@@ -146,6 +148,54 @@ impl Outcome {
             Outcome::Paused { message, .. }
             | Outcome::Expired { message }
             | Outcome::Aborted { message, .. } => Some(message),
+        }
+    }
+}
+
+/// How a reconcile ended (its summary's `result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReconcileResult {
+    /// Every sent row looked up (as far as the provider could say).
+    Done,
+    /// Stopped (a signal, a limit) or rows left to look up: run it again.
+    Paused,
+    /// A fatal stop (credentials, setup): fix, then run it again.
+    Aborted,
+}
+
+impl ReconcileResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileResult::Done => "done",
+            ReconcileResult::Paused => "paused",
+            ReconcileResult::Aborted => "aborted",
+        }
+    }
+
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            ReconcileResult::Done => ExitCode::Finished,
+            ReconcileResult::Paused => ExitCode::Paused,
+            ReconcileResult::Aborted => ExitCode::Fatal,
+        }
+    }
+}
+
+/// What `validate` says of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidateVerdict {
+    /// Every row is valid.
+    Accepted,
+    /// Some rows are rejected: a bad input file, as for a usage error.
+    Rejected,
+}
+
+impl ValidateVerdict {
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            ValidateVerdict::Accepted => ExitCode::Finished,
+            ValidateVerdict::Rejected => ExitCode::Usage,
         }
     }
 }

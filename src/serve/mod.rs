@@ -23,9 +23,10 @@ use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
-use crate::campaign::{CoreError as AppError, ExitCode, Workspace};
+use crate::campaign::{
+    CoreError as AppError, EventOutcome, ExitCode, Ledger, NewEvent, Reader, Workspace,
+};
 pub use crate::provider::Secret;
-use crate::store::{NewEvent, Store, StoreError};
 
 pub use metrics::Metrics;
 pub use web::WebState;
@@ -124,62 +125,50 @@ impl ServeConfig {
 }
 
 /// Shared by every handler. Each connection sits behind a mutex and is
-/// used from blocking threads: one transaction per callback on `store`,
-/// committed before the answer; slow reads (metrics, later the console's
-/// pages) on `reader`, so they never hold up a callback (WAL).
+/// used from blocking threads: one transaction per callback on `ledger`,
+/// committed before the answer; slow reads (metrics, the console's pages)
+/// on `reader`, so they never hold up a callback (WAL).
 #[derive(Clone)]
 pub struct ServeState {
     pub config: Arc<ServeConfig>,
-    pub store: Arc<Mutex<Store>>,
-    pub reader: Arc<Mutex<Store>>,
+    pub ledger: Arc<Mutex<Ledger>>,
+    pub reader: Arc<Mutex<Reader>>,
     pub metrics: Arc<Metrics>,
     /// The web console and `/api/v1`: campaigns run from here, CSRF token.
     pub web: Arc<WebState>,
 }
 
 impl ServeState {
-    /// Run `f` on the writing connection in a blocking thread.
-    pub async fn with_store<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        Self::blocking(self.store.clone(), f).await
-    }
-
     /// Like [`Self::with_reader`] for a closure that fails with a web error.
     pub async fn with_reader_web<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<T, campaigns::WebError> + Send + 'static,
+        f: impl FnOnce(&Reader) -> Result<T, campaigns::WebError> + Send + 'static,
     ) -> Result<T, campaigns::WebError> {
-        let store = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| campaigns::WebError::Internal(anyhow::anyhow!("store task: {e}")))?
+        Self::blocking(self.reader.clone(), |r| f(r))
+            .await
+            .map_err(campaigns::WebError::Internal)?
     }
 
     /// Run `f` on the reading connection in a blocking thread.
     pub async fn with_reader<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Reader) -> Result<T, AppError> + Send + 'static,
     ) -> anyhow::Result<T> {
-        Self::blocking(self.reader.clone(), f).await
+        Ok(Self::blocking(self.reader.clone(), |r| f(r)).await??)
     }
 
-    async fn blocking<T: Send + 'static>(
-        store: Arc<Mutex<Store>>,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    async fn blocking<C: Send + 'static, T: Send + 'static>(
+        conn: Arc<Mutex<C>>,
+        f: impl FnOnce(&mut C) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock cannot leave a transaction
-            // half-applied (it rolls back on drop): the store stays usable.
-            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard).map_err(anyhow::Error::from)
+            // half-applied (it rolls back on drop): the connection stays usable.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
         })
         .await
-        .context("store task")?
+        .context("store task")
     }
 
     /// Store one event and count its outcome.
@@ -187,8 +176,9 @@ impl ServeState {
         &self,
         provider: &'static str,
         event: NewEvent,
-    ) -> anyhow::Result<crate::store::EventOutcome> {
-        let outcome = self.with_store(move |s| s.record_event(&event)).await?;
+    ) -> anyhow::Result<EventOutcome> {
+        let outcome =
+            Self::blocking(self.ledger.clone(), move |l| l.record_event(&event)).await??;
         self.metrics.webhook(provider, outcome.as_str());
         Ok(outcome)
     }
@@ -226,8 +216,8 @@ pub fn router(state: ServeState) -> Router {
 
 pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError> {
     let config = ServeConfig::resolve(g, &args)?;
-    let store = Store::open(&config.state)?;
-    let reader = Store::open(&config.state)?;
+    let ledger = g.ledger()?;
+    let reader = g.reader()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -236,7 +226,7 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
     let campaigns = campaigns::Campaigns::new(reload_workspace(g)?);
     let state = ServeState {
         config: Arc::new(config),
-        store: Arc::new(Mutex::new(store)),
+        ledger: Arc::new(Mutex::new(ledger)),
         reader: Arc::new(Mutex::new(reader)),
         metrics: Arc::new(Metrics::new()),
         web: Arc::new(WebState::new(campaigns.clone())),

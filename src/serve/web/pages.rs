@@ -4,8 +4,9 @@
 use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
-use crate::campaign::summary::CampaignStatusLine;
-use crate::store::WebRow;
+use crate::campaign::plan::Plan;
+use crate::campaign::summary::{CampaignStatusLine, ErrorLine};
+use crate::campaign::RowView;
 
 /// Rows per page of rejects.
 pub const PAGE_ROWS: u64 = 50;
@@ -162,21 +163,18 @@ pub fn new_campaign(profiles: &[String], csrf: &str, error: Option<&str>) -> Mar
     )
 }
 
-fn plan_value(plan: &Value, key: &str) -> String {
-    match plan.get(key) {
-        Some(Value::Null) | None => "—".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-    }
+/// A figure of the plan the plan may not have.
+fn or_dash(v: Option<impl std::fmt::Display>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
 }
 
 /// The Check page: rejects (paged), a preview of the data, the plan, Send.
 pub fn check(
     status: &CampaignStatusLine,
-    plan: Result<&Value, &str>,
-    rejects: &[WebRow],
+    plan: Result<&Plan, &str>,
+    rejects: &[RowView],
     page: u64,
-    preview: &[WebRow],
+    preview: &[RowView],
     keys: &[String],
     csrf: &str,
 ) -> Markup {
@@ -197,19 +195,19 @@ pub fn check(
                 @match plan {
                     Ok(p) => {
                         table.plain #plan {
-                            tr { th { "messages to send" } td #plan-messages { (plan_value(p, "messages_to_send")) } }
-                            tr { th { "already sent" } td { (plan_value(p, "already_sent")) } }
-                            @if p.get("uses_tokens") == Some(&Value::Bool(true)) {
-                                tr { th { "journey tokens to buy" } td { (plan_value(p, "tokens_to_buy")) } }
-                                tr { th { "tokens to reuse" } td { (plan_value(p, "tokens_to_reuse")) } }
+                            tr { th { "messages to send" } td #plan-messages { (p.messages_to_send) } }
+                            tr { th { "already sent" } td { (p.already_sent) } }
+                            @if p.uses_tokens {
+                                tr { th { "journey tokens to buy" } td { (p.tokens_to_buy) } }
+                                tr { th { "tokens to reuse" } td { (p.tokens_to_reuse) } }
                             }
-                            tr { th { "fee estimate (VND)" } td { @if let Some(f) = p.get("estimated_fees").and_then(|f| f.get("total")) { "≈ " (f) } @else { "no prices configured (token_fee, message_fee)" } } }
-                            tr { th { "quota used today" } td { (plan_value(p, "quota_used_today")) } }
-                            tr { th { "quota days needed" } td { (plan_value(p, "quota_days_needed")) } }
-                            tr { th { "send window" } td { (p.get("settings").and_then(|s| s.get("send_window")).and_then(Value::as_str).unwrap_or("none")) @if p.get("send_window_open_now") == Some(&Value::Bool(false)) { " (closed now; opens " (plan_value(p, "send_window_opens_at")) ")" } } }
-                            tr { th { "deadline" } td { (plan_value(p, "not_after")) } }
-                            tr { th { "would skip (frequency cap)" } td { (plan_value(p, "would_skip_min_interval")) } }
-                            tr { th { "provider · OA · template" } td { (p.get("settings").map(|s| format!("{} · {} · {}", plan_value(s, "provider"), plan_value(s, "oa_id"), plan_value(s, "template_id"))).unwrap_or_default()) } }
+                            tr { th { "fee estimate (VND)" } td { @if let Some(f) = &p.estimated_fees { "≈ " (f.total) } @else { "no prices configured (token_fee, message_fee)" } } }
+                            tr { th { "quota used today" } td { (p.quota_used_today) } }
+                            tr { th { "quota days needed" } td { (or_dash(p.quota_days_needed)) } }
+                            tr { th { "send window" } td { (p.settings.send_window.as_deref().unwrap_or("none")) @if p.send_window_open_now == Some(false) { " (closed now; opens " (or_dash(p.send_window_opens_at.as_deref())) ")" } } }
+                            tr { th { "deadline" } td { (or_dash(p.not_after.as_deref())) } }
+                            tr { th { "would skip (frequency cap)" } td { (p.would_skip_min_interval) } }
+                            tr { th { "provider · OA · template" } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
                         }
                         form method="post" action={"/ui/campaigns/" (enc(name)) "/start"} {
                             input type="hidden" name="csrf" value=(csrf);
@@ -281,8 +279,8 @@ fn reason_words(c: &CampaignStatusLine) -> Option<String> {
 pub struct CampaignPage<'a> {
     pub status: &'a CampaignStatusLine,
     pub running_here: bool,
-    pub top_errors: &'a [(String, String, u64)],
-    pub in_doubt: &'a [WebRow],
+    pub top_errors: &'a [ErrorLine],
+    pub in_doubt: &'a [RowView],
     pub csrf: &'a str,
 }
 
@@ -348,7 +346,7 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                         h2 { "Top errors" }
                         table.plain {
                             thead { tr { th { "code" } th { "message" } th { "rows" } } }
-                            tbody { @for (code, msg, n) in p.top_errors { tr { td { (code) } td { (msg) } td { (n) } } } }
+                            tbody { @for e in p.top_errors { tr { td { (e.code) } td { (e.message) } td { (e.rows) } } } }
                         }
                     }
                 }
