@@ -12,6 +12,8 @@
 //! re-exported here as part of the contract.
 
 mod actions;
+#[cfg(test)]
+mod api_tests;
 pub mod config;
 mod connect;
 pub mod delivery;

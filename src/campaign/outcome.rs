@@ -278,4 +278,56 @@ mod tests {
         assert_eq!(o.label(), "paused");
         assert!(o.message().unwrap_or("").contains("--in-doubt resend"));
     }
+
+    #[test]
+    fn reconcile_endings_have_one_exit_code_and_their_json_name() {
+        for (r, name, code) in [
+            (ReconcileResult::Done, "done", 0),
+            (ReconcileResult::Paused, "paused", 3),
+            (ReconcileResult::Aborted, "aborted", 1),
+        ] {
+            assert_eq!(r.as_str(), name);
+            assert_eq!(serde_json::to_value(r).unwrap(), name);
+            assert_eq!(r.exit_code().code(), code);
+        }
+        assert_eq!(ValidateVerdict::Accepted.exit_code().code(), 0);
+        assert_eq!(ValidateVerdict::Rejected.exit_code().code(), 2);
+    }
+
+    #[test]
+    fn a_reconcile_summary_takes_its_exit_code_from_its_ending() {
+        use crate::campaign::summary::ReconcileSummary;
+        use crate::engine::reconcile::{ReconcileOptions, ReconcileTotals};
+        let c = campaign();
+        let opts = ReconcileOptions::default();
+        let summary = |totals: ReconcileTotals, stop| {
+            ReconcileSummary::new(&c, "sandbox", totals, Default::default(), &opts, stop)
+        };
+        let done = summary(ReconcileTotals::default(), None);
+        assert_eq!((done.result, done.exit_code), (ReconcileResult::Done, 0));
+        let left = ReconcileTotals {
+            remaining: 4,
+            ..ReconcileTotals::default()
+        };
+        let paused = summary(left, None);
+        assert_eq!(
+            (paused.result, paused.exit_code),
+            (ReconcileResult::Paused, 3)
+        );
+        assert!(paused
+            .reason
+            .unwrap_or_default()
+            .contains("4 rows still to look up"));
+        let aborted = summary(
+            ReconcileTotals::default(),
+            Some((StopReason::Auth, "key refused".into())),
+        );
+        assert_eq!(
+            (aborted.result, aborted.exit_code),
+            (ReconcileResult::Aborted, 1)
+        );
+        let json = serde_json::to_value(&aborted).unwrap();
+        assert_eq!(json["result"], "aborted");
+        assert_eq!(json["exit_code"], 1);
+    }
 }

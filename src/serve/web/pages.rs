@@ -397,3 +397,78 @@ pub fn problem(title: &str, message: &str, back: &str, csrf: &str) -> Markup {
 
 pub const CSS: &str = include_str!("assets/app.css");
 pub const JS: &str = include_str!("assets/app.js");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::config::ConfigFile;
+    use crate::campaign::settings::ProviderOpts;
+    use crate::campaign::{Hooks, Mode, Request, Workspace};
+    use crate::model::row_state::RowState;
+
+    /// The Check page reads the core's typed plan: its figures, the dashes
+    /// for what the plan does not know, and the provider line.
+    #[test]
+    fn the_check_page_shows_the_typed_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("c.csv");
+        std::fs::write(
+            &csv,
+            "phone,name\n0912345678,An\n0987654321,Binh\nabc,Chi\n",
+        )
+        .unwrap();
+        let ws = Workspace::new(
+            Some(dir.path().join("state.sqlite")),
+            ConfigFile::default(),
+            None,
+        );
+        let req = Request {
+            campaign: "c".into(),
+            csv: Some(csv),
+            template_id: Some("246810".into()),
+            provider: ProviderOpts {
+                provider: Some(crate::provider::ProviderKind::Sandbox),
+                embedded_sandbox: true,
+                oa_id: Some("42".into()),
+                ..Default::default()
+            },
+            ..Request::default()
+        };
+        let prepared = ws.prepare(&req, Mode::Run, Hooks::default()).unwrap();
+        let plan = ws.plan(&prepared).unwrap();
+        drop(prepared);
+        let r = ws.reader().unwrap();
+        let status = r.status_of("c").unwrap().unwrap();
+        let rejects = r
+            .rows_page("c", RowState::Rejected, 0, PAGE_ROWS)
+            .unwrap()
+            .unwrap();
+        let preview = r.rows_page("c", RowState::Pending, 0, 3).unwrap().unwrap();
+        let keys = r.template_keys("c").unwrap().unwrap();
+        let html = check(&status, Ok(&plan), &rejects, 1, &preview, &keys, "t").into_string();
+        assert!(html.contains(r#"<td id="plan-messages">2</td>"#), "{html}");
+        assert!(
+            html.contains("<th>quota days needed</th><td>—</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<th>deadline</th><td>—</td>"), "{html}");
+        assert!(html.contains("<th>send window</th><td>none</td>"), "{html}");
+        assert!(html.contains("sandbox · 42 · 246810"), "{html}");
+        assert!(html.contains("no prices configured"), "{html}");
+        assert!(html.contains("<dt>name</dt><dd>An</dd>"), "{html}");
+        assert!(html.contains(r#"<td class="line">4</td>"#), "{html}");
+
+        let refused = check(
+            &status,
+            Err("campaign `c` is running"),
+            &[],
+            1,
+            &[],
+            &keys,
+            "t",
+        );
+        let refused = refused.into_string();
+        assert!(refused.contains("campaign `c` is running"));
+        assert!(!refused.contains("plan-messages"));
+    }
+}
