@@ -53,7 +53,7 @@ pub struct ErrorLine {
 impl Summary {
     /// The summary of a run that ended in `outcome`.
     #[allow(clippy::too_many_arguments)]
-    pub fn build(
+    pub(crate) fn build(
         store: &Store,
         campaign: &Campaign,
         counts: StateCounts,
@@ -84,7 +84,7 @@ impl Summary {
         })
     }
 
-    pub fn rejects_and_errors(
+    pub(crate) fn rejects_and_errors(
         store: &Store,
         campaign_id: i64,
     ) -> Result<(Vec<RejectLine>, Vec<ErrorLine>), StoreError> {
