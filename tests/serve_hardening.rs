@@ -585,7 +585,9 @@ async fn an_upload_cut_by_kill_9_is_removed_at_the_next_start() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let Serve {
-        serve, _sandbox: sb, ..
+        serve,
+        _sandbox: sb,
+        ..
     } = s;
     serve.kill_9().await;
     drop(c);

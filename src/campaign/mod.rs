@@ -3,16 +3,28 @@
 //! campaign. It resolves settings once ([`settings`]), runs the runner, and
 //! decides the outcome once ([`outcome`]); faces only translate requests
 //! and show results.
+//!
+//! A face reads through typed answers ([`reads`]: status, pages of rows,
+//! metrics) and acts through [`Workspace`]'s calls ([`actions`]: report,
+//! validate, wanted-running, callbacks). The state database's connection
+//! (`Store`) never leaves this module and the layers under it; the types a
+//! face hands back in (a stop handle, an observer, reconcile options) are
+//! re-exported here as part of the contract.
 
+mod actions;
+#[cfg(test)]
+mod api_tests;
 pub mod callbacks;
 pub mod config;
 mod connect;
 mod import;
+mod ledger;
 mod lock;
 pub mod outcome;
 pub mod plan;
 mod preflight;
-pub mod report;
+mod reads;
+mod report;
 mod request;
 pub mod settings;
 pub mod summary;
@@ -22,23 +34,30 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use crate::engine::reconcile::ReconcileOptions;
+pub use crate::engine::runner::{Observer, RunCounters};
+pub use crate::engine::stop::{Stop, StopReason, INTERRUPTED};
 pub use crate::model::shell::shell_word;
+pub use actions::{
+    DeliveryStatus, EventOutcome, NewEvent, Report, ReportFormat, Validation, WebOptions,
+};
 pub use connect::Connection;
 pub use import::{
     open_or_import, resume_import, tracking_prefix, CampaignError, CampaignSpec, ImportProgress,
 };
+pub use ledger::{LedgerError, LedgerWriter};
 pub use lock::{lock, CampaignLock};
-pub use outcome::{ExitCode, Outcome};
+pub use outcome::{ExitCode, Outcome, ReconcileResult, ValidateVerdict};
 pub use plan::ProviderQuota;
 pub use preflight::spec_from_info;
+pub use reads::{MetricsFigures, Reader, RowView};
 pub use request::{InDoubtPolicy, Request, SettingsError};
 pub use settings::RunSettings;
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
 use crate::engine::policy;
 use crate::engine::reconcile;
-use crate::engine::runner::{self, Observer, RunCounters, RunInput};
-use crate::engine::stop::{Stop, StopReason};
+use crate::engine::runner::{self, RunInput};
 use crate::model::clock;
 use crate::store::{Campaign, CampaignStatus, ImportCounts, QuotaKey, Store, StoreError};
 use summary::{ReconcileSummary, Summary};
@@ -122,11 +141,12 @@ pub struct ImportReport {
 }
 
 /// A campaign ready to plan or send: imported, settings resolved and
-/// stored, and locked against every other process.
+/// stored, and locked against every other process. Its connection and
+/// campaign row stay inside the core (see [`actions`] for what a face reads).
 pub struct Prepared {
-    pub store: Store,
-    pub campaign: Campaign,
-    pub settings: RunSettings,
+    store: Store,
+    campaign: Campaign,
+    settings: RunSettings,
     pub import: ImportReport,
     _lock: CampaignLock,
 }
@@ -160,18 +180,18 @@ impl Workspace {
     }
 
     /// Open (creating if need be) the state database.
-    pub fn open_store(&self) -> Result<Store, CoreError> {
+    fn open_store(&self) -> Result<Store, CoreError> {
         Ok(Store::open(&self.state)?)
     }
 
     /// The state database if it exists: reading commands never create one.
-    pub fn existing_store(&self) -> Result<Option<Store>, CoreError> {
+    fn existing_store(&self) -> Result<Option<Store>, CoreError> {
         Ok(Store::open_existing(&self.state)?)
     }
 
     /// The named campaign, or an error listing the ones there are. Never
     /// creates a state database.
-    pub fn find(&self, name: &str) -> Result<(Store, Campaign), CoreError> {
+    fn find(&self, name: &str) -> Result<(Store, Campaign), CoreError> {
         let Some(store) = self.existing_store()? else {
             return Err(usage(format!(
                 "no campaign `{name}`: there is no state database at {} yet (run a campaign first, or pass --state)",
@@ -519,7 +539,7 @@ impl Workspace {
 
 /// Whether a path is the campaign's own input file (a report must never
 /// be written over it).
-pub fn is_input_file(campaign: &Campaign, path: &Path) -> bool {
+fn is_input_file(campaign: &Campaign, path: &Path) -> bool {
     let canonical = |p: &Path| std::fs::canonicalize(p).ok();
     match (canonical(path), canonical(Path::new(&campaign.csv_path))) {
         (Some(a), Some(b)) => a == b,

@@ -1,6 +1,8 @@
 //! How a run of a campaign ended, decided once from why the runner stopped
 //! and what is left open; the campaign's stored status, the exit code, the
-//! summary's "next" line and the web badge are all read off it.
+//! summary's "next" line and the web badge are all read off it. The
+//! endings of a reconcile and a validate are here too: every exit code a
+//! face returns is decided in this file.
 
 use serde::Serialize;
 
@@ -150,6 +152,54 @@ impl Outcome {
     }
 }
 
+/// How a reconcile ended (its summary's `result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReconcileResult {
+    /// Every sent row looked up (as far as the provider could say).
+    Done,
+    /// Stopped (a signal, a limit) or rows left to look up: run it again.
+    Paused,
+    /// A fatal stop (credentials, setup): fix, then run it again.
+    Aborted,
+}
+
+impl ReconcileResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileResult::Done => "done",
+            ReconcileResult::Paused => "paused",
+            ReconcileResult::Aborted => "aborted",
+        }
+    }
+
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            ReconcileResult::Done => ExitCode::Finished,
+            ReconcileResult::Paused => ExitCode::Paused,
+            ReconcileResult::Aborted => ExitCode::Fatal,
+        }
+    }
+}
+
+/// What `validate` says of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidateVerdict {
+    /// Every row is valid.
+    Accepted,
+    /// Some rows are rejected: a bad input file, as for a usage error.
+    Rejected,
+}
+
+impl ValidateVerdict {
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            ValidateVerdict::Accepted => ExitCode::Finished,
+            ValidateVerdict::Rejected => ExitCode::Usage,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +277,57 @@ mod tests {
         let o = Outcome::decide(None, &counts(0, 2, 0), &c);
         assert_eq!(o.label(), "paused");
         assert!(o.message().unwrap_or("").contains("--in-doubt resend"));
+    }
+
+    #[test]
+    fn reconcile_endings_have_one_exit_code_and_their_json_name() {
+        for (r, name, code) in [
+            (ReconcileResult::Done, "done", 0),
+            (ReconcileResult::Paused, "paused", 3),
+            (ReconcileResult::Aborted, "aborted", 1),
+        ] {
+            assert_eq!(r.as_str(), name);
+            assert_eq!(serde_json::to_value(r).unwrap(), name);
+            assert_eq!(r.exit_code().code(), code);
+        }
+        assert_eq!(ValidateVerdict::Accepted.exit_code().code(), 0);
+        assert_eq!(ValidateVerdict::Rejected.exit_code().code(), 2);
+    }
+
+    #[test]
+    fn a_reconcile_summary_takes_its_exit_code_from_its_ending() {
+        use crate::campaign::summary::ReconcileSummary;
+        use crate::engine::reconcile::{ReconcileOptions, ReconcileTotals};
+        let c = campaign();
+        let opts = ReconcileOptions::default();
+        let summary = |totals: ReconcileTotals, stop| {
+            ReconcileSummary::new(&c, "sandbox", totals, Default::default(), &opts, stop)
+        };
+        let done = summary(ReconcileTotals::default(), None);
+        assert_eq!((done.result, done.exit_code), (ReconcileResult::Done, 0));
+        let left = ReconcileTotals {
+            remaining: 4,
+            ..ReconcileTotals::default()
+        };
+        let paused = summary(left, None);
+        assert_eq!(
+            (paused.result, paused.exit_code),
+            (ReconcileResult::Paused, 3)
+        );
+        assert!(paused
+            .reason
+            .unwrap_or_default()
+            .contains("4 rows still to look up"));
+        let aborted = summary(
+            ReconcileTotals::default(),
+            Some((StopReason::Auth, "key refused".into())),
+        );
+        assert_eq!(
+            (aborted.result, aborted.exit_code),
+            (ReconcileResult::Aborted, 1)
+        );
+        let json = serde_json::to_value(&aborted).unwrap();
+        assert_eq!(json["result"], "aborted");
+        assert_eq!(json["exit_code"], 1);
     }
 }

@@ -122,7 +122,7 @@ fn fmt_opt_ms(ms: Option<i64>) -> Option<String> {
 }
 
 /// `report --json`: one JSON object per input row, in file order.
-pub fn write_report_json(
+pub(crate) fn write_report_json(
     store: &Store,
     campaign: &Campaign,
     out: impl Write,
@@ -160,7 +160,7 @@ pub fn write_report_json(
 }
 
 /// One CSV line per input row (rejects included), in file order.
-pub fn write_report(
+pub(crate) fn write_report(
     store: &Store,
     campaign: &Campaign,
     out: impl Write,

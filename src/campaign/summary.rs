@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::outcome::Outcome;
+use super::outcome::{Outcome, ReconcileResult};
 use crate::engine::reconcile;
 use crate::engine::runner::RunTotals;
 use crate::engine::stop::StopReason;
@@ -53,7 +53,7 @@ pub struct ErrorLine {
 impl Summary {
     /// The summary of a run that ended in `outcome`.
     #[allow(clippy::too_many_arguments)]
-    pub fn build(
+    pub(crate) fn build(
         store: &Store,
         campaign: &Campaign,
         counts: StateCounts,
@@ -84,7 +84,7 @@ impl Summary {
         })
     }
 
-    pub fn rejects_and_errors(
+    pub(crate) fn rejects_and_errors(
         store: &Store,
         campaign_id: i64,
     ) -> Result<(Vec<RejectLine>, Vec<ErrorLine>), StoreError> {
@@ -219,7 +219,7 @@ pub struct CampaignStatusLine {
     pub ledger: LedgerCounts,
 }
 
-pub fn status_lines(
+pub(crate) fn status_lines(
     store: &Store,
     only: Option<&str>,
 ) -> Result<Vec<CampaignStatusLine>, StoreError> {
@@ -285,7 +285,7 @@ pub fn delivery_of(
 pub struct ReconcileSummary {
     pub campaign: String,
     /// done | paused | aborted
-    pub result: &'static str,
+    pub result: ReconcileResult,
     pub exit_code: i32,
     pub reason: Option<String>,
     pub provider: String,
@@ -303,11 +303,11 @@ impl ReconcileSummary {
         opts: &reconcile::ReconcileOptions,
         stopped: Option<(StopReason, String)>,
     ) -> ReconcileSummary {
-        let (result, code) = match &stopped {
-            Some((r, _)) if r.is_fatal() => ("aborted", 1),
-            Some(_) => ("paused", 3),
-            None if totals.remaining > 0 => ("paused", 3),
-            None => ("done", 0),
+        let result = match &stopped {
+            Some((r, _)) if r.is_fatal() => ReconcileResult::Aborted,
+            Some(_) => ReconcileResult::Paused,
+            None if totals.remaining > 0 => ReconcileResult::Paused,
+            None => ReconcileResult::Done,
         };
         let reason = stopped.map(|(_, m)| m).or_else(|| {
             (totals.remaining > 0).then(|| {
@@ -319,18 +319,20 @@ impl ReconcileSummary {
         });
         let name = shell_word(&campaign.name);
         let next_step = Some(match result {
-            "done" => format!(
+            ReconcileResult::Done => format!(
                 "zns-batch report {name} --out {}   (rows still unknown/received are asked again after {})",
                 shell_word(&report_file_name(campaign)),
                 clock::fmt_duration(opts.recheck_after)
             ),
-            "aborted" => format!("fix the cause above, then: zns-batch reconcile {name}"),
-            _ => format!("zns-batch reconcile {name}"),
+            ReconcileResult::Aborted => {
+                format!("fix the cause above, then: zns-batch reconcile {name}")
+            }
+            ReconcileResult::Paused => format!("zns-batch reconcile {name}"),
         });
         ReconcileSummary {
             campaign: campaign.name.clone(),
             result,
-            exit_code: code,
+            exit_code: result.exit_code().code(),
             reason,
             provider: provider.to_string(),
             this_run: totals,

@@ -4,20 +4,15 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
-
 use crate::campaign::config::ConfigFile;
-use crate::campaign::report;
-use crate::campaign::summary::{report_file_name, status_lines};
 use crate::campaign::{
-    self, shell_word, usage, CoreError, ExitCode, Hooks, Mode, Request, Workspace,
+    shell_word, usage, CoreError, ExitCode, Hooks, Mode, ReconcileOptions, ReportFormat, Request,
+    Stop, Workspace, INTERRUPTED,
 };
 use crate::cli::printer::{self, ProgressObserver};
 use crate::cli::{
     Cli, Command, ReconcileArgs, ReportArgs, ResumeArgs, RunArgs, StatusArgs, ValidateArgs,
 };
-use crate::engine::reconcile::ReconcileOptions;
-use crate::engine::stop::{Stop, INTERRUPTED};
 
 /// The one error type of the command line; its variants map to exit codes.
 pub type AppError = CoreError;
@@ -172,16 +167,19 @@ async fn prepare_and_go(
         s.finish_and_clear();
     }
     let prepared = prepared?;
-    let name = shell_word(&prepared.campaign.name);
+    let name = shell_word(prepared.campaign_name());
     let imp = prepared.import;
     if face.chatty() {
         let rows = imp.counts.accepted + imp.counts.rejected;
-        if !prepared.campaign.import_done {
+        if !prepared.import_done() {
             eprintln!("import stopped after {rows} rows (interrupted); `zns-batch resume {name}` finishes it");
         } else if imp.imported_now && mode == Mode::Run {
             eprintln!(
                 "imported {rows} rows from {} ({} accepted, {} rejected) in {:.1} s",
-                prepared.campaign.csv_path, imp.counts.accepted, imp.counts.rejected, imp.secs
+                prepared.csv_path().display(),
+                imp.counts.accepted,
+                imp.counts.rejected,
+                imp.secs
             );
         } else if imp.imported_now {
             eprintln!(
@@ -191,12 +189,12 @@ async fn prepare_and_go(
         } else if mode == Mode::Run {
             eprintln!(
                 "campaign `{}` already imported from this file: resuming it",
-                prepared.campaign.name
+                prepared.campaign_name()
             );
         }
     }
     if dry_run {
-        if !prepared.campaign.import_done {
+        if !prepared.import_done() {
             // Never present a plan over part of the file as the plan.
             let reason = format!(
                 "{INTERRUPTED}: the import stopped before the end of the file, so there is no plan yet; `zns-batch resume {name}` finishes the import (add --dry-run to a new `run` of the same file to see the plan)"
@@ -264,11 +262,7 @@ async fn reconcile_cmd(
         .await;
     signals.abort();
     let summary = summary?;
-    let code = match summary.exit_code {
-        0 => ExitCode::Finished,
-        1 => ExitCode::Fatal,
-        _ => ExitCode::Paused,
-    };
+    let code = summary.result.exit_code();
     if face.json {
         printer::print_json(&summary);
     } else if !face.quiet {
@@ -281,7 +275,7 @@ async fn reconcile_cmd(
 // ----- status / report / validate ---------------------------------------------
 
 fn status_cmd(ws: &Workspace, face: &Face, args: StatusArgs) -> Result<ExitCode, AppError> {
-    let Some(store) = ws.existing_store()? else {
+    let Some(lines) = ws.status(args.campaign.as_deref())? else {
         if let Some(name) = &args.campaign {
             return Err(usage(format!(
                 "no campaign `{name}`: there is no state database at {} yet",
@@ -298,7 +292,6 @@ fn status_cmd(ws: &Workspace, face: &Face, args: StatusArgs) -> Result<ExitCode,
         }
         return Ok(ExitCode::Finished);
     };
-    let lines = status_lines(&store, args.campaign.as_deref())?;
     if let Some(name) = &args.campaign {
         if lines.is_empty() {
             return Err(usage(format!(
@@ -316,22 +309,21 @@ fn status_cmd(ws: &Workspace, face: &Face, args: StatusArgs) -> Result<ExitCode,
 }
 
 fn report_cmd(ws: &Workspace, face: &Face, args: ReportArgs) -> Result<ExitCode, AppError> {
-    let (store, campaign) = ws.find(&args.campaign)?;
-    let write = |out: Box<dyn std::io::Write>| {
-        if face.json {
-            report::write_report_json(&store, &campaign, out)
-        } else {
-            report::write_report(&store, &campaign, out, args.excel)
-        }
+    let report = ws.report(&args.campaign)?;
+    let format = match (face.json, args.excel) {
+        (true, _) => ReportFormat::JsonLines,
+        (false, true) => ReportFormat::Excel,
+        (false, false) => ReportFormat::Csv,
     };
+    let write = |out: Box<dyn std::io::Write>| report.write(out, format);
     let n = match &args.out {
         Some(path) => {
-            if campaign::is_input_file(&campaign, path) {
+            if report.is_input_file(path) {
                 return Err(usage(format!(
                     "--out {} is campaign `{}`'s input file: a report never replaces it (the campaign could not be resumed). Choose another name, e.g. --out {}",
                     path.display(),
-                    campaign.name,
-                    shell_word(&report_file_name(&campaign))
+                    report.campaign_name(),
+                    shell_word(&report.file_name())
                 )));
             }
             let mut options = std::fs::OpenOptions::new();
@@ -346,7 +338,7 @@ fn report_cmd(ws: &Workspace, face: &Face, args: ReportArgs) -> Result<ExitCode,
                     usage(format!(
                         "--out {} exists; add --force to replace it, or choose another name, e.g. --out {}",
                         path.display(),
-                        shell_word(&report_file_name(&campaign))
+                        shell_word(&report.file_name())
                     ))
                 } else {
                     usage(format!("cannot write {}: {e}", path.display()))
@@ -365,121 +357,46 @@ fn report_cmd(ws: &Workspace, face: &Face, args: ReportArgs) -> Result<ExitCode,
 }
 
 fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitCode, AppError> {
-    // The same import path as `run`, into a throwaway database, so validate
-    // and run can never disagree about a row.
-    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let scratch = Workspace::new(
-        Some(dir.path().join("validate.sqlite")),
-        ConfigFile {
-            settings: ws.config.settings.clone(),
-            ..ConfigFile::default()
-        },
-        None,
-    );
-    let template = match &args.template_id {
-        Some(id) => Some(known_template(ws, id)?),
-        None => None,
-    };
-    let req = Request {
-        campaign: "validate".into(),
-        csv: Some(args.csv.clone()),
-        template_id: Some("1".into()),
-        template: template.clone(),
-        csv_opts: args.csv_opts.into(),
-        provider: campaign::settings::ProviderOpts {
-            provider: Some(crate::provider::ProviderKind::Sandbox),
-            embedded_sandbox: true,
-            oa_id: Some("0".into()),
-            ..Default::default()
-        },
-        ..Request::default()
-    };
-    let prepared = scratch.prepare(&req, Mode::Run, Hooks::default())?;
-    let store = &prepared.store;
-    let campaign = &prepared.campaign;
-    let counts = store.state_counts(campaign.id)?;
-    let rejects = store.rejects(campaign.id, usize::MAX >> 1)?;
-    let warning = template.as_ref().and_then(|t| {
-        (!t.params.is_empty())
-            .then(|| {
-                crate::model::template_spec::check_columns(t, &campaign.template_keys).warning(t)
-            })
-            .flatten()
-    });
+    let v = ws.validate(&args.csv, args.csv_opts.into(), args.template_id.as_deref())?;
     if face.json {
-        let list: Vec<_> = rejects
+        let list: Vec<_> = v
+            .rejects
             .iter()
-            .map(|(line, phone, reason)| serde_json::json!({"line": line, "phone": phone, "reason": reason}))
+            .map(|r| serde_json::json!({"line": r.line, "phone": r.phone, "reason": r.reason}))
             .collect();
         printer::print_json(&serde_json::json!({
-            "file": args.csv.display().to_string(),
-            "rows": counts.total,
-            "valid": counts.total - counts.rejected,
-            "rejected": counts.rejected,
-            "template_keys": campaign.template_keys,
-            "template": template.as_ref().map(|t| t.summary()),
-            "template_warning": warning,
+            "file": v.file.display().to_string(),
+            "rows": v.rows,
+            "valid": v.valid,
+            "rejected": v.rejected,
+            "template_keys": v.template_keys,
+            "template": v.template.as_ref().map(|t| t.summary()),
+            "template_warning": v.template_warning,
             "rejects": list,
         }));
     } else {
         println!(
             "{}: {} rows, {} valid, {} rejected",
-            args.csv.display(),
-            counts.total,
-            counts.total - counts.rejected,
-            counts.rejected
+            v.file.display(),
+            v.rows,
+            v.valid,
+            v.rejected
         );
-        println!("template parameters: {}", campaign.template_keys.join(", "));
-        if let Some(t) = &template {
+        println!("template parameters: {}", v.template_keys.join(", "));
+        if let Some(t) = &v.template {
             println!("checked against {}", t.summary());
         }
-        if let Some(w) = &warning {
+        if let Some(w) = &v.template_warning {
             println!("warning: {w}");
         }
-        for (line, phone, reason) in &rejects {
-            let shown = if phone.is_empty() {
+        for r in &v.rejects {
+            let shown = if r.phone.is_empty() {
                 String::new()
             } else {
-                format!(" [{phone}]")
+                format!(" [{}]", r.phone)
             };
-            println!("  line {line}{shown}: {reason}");
+            println!("  line {}{shown}: {}", r.line, r.reason);
         }
     }
-    Ok(if counts.rejected > 0 {
-        ExitCode::Usage
-    } else {
-        ExitCode::Finished
-    })
-}
-
-/// The template `validate --template-id` checks against, without calling a
-/// provider: declared in the config file, else cached in the state
-/// database by an earlier run against the configured provider.
-fn known_template(
-    ws: &Workspace,
-    id: &str,
-) -> Result<crate::model::template_spec::TemplateSpec, AppError> {
-    if let Some(spec) = ws.config.declared_template(id) {
-        return Ok(spec.clone());
-    }
-    let req = Request {
-        campaign: "validate".into(),
-        template_id: Some(id.to_string()),
-        ..Request::default()
-    };
-    let cached = match (
-        ws.existing_store()?,
-        campaign::settings::resolve(&req, ws.config_source(), None),
-    ) {
-        (Some(store), Ok(s)) => store.cached_template(&s.provider.accounts("").tokens, id)?,
-        _ => None,
-    };
-    cached.ok_or_else(|| {
-        usage(format!(
-            "--template-id {id}: the config file declares no [templates.{id}] section and {} holds no cached template info for it; \
-             declare its parameters in the config file (see the README, \"Template pre-flight\"), or let a \
-             `zns-batch run FILE --campaign NAME --template-id {id} --dry-run` against the provider fetch it first",
-            ws.state.display()
-        ))
-    })
+    Ok(v.verdict().exit_code())
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::campaign::plan::{self, Plan};
 use crate::campaign::summary::{CampaignStatusLine, ReconcileSummary, Summary};
-use crate::engine::runner::{Observer, RunCounters};
+use crate::campaign::{Observer, RunCounters};
 use crate::model::clock;
 
 /// Live progress: an indicatif bar on a terminal, a line every 10 s
@@ -334,7 +334,11 @@ pub fn print_plan(plan: &Plan, json: bool) {
 pub fn print_reconcile(s: &ReconcileSummary) {
     let t = &s.this_run;
     let d = &s.delivery;
-    let mut o = format!("\nReconcile {} — {}\n", s.campaign, s.result.to_uppercase());
+    let mut o = format!(
+        "\nReconcile {} — {}\n",
+        s.campaign,
+        s.result.as_str().to_uppercase()
+    );
     if let Some(r) = &s.reason {
         o.push_str(&format!("  {r}\n"));
     }

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::campaign::ExitCode;
-use crate::engine::stop::{Stop, StopReason, INTERRUPTED};
+use crate::campaign::{ExitCode, Stop, StopReason, INTERRUPTED};
 
 /// First Ctrl-C / SIGTERM: stop claiming, let in-flight requests finish
 /// (up to the runner's drain deadline), checkpoint, exit 3. Second: quit at

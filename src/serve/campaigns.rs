@@ -12,15 +12,20 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::campaign::config::ConfigFile;
+use crate::campaign::plan::Plan;
 use crate::campaign::settings::{check_campaign_name, SafetyOpts, SendOpts};
-use crate::campaign::summary::{status_lines, CampaignStatusLine};
+use crate::campaign::summary::CampaignStatusLine;
 use crate::campaign::{self, CampaignError, CoreError, Hooks, Mode, Request, Workspace};
-use crate::engine::runner::{InDoubtPolicy, Observer, RunCounters};
-use crate::engine::stop::{Stop, StopReason, INTERRUPTED};
-use crate::store::{Store, WebRow};
+use crate::campaign::{
+    InDoubtPolicy, Observer, Reader, ReportFormat, RowView, RunCounters, Stop, StopReason,
+    INTERRUPTED,
+};
+use crate::model::row_state::RowState;
+
+pub use crate::campaign::WebOptions;
 
 /// What a web request can fail with; each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -69,12 +74,6 @@ impl From<CoreError> for WebError {
     }
 }
 
-impl From<crate::store::StoreError> for WebError {
-    fn from(e: crate::store::StoreError) -> Self {
-        WebError::Internal(anyhow::Error::new(e).context("the state database"))
-    }
-}
-
 /// The API's error body: `{"error": "..."}`.
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
@@ -84,13 +83,6 @@ impl IntoResponse for WebError {
         let body = serde_json::json!({ "error": self.public_message() });
         (self.status(), axum::Json(body)).into_response()
     }
-}
-
-/// Options from the upload form the campaign row does not keep.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct WebOptions {
-    pub profile: Option<String>,
-    pub daily_quota: Option<u64>,
 }
 
 /// The upload form, already streamed to `csv`.
@@ -230,10 +222,7 @@ impl Campaigns {
     }
 
     /// Store the upload as a campaign, import and check it; the dry-run plan.
-    pub async fn create(
-        self: &Arc<Self>,
-        form: NewCampaign,
-    ) -> Result<serde_json::Value, WebError> {
+    pub async fn create(self: &Arc<Self>, form: NewCampaign) -> Result<Plan, WebError> {
         // The template's parameters, where the provider offers them, before
         // the import: rows that break it are rejected, no token is bought.
         let template = match self.fetch_template(&form).await {
@@ -280,21 +269,15 @@ impl Campaigns {
         &self,
         form: &NewCampaign,
         template: Option<crate::model::template_spec::TemplateSpec>,
-    ) -> Result<(serde_json::Value, PathBuf), WebError> {
+    ) -> Result<(Plan, PathBuf), WebError> {
         check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
         let ws = self.workspace(form.profile.as_deref())?;
-        let store = ws.open_store()?;
-        if let Some(existing) = store.find_campaign(&form.name)? {
-            let hash = crate::csv_input::file_sha256(&form.csv)
-                .map_err(|e| WebError::BadRequest(e.to_string()))?;
-            if hash != existing.csv_sha256 {
-                return Err(WebError::Conflict(format!(
-                    "campaign `{}` already exists with another file; choose a new name for a new file",
-                    form.name
-                )));
-            }
+        if ws.same_file(&form.name, &form.csv)? == Some(false) {
+            return Err(WebError::Conflict(format!(
+                "campaign `{}` already exists with another file; choose a new name for a new file",
+                form.name
+            )));
         }
-        drop(store);
         probe_lock(&ws.state, &form.name)?;
         let send_window = form
             .send_window
@@ -345,13 +328,9 @@ impl Campaigns {
             profile: form.profile.clone(),
             daily_quota: form.daily_quota,
         };
-        let json = serde_json::to_string(&options).map_err(anyhow::Error::from)?;
-        prepared
-            .store
-            .set_web_options(prepared.campaign.id, &json)?;
+        prepared.remember_web_options(&options)?;
         let plan = ws.plan(&prepared)?;
-        let plan = serde_json::to_value(&plan).map_err(anyhow::Error::from)?;
-        Ok((plan, PathBuf::from(&prepared.campaign.csv_path)))
+        Ok((plan, prepared.csv_path().to_path_buf()))
     }
 
     /// The request a stored campaign is resumed with.
@@ -360,14 +339,10 @@ impl Campaigns {
         name: &str,
         in_doubt: Option<InDoubtPolicy>,
     ) -> Result<(Arc<Workspace>, Request), WebError> {
-        let (store, campaign) = self.base.find(name).map_err(not_found)?;
-        let options: WebOptions = store
-            .web_options(campaign.id)?
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
+        let options = self.base.web_options(name).map_err(not_found)?;
         let ws = self.workspace(options.profile.as_deref())?;
         let req = Request {
-            campaign: campaign.name,
+            campaign: name.to_string(),
             send: SendOpts {
                 daily_quota: options.daily_quota,
                 in_doubt,
@@ -379,7 +354,7 @@ impl Campaigns {
     }
 
     /// The dry-run plan of an imported campaign (not while it runs).
-    pub async fn plan(self: &Arc<Self>, name: &str) -> Result<serde_json::Value, WebError> {
+    pub async fn plan(self: &Arc<Self>, name: &str) -> Result<Plan, WebError> {
         if self.live(name).is_some_and(|l| l.running) {
             return Err(WebError::Conflict(format!("campaign `{name}` is running")));
         }
@@ -389,8 +364,7 @@ impl Campaigns {
             let (ws, req) = this.resume_request(&name, None)?;
             probe_lock(&ws.state, &name)?;
             let prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
-            let plan = ws.plan(&prepared)?;
-            Ok(serde_json::to_value(&plan).map_err(anyhow::Error::from)?)
+            Ok(ws.plan(&prepared)?)
         })
         .await
         .map_err(blocking_err)?
@@ -416,9 +390,7 @@ impl Campaigns {
             let (ws, req) = this.resume_request(&owned, in_doubt)?;
             probe_lock(&ws.state, &owned)?;
             let mut prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
-            prepared
-                .store
-                .set_wanted_running(prepared.campaign.id, true)?;
+            prepared.set_wanted_running(true)?;
             Ok::<_, WebError>((ws, prepared))
         })
         .await
@@ -460,16 +432,10 @@ impl Campaigns {
                 }
             };
             if !keep_wanted {
-                let state = this.base.state.clone();
+                let base = this.base.clone();
                 let n = name.clone();
-                let _ = tokio::task::spawn_blocking(move || -> Result<(), WebError> {
-                    let mut store = Store::open(&state)?;
-                    if let Some(c) = store.find_campaign(&n)? {
-                        store.set_wanted_running(c.id, false)?;
-                    }
-                    Ok(())
-                })
-                .await;
+                let _ =
+                    tokio::task::spawn_blocking(move || base.set_wanted_running(&n, false)).await;
             }
             this.running
                 .lock()
@@ -507,17 +473,11 @@ impl Campaigns {
             StopReason::Paused,
             format!("paused from the web console by {by}; press Resume to continue"),
         );
-        let state = self.base.state.clone();
+        let base = self.base.clone();
         let name = name.to_string();
-        tokio::task::spawn_blocking(move || -> Result<(), WebError> {
-            let mut store = Store::open(&state)?;
-            if let Some(c) = store.find_campaign(&name)? {
-                store.set_wanted_running(c.id, false)?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(blocking_err)??;
+        tokio::task::spawn_blocking(move || base.set_wanted_running(&name, false))
+            .await
+            .map_err(blocking_err)??;
         Ok(())
     }
 
@@ -544,11 +504,8 @@ impl Campaigns {
 
     /// Campaigns a person started here and did not pause: start them again.
     pub async fn resume_wanted(self: &Arc<Self>) {
-        let state = self.base.state.clone();
-        let names = tokio::task::spawn_blocking(move || {
-            Store::open(&state).and_then(|s| s.wanted_running())
-        })
-        .await;
+        let base = self.base.clone();
+        let names = tokio::task::spawn_blocking(move || base.wanted_running()).await;
         let names = match names {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
@@ -592,61 +549,56 @@ impl Campaigns {
     }
 }
 
-/// Read-side helpers (pages and API): they use serve's reading connection.
-pub fn status_all(store: &Store) -> Result<Vec<CampaignStatusLine>, crate::store::StoreError> {
-    status_lines(store, None)
+/// Read-side helpers (pages and API): they use serve's reading connection;
+/// a campaign that is not there is a 404.
+pub fn status_all(reader: &Reader) -> Result<Vec<CampaignStatusLine>, CoreError> {
+    reader.status_all()
 }
 
-pub fn status_one(store: &Store, name: &str) -> Result<CampaignStatusLine, WebError> {
-    status_lines(store, Some(name))?
-        .into_iter()
-        .next()
+pub fn status_one(reader: &Reader, name: &str) -> Result<CampaignStatusLine, WebError> {
+    reader
+        .status_of(name)?
         .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))
 }
 
 /// One page of a campaign's rows in `state` (phones masked).
 pub fn rows_page(
-    store: &Store,
+    reader: &Reader,
     name: &str,
-    state: &str,
+    state: RowState,
     offset: u64,
     limit: u64,
-) -> Result<Vec<WebRow>, WebError> {
-    let c = store
-        .find_campaign(name)?
-        .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))?;
-    let mut rows = store.rows_in_state(c.id, state, offset, limit)?;
-    for r in &mut rows {
-        r.phone = crate::model::phone::mask(&r.phone);
-    }
-    Ok(rows)
+) -> Result<Vec<RowView>, WebError> {
+    reader
+        .rows_page(name, state, offset, limit)?
+        .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))
 }
 
-/// The report (same CSV as `report`; `excel`: with a BOM for Excel),
-/// streamed: written on a blocking thread with its own connection, sent
-/// in chunks as it is written, so a million rows never sit in memory.
-pub fn report_stream(
-    state: PathBuf,
-    name: String,
-    excel: bool,
-) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
-    tokio::task::spawn_blocking(move || {
-        let result = (|| -> anyhow::Result<()> {
-            let store = Store::open(&state)?;
-            let c = store
-                .find_campaign(&name)?
-                .ok_or_else(|| anyhow::anyhow!("no campaign `{name}`"))?;
+impl Campaigns {
+    /// The report (same CSV as `report`; `excel`: with a BOM for Excel),
+    /// streamed: written on a blocking thread with its own connection, sent
+    /// in chunks as it is written, so a million rows never sit in memory.
+    pub fn report_stream(
+        &self,
+        name: String,
+        excel: bool,
+    ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+        let base = self.base.clone();
+        let format = if excel {
+            ReportFormat::Excel
+        } else {
+            ReportFormat::Csv
+        };
+        tokio::task::spawn_blocking(move || {
             let out = ChunkWriter { tx: tx.clone() };
-            crate::campaign::report::write_report(&store, &c, out, excel)?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            tracing::error!("report of `{name}` cut short: {e:#}");
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+            if let Err(e) = base.write_report(&name, out, format) {
+                tracing::error!("report of `{name}` cut short: {e:#}");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+    }
 }
 
 /// Sends what is written as body chunks (the report buffers its writes).

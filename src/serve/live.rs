@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::campaigns::{self, Campaigns};
-use crate::store::Store;
+use crate::campaign::Reader;
 
 /// How often a poller publishes.
 const TICK: Duration = Duration::from_secs(1);
@@ -39,7 +39,7 @@ pub enum Refused {
 /// Every campaign's poller, and the cap on open streams.
 pub struct Broadcasters {
     /// The pollers' own connection: their reads never wait behind a page's.
-    reader: Arc<Mutex<Store>>,
+    reader: Arc<Mutex<Reader>>,
     campaigns: Arc<Campaigns>,
     channels: Mutex<HashMap<String, Channel>>,
     streams: Arc<Semaphore>,
@@ -70,7 +70,7 @@ impl Subscription {
 }
 
 impl Broadcasters {
-    pub fn new(reader: Store, campaigns: Arc<Campaigns>, max_streams: usize) -> Arc<Self> {
+    pub fn new(reader: Reader, campaigns: Arc<Campaigns>, max_streams: usize) -> Arc<Self> {
         Arc::new(Broadcasters {
             reader: Arc::new(Mutex::new(reader)),
             campaigns,

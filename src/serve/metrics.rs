@@ -14,7 +14,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::ServeState;
-use crate::store::StoreError;
 
 type Labels = Vec<(String, String)>;
 
@@ -48,46 +47,9 @@ impl Metrics {
     }
 }
 
-/// What the database says at scrape time.
-struct Snapshot {
-    /// (campaign, state, rows)
-    rows: Vec<(String, String, i64)>,
-    /// (oa_id, messages counted today)
-    quota_used: Vec<(String, i64)>,
-    unmatched: i64,
-}
-
-fn snapshot(store: &mut crate::store::Store) -> Result<Snapshot, StoreError> {
-    let mut rows = Vec::new();
-    for c in store.list_campaigns()? {
-        let counts = store.state_counts(c.id)?;
-        // Field names are the state names (the same as `status --json`).
-        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&counts) {
-            for (state, n) in map {
-                if state == "total" {
-                    continue;
-                }
-                if let Some(n) = n.as_i64() {
-                    rows.push((c.name.clone(), state, n));
-                }
-            }
-        }
-    }
-    let quota_used = store
-        .quota_used_by_oa(&crate::model::clock::today_key())?
-        .into_iter()
-        .map(|(oa, n)| (oa, n as i64))
-        .collect();
-    let unmatched = store.unmatched_events()? as i64;
-    Ok(Snapshot {
-        rows,
-        quota_used,
-        unmatched,
-    })
-}
-
 pub async fn handler(State(state): State<ServeState>) -> Response {
-    let snap = match state.with_reader(snapshot).await {
+    // What the database says at scrape time.
+    let snap = match state.with_reader(|r| r.metrics()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("metrics: {e:#}");

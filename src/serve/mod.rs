@@ -26,9 +26,10 @@ use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
-use crate::campaign::{CoreError as AppError, ExitCode, Workspace};
+use crate::campaign::{
+    CoreError as AppError, EventOutcome, ExitCode, LedgerWriter, NewEvent, Reader, Workspace,
+};
 pub use crate::provider::Secret;
-use crate::store::{NewEvent, Store, StoreError};
 
 pub use metrics::Metrics;
 pub use web::WebState;
@@ -208,8 +209,8 @@ fn access_token(env: &str) -> Result<Option<Secret>, AppError> {
 #[derive(Clone)]
 pub struct ServeState {
     pub config: Arc<ServeConfig>,
-    pub ledger: webhooks::LedgerWriter,
-    pub reader: Arc<Mutex<Store>>,
+    pub ledger: LedgerWriter,
+    pub reader: Arc<Mutex<Reader>>,
     pub metrics: Arc<Metrics>,
     /// The web console and `/api/v1`: campaigns run from here, CSRF token.
     pub web: Arc<WebState>,
@@ -223,37 +224,33 @@ impl ServeState {
     /// Like [`Self::with_reader`] for a closure that fails with a web error.
     pub async fn with_reader_web<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<T, campaigns::WebError> + Send + 'static,
+        f: impl FnOnce(&Reader) -> Result<T, campaigns::WebError> + Send + 'static,
     ) -> Result<T, campaigns::WebError> {
-        let store = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| campaigns::WebError::Internal(anyhow::anyhow!("store task: {e}")))?
+        Self::blocking(self.reader.clone(), |r| f(r))
+            .await
+            .map_err(campaigns::WebError::Internal)?
     }
 
     /// Run `f` on the reading connection in a blocking thread.
     pub async fn with_reader<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Reader) -> Result<T, AppError> + Send + 'static,
     ) -> anyhow::Result<T> {
-        Self::blocking(self.reader.clone(), f).await
+        Ok(Self::blocking(self.reader.clone(), |r| f(r)).await??)
     }
 
-    async fn blocking<T: Send + 'static>(
-        store: Arc<Mutex<Store>>,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    async fn blocking<C: Send + 'static, T: Send + 'static>(
+        conn: Arc<Mutex<C>>,
+        f: impl FnOnce(&mut C) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock cannot leave a transaction
-            // half-applied (it rolls back on drop): the store stays usable.
-            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard).map_err(anyhow::Error::from)
+            // half-applied (it rolls back on drop): the connection stays usable.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
         })
         .await
-        .context("store task")?
+        .context("store task")
     }
 
     /// Store one event and count its outcome.
@@ -261,7 +258,7 @@ impl ServeState {
         &self,
         provider: &'static str,
         event: NewEvent,
-    ) -> anyhow::Result<crate::store::EventOutcome> {
+    ) -> anyhow::Result<EventOutcome> {
         let outcome = self.ledger.record(event).await?;
         self.metrics.webhook(provider, outcome.as_str());
         Ok(outcome)
@@ -322,13 +319,13 @@ pub fn router(state: ServeState) -> Router {
 
 pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError> {
     let config = ServeConfig::resolve(g, &args)?;
-    let ledger = webhooks::LedgerWriter::start(&config.state)?;
+    let ledger = g.ledger()?;
     let stale = api::upload::remove_incomplete(&config.state);
     if stale > 0 {
         tracing::info!("removed {stale} incomplete upload(s) left by an earlier serve");
     }
-    let reader = Store::open(&config.state)?;
-    let live_reader = Store::open(&config.state)?;
+    let reader = g.reader()?;
+    let live_reader = g.reader()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::campaigns::{self, WebError};
 use super::ServeState;
-use crate::engine::runner::InDoubtPolicy;
+use crate::campaign::InDoubtPolicy;
 
 pub fn routes() -> Router<ServeState> {
     Router::new()
@@ -37,7 +37,7 @@ pub fn upload_routes() -> Router<ServeState> {
 }
 
 async fn list(State(s): State<ServeState>) -> Result<Response, WebError> {
-    let lines = s.with_reader(|st| campaigns::status_all(st)).await?;
+    let lines = s.with_reader(campaigns::status_all).await?;
     Ok(Json(lines).into_response())
 }
 
@@ -139,12 +139,12 @@ async fn report(
     // 404 before the stream starts.
     let n = name.clone();
     s.with_reader_web(move |st| {
-        st.find_campaign(&n)?
-            .map(|_| ())
+        st.exists(&n)?
+            .then_some(())
             .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
     })
     .await?;
-    let stream = campaigns::report_stream(s.web.campaigns.state_path().to_path_buf(), name, excel);
+    let stream = s.web.campaigns.report_stream(name, excel);
     let body = axum::body::Body::from_stream(stream);
     Ok((
         [
@@ -169,8 +169,8 @@ async fn events(
     // 404 now rather than an empty stream (a look-up, not a count).
     let n = name.clone();
     s.with_reader_web(move |st| {
-        st.find_campaign(&n)?
-            .map(|_| ())
+        st.exists(&n)?
+            .then_some(())
             .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
     })
     .await?;

@@ -20,6 +20,7 @@ use super::api::{self, upload, StartQuery};
 use super::auth::{self, Caller, ClientAddr, Unauthorized};
 use super::campaigns::{self, Campaigns, WebError};
 use super::ServeState;
+use crate::model::row_state::RowState;
 use pages::enc;
 use security::{CsrfForm, NoFields};
 
@@ -119,7 +120,7 @@ fn problem(s: &ServeState, e: WebError, back: &str) -> Response {
 }
 
 async fn campaigns_page(State(s): State<ServeState>) -> Response {
-    match s.with_reader(|st| campaigns::status_all(st)).await {
+    match s.with_reader(campaigns::status_all).await {
         Ok(list) => Html(pages::campaigns(&list, s.web.chrome()).into_string()).into_response(),
         Err(e) => problem(&s, WebError::Internal(e), "/"),
     }
@@ -146,12 +147,10 @@ async fn check_page(
         .with_reader_web(move |st| {
             let status = campaigns::status_one(st, &n)?;
             let offset = (page - 1) * pages::PAGE_ROWS;
-            let rejects = campaigns::rows_page(st, &n, "rejected", offset, pages::PAGE_ROWS)?;
-            let preview = campaigns::rows_page(st, &n, "pending", 0, 3)?;
-            let keys = st
-                .find_campaign(&n)?
-                .map(|c| c.template_keys)
-                .unwrap_or_default();
+            let rejects =
+                campaigns::rows_page(st, &n, RowState::Rejected, offset, pages::PAGE_ROWS)?;
+            let preview = campaigns::rows_page(st, &n, RowState::Pending, 0, 3)?;
+            let keys = st.template_keys(&n)?.unwrap_or_default();
             Ok((status, rejects, preview, keys))
         })
         .await;
@@ -185,11 +184,10 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
     let data = s
         .with_reader_web(move |st| {
             let status = campaigns::status_one(st, &n)?;
-            let c = st
-                .find_campaign(&n)?
+            let errors = st
+                .top_errors(&n, 5)?
                 .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))?;
-            let errors = st.top_errors(c.id, 5)?;
-            let in_doubt = campaigns::rows_page(st, &n, "in_doubt", 0, 20)?;
+            let in_doubt = campaigns::rows_page(st, &n, RowState::InDoubt, 0, 20)?;
             Ok((status, errors, in_doubt))
         })
         .await;

@@ -4,8 +4,9 @@
 use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
-use crate::campaign::summary::CampaignStatusLine;
-use crate::store::WebRow;
+use crate::campaign::plan::Plan;
+use crate::campaign::summary::{CampaignStatusLine, ErrorLine};
+use crate::campaign::RowView;
 
 /// Rows per page of rejects.
 pub const PAGE_ROWS: u64 = 50;
@@ -174,21 +175,18 @@ pub fn new_campaign(profiles: &[String], chrome: Chrome<'_>, error: Option<&str>
     )
 }
 
-fn plan_value(plan: &Value, key: &str) -> String {
-    match plan.get(key) {
-        Some(Value::Null) | None => "—".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-    }
+/// A figure of the plan the plan may not have.
+fn or_dash(v: Option<impl std::fmt::Display>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
 }
 
 /// The Check page: rejects (paged), a preview of the data, the plan, Send.
 pub fn check(
     status: &CampaignStatusLine,
-    plan: Result<&Value, &str>,
-    rejects: &[WebRow],
+    plan: Result<&Plan, &str>,
+    rejects: &[RowView],
     page: u64,
-    preview: &[WebRow],
+    preview: &[RowView],
     keys: &[String],
     chrome: Chrome<'_>,
 ) -> Markup {
@@ -210,19 +208,19 @@ pub fn check(
                 @match plan {
                     Ok(p) => {
                         table.plain #plan {
-                            tr { th { "messages to send" } td #plan-messages { (plan_value(p, "messages_to_send")) } }
-                            tr { th { "already sent" } td { (plan_value(p, "already_sent")) } }
-                            @if p.get("uses_tokens") == Some(&Value::Bool(true)) {
-                                tr { th { "journey tokens to buy" } td { (plan_value(p, "tokens_to_buy")) } }
-                                tr { th { "tokens to reuse" } td { (plan_value(p, "tokens_to_reuse")) } }
+                            tr { th { "messages to send" } td #plan-messages { (p.messages_to_send) } }
+                            tr { th { "already sent" } td { (p.already_sent) } }
+                            @if p.uses_tokens {
+                                tr { th { "journey tokens to buy" } td { (p.tokens_to_buy) } }
+                                tr { th { "tokens to reuse" } td { (p.tokens_to_reuse) } }
                             }
-                            tr { th { "fee estimate (VND)" } td { @if let Some(f) = p.get("estimated_fees").and_then(|f| f.get("total")) { "≈ " (f) } @else { "no prices configured (token_fee, message_fee)" } } }
-                            tr { th { "quota used today" } td { (plan_value(p, "quota_used_today")) } }
-                            tr { th { "quota days needed" } td { (plan_value(p, "quota_days_needed")) } }
-                            tr { th { "send window" } td { (p.get("settings").and_then(|s| s.get("send_window")).and_then(Value::as_str).unwrap_or("none")) @if p.get("send_window_open_now") == Some(&Value::Bool(false)) { " (closed now; opens " (plan_value(p, "send_window_opens_at")) ")" } } }
-                            tr { th { "deadline" } td { (plan_value(p, "not_after")) } }
-                            tr { th { "would skip (frequency cap)" } td { (plan_value(p, "would_skip_min_interval")) } }
-                            tr { th { "provider · OA · template" } td { (p.get("settings").map(|s| format!("{} · {} · {}", plan_value(s, "provider"), plan_value(s, "oa_id"), plan_value(s, "template_id"))).unwrap_or_default()) } }
+                            tr { th { "fee estimate (VND)" } td { @if let Some(f) = &p.estimated_fees { "≈ " (f.total) } @else { "no prices configured (token_fee, message_fee)" } } }
+                            tr { th { "quota used today" } td { (p.quota_used_today) } }
+                            tr { th { "quota days needed" } td { (or_dash(p.quota_days_needed)) } }
+                            tr { th { "send window" } td { (p.settings.send_window.as_deref().unwrap_or("none")) @if p.send_window_open_now == Some(false) { " (closed now; opens " (or_dash(p.send_window_opens_at.as_deref())) ")" } } }
+                            tr { th { "deadline" } td { (or_dash(p.not_after.as_deref())) } }
+                            tr { th { "would skip (frequency cap)" } td { (p.would_skip_min_interval) } }
+                            tr { th { "provider · OA · template" } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
                         }
                         form method="post" action={"/ui/campaigns/" (enc(name)) "/start"} {
                             input type="hidden" name="csrf" value=(csrf);
@@ -294,8 +292,8 @@ fn reason_words(c: &CampaignStatusLine) -> Option<String> {
 pub struct CampaignPage<'a> {
     pub status: &'a CampaignStatusLine,
     pub running_here: bool,
-    pub top_errors: &'a [(String, String, u64)],
-    pub in_doubt: &'a [WebRow],
+    pub top_errors: &'a [ErrorLine],
+    pub in_doubt: &'a [RowView],
     pub chrome: Chrome<'a>,
 }
 
@@ -362,7 +360,7 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                         h2 { "Top errors" }
                         table.plain {
                             thead { tr { th { "code" } th { "message" } th { "rows" } } }
-                            tbody { @for (code, msg, n) in p.top_errors { tr { td { (code) } td { (msg) } td { (n) } } } }
+                            tbody { @for e in p.top_errors { tr { td { (e.code) } td { (e.message) } td { (e.rows) } } } }
                         }
                     }
                 }
@@ -417,3 +415,85 @@ pub fn problem(title: &str, message: &str, back: &str, chrome: Chrome<'_>) -> Ma
 
 pub const CSS: &str = include_str!("assets/app.css");
 pub const JS: &str = include_str!("assets/app.js");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chrome() -> Chrome<'static> {
+        Chrome {
+            csrf: "t",
+            sign_out: false,
+        }
+    }
+    use crate::campaign::config::ConfigFile;
+    use crate::campaign::settings::ProviderOpts;
+    use crate::campaign::{Hooks, Mode, Request, Workspace};
+    use crate::model::row_state::RowState;
+
+    /// The Check page reads the core's typed plan: its figures, the dashes
+    /// for what the plan does not know, and the provider line.
+    #[test]
+    fn the_check_page_shows_the_typed_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("c.csv");
+        std::fs::write(
+            &csv,
+            "phone,name\n0912345678,An\n0987654321,Binh\nabc,Chi\n",
+        )
+        .unwrap();
+        let ws = Workspace::new(
+            Some(dir.path().join("state.sqlite")),
+            ConfigFile::default(),
+            None,
+        );
+        let req = Request {
+            campaign: "c".into(),
+            csv: Some(csv),
+            template_id: Some("246810".into()),
+            provider: ProviderOpts {
+                provider: Some(crate::provider::ProviderKind::Sandbox),
+                embedded_sandbox: true,
+                oa_id: Some("42".into()),
+                ..Default::default()
+            },
+            ..Request::default()
+        };
+        let prepared = ws.prepare(&req, Mode::Run, Hooks::default()).unwrap();
+        let plan = ws.plan(&prepared).unwrap();
+        drop(prepared);
+        let r = ws.reader().unwrap();
+        let status = r.status_of("c").unwrap().unwrap();
+        let rejects = r
+            .rows_page("c", RowState::Rejected, 0, PAGE_ROWS)
+            .unwrap()
+            .unwrap();
+        let preview = r.rows_page("c", RowState::Pending, 0, 3).unwrap().unwrap();
+        let keys = r.template_keys("c").unwrap().unwrap();
+        let html = check(&status, Ok(&plan), &rejects, 1, &preview, &keys, chrome()).into_string();
+        assert!(html.contains(r#"<td id="plan-messages">2</td>"#), "{html}");
+        assert!(
+            html.contains("<th>quota days needed</th><td>—</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<th>deadline</th><td>—</td>"), "{html}");
+        assert!(html.contains("<th>send window</th><td>none</td>"), "{html}");
+        assert!(html.contains("sandbox · 42 · 246810"), "{html}");
+        assert!(html.contains("no prices configured"), "{html}");
+        assert!(html.contains("<dt>name</dt><dd>An</dd>"), "{html}");
+        assert!(html.contains(r#"<td class="line">4</td>"#), "{html}");
+
+        let refused = check(
+            &status,
+            Err("campaign `c` is running"),
+            &[],
+            1,
+            &[],
+            &keys,
+            chrome(),
+        );
+        let refused = refused.into_string();
+        assert!(refused.contains("campaign `c` is running"));
+        assert!(!refused.contains("plan-messages"));
+    }
+}

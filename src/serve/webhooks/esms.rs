@@ -7,8 +7,8 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 
 use super::{refuse, sha256_hex, store_and_answer, wrong_path_token};
+use crate::campaign::{DeliveryStatus, NewEvent};
 use crate::serve::ServeState;
-use crate::store::{DeliveryStatus, NewEvent};
 
 const PROVIDER: &str = "esms";
 

@@ -12,9 +12,9 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::{json_body, sha256_hex, store_and_answer, text, wrong_path_token};
+use crate::campaign::{DeliveryStatus, NewEvent};
 use crate::provider::timestamp::parse_time;
 use crate::serve::ServeState;
-use crate::store::{DeliveryStatus, NewEvent};
 
 const PROVIDER: &str = "etelecom";
 

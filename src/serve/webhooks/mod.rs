@@ -5,10 +5,7 @@
 
 mod esms;
 mod etelecom;
-mod ledger;
 mod zalo;
-
-pub use ledger::LedgerWriter;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::auth::same_secret;
 use super::ServeState;
-use crate::store::{EventOutcome, NewEvent};
+use crate::campaign::{EventOutcome, NewEvent};
 
 pub fn routes() -> Router<ServeState> {
     Router::new()

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::{json_body, refuse, sha256_hex, store_and_answer, text};
+use crate::campaign::{DeliveryStatus, NewEvent};
 use crate::serve::auth::same_secret;
 use crate::serve::ServeState;
-use crate::store::{DeliveryStatus, NewEvent};
 
 const PROVIDER: &str = "zalo";
 

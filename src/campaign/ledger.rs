@@ -1,4 +1,5 @@
-//! The webhooks' writer: one thread with its own `synchronous=FULL`
+//! The providers' callbacks' writer (the webhooks reach it through
+//! [`super::Workspace::ledger`]): one thread with its own `synchronous=FULL`
 //! connection (see [`Store::open_durable`]), so a callback answered 2xx
 //! survives a power loss. An fsync per callback would cap the rate at the
 //! disk's fsyncs per second, so commits are grouped: the callbacks that
