@@ -185,14 +185,19 @@ async fn kill_9_mid_run_then_resume(p: ProviderKind) {
     let rows = report_rows(&env, "crash").await;
     let stats = sb.stats();
     assert_exactly_once(&stats, &tracking_ids_in_state(&rows, "sent"), n);
-    // Only rows in flight at a kill may be sent again (same tracking id).
+    // Only rows durably `in_flight` at a kill may be sent again (same
+    // tracking id, which the provider de-duplicates): the requests in flight
+    // (--concurrency 16), the rows prepared ahead of a free slot (as many
+    // again at 16, see the runner's look-ahead) and replies whose `sent`
+    // mark was still in the writer's group commit. Under a loaded machine
+    // the last can reach a few: the bound is two rows per slot per kill.
     let repeats: u64 = stats
         .send_requests_per_tracking_id
         .values()
         .map(|c| c - 1)
         .sum();
     assert!(
-        repeats <= kills.len() as u64 * 16,
+        repeats <= kills.len() as u64 * 2 * 16,
         "{repeats} repeated requests for {} kills",
         kills.len()
     );
