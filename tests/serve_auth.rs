@@ -108,6 +108,22 @@ async fn get_with(http: &reqwest::Client, s: &Serve, path: &str, cookie: &str) -
     (r.status().as_u16(), location)
 }
 
+/// POST a form to `path` with a cookie.
+async fn post_with(
+    http: &reqwest::Client,
+    s: &Serve,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    http.post(s.url(path))
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Five attempts a minute per address: the sixth is 429 with Retry-After
 /// (even with the right token), logged with the masked address and the
 /// count and never the tried token; `X-Forwarded-For` is ignored unless
@@ -229,23 +245,11 @@ async fn sessions_rotate_and_sign_out_ends_them() {
     assert_eq!(get_with(&http, &s, "/", &c).await.0, 200);
 
     // Sign-out needs the form's CSRF token.
-    let r = http
-        .post(s.url("/logout"))
-        .header("cookie", &a)
-        .form(&[("x", "1")])
-        .send()
-        .await
-        .unwrap();
+    let r = post_with(&http, &s, "/logout", &a, &[("x", "1")]).await;
     assert_eq!(r.status(), 403);
     assert_eq!(get_with(&http, &s, "/", &a).await.0, 200, "still signed in");
     let page_csrf = field(&page, "csrf");
-    let r = http
-        .post(s.url("/logout"))
-        .header("cookie", &a)
-        .form(&[("csrf", page_csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = post_with(&http, &s, "/logout", &a, &[("csrf", page_csrf.as_str())]).await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[LOCATION], "/login");
     let cleared = set_cookie(r.headers());
@@ -290,13 +294,14 @@ async fn an_expired_session_is_signed_out() {
         401
     );
     // A console form sent after that goes to the sign-in form.
-    let r = http
-        .post(s.url("/ui/campaigns/x/pause"))
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = post_with(
+        &http,
+        &s,
+        "/ui/campaigns/x/pause",
+        &cookie,
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[LOCATION], "/login");
     s.stop_clean().await;

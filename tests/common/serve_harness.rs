@@ -343,6 +343,17 @@ pub fn write_web_config(env: &Env, sb: &Sandbox) {
     .expect("write zns-batch.toml");
 }
 
+/// The eTelecom-protocol sandbox answering after `latency`, written as the
+/// web tests' config (see [`write_web_config`]).
+pub async fn web_sandbox(env: &Env, latency: Duration) -> Sandbox {
+    let sb = super::sandbox(zns_batch::provider::ProviderKind::Etelecom, |c| {
+        c.latency = latency
+    })
+    .await;
+    write_web_config(env, &sb);
+    sb
+}
+
 /// `serve` for the web tests (see [`write_web_config`]): the key in its
 /// environment, and `extra_env`.
 pub async fn start_web(env: &Env, extra_env: &[(&str, &str)]) -> ServeHarness {

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::*;
-use crate::provider::http::test_server::{Canned, TestServer};
+use crate::provider::http::test_server::{assert_transport_failures, Canned, TestServer};
 use crate::provider::{Dedup, TemplateParam};
 
 const KEY: &str = "KEY-SHOULD-NOT-LEAK";
@@ -179,26 +179,7 @@ async fn codes_are_classified_and_124_is_a_replay() {
 
 #[tokio::test]
 async fn transport_failures() {
-    let e = send_with_reply(Canned::raw(500, "boom")).await.unwrap_err();
-    assert_eq!(
-        (e.class, e.code.as_str(), e.in_doubt),
-        (ErrorClass::Retry, "http_500", true)
-    );
-
-    let e = send_with_reply(Canned::raw(429, "").header("retry-after", "3"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.class, ErrorClass::Retry);
-    assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
-    assert!(!e.in_doubt);
-
-    let e = send_with_reply(Canned::raw(200, "Service Unavailable"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (e.class, e.code.as_str(), e.in_doubt),
-        (ErrorClass::Retry, "decode", true)
-    );
+    assert_transport_failures(send_with_reply).await;
 
     // JSON, but no code: the message may have been accepted.
     let e = send_with_reply(Canned::json(json!({"SMSID": "x"})))
