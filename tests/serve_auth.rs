@@ -39,15 +39,18 @@ fn client(from: &str) -> reqwest::Client {
 
 /// The CSRF token of the sign-in form.
 async fn csrf(http: &reqwest::Client, s: &Serve) -> String {
-    let page = http
-        .get(s.url("/login"))
+    field(&page(http, s, "/login").await, "csrf")
+}
+
+/// GET `path` without a cookie: the body text.
+async fn page(http: &reqwest::Client, s: &Serve, path: &str) -> String {
+    http.get(s.url(path))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    field(&page, "csrf")
+        .unwrap()
 }
 
 fn field(page: &str, name: &str) -> String {
@@ -219,15 +222,7 @@ async fn sessions_rotate_and_sign_out_ends_them() {
         assert!(!value.contains(TOKEN) && !value.contains(&hex(TOKEN)));
     }
     // Both browsers are signed in; the page offers Sign out.
-    let page = http
-        .get(s.url("/"))
-        .header("cookie", &a)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_with(&http, &s.url("/"), &a).await;
     assert!(page.contains("action=\"/logout\""), "{page}");
     assert_eq!(get_with(&http, &s, "/", &b).await.0, 200);
 
@@ -395,14 +390,7 @@ async fn short_or_blank_tokens_are_refused_at_start() {
     s.stop_clean().await;
 
     let s = serve(&env, "", None).await;
-    let page = client("127.0.0.1")
-        .get(s.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page(&client("127.0.0.1"), &s, "/").await;
     assert!(page.contains("<h1>Campaigns</h1>"), "{page}");
     assert!(!page.contains("/logout"), "no Sign out without a token");
     s.stop_clean().await;

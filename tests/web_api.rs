@@ -168,13 +168,7 @@ async fn token_login_csrf_origin_and_escaping() {
             r.status()
         );
     }
-    let r = web
-        .http
-        .get(web.url("/api/v1/campaigns"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = web.get_bearer("/api/v1/campaigns", TOKEN).await;
     assert_eq!(r.status(), 200);
 
     // The login page's form carries the CSRF token.
@@ -234,16 +228,8 @@ async fn token_login_csrf_origin_and_escaping() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let page = web
-        .http
-        .get(web.url(&format!("/campaigns/{}/check", enc(name))))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let check_url = web.url(&format!("/campaigns/{}/check", enc(name)));
+    let page = page_with(&web.http, &check_url, &session).await;
     assert!(
         page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{page}"

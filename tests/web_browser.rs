@@ -469,13 +469,7 @@ async fn token_and_csrf_in_a_browser() {
     b.wait_text("h1", Duration::from_secs(10), |t| t == "Form expired")
         .await;
     let (code, list) = {
-        let r = web
-            .http
-            .get(web.url("/api/v1/campaigns"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let r = web.get_bearer("/api/v1/campaigns", TOKEN).await;
         (r.status().as_u16(), r.json::<Value>().await.unwrap())
     };
     assert_eq!(code, 200);
