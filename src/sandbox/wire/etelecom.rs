@@ -195,7 +195,7 @@ fn send(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, String> {
         _ => return Ok(biz_error(-133, "journey token invalid or expired")),
     };
     // eTelecom relays Zalo's code in its business-error shape.
-    if let Err((code, msg)) = check_zalo_send_data(shared, &mut g, &template_id.to_string(), &obj) {
+    if let Err((code, msg)) = check_zalo_send_data(shared, &mut g, &template_id.to_string(), obj) {
         return Ok(biz_error(code, &msg));
     }
     if shared.is_unknown_phone(&phone) {
