@@ -19,28 +19,20 @@
 # mean nothing), --keep. Exit 1 if a client gets no progress event or
 # the list fails; a missed target is printed, not an error.
 # Needs: cargo, python3.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh" bench-sse
 
 STREAMS=500
 SLOW=1000
 ROWS=10000
 HOLD=5
-BUILD=1
-PROFILE=release
-KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         -s) STREAMS="$2"; shift ;;
         --slow) SLOW="$2"; shift ;;
         --rows) ROWS="$2"; shift ;;
         --hold) HOLD="$2"; shift ;;
-        --no-build) BUILD=0 ;;
-        --debug) PROFILE=debug ;;
-        --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-        *) echo "bench-sse: unknown option $1" >&2; exit 2 ;;
+        *) bench_opt "$1" ;;
     esac
     shift
 done
@@ -49,20 +41,8 @@ NEED=$(( STREAMS + SLOW + 256 ))
 [ "$(ulimit -n)" -ge "$NEED" ] || ulimit -n "$NEED" 2>/dev/null || {
     echo "bench-sse: needs ulimit -n ≥ $NEED" >&2; exit 2; }
 
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-if [ "$BUILD" = 1 ]; then
-    if [ "$PROFILE" = release ]; then cargo build --release --locked --quiet; else cargo build --locked --quiet; fi
-fi
-BIN="$TARGET/$PROFILE/zns-batch"
-[ -x "$BIN" ] || { echo "bench-sse: no binary at $BIN" >&2; exit 2; }
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/zns-bench-sse.XXXXXX")
-SERVE_PID=""
-cleanup() {
-    [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
-    [ "$KEEP" = 1 ] && echo "kept $WORK" || rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_bin
+bench_workdir
 
 # A campaign of $ROWS rows sent through the embedded sandbox (so the
 # status the pollers and the list read has sent rows and a ledger pass),
@@ -83,15 +63,7 @@ echo "bench-sse: sending a $ROWS-row campaign through the embedded sandbox"
     --template-id 246810 --rate 100000 >/dev/null 2>&1
 
 printf 'max_event_streams = %d\n' $(( STREAMS + 10 )) >"$WORK/zns-batch.toml"
-(cd "$WORK" && exec env -u ZNS_SERVE_TOKEN "$BIN" --state "$WORK/state.sqlite" serve --listen 127.0.0.1:0 \
-    >"$WORK/serve.out" 2>"$WORK/serve.err") &
-SERVE_PID=$!
-for _ in $(seq 1 200); do
-    grep -q '^listening on ' "$WORK/serve.out" 2>/dev/null && break
-    sleep 0.05
-done
-BASE=$(sed -n 's/^listening on //p' "$WORK/serve.out" | head -1)
-[ -n "$BASE" ] || { echo "bench-sse: serve did not start:" >&2; cat "$WORK/serve.err" >&2; exit 1; }
+bench_serve
 
 echo "bench-sse: $STREAMS SSE clients, then $SLOW slow clients, $PROFILE serve at 127.0.0.1 (pid $SERVE_PID)"
 python3 - "$BASE" "$SERVE_PID" "$STREAMS" "$SLOW" "$HOLD" <<'PY'

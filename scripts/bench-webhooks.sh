@@ -17,56 +17,28 @@
 # as a match. Target: ≥ 5,000 callbacks/s at -c 64 (printed, not enforced);
 # exit 1 if an answered callback is missing from the ledger or stored twice.
 # Needs: cargo, wrk, python3.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh" bench-webhooks
 
 N=20000
 CONNS=64
-BUILD=1
-PROFILE=release
-KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) N="$2"; shift ;;
         -c) CONNS="$2"; shift ;;
-        --no-build) BUILD=0 ;;
-        --debug) PROFILE=debug ;;
-        --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-        *) echo "bench-webhooks: unknown option $1" >&2; exit 2 ;;
+        *) bench_opt "$1" ;;
     esac
     shift
 done
 command -v wrk >/dev/null || { echo "bench-webhooks: needs wrk (apt-get install wrk)" >&2; exit 2; }
 
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-if [ "$BUILD" = 1 ]; then
-    if [ "$PROFILE" = release ]; then cargo build --release --locked --quiet; else cargo build --locked --quiet; fi
-fi
-BIN="$TARGET/$PROFILE/zns-batch"
-[ -x "$BIN" ] || { echo "bench-webhooks: no binary at $BIN" >&2; exit 2; }
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/zns-bench-webhooks.XXXXXX")
-SERVE_PID=""
-cleanup() {
-    [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
-    [ "$KEEP" = 1 ] && echo "kept $WORK" || rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_bin
+bench_workdir
 
 # The path token is made up per run; it never reaches the output.
 ZNS_WEBHOOK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 export ZNS_WEBHOOK_TOKEN
-(cd "$WORK" && exec env -u ZNS_SERVE_TOKEN "$BIN" --state "$WORK/state.sqlite" serve --listen 127.0.0.1:0 \
-    >"$WORK/serve.out" 2>"$WORK/serve.err") &
-SERVE_PID=$!
-for _ in $(seq 1 200); do
-    grep -q '^listening on ' "$WORK/serve.out" 2>/dev/null && break
-    sleep 0.05
-done
-BASE=$(sed -n 's/^listening on //p' "$WORK/serve.out" | head -1)
-[ -n "$BASE" ] || { echo "bench-webhooks: serve did not start:" >&2; cat "$WORK/serve.err" >&2; exit 1; }
+bench_serve
 
 THREADS=4
 [ "$CONNS" -lt "$THREADS" ] && THREADS=$CONNS

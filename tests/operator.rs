@@ -459,20 +459,7 @@ async fn send_window_pauses_outside_it_and_waits_with_wait() {
     let rows = report_rows(&env, "w").await;
     assert_exactly_once(&sb.stats(), &tracking_ids_in_state(&rows, "sent"), 30);
 
-    let r = run(
-        &env,
-        &args(&[
-            "run",
-            csv.to_str().unwrap(),
-            "--campaign",
-            "x",
-            "--template-id",
-            "1",
-            "--send-window",
-            "7-22",
-        ]),
-    )
-    .await;
+    let r = run(&env, &run_plain(&csv, "x", "1", &["--send-window", "7-22"])).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("HH:MM-HH:MM"), "{r}");
 }
@@ -662,17 +649,7 @@ async fn reconcile_says_clearly_where_the_provider_has_no_lookup() {
     let env = Env::new();
     let csv = env.path("c.csv");
     write_csv(&csv, 0, 5);
-    let mut c = command(
-        &env,
-        &args(&[
-            "run",
-            csv.to_str().unwrap(),
-            "--campaign",
-            "e",
-            "--template-id",
-            "1",
-        ]),
-    );
+    let mut c = command(&env, &run_plain(&csv, "e", "1", &[]));
     c.env_remove("ZNS_API_KEY");
     assert_eq!(run_with(c).await.code, 0);
     let r = run(&env, &args(&["reconcile", "e"])).await;

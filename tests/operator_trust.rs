@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use time::macros::datetime;
 use zns_batch::provider::ProviderKind;
-use zns_batch::sandbox::Faults;
+use zns_batch::sandbox::{Faults, Sandbox};
 
 const P: ProviderKind = ProviderKind::Etelecom;
 
@@ -107,6 +107,18 @@ async fn assert_all_finished(env: &Env, expected: usize) {
     }
 }
 
+/// A human `resume` of the one 5-row campaign, already sent: it says
+/// FINISHED (not PAUSED), stays finished and sends nothing more.
+async fn assert_stayed_finished(env: &Env, sb: &Sandbox, r: &Run) {
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.stdout.contains("FINISHED") && !r.stdout.contains("PAUSED"),
+        "{r}"
+    );
+    assert_all_finished(env, 1).await;
+    assert_eq!(sb.stats().accepted, 5, "the resumes sent nothing more");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_campaign_stays_finished_outside_the_send_window() {
     let env = Env::new();
@@ -135,13 +147,7 @@ async fn a_finished_campaign_stays_finished_outside_the_send_window() {
         night,
     ))
     .await;
-    assert_eq!(r.code, 0, "{r}");
-    assert!(
-        r.stdout.contains("FINISHED") && !r.stdout.contains("PAUSED"),
-        "{r}"
-    );
-    assert_all_finished(&env, 1).await;
-    assert_eq!(sb.stats().accepted, 5, "the resumes sent nothing more");
+    assert_stayed_finished(&env, &sb, &r).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,13 +166,7 @@ async fn a_finished_campaign_stays_finished_with_the_quota_used_up() {
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(r.json()["result"], "finished", "{r}");
     let r = run(&env, &human(resume_args("q", &sb, P, &quota))).await;
-    assert_eq!(r.code, 0, "{r}");
-    assert!(
-        r.stdout.contains("FINISHED") && !r.stdout.contains("PAUSED"),
-        "{r}"
-    );
-    assert_all_finished(&env, 1).await;
-    assert_eq!(sb.stats().accepted, 5, "the resumes sent nothing more");
+    assert_stayed_finished(&env, &sb, &r).await;
 }
 
 // Item 4 -------------------------------------------------------------------

@@ -39,15 +39,18 @@ fn client(from: &str) -> reqwest::Client {
 
 /// The CSRF token of the sign-in form.
 async fn csrf(http: &reqwest::Client, s: &Serve) -> String {
-    let page = http
-        .get(s.url("/login"))
+    field(&page(http, s, "/login").await, "csrf")
+}
+
+/// GET `path` without a cookie: the body text.
+async fn page(http: &reqwest::Client, s: &Serve, path: &str) -> String {
+    http.get(s.url(path))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    field(&page, "csrf")
+        .unwrap()
 }
 
 fn field(page: &str, name: &str) -> String {
@@ -106,6 +109,22 @@ async fn get_with(http: &reqwest::Client, s: &Serve, path: &str, cookie: &str) -
         .unwrap_or("")
         .to_string();
     (r.status().as_u16(), location)
+}
+
+/// POST a form to `path` with a cookie.
+async fn post_with(
+    http: &reqwest::Client,
+    s: &Serve,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    http.post(s.url(path))
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Five attempts a minute per address: the sixth is 429 with Retry-After
@@ -203,15 +222,7 @@ async fn sessions_rotate_and_sign_out_ends_them() {
         assert!(!value.contains(TOKEN) && !value.contains(&hex(TOKEN)));
     }
     // Both browsers are signed in; the page offers Sign out.
-    let page = http
-        .get(s.url("/"))
-        .header("cookie", &a)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_with(&http, &s.url("/"), &a).await;
     assert!(page.contains("action=\"/logout\""), "{page}");
     assert_eq!(get_with(&http, &s, "/", &b).await.0, 200);
 
@@ -229,23 +240,11 @@ async fn sessions_rotate_and_sign_out_ends_them() {
     assert_eq!(get_with(&http, &s, "/", &c).await.0, 200);
 
     // Sign-out needs the form's CSRF token.
-    let r = http
-        .post(s.url("/logout"))
-        .header("cookie", &a)
-        .form(&[("x", "1")])
-        .send()
-        .await
-        .unwrap();
+    let r = post_with(&http, &s, "/logout", &a, &[("x", "1")]).await;
     assert_eq!(r.status(), 403);
     assert_eq!(get_with(&http, &s, "/", &a).await.0, 200, "still signed in");
     let page_csrf = field(&page, "csrf");
-    let r = http
-        .post(s.url("/logout"))
-        .header("cookie", &a)
-        .form(&[("csrf", page_csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = post_with(&http, &s, "/logout", &a, &[("csrf", page_csrf.as_str())]).await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[LOCATION], "/login");
     let cleared = set_cookie(r.headers());
@@ -290,13 +289,14 @@ async fn an_expired_session_is_signed_out() {
         401
     );
     // A console form sent after that goes to the sign-in form.
-    let r = http
-        .post(s.url("/ui/campaigns/x/pause"))
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = post_with(
+        &http,
+        &s,
+        "/ui/campaigns/x/pause",
+        &cookie,
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[LOCATION], "/login");
     s.stop_clean().await;
@@ -390,14 +390,7 @@ async fn short_or_blank_tokens_are_refused_at_start() {
     s.stop_clean().await;
 
     let s = serve(&env, "", None).await;
-    let page = client("127.0.0.1")
-        .get(s.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page(&client("127.0.0.1"), &s, "/").await;
     assert!(page.contains("<h1>Campaigns</h1>"), "{page}");
     assert!(!page.contains("/logout"), "no Sign out without a token");
     s.stop_clean().await;

@@ -607,16 +607,7 @@ async fn campaign_names_refused_alike_by_cli_and_api() {
     write_csv(&csv, 0, 3);
     let r = run(
         &env,
-        &args(&[
-            "run",
-            csv.to_str().unwrap(),
-            "--campaign",
-            "nov\u{202E}vel",
-            "--template-id",
-            "246810",
-            "--provider",
-            "sandbox",
-        ]),
+        &run_plain(&csv, "nov\u{202E}vel", "246810", &["--provider", "sandbox"]),
     )
     .await;
     assert_eq!(r.code, 2, "{}", r.stderr);

@@ -7,18 +7,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zns_batch::provider::ProviderKind;
 
 /// 201 with the plan; 409 for the name with another file; 400s for bad
 /// requests (and nothing stored); start 202 then 409 while it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_plan_conflicts_and_bad_requests() {
     let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |c| {
-        c.latency = Duration::from_millis(30)
-    })
-    .await;
-    write_web_config(&env, &sb);
+    let sb = web_sandbox(&env, Duration::from_millis(30)).await;
     let web = start_web(&env, &[]).await;
     let csv = env.path("a.csv");
     write_csv(&csv, 0, 60);
@@ -90,8 +85,7 @@ async fn upload_plan_conflicts_and_bad_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_over_the_cap_is_413_and_stores_nothing() {
     let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    write_web_config(&env, &sb);
+    let _sb = web_sandbox(&env, Duration::ZERO).await;
     let web = start_web(&env, &[("ZNS_UPLOAD_LIMIT_MB", "1")]).await;
     let csv = env.path("big.csv");
     write_csv(&csv, 0, 40_000); // ≈ 1.3 MB
@@ -114,11 +108,7 @@ async fn an_upload_over_the_cap_is_413_and_stores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_restart_resumes_a_started_campaign_exactly_once() {
     let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |c| {
-        c.latency = Duration::from_millis(40)
-    })
-    .await;
-    write_web_config(&env, &sb);
+    let sb = web_sandbox(&env, Duration::from_millis(40)).await;
     let csv = env.path("a.csv");
     write_csv(&csv, 0, 300);
     let paused_csv = env.path("p.csv");
@@ -168,8 +158,7 @@ async fn serve_restart_resumes_a_started_campaign_exactly_once() {
 async fn token_login_csrf_origin_and_escaping() {
     const TOKEN: &str = "serve-token-DO-NOT-LEAK-55aa";
     let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    write_web_config(&env, &sb);
+    let _sb = web_sandbox(&env, Duration::ZERO).await;
     let web = start_web(&env, &[("ZNS_SERVE_TOKEN", TOKEN)]).await;
     for path in ["/", "/new", "/api/v1/campaigns", "/campaigns/x", "/metrics"] {
         let r = web.http.get(web.url(path)).send().await.unwrap();
@@ -179,13 +168,7 @@ async fn token_login_csrf_origin_and_escaping() {
             r.status()
         );
     }
-    let r = web
-        .http
-        .get(web.url("/api/v1/campaigns"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = web.get_bearer("/api/v1/campaigns", TOKEN).await;
     assert_eq!(r.status(), 200);
 
     // The login page's form carries the CSRF token.
@@ -245,16 +228,8 @@ async fn token_login_csrf_origin_and_escaping() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let page = web
-        .http
-        .get(web.url(&format!("/campaigns/{}/check", enc(name))))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let check_url = web.url(&format!("/campaigns/{}/check", enc(name)));
+    let page = page_with(&web.http, &check_url, &session).await;
     assert!(
         page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{page}"

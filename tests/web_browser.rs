@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use zns_batch::provider::ProviderKind;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const DESKTOP: (u32, u32) = (1280, 900);
@@ -290,8 +289,7 @@ async fn upload_in_page(b: &Browser, web: &ServeHarness, file: &str, name: &str)
 async fn upload_check_send_report_in_a_browser() {
     let Some(b) = browser().await else { return };
     let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    write_web_config(&env, &sb);
+    let sb = web_sandbox(&env, Duration::ZERO).await;
     let web = start_web(&env, &[]).await;
     let t0 = Instant::now();
 
@@ -382,11 +380,7 @@ async fn upload_check_send_report_in_a_browser() {
 async fn pause_and_resume_in_a_browser() {
     let Some(b) = browser().await else { return };
     let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |c| {
-        c.latency = Duration::from_millis(80)
-    })
-    .await;
-    write_web_config(&env, &sb);
+    let sb = web_sandbox(&env, Duration::from_millis(80)).await;
     let web = start_web(&env, &[]).await;
     let csv = env.path("slow.csv");
     write_csv(&csv, 0, 300);
@@ -432,8 +426,7 @@ async fn token_and_csrf_in_a_browser() {
     const TOKEN: &str = "browser-token-DO-NOT-LEAK-31f0";
     let Some(b) = browser().await else { return };
     let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    write_web_config(&env, &sb);
+    let _sb = web_sandbox(&env, Duration::ZERO).await;
     let web = start_web(&env, &[("ZNS_SERVE_TOKEN", TOKEN)]).await;
 
     for path in ["/", "/new", "/campaigns/x/check"] {
@@ -476,13 +469,7 @@ async fn token_and_csrf_in_a_browser() {
     b.wait_text("h1", Duration::from_secs(10), |t| t == "Form expired")
         .await;
     let (code, list) = {
-        let r = web
-            .http
-            .get(web.url("/api/v1/campaigns"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let r = web.get_bearer("/api/v1/campaigns", TOKEN).await;
         (r.status().as_u16(), r.json::<Value>().await.unwrap())
     };
     assert_eq!(code, 200);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::config::ConfigFile;
 use super::ledger::LedgerWriter;
 use super::outcome::ValidateVerdict;
-use super::settings::{self, CsvOpts, ProviderOpts};
+use super::settings::{self, CsvOpts};
 use super::summary::{report_file_name, RejectLine};
 use super::{report, usage, CoreError, Hooks, Mode, Prepared, Request, Workspace};
 use crate::model::template_spec::{self, TemplateSpec};
@@ -183,18 +183,9 @@ impl Workspace {
             None => None,
         };
         let req = Request {
-            campaign: "validate".into(),
-            csv: Some(csv.to_path_buf()),
-            template_id: Some("1".into()),
             template: template.clone(),
             csv_opts,
-            provider: ProviderOpts {
-                provider: Some(crate::provider::ProviderKind::Sandbox),
-                embedded_sandbox: true,
-                oa_id: Some("0".into()),
-                ..Default::default()
-            },
-            ..Request::default()
+            ..Request::embedded_sandbox("validate", csv)
         };
         let prepared = scratch.prepare(&req, Mode::Run, Hooks::default())?;
         let store = &prepared.store;

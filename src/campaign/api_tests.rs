@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use super::config::ConfigFile;
-use super::settings::ProviderOpts;
 use super::*;
 use crate::model::row_state::RowState;
 
@@ -24,18 +23,7 @@ fn write_csv(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn request(name: &str, csv: &Path) -> Request {
-    Request {
-        campaign: name.into(),
-        csv: Some(csv.to_path_buf()),
-        template_id: Some("1".into()),
-        provider: ProviderOpts {
-            provider: Some(crate::provider::ProviderKind::Sandbox),
-            embedded_sandbox: true,
-            oa_id: Some("0".into()),
-            ..Default::default()
-        },
-        ..Request::default()
-    }
+    Request::embedded_sandbox(name, csv)
 }
 
 /// Import `CSV` as campaign `c`; the prepared campaign (and its lock).

@@ -95,13 +95,7 @@ pub fn open_or_import(
     let existing = store.find_campaign(spec.name)?;
     if let Some(c) = &existing {
         if c.csv_sha256 != hash {
-            return Err(CampaignError::DifferentFile {
-                name: spec.name.to_string(),
-                stored_path: c.csv_path.clone(),
-                stored: c.csv_sha256[..12.min(c.csv_sha256.len())].to_string(),
-                given_path: spec.csv.display().to_string(),
-                given: hash[..12].to_string(),
-            });
+            return Err(different_file(c, spec.csv, &hash));
         }
         if c.import_done {
             return Ok((c.clone(), ImportCounts::default(), false));
@@ -134,15 +128,7 @@ pub fn open_or_import(
             })?
         }
     };
-    let counts = import_rows(
-        store,
-        &campaign,
-        &mut reader,
-        checker.as_ref(),
-        spec.dedup_phones,
-        spec.interrupted,
-        spec.progress,
-    )?;
+    let counts = import_rows(store, &campaign, &mut reader, checker.as_ref(), spec)?;
     let campaign = store.find_campaign(spec.name)?.unwrap_or(campaign);
     Ok((campaign, counts, true))
 }
@@ -159,26 +145,12 @@ pub fn resume_import(
     let (csv, template) = (spec.csv, spec.template);
     let hash = csv_input::file_sha256(csv)?;
     if hash != campaign.csv_sha256 {
-        return Err(CampaignError::DifferentFile {
-            name: campaign.name.clone(),
-            stored_path: campaign.csv_path.clone(),
-            stored: campaign.csv_sha256[..12.min(campaign.csv_sha256.len())].to_string(),
-            given_path: csv.display().to_string(),
-            given: hash[..12].to_string(),
-        });
+        return Err(different_file(campaign, csv, &hash));
     }
     let csv_options = with_template_optionals(spec.csv_options, template);
     let mut reader = CsvReader::open(csv, &csv_options)?;
     let checker = row_checker(template, &reader)?;
-    let counts = import_rows(
-        store,
-        campaign,
-        &mut reader,
-        checker.as_ref(),
-        spec.dedup_phones,
-        spec.interrupted,
-        spec.progress,
-    )?;
+    let counts = import_rows(store, campaign, &mut reader, checker.as_ref(), spec)?;
     let campaign = store
         .find_campaign(&campaign.name)?
         .unwrap_or_else(|| campaign.clone());
@@ -205,6 +177,18 @@ fn with_template_optionals<'a>(
 
 /// The campaign-level template checks on the file's header, then the
 /// per-row checker (`None` when there is no template or nothing to check).
+/// The stored campaign's file is not `given` (its hash differs): the
+/// campaign name is taken by another list.
+fn different_file(stored: &Campaign, given: &Path, hash: &str) -> CampaignError {
+    CampaignError::DifferentFile {
+        name: stored.name.clone(),
+        stored_path: stored.csv_path.clone(),
+        stored: stored.csv_sha256[..12.min(stored.csv_sha256.len())].to_string(),
+        given_path: given.display().to_string(),
+        given: hash[..12].to_string(),
+    }
+}
+
 fn row_checker(
     template: Option<&TemplateSpec>,
     reader: &CsvReader,
@@ -223,10 +207,9 @@ fn import_rows(
     campaign: &Campaign,
     reader: &mut CsvReader,
     checker: Option<&RowChecker>,
-    dedup: bool,
-    interrupted: Option<&AtomicBool>,
-    progress: Option<&ImportProgress<'_>>,
+    spec: &CampaignSpec<'_>,
 ) -> Result<ImportCounts, CampaignError> {
+    let (dedup, interrupted, progress) = (spec.dedup_phones, spec.interrupted, spec.progress);
     // The phone keys of the loaded rows, for the de-duplication pass at the
     // end (16 bytes a row); a resumed import starts from those loaded before.
     let mut keys: PhoneKeys = Vec::new();

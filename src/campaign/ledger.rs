@@ -119,6 +119,8 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Job>, commits: &AtomicU64) {
 mod tests {
     use super::*;
 
+    type Answer = Result<EventOutcome, Arc<StoreError>>;
+
     fn event(i: usize) -> NewEvent {
         NewEvent {
             provider: "esms".into(),
@@ -132,6 +134,22 @@ mod tests {
         }
     }
 
+    /// The events queued for the writer before it starts (the sender
+    /// dropped, so it stops once they are done), and their answers.
+    fn queued(
+        events: impl Iterator<Item = NewEvent>,
+    ) -> (mpsc::Receiver<Job>, Vec<oneshot::Receiver<Answer>>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let answers = events
+            .map(|event| {
+                let (ack, done) = oneshot::channel();
+                tx.try_send(Job { event, ack }).unwrap();
+                done
+            })
+            .collect();
+        (rx, answers)
+    }
+
     /// Callbacks already waiting share one transaction, each gets its own
     /// outcome (a repeat inside the group included), all are stored.
     #[test]
@@ -140,18 +158,7 @@ mod tests {
         let path = dir.path().join("s.sqlite");
         let store = Store::open_durable(&path).unwrap();
         assert_eq!(store.synchronous().unwrap(), 2, "FULL");
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let mut answers = Vec::new();
-        for i in 0..300 {
-            let (ack, done) = oneshot::channel();
-            tx.try_send(Job {
-                event: event(i),
-                ack,
-            })
-            .unwrap();
-            answers.push(done);
-        }
-        drop(tx);
+        let (rx, answers) = queued((0..300).map(event));
         let commits = AtomicU64::new(0);
         run(store, rx, &commits);
         assert_eq!(commits.load(Ordering::Relaxed), 1);
@@ -187,19 +194,8 @@ mod tests {
                  WHEN NEW.msg_id = 'm-15' BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
             )
             .unwrap();
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let mut answers = Vec::new();
-        for i in 3..8 {
-            let (ack, done) = oneshot::channel();
-            tx.try_send(Job {
-                event: event(i * 3),
-                ack,
-            })
-            .unwrap();
-            answers.push(done);
-        }
         // m-15 is refused; m-9, m-12 share its transaction.
-        drop(tx);
+        let (rx, answers) = queued((3..8).map(|i| event(i * 3)));
         let commits = AtomicU64::new(0);
         run(store, rx, &commits);
         assert_eq!(commits.load(Ordering::Relaxed), 0);

@@ -101,17 +101,7 @@ impl Reader {
         let Some(c) = self.campaign(name)? else {
             return Ok(None);
         };
-        let lines = self
-            .store
-            .top_errors(c.id, limit)?
-            .into_iter()
-            .map(|(code, message, rows)| ErrorLine {
-                code,
-                message,
-                rows,
-            })
-            .collect();
-        Ok(Some(lines))
+        Ok(Some(ErrorLine::top(&self.store, c.id, limit)?))
     }
 
     /// Rows per campaign and state, quota used today per OA, unmatched events.

@@ -4,7 +4,7 @@
 //! flags (`cli::options`, whose help says what each field means) convert
 //! into them, the web form fills them in.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 // Part of a request's vocabulary: faces name it through the core.
@@ -197,6 +197,25 @@ pub struct Request {
     /// the cache, filled in by `Workspace::preflight` (a template declared
     /// in the config file wins over it).
     pub template: Option<TemplateSpec>,
+}
+
+impl Request {
+    /// A run of `csv` as campaign `name` through the embedded sandbox with
+    /// template `1`: nothing leaves the machine (validate's scratch import).
+    pub(crate) fn embedded_sandbox(name: &str, csv: &Path) -> Request {
+        Request {
+            campaign: name.into(),
+            csv: Some(csv.to_path_buf()),
+            template_id: Some("1".into()),
+            provider: ProviderOpts {
+                provider: Some(ProviderKind::Sandbox),
+                embedded_sandbox: true,
+                oa_id: Some("0".into()),
+                ..Default::default()
+            },
+            ..Request::default()
+        }
+    }
 }
 
 /// How the template pre-flight is sourced (`run`, `resume`).

@@ -50,6 +50,25 @@ pub struct ErrorLine {
     pub rows: u64,
 }
 
+impl ErrorLine {
+    /// The campaign's `limit` most frequent errors, most rows first.
+    pub(crate) fn top(
+        store: &Store,
+        campaign_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ErrorLine>, StoreError> {
+        Ok(store
+            .top_errors(campaign_id, limit)?
+            .into_iter()
+            .map(|(code, message, rows)| ErrorLine {
+                code,
+                message,
+                rows,
+            })
+            .collect())
+    }
+}
+
 impl Summary {
     /// The summary of a run that ended in `outcome`.
     #[allow(clippy::too_many_arguments)]
@@ -97,16 +116,7 @@ impl Summary {
                 reason,
             })
             .collect();
-        let errors = store
-            .top_errors(campaign_id, 5)?
-            .into_iter()
-            .map(|(code, message, rows)| ErrorLine {
-                code,
-                message,
-                rows,
-            })
-            .collect();
-        Ok((rejects, errors))
+        Ok((rejects, ErrorLine::top(store, campaign_id, 5)?))
     }
 }
 

@@ -225,11 +225,7 @@ pub struct RunArgs {
     pub dry_run: bool,
 
     #[command(flatten)]
-    pub provider: ProviderArgs,
-    #[command(flatten)]
-    pub send: SendArgs,
-    #[command(flatten)]
-    pub safety: SafetyArgs,
+    pub sending: SendingArgs,
     #[command(flatten)]
     pub csv_opts: CsvArgs,
     #[command(flatten)]
@@ -250,13 +246,21 @@ pub struct ResumeArgs {
     pub template_id: Option<String>,
 
     #[command(flatten)]
+    pub sending: SendingArgs,
+    #[command(flatten)]
+    pub template_check: TemplateCheckArgs,
+}
+
+/// The flags `run` and `resume` share: the provider and how to reach it,
+/// how fast, and the run's safety limits.
+#[derive(Debug, Args)]
+pub struct SendingArgs {
+    #[command(flatten)]
     pub provider: ProviderArgs,
     #[command(flatten)]
     pub send: SendArgs,
     #[command(flatten)]
     pub safety: SafetyArgs,
-    #[command(flatten)]
-    pub template_check: TemplateCheckArgs,
 }
 
 #[derive(Debug, Args)]

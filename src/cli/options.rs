@@ -296,14 +296,14 @@ mod tests {
             "--skip-template-check",
         ])
         .expect("parses");
-        let p = ProviderOpts::from(a.provider);
+        let p = ProviderOpts::from(a.sending.provider);
         assert_eq!(p.provider, Some(ProviderKind::Zalo));
         assert_eq!(p.oa_id.as_deref(), Some("7"));
-        let s = SendOpts::from(a.send);
+        let s = SendOpts::from(a.sending.send);
         assert_eq!(s.in_doubt, Some(InDoubtPolicy::Hold));
         assert_eq!(s.send_window, Some(WindowSetting::Off));
         assert_eq!((s.rate, s.concurrency), (Some(5), None));
-        let safety = SafetyOpts::from(a.safety);
+        let safety = SafetyOpts::from(a.sending.safety);
         assert_eq!(safety.valid_for, Some(Duration::from_secs(6 * 3600)));
         let csv = CsvOpts::from(a.csv_opts);
         assert_eq!(csv.delimiter, Some(b'\t'));

@@ -349,13 +349,7 @@ impl Etelecom {
     }
 
     async fn send_inner(&self, req: &SendRequest<'_>) -> Unchecked<SendOutcome> {
-        let token = req.token.ok_or_else(|| {
-            ProviderError::new(
-                ErrorClass::RefreshToken,
-                "no_token",
-                "send without a journey token",
-            )
-        })?;
+        let token = req.journey_token()?;
         let body = SendBody {
             oa_id: req.oa_id,
             journey_id: &token.journey_id,

@@ -111,6 +111,20 @@ pub struct SendRequest<'a> {
     pub campaign: &'a str,
 }
 
+impl<'a> SendRequest<'a> {
+    /// The journey token a Zalo-style send needs; without one the runner
+    /// buys one first (RefreshToken).
+    pub fn journey_token(&self) -> Result<&'a JourneyToken, ProviderError> {
+        self.token.ok_or_else(|| {
+            ProviderError::new(
+                ErrorClass::RefreshToken,
+                "no_token",
+                "send without a journey token",
+            )
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SendOutcome {
     /// The provider's message id (eTelecom/Zalo `msg_id`, eSMS `SMSID`).

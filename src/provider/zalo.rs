@@ -256,13 +256,7 @@ impl Zalo {
     }
 
     async fn send_inner(&self, req: &SendRequest<'_>) -> Unchecked<SendOutcome> {
-        let token = req.token.ok_or_else(|| {
-            ProviderError::new(
-                ErrorClass::RefreshToken,
-                "no_token",
-                "send without a journey token",
-            )
-        })?;
+        let token = req.journey_token()?;
         let body = SendBody {
             phone: req.phone,
             template_id: TemplateId::of(req.template_id),

@@ -174,17 +174,14 @@ impl TemplateSpec {
 
     /// Zalo `GET /template/info/v2` `data`.
     pub fn zalo_info(&self, template_id: &str) -> Value {
-        let params: Vec<Value> = self
-            .params
-            .iter()
-            .map(|p| {
-                json!({
-                    "name": p.name, "require": p.required, "type": p.kind.as_str(),
-                    "maxLength": p.max_length, "minLength": p.min_length,
-                    "acceptNull": p.accept_null,
-                })
-            })
-            .collect();
+        let params = self.params_json([
+            "name",
+            "require",
+            "type",
+            "maxLength",
+            "minLength",
+            "acceptNull",
+        ]);
         json!({
             "templateId": template_id.parse::<i64>().map(Value::from).unwrap_or_else(|_| json!(template_id)),
             "templateName": self.name,
@@ -201,14 +198,31 @@ impl TemplateSpec {
 
     /// eSMS `GetZnsTemplateInfo` `ListParams`.
     pub fn esms_params(&self) -> Value {
+        self.params_json([
+            "Name",
+            "Require",
+            "Type",
+            "MaxLength",
+            "MinLength",
+            "AcceptNull",
+        ])
+    }
+
+    /// The parameters as a provider lists them: the same six fields under
+    /// its spelling of name, require, type, maxLength, minLength, acceptNull.
+    fn params_json(&self, keys: [&str; 6]) -> Value {
         self.params
             .iter()
             .map(|p| {
-                json!({
-                    "Name": p.name, "Require": p.required, "Type": p.kind.as_str(),
-                    "MaxLength": p.max_length, "MinLength": p.min_length,
-                    "AcceptNull": p.accept_null,
-                })
+                let values = [
+                    json!(p.name),
+                    json!(p.required),
+                    json!(p.kind.as_str()),
+                    json!(p.max_length),
+                    json!(p.min_length),
+                    json!(p.accept_null),
+                ];
+                Value::Object(keys.iter().map(|k| k.to_string()).zip(values).collect())
             })
             .collect()
     }

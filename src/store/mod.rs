@@ -78,6 +78,11 @@ impl Store {
                 path: path.to_path_buf(),
             });
         }
+        Store::ready(conn, path)
+    }
+
+    /// The connection configured and the schema brought up to date.
+    fn ready(conn: Connection, path: &Path) -> Result<Store> {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -118,14 +123,7 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI,
         )
         .map_err(|e| sql_err(path, e))?;
-        let mut store = Store {
-            conn,
-            path: path.to_path_buf(),
-            quota_rows: Default::default(),
-        };
-        store.configure()?;
-        store.migrate()?;
-        Ok(Some(store))
+        Store::ready(conn, path).map(Some)
     }
 
     /// Cap this connection's page cache (KiB); memory stays flat whatever

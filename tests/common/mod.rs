@@ -311,15 +311,22 @@ pub fn run_head(csv: &Path, campaign: &str) -> Vec<String> {
 
 /// [`run_head`] with another template.
 pub fn run_head_with_template(csv: &Path, campaign: &str, template: &str) -> Vec<String> {
-    args(&[
-        "--json",
+    with_globals(&["--json"], run_plain(csv, campaign, template, &[]))
+}
+
+/// `run <CSV> --campaign <NAME> --template-id <ID>` and `extra`: no
+/// `--json`, no provider flags.
+pub fn run_plain(csv: &Path, campaign: &str, template: &str, extra: &[&str]) -> Vec<String> {
+    let mut v = args(&[
         "run",
         csv.to_str().unwrap(),
         "--campaign",
         campaign,
         "--template-id",
         template,
-    ])
+    ]);
+    v.extend(args(extra));
+    v
 }
 
 /// `--json resume <NAME>`, no provider flags.

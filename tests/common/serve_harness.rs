@@ -164,6 +164,16 @@ impl ServeHarness {
         (status, r.text().await.expect("response body"))
     }
 
+    /// GET with `Authorization: Bearer <token>` (what an API client sends).
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
     /// GET: (status, JSON body or null).
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let r = self.http.get(self.url(path)).send().await.expect("GET");
@@ -343,6 +353,17 @@ pub fn write_web_config(env: &Env, sb: &Sandbox) {
     .expect("write zns-batch.toml");
 }
 
+/// The eTelecom-protocol sandbox answering after `latency`, written as the
+/// web tests' config (see [`write_web_config`]).
+pub async fn web_sandbox(env: &Env, latency: Duration) -> Sandbox {
+    let sb = super::sandbox(zns_batch::provider::ProviderKind::Etelecom, |c| {
+        c.latency = latency
+    })
+    .await;
+    write_web_config(env, &sb);
+    sb
+}
+
 /// `serve` for the web tests (see [`write_web_config`]): the key in its
 /// environment, and `extra_env`.
 pub async fn start_web(env: &Env, extra_env: &[(&str, &str)]) -> ServeHarness {
@@ -351,6 +372,18 @@ pub async fn start_web(env: &Env, extra_env: &[(&str, &str)]) -> ServeHarness {
         .envs(extra_env)
         .start(env)
         .await
+}
+
+/// GET `url` with a cookie (a browser's session): the body text.
+pub async fn page_with(http: &reqwest::Client, url: &str, cookie: &str) -> String {
+    http.get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("response body")
 }
 
 /// A campaign name as one URL path segment.

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::*;
-use crate::provider::http::test_server::{Canned, TestServer};
+use crate::provider::http::test_server::{assert_transport_failures, Canned, TestServer};
 use crate::provider::{Dedup, TemplateParam};
 
 const KEY: &str = "KEY-SHOULD-NOT-LEAK";
@@ -61,6 +61,25 @@ async fn send_with_reply(reply: Canned) -> Result<SendOutcome, ProviderError> {
     out
 }
 
+const SEND_PATH: &str = "/MainService.svc/json/SendZaloMessage_V4_post_json/";
+
+/// The body `send_req()` sends (no callback URL set).
+fn send_body() -> Value {
+    json!({
+        "ApiKey": KEY,
+        "SecretKey": SECRET,
+        "Phone": "84987654321",
+        "Params": ["An", "A-1", "150000"],
+        "TempID": "217489",
+        "OAID": "4097311281936189049",
+        "IsJourney": "true",
+        "OrderId": "row-7",
+        "campaignid": "july",
+        "RequestId": "row-7",
+        "Sandbox": "0"
+    })
+}
+
 #[tokio::test]
 async fn send_request_shape() {
     let server = TestServer::start(Canned::json(json!({
@@ -71,29 +90,11 @@ async fn send_request_shape() {
 
     let r = server.only_request();
     assert_eq!(r.method, "POST");
-    assert_eq!(
-        r.path,
-        "/MainService.svc/json/SendZaloMessage_V4_post_json/"
-    );
+    assert_eq!(r.path, SEND_PATH);
     assert_eq!(r.query, None);
     assert_eq!(r.header("content-type"), Some("application/json"));
     let body = r.json();
-    assert_eq!(
-        body,
-        json!({
-            "ApiKey": KEY,
-            "SecretKey": SECRET,
-            "Phone": "84987654321",
-            "Params": ["An", "A-1", "150000"],
-            "TempID": "217489",
-            "OAID": "4097311281936189049",
-            "IsJourney": "true",
-            "OrderId": "row-7",
-            "campaignid": "july",
-            "RequestId": "row-7",
-            "Sandbox": "0"
-        })
-    );
+    assert_eq!(body, send_body());
     // Every field a string, Params an array of strings (seed 004).
     for (k, v) in body.as_object().unwrap() {
         match k.as_str() {
@@ -120,27 +121,10 @@ async fn callback_url_is_sent_when_set_and_numeric_code() {
     let out = e.send(&send_req()).await.unwrap();
     assert_eq!(out.msg_id.as_deref(), Some("991"));
     let r = server.only_request();
-    assert_eq!(
-        r.path,
-        "/MainService.svc/json/SendZaloMessage_V4_post_json/"
-    );
-    assert_eq!(
-        r.json(),
-        json!({
-            "ApiKey": KEY,
-            "SecretKey": SECRET,
-            "Phone": "84987654321",
-            "Params": ["An", "A-1", "150000"],
-            "TempID": "217489",
-            "OAID": "4097311281936189049",
-            "IsJourney": "true",
-            "OrderId": "row-7",
-            "campaignid": "july",
-            "RequestId": "row-7",
-            "Sandbox": "0",
-            "CallbackUrl": "https://example.test/cb?c=july"
-        })
-    );
+    assert_eq!(r.path, SEND_PATH);
+    let mut want = send_body();
+    want["CallbackUrl"] = json!("https://example.test/cb?c=july");
+    assert_eq!(r.json(), want);
 }
 
 #[tokio::test]
@@ -179,26 +163,7 @@ async fn codes_are_classified_and_124_is_a_replay() {
 
 #[tokio::test]
 async fn transport_failures() {
-    let e = send_with_reply(Canned::raw(500, "boom")).await.unwrap_err();
-    assert_eq!(
-        (e.class, e.code.as_str(), e.in_doubt),
-        (ErrorClass::Retry, "http_500", true)
-    );
-
-    let e = send_with_reply(Canned::raw(429, "").header("retry-after", "3"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.class, ErrorClass::Retry);
-    assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
-    assert!(!e.in_doubt);
-
-    let e = send_with_reply(Canned::raw(200, "Service Unavailable"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (e.class, e.code.as_str(), e.in_doubt),
-        (ErrorClass::Retry, "decode", true)
-    );
+    assert_transport_failures(send_with_reply).await;
 
     // JSON, but no code: the message may have been accepted.
     let e = send_with_reply(Canned::json(json!({"SMSID": "x"})))

@@ -1,13 +1,17 @@
 //! A local HTTP server for adapter tests: records every request and answers
 //! each with the same canned reply.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Router;
+
+use crate::provider::{ErrorClass, ProviderError};
 
 /// One request exactly as it arrived.
 #[derive(Debug, Clone)]
@@ -52,6 +56,38 @@ impl Canned {
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.push((name, value.to_string()));
         self
+    }
+}
+
+/// What every JSON adapter's send does with a reply that is not its JSON:
+/// 500 and a 200 that does not decode are retried in doubt (the message may
+/// have gone); 429 is retried after its Retry-After, not in doubt.
+/// `send_with_reply` sends one message against a server answering `Canned`.
+pub async fn assert_transport_failures<T, Fut>(send_with_reply: impl Fn(Canned) -> Fut)
+where
+    T: std::fmt::Debug,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    let e = send_with_reply(Canned::raw(500, "boom")).await.unwrap_err();
+    assert_eq!(
+        (e.class, e.code.as_str(), e.in_doubt),
+        (ErrorClass::Retry, "http_500", true)
+    );
+
+    let e = send_with_reply(Canned::raw(429, "slow down").header("retry-after", "7"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Retry);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+    assert!(!e.in_doubt);
+
+    for body in ["Service Unavailable", "<html>gateway</html>"] {
+        let e = send_with_reply(Canned::raw(200, body)).await.unwrap_err();
+        assert_eq!(
+            (e.class, e.code.as_str(), e.in_doubt),
+            (ErrorClass::Retry, "decode", true),
+            "{body}"
+        );
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
-use crate::provider::http::test_server::{Canned, TestServer};
+use crate::provider::http::test_server::{assert_transport_failures, Canned, TestServer};
 use crate::provider::{Dedup, Secret};
 
 const KEY: &str = "KEY-SHOULD-NOT-LEAK";
@@ -208,26 +208,7 @@ async fn error_codes_are_classified_by_the_table() {
 
 #[tokio::test]
 async fn transport_failures() {
-    let e = send_with_reply(Canned::raw(500, "boom")).await.unwrap_err();
-    assert_eq!(
-        (e.class, e.code.as_str(), e.in_doubt),
-        (ErrorClass::Retry, "http_500", true)
-    );
-
-    let e = send_with_reply(Canned::raw(429, "slow down").header("retry-after", "7"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.class, ErrorClass::Retry);
-    assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
-    assert!(!e.in_doubt);
-
-    let e = send_with_reply(Canned::raw(200, "<html>gateway</html>"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (e.class, e.code.as_str(), e.in_doubt),
-        (ErrorClass::Retry, "decode", true)
-    );
+    assert_transport_failures(send_with_reply).await;
 
     let e = send_with_reply(Canned::raw(401, "")).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::AbortAuth);

@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::{
-    check_declared, check_template_data, header_str, int64_field, normalize_phone, parse_object,
-    string_field, template_id_field, Call, Endpoint, Reply,
+    check_zalo_send_data, header_str, int64_field, normalize_phone, parse_object, string_field,
+    template_id_field, Call, Endpoint, Reply,
 };
 use crate::sandbox::fate::{delivery_of, DELIVERY_DELAY};
 use crate::sandbox::ids::{
@@ -194,19 +194,8 @@ fn send(shared: &Shared, obj: &Map<String, Value>) -> Result<Reply, String> {
         Some(n) if !g.journey_expired(n) => n,
         _ => return Ok(biz_error(-133, "journey token invalid or expired")),
     };
-    if let Err((code, msg)) = check_template_data(obj.get("template_data")) {
-        return Ok(biz_error(code, msg));
-    }
-    let data = obj
-        .get("template_data")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
     // eTelecom relays Zalo's code in its business-error shape.
-    if let Err(refusal) = check_declared(shared, &mut g, &template_id.to_string(), |spec| {
-        spec.check_named(&data)
-    }) {
-        let (code, msg) = refusal.zalo();
+    if let Err((code, msg)) = check_zalo_send_data(shared, &mut g, &template_id.to_string(), obj) {
         return Ok(biz_error(code, &msg));
     }
     if shared.is_unknown_phone(&phone) {

@@ -177,6 +177,25 @@ pub(crate) fn check_template_data(v: Option<&Value>) -> Result<(), (i64, &'stati
     }
 }
 
+/// A Zalo-style send's `template_data` (eTelecom relays Zalo's checks):
+/// its shape, then a declared template's status and parameters. Err:
+/// Zalo's code and message.
+pub(crate) fn check_zalo_send_data(
+    shared: &Shared,
+    g: &mut Inner,
+    template_id: &str,
+    obj: &Map<String, Value>,
+) -> Result<(), (i64, String)> {
+    check_template_data(obj.get("template_data")).map_err(|(code, msg)| (code, msg.to_string()))?;
+    let data = obj
+        .get("template_data")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    check_declared(shared, g, template_id, |spec| spec.check_named(&data))
+        .map_err(|refusal| refusal.zalo())
+}
+
 /// `84xxxxxxxxx` (also `0xxxxxxxxx` and `+84…`) → `84…`; None if not a phone.
 pub(crate) fn normalize_phone(raw: &str) -> Option<String> {
     let p = raw.trim();

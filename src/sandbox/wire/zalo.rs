@@ -5,7 +5,7 @@ use axum::http::Method;
 use serde_json::{json, Map, Value};
 
 use super::{
-    check_declared, check_template_data, header_str, normalize_phone, parse_object, string_field,
+    check_zalo_send_data, header_str, normalize_phone, parse_object, string_field,
     template_id_field, Call, Endpoint, Reply,
 };
 use crate::sandbox::ids::{msg_id_of, unix_ms, JOURNEY_ID_BASE};
@@ -130,18 +130,7 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         Some(n) if !g.journey_expired(n) && g.journeys[n].phone == phone => n,
         _ => return token_error(),
     };
-    if let Err((code, msg)) = check_template_data(obj.get("template_data")) {
-        return error(code, msg);
-    }
-    let data = obj
-        .get("template_data")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    if let Err(refusal) = check_declared(shared, &mut g, &template_id.to_string(), |spec| {
-        spec.check_named(&data)
-    }) {
-        let (code, msg) = refusal.zalo();
+    if let Err((code, msg)) = check_zalo_send_data(shared, &mut g, &template_id.to_string(), &obj) {
         return error(code, &msg);
     }
     if shared.is_unknown_phone(&phone) {

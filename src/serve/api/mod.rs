@@ -137,13 +137,7 @@ async fn report(
         if excel { "-excel" } else { "" }
     );
     // 404 before the stream starts.
-    let n = name.clone();
-    s.with_reader_web(move |st| {
-        st.exists(&n)?
-            .then_some(())
-            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
-    })
-    .await?;
+    known_campaign(&s, &name).await?;
     let stream = s.web.campaigns.report_stream(name, excel);
     let body = axum::body::Body::from_stream(stream);
     Ok((
@@ -159,6 +153,18 @@ async fn report(
         .into_response())
 }
 
+/// 404 unless `name` is a campaign: checked before a stream starts, which
+/// could no longer say so.
+async fn known_campaign(s: &ServeState, name: &str) -> Result<(), WebError> {
+    let n = name.to_string();
+    s.with_reader_web(move |st| {
+        st.exists(&n)?
+            .then_some(())
+            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
+    })
+    .await
+}
+
 /// One `progress` event a second: `{"status": <status object or null>,
 /// "live": <this run's progress or null>}`, from the campaign's one poller
 /// (see `serve::live`). Ends when serve stops; 503 past the stream cap.
@@ -167,13 +173,7 @@ async fn events(
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
     // 404 now rather than an empty stream (a look-up, not a count).
-    let n = name.clone();
-    s.with_reader_web(move |st| {
-        st.exists(&n)?
-            .then_some(())
-            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
-    })
-    .await?;
+    known_campaign(&s, &name).await?;
     let sub = match s.live.subscribe(&name) {
         Ok(sub) => sub,
         Err(e) => {
