@@ -206,7 +206,7 @@ pub struct CsvReader {
     done: bool,
     /// The error cell (`#N/A`) of the workbook row in `record`, if any:
     /// column index and the error's text.
-    cell_error: Option<(usize, String)>,
+    cell_error: Option<sheet::CellError>,
 }
 
 /// Where records come from: a CSV parser, or a workbook's sheet whose cells
@@ -561,7 +561,7 @@ fn read_sheet_row(
     rows: &mut sheet::SheetRows,
     record: &mut ByteRecord,
     width: usize,
-) -> Result<Option<(u64, Option<(usize, String)>)>, CsvError> {
+) -> Result<Option<(u64, Option<sheet::CellError>)>, CsvError> {
     let Some(row) = rows.next_row()? else {
         return Ok(None);
     };

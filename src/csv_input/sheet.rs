@@ -12,7 +12,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use calamine::{Data, Ods, Reader, Xls, Xlsx};
@@ -48,14 +48,17 @@ pub(super) fn detect(path: &Path, sample: &[u8]) -> Option<Kind> {
     }
 }
 
+/// An error cell (`#N/A`, …): its column index and its text.
+pub(super) type CellError = (usize, String);
+
 /// One non-blank sheet row.
 pub(super) struct SheetRow {
     /// 1-based sheet row number.
     pub line: u64,
     /// Cell texts from column A on.
     pub cells: Vec<String>,
-    /// The first error cell (`#N/A`, …): column index and its text.
-    pub error: Option<(usize, String)>,
+    /// The row's first error cell.
+    pub error: Option<CellError>,
 }
 
 type Msg = Result<SheetRow, CsvError>;
@@ -147,7 +150,7 @@ fn pick_sheet(path: &Path, names: Vec<String>, wanted: Option<&str>) -> Result<S
 /// The worker: opens, reports readiness, then streams rows until the end or
 /// until the reader hangs up.
 fn work<R: Read + Seek>(
-    path: &PathBuf,
+    path: &Path,
     rs: R,
     kind: Kind,
     sheet: Option<&str>,
@@ -179,7 +182,7 @@ fn work<R: Read + Seek>(
 
 /// An upload stored under a `.csv` name: xlsx if it opens as one, else ods.
 fn zip_workbook<R: Read + Seek>(
-    path: &PathBuf,
+    path: &Path,
     mut rs: R,
     sheet: Option<&str>,
     ready: &SyncSender<Result<(), CsvError>>,
@@ -187,7 +190,7 @@ fn zip_workbook<R: Read + Seek>(
 ) -> Result<(), CsvError> {
     let is_xlsx = Xlsx::new(&mut rs).is_ok();
     rs.rewind().map_err(|source| CsvError::Io {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
     if is_xlsx {
@@ -203,7 +206,7 @@ fn zip_workbook<R: Read + Seek>(
 }
 
 fn stream_xlsx<R: Read + Seek>(
-    path: &PathBuf,
+    path: &Path,
     rs: R,
     sheet: Option<&str>,
     ready: &SyncSender<Result<(), CsvError>>,
@@ -237,7 +240,7 @@ fn stream_xlsx<R: Read + Seek>(
 }
 
 fn whole_sheet<R: Read + Seek, W: Reader<R>>(
-    path: &PathBuf,
+    path: &Path,
     mut wb: W,
     sheet: Option<&str>,
     ready: &SyncSender<Result<(), CsvError>>,
@@ -270,7 +273,7 @@ struct RowBuilder<'a> {
     tx: &'a SyncSender<Msg>,
     row: Option<u32>,
     cells: Vec<String>,
-    error: Option<(usize, String)>,
+    error: Option<CellError>,
     /// The reader hung up: stop.
     gone: bool,
 }
