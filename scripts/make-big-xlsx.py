@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """A 1,000,000-row .xlsx for the memory benchmark (BENCHMARKS.md).
-Usage: make-big-xlsx.py OUT.xlsx [ROWS]. Needs `pip install xlsxwriter`."""
+Usage: make-big-xlsx.py OUT.xlsx [ROWS] [--shared-strings]. Needs
+`pip install xlsxwriter`. By default strings are written inline
+(constant_memory); --shared-strings writes them in the shared-string table
+as Excel does (slower, more memory here)."""
 import sys
 
 import xlsxwriter
 
-out = sys.argv[1]
-rows = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
-wb = xlsxwriter.Workbook(out, {"constant_memory": True})
+argv = [a for a in sys.argv[1:] if a != "--shared-strings"]
+shared = len(argv) < len(sys.argv) - 1
+out = argv[0]
+rows = int(argv[1]) if len(argv) > 1 else 1_000_000
+wb = xlsxwriter.Workbook(out, {"constant_memory": not shared})
 ws = wb.add_worksheet("Recipients")
 date = wb.add_format({"num_format": "dd/mm/yyyy"})
 ws.write_row(0, 0, ["phone", "name", "due_date", "amount"])
