@@ -155,7 +155,7 @@ pub fn new_campaign(profiles: &[String], chrome: Chrome<'_>, error: Option<&str>
                 input type="hidden" name="csrf" value=(csrf);
                 label.drop #drop {
                     span #drop-text { "Drop the CSV file here, or choose it" }
-                    input #file type="file" name="file" accept=".csv,text/csv" required;
+                    input #file type="file" name="file" accept=".csv,text/csv,.xlsx,.xlsm,.xls,.ods" required;
                 }
                 div.grid {
                     label { "Campaign name" input type="text" name="campaign" required maxlength="100" placeholder="bills-2026-11"; small { "Letters, digits, spaces, - and _. Names the campaign in reports." } }
