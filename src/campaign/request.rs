@@ -80,6 +80,8 @@ pub struct CsvOpts {
     pub optional_columns: Vec<String>,
     /// Keep rows whose phone repeats (else later repeats are rejected).
     pub allow_duplicate_phones: bool,
+    /// The sheet of an Excel/OpenDocument workbook (default: the first).
+    pub sheet: Option<String>,
 }
 
 /// `;`, `|`, `\t` (as typed in a shell: backslash and t) or `tab`.

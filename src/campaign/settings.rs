@@ -270,6 +270,7 @@ fn resolve_csv(o: &CsvOpts, c: &ConfigFile) -> (CsvOptions, bool) {
     } else {
         o.optional_columns.clone()
     };
+    opts.sheet = o.sheet.clone().filter(|s| !s.trim().is_empty());
     let allow_dups = o.allow_duplicate_phones || c.allow_duplicate_phones.unwrap_or(false);
     (opts, !allow_dups)
 }

@@ -217,6 +217,10 @@ pub struct CsvArgs {
     /// Keep rows whose phone repeats (default: later repeats are rejected).
     #[arg(long)]
     pub allow_duplicate_phones: bool,
+
+    /// Sheet to read from an .xlsx/.xls/.ods workbook [default: the first].
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
 }
 
 impl From<CsvArgs> for CsvOpts {
@@ -226,6 +230,7 @@ impl From<CsvArgs> for CsvOpts {
             delimiter: a.delimiter,
             optional_columns: a.optional_columns,
             allow_duplicate_phones: a.allow_duplicate_phones,
+            sheet: a.sheet,
         }
     }
 }

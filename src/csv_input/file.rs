@@ -41,13 +41,7 @@ pub(super) fn read_sample(file: &mut File) -> io::Result<Vec<u8>> {
 
 /// What the start of the file looks like if it is not text.
 pub(super) fn sniff_binary(sample: &[u8]) -> Option<&'static str> {
-    const XLSX: &str = "an Excel workbook (.xlsx); save it as \"CSV UTF-8\"";
-    if sample.starts_with(b"PK\x03\x04") {
-        return Some(XLSX);
-    }
-    if sample.starts_with(b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1") {
-        return Some("an old Excel workbook (.xls); save it as \"CSV UTF-8\"");
-    }
+    // Zip and OLE files (workbooks) never get here: see `sheet::detect`.
     if sample.starts_with(b"\x1F\x8B") {
         return Some("a gzip-compressed file; decompress it first");
     }

@@ -45,6 +45,8 @@ pub struct CsvOptions {
     /// Parameters the template lets be empty: optional like the above, but
     /// the template may name ones the file lacks (its own check says so).
     pub template_optional_columns: Vec<String>,
+    /// A workbook's sheet to read (`None`: the first). Only for workbooks.
+    pub sheet: Option<String>,
 }
 
 impl Default for CsvOptions {
@@ -54,6 +56,7 @@ impl Default for CsvOptions {
             delimiter: b',',
             optional_columns: Vec::new(),
             template_optional_columns: Vec::new(),
+            sheet: None,
         }
     }
 }
@@ -115,6 +118,23 @@ pub enum CsvError {
     NotFound(PathBuf),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    #[error("{}: {reason}", path.display())]
+    Workbook { path: PathBuf, reason: String },
+    #[error(
+        "{}: no sheet named `{wanted}` (sheets: {})",
+        path.display(),
+        list_names(found.iter().map(String::as_str), found.len())
+    )]
+    UnknownSheet {
+        path: PathBuf,
+        wanted: String,
+        found: Vec<String>,
+    },
+    #[error(
+        "{}: --sheet `{sheet}` given but the file is a CSV, not an Excel or OpenDocument workbook",
+        path.display()
+    )]
+    SheetOnCsv { path: PathBuf, sheet: String },
     #[error("{}: looks like {what}, not a CSV", path.display())]
     Binary { path: PathBuf, what: &'static str },
     #[error("{}: file is empty (expected a header row naming the columns)", path.display())]
@@ -158,6 +178,7 @@ pub enum CsvError {
 
 mod file;
 mod header;
+mod sheet;
 #[cfg(test)]
 mod tests;
 
@@ -168,7 +189,7 @@ use header::{analyse_header, list_names, no_phone_column};
 /// Streaming reader; see the module docs.
 pub struct CsvReader {
     path: PathBuf,
-    rdr: csv::Reader<Tap<File>>,
+    source: Source,
     header: CsvHeader,
     /// Field index of each template key.
     template_fields: Vec<usize>,
@@ -183,6 +204,16 @@ pub struct CsvReader {
     pending: Option<u64>,
     /// A fatal error was returned: the iterator is finished.
     done: bool,
+    /// The error cell (`#N/A`) of the workbook row in `record`, if any:
+    /// column index and the error's text.
+    cell_error: Option<sheet::CellError>,
+}
+
+/// Where records come from: a CSV parser, or a workbook's sheet whose cells
+/// arrive as text (then every check below is the CSV's).
+enum Source {
+    Csv(csv::Reader<Tap<File>>),
+    Sheet(sheet::SheetRows),
 }
 
 impl std::fmt::Debug for CsvReader {
@@ -216,22 +247,54 @@ impl CsvReader {
             source,
         };
         let sample = read_sample(&mut file).map_err(io_err)?;
+        file.rewind().map_err(io_err)?;
+        if let Some(kind) = sheet::detect(path, &sample) {
+            let rows = sheet::SheetRows::open(path, file, kind, opts.sheet.as_deref())?;
+            return Self::from_source(path, opts, Source::Sheet(rows));
+        }
+        if let Some(sheet) = &opts.sheet {
+            return Err(CsvError::SheetOnCsv {
+                path: path.to_path_buf(),
+                sheet: sheet.clone(),
+            });
+        }
         if let Some(what) = sniff_binary(&sample) {
             return Err(CsvError::Binary {
                 path: path.to_path_buf(),
                 what,
             });
         }
-        file.rewind().map_err(io_err)?;
 
-        let mut rdr = csv::ReaderBuilder::new()
+        let rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .delimiter(opts.delimiter)
             .buffer_capacity(64 * 1024)
             .from_reader(Tap::new(file, record_limit));
-        let mut record = ByteRecord::new();
-        match read_record(&mut rdr, &mut record, path)? {
+        Self::from_source(path, opts, Source::Csv(rdr))
+    }
+
+    /// Reads and analyses the header row.
+    fn from_source(path: &Path, opts: &CsvOptions, source: Source) -> Result<CsvReader, CsvError> {
+        let mut reader = CsvReader {
+            path: path.to_path_buf(),
+            source,
+            header: CsvHeader {
+                columns: Vec::new(),
+                phone_index: 0,
+                tracking_index: None,
+                template_keys: Vec::new(),
+            },
+            template_fields: Vec::new(),
+            required: Vec::new(),
+            header_width: 0,
+            delimiter: opts.delimiter,
+            record: ByteRecord::new(),
+            pending: None,
+            done: false,
+            cell_error: None,
+        };
+        match reader.advance()? {
             Read1::Record(_) => {}
             Read1::End => {
                 return Err(CsvError::Empty {
@@ -242,20 +305,17 @@ impl CsvReader {
                 return Err(CsvError::BadHeader { reason });
             }
         }
-        let analysed = analyse_header(path, &record, opts)?;
-
-        Ok(CsvReader {
-            path: path.to_path_buf(),
-            rdr,
-            header: analysed.header,
-            template_fields: analysed.template_fields,
-            required: analysed.required,
-            header_width: record.len(),
-            delimiter: opts.delimiter,
-            record,
-            pending: None,
-            done: false,
-        })
+        let analysed = analyse_header(path, &reader.record, opts)?;
+        reader.header = analysed.header;
+        reader.template_fields = analysed.template_fields;
+        reader.required = analysed.required;
+        reader.header_width = match reader.source {
+            Source::Csv(_) => reader.record.len(),
+            // A sheet has no delimiters to miscount: a value past the named
+            // columns is always a value without a header.
+            Source::Sheet(_) => usize::MAX,
+        };
+        Ok(reader)
     }
 
     pub fn header(&self) -> &CsvHeader {
@@ -311,7 +371,20 @@ impl CsvReader {
 
     /// Reads the next record into `self.record`; a fatal error ends the reader.
     fn advance(&mut self) -> Result<Read1, CsvError> {
-        let result = read_record(&mut self.rdr, &mut self.record, &self.path);
+        let result = match &mut self.source {
+            Source::Csv(rdr) => read_record(rdr, &mut self.record, &self.path),
+            Source::Sheet(rows) => {
+                read_sheet_row(rows, &mut self.record, self.header.columns.len()).map(|read| {
+                    match read {
+                        Some((line, error)) => {
+                            self.cell_error = error;
+                            Read1::Record(line)
+                        }
+                        None => Read1::End,
+                    }
+                })
+            }
+        };
         if result.is_err() {
             self.done = true;
         }
@@ -333,6 +406,13 @@ impl CsvReader {
             })
         };
 
+        if let Some((col, err)) = &self.cell_error {
+            return reject(format!(
+                "column `{}` holds the spreadsheet error {err} (fix the formula or the value, \
+                 then save the file again)",
+                self.column_name(*col)
+            ));
+        }
         if rec.iter().all(|f| f.trim_ascii().is_empty()) {
             return reject("empty phone (the whole row is blank: delete it)".to_string());
         }
@@ -473,6 +553,26 @@ impl Iterator for CsvReader {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_item().transpose()
     }
+}
+
+/// Reads one sheet row into `record`, padded with empty cells to `width`
+/// (a sheet leaves trailing empty cells out). Its line and error cell.
+fn read_sheet_row(
+    rows: &mut sheet::SheetRows,
+    record: &mut ByteRecord,
+    width: usize,
+) -> Result<Option<(u64, Option<sheet::CellError>)>, CsvError> {
+    let Some(row) = rows.next_row()? else {
+        return Ok(None);
+    };
+    record.clear();
+    for cell in &row.cells {
+        record.push_field(cell.as_bytes());
+    }
+    for _ in row.cells.len()..width {
+        record.push_field(b"");
+    }
+    Ok(Some((row.line, row.error)))
 }
 
 /// What one read from the parser produced.

@@ -172,8 +172,15 @@ fn fatal_file_errors() {
     }
     let cases: [(&[u8], &str); 6] = [
         (b"phone,a\n\0\0\0", "looks like a binary file, not a CSV"),
-        (b"PK\x03\x04rest", "Excel workbook (.xlsx)"),
-        (b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", "old Excel workbook"),
+        // Workbooks go to the sheet reader, which says when one is unreadable.
+        (
+            b"PK\x03\x04rest",
+            "not an Excel (.xlsx) or OpenDocument (.ods) workbook",
+        ),
+        (
+            b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1",
+            "not a readable .xls workbook",
+        ),
         (b"\xFF\xFEp\0h\0", "UTF-16"),
         (b"\x1F\x8B\x08", "gzip"),
         (b"\x01\x02\x03\x04\x05phone", "binary file"),

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::campaign::config::ConfigFile;
 use crate::campaign::plan::Plan;
-use crate::campaign::settings::{check_campaign_name, SafetyOpts, SendOpts};
+use crate::campaign::settings::{check_campaign_name, CsvOpts, SafetyOpts, SendOpts};
 use crate::campaign::summary::CampaignStatusLine;
 use crate::campaign::{self, CampaignError, CoreError, Hooks, Mode, Request, Workspace};
 use crate::campaign::{
@@ -95,6 +95,8 @@ pub struct NewCampaign {
     pub send_window: Option<String>,
     pub not_after: Option<String>,
     pub daily_quota: Option<u64>,
+    /// The sheet of an uploaded workbook (default: the first).
+    pub sheet: Option<String>,
 }
 
 /// A run in this process, as the live page sees it.
@@ -259,6 +261,10 @@ impl Campaigns {
             campaign: form.name.clone(),
             csv: Some(form.csv.clone()),
             template_id: form.template_id.clone(),
+            csv_opts: CsvOpts {
+                sheet: form.sheet.clone(),
+                ..CsvOpts::default()
+            },
             ..Request::default()
         };
         ws.preflight(&mut req, Mode::Run).await?;
@@ -295,6 +301,10 @@ impl Campaigns {
             campaign: form.name.clone(),
             csv: Some(form.csv.clone()),
             template_id: form.template_id.clone(),
+            csv_opts: CsvOpts {
+                sheet: form.sheet.clone(),
+                ..CsvOpts::default()
+            },
             send: SendOpts {
                 daily_quota: form.daily_quota,
                 send_window,

@@ -160,6 +160,7 @@ async fn read_into(
             "profile" => f.profile = text(value),
             "send_window" => f.send_window = text(value),
             "not_after" => f.not_after = text(value),
+            "sheet" => f.sheet = text(value),
             "daily_quota" => {
                 f.daily_quota = match text(value) {
                     None => None,

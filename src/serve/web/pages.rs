@@ -155,7 +155,7 @@ pub fn new_campaign(profiles: &[String], chrome: Chrome<'_>, error: Option<&str>
                 input type="hidden" name="csrf" value=(csrf);
                 label.drop #drop {
                     span #drop-text { "Drop the CSV file here, or choose it" }
-                    input #file type="file" name="file" accept=".csv,text/csv" required;
+                    input #file type="file" name="file" accept=".csv,text/csv,.xlsx,.xlsm,.xls,.ods" required;
                 }
                 div.grid {
                     label { "Campaign name" input type="text" name="campaign" required maxlength="100" placeholder="bills-2026-11"; small { "Letters, digits, spaces, - and _. Names the campaign in reports." } }
@@ -165,6 +165,7 @@ pub fn new_campaign(profiles: &[String], chrome: Chrome<'_>, error: Option<&str>
                     }
                     label { "Send window (optional)" input type="text" name="send_window" placeholder="07:00-22:00"; small { "Hours of the day (Asia/Ho_Chi_Minh) messages may go out." } }
                     label { "Deadline (optional)" input type="text" name="not_after" placeholder="2026-12-01T08:00"; small { "After it nothing more is sent (Asia/Ho_Chi_Minh time)." } }
+                    label { "Sheet (optional)" input type="text" name="sheet" maxlength="100" placeholder="Sheet1"; small { "For an Excel or OpenDocument file: the sheet to read (default: the first)." } }
                     label { "Daily quota (optional)" input type="number" min="1" name="daily_quota" placeholder="5000"; small { "Messages per OA per day this campaign will not pass." } }
                 }
                 progress #upload-progress hidden max="100" value="0" {}
