@@ -159,6 +159,33 @@ async fn sheet_option_selects_and_unknown_lists_names() {
     assert!(r.stderr.contains("is a CSV"), "{r}");
 }
 
+/// The sheet is part of a campaign's input: the same workbook read through
+/// another sheet (or the first, by default) is refused as another input,
+/// never imported silently; the same file and sheet again is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sheet_of_the_same_workbook_is_another_input() {
+    let env = Env::new();
+    let xlsx = fixture("recipients.xlsx");
+    let dry = |sheet: Option<&str>| {
+        let mut argv = run_head(&xlsx, "sheeted");
+        argv.extend(args(&["--dry-run", "--provider", "sandbox"]));
+        if let Some(name) = sheet {
+            argv.extend(args(&["--sheet", name]));
+        }
+        argv
+    };
+    let r = run(&env, &dry(Some("Other"))).await;
+    assert_eq!(r.code, 0, "{r}");
+    let r = run(&env, &dry(None)).await;
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr.contains("different file") && r.stderr.contains("sheet `Other`"),
+        "{r}"
+    );
+    let r = run(&env, &dry(Some("Other"))).await;
+    assert_eq!(r.code, 0, "{r}");
+}
+
 /// `run` on an .ods against the sandbox sends every row exactly once, with
 /// a number-typed phone normalised and dates as dd/mm/yyyy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,14 +123,21 @@ impl Workspace {
         self.report(name)?.write(out, format)
     }
 
-    /// Whether an upload is the file the campaign `name` was imported from:
-    /// `None` when there is no such campaign yet.
-    pub fn same_file(&self, name: &str, csv: &Path) -> Result<Option<bool>, CoreError> {
+    /// Whether an upload (and its sheet, for a workbook) is the input the
+    /// campaign `name` was imported from: `None` when there is no such
+    /// campaign yet.
+    pub fn same_file(
+        &self,
+        name: &str,
+        csv: &Path,
+        sheet: Option<&str>,
+    ) -> Result<Option<bool>, CoreError> {
         let store = self.open_store()?;
         let Some(existing) = store.find_campaign(name)? else {
             return Ok(None);
         };
-        let hash = crate::csv_input::file_sha256(csv).map_err(|e| usage(e.to_string()))?;
+        let hash =
+            crate::csv_input::input_identity(csv, sheet).map_err(|e| usage(e.to_string()))?;
         Ok(Some(hash == existing.csv_sha256))
     }
 

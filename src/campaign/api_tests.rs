@@ -163,10 +163,12 @@ fn wanted_running_and_web_options_are_kept_with_the_campaign() {
     // A campaign that is not there is not an error (it may have been removed).
     ws.set_wanted_running("nope", false).unwrap();
 
-    assert_eq!(ws.same_file("c", &csv).unwrap(), Some(true));
+    assert_eq!(ws.same_file("c", &csv, None).unwrap(), Some(true));
     let other = write_csv(dir.path(), "other.csv", "phone,name\n0912345678,Other\n");
-    assert_eq!(ws.same_file("c", &other).unwrap(), Some(false));
-    assert_eq!(ws.same_file("new", &other).unwrap(), None);
+    assert_eq!(ws.same_file("c", &other, None).unwrap(), Some(false));
+    assert_eq!(ws.same_file("new", &other, None).unwrap(), None);
+    // The same file read through a named sheet is another input.
+    assert_eq!(ws.same_file("c", &csv, Some("Other")).unwrap(), Some(false));
 }
 
 #[test]

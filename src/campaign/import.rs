@@ -26,7 +26,7 @@ pub enum CampaignError {
     #[error(transparent)]
     Preflight(#[from] PreflightError),
     /// The campaign exists with another file (exit 2).
-    #[error("campaign `{name}` was imported from a different file ({stored_path}, sha256 {stored}…); {given_path} has sha256 {given}…. Use a new --campaign name for a new file, or pass the original file")]
+    #[error("campaign `{name}` was imported from a different file ({stored_path}, {stored}); {given_path} has {given}. Use a new --campaign name for a new file, or pass the original file (and the same --sheet)")]
     DifferentFile {
         name: String,
         stored_path: String,
@@ -91,7 +91,7 @@ pub fn open_or_import(
     store: &mut Store,
     spec: &CampaignSpec<'_>,
 ) -> Result<(Campaign, ImportCounts, bool), CampaignError> {
-    let hash = csv_input::file_sha256(spec.csv)?;
+    let hash = csv_input::input_identity(spec.csv, spec.csv_options.sheet.as_deref())?;
     let existing = store.find_campaign(spec.name)?;
     if let Some(c) = &existing {
         if c.csv_sha256 != hash {
@@ -143,7 +143,7 @@ pub fn resume_import(
     spec: &CampaignSpec<'_>,
 ) -> Result<(Campaign, ImportCounts), CampaignError> {
     let (csv, template) = (spec.csv, spec.template);
-    let hash = csv_input::file_sha256(csv)?;
+    let hash = csv_input::input_identity(csv, spec.csv_options.sheet.as_deref())?;
     if hash != campaign.csv_sha256 {
         return Err(different_file(campaign, csv, &hash));
     }
@@ -183,9 +183,9 @@ fn different_file(stored: &Campaign, given: &Path, hash: &str) -> CampaignError 
     CampaignError::DifferentFile {
         name: stored.name.clone(),
         stored_path: stored.csv_path.clone(),
-        stored: stored.csv_sha256[..12.min(stored.csv_sha256.len())].to_string(),
+        stored: csv_input::short_identity(&stored.csv_sha256),
         given_path: given.display().to_string(),
-        given: hash[..12].to_string(),
+        given: csv_input::short_identity(hash),
     }
 }
 

@@ -196,6 +196,30 @@ impl<R: Read> Read for Tap<R> {
 }
 
 /// SHA-256 (lowercase hex) of the file's bytes, streamed with a 64 KiB buffer.
+/// What a campaign remembers of its input: the file's SHA-256 and, when a
+/// workbook's sheet was named, that sheet (`<sha256>:<sheet>`). The same
+/// workbook read through another sheet is another input: a rerun or a
+/// resume that would read other rows is refused, never imported silently.
+pub fn input_identity(path: &Path, sheet: Option<&str>) -> Result<String, CsvError> {
+    let hash = file_sha256(path)?;
+    Ok(match sheet {
+        Some(name) => format!("{hash}:{name}"),
+        None => hash,
+    })
+}
+
+/// An identity as a person reads it: the hash's first 12 digits and the
+/// sheet, if one was named.
+pub fn short_identity(identity: &str) -> String {
+    let (hash, sheet) = identity.split_once(':').unwrap_or((identity, ""));
+    let head: String = hash.chars().take(12).collect();
+    if sheet.is_empty() {
+        format!("sha256 {head}…")
+    } else {
+        format!("sha256 {head}…, sheet `{sheet}`")
+    }
+}
+
 pub fn file_sha256(path: &Path) -> Result<String, CsvError> {
     let mut file = open_file(path)?;
     let mut hasher = Sha256::new();

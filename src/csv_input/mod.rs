@@ -182,8 +182,8 @@ mod sheet;
 #[cfg(test)]
 mod tests;
 
-pub use file::file_sha256;
 use file::{count_breaks, open_file, raw_phone_text, read_sample, sniff_binary, Tap};
+pub use file::{file_sha256, input_identity, short_identity};
 use header::{analyse_header, list_names, no_phone_column};
 
 /// Streaming reader; see the module docs.

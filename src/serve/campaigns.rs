@@ -278,9 +278,9 @@ impl Campaigns {
     ) -> Result<(Plan, PathBuf), WebError> {
         check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
         let ws = self.workspace(form.profile.as_deref())?;
-        if ws.same_file(&form.name, &form.csv)? == Some(false) {
+        if ws.same_file(&form.name, &form.csv, form.sheet.as_deref())? == Some(false) {
             return Err(WebError::Conflict(format!(
-                "campaign `{}` already exists with another file; choose a new name for a new file",
+                "campaign `{}` already exists with another file (or sheet); choose a new name for a new file",
                 form.name
             )));
         }
