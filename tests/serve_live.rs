@@ -27,11 +27,8 @@ async fn serve(env: &Env, config: &str) -> Serve {
     let serve = ServeHarness::start(env, &[("ZNS_WEBHOOK_TOKEN", HOOK_TOKEN)]).await;
     Serve {
         base: serve.base.clone(),
+        http: serve.http.clone(),
         serve,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
     }
 }
 
