@@ -116,8 +116,9 @@ struct SendReply<'a> {
 const QUOTA_PATH: &str = "ZNS/GetQuota";
 const TEMPLATE_INFO_PATH: &str = "GetZnsTemplateInfo";
 
-/// A campaign-level read's reply: documented as strings, numbers accepted too (GetQuota's
-/// own example answers numbers).
+/// A read's reply (GetQuota, GetZnsTemplateInfo, GetZaloMessageStatus):
+/// documented as strings, numbers accepted too (GetQuota's own example
+/// answers numbers).
 #[derive(Debug, Deserialize)]
 struct Reply {
     #[serde(
@@ -145,6 +146,9 @@ struct Reply {
     status: Option<String>,
     #[serde(rename = "ListParams", default)]
     list_params: Option<Vec<WireParam>>,
+    /// GetZaloMessageStatus only.
+    #[serde(rename = "Data", default)]
+    data: Option<StatusData>,
 }
 
 fn unsupported(message: &str) -> ProviderError {
@@ -344,24 +348,6 @@ impl Esms {
 const MESSAGE_STATUS_PATH: &str = "GetZaloMessageStatus";
 
 #[derive(Debug, Deserialize)]
-struct StatusReply {
-    #[serde(
-        rename = "CodeResult",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
-    code: Option<String>,
-    #[serde(
-        rename = "ErrorMessage",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
-    error_message: Option<String>,
-    #[serde(rename = "Data", default)]
-    data: Option<StatusData>,
-}
-
-#[derive(Debug, Deserialize)]
 struct StatusData {
     #[serde(default, deserialize_with = "lenient::opt_string")]
     status: Option<String>,
@@ -378,7 +364,7 @@ impl Esms {
             ..self.credentials(oa_id)?
         };
         let reply: RawReply = self.post(&self.urls.message_status, &body).await?;
-        let r: StatusReply = http::decode(&reply)?;
+        let r: Reply = http::decode(&reply)?;
         let code = r.code.as_deref().map(str::trim).unwrap_or(ACCEPTED);
         if code != ACCEPTED {
             return Err(self.code_error(code, r.error_message.as_deref()).into());

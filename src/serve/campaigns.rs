@@ -99,6 +99,23 @@ pub struct NewCampaign {
     pub sheet: Option<String>,
 }
 
+impl NewCampaign {
+    /// The campaign, its file and template as the form names them; the
+    /// pre-flight and the creation both start from this.
+    fn request(&self) -> Request {
+        Request {
+            campaign: self.name.clone(),
+            csv: Some(self.csv.clone()),
+            template_id: self.template_id.clone(),
+            csv_opts: CsvOpts {
+                sheet: self.sheet.clone(),
+                ..CsvOpts::default()
+            },
+            ..Request::default()
+        }
+    }
+}
+
 /// A run in this process, as the live page sees it.
 pub struct Live {
     pub stop: Arc<Stop>,
@@ -257,16 +274,7 @@ impl Campaigns {
     ) -> Result<Option<crate::model::template_spec::TemplateSpec>, WebError> {
         check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
         let ws = self.workspace(form.profile.as_deref())?;
-        let mut req = Request {
-            campaign: form.name.clone(),
-            csv: Some(form.csv.clone()),
-            template_id: form.template_id.clone(),
-            csv_opts: CsvOpts {
-                sheet: form.sheet.clone(),
-                ..CsvOpts::default()
-            },
-            ..Request::default()
-        };
+        let mut req = form.request();
         ws.preflight(&mut req, Mode::Run).await?;
         Ok(req.template)
     }
@@ -298,13 +306,6 @@ impl Campaigns {
             .transpose()
             .map_err(|e| WebError::BadRequest(format!("deadline: {e}")))?;
         let req = Request {
-            campaign: form.name.clone(),
-            csv: Some(form.csv.clone()),
-            template_id: form.template_id.clone(),
-            csv_opts: CsvOpts {
-                sheet: form.sheet.clone(),
-                ..CsvOpts::default()
-            },
             send: SendOpts {
                 daily_quota: form.daily_quota,
                 send_window,
@@ -315,7 +316,7 @@ impl Campaigns {
                 ..SafetyOpts::default()
             },
             template,
-            ..Request::default()
+            ..form.request()
         };
         let name = form.name.clone();
         let report = |rows: u64, rejected: u64| {
