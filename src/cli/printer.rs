@@ -170,23 +170,27 @@ pub fn print_summary(summary: &Summary, json: bool) {
     if c.rejected as usize > this.first_rejects.len() {
         out.push_str("                … every reject is listed by `zns-batch report`\n");
     }
-    if c.in_doubt > 0 {
-        out.push_str(&format!(
-            "  in doubt    {:>8}   (held: may or may not have been delivered)\n",
-            c.in_doubt
-        ));
-    }
-    if c.skipped > 0 {
-        out.push_str(&format!(
-            "  skipped     {:>8}   (a message went to the phone within --min-interval-per-phone; see the report)\n",
-            c.skipped
-        ));
-    }
-    if c.expired > 0 {
-        out.push_str(&format!(
-            "  expired     {:>8}   (not sent: the campaign's deadline passed)\n",
-            c.expired
-        ));
+    // Rare fates: a line only when some row has one.
+    for (label, n, why) in [
+        (
+            "in doubt",
+            c.in_doubt,
+            "held: may or may not have been delivered",
+        ),
+        (
+            "skipped",
+            c.skipped,
+            "a message went to the phone within --min-interval-per-phone; see the report",
+        ),
+        (
+            "expired",
+            c.expired,
+            "not sent: the campaign's deadline passed",
+        ),
+    ] {
+        if n > 0 {
+            out.push_str(&format!("  {label:<12}{n:>8}   ({why})\n"));
+        }
     }
     out.push_str(&format!(
         "  not yet sent{:>8}\n",

@@ -426,22 +426,8 @@ async fn template_info_request_and_reply() {
             status_raw: "ENABLE".into(),
             enabled: true,
             params: vec![
-                TemplateParam {
-                    name: "ten".into(),
-                    required: true,
-                    kind: "STRING".into(),
-                    min_length: Some(1),
-                    max_length: Some(30),
-                    accept_null: false,
-                },
-                TemplateParam {
-                    name: "ma_don".into(),
-                    required: false,
-                    kind: "STRING".into(),
-                    min_length: Some(0),
-                    max_length: Some(20),
-                    accept_null: true,
-                },
+                TemplateParam::bounded("ten", true, "STRING", 1, 30, false),
+                TemplateParam::bounded("ma_don", false, "STRING", 0, 20, true),
             ],
         }
     );
