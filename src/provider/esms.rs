@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
-use super::common::{campaign_level, TemplateValues, Unchecked};
+use super::common::{campaign_level, unsupported, TemplateValues, Unchecked};
 use super::http::{self, lenient, Endpoint, RawReply, JSON};
 use super::template::WireParam;
 use super::{
@@ -149,10 +149,6 @@ struct Reply {
     /// GetZaloMessageStatus only.
     #[serde(rename = "Data", default)]
     data: Option<StatusData>,
-}
-
-fn unsupported(message: &str) -> ProviderError {
-    ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
 }
 
 const NO_TOKEN_STEP: &str = "eSMS has no journey token step; OrderId carries the journey";
