@@ -310,3 +310,104 @@ async fn a_test_send_reaches_the_sandbox_and_is_not_counted_as_the_campaigns() {
     .await
     .expect("test took too long");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_schedules_cancels_and_sends_a_test() {
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let env = Env::new();
+        let sb = web_sandbox(&env, Duration::ZERO).await;
+        let csv = env.path("bills.csv");
+        write_csv(&csv, 0, 5);
+        let web = start_web(&env, &[]).await;
+        let (code, plan) = web.upload(&csv, "console", &[]).await;
+        assert_eq!(code, 201, "{plan}");
+        let (code, check) = web.get_text("/campaigns/console/check").await;
+        assert_eq!(code, 200);
+        assert!(
+            check.contains("id=\"start-at\"") && check.contains("id=\"send-test\""),
+            "{check}"
+        );
+        let csrf = csrf_of(&check).expect("csrf");
+
+        // "Send a test": a bad phone is refused and sends nothing.
+        let r = web
+            .post_form(
+                "/ui/campaigns/console/test",
+                &[("csrf", &csrf), ("phones", "12345")],
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 400);
+        assert_eq!(sb.stats().send_requests, 0);
+        let r = web
+            .post_form(
+                "/ui/campaigns/console/test",
+                &[("csrf", &csrf), ("phones", "0912345678")],
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 303, "{:?}", r.text().await);
+        assert_eq!(sb.stats().accepted, 1);
+        let (_, page) = web.get_text("/campaigns/console").await;
+        assert!(page.contains("id=\"test-sends\""), "{page}");
+        assert!(page.contains("8491****678"), "{page}");
+        assert!(!page.contains("84912345678"), "masked: {page}");
+        let (_, line) = web.get_json("/api/v1/campaigns/console").await;
+        assert_eq!(line["counts"]["sent"], 0, "{line}");
+
+        // The API's test route: JSON in, outcomes out, phones masked.
+        let r = web
+            .http
+            .post(web.url("/api/v1/campaigns/console/test"))
+            .json(&serde_json::json!({"phones": ["0987654321"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["test_sends"][0]["outcome"], "sent", "{body}");
+        assert!(!body.to_string().contains("987654321"), "{body}");
+        assert_eq!(sb.stats().accepted, 2);
+
+        // "Send at", then Cancel: the schedule comes and goes.
+        let (at, _) = local_in(3600);
+        let at = &at[..16];
+        let r = web
+            .post_form(
+                "/ui/campaigns/console/start",
+                &[("csrf", &csrf), ("start_at", at)],
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 303);
+        let (_, page) = web.get_text("/campaigns/console").await;
+        assert!(
+            page.contains("id=\"scheduled-for\"") && page.contains("id=\"cancel-schedule\""),
+            "{page}"
+        );
+        let (_, line) = web.get_json("/api/v1/campaigns/console").await;
+        assert_eq!(line["status"], "scheduled", "{line}");
+        let r = web
+            .post_form("/ui/campaigns/console/pause", &[("csrf", &csrf)])
+            .await;
+        assert_eq!(r.status().as_u16(), 303);
+        let (_, line) = web.get_json("/api/v1/campaigns/console").await;
+        assert!(line["scheduled_for"].is_null(), "{line}");
+        assert_ne!(line["status"], "scheduled", "{line}");
+        assert_eq!(sb.stats().accepted, 2, "a cancelled schedule sends nothing");
+
+        // Send now: the campaign's 5 rows; the tests stay apart.
+        let r = web
+            .post_form(
+                "/ui/campaigns/console/start",
+                &[("csrf", &csrf), ("start_at", "")],
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 303);
+        let line = web
+            .wait_status("console", "finished", Duration::from_secs(60))
+            .await;
+        assert_eq!(line["counts"]["sent"], 5, "{line}");
+        assert_eq!(sb.stats().accepted, 7);
+        web.stop().await;
+    })
+    .await
+    .expect("test took too long");
+}
