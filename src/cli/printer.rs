@@ -511,6 +511,13 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+/// An RFC 3339 time the core wrote, as ms.
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(clock::to_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,11 +527,4 @@ mod tests {
         assert_eq!(truncate("Hóa đơn tháng 11", 5), "Hóa …");
         assert_eq!(truncate("ngắn", 5), "ngắn");
     }
-}
-
-/// An RFC 3339 time the core wrote, as ms.
-fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(clock::to_ms)
 }
