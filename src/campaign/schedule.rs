@@ -37,7 +37,7 @@ pub fn parse_start_at(text: &str) -> Result<Option<i64>, CoreError> {
 /// one is named.
 pub fn parse_test_phones(text: &str) -> Result<Vec<String>, CoreError> {
     let mut out: Vec<String> = Vec::new();
-    for raw in text.split([',', ';', ' ', '\n']).map(str::trim) {
+    for raw in text.split([',', ';', '\n']).map(str::trim) {
         if raw.is_empty() {
             continue;
         }
@@ -182,5 +182,59 @@ impl Prepared {
         if start_at_ms.is_some() {
             self.start_at_ms = start_at_ms;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_time_is_oa_local_in_the_future_or_now() {
+        assert_eq!(parse_start_at("now").unwrap(), None);
+        assert_eq!(parse_start_at(" ").unwrap(), None);
+        let later = clock::now() + time::Duration::days(2);
+        let l = later.to_offset(clock::OA_OFFSET);
+        let text = format!(
+            "{}-{:02}-{:02} {:02}:{:02}",
+            l.year(),
+            u8::from(l.month()),
+            l.day(),
+            l.hour(),
+            l.minute()
+        );
+        let ms = parse_start_at(&text).unwrap().unwrap();
+        // Minutes only: the seconds are dropped, the offset is the OA's.
+        assert_eq!(ms / 60_000, clock::to_ms(later) / 60_000);
+        let with_t = parse_start_at(&text.replace(' ', "T")).unwrap();
+        assert_eq!(with_t, Some(ms));
+        for bad in ["2020-01-01T08:00", "08:00", "tomorrow", "2026-13-40 08:00"] {
+            let e = parse_start_at(bad).unwrap_err();
+            assert!(matches!(e, CoreError::Usage(_)), "{bad}: {e}");
+        }
+        let e = parse_start_at("2020-01-01T08:00").unwrap_err().to_string();
+        assert!(e.contains("in the past"), "{e}");
+    }
+
+    #[test]
+    fn test_phones_are_normalised_and_the_bad_one_named() {
+        assert_eq!(
+            parse_test_phones("0912345678, +84 987 654 321,0912345678").unwrap(),
+            vec!["84912345678".to_string(), "84987654321".to_string()]
+        );
+        let e = parse_test_phones("0912345678,09x1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`09x1`"), "{e}");
+        assert!(parse_test_phones(" , ").is_err());
+        let many: Vec<String> = (0..11).map(|i| format!("09123456{i:02}")).collect();
+        assert!(parse_test_phones(&many.join(",")).is_err());
+    }
+
+    #[test]
+    fn a_schedule_reads_as_people_write_it() {
+        // 2026-12-07 01:00 UTC is 08:00 in Vietnam.
+        let ms = clock::to_ms(time::macros::datetime!(2026-12-07 01:00 UTC));
+        assert_eq!(fmt_when(ms), "07/12/2026 08:00");
     }
 }

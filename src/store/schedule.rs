@@ -215,3 +215,58 @@ impl Store {
         Ok(list)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::*;
+    use super::TestSend;
+
+    #[test]
+    fn a_schedule_is_kept_until_dropped_and_test_sends_stay_apart_from_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let c = {
+            let mut store = Store::open(&path).unwrap();
+            let c = new_campaign(&mut store, "c1");
+            import_phones(&mut store, &c, &["84912345670"]);
+            store.set_schedule(c.id, Some(1_800_000_000_000)).unwrap();
+            store
+                .add_test_send(
+                    c.id,
+                    &TestSend {
+                        phone: "84912345678".into(),
+                        at_ms: 1,
+                        outcome: "sent".into(),
+                        msg_id: Some("m1".into()),
+                        error: None,
+                    },
+                )
+                .unwrap();
+            c
+        };
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.schedule(c.id).unwrap(), Some(1_800_000_000_000));
+        assert_eq!(
+            store.schedules().unwrap(),
+            vec![("c1".to_string(), 1_800_000_000_000)]
+        );
+        assert_eq!(store.test_sends(c.id, 10).unwrap().len(), 1);
+        assert_eq!(store.state_counts(c.id).unwrap().total, 1);
+        store.set_schedule(c.id, None).unwrap();
+        assert!(store.schedules().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_test_send_takes_a_quota_unit_only_when_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let key = QuotaKey::today("acct", "oa");
+        assert!(store.take_quota_unit(&key, Some(2)).unwrap());
+        assert!(store.take_quota_unit(&key, Some(2)).unwrap());
+        assert!(!store.take_quota_unit(&key, Some(2)).unwrap());
+        assert_eq!(store.quota_day(&key).unwrap().used, 2);
+        store.give_back_quota_unit(&key).unwrap();
+        assert_eq!(store.quota_day(&key).unwrap().used, 1);
+    }
+}

@@ -413,7 +413,7 @@ fn later_or_test(name: &str, csrf: &str) -> Markup {
         div.later {
             form.inline #send-at-form method="post" action={"/ui/campaigns/" (enc(name)) "/start"} {
                 input type="hidden" name="csrf" value=(csrf);
-                label { "Send at (OA time) " input #start-at type="datetime-local" name="start_at" required; }
+                label { "Send at (OA time) " input #start-at type="datetime-local" name="start_at" step="1" required; }
                 button #schedule type="submit" { "Schedule" }
             }
             form.inline #test-form method="post" action={"/ui/campaigns/" (enc(name)) "/test"} {
