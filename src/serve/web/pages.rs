@@ -343,7 +343,7 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                     } @else if c.status != "finished" {
                         form method="post" action=(action("start")) {
                             input type="hidden" name="csrf" value=(csrf);
-                            button.primary #resume type="submit" { @if c.status == "pending" { "Send" } @else { "Resume" } }
+                            button.primary #resume type="submit" { @if c.status == "pending" { "Send" } @else if c.status == "scheduled" { "Send now" } @else { "Resume" } }
                         }
                     }
                     a.button #report-csv href={"/api/v1/campaigns/" (enc(name)) "/report.csv"} { "Report (CSV)" }
