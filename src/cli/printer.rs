@@ -277,6 +277,13 @@ pub fn print_plan(plan: &Plan, json: bool) {
             "  deadline     {when} (rows not sent by then expire)\n"
         ));
     }
+    if let Some(at) = this.starts_at.as_deref().and_then(parse_rfc3339_ms) {
+        o.push_str(&format!(
+            "  starts at    {} (OA time, in {})\n",
+            crate::campaign::fmt_when(at),
+            crate::campaign::fmt_until(at)
+        ));
+    }
     if this.uses_tokens {
         o.push_str(&format!(
             "  tokens       {} to buy, {} to reuse ({})\n",
@@ -442,6 +449,13 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
                 clock::fmt_duration(std::time::Duration::from_secs(s))
             ));
         }
+        if let Some(at) = l.scheduled_for.as_deref().and_then(parse_rfc3339_ms) {
+            notes.push(format!(
+                "scheduled for {} (OA time, in {})",
+                crate::campaign::fmt_when(at),
+                crate::campaign::fmt_until(at)
+            ));
+        }
         if c.expired > 0 {
             notes.push(format!("{} expired", c.expired));
         }
@@ -499,6 +513,13 @@ fn truncate(s: &str, n: usize) -> String {
         t.push('…');
         t
     }
+}
+
+/// An RFC 3339 time the core wrote, as ms.
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(clock::to_ms)
 }
 
 #[cfg(test)]
