@@ -35,8 +35,10 @@ fn find_driver() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// None (skip) only when ZNS_SKIP_BROWSER=1 and chromedriver is missing.
-async fn browser() -> Option<Browser> {
+/// A browser whose `Accept-Language` is `accept` (the console picks its
+/// language from it until the switch sets a cookie). None (skip) only when
+/// ZNS_SKIP_BROWSER=1 and chromedriver is missing.
+async fn browser(accept: &str) -> Option<Browser> {
     let Some(driver_path) = find_driver() else {
         if std::env::var("ZNS_SKIP_BROWSER").as_deref() == Ok("1") {
             eprintln!("chromedriver not found: browser test skipped (ZNS_SKIP_BROWSER=1)");
@@ -87,7 +89,9 @@ async fn browser() -> Option<Browser> {
             "--no-first-run", "--disable-extensions",
             format!("--user-data-dir={}", profile.path().display()),
             format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
-        ]
+            format!("--accept-lang={accept}"),
+        ],
+        "prefs": { "intl.accept_languages": accept },
     });
     if let Some(b) = binary {
         chrome["binary"] = json!(b);
@@ -213,6 +217,13 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    /// The page's `<html lang>`.
+    async fn lang(&self) -> String {
+        let v = self
+            .exec("return document.documentElement.lang;", json!([]))
+            .await;
+        v.as_str().unwrap_or("").to_string()
+    }
     async fn has_alert(&self) -> bool {
         let v = self.get("/alert/text").await;
         v.as_str().is_some()
@@ -287,31 +298,55 @@ async fn upload_in_page(b: &Browser, web: &ServeHarness, file: &str, name: &str)
 /// CSV shows as text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_check_send_report_in_a_browser() {
-    let Some(b) = browser().await else { return };
+    let Some(b) = browser("vi-VN,vi").await else {
+        return;
+    };
     let env = Env::new();
     let sb = web_sandbox(&env, Duration::ZERO).await;
     let web = start_web(&env, &[]).await;
     let t0 = Instant::now();
 
+    // Vietnamese, as the browser asks.
     b.goto(&web.url("/")).await;
+    assert_eq!(b.lang().await, "vi");
+    assert_eq!(b.text("h1").await, "Chiến dịch");
     b.shots("campaigns-empty").await;
     b.goto(&web.url("/new")).await;
+    assert_eq!(b.text("h1").await, "Chiến dịch mới");
     b.shots("new-campaign").await;
 
     upload_in_page(&b, &web, &sample("billing-notice.csv"), "Hóa đơn tháng 11").await;
     b.wait_url("/check", Duration::from_secs(30)).await;
     assert_eq!(b.text("#accepted").await, "40");
     assert_eq!(b.text("#plan-messages").await, "40");
+    assert_eq!(b.text("#send").await, "Gửi");
     b.shots("check").await;
     b.click("#send").await;
     b.wait_url(&enc("Hóa đơn tháng 11"), Duration::from_secs(10))
         .await;
     b.wait_text("#status-badge", Duration::from_secs(60), |t| {
-        t == "finished"
+        t == "hoàn tất"
     })
     .await;
     assert_eq!(b.text("#count-sent").await, "40");
+    assert!(
+        b.text("#live").await.contains("40/40"),
+        "{}",
+        b.text("#live").await
+    );
     b.shots("campaign").await;
+
+    // The switch in the header: English from here on, on the same page,
+    // and kept (a cookie) over the browser's Vietnamese.
+    b.click("#lang-en").await;
+    b.wait_text("#status-badge", Duration::from_secs(10), |t| {
+        t == "finished"
+    })
+    .await;
+    assert_eq!(b.lang().await, "en");
+    assert!(b.url().await.ends_with(&enc("Hóa đơn tháng 11")));
+    assert_eq!(b.text("#lang-current").await, "EN");
+    b.shots("campaign-en").await;
     let report = b
         .fetch_text(&format!(
             "/api/v1/campaigns/{}/report.csv",
@@ -369,7 +404,14 @@ async fn upload_check_send_report_in_a_browser() {
     assert_eq!(injected, json!(0), "no element from the CSV");
 
     b.goto(&web.url("/")).await;
+    assert_eq!(b.lang().await, "en");
+    assert_eq!(b.text("h1").await, "Campaigns");
     b.shots("campaigns").await;
+    // And back to Vietnamese.
+    b.click("#lang-vi").await;
+    b.wait_text("h1", Duration::from_secs(10), |t| t == "Chiến dịch")
+        .await;
+    assert_eq!(b.lang().await, "vi");
     eprintln!("browser flow took {:?}", t0.elapsed());
     b.close().await;
     web.stop().await;
@@ -378,7 +420,9 @@ async fn upload_check_send_report_in_a_browser() {
 /// Pause during a slow campaign, then Resume: finished, each row once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_resume_in_a_browser() {
-    let Some(b) = browser().await else { return };
+    let Some(b) = browser("en-US,en").await else {
+        return;
+    };
     let env = Env::new();
     let sb = web_sandbox(&env, Duration::from_millis(80)).await;
     let web = start_web(&env, &[]).await;
@@ -424,7 +468,9 @@ async fn pause_and_resume_in_a_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_and_csrf_in_a_browser() {
     const TOKEN: &str = "browser-token-DO-NOT-LEAK-31f0";
-    let Some(b) = browser().await else { return };
+    let Some(b) = browser("en-US,en").await else {
+        return;
+    };
     let env = Env::new();
     let _sb = web_sandbox(&env, Duration::ZERO).await;
     let web = start_web(&env, &[("ZNS_SERVE_TOKEN", TOKEN)]).await;
@@ -492,7 +538,7 @@ async fn token_and_csrf_in_a_browser() {
 /// says "scheduled for", then shows the run when its time came).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_send_and_send_at_in_a_browser() {
-    let Some(b) = browser().await else { return };
+    let Some(b) = browser("en").await else { return };
     let env = Env::new();
     let sb = web_sandbox(&env, Duration::ZERO).await;
     let web = start_web(&env, &[]).await;

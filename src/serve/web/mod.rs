@@ -3,6 +3,8 @@
 //! that work without JavaScript, and a little script for drag-and-drop,
 //! upload progress and live counts.
 
+pub mod format;
+pub mod lang;
 mod pages;
 pub mod security;
 
@@ -21,7 +23,9 @@ use super::auth::{self, Caller, ClientAddr, Unauthorized};
 use super::campaigns::{self, Campaigns, WebError};
 use super::ServeState;
 use crate::model::row_state::RowState;
+use lang::Viewer;
 use pages::enc;
+use rust_i18n::t;
 use security::{CsrfForm, NoFields};
 
 /// What the console shares between requests.
@@ -49,11 +53,13 @@ impl WebState {
         }
     }
 
-    /// The frame every page is drawn in.
-    pub fn chrome(&self) -> pages::Chrome<'_> {
+    /// The frame every page is drawn in, in the viewer's language.
+    pub fn chrome<'a>(&'a self, v: &'a Viewer) -> pages::Chrome<'a> {
         pages::Chrome {
             csrf: &self.csrf,
             sign_out: self.sign_out,
+            lang: v.lang,
+            here: &v.here,
         }
     }
 }
@@ -81,6 +87,7 @@ pub fn open_routes() -> Router<ServeState> {
     Router::new()
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/lang/{code}", get(lang::switch))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
 }
@@ -102,33 +109,45 @@ async fn js() -> Response {
 }
 
 /// A page-level failure, shown as a page with the reason and its status.
-fn problem(s: &ServeState, e: WebError, back: &str) -> Response {
+fn problem(s: &ServeState, v: &Viewer, e: WebError, back: &str) -> Response {
     if let WebError::Internal(err) = &e {
         tracing::error!("console request failed: {err:#}");
     }
+    let l = v.lang.code();
     let title = match e.status() {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::CONFLICT => "Not now",
-        StatusCode::PAYLOAD_TOO_LARGE => "File too large",
-        StatusCode::INTERNAL_SERVER_ERROR => "Something went wrong",
-        _ => "Cannot do that",
+        StatusCode::NOT_FOUND => t!("problem.not_found", locale = l),
+        StatusCode::CONFLICT => t!("problem.conflict", locale = l),
+        StatusCode::PAYLOAD_TOO_LARGE => t!("problem.too_large", locale = l),
+        StatusCode::INTERNAL_SERVER_ERROR => t!("problem.internal", locale = l),
+        _ => t!("problem.refused", locale = l),
     };
+    let message = public_message(v, &e);
     (
         e.status(),
-        Html(pages::problem(title, &e.public_message(), back, s.web.chrome()).into_string()),
+        Html(pages::problem(&title, &message, back, s.web.chrome(v)).into_string()),
     )
         .into_response()
 }
 
-async fn campaigns_page(State(s): State<ServeState>) -> Response {
-    match s.with_reader(campaigns::status_all).await {
-        Ok(list) => Html(pages::campaigns(&list, s.web.chrome()).into_string()).into_response(),
-        Err(e) => problem(&s, WebError::Internal(e), "/"),
+/// What a person may read of a failure, in their language.
+fn public_message(v: &Viewer, e: &WebError) -> String {
+    match e {
+        WebError::Internal(_) => {
+            t!("problem.internal_message", locale = v.lang.code()).into_owned()
+        }
+        other => other.public_message(),
     }
 }
 
-async fn new_page(State(s): State<ServeState>) -> Response {
-    Html(pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(), None).into_string())
+async fn campaigns_page(State(s): State<ServeState>, v: Viewer) -> Response {
+    match s.with_reader(campaigns::status_all).await {
+        Ok(list) => Html(pages::campaigns(&list, s.web.chrome(&v)).into_string()).into_response(),
+        Err(e) => problem(&s, &v, WebError::Internal(e), "/"),
+    }
+}
+
+async fn new_page(State(s): State<ServeState>, v: Viewer) -> Response {
+    Html(pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(&v), None).into_string())
         .into_response()
 }
 
@@ -139,6 +158,7 @@ struct PageQuery {
 
 async fn check_page(
     State(s): State<ServeState>,
+    v: Viewer,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
@@ -157,14 +177,14 @@ async fn check_page(
         .await;
     let (status, rejects, preview, keys) = match data {
         Ok(d) => d,
-        Err(e) => return problem(&s, e, "/"),
+        Err(e) => return problem(&s, &v, e, "/"),
     };
     let plan = s.web.campaigns.plan(&name).await;
     let why;
     let plan_arg = match &plan {
         Ok(p) => Ok(p),
         Err(e) => {
-            why = e.public_message();
+            why = public_message(&v, e);
             Err(why.as_str())
         }
     };
@@ -175,12 +195,16 @@ async fn check_page(
         page,
         &preview,
         &keys,
-        s.web.chrome(),
+        s.web.chrome(&v),
     );
     Html(markup.into_string()).into_response()
 }
 
-async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) -> Response {
+async fn campaign_page(
+    State(s): State<ServeState>,
+    v: Viewer,
+    Path(name): Path<String>,
+) -> Response {
     let n = name.clone();
     let data = s
         .with_reader_web(move |st| {
@@ -195,7 +219,7 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
         .await;
     let (status, errors, in_doubt, tests) = match data {
         Ok(d) => d,
-        Err(e) => return problem(&s, e, "/"),
+        Err(e) => return problem(&s, &v, e, "/"),
     };
     let running_here = s.web.campaigns.live(&name).is_some_and(|l| l.running);
     let markup = pages::campaign(pages::CampaignPage {
@@ -204,44 +228,45 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
         top_errors: &errors,
         in_doubt: &in_doubt,
         test_sends: &tests,
-        chrome: s.web.chrome(),
+        chrome: s.web.chrome(&v),
     });
     Html(markup.into_string()).into_response()
 }
 
 /// The upload form without JavaScript: on success, to the Check page.
-async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Response {
+async fn upload_form(State(s): State<ServeState>, v: Viewer, multipart: Multipart) -> Response {
     let web = s.web.clone();
     let up = match upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await {
         Ok(up) => up,
-        Err(e) => return upload_refused(&s, e),
+        Err(e) => return upload_refused(&s, &v, e),
     };
     if !security::csrf_ok(&web.csrf, up.csrf.as_deref()) {
         let _ = std::fs::remove_file(&up.form.csv);
-        return security::csrf_refused(&s);
+        return security::csrf_refused(&s, &v);
     }
     let name = up.form.name.clone();
     let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
     match web.campaigns.create(up.form).await {
         Ok(_) => Redirect::to(&format!("/campaigns/{}/check", enc(&name))).into_response(),
-        Err(e) => upload_refused(&s, upload::by_upload_name(e, &stored, &file_name)),
+        Err(e) => upload_refused(&s, &v, upload::by_upload_name(e, &stored, &file_name)),
     }
 }
 
-fn upload_refused(s: &ServeState, e: WebError) -> Response {
+fn upload_refused(s: &ServeState, v: &Viewer, e: WebError) -> Response {
     if let WebError::Internal(err) = &e {
         tracing::error!("upload failed: {err:#}");
     }
     let page = pages::new_campaign(
         &s.web.campaigns.profiles(),
-        s.web.chrome(),
-        Some(&e.public_message()),
+        s.web.chrome(v),
+        Some(&public_message(v, &e)),
     );
     (e.status(), Html(page.into_string())).into_response()
 }
 
 async fn start_form(
     State(s): State<ServeState>,
+    v: Viewer,
     Path(name): Path<String>,
     Query(q): Query<StartQuery>,
     CsrfForm(f): CsrfForm<StartForm>,
@@ -258,7 +283,7 @@ async fn start_form(
     };
     match started {
         Ok(()) => Redirect::to(&back).into_response(),
-        Err(e) => problem(&s, e, &back),
+        Err(e) => problem(&s, &v, e, &back),
     }
 }
 
@@ -276,6 +301,7 @@ struct TestForm {
 /// "Send a test": then the campaign's page, which lists the outcome.
 async fn test_form(
     State(s): State<ServeState>,
+    v: Viewer,
     Path(name): Path<String>,
     CsrfForm(f): CsrfForm<TestForm>,
 ) -> Response {
@@ -288,27 +314,32 @@ async fn test_form(
     };
     match sent {
         Ok(_) => Redirect::to(&format!("{back}#test-sends")).into_response(),
-        Err(e) => problem(&s, e, &back),
+        Err(e) => problem(&s, &v, e, &back),
     }
 }
 
 async fn pause_form(
     State(s): State<ServeState>,
+    v: Viewer,
     Path(name): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
     match s.web.campaigns.pause(&name, "a person").await {
         Ok(()) => Redirect::to(&back).into_response(),
-        Err(e) => problem(&s, e, &back),
+        Err(e) => problem(&s, &v, e, &back),
     }
 }
 
-async fn login_page(State(s): State<ServeState>, caller: Result<Caller, Unauthorized>) -> Response {
+async fn login_page(
+    State(s): State<ServeState>,
+    v: Viewer,
+    caller: Result<Caller, Unauthorized>,
+) -> Response {
     if s.config.auth_token.is_none() || caller.is_ok() {
         return Redirect::to("/").into_response();
     }
-    Html(pages::login(&s.web.csrf, None).into_string()).into_response()
+    Html(pages::login(&s.web.csrf, v.lang, &v.here, None).into_string()).into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -322,6 +353,7 @@ struct LoginForm {
 async fn login(
     State(s): State<ServeState>,
     ClientAddr(addr): ClientAddr,
+    v: Viewer,
     jar: CookieJar,
     CsrfForm(f): CsrfForm<LoginForm>,
 ) -> Response {
@@ -339,9 +371,9 @@ async fn login(
         );
         let page = pages::login(
             &s.web.csrf,
-            Some(&format!(
-                "Too many sign-in attempts from this address: try again in {secs} seconds."
-            )),
+            v.lang,
+            "/login",
+            Some(&t!("login.too_many", locale = v.lang.code(), secs = secs)),
         );
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -357,7 +389,12 @@ async fn login(
             "sign-in with a wrong token from {} ({failures} in a row)",
             auth::masked(addr)
         );
-        let page = pages::login(&s.web.csrf, Some("That is not the access token."));
+        let page = pages::login(
+            &s.web.csrf,
+            v.lang,
+            "/login",
+            Some(&t!("login.wrong", locale = v.lang.code())),
+        );
         return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
     }
     limits.succeeded(addr);
