@@ -41,7 +41,7 @@ pub use repeats::PhoneKeys;
 pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use tokens::TokenKey;
 pub use web::WebRow;
-pub use writer::{GroupWriter, WriteOp, WriteResult, Writer};
+pub use writer::{GroupWriter, Setback, WriteOp, WriteResult, Writer};
 
 use errors::{is_busy, sql_err};
 
