@@ -43,7 +43,7 @@ pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use schedule::TestSend;
 pub use tokens::TokenKey;
 pub use web::WebRow;
-pub use writer::{GroupWriter, WriteOp, WriteResult, Writer};
+pub use writer::{GroupWriter, Setback, WriteOp, WriteResult, Writer};
 
 use errors::{is_busy, sql_err};
 
