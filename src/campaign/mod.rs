@@ -28,6 +28,7 @@ mod report;
 mod request;
 pub mod settings;
 pub mod summary;
+mod zalo_oa;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -53,6 +54,7 @@ pub use preflight::spec_from_info;
 pub use reads::{MetricsFigures, Reader, RowView};
 pub use request::{InDoubtPolicy, Request, SettingsError};
 pub use settings::RunSettings;
+pub use zalo_oa::{ConnectStart, OaStatus, REAUTHORIZE_HINT};
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
 use crate::engine::policy;
@@ -435,7 +437,7 @@ impl Workspace {
         quota_key: &QuotaKey,
         stop: &Stop,
     ) -> Result<Option<Connection>, CoreError> {
-        let conn = connect::connect(settings).await?;
+        let conn = connect::connect(settings, self).await?;
         let live = self
             .provider_quota(settings, Some(conn.provider.as_ref()))
             .await?;
@@ -511,7 +513,7 @@ impl Workspace {
             )));
         }
         let _lock = lock::lock(&self.state, &campaign.name)?;
-        let conn = connect::connect(&settings).await?;
+        let conn = connect::connect(&settings, self).await?;
         let totals = reconcile::run(
             &mut store,
             &campaign,

@@ -138,7 +138,7 @@ impl Workspace {
                 }
             }
         }
-        let conn = connect::connect(&s).await?;
+        let conn = connect::connect(&s, self).await?;
         let info = policy::retried(s.run.retries(), || {
             conn.provider
                 .template_info(&s.provider.oa_id, &s.template_id)
@@ -171,7 +171,7 @@ impl Workspace {
         let provider = match provider {
             Some(p) => p,
             None => {
-                conn = connect::connect(s).await?;
+                conn = connect::connect(s, self).await?;
                 conn.provider.as_ref()
             }
         };

@@ -22,6 +22,13 @@ impl From<ProviderError> for Unredacted {
     }
 }
 
+impl Unredacted {
+    /// The provider's code (it holds no secret).
+    pub fn code(&self) -> &str {
+        &self.0.code
+    }
+}
+
 /// What an adapter's inner call returns.
 pub type Unchecked<T> = Result<T, Unredacted>;
 

@@ -54,7 +54,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 /// A 200 whose body breaks off half-way: the "accepted, reply lost" case.
-fn dropped_reply(body: &Value) -> Response {
+pub(super) fn dropped_reply(body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
     let head = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(half) });
@@ -297,6 +297,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/__sandbox/stats", get(stats_endpoint))
         .route("/__sandbox/control", post(control_endpoint))
         .route("/__sandbox/health", get(|| async { "ok" }))
+        .route("/v4/oa/permission", get(super::oauth::permission))
+        .route("/v4/oa/access_token", post(super::oauth::access_token))
         .fallback(api)
         .with_state(shared)
 }

@@ -69,11 +69,16 @@ pub(crate) struct Inner {
     /// (oa, Julian day) → new messages accepted.
     pub(crate) quota_used: HashMap<(String, i32), u64>,
     pub(crate) stats: Stats,
+    pub(crate) oauth: super::oauth::OAuthState,
+    pub(crate) oauth_faults: super::oauth::OAuthFaults,
 }
 
 pub(crate) struct Shared {
     pub(crate) protocol: ProviderKind,
     pub(crate) api_key: String,
+    pub(crate) zalo_app_id: String,
+    pub(crate) zalo_app_secret: String,
+    pub(crate) access_token_ttl: Duration,
     pub(crate) secret_key: String,
     pub(crate) token_ttl: Option<Duration>,
     pub(crate) unknown_phone_suffixes: Vec<String>,
@@ -320,6 +325,12 @@ impl Inner {
                 callbacks_sent: self.stats.callbacks_sent,
                 callbacks_acknowledged: self.stats.callbacks_acknowledged,
                 callbacks_given_up: self.stats.callbacks_given_up,
+                oauth_codes_issued: self.stats.oauth_codes_issued,
+                oauth_codes_exchanged: self.stats.oauth_codes_exchanged,
+                oauth_refreshes: self.stats.oauth_refreshes,
+                oauth_refresh_reuses: self.stats.oauth_refresh_reuses,
+                oauth_refused: self.stats.oauth_refused,
+                oauth_replies_lost: self.stats.oauth_replies_lost,
                 ..Stats::default()
             }
         };

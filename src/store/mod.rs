@@ -24,6 +24,7 @@ mod templates;
 mod tokens;
 mod web;
 mod writer;
+mod zalo_oauth;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use tokens::TokenKey;
 pub use web::WebRow;
 pub use writer::{GroupWriter, WriteOp, WriteResult, Writer};
+pub use zalo_oauth::{NewPair, OaTokens, Pending};
 
 use errors::{is_busy, sql_err};
 

@@ -5,6 +5,7 @@
 
 mod pages;
 pub mod security;
+mod zalo;
 
 use std::sync::Arc;
 
@@ -67,6 +68,7 @@ pub fn routes() -> Router<ServeState> {
         .route("/campaigns/{name}/check", get(check_page))
         .route("/ui/campaigns/{name}/start", post(start_form))
         .route("/ui/campaigns/{name}/pause", post(pause_form))
+        .merge(zalo::routes())
 }
 
 /// The upload form: its body cap and timing are the caller's.
@@ -78,6 +80,7 @@ pub fn upload_routes() -> Router<ServeState> {
 /// the assets they need.
 pub fn open_routes() -> Router<ServeState> {
     Router::new()
+        .merge(zalo::callback_routes())
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/assets/app.css", get(css))

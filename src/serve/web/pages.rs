@@ -51,6 +51,7 @@ pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
                     nav {
                         a href="/" { "Campaigns" }
                         a href="/new" { "New campaign" }
+                        a href="/zalo" { "Connect OA" }
                     }
                     @if chrome.sign_out {
                         form.signout method="post" action="/logout" {
