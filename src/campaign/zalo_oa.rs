@@ -288,6 +288,7 @@ impl Workspace {
                 hex::encode(rand::random::<[u8; 6]>())
             ),
             cached: tokio::sync::Mutex::new(None),
+            failed: Mutex::new(None),
         }))
     }
 }
@@ -345,6 +346,10 @@ pub(super) struct StoredAccess {
     holder: String,
     /// One task at a time reads or renews; the others wait for its result.
     cached: tokio::sync::Mutex<Option<Current>>,
+    /// A renewal that called for re-authorization: every later call in
+    /// this process gets the same answer (the run is stopping), rather than
+    /// presenting a refresh token Zalo may have rotated again.
+    failed: Mutex<Option<ProviderError>>,
 }
 
 fn reauthorize(code: &str, why: impl std::fmt::Display) -> ProviderError {
@@ -485,16 +490,43 @@ impl StoredAccess {
     }
 }
 
+impl StoredAccess {
+    fn failed_before(&self) -> Result<(), ProviderError> {
+        match &*self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    async fn obtain_once(&self, avoid: Option<i64>) -> Result<Current, ProviderError> {
+        let got = self.obtain(avoid).await;
+        if let Err(e) = &got {
+            if e.class == ErrorClass::Reauthorize {
+                *self
+                    .failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.clone());
+            }
+        }
+        got
+    }
+}
+
 #[async_trait]
 impl AccessTokens for StoredAccess {
     async fn current(&self) -> Result<Secret, ProviderError> {
         let mut cached = self.cached.lock().await;
+        self.failed_before()?;
         if let Some(c) = cached.as_ref() {
             if !refresh_due(c.expires_ms, c.ttl_ms, clock::now_ms()) {
                 return Ok(c.access.clone());
             }
         }
-        let c = self.obtain(None).await?;
+        let c = self.obtain_once(None).await?;
         let access = c.access.clone();
         *cached = Some(c);
         Ok(access)
@@ -502,13 +534,14 @@ impl AccessTokens for StoredAccess {
 
     async fn after_refusal(&self, refused: &Secret) -> Result<Secret, ProviderError> {
         let mut cached = self.cached.lock().await;
+        self.failed_before()?;
         let avoid = match cached.as_ref() {
             // Someone here renewed it already.
             Some(c) if c.access != *refused => return Ok(c.access.clone()),
             Some(c) => Some(c.generation),
             None => None,
         };
-        let c = self.obtain(avoid).await?;
+        let c = self.obtain_once(avoid).await?;
         let access = c.access.clone();
         *cached = Some(c);
         Ok(access)

@@ -116,12 +116,12 @@ async fn zalo_cmd(
         }
         ZaloCommand::Connect {
             code: Some(code),
-            state,
+            auth_state,
             oa_id,
             ..
         } => {
             let status = ws
-                .zalo_connect_finish(&code, state.as_deref(), oa_id.as_deref())
+                .zalo_connect_finish(&code, auth_state.as_deref(), oa_id.as_deref())
                 .await?;
             print_oa_status(
                 face,

@@ -214,7 +214,7 @@ pub enum ZaloCommand {
         code: Option<String>,
         /// The redirect's `state`, if you have it (checked against the pending authorization).
         #[arg(long, value_name = "STATE", requires = "code")]
-        state: Option<String>,
+        auth_state: Option<String>,
         /// The redirect's `oa_id`, kept for `zalo status`.
         #[arg(long, value_name = "ID", requires = "code")]
         oa_id: Option<String>,

@@ -200,6 +200,8 @@ pub struct Stats {
     pub oauth_codes_issued: u64,
     pub oauth_codes_exchanged: u64,
     pub oauth_refreshes: u64,
+    /// Refresh requests received (counted on arrival, before any delay).
+    pub oauth_refresh_requests: u64,
     pub oauth_refresh_reuses: u64,
     pub oauth_refused: u64,
     pub oauth_replies_lost: u64,

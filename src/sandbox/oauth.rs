@@ -184,6 +184,7 @@ pub(crate) async fn access_token(
             };
             let faults = {
                 let mut g = shared.lock();
+                g.stats.oauth_refresh_requests += 1;
                 match g.oauth.refresh.get(&rt) {
                     Some(false) => {}
                     Some(true) => {

@@ -328,6 +328,7 @@ impl Inner {
                 oauth_codes_issued: self.stats.oauth_codes_issued,
                 oauth_codes_exchanged: self.stats.oauth_codes_exchanged,
                 oauth_refreshes: self.stats.oauth_refreshes,
+                oauth_refresh_requests: self.stats.oauth_refresh_requests,
                 oauth_refresh_reuses: self.stats.oauth_refresh_reuses,
                 oauth_refused: self.stats.oauth_refused,
                 oauth_replies_lost: self.stats.oauth_replies_lost,
