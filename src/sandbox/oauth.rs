@@ -20,40 +20,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::state::Shared;
+pub use super::state::OAuthFaults;
+use super::state::{Code, Shared};
 
 /// The OA every authorization grants (as the zalo wire's).
 pub(crate) const OA_ID: &str = "3886651700907664415";
-
-/// OAuth faults (see the module's note).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OAuthFaults {
-    pub refresh_delay: Duration,
-    pub lose_refresh_reply: bool,
-}
-
-struct Code {
-    challenge: String,
-    issued: Instant,
-}
-
-#[derive(Default)]
-pub(crate) struct OAuthState {
-    codes: HashMap<String, Code>,
-    /// Access token → when it expires.
-    access: HashMap<String, Instant>,
-    /// Refresh token → used already.
-    refresh: HashMap<String, bool>,
-    serial: u64,
-}
-
-impl OAuthState {
-    pub(crate) fn access_valid(&self, token: &str) -> bool {
-        self.access
-            .get(token)
-            .is_some_and(|exp| Instant::now() < *exp)
-    }
-}
 
 fn error(code: i64, name: &str, description: &str) -> Response {
     (
@@ -230,12 +201,35 @@ pub(crate) async fn access_token(
                 pair
             };
             if faults.lose_refresh_reply {
-                return super::server::dropped_reply(&pair);
+                return broken_off(&pair);
             }
             json_ok(&pair)
         }
         _ => error(-14002, "Invalid parameter", "unsupported grant_type"),
     }
+}
+
+/// A 200 whose body breaks off after its first half (as the server's
+/// dropped send reply): the client sees a reply it cannot read.
+fn broken_off(v: &Value) -> Response {
+    let bytes = v.to_string().into_bytes();
+    let half = axum::body::Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
+    let head = futures::stream::once(async move { Ok::<_, std::io::Error>(half) });
+    let tail = futures::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Err::<axum::body::Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "sandbox: refresh reply dropped",
+        ))
+    });
+    let mut resp = Response::new(axum::body::Body::from_stream(futures::StreamExt::chain(
+        head, tail,
+    )));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 fn json_ok(v: &Value) -> Response {

@@ -54,7 +54,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 /// A 200 whose body breaks off half-way: the "accepted, reply lost" case.
-pub(super) fn dropped_reply(body: &Value) -> Response {
+fn dropped_reply(body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
     let head = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(half) });

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -17,6 +17,38 @@ use crate::model::clock::{day_key, oa_day};
 
 /// Daily quota reported when the sandbox has none (Zalo's top tier).
 const UNLIMITED_QUOTA_REPORT: u64 = 500_000;
+
+// Zalo OAuth (served by `oauth`)
+
+/// Zalo OAuth faults (see `oauth`'s note).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OAuthFaults {
+    pub refresh_delay: Duration,
+    pub lose_refresh_reply: bool,
+}
+
+pub(crate) struct Code {
+    pub(crate) challenge: String,
+    pub(crate) issued: Instant,
+}
+
+#[derive(Default)]
+pub(crate) struct OAuthState {
+    pub(crate) codes: HashMap<String, Code>,
+    /// Access token → when it expires.
+    pub(crate) access: HashMap<String, Instant>,
+    /// Refresh token → used already.
+    pub(crate) refresh: HashMap<String, bool>,
+    pub(crate) serial: u64,
+}
+
+impl OAuthState {
+    pub(crate) fn access_valid(&self, token: &str) -> bool {
+        self.access
+            .get(token)
+            .is_some_and(|exp| Instant::now() < *exp)
+    }
+}
 
 // Shared state
 
@@ -69,8 +101,8 @@ pub(crate) struct Inner {
     /// (oa, Julian day) → new messages accepted.
     pub(crate) quota_used: HashMap<(String, i32), u64>,
     pub(crate) stats: Stats,
-    pub(crate) oauth: super::oauth::OAuthState,
-    pub(crate) oauth_faults: super::oauth::OAuthFaults,
+    pub(crate) oauth: OAuthState,
+    pub(crate) oauth_faults: OAuthFaults,
 }
 
 pub(crate) struct Shared {
