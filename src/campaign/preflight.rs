@@ -51,6 +51,8 @@ fn fetch_failed(s: &RunSettings, e: &ProviderError) -> CoreError {
             "{kind} does not know template {id} for OA {}: {e}. Check --template-id, {skip}",
             s.provider.oa_id
         )),
+        // The message says how to authorize the OA again.
+        ErrorClass::Reauthorize => CoreError::Fatal(anyhow::anyhow!("{e}")),
         ErrorClass::AbortAuth => CoreError::Fatal(anyhow::anyhow!(
             "{kind} rejected the credentials when asked for template {id}'s info: {e}. Check the API key, {skip}"
         )),
