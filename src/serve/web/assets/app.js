@@ -86,6 +86,8 @@ function setupLive() {
     if (!running) set("live", done + " of " + accepted + " accepted rows done");
     const badge = document.querySelector("#status-badge .badge");
     if (badge) { badge.textContent = s.status; badge.className = "badge badge-" + s.status; }
+    // A scheduled campaign started (or its schedule went): show its run.
+    if (root.dataset.status === "scheduled" && s.status !== "scheduled") { es.close(); window.location.reload(); return; }
     // The run ended: the buttons and reasons change, so reload.
     if (running || s.status === "running") wasRunning = true;
     else if (wasRunning) { es.close(); window.location.reload(); }
