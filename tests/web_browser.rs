@@ -544,6 +544,9 @@ async fn connect_the_zalo_oa_in_a_browser() {
     );
     b.shots("zalo-connected").await;
     assert_eq!(sb.stats_summary().oauth_codes_exchanged, 1);
+    b.close().await;
+    web.stop().await;
+}
 
 /// Check page → "Send a test" (the campaign page lists it, phone masked,
 /// nothing of the campaign sent) → "Send at" a few seconds ahead (the page
