@@ -533,6 +533,67 @@ async fn token_and_csrf_in_a_browser() {
     web.stop().await;
 }
 
+/// The Connect OA page (issue 22): from the nav, "Connect OA" gives Zalo's
+/// authorization link; following it (the zalo sandbox's OAuth endpoint
+/// redirects back to serve's callback) connects the OA, and the page then
+/// shows it — never a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_the_zalo_oa_in_a_browser() {
+    let Some(b) = browser("en").await else { return };
+    let env = Env::new();
+    let sb = sandbox(zns_batch::provider::ProviderKind::Zalo, |_| {}).await;
+    std::fs::write(
+        env.path("zns-batch.toml"),
+        format!(
+            "zalo_app_id = \"{}\"\nzalo_oauth_url = \"http://{}/v4/oa\"\n",
+            zns_batch::sandbox::DEFAULT_ZALO_APP_ID,
+            sb.addr()
+        ),
+    )
+    .unwrap();
+    let web = start_web(
+        &env,
+        &[
+            ("ZNS_SECRET_KEY", "browser-test-at-rest-key-0123"),
+            (
+                "ZNS_ZALO_APP_SECRET",
+                zns_batch::sandbox::DEFAULT_ZALO_APP_SECRET,
+            ),
+        ],
+    )
+    .await;
+    b.goto(&web.url("/")).await;
+    b.click("a[href='/zalo']").await;
+    b.wait_url("/zalo", Duration::from_secs(10)).await;
+    assert!(b.text("#oa-status").await.contains("No Zalo OA"));
+    b.click("#oa-connect").await;
+    let link = b
+        .exec(
+            "return document.querySelector('#oa-authorize').href",
+            json!([]),
+        )
+        .await;
+    let link = link.as_str().expect("an authorization link").to_string();
+    assert!(link.contains("code_challenge="), "{link}");
+    b.shots("zalo-connect").await;
+    b.goto(&link).await;
+    b.wait_text("#oa-connected", Duration::from_secs(10), |t| {
+        t.contains("OA connected")
+    })
+    .await;
+    b.goto(&web.url("/zalo")).await;
+    let shown = b.text("#oa-status").await;
+    assert!(shown.contains("3886651700907664415"), "{shown}");
+    assert!(
+        !shown.contains("sbat-") && !shown.contains("sbrt-"),
+        "{shown}"
+    );
+    b.shots("zalo-connected").await;
+    assert_eq!(sb.stats_summary().oauth_codes_exchanged, 1);
+    b.close().await;
+    web.stop().await;
+}
+
 /// Check page → "Send a test" (the campaign page lists it, phone masked,
 /// nothing of the campaign sent) → "Send at" a few seconds ahead (the page
 /// says "scheduled for", then shows the run when its time came).

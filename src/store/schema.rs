@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 10;
+pub(super) const SCHEMA_VERSION: i64 = 11;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -147,6 +147,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 10: scheduled starts and test sends, see store/schedule.rs
     super::schedule::SCHEDULE_MIGRATION,
+    // 11: the Zalo OA's token pair (sealed) and pending authorizations, see store/zalo_oauth.rs
+    super::zalo_oauth::ZALO_OAUTH_MIGRATION,
 ];
 
 impl Store {

@@ -136,6 +136,7 @@ async fn real_adapter_round_trip() {
         codes: Default::default(),
         callback_url: None,
         pool_size: 4,
+        access_tokens: None,
     };
     let p = provider::build(settings).expect("adapter");
     let new_token = |token_type: &'static str| {

@@ -12,7 +12,7 @@ use crate::sandbox::ids::{msg_id_of, unix_ms, JOURNEY_ID_BASE};
 use crate::sandbox::state::{Admission, Message, Shared};
 
 /// The OA and app an access token stands for (Zalo requests name no OA).
-const OA_ID: &str = "3886651700907664415";
+const OA_ID: &str = crate::sandbox::oauth::OA_ID;
 const APP_ID: &str = crate::sandbox::DEFAULT_ZALO_APP_ID;
 
 pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
@@ -35,7 +35,9 @@ fn token_error() -> Reply {
 }
 
 pub(crate) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
-    if header_str(call.headers, "access_token") != Some(shared.api_key.as_str()) {
+    let access = header_str(call.headers, "access_token").unwrap_or("");
+    // The static key, or a token from the OAuth endpoint still alive.
+    if access != shared.api_key && !shared.lock().oauth.access_valid(access) {
         shared.lock().stats.auth_failures += 1;
         return error(-124, "access token is invalid");
     }

@@ -7,6 +7,7 @@ pub mod format;
 pub mod lang;
 mod pages;
 pub mod security;
+mod zalo;
 
 use std::sync::Arc;
 
@@ -74,6 +75,7 @@ pub fn routes() -> Router<ServeState> {
         .route("/ui/campaigns/{name}/start", post(start_form))
         .route("/ui/campaigns/{name}/pause", post(pause_form))
         .route("/ui/campaigns/{name}/test", post(test_form))
+        .merge(zalo::routes())
 }
 
 /// The upload form: its body cap and timing are the caller's.
@@ -85,6 +87,7 @@ pub fn upload_routes() -> Router<ServeState> {
 /// the assets they need.
 pub fn open_routes() -> Router<ServeState> {
     Router::new()
+        .merge(zalo::callback_routes())
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/lang/{code}", get(lang::switch))

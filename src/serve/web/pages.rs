@@ -75,6 +75,7 @@ pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
                     nav {
                         a href="/" { (t!("nav.campaigns", locale = l)) }
                         a href="/new" { (t!("nav.new_campaign", locale = l)) }
+                        a href="/zalo" { (t!("nav.connect_oa", locale = l)) }
                     }
                     nav.lang aria-label=(t!("nav.language", locale = l)) {
                         @for (i, other) in Lang::ALL.iter().enumerate() {
