@@ -158,15 +158,7 @@ pub struct LedgerCounts {
 /// `{prefix}-{line}`) exist? `?1` msg_id, `?2` tracking id (either NULL).
 /// CROSS JOIN keeps `campaigns` (a few) outside, so `rows` is only ever
 /// searched by index.
-const ROW_EXISTS_SQL: &str = "\
-    (?1 IS NOT NULL AND EXISTS (SELECT 1 FROM rows r WHERE r.msg_id = ?1)) \
-    OR (?2 IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c CROSS JOIN rows r \
-            WHERE r.campaign_id = c.id AND r.tracking_id = ?2)) \
-    OR (?2 IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c CROSS JOIN rows r \
-            WHERE substr(?2, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
-              AND r.campaign_id = c.id \
-              AND r.line = CAST(substr(?2, length(c.tracking_prefix) + 2) AS INTEGER) \
-              AND r.tracking_id IS NULL))";
+pub(super) const ROW_EXISTS_SQL: &str = row_exists_sql!("?1", "?2");
 
 fn err(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite {
@@ -356,8 +348,15 @@ impl Store {
             .map_err(err(self))
     }
 
-    /// Delivery counts for one campaign; `unmatched` is ledger-wide.
+    /// Delivery counts for one campaign, from its counters; `unmatched`
+    /// is ledger-wide.
     pub fn ledger_counts(&self, campaign_id: i64) -> Result<LedgerCounts, StoreError> {
+        Ok(self.counters(campaign_id)?.ledger)
+    }
+
+    /// The same counts the slow way: every row handed to the provider
+    /// joined with its events (see `counters`).
+    pub(super) fn recount_ledger(&self, campaign_id: i64) -> Result<LedgerCounts, StoreError> {
         let mut c = LedgerCounts::default();
         self.for_each_row_delivery(campaign_id, |d| match d.status {
             Some(DeliveryStatus::Received) => c.received += 1,
@@ -366,12 +365,25 @@ impl Store {
             None if d.state == "sent" => c.unknown += 1,
             None => {}
         })?;
-        c.unmatched = self.unmatched_events()?;
+        c.unmatched = self.recount_unmatched()?;
         Ok(c)
     }
 
-    /// Delivery events that match no row of any campaign (yet).
+    /// Delivery events that match no row of any campaign (yet), as their
+    /// `matched` flags say (a partial index: no scan).
     pub fn unmatched_events(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM delivery_events WHERE kind = 'delivery' AND matched = 0",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(err(self))
+    }
+
+    /// The same, each event matched again (a pass over every event).
+    fn recount_unmatched(&self) -> Result<u64, StoreError> {
         self.conn
             .query_row(
                 &format!(
@@ -427,6 +439,16 @@ fn record_in(tx: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<EventO
     if inserted == 0 {
         return Ok(EventOutcome::Repeat);
     }
+    let event_id = tx.last_insert_rowid();
+    // Whatever its kind, a status counts for the rows the event names.
+    if let Some(status) = e.status {
+        super::counters::raise_rank(
+            tx,
+            e.msg_id.as_deref(),
+            e.tracking_id.as_deref(),
+            super::counters::rank(status),
+        )?;
+    }
     Ok(match e.kind.as_str() {
         "quota" => {
             if let (Some(oa), Some(limit)) = (&e.oa_id, &e.detail) {
@@ -448,6 +470,8 @@ fn record_in(tx: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<EventO
                 .prepare_cached(&format!("SELECT {ROW_EXISTS_SQL}"))?
                 .query_row(params![e.msg_id, e.tracking_id], |r| r.get(0))?;
             if known {
+                tx.prepare_cached("UPDATE delivery_events SET matched = 1 WHERE id = ?1")?
+                    .execute([event_id])?;
                 EventOutcome::Matched
             } else {
                 EventOutcome::Unmatched
