@@ -24,7 +24,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::events::{DeliveryStatus, LedgerCounts, ROW_EXISTS_SQL};
+use super::events::LedgerCounts;
 use super::lookups::DeliveryCounts;
 use super::rows::StateCounts;
 use super::{Result, Store};
@@ -91,10 +91,6 @@ macro_rules! counters_sql {
     };
 }
 
-/// An event's status as a rank (`DeliveryStatus`'s order).
-const EVENT_RANK_SQL: &str =
-    "CASE status WHEN 'failed_delivery' THEN 1 WHEN 'received' THEN 2 WHEN 'seen' THEN 3 END";
-
 /// Appended to the schema's migrations: the columns, the table, the
 /// back-fill from the rows and events already there, the triggers.
 pub(super) const COUNTERS_MIGRATION: &str = concat!(
@@ -115,6 +111,7 @@ pub(super) const COUNTERS_MIGRATION: &str = concat!(
     CREATE INDEX delivery_events_unmatched ON delivery_events(id) WHERE kind = 'delivery' AND matched = 0;
     CREATE INDEX rows_rejected ON rows(campaign_id, line) WHERE state = 'rejected';
     CREATE INDEX rows_failed ON rows(campaign_id, error_code, error) WHERE state = 'failed';
+    CREATE INDEX rows_in_doubt ON rows(campaign_id, line) WHERE state = 'in_doubt';
     CREATE TABLE campaign_counts (",
     counters_sql!(table),
     ");
@@ -165,15 +162,6 @@ pub struct Counters {
     pub no_dedup_key: u64,
 }
 
-/// A delivery status as the rank `rows.delivery_rank` keeps.
-pub(super) fn rank(s: DeliveryStatus) -> i64 {
-    match s {
-        DeliveryStatus::FailedDelivery => 1,
-        DeliveryStatus::Received => 2,
-        DeliveryStatus::Seen => 3,
-    }
-}
-
 /// Add an import batch's rows (inserted as `pending` or `rejected`).
 pub(super) fn add_imported(
     tx: &Connection,
@@ -192,82 +180,6 @@ pub(super) fn add_imported(
         rejected as i64,
         without_key as i64
     ])?;
-    Ok(())
-}
-
-/// Raise the delivery rank of the rows an event with this msg_id or
-/// tracking id reports on (the rows `for_each_row_delivery` joins it to:
-/// same msg_id, or a tracking id equal to the row's, explicit or derived).
-pub(super) fn raise_rank(
-    tx: &Connection,
-    msg_id: Option<&str>,
-    tracking_id: Option<&str>,
-    rank: i64,
-) -> rusqlite::Result<()> {
-    if let Some(m) = msg_id {
-        tx.prepare_cached(
-            "UPDATE rows SET delivery_rank = ?2 WHERE msg_id = ?1 AND COALESCE(delivery_rank, 0) < ?2",
-        )?
-        .execute(params![m, rank])?;
-    }
-    if let Some(t) = tracking_id {
-        // CROSS JOIN: `campaigns` (a few) outside, `rows` searched by index.
-        tx.prepare_cached(
-            "UPDATE rows SET delivery_rank = ?2 WHERE COALESCE(delivery_rank, 0) < ?2 AND id IN ( \
-               SELECT r.id FROM campaigns c CROSS JOIN rows r \
-               WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
-               UNION ALL \
-               SELECT r.id FROM campaigns c CROSS JOIN rows r \
-               WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
-                 AND r.campaign_id = c.id \
-                 AND r.line = CAST(substr(?1, length(c.tracking_prefix) + 2) AS INTEGER) \
-                 AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1)",
-        )?
-        .execute(params![t, rank])?;
-    }
-    Ok(())
-}
-
-/// A row just got its msg_id: the events that came for it first count now.
-pub(super) fn on_msg_id(tx: &Connection, row_id: i64, msg_id: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(&format!(
-        "UPDATE rows SET delivery_rank = best FROM ( \
-           SELECT MAX({EVENT_RANK_SQL}) AS best FROM delivery_events \
-           WHERE msg_id = ?2 AND status IS NOT NULL) \
-         WHERE id = ?1 AND best > COALESCE(delivery_rank, 0)"
-    ))?
-    .execute(params![row_id, msg_id])?;
-    tx.prepare_cached(
-        "UPDATE delivery_events SET matched = 1 WHERE msg_id = ?1 AND kind = 'delivery' AND matched = 0",
-    )?
-    .execute([msg_id])?;
-    Ok(())
-}
-
-/// Rows were loaded: delivery events no row matched before may match one
-/// of them now (their tracking id names its line). Costs nothing when
-/// every event is matched (the usual case: one look at a partial index).
-pub(super) fn rematch_events(tx: &Connection) -> rusqlite::Result<()> {
-    let waiting: Vec<(i64, Option<String>, Option<String>, Option<String>)> = tx
-        .prepare_cached(
-            "SELECT id, msg_id, tracking_id, status FROM delivery_events \
-             WHERE kind = 'delivery' AND matched = 0",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (id, msg_id, tracking_id, status) in waiting {
-        let known: bool = tx
-            .prepare_cached(&format!("SELECT {ROW_EXISTS_SQL}"))?
-            .query_row(params![msg_id, tracking_id], |r| r.get(0))?;
-        if !known {
-            continue;
-        }
-        tx.prepare_cached("UPDATE delivery_events SET matched = 1 WHERE id = ?1")?
-            .execute([id])?;
-        if let Some(s) = status.as_deref().and_then(DeliveryStatus::parse) {
-            raise_rank(tx, None, tracking_id.as_deref(), rank(s))?;
-        }
-    }
     Ok(())
 }
 
@@ -354,12 +266,13 @@ impl Store {
 pub(super) const UNDO_COUNTERS_MIGRATION: &str = "\
     DROP TRIGGER rows_counted_update; DROP TRIGGER rows_counted_delete; \
     DROP TRIGGER campaign_counted; DROP TABLE campaign_counts; \
-    DROP INDEX delivery_events_unmatched; DROP INDEX rows_rejected; DROP INDEX rows_failed; \
+    DROP INDEX delivery_events_unmatched; DROP INDEX rows_rejected; DROP INDEX rows_failed; DROP INDEX rows_in_doubt; \
     ALTER TABLE rows DROP COLUMN delivery_rank; \
     ALTER TABLE delivery_events DROP COLUMN matched;";
 
 #[cfg(test)]
 mod tests {
+    use super::super::events::on_msg_id;
     use super::super::test_support::*;
     use super::super::*;
     use super::*;

@@ -12,7 +12,7 @@
 //! earlier attempt), and a late `received` never hides `seen`. The time
 //! shown is the earliest event of the winning status.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::{Store, StoreError};
@@ -158,7 +158,7 @@ pub struct LedgerCounts {
 /// `{prefix}-{line}`) exist? `?1` msg_id, `?2` tracking id (either NULL).
 /// CROSS JOIN keeps `campaigns` (a few) outside, so `rows` is only ever
 /// searched by index.
-pub(super) const ROW_EXISTS_SQL: &str = row_exists_sql!("?1", "?2");
+const ROW_EXISTS_SQL: &str = row_exists_sql!("?1", "?2");
 
 fn err(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite {
@@ -442,11 +442,11 @@ fn record_in(tx: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<EventO
     let event_id = tx.last_insert_rowid();
     // Whatever its kind, a status counts for the rows the event names.
     if let Some(status) = e.status {
-        super::counters::raise_rank(
+        raise_rank(
             tx,
             e.msg_id.as_deref(),
             e.tracking_id.as_deref(),
-            super::counters::rank(status),
+            rank(status),
         )?;
     }
     Ok(match e.kind.as_str() {
@@ -479,6 +479,98 @@ fn record_in(tx: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<EventO
         }
         _ => EventOutcome::Ignored,
     })
+}
+
+/// An event's status as a rank (`DeliveryStatus`'s order).
+const EVENT_RANK_SQL: &str =
+    "CASE status WHEN 'failed_delivery' THEN 1 WHEN 'received' THEN 2 WHEN 'seen' THEN 3 END";
+
+/// A delivery status as the rank `rows.delivery_rank` keeps.
+pub(super) fn rank(s: DeliveryStatus) -> i64 {
+    match s {
+        DeliveryStatus::FailedDelivery => 1,
+        DeliveryStatus::Received => 2,
+        DeliveryStatus::Seen => 3,
+    }
+}
+
+/// Raise the delivery rank of the rows an event with this msg_id or
+/// tracking id reports on (the rows `for_each_row_delivery` joins it to:
+/// same msg_id, or a tracking id equal to the row's, explicit or derived).
+pub(super) fn raise_rank(
+    tx: &Connection,
+    msg_id: Option<&str>,
+    tracking_id: Option<&str>,
+    rank: i64,
+) -> rusqlite::Result<()> {
+    if let Some(m) = msg_id {
+        tx.prepare_cached(
+            "UPDATE rows SET delivery_rank = ?2 WHERE msg_id = ?1 AND COALESCE(delivery_rank, 0) < ?2",
+        )?
+        .execute(params![m, rank])?;
+    }
+    if let Some(t) = tracking_id {
+        // CROSS JOIN: `campaigns` (a few) outside, `rows` searched by index.
+        tx.prepare_cached(
+            "UPDATE rows SET delivery_rank = ?2 WHERE COALESCE(delivery_rank, 0) < ?2 AND id IN ( \
+               SELECT r.id FROM campaigns c CROSS JOIN rows r \
+               WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
+               UNION ALL \
+               SELECT r.id FROM campaigns c CROSS JOIN rows r \
+               WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
+                 AND r.campaign_id = c.id \
+                 AND r.line = CAST(substr(?1, length(c.tracking_prefix) + 2) AS INTEGER) \
+                 AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1)",
+        )?
+        .execute(params![t, rank])?;
+    }
+    Ok(())
+}
+
+/// A row just got its msg_id: the events that came for it first count now.
+pub(super) fn on_msg_id(tx: &Connection, row_id: i64, msg_id: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(&format!(
+        "UPDATE rows SET delivery_rank = best FROM ( \
+           SELECT MAX({EVENT_RANK_SQL}) AS best FROM delivery_events \
+           WHERE msg_id = ?2 AND status IS NOT NULL) \
+         WHERE id = ?1 AND best > COALESCE(delivery_rank, 0)"
+    ))?
+    .execute(params![row_id, msg_id])?;
+    tx.prepare_cached(
+        "UPDATE delivery_events SET matched = 1 WHERE msg_id = ?1 AND kind = 'delivery' AND matched = 0",
+    )?
+    .execute([msg_id])?;
+    Ok(())
+}
+
+/// An unmatched event: its id, msg_id, tracking id and status.
+type Waiting = (i64, Option<String>, Option<String>, Option<String>);
+
+/// Rows were loaded: delivery events no row matched before may match one
+/// of them now (their tracking id names its line). Costs nothing when
+/// every event is matched (the usual case: one look at a partial index).
+pub(super) fn rematch_events(tx: &Connection) -> rusqlite::Result<()> {
+    let waiting: Vec<Waiting> = tx
+        .prepare_cached(
+            "SELECT id, msg_id, tracking_id, status FROM delivery_events \
+             WHERE kind = 'delivery' AND matched = 0",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, msg_id, tracking_id, status) in waiting {
+        let known: bool = tx
+            .prepare_cached(&format!("SELECT {ROW_EXISTS_SQL}"))?
+            .query_row(params![msg_id, tracking_id], |r| r.get(0))?;
+        if !known {
+            continue;
+        }
+        tx.prepare_cached("UPDATE delivery_events SET matched = 1 WHERE id = ?1")?
+            .execute([id])?;
+        if let Some(s) = status.as_deref().and_then(DeliveryStatus::parse) {
+            raise_rank(tx, None, tracking_id.as_deref(), rank(s))?;
+        }
+    }
+    Ok(())
 }
 
 /// Zalo's template statuses: ENABLE, PENDING_REVIEW, REJECT, DISABLE.

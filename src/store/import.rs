@@ -17,6 +17,7 @@ use rusqlite::{params, Statement};
 
 use super::counters;
 use super::errors::sql_err;
+use super::events;
 use super::repeats::{settle_repeats, PhoneKeys};
 use super::{Result, Store};
 use crate::model::clock;
@@ -182,7 +183,7 @@ impl Store {
         } else {
             0
         };
-        counters::rematch_events(&tx).map_err(err)?;
+        events::rematch_events(&tx).map_err(err)?;
         tx.execute(
             "UPDATE campaigns SET imported_through_line = ?2, import_done = ?3, \
              status = CASE WHEN ?3 THEN 'ready' ELSE status END, updated_ms = ?4 WHERE id = ?1",

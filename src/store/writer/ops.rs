@@ -203,7 +203,7 @@ pub(super) fn apply_op(
             ])?;
             unchanged(n, *row_id, "MarkSent");
             if let (1, Some(m)) = (n, msg_id) {
-                crate::store::counters::on_msg_id(tx, *row_id, m)?;
+                crate::store::events::on_msg_id(tx, *row_id, m)?;
             }
             if let Some((q, info)) = provider_quota {
                 quota.write_back(tx)?;
