@@ -279,12 +279,12 @@ async fn delivery_counts_agree_after_callbacks() {
     assert_eq!(st["delivery"]["received"], N as u64, "{r}");
     let (_, page) = s.get("/campaigns/dlv").await;
     assert!(
-        page.contains(&format!("<dt>delivered</dt><dd>{N}</dd>")),
+        page.contains(&format!("<dt>đã nhận</dt><dd>{N}</dd>")),
         "{page}"
     );
     let (_, list) = s.get("/").await;
     assert!(
-        list.contains(&format!("<dt>delivered</dt><dd>{N}</dd>")),
+        list.contains(&format!("<dt>đã nhận</dt><dd>{N}</dd>")),
         "{list}"
     );
 

@@ -159,9 +159,7 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
     let uses_tokens = s.provider.uses_tokens();
     let now_ms = clock::now_ms();
     let would_skip = store.would_skip_count(campaign, now_ms)?;
-    let to_send = store
-        .open_count(campaign.id, include_doubt)?
-        .saturating_sub(would_skip);
+    let to_send = counts.to_send(include_doubt).saturating_sub(would_skip);
     let (tokens_to_buy, tokens_to_reuse) = if !uses_tokens {
         (0, 0)
     } else {

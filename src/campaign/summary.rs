@@ -289,12 +289,13 @@ pub fn delivery_of(
     store: &Store,
     campaign_id: i64,
 ) -> Result<(DeliveryCounts, LedgerCounts), StoreError> {
-    let ledger = store.ledger_counts(campaign_id)?;
+    let counted = store.counters(campaign_id)?;
+    let ledger = counted.ledger;
     let delivery = DeliveryCounts {
         received: ledger.received,
         seen: ledger.seen,
         unknown: ledger.unknown,
-        ..store.delivery_counts(campaign_id)?
+        ..counted.delivery
     };
     Ok((delivery, ledger))
 }

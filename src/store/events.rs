@@ -12,7 +12,7 @@
 //! earlier attempt), and a late `received` never hides `seen`. The time
 //! shown is the earliest event of the winning status.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::{Store, StoreError};
@@ -158,15 +158,7 @@ pub struct LedgerCounts {
 /// `{prefix}-{line}`) exist? `?1` msg_id, `?2` tracking id (either NULL).
 /// CROSS JOIN keeps `campaigns` (a few) outside, so `rows` is only ever
 /// searched by index.
-const ROW_EXISTS_SQL: &str = "\
-    (?1 IS NOT NULL AND EXISTS (SELECT 1 FROM rows r WHERE r.msg_id = ?1)) \
-    OR (?2 IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c CROSS JOIN rows r \
-            WHERE r.campaign_id = c.id AND r.tracking_id = ?2)) \
-    OR (?2 IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c CROSS JOIN rows r \
-            WHERE substr(?2, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
-              AND r.campaign_id = c.id \
-              AND r.line = CAST(substr(?2, length(c.tracking_prefix) + 2) AS INTEGER) \
-              AND r.tracking_id IS NULL))";
+const ROW_EXISTS_SQL: &str = row_exists_sql!("?1", "?2");
 
 fn err(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite {
@@ -356,8 +348,15 @@ impl Store {
             .map_err(err(self))
     }
 
-    /// Delivery counts for one campaign; `unmatched` is ledger-wide.
+    /// Delivery counts for one campaign, from its counters; `unmatched`
+    /// is ledger-wide.
     pub fn ledger_counts(&self, campaign_id: i64) -> Result<LedgerCounts, StoreError> {
+        Ok(self.counters(campaign_id)?.ledger)
+    }
+
+    /// The same counts the slow way: every row handed to the provider
+    /// joined with its events (see `counters`).
+    pub(super) fn recount_ledger(&self, campaign_id: i64) -> Result<LedgerCounts, StoreError> {
         let mut c = LedgerCounts::default();
         self.for_each_row_delivery(campaign_id, |d| match d.status {
             Some(DeliveryStatus::Received) => c.received += 1,
@@ -366,12 +365,25 @@ impl Store {
             None if d.state == "sent" => c.unknown += 1,
             None => {}
         })?;
-        c.unmatched = self.unmatched_events()?;
+        c.unmatched = self.recount_unmatched()?;
         Ok(c)
     }
 
-    /// Delivery events that match no row of any campaign (yet).
+    /// Delivery events that match no row of any campaign (yet), as their
+    /// `matched` flags say (a partial index: no scan).
     pub fn unmatched_events(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM delivery_events WHERE kind = 'delivery' AND matched = 0",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(err(self))
+    }
+
+    /// The same, each event matched again (a pass over every event).
+    fn recount_unmatched(&self) -> Result<u64, StoreError> {
         self.conn
             .query_row(
                 &format!(
@@ -427,6 +439,16 @@ fn record_in(tx: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<EventO
     if inserted == 0 {
         return Ok(EventOutcome::Repeat);
     }
+    let event_id = tx.last_insert_rowid();
+    // Whatever its kind, a status counts for the rows the event names.
+    if let Some(status) = e.status {
+        raise_rank(
+            tx,
+            e.msg_id.as_deref(),
+            e.tracking_id.as_deref(),
+            rank(status),
+        )?;
+    }
     Ok(match e.kind.as_str() {
         "quota" => {
             if let (Some(oa), Some(limit)) = (&e.oa_id, &e.detail) {
@@ -448,6 +470,8 @@ fn record_in(tx: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<EventO
                 .prepare_cached(&format!("SELECT {ROW_EXISTS_SQL}"))?
                 .query_row(params![e.msg_id, e.tracking_id], |r| r.get(0))?;
             if known {
+                tx.prepare_cached("UPDATE delivery_events SET matched = 1 WHERE id = ?1")?
+                    .execute([event_id])?;
                 EventOutcome::Matched
             } else {
                 EventOutcome::Unmatched
@@ -455,6 +479,98 @@ fn record_in(tx: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<EventO
         }
         _ => EventOutcome::Ignored,
     })
+}
+
+/// An event's status as a rank (`DeliveryStatus`'s order).
+const EVENT_RANK_SQL: &str =
+    "CASE status WHEN 'failed_delivery' THEN 1 WHEN 'received' THEN 2 WHEN 'seen' THEN 3 END";
+
+/// A delivery status as the rank `rows.delivery_rank` keeps.
+pub(super) fn rank(s: DeliveryStatus) -> i64 {
+    match s {
+        DeliveryStatus::FailedDelivery => 1,
+        DeliveryStatus::Received => 2,
+        DeliveryStatus::Seen => 3,
+    }
+}
+
+/// Raise the delivery rank of the rows an event with this msg_id or
+/// tracking id reports on (the rows `for_each_row_delivery` joins it to:
+/// same msg_id, or a tracking id equal to the row's, explicit or derived).
+pub(super) fn raise_rank(
+    tx: &Connection,
+    msg_id: Option<&str>,
+    tracking_id: Option<&str>,
+    rank: i64,
+) -> rusqlite::Result<()> {
+    if let Some(m) = msg_id {
+        tx.prepare_cached(
+            "UPDATE rows SET delivery_rank = ?2 WHERE msg_id = ?1 AND COALESCE(delivery_rank, 0) < ?2",
+        )?
+        .execute(params![m, rank])?;
+    }
+    if let Some(t) = tracking_id {
+        // CROSS JOIN: `campaigns` (a few) outside, `rows` searched by index.
+        tx.prepare_cached(
+            "UPDATE rows SET delivery_rank = ?2 WHERE COALESCE(delivery_rank, 0) < ?2 AND id IN ( \
+               SELECT r.id FROM campaigns c CROSS JOIN rows r \
+               WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
+               UNION ALL \
+               SELECT r.id FROM campaigns c CROSS JOIN rows r \
+               WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
+                 AND r.campaign_id = c.id \
+                 AND r.line = CAST(substr(?1, length(c.tracking_prefix) + 2) AS INTEGER) \
+                 AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1)",
+        )?
+        .execute(params![t, rank])?;
+    }
+    Ok(())
+}
+
+/// A row just got its msg_id: the events that came for it first count now.
+pub(super) fn on_msg_id(tx: &Connection, row_id: i64, msg_id: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(&format!(
+        "UPDATE rows SET delivery_rank = best FROM ( \
+           SELECT MAX({EVENT_RANK_SQL}) AS best FROM delivery_events \
+           WHERE msg_id = ?2 AND status IS NOT NULL) \
+         WHERE id = ?1 AND best > COALESCE(delivery_rank, 0)"
+    ))?
+    .execute(params![row_id, msg_id])?;
+    tx.prepare_cached(
+        "UPDATE delivery_events SET matched = 1 WHERE msg_id = ?1 AND kind = 'delivery' AND matched = 0",
+    )?
+    .execute([msg_id])?;
+    Ok(())
+}
+
+/// An unmatched event: its id, msg_id, tracking id and status.
+type Waiting = (i64, Option<String>, Option<String>, Option<String>);
+
+/// Rows were loaded: delivery events no row matched before may match one
+/// of them now (their tracking id names its line). Costs nothing when
+/// every event is matched (the usual case: one look at a partial index).
+pub(super) fn rematch_events(tx: &Connection) -> rusqlite::Result<()> {
+    let waiting: Vec<Waiting> = tx
+        .prepare_cached(
+            "SELECT id, msg_id, tracking_id, status FROM delivery_events \
+             WHERE kind = 'delivery' AND matched = 0",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, msg_id, tracking_id, status) in waiting {
+        let known: bool = tx
+            .prepare_cached(&format!("SELECT {ROW_EXISTS_SQL}"))?
+            .query_row(params![msg_id, tracking_id], |r| r.get(0))?;
+        if !known {
+            continue;
+        }
+        tx.prepare_cached("UPDATE delivery_events SET matched = 1 WHERE id = ?1")?
+            .execute([id])?;
+        if let Some(s) = status.as_deref().and_then(DeliveryStatus::parse) {
+            raise_rank(tx, None, tracking_id.as_deref(), rank(s))?;
+        }
+    }
+    Ok(())
 }
 
 /// Zalo's template statuses: ENABLE, PENDING_REVIEW, REJECT, DISABLE.

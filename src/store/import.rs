@@ -15,7 +15,9 @@ use std::sync::LazyLock;
 
 use rusqlite::{params, Statement};
 
+use super::counters;
 use super::errors::sql_err;
+use super::events;
 use super::repeats::{settle_repeats, PhoneKeys};
 use super::{Result, Store};
 use crate::model::clock;
@@ -112,6 +114,7 @@ impl Store {
         let now = clock::now_ms();
         let tx = self.conn.transaction().map_err(err)?;
         let mut counts = ImportCounts::default();
+        let mut without_key = 0;
         {
             let mut many = tx.prepare_cached(&INSERT_MANY_SQL).map_err(err)?;
             let mut one = tx.prepare_cached(&INSERT_ONE_SQL).map_err(err)?;
@@ -133,6 +136,7 @@ impl Store {
                         data_json,
                     } => {
                         let key: Option<i64> = if dedup { phone.parse().ok() } else { None };
+                        without_key += u64::from(key.is_none());
                         if let Some(key) = key {
                             keys.push((key, line));
                         }
@@ -165,11 +169,21 @@ impl Store {
             }
             insert_run(&mut many, &mut one, campaign_id, now, &run).map_err(err)?;
         }
+        // Inserts are counted here, a batch at a time (updates by trigger).
+        counters::add_imported(
+            &tx,
+            campaign_id,
+            counts.accepted,
+            counts.rejected,
+            without_key,
+        )
+        .map_err(err)?;
         let repeats = if done {
             settle_repeats(&tx, campaign_id, std::mem::take(keys), now).map_err(err)?
         } else {
             0
         };
+        events::rematch_events(&tx).map_err(err)?;
         tx.execute(
             "UPDATE campaigns SET imported_through_line = ?2, import_done = ?3, \
              status = CASE WHEN ?3 THEN 'ready' ELSE status END, updated_ms = ?4 WHERE id = ?1",

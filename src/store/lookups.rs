@@ -31,7 +31,7 @@ pub struct LookupAnswer {
 /// A campaign's delivery picture, from what `reconcile` stored. What faces
 /// show goes through `campaign::summary::delivery_of`, which takes
 /// received / seen / unknown from the ledger instead.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DeliveryCounts {
     /// Rows in state `sent`.
     pub sent: u64,
@@ -125,7 +125,13 @@ impl Store {
         tx.commit().map_err(err)
     }
 
+    /// What reconcile found, from the campaign's counters.
     pub fn delivery_counts(&self, campaign_id: i64) -> Result<DeliveryCounts> {
+        Ok(self.counters(campaign_id)?.delivery)
+    }
+
+    /// The same counted from the sent rows (see `counters`).
+    pub(super) fn recount_delivery(&self, campaign_id: i64) -> Result<DeliveryCounts> {
         self.conn
             .query_row(
                 "SELECT COUNT(*), COALESCE(SUM(delivery_checked_ms IS NOT NULL), 0), \

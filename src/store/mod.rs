@@ -11,7 +11,42 @@
 //! COMMIT. Readers use their own connections (WAL lets them run beside the
 //! writer).
 
+/// Does a row with this msg_id or tracking id (explicit, or derived as
+/// `{prefix}-{line}`) exist? Both given as SQL (parameters or columns;
+/// either may be NULL). CROSS JOIN keeps `campaigns` (a few) outside, so
+/// `rows` is only ever searched by index. A macro, so a migration (a
+/// literal) can hold it too.
+macro_rules! row_exists_sql {
+    ($msg:literal, $tracking:literal) => {
+        concat!(
+            "(",
+            $msg,
+            " IS NOT NULL AND EXISTS (SELECT 1 FROM rows r WHERE r.msg_id = ",
+            $msg,
+            ")) \
+             OR (",
+            $tracking,
+            " IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c CROSS JOIN rows r \
+                     WHERE r.campaign_id = c.id AND r.tracking_id = ",
+            $tracking,
+            ")) \
+             OR (",
+            $tracking,
+            " IS NOT NULL AND EXISTS (SELECT 1 FROM campaigns c CROSS JOIN rows r \
+                     WHERE substr(",
+            $tracking,
+            ", 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
+                       AND r.campaign_id = c.id \
+                       AND r.line = CAST(substr(",
+            $tracking,
+            ", length(c.tracking_prefix) + 2) AS INTEGER) \
+                       AND r.tracking_id IS NULL))"
+        )
+    };
+}
+
 mod campaigns;
+mod counters;
 mod errors;
 mod events;
 mod import;
@@ -34,6 +69,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use crate::model::row_state::RowState;
 pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
+pub use counters::Counters;
 pub use errors::{StoreError, StoreErrorKind};
 pub use events::*;
 pub use import::{ImportCounts, ImportRow};

@@ -22,7 +22,7 @@ pub struct WorkRow {
     pub token: Option<JourneyToken>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StateCounts {
     pub total: u64,
     pub pending: u64,
@@ -40,6 +40,12 @@ pub struct StateCounts {
 impl StateCounts {
     pub fn open(&self) -> u64 {
         self.pending + self.token_ready + self.in_flight
+    }
+
+    /// The rows a run takes up (the open-rows index's states; in-doubt
+    /// ones when the run resends them).
+    pub fn to_send(&self, include_in_doubt: bool) -> u64 {
+        self.open() + if include_in_doubt { self.in_doubt } else { 0 }
     }
 }
 
@@ -150,14 +156,7 @@ impl Store {
     /// with `--allow-duplicate-phones`): without, every accepted row has a
     /// `dedup_key` and the import's repeat pass leaves one row per phone.
     pub fn has_repeated_phones(&self, campaign_id: i64) -> Result<bool> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM rows WHERE campaign_id = ?1 AND dedup_key IS NULL \
-                 AND state <> 'rejected')",
-                [campaign_id],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.e(e))
+        Ok(self.counters(campaign_id)?.no_dedup_key > 0)
     }
 
     /// How many rows a run has left (cheap: counts the partial index).
@@ -183,6 +182,18 @@ impl Store {
         let Some(interval) = campaign.min_interval_ms else {
             return Ok(0);
         };
+        // Nobody had a message from the OA within the cap (a new OA, a
+        // first campaign): nothing to skip, and no pass over the rows.
+        let recent: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM phone_sends WHERE oa_id = ?1 AND last_ms > ?2)",
+            )
+            .and_then(|mut s| s.query_row(params![campaign.oa_id, now_ms - interval], |r| r.get(0)))
+            .map_err(|e| self.e(e))?;
+        if !recent {
+            return Ok(0);
+        }
         self.conn
             .query_row(
                 &format!(
@@ -197,9 +208,15 @@ impl Store {
             .map_err(|e| self.e(e))
     }
 
-    /// Rows per state, in one pass that needs no sort (a GROUP BY over a
-    /// million rows would sort them all, in memory).
+    /// Rows per state, from the campaign's counters (see `counters`).
     pub fn state_counts(&self, campaign_id: i64) -> Result<StateCounts> {
+        let c = self.counters(campaign_id)?.states;
+        self.all_known(campaign_id, c)
+    }
+
+    /// Rows per state counted from the rows, in one pass that needs no
+    /// sort (a GROUP BY over a million rows would sort them all, in memory).
+    pub(super) fn recount_states(&self, campaign_id: i64) -> Result<StateCounts> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -229,6 +246,11 @@ impl Store {
             Ok(c)
         });
         let c = counts.map_err(|e| self.e(e))?;
+        self.all_known(campaign_id, c)
+    }
+
+    /// The counts, if every row is in a state this build knows.
+    fn all_known(&self, campaign_id: i64, c: StateCounts) -> Result<StateCounts> {
         let known = c.pending
             + c.token_ready
             + c.in_flight
@@ -271,6 +293,9 @@ impl Store {
 
     /// The first few rejects, for summaries and plans.
     pub fn rejects(&self, campaign_id: i64, limit: usize) -> Result<Vec<(u64, String, String)>> {
+        if self.state_counts(campaign_id)?.rejected == 0 {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -290,6 +315,9 @@ impl Store {
 
     /// Most frequent failure reasons, for the summary.
     pub fn top_errors(&self, campaign_id: i64, limit: usize) -> Result<Vec<(String, String, u64)>> {
+        if self.state_counts(campaign_id)?.failed == 0 {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare_cached(

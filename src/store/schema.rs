@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 11;
+pub(super) const SCHEMA_VERSION: i64 = 12;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -149,6 +149,8 @@ const MIGRATIONS: &[&str] = &[
     super::schedule::SCHEDULE_MIGRATION,
     // 11: the Zalo OA's token pair (sealed) and pending authorizations, see store/zalo_oauth.rs
     super::zalo_oauth::ZALO_OAUTH_MIGRATION,
+    // 12: each campaign's counts kept as counters, back-filled (see store/counters.rs)
+    super::counters::COUNTERS_MIGRATION,
 ];
 
 impl Store {
@@ -193,6 +195,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::super::counters::UNDO_COUNTERS_MIGRATION;
     use super::super::test_support::*;
     use super::super::*;
     use super::SCHEMA_VERSION;
@@ -207,13 +210,13 @@ mod tests {
             // Put it back the way versions 1–3 left it.
             store
                 .conn
-                .execute_batch(
-                    "DROP INDEX rows_open; \
+                .execute_batch(&format!(
+                    "{UNDO_COUNTERS_MIGRATION} DROP INDEX rows_open; \
                      CREATE INDEX rows_open ON rows(campaign_id, id) \
                        WHERE state IN ('pending','token_ready','in_flight','in_doubt'); \
                      ALTER TABLE rows DROP COLUMN quota_day; \
                      PRAGMA user_version = 3;",
-                )
+                ))
                 .unwrap();
         }
         let store = Store::open(&path).unwrap();
@@ -257,7 +260,9 @@ mod tests {
             // Put it back the way version 4 left it.
             store
                 .conn
-                .execute_batch("ALTER TABLE rows DROP COLUMN quota_day; PRAGMA user_version = 4;")
+                .execute_batch(&format!(
+                    "{UNDO_COUNTERS_MIGRATION} ALTER TABLE rows DROP COLUMN quota_day; PRAGMA user_version = 4;"
+                ))
                 .unwrap();
         }
         let store = Store::open(&path).unwrap();
@@ -294,12 +299,12 @@ mod tests {
             // Put it back the way version 8 left it.
             store
                 .conn
-                .execute_batch(
-                    "DROP INDEX rows_tracking; \
+                .execute_batch(&format!(
+                    "{UNDO_COUNTERS_MIGRATION} DROP INDEX rows_tracking; \
                      CREATE UNIQUE INDEX rows_dedup ON rows(campaign_id, dedup_key) WHERE dedup_key IS NOT NULL; \
                      CREATE UNIQUE INDEX rows_tracking ON rows(campaign_id, tracking_id) WHERE tracking_id IS NOT NULL; \
                      PRAGMA user_version = 8;",
-                )
+                ))
                 .unwrap();
         }
         let store = Store::open(&path).unwrap();

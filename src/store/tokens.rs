@@ -40,6 +40,27 @@ impl Store {
                 "r.",
             )
         };
+        // No reusable token for this OA at all (a first campaign, or no
+        // lasting account): every phone to send buys one, counted from the
+        // counters instead of a pass over the rows.
+        let reusable_any: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM tokens WHERE account = ?1 AND oa_id = ?2 \
+                 AND token_type = ?3 AND expires_ms > ?4 AND COALESCE(status, '') <> 'N')",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![account, campaign.oa_id, campaign.token_type, valid_after_ms],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(|e| self.e(e))?;
+        if !reusable_any && !self.has_repeated_phones(campaign.id)? {
+            let open = self.state_counts(campaign.id)?.to_send(include_in_doubt);
+            let skipped = self.would_skip_count(campaign, now_ms)?;
+            return Ok((open.saturating_sub(skipped), 0));
+        }
         let not_skipped = match campaign.min_interval_ms {
             Some(interval) => format!(
                 " AND NOT EXISTS (SELECT 1 FROM phone_sends p WHERE p.oa_id = ?2 \

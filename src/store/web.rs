@@ -5,7 +5,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Result, Store};
+use super::{Result, RowState, Store};
 
 /// Appended to the schema's migrations (see schema.rs).
 pub(super) const WEB_MIGRATION: &str = r#"
@@ -83,27 +83,46 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<WebRow>> {
-        let column = if state == "pending" {
+        let Some(state) = RowState::parse(state) else {
+            return Ok(Vec::new());
+        };
+        // The counters say when there is nothing to find: a page of a
+        // state no row is in must not walk a million rows to say so.
+        let c = self.state_counts(campaign_id)?;
+        let in_state = match state {
+            RowState::Pending => c.pending,
+            RowState::TokenReady => c.token_ready,
+            RowState::InFlight => c.in_flight,
+            RowState::InDoubt => c.in_doubt,
+            RowState::Sent => c.sent,
+            RowState::Failed => c.failed,
+            RowState::Rejected => c.rejected,
+            RowState::Expired => c.expired,
+            RowState::Skipped => c.skipped,
+        };
+        if offset >= in_state || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let column = if state == RowState::Pending {
             "COALESCE(data, '')"
         } else {
             "COALESCE(error, '')"
         };
+        // The state as a literal: a partial index on it (rejects) applies.
         let sql = format!(
-            "SELECT line, phone, {column} FROM rows WHERE campaign_id = ?1 AND state = ?2 \
-             ORDER BY line, id LIMIT ?3 OFFSET ?4"
+            "SELECT line, phone, {column} FROM rows WHERE campaign_id = ?1 AND state = '{}' \
+             ORDER BY line, id LIMIT ?2 OFFSET ?3",
+            state.as_str()
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.e(e))?;
         let rows = stmt
-            .query_map(
-                params![campaign_id, state, limit as i64, offset as i64],
-                |r| {
-                    Ok(WebRow {
-                        line: r.get::<_, i64>(0)? as u64,
-                        phone: r.get(1)?,
-                        text: r.get(2)?,
-                    })
-                },
-            )
+            .query_map(params![campaign_id, limit as i64, offset as i64], |r| {
+                Ok(WebRow {
+                    line: r.get::<_, i64>(0)? as u64,
+                    phone: r.get(1)?,
+                    text: r.get(2)?,
+                })
+            })
             .map_err(|e| self.e(e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.e(e))?;

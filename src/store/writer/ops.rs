@@ -221,6 +221,9 @@ pub(super) fn apply_op(
                 now
             ])?;
             unchanged(n, *row_id, "MarkSent");
+            if let (1, Some(m)) = (n, msg_id) {
+                crate::store::events::on_msg_id(tx, *row_id, m)?;
+            }
             if let Some((q, info)) = provider_quota {
                 quota.write_back(tx)?;
                 let used_by_provider = info.daily.saturating_sub(info.remaining) as i64;
