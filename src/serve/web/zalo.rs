@@ -132,9 +132,8 @@ async fn connect_form(
         .zalo_connect_start(Some(&uri));
     let st = oa_status(&s).await;
     match started {
-        Ok(start) => {
-            Html(page(&s, &v, &st, Some(&start.authorization_url), None).into_string()).into_response()
-        }
+        Ok(start) => Html(page(&s, &v, &st, Some(&start.authorization_url), None).into_string())
+            .into_response(),
         Err(e) => (
             StatusCode::BAD_REQUEST,
             Html(page(&s, &v, &st, None, Some(&e.to_string())).into_string()),
@@ -165,11 +164,7 @@ fn small_page(
         .into_response()
 }
 
-async fn callback(
-    State(s): State<ServeState>,
-    v: Viewer,
-    Query(q): Query<Callback>,
-) -> Response {
+async fn callback(State(s): State<ServeState>, v: Viewer, Query(q): Query<Callback>) -> Response {
     let l = v.lang.code();
     let not_connected = t!("zalo.not_connected", locale = l);
     let (Some(code), Some(state)) = (q.code.as_deref(), q.state.as_deref()) else {
