@@ -97,6 +97,17 @@ pub struct NewCampaign {
     pub daily_quota: Option<u64>,
     /// The sheet of an uploaded workbook (default: the first).
     pub sheet: Option<String>,
+    /// The CSV's delimiter as chosen on the form; None: detected from the
+    /// header line (see [`NewCampaign::delimiter_or_detected`]).
+    pub delimiter: Option<u8>,
+}
+
+impl NewCampaign {
+    /// The delimiter chosen, or the one the file's header line uses.
+    pub fn delimiter_or_detected(&self) -> Option<u8> {
+        self.delimiter
+            .or_else(|| campaign::detect_delimiter(&self.csv))
+    }
 }
 
 /// A run in this process, as the live page sees it.
@@ -263,6 +274,7 @@ impl Campaigns {
             template_id: form.template_id.clone(),
             csv_opts: CsvOpts {
                 sheet: form.sheet.clone(),
+                delimiter: form.delimiter_or_detected(),
                 ..CsvOpts::default()
             },
             ..Request::default()
@@ -303,6 +315,7 @@ impl Campaigns {
             template_id: form.template_id.clone(),
             csv_opts: CsvOpts {
                 sheet: form.sheet.clone(),
+                delimiter: form.delimiter_or_detected(),
                 ..CsvOpts::default()
             },
             send: SendOpts {
@@ -337,9 +350,18 @@ impl Campaigns {
         let options = WebOptions {
             profile: form.profile.clone(),
             daily_quota: form.daily_quota,
+            delimiter: form.delimiter_or_detected(),
+            sheet: form.sheet.clone(),
+            planned_messages: None,
+            planned_fee: None,
+        };
+        let plan = ws.plan(&prepared)?;
+        let options = WebOptions {
+            planned_messages: Some(plan.messages_to_send),
+            planned_fee: plan.estimated_fees.as_ref().map(|f| f.total),
+            ..options
         };
         prepared.remember_web_options(&options)?;
-        let plan = ws.plan(&prepared)?;
         Ok((plan, prepared.csv_path().to_path_buf()))
     }
 
@@ -588,6 +610,24 @@ impl Campaigns {
     /// The report (same CSV as `report`; `excel`: with a BOM for Excel),
     /// streamed: written on a blocking thread with its own connection, sent
     /// in chunks as it is written, so a million rows never sit in memory.
+    /// The campaign's rejected rows in their original columns, streamed
+    /// (see `Workspace::write_rejects`).
+    pub fn rejects_stream(
+        &self,
+        name: String,
+    ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+        let base = self.base.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = ChunkWriter { tx: tx.clone() };
+            if let Err(e) = base.write_rejects(&name, out) {
+                tracing::error!("rejected rows of `{name}` cut short: {e:#}");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+    }
+
     pub fn report_stream(
         &self,
         name: String,
