@@ -3,6 +3,7 @@
 //! that work without JavaScript, and a little script for drag-and-drop,
 //! upload progress and live counts.
 
+mod charts;
 mod pages;
 pub mod security;
 
@@ -65,6 +66,7 @@ pub fn routes() -> Router<ServeState> {
         .route("/new", get(new_page))
         .route("/campaigns/{name}", get(campaign_page))
         .route("/campaigns/{name}/check", get(check_page))
+        .route("/campaigns/{name}/rejects.csv", get(rejects_csv))
         .route("/ui/campaigns/{name}/start", post(start_form))
         .route("/ui/campaigns/{name}/pause", post(pause_form))
 }
@@ -204,6 +206,38 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
         chrome: s.web.chrome(),
     });
     Html(markup.into_string()).into_response()
+}
+
+/// The rejected rows in the file's own columns plus `line` and `reason`,
+/// to fix and upload again.
+async fn rejects_csv(State(s): State<ServeState>, Path(name): Path<String>) -> Response {
+    let n = name.clone();
+    let known = s
+        .with_reader_web(move |st| {
+            st.exists(&n)?
+                .then_some(())
+                .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
+        })
+        .await;
+    if let Err(e) = known {
+        return problem(&s, e, "/");
+    }
+    let file: String = name
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    let body = axum::body::Body::from_stream(s.web.campaigns.rejects_stream(name));
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}-rejected.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The upload form without JavaScript: on success, to the Check page.
