@@ -61,6 +61,10 @@ pub struct OaMonth {
     /// At the plan's price per message of the OA's latest console campaign
     /// that had one; None: no price known.
     pub cost: Option<u64>,
+    /// Messages counted today (the OA's day), and the daily limit known:
+    /// the provider's announced one, else the console campaigns' largest.
+    pub used_today: u64,
+    pub limit: Option<u64>,
 }
 
 /// Bucket lengths a chart uses: the smallest that keeps a span in ≤ 24.
@@ -236,6 +240,8 @@ impl Reader {
         let today = crate::model::clock::today_key();
         let month = today.get(..7).unwrap_or(&today).to_string();
         let mut price: std::collections::HashMap<String, (u64, u64)> = Default::default();
+        let mut limit: std::collections::HashMap<String, u64> = Default::default();
+        let mut oas: Vec<String> = Vec::new();
         // Later campaigns overwrite earlier ones: the latest price counts.
         for c in self.store.list_campaigns()? {
             let o = self.web_options(c.id);
@@ -244,20 +250,34 @@ impl Reader {
                     price.insert(c.oa_id.clone(), (fee, n));
                 }
             }
+            if let Some(q) = o.daily_quota {
+                let l = limit.entry(c.oa_id.clone()).or_insert(q);
+                *l = (*l).max(q);
+            }
+            if !oas.contains(&c.oa_id) {
+                oas.push(c.oa_id.clone());
+            }
         }
-        Ok(self
-            .store
-            .month_messages_by_oa(&month)?
-            .into_iter()
-            .map(|(oa_id, messages)| OaMonth {
+        let month_counts: std::collections::HashMap<String, u64> =
+            self.store.month_messages_by_oa(&month)?.into_iter().collect();
+        let today_counts: std::collections::HashMap<String, u64> =
+            self.store.quota_used_by_oa(&today)?.into_iter().collect();
+        let mut out = Vec::new();
+        for oa_id in oas {
+            let messages = month_counts.get(&oa_id).copied().unwrap_or(0);
+            let announced = self.store.announced_quota(&oa_id, &today)?;
+            out.push(OaMonth {
                 cost: price
                     .get(&oa_id)
                     .map(|(fee, n)| (*fee as u128 * messages as u128 / *n as u128) as u64),
-                oa_id,
                 month: month.clone(),
                 messages,
-            })
-            .collect())
+                used_today: today_counts.get(&oa_id).copied().unwrap_or(0),
+                limit: announced.or_else(|| limit.get(&oa_id).copied()),
+                oa_id,
+            });
+        }
+        Ok(out)
     }
 
     /// Rows per campaign and state, quota used today per OA, unmatched events.

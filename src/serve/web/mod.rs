@@ -5,6 +5,7 @@
 
 mod charts;
 mod pages;
+mod pictures;
 pub mod security;
 
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub fn routes() -> Router<ServeState> {
         .route("/campaigns/{name}/check", get(check_page))
         .route("/campaigns/{name}/rejects.csv", get(rejects_csv))
         .route("/ui/campaigns/{name}/start", post(start_form))
+        .route("/ui/campaigns/{name}/send", post(send_form))
+        .route("/ui/auto-resume", post(auto_resume_form))
         .route("/ui/campaigns/{name}/pause", post(pause_form))
 }
 
@@ -122,15 +125,25 @@ fn problem(s: &ServeState, e: WebError, back: &str) -> Response {
 }
 
 async fn campaigns_page(State(s): State<ServeState>) -> Response {
-    match s.with_reader(campaigns::status_all).await {
-        Ok(list) => Html(pages::campaigns(&list, s.web.chrome()).into_string()).into_response(),
+    let read = s
+        .with_reader(|st| Ok((campaigns::status_all(st)?, st.month_by_oa()?)))
+        .await;
+    match read {
+        Ok((list, months)) => Html(
+            pages::campaigns(&list, &months, s.web.campaigns.auto_resume(), s.web.chrome())
+                .into_string(),
+        )
+        .into_response(),
         Err(e) => problem(&s, WebError::Internal(e), "/"),
     }
 }
 
 async fn new_page(State(s): State<ServeState>) -> Response {
-    Html(pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(), None).into_string())
-        .into_response()
+    Html(
+        pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(), None, None)
+            .into_string(),
+    )
+    .into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -169,15 +182,16 @@ async fn check_page(
             Err(why.as_str())
         }
     };
-    let markup = pages::check(
-        &status,
-        plan_arg,
-        &rejects,
+    let markup = pages::check(pages::CheckPage {
+        status: &status,
+        plan: plan_arg,
+        rejects: &rejects,
         page,
-        &preview,
-        &keys,
-        s.web.chrome(),
-    );
+        preview: &preview,
+        keys: &keys,
+        auto_resume: s.web.campaigns.auto_resume(),
+        chrome: s.web.chrome(),
+    });
     Html(markup.into_string()).into_response()
 }
 
@@ -190,16 +204,23 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
                 .top_errors(&n, 5)?
                 .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))?;
             let in_doubt = campaigns::rows_page(st, &n, RowState::InDoubt, 0, 20)?;
-            Ok((status, errors, in_doubt))
+            let chart = st.delivery_chart(&n)?.unwrap_or_default();
+            Ok((status, errors, in_doubt, chart))
         })
         .await;
-    let (status, errors, in_doubt) = match data {
+    let (status, errors, in_doubt, chart) = match data {
         Ok(d) => d,
         Err(e) => return problem(&s, e, "/"),
     };
     let running_here = s.web.campaigns.live(&name).is_some_and(|l| l.running);
+    let resumes_at = s
+        .web
+        .campaigns
+        .resumes_at(&name, status.send_window.as_deref());
     let markup = pages::campaign(pages::CampaignPage {
         status: &status,
+        chart: &chart,
+        resumes_at: resumes_at.as_deref(),
         running_here,
         top_errors: &errors,
         in_doubt: &in_doubt,
@@ -245,7 +266,7 @@ async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Respo
     let web = s.web.clone();
     let up = match upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await {
         Ok(up) => up,
-        Err(e) => return upload_refused(&s, e),
+        Err(e) => return upload_refused(&s, e, None),
     };
     if !security::csrf_ok(&web.csrf, up.csrf.as_deref()) {
         let _ = std::fs::remove_file(&up.form.csv);
@@ -253,13 +274,20 @@ async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Respo
     }
     let name = up.form.name.clone();
     let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
+    let typed = up.form.clone();
     match web.campaigns.create(up.form).await {
         Ok(_) => Redirect::to(&format!("/campaigns/{}/check", enc(&name))).into_response(),
-        Err(e) => upload_refused(&s, upload::by_upload_name(e, &stored, &file_name)),
+        Err(e) => upload_refused(
+            &s,
+            upload::by_upload_name(e, &stored, &file_name),
+            Some(&typed),
+        ),
     }
 }
 
-fn upload_refused(s: &ServeState, e: WebError) -> Response {
+/// The form again with the reason above it and what was typed kept (the
+/// file must be chosen again: a browser never refills a file input).
+fn upload_refused(s: &ServeState, e: WebError, typed: Option<&campaigns::NewCampaign>) -> Response {
     if let WebError::Internal(err) = &e {
         tracing::error!("upload failed: {err:#}");
     }
@@ -267,6 +295,7 @@ fn upload_refused(s: &ServeState, e: WebError) -> Response {
         &s.web.campaigns.profiles(),
         s.web.chrome(),
         Some(&e.public_message()),
+        typed,
     );
     (e.status(), Html(page.into_string())).into_response()
 }
@@ -286,6 +315,67 @@ async fn start_form(
         Ok(()) => Redirect::to(&back).into_response(),
         Err(e) => problem(&s, e, &back),
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct SendFields {
+    confirm: Option<String>,
+    messages: Option<u64>,
+}
+
+/// Send from the Check page: only with its box ticked, and only while the
+/// plan still counts the messages the page showed (another upload or a
+/// run elsewhere since would change what "send N" means).
+async fn send_form(
+    State(s): State<ServeState>,
+    Path(name): Path<String>,
+    CsrfForm(f): CsrfForm<SendFields>,
+) -> Response {
+    let check = format!("/campaigns/{}/check", enc(&name));
+    if f.confirm.as_deref() != Some("yes") {
+        return problem(
+            &s,
+            WebError::BadRequest(
+                "Tick the box above the Send button to confirm the count and the cost, then press Send again."
+                    .into(),
+            ),
+            &check,
+        );
+    }
+    match s.web.campaigns.plan(&name).await {
+        Ok(p) if Some(p.messages_to_send) != f.messages => {
+            return problem(
+                &s,
+                WebError::Conflict(format!(
+                    "The plan changed since the page was drawn: it now counts {} messages. Check again, then send.",
+                    p.messages_to_send
+                )),
+                &check,
+            )
+        }
+        Ok(_) => {}
+        Err(e) => return problem(&s, e, &check),
+    }
+    match s.web.campaigns.start(&name, None).await {
+        Ok(()) => Redirect::to(&format!("/campaigns/{}", enc(&name))).into_response(),
+        Err(e) => problem(&s, e, &check),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct SwitchFields {
+    on: Option<String>,
+}
+
+/// The console's switch for resuming quota and window pauses by itself.
+async fn auto_resume_form(
+    State(s): State<ServeState>,
+    CsrfForm(f): CsrfForm<SwitchFields>,
+) -> Response {
+    let on = f.on.as_deref() == Some("1");
+    s.web.campaigns.set_auto_resume(on);
+    tracing::info!("auto-resume switched {}", if on { "on" } else { "off" });
+    Redirect::to("/").into_response()
 }
 
 async fn pause_form(

@@ -4,9 +4,11 @@
 use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
+use super::pictures::{self, form_words, money, num};
 use crate::campaign::plan::Plan;
 use crate::campaign::summary::{CampaignStatusLine, ErrorLine};
-use crate::campaign::RowView;
+use crate::campaign::{DeliveryChart, OaMonth, RowView};
+use crate::serve::campaigns::NewCampaign;
 
 /// Rows per page of rejects.
 pub const PAGE_ROWS: u64 = 50;
@@ -69,6 +71,16 @@ fn badge(status: &str) -> Markup {
     html! { span class={"badge badge-" (status)} { (status) } }
 }
 
+/// The status badge, saying so when a finished campaign left rows unsent
+/// because they were rejected (not a plain green "finished").
+fn status_badge(c: &CampaignStatusLine) -> Markup {
+    if pictures::finished_with_rejects(c) {
+        html! { span.badge.badge-partial { "finished, " (num(c.counts.rejected)) " rejected" } }
+    } else {
+        badge(&c.status)
+    }
+}
+
 /// Accepted rows the campaign is done with, of all accepted rows
 /// (rejected rows are never sent, so they count for neither).
 fn progress(c: &CampaignStatusLine) -> (u64, u64) {
@@ -86,13 +98,13 @@ fn bar(done: u64, total: u64, id: Option<&str>) -> Markup {
     }
 }
 
-pub fn campaigns(list: &[CampaignStatusLine], chrome: Chrome<'_>) -> Markup {
-    let mut quota: Vec<(&str, &str, u64)> = Vec::new();
-    for c in list {
-        if !quota.iter().any(|(oa, _, _)| *oa == c.oa_id) {
-            quota.push((&c.oa_id, &c.quota_day, c.quota_used_today));
-        }
-    }
+pub fn campaigns(
+    list: &[CampaignStatusLine],
+    months: &[OaMonth],
+    auto_resume: bool,
+    chrome: Chrome<'_>,
+) -> Markup {
+    let csrf = chrome.csrf;
     layout(
         "Campaigns",
         chrome,
@@ -106,31 +118,31 @@ pub fn campaigns(list: &[CampaignStatusLine], chrome: Chrome<'_>) -> Markup {
             }
             div.cards {
                 @for c in list {
-                    @let (done, total) = progress(c);
-                    a.card href={"/campaigns/" (enc(&c.campaign))} {
-                        div.card-head { strong.name { (c.campaign) } (badge(&c.status)) }
-                        (bar(done, total, None))
+                    a.card href={"/campaigns/" (enc(&c.campaign))} data-campaign=(c.campaign) {
+                        div.card-head { strong.name { (c.campaign) } (status_badge(c)) }
+                        (pictures::card_progress(c))
                         dl.counts {
-                            div { dt { "sent" } dd { (c.counts.sent) } }
-                            div { dt { "failed" } dd { (c.counts.failed) } }
-                            div { dt { "rejected" } dd { (c.counts.rejected) } }
-                            div { dt { "in doubt" } dd { (c.counts.in_doubt) } }
-                            div { dt { "delivered" } dd { (c.delivery.received) } }
-                            div { dt { "rows" } dd { (c.counts.total) } }
+                            div { dt { "sent" } dd { (num(c.counts.sent)) } }
+                            div { dt { "failed" } dd { (num(c.counts.failed)) } }
+                            div { dt { "rejected" } dd { (num(c.counts.rejected)) } }
+                            div { dt { "in doubt" } dd { (num(c.counts.in_doubt)) } }
+                            div { dt { "rows" } dd { (num(c.counts.total)) } }
                         }
                         @if let Some(e) = &c.last_error { p.reason { (e) } }
                     }
                 }
             }
-            @if !quota.is_empty() {
-                h2 { "Quota used today" }
-                table.plain {
-                    thead { tr { th { "OA" } th { "day (Asia/Ho_Chi_Minh)" } th { "messages" } } }
-                    tbody {
-                        @for (oa, day, used) in &quota {
-                            tr { td { (oa) } td { (day) } td { (used) } }
-                        }
-                    }
+            (pictures::oa_month(months))
+            form.switch #auto-resume method="post" action="/ui/auto-resume" {
+                input type="hidden" name="csrf" value=(csrf);
+                @if auto_resume {
+                    input type="hidden" name="on" value="0";
+                    span { "Campaigns paused by the daily quota or the send window resume by themselves while this server runs. " }
+                    button #auto-resume-off type="submit" { "Turn off" }
+                } @else {
+                    input type="hidden" name="on" value="1";
+                    span { "Campaigns paused by the daily quota or the send window wait for Resume. " }
+                    button #auto-resume-on type="submit" { "Resume them by themselves" }
                 }
             }
         },
@@ -138,8 +150,20 @@ pub fn campaigns(list: &[CampaignStatusLine], chrome: Chrome<'_>) -> Markup {
 }
 
 /// The New campaign form; `error` is shown above it after a refused upload.
-pub fn new_campaign(profiles: &[String], chrome: Chrome<'_>, error: Option<&str>) -> Markup {
+pub fn new_campaign(
+    profiles: &[String],
+    chrome: Chrome<'_>,
+    error: Option<&str>,
+    typed: Option<&NewCampaign>,
+) -> Markup {
     let csrf = chrome.csrf;
+    let v = typed.cloned().unwrap_or_default();
+    let delim = match v.delimiter {
+        None => "auto",
+        Some(b';') => ";",
+        Some(b'\t') => "tab",
+        Some(_) => ",",
+    };
     layout(
         "New campaign",
         chrome,
@@ -158,16 +182,24 @@ pub fn new_campaign(profiles: &[String], chrome: Chrome<'_>, error: Option<&str>
                     input #file type="file" name="file" accept=".csv,text/csv,.xlsx,.xlsm,.xls,.ods" required;
                 }
                 div.grid {
-                    label { "Campaign name" input type="text" name="campaign" required maxlength="100" placeholder="bills-2026-11"; small { "Letters, digits, spaces, - and _. Names the campaign in reports." } }
-                    label { "Template id" input type="text" name="template_id" inputmode="numeric" placeholder="246810"; small { "The ZNS template the rows fill in (or from the config)." } }
+                    label { "Campaign name" input type="text" name="campaign" required maxlength="100" placeholder="bills-2026-11" value=(v.name); small { "Letters, digits, spaces, - and _. Names the campaign in reports." } }
+                    label { "Template id" input type="text" name="template_id" inputmode="numeric" placeholder="246810" value=[v.template_id.as_deref()]; small { "The ZNS template the rows fill in (or from the config)." } }
                     @if !profiles.is_empty() {
-                        label { "Profile" select name="profile" { option value="" { "(serve's default)" } @for p in profiles { option value=(p) { (p) } } } small { "Provider account from the config file." } }
+                        label { "Profile" select name="profile" { option value="" { "(serve's default)" } @for p in profiles { option value=(p) selected[v.profile.as_deref() == Some(p.as_str())] { (p) } } } small { "Provider account from the config file." } }
                     }
-                    label { "Send window (optional)" input type="text" name="send_window" placeholder="07:00-22:00"; small { "Hours of the day (Asia/Ho_Chi_Minh) messages may go out." } }
-                    label { "Deadline (optional)" input type="text" name="not_after" placeholder="2026-12-01T08:00"; small { "After it nothing more is sent (Asia/Ho_Chi_Minh time)." } }
-                    label { "Sheet (optional)" input type="text" name="sheet" maxlength="100" placeholder="Sheet1"; small { "For an Excel or OpenDocument file: the sheet to read (default: the first)." } }
-                    label { "Daily quota (optional)" input type="number" min="1" name="daily_quota" placeholder="5000"; small { "Messages per OA per day this campaign will not pass." } }
+                    label { "Delimiter" select #delimiter name="delimiter" {
+                            option value="auto" selected[delim == "auto"] { "detect it from the file" }
+                            option value="," selected[delim == ","] { "comma ,"  }
+                            option value=";" selected[delim == ";"] { "semicolon ; (Excel in Vietnamese)" }
+                            option value="tab" selected[delim == "tab"] { "tab" }
+                        }
+                        small { "How the CSV's columns are separated (not used for Excel files)." } }
+                    label { "Send window (optional)" input type="text" name="send_window" placeholder="07:00-22:00" value=[v.send_window.as_deref()]; small { "Hours of the day (Asia/Ho_Chi_Minh) messages may go out." } }
+                    label { "Deadline (optional)" input type="text" name="not_after" placeholder="2026-12-01T08:00" value=[v.not_after.as_deref()]; small { "After it nothing more is sent (Asia/Ho_Chi_Minh time)." } }
+                    label { "Sheet (optional)" input type="text" name="sheet" maxlength="100" placeholder="Sheet1" value=[v.sheet.as_deref()]; small { "For an Excel or OpenDocument file: the sheet to read (default: the first)." } }
+                    label { "Daily quota (optional)" input type="number" min="1" name="daily_quota" placeholder="5000" value=[v.daily_quota]; small { "Messages per OA per day this campaign will not pass." } }
                 }
+                @if typed.is_some() { p.muted #choose-again { "Choose the file again: a browser does not keep it after an error." } }
                 progress #upload-progress hidden max="100" value="0" {}
                 p #upload-status.muted {}
                 button.primary type="submit" { "Upload and check" }
@@ -181,16 +213,31 @@ fn or_dash(v: Option<impl std::fmt::Display>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
 }
 
-/// The Check page: rejects (paged), a preview of the data, the plan, Send.
-pub fn check(
-    status: &CampaignStatusLine,
-    plan: Result<&Plan, &str>,
-    rejects: &[RowView],
-    page: u64,
-    preview: &[RowView],
-    keys: &[String],
-    chrome: Chrome<'_>,
-) -> Markup {
+pub struct CheckPage<'a> {
+    pub status: &'a CampaignStatusLine,
+    pub plan: Result<&'a Plan, &'a str>,
+    pub rejects: &'a [RowView],
+    pub page: u64,
+    pub preview: &'a [RowView],
+    pub keys: &'a [String],
+    pub auto_resume: bool,
+    pub chrome: Chrome<'a>,
+}
+
+/// The Check page: what was accepted, a preview of the data, the rejects
+/// (paged, downloadable), the plan, and last of all Send with the count
+/// and the cost to confirm.
+pub fn check(c: CheckPage<'_>) -> Markup {
+    let CheckPage {
+        status,
+        plan,
+        rejects,
+        page,
+        preview,
+        keys,
+        auto_resume,
+        chrome,
+    } = c;
     let csrf = chrome.csrf;
     let name = &status.campaign;
     let pages = status.counts.rejected.div_ceil(PAGE_ROWS).max(1);
@@ -203,33 +250,6 @@ pub fn check(
                 strong #accepted { (status.counts.total - status.counts.rejected) } " rows accepted, "
                 strong #rejected { (status.counts.rejected) } " rejected (of " (status.counts.total) "). "
                 "Rejected rows are never sent; fix them in the file and upload it as a new campaign if they matter."
-            }
-            section {
-                h2 { "The plan" }
-                @match plan {
-                    Ok(p) => {
-                        table.plain #plan {
-                            tr { th { "messages to send" } td #plan-messages { (p.messages_to_send) } }
-                            tr { th { "already sent" } td { (p.already_sent) } }
-                            @if p.uses_tokens {
-                                tr { th { "journey tokens to buy" } td { (p.tokens_to_buy) } }
-                                tr { th { "tokens to reuse" } td { (p.tokens_to_reuse) } }
-                            }
-                            tr { th { "fee estimate (VND)" } td { @if let Some(f) = &p.estimated_fees { "≈ " (f.total) } @else { "no prices configured (token_fee, message_fee)" } } }
-                            tr { th { "quota used today" } td { (p.quota_used_today) } }
-                            tr { th { "quota days needed" } td { (or_dash(p.quota_days_needed)) } }
-                            tr { th { "send window" } td { (p.settings.send_window.as_deref().unwrap_or("none")) @if p.send_window_open_now == Some(false) { " (closed now; opens " (or_dash(p.send_window_opens_at.as_deref())) ")" } } }
-                            tr { th { "deadline" } td { (or_dash(p.not_after.as_deref())) } }
-                            tr { th { "would skip (frequency cap)" } td { (p.would_skip_min_interval) } }
-                            tr { th { "provider · OA · template" } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
-                        }
-                        form method="post" action={"/ui/campaigns/" (enc(name)) "/start"} {
-                            input type="hidden" name="csrf" value=(csrf);
-                            button.primary #send type="submit" { "Send" }
-                        }
-                    }
-                    Err(why) => { p.error { (why) } a href={"/campaigns/" (enc(name))} { "Open the campaign" } }
-                }
             }
             section {
                 h2 { "Preview: the data of the first rows" }
@@ -250,9 +270,11 @@ pub fn check(
                 h2 { "Rejected rows" }
                 @if rejects.is_empty() { p.muted { "None: every row is valid." } }
                 @else {
-                    table.plain {
+                    p { a.button #rejects-download href={"/campaigns/" (enc(name)) "/rejects.csv"} download { "Download the rejected rows (CSV)" }
+                        " " span.muted { "Their own columns plus the line and the reason: fix them, then upload that file as a new campaign." } }
+                    table.plain.rejects {
                         thead { tr { th { "line" } th { "phone" } th { "reason" } } }
-                        tbody { @for r in rejects { tr.reject { td.line { (r.line) } td { (r.phone) } td { (r.text) } } } }
+                        tbody { @for r in rejects { tr.reject { td.line { (r.line) } td { (r.phone) } td.why { (form_words(&r.text)) } } } }
                     }
                     @if pages > 1 {
                         nav.pager {
@@ -263,6 +285,30 @@ pub fn check(
                     }
                 }
             }
+            section {
+                h2 { "The plan" }
+                @match plan {
+                    Ok(p) => {
+                        table.plain.figures #plan {
+                            tr { th { "messages to send" } td #plan-messages { (p.messages_to_send) } }
+                            @if p.already_sent > 0 { tr { th { "already sent" } td { (num(p.already_sent)) } } }
+                            @if p.uses_tokens {
+                                tr { th { "journey tokens to buy" } td { (num(p.tokens_to_buy)) } }
+                                tr { th { "tokens to reuse" } td { (num(p.tokens_to_reuse)) } }
+                            }
+                            tr { th { "fee estimate" } td #plan-fee { @if let Some(f) = &p.estimated_fees { "≈ " (money(f.total)) } @else { "no prices configured (token_fee, message_fee)" } } }
+                            tr { th { "quota today" } td #plan-quota { (pictures::quota_text(p.quota_used_today, pictures::plan_limit(p))) } }
+                            @if let Some(days) = p.quota_days_needed.filter(|d| *d > 1) { tr { th { "quota days needed" } td { (days) } } }
+                            tr { th { "send window" } td { (p.settings.send_window.as_deref().unwrap_or("none")) @if p.send_window_open_now == Some(false) { " (closed now; opens " (or_dash(p.send_window_opens_at.as_deref())) ")" } } }
+                            tr { th { "deadline" } td { (or_dash(p.not_after.as_deref())) } }
+                            @if p.would_skip_min_interval > 0 { tr { th { "would skip (frequency cap)" } td { (num(p.would_skip_min_interval)) } } }
+                            tr { th { "provider · OA · template" } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
+                        }
+                        (pictures::send_step(&format!("/ui/campaigns/{}/send", enc(name)), csrf, p, auto_resume))
+                    }
+                    Err(why) => { p.error { (why) } a href={"/campaigns/" (enc(name))} { "Open the campaign" } }
+                }
+            }
         },
     )
 }
@@ -271,9 +317,9 @@ pub fn check(
 fn reason_words(c: &CampaignStatusLine) -> Option<String> {
     let e = c.last_error.clone()?;
     let hint = if e.contains("quota") {
-        "Daily quota: sending resumes after midnight Asia/Ho_Chi_Minh (press Resume then)."
+        "Daily quota: sending can go on after midnight Asia/Ho_Chi_Minh."
     } else if e.contains("window") {
-        "Outside the send window: press Resume when it opens."
+        "Outside the send window: sending can go on when it opens."
     } else if e.contains("deadline") || c.deadline_passed {
         "The deadline has passed: the remaining rows are expired."
     } else if e.contains("outage") || e.contains("no request has succeeded") {
@@ -292,6 +338,9 @@ fn reason_words(c: &CampaignStatusLine) -> Option<String> {
 
 pub struct CampaignPage<'a> {
     pub status: &'a CampaignStatusLine,
+    pub chart: &'a DeliveryChart,
+    /// When a quota or window pause resumes by itself (None: it will not).
+    pub resumes_at: Option<&'a str>,
     pub running_here: bool,
     pub top_errors: &'a [ErrorLine],
     pub in_doubt: &'a [RowView],
@@ -309,10 +358,17 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
         p.chrome,
         html! {
             div #campaign data-events={"/api/v1/campaigns/" (enc(name)) "/events"} data-status=(c.status) data-running-here=(if p.running_here { "1" } else { "0" }) {
-                h1 { span.name { (name) } " " span #status-badge { (badge(&c.status)) } }
+                h1 { span.name { (name) } " " span #status-badge { (status_badge(c)) } }
                 p.muted { (c.provider) " · OA " (c.oa_id) " · template " (c.template_id) }
                 (bar(done, total, Some("progress-fill")))
                 p #live.muted { (done) " of " (total) " accepted rows done" }
+                @if c.counts.rejected > 0 {
+                    p #rejected-note {
+                        @if c.status == "finished" { "Finished for the accepted rows: " }
+                        strong { (num(c.counts.rejected)) } " of " (num(c.counts.total)) " rows were rejected and are never sent. "
+                        a href={"/campaigns/" (enc(name)) "/rejects.csv"} { "Download them" } " to fix and upload again."
+                    }
+                }
                 dl.counts.big {
                     div { dt { "sent" } dd #count-sent { (c.counts.sent) } }
                     div { dt { "failed" } dd #count-failed { (c.counts.failed) } }
@@ -322,6 +378,7 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                     div { dt { "expired" } dd #count-expired { (c.counts.expired) } }
                 }
                 @if let Some(words) = reason_words(c) { @if c.status != "finished" { p.reason #reason { (words) } } }
+                @if let Some(at) = p.resumes_at { @if !p.running_here { p.reason #resumes-at { "It resumes by itself at " (at) " (Asia/Ho_Chi_Minh) while this server runs." } } }
                 div.actions {
                     @if p.running_here {
                         form method="post" action=(action("pause")) {
@@ -365,16 +422,21 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                         }
                     }
                 }
-                section {
+                section #delivery {
                     h2 { "Delivery" }
-                    dl.counts {
-                        div { dt { "sent" } dd { (c.delivery.sent) } }
-                        div { dt { "delivered" } dd { (c.delivery.received) } }
-                        div { dt { "seen" } dd { (c.delivery.seen) } }
-                        div { dt { "unknown" } dd { (c.delivery.unknown) } }
+                    @if pictures::has_delivery_data(c) {
+                        dl.counts {
+                            div { dt { "delivered" } dd #delivered { (num(c.ledger.received + c.ledger.seen)) } }
+                            @if pictures::reports_seen(&c.provider) { div { dt { "seen" } dd #seen { (num(c.ledger.seen)) } } }
+                            div { dt { "failed delivery" } dd { (num(c.ledger.failed_delivery)) } }
+                            div { dt { "not known yet" } dd { (num(c.ledger.unknown)) } }
+                        }
+                    } @else {
+                        p #no-delivery-data { "No delivery data from this provider yet." }
                     }
                     p.muted { "Delivery comes from the providers' callbacks to this server, or from " code { "zns-batch reconcile" } "." }
                 }
+                (pictures::campaign_chart(c, p.chart))
             }
         },
     )
@@ -471,12 +533,27 @@ mod tests {
             .unwrap();
         let preview = r.rows_page("c", RowState::Pending, 0, 3).unwrap().unwrap();
         let keys = r.template_keys("c").unwrap().unwrap();
-        let html = check(&status, Ok(&plan), &rejects, 1, &preview, &keys, chrome()).into_string();
+        let page = |plan: Result<&Plan, &'static str>, rejects: &[RowView], preview: &[RowView]| {
+            check(CheckPage {
+                status: &status,
+                plan,
+                rejects,
+                page: 1,
+                preview,
+                keys: &keys,
+                auto_resume: true,
+                chrome: chrome(),
+            })
+            .into_string()
+        };
+        let html = page(Ok(&plan), &rejects, &preview);
         assert!(html.contains(r#"<td id="plan-messages">2</td>"#), "{html}");
-        assert!(
-            html.contains("<th>quota days needed</th><td>—</td>"),
-            "{html}"
-        );
+        assert!(html.contains("0 (no limit known)"), "{html}");
+        // Send comes last: after the preview and the rejects.
+        let send = html.find(r#"id="send""#).expect("a Send button");
+        assert!(send > html.find(r#"id="rejects""#).unwrap(), "{html}");
+        assert!(html.contains("Send 2 messages"), "{html}");
+        assert!(html.contains(r#"name="confirm" value="yes" required"#), "{html}");
         assert!(html.contains("<th>deadline</th><td>—</td>"), "{html}");
         assert!(html.contains("<th>send window</th><td>none</td>"), "{html}");
         assert!(html.contains("sandbox · 42 · 246810"), "{html}");
@@ -484,16 +561,7 @@ mod tests {
         assert!(html.contains("<dt>name</dt><dd>An</dd>"), "{html}");
         assert!(html.contains(r#"<td class="line">4</td>"#), "{html}");
 
-        let refused = check(
-            &status,
-            Err("campaign `c` is running"),
-            &[],
-            1,
-            &[],
-            &keys,
-            chrome(),
-        );
-        let refused = refused.into_string();
+        let refused = page(Err("campaign `c` is running"), &[], &[]);
         assert!(refused.contains("campaign `c` is running"));
         assert!(!refused.contains("plan-messages"));
     }
