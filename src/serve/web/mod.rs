@@ -320,7 +320,8 @@ async fn start_form(
 #[derive(Debug, Deserialize, Default)]
 struct SendFields {
     confirm: Option<String>,
-    messages: Option<u64>,
+    /// Text: the CSRF wrapper flattens the form, so numbers come as strings.
+    messages: Option<String>,
 }
 
 /// Send from the Check page: only with its box ticked, and only while the
@@ -343,7 +344,7 @@ async fn send_form(
         );
     }
     match s.web.campaigns.plan(&name).await {
-        Ok(p) if Some(p.messages_to_send) != f.messages => {
+        Ok(p) if Some(p.messages_to_send) != f.messages.as_deref().and_then(|m| m.trim().parse().ok()) => {
             return problem(
                 &s,
                 WebError::Conflict(format!(

@@ -85,7 +85,10 @@ function setupLive() {
     if (fill && accepted) { fill.max = accepted; fill.value = done; }
     if (!running) set("live", done + " of " + accepted + " accepted rows done");
     const badge = document.querySelector("#status-badge .badge");
-    if (badge) { badge.textContent = s.status; badge.className = "badge badge-" + s.status; }
+    // A finished campaign that left rejected rows is not simply "finished":
+    // the page (reloaded below) words it; the badge waits for it.
+    const partial = s.status === "finished" && k.rejected > 0;
+    if (badge && !partial) { badge.textContent = s.status; badge.className = "badge badge-" + s.status; }
     // The run ended: the buttons and reasons change, so reload.
     if (running || s.status === "running") wasRunning = true;
     else if (wasRunning) { es.close(); window.location.reload(); }
