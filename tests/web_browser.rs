@@ -570,9 +570,15 @@ async fn charts_confirm_step_and_rejects_in_a_browser() {
         .fetch_text(&format!("/campaigns/{}/rejects.csv", enc(name)))
         .await;
     let lines: Vec<&str> = rejects.trim_start_matches('\u{feff}').lines().collect();
-    assert_eq!(lines[0], "phone;customer_name;amount;line;reason", "{rejects}");
+    assert_eq!(
+        lines[0], "phone;customer_name;amount;line;reason",
+        "{rejects}"
+    );
     assert!(lines[1].starts_with("12345;Lê Chi;3.000;4;"), "{rejects}");
-    assert!(lines[2].starts_with("0912000201;Nguyễn An lần 2;5.000;6;"), "{rejects}");
+    assert!(
+        lines[2].starts_with("0912000201;Nguyễn An lần 2;5.000;6;"),
+        "{rejects}"
+    );
     assert_eq!(lines.len(), 3, "{rejects}");
 
     // Send is last, names the count and the cost, and needs the box ticked.
@@ -598,36 +604,63 @@ async fn charts_confirm_step_and_rejects_in_a_browser() {
     while b.url().await.ends_with("/check") && t0.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(!b.url().await.ends_with("/send"), "refused: {}", b.text("body").await);
+    assert!(
+        !b.url().await.ends_with("/send"),
+        "refused: {}",
+        b.text("body").await
+    );
     b.wait_url(&enc(name), Duration::from_secs(10)).await;
     b.wait_text("#status-badge", Duration::from_secs(60), |t| {
         t == "finished, 2 rejected"
     })
     .await;
-    assert!(b.text("#rejected-note").await.contains("2 of 5 rows were rejected"));
+    assert!(b
+        .text("#rejected-note")
+        .await
+        .contains("2 of 5 rows were rejected"));
     assert_eq!(sb.stats_summary().accepted, 3);
 
     // The chart: sent now; delivered once the callbacks are in.
     let t0 = Instant::now();
     loop {
         b.goto(&web.url(&format!("/campaigns/{}", enc(name)))).await;
-        let delivered = attrs(&b, "#delivery-chart polyline[data-series=delivered]", "data-last").await;
+        let delivered = attrs(
+            &b,
+            "#delivery-chart polyline[data-series=delivered]",
+            "data-last",
+        )
+        .await;
         if delivered.first().is_some_and(|d| d != "0") {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "no delivery drawn: {delivered:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no delivery drawn: {delivered:?}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let sent = attrs(&b, "#delivery-chart polyline[data-series=sent]", "data-last").await;
+    let sent = attrs(
+        &b,
+        "#delivery-chart polyline[data-series=sent]",
+        "data-last",
+    )
+    .await;
     assert_eq!(sent, vec!["3".to_string()]);
     let series = attrs(&b, "#delivery-chart polyline", "data-series").await;
     assert_eq!(series, vec!["sent", "delivered", "seen"]);
     assert!(b.find("#no-delivery-data").await.is_none());
-    assert_eq!(b.texts("dd#count-sent").await, vec!["3".to_string()], "one sent figure");
+    assert_eq!(
+        b.texts("dd#count-sent").await,
+        vec!["3".to_string()],
+        "one sent figure"
+    );
     // Every planned message sent: the cost so far reaches the plan.
     let spent = attrs(&b, "#cost-chart rect[data-series=spent]", "data-value").await;
     let plan = attrs(&b, "#cost-chart rect[data-series=plan]", "data-value").await;
-    assert_eq!((spent, plan), (vec!["1050".to_string()], vec!["1050".to_string()]));
+    assert_eq!(
+        (spent, plan),
+        (vec!["1050".to_string()], vec!["1050".to_string()])
+    );
     b.shots("campaign-chart").await;
 
     // The campaigns page: a picture per campaign, rejects in it; the OA's month.
@@ -644,7 +677,10 @@ async fn charts_confirm_step_and_rejects_in_a_browser() {
     );
     let month = b.texts("#oa-month tr.oa td").await;
     assert_eq!(month.first().map(String::as_str), Some(OA), "{month:?}");
-    assert!(month.get(1).is_some_and(|m| m.starts_with('3')), "{month:?}");
+    assert!(
+        month.get(1).is_some_and(|m| m.starts_with('3')),
+        "{month:?}"
+    );
     b.shots("campaigns-pictures").await;
     b.close().await;
     web.stop().await;
@@ -672,7 +708,11 @@ async fn refused_upload_keeps_values_and_unknown_template_is_refused_in_a_browse
     b.type_in("input[name=campaign]", "giữ lại").await;
     b.type_in("input[name=template_id]", "999999").await;
     b.type_in("input[name=send_window]", "07:00-22:00").await;
-    b.exec("document.getElementById('delimiter').value = ';';", json!([])).await;
+    b.exec(
+        "document.getElementById('delimiter').value = ';';",
+        json!([]),
+    )
+    .await;
     b.click("button[type=submit]").await;
     b.wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
         .await;
@@ -682,7 +722,10 @@ async fn refused_upload_keeps_values_and_unknown_template_is_refused_in_a_browse
         !error.contains(&state_dir) && !error.contains("upload-") && !error.contains("/tmp"),
         "no server path: {error}"
     );
-    assert!(error.contains("no-phone.csv"), "names the user's file: {error}");
+    assert!(
+        error.contains("no-phone.csv"),
+        "names the user's file: {error}"
+    );
     let kept = b
         .exec(
             "return ['campaign','template_id','send_window'].map(n => document.querySelector('[name=' + n + ']').value)\
@@ -702,7 +745,8 @@ async fn refused_upload_keeps_values_and_unknown_template_is_refused_in_a_browse
     b.wait_url("/check", Duration::from_secs(30)).await;
     b.click("#confirm").await;
     b.click("#send").await;
-    b.wait_url("unknown-template", Duration::from_secs(10)).await;
+    b.wait_url("unknown-template", Duration::from_secs(10))
+        .await;
     b.wait_text("#status-badge", Duration::from_secs(30), |t| {
         t == "aborted" || t == "paused"
     })

@@ -258,8 +258,11 @@ impl Reader {
                 oas.push(c.oa_id.clone());
             }
         }
-        let month_counts: std::collections::HashMap<String, u64> =
-            self.store.month_messages_by_oa(&month)?.into_iter().collect();
+        let month_counts: std::collections::HashMap<String, u64> = self
+            .store
+            .month_messages_by_oa(&month)?
+            .into_iter()
+            .collect();
         let today_counts: std::collections::HashMap<String, u64> =
             self.store.quota_used_by_oa(&today)?.into_iter().collect();
         let mut out = Vec::new();

@@ -240,10 +240,11 @@ pub(super) fn write_rejects(
         ..CsvOptions::default()
     };
     // The file is the campaign's own: gone or changed is said, not guessed.
-    let mut reader =
-        CsvReader::open(path, &opts).map_err(|e| super::usage(format!("the campaign's file cannot be read again: {e}")))?;
+    let mut reader = CsvReader::open(path, &opts)
+        .map_err(|e| super::usage(format!("the campaign's file cannot be read again: {e}")))?;
     let mut out = std::io::BufWriter::new(out);
-    out.write_all(b"\xEF\xBB\xBF").map_err(anyhow::Error::from)?;
+    out.write_all(b"\xEF\xBB\xBF")
+        .map_err(anyhow::Error::from)?;
     let mut w = csv::WriterBuilder::new()
         .delimiter(delimiter)
         .flexible(true)

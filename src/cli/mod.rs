@@ -18,7 +18,8 @@ pub use crate::cli::options::{CsvArgs, ProviderArgs, SafetyArgs, SendArgs, Templ
 pub use crate::cli::sandbox::SandboxArgs;
 use crate::model::clock::parse_duration;
 
-const ABOUT: &str = "Send Zalo ZNS Journey messages in bulk from a CSV or an Excel file — resumable, \
+const ABOUT: &str =
+    "Send Zalo ZNS Journey messages in bulk from a CSV or an Excel file — resumable, \
 exactly-once per row, under a rate limit and the OA's daily quota. `zns-batch serve` opens a web \
 console (upload, check, send, watch delivery) at http://127.0.0.1:8080.";
 

@@ -249,7 +249,10 @@ pub fn detect_delimiter(path: &Path) -> Option<u8> {
     let mut file = File::open(path).ok()?;
     let mut head = Vec::with_capacity(4096);
     file.by_ref().take(64 * 1024).read_to_end(&mut head).ok()?;
-    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"\xD0\xCF\x11\xE0") || sniff_binary(&head).is_some() {
+    if head.starts_with(b"PK\x03\x04")
+        || head.starts_with(b"\xD0\xCF\x11\xE0")
+        || sniff_binary(&head).is_some()
+    {
         return None;
     }
     let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);

@@ -453,7 +453,11 @@ fn the_delimiter_is_read_from_the_header_line() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &[u8], Option<u8>); 6] = [
         ("comma.csv", b"phone,name\n0912345678,An\n", Some(b',')),
-        ("semi.csv", b"\xEF\xBB\xBFphone;name;amount\n0912345678;An;1,5\n", Some(b';')),
+        (
+            "semi.csv",
+            b"\xEF\xBB\xBFphone;name;amount\n0912345678;An;1,5\n",
+            Some(b';'),
+        ),
         ("tab.csv", b"phone\tname\n0912345678\tAn\n", Some(b'\t')),
         // A quoted header cell's commas are not separators.
         ("quoted.csv", b"\"a,b,c\";phone\n1;0912345678\n", Some(b';')),

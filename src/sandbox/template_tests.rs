@@ -259,7 +259,12 @@ async fn an_unknown_template_id_is_refused_as_the_provider_refuses_it() {
     let known = known_templates_from(None);
     assert_eq!(
         known.as_deref(),
-        Some(&SAMPLE_TEMPLATES.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..])
+        Some(
+            &SAMPLE_TEMPLATES
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()[..]
+        )
     );
     assert_eq!(known_templates_from(Some("any")), None);
     assert_eq!(

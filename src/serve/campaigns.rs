@@ -293,20 +293,30 @@ impl Campaigns {
                     _ => None,
                 };
                 let Some(line) = line else {
-                    self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+                    self.waiting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&name);
                     continue;
                 };
                 if !Self::ready(&w, line.send_window.as_deref()) {
                     continue;
                 }
-                self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+                self.waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
                 if self.running_here(&name) || line.status != "paused" {
                     continue;
                 }
                 match self.start(&name, None).await {
-                    Ok(()) => tracing::info!(campaign = %name, "resumed by itself: the {} allows sending again",
-                        if w.reason == StopReason::Quota { "new quota day" } else { "send window" }),
-                    Err(e) => tracing::warn!(campaign = %name, "not resumed by itself: {}", e.public_message()),
+                    Ok(()) => {
+                        tracing::info!(campaign = %name, "resumed by itself: the {} allows sending again",
+                        if w.reason == StopReason::Quota { "new quota day" } else { "send window" })
+                    }
+                    Err(e) => {
+                        tracing::warn!(campaign = %name, "not resumed by itself: {}", e.public_message())
+                    }
                 }
             }
         }
@@ -580,13 +590,16 @@ impl Campaigns {
                 _ => None,
             };
             if let Some(reason) = waits {
-                this.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    name.clone(),
-                    Waiting {
-                        reason,
-                        day: crate::model::clock::today_key(),
-                    },
-                );
+                this.waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        name.clone(),
+                        Waiting {
+                            reason,
+                            day: crate::model::clock::today_key(),
+                        },
+                    );
             }
             if !keep_wanted {
                 let base = this.base.clone();
@@ -711,7 +724,9 @@ impl Campaigns {
 }
 
 fn window_of(s: Option<&str>) -> Option<crate::model::window::SendWindow> {
-    s?.parse::<crate::model::window::WindowSetting>().ok()?.window()
+    s?.parse::<crate::model::window::WindowSetting>()
+        .ok()?
+        .window()
 }
 
 /// `dd/mm/yyyy HH:MM` in the OA's zone.

@@ -360,7 +360,11 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
     }
     campaigns.set_auto_resume(args.auto_resume);
     campaigns.resume_wanted().await;
-    tokio::spawn(campaigns.clone().auto_resume_loop(campaigns::auto_resume_poll()));
+    tokio::spawn(
+        campaigns
+            .clone()
+            .auto_resume_loop(campaigns::auto_resume_poll()),
+    );
     let stopping = campaigns.clone();
     // The peer address keys the sign-in limit: `edge::serve` hands every
     // request its `ConnectInfo<SocketAddr>`.

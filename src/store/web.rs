@@ -76,7 +76,12 @@ impl Store {
 
     /// Rejected rows after `after_line`, in file order: (line, reason), at
     /// most `limit` (a keyset page: no OFFSET to walk past a million).
-    pub fn rejects_after(&self, campaign_id: i64, after_line: u64, limit: u64) -> Result<Vec<(u64, String)>> {
+    pub fn rejects_after(
+        &self,
+        campaign_id: i64,
+        after_line: u64,
+        limit: u64,
+    ) -> Result<Vec<(u64, String)>> {
         let mut stmt = self
             .conn
             .prepare_cached(

@@ -165,9 +165,10 @@ async fn read_into(
             "delimiter" => {
                 f.delimiter = match text(value).as_deref() {
                     None | Some("auto") => None,
-                    Some(v) => Some(crate::campaign::settings::parse_delimiter(v).map_err(|e| {
-                        WebError::BadRequest(format!("delimiter: {e}"))
-                    })?),
+                    Some(v) => Some(
+                        crate::campaign::settings::parse_delimiter(v)
+                            .map_err(|e| WebError::BadRequest(format!("delimiter: {e}")))?,
+                    ),
                 }
             }
             "daily_quota" => {

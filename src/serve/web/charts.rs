@@ -142,7 +142,13 @@ pub fn stacked_bar(id: Option<&str>, title: &str, parts: &[Part<'_>], total: u64
 
 /// Money spent so far against the plan, as two bars on one scale; `plan`
 /// None: no estimate (no prices configured), only what was spent.
-pub fn cost_bars(title: &str, spent: u64, plan: Option<u64>, spent_label: &str, plan_label: &str) -> Markup {
+pub fn cost_bars(
+    title: &str,
+    spent: u64,
+    plan: Option<u64>,
+    spent_label: &str,
+    plan_label: &str,
+) -> Markup {
     let whole = plan.unwrap_or(0).max(spent).max(1) as f64;
     let sw = 100.0 * spent as f64 / whole;
     html! {
@@ -218,7 +224,10 @@ mod tests {
         assert_eq!((sent[0].0, sent[2].0), (PAD_L, W));
         assert!(svg.contains(r#"data-last="10""#), "{svg}");
         assert!(svg.contains("<text class=\"tick\""), "{svg}");
-        assert!(svg.contains(">10</text>"), "the scale's top is labelled: {svg}");
+        assert!(
+            svg.contains(">10</text>"),
+            "the scale's top is labelled: {svg}"
+        );
         assert!(svg.contains("08:00") && svg.contains("09:00"));
         assert!(svg.contains("<title>Sent, delivered and seen</title>"));
         assert!(!svg.contains("style="), "no inline style (CSP)");
@@ -232,7 +241,10 @@ mod tests {
         assert_eq!(p[0].1, p[1].1);
         let empty = chart(vec![vec![], vec![]]);
         assert!(empty.contains("<svg"), "{empty}");
-        assert!(empty.contains(">1</text>"), "a scale of 1 for nothing: {empty}");
+        assert!(
+            empty.contains(">1</text>"),
+            "a scale of 1 for nothing: {empty}"
+        );
     }
 
     #[test]
@@ -241,26 +253,60 @@ mod tests {
             Some("p"),
             "progress",
             &[
-                Part { key: "sent", label: "sent", value: 30 },
-                Part { key: "failed", label: "failed", value: 10 },
-                Part { key: "rejected", label: "rejected", value: 0 },
+                Part {
+                    key: "sent",
+                    label: "sent",
+                    value: 30,
+                },
+                Part {
+                    key: "failed",
+                    label: "failed",
+                    value: 10,
+                },
+                Part {
+                    key: "rejected",
+                    label: "rejected",
+                    value: 0,
+                },
             ],
             80,
         )
         .into_string();
-        assert!(svg.contains(r#"data-series="sent" data-value="30" x="0.00" y="0" width="37.50""#), "{svg}");
-        assert!(svg.contains(r#"data-series="failed" data-value="10" x="37.50" y="0" width="12.50""#), "{svg}");
+        assert!(
+            svg.contains(r#"data-series="sent" data-value="30" x="0.00" y="0" width="37.50""#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"data-series="failed" data-value="10" x="37.50" y="0" width="12.50""#),
+            "{svg}"
+        );
         assert!(!svg.contains(r#"data-series="rejected""#), "{svg}");
         // More done than the total (a stale total) never draws past the end.
-        let over = stacked_bar(None, "t", &[Part { key: "sent", label: "sent", value: 5 }], 2).into_string();
+        let over = stacked_bar(
+            None,
+            "t",
+            &[Part {
+                key: "sent",
+                label: "sent",
+                value: 5,
+            }],
+            2,
+        )
+        .into_string();
         assert!(over.contains(r#"width="100.00""#), "{over}");
     }
 
     #[test]
     fn cost_so_far_is_drawn_against_the_plan() {
         let svg = cost_bars("cost", 4_000, Some(16_000), "spent", "plan").into_string();
-        assert!(svg.contains(r#"data-series="plan" data-value="16000" x="0" y="0" width="100.00""#), "{svg}");
-        assert!(svg.contains(r#"data-series="spent" data-value="4000" x="0" y="8" width="25.00""#), "{svg}");
+        assert!(
+            svg.contains(r#"data-series="plan" data-value="16000" x="0" y="0" width="100.00""#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"data-series="spent" data-value="4000" x="0" y="8" width="25.00""#),
+            "{svg}"
+        );
         let no_plan = cost_bars("cost", 500, None, "spent", "plan").into_string();
         assert!(!no_plan.contains("data-series=\"plan\""), "{no_plan}");
         assert!(no_plan.contains(r#"width="100.00""#), "{no_plan}");

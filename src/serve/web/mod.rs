@@ -130,8 +130,13 @@ async fn campaigns_page(State(s): State<ServeState>) -> Response {
         .await;
     match read {
         Ok((list, months)) => Html(
-            pages::campaigns(&list, &months, s.web.campaigns.auto_resume(), s.web.chrome())
-                .into_string(),
+            pages::campaigns(
+                &list,
+                &months,
+                s.web.campaigns.auto_resume(),
+                s.web.chrome(),
+            )
+            .into_string(),
         )
         .into_response(),
         Err(e) => problem(&s, WebError::Internal(e), "/"),
@@ -139,11 +144,8 @@ async fn campaigns_page(State(s): State<ServeState>) -> Response {
 }
 
 async fn new_page(State(s): State<ServeState>) -> Response {
-    Html(
-        pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(), None, None)
-            .into_string(),
-    )
-    .into_response()
+    Html(pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(), None, None).into_string())
+        .into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -245,7 +247,13 @@ async fn rejects_csv(State(s): State<ServeState>, Path(name): Path<String>) -> R
     }
     let file: String = name
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let body = axum::body::Body::from_stream(s.web.campaigns.rejects_stream(name));
     (

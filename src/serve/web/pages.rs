@@ -360,7 +360,10 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
             div #campaign data-events={"/api/v1/campaigns/" (enc(name)) "/events"} data-status=(c.status) data-running-here=(if p.running_here { "1" } else { "0" }) {
                 h1 { span.name { (name) } " " span #status-badge { (status_badge(c)) } }
                 p.muted { (c.provider) " · OA " (c.oa_id) " · template " (c.template_id) }
-                (bar(done, total, Some("progress-fill")))
+                // With rejects, the picture of every row (rejected ones
+                // included) rather than a bar that fills for the accepted.
+                @if pictures::finished_with_rejects(c) { (pictures::card_progress(c)) }
+                @else { (bar(done, total, Some("progress-fill"))) }
                 p #live.muted { (done) " of " (total) " accepted rows done" }
                 @if c.counts.rejected > 0 {
                     p #rejected-note {
@@ -553,7 +556,10 @@ mod tests {
         let send = html.find(r#"id="send""#).expect("a Send button");
         assert!(send > html.find(r#"id="rejects""#).unwrap(), "{html}");
         assert!(html.contains("Send 2 messages"), "{html}");
-        assert!(html.contains(r#"name="confirm" value="yes" required"#), "{html}");
+        assert!(
+            html.contains(r#"name="confirm" value="yes" required"#),
+            "{html}"
+        );
         assert!(html.contains("<th>deadline</th><td>—</td>"), "{html}");
         assert!(html.contains("<th>send window</th><td>none</td>"), "{html}");
         assert!(html.contains("sandbox · 42 · 246810"), "{html}");

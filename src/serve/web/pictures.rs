@@ -117,11 +117,31 @@ pub fn campaign_chart(c: &CampaignStatusLine, chart: &DeliveryChart) -> Markup {
 pub fn card_progress(c: &CampaignStatusLine) -> Markup {
     let k = &c.counts;
     let parts = [
-        Part { key: "sent", label: "sent", value: k.sent },
-        Part { key: "failed", label: "failed", value: k.failed },
-        Part { key: "in_doubt", label: "in doubt", value: k.in_doubt },
-        Part { key: "expired", label: "expired or skipped", value: k.expired + k.skipped },
-        Part { key: "rejected", label: "rejected", value: k.rejected },
+        Part {
+            key: "sent",
+            label: "sent",
+            value: k.sent,
+        },
+        Part {
+            key: "failed",
+            label: "failed",
+            value: k.failed,
+        },
+        Part {
+            key: "in_doubt",
+            label: "in doubt",
+            value: k.in_doubt,
+        },
+        Part {
+            key: "expired",
+            label: "expired or skipped",
+            value: k.expired + k.skipped,
+        },
+        Part {
+            key: "rejected",
+            label: "rejected",
+            value: k.rejected,
+        },
     ];
     let title = format!(
         "{} sent, {} failed, {} rejected, {} waiting of {} rows",
@@ -280,10 +300,7 @@ pub fn form_words(reason: &str) -> String {
             "use --phone-column to name the column holding the phone numbers",
             "name the column holding the phone numbers `phone`",
         ),
-        (
-            "set the delimiter to",
-            "choose on the form the delimiter",
-        ),
+        ("set the delimiter to", "choose on the form the delimiter"),
     ] {
         r = r.replace(from, to);
     }
@@ -307,7 +324,9 @@ mod tests {
 
     #[test]
     fn reasons_name_the_form_not_flags() {
-        let r = form_words("duplicate phone: already at line 2 (use --allow-duplicate-phones to send to both)");
+        let r = form_words(
+            "duplicate phone: already at line 2 (use --allow-duplicate-phones to send to both)",
+        );
         assert!(!r.contains("--"), "{r}");
         let r = form_words("empty value in required column `name` (fill it in or list the column in --optional-columns)");
         assert!(!r.contains("--") && r.contains("upload it again"), "{r}");
