@@ -206,22 +206,6 @@ pub(crate) fn write_report(
     Ok(n)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formula_like_cells_are_escaped() {
-        assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(spreadsheet_safe("-118"), "'-118");
-        assert_eq!(spreadsheet_safe("84912345678"), "84912345678");
-        assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(spreadsheet_safe("+84 912"), "'+84 912");
-        assert_eq!(spreadsheet_safe("a\r\nb"), "a  b");
-        assert_eq!(spreadsheet_safe("\t=1+1"), "' =1+1");
-    }
-}
-
 /// See [`super::Workspace::write_rejects`]. Streams: the file is read once
 /// and the rejects are fetched a page at a time, both in line order.
 pub(super) fn write_rejects(
@@ -288,4 +272,20 @@ pub(super) fn write_rejects(
     }
     w.flush().map_err(anyhow::Error::from)?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_like_cells_are_escaped() {
+        assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(spreadsheet_safe("-118"), "'-118");
+        assert_eq!(spreadsheet_safe("84912345678"), "84912345678");
+        assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(spreadsheet_safe("+84 912"), "'+84 912");
+        assert_eq!(spreadsheet_safe("a\r\nb"), "a  b");
+        assert_eq!(spreadsheet_safe("\t=1+1"), "' =1+1");
+    }
 }

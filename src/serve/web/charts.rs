@@ -123,18 +123,27 @@ pub struct Part<'a> {
 pub fn stacked_bar(id: Option<&str>, title: &str, parts: &[Part<'_>], total: u64) -> Markup {
     let sum: u64 = parts.iter().map(|p| p.value).sum();
     let whole = total.max(sum).max(1) as f64;
+    // Each drawn part with where it starts and how wide it is.
     let mut x = 0.0;
+    let drawn: Vec<(&Part<'_>, f64, f64)> = parts
+        .iter()
+        .filter(|p| p.value > 0)
+        .map(|p| {
+            let w = 100.0 * p.value as f64 / whole;
+            let at = x;
+            x += w;
+            (p, at, w)
+        })
+        .collect();
     html! {
         svg.stack id=[id] viewBox="0 0 100 8" preserveAspectRatio="none" role="img" aria-label=(title) {
             title { (title) }
             rect.track x="0" y="0" width="100" height="8" {}
-            @for p in parts.iter().filter(|p| p.value > 0) {
-                @let w = 100.0 * p.value as f64 / whole;
+            @for (p, x, w) in &drawn {
                 rect class={"part s-" (p.key)} data-series=(p.key) data-value=(p.value)
                     x=(format!("{x:.2}")) y="0" width=(format!("{w:.2}")) height="8" {
                     title { (p.label) ": " (p.value) }
                 }
-                @let _ = { x += w; };
             }
         }
     }
