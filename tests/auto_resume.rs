@@ -60,17 +60,24 @@ async fn a_campaign_paused_by_the_send_window_resumes_when_it_opens() {
 async fn a_campaign_paused_by_the_daily_quota_resumes_on_the_next_quota_day() {
     let env = Env::new();
     let sb = web_sandbox(&env, Duration::ZERO).await;
-    // Three seconds before midnight: two messages today, the rest tomorrow.
-    let web = serve_at(&env, "2026-12-07T23:59:57+07:00").await;
+    // Ten seconds before midnight: two messages today, the rest tomorrow.
+    let web = serve_at(&env, "2026-12-07T23:59:50+07:00").await;
     let csv = env.path("q.csv");
     write_csv(&csv, 0, 4);
     let (code, plan) = web.upload(&csv, "nightly", &[("daily_quota", "2")]).await;
     assert_eq!(code, 201, "{plan}");
     assert_eq!(web.post("/api/v1/campaigns/nightly/start").await.0, 202);
     let paused = web
-        .wait_status("nightly", "paused", Duration::from_secs(3))
+        .wait_status("nightly", "paused", Duration::from_secs(8))
         .await;
     assert_eq!(paused["counts"]["sent"], 2, "{paused}");
+    // The Check page says the quota as used / limit and when sending starts.
+    let check = web.get_text("/campaigns/nightly/check").await.1;
+    assert!(check.contains("2 / 2"), "{check}");
+    assert!(
+        check.contains("Nothing can go today") && check.contains("08/12/2026 00:00"),
+        "{check}"
+    );
     let done = web
         .wait_status("nightly", "finished", Duration::from_secs(20))
         .await;

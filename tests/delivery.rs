@@ -385,10 +385,7 @@ async fn esms_reconcile_asks_the_status_call_for_missed_callbacks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_callback_url_is_refused_naming_the_flag_without_echoing_it() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Esms, |_| {}).await;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, 3);
+    let (env, sb, csv, _) = setup(ProviderKind::Esms, "c.csv", 3, |_| {}).await;
     let bogus = format!("ftp://host/{HOOK_TOKEN}");
     let r = run(
         &env,

@@ -137,10 +137,8 @@ async fn pre_flight_rejects_exactly_the_long_rows_and_saves_their_tokens() {
 
 #[tokio::test]
 async fn the_plan_shows_the_providers_quota_and_the_run_stops_at_it() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Zalo, |c| c.daily_quota = 40).await;
-    let csv = env.path("many.csv");
-    write_csv(&csv, 0, 100);
+    let (env, sb, csv, _) =
+        setup(ProviderKind::Zalo, "many.csv", 100, |c| c.daily_quota = 40).await;
     let dry = run(&env, &zalo_run(&csv, "q", &sb, &["--dry-run"])).await;
     assert_eq!(dry.code, 0, "{dry}");
     let plan = dry.json();

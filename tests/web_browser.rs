@@ -759,3 +759,61 @@ async fn refused_upload_keeps_values_and_unknown_template_is_refused_in_a_browse
     b.close().await;
     web.stop().await;
 }
+
+/// Check page → "Send a test" (the campaign page lists it, phone masked,
+/// nothing of the campaign sent) → "Send at" a few seconds ahead (the page
+/// says "scheduled for", then shows the run when its time came).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_send_and_send_at_in_a_browser() {
+    let Some(b) = browser().await else { return };
+    let env = Env::new();
+    let sb = web_sandbox(&env, Duration::ZERO).await;
+    let web = start_web(&env, &[]).await;
+    let csv = env.path("later.csv");
+    write_csv(&csv, 0, 12);
+    assert_eq!(web.upload(&csv, "later", &[]).await.0, 201);
+
+    b.goto(&web.url("/campaigns/later/check")).await;
+    b.type_in("#test-phones", "0912345678").await;
+    b.click("#send-test").await;
+    b.wait_url("/campaigns/later#test-sends", Duration::from_secs(20))
+        .await;
+    let row = b.text("tr.test-send").await;
+    assert!(row.contains("8491****678") && row.contains("sent"), "{row}");
+    assert_eq!(b.text("#count-sent").await, "0");
+    assert_eq!(sb.stats().accepted, 1);
+
+    // OA time (UTC+7), 4 s ahead, as the date-time input gives it.
+    let at = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7))
+        + time::Duration::seconds(4);
+    let value = format!(
+        "{}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    b.exec(
+        "document.getElementById('start-at').value = arguments[0];",
+        json!([value]),
+    )
+    .await;
+    b.click("#schedule").await;
+    b.wait_text("#status-badge", Duration::from_secs(10), |t| {
+        t == "scheduled"
+    })
+    .await;
+    assert!(b.find("#cancel-schedule").await.is_some());
+    b.shots("campaign-scheduled").await;
+    b.wait_text("#status-badge", Duration::from_secs(60), |t| {
+        t == "finished"
+    })
+    .await;
+    assert_eq!(b.text("#count-sent").await, "12");
+    assert!(b.find("#scheduled-for").await.is_none());
+    assert_eq!(sb.stats().accepted, 13);
+    b.close().await;
+    web.stop().await;
+}

@@ -26,6 +26,7 @@ mod preflight;
 mod reads;
 mod report;
 mod request;
+pub mod schedule;
 pub mod settings;
 pub mod summary;
 
@@ -52,6 +53,7 @@ pub use plan::ProviderQuota;
 pub use preflight::spec_from_info;
 pub use reads::{DeliveryChart, MetricsFigures, OaMonth, Reader, RowView};
 pub use request::{InDoubtPolicy, Request, SettingsError};
+pub use schedule::{fmt_until, fmt_when, parse_start_at, parse_test_phones, Scheduled, TestSend};
 pub use settings::RunSettings;
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
@@ -154,6 +156,8 @@ pub struct Prepared {
     campaign: Campaign,
     settings: RunSettings,
     pub import: ImportReport,
+    /// Its scheduled start (ms), stored or shown by this request.
+    start_at_ms: Option<i64>,
     _lock: CampaignLock,
 }
 
@@ -327,7 +331,9 @@ impl Workspace {
         if let Some(c) = store.find_campaign(&campaign.name)? {
             campaign = c;
         }
+        let start_at_ms = store.schedule(campaign.id)?;
         Ok(Prepared {
+            start_at_ms,
             store,
             campaign,
             settings,
@@ -344,6 +350,9 @@ impl Workspace {
     pub fn plan(&self, p: &Prepared) -> Result<plan::Plan, CoreError> {
         let mut plan = plan::build(&p.store, &p.campaign, &p.settings)?;
         plan.import_secs = p.import.imported_now.then_some(p.import.secs);
+        plan.starts_at = p
+            .start_at_ms
+            .map(|ms| clock::fmt_rfc3339(clock::from_ms(ms)));
         Ok(plan)
     }
 

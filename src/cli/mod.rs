@@ -109,6 +109,8 @@ Examples:
       --template-id 300100 --concurrency 32 --rate 50 --daily-quota 5000
   zns-batch run bills.csv --campaign bills-nov --dry-run      # import and plan, send nothing
   zns-batch --profile billing run bills.csv --campaign bills-nov --send-window 07:00-22:00 --wait
+  zns-batch run bills.csv --campaign bills-nov --test-phones 0912345678   # a test first, then `resume`
+  zns-batch run bills.csv --campaign bills-nov --start-at \"2026-12-07 08:00\"   # OA local time
 
 The dry run prints the plan (rows accepted and rejected with the first reasons,
 tokens to buy or reuse, messages, estimated fees, quota days) and sends nothing;
@@ -119,7 +121,9 @@ tokens to buy or reuse, messages, estimated fees, quota days) and sends nothing;
 Examples:
   zns-batch resume bills-nov
   zns-batch resume bills-nov --concurrency 8 --rate 20
-  zns-batch resume bills-nov --in-doubt resend   # also resend rows held in doubt")]
+  zns-batch resume bills-nov --in-doubt resend   # also resend rows held in doubt
+  zns-batch resume bills-nov --start-at 2026-12-07T08:00   # schedule it (or move its schedule)
+  zns-batch resume bills-nov                     # a scheduled campaign: starts it now, schedule cancelled")]
     Resume(ResumeArgs),
     /// Show campaigns: counts per state, today's quota use, next reset, delivery, last error.
     #[command(after_help = "\
@@ -237,8 +241,18 @@ pub struct RunArgs {
     pub token_type: Option<String>,
 
     /// Import and plan only: nothing is sent, nothing is bought.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "test_phones")]
     pub dry_run: bool,
+
+    /// Start at this time, OA local time (2026-12-07T08:00 or "2026-12-07 08:00"); waits for it
+    /// here, and `serve` starts it then if this process is gone. `now`: at once (cancels a schedule).
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+
+    /// Send the first accepted row's data to these phones only (comma-separated), then stop
+    /// without sending the campaign; `zns-batch resume CAMPAIGN` sends it.
+    #[arg(long, value_name = "PHONES", conflicts_with = "start_at")]
+    pub test_phones: Option<String>,
 
     #[command(flatten)]
     pub sending: SendingArgs,
@@ -260,6 +274,16 @@ pub struct ResumeArgs {
     /// Mend a campaign stopped by a refused template that sent nothing: send it with this template instead.
     #[arg(long, value_name = "ID")]
     pub template_id: Option<String>,
+
+    /// Start at this time, OA local time (2026-12-07T08:00 or "2026-12-07 08:00"); waits for it
+    /// here, and `serve` starts it then if this process is gone. `now`: at once (cancels a schedule).
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+
+    /// Send the first accepted row's data to these phones only (comma-separated), then stop
+    /// without sending the campaign; `zns-batch resume CAMPAIGN` sends it.
+    #[arg(long, value_name = "PHONES", conflicts_with = "start_at")]
+    pub test_phones: Option<String>,
 
     #[command(flatten)]
     pub sending: SendingArgs,

@@ -157,31 +157,17 @@ mod tests {
     #[test]
     fn documented_codes_map_to_their_class() {
         let t = ErrorTable::default();
-        assert_eq!(
-            t.classify(ProviderKind::Etelecom, "-118"),
-            ErrorClass::FailRow
-        );
-        assert_eq!(
-            t.classify(ProviderKind::Sandbox, "-144"),
-            ErrorClass::PauseQuota
-        );
-        assert_eq!(
-            t.classify(ProviderKind::Zalo, "-124"),
-            ErrorClass::AbortAuth
-        );
-        assert_eq!(
-            t.classify(ProviderKind::Esms, "124"),
-            ErrorClass::AlreadySent
-        );
-        assert_eq!(
-            t.classify(ProviderKind::Esms, "103"),
-            ErrorClass::PauseQuota
-        );
-        assert_eq!(
-            t.classify(ProviderKind::Etelecom, "-999"),
-            ErrorClass::CheckToken
-        );
-        assert_eq!(t.classify(ProviderKind::Esms, "777"), ErrorClass::FailRow);
+        for (kind, code, class) in [
+            (ProviderKind::Etelecom, "-118", ErrorClass::FailRow),
+            (ProviderKind::Sandbox, "-144", ErrorClass::PauseQuota),
+            (ProviderKind::Zalo, "-124", ErrorClass::AbortAuth),
+            (ProviderKind::Esms, "124", ErrorClass::AlreadySent),
+            (ProviderKind::Esms, "103", ErrorClass::PauseQuota),
+            (ProviderKind::Etelecom, "-999", ErrorClass::CheckToken),
+            (ProviderKind::Esms, "777", ErrorClass::FailRow),
+        ] {
+            assert_eq!(t.classify(kind, code), class, "{kind:?} {code}");
+        }
     }
 
     #[test]

@@ -22,6 +22,12 @@ impl From<ProviderError> for Unredacted {
     }
 }
 
+/// A call this provider does not offer: the campaign's setup asks for
+/// something impossible, whatever the row.
+pub fn unsupported(message: &str) -> ProviderError {
+    ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
+}
+
 /// What an adapter's inner call returns.
 pub type Unchecked<T> = Result<T, Unredacted>;
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
-use super::common::{campaign_level, TemplateValues, Unchecked};
+use super::common::{campaign_level, unsupported, TemplateValues, Unchecked};
 use super::http::{self, lenient, Endpoint, RawReply, JSON};
 use super::template::WireParam;
 use super::{
@@ -116,8 +116,9 @@ struct SendReply<'a> {
 const QUOTA_PATH: &str = "ZNS/GetQuota";
 const TEMPLATE_INFO_PATH: &str = "GetZnsTemplateInfo";
 
-/// A campaign-level read's reply: documented as strings, numbers accepted too (GetQuota's
-/// own example answers numbers).
+/// A read's reply (GetQuota, GetZnsTemplateInfo, GetZaloMessageStatus):
+/// documented as strings, numbers accepted too (GetQuota's own example
+/// answers numbers).
 #[derive(Debug, Deserialize)]
 struct Reply {
     #[serde(
@@ -145,10 +146,9 @@ struct Reply {
     status: Option<String>,
     #[serde(rename = "ListParams", default)]
     list_params: Option<Vec<WireParam>>,
-}
-
-fn unsupported(message: &str) -> ProviderError {
-    ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
+    /// GetZaloMessageStatus only.
+    #[serde(rename = "Data", default)]
+    data: Option<StatusData>,
 }
 
 const NO_TOKEN_STEP: &str = "eSMS has no journey token step; OrderId carries the journey";
@@ -344,24 +344,6 @@ impl Esms {
 const MESSAGE_STATUS_PATH: &str = "GetZaloMessageStatus";
 
 #[derive(Debug, Deserialize)]
-struct StatusReply {
-    #[serde(
-        rename = "CodeResult",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
-    code: Option<String>,
-    #[serde(
-        rename = "ErrorMessage",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
-    error_message: Option<String>,
-    #[serde(rename = "Data", default)]
-    data: Option<StatusData>,
-}
-
-#[derive(Debug, Deserialize)]
 struct StatusData {
     #[serde(default, deserialize_with = "lenient::opt_string")]
     status: Option<String>,
@@ -378,7 +360,7 @@ impl Esms {
             ..self.credentials(oa_id)?
         };
         let reply: RawReply = self.post(&self.urls.message_status, &body).await?;
-        let r: StatusReply = http::decode(&reply)?;
+        let r: Reply = http::decode(&reply)?;
         let code = r.code.as_deref().map(str::trim).unwrap_or(ACCEPTED);
         if code != ACCEPTED {
             return Err(self.code_error(code, r.error_message.as_deref()).into());

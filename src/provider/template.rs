@@ -34,6 +34,28 @@ pub struct TemplateParam {
     pub accept_null: bool,
 }
 
+#[cfg(test)]
+impl TemplateParam {
+    /// A parameter with both length limits: the tests' expected values.
+    pub(crate) fn bounded(
+        name: &str,
+        required: bool,
+        kind: &str,
+        min_length: u32,
+        max_length: u32,
+        accept_null: bool,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            required,
+            kind: kind.into(),
+            min_length: Some(min_length),
+            max_length: Some(max_length),
+            accept_null,
+        }
+    }
+}
+
 /// The one sendable status (Zalo: "only ENABLE templates can be sent"; eSMS
 /// relays Zalo's templates, so the same word).
 const ENABLED: &str = "ENABLE";
@@ -140,22 +162,8 @@ mod tests {
         assert_eq!(
             info.params,
             vec![
-                TemplateParam {
-                    name: "customer_name".into(),
-                    required: true,
-                    kind: "STRING".into(),
-                    min_length: Some(1),
-                    max_length: Some(30),
-                    accept_null: false,
-                },
-                TemplateParam {
-                    name: "order_date".into(),
-                    required: false,
-                    kind: "DATE".into(),
-                    min_length: Some(0),
-                    max_length: Some(20),
-                    accept_null: true,
-                },
+                TemplateParam::bounded("customer_name", true, "STRING", 1, 30, false),
+                TemplateParam::bounded("order_date", false, "DATE", 0, 20, true),
             ]
         );
     }

@@ -11,7 +11,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::common::{campaign_level, TemplateData, TemplateId, Unchecked};
+use super::common::{campaign_level, unsupported, TemplateData, TemplateId, Unchecked};
 use super::http::{self, Endpoint, RawReply, JSON};
 use super::timestamp;
 use replies::{
@@ -77,10 +77,6 @@ fn secret_header(value: &str, what: &str, class: ErrorClass) -> Result<HeaderVal
     })?;
     v.set_sensitive(true);
     Ok(v)
-}
-
-fn unsupported(message: &str) -> ProviderError {
-    ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
 }
 
 impl Zalo {

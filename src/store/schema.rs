@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 10;
+pub(super) const SCHEMA_VERSION: i64 = 11;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -145,7 +145,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX rows_tracking ON rows(campaign_id, tracking_id)
         WHERE tracking_id IS NOT NULL;
     "#,
-    // 10: the console's charts: sends in time order, see store/series.rs
+    // 10: scheduled starts and test sends, see store/schedule.rs
+    super::schedule::SCHEDULE_MIGRATION,
+    // 11: the console's charts: sends in time order, see store/series.rs
     super::series::SERIES_MIGRATION,
 ];
 

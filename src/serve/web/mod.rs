@@ -72,6 +72,7 @@ pub fn routes() -> Router<ServeState> {
         .route("/ui/campaigns/{name}/send", post(send_form))
         .route("/ui/auto-resume", post(auto_resume_form))
         .route("/ui/campaigns/{name}/pause", post(pause_form))
+        .route("/ui/campaigns/{name}/test", post(test_form))
 }
 
 /// The upload form: its body cap and timing are the caller's.
@@ -207,10 +208,11 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
                 .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))?;
             let in_doubt = campaigns::rows_page(st, &n, RowState::InDoubt, 0, 20)?;
             let chart = st.delivery_chart(&n)?.unwrap_or_default();
-            Ok((status, errors, in_doubt, chart))
+            let tests = st.test_sends(&n, 20)?.unwrap_or_default();
+            Ok((status, errors, in_doubt, tests, chart))
         })
         .await;
-    let (status, errors, in_doubt, chart) = match data {
+    let (status, errors, in_doubt, tests, chart) = match data {
         Ok(d) => d,
         Err(e) => return problem(&s, e, "/"),
     };
@@ -226,6 +228,7 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
         running_here,
         top_errors: &errors,
         in_doubt: &in_doubt,
+        test_sends: &tests,
         chrome: s.web.chrome(),
     });
     Html(markup.into_string()).into_response()
@@ -312,12 +315,17 @@ async fn start_form(
     State(s): State<ServeState>,
     Path(name): Path<String>,
     Query(q): Query<StartQuery>,
-    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+    CsrfForm(f): CsrfForm<StartForm>,
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
-    let started = match api::parse_in_doubt(q.in_doubt.as_deref()) {
-        Ok(policy) => s.web.campaigns.start(&name, policy).await,
-        Err(e) => Err(e),
+    let start_at = f.start_at.or(q.start_at);
+    let started = match (
+        api::parse_in_doubt(q.in_doubt.as_deref()),
+        api::parse_start_at(start_at.as_deref()),
+    ) {
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(_), Ok(Some(at))) => s.web.campaigns.schedule(&name, at).await,
+        (Ok(policy), Ok(None)) => s.web.campaigns.start(&name, policy).await,
     };
     match started {
         Ok(()) => Redirect::to(&back).into_response(),
@@ -330,6 +338,8 @@ struct SendFields {
     confirm: Option<String>,
     /// Text: the CSRF wrapper flattens the form, so numbers come as strings.
     messages: Option<String>,
+    /// "Send at": blank sends now.
+    start_at: Option<String>,
 }
 
 /// Send from the Check page: only with its box ticked, and only while the
@@ -365,7 +375,12 @@ async fn send_form(
         Ok(_) => {}
         Err(e) => return problem(&s, e, &check),
     }
-    match s.web.campaigns.start(&name, None).await {
+    let started = match api::parse_start_at(f.start_at.as_deref()) {
+        Err(e) => Err(e),
+        Ok(Some(at)) => s.web.campaigns.schedule(&name, at).await,
+        Ok(None) => s.web.campaigns.start(&name, None).await,
+    };
+    match started {
         Ok(()) => Redirect::to(&format!("/campaigns/{}", enc(&name))).into_response(),
         Err(e) => problem(&s, e, &check),
     }
@@ -385,6 +400,36 @@ async fn auto_resume_form(
     s.web.campaigns.set_auto_resume(on);
     tracing::info!("auto-resume switched {}", if on { "on" } else { "off" });
     Redirect::to("/").into_response()
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct StartForm {
+    /// "Send at": blank starts now.
+    start_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct TestForm {
+    phones: Option<String>,
+}
+
+/// "Send a test": then the campaign's page, which lists the outcome.
+async fn test_form(
+    State(s): State<ServeState>,
+    Path(name): Path<String>,
+    CsrfForm(f): CsrfForm<TestForm>,
+) -> Response {
+    let back = format!("/campaigns/{}", enc(&name));
+    let phones = crate::campaign::parse_test_phones(f.phones.as_deref().unwrap_or(""))
+        .map_err(|e| WebError::BadRequest(e.to_string()));
+    let sent = match phones {
+        Ok(p) => s.web.campaigns.send_test(&name, p).await,
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(_) => Redirect::to(&format!("{back}#test-sends")).into_response(),
+        Err(e) => problem(&s, e, &back),
+    }
 }
 
 async fn pause_form(

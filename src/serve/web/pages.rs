@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::pictures::{self, form_words, money, num};
 use crate::campaign::plan::Plan;
 use crate::campaign::summary::{CampaignStatusLine, ErrorLine};
-use crate::campaign::{DeliveryChart, OaMonth, RowView};
+use crate::campaign::{DeliveryChart, OaMonth, RowView, TestSend};
 use crate::serve::campaigns::NewCampaign;
 
 /// Rows per page of rejects.
@@ -305,6 +305,7 @@ pub fn check(c: CheckPage<'_>) -> Markup {
                             tr { th { "provider · OA · template" } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
                         }
                         (pictures::send_step(&format!("/ui/campaigns/{}/send", enc(name)), csrf, p, auto_resume))
+                        (later_or_test(name, csrf))
                     }
                     Err(why) => { p.error { (why) } a href={"/campaigns/" (enc(name))} { "Open the campaign" } }
                 }
@@ -344,6 +345,8 @@ pub struct CampaignPage<'a> {
     pub running_here: bool,
     pub top_errors: &'a [ErrorLine],
     pub in_doubt: &'a [RowView],
+    /// Newest first, phones masked.
+    pub test_sends: &'a [TestSend],
     pub chrome: Chrome<'a>,
 }
 
@@ -382,6 +385,15 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                 }
                 @if let Some(words) = reason_words(c) { @if c.status != "finished" { p.reason #reason { (words) } } }
                 @if let Some(at) = p.resumes_at { @if !p.running_here { p.reason #resumes-at { "It resumes by itself at " (at) " (Asia/Ho_Chi_Minh) while this server runs." } } }
+                @if let Some(at) = c.scheduled_for.as_deref().and_then(rfc3339_ms) {
+                    div.scheduled #scheduled {
+                        p { "Scheduled for " strong #scheduled-for { (crate::campaign::fmt_when(at)) } " (OA time, in " (crate::campaign::fmt_until(at)) "): this server starts it then, also after a restart." }
+                        form method="post" action=(action("pause")) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button #cancel-schedule type="submit" { "Cancel" }
+                        }
+                    }
+                }
                 div.actions {
                     @if p.running_here {
                         form method="post" action=(action("pause")) {
@@ -391,12 +403,27 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                     } @else if c.status != "finished" {
                         form method="post" action=(action("start")) {
                             input type="hidden" name="csrf" value=(csrf);
-                            button.primary #resume type="submit" { @if c.status == "pending" { "Send" } @else { "Resume" } }
+                            button.primary #resume type="submit" { @if c.status == "pending" { "Send" } @else if c.status == "scheduled" { "Send now" } @else { "Resume" } }
                         }
                     }
                     a.button #report-csv href={"/api/v1/campaigns/" (enc(name)) "/report.csv"} { "Report (CSV)" }
                     a.button href={"/api/v1/campaigns/" (enc(name)) "/report.csv?excel=1"} { "Report for Excel" }
                     a.button href={"/campaigns/" (enc(name)) "/check"} { "Check page" }
+                }
+                @if !p.running_here && c.status != "finished" && c.status != "expired" {
+                    (later_or_test(name, csrf))
+                }
+                @if !p.test_sends.is_empty() {
+                    section #test-sends {
+                        h2 { "Test sends" }
+                        p.muted { "The first accepted row's data, sent to these phones; not counted in the campaign's totals or report." }
+                        table.plain {
+                            thead { tr { th { "phone" } th { "when" } th { "outcome" } th { "message id or error" } } }
+                            tbody { @for t in p.test_sends {
+                                tr.test-send { td { (t.phone) } td { (crate::campaign::fmt_when(t.at_ms)) } td { (t.outcome) } td { (t.msg_id.as_deref().or(t.error.as_deref()).unwrap_or("")) } }
+                            } }
+                        }
+                    }
                 }
                 @if !p.in_doubt.is_empty() {
                     section {
@@ -443,6 +470,31 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
             }
         },
     )
+}
+
+/// "Send at" (a scheduled start) and "Send a test", beside Send.
+fn later_or_test(name: &str, csrf: &str) -> Markup {
+    html! {
+        div.later {
+            form.inline #send-at-form method="post" action={"/ui/campaigns/" (enc(name)) "/start"} {
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Send at (OA time) " input #start-at type="datetime-local" name="start_at" step="1" required; }
+                button #schedule type="submit" { "Schedule" }
+            }
+            form.inline #test-form method="post" action={"/ui/campaigns/" (enc(name)) "/test"} {
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Test phones " input #test-phones type="text" name="phones" required placeholder="0912345678, 0987654321" inputmode="tel"; }
+                button #send-test type="submit" { "Send a test" }
+            }
+        }
+    }
+}
+
+/// An RFC 3339 time the core wrote, as ms.
+fn rfc3339_ms(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(crate::model::clock::to_ms)
 }
 
 pub fn login(csrf: &str, error: Option<&str>) -> Markup {

@@ -89,6 +89,8 @@ function setupLive() {
     // the page (reloaded below) words it; the badge waits for it.
     const partial = s.status === "finished" && k.rejected > 0;
     if (badge && !partial) { badge.textContent = s.status; badge.className = "badge badge-" + s.status; }
+    // A scheduled campaign started (or its schedule went): show its run.
+    if (root.dataset.status === "scheduled" && s.status !== "scheduled") { es.close(); window.location.reload(); return; }
     // The run ended: the buttons and reasons change, so reload.
     if (running || s.status === "running") wasRunning = true;
     else if (wasRunning) { es.close(); window.location.reload(); }
