@@ -126,6 +126,8 @@ pub fn campaigns(
                             div { dt { "failed" } dd { (num(c.counts.failed)) } }
                             div { dt { "rejected" } dd { (num(c.counts.rejected)) } }
                             div { dt { "in doubt" } dd { (num(c.counts.in_doubt)) } }
+                            // Only when the provider said something: no "delivered 0" guess.
+                            @if pictures::has_delivery_data(c) { div { dt { "delivered" } dd { (num(c.ledger.received + c.ledger.seen)) } } }
                             div { dt { "rows" } dd { (num(c.counts.total)) } }
                         }
                         @if let Some(e) = &c.last_error { p.reason { (e) } }
