@@ -45,7 +45,7 @@ async fn a_campaign_paused_by_the_send_window_resumes_when_it_opens() {
     );
     let page = web.get_text("/campaigns/morning").await.1;
     assert!(
-        page.contains("It resumes by itself at 07/12/2026 07:00"),
+        page.contains("Chiến dịch tự tiếp tục lúc 07/12/2026 07:00"),
         "{page}"
     );
     let done = web
@@ -75,7 +75,7 @@ async fn a_campaign_paused_by_the_daily_quota_resumes_on_the_next_quota_day() {
     let check = web.get_text("/campaigns/nightly/check").await.1;
     assert!(check.contains("2 / 2"), "{check}");
     assert!(
-        check.contains("Nothing can go today") && check.contains("08/12/2026 00:00"),
+        check.contains("Hôm nay không gửi được nữa") && check.contains("08/12/2026 00:00"),
         "{check}"
     );
     let done = web

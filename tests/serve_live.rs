@@ -280,7 +280,7 @@ async fn delivery_counts_agree_after_callbacks() {
     assert_eq!(st["delivery"]["received"], N as u64, "{r}");
     let (_, page) = s.get("/campaigns/dlv").await;
     assert!(
-        page.contains(&format!(r#"<dt>delivered</dt><dd id="delivered">{N}</dd>"#)),
+        page.contains(&format!(r#"<dt>đã nhận</dt><dd id="delivered">{N}</dd>"#)),
         "{page}"
     );
     assert!(
@@ -289,7 +289,7 @@ async fn delivery_counts_agree_after_callbacks() {
     );
     let (_, list) = s.get("/").await;
     assert!(
-        list.contains(&format!("<dt>delivered</dt><dd>{N}</dd>")),
+        list.contains(&format!("<dt>đã nhận</dt><dd>{N}</dd>")),
         "{list}"
     );
 

@@ -29,6 +29,7 @@ mod request;
 pub mod schedule;
 pub mod settings;
 pub mod summary;
+mod zalo_oa;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -55,6 +56,7 @@ pub use reads::{DeliveryChart, MetricsFigures, OaMonth, Reader, RowView};
 pub use request::{InDoubtPolicy, Request, SettingsError};
 pub use schedule::{fmt_until, fmt_when, parse_start_at, parse_test_phones, Scheduled, TestSend};
 pub use settings::RunSettings;
+pub use zalo_oa::{ConnectStart, OaStatus, REAUTHORIZE_HINT};
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
 use crate::engine::policy;
@@ -450,7 +452,7 @@ impl Workspace {
         quota_key: &QuotaKey,
         stop: &Stop,
     ) -> Result<Option<Connection>, CoreError> {
-        let conn = connect::connect(settings).await?;
+        let conn = connect::connect(settings, self).await?;
         let live = self
             .provider_quota(settings, Some(conn.provider.as_ref()))
             .await?;
@@ -526,7 +528,7 @@ impl Workspace {
             )));
         }
         let _lock = lock::lock(&self.state, &campaign.name)?;
-        let conn = connect::connect(&settings).await?;
+        let conn = connect::connect(&settings, self).await?;
         let totals = reconcile::run(
             &mut store,
             &campaign,

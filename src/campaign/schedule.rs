@@ -147,7 +147,7 @@ impl Workspace {
         }
         let run_id = hex::encode(rand::random::<[u8; 6]>());
         let accounts = p.settings.provider.accounts(&run_id);
-        let conn = connect::connect(&p.settings).await?;
+        let conn = connect::connect(&p.settings, self).await?;
         let input = TestInput {
             campaign: c,
             accounts: &accounts,

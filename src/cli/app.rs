@@ -77,8 +77,106 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Validate(args) => validate_cmd(&ws, &face, args),
         Command::Reconcile(args) => reconcile_cmd(&ws, &face, args).await,
         Command::Serve(args) => crate::serve::run(&ws, args.into()).await,
+        Command::Zalo(args) => zalo_cmd(&ws, &face, args).await,
         Command::Sandbox(_) | Command::Completions(_) => Ok(ExitCode::Finished),
     }
+}
+
+// ----- zalo -------------------------------------------------------------------
+
+async fn zalo_cmd(
+    ws: &Workspace,
+    face: &Face,
+    args: crate::cli::ZaloArgs,
+) -> Result<ExitCode, AppError> {
+    use crate::cli::ZaloCommand;
+    match args.command {
+        ZaloCommand::Connect {
+            redirect_uri,
+            code: None,
+            ..
+        } => {
+            let start = ws.zalo_connect_start(redirect_uri.as_deref())?;
+            if face.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&start).map_err(|e| AppError::Fatal(e.into()))?
+                );
+            } else {
+                println!("{}", start.authorization_url);
+                if !face.quiet {
+                    eprintln!(
+                        "Open this URL as the OA's admin and allow access. Zalo then sends you to {}: \
+                         `zns-batch serve` there finishes by itself; otherwise copy the `code` from that address and run \
+                         `zns-batch zalo connect --code CODE` within 10 minutes.",
+                        start.redirect_uri
+                    );
+                }
+            }
+        }
+        ZaloCommand::Connect {
+            code: Some(code),
+            auth_state,
+            oa_id,
+            ..
+        } => {
+            let status = ws
+                .zalo_connect_finish(&code, auth_state.as_deref(), oa_id.as_deref())
+                .await?;
+            print_oa_status(
+                face,
+                &status,
+                "OA connected; tokens stored encrypted and renewed automatically",
+            )?;
+        }
+        ZaloCommand::Status => {
+            let status = ws.zalo_status()?;
+            print_oa_status(face, &status, "")?;
+        }
+    }
+    Ok(ExitCode::Finished)
+}
+
+fn print_oa_status(
+    face: &Face,
+    s: &crate::campaign::OaStatus,
+    headline: &str,
+) -> Result<(), AppError> {
+    if face.json {
+        println!(
+            "{}",
+            serde_json::to_string(s).map_err(|e| AppError::Fatal(e.into()))?
+        );
+        return Ok(());
+    }
+    if !headline.is_empty() {
+        println!("{headline}");
+    }
+    if !s.connected {
+        println!("no Zalo OA connected: run `zns-batch zalo connect`");
+        return Ok(());
+    }
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("OA:                  {}", or_dash(&s.oa_id));
+    println!("app:                 {}", or_dash(&s.app_id));
+    println!("connected:           {}", or_dash(&s.connected_at));
+    println!(
+        "access token expires: {} (in {} s)",
+        or_dash(&s.access_expires_at),
+        s.access_expires_in_secs.unwrap_or(0)
+    );
+    println!(
+        "refresh token age:   {} s ({} renewals since connect)",
+        s.refresh_token_age_secs.unwrap_or(0),
+        s.refreshes
+    );
+    if let Some(why) = &s.needs_reauthorization {
+        println!(
+            "NEEDS RE-AUTHORIZATION: {why}. {}",
+            crate::campaign::REAUTHORIZE_HINT
+        );
+    }
+    Ok(())
 }
 
 // ----- run / resume ---------------------------------------------------------

@@ -194,6 +194,46 @@ variable named by `auth_token_env`; at least 16 characters); /api and /metrics t
 `Authorization: Bearer TOKEN`, the console a sign-in (sessions: config `session_ttl`,
 `session_idle`; 5 sign-in attempts a minute per address).")]
     Serve(ServeArgs),
+    /// Connect the Zalo OA once (authorization with PKCE); its tokens then renew themselves.
+    #[command(after_help = "\
+Examples:
+  ZNS_SECRET_KEY=... zns-batch zalo connect                 # prints the URL an OA admin opens
+  ZNS_SECRET_KEY=... zns-batch zalo connect --redirect-uri https://zns.example.vn/oauth/zalo/callback
+  ZNS_SECRET_KEY=... ZNS_ZALO_APP_SECRET=... zns-batch zalo connect --code CODE   # no serve: paste the code
+  zns-batch zalo status
+
+Needs `zalo_app_id` in the config file, ZNS_ZALO_APP_SECRET (the app secret) and ZNS_SECRET_KEY
+(the key the tokens are encrypted with in the state database). With `serve` running at the
+redirect URI, its /oauth/zalo/callback finishes the connection by itself.")]
+    Zalo(ZaloArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ZaloArgs {
+    #[command(subcommand)]
+    pub command: ZaloCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZaloCommand {
+    /// Print the OA authorization URL; with --code, finish the connection.
+    Connect {
+        /// Where Zalo sends the admin back (registered with the Zalo app)
+        /// [default: {public_url}/oauth/zalo/callback].
+        #[arg(long, value_name = "URL")]
+        redirect_uri: Option<String>,
+        /// The code Zalo's redirect carried: exchange it and store the tokens.
+        #[arg(long, value_name = "CODE")]
+        code: Option<String>,
+        /// The redirect's `state`, if you have it (checked against the pending authorization).
+        #[arg(long, value_name = "STATE", requires = "code")]
+        auth_state: Option<String>,
+        /// The redirect's `oa_id`, kept for `zalo status`.
+        #[arg(long, value_name = "ID", requires = "code")]
+        oa_id: Option<String>,
+    },
+    /// The connected OA, the access token's expiry and the refresh token's age (never a token).
+    Status,
 }
 
 #[derive(Debug, Args)]

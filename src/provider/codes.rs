@@ -26,6 +26,9 @@ pub enum ErrorClass {
     PauseQuota,
     /// Credentials rejected: abort the run (exit 1).
     AbortAuth,
+    /// The OA's stored tokens could not be renewed (the refresh was refused
+    /// or its reply lost): pause (exit 3) until the OA is authorized again.
+    Reauthorize,
     /// Campaign-wide misconfiguration (template, OA, permission): abort (exit 1).
     AbortConfig,
     /// Permanent for this recipient: the row fails with code and message.
@@ -42,6 +45,7 @@ impl ErrorClass {
             "check_token" => Self::CheckToken,
             "pause_quota" | "pause" => Self::PauseQuota,
             "abort_auth" => Self::AbortAuth,
+            "reauthorize" => Self::Reauthorize,
             "abort_config" | "abort" => Self::AbortConfig,
             "fail_row" | "fail" => Self::FailRow,
             "already_sent" | "sent" => Self::AlreadySent,

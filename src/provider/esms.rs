@@ -83,29 +83,16 @@ struct ReadBody<'a> {
     message_id: Option<&'a str>,
 }
 
-/// A send's reply, borrowed from the reply's bytes.
-#[derive(Debug, Deserialize)]
+/// A send's reply, borrowed from the reply's bytes. Every field may be
+/// missing (`default`): the caller says what an absent one means.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct SendReply<'a> {
-    #[serde(
-        rename = "CodeResult",
-        borrow,
-        default,
-        deserialize_with = "lenient::opt_str"
-    )]
+    #[serde(rename = "CodeResult", borrow, deserialize_with = "lenient::opt_str")]
     code: Option<Cow<'a, str>>,
-    #[serde(
-        rename = "SMSID",
-        borrow,
-        default,
-        deserialize_with = "lenient::opt_str"
-    )]
+    #[serde(rename = "SMSID", borrow, deserialize_with = "lenient::opt_str")]
     sms_id: Option<Cow<'a, str>>,
-    #[serde(
-        rename = "ErrorMessage",
-        borrow,
-        default,
-        deserialize_with = "lenient::opt_str"
-    )]
+    #[serde(rename = "ErrorMessage", borrow, deserialize_with = "lenient::opt_str")]
     error_message: Option<Cow<'a, str>>,
 }
 
@@ -119,35 +106,24 @@ const TEMPLATE_INFO_PATH: &str = "GetZnsTemplateInfo";
 /// A read's reply (GetQuota, GetZnsTemplateInfo, GetZaloMessageStatus):
 /// documented as strings, numbers accepted too (GetQuota's own example
 /// answers numbers).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct Reply {
-    #[serde(
-        rename = "CodeResult",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
+    #[serde(rename = "CodeResult", deserialize_with = "lenient::opt_string")]
     code: Option<String>,
-    #[serde(
-        rename = "ErrorMessage",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
+    #[serde(rename = "ErrorMessage", deserialize_with = "lenient::opt_string")]
     error_message: Option<String>,
-    #[serde(rename = "DailyQuota", default, deserialize_with = "lenient::opt_u64")]
+    #[serde(rename = "DailyQuota", deserialize_with = "lenient::opt_u64")]
     daily_quota: Option<u64>,
-    #[serde(
-        rename = "RemainingQuota",
-        default,
-        deserialize_with = "lenient::opt_u64"
-    )]
+    #[serde(rename = "RemainingQuota", deserialize_with = "lenient::opt_u64")]
     remaining_quota: Option<u64>,
     /// GetZnsTemplateInfo only.
-    #[serde(rename = "Status", default, deserialize_with = "lenient::opt_string")]
+    #[serde(rename = "Status", deserialize_with = "lenient::opt_string")]
     status: Option<String>,
-    #[serde(rename = "ListParams", default)]
+    #[serde(rename = "ListParams")]
     list_params: Option<Vec<WireParam>>,
     /// GetZaloMessageStatus only.
-    #[serde(rename = "Data", default)]
+    #[serde(rename = "Data")]
     data: Option<StatusData>,
 }
 

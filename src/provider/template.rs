@@ -79,41 +79,27 @@ impl TemplateInfo {
     }
 }
 
-/// A parameter as either provider sends it; numbers and booleans may come
-/// as strings.
-#[derive(Debug, Deserialize)]
+/// A parameter as either provider sends it: camelCase names at Zalo,
+/// PascalCase at eSMS (the aliases); any field may be missing, and numbers
+/// and booleans may come as strings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct WireParam {
-    #[serde(alias = "Name", default, deserialize_with = "lenient::opt_string")]
+    #[serde(alias = "Name", deserialize_with = "lenient::opt_string")]
     name: Option<String>,
-    #[serde(alias = "Require", default, deserialize_with = "lenient::opt_bool")]
+    #[serde(alias = "Require", deserialize_with = "lenient::opt_bool")]
     require: Option<bool>,
     #[serde(
         rename = "type",
         alias = "Type",
-        default,
         deserialize_with = "lenient::opt_string"
     )]
     kind: Option<String>,
-    #[serde(
-        rename = "minLength",
-        alias = "MinLength",
-        default,
-        deserialize_with = "lenient::opt_u64"
-    )]
+    #[serde(alias = "MinLength", deserialize_with = "lenient::opt_u64")]
     min_length: Option<u64>,
-    #[serde(
-        rename = "maxLength",
-        alias = "MaxLength",
-        default,
-        deserialize_with = "lenient::opt_u64"
-    )]
+    #[serde(alias = "MaxLength", deserialize_with = "lenient::opt_u64")]
     max_length: Option<u64>,
-    #[serde(
-        rename = "acceptNull",
-        alias = "AcceptNull",
-        default,
-        deserialize_with = "lenient::opt_bool"
-    )]
+    #[serde(alias = "AcceptNull", deserialize_with = "lenient::opt_bool")]
     accept_null: Option<bool>,
 }
 
@@ -144,18 +130,22 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    /// Template 217489 as a provider describes it with `status`.
+    fn described(status: &str, list_params: serde_json::Value) -> TemplateInfo {
+        TemplateInfo::from_wire("217489", Some(status.into()), params(list_params))
+    }
+
     #[test]
     fn zalo_camel_case_params() {
         // Shape of Zalo's template/info/v2 `data.listParams`.
-        let info = TemplateInfo::from_wire(
-            "217489",
-            Some("ENABLE".into()),
-            params(json!([
+        let info = described(
+            "ENABLE",
+            json!([
                 {"name": "customer_name", "require": true, "type": "STRING",
                  "maxLength": 30, "minLength": 1, "acceptNull": false},
                 {"name": "order_date", "require": false, "type": "DATE",
                  "maxLength": "20", "minLength": "0", "acceptNull": true}
-            ])),
+            ]),
         );
         assert!(info.enabled);
         assert_eq!(info.status_raw, "ENABLE");
@@ -170,14 +160,13 @@ mod tests {
 
     #[test]
     fn esms_pascal_case_params_with_strings() {
-        let info = TemplateInfo::from_wire(
-            "217489",
-            Some("PENDING_REVIEW".into()),
-            params(json!([
+        let info = described(
+            "PENDING_REVIEW",
+            json!([
                 {"Name": "ma_don", "Require": "true", "Type": "STRING",
                  "MaxLength": "10", "MinLength": 0, "AcceptNull": "false"},
                 {"Name": "ghi_chu", "Require": 0, "AcceptNull": 1}
-            ])),
+            ]),
         );
         assert!(!info.enabled);
         assert_eq!(info.status_raw, "PENDING_REVIEW");

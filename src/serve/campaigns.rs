@@ -233,6 +233,11 @@ fn blocking_err(e: tokio::task::JoinError) -> WebError {
 }
 
 impl Campaigns {
+    /// The workspace (the Zalo OA's connect and status).
+    pub fn base_workspace(&self) -> &Workspace {
+        &self.base
+    }
+
     pub fn new(base: Workspace) -> Arc<Self> {
         Arc::new(Campaigns {
             base: Arc::new(base),

@@ -26,6 +26,7 @@ mod templates;
 mod tokens;
 mod web;
 mod writer;
+mod zalo_oauth;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,7 +46,8 @@ pub use schedule::TestSend;
 pub use series::BucketCounts;
 pub use tokens::TokenKey;
 pub use web::WebRow;
-pub use writer::{GroupWriter, WriteOp, WriteResult, Writer};
+pub use writer::{GroupWriter, Setback, WriteOp, WriteResult, Writer};
+pub use zalo_oauth::{NewPair, OaTokens, Pending};
 
 use errors::{is_busy, sql_err};
 

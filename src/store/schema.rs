@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 11;
+pub(super) const SCHEMA_VERSION: i64 = 12;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -147,7 +147,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 10: scheduled starts and test sends, see store/schedule.rs
     super::schedule::SCHEDULE_MIGRATION,
-    // 11: the console's charts: sends in time order, see store/series.rs
+    // 11: the Zalo OA's token pair (sealed) and pending authorizations, see store/zalo_oauth.rs
+    super::zalo_oauth::ZALO_OAUTH_MIGRATION,
+    // 12: the console's charts: sends in time order, see store/series.rs
     super::series::SERIES_MIGRATION,
 ];
 

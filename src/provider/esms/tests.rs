@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::*;
-use crate::provider::http::test_server::{assert_transport_failures, Canned, TestServer};
+use crate::provider::http::test_server::{
+    assert_transport_failures, template_info_from, Canned, TestServer,
+};
 use crate::provider::{Dedup, TemplateParam};
 
 const KEY: &str = "KEY-SHOULD-NOT-LEAK";
@@ -394,23 +396,23 @@ async fn quota_refusals_are_campaign_level() {
 
 #[tokio::test]
 async fn template_info_request_and_reply() {
-    let server = TestServer::start(Canned::json(json!({
-        "CodeResult": "100",
-        "ErrorMessage": "",
-        "Status": "ENABLE",
-        "ListParams": [
-            {"Name": "ten", "Require": true, "Type": "STRING",
-             "MaxLength": 30, "MinLength": 1, "AcceptNull": false},
-            {"Name": "ma_don", "Require": "false", "Type": "STRING",
-             "MaxLength": "20", "MinLength": "0", "AcceptNull": "true"}
-        ]
-    })))
+    let (server, info) = template_info_from(
+        esms,
+        json!({
+            "CodeResult": "100",
+            "ErrorMessage": "",
+            "Status": "ENABLE",
+            "ListParams": [
+                {"Name": "ten", "Require": true, "Type": "STRING",
+                 "MaxLength": 30, "MinLength": 1, "AcceptNull": false},
+                {"Name": "ma_don", "Require": "false", "Type": "STRING",
+                 "MaxLength": "20", "MinLength": "0", "AcceptNull": "true"}
+            ]
+        }),
+        "4097311281936189049",
+        "217489",
+    )
     .await;
-    let info = esms(&server)
-        .template_info("4097311281936189049", "217489")
-        .await
-        .unwrap()
-        .unwrap();
     assert_read_request(
         &server,
         "/MainService.svc/json/GetZnsTemplateInfo",
@@ -436,15 +438,15 @@ async fn template_info_request_and_reply() {
 #[tokio::test]
 async fn template_info_errors() {
     // A disabled template is an answer, not an error.
-    let server = TestServer::start(Canned::json(json!({
-        "CodeResult": 100, "Status": "DISABLE", "ListParams": []
-    })))
+    let (_, info) = template_info_from(
+        esms,
+        json!({
+            "CodeResult": 100, "Status": "DISABLE", "ListParams": []
+        }),
+        "1",
+        "9",
+    )
     .await;
-    let info = esms(&server)
-        .template_info("1", "9")
-        .await
-        .unwrap()
-        .unwrap();
     assert!(!info.enabled);
     assert_eq!(info.status_raw, "DISABLE");
 

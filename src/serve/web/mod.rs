@@ -4,9 +4,12 @@
 //! upload progress and live counts.
 
 mod charts;
+pub mod format;
+pub mod lang;
 mod pages;
 mod pictures;
 pub mod security;
+mod zalo;
 
 use std::sync::Arc;
 
@@ -23,7 +26,9 @@ use super::auth::{self, Caller, ClientAddr, Unauthorized};
 use super::campaigns::{self, Campaigns, WebError};
 use super::ServeState;
 use crate::model::row_state::RowState;
+use lang::Viewer;
 use pages::enc;
+use rust_i18n::t;
 use security::{CsrfForm, NoFields};
 
 /// What the console shares between requests.
@@ -51,11 +56,13 @@ impl WebState {
         }
     }
 
-    /// The frame every page is drawn in.
-    pub fn chrome(&self) -> pages::Chrome<'_> {
+    /// The frame every page is drawn in, in the viewer's language.
+    pub fn chrome<'a>(&'a self, v: &'a Viewer) -> pages::Chrome<'a> {
         pages::Chrome {
             csrf: &self.csrf,
             sign_out: self.sign_out,
+            lang: v.lang,
+            here: &v.here,
         }
     }
 }
@@ -73,6 +80,7 @@ pub fn routes() -> Router<ServeState> {
         .route("/ui/auto-resume", post(auto_resume_form))
         .route("/ui/campaigns/{name}/pause", post(pause_form))
         .route("/ui/campaigns/{name}/test", post(test_form))
+        .merge(zalo::routes())
 }
 
 /// The upload form: its body cap and timing are the caller's.
@@ -84,8 +92,10 @@ pub fn upload_routes() -> Router<ServeState> {
 /// the assets they need.
 pub fn open_routes() -> Router<ServeState> {
     Router::new()
+        .merge(zalo::callback_routes())
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/lang/{code}", get(lang::switch))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
 }
@@ -107,25 +117,37 @@ async fn js() -> Response {
 }
 
 /// A page-level failure, shown as a page with the reason and its status.
-fn problem(s: &ServeState, e: WebError, back: &str) -> Response {
+fn problem(s: &ServeState, v: &Viewer, e: WebError, back: &str) -> Response {
     if let WebError::Internal(err) = &e {
         tracing::error!("console request failed: {err:#}");
     }
+    let l = v.lang.code();
     let title = match e.status() {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::CONFLICT => "Not now",
-        StatusCode::PAYLOAD_TOO_LARGE => "File too large",
-        StatusCode::INTERNAL_SERVER_ERROR => "Something went wrong",
-        _ => "Cannot do that",
+        StatusCode::NOT_FOUND => t!("problem.not_found", locale = l),
+        StatusCode::CONFLICT => t!("problem.conflict", locale = l),
+        StatusCode::PAYLOAD_TOO_LARGE => t!("problem.too_large", locale = l),
+        StatusCode::INTERNAL_SERVER_ERROR => t!("problem.internal", locale = l),
+        _ => t!("problem.refused", locale = l),
     };
+    let message = public_message(v, &e);
     (
         e.status(),
-        Html(pages::problem(title, &e.public_message(), back, s.web.chrome()).into_string()),
+        Html(pages::problem(&title, &message, back, s.web.chrome(v)).into_string()),
     )
         .into_response()
 }
 
-async fn campaigns_page(State(s): State<ServeState>) -> Response {
+/// What a person may read of a failure, in their language.
+fn public_message(v: &Viewer, e: &WebError) -> String {
+    match e {
+        WebError::Internal(_) => {
+            t!("problem.internal_message", locale = v.lang.code()).into_owned()
+        }
+        other => other.public_message(),
+    }
+}
+
+async fn campaigns_page(State(s): State<ServeState>, v: Viewer) -> Response {
     let read = s
         .with_reader(|st| Ok((campaigns::status_all(st)?, st.month_by_oa()?)))
         .await;
@@ -135,18 +157,21 @@ async fn campaigns_page(State(s): State<ServeState>) -> Response {
                 &list,
                 &months,
                 s.web.campaigns.auto_resume(),
-                s.web.chrome(),
+                s.web.chrome(&v),
             )
             .into_string(),
         )
         .into_response(),
-        Err(e) => problem(&s, WebError::Internal(e), "/"),
+        Err(e) => problem(&s, &v, WebError::Internal(e), "/"),
     }
 }
 
-async fn new_page(State(s): State<ServeState>) -> Response {
-    Html(pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(), None, None).into_string())
-        .into_response()
+async fn new_page(State(s): State<ServeState>, v: Viewer) -> Response {
+    Html(
+        pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(&v), None, None)
+            .into_string(),
+    )
+    .into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -156,6 +181,7 @@ struct PageQuery {
 
 async fn check_page(
     State(s): State<ServeState>,
+    v: Viewer,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
@@ -174,14 +200,14 @@ async fn check_page(
         .await;
     let (status, rejects, preview, keys) = match data {
         Ok(d) => d,
-        Err(e) => return problem(&s, e, "/"),
+        Err(e) => return problem(&s, &v, e, "/"),
     };
     let plan = s.web.campaigns.plan(&name).await;
     let why;
     let plan_arg = match &plan {
         Ok(p) => Ok(p),
         Err(e) => {
-            why = e.public_message();
+            why = public_message(&v, e);
             Err(why.as_str())
         }
     };
@@ -193,12 +219,16 @@ async fn check_page(
         preview: &preview,
         keys: &keys,
         auto_resume: s.web.campaigns.auto_resume(),
-        chrome: s.web.chrome(),
+        chrome: s.web.chrome(&v),
     });
     Html(markup.into_string()).into_response()
 }
 
-async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) -> Response {
+async fn campaign_page(
+    State(s): State<ServeState>,
+    v: Viewer,
+    Path(name): Path<String>,
+) -> Response {
     let n = name.clone();
     let data = s
         .with_reader_web(move |st| {
@@ -214,7 +244,7 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
         .await;
     let (status, errors, in_doubt, tests, chart) = match data {
         Ok(d) => d,
-        Err(e) => return problem(&s, e, "/"),
+        Err(e) => return problem(&s, &v, e, "/"),
     };
     let running_here = s.web.campaigns.live(&name).is_some_and(|l| l.running);
     let resumes_at = s
@@ -229,14 +259,14 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
         top_errors: &errors,
         in_doubt: &in_doubt,
         test_sends: &tests,
-        chrome: s.web.chrome(),
+        chrome: s.web.chrome(&v),
     });
     Html(markup.into_string()).into_response()
 }
 
 /// The rejected rows in the file's own columns plus `line` and `reason`,
 /// to fix and upload again.
-async fn rejects_csv(State(s): State<ServeState>, Path(name): Path<String>) -> Response {
+async fn rejects_csv(State(s): State<ServeState>, v: Viewer, Path(name): Path<String>) -> Response {
     let n = name.clone();
     let known = s
         .with_reader_web(move |st| {
@@ -246,7 +276,7 @@ async fn rejects_csv(State(s): State<ServeState>, Path(name): Path<String>) -> R
         })
         .await;
     if let Err(e) = known {
-        return problem(&s, e, "/");
+        return problem(&s, &v, e, "/");
     }
     let file: String = name
         .chars()
@@ -273,15 +303,15 @@ async fn rejects_csv(State(s): State<ServeState>, Path(name): Path<String>) -> R
 }
 
 /// The upload form without JavaScript: on success, to the Check page.
-async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Response {
+async fn upload_form(State(s): State<ServeState>, v: Viewer, multipart: Multipart) -> Response {
     let web = s.web.clone();
     let up = match upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await {
         Ok(up) => up,
-        Err(e) => return upload_refused(&s, e, None),
+        Err(e) => return upload_refused(&s, &v, e, None),
     };
     if !security::csrf_ok(&web.csrf, up.csrf.as_deref()) {
         let _ = std::fs::remove_file(&up.form.csv);
-        return security::csrf_refused(&s);
+        return security::csrf_refused(&s, &v);
     }
     let name = up.form.name.clone();
     let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
@@ -290,6 +320,7 @@ async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Respo
         Ok(_) => Redirect::to(&format!("/campaigns/{}/check", enc(&name))).into_response(),
         Err(e) => upload_refused(
             &s,
+            &v,
             upload::by_upload_name(e, &stored, &file_name),
             Some(&typed),
         ),
@@ -298,14 +329,19 @@ async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Respo
 
 /// The form again with the reason above it and what was typed kept (the
 /// file must be chosen again: a browser never refills a file input).
-fn upload_refused(s: &ServeState, e: WebError, typed: Option<&campaigns::NewCampaign>) -> Response {
+fn upload_refused(
+    s: &ServeState,
+    v: &Viewer,
+    e: WebError,
+    typed: Option<&campaigns::NewCampaign>,
+) -> Response {
     if let WebError::Internal(err) = &e {
         tracing::error!("upload failed: {err:#}");
     }
     let page = pages::new_campaign(
         &s.web.campaigns.profiles(),
-        s.web.chrome(),
-        Some(&e.public_message()),
+        s.web.chrome(v),
+        Some(&public_message(v, &e)),
         typed,
     );
     (e.status(), Html(page.into_string())).into_response()
@@ -313,6 +349,7 @@ fn upload_refused(s: &ServeState, e: WebError, typed: Option<&campaigns::NewCamp
 
 async fn start_form(
     State(s): State<ServeState>,
+    v: Viewer,
     Path(name): Path<String>,
     Query(q): Query<StartQuery>,
     CsrfForm(f): CsrfForm<StartForm>,
@@ -329,7 +366,7 @@ async fn start_form(
     };
     match started {
         Ok(()) => Redirect::to(&back).into_response(),
-        Err(e) => problem(&s, e, &back),
+        Err(e) => problem(&s, &v, e, &back),
     }
 }
 
@@ -347,33 +384,41 @@ struct SendFields {
 /// run elsewhere since would change what "send N" means).
 async fn send_form(
     State(s): State<ServeState>,
+    v: Viewer,
     Path(name): Path<String>,
     CsrfForm(f): CsrfForm<SendFields>,
 ) -> Response {
+    let l = v.lang.code();
     let check = format!("/campaigns/{}/check", enc(&name));
     if f.confirm.as_deref() != Some("yes") {
         return problem(
             &s,
-            WebError::BadRequest(
-                "Tick the box above the Send button to confirm the count and the cost, then press Send again."
-                    .into(),
-            ),
+            &v,
+            WebError::BadRequest(t!("charts.confirm_needed", locale = l).into_owned()),
             &check,
         );
     }
     match s.web.campaigns.plan(&name).await {
-        Ok(p) if Some(p.messages_to_send) != f.messages.as_deref().and_then(|m| m.trim().parse().ok()) => {
+        Ok(p)
+            if Some(p.messages_to_send)
+                != f.messages.as_deref().and_then(|m| m.trim().parse().ok()) =>
+        {
             return problem(
                 &s,
-                WebError::Conflict(format!(
-                    "The plan changed since the page was drawn: it now counts {} messages. Check again, then send.",
-                    p.messages_to_send
-                )),
+                &v,
+                WebError::Conflict(
+                    t!(
+                        "charts.plan_changed",
+                        locale = l,
+                        n = format::num(v.lang, p.messages_to_send as u64)
+                    )
+                    .into_owned(),
+                ),
                 &check,
             )
         }
         Ok(_) => {}
-        Err(e) => return problem(&s, e, &check),
+        Err(e) => return problem(&s, &v, e, &check),
     }
     let started = match api::parse_start_at(f.start_at.as_deref()) {
         Err(e) => Err(e),
@@ -382,7 +427,7 @@ async fn send_form(
     };
     match started {
         Ok(()) => Redirect::to(&format!("/campaigns/{}", enc(&name))).into_response(),
-        Err(e) => problem(&s, e, &check),
+        Err(e) => problem(&s, &v, e, &check),
     }
 }
 
@@ -416,6 +461,7 @@ struct TestForm {
 /// "Send a test": then the campaign's page, which lists the outcome.
 async fn test_form(
     State(s): State<ServeState>,
+    v: Viewer,
     Path(name): Path<String>,
     CsrfForm(f): CsrfForm<TestForm>,
 ) -> Response {
@@ -428,27 +474,32 @@ async fn test_form(
     };
     match sent {
         Ok(_) => Redirect::to(&format!("{back}#test-sends")).into_response(),
-        Err(e) => problem(&s, e, &back),
+        Err(e) => problem(&s, &v, e, &back),
     }
 }
 
 async fn pause_form(
     State(s): State<ServeState>,
+    v: Viewer,
     Path(name): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
     match s.web.campaigns.pause(&name, "a person").await {
         Ok(()) => Redirect::to(&back).into_response(),
-        Err(e) => problem(&s, e, &back),
+        Err(e) => problem(&s, &v, e, &back),
     }
 }
 
-async fn login_page(State(s): State<ServeState>, caller: Result<Caller, Unauthorized>) -> Response {
+async fn login_page(
+    State(s): State<ServeState>,
+    v: Viewer,
+    caller: Result<Caller, Unauthorized>,
+) -> Response {
     if s.config.auth_token.is_none() || caller.is_ok() {
         return Redirect::to("/").into_response();
     }
-    Html(pages::login(&s.web.csrf, None).into_string()).into_response()
+    Html(pages::login(&s.web.csrf, v.lang, &v.here, None).into_string()).into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -462,6 +513,7 @@ struct LoginForm {
 async fn login(
     State(s): State<ServeState>,
     ClientAddr(addr): ClientAddr,
+    v: Viewer,
     jar: CookieJar,
     CsrfForm(f): CsrfForm<LoginForm>,
 ) -> Response {
@@ -479,9 +531,9 @@ async fn login(
         );
         let page = pages::login(
             &s.web.csrf,
-            Some(&format!(
-                "Too many sign-in attempts from this address: try again in {secs} seconds."
-            )),
+            v.lang,
+            "/login",
+            Some(&t!("login.too_many", locale = v.lang.code(), secs = secs)),
         );
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -497,7 +549,12 @@ async fn login(
             "sign-in with a wrong token from {} ({failures} in a row)",
             auth::masked(addr)
         );
-        let page = pages::login(&s.web.csrf, Some("That is not the access token."));
+        let page = pages::login(
+            &s.web.csrf,
+            v.lang,
+            "/login",
+            Some(&t!("login.wrong", locale = v.lang.code())),
+        );
         return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
     }
     limits.succeeded(addr);

@@ -2,9 +2,13 @@
 //! value is HTML-escaped, so a CSV cell `<script>` shows as text).
 
 use maud::{html, Markup, DOCTYPE};
+use rust_i18n::t;
 use serde_json::Value;
 
-use super::pictures::{self, form_words, money, num};
+use super::format as fmt;
+use super::lang::Lang;
+use super::pictures::{self, form_words};
+
 use crate::campaign::plan::Plan;
 use crate::campaign::summary::{CampaignStatusLine, ErrorLine};
 use crate::campaign::{DeliveryChart, OaMonth, RowView, TestSend};
@@ -26,23 +30,43 @@ pub fn enc(name: &str) -> String {
     out
 }
 
-/// What every page's frame needs: the forms' CSRF token, and whether to
-/// offer "Sign out" (an access token is configured).
+/// What every page's frame needs: the forms' CSRF token, whether to
+/// offer "Sign out" (an access token is configured), the reader's
+/// language and the page they are on (the language switch returns there).
 #[derive(Debug, Clone, Copy)]
 pub struct Chrome<'a> {
     pub csrf: &'a str,
     pub sign_out: bool,
+    pub lang: Lang,
+    pub here: &'a str,
+}
+
+/// The query-string form of a local path (for the switch's `next=`).
+fn query_value(v: &str) -> String {
+    let mut out = String::new();
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
     let csrf = chrome.csrf;
+    let l = chrome.lang.code();
+    let next = query_value(chrome.here);
     html! {
         (DOCTYPE)
-        html lang="vi" {
+        html lang=(l) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="csrf-token" content=(csrf);
+                // The script's own words, in the page's language.
+                meta name="js-text" content=(js_text(chrome.lang));
                 title { (title) " · zns-batch" }
                 link rel="stylesheet" href="/assets/app.css";
                 script src="/assets/app.js" defer {}
@@ -51,13 +75,25 @@ pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
                 header.top {
                     a.brand href="/" { "zns-batch" }
                     nav {
-                        a href="/" { "Campaigns" }
-                        a href="/new" { "New campaign" }
+                        a href="/" { (t!("nav.campaigns", locale = l)) }
+                        a href="/new" { (t!("nav.new_campaign", locale = l)) }
+                        a href="/zalo" { (t!("nav.connect_oa", locale = l)) }
+                    }
+                    nav.lang aria-label=(t!("nav.language", locale = l)) {
+                        @for (i, other) in Lang::ALL.iter().enumerate() {
+                            @if i > 0 { span.sep aria-hidden="true" { "|" } }
+                            @if *other == chrome.lang {
+                                strong #lang-current lang=(other.code()) aria-current="true" { (other.code().to_uppercase()) }
+                            } @else {
+                                a #{"lang-" (other.code())} lang=(other.code()) hreflang=(other.code())
+                                    href={"/lang/" (other.code()) "?next=" (next)} { (other.code().to_uppercase()) }
+                            }
+                        }
                     }
                     @if chrome.sign_out {
                         form.signout method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(csrf);
-                            button #sign-out type="submit" { "Sign out" }
+                            button #sign-out type="submit" { (t!("nav.sign_out", locale = l)) }
                         }
                     }
                 }
@@ -67,17 +103,73 @@ pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
     }
 }
 
-fn badge(status: &str) -> Markup {
-    html! { span class={"badge badge-" (status)} { (status) } }
+/// The words app.js shows, as JSON.
+fn js_text(lang: Lang) -> String {
+    let l = lang.code();
+    let words = serde_json::json!({
+        "uploading": t!("js.uploading", locale = l),
+        "uploaded": t!("js.uploaded", locale = l),
+        "importing": t!("js.importing", locale = l),
+        "refused": t!("js.refused", locale = l),
+        "offline": t!("js.offline", locale = l),
+        "run_progress": t!("js.run_progress", locale = l),
+        "eta": t!("js.eta", locale = l),
+        "done_of": t!("js.done_of", locale = l),
+        "status": status_words(lang),
+        "thousands": match lang { Lang::Vi => ".", Lang::En => "," },
+    });
+    words.to_string()
+}
+
+/// Every campaign status in words, for the script's live badge.
+fn status_words(lang: Lang) -> Value {
+    let mut m = serde_json::Map::new();
+    for s in [
+        "importing",
+        "ready",
+        "running",
+        "paused",
+        "finished",
+        "expired",
+        "aborted",
+        "pending",
+        "scheduled",
+    ] {
+        m.insert(s.into(), Value::String(status_word(lang, s)));
+    }
+    Value::Object(m)
+}
+
+/// A campaign status (the core's code) in words.
+pub fn status_word(lang: Lang, status: &str) -> String {
+    let l = lang.code();
+    match status {
+        "importing" => t!("status.importing", locale = l),
+        "ready" => t!("status.ready", locale = l),
+        "running" => t!("status.running", locale = l),
+        "paused" => t!("status.paused", locale = l),
+        "finished" => t!("status.finished", locale = l),
+        "expired" => t!("status.expired", locale = l),
+        "aborted" => t!("status.aborted", locale = l),
+        "pending" => t!("status.pending", locale = l),
+        "scheduled" => t!("status.scheduled", locale = l),
+        other => return other.to_string(),
+    }
+    .into_owned()
+}
+
+fn badge(lang: Lang, status: &str) -> Markup {
+    html! { span class={"badge badge-" (status)} { (status_word(lang, status)) } }
 }
 
 /// The status badge, saying so when a finished campaign left rows unsent
 /// because they were rejected (not a plain green "finished").
-fn status_badge(c: &CampaignStatusLine) -> Markup {
+fn status_badge(lang: Lang, c: &CampaignStatusLine) -> Markup {
     if pictures::finished_with_rejects(c) {
-        html! { span.badge.badge-partial { "finished, " (num(c.counts.rejected)) " rejected" } }
+        let n = fmt::num(lang, c.counts.rejected);
+        html! { span.badge.badge-partial { (t!("charts.finished_rejected", locale = lang.code(), n = n)) } }
     } else {
-        badge(&c.status)
+        badge(lang, &c.status)
     }
 }
 
@@ -91,10 +183,11 @@ fn progress(c: &CampaignStatusLine) -> (u64, u64) {
 
 /// A `<progress>`, not a div sized by an inline style: the
 /// Content-Security-Policy allows no inline style.
-fn bar(done: u64, total: u64, id: Option<&str>) -> Markup {
+fn bar(lang: Lang, done: u64, total: u64, id: Option<&str>) -> Markup {
+    let l = lang.code();
     html! {
         progress.bar id=[id] value=(done) max=(total.max(1))
-            title={(done) " of " (total) " accepted rows done"} {}
+            title=(t!("common.done_of", locale = l, done = fmt::num(lang, done), total = fmt::num(lang, total))) {}
     }
 }
 
@@ -105,46 +198,49 @@ pub fn campaigns(
     chrome: Chrome<'_>,
 ) -> Markup {
     let csrf = chrome.csrf;
+    let lang = chrome.lang;
+    let l = lang.code();
+    let n = |v: u64| fmt::num(lang, v);
     layout(
-        "Campaigns",
+        &t!("campaigns.title", locale = l),
         chrome,
         html! {
             // Refreshes itself: counts move while campaigns send.
             meta http-equiv="refresh" content="5";
-            h1 { "Campaigns" }
-            p.lead { "Every campaign in this state database. This page refreshes every 5 seconds." }
+            h1 { (t!("campaigns.title", locale = l)) }
+            p.lead { (t!("campaigns.lead", locale = l)) }
             @if list.is_empty() {
-                p.empty { "No campaign yet. " a href="/new" { "Upload a CSV" } " to start one." }
+                p.empty { (t!("campaigns.empty", locale = l)) " " a href="/new" { (t!("campaigns.empty_link", locale = l)) } }
             }
             div.cards {
                 @for c in list {
                     a.card href={"/campaigns/" (enc(&c.campaign))} data-campaign=(c.campaign) {
-                        div.card-head { strong.name { (c.campaign) } (status_badge(c)) }
-                        (pictures::card_progress(c))
+                        div.card-head { strong.name { (c.campaign) } (status_badge(lang, c)) }
+                        (pictures::card_progress(c, lang))
                         dl.counts {
-                            div { dt { "sent" } dd { (num(c.counts.sent)) } }
-                            div { dt { "failed" } dd { (num(c.counts.failed)) } }
-                            div { dt { "rejected" } dd { (num(c.counts.rejected)) } }
-                            div { dt { "in doubt" } dd { (num(c.counts.in_doubt)) } }
+                            div { dt { (t!("counts.sent", locale = l)) } dd { (n(c.counts.sent)) } }
+                            div { dt { (t!("counts.failed", locale = l)) } dd { (n(c.counts.failed)) } }
+                            div { dt { (t!("counts.rejected", locale = l)) } dd { (n(c.counts.rejected)) } }
+                            div { dt { (t!("counts.in_doubt", locale = l)) } dd { (n(c.counts.in_doubt)) } }
                             // Only when the provider said something: no "delivered 0" guess.
-                            @if pictures::has_delivery_data(c) { div { dt { "delivered" } dd { (num(c.ledger.received + c.ledger.seen)) } } }
-                            div { dt { "rows" } dd { (num(c.counts.total)) } }
+                            @if pictures::has_delivery_data(c) { div { dt { (t!("counts.delivered", locale = l)) } dd { (n(c.ledger.received + c.ledger.seen)) } } }
+                            div { dt { (t!("counts.rows", locale = l)) } dd { (n(c.counts.total)) } }
                         }
                         @if let Some(e) = &c.last_error { p.reason { (e) } }
                     }
                 }
             }
-            (pictures::oa_month(months))
+            (pictures::oa_month(months, lang))
             form.switch #auto-resume method="post" action="/ui/auto-resume" {
                 input type="hidden" name="csrf" value=(csrf);
                 @if auto_resume {
                     input type="hidden" name="on" value="0";
-                    span { "Campaigns paused by the daily quota or the send window resume by themselves while this server runs. " }
-                    button #auto-resume-off type="submit" { "Turn off" }
+                    span { (t!("charts.auto_on", locale = l)) }
+                    button #auto-resume-off type="submit" { (t!("charts.auto_off_button", locale = l)) }
                 } @else {
                     input type="hidden" name="on" value="1";
-                    span { "Campaigns paused by the daily quota or the send window wait for Resume. " }
-                    button #auto-resume-on type="submit" { "Resume them by themselves" }
+                    span { (t!("charts.auto_off", locale = l)) }
+                    button #auto-resume-on type="submit" { (t!("charts.auto_on_button", locale = l)) }
                 }
             }
         },
@@ -159,6 +255,7 @@ pub fn new_campaign(
     typed: Option<&NewCampaign>,
 ) -> Markup {
     let csrf = chrome.csrf;
+    let l = chrome.lang.code();
     let v = typed.cloned().unwrap_or_default();
     let delim = match v.delimiter {
         None => "auto",
@@ -167,52 +264,49 @@ pub fn new_campaign(
         Some(_) => ",",
     };
     layout(
-        "New campaign",
+        &t!("new.title", locale = l),
         chrome,
         html! {
-            h1 { "New campaign" }
-            p.lead {
-                "Upload the CSV of recipients (a " code { "phone" } " column and one column per template parameter). "
-                "It is checked row by row on upload; nothing is sent until you press Send on the next page."
-            }
+            h1 { (t!("new.title", locale = l)) }
+            p.lead { (t!("new.lead", locale = l)) }
             @if let Some(e) = error { p.error role="alert" id="upload-error" { (e) } }
             @else { p.error hidden role="alert" id="upload-error" {} }
             form #upload-form method="post" action="/ui/upload" enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(csrf);
                 label.drop #drop {
-                    span #drop-text { "Drop the CSV file here, or choose it" }
+                    span #drop-text { (t!("new.drop", locale = l)) }
                     input #file type="file" name="file" accept=".csv,text/csv,.xlsx,.xlsm,.xls,.ods" required;
                 }
                 div.grid {
-                    label { "Campaign name" input type="text" name="campaign" required maxlength="100" placeholder="bills-2026-11" value=(v.name); small { "Letters, digits, spaces, - and _. Names the campaign in reports." } }
-                    label { "Template id" input type="text" name="template_id" inputmode="numeric" placeholder="246810" value=[v.template_id.as_deref()]; small { "The ZNS template the rows fill in (or from the config)." } }
+                    label { (t!("new.name", locale = l)) input type="text" name="campaign" required maxlength="100" placeholder=(t!("new.name_placeholder", locale = l)) value=(v.name); small { (t!("new.name_help", locale = l)) } }
+                    label { (t!("new.template", locale = l)) input type="text" name="template_id" inputmode="numeric" placeholder="246810" value=[v.template_id.as_deref()]; small { (t!("new.template_help", locale = l)) } }
                     @if !profiles.is_empty() {
-                        label { "Profile" select name="profile" { option value="" { "(serve's default)" } @for p in profiles { option value=(p) selected[v.profile.as_deref() == Some(p.as_str())] { (p) } } } small { "Provider account from the config file." } }
+                        label { (t!("new.profile", locale = l)) select name="profile" { option value="" { (t!("new.profile_default", locale = l)) } @for p in profiles { option value=(p) selected[v.profile.as_deref() == Some(p.as_str())] { (p) } } } small { (t!("new.profile_help", locale = l)) } }
                     }
-                    label { "Delimiter" select #delimiter name="delimiter" {
-                            option value="auto" selected[delim == "auto"] { "detect it from the file" }
-                            option value="," selected[delim == ","] { "comma ,"  }
-                            option value=";" selected[delim == ";"] { "semicolon ; (Excel in Vietnamese)" }
-                            option value="tab" selected[delim == "tab"] { "tab" }
+                    label { (t!("charts.delimiter", locale = l)) select #delimiter name="delimiter" {
+                            option value="auto" selected[delim == "auto"] { (t!("charts.delimiter_auto", locale = l)) }
+                            option value="," selected[delim == ","] { (t!("charts.delimiter_comma", locale = l)) }
+                            option value=";" selected[delim == ";"] { (t!("charts.delimiter_semicolon", locale = l)) }
+                            option value="tab" selected[delim == "tab"] { (t!("charts.delimiter_tab", locale = l)) }
                         }
-                        small { "How the CSV's columns are separated (not used for Excel files)." } }
-                    label { "Send window (optional)" input type="text" name="send_window" placeholder="07:00-22:00" value=[v.send_window.as_deref()]; small { "Hours of the day (Asia/Ho_Chi_Minh) messages may go out." } }
-                    label { "Deadline (optional)" input type="text" name="not_after" placeholder="2026-12-01T08:00" value=[v.not_after.as_deref()]; small { "After it nothing more is sent (Asia/Ho_Chi_Minh time)." } }
-                    label { "Sheet (optional)" input type="text" name="sheet" maxlength="100" placeholder="Sheet1" value=[v.sheet.as_deref()]; small { "For an Excel or OpenDocument file: the sheet to read (default: the first)." } }
-                    label { "Daily quota (optional)" input type="number" min="1" name="daily_quota" placeholder="5000" value=[v.daily_quota]; small { "Messages per OA per day this campaign will not pass." } }
+                        small { (t!("charts.delimiter_help", locale = l)) } }
+                    label { (t!("new.window", locale = l)) input type="text" name="send_window" placeholder="07:00-22:00" value=[v.send_window.as_deref()]; small { (t!("new.window_help", locale = l)) } }
+                    label { (t!("new.deadline", locale = l)) input type="text" name="not_after" placeholder="2026-12-01T08:00" value=[v.not_after.as_deref()]; small { (t!("new.deadline_help", locale = l)) } }
+                    label { (t!("new.sheet", locale = l)) input type="text" name="sheet" maxlength="100" placeholder="Sheet1" value=[v.sheet.as_deref()]; small { (t!("new.sheet_help", locale = l)) } }
+                    label { (t!("new.quota", locale = l)) input type="number" min="1" name="daily_quota" placeholder="5000" value=[v.daily_quota]; small { (t!("new.quota_help", locale = l)) } }
                 }
-                @if typed.is_some() { p.muted #choose-again { "Choose the file again: a browser does not keep it after an error." } }
+                @if typed.is_some() { p.muted #choose-again { (t!("charts.choose_again", locale = l)) } }
                 progress #upload-progress hidden max="100" value="0" {}
                 p #upload-status.muted {}
-                button.primary type="submit" { "Upload and check" }
+                button.primary type="submit" { (t!("new.submit", locale = l)) }
             }
         },
     )
 }
 
 /// A figure of the plan the plan may not have.
-fn or_dash(v: Option<impl std::fmt::Display>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
+fn or_dash(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "—".into())
 }
 
 pub struct CheckPage<'a> {
@@ -241,24 +335,27 @@ pub fn check(c: CheckPage<'_>) -> Markup {
         chrome,
     } = c;
     let csrf = chrome.csrf;
+    let lang = chrome.lang;
+    let l = lang.code();
+    let n = |v: u64| fmt::num(lang, v);
     let name = &status.campaign;
     let pages = status.counts.rejected.div_ceil(PAGE_ROWS).max(1);
     layout(
-        &format!("Check {name}"),
+        &t!("check.title", locale = l, name = name),
         chrome,
         html! {
-            h1 { "Check " span.name { (name) } }
+            h1 { (t!("check.heading", locale = l)) " " span.name { (name) } }
             p.lead #check-summary {
-                strong #accepted { (status.counts.total - status.counts.rejected) } " rows accepted, "
-                strong #rejected { (status.counts.rejected) } " rejected (of " (status.counts.total) "). "
-                "Rejected rows are never sent; fix them in the file and upload it as a new campaign if they matter."
+                strong #accepted { (n(status.counts.total - status.counts.rejected)) } " " (t!("check.accepted", locale = l)) " "
+                strong #rejected { (n(status.counts.rejected)) } " " (t!("check.rejected_of", locale = l, total = n(status.counts.total))) " "
+                (t!("check.rejected_note", locale = l))
             }
             section {
-                h2 { "Preview: the data of the first rows" }
-                @if preview.is_empty() { p.muted { "No row waits to be sent." } }
+                h2 { (t!("check.preview", locale = l)) }
+                @if preview.is_empty() { p.muted { (t!("check.preview_empty", locale = l)) } }
                 @for r in preview {
                     div.preview {
-                        div.muted { "line " (r.line) " · " (r.phone) }
+                        div.muted { (t!("common.line", locale = l)) " " (r.line) " · " (r.phone) }
                         @match serde_json::from_str::<Vec<Value>>(&r.text) {
                             Ok(values) => {
                                 dl.data { @for (k, v) in keys.iter().zip(&values) { div { dt { (k) } dd { (v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())) } } } }
@@ -269,47 +366,47 @@ pub fn check(c: CheckPage<'_>) -> Markup {
                 }
             }
             section #rejects {
-                h2 { "Rejected rows" }
-                @if rejects.is_empty() { p.muted { "None: every row is valid." } }
+                h2 { (t!("check.rejects", locale = l)) }
+                @if rejects.is_empty() { p.muted { (t!("check.rejects_none", locale = l)) } }
                 @else {
-                    p { a.button #rejects-download href={"/campaigns/" (enc(name)) "/rejects.csv"} download { "Download the rejected rows (CSV)" }
-                        " " span.muted { "Their own columns plus the line and the reason: fix them, then upload that file as a new campaign." } }
+                    p { a.button #rejects-download href={"/campaigns/" (enc(name)) "/rejects.csv"} download { (t!("charts.rejects_download", locale = l)) }
+                        " " span.muted { (t!("charts.rejects_download_help", locale = l)) } }
                     table.plain.rejects {
-                        thead { tr { th { "line" } th { "phone" } th { "reason" } } }
+                        thead { tr { th { (t!("common.line", locale = l)) } th { (t!("common.phone", locale = l)) } th { (t!("common.reason", locale = l)) } } }
                         tbody { @for r in rejects { tr.reject { td.line { (r.line) } td { (r.phone) } td.why { (form_words(&r.text)) } } } }
                     }
                     @if pages > 1 {
                         nav.pager {
-                            @if page > 1 { a href={"?page=" (page - 1) "#rejects"} { "← previous" } }
-                            span { "page " (page) " of " (pages) }
-                            @if page < pages { a href={"?page=" (page + 1) "#rejects"} { "next →" } }
+                            @if page > 1 { a href={"?page=" (page - 1) "#rejects"} { (t!("pager.previous", locale = l)) } }
+                            span { (t!("pager.page_of", locale = l, page = page, pages = pages)) }
+                            @if page < pages { a href={"?page=" (page + 1) "#rejects"} { (t!("pager.next", locale = l)) } }
                         }
                     }
                 }
             }
             section {
-                h2 { "The plan" }
+                h2 { (t!("check.plan", locale = l)) }
                 @match plan {
                     Ok(p) => {
                         table.plain.figures #plan {
-                            tr { th { "messages to send" } td #plan-messages { (p.messages_to_send) } }
-                            @if p.already_sent > 0 { tr { th { "already sent" } td { (num(p.already_sent)) } } }
+                            tr { th { (t!("plan.to_send", locale = l)) } td #plan-messages { (n(p.messages_to_send)) } }
+                            @if p.already_sent > 0 { tr { th { (t!("plan.already_sent", locale = l)) } td { (n(p.already_sent)) } } }
                             @if p.uses_tokens {
-                                tr { th { "journey tokens to buy" } td { (num(p.tokens_to_buy)) } }
-                                tr { th { "tokens to reuse" } td { (num(p.tokens_to_reuse)) } }
+                                tr { th { (t!("plan.tokens_to_buy", locale = l)) } td { (n(p.tokens_to_buy)) } }
+                                tr { th { (t!("plan.tokens_to_reuse", locale = l)) } td { (n(p.tokens_to_reuse)) } }
                             }
-                            tr { th { "fee estimate" } td #plan-fee { @if let Some(f) = &p.estimated_fees { "≈ " (money(f.total)) } @else { "no prices configured (token_fee, message_fee)" } } }
-                            tr { th { "quota today" } td #plan-quota { (pictures::quota_text(p.quota_used_today, pictures::plan_limit(p))) } }
-                            @if let Some(days) = p.quota_days_needed.filter(|d| *d > 1) { tr { th { "quota days needed" } td { (days) } } }
-                            tr { th { "send window" } td { (p.settings.send_window.as_deref().unwrap_or("none")) @if p.send_window_open_now == Some(false) { " (closed now; opens " (or_dash(p.send_window_opens_at.as_deref())) ")" } } }
-                            tr { th { "deadline" } td { (or_dash(p.not_after.as_deref())) } }
-                            @if p.would_skip_min_interval > 0 { tr { th { "would skip (frequency cap)" } td { (num(p.would_skip_min_interval)) } } }
-                            tr { th { "provider · OA · template" } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
+                            tr { th { (t!("plan.fee", locale = l)) } td #plan-fee { @if let Some(f) = &p.estimated_fees { "≈ " (fmt::money(lang, f.total)) } @else { (t!("plan.no_prices", locale = l)) } } }
+                            tr { th { (t!("charts.quota_today", locale = l)) } td #plan-quota { (pictures::quota_text(p.quota_used_today, pictures::plan_limit(p), lang)) } }
+                            @if let Some(days) = p.quota_days_needed.filter(|d| *d > 1) { tr { th { (t!("plan.quota_days", locale = l)) } td { (n(days)) } } }
+                            tr { th { (t!("plan.window", locale = l)) } td { (p.settings.send_window.clone().unwrap_or_else(|| t!("plan.window_none", locale = l).into_owned())) @if p.send_window_open_now == Some(false) { " " (t!("plan.window_closed", locale = l, at = or_dash(p.send_window_opens_at.as_deref().map(fmt::instant_text)))) } } }
+                            tr { th { (t!("plan.deadline", locale = l)) } td { (or_dash(p.not_after.as_deref().map(fmt::instant_text))) } }
+                            @if p.would_skip_min_interval > 0 { tr { th { (t!("plan.would_skip", locale = l)) } td { (n(p.would_skip_min_interval)) } } }
+                            tr { th { (t!("plan.provider_line", locale = l)) } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
                         }
-                        (pictures::send_step(&format!("/ui/campaigns/{}/send", enc(name)), csrf, p, auto_resume))
-                        (later_or_test(name, csrf))
+                        (pictures::send_step(&format!("/ui/campaigns/{}/send", enc(name)), csrf, p, auto_resume, lang))
+                        (later_or_test(lang, name, csrf))
                     }
-                    Err(why) => { p.error { (why) } a href={"/campaigns/" (enc(name))} { "Open the campaign" } }
+                    Err(why) => { p.error { (why) } a href={"/campaigns/" (enc(name))} { (t!("check.open_campaign", locale = l)) } }
                 }
             }
         },
@@ -317,26 +414,23 @@ pub fn check(c: CheckPage<'_>) -> Markup {
 }
 
 /// Stop reasons in words, for a paused campaign.
-fn reason_words(c: &CampaignStatusLine) -> Option<String> {
+fn reason_words(lang: Lang, c: &CampaignStatusLine) -> Option<String> {
+    let l = lang.code();
     let e = c.last_error.clone()?;
     let hint = if e.contains("quota") {
-        "Daily quota: sending can go on after midnight Asia/Ho_Chi_Minh."
+        t!("reason.quota", locale = l)
     } else if e.contains("window") {
-        "Outside the send window: sending can go on when it opens."
+        t!("reason.window", locale = l)
     } else if e.contains("deadline") || c.deadline_passed {
-        "The deadline has passed: the remaining rows are expired."
+        t!("reason.deadline", locale = l)
     } else if e.contains("outage") || e.contains("no request has succeeded") {
-        "The provider looked down: press Resume when it is back."
+        t!("reason.outage", locale = l)
     } else if e.contains("paused from the web console") {
-        "Paused by a person."
+        t!("reason.paused_by_person", locale = l)
     } else {
-        ""
+        return Some(e);
     };
-    Some(if hint.is_empty() {
-        e
-    } else {
-        format!("{hint} ({e})")
-    })
+    Some(format!("{hint} ({e})"))
 }
 
 pub struct CampaignPage<'a> {
@@ -354,6 +448,9 @@ pub struct CampaignPage<'a> {
 
 pub fn campaign(p: CampaignPage<'_>) -> Markup {
     let c = p.status;
+    let lang = p.chrome.lang;
+    let l = lang.code();
+    let n = |v: u64| fmt::num(lang, v);
     let name = &c.campaign;
     let (done, total) = progress(c);
     let action = |what: &str| format!("/ui/campaigns/{}/{what}", enc(name));
@@ -363,36 +460,36 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
         p.chrome,
         html! {
             div #campaign data-events={"/api/v1/campaigns/" (enc(name)) "/events"} data-status=(c.status) data-running-here=(if p.running_here { "1" } else { "0" }) {
-                h1 { span.name { (name) } " " span #status-badge { (status_badge(c)) } }
-                p.muted { (c.provider) " · OA " (c.oa_id) " · template " (c.template_id) }
+                h1 { span.name { (name) } " " span #status-badge { (status_badge(lang, c)) } }
+                p.muted { (c.provider) " · OA " (c.oa_id) " · " (t!("campaign.template", locale = l)) " " (c.template_id) }
                 // With rejects, the picture of every row (rejected ones
                 // included) rather than a bar that fills for the accepted.
-                @if pictures::finished_with_rejects(c) { (pictures::card_progress(c)) }
-                @else { (bar(done, total, Some("progress-fill"))) }
-                p #live.muted { (done) " of " (total) " accepted rows done" }
+                @if pictures::finished_with_rejects(c) { (pictures::card_progress(c, lang)) }
+                @else { (bar(lang, done, total, Some("progress-fill"))) }
+                p #live.muted { (t!("common.done_of", locale = l, done = n(done), total = n(total))) }
                 @if c.counts.rejected > 0 {
                     p #rejected-note {
-                        @if c.status == "finished" { "Finished for the accepted rows: " }
-                        strong { (num(c.counts.rejected)) } " of " (num(c.counts.total)) " rows were rejected and are never sent. "
-                        a href={"/campaigns/" (enc(name)) "/rejects.csv"} { "Download them" } " to fix and upload again."
+                        @if c.status == "finished" { (t!("charts.finished_accepted", locale = l)) }
+                        (t!("charts.rejected_note", locale = l, n = n(c.counts.rejected), total = n(c.counts.total)))
+                        a href={"/campaigns/" (enc(name)) "/rejects.csv"} { (t!("charts.download_them", locale = l)) } (t!("charts.fix_upload", locale = l))
                     }
                 }
                 dl.counts.big {
-                    div { dt { "sent" } dd #count-sent { (c.counts.sent) } }
-                    div { dt { "failed" } dd #count-failed { (c.counts.failed) } }
-                    div { dt { "rejected" } dd #count-rejected { (c.counts.rejected) } }
-                    div { dt { "in doubt" } dd #count-in_doubt { (c.counts.in_doubt) } }
-                    div { dt { "waiting" } dd #count-open { (c.counts.pending + c.counts.token_ready + c.counts.in_flight) } }
-                    div { dt { "expired" } dd #count-expired { (c.counts.expired) } }
+                    div { dt { (t!("counts.sent", locale = l)) } dd #count-sent { (n(c.counts.sent)) } }
+                    div { dt { (t!("counts.failed", locale = l)) } dd #count-failed { (n(c.counts.failed)) } }
+                    div { dt { (t!("counts.rejected", locale = l)) } dd #count-rejected { (n(c.counts.rejected)) } }
+                    div { dt { (t!("counts.in_doubt", locale = l)) } dd #count-in_doubt { (n(c.counts.in_doubt)) } }
+                    div { dt { (t!("counts.waiting", locale = l)) } dd #count-open { (n(c.counts.pending + c.counts.token_ready + c.counts.in_flight)) } }
+                    div { dt { (t!("counts.expired", locale = l)) } dd #count-expired { (n(c.counts.expired)) } }
                 }
-                @if let Some(words) = reason_words(c) { @if c.status != "finished" { p.reason #reason { (words) } } }
-                @if let Some(at) = p.resumes_at { @if !p.running_here { p.reason #resumes-at { "It resumes by itself at " (at) " (Asia/Ho_Chi_Minh) while this server runs." } } }
+                @if let Some(words) = reason_words(lang, c) { @if c.status != "finished" { p.reason #reason { (words) } } }
+                @if let Some(at) = p.resumes_at { @if !p.running_here { p.reason #resumes-at { (t!("charts.resumes_at", locale = l, at = at)) } } }
                 @if let Some(at) = c.scheduled_for.as_deref().and_then(rfc3339_ms) {
                     div.scheduled #scheduled {
-                        p { "Scheduled for " strong #scheduled-for { (crate::campaign::fmt_when(at)) } " (OA time, in " (crate::campaign::fmt_until(at)) "): this server starts it then, also after a restart." }
+                        p { (t!("schedule.scheduled_for", locale = l)) " " strong #scheduled-for { (crate::campaign::fmt_when(at)) } " " (t!("schedule.scheduled_note", locale = l, until = crate::campaign::fmt_until(at))) }
                         form method="post" action=(action("pause")) {
                             input type="hidden" name="csrf" value=(csrf);
-                            button #cancel-schedule type="submit" { "Cancel" }
+                            button #cancel-schedule type="submit" { (t!("schedule.cancel", locale = l)) }
                         }
                     }
                 }
@@ -400,27 +497,27 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                     @if p.running_here {
                         form method="post" action=(action("pause")) {
                             input type="hidden" name="csrf" value=(csrf);
-                            button #pause type="submit" { "Pause" }
+                            button #pause type="submit" { (t!("campaign.pause", locale = l)) }
                         }
                     } @else if c.status != "finished" {
                         form method="post" action=(action("start")) {
                             input type="hidden" name="csrf" value=(csrf);
-                            button.primary #resume type="submit" { @if c.status == "pending" { "Send" } @else if c.status == "scheduled" { "Send now" } @else { "Resume" } }
+                            button.primary #resume type="submit" { @if c.status == "pending" { (t!("check.send", locale = l)) } @else if c.status == "scheduled" { (t!("schedule.send_now", locale = l)) } @else { (t!("campaign.resume", locale = l)) } }
                         }
                     }
-                    a.button #report-csv href={"/api/v1/campaigns/" (enc(name)) "/report.csv"} { "Report (CSV)" }
-                    a.button href={"/api/v1/campaigns/" (enc(name)) "/report.csv?excel=1"} { "Report for Excel" }
-                    a.button href={"/campaigns/" (enc(name)) "/check"} { "Check page" }
+                    a.button #report-csv href={"/api/v1/campaigns/" (enc(name)) "/report.csv"} { (t!("campaign.report_csv", locale = l)) }
+                    a.button href={"/api/v1/campaigns/" (enc(name)) "/report.csv?excel=1"} { (t!("campaign.report_excel", locale = l)) }
+                    a.button href={"/campaigns/" (enc(name)) "/check"} { (t!("campaign.check_page", locale = l)) }
                 }
                 @if !p.running_here && c.status != "finished" && c.status != "expired" {
-                    (later_or_test(name, csrf))
+                    (later_or_test(lang, name, csrf))
                 }
                 @if !p.test_sends.is_empty() {
                     section #test-sends {
-                        h2 { "Test sends" }
-                        p.muted { "The first accepted row's data, sent to these phones; not counted in the campaign's totals or report." }
+                        h2 { (t!("schedule.test_sends", locale = l)) }
+                        p.muted { (t!("schedule.test_sends_help", locale = l)) }
                         table.plain {
-                            thead { tr { th { "phone" } th { "when" } th { "outcome" } th { "message id or error" } } }
+                            thead { tr { th { (t!("common.phone", locale = l)) } th { (t!("schedule.when", locale = l)) } th { (t!("schedule.outcome", locale = l)) } th { (t!("schedule.msg_or_error", locale = l)) } } }
                             tbody { @for t in p.test_sends {
                                 tr.test-send { td { (t.phone) } td { (crate::campaign::fmt_when(t.at_ms)) } td { (t.outcome) } td { (t.msg_id.as_deref().or(t.error.as_deref()).unwrap_or("")) } }
                             } }
@@ -429,64 +526,64 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                 }
                 @if !p.in_doubt.is_empty() {
                     section {
-                        h2 { "Rows in doubt" }
-                        p { "The provider's reply to these rows was lost: they may or may not have been delivered. "
-                            "Resend them under the same tracking id (the provider can de-duplicate), or hold them for a check." }
-                        table.plain { tbody { @for r in p.in_doubt { tr { td { "line " (r.line) } td { (r.phone) } td { (r.text) } } } } }
+                        h2 { (t!("campaign.in_doubt", locale = l)) }
+                        p { (t!("campaign.in_doubt_help", locale = l)) }
+                        table.plain { tbody { @for r in p.in_doubt { tr { td { (t!("common.line", locale = l)) " " (r.line) } td { (r.phone) } td { (r.text) } } } } }
                         div.actions {
                             form method="post" action={(action("start")) "?in_doubt=resend"} {
                                 input type="hidden" name="csrf" value=(csrf);
-                                button type="submit" { "Resume, resending them" }
+                                button type="submit" { (t!("campaign.resume_resend", locale = l)) }
                             }
                             form method="post" action={(action("start")) "?in_doubt=hold"} {
                                 input type="hidden" name="csrf" value=(csrf);
-                                button type="submit" { "Resume, holding them" }
+                                button type="submit" { (t!("campaign.resume_hold", locale = l)) }
                             }
                         }
                     }
                 }
                 @if !p.top_errors.is_empty() {
                     section {
-                        h2 { "Top errors" }
+                        h2 { (t!("campaign.top_errors", locale = l)) }
                         table.plain {
-                            thead { tr { th { "code" } th { "message" } th { "rows" } } }
-                            tbody { @for e in p.top_errors { tr { td { (e.code) } td { (e.message) } td { (e.rows) } } } }
+                            thead { tr { th { (t!("campaign.error_code", locale = l)) } th { (t!("campaign.error_message", locale = l)) } th { (t!("counts.rows", locale = l)) } } }
+                            tbody { @for e in p.top_errors { tr { td { (e.code) } td { (e.message) } td { (n(e.rows)) } } } }
                         }
                     }
                 }
                 section #delivery {
-                    h2 { "Delivery" }
+                    h2 { (t!("campaign.delivery", locale = l)) }
                     @if pictures::has_delivery_data(c) {
                         dl.counts {
-                            div { dt { "delivered" } dd #delivered { (num(c.ledger.received + c.ledger.seen)) } }
-                            @if pictures::reports_seen(&c.provider) { div { dt { "seen" } dd #seen { (num(c.ledger.seen)) } } }
-                            div { dt { "failed delivery" } dd { (num(c.ledger.failed_delivery)) } }
-                            div { dt { "not known yet" } dd { (num(c.ledger.unknown)) } }
+                            div { dt { (t!("counts.delivered", locale = l)) } dd #delivered { (n(c.ledger.received + c.ledger.seen)) } }
+                            @if pictures::reports_seen(&c.provider) { div { dt { (t!("counts.seen", locale = l)) } dd #seen { (n(c.ledger.seen)) } } }
+                            div { dt { (t!("charts.failed_delivery", locale = l)) } dd { (n(c.ledger.failed_delivery)) } }
+                            div { dt { (t!("charts.not_known", locale = l)) } dd { (n(c.ledger.unknown)) } }
                         }
                     } @else {
-                        p #no-delivery-data { "No delivery data from this provider yet." }
+                        p #no-delivery-data { (t!("charts.no_delivery_data", locale = l)) }
                     }
-                    p.muted { "Delivery comes from the providers' callbacks to this server, or from " code { "zns-batch reconcile" } "." }
+                    p.muted { (t!("campaign.delivery_help", locale = l)) }
                 }
-                (pictures::campaign_chart(c, p.chart))
+                (pictures::campaign_chart(c, p.chart, lang))
             }
         },
     )
 }
 
 /// "Send at" (a scheduled start) and "Send a test", beside Send.
-fn later_or_test(name: &str, csrf: &str) -> Markup {
+fn later_or_test(lang: Lang, name: &str, csrf: &str) -> Markup {
+    let l = lang.code();
     html! {
         div.later {
             form.inline #send-at-form method="post" action={"/ui/campaigns/" (enc(name)) "/start"} {
                 input type="hidden" name="csrf" value=(csrf);
-                label { "Send at (OA time) " input #start-at type="datetime-local" name="start_at" step="1" required; }
-                button #schedule type="submit" { "Schedule" }
+                label { (t!("schedule.send_at", locale = l)) " " input #start-at type="datetime-local" name="start_at" step="1" required; }
+                button #schedule type="submit" { (t!("schedule.schedule", locale = l)) }
             }
             form.inline #test-form method="post" action={"/ui/campaigns/" (enc(name)) "/test"} {
                 input type="hidden" name="csrf" value=(csrf);
-                label { "Test phones " input #test-phones type="text" name="phones" required placeholder="0912345678, 0987654321" inputmode="tel"; }
-                button #send-test type="submit" { "Send a test" }
+                label { (t!("schedule.test_phones", locale = l)) " " input #test-phones type="text" name="phones" required placeholder="0912345678, 0987654321" inputmode="tel"; }
+                button #send-test type="submit" { (t!("schedule.send_test", locale = l)) }
             }
         }
     }
@@ -499,22 +596,25 @@ fn rfc3339_ms(s: &str) -> Option<i64> {
         .map(crate::model::clock::to_ms)
 }
 
-pub fn login(csrf: &str, error: Option<&str>) -> Markup {
+pub fn login(csrf: &str, lang: Lang, here: &str, error: Option<&str>) -> Markup {
     let chrome = Chrome {
         csrf,
         sign_out: false,
+        lang,
+        here,
     };
+    let l = lang.code();
     layout(
-        "Sign in",
+        &t!("login.title", locale = l),
         chrome,
         html! {
-            h1 { "Sign in" }
-            p.lead { "This console needs the access token set in serve's environment (" code { "ZNS_SERVE_TOKEN" } " by default)." }
+            h1 { (t!("login.title", locale = l)) }
+            p.lead { (t!("login.lead", locale = l)) " (" code { "ZNS_SERVE_TOKEN" } ")." }
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form method="post" action="/login" {
                 input type="hidden" name="csrf" value=(csrf);
-                label { "Access token" input type="password" name="token" required autocomplete="current-password"; }
-                button.primary type="submit" { "Sign in" }
+                label { (t!("login.token", locale = l)) input type="password" name="token" required autocomplete="current-password"; }
+                button.primary type="submit" { (t!("login.submit", locale = l)) }
             }
         },
     )
@@ -522,13 +622,14 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
 
 /// A refused form, in words, with a way back.
 pub fn problem(title: &str, message: &str, back: &str, chrome: Chrome<'_>) -> Markup {
+    let l = chrome.lang.code();
     layout(
         title,
         chrome,
         html! {
             h1 { (title) }
             p.error role="alert" { (message) }
-            a.button href=(back) { "Back" }
+            a.button href=(back) { (t!("common.back", locale = l)) }
         },
     )
 }
@@ -544,6 +645,8 @@ mod tests {
         Chrome {
             csrf: "t",
             sign_out: false,
+            lang: Lang::En,
+            here: "/",
         }
     }
     use crate::campaign::config::ConfigFile;

@@ -4,29 +4,14 @@
 //! typed reads with [`super::charts`]; the pages place them.
 
 use maud::{html, Markup};
+use rust_i18n::t;
 
 use super::charts::{self, Line, LineChart, Part};
+use super::format;
+use super::lang::Lang;
 use crate::campaign::plan::Plan;
 use crate::campaign::summary::CampaignStatusLine;
 use crate::campaign::{DeliveryChart, OaMonth};
-
-/// `14000` → `14.000` (Vietnamese thousands).
-pub fn num(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('.');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Whole đồng: `14.000 ₫`.
-pub fn money(vnd: u64) -> String {
-    format!("{} ₫", num(vnd))
-}
 
 /// A bucket start as the axis shows it (the OA's zone): `dd/mm HH:MM`.
 fn axis_time(ms: i64) -> String {
@@ -54,23 +39,33 @@ pub fn reports_seen(provider: &str) -> bool {
 
 /// The campaign page's pictures: sent, delivered and seen over time, and
 /// the cost so far against the plan.
-pub fn campaign_chart(c: &CampaignStatusLine, chart: &DeliveryChart) -> Markup {
+pub fn campaign_chart(c: &CampaignStatusLine, chart: &DeliveryChart, lang: Lang) -> Markup {
+    let l = lang.code();
+    let (sent, delivered, seen) = (
+        t!("counts.sent", locale = l),
+        t!("counts.delivered", locale = l),
+        t!("counts.seen", locale = l),
+    );
+    let (title, alt) = (
+        t!("charts.chart_title", locale = l),
+        t!("charts.chart_alt", locale = l),
+    );
     let delivery = has_delivery_data(c);
     let mut lines = vec![Line {
         key: "sent",
-        label: "sent",
+        label: &sent,
         values: chart.sent.clone(),
     }];
     if delivery {
         lines.push(Line {
             key: "delivered",
-            label: "delivered",
+            label: &delivered,
             values: chart.delivered.clone(),
         });
         if reports_seen(&c.provider) {
             lines.push(Line {
                 key: "seen",
-                label: "seen",
+                label: &seen,
                 values: chart.seen.clone(),
             });
         }
@@ -79,34 +74,34 @@ pub fn campaign_chart(c: &CampaignStatusLine, chart: &DeliveryChart) -> Markup {
     let to = chart.start_ms + chart.bucket_ms * n;
     html! {
         section #pictures {
-            h2 { "Messages over time" }
+            h2 { (title) }
             @if chart.sent.is_empty() {
-                p.muted #chart-empty { "Nothing sent yet: the chart starts with the first message." }
+                p.muted #chart-empty { (t!("charts.chart_empty", locale = l)) }
             } @else {
                 (charts::line_chart(&LineChart {
                     id: "delivery-chart",
-                    title: "Messages sent, delivered and seen over time",
+                    title: &alt,
                     lines,
                     from: axis_time(chart.start_ms),
                     to: axis_time(to),
                 }))
             }
             @if !delivery {
-                p.muted #no-delivery { "No delivery data from this provider yet: delivered and seen are not known (they come from its callbacks to this server, or from " code { "zns-batch reconcile" } ")." }
+                p.muted #no-delivery { (t!("charts.no_delivery", locale = l)) }
             } @else if !reports_seen(&c.provider) {
-                p.muted #no-seen { "This provider does not report when a message is seen." }
+                p.muted #no-seen { (t!("charts.no_seen", locale = l)) }
             }
-            h3 { "Cost" }
+            h3 { (t!("charts.cost", locale = l)) }
             @match (chart.cost_so_far(), chart.planned_fee) {
                 (Some(spent), plan) => {
-                    (charts::cost_bars("Cost so far against the plan", spent, plan, "spent so far", "the plan"))
+                    (charts::cost_bars(&t!("charts.cost_alt", locale = l), spent, plan, &t!("charts.spent_label", locale = l), &t!("charts.plan_label", locale = l)))
                     p #cost-text {
-                        @if chart.fees_reported.is_some() { "Spent so far (reported by the provider): " } @else { "Spent so far ≈ " }
-                        strong { (money(spent)) }
-                        @if let Some(p) = plan { " of the plan's ≈ " strong { (money(p)) } }
+                        @if chart.fees_reported.is_some() { (t!("charts.spent_reported", locale = l)) } @else { (t!("charts.spent_estimate", locale = l)) }
+                        strong { (format::money(lang, spent)) }
+                        @if let Some(p) = plan { (t!("charts.of_plan", locale = l)) strong { (format::money(lang, p)) } }
                     }
                 }
-                (None, _) => { p.muted #cost-text { "No prices configured (token_fee, message_fee): the cost is not known." } }
+                (None, _) => { p.muted #cost-text { (t!("charts.no_prices", locale = l)) } }
             }
         }
     }
@@ -114,42 +109,52 @@ pub fn campaign_chart(c: &CampaignStatusLine, chart: &DeliveryChart) -> Markup {
 
 /// A card's small progress picture: every row of the file in one bar —
 /// sent, failed, in doubt, expired or skipped, rejected, still waiting.
-pub fn card_progress(c: &CampaignStatusLine) -> Markup {
+pub fn card_progress(c: &CampaignStatusLine, lang: Lang) -> Markup {
+    let l = lang.code();
     let k = &c.counts;
+    let labels = [
+        t!("counts.sent", locale = l),
+        t!("counts.failed", locale = l),
+        t!("counts.in_doubt", locale = l),
+        t!("charts.expired_skipped", locale = l),
+        t!("counts.rejected", locale = l),
+    ];
     let parts = [
         Part {
             key: "sent",
-            label: "sent",
+            label: &labels[0],
             value: k.sent,
         },
         Part {
             key: "failed",
-            label: "failed",
+            label: &labels[1],
             value: k.failed,
         },
         Part {
             key: "in_doubt",
-            label: "in doubt",
+            label: &labels[2],
             value: k.in_doubt,
         },
         Part {
             key: "expired",
-            label: "expired or skipped",
+            label: &labels[3],
             value: k.expired + k.skipped,
         },
         Part {
             key: "rejected",
-            label: "rejected",
+            label: &labels[4],
             value: k.rejected,
         },
     ];
-    let title = format!(
-        "{} sent, {} failed, {} rejected, {} waiting of {} rows",
-        num(k.sent),
-        num(k.failed),
-        num(k.rejected),
-        num(k.open()),
-        num(k.total)
+    let num = |n: u64| format::num(lang, n);
+    let title = t!(
+        "charts.progress_alt",
+        locale = l,
+        sent = num(k.sent),
+        failed = num(k.failed),
+        rejected = num(k.rejected),
+        waiting = num(k.open()),
+        total = num(k.total)
     );
     charts::stacked_bar(None, &title, &parts, k.total)
 }
@@ -160,25 +165,28 @@ pub fn finished_with_rejects(c: &CampaignStatusLine) -> bool {
 }
 
 /// The OAs' month: messages and ≈ cost, today's quota as used/limit.
-pub fn oa_month(months: &[OaMonth]) -> Markup {
+pub fn oa_month(months: &[OaMonth], lang: Lang) -> Markup {
+    let l = lang.code();
+    let num = |n: u64| format::num(lang, n);
+    let messages = t!("charts.month_messages", locale = l);
     let top = months.iter().map(|m| m.messages).max().unwrap_or(0);
     html! {
         @if !months.is_empty() {
             section #oa-month {
-                h2 { "This month per OA" }
+                h2 { (t!("charts.month_title", locale = l)) }
                 table.plain.figures {
-                    thead { tr { th { "OA" } th { "messages" } th { "cost" } th { "quota today" } } }
+                    thead { tr { th { "OA" } th { (messages) } th { (t!("charts.month_cost", locale = l)) } th { (t!("charts.month_quota", locale = l)) } } }
                     tbody {
                         @for m in months {
                             tr.oa data-oa=(m.oa_id) {
                                 td.oa-id { (m.oa_id) }
                                 td {
                                     (num(m.messages))
-                                    (charts::stacked_bar(None, &format!("{} messages this month", num(m.messages)),
-                                        &[Part { key: "sent", label: "messages", value: m.messages }], top))
+                                    (charts::stacked_bar(None, &t!("charts.month_alt", locale = l, n = num(m.messages)),
+                                        &[Part { key: "sent", label: &messages, value: m.messages }], top))
                                 }
-                                td { @if let Some(c) = m.cost { "≈ " (money(c)) } @else { span.muted { "no prices" } } }
-                                td.quota { (quota_text(m.used_today, m.limit)) }
+                                td { @if let Some(c) = m.cost { "≈ " (format::money(lang, c)) } @else { span.muted { (t!("charts.no_prices_short", locale = l)) } } }
+                                td.quota { (quota_text(m.used_today, m.limit, lang)) }
                             }
                         }
                     }
@@ -189,10 +197,15 @@ pub fn oa_month(months: &[OaMonth]) -> Markup {
 }
 
 /// `308 / 1.000` or `308 (no limit known)`.
-pub fn quota_text(used: u64, limit: Option<u64>) -> String {
+pub fn quota_text(used: u64, limit: Option<u64>, lang: Lang) -> String {
     match limit {
-        Some(l) => format!("{} / {}", num(used), num(l)),
-        None => format!("{} (no limit known)", num(used)),
+        Some(n) => format!("{} / {}", format::num(lang, used), format::num(lang, n)),
+        None => t!(
+            "charts.quota_no_limit",
+            locale = lang.code(),
+            used = format::num(lang, used)
+        )
+        .into_owned(),
     }
 }
 
@@ -209,68 +222,73 @@ pub fn plan_limit(p: &Plan) -> Option<u64> {
 
 /// When nothing can go today (quota used up, or the window closed), the
 /// words saying when sending will start; None when it can start now.
-pub fn starts_later(p: &Plan, auto_resume: bool) -> Option<String> {
+pub fn starts_later(p: &Plan, auto_resume: bool, lang: Lang) -> Option<String> {
+    let l = lang.code();
     let then = if auto_resume {
-        "; it resumes by itself then while this server runs"
+        t!("charts.then_auto", locale = l)
     } else {
-        "; press Resume then"
+        t!("charts.then_manual", locale = l)
     };
     if let Some(limit) = plan_limit(p) {
         let remaining = p.provider_quota.as_ref().map(|q| q.remaining);
         if p.quota_used_today >= limit || remaining == Some(0) {
             let next = crate::model::clock::next_day_start(crate::model::clock::now());
-            return Some(format!(
-                "Nothing can go today: the daily quota is used up ({}). Sending starts at {} (the next quota day, Asia/Ho_Chi_Minh){then}.",
-                quota_text(p.quota_used_today, Some(limit)),
-                local_day_time(next),
-            ));
+            return Some(
+                t!(
+                    "charts.quota_up",
+                    locale = l,
+                    quota = quota_text(p.quota_used_today, Some(limit), lang),
+                    at = format::instant(next),
+                    then = then
+                )
+                .into_owned(),
+            );
         }
     }
     if p.send_window_open_now == Some(false) {
-        return Some(format!(
-            "The send window is closed now: sending starts when it opens ({}){then}.",
-            p.send_window_opens_at.as_deref().unwrap_or("later")
-        ));
+        let later = t!("charts.later", locale = l);
+        return Some(
+            t!(
+                "charts.window_closed",
+                locale = l,
+                at = p.send_window_opens_at.as_deref().unwrap_or(&later),
+                then = then
+            )
+            .into_owned(),
+        );
     }
     None
-}
-
-/// `dd/mm/yyyy HH:MM` in the OA's zone.
-fn local_day_time(t: time::OffsetDateTime) -> String {
-    let l = t.to_offset(crate::model::clock::OA_OFFSET);
-    format!(
-        "{:02}/{:02}/{} {:02}:{:02}",
-        l.day(),
-        u8::from(l.month()),
-        l.year(),
-        l.hour(),
-        l.minute()
-    )
 }
 
 /// The Check page's last step: what pressing Send will do, a box to tick
 /// (the browser will not submit without it; the server checks it too),
 /// and the button naming the count and the cost.
-pub fn send_step(action: &str, csrf: &str, p: &Plan, auto_resume: bool) -> Markup {
+pub fn send_step(action: &str, csrf: &str, p: &Plan, auto_resume: bool, lang: Lang) -> Markup {
+    let l = lang.code();
     let n = p.messages_to_send;
     let cost = p.estimated_fees.as_ref().map(|f| f.total);
     let what = match cost {
-        Some(c) => format!("Send {} messages, ≈ {}", num(n), money(c)),
-        None => format!("Send {} messages", num(n)),
+        Some(c) => t!(
+            "charts.send_what_cost",
+            locale = l,
+            n = format::num(lang, n),
+            cost = format::money(lang, c)
+        ),
+        None => t!("charts.send_what", locale = l, n = format::num(lang, n)),
     };
     html! {
         section #send-step {
-            h2 { "Send" }
-            @if let Some(later) = starts_later(p, auto_resume) { p.reason #starts-later { (later) } }
+            h2 { (t!("charts.send_title", locale = l)) }
+            @if let Some(later) = starts_later(p, auto_resume, lang) { p.reason #starts-later { (later) } }
             @if n == 0 {
-                p.muted { "No message to send." }
+                p.muted { (t!("charts.nothing_to_send", locale = l)) }
             } @else {
                 form method="post" action=(action) {
                     input type="hidden" name="csrf" value=(csrf);
                     input type="hidden" name="messages" value=(n);
                     label.confirm {
                         input #confirm type="checkbox" name="confirm" value="yes" required;
-                        " I checked the preview and the rejected rows: " strong #confirm-what { (what) } "."
+                        " " (t!("charts.confirm", locale = l)) strong #confirm-what { (what) } "."
                     }
                     button.primary #send type="submit" { (what) }
                 }
@@ -312,14 +330,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_and_money_as_vietnamese_readers_write_them() {
-        assert_eq!(num(0), "0");
-        assert_eq!(num(999), "999");
-        assert_eq!(num(14_000), "14.000");
-        assert_eq!(num(1_234_567), "1.234.567");
-        assert_eq!(money(14_000), "14.000 ₫");
-        assert_eq!(quota_text(308, Some(1000)), "308 / 1.000");
-        assert!(quota_text(3, None).contains("no limit"));
+    fn quota_in_each_language() {
+        assert_eq!(quota_text(308, Some(1000), Lang::Vi), "308 / 1.000");
+        assert_eq!(quota_text(308, Some(1000), Lang::En), "308 / 1,000");
+        assert!(quota_text(3, None, Lang::En).contains("no limit"));
     }
 
     #[test]
