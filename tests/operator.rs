@@ -640,7 +640,7 @@ async fn reconcile_says_clearly_where_the_provider_has_no_lookup() {
     let env = Env::new();
     let csv = env.path("c.csv");
     write_csv(&csv, 0, 5);
-    let mut c = command(&env, &run_plain(&csv, "e", "1", &[]));
+    let mut c = command(&env, &run_plain(&csv, "e", "246810", &[]));
     c.env_remove("ZNS_API_KEY");
     assert_eq!(run_with(c).await.code, 0);
     let r = run(&env, &args(&["reconcile", "e"])).await;

@@ -228,7 +228,7 @@ async fn the_embedded_sandbox_keeps_one_quota_whatever_its_port() {
             "--campaign",
             name,
             "--template-id",
-            "1",
+            "246810",
             "--daily-quota",
             "10",
         ]);

@@ -241,7 +241,8 @@ async fn delivery_counts_agree_after_callbacks() {
     let rows = sent_campaign(&env, "dlv", N).await;
     let s = serve(&env, "").await;
     let (_, page) = s.get("/campaigns/dlv").await;
-    assert!(page.contains("<dt>đã nhận</dt><dd>0</dd>"), "{page}");
+    // No callback yet: the page says so rather than "delivered 0".
+    assert!(page.contains(r#"id="no-delivery-data""#), "{page}");
 
     let urls: Vec<String> = rows
         .iter()
@@ -279,8 +280,12 @@ async fn delivery_counts_agree_after_callbacks() {
     assert_eq!(st["delivery"]["received"], N as u64, "{r}");
     let (_, page) = s.get("/campaigns/dlv").await;
     assert!(
-        page.contains(&format!("<dt>đã nhận</dt><dd>{N}</dd>")),
+        page.contains(&format!(r#"<dt>đã nhận</dt><dd id="delivered">{N}</dd>"#)),
         "{page}"
+    );
+    assert!(
+        page.contains(&format!(r#"data-series="delivered" data-last="{N}""#)),
+        "the chart draws them: {page}"
     );
     let (_, list) = s.get("/").await;
     assert!(

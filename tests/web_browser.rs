@@ -319,8 +319,12 @@ async fn upload_check_send_report_in_a_browser() {
     b.wait_url("/check", Duration::from_secs(30)).await;
     assert_eq!(b.text("#accepted").await, "40");
     assert_eq!(b.text("#plan-messages").await, "40");
-    assert_eq!(b.text("#send").await, "Gửi");
+    assert!(
+        b.text("#send").await.starts_with("Gửi 40 tin nhắn"),
+        "Send names the count"
+    );
     b.shots("check").await;
+    b.click("#confirm").await;
     b.click("#send").await;
     b.wait_url(&enc("Hóa đơn tháng 11"), Duration::from_secs(10))
         .await;
@@ -529,6 +533,278 @@ async fn token_and_csrf_in_a_browser() {
         .await;
     b.goto(&web.url("/new")).await;
     assert!(b.url().await.ends_with("/login"), "signed out");
+    b.close().await;
+    web.stop().await;
+}
+
+/// A free port on loopback for `serve`, known before the sandbox that
+/// calls it back starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Attributes of every element matching `css`.
+async fn attrs(b: &Browser, css: &str, attr: &str) -> Vec<String> {
+    let v = b
+        .exec(
+            "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.getAttribute(arguments[1]) || '');",
+            json!([css, attr]),
+        )
+        .await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// A `;` file from Vietnamese Excel: the delimiter detected; the Check
+/// page lists the rejects, offers them for download in their own
+/// columns, and sends only after the count and the cost are confirmed;
+/// the campaign page draws sent, delivered and seen (callbacks from the
+/// sandbox) and the cost; the campaigns page a progress picture that
+/// shows the rejects and the OA's month.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charts_confirm_step_and_rejects_in_a_browser() {
+    let Some(b) = browser("en").await else { return };
+    let env = Env::new();
+    let port = free_port();
+    let hook = format!("http://127.0.0.1:{port}/webhooks/etelecom/hook-token-for-tests");
+    let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |c| {
+        c.callback_url = Some(hook);
+        c.callbacks.delay = Duration::from_millis(50);
+        c.callbacks.backoff = Duration::from_millis(200);
+        c.callbacks.attempts = 10;
+    })
+    .await;
+    write_web_config(&env, &sb);
+    let cfg = env.path("zns-batch.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("token_fee = 150\nmessage_fee = 200\n");
+    std::fs::write(&cfg, text).unwrap();
+    let web = ServeOptions::default()
+        .listen(&format!("127.0.0.1:{port}"))
+        .envs(&[
+            (API_KEY_ENV, KEY),
+            ("ZNS_WEBHOOK_TOKEN", "hook-token-for-tests"),
+        ])
+        .start(&env)
+        .await;
+
+    let csv = env.path("excel-vi.csv");
+    std::fs::write(
+        &csv,
+        "\u{feff}phone;customer_name;amount\n\
+         0912000201;Nguyễn An;1.500,00\n\
+         0912000202;Trần Bình;2.000\n\
+         12345;Lê Chi;3.000\n\
+         0912000203;Phạm Dũng;4.000\n\
+         0912000201;Nguyễn An lần 2;5.000\n",
+    )
+    .unwrap();
+    let name = "hoá đơn ;";
+    upload_in_page(&b, &web, csv.to_str().unwrap(), name).await;
+    b.wait_url("/check", Duration::from_secs(30)).await;
+    assert_eq!(b.text("#accepted").await, "3", "the `;` was detected");
+    assert_eq!(b.text("#rejected").await, "2");
+    let reasons = b.texts("tr.reject td.why").await.join(" | ");
+    assert!(!reasons.contains("--"), "reasons name no flag: {reasons}");
+
+    // Rejected rows, in the file's own columns and delimiter.
+    let rejects = b
+        .fetch_text(&format!("/campaigns/{}/rejects.csv", enc(name)))
+        .await;
+    let lines: Vec<&str> = rejects.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(
+        lines[0], "phone;customer_name;amount;line;reason",
+        "{rejects}"
+    );
+    assert!(lines[1].starts_with("12345;Lê Chi;3.000;4;"), "{rejects}");
+    assert!(
+        lines[2].starts_with("0912000201;Nguyễn An lần 2;5.000;6;"),
+        "{rejects}"
+    );
+    assert_eq!(lines.len(), 3, "{rejects}");
+
+    // Send is last, names the count and the cost, and needs the box ticked.
+    let what = b.text("#confirm-what").await;
+    assert_eq!(what, "Send 3 messages, ≈ 1,050 VND", "3 × (150 + 200)");
+    assert_eq!(b.text("#send").await, what);
+    let order = b
+        .exec(
+            "const s = document.getElementById('send'), r = document.getElementById('rejects'); \
+             return !!(r.compareDocumentPosition(s) & Node.DOCUMENT_POSITION_FOLLOWING);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(order, json!(true), "Send below the rejects");
+    b.shots("check-confirm").await;
+    b.click("#send").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(b.url().await.ends_with("/check"), "not sent unconfirmed");
+    assert_eq!(sb.stats_summary().accepted, 0);
+    b.click("#confirm").await;
+    b.click("#send").await;
+    let t0 = Instant::now();
+    while b.url().await.ends_with("/check") && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !b.url().await.ends_with("/send"),
+        "refused: {}",
+        b.text("body").await
+    );
+    b.wait_url(&enc(name), Duration::from_secs(10)).await;
+    b.wait_text("#status-badge", Duration::from_secs(60), |t| {
+        t == "finished, 2 rejected"
+    })
+    .await;
+    assert!(b
+        .text("#rejected-note")
+        .await
+        .contains("2 of 5 rows were rejected"));
+    assert_eq!(sb.stats_summary().accepted, 3);
+
+    // The chart: sent now; delivered once the callbacks are in.
+    let t0 = Instant::now();
+    loop {
+        b.goto(&web.url(&format!("/campaigns/{}", enc(name)))).await;
+        let delivered = attrs(
+            &b,
+            "#delivery-chart polyline[data-series=delivered]",
+            "data-last",
+        )
+        .await;
+        if delivered.first().is_some_and(|d| d != "0") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no delivery drawn: {delivered:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let sent = attrs(
+        &b,
+        "#delivery-chart polyline[data-series=sent]",
+        "data-last",
+    )
+    .await;
+    assert_eq!(sent, vec!["3".to_string()]);
+    let series = attrs(&b, "#delivery-chart polyline", "data-series").await;
+    assert_eq!(series, vec!["sent", "delivered", "seen"]);
+    assert!(b.find("#no-delivery-data").await.is_none());
+    assert_eq!(
+        b.texts("dd#count-sent").await,
+        vec!["3".to_string()],
+        "one sent figure"
+    );
+    // Every planned message sent: the cost so far reaches the plan.
+    let spent = attrs(&b, "#cost-chart rect[data-series=spent]", "data-value").await;
+    let plan = attrs(&b, "#cost-chart rect[data-series=plan]", "data-value").await;
+    assert_eq!(
+        (spent, plan),
+        (vec!["1050".to_string()], vec!["1050".to_string()])
+    );
+    b.shots("campaign-chart").await;
+
+    // The campaigns page: a picture per campaign, rejects in it; the OA's month.
+    b.goto(&web.url("/")).await;
+    let card = format!("a.card[data-campaign=\"{name}\"] svg.stack rect.part");
+    let parts: Vec<(String, String)> = attrs(&b, &card, "data-series")
+        .await
+        .into_iter()
+        .zip(attrs(&b, &card, "data-value").await)
+        .collect();
+    assert_eq!(
+        parts,
+        vec![("sent".into(), "3".into()), ("rejected".into(), "2".into())]
+    );
+    let month = b.texts("#oa-month tr.oa td").await;
+    assert_eq!(month.first().map(String::as_str), Some(OA), "{month:?}");
+    assert!(
+        month.get(1).is_some_and(|m| m.starts_with('3')),
+        "{month:?}"
+    );
+    b.shots("campaigns-pictures").await;
+    b.close().await;
+    web.stop().await;
+}
+
+/// A refused upload keeps what was typed and names no server path; a
+/// template id the sandbox does not know is refused when sending, and the
+/// campaign page says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_upload_keeps_values_and_unknown_template_is_refused_in_a_browser() {
+    let Some(b) = browser("en").await else { return };
+    let env = Env::new();
+    let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |c| {
+        c.known_templates = zns_batch::sandbox::known_templates_from(None);
+    })
+    .await;
+    write_web_config(&env, &sb);
+    let web = start_web(&env, &[]).await;
+
+    // No phone column: refused, the form comes back filled in.
+    let bad = env.path("no-phone.csv");
+    std::fs::write(&bad, "name;amount\nAn;1\n").unwrap();
+    b.goto(&web.url("/new")).await;
+    b.type_in("#file", bad.to_str().unwrap()).await;
+    b.type_in("input[name=campaign]", "giữ lại").await;
+    b.type_in("input[name=template_id]", "999999").await;
+    b.type_in("input[name=send_window]", "07:00-22:00").await;
+    b.exec(
+        "document.getElementById('delimiter').value = ';';",
+        json!([]),
+    )
+    .await;
+    b.click("button[type=submit]").await;
+    b.wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
+        .await;
+    let error = b.text("#upload-error").await;
+    let state_dir = env.path("").display().to_string();
+    assert!(
+        !error.contains(&state_dir) && !error.contains("upload-") && !error.contains("/tmp"),
+        "no server path: {error}"
+    );
+    assert!(
+        error.contains("no-phone.csv"),
+        "names the user's file: {error}"
+    );
+    let kept = b
+        .exec(
+            "return ['campaign','template_id','send_window'].map(n => document.querySelector('[name=' + n + ']').value)\
+                 .concat([document.getElementById('delimiter').value]);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(kept, json!(["giữ lại", "999999", "07:00-22:00", ";"]));
+    b.shots("upload-refused-kept").await;
+
+    // An unknown template: the sandbox refuses it as the provider does.
+    b.goto(&web.url("/new")).await;
+    b.type_in("#file", &sample("billing-notice.csv")).await;
+    b.type_in("input[name=campaign]", "unknown-template").await;
+    b.type_in("input[name=template_id]", "999999").await;
+    b.click("button[type=submit]").await;
+    b.wait_url("/check", Duration::from_secs(30)).await;
+    b.click("#confirm").await;
+    b.click("#send").await;
+    b.wait_url("unknown-template", Duration::from_secs(10))
+        .await;
+    b.wait_text("#status-badge", Duration::from_secs(30), |t| {
+        t == "aborted" || t == "paused"
+    })
+    .await;
+    let reason = b.text("#reason").await;
+    assert!(reason.contains("template"), "{reason}");
+    assert!(sb.stats_summary().unknown_template_rejections >= 1);
+    assert_eq!(sb.stats_summary().accepted, 0);
+    b.shots("unknown-template").await;
     b.close().await;
     web.stop().await;
 }

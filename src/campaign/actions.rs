@@ -70,6 +70,17 @@ impl Report {
 pub struct WebOptions {
     pub profile: Option<String>,
     pub daily_quota: Option<u64>,
+    /// How the file was read (the rejected rows are read back the same way).
+    #[serde(default)]
+    pub delimiter: Option<u8>,
+    #[serde(default)]
+    pub sheet: Option<String>,
+    /// The Check page's plan at upload: messages and ≈ fee (VND), for
+    /// drawing the cost so far against it.
+    #[serde(default)]
+    pub planned_messages: Option<u64>,
+    #[serde(default)]
+    pub planned_fee: Option<u64>,
 }
 
 /// `validate`: what the file holds, checked by the same import as `run`.
@@ -121,6 +132,20 @@ impl Workspace {
         format: ReportFormat,
     ) -> Result<u64, CoreError> {
         self.report(name)?.write(out, format)
+    }
+
+    /// Write the named campaign's rejected rows to `out` as CSV: the
+    /// file's own header and cells (read back from the campaign's file with
+    /// the delimiter and sheet it was imported with), then `line` and
+    /// `reason`. Written with the file's delimiter (a workbook: `,`), with a
+    /// byte-order mark so Excel reads Vietnamese right. The rows written.
+    pub fn write_rejects(&self, name: &str, out: impl Write) -> Result<u64, CoreError> {
+        let (store, campaign) = self.find(name)?;
+        let opts: WebOptions = store
+            .web_options(campaign.id)?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        report::write_rejects(&store, &campaign, opts.delimiter, opts.sheet, out)
     }
 
     /// Whether an upload (and its sheet, for a workbook) is the input the

@@ -145,6 +145,7 @@ fn wanted_running_and_web_options_are_kept_with_the_campaign() {
     let options = WebOptions {
         profile: Some("demo".into()),
         daily_quota: Some(500),
+        ..WebOptions::default()
     };
     prepared.remember_web_options(&options).unwrap();
     prepared.set_wanted_running(true).unwrap();

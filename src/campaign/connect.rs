@@ -62,6 +62,13 @@ pub async fn connect(settings: &RunSettings, ws: &Workspace) -> Result<Connectio
                 protocol: kind,
                 api_key: key.clone(),
                 secret_key: secret.clone(),
+                // Unknown template ids are refused as a provider would, so
+                // a newcomer can see that refusal (the env var widens it).
+                known_templates: crate::sandbox::known_templates_from(
+                    std::env::var(crate::sandbox::KNOWN_TEMPLATES_ENV)
+                        .ok()
+                        .as_deref(),
+                ),
                 ..SandboxConfig::default()
             };
             // With somewhere to report to, the embedded sandbox reports

@@ -52,7 +52,7 @@ pub use lock::{lock, CampaignLock};
 pub use outcome::{ExitCode, Outcome, ReconcileResult, ValidateVerdict};
 pub use plan::ProviderQuota;
 pub use preflight::spec_from_info;
-pub use reads::{MetricsFigures, Reader, RowView};
+pub use reads::{DeliveryChart, MetricsFigures, OaMonth, Reader, RowView};
 pub use request::{InDoubtPolicy, Request, SettingsError};
 pub use schedule::{fmt_until, fmt_when, parse_start_at, parse_test_phones, Scheduled, TestSend};
 pub use settings::RunSettings;
@@ -112,6 +112,12 @@ impl From<StoreError> for CoreError {
             ),
         )
     }
+}
+
+/// The delimiter a CSV file's header line uses (`,` `;` tab), for a face
+/// that offers to detect it; None for a workbook or a file it cannot read.
+pub fn detect_delimiter(path: &std::path::Path) -> Option<u8> {
+    crate::csv_input::detect_delimiter(path)
 }
 
 pub fn usage(msg: impl Into<String>) -> CoreError {

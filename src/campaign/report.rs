@@ -206,6 +206,74 @@ pub(crate) fn write_report(
     Ok(n)
 }
 
+/// See [`super::Workspace::write_rejects`]. Streams: the file is read once
+/// and the rejects are fetched a page at a time, both in line order.
+pub(super) fn write_rejects(
+    store: &Store,
+    campaign: &Campaign,
+    delimiter: Option<u8>,
+    sheet: Option<String>,
+    out: impl Write,
+) -> Result<u64, super::CoreError> {
+    use crate::csv_input::{CsvOptions, CsvReader};
+    let delimiter = delimiter.unwrap_or(b',');
+    let path = std::path::Path::new(&campaign.csv_path);
+    let opts = CsvOptions {
+        delimiter,
+        sheet,
+        ..CsvOptions::default()
+    };
+    // The file is the campaign's own: gone or changed is said, not guessed.
+    let mut reader = CsvReader::open(path, &opts)
+        .map_err(|e| super::usage(format!("the campaign's file cannot be read again: {e}")))?;
+    let mut out = std::io::BufWriter::new(out);
+    out.write_all(b"\xEF\xBB\xBF")
+        .map_err(anyhow::Error::from)?;
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_writer(out);
+    let mut header: Vec<String> = reader.header().columns.clone();
+    header.extend(["line".to_string(), "reason".to_string()]);
+    w.write_record(&header).map_err(anyhow::Error::from)?;
+    const PAGE: u64 = 1000;
+    let (mut page, mut after, mut written) = (Vec::new().into_iter(), 0u64, 0u64);
+    let mut next: Option<(u64, String)> = None;
+    loop {
+        if next.is_none() {
+            next = page.next();
+            if next.is_none() {
+                let rows = store.rejects_after(campaign.id, after, PAGE)?;
+                if rows.is_empty() {
+                    break;
+                }
+                page = rows.into_iter();
+                next = page.next();
+            }
+        }
+        let Some((line, reason)) = next.take() else {
+            break;
+        };
+        after = line;
+        // Records before this line are accepted rows: read past them.
+        let cells = loop {
+            match reader.next_raw().map_err(|e| super::usage(e.to_string()))? {
+                Some((l, cells)) if l == line => break Some(cells),
+                Some((l, _)) if l < line => continue,
+                // The line is not the start of a record (cannot happen for
+                // a file unchanged since its import): the reason alone.
+                Some(_) | None => break None,
+            }
+        };
+        let mut record = cells.unwrap_or_else(|| vec![String::new(); header.len() - 2]);
+        record.extend([line.to_string(), reason]);
+        w.write_record(&record).map_err(anyhow::Error::from)?;
+        written += 1;
+    }
+    w.flush().map_err(anyhow::Error::from)?;
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

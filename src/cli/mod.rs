@@ -18,8 +18,10 @@ pub use crate::cli::options::{CsvArgs, ProviderArgs, SafetyArgs, SendArgs, Templ
 pub use crate::cli::sandbox::SandboxArgs;
 use crate::model::clock::parse_duration;
 
-const ABOUT: &str = "Send Zalo ZNS Journey messages in bulk from a CSV — resumable, \
-exactly-once per row, under a rate limit and the OA's daily quota.";
+const ABOUT: &str =
+    "Send Zalo ZNS Journey messages in bulk from a CSV or an Excel file — resumable, \
+exactly-once per row, under a rate limit and the OA's daily quota. `zns-batch serve` opens a web \
+console (upload, check, send, watch delivery) at http://127.0.0.1:8080.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -40,6 +42,9 @@ Examples:
 
   # After a crash, an outage or a quota pause: carry on where it stopped
   zns-batch resume bills-2026-11
+
+  # The web console: upload a file, check it, send, watch delivery
+  zns-batch serve                # then open http://127.0.0.1:8080 in a browser
 
   # What happened to every row, and was it delivered
   zns-batch status
@@ -169,10 +174,14 @@ Examples:
 Then: zns-batch run FILE.csv --campaign c --template-id 1 --provider etelecom \\
         --base-url http://127.0.0.1:8765/v1/shop --api-key sandbox-key --oa-id 1")]
     Sandbox(SandboxArgs),
-    /// Long-running service: delivery webhooks (Zalo, eSMS, eTelecom) into the ledger, /healthz, /metrics.
+    /// The web console (upload, check, send, live progress, delivery charts) and the
+    /// long-running service: delivery webhooks (Zalo, eSMS, eTelecom) into the ledger,
+    /// /api/v1, /healthz, /metrics.
     #[command(after_help = "\
+Open the console in a browser at the printed address (default http://127.0.0.1:8080).
+
 Examples:
-  zns-batch serve                                   # http://127.0.0.1:8080, loopback only
+  zns-batch serve                                   # console at http://127.0.0.1:8080, loopback only
   zns-batch serve --listen 127.0.0.1:0              # any free port; prints `listening on http://ADDR`
   ZNS_WEBHOOK_TOKEN=... ZNS_ZALO_OA_SECRET=... zns-batch serve --public-url https://zns.example.vn
 
@@ -236,6 +245,12 @@ pub struct ServeArgs {
     /// The URL providers reach this server at, e.g. https://host/prefix (config `public_url`).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+
+    /// Do not resume by itself a console campaign paused by the daily quota
+    /// or the send window (by default it resumes when the next quota day
+    /// starts or the window opens; the console can switch this too).
+    #[arg(long)]
+    pub no_auto_resume: bool,
 }
 
 impl From<ServeArgs> for crate::serve::ServeOptions {
@@ -243,6 +258,7 @@ impl From<ServeArgs> for crate::serve::ServeOptions {
         crate::serve::ServeOptions {
             listen: a.listen,
             public_url: a.public_url,
+            auto_resume: !a.no_auto_resume,
         }
     }
 }

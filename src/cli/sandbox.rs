@@ -90,6 +90,12 @@ pub struct SandboxArgs {
     /// Example: --template 217489=customer_name:1-30,amount:1-20:number,note?:0-50
     #[arg(long = "template", value_name = "ID=PARAMS")]
     pub templates: Vec<String>,
+    /// Template ids this OA has besides the declared ones, comma-separated,
+    /// or `any`; a send naming another is refused as the provider refuses
+    /// an unknown template. Default: the sample templates (246810, 410200,
+    /// 300100, 217489).
+    #[arg(long, value_name = "IDS|any", env = "ZNS_SANDBOX_TEMPLATES")]
+    pub known_templates: Option<String>,
     /// Send delivery callbacks here (Zalo: signed user_received_message POST;
     /// eSMS: GET with the status in the query, unless the send gave its own
     /// CallbackUrl; eTelecom: zl_oa_message POST). Zalo callbacks are signed
@@ -155,6 +161,7 @@ impl std::fmt::Debug for SandboxArgs {
             .field("no_dedup", &self.no_dedup)
             .field("seed", &self.seed)
             .field("templates", &self.templates)
+            .field("known_templates", &self.known_templates)
             // The URL may carry a webhook token in its path.
             .field("callback_url", &self.callback_url.as_ref().map(|_| "***"))
             .field("zalo_app_id", &self.zalo_app_id)
@@ -225,6 +232,7 @@ impl SandboxArgs {
             dedup: !self.no_dedup,
             seed: self.seed,
             templates,
+            known_templates: crate::sandbox::known_templates_from(self.known_templates.as_deref()),
             callback_url: self.callback_url.clone(),
             callbacks: CallbackSettings {
                 delay: Duration::from_millis(self.callback_delay_ms),

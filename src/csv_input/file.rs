@@ -240,3 +240,34 @@ pub fn file_sha256(path: &Path) -> Result<String, CsvError> {
     }
     Ok(hex::encode(hasher.finalize()))
 }
+
+/// The delimiter the header line uses: whichever of `,` `;` tab appears
+/// most often outside quotes in the first line (`,` on a tie or when none
+/// does). None for a file that cannot be read or is not text (a workbook
+/// has no delimiter). Only the first line is read, up to 64 KiB.
+pub fn detect_delimiter(path: &Path) -> Option<u8> {
+    let mut file = File::open(path).ok()?;
+    let mut head = Vec::with_capacity(4096);
+    file.by_ref().take(64 * 1024).read_to_end(&mut head).ok()?;
+    if head.starts_with(b"PK\x03\x04")
+        || head.starts_with(b"\xD0\xCF\x11\xE0")
+        || sniff_binary(&head).is_some()
+    {
+        return None;
+    }
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+    let mut counts = [0usize; 3];
+    let mut quoted = false;
+    for &b in head {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' | b'\r' if !quoted => break,
+            b',' if !quoted => counts[0] += 1,
+            b';' if !quoted => counts[1] += 1,
+            b'\t' if !quoted => counts[2] += 1,
+            _ => {}
+        }
+    }
+    let best = (0..3).max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))?;
+    Some([b',', b';', b'\t'][best])
+}

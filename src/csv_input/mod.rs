@@ -183,7 +183,7 @@ mod sheet;
 mod tests;
 
 use file::{count_breaks, open_file, raw_phone_text, read_sample, sniff_binary, Tap};
-pub use file::{file_sha256, input_identity, short_identity};
+pub use file::{detect_delimiter, file_sha256, input_identity, short_identity};
 use header::{analyse_header, list_names, no_phone_column};
 
 /// Streaming reader; see the module docs.
@@ -389,6 +389,28 @@ impl CsvReader {
             self.done = true;
         }
         result
+    }
+
+    /// The next record's start line and its cells as written (lossy UTF-8,
+    /// no check): for handing rows back in their original columns.
+    pub fn next_raw(&mut self) -> Result<Option<(u64, Vec<String>)>, CsvError> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.advance()? {
+            Read1::Record(line) => Ok(Some((
+                line,
+                self.record
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect(),
+            ))),
+            Read1::Unreadable { line, .. } => Ok(Some((line, Vec::new()))),
+            Read1::End => {
+                self.done = true;
+                Ok(None)
+            }
+        }
     }
 
     /// Turns the record in `self.record` into a row or a rejection.

@@ -447,3 +447,27 @@ fn sha256_of_file() {
         Err(CsvError::NotFound(_))
     ));
 }
+
+#[test]
+fn the_delimiter_is_read_from_the_header_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8], Option<u8>); 6] = [
+        ("comma.csv", b"phone,name\n0912345678,An\n", Some(b',')),
+        (
+            "semi.csv",
+            b"\xEF\xBB\xBFphone;name;amount\n0912345678;An;1,5\n",
+            Some(b';'),
+        ),
+        ("tab.csv", b"phone\tname\n0912345678\tAn\n", Some(b'\t')),
+        // A quoted header cell's commas are not separators.
+        ("quoted.csv", b"\"a,b,c\";phone\n1;0912345678\n", Some(b';')),
+        ("one.csv", b"phone\n0912345678\n", Some(b',')),
+        ("book.xlsx", b"PK\x03\x04rest", None),
+    ];
+    for (name, body, want) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        assert_eq!(detect_delimiter(&p), want, "{name}");
+    }
+    assert_eq!(detect_delimiter(&dir.path().join("missing.csv")), None);
+}

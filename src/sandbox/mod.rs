@@ -59,6 +59,34 @@ use state::{Inner, Shared};
 pub const DEFAULT_API_KEY: &str = "sandbox-key";
 pub const DEFAULT_SECRET_KEY: &str = "sandbox-secret";
 
+/// The template ids the sample files and the README use: what the CLI's
+/// `sandbox` and the embedded sandbox know unless told otherwise.
+pub const SAMPLE_TEMPLATES: &[&str] = &["246810", "410200", "300100", "217489"];
+
+/// Where the embedded sandbox and the `sandbox` command read the template
+/// ids that exist: `any`, or ids separated by commas.
+pub const KNOWN_TEMPLATES_ENV: &str = "ZNS_SANDBOX_TEMPLATES";
+
+/// `any` (every id exists) or a comma-separated list of ids; unset or
+/// blank: [`SAMPLE_TEMPLATES`].
+pub fn known_templates_from(value: Option<&str>) -> Option<Vec<String>> {
+    let v = value.map(str::trim).unwrap_or("");
+    if v.eq_ignore_ascii_case("any") {
+        return None;
+    }
+    let ids: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect();
+    Some(if ids.is_empty() {
+        SAMPLE_TEMPLATES.iter().map(|s| s.to_string()).collect()
+    } else {
+        ids
+    })
+}
+
 /// The app id Zalo callbacks carry unless configured.
 pub const DEFAULT_ZALO_APP_ID: &str = "4349311699477619340";
 /// The OA secret Zalo callbacks are signed with unless configured: a public
@@ -93,8 +121,12 @@ pub struct SandboxConfig {
     pub dedup: bool,
     pub seed: u64,
     /// Declared templates by id: served by template info, enforced on send.
-    /// An undeclared id is accepted without limits.
+    /// An undeclared id is accepted without limits, if `known_templates` lets it.
     pub templates: HashMap<String, TemplateSpec>,
+    /// Template ids that exist on this OA besides the declared ones: any
+    /// other is refused as the provider refuses an unknown template, so the
+    /// refusal path can be tried. None: every id exists.
+    pub known_templates: Option<Vec<String>>,
     /// Where delivery callbacks go (eSMS: unless the send gave a
     /// `CallbackUrl`); None: no callbacks.
     pub callback_url: Option<String>,
@@ -123,6 +155,7 @@ impl Default for SandboxConfig {
             dedup: true,
             seed: 1,
             templates: HashMap::new(),
+            known_templates: None,
             callback_url: None,
             callbacks: CallbackSettings::default(),
             zalo_app_id: DEFAULT_ZALO_APP_ID.to_string(),
@@ -149,6 +182,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("dedup", &self.dedup)
             .field("seed", &self.seed)
             .field("templates", &self.templates)
+            .field("known_templates", &self.known_templates)
             // The URL may carry a webhook token in its path.
             .field("callback_url", &self.callback_url.as_ref().map(|_| "***"))
             .field("callbacks", &self.callbacks)
@@ -181,6 +215,8 @@ pub struct Stats {
     pub quota_rejections: u64,
     /// Sends refused by a declared template (parameters or its status).
     pub param_rejections: u64,
+    /// Sends naming a template id this OA does not have.
+    pub unknown_template_rejections: u64,
     pub quota_used_today: u64,
     pub get_message_calls: u64,
     pub auth_failures: u64,
@@ -312,6 +348,9 @@ impl Sandbox {
             unknown_phone_suffixes: config.unknown_phone_suffixes,
             dedup: config.dedup,
             templates: config.templates,
+            known_templates: config
+                .known_templates
+                .map(|ids| ids.into_iter().map(|id| id.trim().to_string()).collect()),
             callbacks: callback_queue,
             shutdown: rx.clone(),
             inner: Mutex::new(Inner {

@@ -116,6 +116,8 @@ pub(crate) struct Shared {
     pub(crate) unknown_phone_suffixes: Vec<String>,
     pub(crate) dedup: bool,
     pub(crate) templates: HashMap<String, TemplateSpec>,
+    /// None: every template id exists (see `SandboxConfig::known_templates`).
+    pub(crate) known_templates: Option<std::collections::HashSet<String>>,
     /// Delivery callbacks; None when off.
     pub(crate) callbacks: Option<CallbackQueue>,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -123,6 +125,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Whether this OA has the template (declared, or known).
+    pub(crate) fn template_exists(&self, id: &str) -> bool {
+        let id = id.trim();
+        self.templates.contains_key(id)
+            || self.known_templates.as_ref().is_none_or(|k| k.contains(id))
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere must not take the sandbox down with it.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -351,6 +360,7 @@ impl Inner {
                 duplicates_absorbed: self.stats.duplicates_absorbed,
                 quota_rejections: self.stats.quota_rejections,
                 param_rejections: self.stats.param_rejections,
+                unknown_template_rejections: self.stats.unknown_template_rejections,
                 get_message_calls: self.stats.get_message_calls,
                 auth_failures: self.stats.auth_failures,
                 faults_injected: self.stats.faults_injected.clone(),

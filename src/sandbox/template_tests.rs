@@ -248,3 +248,59 @@ fn template_flag_parses_and_names_the_mistake() {
         crate::model::template_spec::char_len(DECOMPOSED)
     );
 }
+
+/// With a known list, a template id the OA does not have is refused on
+/// send and by template info, as each provider refuses one; a known id
+/// passes without limits; `any` lifts the list.
+#[tokio::test]
+async fn an_unknown_template_id_is_refused_as_the_provider_refuses_it() {
+    let known = known_templates_from(None);
+    assert_eq!(
+        known.as_deref(),
+        Some(
+            &SAMPLE_TEMPLATES
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()[..]
+        )
+    );
+    assert_eq!(known_templates_from(Some("any")), None);
+    assert_eq!(
+        known_templates_from(Some(" 12, 34 ,")),
+        Some(vec!["12".to_string(), "34".to_string()])
+    );
+
+    let zalo = start(SandboxConfig {
+        protocol: ProviderKind::Zalo,
+        known_templates: Some(vec!["246810".into()]),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let v = zalo_send(&zalo, 555, json!({"a": "b"}), "u1").await;
+    assert_eq!(v["error"], -109, "{v}");
+    let v = zalo_send(&zalo, 246810, json!({"a": "b"}), "u2").await;
+    assert_eq!(v["error"], 0, "{v}");
+    let v = zalo_get(&zalo, "/template/info/v2?template_id=555").await;
+    assert_eq!(v["error"], -109, "{v}");
+    let v = zalo_get(&zalo, "/template/info/v2?template_id=246810").await;
+    assert_eq!(v["data"]["status"], "ENABLE", "{v}");
+    let st = zalo.stats();
+    assert_eq!((st.accepted, st.unknown_template_rejections), (1, 1));
+    zalo.stop().await;
+
+    let esms = start(SandboxConfig {
+        protocol: ProviderKind::Esms,
+        known_templates: Some(vec!["246810".into()]),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let v = esms_send(&esms, "555", json!(["x"]), "e1").await;
+    assert_eq!(v["CodeResult"], "110", "{v}");
+    assert!(
+        v["ErrorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a template of this OA")),
+        "{v}"
+    );
+    esms.stop().await;
+}

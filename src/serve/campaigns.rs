@@ -97,6 +97,17 @@ pub struct NewCampaign {
     pub daily_quota: Option<u64>,
     /// The sheet of an uploaded workbook (default: the first).
     pub sheet: Option<String>,
+    /// The CSV's delimiter as chosen on the form; None: detected from the
+    /// header line (see [`NewCampaign::delimiter_or_detected`]).
+    pub delimiter: Option<u8>,
+}
+
+impl NewCampaign {
+    /// The delimiter chosen, or the one the file's header line uses.
+    pub fn delimiter_or_detected(&self) -> Option<u8> {
+        self.delimiter
+            .or_else(|| campaign::detect_delimiter(&self.csv))
+    }
 }
 
 impl NewCampaign {
@@ -109,6 +120,7 @@ impl NewCampaign {
             template_id: self.template_id.clone(),
             csv_opts: CsvOpts {
                 sheet: self.sheet.clone(),
+                delimiter: self.delimiter_or_detected(),
                 ..CsvOpts::default()
             },
             ..Request::default()
@@ -184,6 +196,29 @@ pub struct Campaigns {
     shutting_down: AtomicBool,
     /// Imports under way: campaign → (rows read, rejected so far).
     imports: Mutex<HashMap<String, (u64, u64)>>,
+    /// Resume by itself a run paused by the quota day or the send window.
+    auto_resume: AtomicBool,
+    /// Runs paused that way, waiting to go on (see `auto_resume_loop`).
+    waiting: Mutex<HashMap<String, Waiting>>,
+}
+
+/// A run paused by the quota day or the send window, and when it stopped.
+#[derive(Debug, Clone)]
+struct Waiting {
+    reason: StopReason,
+    /// The OA's day it stopped on (a quota pause ends with that day).
+    day: String,
+}
+
+/// How often paused runs are looked at (env `ZNS_AUTO_RESUME_POLL_MS`,
+/// for tests; default 30 s, well inside a minute of the window opening).
+pub fn auto_resume_poll() -> Duration {
+    std::env::var("ZNS_AUTO_RESUME_POLL_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(30))
 }
 
 /// An import under way, as the upload page polls it.
@@ -210,7 +245,104 @@ impl Campaigns {
             tasks: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
             imports: Mutex::new(HashMap::new()),
+            auto_resume: AtomicBool::new(true),
+            waiting: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn set_auto_resume(&self, on: bool) {
+        self.auto_resume.store(on, Ordering::Relaxed);
+    }
+
+    pub fn auto_resume(&self) -> bool {
+        self.auto_resume.load(Ordering::Relaxed)
+    }
+
+    /// When a run paused by the quota day or the send window will go on by
+    /// itself (the OA's local time, `dd/mm/yyyy HH:MM`); None when it will not.
+    pub fn resumes_at(&self, name: &str, send_window: Option<&str>) -> Option<String> {
+        if !self.auto_resume() {
+            return None;
+        }
+        let w = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()?;
+        let now = crate::model::clock::now();
+        let at = match w.reason {
+            StopReason::Quota => crate::model::clock::next_day_start(now),
+            _ => window_of(send_window)
+                .map(|win| win.next_open(now))
+                .unwrap_or(now),
+        };
+        Some(local_time(at))
+    }
+
+    /// Whether a waiting run may go on now.
+    fn ready(w: &Waiting, send_window: Option<&str>) -> bool {
+        match w.reason {
+            StopReason::Quota => crate::model::clock::today_key() != w.day,
+            _ => window_of(send_window).is_none_or(|win| win.contains(crate::model::clock::now())),
+        }
+    }
+
+    /// While serve runs: every `every`, start again the runs paused by the
+    /// quota day (once the next day began) or the send window (once it is
+    /// open), if the switch is on and nobody paused them since.
+    pub async fn auto_resume_loop(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            if self.is_shutting_down() {
+                return;
+            }
+            if !self.auto_resume() {
+                continue;
+            }
+            let waiting: Vec<(String, Waiting)> = self
+                .waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(n, w)| (n.clone(), w.clone()))
+                .collect();
+            for (name, w) in waiting {
+                let base = self.base.clone();
+                let n = name.clone();
+                let status = tokio::task::spawn_blocking(move || base.status(Some(&n))).await;
+                let line = match status {
+                    Ok(Ok(Some(lines))) => lines.into_iter().next(),
+                    _ => None,
+                };
+                let Some(line) = line else {
+                    self.waiting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&name);
+                    continue;
+                };
+                if !Self::ready(&w, line.send_window.as_deref()) {
+                    continue;
+                }
+                self.waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
+                if self.running_here(&name) || line.status != "paused" {
+                    continue;
+                }
+                match self.start(&name, None).await {
+                    Ok(()) => {
+                        tracing::info!(campaign = %name, "resumed by itself: the {} allows sending again",
+                        if w.reason == StopReason::Quota { "new quota day" } else { "send window" })
+                    }
+                    Err(e) => {
+                        tracing::warn!(campaign = %name, "not resumed by itself: {}", e.public_message())
+                    }
+                }
+            }
+        }
     }
 
     pub fn state_path(&self) -> &Path {
@@ -343,9 +475,18 @@ impl Campaigns {
         let options = WebOptions {
             profile: form.profile.clone(),
             daily_quota: form.daily_quota,
+            delimiter: form.delimiter_or_detected(),
+            sheet: form.sheet.clone(),
+            planned_messages: None,
+            planned_fee: None,
+        };
+        let plan = ws.plan(&prepared)?;
+        let options = WebOptions {
+            planned_messages: Some(plan.messages_to_send),
+            planned_fee: plan.estimated_fees.as_ref().map(|f| f.total),
+            ..options
         };
         prepared.remember_web_options(&options)?;
-        let plan = ws.plan(&prepared)?;
         Ok((plan, prepared.csv_path().to_path_buf()))
     }
 
@@ -451,6 +592,24 @@ impl Campaigns {
                     false
                 }
             };
+            let waits = match &result {
+                Ok((outcome, _)) if keep_wanted => outcome
+                    .stop_reason()
+                    .filter(|r| matches!(r, StopReason::Quota | StopReason::Window)),
+                _ => None,
+            };
+            if let Some(reason) = waits {
+                this.waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        name.clone(),
+                        Waiting {
+                            reason,
+                            day: crate::model::clock::today_key(),
+                        },
+                    );
+            }
             if !keep_wanted {
                 let base = this.base.clone();
                 let n = name.clone();
@@ -478,6 +637,10 @@ impl Campaigns {
 
     /// A person's pause: graceful stop, and no resume on restart.
     pub async fn pause(self: &Arc<Self>, name: &str, by: &str) -> Result<(), WebError> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         let live = self
             .running
             .lock()
@@ -697,6 +860,25 @@ impl Campaigns {
     }
 }
 
+fn window_of(s: Option<&str>) -> Option<crate::model::window::SendWindow> {
+    s?.parse::<crate::model::window::WindowSetting>()
+        .ok()?
+        .window()
+}
+
+/// `dd/mm/yyyy HH:MM` in the OA's zone.
+fn local_time(t: time::OffsetDateTime) -> String {
+    let l = t.to_offset(crate::model::clock::OA_OFFSET);
+    format!(
+        "{:02}/{:02}/{} {:02}:{:02}",
+        l.day(),
+        u8::from(l.month()),
+        l.year(),
+        l.hour(),
+        l.minute()
+    )
+}
+
 /// How often the scheduler looks for campaigns whose time came.
 const SCHEDULER_TICK: Duration = Duration::from_millis(500);
 
@@ -729,6 +911,24 @@ impl Campaigns {
     /// The report (same CSV as `report`; `excel`: with a BOM for Excel),
     /// streamed: written on a blocking thread with its own connection, sent
     /// in chunks as it is written, so a million rows never sit in memory.
+    /// The campaign's rejected rows in their original columns, streamed
+    /// (see `Workspace::write_rejects`).
+    pub fn rejects_stream(
+        &self,
+        name: String,
+    ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+        let base = self.base.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = ChunkWriter { tx: tx.clone() };
+            if let Err(e) = base.write_rejects(&name, out) {
+                tracing::error!("rejected rows of `{name}` cut short: {e:#}");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+    }
+
     pub fn report_stream(
         &self,
         name: String,

@@ -43,6 +43,9 @@ pub struct ServeOptions {
     pub listen: Option<String>,
     /// The URL providers reach this server at (config `public_url`).
     pub public_url: Option<String>,
+    /// Resume campaigns paused by the quota day or the send window when
+    /// they may go on (see `Campaigns::auto_resume_loop`).
+    pub auto_resume: bool,
 }
 
 pub use crate::campaign::config::{DEFAULT_WEBHOOK_TOKEN_ENV, DEFAULT_ZALO_SECRET_ENV};
@@ -355,7 +358,13 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
             "providers call {u}/webhooks/zalo, {u}/webhooks/esms/<token>, {u}/webhooks/etelecom/<token>"
         );
     }
+    campaigns.set_auto_resume(args.auto_resume);
     campaigns.resume_wanted().await;
+    tokio::spawn(
+        campaigns
+            .clone()
+            .auto_resume_loop(campaigns::auto_resume_poll()),
+    );
     // Scheduled campaigns start at their time (the schedule is in the
     // ledger: a restart keeps it).
     tokio::spawn(campaigns.clone().run_scheduler());

@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 12;
+pub(super) const SCHEMA_VERSION: i64 = 13;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -151,6 +151,8 @@ const MIGRATIONS: &[&str] = &[
     super::zalo_oauth::ZALO_OAUTH_MIGRATION,
     // 12: each campaign's counts kept as counters, back-filled (see store/counters.rs)
     super::counters::COUNTERS_MIGRATION,
+    // 13: the console's charts: sends in time order, see store/series.rs
+    super::series::SERIES_MIGRATION,
 ];
 
 impl Store {

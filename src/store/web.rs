@@ -74,6 +74,32 @@ impl Store {
         )
     }
 
+    /// Rejected rows after `after_line`, in file order: (line, reason), at
+    /// most `limit` (a keyset page: no OFFSET to walk past a million).
+    pub fn rejects_after(
+        &self,
+        campaign_id: i64,
+        after_line: u64,
+        limit: u64,
+    ) -> Result<Vec<(u64, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT line, COALESCE(error, '') FROM rows \
+                 WHERE campaign_id = ?1 AND line > ?2 AND state = 'rejected' \
+                 ORDER BY line LIMIT ?3",
+            )
+            .map_err(|e| self.e(e))?;
+        let rows = stmt
+            .query_map(params![campaign_id, after_line as i64, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(rows)
+    }
+
     /// Rows of one state in file order, a page at a time: `text` is the
     /// row's error (rejects, failures, in doubt) or its data (`pending`).
     pub fn rows_in_state(

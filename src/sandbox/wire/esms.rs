@@ -184,6 +184,9 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         spec.check_ordered(&f.params)
     }) {
         let msg = match refusal {
+            TemplateRefusal::Unknown => {
+                format!("TemplateId `{}` is not a template of this OA", f.temp_id)
+            }
             TemplateRefusal::NotEnabled(st) => {
                 format!(
                     "template {} is {} and cannot be sent",
@@ -307,7 +310,7 @@ fn template_info(shared: &Shared, call: &Call<'_>) -> Result<Reply, Reply> {
         })),
         // Nothing declared: any id is accepted on send, so described as
         // enabled with no parameter limits.
-        None if shared.templates.is_empty() => Reply::ok(json!({
+        None if shared.templates.is_empty() && shared.template_exists(&id) => Reply::ok(json!({
             "CodeResult": "100",
             "ListParams": [],
             "Status": "ENABLE",

@@ -14,6 +14,8 @@ use super::ProviderKind;
 
 /// A declared template refused a send.
 pub(crate) enum TemplateRefusal {
+    /// Not a template of this OA (see `SandboxConfig::known_templates`).
+    Unknown,
     NotEnabled(TemplateStatus),
     Params(ParamViolation),
 }
@@ -27,7 +29,11 @@ pub(crate) fn check_declared(
     check: impl FnOnce(&TemplateSpec) -> Result<(), ParamViolation>,
 ) -> Result<(), TemplateRefusal> {
     let Some(spec) = shared.templates.get(template_id.trim()) else {
-        return Ok(());
+        if shared.template_exists(template_id) {
+            return Ok(());
+        }
+        g.stats.unknown_template_rejections += 1;
+        return Err(TemplateRefusal::Unknown);
     };
     let verdict = if spec.is_enabled() {
         check(spec).map_err(TemplateRefusal::Params)
@@ -50,6 +56,8 @@ impl TemplateRefusal {
     /// Zalo's code and message (eTelecom relays the same).
     pub(crate) fn zalo(&self) -> (i64, String) {
         match self {
+            // Zalo's "template id invalid": clients stop the campaign.
+            Self::Unknown => (-109, "template id is invalid".to_string()),
             Self::NotEnabled(st) => (
                 ZALO_TEMPLATE_NOT_USABLE,
                 format!("template is {} and cannot be sent", st.as_str()),

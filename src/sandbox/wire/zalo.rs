@@ -193,7 +193,7 @@ fn template_info(shared: &Shared, call: &Call<'_>) -> Reply {
         })),
         // A sandbox that declares no template accepts any id on send, so
         // it describes any id as enabled with no parameter limits.
-        None if shared.templates.is_empty() => Reply::ok(json!({
+        None if shared.templates.is_empty() && shared.template_exists(id) => Reply::ok(json!({
             "error": 0,
             "message": "Success",
             "data": {"templateId": id, "status": "ENABLE", "listParams": []},

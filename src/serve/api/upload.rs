@@ -161,6 +161,16 @@ async fn read_into(
             "send_window" => f.send_window = text(value),
             "not_after" => f.not_after = text(value),
             "sheet" => f.sheet = text(value),
+            // `auto` (or nothing): detected from the file's header line.
+            "delimiter" => {
+                f.delimiter = match text(value).as_deref() {
+                    None | Some("auto") => None,
+                    Some(v) => Some(
+                        crate::campaign::settings::parse_delimiter(v)
+                            .map_err(|e| WebError::BadRequest(format!("delimiter: {e}")))?,
+                    ),
+                }
+            }
             "daily_quota" => {
                 f.daily_quota = match text(value) {
                     None => None,

@@ -3,9 +3,11 @@
 //! that work without JavaScript, and a little script for drag-and-drop,
 //! upload progress and live counts.
 
+mod charts;
 pub mod format;
 pub mod lang;
 mod pages;
+mod pictures;
 pub mod security;
 mod zalo;
 
@@ -72,7 +74,10 @@ pub fn routes() -> Router<ServeState> {
         .route("/new", get(new_page))
         .route("/campaigns/{name}", get(campaign_page))
         .route("/campaigns/{name}/check", get(check_page))
+        .route("/campaigns/{name}/rejects.csv", get(rejects_csv))
         .route("/ui/campaigns/{name}/start", post(start_form))
+        .route("/ui/campaigns/{name}/send", post(send_form))
+        .route("/ui/auto-resume", post(auto_resume_form))
         .route("/ui/campaigns/{name}/pause", post(pause_form))
         .route("/ui/campaigns/{name}/test", post(test_form))
         .merge(zalo::routes())
@@ -143,15 +148,30 @@ fn public_message(v: &Viewer, e: &WebError) -> String {
 }
 
 async fn campaigns_page(State(s): State<ServeState>, v: Viewer) -> Response {
-    match s.with_reader(campaigns::status_all).await {
-        Ok(list) => Html(pages::campaigns(&list, s.web.chrome(&v)).into_string()).into_response(),
+    let read = s
+        .with_reader(|st| Ok((campaigns::status_all(st)?, st.month_by_oa()?)))
+        .await;
+    match read {
+        Ok((list, months)) => Html(
+            pages::campaigns(
+                &list,
+                &months,
+                s.web.campaigns.auto_resume(),
+                s.web.chrome(&v),
+            )
+            .into_string(),
+        )
+        .into_response(),
         Err(e) => problem(&s, &v, WebError::Internal(e), "/"),
     }
 }
 
 async fn new_page(State(s): State<ServeState>, v: Viewer) -> Response {
-    Html(pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(&v), None).into_string())
-        .into_response()
+    Html(
+        pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(&v), None, None)
+            .into_string(),
+    )
+    .into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -191,15 +211,16 @@ async fn check_page(
             Err(why.as_str())
         }
     };
-    let markup = pages::check(
-        &status,
-        plan_arg,
-        &rejects,
+    let markup = pages::check(pages::CheckPage {
+        status: &status,
+        plan: plan_arg,
+        rejects: &rejects,
         page,
-        &preview,
-        &keys,
-        s.web.chrome(&v),
-    );
+        preview: &preview,
+        keys: &keys,
+        auto_resume: s.web.campaigns.auto_resume(),
+        chrome: s.web.chrome(&v),
+    });
     Html(markup.into_string()).into_response()
 }
 
@@ -216,17 +237,24 @@ async fn campaign_page(
                 .top_errors(&n, 5)?
                 .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))?;
             let in_doubt = campaigns::rows_page(st, &n, RowState::InDoubt, 0, 20)?;
+            let chart = st.delivery_chart(&n)?.unwrap_or_default();
             let tests = st.test_sends(&n, 20)?.unwrap_or_default();
-            Ok((status, errors, in_doubt, tests))
+            Ok((status, errors, in_doubt, tests, chart))
         })
         .await;
-    let (status, errors, in_doubt, tests) = match data {
+    let (status, errors, in_doubt, tests, chart) = match data {
         Ok(d) => d,
         Err(e) => return problem(&s, &v, e, "/"),
     };
     let running_here = s.web.campaigns.live(&name).is_some_and(|l| l.running);
+    let resumes_at = s
+        .web
+        .campaigns
+        .resumes_at(&name, status.send_window.as_deref());
     let markup = pages::campaign(pages::CampaignPage {
         status: &status,
+        chart: &chart,
+        resumes_at: resumes_at.as_deref(),
         running_here,
         top_errors: &errors,
         in_doubt: &in_doubt,
@@ -236,12 +264,50 @@ async fn campaign_page(
     Html(markup.into_string()).into_response()
 }
 
+/// The rejected rows in the file's own columns plus `line` and `reason`,
+/// to fix and upload again.
+async fn rejects_csv(State(s): State<ServeState>, v: Viewer, Path(name): Path<String>) -> Response {
+    let n = name.clone();
+    let known = s
+        .with_reader_web(move |st| {
+            st.exists(&n)?
+                .then_some(())
+                .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
+        })
+        .await;
+    if let Err(e) = known {
+        return problem(&s, &v, e, "/");
+    }
+    let file: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let body = axum::body::Body::from_stream(s.web.campaigns.rejects_stream(name));
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}-rejected.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// The upload form without JavaScript: on success, to the Check page.
 async fn upload_form(State(s): State<ServeState>, v: Viewer, multipart: Multipart) -> Response {
     let web = s.web.clone();
     let up = match upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await {
         Ok(up) => up,
-        Err(e) => return upload_refused(&s, &v, e),
+        Err(e) => return upload_refused(&s, &v, e, None),
     };
     if !security::csrf_ok(&web.csrf, up.csrf.as_deref()) {
         let _ = std::fs::remove_file(&up.form.csv);
@@ -249,13 +315,26 @@ async fn upload_form(State(s): State<ServeState>, v: Viewer, multipart: Multipar
     }
     let name = up.form.name.clone();
     let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
+    let typed = up.form.clone();
     match web.campaigns.create(up.form).await {
         Ok(_) => Redirect::to(&format!("/campaigns/{}/check", enc(&name))).into_response(),
-        Err(e) => upload_refused(&s, &v, upload::by_upload_name(e, &stored, &file_name)),
+        Err(e) => upload_refused(
+            &s,
+            &v,
+            upload::by_upload_name(e, &stored, &file_name),
+            Some(&typed),
+        ),
     }
 }
 
-fn upload_refused(s: &ServeState, v: &Viewer, e: WebError) -> Response {
+/// The form again with the reason above it and what was typed kept (the
+/// file must be chosen again: a browser never refills a file input).
+fn upload_refused(
+    s: &ServeState,
+    v: &Viewer,
+    e: WebError,
+    typed: Option<&campaigns::NewCampaign>,
+) -> Response {
     if let WebError::Internal(err) = &e {
         tracing::error!("upload failed: {err:#}");
     }
@@ -263,6 +342,7 @@ fn upload_refused(s: &ServeState, v: &Viewer, e: WebError) -> Response {
         &s.web.campaigns.profiles(),
         s.web.chrome(v),
         Some(&public_message(v, &e)),
+        typed,
     );
     (e.status(), Html(page.into_string())).into_response()
 }
@@ -288,6 +368,83 @@ async fn start_form(
         Ok(()) => Redirect::to(&back).into_response(),
         Err(e) => problem(&s, &v, e, &back),
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct SendFields {
+    confirm: Option<String>,
+    /// Text: the CSRF wrapper flattens the form, so numbers come as strings.
+    messages: Option<String>,
+    /// "Send at": blank sends now.
+    start_at: Option<String>,
+}
+
+/// Send from the Check page: only with its box ticked, and only while the
+/// plan still counts the messages the page showed (another upload or a
+/// run elsewhere since would change what "send N" means).
+async fn send_form(
+    State(s): State<ServeState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    CsrfForm(f): CsrfForm<SendFields>,
+) -> Response {
+    let l = v.lang.code();
+    let check = format!("/campaigns/{}/check", enc(&name));
+    if f.confirm.as_deref() != Some("yes") {
+        return problem(
+            &s,
+            &v,
+            WebError::BadRequest(t!("charts.confirm_needed", locale = l).into_owned()),
+            &check,
+        );
+    }
+    match s.web.campaigns.plan(&name).await {
+        Ok(p)
+            if Some(p.messages_to_send)
+                != f.messages.as_deref().and_then(|m| m.trim().parse().ok()) =>
+        {
+            return problem(
+                &s,
+                &v,
+                WebError::Conflict(
+                    t!(
+                        "charts.plan_changed",
+                        locale = l,
+                        n = format::num(v.lang, p.messages_to_send as u64)
+                    )
+                    .into_owned(),
+                ),
+                &check,
+            )
+        }
+        Ok(_) => {}
+        Err(e) => return problem(&s, &v, e, &check),
+    }
+    let started = match api::parse_start_at(f.start_at.as_deref()) {
+        Err(e) => Err(e),
+        Ok(Some(at)) => s.web.campaigns.schedule(&name, at).await,
+        Ok(None) => s.web.campaigns.start(&name, None).await,
+    };
+    match started {
+        Ok(()) => Redirect::to(&format!("/campaigns/{}", enc(&name))).into_response(),
+        Err(e) => problem(&s, &v, e, &check),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct SwitchFields {
+    on: Option<String>,
+}
+
+/// The console's switch for resuming quota and window pauses by itself.
+async fn auto_resume_form(
+    State(s): State<ServeState>,
+    CsrfForm(f): CsrfForm<SwitchFields>,
+) -> Response {
+    let on = f.on.as_deref() == Some("1");
+    s.web.campaigns.set_auto_resume(on);
+    tracing::info!("auto-resume switched {}", if on { "on" } else { "off" });
+    Redirect::to("/").into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]

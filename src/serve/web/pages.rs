@@ -7,10 +7,12 @@ use serde_json::Value;
 
 use super::format as fmt;
 use super::lang::Lang;
+use super::pictures::{self, form_words};
 
 use crate::campaign::plan::Plan;
 use crate::campaign::summary::{CampaignStatusLine, ErrorLine};
-use crate::campaign::{RowView, TestSend};
+use crate::campaign::{DeliveryChart, OaMonth, RowView, TestSend};
+use crate::serve::campaigns::NewCampaign;
 
 /// Rows per page of rejects.
 pub const PAGE_ROWS: u64 = 50;
@@ -160,6 +162,17 @@ fn badge(lang: Lang, status: &str) -> Markup {
     html! { span class={"badge badge-" (status)} { (status_word(lang, status)) } }
 }
 
+/// The status badge, saying so when a finished campaign left rows unsent
+/// because they were rejected (not a plain green "finished").
+fn status_badge(lang: Lang, c: &CampaignStatusLine) -> Markup {
+    if pictures::finished_with_rejects(c) {
+        let n = fmt::num(lang, c.counts.rejected);
+        html! { span.badge.badge-partial { (t!("charts.finished_rejected", locale = lang.code(), n = n)) } }
+    } else {
+        badge(lang, &c.status)
+    }
+}
+
 /// Accepted rows the campaign is done with, of all accepted rows
 /// (rejected rows are never sent, so they count for neither).
 fn progress(c: &CampaignStatusLine) -> (u64, u64) {
@@ -178,16 +191,16 @@ fn bar(lang: Lang, done: u64, total: u64, id: Option<&str>) -> Markup {
     }
 }
 
-pub fn campaigns(list: &[CampaignStatusLine], chrome: Chrome<'_>) -> Markup {
+pub fn campaigns(
+    list: &[CampaignStatusLine],
+    months: &[OaMonth],
+    auto_resume: bool,
+    chrome: Chrome<'_>,
+) -> Markup {
+    let csrf = chrome.csrf;
     let lang = chrome.lang;
     let l = lang.code();
     let n = |v: u64| fmt::num(lang, v);
-    let mut quota: Vec<(&str, &str, u64)> = Vec::new();
-    for c in list {
-        if !quota.iter().any(|(oa, _, _)| *oa == c.oa_id) {
-            quota.push((&c.oa_id, &c.quota_day, c.quota_used_today));
-        }
-    }
     layout(
         &t!("campaigns.title", locale = l),
         chrome,
@@ -201,31 +214,33 @@ pub fn campaigns(list: &[CampaignStatusLine], chrome: Chrome<'_>) -> Markup {
             }
             div.cards {
                 @for c in list {
-                    @let (done, total) = progress(c);
-                    a.card href={"/campaigns/" (enc(&c.campaign))} {
-                        div.card-head { strong.name { (c.campaign) } (badge(lang, &c.status)) }
-                        (bar(lang, done, total, None))
+                    a.card href={"/campaigns/" (enc(&c.campaign))} data-campaign=(c.campaign) {
+                        div.card-head { strong.name { (c.campaign) } (status_badge(lang, c)) }
+                        (pictures::card_progress(c, lang))
                         dl.counts {
                             div { dt { (t!("counts.sent", locale = l)) } dd { (n(c.counts.sent)) } }
                             div { dt { (t!("counts.failed", locale = l)) } dd { (n(c.counts.failed)) } }
                             div { dt { (t!("counts.rejected", locale = l)) } dd { (n(c.counts.rejected)) } }
                             div { dt { (t!("counts.in_doubt", locale = l)) } dd { (n(c.counts.in_doubt)) } }
-                            div { dt { (t!("counts.delivered", locale = l)) } dd { (n(c.delivery.received)) } }
+                            // Only when the provider said something: no "delivered 0" guess.
+                            @if pictures::has_delivery_data(c) { div { dt { (t!("counts.delivered", locale = l)) } dd { (n(c.ledger.received + c.ledger.seen)) } } }
                             div { dt { (t!("counts.rows", locale = l)) } dd { (n(c.counts.total)) } }
                         }
                         @if let Some(e) = &c.last_error { p.reason { (e) } }
                     }
                 }
             }
-            @if !quota.is_empty() {
-                h2 { (t!("campaigns.quota_today", locale = l)) }
-                table.plain {
-                    thead { tr { th { "OA" } th { (t!("campaigns.quota_day", locale = l)) } th { (t!("campaigns.quota_messages", locale = l)) } } }
-                    tbody {
-                        @for (oa, day, used) in &quota {
-                            tr { td { (oa) } td { (fmt::day_key(day)) } td { (n(*used)) } }
-                        }
-                    }
+            (pictures::oa_month(months, lang))
+            form.switch #auto-resume method="post" action="/ui/auto-resume" {
+                input type="hidden" name="csrf" value=(csrf);
+                @if auto_resume {
+                    input type="hidden" name="on" value="0";
+                    span { (t!("charts.auto_on", locale = l)) }
+                    button #auto-resume-off type="submit" { (t!("charts.auto_off_button", locale = l)) }
+                } @else {
+                    input type="hidden" name="on" value="1";
+                    span { (t!("charts.auto_off", locale = l)) }
+                    button #auto-resume-on type="submit" { (t!("charts.auto_on_button", locale = l)) }
                 }
             }
         },
@@ -233,9 +248,21 @@ pub fn campaigns(list: &[CampaignStatusLine], chrome: Chrome<'_>) -> Markup {
 }
 
 /// The New campaign form; `error` is shown above it after a refused upload.
-pub fn new_campaign(profiles: &[String], chrome: Chrome<'_>, error: Option<&str>) -> Markup {
+pub fn new_campaign(
+    profiles: &[String],
+    chrome: Chrome<'_>,
+    error: Option<&str>,
+    typed: Option<&NewCampaign>,
+) -> Markup {
     let csrf = chrome.csrf;
     let l = chrome.lang.code();
+    let v = typed.cloned().unwrap_or_default();
+    let delim = match v.delimiter {
+        None => "auto",
+        Some(b';') => ";",
+        Some(b'\t') => "tab",
+        Some(_) => ",",
+    };
     layout(
         &t!("new.title", locale = l),
         chrome,
@@ -251,16 +278,24 @@ pub fn new_campaign(profiles: &[String], chrome: Chrome<'_>, error: Option<&str>
                     input #file type="file" name="file" accept=".csv,text/csv,.xlsx,.xlsm,.xls,.ods" required;
                 }
                 div.grid {
-                    label { (t!("new.name", locale = l)) input type="text" name="campaign" required maxlength="100" placeholder=(t!("new.name_placeholder", locale = l)); small { (t!("new.name_help", locale = l)) } }
-                    label { (t!("new.template", locale = l)) input type="text" name="template_id" inputmode="numeric" placeholder="246810"; small { (t!("new.template_help", locale = l)) } }
+                    label { (t!("new.name", locale = l)) input type="text" name="campaign" required maxlength="100" placeholder=(t!("new.name_placeholder", locale = l)) value=(v.name); small { (t!("new.name_help", locale = l)) } }
+                    label { (t!("new.template", locale = l)) input type="text" name="template_id" inputmode="numeric" placeholder="246810" value=[v.template_id.as_deref()]; small { (t!("new.template_help", locale = l)) } }
                     @if !profiles.is_empty() {
-                        label { (t!("new.profile", locale = l)) select name="profile" { option value="" { (t!("new.profile_default", locale = l)) } @for p in profiles { option value=(p) { (p) } } } small { (t!("new.profile_help", locale = l)) } }
+                        label { (t!("new.profile", locale = l)) select name="profile" { option value="" { (t!("new.profile_default", locale = l)) } @for p in profiles { option value=(p) selected[v.profile.as_deref() == Some(p.as_str())] { (p) } } } small { (t!("new.profile_help", locale = l)) } }
                     }
-                    label { (t!("new.window", locale = l)) input type="text" name="send_window" placeholder="07:00-22:00"; small { (t!("new.window_help", locale = l)) } }
-                    label { (t!("new.deadline", locale = l)) input type="text" name="not_after" placeholder="2026-12-01T08:00"; small { (t!("new.deadline_help", locale = l)) } }
-                    label { (t!("new.sheet", locale = l)) input type="text" name="sheet" maxlength="100" placeholder="Sheet1"; small { (t!("new.sheet_help", locale = l)) } }
-                    label { (t!("new.quota", locale = l)) input type="number" min="1" name="daily_quota" placeholder="5000"; small { (t!("new.quota_help", locale = l)) } }
+                    label { (t!("charts.delimiter", locale = l)) select #delimiter name="delimiter" {
+                            option value="auto" selected[delim == "auto"] { (t!("charts.delimiter_auto", locale = l)) }
+                            option value="," selected[delim == ","] { (t!("charts.delimiter_comma", locale = l)) }
+                            option value=";" selected[delim == ";"] { (t!("charts.delimiter_semicolon", locale = l)) }
+                            option value="tab" selected[delim == "tab"] { (t!("charts.delimiter_tab", locale = l)) }
+                        }
+                        small { (t!("charts.delimiter_help", locale = l)) } }
+                    label { (t!("new.window", locale = l)) input type="text" name="send_window" placeholder="07:00-22:00" value=[v.send_window.as_deref()]; small { (t!("new.window_help", locale = l)) } }
+                    label { (t!("new.deadline", locale = l)) input type="text" name="not_after" placeholder="2026-12-01T08:00" value=[v.not_after.as_deref()]; small { (t!("new.deadline_help", locale = l)) } }
+                    label { (t!("new.sheet", locale = l)) input type="text" name="sheet" maxlength="100" placeholder="Sheet1" value=[v.sheet.as_deref()]; small { (t!("new.sheet_help", locale = l)) } }
+                    label { (t!("new.quota", locale = l)) input type="number" min="1" name="daily_quota" placeholder="5000" value=[v.daily_quota]; small { (t!("new.quota_help", locale = l)) } }
                 }
+                @if typed.is_some() { p.muted #choose-again { (t!("charts.choose_again", locale = l)) } }
                 progress #upload-progress hidden max="100" value="0" {}
                 p #upload-status.muted {}
                 button.primary type="submit" { (t!("new.submit", locale = l)) }
@@ -274,16 +309,31 @@ fn or_dash(v: Option<String>) -> String {
     v.unwrap_or_else(|| "—".into())
 }
 
-/// The Check page: rejects (paged), a preview of the data, the plan, Send.
-pub fn check(
-    status: &CampaignStatusLine,
-    plan: Result<&Plan, &str>,
-    rejects: &[RowView],
-    page: u64,
-    preview: &[RowView],
-    keys: &[String],
-    chrome: Chrome<'_>,
-) -> Markup {
+pub struct CheckPage<'a> {
+    pub status: &'a CampaignStatusLine,
+    pub plan: Result<&'a Plan, &'a str>,
+    pub rejects: &'a [RowView],
+    pub page: u64,
+    pub preview: &'a [RowView],
+    pub keys: &'a [String],
+    pub auto_resume: bool,
+    pub chrome: Chrome<'a>,
+}
+
+/// The Check page: what was accepted, a preview of the data, the rejects
+/// (paged, downloadable), the plan, and last of all Send with the count
+/// and the cost to confirm.
+pub fn check(c: CheckPage<'_>) -> Markup {
+    let CheckPage {
+        status,
+        plan,
+        rejects,
+        page,
+        preview,
+        keys,
+        auto_resume,
+        chrome,
+    } = c;
     let csrf = chrome.csrf;
     let lang = chrome.lang;
     let l = lang.code();
@@ -299,34 +349,6 @@ pub fn check(
                 strong #accepted { (n(status.counts.total - status.counts.rejected)) } " " (t!("check.accepted", locale = l)) " "
                 strong #rejected { (n(status.counts.rejected)) } " " (t!("check.rejected_of", locale = l, total = n(status.counts.total))) " "
                 (t!("check.rejected_note", locale = l))
-            }
-            section {
-                h2 { (t!("check.plan", locale = l)) }
-                @match plan {
-                    Ok(p) => {
-                        table.plain #plan {
-                            tr { th { (t!("plan.to_send", locale = l)) } td #plan-messages { (n(p.messages_to_send)) } }
-                            tr { th { (t!("plan.already_sent", locale = l)) } td { (n(p.already_sent)) } }
-                            @if p.uses_tokens {
-                                tr { th { (t!("plan.tokens_to_buy", locale = l)) } td { (n(p.tokens_to_buy)) } }
-                                tr { th { (t!("plan.tokens_to_reuse", locale = l)) } td { (n(p.tokens_to_reuse)) } }
-                            }
-                            tr { th { (t!("plan.fee", locale = l)) } td #plan-fee { @if let Some(f) = &p.estimated_fees { "≈ " (fmt::money(lang, f.total)) } @else { (t!("plan.no_prices", locale = l)) } } }
-                            tr { th { (t!("plan.quota_used", locale = l)) } td { (n(p.quota_used_today)) } }
-                            tr { th { (t!("plan.quota_days", locale = l)) } td { (or_dash(p.quota_days_needed.map(n))) } }
-                            tr { th { (t!("plan.window", locale = l)) } td { (p.settings.send_window.clone().unwrap_or_else(|| t!("plan.window_none", locale = l).into_owned())) @if p.send_window_open_now == Some(false) { " " (t!("plan.window_closed", locale = l, at = or_dash(p.send_window_opens_at.as_deref().map(fmt::instant_text)))) } } }
-                            tr { th { (t!("plan.deadline", locale = l)) } td { (or_dash(p.not_after.as_deref().map(fmt::instant_text))) } }
-                            tr { th { (t!("plan.would_skip", locale = l)) } td { (n(p.would_skip_min_interval)) } }
-                            tr { th { (t!("plan.provider_line", locale = l)) } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
-                        }
-                        form method="post" action={"/ui/campaigns/" (enc(name)) "/start"} {
-                            input type="hidden" name="csrf" value=(csrf);
-                            button.primary #send type="submit" { (t!("check.send", locale = l)) }
-                        }
-                        (later_or_test(lang, name, csrf))
-                    }
-                    Err(why) => { p.error { (why) } a href={"/campaigns/" (enc(name))} { (t!("check.open_campaign", locale = l)) } }
-                }
             }
             section {
                 h2 { (t!("check.preview", locale = l)) }
@@ -347,9 +369,11 @@ pub fn check(
                 h2 { (t!("check.rejects", locale = l)) }
                 @if rejects.is_empty() { p.muted { (t!("check.rejects_none", locale = l)) } }
                 @else {
-                    table.plain {
+                    p { a.button #rejects-download href={"/campaigns/" (enc(name)) "/rejects.csv"} download { (t!("charts.rejects_download", locale = l)) }
+                        " " span.muted { (t!("charts.rejects_download_help", locale = l)) } }
+                    table.plain.rejects {
                         thead { tr { th { (t!("common.line", locale = l)) } th { (t!("common.phone", locale = l)) } th { (t!("common.reason", locale = l)) } } }
-                        tbody { @for r in rejects { tr.reject { td.line { (r.line) } td { (r.phone) } td { (r.text) } } } }
+                        tbody { @for r in rejects { tr.reject { td.line { (r.line) } td { (r.phone) } td.why { (form_words(&r.text)) } } } }
                     }
                     @if pages > 1 {
                         nav.pager {
@@ -358,6 +382,31 @@ pub fn check(
                             @if page < pages { a href={"?page=" (page + 1) "#rejects"} { (t!("pager.next", locale = l)) } }
                         }
                     }
+                }
+            }
+            section {
+                h2 { (t!("check.plan", locale = l)) }
+                @match plan {
+                    Ok(p) => {
+                        table.plain.figures #plan {
+                            tr { th { (t!("plan.to_send", locale = l)) } td #plan-messages { (n(p.messages_to_send)) } }
+                            @if p.already_sent > 0 { tr { th { (t!("plan.already_sent", locale = l)) } td { (n(p.already_sent)) } } }
+                            @if p.uses_tokens {
+                                tr { th { (t!("plan.tokens_to_buy", locale = l)) } td { (n(p.tokens_to_buy)) } }
+                                tr { th { (t!("plan.tokens_to_reuse", locale = l)) } td { (n(p.tokens_to_reuse)) } }
+                            }
+                            tr { th { (t!("plan.fee", locale = l)) } td #plan-fee { @if let Some(f) = &p.estimated_fees { "≈ " (fmt::money(lang, f.total)) } @else { (t!("plan.no_prices", locale = l)) } } }
+                            tr { th { (t!("charts.quota_today", locale = l)) } td #plan-quota { (pictures::quota_text(p.quota_used_today, pictures::plan_limit(p), lang)) } }
+                            @if let Some(days) = p.quota_days_needed.filter(|d| *d > 1) { tr { th { (t!("plan.quota_days", locale = l)) } td { (n(days)) } } }
+                            tr { th { (t!("plan.window", locale = l)) } td { (p.settings.send_window.clone().unwrap_or_else(|| t!("plan.window_none", locale = l).into_owned())) @if p.send_window_open_now == Some(false) { " " (t!("plan.window_closed", locale = l, at = or_dash(p.send_window_opens_at.as_deref().map(fmt::instant_text)))) } } }
+                            tr { th { (t!("plan.deadline", locale = l)) } td { (or_dash(p.not_after.as_deref().map(fmt::instant_text))) } }
+                            @if p.would_skip_min_interval > 0 { tr { th { (t!("plan.would_skip", locale = l)) } td { (n(p.would_skip_min_interval)) } } }
+                            tr { th { (t!("plan.provider_line", locale = l)) } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
+                        }
+                        (pictures::send_step(&format!("/ui/campaigns/{}/send", enc(name)), csrf, p, auto_resume, lang))
+                        (later_or_test(lang, name, csrf))
+                    }
+                    Err(why) => { p.error { (why) } a href={"/campaigns/" (enc(name))} { (t!("check.open_campaign", locale = l)) } }
                 }
             }
         },
@@ -386,6 +435,9 @@ fn reason_words(lang: Lang, c: &CampaignStatusLine) -> Option<String> {
 
 pub struct CampaignPage<'a> {
     pub status: &'a CampaignStatusLine,
+    pub chart: &'a DeliveryChart,
+    /// When a quota or window pause resumes by itself (None: it will not).
+    pub resumes_at: Option<&'a str>,
     pub running_here: bool,
     pub top_errors: &'a [ErrorLine],
     pub in_doubt: &'a [RowView],
@@ -408,10 +460,20 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
         p.chrome,
         html! {
             div #campaign data-events={"/api/v1/campaigns/" (enc(name)) "/events"} data-status=(c.status) data-running-here=(if p.running_here { "1" } else { "0" }) {
-                h1 { span.name { (name) } " " span #status-badge { (badge(lang, &c.status)) } }
+                h1 { span.name { (name) } " " span #status-badge { (status_badge(lang, c)) } }
                 p.muted { (c.provider) " · OA " (c.oa_id) " · " (t!("campaign.template", locale = l)) " " (c.template_id) }
-                (bar(lang, done, total, Some("progress-fill")))
+                // With rejects, the picture of every row (rejected ones
+                // included) rather than a bar that fills for the accepted.
+                @if pictures::finished_with_rejects(c) { (pictures::card_progress(c, lang)) }
+                @else { (bar(lang, done, total, Some("progress-fill"))) }
                 p #live.muted { (t!("common.done_of", locale = l, done = n(done), total = n(total))) }
+                @if c.counts.rejected > 0 {
+                    p #rejected-note {
+                        @if c.status == "finished" { (t!("charts.finished_accepted", locale = l)) }
+                        (t!("charts.rejected_note", locale = l, n = n(c.counts.rejected), total = n(c.counts.total)))
+                        a href={"/campaigns/" (enc(name)) "/rejects.csv"} { (t!("charts.download_them", locale = l)) } (t!("charts.fix_upload", locale = l))
+                    }
+                }
                 dl.counts.big {
                     div { dt { (t!("counts.sent", locale = l)) } dd #count-sent { (n(c.counts.sent)) } }
                     div { dt { (t!("counts.failed", locale = l)) } dd #count-failed { (n(c.counts.failed)) } }
@@ -421,6 +483,7 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                     div { dt { (t!("counts.expired", locale = l)) } dd #count-expired { (n(c.counts.expired)) } }
                 }
                 @if let Some(words) = reason_words(lang, c) { @if c.status != "finished" { p.reason #reason { (words) } } }
+                @if let Some(at) = p.resumes_at { @if !p.running_here { p.reason #resumes-at { (t!("charts.resumes_at", locale = l, at = at)) } } }
                 @if let Some(at) = c.scheduled_for.as_deref().and_then(rfc3339_ms) {
                     div.scheduled #scheduled {
                         p { (t!("schedule.scheduled_for", locale = l)) " " strong #scheduled-for { (crate::campaign::fmt_when(at)) } " " (t!("schedule.scheduled_note", locale = l, until = crate::campaign::fmt_until(at))) }
@@ -487,16 +550,21 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                         }
                     }
                 }
-                section {
+                section #delivery {
                     h2 { (t!("campaign.delivery", locale = l)) }
-                    dl.counts {
-                        div { dt { (t!("counts.sent", locale = l)) } dd { (n(c.delivery.sent)) } }
-                        div { dt { (t!("counts.delivered", locale = l)) } dd { (n(c.delivery.received)) } }
-                        div { dt { (t!("counts.seen", locale = l)) } dd { (n(c.delivery.seen)) } }
-                        div { dt { (t!("counts.unknown", locale = l)) } dd { (n(c.delivery.unknown)) } }
+                    @if pictures::has_delivery_data(c) {
+                        dl.counts {
+                            div { dt { (t!("counts.delivered", locale = l)) } dd #delivered { (n(c.ledger.received + c.ledger.seen)) } }
+                            @if pictures::reports_seen(&c.provider) { div { dt { (t!("counts.seen", locale = l)) } dd #seen { (n(c.ledger.seen)) } } }
+                            div { dt { (t!("charts.failed_delivery", locale = l)) } dd { (n(c.ledger.failed_delivery)) } }
+                            div { dt { (t!("charts.not_known", locale = l)) } dd { (n(c.ledger.unknown)) } }
+                        }
+                    } @else {
+                        p #no-delivery-data { (t!("charts.no_delivery_data", locale = l)) }
                     }
                     p.muted { (t!("campaign.delivery_help", locale = l)) }
                 }
+                (pictures::campaign_chart(c, p.chart, lang))
             }
         },
     )
@@ -625,10 +693,28 @@ mod tests {
             .unwrap();
         let preview = r.rows_page("c", RowState::Pending, 0, 3).unwrap().unwrap();
         let keys = r.template_keys("c").unwrap().unwrap();
-        let html = check(&status, Ok(&plan), &rejects, 1, &preview, &keys, chrome()).into_string();
+        let page = |plan: Result<&Plan, &'static str>, rejects: &[RowView], preview: &[RowView]| {
+            check(CheckPage {
+                status: &status,
+                plan,
+                rejects,
+                page: 1,
+                preview,
+                keys: &keys,
+                auto_resume: true,
+                chrome: chrome(),
+            })
+            .into_string()
+        };
+        let html = page(Ok(&plan), &rejects, &preview);
         assert!(html.contains(r#"<td id="plan-messages">2</td>"#), "{html}");
+        assert!(html.contains("0 (no limit known)"), "{html}");
+        // Send comes last: after the preview and the rejects.
+        let send = html.find(r#"id="send""#).expect("a Send button");
+        assert!(send > html.find(r#"id="rejects""#).unwrap(), "{html}");
+        assert!(html.contains("Send 2 messages"), "{html}");
         assert!(
-            html.contains("<th>quota days needed</th><td>—</td>"),
+            html.contains(r#"name="confirm" value="yes" required"#),
             "{html}"
         );
         assert!(html.contains("<th>deadline</th><td>—</td>"), "{html}");
@@ -638,16 +724,7 @@ mod tests {
         assert!(html.contains("<dt>name</dt><dd>An</dd>"), "{html}");
         assert!(html.contains(r#"<td class="line">4</td>"#), "{html}");
 
-        let refused = check(
-            &status,
-            Err("campaign `c` is running"),
-            &[],
-            1,
-            &[],
-            &keys,
-            chrome(),
-        );
-        let refused = refused.into_string();
+        let refused = page(Err("campaign `c` is running"), &[], &[]);
         assert!(refused.contains("campaign `c` is running"));
         assert!(!refused.contains("plan-messages"));
     }

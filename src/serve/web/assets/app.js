@@ -100,7 +100,10 @@ function setupLive() {
     if (fill && accepted) { fill.max = accepted; fill.value = done; }
     if (!running) set("live", say("done_of", { done: num(done), total: num(accepted) }));
     const badge = document.querySelector("#status-badge .badge");
-    if (badge) { badge.textContent = (WORDS.status && WORDS.status[s.status]) || s.status; badge.className = "badge badge-" + s.status; }
+    // A finished campaign that left rejected rows is not simply "finished":
+    // the page (reloaded below) words it; the badge waits for it.
+    const partial = s.status === "finished" && k.rejected > 0;
+    if (badge && !partial) { badge.textContent = (WORDS.status && WORDS.status[s.status]) || s.status; badge.className = "badge badge-" + s.status; }
     // A scheduled campaign started (or its schedule went): show its run.
     if (root.dataset.status === "scheduled" && s.status !== "scheduled") { es.close(); window.location.reload(); return; }
     // The run ended: the buttons and reasons change, so reload.
