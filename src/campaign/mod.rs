@@ -28,6 +28,7 @@ mod report;
 mod request;
 pub mod settings;
 pub mod summary;
+pub mod team;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -53,6 +54,7 @@ pub use preflight::spec_from_info;
 pub use reads::{MetricsFigures, Reader, RowView};
 pub use request::{InDoubtPolicy, Request, SettingsError};
 pub use settings::RunSettings;
+pub use team::{Action, Actor, AuditEntry, Role, TokenCheck};
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
 use crate::engine::policy;
@@ -72,6 +74,10 @@ pub enum CoreError {
     /// Unusable state, rejected credentials, anything unexpected: exit 1.
     #[error("{0:#}")]
     Fatal(#[from] anyhow::Error),
+    /// The caller's role may not do this (recorded in the audit log): a
+    /// web face answers 403.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl CoreError {
@@ -79,6 +85,8 @@ impl CoreError {
         match self {
             CoreError::Usage(_) => ExitCode::Usage,
             CoreError::Fatal(_) => ExitCode::Fatal,
+            // Only a role refuses; the command line acts as an admin.
+            CoreError::Forbidden(_) => ExitCode::Fatal,
         }
     }
 }

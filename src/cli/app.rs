@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::campaign::config::ConfigFile;
 use crate::campaign::{
-    shell_word, usage, CoreError, ExitCode, Hooks, Mode, ReconcileOptions, ReportFormat, Request,
-    Stop, Workspace, INTERRUPTED,
+    shell_word, usage, Action, Actor, CoreError, ExitCode, Hooks, InDoubtPolicy, Mode,
+    ReconcileOptions, ReportFormat, Request, Stop, Workspace, INTERRUPTED,
 };
 use crate::cli::printer::{self, ProgressObserver};
 use crate::cli::{
@@ -77,6 +77,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Validate(args) => validate_cmd(&ws, &face, args),
         Command::Reconcile(args) => reconcile_cmd(&ws, &face, args).await,
         Command::Serve(args) => crate::serve::run(&ws, args.into()).await,
+        Command::Users(args) => crate::cli::team::users_cmd(&ws, cli.json, args),
+        Command::Tokens(args) => crate::cli::team::tokens_cmd(&ws, cli.json, args),
+        Command::Audit(args) => crate::cli::team::audit_cmd(&ws, cli.json, args),
         Command::Sandbox(_) | Command::Completions(_) => Ok(ExitCode::Finished),
     }
 }
@@ -211,6 +214,7 @@ async fn prepare_and_go(
         }
         return Ok(ExitCode::Finished);
     }
+    audit_send(ws, req, mode, &prepared)?;
     let observer = ProgressObserver::new(face.chatty());
     let skipped = req.template_check.skip_template_check;
     let (outcome, summary) = ws.send(prepared, stop, &observer).await?;
@@ -225,6 +229,36 @@ async fn prepare_and_go(
     }
     face.note_unfinished(code, outcome.message());
     Ok(code)
+}
+
+/// A run or resume that is about to send, in the audit log as the OS
+/// user: the import (when this run read the file), the start, and a
+/// decision about rows in doubt when one was given.
+fn audit_send(
+    ws: &Workspace,
+    req: &Request,
+    mode: Mode,
+    prepared: &crate::campaign::Prepared,
+) -> Result<(), AppError> {
+    let actor = Actor::os_user();
+    let name = Some(prepared.campaign_name());
+    if prepared.import.imported_now {
+        let file = prepared.csv_path().display().to_string();
+        ws.audit(&actor, Action::Upload, name, &format!("file {file}"))?;
+    }
+    let how = match mode {
+        Mode::Run => "zns-batch run",
+        Mode::Resume => "zns-batch resume",
+    };
+    ws.audit(&actor, Action::Start, name, how)?;
+    if let Some(p) = req.send.in_doubt {
+        let what = match p {
+            InDoubtPolicy::Resend => "resend",
+            InDoubtPolicy::Hold => "hold",
+        };
+        ws.audit(&actor, Action::InDoubt, name, what)?;
+    }
+    Ok(())
 }
 
 // ----- reconcile ------------------------------------------------------------

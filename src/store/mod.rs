@@ -11,6 +11,7 @@
 //! COMMIT. Readers use their own connections (WAL lets them run beside the
 //! writer).
 
+mod audit;
 mod campaigns;
 mod errors;
 mod events;
@@ -22,6 +23,7 @@ mod rows;
 mod schema;
 mod templates;
 mod tokens;
+mod users;
 mod web;
 mod writer;
 
@@ -31,6 +33,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use crate::model::row_state::RowState;
+pub use audit::{AuditRecord, NewAudit};
 pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
 pub use errors::{StoreError, StoreErrorKind};
 pub use events::*;
@@ -40,6 +43,7 @@ pub use quota::{QuotaDay, QuotaKey};
 pub use repeats::PhoneKeys;
 pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use tokens::TokenKey;
+pub use users::{TokenRecord, UserRecord};
 pub use web::WebRow;
 pub use writer::{GroupWriter, WriteOp, WriteResult, Writer};
 

@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -145,6 +145,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX rows_tracking ON rows(campaign_id, tracking_id)
         WHERE tracking_id IS NOT NULL;
     "#,
+    // 10: team access — users, API tokens, the audit log (see store/users.rs)
+    super::users::USERS_MIGRATION,
 ];
 
 impl Store {

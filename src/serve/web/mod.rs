@@ -20,6 +20,8 @@ use super::api::{self, upload, StartQuery};
 use super::auth::{self, Caller, ClientAddr, Unauthorized};
 use super::campaigns::{self, Campaigns, WebError};
 use super::ServeState;
+use crate::campaign::team::ActorKind;
+use crate::campaign::Action;
 use crate::model::row_state::RowState;
 use pages::enc;
 use security::{CsrfForm, NoFields};
@@ -54,7 +56,29 @@ impl WebState {
         pages::Chrome {
             csrf: &self.csrf,
             sign_out: self.sign_out,
+            who: None,
         }
+    }
+
+    /// The frame, naming who is signed in (`who` from [`signed_in_as`]).
+    pub fn chrome_as<'a>(&'a self, who: &'a Option<String>) -> pages::Chrome<'a> {
+        pages::Chrome {
+            csrf: &self.csrf,
+            sign_out: self.sign_out || who.is_some(),
+            who: who.as_deref(),
+        }
+    }
+}
+
+/// Who the header says is signed in: nobody on an open loopback console.
+fn signed_in_as(caller: &Caller) -> Option<String> {
+    let a = caller.actor();
+    match caller {
+        Caller::Open => None,
+        Caller::Token | Caller::Session(_, _) if a.kind == ActorKind::AdminToken => {
+            Some("access token (admin)".into())
+        }
+        _ => Some(format!("{} ({})", a.name, a.role)),
     }
 }
 
@@ -119,16 +143,22 @@ fn problem(s: &ServeState, e: WebError, back: &str) -> Response {
         .into_response()
 }
 
-async fn campaigns_page(State(s): State<ServeState>) -> Response {
+async fn campaigns_page(State(s): State<ServeState>, caller: Caller) -> Response {
+    let who = signed_in_as(&caller);
     match s.with_reader(campaigns::status_all).await {
-        Ok(list) => Html(pages::campaigns(&list, s.web.chrome()).into_string()).into_response(),
+        Ok(list) => {
+            Html(pages::campaigns(&list, s.web.chrome_as(&who)).into_string()).into_response()
+        }
         Err(e) => problem(&s, WebError::Internal(e), "/"),
     }
 }
 
-async fn new_page(State(s): State<ServeState>) -> Response {
-    Html(pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(), None).into_string())
-        .into_response()
+async fn new_page(State(s): State<ServeState>, caller: Caller) -> Response {
+    let who = signed_in_as(&caller);
+    Html(
+        pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome_as(&who), None).into_string(),
+    )
+    .into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -138,6 +168,7 @@ struct PageQuery {
 
 async fn check_page(
     State(s): State<ServeState>,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
@@ -174,12 +205,19 @@ async fn check_page(
         page,
         &preview,
         &keys,
-        s.web.chrome(),
+        s.web.chrome_as(&signed_in_as(&caller)),
     );
     Html(markup.into_string()).into_response()
 }
 
-async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) -> Response {
+/// Audit entries a campaign's page lists (the API pages further back).
+const PAGE_AUDIT: u64 = 20;
+
+async fn campaign_page(
+    State(s): State<ServeState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Response {
     let n = name.clone();
     let data = s
         .with_reader_web(move |st| {
@@ -195,20 +233,40 @@ async fn campaign_page(State(s): State<ServeState>, Path(name): Path<String>) ->
         Ok(d) => d,
         Err(e) => return problem(&s, e, "/"),
     };
+    let audit = match s
+        .web
+        .campaigns
+        .audit_list(Some(name.clone()), None, PAGE_AUDIT)
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return problem(&s, e, "/"),
+    };
     let running_here = s.web.campaigns.live(&name).is_some_and(|l| l.running);
+    let who = signed_in_as(&caller);
     let markup = pages::campaign(pages::CampaignPage {
         status: &status,
         running_here,
         top_errors: &errors,
         in_doubt: &in_doubt,
-        chrome: s.web.chrome(),
+        audit: &audit,
+        chrome: s.web.chrome_as(&who),
     });
     Html(markup.into_string()).into_response()
 }
 
 /// The upload form without JavaScript: on success, to the Check page.
-async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Response {
+async fn upload_form(
+    State(s): State<ServeState>,
+    caller: Caller,
+    multipart: Multipart,
+) -> Response {
     let web = s.web.clone();
+    // Before the body is read: a refused upload stores nothing.
+    let actor = caller.actor();
+    if let Err(e) = web.campaigns.permit(&actor, Action::Upload, None).await {
+        return problem(&s, e, "/");
+    }
     let up = match upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await {
         Ok(up) => up,
         Err(e) => return upload_refused(&s, e),
@@ -219,7 +277,7 @@ async fn upload_form(State(s): State<ServeState>, multipart: Multipart) -> Respo
     }
     let name = up.form.name.clone();
     let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
-    match web.campaigns.create(up.form).await {
+    match web.campaigns.create(up.form, &actor, &file_name).await {
         Ok(_) => Redirect::to(&format!("/campaigns/{}/check", enc(&name))).into_response(),
         Err(e) => upload_refused(&s, upload::by_upload_name(e, &stored, &file_name)),
     }
@@ -239,13 +297,19 @@ fn upload_refused(s: &ServeState, e: WebError) -> Response {
 
 async fn start_form(
     State(s): State<ServeState>,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<StartQuery>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
     let started = match api::parse_in_doubt(q.in_doubt.as_deref()) {
-        Ok(policy) => s.web.campaigns.start(&name, policy).await,
+        Ok(policy) => {
+            s.web
+                .campaigns
+                .start(&name, policy, Some(&caller.actor()))
+                .await
+        }
         Err(e) => Err(e),
     };
     match started {
@@ -256,18 +320,20 @@ async fn start_form(
 
 async fn pause_form(
     State(s): State<ServeState>,
+    caller: Caller,
     Path(name): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
-    match s.web.campaigns.pause(&name, "a person").await {
+    match s.web.campaigns.pause(&name, &caller.actor()).await {
         Ok(()) => Redirect::to(&back).into_response(),
         Err(e) => problem(&s, e, &back),
     }
 }
 
 async fn login_page(State(s): State<ServeState>, caller: Result<Caller, Unauthorized>) -> Response {
-    if s.config.auth_token.is_none() || caller.is_ok() {
+    // Open (no token, no users) or signed in already: nothing to do here.
+    if caller.is_ok() {
         return Redirect::to("/").into_response();
     }
     Html(pages::login(&s.web.csrf, None).into_string()).into_response()
@@ -275,6 +341,9 @@ async fn login_page(State(s): State<ServeState>, caller: Result<Caller, Unauthor
 
 #[derive(Debug, Deserialize, Default)]
 struct LoginForm {
+    /// A user's name and password, or else the access token.
+    name: Option<String>,
+    password: Option<String>,
     token: Option<String>,
 }
 
@@ -287,9 +356,10 @@ async fn login(
     jar: CookieJar,
     CsrfForm(f): CsrfForm<LoginForm>,
 ) -> Response {
-    let Some(expected) = &s.config.auth_token else {
+    let team = s.with_reader(|r| r.has_team()).await.unwrap_or(true);
+    if s.config.auth_token.is_none() && !team {
         return Redirect::to("/").into_response();
-    };
+    }
     let limits = &s.auth.sign_ins;
     if let Err(wait) = limits.attempt(addr) {
         let failures = limits.failed(addr);
@@ -312,18 +382,50 @@ async fn login(
         )
             .into_response();
     }
-    let given = f.token.unwrap_or_default();
-    if !auth::same_secret(given.trim(), expected.expose()) {
+    let name = f.name.as_deref().map(str::trim).unwrap_or("").to_string();
+    let who = if name.is_empty() {
+        let given = f.token.unwrap_or_default();
+        let right = s
+            .config
+            .auth_token
+            .as_ref()
+            .is_some_and(|e| auth::same_secret(given.trim(), e.expose()));
+        right.then_some((auth::SessionWho::AdminToken, "the access token".to_string()))
+    } else {
+        let password = f.password.unwrap_or_default();
+        match s
+            .web
+            .campaigns
+            .verify_password(name.clone(), password)
+            .await
+        {
+            Ok(Some((actor, generation))) => Some((
+                auth::SessionWho::User {
+                    name: actor.name.clone(),
+                    generation,
+                },
+                actor.label(),
+            )),
+            Ok(None) => None,
+            Err(e) => return problem(&s, e, "/login"),
+        }
+    };
+    let Some((who, label)) = who else {
         let failures = limits.failed(addr);
+        // Never the password or the token tried; a name may be a typo'd
+        // password, so it is not logged either.
         tracing::info!(
-            "sign-in with a wrong token from {} ({failures} in a row)",
+            "sign-in refused from {} ({failures} in a row)",
             auth::masked(addr)
         );
-        let page = pages::login(&s.web.csrf, Some("That is not the access token."));
+        let page = pages::login(
+            &s.web.csrf,
+            Some("That name and password, or that access token, is not right."),
+        );
         return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
-    }
+    };
     limits.succeeded(addr);
-    tracing::info!("signed in from {}", auth::masked(addr));
+    tracing::info!("signed in as {label} from {}", auth::masked(addr));
     if let Some(old) = jar.get(auth::SESSION_COOKIE) {
         s.auth.sessions.close(old.value());
     }
@@ -332,7 +434,7 @@ async fn login(
         .public_url
         .as_deref()
         .is_some_and(|u| u.starts_with("https://"));
-    let jar = jar.add(auth::session_cookie(s.auth.sessions.open(), secure));
+    let jar = jar.add(auth::session_cookie(s.auth.sessions.open(who), secure));
     (jar, Redirect::to("/")).into_response()
 }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::campaign::plan::Plan;
 use crate::campaign::summary::{CampaignStatusLine, ErrorLine};
-use crate::campaign::RowView;
+use crate::campaign::{AuditEntry, RowView};
 
 /// Rows per page of rejects.
 pub const PAGE_ROWS: u64 = 50;
@@ -30,6 +30,8 @@ pub fn enc(name: &str) -> String {
 pub struct Chrome<'a> {
     pub csrf: &'a str,
     pub sign_out: bool,
+    /// Who is signed in, as the header says it (none on an open console).
+    pub who: Option<&'a str>,
 }
 
 pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
@@ -51,6 +53,9 @@ pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
                     nav {
                         a href="/" { "Campaigns" }
                         a href="/new" { "New campaign" }
+                    }
+                    @if let Some(who) = chrome.who {
+                        span #signed-in-as.muted { "Signed in as " (who) }
                     }
                     @if chrome.sign_out {
                         form.signout method="post" action="/logout" {
@@ -295,6 +300,8 @@ pub struct CampaignPage<'a> {
     pub running_here: bool,
     pub top_errors: &'a [ErrorLine],
     pub in_doubt: &'a [RowView],
+    /// The newest audit entries about this campaign.
+    pub audit: &'a [AuditEntry],
     pub chrome: Chrome<'a>,
 }
 
@@ -375,6 +382,18 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                     }
                     p.muted { "Delivery comes from the providers' callbacks to this server, or from " code { "zns-batch reconcile" } "." }
                 }
+                section #audit {
+                    h2 { "Who did what" }
+                    @if p.audit.is_empty() {
+                        p.muted { "Nothing recorded yet." }
+                    } @else {
+                        table.plain {
+                            thead { tr { th { "when (UTC)" } th { "who" } th { "action" } th { "detail" } th { "outcome" } } }
+                            tbody { @for a in p.audit { tr { td { (a.at) } td { (a.actor) } td { (a.action) } td { (a.detail) } td { (a.outcome) } } } }
+                        }
+                        p.muted { "The whole log: " code { "zns-batch audit " (name) } " or " code { "GET /api/v1/audit?campaign=" (enc(name)) } "." }
+                    }
+                }
             }
         },
     )
@@ -384,18 +403,28 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
     let chrome = Chrome {
         csrf,
         sign_out: false,
+        who: None,
     };
     layout(
         "Sign in",
         chrome,
         html! {
             h1 { "Sign in" }
-            p.lead { "This console needs the access token set in serve's environment (" code { "ZNS_SERVE_TOKEN" } " by default)." }
+            p.lead { "Sign in with your name and password (" code { "zns-batch users add" } "), or with the access token set in serve's environment (" code { "ZNS_SERVE_TOKEN" } " by default)." }
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form method="post" action="/login" {
                 input type="hidden" name="csrf" value=(csrf);
-                label { "Access token" input type="password" name="token" required autocomplete="current-password"; }
-                button.primary type="submit" { "Sign in" }
+                label { "Name" input type="text" name="name" autocomplete="username"; }
+                label { "Password" input type="password" name="password" autocomplete="current-password"; }
+                button.primary #sign-in type="submit" { "Sign in" }
+            }
+            details {
+                summary { "Sign in with the access token" }
+                form method="post" action="/login" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label { "Access token" input type="password" name="token" required autocomplete="off"; }
+                    button type="submit" { "Sign in" }
+                }
             }
         },
     )
@@ -425,6 +454,7 @@ mod tests {
         Chrome {
             csrf: "t",
             sign_out: false,
+            who: None,
         }
     }
     use crate::campaign::config::ConfigFile;
