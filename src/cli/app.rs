@@ -196,6 +196,7 @@ async fn prepare_and_go(
             );
         }
     }
+    audit_import(ws, &prepared)?;
     if dry_run {
         if !prepared.import_done() {
             // Never present a plan over part of the file as the plan.
@@ -214,7 +215,7 @@ async fn prepare_and_go(
         }
         return Ok(ExitCode::Finished);
     }
-    audit_send(ws, req, mode, &prepared)?;
+    audit_start(ws, req, mode, &prepared)?;
     let observer = ProgressObserver::new(face.chatty());
     let skipped = req.template_check.skip_template_check;
     let (outcome, summary) = ws.send(prepared, stop, &observer).await?;
@@ -231,10 +232,25 @@ async fn prepare_and_go(
     Ok(code)
 }
 
-/// A run or resume that is about to send, in the audit log as the OS
-/// user: the import (when this run read the file), the start, and a
-/// decision about rows in doubt when one was given.
-fn audit_send(
+/// An import this run or resume did (a dry run's too), in the audit log
+/// as the OS user.
+fn audit_import(ws: &Workspace, prepared: &crate::campaign::Prepared) -> Result<(), AppError> {
+    if !prepared.import.imported_now {
+        return Ok(());
+    }
+    let file = prepared.csv_path().display().to_string();
+    let name = Some(prepared.campaign_name());
+    ws.audit(
+        &Actor::os_user(),
+        Action::Upload,
+        name,
+        &format!("file {file}"),
+    )
+}
+
+/// A run or resume about to send, in the audit log as the OS user: the
+/// start, and a decision about rows in doubt when one was given.
+fn audit_start(
     ws: &Workspace,
     req: &Request,
     mode: Mode,
@@ -242,10 +258,6 @@ fn audit_send(
 ) -> Result<(), AppError> {
     let actor = Actor::os_user();
     let name = Some(prepared.campaign_name());
-    if prepared.import.imported_now {
-        let file = prepared.csv_path().display().to_string();
-        ws.audit(&actor, Action::Upload, name, &format!("file {file}"))?;
-    }
     let how = match mode {
         Mode::Run => "zns-batch run",
         Mode::Resume => "zns-batch resume",

@@ -2,12 +2,11 @@
 //! (`Authorization: Bearer`, any case of the scheme) or a named API token
 //! (looked up by its hash), or a server-side session made by the sign-in
 //! form (an HttpOnly cookie holding a random id; a user's session is
-//! checked against the users table at each request), or nobody. Also the sessions themselves and the per-address limit
-//! on sign-in attempts.
+//! checked against the users table at each request), or nobody. Also the
+//! sessions themselves and the per-address limit on sign-in attempts.
 //!
 //! Sessions live in memory: a restart signs everyone out, which is cheap
-//! (one form) and keeps the state database free of credentials until named
-//! users arrive. The table is keyed by the SHA-256 of the id, so it never
+//! (one form) and keeps session ids out of the state database. The table is keyed by the SHA-256 of the id, so it never
 //! holds a usable cookie value and a lookup's timing says nothing about it.
 
 use std::collections::HashMap;
