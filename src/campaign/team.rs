@@ -645,7 +645,11 @@ mod tests {
         ws.set_password(&admin, "anh", "another horse").unwrap();
         assert!(r.session_user("anh", generation).unwrap().is_none());
         let log = ws.audit_list(None, None, 10).unwrap();
-        assert_eq!(log[1].outcome, "refused");
-        assert_eq!(log[1].actor, "user:anh");
+        // Newest first: passwd, the token, the viewer's refused token.
+        assert_eq!(log[0].action, "user-passwd");
+        assert_eq!(
+            (log[2].actor.as_str(), log[2].outcome.as_str()),
+            ("user:anh", "refused")
+        );
     }
 }

@@ -336,7 +336,8 @@ async fn login_page(State(s): State<ServeState>, caller: Result<Caller, Unauthor
     if caller.is_ok() {
         return Redirect::to("/").into_response();
     }
-    Html(pages::login(&s.web.csrf, None).into_string()).into_response()
+    Html(pages::login(&s.web.csrf, None, s.config.auth_token.is_some()).into_string())
+        .into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -374,6 +375,7 @@ async fn login(
             Some(&format!(
                 "Too many sign-in attempts from this address: try again in {secs} seconds."
             )),
+            s.config.auth_token.is_some(),
         );
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -415,13 +417,15 @@ async fn login(
         // Never the password or the token tried; a name may be a typo'd
         // password, so it is not logged either.
         tracing::info!(
-            "sign-in refused from {} ({failures} in a row)",
+            "sign-in with a wrong password or token from {} ({failures} in a row)",
             auth::masked(addr)
         );
-        let page = pages::login(
-            &s.web.csrf,
-            Some("That name and password, or that access token, is not right."),
-        );
+        let why = if name.is_empty() {
+            "That is not the access token."
+        } else {
+            "That name and password do not match."
+        };
+        let page = pages::login(&s.web.csrf, Some(why), s.config.auth_token.is_some());
         return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
     };
     limits.succeeded(addr);

@@ -399,7 +399,9 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
     )
 }
 
-pub fn login(csrf: &str, error: Option<&str>) -> Markup {
+/// The sign-in form: a user's name and password, or (when serve has one)
+/// the access token — one form, so either works with one button.
+pub fn login(csrf: &str, error: Option<&str>, with_token: bool) -> Markup {
     let chrome = Chrome {
         csrf,
         sign_out: false,
@@ -410,21 +412,17 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
         chrome,
         html! {
             h1 { "Sign in" }
-            p.lead { "Sign in with your name and password (" code { "zns-batch users add" } "), or with the access token set in serve's environment (" code { "ZNS_SERVE_TOKEN" } " by default)." }
+            p.lead { "Sign in with your name and password (" code { "zns-batch users add" } ")"
+                @if with_token { ", or with the access token set in serve's environment (" code { "ZNS_SERVE_TOKEN" } " by default)" } "." }
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form method="post" action="/login" {
                 input type="hidden" name="csrf" value=(csrf);
                 label { "Name" input type="text" name="name" autocomplete="username"; }
                 label { "Password" input type="password" name="password" autocomplete="current-password"; }
-                button.primary #sign-in type="submit" { "Sign in" }
-            }
-            details {
-                summary { "Sign in with the access token" }
-                form method="post" action="/login" {
-                    input type="hidden" name="csrf" value=(csrf);
-                    label { "Access token" input type="password" name="token" required autocomplete="off"; }
-                    button type="submit" { "Sign in" }
+                @if with_token {
+                    label { "or the access token" input type="password" name="token" autocomplete="off"; }
                 }
+                button.primary #sign-in type="submit" { "Sign in" }
             }
         },
     )
