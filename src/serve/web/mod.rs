@@ -133,6 +133,7 @@ fn problem(s: &ServeState, e: WebError, back: &str) -> Response {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::CONFLICT => "Not now",
         StatusCode::PAYLOAD_TOO_LARGE => "File too large",
+        StatusCode::FORBIDDEN => "Not allowed",
         StatusCode::INTERNAL_SERVER_ERROR => "Something went wrong",
         _ => "Cannot do that",
     };
