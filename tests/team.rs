@@ -248,6 +248,8 @@ async fn api_tokens_roles_and_the_audit_log() {
     )
     .await;
     assert_eq!(code, 400, "the page size is bounded");
+    let (code, _) = bearer_json(&web, reqwest::Method::GET, "/metrics", &viewer).await;
+    assert_eq!(code, 200, "a named token of any role may scrape");
 
     let cli_log = cli(&env, &["--json", "audit", "nov"], None).await;
     assert_eq!(cli_log.code, 0, "{cli_log}");

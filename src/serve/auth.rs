@@ -329,7 +329,7 @@ impl FromRequestParts<ServeState> for Caller {
         let expected = s.config.auth_token.clone();
         // Users and API tokens can be added by the CLI while serve runs:
         // whether sign-in is needed is asked at each request (one read).
-        let team = match s.with_reader(|r| r.has_team()).await {
+        let team = match s.with_who_reader(|r| r.has_team()).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!("cannot read users: {e:#}");
@@ -362,7 +362,7 @@ impl FromRequestParts<ServeState> for Caller {
             {
                 return Ok(Caller::Token);
             }
-            return match s.with_reader(move |r| r.check_token(&given)).await {
+            return match s.with_who_reader(move |r| r.check_token(&given)).await {
                 Ok(TokenCheck::Valid(actor)) => Ok(Caller::ApiToken(actor)),
                 Ok(TokenCheck::Revoked(name)) => {
                     tracing::info!("refused the revoked API token `{name}`");
@@ -383,7 +383,7 @@ impl FromRequestParts<ServeState> for Caller {
             Some(SessionWho::AdminToken) => Ok(Caller::Session(id, Actor::admin_token())),
             Some(SessionWho::User { name, generation }) => {
                 let now = s
-                    .with_reader(move |r| r.session_user(&name, generation))
+                    .with_who_reader(move |r| r.session_user(&name, generation))
                     .await;
                 match now {
                     Ok(Some(actor)) => Ok(Caller::Session(id, actor)),
@@ -418,11 +418,12 @@ pub fn removal_cookie() -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE).path("/").build()
 }
 
-/// `/metrics`: the access token only (scrapers, not browsers).
+/// `/metrics`: a bearer token only — the access token or a named API
+/// token of any role (scrapers, not browsers).
 pub async fn require_token(caller: Caller, req: Request, next: Next) -> Response {
     match caller {
-        Caller::Open | Caller::Token => next.run(req).await,
-        Caller::ApiToken(_) | Caller::Session(..) => Unauthorized { page: false }.into_response(),
+        Caller::Open | Caller::Token | Caller::ApiToken(_) => next.run(req).await,
+        Caller::Session(..) => Unauthorized { page: false }.into_response(),
     }
 }
 

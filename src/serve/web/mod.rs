@@ -358,7 +358,7 @@ async fn login(
     jar: CookieJar,
     CsrfForm(f): CsrfForm<LoginForm>,
 ) -> Response {
-    let team = s.with_reader(|r| r.has_team()).await.unwrap_or(true);
+    let team = s.with_who_reader(|r| r.has_team()).await.unwrap_or(true);
     if s.config.auth_token.is_none() && !team {
         return Redirect::to("/").into_response();
     }
