@@ -472,8 +472,17 @@ async fn sign_in_form_roles_sessions_and_secrets() {
     assert_eq!(code, 303, "back to the sign-in form");
     let (_, code) = sign_in(&web, "an", OPERATOR_PW).await;
     assert_eq!(code, 401, "the old password");
-    let (_, code) = sign_in(&web, "an", NEW_PW).await;
+    let (op2, code) = sign_in(&web, "an", NEW_PW).await;
     assert_eq!(code, 303);
+    assert_eq!(page(&op2, &web, "/").await.0, 200);
+    // A new role ends the session too.
+    let demote = cli(&env, &["users", "role", "an", "--role", "viewer"], None).await;
+    assert_eq!(demote.code, 0, "{demote}");
+    assert_eq!(
+        page(&op2, &web, "/").await.0,
+        303,
+        "signed out by the new role"
+    );
 
     // A removed user: the session ends and sign-in is refused.
     let rm = cli(&env, &["users", "remove", "vy"], None).await;

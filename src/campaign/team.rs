@@ -166,6 +166,7 @@ pub enum Action {
     UserAdd,
     UserRemove,
     UserPasswd,
+    UserRole,
     TokenAdd,
     TokenRevoke,
 }
@@ -180,6 +181,7 @@ impl Action {
             Action::UserAdd => "user-add",
             Action::UserRemove => "user-remove",
             Action::UserPasswd => "user-passwd",
+            Action::UserRole => "user-role",
             Action::TokenAdd => "token-add",
             Action::TokenRevoke => "token-revoke",
         }
@@ -191,6 +193,7 @@ impl Action {
             Action::UserAdd
             | Action::UserRemove
             | Action::UserPasswd
+            | Action::UserRole
             | Action::TokenAdd
             | Action::TokenRevoke => Role::Admin,
         }
@@ -460,6 +463,25 @@ impl Workspace {
         )
     }
 
+    /// A new role ends the user's sessions (they sign in again as it).
+    pub fn set_role(&self, actor: &Actor, name: &str, role: Role) -> Result<(), CoreError> {
+        self.permit(actor, Action::UserRole, None)?;
+        let mut store = self.open_store()?;
+        if !store.set_role(name, role.as_str())? {
+            return Err(usage(format!(
+                "no user `{name}` (see `zns-batch users list`)"
+            )));
+        }
+        write_audit(
+            &mut store,
+            actor,
+            Action::UserRole.as_str(),
+            None,
+            &format!("{name} as {role}"),
+            "allowed",
+        )
+    }
+
     /// A new API token: its value, to be shown once.
     pub fn add_token(&self, actor: &Actor, name: &str, role: Role) -> Result<String, CoreError> {
         check_member_name("token", name)?;
@@ -644,11 +666,16 @@ mod tests {
         assert!(r.session_user("anh", generation).unwrap().is_some());
         ws.set_password(&admin, "anh", "another horse").unwrap();
         assert!(r.session_user("anh", generation).unwrap().is_none());
+        ws.set_role(&admin, "anh", Role::Operator).unwrap();
+        assert!(r.session_user("anh", generation + 1).unwrap().is_none());
+        let (who, _) = ws.verify_password("anh", "another horse").unwrap().unwrap();
+        assert_eq!(who.role, Role::Operator);
         let log = ws.audit_list(None, None, 10).unwrap();
-        // Newest first: passwd, the token, the viewer's refused token.
-        assert_eq!(log[0].action, "user-passwd");
+        // Newest first: role, passwd, the token, the viewer's refused token.
+        assert_eq!(log[0].action, "user-role");
+        assert_eq!(log[1].action, "user-passwd");
         assert_eq!(
-            (log[2].actor.as_str(), log[2].outcome.as_str()),
+            (log[3].actor.as_str(), log[3].outcome.as_str()),
             ("user:anh", "refused")
         );
     }

@@ -188,6 +188,7 @@ Examples:
   zns-batch users add anh --role operator
   zns-batch users list
   zns-batch users passwd anh
+  zns-batch users role anh --role viewer
   zns-batch users remove anh
 
 Roles: viewer reads; operator also uploads, starts, pauses and decides rows in doubt;

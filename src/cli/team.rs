@@ -36,6 +36,17 @@ Examples:
   zns-batch users passwd anh
   printf '%s\\n' \"$PW\" | zns-batch users passwd anh --password-stdin")]
     Passwd(UserPasswdArgs),
+    /// Give a user another role; their console sessions end.
+    #[command(after_help = "Examples:\n  zns-batch users role anh --role viewer")]
+    Role(UserRoleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserRoleArgs {
+    pub name: String,
+    /// viewer, operator or admin.
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +191,11 @@ pub fn users_cmd(ws: &Workspace, json: bool, args: UsersArgs) -> Result<ExitCode
             let pw = read_password(a.password_stdin)?;
             ws.set_password(&me, &a.name, &pw)?;
             eprintln!("new password for `{}`; their sessions have ended", a.name);
+        }
+        UsersCommand::Role(a) => {
+            let r = role(&a.role)?;
+            ws.set_role(&me, &a.name, r)?;
+            eprintln!("`{}` is now {r}; their sessions have ended", a.name);
         }
     }
     Ok(ExitCode::Finished)

@@ -139,6 +139,19 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// A new role (and a new generation: the user signs in again);
+    /// false when there is no such user.
+    pub fn set_role(&mut self, name: &str, role: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE users SET role = ?2, generation = generation + 1 WHERE name = ?1",
+                params![name, role],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(n == 1)
+    }
+
     /// Whether anyone must sign in: a user or a live API token exists.
     pub fn has_team(&self) -> Result<bool> {
         self.conn
