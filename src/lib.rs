@@ -15,6 +15,10 @@
 //! `main.rs` parses arguments and dispatches; everything else lives here so
 //! integration tests can drive the same pipeline.
 
+// The console's strings, one YAML file per language (`locales/vi.yml`,
+// `locales/en.yml`), built into the binary; `t!` looks them up.
+rust_i18n::i18n!("locales", fallback = "vi");
+
 pub mod campaign;
 pub mod cli;
 pub mod csv_input;

@@ -14,10 +14,7 @@ const P: ProviderKind = ProviderKind::Sandbox;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_counts_the_in_doubt_rows_the_run_takes_up() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, 40);
+    let (env, sb, csv, _) = setup(P, "c.csv", 40, |_| {}).await;
     let hold = ["--in-doubt", "hold", "--max-attempts", "1"];
 
     // 1. Replies lost and no second attempt: rows stay `in_flight`.
@@ -60,10 +57,7 @@ async fn the_plan_counts_the_in_doubt_rows_the_run_takes_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_whose_stored_data_is_corrupt_fails_and_nothing_is_sent_for_it() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    let csv = env.path("c.csv");
-    let phones = write_csv(&csv, 0, 10);
+    let (env, sb, csv, phones) = setup(ProviderKind::Etelecom, "c.csv", 10, |_| {}).await;
     let mut plan_args = run_args(&csv, "c", &sb, ProviderKind::Etelecom, &[]);
     plan_args.push("--dry-run".into());
     let r = run(&env, &plan_args).await;

@@ -40,6 +40,14 @@ async fn serve(env: &Env, listen: &str) -> ServeHarness {
         .await
 }
 
+/// A test folder with the config, and `serve` on a free port in it.
+async fn serving() -> (Env, ServeHarness) {
+    let env = Env::new();
+    write_config(&env, None);
+    let s = serve(&env, "127.0.0.1:0").await;
+    (env, s)
+}
+
 /// Where the sandbox of protocol `p` posts its callbacks.
 fn hook_url(p: ProviderKind, base: &str) -> String {
     match p {
@@ -79,6 +87,24 @@ async fn run_with_token(env: &Env, argv: &[String]) -> Run {
     let mut cmd = command(env, argv);
     cmd.env("ZNS_WEBHOOK_TOKEN", HOOK_TOKEN);
     run_with(cmd).await
+}
+
+/// A run of `rows` rows through `sb`, its callbacks (eSMS: the CallbackUrl
+/// the run sends) going to serve at `base`.
+async fn run_calling_back(
+    env: &Env,
+    sb: &Sandbox,
+    p: ProviderKind,
+    base: &str,
+    campaign: &str,
+    rows: u64,
+    extra: &[&str],
+) -> Run {
+    let csv = env.path("c.csv");
+    write_csv(&csv, 0, rows as usize);
+    let mut argv = run_args(&csv, campaign, sb, p, extra);
+    argv.extend(args(&["--callback-url", &hook_url(p, base)]));
+    run_with_token(env, &argv).await
 }
 
 /// Callbacks the sandbox makes for `n` messages: Zalo reports deliveries
@@ -161,9 +187,7 @@ async fn every_provider_end_to_end_through_serve() {
         ProviderKind::Esms,
         ProviderKind::Etelecom,
     ] {
-        let env = Env::new();
-        write_config(&env, None);
-        let s = serve(&env, "127.0.0.1:0").await;
+        let (env, s) = serving().await;
         // eSMS: the run fills CallbackUrl from public_url and the token.
         write_config(&env, Some(&s.base));
         let sb = sandbox_to(p, &s.base, |_| {}).await;
@@ -224,9 +248,7 @@ async fn every_provider_end_to_end_through_serve() {
 async fn duplicated_shuffled_and_early_callbacks_give_the_same_ledger() {
     const N: u64 = 300;
     for p in [ProviderKind::Esms, ProviderKind::Zalo] {
-        let env = Env::new();
-        write_config(&env, None);
-        let s = serve(&env, "127.0.0.1:0").await;
+        let (env, s) = serving().await;
         // No delay: a callback may outrun the commit of its send reply.
         let sb = sandbox_to(p, &s.base, |c| {
             c.delay = Duration::ZERO;
@@ -234,11 +256,7 @@ async fn duplicated_shuffled_and_early_callbacks_give_the_same_ledger() {
             c.out_of_order = 40;
         })
         .await;
-        let csv = env.path("c.csv");
-        write_csv(&csv, 0, N as usize);
-        let mut argv = run_args(&csv, "x", &sb, p, &["--concurrency", "16"]);
-        argv.extend(args(&["--callback-url", &hook_url(p, &s.base)]));
-        let r = run_with_token(&env, &argv).await;
+        let r = run_calling_back(&env, &sb, p, &s.base, "x", N, &["--concurrency", "16"]).await;
         assert_eq!(r.code, 0, "{p}: {r}");
         let expected = expected_callbacks(p, N);
         // Each callback twice.
@@ -260,9 +278,7 @@ async fn duplicated_shuffled_and_early_callbacks_give_the_same_ledger() {
 async fn kill_9_of_serve_in_a_burst_loses_and_doubles_nothing() {
     const N: u64 = 5000;
     let p = ProviderKind::Esms;
-    let env = Env::new();
-    write_config(&env, None);
-    let s = serve(&env, "127.0.0.1:0").await;
+    let (env, s) = serving().await;
     let addr = s.addr.clone();
     let sb = sandbox_to(p, &s.base, |c| {
         c.delay = Duration::from_millis(500);
@@ -273,11 +289,7 @@ async fn kill_9_of_serve_in_a_burst_loses_and_doubles_nothing() {
         c.backoff = Duration::from_millis(100);
     })
     .await;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, N as usize);
-    let mut argv = run_args(&csv, "k", &sb, p, &["--concurrency", "64"]);
-    argv.extend(args(&["--callback-url", &hook_url(p, &s.base)]));
-    let r = run_with_token(&env, &argv).await;
+    let r = run_calling_back(&env, &sb, p, &s.base, "k", N, &["--concurrency", "64"]).await;
     assert_eq!(r.code, 0, "{r}");
 
     // Kill serve in the middle of the burst.
@@ -324,9 +336,7 @@ async fn template_status(s: &ServeHarness, new_status: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_template_pauses_the_run_and_refuses_a_start() {
     let p = ProviderKind::Zalo;
-    let env = Env::new();
-    write_config(&env, None);
-    let s = serve(&env, "127.0.0.1:0").await;
+    let (env, s) = serving().await;
     let sb = sandbox(p, |_| {}).await;
     let csv = env.path("c.csv");
     write_csv(&csv, 0, 2000);
@@ -385,10 +395,7 @@ async fn esms_reconcile_asks_the_status_call_for_missed_callbacks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_callback_url_is_refused_naming_the_flag_without_echoing_it() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Esms, |_| {}).await;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, 3);
+    let (env, sb, csv, _) = setup(ProviderKind::Esms, "c.csv", 3, |_| {}).await;
     let bogus = format!("ftp://host/{HOOK_TOKEN}");
     let r = run(
         &env,
@@ -416,15 +423,9 @@ async fn a_bad_callback_url_is_refused_naming_the_flag_without_echoing_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn esms_reconcile_does_not_ask_about_rows_a_callback_answered() {
     let p = ProviderKind::Esms;
-    let env = Env::new();
-    write_config(&env, None);
-    let s = serve(&env, "127.0.0.1:0").await;
+    let (env, s) = serving().await;
     let sb = sandbox_to(p, &s.base, |_| {}).await;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, 40);
-    let mut argv = run_args(&csv, "e", &sb, p, &[]);
-    argv.extend(args(&["--callback-url", &hook_url(p, &s.base)]));
-    let r = run_with_token(&env, &argv).await;
+    let r = run_calling_back(&env, &sb, p, &s.base, "e", 40, &[]).await;
     assert_eq!(r.code, 0, "{r}");
     wait_acknowledged(&sb, 40, Duration::from_secs(60)).await;
     let mut a = args(&["reconcile", "e"]);
@@ -439,9 +440,7 @@ async fn esms_reconcile_does_not_ask_about_rows_a_callback_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_sandbox_reports_delivery_when_told_where() {
-    let env = Env::new();
-    write_config(&env, None);
-    let s = serve(&env, "127.0.0.1:0").await;
+    let (env, s) = serving().await;
     let csv = env.path("c.csv");
     write_csv(&csv, 0, 20);
     let mut argv = run_head(&csv, "m");

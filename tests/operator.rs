@@ -208,10 +208,7 @@ async fn stray_zns_variables_in_the_test_environment_never_reach_the_binary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_names_its_key_variable_and_the_key_is_never_shown() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, 20);
+    let (env, sb, csv, _) = setup(ProviderKind::Etelecom, "c.csv", 20, |_| {}).await;
     std::fs::write(
         env.path("zns-batch.toml"),
         format!(
@@ -413,11 +410,8 @@ async fn the_readme_newcomer_flow_with_the_sample_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_window_pauses_outside_it_and_waits_with_wait() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
+    let (env, sb, csv, _) = setup(ProviderKind::Etelecom, "c.csv", 30, |_| {}).await;
     let p = ProviderKind::Etelecom;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, 30);
 
     // 23:10 in Hanoi: closed. Pause (exit 3) without a single provider call.
     let a = run_args(&csv, "w", &sb, p, &["--send-window", "07:00-22:00"]);
@@ -628,10 +622,7 @@ async fn reconcile_fills_delivery_status_bounded_and_resumable() {
 async fn reconcile_says_clearly_where_the_provider_has_no_lookup() {
     // eSMS has a status call (GetZaloMessageStatus): tests/delivery.rs.
     for (p, words) in [(ProviderKind::Zalo, "Zalo documents no message lookup")] {
-        let env = Env::new();
-        let sb = sandbox(p, |_| {}).await;
-        let csv = env.path("c.csv");
-        write_csv(&csv, 0, 10);
+        let (env, sb, csv, _) = setup(p, "c.csv", 10, |_| {}).await;
         let r = run(&env, &run_args(&csv, "u", &sb, p, &[])).await;
         assert_eq!(r.code, 0, "{r}");
         let mut a = args(&["reconcile", "u"]);

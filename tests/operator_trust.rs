@@ -35,10 +35,7 @@ async fn sigterm_mid_import(env: &Env, child: tokio::process::Child, name: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_out_never_overwrites_the_input_or_an_existing_file() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let csv = env.path("esc.csv");
-    write_csv(&csv, 0, 5);
+    let (env, sb, csv, _) = setup(P, "esc.csv", 5, |_| {}).await;
     let input = std::fs::read(&csv).unwrap();
 
     let r = run(&env, &human(run_args(&csv, "esc", &sb, P, &[]))).await;
@@ -173,10 +170,7 @@ async fn a_finished_campaign_stays_finished_with_the_quota_used_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_says_nothing_on_success_and_the_reason_on_failure_and_in_the_log() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, 5);
+    let (env, sb, csv, _) = setup(P, "c.csv", 5, |_| {}).await;
 
     let r = run(
         &env,
@@ -288,10 +282,7 @@ async fn the_dry_run_plan_buys_no_token_for_a_row_the_frequency_cap_skips() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_dry_run_import_exits_3_without_a_plan() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let csv = env.path("big.csv");
-    write_csv(&csv, 0, 200_000);
+    let (env, sb, csv, _) = setup(P, "big.csv", 200_000, |_| {}).await;
     let child = spawn_captured(command(
         &env,
         &run_args(&csv, "big", &sb, P, &["--dry-run"]),
@@ -310,10 +301,7 @@ async fn sigterm_during_a_dry_run_import_exits_3_without_a_plan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_class_or_provider_in_error_codes_fails_the_dry_run() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, 3);
+    let (env, sb, csv, _) = setup(P, "c.csv", 3, |_| {}).await;
     for (toml, typo) in [
         ("[error_codes.etelecom]\n\"-1\" = \"retyr\"\n", "retyr"),
         ("[error_codes.etelecm]\n\"-1\" = \"retry\"\n", "etelecm"),
@@ -366,10 +354,7 @@ async fn held_rows_hint_names_the_key_and_quotes_the_campaign_name() {
 async fn reconcile_without_a_lookup_says_so_without_asking_for_a_key() {
     // Zalo documents no message lookup (eSMS has its status call).
     for p in [ProviderKind::Zalo] {
-        let env = Env::new();
-        let sb = sandbox(p, |_| {}).await;
-        let csv = env.path("c.csv");
-        write_csv(&csv, 0, 3);
+        let (env, sb, csv, _) = setup(p, "c.csv", 3, |_| {}).await;
         assert_eq!(run(&env, &run_args(&csv, "u", &sb, p, &[])).await.code, 0);
         let mut argv = args(&["reconcile", "u"]);
         argv.extend(provider_base_args(&sb, p));
@@ -384,10 +369,7 @@ async fn reconcile_without_a_lookup_says_so_without_asking_for_a_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_of_a_moved_csv_with_an_unfinished_import_names_csv() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let csv = env.path("moved.csv");
-    write_csv(&csv, 0, 40_000);
+    let (env, sb, csv, _) = setup(P, "moved.csv", 40_000, |_| {}).await;
     let child = spawn_captured(command(&env, &run_args(&csv, "m", &sb, P, &[])));
     let r = sigterm_mid_import(&env, child, "m").await;
     assert_eq!(r.code, 3, "{r}");
@@ -416,10 +398,7 @@ async fn resume_of_a_moved_csv_with_an_unfinished_import_names_csv() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tab_delimiter_is_accepted_as_backslash_t_and_as_tab() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let csv = env.path("c.tsv");
-    write_csv(&csv, 0, 4);
+    let (env, sb, csv, _) = setup(P, "c.tsv", 4, |_| {}).await;
     let tsv = std::fs::read_to_string(&csv).unwrap().replace(',', "\t");
     std::fs::write(&csv, tsv).unwrap();
     for (i, spelling) in ["\\t", "tab"].into_iter().enumerate() {
@@ -433,10 +412,7 @@ async fn a_tab_delimiter_is_accepted_as_backslash_t_and_as_tab() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_campaign_name_is_refused() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, 2);
+    let (env, sb, csv, _) = setup(P, "c.csv", 2, |_| {}).await;
     let r = run(&env, &run_args(&csv, "", &sb, P, &["--dry-run"])).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("--campaign"), "{r}");
@@ -445,10 +421,7 @@ async fn an_empty_campaign_name_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_optional_column_the_file_does_not_have_is_refused() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let csv = env.path("c.csv");
-    write_csv(&csv, 0, 2);
+    let (env, sb, csv, _) = setup(P, "c.csv", 2, |_| {}).await;
     let extra = ["--optional-columns", "amout", "--dry-run"];
     let r = run(&env, &run_args(&csv, "o", &sb, P, &extra)).await;
     assert_eq!(r.code, 2, "{r}");
@@ -518,10 +491,7 @@ async fn the_sandbox_banner_names_its_default_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_long_interval_is_shown_as_24h() {
-    let env = Env::new();
-    let sb = sandbox(P, |_| {}).await;
-    let a = env.path("a.csv");
-    write_csv(&a, 0, 3);
+    let (env, sb, a, _) = setup(P, "a.csv", 3, |_| {}).await;
     assert_eq!(run(&env, &run_args(&a, "a", &sb, P, &[])).await.code, 0);
     let b = env.path("b.csv");
     write_csv(&b, 0, 3);

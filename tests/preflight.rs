@@ -57,6 +57,13 @@ fn thousand_rows(path: &Path, with_due_date: bool) -> Vec<u64> {
     long_lines
 }
 
+/// [`thousand_rows`] as the test folder's `bills.csv`.
+fn bills(env: &Env, with_due_date: bool) -> (PathBuf, Vec<u64>) {
+    let csv = env.path("bills.csv");
+    let long_lines = thousand_rows(&csv, with_due_date);
+    (csv, long_lines)
+}
+
 fn zalo_run(csv: &Path, campaign: &str, sb: &Sandbox, extra: &[&str]) -> Vec<String> {
     let mut v = run_head_with_template(csv, campaign, TEMPLATE);
     v.extend(args(&["--api-key", KEY, "--concurrency", "8"]));
@@ -69,8 +76,7 @@ fn zalo_run(csv: &Path, campaign: &str, sb: &Sandbox, extra: &[&str]) -> Vec<Str
 async fn a_missing_required_column_is_refused_before_any_token() {
     let env = Env::new();
     let sb = zalo_with_templates(&[DECLARED]).await;
-    let csv = env.path("bills.csv");
-    thousand_rows(&csv, false);
+    let (csv, _) = bills(&env, false);
     let r = run(&env, &human(zalo_run(&csv, "bills", &sb, &[]))).await;
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("due_date"), "names the parameter: {r}");
@@ -88,8 +94,7 @@ async fn a_missing_required_column_is_refused_before_any_token() {
 #[tokio::test]
 async fn pre_flight_rejects_exactly_the_long_rows_and_saves_their_tokens() {
     let env = Env::new();
-    let csv = env.path("bills.csv");
-    let long_lines = thousand_rows(&csv, true);
+    let (csv, long_lines) = bills(&env, true);
 
     let sb = zalo_with_templates(&[DECLARED]).await;
     let r = run(&env, &zalo_run(&csv, "checked", &sb, &[])).await;
@@ -137,10 +142,8 @@ async fn pre_flight_rejects_exactly_the_long_rows_and_saves_their_tokens() {
 
 #[tokio::test]
 async fn the_plan_shows_the_providers_quota_and_the_run_stops_at_it() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Zalo, |c| c.daily_quota = 40).await;
-    let csv = env.path("many.csv");
-    write_csv(&csv, 0, 100);
+    let (env, sb, csv, _) =
+        setup(ProviderKind::Zalo, "many.csv", 100, |c| c.daily_quota = 40).await;
     let dry = run(&env, &zalo_run(&csv, "q", &sb, &["--dry-run"])).await;
     assert_eq!(dry.code, 0, "{dry}");
     let plan = dry.json();
@@ -185,27 +188,21 @@ async fn the_plan_shows_the_providers_quota_and_the_run_stops_at_it() {
 #[tokio::test]
 async fn a_template_that_cannot_be_fetched_or_sent_names_the_choice() {
     let env = Env::new();
-    let csv = env.path("bills.csv");
-    thousand_rows(&csv, true);
+    let (csv, _) = bills(&env, true);
     let sb = zalo_with_templates(&[DECLARED, "300@disable=customer_name"]).await;
 
     let mut unknown = human(zalo_run(&csv, "u", &sb, &[]));
     let at = unknown.iter().position(|a| a == TEMPLATE).unwrap();
-    unknown[at] = "999".into();
-    let r = run(&env, &unknown).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(
-        r.stderr.contains("999") && r.stderr.contains("--skip-template-check"),
-        "{r}"
-    );
-
-    unknown[at] = "300".into();
-    let r = run(&env, &unknown).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(
-        r.stderr.contains("not enabled") && r.stderr.contains("DISABLE"),
-        "{r}"
-    );
+    // An unknown template, then a disabled one.
+    for (template, says) in [
+        ("999", ["999", "--skip-template-check"]),
+        ("300", ["not enabled", "DISABLE"]),
+    ] {
+        unknown[at] = template.into();
+        let r = run(&env, &unknown).await;
+        assert_eq!(r.code, 2, "{r}");
+        assert!(says.iter().all(|s| r.stderr.contains(s)), "{r}");
+    }
 
     // Nobody listening: a network failure, exit 1, with the same choice.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -241,8 +238,7 @@ params = [
 #[tokio::test]
 async fn validate_checks_a_declared_template_without_a_provider() {
     let env = Env::new();
-    let csv = env.path("bills.csv");
-    let long_lines = thousand_rows(&csv, true);
+    let (csv, long_lines) = bills(&env, true);
     let cfg = config_declaring(env.dir.path());
     let cfg = cfg.to_str().unwrap();
     let csv_arg = csv.to_str().unwrap();
@@ -299,8 +295,7 @@ async fn validate_checks_a_declared_template_without_a_provider() {
 #[tokio::test]
 async fn the_same_refusal_on_every_first_send_stops_the_campaign_not_the_rows() {
     let env = Env::new();
-    let csv = env.path("bills.csv");
-    thousand_rows(&csv, false);
+    let (csv, _) = bills(&env, false);
     let sb = zalo_with_templates(&[DECLARED, "217490=customer_name:1-31,amount:1-20"]).await;
     // Without the pre-flight, every send is refused for the missing column.
     let r = run(

@@ -55,8 +55,10 @@ fn spec<'a>(
 
 /// 1,000 rows, every 20th name one character too long (50 rows); the
 /// names that fit are typed decomposed (NFD), longer in code points
-/// than the limit but not in characters.
-fn thousand_rows(dir: &Path) -> (PathBuf, Vec<u64>) {
+/// than the limit but not in characters. Written in a new temporary folder
+/// with a new state file.
+fn thousand_rows() -> (tempfile::TempDir, PathBuf, Vec<u64>, Store) {
+    let dir = tempfile::tempdir().unwrap();
     use unicode_normalization::UnicodeNormalization;
     let fits: String = "Nguyễn Thị Ánh Tuyết Phương Ly".nfd().collect();
     assert!(fits.chars().count() > 30 && zns_batch::model::template_spec::char_len(&fits) == 30);
@@ -72,9 +74,10 @@ fn thousand_rows(dir: &Path) -> (PathBuf, Vec<u64>) {
         };
         text.push_str(&format!("0912{i:06},{name},{}\n", 1000 + i));
     }
-    let path = dir.join("bills.csv");
+    let path = dir.path().join("bills.csv");
     std::fs::write(&path, text).unwrap();
-    (path, long_lines)
+    let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    (dir, path, long_lines, store)
 }
 
 fn assert_exactly_the_long_rows_rejected(store: &Store, c: &Campaign, long_lines: &[u64]) {
@@ -93,11 +96,9 @@ fn assert_exactly_the_long_rows_rejected(store: &Store, c: &Campaign, long_lines
 
 #[test]
 fn rows_that_break_the_template_are_rejected_at_import_with_line_and_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let (csv, long_lines) = thousand_rows(dir.path());
+    let (dir, csv, long_lines, mut store) = thousand_rows();
     let template = declared_template();
     let opts = CsvOptions::default();
-    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
     let (c, counts, fresh) =
         open_or_import(&mut store, &spec(&csv, &opts, Some(&template), None)).unwrap();
     assert!(fresh && c.import_done);
@@ -112,11 +113,9 @@ fn rows_that_break_the_template_are_rejected_at_import_with_line_and_reason() {
 
 #[test]
 fn an_interrupted_import_resumed_checks_the_template_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let (csv, long_lines) = thousand_rows(dir.path());
+    let (_dir, csv, long_lines, mut store) = thousand_rows();
     let template = declared_template();
     let opts = CsvOptions::default();
-    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
     let stop = AtomicBool::new(true);
     let (c, counts, _) =
         open_or_import(&mut store, &spec(&csv, &opts, Some(&template), Some(&stop))).unwrap();

@@ -61,10 +61,10 @@ async fn quota_counts_messages_not_attempts(p: ProviderKind) {
 async fn a_stop_mid_run_leaves_the_quota_equal_to_the_messages_sent() {
     const ROWS: usize = 1500;
     let p = ProviderKind::Etelecom;
-    let env = Env::new();
-    let sb = sandbox(p, |c| c.latency = std::time::Duration::from_millis(3)).await;
-    let csv = env.path("s.csv");
-    write_csv(&csv, 0, ROWS);
+    let (env, sb, csv, _) = setup(p, "s.csv", ROWS, |c| {
+        c.latency = std::time::Duration::from_millis(3)
+    })
+    .await;
     let mut child = spawn_captured(command(
         &env,
         &run_args(&csv, "s", &sb, p, &["--concurrency", "32"]),

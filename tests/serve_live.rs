@@ -241,7 +241,7 @@ async fn delivery_counts_agree_after_callbacks() {
     let rows = sent_campaign(&env, "dlv", N).await;
     let s = serve(&env, "").await;
     let (_, page) = s.get("/campaigns/dlv").await;
-    assert!(page.contains("<dt>delivered</dt><dd>0</dd>"), "{page}");
+    assert!(page.contains("<dt>đã nhận</dt><dd>0</dd>"), "{page}");
 
     let urls: Vec<String> = rows
         .iter()

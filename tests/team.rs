@@ -316,8 +316,15 @@ async fn api_tokens_roles_and_the_audit_log() {
 
 /// A client that signs in through the form and keeps its cookie.
 async fn sign_in(web: &ServeHarness, name: &str, password: &str) -> (reqwest::Client, u16) {
+    // English pages: the assertions below read their words.
+    let mut lang = reqwest::header::HeaderMap::new();
+    lang.insert(
+        reqwest::header::ACCEPT_LANGUAGE,
+        reqwest::header::HeaderValue::from_static("en"),
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .default_headers(lang)
         .redirect(reqwest::redirect::Policy::none())
         .cookie_store(true)
         .build()
@@ -556,4 +563,80 @@ async fn cli_resume_is_audited_with_the_os_user() {
         "{list}"
     );
     assert_eq!(all.len(), 3, "upload, start, in-doubt: {list}");
+}
+
+/// The Connect OA page: a viewer may not open it (403); an operator sees
+/// the OA's status but no Connect button, and a Connect posted anyway is
+/// refused (403, audited as refused, nothing pending); an admin's Connect
+/// gives Zalo's link and is audited as allowed. The OAuth callback stays
+/// open (its `state` authorizes it): reached signed out, it answers the
+/// missing code, not the sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_oa_needs_an_admin_and_is_audited() {
+    let env = Env::new();
+    std::fs::write(
+        env.path("zns-batch.toml"),
+        format!(
+            "zalo_app_id = \"{}\"\n",
+            zns_batch::sandbox::DEFAULT_ZALO_APP_ID
+        ),
+    )
+    .unwrap();
+    add_user(&env, "an", "operator", OPERATOR_PW).await;
+    add_user(&env, "vy", "viewer", VIEWER_PW).await;
+    add_user(&env, "ad", "admin", NEW_PW).await;
+    let web = ServeOptions::default()
+        .envs(&[
+            ("ZNS_SECRET_KEY", "team-test-at-rest-key-0123456"),
+            (
+                "ZNS_ZALO_APP_SECRET",
+                zns_batch::sandbox::DEFAULT_ZALO_APP_SECRET,
+            ),
+        ])
+        .start(&env)
+        .await;
+
+    let (vw, code) = sign_in(&web, "vy", VIEWER_PW).await;
+    assert_eq!(code, 303);
+    let (code, vpage) = page(&vw, &web, "/zalo").await;
+    assert_eq!(code, 403, "{vpage}");
+    assert!(vpage.contains("Not allowed"), "{vpage}");
+
+    let (op, code) = sign_in(&web, "an", OPERATOR_PW).await;
+    assert_eq!(code, 303);
+    let (code, opage) = page(&op, &web, "/zalo").await;
+    assert_eq!(code, 200, "{opage}");
+    assert!(opage.contains("id=\"oa-status\""), "{opage}");
+    assert!(opage.contains("id=\"oa-admin-only\""), "{opage}");
+    assert!(!opage.contains("id=\"oa-connect\""), "{opage}");
+    let csrf = csrf_of(&opage).expect("csrf");
+    let (code, refused) = post_form(&op, &web, "/ui/zalo/connect", &csrf).await;
+    assert_eq!(code, 403, "{refused}");
+    assert!(!refused.contains("oa-authorize"), "{refused}");
+
+    let (ad, code) = sign_in(&web, "ad", NEW_PW).await;
+    assert_eq!(code, 303);
+    let (code, apage) = page(&ad, &web, "/zalo").await;
+    assert_eq!(code, 200, "{apage}");
+    assert!(apage.contains("id=\"oa-connect\""), "{apage}");
+    let (code, linked) = post_form(&ad, &web, "/ui/zalo/connect", &csrf).await;
+    assert_eq!(code, 200, "{linked}");
+    assert!(linked.contains("id=\"oa-authorize\""), "{linked}");
+    assert!(linked.contains("code_challenge="), "{linked}");
+
+    // The callback is outside the sign-in: no cookie, no redirect to /login.
+    let (code, cb) = web.get_text("/oauth/zalo/callback").await;
+    assert_eq!(code, 400, "{cb}");
+
+    let log = cli(&env, &["--json", "audit"], None).await;
+    let list = entries(&log.json());
+    assert!(has(&list, "user:an", "zalo-connect", "refused"), "{log}");
+    assert!(has(&list, "user:ad", "zalo-connect", "allowed"), "{log}");
+    assert!(
+        !list
+            .iter()
+            .any(|(a, act, _)| a == "user:vy" && act == "zalo-connect"),
+        "viewing is no action: {log}"
+    );
+    web.stop().await;
 }

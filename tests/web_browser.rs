@@ -35,8 +35,10 @@ fn find_driver() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// None (skip) only when ZNS_SKIP_BROWSER=1 and chromedriver is missing.
-async fn browser() -> Option<Browser> {
+/// A browser whose `Accept-Language` is `accept` (the console picks its
+/// language from it until the switch sets a cookie). None (skip) only when
+/// ZNS_SKIP_BROWSER=1 and chromedriver is missing.
+async fn browser(accept: &str) -> Option<Browser> {
     let Some(driver_path) = find_driver() else {
         if std::env::var("ZNS_SKIP_BROWSER").as_deref() == Ok("1") {
             eprintln!("chromedriver not found: browser test skipped (ZNS_SKIP_BROWSER=1)");
@@ -87,7 +89,9 @@ async fn browser() -> Option<Browser> {
             "--no-first-run", "--disable-extensions",
             format!("--user-data-dir={}", profile.path().display()),
             format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
-        ]
+            format!("--accept-lang={accept}"),
+        ],
+        "prefs": { "intl.accept_languages": accept },
     });
     if let Some(b) = binary {
         chrome["binary"] = json!(b);
@@ -213,6 +217,13 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    /// The page's `<html lang>`.
+    async fn lang(&self) -> String {
+        let v = self
+            .exec("return document.documentElement.lang;", json!([]))
+            .await;
+        v.as_str().unwrap_or("").to_string()
+    }
     async fn has_alert(&self) -> bool {
         let v = self.get("/alert/text").await;
         v.as_str().is_some()
@@ -287,31 +298,55 @@ async fn upload_in_page(b: &Browser, web: &ServeHarness, file: &str, name: &str)
 /// CSV shows as text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_check_send_report_in_a_browser() {
-    let Some(b) = browser().await else { return };
+    let Some(b) = browser("vi-VN,vi").await else {
+        return;
+    };
     let env = Env::new();
     let sb = web_sandbox(&env, Duration::ZERO).await;
     let web = start_web(&env, &[]).await;
     let t0 = Instant::now();
 
+    // Vietnamese, as the browser asks.
     b.goto(&web.url("/")).await;
+    assert_eq!(b.lang().await, "vi");
+    assert_eq!(b.text("h1").await, "Chiến dịch");
     b.shots("campaigns-empty").await;
     b.goto(&web.url("/new")).await;
+    assert_eq!(b.text("h1").await, "Chiến dịch mới");
     b.shots("new-campaign").await;
 
     upload_in_page(&b, &web, &sample("billing-notice.csv"), "Hóa đơn tháng 11").await;
     b.wait_url("/check", Duration::from_secs(30)).await;
     assert_eq!(b.text("#accepted").await, "40");
     assert_eq!(b.text("#plan-messages").await, "40");
+    assert_eq!(b.text("#send").await, "Gửi");
     b.shots("check").await;
     b.click("#send").await;
     b.wait_url(&enc("Hóa đơn tháng 11"), Duration::from_secs(10))
         .await;
     b.wait_text("#status-badge", Duration::from_secs(60), |t| {
-        t == "finished"
+        t == "hoàn tất"
     })
     .await;
     assert_eq!(b.text("#count-sent").await, "40");
+    assert!(
+        b.text("#live").await.contains("40/40"),
+        "{}",
+        b.text("#live").await
+    );
     b.shots("campaign").await;
+
+    // The switch in the header: English from here on, on the same page,
+    // and kept (a cookie) over the browser's Vietnamese.
+    b.click("#lang-en").await;
+    b.wait_text("#status-badge", Duration::from_secs(10), |t| {
+        t == "finished"
+    })
+    .await;
+    assert_eq!(b.lang().await, "en");
+    assert!(b.url().await.ends_with(&enc("Hóa đơn tháng 11")));
+    assert_eq!(b.text("#lang-current").await, "EN");
+    b.shots("campaign-en").await;
     let report = b
         .fetch_text(&format!(
             "/api/v1/campaigns/{}/report.csv",
@@ -369,7 +404,14 @@ async fn upload_check_send_report_in_a_browser() {
     assert_eq!(injected, json!(0), "no element from the CSV");
 
     b.goto(&web.url("/")).await;
+    assert_eq!(b.lang().await, "en");
+    assert_eq!(b.text("h1").await, "Campaigns");
     b.shots("campaigns").await;
+    // And back to Vietnamese.
+    b.click("#lang-vi").await;
+    b.wait_text("h1", Duration::from_secs(10), |t| t == "Chiến dịch")
+        .await;
+    assert_eq!(b.lang().await, "vi");
     eprintln!("browser flow took {:?}", t0.elapsed());
     b.close().await;
     web.stop().await;
@@ -378,7 +420,9 @@ async fn upload_check_send_report_in_a_browser() {
 /// Pause during a slow campaign, then Resume: finished, each row once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_resume_in_a_browser() {
-    let Some(b) = browser().await else { return };
+    let Some(b) = browser("en-US,en").await else {
+        return;
+    };
     let env = Env::new();
     let sb = web_sandbox(&env, Duration::from_millis(80)).await;
     let web = start_web(&env, &[]).await;
@@ -424,7 +468,9 @@ async fn pause_and_resume_in_a_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_and_csrf_in_a_browser() {
     const TOKEN: &str = "browser-token-DO-NOT-LEAK-31f0";
-    let Some(b) = browser().await else { return };
+    let Some(b) = browser("en-US,en").await else {
+        return;
+    };
     let env = Env::new();
     let _sb = web_sandbox(&env, Duration::ZERO).await;
     let web = start_web(&env, &[("ZNS_SERVE_TOKEN", TOKEN)]).await;
@@ -487,6 +533,125 @@ async fn token_and_csrf_in_a_browser() {
     web.stop().await;
 }
 
+/// The Connect OA page (issue 22): from the nav, "Connect OA" gives Zalo's
+/// authorization link; following it (the zalo sandbox's OAuth endpoint
+/// redirects back to serve's callback) connects the OA, and the page then
+/// shows it — never a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_the_zalo_oa_in_a_browser() {
+    let Some(b) = browser("en").await else { return };
+    let env = Env::new();
+    let sb = sandbox(zns_batch::provider::ProviderKind::Zalo, |_| {}).await;
+    std::fs::write(
+        env.path("zns-batch.toml"),
+        format!(
+            "zalo_app_id = \"{}\"\nzalo_oauth_url = \"http://{}/v4/oa\"\n",
+            zns_batch::sandbox::DEFAULT_ZALO_APP_ID,
+            sb.addr()
+        ),
+    )
+    .unwrap();
+    let web = start_web(
+        &env,
+        &[
+            ("ZNS_SECRET_KEY", "browser-test-at-rest-key-0123"),
+            (
+                "ZNS_ZALO_APP_SECRET",
+                zns_batch::sandbox::DEFAULT_ZALO_APP_SECRET,
+            ),
+        ],
+    )
+    .await;
+    b.goto(&web.url("/")).await;
+    b.click("a[href='/zalo']").await;
+    b.wait_url("/zalo", Duration::from_secs(10)).await;
+    assert!(b.text("#oa-status").await.contains("No Zalo OA"));
+    b.click("#oa-connect").await;
+    let link = b
+        .exec(
+            "return document.querySelector('#oa-authorize').href",
+            json!([]),
+        )
+        .await;
+    let link = link.as_str().expect("an authorization link").to_string();
+    assert!(link.contains("code_challenge="), "{link}");
+    b.shots("zalo-connect").await;
+    b.goto(&link).await;
+    b.wait_text("#oa-connected", Duration::from_secs(10), |t| {
+        t.contains("OA connected")
+    })
+    .await;
+    b.goto(&web.url("/zalo")).await;
+    let shown = b.text("#oa-status").await;
+    assert!(shown.contains("3886651700907664415"), "{shown}");
+    assert!(
+        !shown.contains("sbat-") && !shown.contains("sbrt-"),
+        "{shown}"
+    );
+    b.shots("zalo-connected").await;
+    assert_eq!(sb.stats_summary().oauth_codes_exchanged, 1);
+    b.close().await;
+    web.stop().await;
+}
+
+/// Check page → "Send a test" (the campaign page lists it, phone masked,
+/// nothing of the campaign sent) → "Send at" a few seconds ahead (the page
+/// says "scheduled for", then shows the run when its time came).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_send_and_send_at_in_a_browser() {
+    let Some(b) = browser("en").await else { return };
+    let env = Env::new();
+    let sb = web_sandbox(&env, Duration::ZERO).await;
+    let web = start_web(&env, &[]).await;
+    let csv = env.path("later.csv");
+    write_csv(&csv, 0, 12);
+    assert_eq!(web.upload(&csv, "later", &[]).await.0, 201);
+
+    b.goto(&web.url("/campaigns/later/check")).await;
+    b.type_in("#test-phones", "0912345678").await;
+    b.click("#send-test").await;
+    b.wait_url("/campaigns/later#test-sends", Duration::from_secs(20))
+        .await;
+    let row = b.text("tr.test-send").await;
+    assert!(row.contains("8491****678") && row.contains("sent"), "{row}");
+    assert_eq!(b.text("#count-sent").await, "0");
+    assert_eq!(sb.stats().accepted, 1);
+
+    // OA time (UTC+7), 4 s ahead, as the date-time input gives it.
+    let at = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7))
+        + time::Duration::seconds(4);
+    let value = format!(
+        "{}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    b.exec(
+        "document.getElementById('start-at').value = arguments[0];",
+        json!([value]),
+    )
+    .await;
+    b.click("#schedule").await;
+    b.wait_text("#status-badge", Duration::from_secs(10), |t| {
+        t == "scheduled"
+    })
+    .await;
+    assert!(b.find("#cancel-schedule").await.is_some());
+    b.shots("campaign-scheduled").await;
+    b.wait_text("#status-badge", Duration::from_secs(60), |t| {
+        t == "finished"
+    })
+    .await;
+    assert_eq!(b.text("#count-sent").await, "12");
+    assert!(b.find("#scheduled-for").await.is_none());
+    assert_eq!(sb.stats().accepted, 13);
+    b.close().await;
+    web.stop().await;
+}
+
 /// Named users in a browser: a viewer signs in with name and password,
 /// sees who is signed in, and their Send is refused (403 page); the
 /// operator's Send runs the campaign, whose page lists both in its audit.
@@ -494,7 +659,7 @@ async fn token_and_csrf_in_a_browser() {
 async fn users_and_roles_in_a_browser() {
     use tokio::io::AsyncWriteExt;
     const PASSWORD: &str = "browser-pass-DO-NOT-LEAK-9c2e";
-    let Some(b) = browser().await else { return };
+    let Some(b) = browser("en").await else { return };
     let env = Env::new();
     let _sb = web_sandbox(&env, Duration::ZERO).await;
     for (name, role) in [("vy", "viewer"), ("an", "operator")] {

@@ -85,8 +85,11 @@ settings! {
     listen: String,
     /// `serve`: the public base URL providers reach it at (behind a proxy).
     public_url: String,
-    /// Zalo app id, part of the webhook signature.
+    /// Zalo app id, part of the webhook signature and of the OA's authorization.
     zalo_app_id: String,
+    /// Zalo's OAuth v4 OA endpoint base (`/permission`, `/access_token`
+    /// below it); default https://oauth.zaloapp.com/v4/oa.
+    zalo_oauth_url: String,
     /// Name of the environment variable holding the Zalo OA secret key.
     zalo_oa_secret_key_env: String,
     /// Name of the environment variable holding the webhook path token.

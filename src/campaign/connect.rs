@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::settings::{Endpoint, RunSettings};
-use super::CoreError;
+use super::{CoreError, Workspace};
 use crate::provider::{self, ProviderKind, ProviderSettings, Secret};
 use crate::sandbox::{Sandbox, SandboxConfig};
 
@@ -48,9 +48,10 @@ impl Connection {
 const SETTLE_QUIET: std::time::Duration = std::time::Duration::from_millis(2500);
 const SETTLE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(20);
 
-pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
+pub async fn connect(settings: &RunSettings, ws: &Workspace) -> Result<Connection, CoreError> {
     let p = &settings.provider;
     let kind = p.kind;
+    let mut access_tokens: Option<std::sync::Arc<dyn provider::zalo_oauth::AccessTokens>> = None;
     let (base_url, api_key, secret, sandbox, label) = match &p.endpoint {
         Endpoint::Embedded => {
             // A real server on loopback, keys made up per run.
@@ -88,6 +89,23 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
                 label,
             )
         }
+        Endpoint::Url(url) if kind.protocol() == ProviderKind::Zalo && p.api_key.is_none() => {
+            // No key given: the OA's stored pair, renewed as needed.
+            let Some(source) = ws.stored_access()? else {
+                return Err(super::usage(
+                    "--provider zalo needs the OA's access token: connect the OA once with `zns-batch zalo connect` \
+                     (then tokens renew themselves), or pass --api-key / ZNS_API_KEY",
+                ));
+            };
+            access_tokens = Some(std::sync::Arc::new(source));
+            (
+                url.clone(),
+                Secret::default(),
+                p.secret_key.clone(),
+                None,
+                format!("{kind} ({url}, OA connected)"),
+            )
+        }
         Endpoint::Url(url) => {
             let key = settings.require_key()?;
             (
@@ -104,6 +122,7 @@ pub async fn connect(settings: &RunSettings) -> Result<Connection, CoreError> {
         .with_timeout(p.request_timeout)
         .with_codes(p.codes.clone())
         .with_pool_size(settings.run.concurrency)
+        .with_access_tokens(access_tokens)
         // Only eSMS takes a callback URL per send; the others register a webhook once.
         .with_callback_url(
             (kind == ProviderKind::Esms)

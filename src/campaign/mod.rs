@@ -26,9 +26,11 @@ mod preflight;
 mod reads;
 mod report;
 mod request;
+pub mod schedule;
 pub mod settings;
 pub mod summary;
 pub mod team;
+mod zalo_oa;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -53,8 +55,10 @@ pub use plan::ProviderQuota;
 pub use preflight::spec_from_info;
 pub use reads::{MetricsFigures, Reader, RowView};
 pub use request::{InDoubtPolicy, Request, SettingsError};
+pub use schedule::{fmt_until, fmt_when, parse_start_at, parse_test_phones, Scheduled, TestSend};
 pub use settings::RunSettings;
 pub use team::{Action, Actor, AuditEntry, Role, TokenCheck};
+pub use zalo_oa::{ConnectStart, OaStatus, REAUTHORIZE_HINT};
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
 use crate::engine::policy;
@@ -156,6 +160,8 @@ pub struct Prepared {
     campaign: Campaign,
     settings: RunSettings,
     pub import: ImportReport,
+    /// Its scheduled start (ms), stored or shown by this request.
+    start_at_ms: Option<i64>,
     _lock: CampaignLock,
 }
 
@@ -329,7 +335,9 @@ impl Workspace {
         if let Some(c) = store.find_campaign(&campaign.name)? {
             campaign = c;
         }
+        let start_at_ms = store.schedule(campaign.id)?;
         Ok(Prepared {
+            start_at_ms,
             store,
             campaign,
             settings,
@@ -346,6 +354,9 @@ impl Workspace {
     pub fn plan(&self, p: &Prepared) -> Result<plan::Plan, CoreError> {
         let mut plan = plan::build(&p.store, &p.campaign, &p.settings)?;
         plan.import_secs = p.import.imported_now.then_some(p.import.secs);
+        plan.starts_at = p
+            .start_at_ms
+            .map(|ms| clock::fmt_rfc3339(clock::from_ms(ms)));
         Ok(plan)
     }
 
@@ -443,7 +454,7 @@ impl Workspace {
         quota_key: &QuotaKey,
         stop: &Stop,
     ) -> Result<Option<Connection>, CoreError> {
-        let conn = connect::connect(settings).await?;
+        let conn = connect::connect(settings, self).await?;
         let live = self
             .provider_quota(settings, Some(conn.provider.as_ref()))
             .await?;
@@ -519,7 +530,7 @@ impl Workspace {
             )));
         }
         let _lock = lock::lock(&self.state, &campaign.name)?;
-        let conn = connect::connect(&settings).await?;
+        let conn = connect::connect(&settings, self).await?;
         let totals = reconcile::run(
             &mut store,
             &campaign,

@@ -105,14 +105,10 @@ impl Outcome {
         }
     }
 
-    /// finished | paused | expired | aborted (the summary's `result`).
+    /// finished | paused | expired | aborted (the summary's `result`): the
+    /// name of the status it stores.
     pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Finished => "finished",
-            Outcome::Paused { .. } => "paused",
-            Outcome::Expired { .. } => "expired",
-            Outcome::Aborted { .. } => "aborted",
-        }
+        self.status().as_str()
     }
 
     pub fn status(&self) -> CampaignStatus {

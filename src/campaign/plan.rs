@@ -96,6 +96,8 @@ pub struct Plan {
     pub template_warning: Option<String>,
     /// The OA's quota as the provider reported it (where it offers a query).
     pub provider_quota: Option<ProviderQuota>,
+    /// The scheduled start (`--start-at`), RFC 3339.
+    pub starts_at: Option<String>,
 }
 
 impl Plan {
@@ -236,6 +238,7 @@ pub fn build(store: &Store, campaign: &Campaign, s: &RunSettings) -> Result<Plan
         send_window_opens_at: opens_at,
         settings,
         next_step: format!("zns-batch resume {}", shell_word(&campaign.name)),
+        starts_at: None,
         import_secs: None,
         template_check: match (&s.template, &s.template_note) {
             (Some(t), _) => t.summary(),

@@ -51,6 +51,8 @@ fn fetch_failed(s: &RunSettings, e: &ProviderError) -> CoreError {
             "{kind} does not know template {id} for OA {}: {e}. Check --template-id, {skip}",
             s.provider.oa_id
         )),
+        // The message says how to authorize the OA again.
+        ErrorClass::Reauthorize => CoreError::Fatal(anyhow::anyhow!("{e}")),
         ErrorClass::AbortAuth => CoreError::Fatal(anyhow::anyhow!(
             "{kind} rejected the credentials when asked for template {id}'s info: {e}. Check the API key, {skip}"
         )),
@@ -138,7 +140,7 @@ impl Workspace {
                 }
             }
         }
-        let conn = connect::connect(&s).await?;
+        let conn = connect::connect(&s, self).await?;
         let info = policy::retried(s.run.retries(), || {
             conn.provider
                 .template_info(&s.provider.oa_id, &s.template_id)
@@ -171,7 +173,7 @@ impl Workspace {
         let provider = match provider {
             Some(p) => p,
             None => {
-                conn = connect::connect(s).await?;
+                conn = connect::connect(s, self).await?;
                 conn.provider.as_ref()
             }
         };

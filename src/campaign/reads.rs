@@ -92,6 +92,22 @@ impl Reader {
         Ok(self.campaign(name)?.map(|c| c.template_keys))
     }
 
+    /// The campaign's test sends, newest first, phones masked.
+    pub fn test_sends(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Option<Vec<super::TestSend>>, CoreError> {
+        let Some(c) = self.campaign(name)? else {
+            return Ok(None);
+        };
+        let mut list = self.store.test_sends(c.id, limit)?;
+        for t in &mut list {
+            t.phone = crate::model::phone::mask(&t.phone);
+        }
+        Ok(Some(list))
+    }
+
     /// The most frequent errors of the campaign's rows.
     pub fn top_errors(
         &self,

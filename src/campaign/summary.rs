@@ -221,6 +221,8 @@ pub struct CampaignStatusLine {
     pub min_interval_per_phone_secs: Option<u64>,
     /// `HH:MM-HH:MM` (Asia/Ho_Chi_Minh) a resume keeps using, if any.
     pub send_window: Option<String>,
+    /// Its scheduled start, RFC 3339 (status `scheduled` until then).
+    pub scheduled_for: Option<String>,
     /// Delivery: `received`, `seen`, `unknown` are the ledger's (as in
     /// `ledger`); `checked` and the fees are what `reconcile` found.
     pub delivery: DeliveryCounts,
@@ -242,13 +244,20 @@ pub(crate) fn status_lines(
         }
         let deadline_passed = c.past_deadline(clock::now_ms());
         let (delivery, ledger) = delivery_of(store, c.id)?;
+        let scheduled = store.schedule(c.id)?;
+        // A run under way outranks its schedule (the start clears it).
+        let status = match scheduled {
+            Some(_) if c.status != crate::store::CampaignStatus::Running => "scheduled",
+            _ => c.status.as_str(),
+        };
         out.push(CampaignStatusLine {
+            scheduled_for: scheduled.map(|ms| clock::fmt_rfc3339(clock::from_ms(ms))),
             counts: store.state_counts(c.id)?,
             quota_used_today: store.quota_used_on(&c.oa_id, &today)?,
             quota_day: today.clone(),
             next_quota_reset: next.clone(),
             campaign: c.name,
-            status: c.status.as_str().to_string(),
+            status: status.to_string(),
             provider: c.provider,
             oa_id: c.oa_id,
             template_id: c.template_id,

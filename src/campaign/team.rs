@@ -163,6 +163,12 @@ pub enum Action {
     Pause,
     /// Resend or hold rows whose reply was lost.
     InDoubt,
+    /// A start at a later time.
+    Schedule,
+    /// The campaign's message to a few test phones.
+    TestSend,
+    /// Connect the Zalo OA (the console's Connect OA page).
+    ZaloConnect,
     UserAdd,
     UserRemove,
     UserPasswd,
@@ -178,6 +184,9 @@ impl Action {
             Action::Start => "start",
             Action::Pause => "pause",
             Action::InDoubt => "in-doubt",
+            Action::Schedule => "schedule",
+            Action::TestSend => "test-send",
+            Action::ZaloConnect => "zalo-connect",
             Action::UserAdd => "user-add",
             Action::UserRemove => "user-remove",
             Action::UserPasswd => "user-passwd",
@@ -189,8 +198,14 @@ impl Action {
 
     pub fn needs(self) -> Role {
         match self {
-            Action::Upload | Action::Start | Action::Pause | Action::InDoubt => Role::Operator,
-            Action::UserAdd
+            Action::Upload
+            | Action::Start
+            | Action::Pause
+            | Action::InDoubt
+            | Action::Schedule
+            | Action::TestSend => Role::Operator,
+            Action::ZaloConnect
+            | Action::UserAdd
             | Action::UserRemove
             | Action::UserPasswd
             | Action::UserRole

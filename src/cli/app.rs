@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use crate::campaign::config::ConfigFile;
 use crate::campaign::{
-    shell_word, usage, Action, Actor, CoreError, ExitCode, Hooks, InDoubtPolicy, Mode,
-    ReconcileOptions, ReportFormat, Request, Stop, Workspace, INTERRUPTED,
+    fmt_until, fmt_when, parse_start_at, parse_test_phones, shell_word, usage, Action, Actor,
+    CoreError, ExitCode, Hooks, InDoubtPolicy, Mode, ReconcileOptions, ReportFormat, Request, Stop,
+    Workspace, INTERRUPTED,
 };
 use crate::cli::printer::{self, ProgressObserver};
 use crate::cli::{
@@ -80,8 +81,113 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Users(args) => crate::cli::team::users_cmd(&ws, cli.json, args),
         Command::Tokens(args) => crate::cli::team::tokens_cmd(&ws, cli.json, args),
         Command::Audit(args) => crate::cli::team::audit_cmd(&ws, cli.json, args),
+        Command::Zalo(args) => zalo_cmd(&ws, &face, args).await,
         Command::Sandbox(_) | Command::Completions(_) => Ok(ExitCode::Finished),
     }
+}
+
+// ----- zalo -------------------------------------------------------------------
+
+async fn zalo_cmd(
+    ws: &Workspace,
+    face: &Face,
+    args: crate::cli::ZaloArgs,
+) -> Result<ExitCode, AppError> {
+    use crate::cli::ZaloCommand;
+    match args.command {
+        ZaloCommand::Connect {
+            redirect_uri,
+            code: None,
+            ..
+        } => {
+            let start = ws.zalo_connect_start(redirect_uri.as_deref())?;
+            let detail = format!("authorization link made, back to {}", start.redirect_uri);
+            ws.audit(&Actor::os_user(), Action::ZaloConnect, None, &detail)?;
+            if face.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&start).map_err(|e| AppError::Fatal(e.into()))?
+                );
+            } else {
+                println!("{}", start.authorization_url);
+                if !face.quiet {
+                    eprintln!(
+                        "Open this URL as the OA's admin and allow access. Zalo then sends you to {}: \
+                         `zns-batch serve` there finishes by itself; otherwise copy the `code` from that address and run \
+                         `zns-batch zalo connect --code CODE` within 10 minutes.",
+                        start.redirect_uri
+                    );
+                }
+            }
+        }
+        ZaloCommand::Connect {
+            code: Some(code),
+            auth_state,
+            oa_id,
+            ..
+        } => {
+            let status = ws
+                .zalo_connect_finish(&code, auth_state.as_deref(), oa_id.as_deref())
+                .await?;
+            let detail = format!(
+                "connected OA {} with a pasted code",
+                status.oa_id.as_deref().unwrap_or("-")
+            );
+            ws.audit(&Actor::os_user(), Action::ZaloConnect, None, &detail)?;
+            print_oa_status(
+                face,
+                &status,
+                "OA connected; tokens stored encrypted and renewed automatically",
+            )?;
+        }
+        ZaloCommand::Status => {
+            let status = ws.zalo_status()?;
+            print_oa_status(face, &status, "")?;
+        }
+    }
+    Ok(ExitCode::Finished)
+}
+
+fn print_oa_status(
+    face: &Face,
+    s: &crate::campaign::OaStatus,
+    headline: &str,
+) -> Result<(), AppError> {
+    if face.json {
+        println!(
+            "{}",
+            serde_json::to_string(s).map_err(|e| AppError::Fatal(e.into()))?
+        );
+        return Ok(());
+    }
+    if !headline.is_empty() {
+        println!("{headline}");
+    }
+    if !s.connected {
+        println!("no Zalo OA connected: run `zns-batch zalo connect`");
+        return Ok(());
+    }
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("OA:                  {}", or_dash(&s.oa_id));
+    println!("app:                 {}", or_dash(&s.app_id));
+    println!("connected:           {}", or_dash(&s.connected_at));
+    println!(
+        "access token expires: {} (in {} s)",
+        or_dash(&s.access_expires_at),
+        s.access_expires_in_secs.unwrap_or(0)
+    );
+    println!(
+        "refresh token age:   {} s ({} renewals since connect)",
+        s.refresh_token_age_secs.unwrap_or(0),
+        s.refreshes
+    );
+    if let Some(why) = &s.needs_reauthorization {
+        println!(
+            "NEEDS RE-AUTHORIZATION: {why}. {}",
+            crate::campaign::REAUTHORIZE_HINT
+        );
+    }
+    Ok(())
 }
 
 // ----- run / resume ---------------------------------------------------------
@@ -99,7 +205,8 @@ async fn run_cmd(ws: &Workspace, face: &Face, args: RunArgs) -> Result<ExitCode,
         template_check: args.template_check.into(),
         template: None,
     };
-    send_cmd(ws, face, req, Mode::Run, args.dry_run).await
+    let launch = Launch::parse(args.start_at.as_deref(), args.test_phones.as_deref())?;
+    send_cmd(ws, face, req, Mode::Run, args.dry_run, launch).await
 }
 
 async fn resume_cmd(ws: &Workspace, face: &Face, args: ResumeArgs) -> Result<ExitCode, AppError> {
@@ -113,7 +220,29 @@ async fn resume_cmd(ws: &Workspace, face: &Face, args: ResumeArgs) -> Result<Exi
         template_id: args.template_id,
         ..Request::default()
     };
-    send_cmd(ws, face, req, Mode::Resume, false).await
+    let launch = Launch::parse(args.start_at.as_deref(), args.test_phones.as_deref())?;
+    send_cmd(ws, face, req, Mode::Resume, false, launch).await
+}
+
+/// When and to whom a `run`/`resume` sends: at a scheduled time, or only
+/// a test to a few phones. Checked before anything is imported.
+#[derive(Debug, Default)]
+struct Launch {
+    /// `--start-at`: None with `now` or without the flag.
+    start_at: Option<i64>,
+    /// `--start-at now` was given (cancel a schedule, say so).
+    now_given: bool,
+    test_phones: Option<Vec<String>>,
+}
+
+impl Launch {
+    fn parse(start_at: Option<&str>, test_phones: Option<&str>) -> Result<Launch, AppError> {
+        Ok(Launch {
+            start_at: start_at.map(parse_start_at).transpose()?.flatten(),
+            now_given: start_at.is_some(),
+            test_phones: test_phones.map(parse_test_phones).transpose()?,
+        })
+    }
 }
 
 /// `run` and `resume`: prepare (import, settle settings), then plan or send.
@@ -123,6 +252,7 @@ async fn send_cmd(
     req: Request,
     mode: Mode,
     dry_run: bool,
+    launch: Launch,
 ) -> Result<ExitCode, AppError> {
     // Watch signals from the start, so one during the import or the
     // connection is a graceful stop too.
@@ -132,7 +262,7 @@ async fn send_cmd(
         face.chatty(),
         format!("zns-batch resume {}", shell_word(&req.campaign)),
     );
-    let result = prepare_and_go(ws, face, &req, mode, dry_run, stop).await;
+    let result = prepare_and_go(ws, face, &req, mode, dry_run, launch, stop).await;
     signals.abort();
     result
 }
@@ -143,6 +273,7 @@ async fn prepare_and_go(
     req: &Request,
     mode: Mode,
     dry_run: bool,
+    launch: Launch,
     stop: Arc<Stop>,
 ) -> Result<ExitCode, AppError> {
     let interrupted = stop.signal_flag();
@@ -169,7 +300,7 @@ async fn prepare_and_go(
     if let Some(s) = &spinner {
         s.finish_and_clear();
     }
-    let prepared = prepared?;
+    let mut prepared = prepared?;
     let name = shell_word(prepared.campaign_name());
     let imp = prepared.import;
     if face.chatty() {
@@ -209,11 +340,28 @@ async fn prepare_and_go(
             face.note_unfinished(ExitCode::Paused, Some(&reason));
             return Ok(ExitCode::Paused);
         }
+        prepared.show_start_at(launch.start_at);
         let plan = ws.live_plan(&prepared).await?;
         if !face.quiet || face.json {
             printer::print_plan(&plan, face.json);
         }
         return Ok(ExitCode::Finished);
+    }
+    if let Some(phones) = &launch.test_phones {
+        return test_sends(ws, face, &mut prepared, phones, &name).await;
+    }
+    if let Some(at) = launch.start_at {
+        if !wait_for_start(face, &mut prepared, at, &stop, &name).await? {
+            return Ok(ExitCode::Paused);
+        }
+    } else if let Some(was) = prepared.start_at_ms() {
+        // A run or resume without --start-at starts now: the schedule goes.
+        prepared.set_schedule(None)?;
+        if face.chatty() {
+            eprintln!("schedule for {} cancelled: starting now", fmt_when(was));
+        }
+    } else if launch.now_given {
+        prepared.set_schedule(None)?;
     }
     audit_start(ws, req, mode, &prepared)?;
     let observer = ProgressObserver::new(face.chatty());
@@ -271,6 +419,119 @@ fn audit_start(
         ws.audit(&actor, Action::InDoubt, name, what)?;
     }
     Ok(())
+}
+
+/// Keep the schedule in the ledger and wait for it here. False: stopped
+/// (Ctrl-C) before the time, the schedule kept for `serve`.
+async fn wait_for_start(
+    face: &Face,
+    prepared: &mut crate::campaign::Prepared,
+    at: i64,
+    stop: &Stop,
+    name: &str,
+) -> Result<bool, AppError> {
+    prepared.set_schedule(Some(at))?;
+    if !face.quiet {
+        eprintln!(
+            "scheduled for {} (in {}); Ctrl-C leaves it scheduled — `zns-batch serve` starts it at that time",
+            fmt_when(at),
+            fmt_until(at)
+        );
+    }
+    loop {
+        let left = at - crate::model::clock::now_ms();
+        if left <= 0 {
+            break;
+        }
+        if stop.is_set() {
+            let reason = format!(
+                "still scheduled for {}: `zns-batch serve` starts it then, `zns-batch resume {name}` starts it now",
+                fmt_when(at)
+            );
+            if !face.quiet {
+                eprintln!("{reason}");
+            }
+            face.note_unfinished(ExitCode::Paused, Some(&reason));
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(left.clamp(1, 250) as u64)).await;
+    }
+    // Its time: the schedule is done (the lock held all along, so `serve`
+    // could not have started it meanwhile).
+    prepared.set_schedule(None)?;
+    Ok(true)
+}
+
+/// `--test-phones`: the tests alone, each one's outcome, and how to send
+/// the campaign itself.
+async fn test_sends(
+    ws: &Workspace,
+    face: &Face,
+    prepared: &mut crate::campaign::Prepared,
+    phones: &[String],
+    name: &str,
+) -> Result<ExitCode, AppError> {
+    if !prepared.import_done() {
+        return Err(usage(format!(
+            "the import stopped before the end of the file: `zns-batch resume {name}` finishes it, then send the test"
+        )));
+    }
+    let results = ws.send_tests(prepared, phones).await?;
+    // The phones masked: every viewer reads the audit log.
+    let to: Vec<_> = results
+        .iter()
+        .map(|t| format!("{} {}", crate::model::phone::mask(&t.phone), t.outcome))
+        .collect();
+    ws.audit(
+        &Actor::os_user(),
+        Action::TestSend,
+        Some(name),
+        &to.join(", "),
+    )?;
+    let all_sent = results.iter().all(|t| t.outcome == "sent");
+    if face.json {
+        let list: Vec<_> = results
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "phone": crate::model::phone::mask(&t.phone),
+                    "outcome": t.outcome,
+                    "msg_id": t.msg_id,
+                    "error": t.error,
+                })
+            })
+            .collect();
+        printer::print_json(&serde_json::json!({
+            "campaign": prepared.campaign_name(),
+            "test_sends": list,
+            "next_step": format!("zns-batch resume {name}"),
+        }));
+    } else if !face.quiet {
+        println!(
+            "Test sends for campaign {} (the first accepted row's data):",
+            prepared.campaign_name()
+        );
+        for t in &results {
+            let detail = t
+                .msg_id
+                .as_deref()
+                .map(|m| format!("msg_id {m}"))
+                .or_else(|| t.error.clone())
+                .unwrap_or_default();
+            println!(
+                "  {}  {}  {detail}",
+                crate::model::phone::mask(&t.phone),
+                t.outcome
+            );
+        }
+        println!("The campaign itself was not sent; to send it: zns-batch resume {name}");
+    }
+    if all_sent {
+        Ok(ExitCode::Finished)
+    } else {
+        face.note_unfinished(ExitCode::Fatal, Some("a test message was not sent"));
+        Ok(ExitCode::Fatal)
+    }
 }
 
 // ----- reconcile ------------------------------------------------------------

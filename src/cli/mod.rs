@@ -105,6 +105,8 @@ Examples:
       --template-id 300100 --concurrency 32 --rate 50 --daily-quota 5000
   zns-batch run bills.csv --campaign bills-nov --dry-run      # import and plan, send nothing
   zns-batch --profile billing run bills.csv --campaign bills-nov --send-window 07:00-22:00 --wait
+  zns-batch run bills.csv --campaign bills-nov --test-phones 0912345678   # a test first, then `resume`
+  zns-batch run bills.csv --campaign bills-nov --start-at \"2026-12-07 08:00\"   # OA local time
 
 The dry run prints the plan (rows accepted and rejected with the first reasons,
 tokens to buy or reuse, messages, estimated fees, quota days) and sends nothing;
@@ -115,7 +117,9 @@ tokens to buy or reuse, messages, estimated fees, quota days) and sends nothing;
 Examples:
   zns-batch resume bills-nov
   zns-batch resume bills-nov --concurrency 8 --rate 20
-  zns-batch resume bills-nov --in-doubt resend   # also resend rows held in doubt")]
+  zns-batch resume bills-nov --in-doubt resend   # also resend rows held in doubt
+  zns-batch resume bills-nov --start-at 2026-12-07T08:00   # schedule it (or move its schedule)
+  zns-batch resume bills-nov                     # a scheduled campaign: starts it now, schedule cancelled")]
     Resume(ResumeArgs),
     /// Show campaigns: counts per state, today's quota use, next reset, delivery, last error.
     #[command(after_help = "\
@@ -209,6 +213,46 @@ Examples:
   zns-batch audit bills-nov --limit 20
   zns-batch audit --json --before 1200  # older entries, as JSON")]
     Audit(team::AuditArgs),
+    /// Connect the Zalo OA once (authorization with PKCE); its tokens then renew themselves.
+    #[command(after_help = "\
+Examples:
+  ZNS_SECRET_KEY=... zns-batch zalo connect                 # prints the URL an OA admin opens
+  ZNS_SECRET_KEY=... zns-batch zalo connect --redirect-uri https://zns.example.vn/oauth/zalo/callback
+  ZNS_SECRET_KEY=... ZNS_ZALO_APP_SECRET=... zns-batch zalo connect --code CODE   # no serve: paste the code
+  zns-batch zalo status
+
+Needs `zalo_app_id` in the config file, ZNS_ZALO_APP_SECRET (the app secret) and ZNS_SECRET_KEY
+(the key the tokens are encrypted with in the state database). With `serve` running at the
+redirect URI, its /oauth/zalo/callback finishes the connection by itself.")]
+    Zalo(ZaloArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ZaloArgs {
+    #[command(subcommand)]
+    pub command: ZaloCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZaloCommand {
+    /// Print the OA authorization URL; with --code, finish the connection.
+    Connect {
+        /// Where Zalo sends the admin back (registered with the Zalo app)
+        /// [default: {public_url}/oauth/zalo/callback].
+        #[arg(long, value_name = "URL")]
+        redirect_uri: Option<String>,
+        /// The code Zalo's redirect carried: exchange it and store the tokens.
+        #[arg(long, value_name = "CODE")]
+        code: Option<String>,
+        /// The redirect's `state`, if you have it (checked against the pending authorization).
+        #[arg(long, value_name = "STATE", requires = "code")]
+        auth_state: Option<String>,
+        /// The redirect's `oa_id`, kept for `zalo status`.
+        #[arg(long, value_name = "ID", requires = "code")]
+        oa_id: Option<String>,
+    },
+    /// The connected OA, the access token's expiry and the refresh token's age (never a token).
+    Status,
 }
 
 #[derive(Debug, Args)]
@@ -249,8 +293,18 @@ pub struct RunArgs {
     pub token_type: Option<String>,
 
     /// Import and plan only: nothing is sent, nothing is bought.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "test_phones")]
     pub dry_run: bool,
+
+    /// Start at this time, OA local time (2026-12-07T08:00 or "2026-12-07 08:00"); waits for it
+    /// here, and `serve` starts it then if this process is gone. `now`: at once (cancels a schedule).
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+
+    /// Send the first accepted row's data to these phones only (comma-separated), then stop
+    /// without sending the campaign; `zns-batch resume CAMPAIGN` sends it.
+    #[arg(long, value_name = "PHONES", conflicts_with = "start_at")]
+    pub test_phones: Option<String>,
 
     #[command(flatten)]
     pub sending: SendingArgs,
@@ -272,6 +326,16 @@ pub struct ResumeArgs {
     /// Mend a campaign stopped by a refused template that sent nothing: send it with this template instead.
     #[arg(long, value_name = "ID")]
     pub template_id: Option<String>,
+
+    /// Start at this time, OA local time (2026-12-07T08:00 or "2026-12-07 08:00"); waits for it
+    /// here, and `serve` starts it then if this process is gone. `now`: at once (cancels a schedule).
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+
+    /// Send the first accepted row's data to these phones only (comma-separated), then stop
+    /// without sending the campaign; `zns-batch resume CAMPAIGN` sends it.
+    #[arg(long, value_name = "PHONES", conflicts_with = "start_at")]
+    pub test_phones: Option<String>,
 
     #[command(flatten)]
     pub sending: SendingArgs,

@@ -26,25 +26,23 @@ pub(crate) trait Choice:
     fn about(self) -> &'static str;
 }
 
-impl Choice for ProviderKind {
-    const ALL: &'static [Self] = &ProviderKind::ALL;
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-    fn about(self) -> &'static str {
-        ProviderKind::about(self)
-    }
+/// The core enums offered as choices all name themselves with `as_str`
+/// and explain themselves with `about`.
+macro_rules! impl_choice {
+    ($($t:ident),*) => {$(
+        impl Choice for $t {
+            const ALL: &'static [Self] = &$t::ALL;
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
+            fn about(self) -> &'static str {
+                $t::about(self)
+            }
+        }
+    )*};
 }
 
-impl Choice for InDoubtPolicy {
-    const ALL: &'static [Self] = &InDoubtPolicy::ALL;
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-    fn about(self) -> &'static str {
-        InDoubtPolicy::about(self)
-    }
-}
+impl_choice!(ProviderKind, InDoubtPolicy);
 
 /// The parser of a [`Choice`] flag: clap checks the name against the list
 /// (its error lists the names and suggests a near one), then the core's
@@ -56,6 +54,18 @@ pub(crate) fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
             .map(|v| PossibleValue::new(v.name()).help(v.about())),
     )
     .try_map(|s| s.parse::<T>())
+}
+
+/// Each flag group carries its core part's fields under the same names;
+/// the struct literal still makes the compiler check that none is missed.
+macro_rules! into_opts {
+    ($args:ident => $opts:ident { $($field:ident),* $(,)? }) => {
+        impl From<$args> for $opts {
+            fn from(a: $args) -> Self {
+                $opts { $($field: a.$field),* }
+            }
+        }
+    };
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -101,20 +111,10 @@ pub struct ProviderArgs {
     pub callback_url: Option<String>,
 }
 
-impl From<ProviderArgs> for ProviderOpts {
-    fn from(a: ProviderArgs) -> Self {
-        ProviderOpts {
-            provider: a.provider,
-            base_url: a.base_url,
-            api_key: a.api_key,
-            secret_key: a.secret_key,
-            oa_id: a.oa_id,
-            embedded_sandbox: a.embedded_sandbox,
-            request_timeout: a.request_timeout,
-            callback_url: a.callback_url,
-        }
-    }
-}
+into_opts!(ProviderArgs => ProviderOpts {
+    provider, base_url, api_key, secret_key, oa_id, embedded_sandbox, request_timeout,
+    callback_url
+});
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct SendArgs {
@@ -156,21 +156,10 @@ pub struct SendArgs {
     pub wait: bool,
 }
 
-impl From<SendArgs> for SendOpts {
-    fn from(a: SendArgs) -> Self {
-        SendOpts {
-            concurrency: a.concurrency,
-            rate: a.rate,
-            daily_quota: a.daily_quota,
-            in_doubt: a.in_doubt,
-            max_attempts: a.max_attempts,
-            outage_after: a.outage_after,
-            backoff: a.backoff,
-            send_window: a.send_window,
-            wait: a.wait,
-        }
-    }
-}
+into_opts!(SendArgs => SendOpts {
+    concurrency, rate, daily_quota, in_doubt, max_attempts, outage_after, backoff, send_window,
+    wait
+});
 
 /// Run safety: stored with the campaign; given on `resume`, they replace the stored value.
 #[derive(Debug, Args, Clone, Default)]
@@ -190,15 +179,7 @@ pub struct SafetyArgs {
     pub min_interval_per_phone: Option<Duration>,
 }
 
-impl From<SafetyArgs> for SafetyOpts {
-    fn from(a: SafetyArgs) -> Self {
-        SafetyOpts {
-            not_after: a.not_after,
-            valid_for: a.valid_for,
-            min_interval_per_phone: a.min_interval_per_phone,
-        }
-    }
-}
+into_opts!(SafetyArgs => SafetyOpts { not_after, valid_for, min_interval_per_phone });
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct CsvArgs {
@@ -223,17 +204,9 @@ pub struct CsvArgs {
     pub sheet: Option<String>,
 }
 
-impl From<CsvArgs> for CsvOpts {
-    fn from(a: CsvArgs) -> Self {
-        CsvOpts {
-            phone_column: a.phone_column,
-            delimiter: a.delimiter,
-            optional_columns: a.optional_columns,
-            allow_duplicate_phones: a.allow_duplicate_phones,
-            sheet: a.sheet,
-        }
-    }
-}
+into_opts!(CsvArgs => CsvOpts {
+    phone_column, delimiter, optional_columns, allow_duplicate_phones, sheet
+});
 
 /// How the template pre-flight is sourced (`run`, `resume`).
 #[derive(Debug, Args, Clone, Default)]
@@ -249,14 +222,7 @@ pub struct TemplateCheckArgs {
     pub refresh_template: bool,
 }
 
-impl From<TemplateCheckArgs> for TemplateCheckOpts {
-    fn from(a: TemplateCheckArgs) -> Self {
-        TemplateCheckOpts {
-            skip_template_check: a.skip_template_check,
-            refresh_template: a.refresh_template,
-        }
-    }
-}
+into_opts!(TemplateCheckArgs => TemplateCheckOpts { skip_template_check, refresh_template });
 
 #[cfg(test)]
 mod tests {

@@ -170,23 +170,27 @@ pub fn print_summary(summary: &Summary, json: bool) {
     if c.rejected as usize > this.first_rejects.len() {
         out.push_str("                … every reject is listed by `zns-batch report`\n");
     }
-    if c.in_doubt > 0 {
-        out.push_str(&format!(
-            "  in doubt    {:>8}   (held: may or may not have been delivered)\n",
-            c.in_doubt
-        ));
-    }
-    if c.skipped > 0 {
-        out.push_str(&format!(
-            "  skipped     {:>8}   (a message went to the phone within --min-interval-per-phone; see the report)\n",
-            c.skipped
-        ));
-    }
-    if c.expired > 0 {
-        out.push_str(&format!(
-            "  expired     {:>8}   (not sent: the campaign's deadline passed)\n",
-            c.expired
-        ));
+    // Rare fates: a line only when some row has one.
+    for (label, n, why) in [
+        (
+            "in doubt",
+            c.in_doubt,
+            "held: may or may not have been delivered",
+        ),
+        (
+            "skipped",
+            c.skipped,
+            "a message went to the phone within --min-interval-per-phone; see the report",
+        ),
+        (
+            "expired",
+            c.expired,
+            "not sent: the campaign's deadline passed",
+        ),
+    ] {
+        if n > 0 {
+            out.push_str(&format!("  {label:<12}{n:>8}   ({why})\n"));
+        }
     }
     out.push_str(&format!(
         "  not yet sent{:>8}\n",
@@ -271,6 +275,13 @@ pub fn print_plan(plan: &Plan, json: bool) {
             .unwrap_or_else(|_| d.clone());
         o.push_str(&format!(
             "  deadline     {when} (rows not sent by then expire)\n"
+        ));
+    }
+    if let Some(at) = this.starts_at.as_deref().and_then(parse_rfc3339_ms) {
+        o.push_str(&format!(
+            "  starts at    {} (OA time, in {})\n",
+            crate::campaign::fmt_when(at),
+            crate::campaign::fmt_until(at)
         ));
     }
     if this.uses_tokens {
@@ -438,6 +449,13 @@ pub fn print_status(lines: &[CampaignStatusLine]) {
                 clock::fmt_duration(std::time::Duration::from_secs(s))
             ));
         }
+        if let Some(at) = l.scheduled_for.as_deref().and_then(parse_rfc3339_ms) {
+            notes.push(format!(
+                "scheduled for {} (OA time, in {})",
+                crate::campaign::fmt_when(at),
+                crate::campaign::fmt_until(at)
+            ));
+        }
         if c.expired > 0 {
             notes.push(format!("{} expired", c.expired));
         }
@@ -495,6 +513,13 @@ fn truncate(s: &str, n: usize) -> String {
         t.push('…');
         t
     }
+}
+
+/// An RFC 3339 time the core wrote, as ms.
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(clock::to_ms)
 }
 
 #[cfg(test)]

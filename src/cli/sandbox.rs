@@ -68,6 +68,16 @@ pub struct SandboxArgs {
     /// Phones ending with this are "not on Zalo" (repeatable).
     #[arg(long = "unknown-phone-suffix")]
     pub unknown_phone_suffixes: Vec<String>,
+    /// Zalo OAuth (/v4/oa/…): how long access tokens live, e.g. 25h or 3s.
+    #[arg(long, value_parser = crate::model::clock::parse_duration, default_value = "25h", value_name = "DURATION")]
+    pub access_token_ttl: Duration,
+    /// Zalo OAuth: hold each refresh's reply back this long (the rotation is
+    /// committed only if the client is still there afterwards).
+    #[arg(long, value_parser = crate::model::clock::parse_duration, value_name = "DURATION")]
+    pub refresh_delay: Option<Duration>,
+    /// Zalo OAuth: rotate the pair on refresh, then break the reply off.
+    #[arg(long)]
+    pub lose_refresh_reply: bool,
     /// Turn off dedup by tracking_id / RequestId.
     #[arg(long)]
     pub no_dedup: bool,
@@ -233,6 +243,16 @@ impl SandboxArgs {
                 .ok()
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| DEFAULT_ZALO_OA_SECRET.to_string()),
+            // The OAuth endpoint checks the same variable `zalo connect` sends.
+            zalo_app_secret: std::env::var("ZNS_ZALO_APP_SECRET")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| crate::sandbox::DEFAULT_ZALO_APP_SECRET.to_string()),
+            access_token_ttl: self.access_token_ttl,
+            oauth_faults: crate::sandbox::OAuthFaults {
+                refresh_delay: self.refresh_delay.unwrap_or_default(),
+                lose_refresh_reply: self.lose_refresh_reply,
+            },
         })
     }
 }

@@ -7,3 +7,4 @@ pub mod reconcile;
 pub mod retry;
 pub mod runner;
 pub mod stop;
+pub mod test_send;

@@ -96,6 +96,10 @@ pub fn stop_for(e: &ProviderError, caller: Caller<'_>) -> Option<(StopReason, St
                 "the provider rejected the credentials: {msg} (code {code}). Check --api-key / ZNS_API_KEY"
             ),
         ),
+        (ErrorClass::Reauthorize, _) => (
+            StopReason::Reauthorize,
+            format!("{msg} (code {code})"),
+        ),
         (ErrorClass::AbortConfig, Caller::Run(_)) => (
             StopReason::Config,
             format!(

@@ -27,6 +27,9 @@ pub enum StopReason {
     /// The provider disabled the template (a webhook said so): nothing
     /// more can be sent with it until it is enabled again.
     Template = 9,
+    /// The Zalo OA's tokens could not be renewed: someone authorizes the
+    /// OA again (`zns-batch zalo connect`), then resumes.
+    Reauthorize = 10,
 }
 
 impl StopReason {
@@ -41,6 +44,7 @@ impl StopReason {
             7 => Self::Window,
             8 => Self::Paused,
             9 => Self::Template,
+            10 => Self::Reauthorize,
             _ => return None,
         })
     }

@@ -26,6 +26,9 @@ pub enum ErrorClass {
     PauseQuota,
     /// Credentials rejected: abort the run (exit 1).
     AbortAuth,
+    /// The OA's stored tokens could not be renewed (the refresh was refused
+    /// or its reply lost): pause (exit 3) until the OA is authorized again.
+    Reauthorize,
     /// Campaign-wide misconfiguration (template, OA, permission): abort (exit 1).
     AbortConfig,
     /// Permanent for this recipient: the row fails with code and message.
@@ -42,6 +45,7 @@ impl ErrorClass {
             "check_token" => Self::CheckToken,
             "pause_quota" | "pause" => Self::PauseQuota,
             "abort_auth" => Self::AbortAuth,
+            "reauthorize" => Self::Reauthorize,
             "abort_config" | "abort" => Self::AbortConfig,
             "fail_row" | "fail" => Self::FailRow,
             "already_sent" | "sent" => Self::AlreadySent,
@@ -157,31 +161,17 @@ mod tests {
     #[test]
     fn documented_codes_map_to_their_class() {
         let t = ErrorTable::default();
-        assert_eq!(
-            t.classify(ProviderKind::Etelecom, "-118"),
-            ErrorClass::FailRow
-        );
-        assert_eq!(
-            t.classify(ProviderKind::Sandbox, "-144"),
-            ErrorClass::PauseQuota
-        );
-        assert_eq!(
-            t.classify(ProviderKind::Zalo, "-124"),
-            ErrorClass::AbortAuth
-        );
-        assert_eq!(
-            t.classify(ProviderKind::Esms, "124"),
-            ErrorClass::AlreadySent
-        );
-        assert_eq!(
-            t.classify(ProviderKind::Esms, "103"),
-            ErrorClass::PauseQuota
-        );
-        assert_eq!(
-            t.classify(ProviderKind::Etelecom, "-999"),
-            ErrorClass::CheckToken
-        );
-        assert_eq!(t.classify(ProviderKind::Esms, "777"), ErrorClass::FailRow);
+        for (kind, code, class) in [
+            (ProviderKind::Etelecom, "-118", ErrorClass::FailRow),
+            (ProviderKind::Sandbox, "-144", ErrorClass::PauseQuota),
+            (ProviderKind::Zalo, "-124", ErrorClass::AbortAuth),
+            (ProviderKind::Esms, "124", ErrorClass::AlreadySent),
+            (ProviderKind::Esms, "103", ErrorClass::PauseQuota),
+            (ProviderKind::Etelecom, "-999", ErrorClass::CheckToken),
+            (ProviderKind::Esms, "777", ErrorClass::FailRow),
+        ] {
+            assert_eq!(t.classify(kind, code), class, "{kind:?} {code}");
+        }
     }
 
     #[test]

@@ -22,6 +22,19 @@ impl From<ProviderError> for Unredacted {
     }
 }
 
+impl Unredacted {
+    /// The provider's code (it holds no secret).
+    pub fn code(&self) -> &str {
+        &self.0.code
+    }
+}
+
+/// A call this provider does not offer: the campaign's setup asks for
+/// something impossible, whatever the row.
+pub fn unsupported(message: &str) -> ProviderError {
+    ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
+}
+
 /// What an adapter's inner call returns.
 pub type Unchecked<T> = Result<T, Unredacted>;
 

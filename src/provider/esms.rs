@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
-use super::common::{campaign_level, TemplateValues, Unchecked};
+use super::common::{campaign_level, unsupported, TemplateValues, Unchecked};
 use super::http::{self, lenient, Endpoint, RawReply, JSON};
 use super::template::WireParam;
 use super::{
@@ -83,29 +83,16 @@ struct ReadBody<'a> {
     message_id: Option<&'a str>,
 }
 
-/// A send's reply, borrowed from the reply's bytes.
-#[derive(Debug, Deserialize)]
+/// A send's reply, borrowed from the reply's bytes. Every field may be
+/// missing (`default`): the caller says what an absent one means.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct SendReply<'a> {
-    #[serde(
-        rename = "CodeResult",
-        borrow,
-        default,
-        deserialize_with = "lenient::opt_str"
-    )]
+    #[serde(rename = "CodeResult", borrow, deserialize_with = "lenient::opt_str")]
     code: Option<Cow<'a, str>>,
-    #[serde(
-        rename = "SMSID",
-        borrow,
-        default,
-        deserialize_with = "lenient::opt_str"
-    )]
+    #[serde(rename = "SMSID", borrow, deserialize_with = "lenient::opt_str")]
     sms_id: Option<Cow<'a, str>>,
-    #[serde(
-        rename = "ErrorMessage",
-        borrow,
-        default,
-        deserialize_with = "lenient::opt_str"
-    )]
+    #[serde(rename = "ErrorMessage", borrow, deserialize_with = "lenient::opt_str")]
     error_message: Option<Cow<'a, str>>,
 }
 
@@ -116,39 +103,28 @@ struct SendReply<'a> {
 const QUOTA_PATH: &str = "ZNS/GetQuota";
 const TEMPLATE_INFO_PATH: &str = "GetZnsTemplateInfo";
 
-/// A campaign-level read's reply: documented as strings, numbers accepted too (GetQuota's
-/// own example answers numbers).
-#[derive(Debug, Deserialize)]
+/// A read's reply (GetQuota, GetZnsTemplateInfo, GetZaloMessageStatus):
+/// documented as strings, numbers accepted too (GetQuota's own example
+/// answers numbers).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct Reply {
-    #[serde(
-        rename = "CodeResult",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
+    #[serde(rename = "CodeResult", deserialize_with = "lenient::opt_string")]
     code: Option<String>,
-    #[serde(
-        rename = "ErrorMessage",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
+    #[serde(rename = "ErrorMessage", deserialize_with = "lenient::opt_string")]
     error_message: Option<String>,
-    #[serde(rename = "DailyQuota", default, deserialize_with = "lenient::opt_u64")]
+    #[serde(rename = "DailyQuota", deserialize_with = "lenient::opt_u64")]
     daily_quota: Option<u64>,
-    #[serde(
-        rename = "RemainingQuota",
-        default,
-        deserialize_with = "lenient::opt_u64"
-    )]
+    #[serde(rename = "RemainingQuota", deserialize_with = "lenient::opt_u64")]
     remaining_quota: Option<u64>,
     /// GetZnsTemplateInfo only.
-    #[serde(rename = "Status", default, deserialize_with = "lenient::opt_string")]
+    #[serde(rename = "Status", deserialize_with = "lenient::opt_string")]
     status: Option<String>,
-    #[serde(rename = "ListParams", default)]
+    #[serde(rename = "ListParams")]
     list_params: Option<Vec<WireParam>>,
-}
-
-fn unsupported(message: &str) -> ProviderError {
-    ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
+    /// GetZaloMessageStatus only.
+    #[serde(rename = "Data")]
+    data: Option<StatusData>,
 }
 
 const NO_TOKEN_STEP: &str = "eSMS has no journey token step; OrderId carries the journey";
@@ -344,24 +320,6 @@ impl Esms {
 const MESSAGE_STATUS_PATH: &str = "GetZaloMessageStatus";
 
 #[derive(Debug, Deserialize)]
-struct StatusReply {
-    #[serde(
-        rename = "CodeResult",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
-    code: Option<String>,
-    #[serde(
-        rename = "ErrorMessage",
-        default,
-        deserialize_with = "lenient::opt_string"
-    )]
-    error_message: Option<String>,
-    #[serde(rename = "Data", default)]
-    data: Option<StatusData>,
-}
-
-#[derive(Debug, Deserialize)]
 struct StatusData {
     #[serde(default, deserialize_with = "lenient::opt_string")]
     status: Option<String>,
@@ -378,7 +336,7 @@ impl Esms {
             ..self.credentials(oa_id)?
         };
         let reply: RawReply = self.post(&self.urls.message_status, &body).await?;
-        let r: StatusReply = http::decode(&reply)?;
+        let r: Reply = http::decode(&reply)?;
         let code = r.code.as_deref().map(str::trim).unwrap_or(ACCEPTED);
         if code != ACCEPTED {
             return Err(self.code_error(code, r.error_message.as_deref()).into());

@@ -73,10 +73,11 @@ struct SendBody<'a> {
     tracking_id: &'a str,
 }
 
-/// The fields of a journey reply (CreateJourney and GetJourney answer
-/// alike), borrowed from the reply's bytes; only what a token keeps is copied.
+/// Every JSON reply of the API in one struct: a journey (CreateJourney and
+/// GetJourney answer alike) or a message (SendZNSJourney and GetMessage).
+/// Fields are borrowed from the reply's bytes; only what is kept is copied.
 #[derive(Debug, Deserialize, Default)]
-struct JourneyReply<'a> {
+struct Reply<'a> {
     #[serde(default, deserialize_with = "lenient::code")]
     error_code: i64,
     #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
@@ -97,29 +98,6 @@ struct JourneyReply<'a> {
     expired_at: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
     status: Option<Cow<'a, str>>,
-}
-
-/// What a send needs of SendZNSJourney's reply (a message, as GetMessage
-/// answers): the delivery fields are not even read.
-#[derive(Debug, Deserialize)]
-struct SendReply<'a> {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error_code: i64,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
-    error_message: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
-    msg_id: Option<Cow<'a, str>>,
-}
-
-/// A message reply, borrowed from the reply's bytes like [`JourneyReply`].
-#[derive(Debug, Deserialize, Default)]
-struct MessageReply<'a> {
-    #[serde(default, deserialize_with = "lenient::code")]
-    error_code: i64,
-    #[serde(borrow, default, deserialize_with = "lenient::opt_text")]
-    error_message: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
     msg_id: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "lenient::opt_str")]
@@ -134,7 +112,7 @@ struct MessageReply<'a> {
     fee_token: Option<Cow<'a, str>>,
 }
 
-impl MessageReply<'_> {
+impl Reply<'_> {
     /// The delivery details, copied out of the reply.
     fn info(self, msg_id: String) -> MessageInfo {
         MessageInfo {
@@ -228,9 +206,9 @@ impl Etelecom {
         if matches!(reply.status.as_u16(), 401 | 403) {
             return http::status_error(reply);
         }
-        if let Ok(body) = serde_json::from_slice::<JourneyReply>(&reply.body) {
-            if body.error_code != 0 {
-                return self.code_error(body.error_code, body.error_message.as_deref());
+        if let Ok(body) = serde_json::from_slice::<Reply>(&reply.body) {
+            if let Some(err) = self.reply_error(&body) {
+                return err;
             }
         }
         if let Ok(tw) = serde_json::from_slice::<TwirpError>(&reply.body) {
@@ -267,8 +245,12 @@ impl Etelecom {
         http::status_error(reply)
     }
 
-    fn code_error(&self, code: i64, message: Option<&str>) -> ProviderError {
-        self.settings.code_error(&code.to_string(), message)
+    /// A reply's non-zero `error_code`, classified by the table.
+    fn reply_error(&self, r: &Reply<'_>) -> Option<ProviderError> {
+        (r.error_code != 0).then(|| {
+            self.settings
+                .code_error(&r.error_code.to_string(), r.error_message.as_deref())
+        })
     }
 }
 
@@ -283,9 +265,8 @@ impl Etelecom {
             token_type: req.token_type,
         };
         let reply = self.call(&self.urls.create_journey, &body).await?;
-        let j: JourneyReply = http::decode(&reply)?;
-        if j.error_code != 0 {
-            let mut err = self.code_error(j.error_code, j.error_message.as_deref());
+        let j: Reply = http::decode(&reply)?;
+        if let Some(mut err) = self.reply_error(&j) {
             // "Check the token" means nothing while buying one.
             if err.class == ErrorClass::CheckToken {
                 err.class = ErrorClass::FailRow;
@@ -329,9 +310,8 @@ impl Etelecom {
             Err(e) if e.class == ErrorClass::FailRow => return Ok(TokenCheck::NotFound),
             Err(e) => return Err(e.into()),
         };
-        let j: JourneyReply = http::decode(&reply)?;
-        if j.error_code != 0 {
-            let err = self.code_error(j.error_code, j.error_message.as_deref());
+        let j: Reply = http::decode(&reply)?;
+        if let Some(err) = self.reply_error(&j) {
             return match err.class {
                 ErrorClass::Retry | ErrorClass::AbortAuth | ErrorClass::AbortConfig => {
                     Err(err.into())
@@ -359,11 +339,9 @@ impl Etelecom {
             tracking_id: req.tracking_id,
         };
         let reply = self.call(&self.urls.send, &body).await?;
-        let m: SendReply = http::decode(&reply)?;
-        if m.error_code != 0 {
-            return Err(self
-                .code_error(m.error_code, m.error_message.as_deref())
-                .into());
+        let m: Reply = http::decode(&reply)?;
+        if let Some(err) = self.reply_error(&m) {
+            return Err(err.into());
         }
         Ok(SendOutcome {
             msg_id: owned(m.msg_id),
@@ -386,15 +364,13 @@ impl Etelecom {
             tracking_id: Some(tracking_id),
         };
         let reply = self.call(&self.urls.get_message, &body).await?;
-        let m: MessageReply = http::decode(&reply)?;
+        let m: Reply = http::decode(&reply)?;
         if m.error_code == -107 {
             return Ok(None);
         }
-        if m.error_code != 0 {
+        if let Some(err) = self.reply_error(&m) {
             // A lookup that fails says nothing about the row: it stays in doubt.
-            return Err(self
-                .code_error(m.error_code, m.error_message.as_deref())
-                .into());
+            return Err(err.into());
         }
         match (&m.msg_id, &m.tracking_id) {
             (Some(msg_id), Some(t)) if t == tracking_id => {
@@ -417,11 +393,9 @@ impl Etelecom {
             tracking_id: None,
         };
         let reply = self.call(&self.urls.get_message, &body).await?;
-        let m: MessageReply = http::decode(&reply)?;
-        if m.error_code != 0 {
-            return Err(self
-                .code_error(m.error_code, m.error_message.as_deref())
-                .into());
+        let m: Reply = http::decode(&reply)?;
+        if let Some(err) = self.reply_error(&m) {
+            return Err(err.into());
         }
         let msg_id = m.msg_id.as_deref().unwrap_or(msg_id).to_string();
         Ok(m.info(msg_id))

@@ -13,6 +13,7 @@ pub mod kind;
 pub mod template;
 pub mod timestamp;
 pub mod zalo;
+pub mod zalo_oauth;
 
 use std::time::Duration;
 
@@ -214,6 +215,8 @@ pub struct ProviderSettings {
     /// Idle keep-alive connections kept: the run's concurrency, so that
     /// every request in flight reuses one instead of connecting.
     pub pool_size: usize,
+    /// Zalo without an API key: the OA's stored, self-renewing token pair.
+    pub access_tokens: Option<std::sync::Arc<dyn zalo_oauth::AccessTokens>>,
 }
 
 impl ProviderSettings {
@@ -232,6 +235,7 @@ impl ProviderSettings {
             codes: ErrorTable::default(),
             callback_url: None,
             pool_size: http::DEFAULT_POOL,
+            access_tokens: None,
         }
     }
 
@@ -252,6 +256,14 @@ impl ProviderSettings {
 
     pub fn with_callback_url(mut self, callback_url: Option<Secret>) -> Self {
         self.callback_url = callback_url;
+        self
+    }
+
+    pub fn with_access_tokens(
+        mut self,
+        tokens: Option<std::sync::Arc<dyn zalo_oauth::AccessTokens>>,
+    ) -> Self {
+        self.access_tokens = tokens;
         self
     }
 

@@ -34,6 +34,28 @@ pub struct TemplateParam {
     pub accept_null: bool,
 }
 
+#[cfg(test)]
+impl TemplateParam {
+    /// A parameter with both length limits: the tests' expected values.
+    pub(crate) fn bounded(
+        name: &str,
+        required: bool,
+        kind: &str,
+        min_length: u32,
+        max_length: u32,
+        accept_null: bool,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            required,
+            kind: kind.into(),
+            min_length: Some(min_length),
+            max_length: Some(max_length),
+            accept_null,
+        }
+    }
+}
+
 /// The one sendable status (Zalo: "only ENABLE templates can be sent"; eSMS
 /// relays Zalo's templates, so the same word).
 const ENABLED: &str = "ENABLE";
@@ -57,41 +79,27 @@ impl TemplateInfo {
     }
 }
 
-/// A parameter as either provider sends it; numbers and booleans may come
-/// as strings.
-#[derive(Debug, Deserialize)]
+/// A parameter as either provider sends it: camelCase names at Zalo,
+/// PascalCase at eSMS (the aliases); any field may be missing, and numbers
+/// and booleans may come as strings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct WireParam {
-    #[serde(alias = "Name", default, deserialize_with = "lenient::opt_string")]
+    #[serde(alias = "Name", deserialize_with = "lenient::opt_string")]
     name: Option<String>,
-    #[serde(alias = "Require", default, deserialize_with = "lenient::opt_bool")]
+    #[serde(alias = "Require", deserialize_with = "lenient::opt_bool")]
     require: Option<bool>,
     #[serde(
         rename = "type",
         alias = "Type",
-        default,
         deserialize_with = "lenient::opt_string"
     )]
     kind: Option<String>,
-    #[serde(
-        rename = "minLength",
-        alias = "MinLength",
-        default,
-        deserialize_with = "lenient::opt_u64"
-    )]
+    #[serde(alias = "MinLength", deserialize_with = "lenient::opt_u64")]
     min_length: Option<u64>,
-    #[serde(
-        rename = "maxLength",
-        alias = "MaxLength",
-        default,
-        deserialize_with = "lenient::opt_u64"
-    )]
+    #[serde(alias = "MaxLength", deserialize_with = "lenient::opt_u64")]
     max_length: Option<u64>,
-    #[serde(
-        rename = "acceptNull",
-        alias = "AcceptNull",
-        default,
-        deserialize_with = "lenient::opt_bool"
-    )]
+    #[serde(alias = "AcceptNull", deserialize_with = "lenient::opt_bool")]
     accept_null: Option<bool>,
 }
 
@@ -122,54 +130,43 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    /// Template 217489 as a provider describes it with `status`.
+    fn described(status: &str, list_params: serde_json::Value) -> TemplateInfo {
+        TemplateInfo::from_wire("217489", Some(status.into()), params(list_params))
+    }
+
     #[test]
     fn zalo_camel_case_params() {
         // Shape of Zalo's template/info/v2 `data.listParams`.
-        let info = TemplateInfo::from_wire(
-            "217489",
-            Some("ENABLE".into()),
-            params(json!([
+        let info = described(
+            "ENABLE",
+            json!([
                 {"name": "customer_name", "require": true, "type": "STRING",
                  "maxLength": 30, "minLength": 1, "acceptNull": false},
                 {"name": "order_date", "require": false, "type": "DATE",
                  "maxLength": "20", "minLength": "0", "acceptNull": true}
-            ])),
+            ]),
         );
         assert!(info.enabled);
         assert_eq!(info.status_raw, "ENABLE");
         assert_eq!(
             info.params,
             vec![
-                TemplateParam {
-                    name: "customer_name".into(),
-                    required: true,
-                    kind: "STRING".into(),
-                    min_length: Some(1),
-                    max_length: Some(30),
-                    accept_null: false,
-                },
-                TemplateParam {
-                    name: "order_date".into(),
-                    required: false,
-                    kind: "DATE".into(),
-                    min_length: Some(0),
-                    max_length: Some(20),
-                    accept_null: true,
-                },
+                TemplateParam::bounded("customer_name", true, "STRING", 1, 30, false),
+                TemplateParam::bounded("order_date", false, "DATE", 0, 20, true),
             ]
         );
     }
 
     #[test]
     fn esms_pascal_case_params_with_strings() {
-        let info = TemplateInfo::from_wire(
-            "217489",
-            Some("PENDING_REVIEW".into()),
-            params(json!([
+        let info = described(
+            "PENDING_REVIEW",
+            json!([
                 {"Name": "ma_don", "Require": "true", "Type": "STRING",
                  "MaxLength": "10", "MinLength": 0, "AcceptNull": "false"},
                 {"Name": "ghi_chu", "Require": 0, "AcceptNull": 1}
-            ])),
+            ]),
         );
         assert!(!info.enabled);
         assert_eq!(info.status_raw, "PENDING_REVIEW");

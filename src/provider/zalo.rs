@@ -4,6 +4,8 @@
 //! usually with HTTP 200 even for business errors.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use reqwest::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
@@ -11,9 +13,10 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::common::{campaign_level, TemplateData, TemplateId, Unchecked};
+use super::common::{campaign_level, unsupported, TemplateData, TemplateId, Unchecked};
 use super::http::{self, Endpoint, RawReply, JSON};
 use super::timestamp;
+use super::zalo_oauth::AccessTokens;
 use replies::{
     CheckReply, Quota, QuotaReply, SendReply, Status, TemplateReply, TokenReply, WithStatus,
 };
@@ -36,6 +39,9 @@ pub struct Zalo {
     /// The OA access token header, built once (each request shares it). One
     /// HTTP cannot carry is refused at every call, before anything is sent.
     access: Result<HeaderValue, ProviderError>,
+    /// Without an API key: the OA's stored token pair, renewed as needed;
+    /// `access` is then unused.
+    managed: Option<Arc<dyn AccessTokens>>,
     /// Every endpoint, parsed once (not per request).
     urls: Urls,
 }
@@ -79,10 +85,6 @@ fn secret_header(value: &str, what: &str, class: ErrorClass) -> Result<HeaderVal
     Ok(v)
 }
 
-fn unsupported(message: &str) -> ProviderError {
-    ProviderError::new(ErrorClass::AbortConfig, "unsupported", message)
-}
-
 impl Zalo {
     pub fn new(client: reqwest::Client, settings: ProviderSettings) -> Self {
         let base = settings.base_url.trim_end_matches('/');
@@ -99,11 +101,45 @@ impl Zalo {
             "the Zalo access token",
             ErrorClass::AbortAuth,
         );
+        let managed = settings.access_tokens.clone();
         Self {
             client,
             settings,
             access,
+            managed,
             urls,
+        }
+    }
+
+    /// Run `call` with the access token: the fixed one, or the stored
+    /// pair's. A stored token Zalo calls invalid (-124) is renewed once and
+    /// the call made again: the refusal means nothing was sent, so the
+    /// second call sends nothing twice.
+    async fn with_access<T, F, Fut>(&self, call: F) -> Unchecked<T>
+    where
+        F: Fn(HeaderValue) -> Fut,
+        Fut: Future<Output = Unchecked<T>>,
+    {
+        let Some(managed) = &self.managed else {
+            return call(self.access.clone()?).await;
+        };
+        let token = managed.current().await?;
+        let header = secret_header(
+            token.expose(),
+            "the Zalo access token",
+            ErrorClass::AbortAuth,
+        )?;
+        match call(header).await {
+            Err(e) if e.code() == "-124" => {
+                let renewed = managed.after_refusal(&token).await?;
+                let header = secret_header(
+                    renewed.expose(),
+                    "the Zalo access token",
+                    ErrorClass::AbortAuth,
+                )?;
+                call(header).await
+            }
+            other => other,
         }
     }
 
@@ -111,10 +147,10 @@ impl Zalo {
     /// derives the OA from the access token.
     fn request(
         &self,
+        access: HeaderValue,
         method: Method,
         endpoint: &Endpoint,
     ) -> Result<RequestBuilder, ProviderError> {
-        let access = self.access.clone()?;
         Ok(self
             .client
             .request(method, endpoint.url()?)
@@ -126,11 +162,12 @@ impl Zalo {
     /// when given).
     fn post<B: Serialize>(
         &self,
+        access: HeaderValue,
         endpoint: &Endpoint,
         token: Option<&JourneyToken>,
         body: &B,
     ) -> Result<RequestBuilder, ProviderError> {
-        let mut req = self.request(Method::POST, endpoint)?;
+        let mut req = self.request(access, Method::POST, endpoint)?;
         if let Some(token) = token {
             req = Self::with_journey_token(req, token)?;
         }
@@ -190,9 +227,13 @@ impl Zalo {
         self.settings.code_error(&code.to_string(), message)
     }
 
-    async fn create_token_inner(&self, req: &TokenRequest<'_>) -> Unchecked<JourneyToken> {
+    async fn create_token_inner(
+        &self,
+        access: HeaderValue,
+        req: &TokenRequest<'_>,
+    ) -> Unchecked<JourneyToken> {
         let body = TokenBody { phone: req.phone };
-        let http_req = self.post(&self.urls.get_token, None, &body)?;
+        let http_req = self.post(access, &self.urls.get_token, None, &body)?;
         // "Check the token" or "refresh it" mean nothing while buying one.
         let for_purchase = |mut err: ProviderError| {
             if matches!(err.class, ErrorClass::CheckToken | ErrorClass::RefreshToken) {
@@ -225,13 +266,17 @@ impl Zalo {
         })
     }
 
-    async fn check_token_inner(&self, token: &JourneyToken) -> Unchecked<TokenCheck> {
+    async fn check_token_inner(
+        &self,
+        access: HeaderValue,
+        token: &JourneyToken,
+    ) -> Unchecked<TokenCheck> {
         if token.token.is_none() {
             return Ok(TokenCheck::NotFound);
         }
         // The seed's curl sends Content-Type on this bodyless GET; so do we.
         let req = self
-            .request(Method::GET, &self.urls.check_token)?
+            .request(access, Method::GET, &self.urls.check_token)?
             .header(CONTENT_TYPE, JSON);
         let req = Self::with_journey_token(req, token)?;
         let checked = match self.exchange(req).await {
@@ -255,7 +300,11 @@ impl Zalo {
         }
     }
 
-    async fn send_inner(&self, req: &SendRequest<'_>) -> Unchecked<SendOutcome> {
+    async fn send_inner(
+        &self,
+        access: HeaderValue,
+        req: &SendRequest<'_>,
+    ) -> Unchecked<SendOutcome> {
         let token = req.journey_token()?;
         let body = SendBody {
             phone: req.phone,
@@ -263,7 +312,7 @@ impl Zalo {
             template_data: TemplateData(req.template_data),
             tracking_id: req.tracking_id,
         };
-        let http_req = self.post(&self.urls.send, Some(token), &body)?;
+        let http_req = self.post(access, &self.urls.send, Some(token), &body)?;
         let reply = self.exchange(http_req).await?;
         let s: SendReply = self.decode_checked(&reply)?;
         let data = s.data;
@@ -280,9 +329,13 @@ impl Zalo {
     }
 
     /// `GET template/info/v2?template_id=…` → `data.status`, `data.listParams`.
-    async fn template_info_inner(&self, template_id: &str) -> Unchecked<TemplateInfo> {
+    async fn template_info_inner(
+        &self,
+        access: HeaderValue,
+        template_id: &str,
+    ) -> Unchecked<TemplateInfo> {
         let req = self
-            .request(Method::GET, &self.urls.template_info)?
+            .request(access, Method::GET, &self.urls.template_info)?
             .query(&[("template_id", template_id)]);
         let reply = self.exchange(req).await.map_err(campaign_level)?;
         let t: TemplateReply = self.decode_checked(&reply).map_err(campaign_level)?;
@@ -295,8 +348,8 @@ impl Zalo {
     }
 
     /// `GET message/quota` → `data.dailyQuota`, `data.remainingQuota`.
-    async fn quota_inner(&self) -> Unchecked<QuotaInfo> {
-        let req = self.request(Method::GET, &self.urls.quota)?;
+    async fn quota_inner(&self, access: HeaderValue) -> Unchecked<QuotaInfo> {
+        let req = self.request(access, Method::GET, &self.urls.quota)?;
         let reply = self.exchange(req).await.map_err(campaign_level)?;
         let q: QuotaReply = self.decode_checked(&reply).map_err(campaign_level)?;
         q.data
@@ -323,7 +376,9 @@ impl Provider for Zalo {
     }
 
     async fn create_token(&self, req: &TokenRequest<'_>) -> Result<JourneyToken, ProviderError> {
-        self.settings.redacting(self.create_token_inner(req)).await
+        self.settings
+            .redacting(self.with_access(|a| self.create_token_inner(a, req)))
+            .await
     }
 
     async fn check_token(
@@ -331,11 +386,15 @@ impl Provider for Zalo {
         _oa_id: &str,
         token: &JourneyToken,
     ) -> Result<TokenCheck, ProviderError> {
-        self.settings.redacting(self.check_token_inner(token)).await
+        self.settings
+            .redacting(self.with_access(|a| self.check_token_inner(a, token)))
+            .await
     }
 
     async fn send(&self, req: &SendRequest<'_>) -> Result<SendOutcome, ProviderError> {
-        self.settings.redacting(self.send_inner(req)).await
+        self.settings
+            .redacting(self.with_access(|a| self.send_inner(a, req)))
+            .await
     }
 
     /// Seed 003 documents no lookup for journey messages; Zalo reports
@@ -355,14 +414,17 @@ impl Provider for Zalo {
         template_id: &str,
     ) -> Result<Option<TemplateInfo>, ProviderError> {
         self.settings
-            .redacting(self.template_info_inner(template_id))
+            .redacting(self.with_access(|a| self.template_info_inner(a, template_id)))
             .await
             .map(Some)
     }
 
     /// The OA comes from the access token; `oa_id` is not sent.
     async fn quota(&self, _oa_id: &str) -> Result<Option<QuotaInfo>, ProviderError> {
-        self.settings.redacting(self.quota_inner()).await.map(Some)
+        self.settings
+            .redacting(self.with_access(|a| self.quota_inner(a)))
+            .await
+            .map(Some)
     }
 }
 

@@ -90,6 +90,13 @@ fn fast() -> CallbackSettings {
     }
 }
 
+/// [`fast`] with one fault or limit set.
+fn fast_with(set: impl FnOnce(&mut CallbackSettings)) -> CallbackSettings {
+    let mut callbacks = fast();
+    set(&mut callbacks);
+    callbacks
+}
+
 async fn zalo_send(sb: &Sandbox, tracking: &str) -> Value {
     super::tests::zalo_send(sb, 1, json!({"a": "b"}), tracking).await
 }
@@ -178,8 +185,7 @@ async fn zalo_callback_is_shaped_and_signed_like_zalos() {
 
     // The bad-signature fault: same shape, a mac that does not verify.
     let (rx, url, task2) = Receiver::start(0).await;
-    let mut callbacks = fast();
-    callbacks.bad_signature = true;
+    let callbacks = fast_with(|c| c.bad_signature = true);
     let sb = calling_back(ProviderKind::Zalo, Some(url), callbacks).await;
     zalo_send(&sb, "t-2").await;
     let got = rx.wait_for(1).await;
@@ -279,8 +285,7 @@ async fn callbacks_retry_after_a_500_and_give_up_when_bounded() {
     sb.stop().await;
 
     rx.fail_first.store(usize::MAX, Ordering::SeqCst);
-    let mut callbacks = fast();
-    callbacks.attempts = 2;
+    let callbacks = fast_with(|c| c.attempts = 2);
     let sb = calling_back(ProviderKind::Zalo, Some(url), callbacks).await;
     zalo_send(&sb, "never").await;
     rx.wait_for(5).await;
@@ -292,8 +297,7 @@ async fn callbacks_retry_after_a_500_and_give_up_when_bounded() {
 #[tokio::test]
 async fn duplicate_fault_sends_each_etelecom_callback_twice() {
     let (rx, url, task) = Receiver::start(0).await;
-    let mut callbacks = fast();
-    callbacks.duplicate = true;
+    let callbacks = fast_with(|c| c.duplicate = true);
     let sb = calling_back(SandboxConfig::default().protocol, Some(url), callbacks).await;
     let j = etelecom_journey(&sb).await;
     let body = json!({
@@ -318,8 +322,7 @@ async fn duplicate_fault_sends_each_etelecom_callback_twice() {
 #[tokio::test]
 async fn out_of_order_fault_shuffles_within_the_window() {
     let (rx, url, task) = Receiver::start(0).await;
-    let mut callbacks = fast();
-    callbacks.out_of_order = 6;
+    let callbacks = fast_with(|c| c.out_of_order = 6);
     let sb = calling_back(ProviderKind::Zalo, Some(url), callbacks).await;
     // Messages 0..6 of the sandbox are all delivered (every tenth is not).
     let sent: Vec<String> = (0..6).map(|i| format!("o-{i}")).collect();

@@ -28,6 +28,7 @@ mod callbacks;
 mod fate;
 mod faults;
 mod ids;
+mod oauth;
 mod server;
 mod state;
 mod templates;
@@ -47,6 +48,7 @@ use tokio::task::JoinHandle;
 pub use crate::provider::ProviderKind;
 pub use callbacks::{check_url as check_callback_url, zalo_signature, CallbackSettings};
 pub use faults::Faults;
+pub use oauth::OAuthFaults;
 pub use templates::{ParamKind, ParamViolation, TemplateParam, TemplateSpec, TemplateStatus};
 
 use callbacks::CallbackQueue;
@@ -62,6 +64,10 @@ pub const DEFAULT_ZALO_APP_ID: &str = "4349311699477619340";
 /// The OA secret Zalo callbacks are signed with unless configured: a public
 /// test value, like the default API key.
 pub const DEFAULT_ZALO_OA_SECRET: &str = "sandbox-oa-secret";
+/// The Zalo app secret the OAuth endpoint expects unless configured.
+pub const DEFAULT_ZALO_APP_SECRET: &str = "sandbox-app-secret";
+/// Zalo's OA access tokens live about 25 hours.
+pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(25 * 3600);
 
 /// How long `stop()` lets in-flight requests finish before aborting.
 const STOP_GRACE: Duration = Duration::from_millis(200);
@@ -96,6 +102,11 @@ pub struct SandboxConfig {
     /// Zalo callbacks: `app_id` and the OA secret key they are signed with.
     pub zalo_app_id: String,
     pub zalo_oa_secret: String,
+    /// Zalo OAuth: the app secret (`secret_key` header), the access
+    /// tokens' life, and the refresh faults.
+    pub zalo_app_secret: String,
+    pub access_token_ttl: Duration,
+    pub oauth_faults: OAuthFaults,
 }
 
 impl Default for SandboxConfig {
@@ -116,6 +127,9 @@ impl Default for SandboxConfig {
             callbacks: CallbackSettings::default(),
             zalo_app_id: DEFAULT_ZALO_APP_ID.to_string(),
             zalo_oa_secret: DEFAULT_ZALO_OA_SECRET.to_string(),
+            zalo_app_secret: DEFAULT_ZALO_APP_SECRET.to_string(),
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            oauth_faults: OAuthFaults::default(),
         }
     }
 }
@@ -140,6 +154,9 @@ impl std::fmt::Debug for SandboxConfig {
             .field("callbacks", &self.callbacks)
             .field("zalo_app_id", &self.zalo_app_id)
             .field("zalo_oa_secret", &"***")
+            .field("zalo_app_secret", &"***")
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("oauth_faults", &self.oauth_faults)
             .finish()
     }
 }
@@ -177,6 +194,17 @@ pub struct Stats {
     pub callbacks_given_up: u64,
     /// Sandbox day, YYYY-MM-DD in Asia/Ho_Chi_Minh.
     pub day: String,
+    /// Zalo OAuth: codes handed out and exchanged, refreshes done, refresh
+    /// tokens presented again after their use (refused), all refusals,
+    /// refresh replies broken off by the fault.
+    pub oauth_codes_issued: u64,
+    pub oauth_codes_exchanged: u64,
+    pub oauth_refreshes: u64,
+    /// Refresh requests received (counted on arrival, before any delay).
+    pub oauth_refresh_requests: u64,
+    pub oauth_refresh_reuses: u64,
+    pub oauth_refused: u64,
+    pub oauth_replies_lost: u64,
 }
 
 /// Cheap, cloneable control over a running sandbox.
@@ -203,6 +231,10 @@ impl SandboxHandle {
 
     pub fn set_latency(&self, latency: Duration) {
         self.0.lock().latency = latency;
+    }
+
+    pub fn set_oauth_faults(&self, faults: OAuthFaults) {
+        self.0.lock().oauth_faults = faults;
     }
 
     /// Move the sandbox clock (quota day and token expiry) forward.
@@ -256,6 +288,7 @@ impl Sandbox {
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         }
         // eSMS sends may name their own CallbackUrl, so eSMS always listens.
+        let zalo_app_id = config.zalo_app_id.clone();
         let (callback_queue, callback_rx) =
             if config.callback_url.is_some() || protocol == ProviderKind::Esms {
                 let (q, rx) = CallbackQueue::new(
@@ -271,6 +304,9 @@ impl Sandbox {
         let shared = Arc::new(Shared {
             protocol,
             api_key: config.api_key,
+            zalo_app_id,
+            zalo_app_secret: config.zalo_app_secret,
+            access_token_ttl: config.access_token_ttl,
             secret_key: config.secret_key,
             token_ttl: config.token_ttl,
             unknown_phone_suffixes: config.unknown_phone_suffixes,
@@ -292,6 +328,8 @@ impl Sandbox {
                 tracking_index: HashMap::new(),
                 quota_used: HashMap::new(),
                 stats: Stats::default(),
+                oauth: Default::default(),
+                oauth_faults: config.oauth_faults,
             }),
         });
         let callback_task = callback_rx.map(|crx| {
@@ -374,6 +412,10 @@ impl Sandbox {
 
     pub fn set_latency(&self, latency: Duration) {
         self.handle.set_latency(latency)
+    }
+
+    pub fn set_oauth_faults(&self, faults: OAuthFaults) {
+        self.handle.set_oauth_faults(faults)
     }
 
     pub fn advance_day(&self, days: i64) {

@@ -297,6 +297,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/__sandbox/stats", get(stats_endpoint))
         .route("/__sandbox/control", post(control_endpoint))
         .route("/__sandbox/health", get(|| async { "ok" }))
+        .route("/v4/oa/permission", get(super::oauth::permission))
+        .route("/v4/oa/access_token", post(super::oauth::access_token))
         .fallback(api)
         .with_state(shared)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -17,6 +17,38 @@ use crate::model::clock::{day_key, oa_day};
 
 /// Daily quota reported when the sandbox has none (Zalo's top tier).
 const UNLIMITED_QUOTA_REPORT: u64 = 500_000;
+
+// Zalo OAuth (served by `oauth`)
+
+/// Zalo OAuth faults (see `oauth`'s note).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OAuthFaults {
+    pub refresh_delay: Duration,
+    pub lose_refresh_reply: bool,
+}
+
+pub(crate) struct Code {
+    pub(crate) challenge: String,
+    pub(crate) issued: Instant,
+}
+
+#[derive(Default)]
+pub(crate) struct OAuthState {
+    pub(crate) codes: HashMap<String, Code>,
+    /// Access token → when it expires.
+    pub(crate) access: HashMap<String, Instant>,
+    /// Refresh token → used already.
+    pub(crate) refresh: HashMap<String, bool>,
+    pub(crate) serial: u64,
+}
+
+impl OAuthState {
+    pub(crate) fn access_valid(&self, token: &str) -> bool {
+        self.access
+            .get(token)
+            .is_some_and(|exp| Instant::now() < *exp)
+    }
+}
 
 // Shared state
 
@@ -69,11 +101,16 @@ pub(crate) struct Inner {
     /// (oa, Julian day) → new messages accepted.
     pub(crate) quota_used: HashMap<(String, i32), u64>,
     pub(crate) stats: Stats,
+    pub(crate) oauth: OAuthState,
+    pub(crate) oauth_faults: OAuthFaults,
 }
 
 pub(crate) struct Shared {
     pub(crate) protocol: ProviderKind,
     pub(crate) api_key: String,
+    pub(crate) zalo_app_id: String,
+    pub(crate) zalo_app_secret: String,
+    pub(crate) access_token_ttl: Duration,
     pub(crate) secret_key: String,
     pub(crate) token_ttl: Option<Duration>,
     pub(crate) unknown_phone_suffixes: Vec<String>,
@@ -320,6 +357,13 @@ impl Inner {
                 callbacks_sent: self.stats.callbacks_sent,
                 callbacks_acknowledged: self.stats.callbacks_acknowledged,
                 callbacks_given_up: self.stats.callbacks_given_up,
+                oauth_codes_issued: self.stats.oauth_codes_issued,
+                oauth_codes_exchanged: self.stats.oauth_codes_exchanged,
+                oauth_refreshes: self.stats.oauth_refreshes,
+                oauth_refresh_requests: self.stats.oauth_refresh_requests,
+                oauth_refresh_reuses: self.stats.oauth_refresh_reuses,
+                oauth_refused: self.stats.oauth_refused,
+                oauth_replies_lost: self.stats.oauth_replies_lost,
                 ..Stats::default()
             }
         };

@@ -22,8 +22,14 @@ fn declared(flags: &[&str]) -> HashMap<String, TemplateSpec> {
 }
 
 fn cfg(protocol: ProviderKind) -> SandboxConfig {
+    with_quota(protocol, SandboxConfig::default().daily_quota)
+}
+
+/// [`cfg`] with the OA's daily quota at `daily_quota`.
+fn with_quota(protocol: ProviderKind, daily_quota: u64) -> SandboxConfig {
     SandboxConfig {
         protocol,
+        daily_quota,
         templates: declared(&[
             "217489=customer_name:1-5,amount:1-20:number,note?:0-50",
             "300@disable=x",
@@ -41,11 +47,7 @@ async fn zalo_get(sb: &Sandbox, path: &str) -> Value {
 
 #[tokio::test]
 async fn zalo_template_info_and_quota_query() {
-    let sb = start(SandboxConfig {
-        daily_quota: 10,
-        ..cfg(ProviderKind::Zalo)
-    })
-    .await;
+    let sb = start(with_quota(ProviderKind::Zalo, 10)).await;
     let v = zalo_get(&sb, "/template/info/v2?template_id=217489").await;
     assert_eq!(v["error"], 0, "{v}");
     let d = &v["data"];
@@ -152,11 +154,7 @@ async fn esms_send(sb: &Sandbox, temp: &str, params: Value, request_id: &str) ->
 
 #[tokio::test]
 async fn esms_template_info_quota_and_enforcement() {
-    let sb = start(SandboxConfig {
-        daily_quota: 7,
-        ..cfg(ProviderKind::Esms)
-    })
-    .await;
+    let sb = start(with_quota(ProviderKind::Esms, 7)).await;
     let keys = json!({
         "ApiKey": DEFAULT_API_KEY, "SecretKey": DEFAULT_SECRET_KEY,
         "OAID": "4097311281936189049", "TemplateId": "217489",

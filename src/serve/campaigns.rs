@@ -105,6 +105,23 @@ pub struct NewCampaign {
     pub sheet: Option<String>,
 }
 
+impl NewCampaign {
+    /// The campaign, its file and template as the form names them; the
+    /// pre-flight and the creation both start from this.
+    fn request(&self) -> Request {
+        Request {
+            campaign: self.name.clone(),
+            csv: Some(self.csv.clone()),
+            template_id: self.template_id.clone(),
+            csv_opts: CsvOpts {
+                sheet: self.sheet.clone(),
+                ..CsvOpts::default()
+            },
+            ..Request::default()
+        }
+    }
+}
+
 /// A run in this process, as the live page sees it.
 pub struct Live {
     pub stop: Arc<Stop>,
@@ -187,6 +204,11 @@ fn blocking_err(e: tokio::task::JoinError) -> WebError {
 }
 
 impl Campaigns {
+    /// The workspace (the Zalo OA's connect and status).
+    pub fn base_workspace(&self) -> &Workspace {
+        &self.base
+    }
+
     pub fn new(base: Workspace) -> Arc<Self> {
         Arc::new(Campaigns {
             base: Arc::new(base),
@@ -323,16 +345,7 @@ impl Campaigns {
     ) -> Result<Option<crate::model::template_spec::TemplateSpec>, WebError> {
         check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
         let ws = self.workspace(form.profile.as_deref())?;
-        let mut req = Request {
-            campaign: form.name.clone(),
-            csv: Some(form.csv.clone()),
-            template_id: form.template_id.clone(),
-            csv_opts: CsvOpts {
-                sheet: form.sheet.clone(),
-                ..CsvOpts::default()
-            },
-            ..Request::default()
-        };
+        let mut req = form.request();
         ws.preflight(&mut req, Mode::Run).await?;
         Ok(req.template)
     }
@@ -364,13 +377,6 @@ impl Campaigns {
             .transpose()
             .map_err(|e| WebError::BadRequest(format!("deadline: {e}")))?;
         let req = Request {
-            campaign: form.name.clone(),
-            csv: Some(form.csv.clone()),
-            template_id: form.template_id.clone(),
-            csv_opts: CsvOpts {
-                sheet: form.sheet.clone(),
-                ..CsvOpts::default()
-            },
             send: SendOpts {
                 daily_quota: form.daily_quota,
                 send_window,
@@ -381,7 +387,7 @@ impl Campaigns {
                 ..SafetyOpts::default()
             },
             template,
-            ..Request::default()
+            ..form.request()
         };
         let name = form.name.clone();
         let report = |rows: u64, rejected: u64| {
@@ -487,6 +493,10 @@ impl Campaigns {
                     ws.audit(a, Action::InDoubt, Some(&owned), what)?;
                 }
             }
+            // Started (now, or by the scheduler at its time): the schedule is done.
+            if prepared.start_at_ms().is_some() {
+                prepared.set_schedule(None)?;
+            }
             Ok::<_, WebError>((ws, prepared))
         })
         .await
@@ -563,6 +573,10 @@ impl Campaigns {
             .get(name)
             .cloned();
         let Some(live) = live else {
+            // Pause of a campaign waiting for its time cancels the schedule.
+            if self.unschedule(name).await? {
+                return Ok(());
+            }
             return Err(WebError::Conflict(format!(
                 "campaign `{name}` is not running in this server"
             )));
@@ -581,6 +595,154 @@ impl Campaigns {
         .await
         .map_err(blocking_err)??;
         Ok(())
+    }
+
+    /// Start the campaign at `at_ms` (kept in the ledger; [`Self::run_scheduler`]
+    /// starts it then, also after a restart of `serve`).
+    pub async fn schedule(
+        self: &Arc<Self>,
+        name: &str,
+        at_ms: i64,
+        actor: &Actor,
+    ) -> Result<(), WebError> {
+        self.permit(actor, Action::Schedule, Some(name)).await?;
+        if self.running_here(name) {
+            return Err(WebError::Conflict(format!(
+                "campaign `{name}` is already running in this server"
+            )));
+        }
+        let this = self.clone();
+        let name = name.to_string();
+        let actor = actor.clone();
+        tokio::task::spawn_blocking(move || {
+            let (ws, _) = this.resume_request(&name, None)?;
+            probe_lock(&ws.state, &name)?;
+            this.base
+                .set_schedule(&name, Some(at_ms))
+                .map_err(not_found)?;
+            let when = format!("at {}", campaign::fmt_when(at_ms));
+            ws.audit(&actor, Action::Schedule, Some(&name), &when)?;
+            tracing::info!(campaign = %name, at = %campaign::fmt_when(at_ms), "scheduled");
+            Ok(())
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
+    /// Cancel the campaign's scheduled start; whether it had one.
+    pub async fn unschedule(self: &Arc<Self>, name: &str) -> Result<bool, WebError> {
+        let base = self.base.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let had = base.schedules()?.iter().any(|s| s.campaign == name);
+            if had {
+                base.set_schedule(&name, None)?;
+                tracing::info!(campaign = %name, "schedule cancelled");
+            }
+            Ok::<_, CoreError>(had)
+        })
+        .await
+        .map_err(blocking_err)?
+        .map_err(not_found)
+    }
+
+    /// Send the first accepted row's data to each test phone (not while the
+    /// campaign runs); recorded apart from the campaign's rows.
+    pub async fn send_test(
+        self: &Arc<Self>,
+        name: &str,
+        phones: Vec<String>,
+        actor: &Actor,
+    ) -> Result<Vec<campaign::TestSend>, WebError> {
+        self.permit(actor, Action::TestSend, Some(name)).await?;
+        if self.is_shutting_down() {
+            return Err(WebError::Conflict("serve is stopping".into()));
+        }
+        if self.running_here(name) {
+            return Err(WebError::Conflict(format!(
+                "campaign `{name}` is running: a test is sent before the campaign, not during it"
+            )));
+        }
+        let this = self.clone();
+        let owned = name.to_string();
+        let (ws, mut prepared) = tokio::task::spawn_blocking(move || {
+            let (ws, req) = this.resume_request(&owned, None)?;
+            probe_lock(&ws.state, &owned)?;
+            let prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
+            Ok::<_, WebError>((ws, prepared))
+        })
+        .await
+        .map_err(blocking_err)??;
+        if !prepared.import_done() {
+            return Err(WebError::Conflict(format!(
+                "campaign `{name}` is not fully imported yet"
+            )));
+        }
+        let sent = ws.send_tests(&mut prepared, &phones).await?;
+        // The phones masked: the audit log is read by every viewer.
+        let to: Vec<_> = sent
+            .iter()
+            .map(|t| format!("{} {}", crate::model::phone::mask(&t.phone), t.outcome))
+            .collect();
+        let (ws2, name2, actor2) = (ws.clone(), name.to_string(), actor.clone());
+        tokio::task::spawn_blocking(move || {
+            ws2.audit(&actor2, Action::TestSend, Some(&name2), &to.join(", "))
+        })
+        .await
+        .map_err(blocking_err)??;
+        Ok(sent)
+    }
+
+    /// Start each scheduled campaign at its time, until serve stops. One
+    /// task per serve; the campaign lock keeps a start single (a CLI
+    /// waiting for the same time holds it, and wins).
+    pub async fn run_scheduler(self: Arc<Self>) {
+        let mut retry_at: HashMap<String, Instant> = HashMap::new();
+        while !self.is_shutting_down() {
+            let base = self.base.clone();
+            let due = tokio::task::spawn_blocking(move || base.schedules()).await;
+            let due = match due {
+                Ok(Ok(list)) => list,
+                Ok(Err(e)) => {
+                    tracing::error!("cannot read scheduled campaigns: {e}");
+                    Vec::new()
+                }
+                Err(e) => {
+                    tracing::error!("cannot read scheduled campaigns: {e}");
+                    Vec::new()
+                }
+            };
+            let now = crate::model::clock::now_ms();
+            for s in due.into_iter().filter(|s| s.start_at_ms <= now) {
+                if self.is_shutting_down() || self.running_here(&s.campaign) {
+                    continue;
+                }
+                if retry_at
+                    .get(&s.campaign)
+                    .is_some_and(|t| *t > Instant::now())
+                {
+                    continue;
+                }
+                // Permitted and audited when it was scheduled.
+                match self.start(&s.campaign, None, None).await {
+                    Ok(()) => {
+                        retry_at.remove(&s.campaign);
+                        tracing::info!(campaign = %s.campaign, "started: its scheduled time came");
+                    }
+                    // Another process holds it (a CLI started it at its
+                    // time): look again shortly; its start clears the schedule.
+                    Err(WebError::Conflict(why)) => {
+                        tracing::debug!(campaign = %s.campaign, "scheduled start waits: {why}");
+                    }
+                    Err(e) => {
+                        tracing::warn!(campaign = %s.campaign, "scheduled start failed (tried again in a minute): {e}");
+                        retry_at
+                            .insert(s.campaign.clone(), Instant::now() + Duration::from_secs(60));
+                    }
+                }
+            }
+            tokio::time::sleep(SCHEDULER_TICK).await;
+        }
     }
 
     /// The import of an upload under way, if any.
@@ -650,6 +812,9 @@ impl Campaigns {
         }
     }
 }
+
+/// How often the scheduler looks for campaigns whose time came.
+const SCHEDULER_TICK: Duration = Duration::from_millis(500);
 
 /// Read-side helpers (pages and API): they use serve's reading connection;
 /// a campaign that is not there is a 404.

@@ -84,12 +84,11 @@ pub async fn handler(State(state): State<ServeState>) -> Response {
         "Messages counted against the OA's daily quota today (Asia/Ho_Chi_Minh)",
         quota,
     );
-    let unmatched = Gauge::<i64>::default();
-    unmatched.set(snap.unmatched);
-    registry.register(
+    gauge(
+        &mut registry,
         "zns_delivery_events_unmatched",
         "Stored delivery events that match no row yet",
-        unmatched,
+        snap.unmatched,
     );
     register_live(&mut registry, &state);
     let mut body = String::new();
@@ -102,32 +101,42 @@ pub async fn handler(State(state): State<ServeState>) -> Response {
 
 /// Live-progress streams and the webhooks' group commits, from memory.
 fn register_live(registry: &mut Registry, state: &ServeState) {
-    let streams = Gauge::<i64>::default();
-    streams.set(state.live.open_streams() as i64);
-    registry.register(
+    gauge(
+        registry,
         "zns_event_streams",
         "Live-progress (SSE) streams open now",
-        streams,
+        state.live.open_streams() as i64,
     );
-    let pollers = Gauge::<i64>::default();
-    pollers.set(state.live.pollers());
-    registry.register(
+    gauge(
+        registry,
         "zns_event_stream_pollers",
         "Live-progress pollers running now: one per campaign with open streams, whatever their number",
-        pollers,
+        state.live.pollers(),
     );
-    let reads = Counter::<u64>::default();
-    reads.inc_by(state.live.reads());
-    registry.register(
+    counter(
+        registry,
         "zns_event_stream_reads",
         "State database reads made by the live-progress pollers",
-        reads,
+        state.live.reads(),
     );
-    let commits = Counter::<u64>::default();
-    commits.inc_by(state.ledger.commits());
-    registry.register(
+    counter(
+        registry,
         "zns_webhook_commits",
         "Transactions (each one fsync) that stored webhook callbacks; callbacks arriving together share one",
-        commits,
+        state.ledger.commits(),
     );
+}
+
+/// A value as it is now.
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
+/// A count since the process started.
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
 }

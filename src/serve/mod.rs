@@ -369,6 +369,9 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
         );
     }
     campaigns.resume_wanted().await;
+    // Scheduled campaigns start at their time (the schedule is in the
+    // ledger: a restart keeps it).
+    tokio::spawn(campaigns.clone().run_scheduler());
     let stopping = campaigns.clone();
     // The peer address keys the sign-in limit: `edge::serve` hands every
     // request its `ConnectInfo<SocketAddr>`.

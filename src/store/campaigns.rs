@@ -186,13 +186,10 @@ impl Store {
 
     /// Settings a resume may change (never what identifies the campaign).
     pub fn update_campaign_settings(&mut self, id: i64, in_doubt_policy: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE campaigns SET in_doubt_policy = ?2, updated_ms = ?3 WHERE id = ?1",
-                params![id, in_doubt_policy, clock::now_ms()],
-            )
-            .map_err(|e| self.e(e))?;
-        Ok(())
+        self.update_campaign(
+            "UPDATE campaigns SET in_doubt_policy = ?2, updated_ms = ?3 WHERE id = ?1",
+            params![id, in_doubt_policy, clock::now_ms()],
+        )
     }
 
     /// Set or replace the deadline and frequency cap (given explicitly by the
@@ -203,37 +200,28 @@ impl Store {
         not_after_ms: Option<i64>,
         min_interval_ms: Option<i64>,
     ) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE campaigns SET not_after_ms = COALESCE(?2, not_after_ms), \
-                 min_interval_ms = COALESCE(?3, min_interval_ms), updated_ms = ?4 WHERE id = ?1",
-                params![id, not_after_ms, min_interval_ms, clock::now_ms()],
-            )
-            .map_err(|e| self.e(e))?;
-        Ok(())
+        self.update_campaign(
+            "UPDATE campaigns SET not_after_ms = COALESCE(?2, not_after_ms), \
+             min_interval_ms = COALESCE(?3, min_interval_ms), updated_ms = ?4 WHERE id = ?1",
+            params![id, not_after_ms, min_interval_ms, clock::now_ms()],
+        )
     }
 
     /// The window a resume keeps using unless told otherwise (None: no window).
     pub fn set_campaign_send_window(&mut self, id: i64, window: Option<&str>) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE campaigns SET send_window = ?2 WHERE id = ?1",
-                params![id, window],
-            )
-            .map_err(|e| self.e(e))?;
-        Ok(())
+        self.update_campaign(
+            "UPDATE campaigns SET send_window = ?2 WHERE id = ?1",
+            params![id, window],
+        )
     }
 
     /// Mend a campaign that sent nothing: its template id changes (the
     /// caller checked that no row was sent or may have been).
     pub fn set_campaign_template(&mut self, id: i64, template_id: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE campaigns SET template_id = ?2, updated_ms = ?3 WHERE id = ?1",
-                params![id, template_id, clock::now_ms()],
-            )
-            .map_err(|e| self.e(e))?;
-        Ok(())
+        self.update_campaign(
+            "UPDATE campaigns SET template_id = ?2, updated_ms = ?3 WHERE id = ?1",
+            params![id, template_id, clock::now_ms()],
+        )
     }
 
     pub fn set_campaign_status(
@@ -242,12 +230,17 @@ impl Store {
         status: CampaignStatus,
         last_error: Option<&str>,
     ) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE campaigns SET status = ?2, last_error = COALESCE(?3, last_error), updated_ms = ?4 WHERE id = ?1",
-                params![id, status.as_str(), last_error, clock::now_ms()],
-            )
-            .map_err(|e| self.e(e))?;
+        self.update_campaign(
+            "UPDATE campaigns SET status = ?2, last_error = COALESCE(?3, last_error), updated_ms = ?4 WHERE id = ?1",
+            params![id, status.as_str(), last_error, clock::now_ms()],
+        )
+    }
+}
+
+impl Store {
+    /// One UPDATE of a campaign's own row.
+    fn update_campaign(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
+        self.conn.execute(sql, params).map_err(|e| self.e(e))?;
         Ok(())
     }
 }
@@ -259,13 +252,16 @@ const CAMPAIGN_COLS: &str = "id, name, csv_path, csv_sha256, template_keys, prov
 fn campaign_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
     let id: i64 = r.get(0)?;
     let keys: String = r.get(4)?;
-    let template_keys = serde_json::from_str(&keys).map_err(|_| {
+    // A stored value this build cannot read, named by campaign and column.
+    let bad = |col: usize, name: &str, value: String| {
         unknown_value(
-            4,
-            format!("campaign {id} (table campaigns) template_keys"),
-            keys.clone(),
+            col,
+            format!("campaign {id} (table campaigns) {name}"),
+            value,
         )
-    })?;
+    };
+    let template_keys =
+        serde_json::from_str(&keys).map_err(|_| bad(4, "template_keys", keys.clone()))?;
     Ok(Campaign {
         id,
         name: r.get(1)?,
@@ -282,13 +278,7 @@ fn campaign_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
         imported_through_line: r.get::<_, i64>(12)? as u64,
         status: {
             let status: String = r.get(13)?;
-            CampaignStatus::parse(&status).ok_or_else(|| {
-                unknown_value(
-                    13,
-                    format!("campaign {id} (table campaigns) status"),
-                    status,
-                )
-            })?
+            CampaignStatus::parse(&status).ok_or_else(|| bad(13, "status", status))?
         },
         last_error: r.get(14)?,
         in_doubt_policy: r.get(15)?,

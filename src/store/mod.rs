@@ -20,12 +20,14 @@ mod lookups;
 mod quota;
 mod repeats;
 mod rows;
+mod schedule;
 mod schema;
 mod templates;
 mod tokens;
 mod users;
 mod web;
 mod writer;
+mod zalo_oauth;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,10 +44,12 @@ pub use lookups::{DeliveryCounts, LookupAnswer, LookupRow};
 pub use quota::{QuotaDay, QuotaKey};
 pub use repeats::PhoneKeys;
 pub use rows::{ReportRow, StateCounts, WorkRow};
+pub use schedule::TestSend;
 pub use tokens::TokenKey;
 pub use users::{TokenRecord, UserRecord};
 pub use web::WebRow;
-pub use writer::{GroupWriter, WriteOp, WriteResult, Writer};
+pub use writer::{GroupWriter, Setback, WriteOp, WriteResult, Writer};
+pub use zalo_oauth::{NewPair, OaTokens, Pending};
 
 use errors::{is_busy, sql_err};
 

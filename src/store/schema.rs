@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 10;
+pub(super) const SCHEMA_VERSION: i64 = 12;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -145,7 +145,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX rows_tracking ON rows(campaign_id, tracking_id)
         WHERE tracking_id IS NOT NULL;
     "#,
-    // 10: team access — users, API tokens, the audit log (see store/users.rs)
+    // 10: scheduled starts and test sends, see store/schedule.rs
+    super::schedule::SCHEDULE_MIGRATION,
+    // 11: the Zalo OA's token pair (sealed) and pending authorizations, see store/zalo_oauth.rs
+    super::zalo_oauth::ZALO_OAUTH_MIGRATION,
+    // 12: team access — users, API tokens, the audit log (see store/users.rs)
     super::users::USERS_MIGRATION,
 ];
 

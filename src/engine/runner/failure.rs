@@ -11,7 +11,7 @@ use crate::engine::policy::{self, Caller};
 use crate::engine::stop::StopReason;
 use crate::model::phone::mask;
 use crate::provider::{ErrorClass, ProviderError};
-use crate::store::{QuotaKey, StoreError, WorkRow, WriteOp};
+use crate::store::{QuotaKey, Setback, StoreError, WorkRow, WriteOp};
 
 /// How one row's processing ended, for the caller's bookkeeping.
 pub(super) enum CallFailure {
@@ -139,12 +139,13 @@ pub(super) fn back_to_pending(
     e: &ProviderError,
     release: Option<QuotaKey>,
 ) -> Result<(), StoreError> {
-    ctx.writer.post(WriteOp::MarkPending {
-        row_id: row.id,
-        code: e.code.clone(),
-        message: e.message.clone(),
-        release,
-    })
+    ctx.writer
+        .post(WriteOp::MarkPending(setback(row, e, release)))
+}
+
+/// The row sent back by the provider's error `e`, which the report shows.
+fn setback(row: &WorkRow, e: &ProviderError, release: Option<QuotaKey>) -> Setback {
+    Setback::new(row.id, e.code.clone(), e.message.clone(), release)
 }
 
 /// Until the run's first success, a row refused "for this recipient" is
@@ -230,12 +231,8 @@ fn fail_row(
     e: &ProviderError,
     release: Option<QuotaKey>,
 ) -> Result<(), StoreError> {
-    ctx.writer.post(WriteOp::MarkFailed {
-        row_id: row.id,
-        code: e.code.clone(),
-        message: e.message.clone(),
-        release,
-    })?;
+    ctx.writer
+        .post(WriteOp::MarkFailed(setback(row, e, release)))?;
     ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
     tracing::info!(phone = %mask(&row.phone), line = row.line, code = %e.code, "failed: {}", e.message);
     Ok(())

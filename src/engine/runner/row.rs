@@ -26,7 +26,7 @@ use crate::model::row_state::RowState;
 use crate::provider::{
     ErrorClass, JourneyToken, ProviderError, SendOutcome, SendRequest, TokenCheck,
 };
-use crate::store::{QuotaKey, StoreError, WorkRow, WriteOp, WriteResult};
+use crate::store::{QuotaKey, Setback, StoreError, WorkRow, WriteOp, WriteResult};
 
 /// Error code stored on a row whose stored data cannot be sent.
 pub(super) const CORRUPT_ROW: &str = "corrupt_row";
@@ -120,12 +120,12 @@ async fn process_inner(ctx: &Ctx, row: &WorkRow) -> Result<(), StoreError> {
         // request never left, so it is not in doubt).
         let Some(permit) = ctx.send_permit().await else {
             if !tries.in_doubt {
-                ctx.writer.post(WriteOp::MarkPending {
-                    row_id: row.id,
-                    code: "stopped".into(),
-                    message: "stopped before the request left".into(),
-                    release: Some(quota_key),
-                })?;
+                ctx.writer.post(WriteOp::MarkPending(Setback::new(
+                    row.id,
+                    "stopped",
+                    "stopped before the request left",
+                    Some(quota_key),
+                )))?;
             }
             return Ok(());
         };
@@ -212,12 +212,12 @@ pub(super) fn template_values<'a>(
 
 fn fail_corrupt(ctx: &Ctx, row: &WorkRow, why: &str) -> Result<(), StoreError> {
     tracing::error!(phone = %mask(&row.phone), line = row.line, "{why}");
-    ctx.writer.post(WriteOp::MarkFailed {
-        row_id: row.id,
-        code: CORRUPT_ROW.into(),
-        message: why.to_string(),
-        release: None,
-    })?;
+    ctx.writer.post(WriteOp::MarkFailed(Setback::new(
+        row.id,
+        CORRUPT_ROW,
+        why,
+        None,
+    )))?;
     ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
@@ -482,12 +482,12 @@ async fn refresh_token<'a>(
     }
     tries.refreshed = true;
     if !tries.in_doubt {
-        ctx.writer.post(WriteOp::MarkPending {
-            row_id: row.id,
-            code: e.code.clone(),
-            message: format!("token refused ({}); buying a new one", e.message),
+        ctx.writer.post(WriteOp::MarkPending(Setback::new(
+            row.id,
+            e.code.clone(),
+            format!("token refused ({}); buying a new one", e.message),
             release,
-        })?;
+        )))?;
     }
     match ensure_token(ctx, row, current.as_ref()).await {
         Ok((t, b)) => {

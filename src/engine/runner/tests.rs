@@ -17,7 +17,7 @@ use crate::engine::stop::{Stop, StopReason};
 use crate::model::row_state::RowState;
 use crate::provider::{self, ProviderKind, ProviderSettings, Secret};
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::store::{Store, WorkRow, WriteOp};
+use crate::store::{Setback, Store, WorkRow, WriteOp};
 
 const KEY: &str = "runner-test-key";
 
@@ -121,6 +121,19 @@ async fn harness(
 }
 
 impl Harness {
+    /// The campaign's counts once every write posted so far is committed:
+    /// the writer commits in order, so a write (a no-op gate check of the
+    /// open `row`) after them sees them.
+    async fn counts_after_posted(&self, row: &WorkRow) -> crate::store::StateCounts {
+        let gate = self.ctx.campaign.claim_gate(&row.phone);
+        let op = WriteOp::CheckGate {
+            row_id: row.id,
+            gate,
+        };
+        self.ctx.writer.write(op).await.unwrap();
+        self.store.state_counts(self.ctx.campaign.id).unwrap()
+    }
+
     fn rows(&self) -> Vec<WorkRow> {
         self.store
             .open_rows_page(&self.ctx.campaign, "t", 0, 100, true)
@@ -221,15 +234,29 @@ async fn a_claim_makes_the_row_in_flight_within_the_daily_quota() {
     // Giving the unit back (the request never left) frees the quota again.
     h.ctx
         .writer
-        .write(WriteOp::MarkPending {
-            row_id: rows[0].id,
-            code: "stopped".into(),
-            message: "stopped before the request left".into(),
-            release: key,
-        })
+        .write(WriteOp::MarkPending(Setback::new(
+            rows[0].id,
+            "stopped",
+            "stopped before the request left",
+            key,
+        )))
         .await
         .unwrap();
     assert_eq!(h.state_of(rows[0].id), "pending");
+}
+
+/// `row` claimed for its first attempt.
+async fn first_attempt<'a>(ctx: &'a Ctx, row: &WorkRow) -> (Attempts<'a>, crate::store::QuotaKey) {
+    let mut tries = Attempts::new(false);
+    let key = claim(ctx, row, &mut tries).await.unwrap().unwrap();
+    tries.number = 1;
+    (tries, key)
+}
+
+/// `row`'s first attempt, answered by the provider with `e`.
+async fn answered(ctx: &Ctx, row: &WorkRow, e: provider::ProviderError) {
+    let (mut tries, key) = first_attempt(ctx, row).await;
+    after_error(ctx, row, &mut tries, e, key).await.unwrap();
 }
 
 #[tokio::test]
@@ -237,42 +264,14 @@ async fn after_a_reply_the_row_is_sent_failed_or_waiting_again() {
     use crate::provider::{ErrorClass, ProviderError, SendOutcome};
     let h = harness(ProviderKind::Etelecom, 3, |o, _| o.max_attempts = 1).await;
     let rows = h.rows();
-    let claimed = |i: usize| {
-        let row = rows[i].clone();
-        let ctx = &h.ctx;
-        async move {
-            let mut tries = Attempts::new(false);
-            let key = claim(ctx, &row, &mut tries).await.unwrap().unwrap();
-            tries.number = 1;
-            (tries, key)
-        }
-    };
-
-    let (tries, key) = claimed(0).await;
+    let (tries, key) = first_attempt(&h.ctx, &rows[0]).await;
     after_success(&h.ctx, &rows[0], &tries, SendOutcome::default(), key).unwrap();
-
-    let (mut tries, key) = claimed(1).await;
     let refused = ProviderError::new(ErrorClass::FailRow, "-118", "not on Zalo");
-    after_error(&h.ctx, &rows[1], &mut tries, refused, key)
-        .await
-        .unwrap();
-
-    let (mut tries, key) = claimed(2).await;
+    answered(&h.ctx, &rows[1], refused).await;
     let busy = ProviderError::new(ErrorClass::Retry, "http_429", "slow down");
-    after_error(&h.ctx, &rows[2], &mut tries, busy, key)
-        .await
-        .unwrap();
+    answered(&h.ctx, &rows[2], busy).await;
 
-    // The writer commits posted ops in order: a write after them sees them.
-    h.ctx
-        .writer
-        .write(WriteOp::CheckGate {
-            row_id: rows[2].id,
-            gate: h.ctx.campaign.claim_gate(&rows[2].phone),
-        })
-        .await
-        .unwrap();
-    let counts = h.store.state_counts(h.ctx.campaign.id).unwrap();
+    let counts = h.counts_after_posted(&rows[2]).await;
     assert_eq!((counts.sent, counts.failed, counts.pending), (1, 1, 1));
     assert_eq!(
         h.ctx.counters.deferred.load(Ordering::Relaxed),
@@ -286,38 +285,23 @@ async fn refusals_before_the_first_success_wait_and_a_replayed_send_ends_the_wai
     use crate::provider::{ErrorClass, ProviderError};
     let h = harness(ProviderKind::Etelecom, 2, |o, _| o.concurrency = 8).await;
     let rows = h.rows();
-    let mut tries = Attempts::new(false);
-    let key = claim(&h.ctx, &rows[0], &mut tries).await.unwrap().unwrap();
-    tries.number = 1;
-    let refused = ProviderError::new(ErrorClass::FailRow, "-118", "not on Zalo");
-    after_error(&h.ctx, &rows[0], &mut tries, refused, key)
-        .await
-        .unwrap();
-    let flush = |id: i64| WriteOp::CheckGate {
-        row_id: id,
-        gate: h.ctx.campaign.claim_gate(&rows[1].phone),
-    };
-    h.ctx.writer.write(flush(rows[1].id)).await.unwrap();
-    let counts = h.store.state_counts(h.ctx.campaign.id).unwrap();
-    assert_eq!(
-        (counts.failed, counts.pending),
-        (0, 2),
-        "no success yet: held open"
-    );
-
-    // The provider says it has the second row's message already: a success.
-    let mut tries = Attempts::new(false);
-    let key = claim(&h.ctx, &rows[1], &mut tries).await.unwrap().unwrap();
-    tries.number = 1;
-    let replayed = ProviderError::new(ErrorClass::AlreadySent, "124", "duplicate RequestId");
-    after_error(&h.ctx, &rows[1], &mut tries, replayed, key)
-        .await
-        .unwrap();
-    h.ctx.writer.write(flush(rows[1].id)).await.unwrap();
-    let counts = h.store.state_counts(h.ctx.campaign.id).unwrap();
-    assert_eq!(
-        (counts.sent, counts.failed),
-        (1, 1),
-        "the held refusal was the row's own after all"
-    );
+    // A refusal is held open while nothing has succeeded; then the provider
+    // says it has the second row's message already: a success.
+    let steps = [
+        (
+            ProviderError::new(ErrorClass::FailRow, "-118", "not on Zalo"),
+            (0, 0, 2),
+            "no success yet: held open",
+        ),
+        (
+            ProviderError::new(ErrorClass::AlreadySent, "124", "duplicate RequestId"),
+            (1, 1, 0),
+            "the held refusal was the row's own after all",
+        ),
+    ];
+    for (row, (e, sent_failed_pending, why)) in rows.iter().zip(steps) {
+        answered(&h.ctx, row, e).await;
+        let c = h.counts_after_posted(&rows[1]).await;
+        assert_eq!((c.sent, c.failed, c.pending), sent_failed_pending, "{why}");
+    }
 }

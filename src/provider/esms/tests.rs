@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::*;
-use crate::provider::http::test_server::{assert_transport_failures, Canned, TestServer};
+use crate::provider::http::test_server::{
+    assert_transport_failures, template_info_from, Canned, TestServer,
+};
 use crate::provider::{Dedup, TemplateParam};
 
 const KEY: &str = "KEY-SHOULD-NOT-LEAK";
@@ -62,6 +64,17 @@ async fn send_with_reply(reply: Canned) -> Result<SendOutcome, ProviderError> {
 }
 
 const SEND_PATH: &str = "/MainService.svc/json/SendZaloMessage_V4_post_json/";
+
+/// The one request was a read: a JSON POST to `path` with `body`, the
+/// keys in the body and never in the URL.
+fn assert_read_request(server: &TestServer, path: &str, body: Value) {
+    let r = server.only_request();
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, path);
+    assert_eq!(r.query, None, "keys must not travel in the URL");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json(), body);
+}
 
 /// The body `send_req()` sends (no callback URL set).
 fn send_body() -> Value {
@@ -283,13 +296,10 @@ async fn message_status_request_and_replies() {
         .unwrap();
     assert_eq!(m.delivery_status.as_deref(), Some("received"));
     assert_eq!(m.delivery_time.as_deref(), Some("2026-11-24T08:00:01Z"));
-    let r = server.only_request();
-    assert_eq!(r.method, "POST");
-    assert_eq!(r.path, "/MainService.svc/json/GetZaloMessageStatus");
-    assert_eq!(r.query, None, "keys must not travel in the URL");
-    assert_eq!(
-        r.json(),
-        json!({ "ApiKey": KEY, "SecretKey": SECRET, "OAID": "4097311281936189049", "MessageId": "sms-77" })
+    assert_read_request(
+        &server,
+        "/MainService.svc/json/GetZaloMessageStatus",
+        json!({ "ApiKey": KEY, "SecretKey": SECRET, "OAID": "4097311281936189049", "MessageId": "sms-77" }),
     );
 
     for (status, word) in [("-1", "failed_delivery"), ("0", "unknown")] {
@@ -334,14 +344,10 @@ async fn get_quota_request_and_replies() {
             daily: 5000
         }
     );
-    let r = server.only_request();
-    assert_eq!(r.method, "POST");
-    assert_eq!(r.path, "/MainService.svc/json/ZNS/GetQuota");
-    assert_eq!(r.query, None, "keys must not travel in the URL");
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(
-        r.json(),
-        json!({ "ApiKey": KEY, "SecretKey": SECRET, "OAID": "4097311281936189049" })
+    assert_read_request(
+        &server,
+        "/MainService.svc/json/ZNS/GetQuota",
+        json!({ "ApiKey": KEY, "SecretKey": SECRET, "OAID": "4097311281936189049" }),
     );
 
     // The documented type is string.
@@ -390,34 +396,30 @@ async fn quota_refusals_are_campaign_level() {
 
 #[tokio::test]
 async fn template_info_request_and_reply() {
-    let server = TestServer::start(Canned::json(json!({
-        "CodeResult": "100",
-        "ErrorMessage": "",
-        "Status": "ENABLE",
-        "ListParams": [
-            {"Name": "ten", "Require": true, "Type": "STRING",
-             "MaxLength": 30, "MinLength": 1, "AcceptNull": false},
-            {"Name": "ma_don", "Require": "false", "Type": "STRING",
-             "MaxLength": "20", "MinLength": "0", "AcceptNull": "true"}
-        ]
-    })))
+    let (server, info) = template_info_from(
+        esms,
+        json!({
+            "CodeResult": "100",
+            "ErrorMessage": "",
+            "Status": "ENABLE",
+            "ListParams": [
+                {"Name": "ten", "Require": true, "Type": "STRING",
+                 "MaxLength": 30, "MinLength": 1, "AcceptNull": false},
+                {"Name": "ma_don", "Require": "false", "Type": "STRING",
+                 "MaxLength": "20", "MinLength": "0", "AcceptNull": "true"}
+            ]
+        }),
+        "4097311281936189049",
+        "217489",
+    )
     .await;
-    let info = esms(&server)
-        .template_info("4097311281936189049", "217489")
-        .await
-        .unwrap()
-        .unwrap();
-    let r = server.only_request();
-    assert_eq!(r.method, "POST");
-    assert_eq!(r.path, "/MainService.svc/json/GetZnsTemplateInfo");
-    assert_eq!(r.query, None, "keys must not travel in the URL");
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(
-        r.json(),
+    assert_read_request(
+        &server,
+        "/MainService.svc/json/GetZnsTemplateInfo",
         json!({
             "ApiKey": KEY, "SecretKey": SECRET,
             "OAID": "4097311281936189049", "TemplateId": "217489"
-        })
+        }),
     );
     assert_eq!(
         info,
@@ -426,22 +428,8 @@ async fn template_info_request_and_reply() {
             status_raw: "ENABLE".into(),
             enabled: true,
             params: vec![
-                TemplateParam {
-                    name: "ten".into(),
-                    required: true,
-                    kind: "STRING".into(),
-                    min_length: Some(1),
-                    max_length: Some(30),
-                    accept_null: false,
-                },
-                TemplateParam {
-                    name: "ma_don".into(),
-                    required: false,
-                    kind: "STRING".into(),
-                    min_length: Some(0),
-                    max_length: Some(20),
-                    accept_null: true,
-                },
+                TemplateParam::bounded("ten", true, "STRING", 1, 30, false),
+                TemplateParam::bounded("ma_don", false, "STRING", 0, 20, true),
             ],
         }
     );
@@ -450,15 +438,15 @@ async fn template_info_request_and_reply() {
 #[tokio::test]
 async fn template_info_errors() {
     // A disabled template is an answer, not an error.
-    let server = TestServer::start(Canned::json(json!({
-        "CodeResult": 100, "Status": "DISABLE", "ListParams": []
-    })))
+    let (_, info) = template_info_from(
+        esms,
+        json!({
+            "CodeResult": 100, "Status": "DISABLE", "ListParams": []
+        }),
+        "1",
+        "9",
+    )
     .await;
-    let info = esms(&server)
-        .template_info("1", "9")
-        .await
-        .unwrap()
-        .unwrap();
     assert!(!info.enabled);
     assert_eq!(info.status_raw, "DISABLE");
 

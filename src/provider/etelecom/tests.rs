@@ -57,34 +57,55 @@ fn twirp_400(body: serde_json::Value) -> Canned {
 }
 
 #[tokio::test]
-async fn invalid_template_or_oa_stops_the_campaign() {
-    for body in [
+async fn an_invalid_field_stops_the_campaign_or_fails_the_row() {
+    use ErrorClass::{AbortConfig, FailRow};
+    for (body, class) in [
         // Twirp's InvalidArgumentError: the field in meta and in the message.
-        json!({"code": "invalid_argument", "msg": "template_id is invalid",
-               "meta": {"argument": "template_id"}}),
-        json!({"code": "invalid_argument", "msg": "invalid template_id: 12a"}),
-        json!({"code": "invalid_argument", "msg": "must be a number",
-               "meta": {"argument": "template_id"}}),
-        json!({"code": "malformed", "msg": "oa_id: not an int64"}),
+        // The template or the OA: the campaign's setup.
+        (
+            json!({"code": "invalid_argument", "msg": "template_id is invalid",
+                   "meta": {"argument": "template_id"}}),
+            AbortConfig,
+        ),
+        (
+            json!({"code": "invalid_argument", "msg": "invalid template_id: 12a"}),
+            AbortConfig,
+        ),
+        (
+            json!({"code": "invalid_argument", "msg": "must be a number",
+                   "meta": {"argument": "template_id"}}),
+            AbortConfig,
+        ),
+        (
+            json!({"code": "malformed", "msg": "oa_id: not an int64"}),
+            AbortConfig,
+        ),
+        // The row's own fields.
+        (
+            json!({"code": "invalid_argument", "msg": "phone is invalid",
+                   "meta": {"argument": "phone"}}),
+            FailRow,
+        ),
+        (
+            json!({"code": "invalid_argument", "msg": "template_data.name: too long"}),
+            FailRow,
+        ),
+        (
+            json!({"code": "out_of_range", "msg": "value out of range"}),
+            FailRow,
+        ),
     ] {
         let e = send_with_reply(twirp_400(body.clone())).await;
-        assert_eq!(e.class, ErrorClass::AbortConfig, "{body}");
-        assert_eq!(e.code, "http_400");
-        assert!(!e.in_doubt);
+        assert_eq!(
+            (e.class, e.code.as_str(), e.in_doubt),
+            (class, "http_400", false),
+            "{body}"
+        );
     }
 }
 
 #[tokio::test]
-async fn invalid_row_fields_fail_the_row() {
-    for body in [
-        json!({"code": "invalid_argument", "msg": "phone is invalid",
-               "meta": {"argument": "phone"}}),
-        json!({"code": "invalid_argument", "msg": "template_data.name: too long"}),
-        json!({"code": "out_of_range", "msg": "value out of range"}),
-    ] {
-        let e = send_with_reply(twirp_400(body.clone())).await;
-        assert_eq!(e.class, ErrorClass::FailRow, "{body}");
-    }
+async fn other_refusals_go_by_their_code() {
     let e = send_with_reply(twirp_400(json!({"code": "unauthenticated", "msg": "?"}))).await;
     assert_eq!(e.class, ErrorClass::AbortAuth);
     // A relayed Zalo code in a 400 body goes by the table.

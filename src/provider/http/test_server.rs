@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Router;
 
-use crate::provider::{ErrorClass, ProviderError};
+use crate::provider::{ErrorClass, Provider, ProviderError, TemplateInfo};
 
 /// One request exactly as it arrived.
 #[derive(Debug, Clone)]
@@ -63,6 +63,23 @@ impl Canned {
 /// 500 and a 200 that does not decode are retried in doubt (the message may
 /// have gone); 429 is retried after its Retry-After, not in doubt.
 /// `send_with_reply` sends one message against a server answering `Canned`.
+/// The template info the adapter `make` builds for the server reads from
+/// `reply`, and the server that saw the request.
+pub async fn template_info_from<P: Provider>(
+    make: impl FnOnce(&TestServer) -> P,
+    reply: serde_json::Value,
+    oa_id: &str,
+    template_id: &str,
+) -> (TestServer, TemplateInfo) {
+    let server = TestServer::start(Canned::json(reply)).await;
+    let info = make(&server)
+        .template_info(oa_id, template_id)
+        .await
+        .unwrap()
+        .unwrap();
+    (server, info)
+}
+
 pub async fn assert_transport_failures<T, Fut>(send_with_reply: impl Fn(Canned) -> Fut)
 where
     T: std::fmt::Debug,

@@ -5,7 +5,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
-use crate::provider::http::test_server::{assert_transport_failures, Canned, TestServer};
+use crate::provider::http::test_server::{
+    assert_transport_failures, template_info_from, Canned, TestServer,
+};
 use crate::provider::{Dedup, Secret};
 
 const KEY: &str = "KEY-SHOULD-NOT-LEAK";
@@ -322,26 +324,26 @@ async fn refusals_without_a_request() {
 #[tokio::test]
 async fn template_info_request_and_reply() {
     // The shape of template/info/v2 (spec, "Zalo — quota and template info").
-    let server = TestServer::start(Canned::json(json!({
-        "error": 0, "message": "Success",
-        "data": {
-            "templateId": 217489, "templateName": "Order", "status": "ENABLE",
-            "listParams": [
-                {"name": "customer_name", "require": true, "type": "STRING",
-                 "maxLength": 30, "minLength": 0, "acceptNull": false},
-                {"name": "note", "require": false, "type": "STRING",
-                 "maxLength": "100", "minLength": "0", "acceptNull": true}
-            ],
-            "listButtons": [], "timeout": 7200000, "previewUrl": "https://x.test/p",
-            "templateQuality": "HIGH", "templateTag": "TRANSACTION", "price": "300"
-        }
-    })))
+    let (server, info) = template_info_from(
+        zalo,
+        json!({
+            "error": 0, "message": "Success",
+            "data": {
+                "templateId": 217489, "templateName": "Order", "status": "ENABLE",
+                "listParams": [
+                    {"name": "customer_name", "require": true, "type": "STRING",
+                     "maxLength": 30, "minLength": 0, "acceptNull": false},
+                    {"name": "note", "require": false, "type": "STRING",
+                     "maxLength": "100", "minLength": "0", "acceptNull": true}
+                ],
+                "listButtons": [], "timeout": 7200000, "previewUrl": "https://x.test/p",
+                "templateQuality": "HIGH", "templateTag": "TRANSACTION", "price": "300"
+            }
+        }),
+        "ignored",
+        "217489",
+    )
     .await;
-    let info = zalo(&server)
-        .template_info("ignored", "217489")
-        .await
-        .unwrap()
-        .unwrap();
     let r = server.only_request();
     assert_eq!(r.method, "GET");
     assert_eq!(r.path, "/template/info/v2");
@@ -374,11 +376,15 @@ async fn template_info_request_and_reply() {
 
 #[tokio::test]
 async fn template_info_refusals() {
-    let server = TestServer::start(Canned::json(json!({
-        "error": 0, "data": {"status": "PENDING_REVIEW", "listParams": []}
-    })))
+    let (_, info) = template_info_from(
+        zalo,
+        json!({
+            "error": 0, "data": {"status": "PENDING_REVIEW", "listParams": []}
+        }),
+        "",
+        "1",
+    )
     .await;
-    let info = zalo(&server).template_info("", "1").await.unwrap().unwrap();
     assert!(!info.enabled);
     assert_eq!(info.status_raw, "PENDING_REVIEW");
 

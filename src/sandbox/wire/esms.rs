@@ -50,10 +50,35 @@ fn is_true(s: &str) -> bool {
 pub(crate) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
     match ep {
         Endpoint::Send => send(shared, call),
-        Endpoint::Quota => quota(shared, call),
-        Endpoint::TemplateInfo => template_info(shared, call),
-        Endpoint::GetMessage => message_status(shared, call),
+        // A read's refusal is its reply too.
+        Endpoint::Quota => quota(shared, call).unwrap_or_else(|refused| refused),
+        Endpoint::TemplateInfo => template_info(shared, call).unwrap_or_else(|refused| refused),
+        Endpoint::GetMessage => message_status(shared, call).unwrap_or_else(|refused| refused),
         _ => code("118", "unsupported message type"),
+    }
+}
+
+const WRONG_KEYS: &str = "ApiKey or SecretKey is incorrect";
+
+/// A read's JSON body, or its refusal (110).
+fn decoded(body: &[u8]) -> Result<Map<String, Value>, Reply> {
+    parse_object(body).map_err(|e| code("110", &e))
+}
+
+/// A read's keys, refused (101) with the read's own `refusal` text.
+fn authorize(shared: &Shared, obj: &Map<String, Value>, refusal: &str) -> Result<(), Reply> {
+    if authorized(shared, obj) {
+        Ok(())
+    } else {
+        Err(code("101", refusal))
+    }
+}
+
+/// A field a read cannot go without (110 when missing or empty).
+fn required(obj: &Map<String, Value>, key: &str) -> Result<String, Reply> {
+    match text(obj, key) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => Err(code("110", &format!("{key} is required"))),
     }
 }
 
@@ -139,7 +164,7 @@ fn send(shared: &Shared, call: &Call<'_>) -> Reply {
         }
     };
     if !authorized(shared, &obj) {
-        return code("101", "ApiKey or SecretKey is incorrect");
+        return code("101", WRONG_KEYS);
     }
     let f = match fields(&obj) {
         Ok(f) => f,
@@ -248,47 +273,32 @@ fn percent_decode(s: &str) -> String {
 /// string works too). Like template info, the request shape is our choice —
 /// eSMS documents the name and `DailyQuota` / `RemainingQuota` only — and the
 /// adapter sends exactly this. The numbers come from the sandbox's counter.
-fn quota(shared: &Shared, call: &Call<'_>) -> Reply {
+fn quota(shared: &Shared, call: &Call<'_>) -> Result<Reply, Reply> {
     let mut obj = call.query.map(query_object).unwrap_or_default();
     if !call.body.iter().all(u8::is_ascii_whitespace) {
-        match parse_object(call.body) {
-            Ok(body) => obj.extend(body),
-            Err(e) => return code("110", &e),
-        }
+        obj.extend(decoded(call.body)?);
     }
-    if !authorized(shared, &obj) {
-        return code("101", "ApiKey or SecretKey is incorrect");
-    }
-    let oa = match text(&obj, "OAID") {
-        Ok(oa) if !oa.is_empty() => oa,
-        _ => return code("110", "OAID is required"),
-    };
+    authorize(shared, &obj, WRONG_KEYS)?;
+    let oa = required(&obj, "OAID")?;
     let (remaining, daily) = shared.lock().quota_report(&oa);
-    Reply::ok(json!({
+    Ok(Reply::ok(json!({
         "CodeResult": "100",
         "DailyQuota": daily,
         "RemainingQuota": remaining,
         "ErrorMessage": "",
-    }))
+    })))
 }
 
 /// `POST {base}/GetZnsTemplateInfo` with `{ApiKey, SecretKey, OAID,
 /// TemplateId}`. eSMS documents the name and the answer's fields, not the
 /// request: this shape and path are our choice, and the eSMS adapter's
 /// template pre-flight sends exactly this — change both together.
-fn template_info(shared: &Shared, call: &Call<'_>) -> Reply {
-    let obj = match parse_object(call.body) {
-        Ok(o) => o,
-        Err(e) => return code("110", &e),
-    };
-    if !authorized(shared, &obj) {
-        return code("101", "ApiKey or SecretKey is incorrect");
-    }
-    if !text(&obj, "OAID").is_ok_and(|oa| !oa.is_empty()) {
-        return code("110", "OAID is required");
-    }
+fn template_info(shared: &Shared, call: &Call<'_>) -> Result<Reply, Reply> {
+    let obj = decoded(call.body)?;
+    authorize(shared, &obj, WRONG_KEYS)?;
+    required(&obj, "OAID")?;
     let id = text(&obj, "TemplateId").unwrap_or_default();
-    match shared.templates.get(id.as_str()) {
+    Ok(match shared.templates.get(id.as_str()) {
         Some(spec) => Reply::ok(json!({
             "CodeResult": "100",
             "ListParams": spec.esms_params(),
@@ -307,25 +317,17 @@ fn template_info(shared: &Shared, call: &Call<'_>) -> Reply {
             "110",
             &format!("TemplateId `{id}` is not a template of this OA"),
         ),
-    }
+    })
 }
 
 /// `GetZaloMessageStatus {ApiKey, SecretKey, OAID, MessageId}` →
 /// `Data{delivery_time, message, status}`: 1 received, −1 failed, 0 not
 /// yet known; the same verdict the callbacks carry. MessageId is the SMSID
 /// (here equal to the Zalo msg id, `partnerids`).
-fn message_status(shared: &Shared, call: &Call<'_>) -> Reply {
-    let obj = match parse_object(call.body) {
-        Ok(o) => o,
-        Err(e) => return code("110", &e),
-    };
-    if !authorized(shared, &obj) {
-        return code("101", "Authorize Failed");
-    }
-    let msg_id = match text(&obj, "MessageId") {
-        Ok(m) if !m.is_empty() => m,
-        _ => return code("110", "MessageId is required"),
-    };
+fn message_status(shared: &Shared, call: &Call<'_>) -> Result<Reply, Reply> {
+    let obj = decoded(call.body)?;
+    authorize(shared, &obj, "Authorize Failed")?;
+    let msg_id = required(&obj, "MessageId")?;
     let oa = text(&obj, "OAID").unwrap_or_default();
     let mut g = shared.lock();
     g.stats.get_message_calls += 1;
@@ -333,7 +335,7 @@ fn message_status(shared: &Shared, call: &Call<'_>) -> Reply {
         .message_by_msg_id(&msg_id)
         .filter(|&n| oa.is_empty() || g.messages[n].oa == oa);
     let Some(n) = found else {
-        return code("99", "MessageId not found");
+        return Err(code("99", "MessageId not found"));
     };
     let sent = g.messages[n].sent;
     let age = g.now() - sent;
@@ -350,11 +352,11 @@ fn message_status(shared: &Shared, call: &Call<'_>) -> Reply {
     } else {
         (0, "Pending", String::new())
     };
-    Reply::ok(json!({
+    Ok(Reply::ok(json!({
         "CodeResult": "100",
         "ErrorMessage": "",
         "Data": { "delivery_time": time, "message": message, "status": code_value },
-    }))
+    })))
 }
 
 #[cfg(test)]
@@ -381,9 +383,15 @@ mod tests {
     }
 
     async fn send(sb: &Sandbox, body: &Value) -> (u16, Value) {
+        send_raw(sb, body.to_string()).await
+    }
+
+    /// A send with `body` as given, JSON or not.
+    async fn send_raw(sb: &Sandbox, body: impl Into<reqwest::Body>) -> (u16, Value) {
         let resp = client()
             .post(format!("{}/SendZaloMessage_V4_post_json/", sb.base_url()))
-            .json(body)
+            .header("content-type", "application/json")
+            .body(body)
             .send()
             .await
             .expect("request");
@@ -459,17 +467,8 @@ mod tests {
 
         // Garbage: HTTP 400 with 210, never a panic.
         for garbage in ["nope", "[1]", "\"str\"", ""] {
-            let resp = client()
-                .post(format!("{}/SendZaloMessage_V4_post_json/", sb.base_url()))
-                .body(garbage)
-                .send()
-                .await
-                .expect("request");
-            assert_eq!(resp.status().as_u16(), 400);
-            assert_eq!(
-                resp.json::<Value>().await.unwrap_or(Value::Null)["CodeResult"],
-                "210"
-            );
+            let (s, v) = send_raw(&sb, garbage).await;
+            assert_eq!((s, &v["CodeResult"]), (400, &json!("210")), "{garbage}");
         }
         let st = sb.stats();
         assert_eq!(st.accepted, 1, "only the non-journey send");

@@ -12,7 +12,7 @@ use crate::sandbox::ids::{msg_id_of, unix_ms, JOURNEY_ID_BASE};
 use crate::sandbox::state::{Admission, Message, Shared};
 
 /// The OA and app an access token stands for (Zalo requests name no OA).
-const OA_ID: &str = "3886651700907664415";
+const OA_ID: &str = crate::sandbox::oauth::OA_ID;
 const APP_ID: &str = crate::sandbox::DEFAULT_ZALO_APP_ID;
 
 pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
@@ -35,7 +35,9 @@ fn token_error() -> Reply {
 }
 
 pub(crate) fn handle(shared: &Shared, ep: Endpoint, call: &Call<'_>) -> Reply {
-    if header_str(call.headers, "access_token") != Some(shared.api_key.as_str()) {
+    let access = header_str(call.headers, "access_token").unwrap_or("");
+    // The static key, or a token from the OAuth endpoint still alive.
+    if access != shared.api_key && !shared.lock().oauth.access_valid(access) {
         shared.lock().stats.auth_failures += 1;
         return error(-124, "access token is invalid");
     }
@@ -275,6 +277,17 @@ mod tests {
             .1
     }
 
+    async fn check_token(sb: &Sandbox, tok: &str) -> Value {
+        let resp = client()
+            .get(format!("{}/journey/check-token", sb.base_url()))
+            .header("access_token", "sandbox-key")
+            .header("journey_token", tok)
+            .send()
+            .await
+            .expect("request");
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
     #[tokio::test]
     async fn happy_path_and_check_token() {
         let sb = start(cfg()).await;
@@ -285,36 +298,16 @@ mod tests {
         assert_eq!(v["data"]["quota"]["remainingQuota"], "499999");
         assert!(v["data"]["msg_id"].is_string() && v["data"]["sent_time"].is_string());
 
-        let resp = client()
-            .get(format!("{}/journey/check-token", sb.base_url()))
-            .header("access_token", "sandbox-key")
-            .header("journey_token", &tok)
-            .send()
-            .await
-            .expect("request");
-        let c: Value = resp.json().await.unwrap_or(Value::Null);
+        let c = check_token(&sb, &tok).await;
         assert_eq!(c["error"], 0);
-        let created: i64 = c["data"]["createdAt"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let expired: i64 = c["data"]["expiredAt"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        assert_eq!(expired - created, 7 * 86_400_000);
-
-        let resp = client()
-            .get(format!("{}/journey/check-token", sb.base_url()))
-            .header("access_token", "sandbox-key")
-            .header("journey_token", "bogus")
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(
-            resp.json::<Value>().await.unwrap_or(Value::Null)["error"],
-            -133
-        );
+        let ms = |field: &str| {
+            c["data"][field]
+                .as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        assert_eq!(ms("expiredAt") - ms("createdAt"), 7 * 86_400_000);
+        assert_eq!(check_token(&sb, "bogus").await["error"], -133);
 
         let st = sb.stats();
         assert_eq!((st.tokens_created, st.accepted, st.token_checks), (1, 1, 2));
@@ -329,33 +322,22 @@ mod tests {
             ..cfg()
         })
         .await;
-        let (s, v) = post(
-            &sb,
-            "/journey/get-token",
-            "bad",
-            None,
-            json!({ "phone": PHONE }),
-        )
-        .await;
-        assert_eq!((s, &v["error"]), (200, &json!(-124)));
-        let (_, v) = post(
-            &sb,
-            "/journey/get-token",
-            "sandbox-key",
-            None,
-            json!({ "phone": "84900000000" }),
-        )
-        .await;
-        assert_eq!(v["error"], -118);
-        let (_, v) = post(
-            &sb,
-            "/journey/get-token",
-            "sandbox-key",
-            None,
-            json!({ "phone": "abc" }),
-        )
-        .await;
-        assert_eq!(v["error"], -108);
+        let refused = [
+            ("bad", PHONE, -124),
+            ("sandbox-key", "84900000000", -118),
+            ("sandbox-key", "abc", -108),
+        ];
+        for (access, phone, error) in refused {
+            let (s, v) = post(
+                &sb,
+                "/journey/get-token",
+                access,
+                None,
+                json!({ "phone": phone }),
+            )
+            .await;
+            assert_eq!((s, &v["error"]), (200, &json!(error)), "{phone}");
+        }
         for garbage in ["not json", "[]", "{\"phone\": 5}", ""] {
             let resp = client()
                 .post(format!("{}/message/template", sb.base_url()))
@@ -371,24 +353,12 @@ mod tests {
         }
         // Missing token header, then template_data checks.
         let tok = token(&sb).await;
-        let (_, v) = post(
-            &sb,
-            "/message/template",
-            "sandbox-key",
-            None,
-            json!({ "phone": PHONE, "template_id": 1, "template_data": {"a": "b"} }),
-        )
-        .await;
-        assert_eq!(v["error"], -133);
-        let (_, v) = post(
-            &sb,
-            "/message/template",
-            "sandbox-key",
-            Some(&tok),
-            json!({ "phone": PHONE, "template_id": 1 }),
-        )
-        .await;
-        assert_eq!(v["error"], -111);
+        let full = json!({ "phone": PHONE, "template_id": 1, "template_data": {"a": "b"} });
+        let no_data = json!({ "phone": PHONE, "template_id": 1 });
+        for (journey, body, error) in [(None, full, -133), (Some(tok.as_str()), no_data, -111)] {
+            let (_, v) = post(&sb, "/message/template", "sandbox-key", journey, body).await;
+            assert_eq!(v["error"], error);
+        }
         assert_eq!(sb.stats().tokens_created, 1);
         assert_eq!(sb.stats().auth_failures, 1);
         sb.stop().await;

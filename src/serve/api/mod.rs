@@ -26,6 +26,10 @@ pub fn routes() -> Router<ServeState> {
         .route("/api/v1/campaigns/{name}", get(one))
         .route("/api/v1/campaigns/{name}/start", post(start))
         .route("/api/v1/campaigns/{name}/pause", post(pause))
+        .route(
+            "/api/v1/campaigns/{name}/test",
+            post(test_send).get(test_list),
+        )
         .route("/api/v1/campaigns/{name}/report.csv", get(report))
         .route("/api/v1/campaigns/{name}/events", get(events))
         .route("/api/v1/campaigns/{name}/import", get(import_status))
@@ -83,6 +87,8 @@ async fn import_status(State(s): State<ServeState>, Path(name): Path<String>) ->
 pub struct StartQuery {
     /// What to do with rows whose reply was lost: resend | hold.
     pub in_doubt: Option<String>,
+    /// Start at this OA-local time instead of now (`2026-12-07T08:00`).
+    pub start_at: Option<String>,
 }
 
 pub fn parse_in_doubt(v: Option<&str>) -> Result<Option<InDoubtPolicy>, WebError> {
@@ -103,6 +109,18 @@ async fn start(
     Query(q): Query<StartQuery>,
 ) -> Result<Response, WebError> {
     let policy = parse_in_doubt(q.in_doubt.as_deref())?;
+    if let Some(at) = parse_start_at(q.start_at.as_deref())? {
+        s.web.campaigns.schedule(&name, at, &caller.actor()).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "campaign": name,
+                "started": false,
+                "scheduled_for": crate::model::clock::fmt_rfc3339(crate::model::clock::from_ms(at)),
+            })),
+        )
+            .into_response());
+    }
     s.web
         .campaigns
         .start(&name, policy, Some(&caller.actor()))
@@ -112,6 +130,79 @@ async fn start(
         Json(serde_json::json!({ "campaign": name, "started": true })),
     )
         .into_response())
+}
+
+/// A start time from a form or query: blank or `now` is none.
+pub fn parse_start_at(v: Option<&str>) -> Result<Option<i64>, WebError> {
+    match v {
+        None => Ok(None),
+        Some(t) => {
+            crate::campaign::parse_start_at(t).map_err(|e| WebError::BadRequest(e.to_string()))
+        }
+    }
+}
+
+/// The test phones, as a list or one comma-separated string.
+pub fn parse_phones(v: &serde_json::Value) -> Result<Vec<String>, WebError> {
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|p| p.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| WebError::BadRequest("phones: give strings".into()))?
+            .join(","),
+        _ => {
+            return Err(WebError::BadRequest(
+                "phones: give a list such as [\"0912345678\"] or \"0912345678,0987654321\"".into(),
+            ))
+        }
+    };
+    crate::campaign::parse_test_phones(&text).map_err(|e| WebError::BadRequest(e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+struct TestBody {
+    phones: serde_json::Value,
+}
+
+/// `{"phones": [...]}`: the first accepted row's data to each; 200 with
+/// each outcome (phones masked). Nothing is stored for a bad phone.
+async fn test_send(
+    State(s): State<ServeState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<TestBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, WebError> {
+    let Json(body) = body.map_err(|e| WebError::BadRequest(format!("body: {e}")))?;
+    let phones = parse_phones(&body.phones)?;
+    let sent = s
+        .web
+        .campaigns
+        .send_test(&name, phones, &caller.actor())
+        .await?;
+    let list: Vec<_> = sent
+        .into_iter()
+        .map(|mut t| {
+            t.phone = crate::model::phone::mask(&t.phone);
+            t
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "campaign": name, "test_sends": list })).into_response())
+}
+
+/// The campaign's test sends, newest first (phones masked).
+async fn test_list(
+    State(s): State<ServeState>,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    let list = s
+        .with_reader_web(move |st| {
+            st.test_sends(&name, 100)?
+                .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))
+        })
+        .await?;
+    Ok(Json(list).into_response())
 }
 
 async fn pause(

@@ -3,8 +3,11 @@
 //! that work without JavaScript, and a little script for drag-and-drop,
 //! upload progress and live counts.
 
+pub mod format;
+pub mod lang;
 mod pages;
 pub mod security;
+mod zalo;
 
 use std::sync::Arc;
 
@@ -23,7 +26,9 @@ use super::ServeState;
 use crate::campaign::team::ActorKind;
 use crate::campaign::Action;
 use crate::model::row_state::RowState;
+use lang::Viewer;
 use pages::enc;
+use rust_i18n::t;
 use security::{CsrfForm, NoFields};
 
 /// What the console shares between requests.
@@ -51,32 +56,34 @@ impl WebState {
         }
     }
 
-    /// The frame every page is drawn in.
-    pub fn chrome(&self) -> pages::Chrome<'_> {
+    /// The frame every page is drawn in, in the viewer's language.
+    pub fn chrome<'a>(&'a self, v: &'a Viewer) -> pages::Chrome<'a> {
         pages::Chrome {
             csrf: &self.csrf,
             sign_out: self.sign_out,
             who: None,
+            lang: v.lang,
+            here: &v.here,
         }
     }
 
     /// The frame, naming who is signed in (`who` from [`signed_in_as`]).
-    pub fn chrome_as<'a>(&'a self, who: &'a Option<String>) -> pages::Chrome<'a> {
+    pub fn chrome_as<'a>(&'a self, v: &'a Viewer, who: &'a Option<String>) -> pages::Chrome<'a> {
         pages::Chrome {
-            csrf: &self.csrf,
             sign_out: self.sign_out || who.is_some(),
             who: who.as_deref(),
+            ..self.chrome(v)
         }
     }
 }
 
 /// Who the header says is signed in: nobody on an open loopback console.
-fn signed_in_as(caller: &Caller) -> Option<String> {
+fn signed_in_as(caller: &Caller, v: &Viewer) -> Option<String> {
     let a = caller.actor();
     match caller {
         Caller::Open => None,
         Caller::Token | Caller::Session(_, _) if a.kind == ActorKind::AdminToken => {
-            Some("access token (admin)".into())
+            Some(t!("nav.admin_token", locale = v.lang.code()).into_owned())
         }
         _ => Some(format!("{} ({})", a.name, a.role)),
     }
@@ -91,6 +98,8 @@ pub fn routes() -> Router<ServeState> {
         .route("/campaigns/{name}/check", get(check_page))
         .route("/ui/campaigns/{name}/start", post(start_form))
         .route("/ui/campaigns/{name}/pause", post(pause_form))
+        .route("/ui/campaigns/{name}/test", post(test_form))
+        .merge(zalo::routes())
 }
 
 /// The upload form: its body cap and timing are the caller's.
@@ -102,8 +111,10 @@ pub fn upload_routes() -> Router<ServeState> {
 /// the assets they need.
 pub fn open_routes() -> Router<ServeState> {
     Router::new()
+        .merge(zalo::callback_routes())
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/lang/{code}", get(lang::switch))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
 }
@@ -125,39 +136,52 @@ async fn js() -> Response {
 }
 
 /// A page-level failure, shown as a page with the reason and its status.
-fn problem(s: &ServeState, e: WebError, back: &str) -> Response {
+fn problem(s: &ServeState, v: &Viewer, e: WebError, back: &str) -> Response {
     if let WebError::Internal(err) = &e {
         tracing::error!("console request failed: {err:#}");
     }
+    let l = v.lang.code();
     let title = match e.status() {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::CONFLICT => "Not now",
-        StatusCode::PAYLOAD_TOO_LARGE => "File too large",
-        StatusCode::FORBIDDEN => "Not allowed",
-        StatusCode::INTERNAL_SERVER_ERROR => "Something went wrong",
-        _ => "Cannot do that",
+        StatusCode::NOT_FOUND => t!("problem.not_found", locale = l),
+        StatusCode::CONFLICT => t!("problem.conflict", locale = l),
+        StatusCode::PAYLOAD_TOO_LARGE => t!("problem.too_large", locale = l),
+        StatusCode::FORBIDDEN => t!("problem.forbidden", locale = l),
+        StatusCode::INTERNAL_SERVER_ERROR => t!("problem.internal", locale = l),
+        _ => t!("problem.refused", locale = l),
     };
+    let message = public_message(v, &e);
     (
         e.status(),
-        Html(pages::problem(title, &e.public_message(), back, s.web.chrome()).into_string()),
+        Html(pages::problem(&title, &message, back, s.web.chrome(v)).into_string()),
     )
         .into_response()
 }
 
-async fn campaigns_page(State(s): State<ServeState>, caller: Caller) -> Response {
-    let who = signed_in_as(&caller);
-    match s.with_reader(campaigns::status_all).await {
-        Ok(list) => {
-            Html(pages::campaigns(&list, s.web.chrome_as(&who)).into_string()).into_response()
+/// What a person may read of a failure, in their language.
+fn public_message(v: &Viewer, e: &WebError) -> String {
+    match e {
+        WebError::Internal(_) => {
+            t!("problem.internal_message", locale = v.lang.code()).into_owned()
         }
-        Err(e) => problem(&s, WebError::Internal(e), "/"),
+        other => other.public_message(),
     }
 }
 
-async fn new_page(State(s): State<ServeState>, caller: Caller) -> Response {
-    let who = signed_in_as(&caller);
+async fn campaigns_page(State(s): State<ServeState>, caller: Caller, v: Viewer) -> Response {
+    let who = signed_in_as(&caller, &v);
+    match s.with_reader(campaigns::status_all).await {
+        Ok(list) => {
+            Html(pages::campaigns(&list, s.web.chrome_as(&v, &who)).into_string()).into_response()
+        }
+        Err(e) => problem(&s, &v, WebError::Internal(e), "/"),
+    }
+}
+
+async fn new_page(State(s): State<ServeState>, caller: Caller, v: Viewer) -> Response {
+    let who = signed_in_as(&caller, &v);
     Html(
-        pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome_as(&who), None).into_string(),
+        pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome_as(&v, &who), None)
+            .into_string(),
     )
     .into_response()
 }
@@ -170,6 +194,7 @@ struct PageQuery {
 async fn check_page(
     State(s): State<ServeState>,
     caller: Caller,
+    v: Viewer,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
@@ -188,14 +213,14 @@ async fn check_page(
         .await;
     let (status, rejects, preview, keys) = match data {
         Ok(d) => d,
-        Err(e) => return problem(&s, e, "/"),
+        Err(e) => return problem(&s, &v, e, "/"),
     };
     let plan = s.web.campaigns.plan(&name).await;
     let why;
     let plan_arg = match &plan {
         Ok(p) => Ok(p),
         Err(e) => {
-            why = e.public_message();
+            why = public_message(&v, e);
             Err(why.as_str())
         }
     };
@@ -206,7 +231,7 @@ async fn check_page(
         page,
         &preview,
         &keys,
-        s.web.chrome_as(&signed_in_as(&caller)),
+        s.web.chrome_as(&v, &signed_in_as(&caller, &v)),
     );
     Html(markup.into_string()).into_response()
 }
@@ -217,6 +242,7 @@ const PAGE_AUDIT: u64 = 20;
 async fn campaign_page(
     State(s): State<ServeState>,
     caller: Caller,
+    v: Viewer,
     Path(name): Path<String>,
 ) -> Response {
     let n = name.clone();
@@ -227,12 +253,13 @@ async fn campaign_page(
                 .top_errors(&n, 5)?
                 .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))?;
             let in_doubt = campaigns::rows_page(st, &n, RowState::InDoubt, 0, 20)?;
-            Ok((status, errors, in_doubt))
+            let tests = st.test_sends(&n, 20)?.unwrap_or_default();
+            Ok((status, errors, in_doubt, tests))
         })
         .await;
-    let (status, errors, in_doubt) = match data {
+    let (status, errors, in_doubt, tests) = match data {
         Ok(d) => d,
-        Err(e) => return problem(&s, e, "/"),
+        Err(e) => return problem(&s, &v, e, "/"),
     };
     let audit = match s
         .web
@@ -241,17 +268,18 @@ async fn campaign_page(
         .await
     {
         Ok(a) => a,
-        Err(e) => return problem(&s, e, "/"),
+        Err(e) => return problem(&s, &v, e, "/"),
     };
     let running_here = s.web.campaigns.live(&name).is_some_and(|l| l.running);
-    let who = signed_in_as(&caller);
+    let who = signed_in_as(&caller, &v);
     let markup = pages::campaign(pages::CampaignPage {
         status: &status,
         running_here,
         top_errors: &errors,
         in_doubt: &in_doubt,
         audit: &audit,
-        chrome: s.web.chrome_as(&who),
+        test_sends: &tests,
+        chrome: s.web.chrome_as(&v, &who),
     });
     Html(markup.into_string()).into_response()
 }
@@ -260,38 +288,39 @@ async fn campaign_page(
 async fn upload_form(
     State(s): State<ServeState>,
     caller: Caller,
+    v: Viewer,
     multipart: Multipart,
 ) -> Response {
     let web = s.web.clone();
     // Before the body is read: a refused upload stores nothing.
     let actor = caller.actor();
     if let Err(e) = web.campaigns.permit(&actor, Action::Upload, None).await {
-        return problem(&s, e, "/");
+        return problem(&s, &v, e, "/");
     }
     let up = match upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await {
         Ok(up) => up,
-        Err(e) => return upload_refused(&s, e),
+        Err(e) => return upload_refused(&s, &v, e),
     };
     if !security::csrf_ok(&web.csrf, up.csrf.as_deref()) {
         let _ = std::fs::remove_file(&up.form.csv);
-        return security::csrf_refused(&s);
+        return security::csrf_refused(&s, &v);
     }
     let name = up.form.name.clone();
     let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
     match web.campaigns.create(up.form, &actor, &file_name).await {
         Ok(_) => Redirect::to(&format!("/campaigns/{}/check", enc(&name))).into_response(),
-        Err(e) => upload_refused(&s, upload::by_upload_name(e, &stored, &file_name)),
+        Err(e) => upload_refused(&s, &v, upload::by_upload_name(e, &stored, &file_name)),
     }
 }
 
-fn upload_refused(s: &ServeState, e: WebError) -> Response {
+fn upload_refused(s: &ServeState, v: &Viewer, e: WebError) -> Response {
     if let WebError::Internal(err) = &e {
         tracing::error!("upload failed: {err:#}");
     }
     let page = pages::new_campaign(
         &s.web.campaigns.profiles(),
-        s.web.chrome(),
-        Some(&e.public_message()),
+        s.web.chrome(v),
+        Some(&public_message(v, &e)),
     );
     (e.status(), Html(page.into_string())).into_response()
 }
@@ -299,46 +328,91 @@ fn upload_refused(s: &ServeState, e: WebError) -> Response {
 async fn start_form(
     State(s): State<ServeState>,
     caller: Caller,
+    v: Viewer,
     Path(name): Path<String>,
     Query(q): Query<StartQuery>,
-    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+    CsrfForm(f): CsrfForm<StartForm>,
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
-    let started = match api::parse_in_doubt(q.in_doubt.as_deref()) {
-        Ok(policy) => {
-            s.web
-                .campaigns
-                .start(&name, policy, Some(&caller.actor()))
-                .await
-        }
-        Err(e) => Err(e),
+    let start_at = f.start_at.or(q.start_at);
+    let actor = caller.actor();
+    let started = match (
+        api::parse_in_doubt(q.in_doubt.as_deref()),
+        api::parse_start_at(start_at.as_deref()),
+    ) {
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(_), Ok(Some(at))) => s.web.campaigns.schedule(&name, at, &actor).await,
+        (Ok(policy), Ok(None)) => s.web.campaigns.start(&name, policy, Some(&actor)).await,
     };
     match started {
         Ok(()) => Redirect::to(&back).into_response(),
-        Err(e) => problem(&s, e, &back),
+        Err(e) => problem(&s, &v, e, &back),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct StartForm {
+    /// "Send at": blank starts now.
+    start_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct TestForm {
+    phones: Option<String>,
+}
+
+/// "Send a test": then the campaign's page, which lists the outcome.
+async fn test_form(
+    State(s): State<ServeState>,
+    caller: Caller,
+    v: Viewer,
+    Path(name): Path<String>,
+    CsrfForm(f): CsrfForm<TestForm>,
+) -> Response {
+    let back = format!("/campaigns/{}", enc(&name));
+    let phones = crate::campaign::parse_test_phones(f.phones.as_deref().unwrap_or(""))
+        .map_err(|e| WebError::BadRequest(e.to_string()));
+    let sent = match phones {
+        Ok(p) => s.web.campaigns.send_test(&name, p, &caller.actor()).await,
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(_) => Redirect::to(&format!("{back}#test-sends")).into_response(),
+        Err(e) => problem(&s, &v, e, &back),
     }
 }
 
 async fn pause_form(
     State(s): State<ServeState>,
     caller: Caller,
+    v: Viewer,
     Path(name): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
     match s.web.campaigns.pause(&name, &caller.actor()).await {
         Ok(()) => Redirect::to(&back).into_response(),
-        Err(e) => problem(&s, e, &back),
+        Err(e) => problem(&s, &v, e, &back),
     }
 }
 
-async fn login_page(State(s): State<ServeState>, caller: Result<Caller, Unauthorized>) -> Response {
+async fn login_page(
+    State(s): State<ServeState>,
+    v: Viewer,
+    caller: Result<Caller, Unauthorized>,
+) -> Response {
     // Open (no token, no users) or signed in already: nothing to do here.
     if caller.is_ok() {
         return Redirect::to("/").into_response();
     }
-    Html(pages::login(&s.web.csrf, None, s.config.auth_token.is_some()).into_string())
-        .into_response()
+    let page = pages::login(
+        &s.web.csrf,
+        v.lang,
+        &v.here,
+        None,
+        s.config.auth_token.is_some(),
+    );
+    Html(page.into_string()).into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -355,6 +429,7 @@ struct LoginForm {
 async fn login(
     State(s): State<ServeState>,
     ClientAddr(addr): ClientAddr,
+    v: Viewer,
     jar: CookieJar,
     CsrfForm(f): CsrfForm<LoginForm>,
 ) -> Response {
@@ -373,9 +448,9 @@ async fn login(
         );
         let page = pages::login(
             &s.web.csrf,
-            Some(&format!(
-                "Too many sign-in attempts from this address: try again in {secs} seconds."
-            )),
+            v.lang,
+            "/login",
+            Some(&t!("login.too_many", locale = v.lang.code(), secs = secs)),
             s.config.auth_token.is_some(),
         );
         return (
@@ -410,7 +485,7 @@ async fn login(
                 actor.label(),
             )),
             Ok(None) => None,
-            Err(e) => return problem(&s, e, "/login"),
+            Err(e) => return problem(&s, &v, e, "/login"),
         }
     };
     let Some((who, label)) = who else {
@@ -422,11 +497,17 @@ async fn login(
             auth::masked(addr)
         );
         let why = if name.is_empty() {
-            "That is not the access token."
+            t!("login.wrong", locale = v.lang.code())
         } else {
-            "That name and password do not match."
+            t!("login.wrong_password", locale = v.lang.code())
         };
-        let page = pages::login(&s.web.csrf, Some(why), s.config.auth_token.is_some());
+        let page = pages::login(
+            &s.web.csrf,
+            v.lang,
+            "/login",
+            Some(&why),
+            s.config.auth_token.is_some(),
+        );
         return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
     };
     limits.succeeded(addr);

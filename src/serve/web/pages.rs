@@ -2,11 +2,15 @@
 //! value is HTML-escaped, so a CSV cell `<script>` shows as text).
 
 use maud::{html, Markup, DOCTYPE};
+use rust_i18n::t;
 use serde_json::Value;
+
+use super::format as fmt;
+use super::lang::Lang;
 
 use crate::campaign::plan::Plan;
 use crate::campaign::summary::{CampaignStatusLine, ErrorLine};
-use crate::campaign::{AuditEntry, RowView};
+use crate::campaign::{AuditEntry, RowView, TestSend};
 
 /// Rows per page of rejects.
 pub const PAGE_ROWS: u64 = 50;
@@ -24,25 +28,45 @@ pub fn enc(name: &str) -> String {
     out
 }
 
-/// What every page's frame needs: the forms' CSRF token, and whether to
-/// offer "Sign out" (an access token is configured).
+/// What every page's frame needs: the forms' CSRF token, whether to
+/// offer "Sign out" (an access token is configured), the reader's
+/// language and the page they are on (the language switch returns there).
 #[derive(Debug, Clone, Copy)]
 pub struct Chrome<'a> {
     pub csrf: &'a str,
     pub sign_out: bool,
     /// Who is signed in, as the header says it (none on an open console).
     pub who: Option<&'a str>,
+    pub lang: Lang,
+    pub here: &'a str,
+}
+
+/// The query-string form of a local path (for the switch's `next=`).
+fn query_value(v: &str) -> String {
+    let mut out = String::new();
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
     let csrf = chrome.csrf;
+    let l = chrome.lang.code();
+    let next = query_value(chrome.here);
     html! {
         (DOCTYPE)
-        html lang="vi" {
+        html lang=(l) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="csrf-token" content=(csrf);
+                // The script's own words, in the page's language.
+                meta name="js-text" content=(js_text(chrome.lang));
                 title { (title) " · zns-batch" }
                 link rel="stylesheet" href="/assets/app.css";
                 script src="/assets/app.js" defer {}
@@ -51,16 +75,28 @@ pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
                 header.top {
                     a.brand href="/" { "zns-batch" }
                     nav {
-                        a href="/" { "Campaigns" }
-                        a href="/new" { "New campaign" }
+                        a href="/" { (t!("nav.campaigns", locale = l)) }
+                        a href="/new" { (t!("nav.new_campaign", locale = l)) }
+                        a href="/zalo" { (t!("nav.connect_oa", locale = l)) }
+                    }
+                    nav.lang aria-label=(t!("nav.language", locale = l)) {
+                        @for (i, other) in Lang::ALL.iter().enumerate() {
+                            @if i > 0 { span.sep aria-hidden="true" { "|" } }
+                            @if *other == chrome.lang {
+                                strong #lang-current lang=(other.code()) aria-current="true" { (other.code().to_uppercase()) }
+                            } @else {
+                                a #{"lang-" (other.code())} lang=(other.code()) hreflang=(other.code())
+                                    href={"/lang/" (other.code()) "?next=" (next)} { (other.code().to_uppercase()) }
+                            }
+                        }
                     }
                     @if let Some(who) = chrome.who {
-                        span #signed-in-as.muted { "Signed in as " (who) }
+                        span #signed-in-as.muted { (t!("nav.signed_in_as", locale = l, who = who)) }
                     }
                     @if chrome.sign_out {
                         form.signout method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(csrf);
-                            button #sign-out type="submit" { "Sign out" }
+                            button #sign-out type="submit" { (t!("nav.sign_out", locale = l)) }
                         }
                     }
                 }
@@ -70,8 +106,63 @@ pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
     }
 }
 
-fn badge(status: &str) -> Markup {
-    html! { span class={"badge badge-" (status)} { (status) } }
+/// The words app.js shows, as JSON.
+fn js_text(lang: Lang) -> String {
+    let l = lang.code();
+    let words = serde_json::json!({
+        "uploading": t!("js.uploading", locale = l),
+        "uploaded": t!("js.uploaded", locale = l),
+        "importing": t!("js.importing", locale = l),
+        "refused": t!("js.refused", locale = l),
+        "offline": t!("js.offline", locale = l),
+        "run_progress": t!("js.run_progress", locale = l),
+        "eta": t!("js.eta", locale = l),
+        "done_of": t!("js.done_of", locale = l),
+        "status": status_words(lang),
+        "thousands": match lang { Lang::Vi => ".", Lang::En => "," },
+    });
+    words.to_string()
+}
+
+/// Every campaign status in words, for the script's live badge.
+fn status_words(lang: Lang) -> Value {
+    let mut m = serde_json::Map::new();
+    for s in [
+        "importing",
+        "ready",
+        "running",
+        "paused",
+        "finished",
+        "expired",
+        "aborted",
+        "pending",
+        "scheduled",
+    ] {
+        m.insert(s.into(), Value::String(status_word(lang, s)));
+    }
+    Value::Object(m)
+}
+
+/// A campaign status (the core's code) in words.
+pub fn status_word(lang: Lang, status: &str) -> String {
+    let l = lang.code();
+    match status {
+        "importing" => t!("status.importing", locale = l),
+        "ready" => t!("status.ready", locale = l),
+        "running" => t!("status.running", locale = l),
+        "paused" => t!("status.paused", locale = l),
+        "finished" => t!("status.finished", locale = l),
+        "expired" => t!("status.expired", locale = l),
+        "aborted" => t!("status.aborted", locale = l),
+        "pending" => t!("status.pending", locale = l),
+        "scheduled" => t!("status.scheduled", locale = l),
+        other => return other.to_string(),
+    }
+    .into_owned()
+}
+
+fn badge(lang: Lang, status: &str) -> Markup {
+    html! { span class={"badge badge-" (status)} { (status_word(lang, status)) } }
 }
 
 /// Accepted rows the campaign is done with, of all accepted rows
@@ -84,14 +175,18 @@ fn progress(c: &CampaignStatusLine) -> (u64, u64) {
 
 /// A `<progress>`, not a div sized by an inline style: the
 /// Content-Security-Policy allows no inline style.
-fn bar(done: u64, total: u64, id: Option<&str>) -> Markup {
+fn bar(lang: Lang, done: u64, total: u64, id: Option<&str>) -> Markup {
+    let l = lang.code();
     html! {
         progress.bar id=[id] value=(done) max=(total.max(1))
-            title={(done) " of " (total) " accepted rows done"} {}
+            title=(t!("common.done_of", locale = l, done = fmt::num(lang, done), total = fmt::num(lang, total))) {}
     }
 }
 
 pub fn campaigns(list: &[CampaignStatusLine], chrome: Chrome<'_>) -> Markup {
+    let lang = chrome.lang;
+    let l = lang.code();
+    let n = |v: u64| fmt::num(lang, v);
     let mut quota: Vec<(&str, &str, u64)> = Vec::new();
     for c in list {
         if !quota.iter().any(|(oa, _, _)| *oa == c.oa_id) {
@@ -99,41 +194,41 @@ pub fn campaigns(list: &[CampaignStatusLine], chrome: Chrome<'_>) -> Markup {
         }
     }
     layout(
-        "Campaigns",
+        &t!("campaigns.title", locale = l),
         chrome,
         html! {
             // Refreshes itself: counts move while campaigns send.
             meta http-equiv="refresh" content="5";
-            h1 { "Campaigns" }
-            p.lead { "Every campaign in this state database. This page refreshes every 5 seconds." }
+            h1 { (t!("campaigns.title", locale = l)) }
+            p.lead { (t!("campaigns.lead", locale = l)) }
             @if list.is_empty() {
-                p.empty { "No campaign yet. " a href="/new" { "Upload a CSV" } " to start one." }
+                p.empty { (t!("campaigns.empty", locale = l)) " " a href="/new" { (t!("campaigns.empty_link", locale = l)) } }
             }
             div.cards {
                 @for c in list {
                     @let (done, total) = progress(c);
                     a.card href={"/campaigns/" (enc(&c.campaign))} {
-                        div.card-head { strong.name { (c.campaign) } (badge(&c.status)) }
-                        (bar(done, total, None))
+                        div.card-head { strong.name { (c.campaign) } (badge(lang, &c.status)) }
+                        (bar(lang, done, total, None))
                         dl.counts {
-                            div { dt { "sent" } dd { (c.counts.sent) } }
-                            div { dt { "failed" } dd { (c.counts.failed) } }
-                            div { dt { "rejected" } dd { (c.counts.rejected) } }
-                            div { dt { "in doubt" } dd { (c.counts.in_doubt) } }
-                            div { dt { "delivered" } dd { (c.delivery.received) } }
-                            div { dt { "rows" } dd { (c.counts.total) } }
+                            div { dt { (t!("counts.sent", locale = l)) } dd { (n(c.counts.sent)) } }
+                            div { dt { (t!("counts.failed", locale = l)) } dd { (n(c.counts.failed)) } }
+                            div { dt { (t!("counts.rejected", locale = l)) } dd { (n(c.counts.rejected)) } }
+                            div { dt { (t!("counts.in_doubt", locale = l)) } dd { (n(c.counts.in_doubt)) } }
+                            div { dt { (t!("counts.delivered", locale = l)) } dd { (n(c.delivery.received)) } }
+                            div { dt { (t!("counts.rows", locale = l)) } dd { (n(c.counts.total)) } }
                         }
                         @if let Some(e) = &c.last_error { p.reason { (e) } }
                     }
                 }
             }
             @if !quota.is_empty() {
-                h2 { "Quota used today" }
+                h2 { (t!("campaigns.quota_today", locale = l)) }
                 table.plain {
-                    thead { tr { th { "OA" } th { "day (Asia/Ho_Chi_Minh)" } th { "messages" } } }
+                    thead { tr { th { "OA" } th { (t!("campaigns.quota_day", locale = l)) } th { (t!("campaigns.quota_messages", locale = l)) } } }
                     tbody {
                         @for (oa, day, used) in &quota {
-                            tr { td { (oa) } td { (day) } td { (used) } }
+                            tr { td { (oa) } td { (fmt::day_key(day)) } td { (n(*used)) } }
                         }
                     }
                 }
@@ -145,45 +240,43 @@ pub fn campaigns(list: &[CampaignStatusLine], chrome: Chrome<'_>) -> Markup {
 /// The New campaign form; `error` is shown above it after a refused upload.
 pub fn new_campaign(profiles: &[String], chrome: Chrome<'_>, error: Option<&str>) -> Markup {
     let csrf = chrome.csrf;
+    let l = chrome.lang.code();
     layout(
-        "New campaign",
+        &t!("new.title", locale = l),
         chrome,
         html! {
-            h1 { "New campaign" }
-            p.lead {
-                "Upload the CSV of recipients (a " code { "phone" } " column and one column per template parameter). "
-                "It is checked row by row on upload; nothing is sent until you press Send on the next page."
-            }
+            h1 { (t!("new.title", locale = l)) }
+            p.lead { (t!("new.lead", locale = l)) }
             @if let Some(e) = error { p.error role="alert" id="upload-error" { (e) } }
             @else { p.error hidden role="alert" id="upload-error" {} }
             form #upload-form method="post" action="/ui/upload" enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(csrf);
                 label.drop #drop {
-                    span #drop-text { "Drop the CSV file here, or choose it" }
+                    span #drop-text { (t!("new.drop", locale = l)) }
                     input #file type="file" name="file" accept=".csv,text/csv,.xlsx,.xlsm,.xls,.ods" required;
                 }
                 div.grid {
-                    label { "Campaign name" input type="text" name="campaign" required maxlength="100" placeholder="bills-2026-11"; small { "Letters, digits, spaces, - and _. Names the campaign in reports." } }
-                    label { "Template id" input type="text" name="template_id" inputmode="numeric" placeholder="246810"; small { "The ZNS template the rows fill in (or from the config)." } }
+                    label { (t!("new.name", locale = l)) input type="text" name="campaign" required maxlength="100" placeholder=(t!("new.name_placeholder", locale = l)); small { (t!("new.name_help", locale = l)) } }
+                    label { (t!("new.template", locale = l)) input type="text" name="template_id" inputmode="numeric" placeholder="246810"; small { (t!("new.template_help", locale = l)) } }
                     @if !profiles.is_empty() {
-                        label { "Profile" select name="profile" { option value="" { "(serve's default)" } @for p in profiles { option value=(p) { (p) } } } small { "Provider account from the config file." } }
+                        label { (t!("new.profile", locale = l)) select name="profile" { option value="" { (t!("new.profile_default", locale = l)) } @for p in profiles { option value=(p) { (p) } } } small { (t!("new.profile_help", locale = l)) } }
                     }
-                    label { "Send window (optional)" input type="text" name="send_window" placeholder="07:00-22:00"; small { "Hours of the day (Asia/Ho_Chi_Minh) messages may go out." } }
-                    label { "Deadline (optional)" input type="text" name="not_after" placeholder="2026-12-01T08:00"; small { "After it nothing more is sent (Asia/Ho_Chi_Minh time)." } }
-                    label { "Sheet (optional)" input type="text" name="sheet" maxlength="100" placeholder="Sheet1"; small { "For an Excel or OpenDocument file: the sheet to read (default: the first)." } }
-                    label { "Daily quota (optional)" input type="number" min="1" name="daily_quota" placeholder="5000"; small { "Messages per OA per day this campaign will not pass." } }
+                    label { (t!("new.window", locale = l)) input type="text" name="send_window" placeholder="07:00-22:00"; small { (t!("new.window_help", locale = l)) } }
+                    label { (t!("new.deadline", locale = l)) input type="text" name="not_after" placeholder="2026-12-01T08:00"; small { (t!("new.deadline_help", locale = l)) } }
+                    label { (t!("new.sheet", locale = l)) input type="text" name="sheet" maxlength="100" placeholder="Sheet1"; small { (t!("new.sheet_help", locale = l)) } }
+                    label { (t!("new.quota", locale = l)) input type="number" min="1" name="daily_quota" placeholder="5000"; small { (t!("new.quota_help", locale = l)) } }
                 }
                 progress #upload-progress hidden max="100" value="0" {}
                 p #upload-status.muted {}
-                button.primary type="submit" { "Upload and check" }
+                button.primary type="submit" { (t!("new.submit", locale = l)) }
             }
         },
     )
 }
 
 /// A figure of the plan the plan may not have.
-fn or_dash(v: Option<impl std::fmt::Display>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
+fn or_dash(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "—".into())
 }
 
 /// The Check page: rejects (paged), a preview of the data, the plan, Send.
@@ -197,51 +290,55 @@ pub fn check(
     chrome: Chrome<'_>,
 ) -> Markup {
     let csrf = chrome.csrf;
+    let lang = chrome.lang;
+    let l = lang.code();
+    let n = |v: u64| fmt::num(lang, v);
     let name = &status.campaign;
     let pages = status.counts.rejected.div_ceil(PAGE_ROWS).max(1);
     layout(
-        &format!("Check {name}"),
+        &t!("check.title", locale = l, name = name),
         chrome,
         html! {
-            h1 { "Check " span.name { (name) } }
+            h1 { (t!("check.heading", locale = l)) " " span.name { (name) } }
             p.lead #check-summary {
-                strong #accepted { (status.counts.total - status.counts.rejected) } " rows accepted, "
-                strong #rejected { (status.counts.rejected) } " rejected (of " (status.counts.total) "). "
-                "Rejected rows are never sent; fix them in the file and upload it as a new campaign if they matter."
+                strong #accepted { (n(status.counts.total - status.counts.rejected)) } " " (t!("check.accepted", locale = l)) " "
+                strong #rejected { (n(status.counts.rejected)) } " " (t!("check.rejected_of", locale = l, total = n(status.counts.total))) " "
+                (t!("check.rejected_note", locale = l))
             }
             section {
-                h2 { "The plan" }
+                h2 { (t!("check.plan", locale = l)) }
                 @match plan {
                     Ok(p) => {
                         table.plain #plan {
-                            tr { th { "messages to send" } td #plan-messages { (p.messages_to_send) } }
-                            tr { th { "already sent" } td { (p.already_sent) } }
+                            tr { th { (t!("plan.to_send", locale = l)) } td #plan-messages { (n(p.messages_to_send)) } }
+                            tr { th { (t!("plan.already_sent", locale = l)) } td { (n(p.already_sent)) } }
                             @if p.uses_tokens {
-                                tr { th { "journey tokens to buy" } td { (p.tokens_to_buy) } }
-                                tr { th { "tokens to reuse" } td { (p.tokens_to_reuse) } }
+                                tr { th { (t!("plan.tokens_to_buy", locale = l)) } td { (n(p.tokens_to_buy)) } }
+                                tr { th { (t!("plan.tokens_to_reuse", locale = l)) } td { (n(p.tokens_to_reuse)) } }
                             }
-                            tr { th { "fee estimate (VND)" } td { @if let Some(f) = &p.estimated_fees { "≈ " (f.total) } @else { "no prices configured (token_fee, message_fee)" } } }
-                            tr { th { "quota used today" } td { (p.quota_used_today) } }
-                            tr { th { "quota days needed" } td { (or_dash(p.quota_days_needed)) } }
-                            tr { th { "send window" } td { (p.settings.send_window.as_deref().unwrap_or("none")) @if p.send_window_open_now == Some(false) { " (closed now; opens " (or_dash(p.send_window_opens_at.as_deref())) ")" } } }
-                            tr { th { "deadline" } td { (or_dash(p.not_after.as_deref())) } }
-                            tr { th { "would skip (frequency cap)" } td { (p.would_skip_min_interval) } }
-                            tr { th { "provider · OA · template" } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
+                            tr { th { (t!("plan.fee", locale = l)) } td #plan-fee { @if let Some(f) = &p.estimated_fees { "≈ " (fmt::money(lang, f.total)) } @else { (t!("plan.no_prices", locale = l)) } } }
+                            tr { th { (t!("plan.quota_used", locale = l)) } td { (n(p.quota_used_today)) } }
+                            tr { th { (t!("plan.quota_days", locale = l)) } td { (or_dash(p.quota_days_needed.map(n))) } }
+                            tr { th { (t!("plan.window", locale = l)) } td { (p.settings.send_window.clone().unwrap_or_else(|| t!("plan.window_none", locale = l).into_owned())) @if p.send_window_open_now == Some(false) { " " (t!("plan.window_closed", locale = l, at = or_dash(p.send_window_opens_at.as_deref().map(fmt::instant_text)))) } } }
+                            tr { th { (t!("plan.deadline", locale = l)) } td { (or_dash(p.not_after.as_deref().map(fmt::instant_text))) } }
+                            tr { th { (t!("plan.would_skip", locale = l)) } td { (n(p.would_skip_min_interval)) } }
+                            tr { th { (t!("plan.provider_line", locale = l)) } td { (p.settings.provider) " · " (p.settings.oa_id) " · " (p.settings.template_id) } }
                         }
                         form method="post" action={"/ui/campaigns/" (enc(name)) "/start"} {
                             input type="hidden" name="csrf" value=(csrf);
-                            button.primary #send type="submit" { "Send" }
+                            button.primary #send type="submit" { (t!("check.send", locale = l)) }
                         }
+                        (later_or_test(lang, name, csrf))
                     }
-                    Err(why) => { p.error { (why) } a href={"/campaigns/" (enc(name))} { "Open the campaign" } }
+                    Err(why) => { p.error { (why) } a href={"/campaigns/" (enc(name))} { (t!("check.open_campaign", locale = l)) } }
                 }
             }
             section {
-                h2 { "Preview: the data of the first rows" }
-                @if preview.is_empty() { p.muted { "No row waits to be sent." } }
+                h2 { (t!("check.preview", locale = l)) }
+                @if preview.is_empty() { p.muted { (t!("check.preview_empty", locale = l)) } }
                 @for r in preview {
                     div.preview {
-                        div.muted { "line " (r.line) " · " (r.phone) }
+                        div.muted { (t!("common.line", locale = l)) " " (r.line) " · " (r.phone) }
                         @match serde_json::from_str::<Vec<Value>>(&r.text) {
                             Ok(values) => {
                                 dl.data { @for (k, v) in keys.iter().zip(&values) { div { dt { (k) } dd { (v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())) } } } }
@@ -252,18 +349,18 @@ pub fn check(
                 }
             }
             section #rejects {
-                h2 { "Rejected rows" }
-                @if rejects.is_empty() { p.muted { "None: every row is valid." } }
+                h2 { (t!("check.rejects", locale = l)) }
+                @if rejects.is_empty() { p.muted { (t!("check.rejects_none", locale = l)) } }
                 @else {
                     table.plain {
-                        thead { tr { th { "line" } th { "phone" } th { "reason" } } }
+                        thead { tr { th { (t!("common.line", locale = l)) } th { (t!("common.phone", locale = l)) } th { (t!("common.reason", locale = l)) } } }
                         tbody { @for r in rejects { tr.reject { td.line { (r.line) } td { (r.phone) } td { (r.text) } } } }
                     }
                     @if pages > 1 {
                         nav.pager {
-                            @if page > 1 { a href={"?page=" (page - 1) "#rejects"} { "← previous" } }
-                            span { "page " (page) " of " (pages) }
-                            @if page < pages { a href={"?page=" (page + 1) "#rejects"} { "next →" } }
+                            @if page > 1 { a href={"?page=" (page - 1) "#rejects"} { (t!("pager.previous", locale = l)) } }
+                            span { (t!("pager.page_of", locale = l, page = page, pages = pages)) }
+                            @if page < pages { a href={"?page=" (page + 1) "#rejects"} { (t!("pager.next", locale = l)) } }
                         }
                     }
                 }
@@ -273,26 +370,23 @@ pub fn check(
 }
 
 /// Stop reasons in words, for a paused campaign.
-fn reason_words(c: &CampaignStatusLine) -> Option<String> {
+fn reason_words(lang: Lang, c: &CampaignStatusLine) -> Option<String> {
+    let l = lang.code();
     let e = c.last_error.clone()?;
     let hint = if e.contains("quota") {
-        "Daily quota: sending resumes after midnight Asia/Ho_Chi_Minh (press Resume then)."
+        t!("reason.quota", locale = l)
     } else if e.contains("window") {
-        "Outside the send window: press Resume when it opens."
+        t!("reason.window", locale = l)
     } else if e.contains("deadline") || c.deadline_passed {
-        "The deadline has passed: the remaining rows are expired."
+        t!("reason.deadline", locale = l)
     } else if e.contains("outage") || e.contains("no request has succeeded") {
-        "The provider looked down: press Resume when it is back."
+        t!("reason.outage", locale = l)
     } else if e.contains("paused from the web console") {
-        "Paused by a person."
+        t!("reason.paused_by_person", locale = l)
     } else {
-        ""
+        return Some(e);
     };
-    Some(if hint.is_empty() {
-        e
-    } else {
-        format!("{hint} ({e})")
-    })
+    Some(format!("{hint} ({e})"))
 }
 
 pub struct CampaignPage<'a> {
@@ -302,11 +396,16 @@ pub struct CampaignPage<'a> {
     pub in_doubt: &'a [RowView],
     /// The newest audit entries about this campaign.
     pub audit: &'a [AuditEntry],
+    /// Newest first, phones masked.
+    pub test_sends: &'a [TestSend],
     pub chrome: Chrome<'a>,
 }
 
 pub fn campaign(p: CampaignPage<'_>) -> Markup {
     let c = p.status;
+    let lang = p.chrome.lang;
+    let l = lang.code();
+    let n = |v: u64| fmt::num(lang, v);
     let name = &c.campaign;
     let (done, total) = progress(c);
     let action = |what: &str| format!("/ui/campaigns/{}/{what}", enc(name));
@@ -316,82 +415,105 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
         p.chrome,
         html! {
             div #campaign data-events={"/api/v1/campaigns/" (enc(name)) "/events"} data-status=(c.status) data-running-here=(if p.running_here { "1" } else { "0" }) {
-                h1 { span.name { (name) } " " span #status-badge { (badge(&c.status)) } }
-                p.muted { (c.provider) " · OA " (c.oa_id) " · template " (c.template_id) }
-                (bar(done, total, Some("progress-fill")))
-                p #live.muted { (done) " of " (total) " accepted rows done" }
+                h1 { span.name { (name) } " " span #status-badge { (badge(lang, &c.status)) } }
+                p.muted { (c.provider) " · OA " (c.oa_id) " · " (t!("campaign.template", locale = l)) " " (c.template_id) }
+                (bar(lang, done, total, Some("progress-fill")))
+                p #live.muted { (t!("common.done_of", locale = l, done = n(done), total = n(total))) }
                 dl.counts.big {
-                    div { dt { "sent" } dd #count-sent { (c.counts.sent) } }
-                    div { dt { "failed" } dd #count-failed { (c.counts.failed) } }
-                    div { dt { "rejected" } dd #count-rejected { (c.counts.rejected) } }
-                    div { dt { "in doubt" } dd #count-in_doubt { (c.counts.in_doubt) } }
-                    div { dt { "waiting" } dd #count-open { (c.counts.pending + c.counts.token_ready + c.counts.in_flight) } }
-                    div { dt { "expired" } dd #count-expired { (c.counts.expired) } }
+                    div { dt { (t!("counts.sent", locale = l)) } dd #count-sent { (n(c.counts.sent)) } }
+                    div { dt { (t!("counts.failed", locale = l)) } dd #count-failed { (n(c.counts.failed)) } }
+                    div { dt { (t!("counts.rejected", locale = l)) } dd #count-rejected { (n(c.counts.rejected)) } }
+                    div { dt { (t!("counts.in_doubt", locale = l)) } dd #count-in_doubt { (n(c.counts.in_doubt)) } }
+                    div { dt { (t!("counts.waiting", locale = l)) } dd #count-open { (n(c.counts.pending + c.counts.token_ready + c.counts.in_flight)) } }
+                    div { dt { (t!("counts.expired", locale = l)) } dd #count-expired { (n(c.counts.expired)) } }
                 }
-                @if let Some(words) = reason_words(c) { @if c.status != "finished" { p.reason #reason { (words) } } }
+                @if let Some(words) = reason_words(lang, c) { @if c.status != "finished" { p.reason #reason { (words) } } }
+                @if let Some(at) = c.scheduled_for.as_deref().and_then(rfc3339_ms) {
+                    div.scheduled #scheduled {
+                        p { (t!("schedule.scheduled_for", locale = l)) " " strong #scheduled-for { (crate::campaign::fmt_when(at)) } " " (t!("schedule.scheduled_note", locale = l, until = crate::campaign::fmt_until(at))) }
+                        form method="post" action=(action("pause")) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button #cancel-schedule type="submit" { (t!("schedule.cancel", locale = l)) }
+                        }
+                    }
+                }
                 div.actions {
                     @if p.running_here {
                         form method="post" action=(action("pause")) {
                             input type="hidden" name="csrf" value=(csrf);
-                            button #pause type="submit" { "Pause" }
+                            button #pause type="submit" { (t!("campaign.pause", locale = l)) }
                         }
                     } @else if c.status != "finished" {
                         form method="post" action=(action("start")) {
                             input type="hidden" name="csrf" value=(csrf);
-                            button.primary #resume type="submit" { @if c.status == "pending" { "Send" } @else { "Resume" } }
+                            button.primary #resume type="submit" { @if c.status == "pending" { (t!("check.send", locale = l)) } @else if c.status == "scheduled" { (t!("schedule.send_now", locale = l)) } @else { (t!("campaign.resume", locale = l)) } }
                         }
                     }
-                    a.button #report-csv href={"/api/v1/campaigns/" (enc(name)) "/report.csv"} { "Report (CSV)" }
-                    a.button href={"/api/v1/campaigns/" (enc(name)) "/report.csv?excel=1"} { "Report for Excel" }
-                    a.button href={"/campaigns/" (enc(name)) "/check"} { "Check page" }
+                    a.button #report-csv href={"/api/v1/campaigns/" (enc(name)) "/report.csv"} { (t!("campaign.report_csv", locale = l)) }
+                    a.button href={"/api/v1/campaigns/" (enc(name)) "/report.csv?excel=1"} { (t!("campaign.report_excel", locale = l)) }
+                    a.button href={"/campaigns/" (enc(name)) "/check"} { (t!("campaign.check_page", locale = l)) }
+                }
+                @if !p.running_here && c.status != "finished" && c.status != "expired" {
+                    (later_or_test(lang, name, csrf))
+                }
+                @if !p.test_sends.is_empty() {
+                    section #test-sends {
+                        h2 { (t!("schedule.test_sends", locale = l)) }
+                        p.muted { (t!("schedule.test_sends_help", locale = l)) }
+                        table.plain {
+                            thead { tr { th { (t!("common.phone", locale = l)) } th { (t!("schedule.when", locale = l)) } th { (t!("schedule.outcome", locale = l)) } th { (t!("schedule.msg_or_error", locale = l)) } } }
+                            tbody { @for t in p.test_sends {
+                                tr.test-send { td { (t.phone) } td { (crate::campaign::fmt_when(t.at_ms)) } td { (t.outcome) } td { (t.msg_id.as_deref().or(t.error.as_deref()).unwrap_or("")) } }
+                            } }
+                        }
+                    }
                 }
                 @if !p.in_doubt.is_empty() {
                     section {
-                        h2 { "Rows in doubt" }
-                        p { "The provider's reply to these rows was lost: they may or may not have been delivered. "
-                            "Resend them under the same tracking id (the provider can de-duplicate), or hold them for a check." }
-                        table.plain { tbody { @for r in p.in_doubt { tr { td { "line " (r.line) } td { (r.phone) } td { (r.text) } } } } }
+                        h2 { (t!("campaign.in_doubt", locale = l)) }
+                        p { (t!("campaign.in_doubt_help", locale = l)) }
+                        table.plain { tbody { @for r in p.in_doubt { tr { td { (t!("common.line", locale = l)) " " (r.line) } td { (r.phone) } td { (r.text) } } } } }
                         div.actions {
                             form method="post" action={(action("start")) "?in_doubt=resend"} {
                                 input type="hidden" name="csrf" value=(csrf);
-                                button type="submit" { "Resume, resending them" }
+                                button type="submit" { (t!("campaign.resume_resend", locale = l)) }
                             }
                             form method="post" action={(action("start")) "?in_doubt=hold"} {
                                 input type="hidden" name="csrf" value=(csrf);
-                                button type="submit" { "Resume, holding them" }
+                                button type="submit" { (t!("campaign.resume_hold", locale = l)) }
                             }
                         }
                     }
                 }
                 @if !p.top_errors.is_empty() {
                     section {
-                        h2 { "Top errors" }
+                        h2 { (t!("campaign.top_errors", locale = l)) }
                         table.plain {
-                            thead { tr { th { "code" } th { "message" } th { "rows" } } }
-                            tbody { @for e in p.top_errors { tr { td { (e.code) } td { (e.message) } td { (e.rows) } } } }
+                            thead { tr { th { (t!("campaign.error_code", locale = l)) } th { (t!("campaign.error_message", locale = l)) } th { (t!("counts.rows", locale = l)) } } }
+                            tbody { @for e in p.top_errors { tr { td { (e.code) } td { (e.message) } td { (n(e.rows)) } } } }
                         }
                     }
                 }
                 section {
-                    h2 { "Delivery" }
+                    h2 { (t!("campaign.delivery", locale = l)) }
                     dl.counts {
-                        div { dt { "sent" } dd { (c.delivery.sent) } }
-                        div { dt { "delivered" } dd { (c.delivery.received) } }
-                        div { dt { "seen" } dd { (c.delivery.seen) } }
-                        div { dt { "unknown" } dd { (c.delivery.unknown) } }
+                        div { dt { (t!("counts.sent", locale = l)) } dd { (n(c.delivery.sent)) } }
+                        div { dt { (t!("counts.delivered", locale = l)) } dd { (n(c.delivery.received)) } }
+                        div { dt { (t!("counts.seen", locale = l)) } dd { (n(c.delivery.seen)) } }
+                        div { dt { (t!("counts.unknown", locale = l)) } dd { (n(c.delivery.unknown)) } }
                     }
-                    p.muted { "Delivery comes from the providers' callbacks to this server, or from " code { "zns-batch reconcile" } "." }
+                    p.muted { (t!("campaign.delivery_help", locale = l)) }
                 }
                 section #audit {
-                    h2 { "Who did what" }
+                    h2 { (t!("audit.title", locale = l)) }
                     @if p.audit.is_empty() {
-                        p.muted { "Nothing recorded yet." }
+                        p.muted { (t!("audit.none", locale = l)) }
                     } @else {
                         table.plain {
-                            thead { tr { th { "when (UTC)" } th { "who" } th { "action" } th { "detail" } th { "outcome" } } }
+                            thead { tr { th { (t!("audit.when", locale = l)) } th { (t!("audit.who", locale = l)) } th { (t!("audit.action", locale = l)) } th { (t!("audit.detail", locale = l)) } th { (t!("audit.outcome", locale = l)) } } }
                             tbody { @for a in p.audit { tr { td { (a.at) } td { (a.actor) } td { (a.action) } td { (a.detail) } td { (a.outcome) } } } }
                         }
-                        p.muted { "The whole log: " code { "zns-batch audit " (name) } " or " code { "GET /api/v1/audit?campaign=" (enc(name)) } "." }
+                        p.muted { (t!("audit.whole_log", locale = l)) " " code { "zns-batch audit " (name) } " " (t!("audit.or", locale = l)) " " code { "GET /api/v1/audit?campaign=" (enc(name)) } "." }
                     }
                 }
             }
@@ -399,30 +521,59 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
     )
 }
 
+/// "Send at" (a scheduled start) and "Send a test", beside Send.
+fn later_or_test(lang: Lang, name: &str, csrf: &str) -> Markup {
+    let l = lang.code();
+    html! {
+        div.later {
+            form.inline #send-at-form method="post" action={"/ui/campaigns/" (enc(name)) "/start"} {
+                input type="hidden" name="csrf" value=(csrf);
+                label { (t!("schedule.send_at", locale = l)) " " input #start-at type="datetime-local" name="start_at" step="1" required; }
+                button #schedule type="submit" { (t!("schedule.schedule", locale = l)) }
+            }
+            form.inline #test-form method="post" action={"/ui/campaigns/" (enc(name)) "/test"} {
+                input type="hidden" name="csrf" value=(csrf);
+                label { (t!("schedule.test_phones", locale = l)) " " input #test-phones type="text" name="phones" required placeholder="0912345678, 0987654321" inputmode="tel"; }
+                button #send-test type="submit" { (t!("schedule.send_test", locale = l)) }
+            }
+        }
+    }
+}
+
+/// An RFC 3339 time the core wrote, as ms.
+fn rfc3339_ms(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(crate::model::clock::to_ms)
+}
+
 /// The sign-in form: a user's name and password, or (when serve has one)
 /// the access token — one form, so either works with one button.
-pub fn login(csrf: &str, error: Option<&str>, with_token: bool) -> Markup {
+pub fn login(csrf: &str, lang: Lang, here: &str, error: Option<&str>, with_token: bool) -> Markup {
     let chrome = Chrome {
         csrf,
         sign_out: false,
+        lang,
+        here,
         who: None,
     };
+    let l = lang.code();
     layout(
-        "Sign in",
+        &t!("login.title", locale = l),
         chrome,
         html! {
-            h1 { "Sign in" }
-            p.lead { "Sign in with your name and password (" code { "zns-batch users add" } ")"
-                @if with_token { ", or with the access token set in serve's environment (" code { "ZNS_SERVE_TOKEN" } " by default)" } "." }
+            h1 { (t!("login.title", locale = l)) }
+            p.lead { (t!("login.lead_users", locale = l)) " (" code { "zns-batch users add" } ")"
+                @if with_token { (t!("login.lead_token", locale = l)) " (" code { "ZNS_SERVE_TOKEN" } ")" } "." }
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form method="post" action="/login" {
                 input type="hidden" name="csrf" value=(csrf);
-                label { "Name" input type="text" name="name" autocomplete="username"; }
-                label { "Password" input type="password" name="password" autocomplete="current-password"; }
+                label { (t!("login.name", locale = l)) input type="text" name="name" autocomplete="username"; }
+                label { (t!("login.password", locale = l)) input type="password" name="password" autocomplete="current-password"; }
                 @if with_token {
-                    label { "or the access token" input type="password" name="token" autocomplete="off"; }
+                    label { (t!("login.or_token", locale = l)) input type="password" name="token" autocomplete="off"; }
                 }
-                button.primary #sign-in type="submit" { "Sign in" }
+                button.primary #sign-in type="submit" { (t!("login.submit", locale = l)) }
             }
         },
     )
@@ -430,13 +581,14 @@ pub fn login(csrf: &str, error: Option<&str>, with_token: bool) -> Markup {
 
 /// A refused form, in words, with a way back.
 pub fn problem(title: &str, message: &str, back: &str, chrome: Chrome<'_>) -> Markup {
+    let l = chrome.lang.code();
     layout(
         title,
         chrome,
         html! {
             h1 { (title) }
             p.error role="alert" { (message) }
-            a.button href=(back) { "Back" }
+            a.button href=(back) { (t!("common.back", locale = l)) }
         },
     )
 }
@@ -453,6 +605,8 @@ mod tests {
             csrf: "t",
             sign_out: false,
             who: None,
+            lang: Lang::En,
+            here: "/",
         }
     }
     use crate::campaign::config::ConfigFile;

@@ -10,9 +10,11 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::lang::Viewer;
 use super::pages;
 use crate::serve::auth::{same_secret, Caller};
 use crate::serve::ServeState;
+use rust_i18n::t;
 
 /// Console pages and `/api/v1`: any signed-in caller (see [`Caller`]: its
 /// rejection sends pages to the sign-in form and answers the rest 401).
@@ -98,26 +100,30 @@ impl<T: DeserializeOwned + Send> FromRequest<ServeState> for CsrfForm<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, s: &ServeState) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let viewer = Viewer::of(&parts);
+        let req = Request::from_parts(parts, body);
         let Form(f) = Form::<WithCsrf<T>>::from_request(req, s)
             .await
             .map_err(IntoResponse::into_response)?;
         if !csrf_ok(&s.web.csrf, f.csrf.as_deref()) {
-            return Err(csrf_refused(s));
+            return Err(csrf_refused(s, &viewer));
         }
         Ok(CsrfForm(f.form))
     }
 }
 
 /// The page for a form without its (right) CSRF token.
-pub fn csrf_refused(s: &ServeState) -> Response {
+pub fn csrf_refused(s: &ServeState, v: &Viewer) -> Response {
+    let l = v.lang.code();
     (
         StatusCode::FORBIDDEN,
         Html(
             pages::problem(
-                "Form expired",
-                "This form is missing its security token (CSRF) or it is out of date: reload the page and try again.",
+                &t!("problem.form_expired", locale = l),
+                &t!("problem.form_expired_message", locale = l),
                 "/",
-                s.web.chrome(),
+                s.web.chrome(v),
             )
             .into_string(),
         ),

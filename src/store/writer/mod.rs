@@ -12,7 +12,7 @@ mod tally;
 mod thread;
 
 pub use group::GroupWriter;
-pub use ops::WriteOp;
+pub use ops::{Setback, WriteOp};
 pub use result::WriteResult;
 pub use thread::Writer;
 

@@ -53,22 +53,11 @@ pub enum WriteOp {
         resent_after_doubt: bool,
         provider_quota: Option<(QuotaKey, QuotaInfo)>,
     },
-    /// Permanent failure; `release` gives the row's quota unit back (the
-    /// provider did not accept the message).
-    MarkFailed {
-        row_id: i64,
-        code: String,
-        message: String,
-        release: Option<QuotaKey>,
-    },
+    /// Permanent failure.
+    MarkFailed(Setback),
     /// Back to `pending` (or `token_ready`): nothing was accepted (429,
-    /// refused connection, quota, abort). Keeps the error for the report.
-    MarkPending {
-        row_id: i64,
-        code: String,
-        message: String,
-        release: Option<QuotaKey>,
-    },
+    /// refused connection, quota, abort).
+    MarkPending(Setback),
     /// Held for an operator (`--in-doubt hold`).
     MarkInDoubt {
         row_id: i64,
@@ -85,6 +74,33 @@ pub enum WriteOp {
     },
 }
 
+/// A row leaving `in_flight` unsent, and the error that sent it back (kept
+/// for the report); `release` gives the row's quota unit back (the provider
+/// did not accept the message).
+#[derive(Debug)]
+pub struct Setback {
+    pub row_id: i64,
+    pub code: String,
+    pub message: String,
+    pub release: Option<QuotaKey>,
+}
+
+impl Setback {
+    pub fn new(
+        row_id: i64,
+        code: impl Into<String>,
+        message: impl Into<String>,
+        release: Option<QuotaKey>,
+    ) -> Self {
+        Self {
+            row_id,
+            code: code.into(),
+            message: message.into(),
+            release,
+        }
+    }
+}
+
 static MARK_SENT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE rows SET state = '{}', msg_id = ?2, error_code = NULL, error = NULL, \
@@ -96,32 +112,35 @@ static MARK_SENT: LazyLock<String> = LazyLock::new(|| {
 });
 
 static MARK_FAILED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE rows SET state = '{}', error_code = ?2, error = ?3, updated_ms = ?4 \
-         WHERE id = ?1 AND {}",
-        RowState::Failed.as_str(),
-        Move::FailedForGood.guard_sql("")
+    with_error_sql(
+        &format!("'{}'", RowState::Failed.as_str()),
+        Move::FailedForGood,
     )
 });
 
 static MARK_PENDING: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE rows SET state = CASE WHEN journey_id IS NULL THEN '{}' ELSE '{}' END, \
-         error_code = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1 AND {}",
-        RowState::after_refusal(false).as_str(),
-        RowState::after_refusal(true).as_str(),
-        Move::Refused.guard_sql("")
+    with_error_sql(
+        &format!(
+            "CASE WHEN journey_id IS NULL THEN '{}' ELSE '{}' END",
+            RowState::after_refusal(false).as_str(),
+            RowState::after_refusal(true).as_str(),
+        ),
+        Move::Refused,
     )
 });
 
-static MARK_IN_DOUBT: LazyLock<String> = LazyLock::new(|| {
+static MARK_IN_DOUBT: LazyLock<String> =
+    LazyLock::new(|| with_error_sql(&format!("'{}'", RowState::InDoubt.as_str()), Move::Held));
+
+/// The guarded move of row `?1` to the `state` expression, keeping the error
+/// that caused it (`?2` code, `?3` message) for the report.
+fn with_error_sql(state: &str, mv: Move) -> String {
     format!(
-        "UPDATE rows SET state = '{}', error_code = ?2, error = ?3, updated_ms = ?4 \
+        "UPDATE rows SET state = {state}, error_code = ?2, error = ?3, updated_ms = ?4 \
          WHERE id = ?1 AND {}",
-        RowState::InDoubt.as_str(),
-        Move::Held.guard_sql("")
+        mv.guard_sql("")
     )
-});
+}
 
 static TOKEN_READY: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -219,28 +238,12 @@ pub(super) fn apply_op(
             }
             done
         }
-        WriteOp::MarkFailed {
-            row_id,
-            code,
-            message,
-            release,
-        } => {
-            settle(tx, quota, *row_id, "MarkFailed", release.as_ref(), |tx| {
-                tx.prepare_cached(&MARK_FAILED)?
-                    .execute(params![row_id, code, message, now])
-            })?;
+        WriteOp::MarkFailed(back) => {
+            settle(tx, quota, "MarkFailed", &MARK_FAILED, back, now)?;
             done
         }
-        WriteOp::MarkPending {
-            row_id,
-            code,
-            message,
-            release,
-        } => {
-            settle(tx, quota, *row_id, "MarkPending", release.as_ref(), |tx| {
-                tx.prepare_cached(&MARK_PENDING)?
-                    .execute(params![row_id, code, message, now])
-            })?;
+        WriteOp::MarkPending(back) => {
+            settle(tx, quota, "MarkPending", &MARK_PENDING, back, now)?;
             done
         }
         WriteOp::MarkInDoubt {
@@ -277,23 +280,27 @@ pub(super) fn apply_op(
     }
 }
 
-/// A row leaving `in_flight` without being sent (`op`'s guarded UPDATE), and —
-/// only when it happened and `release` says the provider did not accept the
-/// message — the quota unit and the frequency-cap mark given back.
+/// A row leaving `in_flight` without being sent (`sql`, the op's guarded
+/// UPDATE), and — only when it happened and `release` says the provider did
+/// not accept the message — the quota unit and the frequency-cap mark given
+/// back.
 fn settle(
     tx: &Connection,
     quota: &mut QuotaTally<'_>,
-    row_id: i64,
     op: &str,
-    release: Option<&QuotaKey>,
-    update: impl FnOnce(&Connection) -> rusqlite::Result<usize>,
+    sql: &str,
+    back: &Setback,
+    now: i64,
 ) -> rusqlite::Result<()> {
-    let n = update(tx)?;
+    let row_id = back.row_id;
+    let n = tx
+        .prepare_cached(sql)?
+        .execute(params![row_id, back.code, back.message, now])?;
     unchanged(n, row_id, op);
     // Only a move that happened gives its unit back; the update leaves the
     // row's phone and quota day as they were, so they are read after it,
     // and only when there is something to give back.
-    if let (1, Some(key)) = (n, release) {
+    if let (1, Some(key)) = (n, &back.release) {
         if let Some(held) = HeldRow::read(tx, row_id)? {
             quota.write_back(tx)?;
             claim::release_claim(tx, row_id, key, &held)?;

@@ -33,7 +33,22 @@ fn fixture(phones: &[&str]) -> Fixture {
 }
 
 /// Close the writer and check its thread ended cleanly.
-fn stop(writer: Writer, thread: std::thread::JoinHandle<Result<(), StoreError>>) {
+/// [`fixture`] with `n` distinct phones.
+fn fixture_of(n: usize) -> Fixture {
+    let phones: Vec<String> = (0..n).map(|i| format!("849100{i:05}")).collect();
+    fixture(&phones.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+type WriterThread = std::thread::JoinHandle<Result<(), StoreError>>;
+
+/// [`fixture`] with its writer thread running.
+fn started(phones: &[&str]) -> (Fixture, Writer, WriterThread) {
+    let f = fixture(phones);
+    let (writer, thread) = Writer::start(&f.path).unwrap();
+    (f, writer, thread)
+}
+
+fn stop(writer: Writer, thread: WriterThread) {
     drop(writer);
     thread.join().unwrap().unwrap();
 }
@@ -92,22 +107,17 @@ fn sent(row_id: i64, resent_after_doubt: bool) -> WriteOp {
 
 /// Back to pending (a 429), giving back the unit held on `day`.
 fn pending(row_id: i64, day: &str) -> WriteOp {
-    WriteOp::MarkPending {
+    WriteOp::MarkPending(Setback::new(
         row_id,
-        code: "429".into(),
-        message: "slow down".into(),
-        release: Some(quota_key(day)),
-    }
+        "429",
+        "slow down",
+        Some(quota_key(day)),
+    ))
 }
 
 /// Failed for good (unknown phone), giving back the unit held on `day`.
 fn failed(row_id: i64, day: &str) -> WriteOp {
-    WriteOp::MarkFailed {
-        row_id,
-        code: "-118".into(),
-        message: "no".into(),
-        release: Some(quota_key(day)),
-    }
+    WriteOp::MarkFailed(Setback::new(row_id, "-118", "no", Some(quota_key(day))))
 }
 
 fn in_doubt(row_id: i64) -> WriteOp {
@@ -142,8 +152,7 @@ fn state_of(store: &Store, row_id: i64) -> String {
 #[tokio::test]
 async fn a_token_bought_with_the_in_flight_mark_is_stored_even_when_the_claim_is_refused() {
     let phones = ["84912345678", "84912345679"];
-    let f = fixture(&phones);
-    let (writer, thread) = Writer::start(&f.path).unwrap();
+    let (f, writer, thread) = started(&phones);
     let key = |phone: &str| TokenKey {
         account: "a".into(),
         oa_id: "1".into(),
@@ -183,8 +192,7 @@ async fn a_token_bought_with_the_in_flight_mark_is_stored_even_when_the_claim_is
 
 #[tokio::test]
 async fn quota_claims_stop_at_the_limit_and_releases_give_back() {
-    let f = fixture(&["84912345670", "84912345671", "84912345672"]);
-    let (writer, thread) = Writer::start(&f.path).unwrap();
+    let (f, writer, thread) = started(&["84912345670", "84912345671", "84912345672"]);
     let day = "2026-11-23";
     let claim = |id| claim_limited(id, day, 2);
     assert_eq!(
@@ -214,9 +222,8 @@ async fn quota_claims_stop_at_the_limit_and_releases_give_back() {
 /// attempts; a refused attempt gives it back, a sent row keeps it.
 #[tokio::test]
 async fn the_quota_counts_messages_not_attempts() {
-    let f = fixture(&["84912345670", "84912345671"]);
+    let (f, writer, thread) = started(&["84912345670", "84912345671"]);
     let (store, ids) = (&f.store, &f.ids);
-    let (writer, thread) = Writer::start(&f.path).unwrap();
     let day1 = "2026-11-23";
     let used = |store: &Store, day: &str| store.quota_day(&quota_key(day)).unwrap().used;
 
@@ -262,9 +269,8 @@ async fn the_quota_counts_messages_not_attempts() {
 /// and keeps its unit; a claim of it is refused with a typed error.
 #[tokio::test]
 async fn an_illegal_move_changes_nothing() {
-    let f = fixture(&["84912345670", "84912345671"]);
+    let (f, writer, thread) = started(&["84912345670", "84912345671"]);
     let (store, ids) = (&f.store, &f.ids);
-    let (writer, thread) = Writer::start(&f.path).unwrap();
     let day = "2026-11-23";
     writer.write(claim_on(ids[0], day)).await.unwrap();
     writer.write(sent(ids[0], false)).await.unwrap();
@@ -337,9 +343,7 @@ async fn a_full_database_reaches_the_caller_as_a_disk_error() {
 /// release inside the same batch is counted before the next claim.
 #[tokio::test]
 async fn one_group_claims_its_quota_units_as_a_block_within_the_limit() {
-    let phones: Vec<String> = (0..6).map(|i| format!("8491234567{i}")).collect();
-    let refs: Vec<&str> = phones.iter().map(String::as_str).collect();
-    let f = fixture(&refs);
+    let f = fixture_of(6);
     let (writer, thread) = Writer::start(&f.path).unwrap();
     let day = "2026-11-23";
     let results = writer
@@ -380,9 +384,7 @@ async fn one_group_claims_its_quota_units_as_a_block_within_the_limit() {
 /// in blocks at the same time: the limit holds across them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_blocks_of_two_writers_never_pass_the_limit() {
-    let phones: Vec<String> = (0..40).map(|i| format!("849100{i:05}")).collect();
-    let refs: Vec<&str> = phones.iter().map(String::as_str).collect();
-    let f = fixture(&refs);
+    let f = fixture_of(40);
     let day = "2026-11-23";
     let (w1, t1) = Writer::start(&f.path).unwrap();
     let (w2, t2) = Writer::start(&f.path).unwrap();
@@ -413,9 +415,7 @@ async fn quota_blocks_of_two_writers_never_pass_the_limit() {
 /// and `close` commits what is still queued before the writer ends.
 #[tokio::test]
 async fn grouped_writes_keep_their_order_and_close_commits_the_rest() {
-    let phones: Vec<String> = (0..50).map(|i| format!("849100{i:05}")).collect();
-    let refs: Vec<&str> = phones.iter().map(String::as_str).collect();
-    let f = fixture(&refs);
+    let f = fixture_of(50);
     let day = "2026-11-23";
     let (writer, thread) = Writer::start(&f.path).unwrap();
     let group = GroupWriter::start(writer);

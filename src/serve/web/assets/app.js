@@ -2,6 +2,21 @@
 // over server-sent events. Everything works without it (plain forms).
 "use strict";
 
+// The page's words (JSON the server writes in the page's language).
+const WORDS = (() => {
+  try { return JSON.parse(document.querySelector('meta[name="js-text"]').content); } catch (_) { return {}; }
+})();
+// A text with its %{name} blanks filled.
+function say(key, vals) {
+  let s = WORDS[key] || key;
+  for (const k in (vals || {})) s = s.split("%{" + k + "}").join(vals[k]);
+  return s;
+}
+// 1234567 → 1.234.567 (vi) or 1,234,567 (en), as the server writes numbers.
+function num(n) {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, WORDS.thousands || ",");
+}
+
 function csrfToken() {
   const m = document.querySelector('meta[name="csrf-token"]');
   return m ? m.content : "";
@@ -29,25 +44,25 @@ function setupUpload() {
     xhr.open("POST", "/api/v1/campaigns");
     xhr.setRequestHeader("X-CSRF-Token", csrfToken());
     bar.hidden = false; error.hidden = true;
-    xhr.upload.onprogress = e => { if (e.lengthComputable) { bar.value = 100 * e.loaded / e.total; status.textContent = "Uploading… " + Math.round(bar.value) + "%"; } };
+    xhr.upload.onprogress = e => { if (e.lengthComputable) { bar.value = 100 * e.loaded / e.total; status.textContent = say("uploading", { pct: Math.round(bar.value) }); } };
     let poll = null;
     xhr.upload.onload = () => {
-      status.textContent = "Uploaded. Importing and checking every row…"; bar.removeAttribute("value");
+      status.textContent = say("uploaded"); bar.removeAttribute("value");
       // The import runs on the server: show its count while the request waits.
       poll = setInterval(() => {
         fetch("/api/v1/campaigns/" + encodeURIComponent(name) + "/import").then(r => r.ok ? r.json() : null).then(p => {
-          if (p) status.textContent = "Importing: " + p.rows.toLocaleString() + " rows checked, " + p.rejected.toLocaleString() + " rejected…";
+          if (p) status.textContent = say("importing", { rows: num(p.rows), rejected: num(p.rejected) });
         }, () => {});
       }, 700);
     };
     xhr.onloadend = () => { if (poll) clearInterval(poll); };
     xhr.onload = () => {
       if (xhr.status === 201) { window.location = "/campaigns/" + encodeURIComponent(name) + "/check"; return; }
-      let msg = "The upload was refused (HTTP " + xhr.status + ").";
+      let msg = say("refused", { status: xhr.status });
       try { msg = JSON.parse(xhr.responseText).error || msg; } catch (_) {}
       error.textContent = msg; error.hidden = false; bar.hidden = true; status.textContent = "";
     };
-    xhr.onerror = () => { error.textContent = "The upload did not reach the server; check the connection and try again."; error.hidden = false; bar.hidden = true; };
+    xhr.onerror = () => { error.textContent = say("offline"); error.hidden = false; bar.hidden = true; };
     xhr.send(data);
   });
 }
@@ -69,23 +84,25 @@ function setupLive() {
     const d = JSON.parse(ev.data);
     const running = !!(d.live && d.live.running);
     if (running) {
-      set("live", d.live.settled + " of " + d.live.total + " rows of this run done · " + d.live.per_sec + " rows/s" +
-        (d.live.eta_secs != null ? " · about " + fmtEta(d.live.eta_secs) + " left" : ""));
+      set("live", say("run_progress", { settled: num(d.live.settled), total: num(d.live.total), per_sec: d.live.per_sec }) +
+        (d.live.eta_secs != null ? " · " + say("eta", { eta: fmtEta(d.live.eta_secs) }) : ""));
       wasRunning = true;
     }
     const s = d.status;
     if (!s) return;
     const k = s.counts;
-    set("count-sent", k.sent); set("count-failed", k.failed); set("count-rejected", k.rejected);
-    set("count-in_doubt", k.in_doubt); set("count-expired", k.expired);
-    set("count-open", k.pending + k.token_ready + k.in_flight);
+    set("count-sent", num(k.sent)); set("count-failed", num(k.failed)); set("count-rejected", num(k.rejected));
+    set("count-in_doubt", num(k.in_doubt)); set("count-expired", num(k.expired));
+    set("count-open", num(k.pending + k.token_ready + k.in_flight));
     const done = k.sent + k.failed + k.expired + k.skipped;
     const accepted = k.total - k.rejected;
     const fill = document.getElementById("progress-fill");
     if (fill && accepted) { fill.max = accepted; fill.value = done; }
-    if (!running) set("live", done + " of " + accepted + " accepted rows done");
+    if (!running) set("live", say("done_of", { done: num(done), total: num(accepted) }));
     const badge = document.querySelector("#status-badge .badge");
-    if (badge) { badge.textContent = s.status; badge.className = "badge badge-" + s.status; }
+    if (badge) { badge.textContent = (WORDS.status && WORDS.status[s.status]) || s.status; badge.className = "badge badge-" + s.status; }
+    // A scheduled campaign started (or its schedule went): show its run.
+    if (root.dataset.status === "scheduled" && s.status !== "scheduled") { es.close(); window.location.reload(); return; }
     // The run ended: the buttons and reasons change, so reload.
     if (running || s.status === "running") wasRunning = true;
     else if (wasRunning) { es.close(); window.location.reload(); }

@@ -1,0 +1,272 @@
+//! Scheduled starts and test sends. A schedule is one row per campaign
+//! (the time it is to start); `serve` reads them and starts each when due,
+//! so a restart keeps them. Test sends are kept apart from the campaign's
+//! rows: they are never counted in its totals, counts or report.
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use super::{QuotaKey, Result, Store};
+use crate::model::clock;
+
+/// Appended to the schema's migrations (see schema.rs).
+pub(super) const SCHEDULE_MIGRATION: &str = r#"
+    CREATE TABLE IF NOT EXISTS schedules (
+        campaign_id INTEGER PRIMARY KEY REFERENCES campaigns(id),
+        start_at_ms INTEGER NOT NULL,
+        set_ms INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS test_sends (
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
+        phone TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        msg_id TEXT,
+        error TEXT
+    );
+    CREATE INDEX IF NOT EXISTS test_sends_campaign ON test_sends(campaign_id, id);
+"#;
+
+/// One test message as recorded (phone as stored: mask it to show it).
+#[derive(Debug, Clone, Serialize)]
+pub struct TestSend {
+    pub phone: String,
+    pub at_ms: i64,
+    /// `sent`, `failed` or `not_sent` (no quota left, nothing left).
+    pub outcome: String,
+    pub msg_id: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Set (Some) or drop (None) the campaign's scheduled start.
+    pub fn set_schedule(&mut self, campaign_id: i64, start_at_ms: Option<i64>) -> Result<()> {
+        match start_at_ms {
+            Some(at) => self.conn.execute(
+                "INSERT INTO schedules (campaign_id, start_at_ms, set_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(campaign_id) DO UPDATE SET start_at_ms = ?2, set_ms = ?3",
+                params![campaign_id, at, clock::now_ms()],
+            ),
+            None => self.conn.execute(
+                "DELETE FROM schedules WHERE campaign_id = ?1",
+                [campaign_id],
+            ),
+        }
+        .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    pub fn schedule(&self, campaign_id: i64) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT start_at_ms FROM schedules WHERE campaign_id = ?1",
+                [campaign_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.e(e))
+    }
+
+    /// Every scheduled campaign: (name, start time), soonest first.
+    pub fn schedules(&self) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.name, s.start_at_ms FROM schedules s JOIN campaigns c ON c.id = s.campaign_id \
+                 ORDER BY s.start_at_ms, c.id",
+            )
+            .map_err(|e| self.e(e))?;
+        let list = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(list)
+    }
+
+    /// The template data (JSON) of the campaign's first accepted row.
+    pub fn first_accepted_data(&self, campaign_id: i64) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT data FROM rows WHERE campaign_id = ?1 AND state <> 'rejected' \
+                 AND data IS NOT NULL ORDER BY line, id LIMIT 1",
+                [campaign_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.e(e))
+    }
+
+    /// Take one unit of the day's quota for a message that belongs to no
+    /// row (a test send): false, and nothing taken, when there is no room.
+    pub fn take_quota_unit(&mut self, key: &QuotaKey, limit: Option<u64>) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| super::errors::sql_err(&self.path, e))?;
+        let path = self.path.clone();
+        let err = |e| super::errors::sql_err(&path, e);
+        tx.execute(
+            "INSERT INTO quota_days (account, oa_id, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![key.account, key.oa_id, key.day],
+        )
+        .map_err(err)?;
+        let (used, exhausted, provider_limit): (i64, i64, Option<i64>) = tx
+            .query_row(
+                "SELECT used, exhausted, provider_limit FROM quota_days \
+                 WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
+                params![key.account, key.oa_id, key.day],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(err)?;
+        let room = super::quota::has_room(
+            used as u64,
+            exhausted != 0,
+            limit,
+            provider_limit.map(|v| v as u64),
+        );
+        if room {
+            tx.execute(
+                "UPDATE quota_days SET used = used + 1 WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
+                params![key.account, key.oa_id, key.day],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(room)
+    }
+
+    /// Give back a unit taken by [`Self::take_quota_unit`] whose message
+    /// surely never left.
+    pub fn give_back_quota_unit(&mut self, key: &QuotaKey) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE quota_days SET used = MAX(used - 1, 0) WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
+                params![key.account, key.oa_id, key.day],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    /// Store a journey token bought outside a run (a test send's).
+    pub fn save_token(
+        &mut self,
+        key: &super::TokenKey,
+        token: &crate::provider::JourneyToken,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO tokens (account, oa_id, phone, token_type, journey_id, provider_ref, token, expires_ms, status, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (account, oa_id, phone, token_type) DO UPDATE SET \
+                 journey_id = excluded.journey_id, provider_ref = excluded.provider_ref, token = excluded.token, \
+                 expires_ms = excluded.expires_ms, status = excluded.status, created_ms = excluded.created_ms",
+                params![
+                    key.account,
+                    key.oa_id,
+                    key.phone,
+                    key.token_type,
+                    token.journey_id,
+                    token.provider_ref,
+                    token.token,
+                    clock::to_ms(token.expires_at),
+                    token.status,
+                    clock::now_ms()
+                ],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    pub fn add_test_send(&mut self, campaign_id: i64, t: &TestSend) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO test_sends (campaign_id, phone, at_ms, outcome, msg_id, error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![campaign_id, t.phone, t.at_ms, t.outcome, t.msg_id, t.error],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    /// The campaign's test sends, newest first (at most `limit`).
+    pub fn test_sends(&self, campaign_id: i64, limit: usize) -> Result<Vec<TestSend>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phone, at_ms, outcome, msg_id, error FROM test_sends \
+                 WHERE campaign_id = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.e(e))?;
+        let list = stmt
+            .query_map(params![campaign_id, limit as i64], |r| {
+                Ok(TestSend {
+                    phone: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    outcome: r.get(2)?,
+                    msg_id: r.get(3)?,
+                    error: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::*;
+    use super::TestSend;
+
+    #[test]
+    fn a_schedule_is_kept_until_dropped_and_test_sends_stay_apart_from_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let c = {
+            let mut store = Store::open(&path).unwrap();
+            let c = new_campaign(&mut store, "c1");
+            import_phones(&mut store, &c, &["84912345670"]);
+            store.set_schedule(c.id, Some(1_800_000_000_000)).unwrap();
+            store
+                .add_test_send(
+                    c.id,
+                    &TestSend {
+                        phone: "84912345678".into(),
+                        at_ms: 1,
+                        outcome: "sent".into(),
+                        msg_id: Some("m1".into()),
+                        error: None,
+                    },
+                )
+                .unwrap();
+            c
+        };
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.schedule(c.id).unwrap(), Some(1_800_000_000_000));
+        assert_eq!(
+            store.schedules().unwrap(),
+            vec![("c1".to_string(), 1_800_000_000_000)]
+        );
+        assert_eq!(store.test_sends(c.id, 10).unwrap().len(), 1);
+        assert_eq!(store.state_counts(c.id).unwrap().total, 1);
+        store.set_schedule(c.id, None).unwrap();
+        assert!(store.schedules().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_test_send_takes_a_quota_unit_only_when_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let key = QuotaKey::today("acct", "oa");
+        assert!(store.take_quota_unit(&key, Some(2)).unwrap());
+        assert!(store.take_quota_unit(&key, Some(2)).unwrap());
+        assert!(!store.take_quota_unit(&key, Some(2)).unwrap());
+        assert_eq!(store.quota_day(&key).unwrap().used, 2);
+        store.give_back_quota_unit(&key).unwrap();
+        assert_eq!(store.quota_day(&key).unwrap().used, 1);
+    }
+}
