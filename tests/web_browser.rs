@@ -567,6 +567,9 @@ async fn connect_the_zalo_oa_in_a_browser() {
     b.wait_url("/zalo", Duration::from_secs(10)).await;
     assert!(b.text("#oa-status").await.contains("No Zalo OA"));
     b.click("#oa-connect").await;
+    // The link's page comes after the audit entry's write: wait for it.
+    b.wait_text("#oa-authorize", Duration::from_secs(10), |t| !t.is_empty())
+        .await;
     let link = b
         .exec(
             "return document.querySelector('#oa-authorize').href",

@@ -78,7 +78,7 @@ impl WebState {
 }
 
 /// Who the header says is signed in: nobody on an open loopback console.
-fn signed_in_as(caller: &Caller, v: &Viewer) -> Option<String> {
+pub(super) fn signed_in_as(caller: &Caller, v: &Viewer) -> Option<String> {
     let a = caller.actor();
     match caller {
         Caller::Open => None,

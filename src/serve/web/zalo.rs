@@ -74,12 +74,13 @@ fn page(
     s: &ServeState,
     v: &Viewer,
     st: &OaStatus,
+    who: &Option<String>,
     can_connect: bool,
     link: Option<&str>,
     error: Option<&str>,
 ) -> Markup {
     let l = v.lang.code();
-    let chrome = s.web.chrome(v);
+    let chrome = s.web.chrome_as(v, who);
     pages::layout(
         &t!("zalo.title", locale = l),
         chrome,
@@ -135,7 +136,19 @@ async fn connect_page(State(s): State<ServeState>, caller: Caller, v: Viewer) ->
     }
     let st = oa_status(&s).await;
     let can_connect = actor.role >= Action::ZaloConnect.needs();
-    Html(page(&s, &v, &st, can_connect, None, None).into_string()).into_response()
+    Html(
+        page(
+            &s,
+            &v,
+            &st,
+            &super::signed_in_as(&caller, &v),
+            can_connect,
+            None,
+            None,
+        )
+        .into_string(),
+    )
+    .into_response()
 }
 
 async fn connect_form(
@@ -181,12 +194,34 @@ async fn connect_form(
             if let Err(e) = ws.audit(&actor, Action::ZaloConnect, None, &detail) {
                 tracing::error!("cannot write the audit log: {e}");
             }
-            Html(page(&s, &v, &st, true, Some(&start.authorization_url), None).into_string())
-                .into_response()
+            Html(
+                page(
+                    &s,
+                    &v,
+                    &st,
+                    &super::signed_in_as(&caller, &v),
+                    true,
+                    Some(&start.authorization_url),
+                    None,
+                )
+                .into_string(),
+            )
+            .into_response()
         }
         Err(e) => (
             StatusCode::BAD_REQUEST,
-            Html(page(&s, &v, &st, true, None, Some(&e.to_string())).into_string()),
+            Html(
+                page(
+                    &s,
+                    &v,
+                    &st,
+                    &super::signed_in_as(&caller, &v),
+                    true,
+                    None,
+                    Some(&e.to_string()),
+                )
+                .into_string(),
+            ),
         )
             .into_response(),
     }
