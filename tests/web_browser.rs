@@ -843,6 +843,9 @@ async fn connect_the_zalo_oa_in_a_browser() {
     b.wait_url("/zalo", Duration::from_secs(10)).await;
     assert!(b.text("#oa-status").await.contains("No Zalo OA"));
     b.click("#oa-connect").await;
+    // The link's page comes after the audit entry's write: wait for it.
+    b.wait_text("#oa-authorize", Duration::from_secs(10), |t| !t.is_empty())
+        .await;
     let link = b
         .exec(
             "return document.querySelector('#oa-authorize').href",
@@ -926,4 +929,97 @@ async fn test_send_and_send_at_in_a_browser() {
     assert_eq!(sb.stats().accepted, 13);
     b.close().await;
     web.stop().await;
+}
+
+/// Named users in a browser: a viewer signs in with name and password,
+/// sees who is signed in, and their Send is refused (403 page); the
+/// operator's Send runs the campaign, whose page lists both in its audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_roles_in_a_browser() {
+    use tokio::io::AsyncWriteExt;
+    const PASSWORD: &str = "browser-pass-DO-NOT-LEAK-9c2e";
+    let Some(b) = browser("en").await else { return };
+    let env = Env::new();
+    let _sb = web_sandbox(&env, Duration::ZERO).await;
+    for (name, role) in [("vy", "viewer"), ("an", "operator")] {
+        let mut cmd = command(
+            &env,
+            &args(&["users", "add", name, "--role", role, "--password-stdin"]),
+        );
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn users add");
+        let mut input = child.stdin.take().expect("stdin");
+        input
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .await
+            .unwrap();
+        drop(input);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("users add in time")
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let csv = env.path("team.csv");
+    write_csv(&csv, 0, 8);
+    let mut plan = command(&env, &run_plain(&csv, "team-web", "246810", &["--dry-run"]));
+    plan.env(API_KEY_ENV, KEY);
+    let r = run_with(plan).await;
+    assert_eq!(r.code, 0, "{r}");
+    let web = start_web(&env, &[]).await;
+
+    let sign_in = |name: &'static str| {
+        let b = &b;
+        let web = &web;
+        async move {
+            b.goto(&web.url("/")).await;
+            assert!(b.url().await.ends_with("/login"), "users exist: sign in");
+            b.type_in("input[name=name]", name).await;
+            b.type_in("input[name=password]", PASSWORD).await;
+            b.click("#sign-in").await;
+            b.wait_text("h1", Duration::from_secs(10), |t| t == "Campaigns")
+                .await;
+        }
+    };
+    sign_in("vy").await;
+    assert_eq!(b.text("#signed-in-as").await, "Signed in as vy (viewer)");
+    b.goto(&web.url("/campaigns/team-web")).await;
+    b.click("#resume").await;
+    b.wait_text("h1", Duration::from_secs(10), |t| t == "Not allowed")
+        .await;
+    assert!(b.text("p.error").await.contains("operator role"));
+    b.shots("team-refused").await;
+    b.goto(&web.url("/")).await;
+    b.click("#sign-out").await;
+    b.wait_text("h1", Duration::from_secs(10), |t| t == "Sign in")
+        .await;
+
+    sign_in("an").await;
+    assert_eq!(b.text("#signed-in-as").await, "Signed in as an (operator)");
+    b.goto(&web.url("/campaigns/team-web")).await;
+    b.click("#resume").await;
+    b.wait_text("#status-badge", Duration::from_secs(60), |t| {
+        t == "finished"
+    })
+    .await;
+    b.goto(&web.url("/campaigns/team-web")).await;
+    let audit = b.text("#audit").await;
+    assert!(
+        audit.contains("user:an") && audit.contains("user:vy"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("refused") && audit.contains("allowed"),
+        "{audit}"
+    );
+    b.shots("team-audit").await;
+    let page = b
+        .exec("return document.documentElement.outerHTML;", json!([]))
+        .await;
+    assert!(!page.to_string().contains(PASSWORD));
+    b.close().await;
+    let run = web.stop().await;
+    assert!(!run.stderr.contains(PASSWORD));
 }

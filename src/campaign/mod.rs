@@ -29,6 +29,7 @@ mod request;
 pub mod schedule;
 pub mod settings;
 pub mod summary;
+pub mod team;
 mod zalo_oa;
 
 use std::path::{Path, PathBuf};
@@ -56,6 +57,7 @@ pub use reads::{DeliveryChart, MetricsFigures, OaMonth, Reader, RowView};
 pub use request::{InDoubtPolicy, Request, SettingsError};
 pub use schedule::{fmt_until, fmt_when, parse_start_at, parse_test_phones, Scheduled, TestSend};
 pub use settings::RunSettings;
+pub use team::{Action, Actor, AuditEntry, Role, TokenCheck};
 pub use zalo_oa::{ConnectStart, OaStatus, REAUTHORIZE_HINT};
 
 use crate::campaign::config::{ConfigFile, DEFAULT_STATE};
@@ -76,6 +78,10 @@ pub enum CoreError {
     /// Unusable state, rejected credentials, anything unexpected: exit 1.
     #[error("{0:#}")]
     Fatal(#[from] anyhow::Error),
+    /// The caller's role may not do this (recorded in the audit log): a
+    /// web face answers 403.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl CoreError {
@@ -83,6 +89,8 @@ impl CoreError {
         match self {
             CoreError::Usage(_) => ExitCode::Usage,
             CoreError::Fatal(_) => ExitCode::Fatal,
+            // Only a role refuses; the command line acts as an admin.
+            CoreError::Forbidden(_) => ExitCode::Fatal,
         }
     }
 }

@@ -15,7 +15,7 @@ pub use crate::store::WebRow as RowView;
 /// A reading connection to the state database. `serve` keeps one beside
 /// its writing connection, so slow reads never hold up a callback (WAL).
 pub struct Reader {
-    store: Store,
+    pub(super) store: Store,
 }
 
 /// A campaign's messages over time for its chart: cumulative counts per

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use crate::campaign::config::ConfigFile;
 use crate::campaign::{
-    fmt_until, fmt_when, parse_start_at, parse_test_phones, shell_word, usage, CoreError, ExitCode,
-    Hooks, Mode, ReconcileOptions, ReportFormat, Request, Stop, Workspace, INTERRUPTED,
+    fmt_until, fmt_when, parse_start_at, parse_test_phones, shell_word, usage, Action, Actor,
+    CoreError, ExitCode, Hooks, InDoubtPolicy, Mode, ReconcileOptions, ReportFormat, Request, Stop,
+    Workspace, INTERRUPTED,
 };
 use crate::cli::printer::{self, ProgressObserver};
 use crate::cli::{
@@ -77,6 +78,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Validate(args) => validate_cmd(&ws, &face, args),
         Command::Reconcile(args) => reconcile_cmd(&ws, &face, args).await,
         Command::Serve(args) => crate::serve::run(&ws, args.into()).await,
+        Command::Users(args) => crate::cli::team::users_cmd(&ws, cli.json, args),
+        Command::Tokens(args) => crate::cli::team::tokens_cmd(&ws, cli.json, args),
+        Command::Audit(args) => crate::cli::team::audit_cmd(&ws, cli.json, args),
         Command::Zalo(args) => zalo_cmd(&ws, &face, args).await,
         Command::Sandbox(_) | Command::Completions(_) => Ok(ExitCode::Finished),
     }
@@ -97,6 +101,8 @@ async fn zalo_cmd(
             ..
         } => {
             let start = ws.zalo_connect_start(redirect_uri.as_deref())?;
+            let detail = format!("authorization link made, back to {}", start.redirect_uri);
+            ws.audit(&Actor::os_user(), Action::ZaloConnect, None, &detail)?;
             if face.json {
                 println!(
                     "{}",
@@ -123,6 +129,11 @@ async fn zalo_cmd(
             let status = ws
                 .zalo_connect_finish(&code, auth_state.as_deref(), oa_id.as_deref())
                 .await?;
+            let detail = format!(
+                "connected OA {} with a pasted code",
+                status.oa_id.as_deref().unwrap_or("-")
+            );
+            ws.audit(&Actor::os_user(), Action::ZaloConnect, None, &detail)?;
             print_oa_status(
                 face,
                 &status,
@@ -316,6 +327,7 @@ async fn prepare_and_go(
             );
         }
     }
+    audit_import(ws, &prepared)?;
     if dry_run {
         if !prepared.import_done() {
             // Never present a plan over part of the file as the plan.
@@ -351,6 +363,7 @@ async fn prepare_and_go(
     } else if launch.now_given {
         prepared.set_schedule(None)?;
     }
+    audit_start(ws, req, mode, &prepared)?;
     let observer = ProgressObserver::new(face.chatty());
     let skipped = req.template_check.skip_template_check;
     let (outcome, summary) = ws.send(prepared, stop, &observer).await?;
@@ -365,6 +378,47 @@ async fn prepare_and_go(
     }
     face.note_unfinished(code, outcome.message());
     Ok(code)
+}
+
+/// An import this run or resume did (a dry run's too), in the audit log
+/// as the OS user.
+fn audit_import(ws: &Workspace, prepared: &crate::campaign::Prepared) -> Result<(), AppError> {
+    if !prepared.import.imported_now {
+        return Ok(());
+    }
+    let file = prepared.csv_path().display().to_string();
+    let name = Some(prepared.campaign_name());
+    ws.audit(
+        &Actor::os_user(),
+        Action::Upload,
+        name,
+        &format!("file {file}"),
+    )
+}
+
+/// A run or resume about to send, in the audit log as the OS user: the
+/// start, and a decision about rows in doubt when one was given.
+fn audit_start(
+    ws: &Workspace,
+    req: &Request,
+    mode: Mode,
+    prepared: &crate::campaign::Prepared,
+) -> Result<(), AppError> {
+    let actor = Actor::os_user();
+    let name = Some(prepared.campaign_name());
+    let how = match mode {
+        Mode::Run => "zns-batch run",
+        Mode::Resume => "zns-batch resume",
+    };
+    ws.audit(&actor, Action::Start, name, how)?;
+    if let Some(p) = req.send.in_doubt {
+        let what = match p {
+            InDoubtPolicy::Resend => "resend",
+            InDoubtPolicy::Hold => "hold",
+        };
+        ws.audit(&actor, Action::InDoubt, name, what)?;
+    }
+    Ok(())
 }
 
 /// Keep the schedule in the ledger and wait for it here. False: stopped
@@ -423,6 +477,17 @@ async fn test_sends(
         )));
     }
     let results = ws.send_tests(prepared, phones).await?;
+    // The phones masked: every viewer reads the audit log.
+    let to: Vec<_> = results
+        .iter()
+        .map(|t| format!("{} {}", crate::model::phone::mask(&t.phone), t.outcome))
+        .collect();
+    ws.audit(
+        &Actor::os_user(),
+        Action::TestSend,
+        Some(name),
+        &to.join(", "),
+    )?;
     let all_sent = results.iter().all(|t| t.outcome == "sent");
     if face.json {
         let list: Vec<_> = results

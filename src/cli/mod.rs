@@ -7,6 +7,7 @@ pub mod options;
 pub mod printer;
 pub mod sandbox;
 pub mod signals;
+pub mod team;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -194,6 +195,33 @@ variable named by `auth_token_env`; at least 16 characters); /api and /metrics t
 `Authorization: Bearer TOKEN`, the console a sign-in (sessions: config `session_ttl`,
 `session_idle`; 5 sign-in attempts a minute per address).")]
     Serve(ServeArgs),
+    /// Console users: add, list, remove, set a password (roles viewer, operator, admin).
+    #[command(after_help = "\
+Examples:
+  zns-batch users add anh --role operator
+  zns-batch users list
+  zns-batch users passwd anh
+  zns-batch users role anh --role viewer
+  zns-batch users remove anh
+
+Roles: viewer reads; operator also uploads, starts, pauses and decides rows in doubt;
+admin also manages users and tokens. Once a user or an API token exists, serve asks
+everyone to sign in, on loopback too.")]
+    Users(team::UsersArgs),
+    /// Named API tokens for scripts: add (printed once), list, revoke.
+    #[command(after_help = "\
+Examples:
+  zns-batch tokens add nightly --role operator > nightly.token
+  zns-batch tokens list
+  zns-batch tokens revoke nightly")]
+    Tokens(team::TokensArgs),
+    /// The audit log: who uploaded, started, paused, decided rows in doubt, changed users or tokens.
+    #[command(after_help = "\
+Examples:
+  zns-batch audit                       # newest first, every campaign
+  zns-batch audit bills-nov --limit 20
+  zns-batch audit --json --before 1200  # older entries, as JSON")]
+    Audit(team::AuditArgs),
     /// Connect the Zalo OA once (authorization with PKCE); its tokens then renew themselves.
     #[command(after_help = "\
 Examples:

@@ -1,12 +1,12 @@
 //! Who is this request? The one place that decides: the access token
-//! (`Authorization: Bearer`, any case of the scheme), or a server-side
-//! session made by the sign-in form (an HttpOnly cookie holding a random
-//! id), or nobody. Also the sessions themselves and the per-address limit
-//! on sign-in attempts.
+//! (`Authorization: Bearer`, any case of the scheme) or a named API token
+//! (looked up by its hash), or a server-side session made by the sign-in
+//! form (an HttpOnly cookie holding a random id; a user's session is
+//! checked against the users table at each request), or nobody. Also the
+//! sessions themselves and the per-address limit on sign-in attempts.
 //!
 //! Sessions live in memory: a restart signs everyone out, which is cheap
-//! (one form) and keeps the state database free of credentials until named
-//! users arrive. The table is keyed by the SHA-256 of the id, so it never
+//! (one form) and keeps session ids out of the state database. The table is keyed by the SHA-256 of the id, so it never
 //! holds a usable cookie value and a lookup's timing says nothing about it.
 
 use std::collections::HashMap;
@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::ServeState;
+use crate::campaign::{Actor, TokenCheck};
 
 pub const SESSION_COOKIE: &str = "zns_session";
 /// Shorter access tokens are refused at start: a guessable token is no lock.
@@ -70,6 +71,18 @@ impl Auth {
 struct Times {
     created: Instant,
     seen: Instant,
+    who: SessionWho,
+}
+
+/// Whom a session was opened for. A user's is checked against the state
+/// database at every request (the CLI may remove the user or set a new
+/// password from another process: either ends the session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionWho {
+    /// Signed in with the access token (`ZNS_SERVE_TOKEN`): an admin.
+    AdminToken,
+    /// A named user, and the generation of their password at sign-in.
+    User { name: String, generation: i64 },
 }
 
 /// Server-side sessions with an absolute and an idle expiry.
@@ -98,7 +111,7 @@ impl Sessions {
 
     /// A new session: 32 bytes from the thread's CSPRNG (ChaCha, seeded
     /// by the OS), hex. Nothing in it comes from the token.
-    pub fn open(&self) -> String {
+    pub fn open(&self, who: SessionWho) -> String {
         let id = hex::encode(rand::random::<[u8; 32]>());
         let now = Instant::now();
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -110,26 +123,27 @@ impl Sessions {
             Times {
                 created: now,
                 seen: now,
+                who,
             },
         );
         id
     }
 
-    /// Whether `id` is a live session; a live one counts as used now.
-    pub fn check(&self, id: &str) -> bool {
+    /// Whom `id` is a live session of; a live one counts as used now.
+    pub fn check(&self, id: &str) -> Option<SessionWho> {
         let key = session_key(id);
         let now = Instant::now();
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         match live.get_mut(&key) {
             Some(t) if self.fresh(t, now) => {
                 t.seen = now;
-                true
+                Some(t.who.clone())
             }
             Some(_) => {
                 live.remove(&key);
-                false
+                None
             }
-            None => false,
+            None => None,
         }
     }
 
@@ -263,12 +277,26 @@ impl FromRequestParts<ServeState> for ClientAddr {
 /// Who sent the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// No access token is configured: everyone may (loopback only).
+    /// No access token is configured and no user or API token exists:
+    /// everyone may, as an admin (serve then listens on loopback only).
     Open,
-    /// `Authorization: Bearer` with the access token.
+    /// `Authorization: Bearer` with the access token (an admin).
     Token,
-    /// A signed-in browser; the session id.
-    Session(String),
+    /// `Authorization: Bearer` with a named API token.
+    ApiToken(Actor),
+    /// A signed-in browser: the session id and who it is now.
+    Session(String, Actor),
+}
+
+impl Caller {
+    /// Who acts, for the core's role check and the audit log.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Caller::Open => Actor::local(),
+            Caller::Token => Actor::admin_token(),
+            Caller::ApiToken(a) | Caller::Session(_, a) => a.clone(),
+        }
+    }
 }
 
 /// Not signed in: pages and console forms send the browser to the sign-in
@@ -298,9 +326,19 @@ impl FromRequestParts<ServeState> for Caller {
     type Rejection = Unauthorized;
 
     async fn from_request_parts(parts: &mut Parts, s: &ServeState) -> Result<Self, Unauthorized> {
-        let Some(expected) = &s.config.auth_token else {
-            return Ok(Caller::Open);
+        let expected = s.config.auth_token.clone();
+        // Users and API tokens can be added by the CLI while serve runs:
+        // whether sign-in is needed is asked at each request (one read).
+        let team = match s.with_who_reader(|r| r.has_team()).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("cannot read users: {e:#}");
+                true
+            }
         };
+        if expected.is_none() && !team {
+            return Ok(Caller::Open);
+        }
         // A console form sent after the session ended lands on the
         // sign-in form too, rather than on a JSON error.
         let path = parts.uri.path();
@@ -317,16 +355,50 @@ impl FromRequestParts<ServeState> for Caller {
             )
             .await;
         if let Ok(TypedHeader(Authorization(b))) = bearer {
-            return if same_secret(b.token().trim(), expected.expose()) {
-                Ok(Caller::Token)
-            } else {
-                Err(refused)
+            let given = b.token().trim().to_string();
+            if expected
+                .as_ref()
+                .is_some_and(|e| same_secret(&given, e.expose()))
+            {
+                return Ok(Caller::Token);
+            }
+            return match s.with_who_reader(move |r| r.check_token(&given)).await {
+                Ok(TokenCheck::Valid(actor)) => Ok(Caller::ApiToken(actor)),
+                Ok(TokenCheck::Revoked(name)) => {
+                    tracing::info!("refused the revoked API token `{name}`");
+                    Err(refused)
+                }
+                Ok(TokenCheck::Unknown) => Err(refused),
+                Err(e) => {
+                    tracing::error!("cannot check an API token: {e:#}");
+                    Err(refused)
+                }
             };
         }
         let jar = CookieJar::from_headers(&parts.headers);
-        match jar.get(SESSION_COOKIE) {
-            Some(c) if s.auth.sessions.check(c.value()) => Ok(Caller::Session(c.value().into())),
-            _ => Err(refused),
+        let Some(id) = jar.get(SESSION_COOKIE).map(|c| c.value().to_string()) else {
+            return Err(refused);
+        };
+        match s.auth.sessions.check(&id) {
+            Some(SessionWho::AdminToken) => Ok(Caller::Session(id, Actor::admin_token())),
+            Some(SessionWho::User { name, generation }) => {
+                let now = s
+                    .with_who_reader(move |r| r.session_user(&name, generation))
+                    .await;
+                match now {
+                    Ok(Some(actor)) => Ok(Caller::Session(id, actor)),
+                    Ok(None) => {
+                        // Removed, or a new password: this session is over.
+                        s.auth.sessions.close(&id);
+                        Err(refused)
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot check a session's user: {e:#}");
+                        Err(refused)
+                    }
+                }
+            }
+            None => Err(refused),
         }
     }
 }
@@ -346,11 +418,12 @@ pub fn removal_cookie() -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE).path("/").build()
 }
 
-/// `/metrics`: the access token only (scrapers, not browsers).
+/// `/metrics`: a bearer token only — the access token or a named API
+/// token of any role (scrapers, not browsers).
 pub async fn require_token(caller: Caller, req: Request, next: Next) -> Response {
     match caller {
-        Caller::Open | Caller::Token => next.run(req).await,
-        Caller::Session(_) => Unauthorized { page: false }.into_response(),
+        Caller::Open | Caller::Token | Caller::ApiToken(_) => next.run(req).await,
+        Caller::Session(..) => Unauthorized { page: false }.into_response(),
     }
 }
 
@@ -368,24 +441,27 @@ mod tests {
     #[test]
     fn sessions_are_random_and_expire() {
         let s = Sessions::new(Duration::from_millis(300), Duration::from_secs(60));
-        let (a, b) = (s.open(), s.open());
+        let (a, b) = (
+            s.open(SessionWho::AdminToken),
+            s.open(SessionWho::AdminToken),
+        );
         assert_ne!(a, b);
         assert_eq!(a.len(), 64);
-        assert!(s.check(&a) && s.check(&b));
-        assert!(!s.check("not-a-session"));
+        assert!(s.check(&a).is_some() && s.check(&b).is_some());
+        assert!(s.check("not-a-session").is_none());
         s.close(&a);
-        assert!(!s.check(&a), "closed");
+        assert!(s.check(&a).is_none(), "closed");
         std::thread::sleep(Duration::from_millis(350));
-        assert!(!s.check(&b), "past the absolute expiry");
+        assert!(s.check(&b).is_none(), "past the absolute expiry");
 
         let s = Sessions::new(Duration::from_secs(60), Duration::from_millis(300));
-        let a = s.open();
+        let a = s.open(SessionWho::AdminToken);
         for _ in 0..3 {
             std::thread::sleep(Duration::from_millis(150));
-            assert!(s.check(&a), "use keeps it alive");
+            assert!(s.check(&a).is_some(), "use keeps it alive");
         }
         std::thread::sleep(Duration::from_millis(350));
-        assert!(!s.check(&a), "idle too long");
+        assert!(s.check(&a).is_none(), "idle too long");
     }
 
     #[test]

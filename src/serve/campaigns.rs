@@ -19,6 +19,7 @@ use crate::campaign::plan::Plan;
 use crate::campaign::settings::{check_campaign_name, CsvOpts, SafetyOpts, SendOpts};
 use crate::campaign::summary::CampaignStatusLine;
 use crate::campaign::{self, CampaignError, CoreError, Hooks, Mode, Request, Workspace};
+use crate::campaign::{Action, Actor, AuditEntry};
 use crate::campaign::{
     InDoubtPolicy, Observer, Reader, ReportFormat, RowView, RunCounters, Stop, StopReason,
     INTERRUPTED,
@@ -38,6 +39,9 @@ pub enum WebError {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The caller's role may not (already in the audit log).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -49,6 +53,7 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,6 +75,7 @@ impl From<CoreError> for WebError {
         match e {
             CoreError::Usage(m) => WebError::BadRequest(m),
             CoreError::Fatal(e) => WebError::Internal(e),
+            CoreError::Forbidden(m) => WebError::Forbidden(m),
         }
     }
 }
@@ -332,7 +338,8 @@ impl Campaigns {
                 if self.running_here(&name) || line.status != "paused" {
                     continue;
                 }
-                match self.start(&name, None).await {
+                // Serve carries on a campaign a person started: no actor.
+                match self.start(&name, None, None).await {
                     Ok(()) => {
                         tracing::info!(campaign = %name, "resumed by itself: the {} allows sending again",
                         if w.reason == StopReason::Quota { "new quota day" } else { "send window" })
@@ -377,8 +384,62 @@ impl Campaigns {
         )))
     }
 
-    /// Store the upload as a campaign, import and check it; the dry-run plan.
-    pub async fn create(self: &Arc<Self>, form: NewCampaign) -> Result<Plan, WebError> {
+    /// May `actor` do `action`? A refusal is in the audit log and is 403.
+    pub async fn permit(
+        self: &Arc<Self>,
+        actor: &Actor,
+        action: Action,
+        campaign: Option<&str>,
+    ) -> Result<(), WebError> {
+        let base = self.base.clone();
+        let (actor, campaign) = (actor.clone(), campaign.map(str::to_string));
+        tokio::task::spawn_blocking(move || base.permit(&actor, action, campaign.as_deref()))
+            .await
+            .map_err(blocking_err)??;
+        Ok(())
+    }
+
+    /// The audit log, newest first: all, or one campaign's.
+    pub async fn audit_list(
+        self: &Arc<Self>,
+        campaign: Option<String>,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<AuditEntry>, WebError> {
+        let base = self.base.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || {
+                base.audit_list(campaign.as_deref(), before, limit)
+            })
+            .await
+            .map_err(blocking_err)??,
+        )
+    }
+
+    /// A sign-in with a name and a password (argon2: off the async
+    /// threads): who it is and the password's generation, if right.
+    pub async fn verify_password(
+        self: &Arc<Self>,
+        name: String,
+        password: String,
+    ) -> Result<Option<(Actor, i64)>, WebError> {
+        let base = self.base.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || base.verify_password(&name, &password))
+                .await
+                .map_err(blocking_err)??,
+        )
+    }
+
+    /// Store the upload as a campaign, import and check it; the dry-run
+    /// plan. The caller was permitted to upload (before the body was read);
+    /// the import is audited in its name.
+    pub async fn create(
+        self: &Arc<Self>,
+        form: NewCampaign,
+        actor: &Actor,
+        file_name: &str,
+    ) -> Result<Plan, WebError> {
         // The template's parameters, where the provider offers them, before
         // the import: rows that break it are rejected, no token is bought.
         let template = match self.fetch_template(&form).await {
@@ -389,9 +450,15 @@ impl Campaigns {
             }
         };
         let this = self.clone();
+        let actor = actor.clone();
+        let detail = format!("file {file_name}");
         tokio::task::spawn_blocking(move || {
             let upload = form.csv.clone();
-            let result = this.create_blocking(&form, template);
+            let result = this.create_blocking(&form, template).and_then(|done| {
+                this.base
+                    .audit(&actor, Action::Upload, Some(&form.name), &detail)?;
+                Ok(done)
+            });
             // The upload is kept only as the file of a campaign it created.
             let keep = matches!(&result, Ok((_, path)) if *path == upload);
             if !keep {
@@ -527,12 +594,22 @@ impl Campaigns {
         .map_err(blocking_err)?
     }
 
-    /// Start or resume sending in the background.
+    /// Start or resume sending in the background. `actor`: who asked
+    /// (checked and audited); `None` when serve itself carries on with a
+    /// campaign a person started before a restart.
     pub async fn start(
         self: &Arc<Self>,
         name: &str,
         in_doubt: Option<InDoubtPolicy>,
+        actor: Option<&Actor>,
     ) -> Result<(), WebError> {
+        if let Some(a) = actor {
+            self.permit(a, Action::Start, Some(name)).await?;
+            if in_doubt.is_some() {
+                self.permit(a, Action::InDoubt, Some(name)).await?;
+            }
+        }
+        let actor = actor.cloned();
         if self.is_shutting_down() {
             return Err(WebError::Conflict("serve is stopping".into()));
         }
@@ -548,6 +625,16 @@ impl Campaigns {
             probe_lock(&ws.state, &owned)?;
             let mut prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
             prepared.set_wanted_running(true)?;
+            if let Some(a) = &actor {
+                ws.audit(a, Action::Start, Some(&owned), "")?;
+                if let Some(p) = in_doubt {
+                    let what = match p {
+                        InDoubtPolicy::Resend => "resend",
+                        InDoubtPolicy::Hold => "hold",
+                    };
+                    ws.audit(a, Action::InDoubt, Some(&owned), what)?;
+                }
+            }
             // Started (now, or by the scheduler at its time): the schedule is done.
             if prepared.start_at_ms().is_some() {
                 prepared.set_schedule(None)?;
@@ -636,7 +723,9 @@ impl Campaigns {
     }
 
     /// A person's pause: graceful stop, and no resume on restart.
-    pub async fn pause(self: &Arc<Self>, name: &str, by: &str) -> Result<(), WebError> {
+    pub async fn pause(self: &Arc<Self>, name: &str, actor: &Actor) -> Result<(), WebError> {
+        self.permit(actor, Action::Pause, Some(name)).await?;
+        let by = actor.label();
         self.waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -662,15 +751,25 @@ impl Campaigns {
         );
         let base = self.base.clone();
         let name = name.to_string();
-        tokio::task::spawn_blocking(move || base.set_wanted_running(&name, false))
-            .await
-            .map_err(blocking_err)??;
+        let actor = actor.clone();
+        tokio::task::spawn_blocking(move || {
+            base.set_wanted_running(&name, false)?;
+            base.audit(&actor, Action::Pause, Some(&name), "")
+        })
+        .await
+        .map_err(blocking_err)??;
         Ok(())
     }
 
     /// Start the campaign at `at_ms` (kept in the ledger; [`Self::run_scheduler`]
     /// starts it then, also after a restart of `serve`).
-    pub async fn schedule(self: &Arc<Self>, name: &str, at_ms: i64) -> Result<(), WebError> {
+    pub async fn schedule(
+        self: &Arc<Self>,
+        name: &str,
+        at_ms: i64,
+        actor: &Actor,
+    ) -> Result<(), WebError> {
+        self.permit(actor, Action::Schedule, Some(name)).await?;
         if self.running_here(name) {
             return Err(WebError::Conflict(format!(
                 "campaign `{name}` is already running in this server"
@@ -678,12 +777,15 @@ impl Campaigns {
         }
         let this = self.clone();
         let name = name.to_string();
+        let actor = actor.clone();
         tokio::task::spawn_blocking(move || {
             let (ws, _) = this.resume_request(&name, None)?;
             probe_lock(&ws.state, &name)?;
             this.base
                 .set_schedule(&name, Some(at_ms))
                 .map_err(not_found)?;
+            let when = format!("at {}", campaign::fmt_when(at_ms));
+            ws.audit(&actor, Action::Schedule, Some(&name), &when)?;
             tracing::info!(campaign = %name, at = %campaign::fmt_when(at_ms), "scheduled");
             Ok(())
         })
@@ -714,7 +816,9 @@ impl Campaigns {
         self: &Arc<Self>,
         name: &str,
         phones: Vec<String>,
+        actor: &Actor,
     ) -> Result<Vec<campaign::TestSend>, WebError> {
+        self.permit(actor, Action::TestSend, Some(name)).await?;
         if self.is_shutting_down() {
             return Err(WebError::Conflict("serve is stopping".into()));
         }
@@ -738,7 +842,19 @@ impl Campaigns {
                 "campaign `{name}` is not fully imported yet"
             )));
         }
-        Ok(ws.send_tests(&mut prepared, &phones).await?)
+        let sent = ws.send_tests(&mut prepared, &phones).await?;
+        // The phones masked: the audit log is read by every viewer.
+        let to: Vec<_> = sent
+            .iter()
+            .map(|t| format!("{} {}", crate::model::phone::mask(&t.phone), t.outcome))
+            .collect();
+        let (ws2, name2, actor2) = (ws.clone(), name.to_string(), actor.clone());
+        tokio::task::spawn_blocking(move || {
+            ws2.audit(&actor2, Action::TestSend, Some(&name2), &to.join(", "))
+        })
+        .await
+        .map_err(blocking_err)??;
+        Ok(sent)
     }
 
     /// Start each scheduled campaign at its time, until serve stops. One
@@ -771,7 +887,8 @@ impl Campaigns {
                 {
                     continue;
                 }
-                match self.start(&s.campaign, None).await {
+                // Permitted and audited when it was scheduled.
+                match self.start(&s.campaign, None, None).await {
                     Ok(()) => {
                         retry_at.remove(&s.campaign);
                         tracing::info!(campaign = %s.campaign, "started: its scheduled time came");
@@ -829,7 +946,7 @@ impl Campaigns {
             }
         };
         for name in names {
-            match self.start(&name, None).await {
+            match self.start(&name, None, None).await {
                 Ok(()) => {
                     tracing::info!(campaign = %name, "resumed: it was running when serve stopped")
                 }
@@ -973,6 +1090,7 @@ fn not_found(e: CoreError) -> WebError {
     match e {
         CoreError::Usage(m) => WebError::NotFound(m),
         CoreError::Fatal(e) => WebError::Internal(e),
+        CoreError::Forbidden(m) => WebError::Forbidden(m),
     }
 }
 

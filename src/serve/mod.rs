@@ -214,6 +214,9 @@ pub struct ServeState {
     pub config: Arc<ServeConfig>,
     pub ledger: LedgerWriter,
     pub reader: Arc<Mutex<Reader>>,
+    /// Who calls (users, API tokens), asked at every request: its own
+    /// connection, so the check never waits behind a page's slow read.
+    pub who_reader: Arc<Mutex<Reader>>,
     pub metrics: Arc<Metrics>,
     /// The web console and `/api/v1`: campaigns run from here, CSRF token.
     pub web: Arc<WebState>,
@@ -232,6 +235,14 @@ impl ServeState {
         Self::blocking(self.reader.clone(), |r| f(r))
             .await
             .map_err(campaigns::WebError::Internal)?
+    }
+
+    /// Run `f` on the connection for who calls, in a blocking thread.
+    pub async fn with_who_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, AppError> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        Ok(Self::blocking(self.who_reader.clone(), |r| f(r)).await??)
     }
 
     /// Run `f` on the reading connection in a blocking thread.
@@ -329,6 +340,7 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
     }
     let reader = g.reader()?;
     let live_reader = g.reader()?;
+    let who_reader = g.reader()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -346,6 +358,7 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
         config: Arc::new(config),
         ledger,
         reader: Arc::new(Mutex::new(reader)),
+        who_reader: Arc::new(Mutex::new(who_reader)),
         metrics: Arc::new(Metrics::new()),
         web: Arc::new(WebState::new(campaigns.clone(), sign_out)),
         auth: Arc::new(auth),

@@ -45,6 +45,7 @@ macro_rules! row_exists_sql {
     };
 }
 
+mod audit;
 mod campaigns;
 mod counters;
 mod errors;
@@ -59,6 +60,7 @@ mod schema;
 mod series;
 mod templates;
 mod tokens;
+mod users;
 mod web;
 mod writer;
 mod zalo_oauth;
@@ -69,6 +71,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use crate::model::row_state::RowState;
+pub use audit::{AuditRecord, NewAudit};
 pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
 pub use counters::Counters;
 pub use errors::{StoreError, StoreErrorKind};
@@ -81,6 +84,7 @@ pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use schedule::TestSend;
 pub use series::BucketCounts;
 pub use tokens::TokenKey;
+pub use users::{TokenRecord, UserRecord};
 pub use web::WebRow;
 pub use writer::{GroupWriter, Setback, WriteOp, WriteResult, Writer};
 pub use zalo_oauth::{NewPair, OaTokens, Pending};

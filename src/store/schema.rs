@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 13;
+pub(super) const SCHEMA_VERSION: i64 = 14;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -153,6 +153,8 @@ const MIGRATIONS: &[&str] = &[
     super::counters::COUNTERS_MIGRATION,
     // 13: the console's charts: sends in time order, see store/series.rs
     super::series::SERIES_MIGRATION,
+    // 14: team access — users, API tokens, the audit log (see store/users.rs)
+    super::users::USERS_MIGRATION,
 ];
 
 impl Store {

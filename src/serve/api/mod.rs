@@ -15,9 +15,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::campaigns::{self, WebError};
 use super::ServeState;
-use crate::campaign::InDoubtPolicy;
+use crate::campaign::{Action, InDoubtPolicy};
 
 pub fn routes() -> Router<ServeState> {
     Router::new()
@@ -32,6 +33,7 @@ pub fn routes() -> Router<ServeState> {
         .route("/api/v1/campaigns/{name}/report.csv", get(report))
         .route("/api/v1/campaigns/{name}/events", get(events))
         .route("/api/v1/campaigns/{name}/import", get(import_status))
+        .route("/api/v1/audit", get(audit))
 }
 
 /// The upload: its body cap and timing are the caller's (not the JSON
@@ -53,13 +55,20 @@ async fn one(State(s): State<ServeState>, Path(name): Path<String>) -> Result<Re
 }
 
 /// Store the upload, import and check it: 201 with the dry-run plan.
-async fn create(State(s): State<ServeState>, multipart: Multipart) -> Result<Response, WebError> {
+async fn create(
+    State(s): State<ServeState>,
+    caller: Caller,
+    multipart: Multipart,
+) -> Result<Response, WebError> {
     let web = s.web.clone();
+    // Before the body is read: a refused upload stores nothing.
+    let actor = caller.actor();
+    web.campaigns.permit(&actor, Action::Upload, None).await?;
     let up = upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await?;
     let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
     let plan = web
         .campaigns
-        .create(up.form)
+        .create(up.form, &actor, &file_name)
         .await
         .map_err(|e| upload::by_upload_name(e, &stored, &file_name))?;
     Ok((StatusCode::CREATED, Json(plan)).into_response())
@@ -95,12 +104,13 @@ pub fn parse_in_doubt(v: Option<&str>) -> Result<Option<InDoubtPolicy>, WebError
 
 async fn start(
     State(s): State<ServeState>,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<StartQuery>,
 ) -> Result<Response, WebError> {
     let policy = parse_in_doubt(q.in_doubt.as_deref())?;
     if let Some(at) = parse_start_at(q.start_at.as_deref())? {
-        s.web.campaigns.schedule(&name, at).await?;
+        s.web.campaigns.schedule(&name, at, &caller.actor()).await?;
         return Ok((
             StatusCode::ACCEPTED,
             Json(serde_json::json!({
@@ -111,7 +121,10 @@ async fn start(
         )
             .into_response());
     }
-    s.web.campaigns.start(&name, policy).await?;
+    s.web
+        .campaigns
+        .start(&name, policy, Some(&caller.actor()))
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "campaign": name, "started": true })),
@@ -157,12 +170,17 @@ struct TestBody {
 /// each outcome (phones masked). Nothing is stored for a bad phone.
 async fn test_send(
     State(s): State<ServeState>,
+    caller: Caller,
     Path(name): Path<String>,
     body: Result<Json<TestBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, WebError> {
     let Json(body) = body.map_err(|e| WebError::BadRequest(format!("body: {e}")))?;
     let phones = parse_phones(&body.phones)?;
-    let sent = s.web.campaigns.send_test(&name, phones).await?;
+    let sent = s
+        .web
+        .campaigns
+        .send_test(&name, phones, &caller.actor())
+        .await?;
     let list: Vec<_> = sent
         .into_iter()
         .map(|mut t| {
@@ -189,14 +207,47 @@ async fn test_list(
 
 async fn pause(
     State(s): State<ServeState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
-    s.web.campaigns.pause(&name, "an API call").await?;
+    s.web.campaigns.pause(&name, &caller.actor()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "campaign": name, "pause_requested": true })),
     )
         .into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct AuditQuery {
+    /// Only this campaign's entries.
+    pub campaign: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u64>,
+    /// Entries older than this id (the last `id` of the page before).
+    pub before: Option<i64>,
+}
+
+/// The audit log, newest first: `[{"id", "at", "actor", "action",
+/// "campaign", "detail", "outcome"}]`. Any signed-in caller may read it.
+async fn audit(
+    State(s): State<ServeState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, WebError> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > crate::campaign::team::AUDIT_MAX_LIMIT {
+        return Err(WebError::BadRequest(format!(
+            "limit {limit}: give 1 to {}",
+            crate::campaign::team::AUDIT_MAX_LIMIT
+        )));
+    }
+    let campaign = q.campaign.filter(|c| !c.is_empty());
+    let list = s
+        .web
+        .campaigns
+        .audit_list(campaign, q.before, limit)
+        .await?;
+    Ok(Json(list).into_response())
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -253,6 +253,6 @@ pub fn by_upload_name(e: WebError, stored: &Path, file_name: &str) -> WebError {
         WebError::NotFound(m) => WebError::NotFound(fix(m)),
         WebError::Conflict(m) => WebError::Conflict(fix(m)),
         WebError::TooLarge(m) => WebError::TooLarge(fix(m)),
-        internal @ WebError::Internal(_) => internal,
+        other @ (WebError::Internal(_) | WebError::Forbidden(_)) => other,
     }
 }

@@ -25,6 +25,8 @@ use super::api::{self, upload, StartQuery};
 use super::auth::{self, Caller, ClientAddr, Unauthorized};
 use super::campaigns::{self, Campaigns, WebError};
 use super::ServeState;
+use crate::campaign::team::ActorKind;
+use crate::campaign::Action;
 use crate::model::row_state::RowState;
 use lang::Viewer;
 use pages::enc;
@@ -61,9 +63,31 @@ impl WebState {
         pages::Chrome {
             csrf: &self.csrf,
             sign_out: self.sign_out,
+            who: None,
             lang: v.lang,
             here: &v.here,
         }
+    }
+
+    /// The frame, naming who is signed in (`who` from [`signed_in_as`]).
+    pub fn chrome_as<'a>(&'a self, v: &'a Viewer, who: &'a Option<String>) -> pages::Chrome<'a> {
+        pages::Chrome {
+            sign_out: self.sign_out || who.is_some(),
+            who: who.as_deref(),
+            ..self.chrome(v)
+        }
+    }
+}
+
+/// Who the header says is signed in: nobody on an open loopback console.
+pub(super) fn signed_in_as(caller: &Caller, v: &Viewer) -> Option<String> {
+    let a = caller.actor();
+    match caller {
+        Caller::Open => None,
+        Caller::Token | Caller::Session(_, _) if a.kind == ActorKind::AdminToken => {
+            Some(t!("nav.admin_token", locale = v.lang.code()).into_owned())
+        }
+        _ => Some(format!("{} ({})", a.name, a.role)),
     }
 }
 
@@ -126,6 +150,7 @@ fn problem(s: &ServeState, v: &Viewer, e: WebError, back: &str) -> Response {
         StatusCode::NOT_FOUND => t!("problem.not_found", locale = l),
         StatusCode::CONFLICT => t!("problem.conflict", locale = l),
         StatusCode::PAYLOAD_TOO_LARGE => t!("problem.too_large", locale = l),
+        StatusCode::FORBIDDEN => t!("problem.forbidden", locale = l),
         StatusCode::INTERNAL_SERVER_ERROR => t!("problem.internal", locale = l),
         _ => t!("problem.refused", locale = l),
     };
@@ -147,7 +172,8 @@ fn public_message(v: &Viewer, e: &WebError) -> String {
     }
 }
 
-async fn campaigns_page(State(s): State<ServeState>, v: Viewer) -> Response {
+async fn campaigns_page(State(s): State<ServeState>, caller: Caller, v: Viewer) -> Response {
+    let who = signed_in_as(&caller, &v);
     let read = s
         .with_reader(|st| Ok((campaigns::status_all(st)?, st.month_by_oa()?)))
         .await;
@@ -157,7 +183,7 @@ async fn campaigns_page(State(s): State<ServeState>, v: Viewer) -> Response {
                 &list,
                 &months,
                 s.web.campaigns.auto_resume(),
-                s.web.chrome(&v),
+                s.web.chrome_as(&v, &who),
             )
             .into_string(),
         )
@@ -166,10 +192,16 @@ async fn campaigns_page(State(s): State<ServeState>, v: Viewer) -> Response {
     }
 }
 
-async fn new_page(State(s): State<ServeState>, v: Viewer) -> Response {
+async fn new_page(State(s): State<ServeState>, caller: Caller, v: Viewer) -> Response {
+    let who = signed_in_as(&caller, &v);
     Html(
-        pages::new_campaign(&s.web.campaigns.profiles(), s.web.chrome(&v), None, None)
-            .into_string(),
+        pages::new_campaign(
+            &s.web.campaigns.profiles(),
+            s.web.chrome_as(&v, &who),
+            None,
+            None,
+        )
+        .into_string(),
     )
     .into_response()
 }
@@ -181,6 +213,7 @@ struct PageQuery {
 
 async fn check_page(
     State(s): State<ServeState>,
+    caller: Caller,
     v: Viewer,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
@@ -219,13 +252,17 @@ async fn check_page(
         preview: &preview,
         keys: &keys,
         auto_resume: s.web.campaigns.auto_resume(),
-        chrome: s.web.chrome(&v),
+        chrome: s.web.chrome_as(&v, &signed_in_as(&caller, &v)),
     });
     Html(markup.into_string()).into_response()
 }
 
+/// Audit entries a campaign's page lists (the API pages further back).
+const PAGE_AUDIT: u64 = 20;
+
 async fn campaign_page(
     State(s): State<ServeState>,
+    caller: Caller,
     v: Viewer,
     Path(name): Path<String>,
 ) -> Response {
@@ -246,11 +283,21 @@ async fn campaign_page(
         Ok(d) => d,
         Err(e) => return problem(&s, &v, e, "/"),
     };
+    let audit = match s
+        .web
+        .campaigns
+        .audit_list(Some(name.clone()), None, PAGE_AUDIT)
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return problem(&s, &v, e, "/"),
+    };
     let running_here = s.web.campaigns.live(&name).is_some_and(|l| l.running);
     let resumes_at = s
         .web
         .campaigns
         .resumes_at(&name, status.send_window.as_deref());
+    let who = signed_in_as(&caller, &v);
     let markup = pages::campaign(pages::CampaignPage {
         status: &status,
         chart: &chart,
@@ -258,8 +305,9 @@ async fn campaign_page(
         running_here,
         top_errors: &errors,
         in_doubt: &in_doubt,
+        audit: &audit,
         test_sends: &tests,
-        chrome: s.web.chrome(&v),
+        chrome: s.web.chrome_as(&v, &who),
     });
     Html(markup.into_string()).into_response()
 }
@@ -303,8 +351,18 @@ async fn rejects_csv(State(s): State<ServeState>, v: Viewer, Path(name): Path<St
 }
 
 /// The upload form without JavaScript: on success, to the Check page.
-async fn upload_form(State(s): State<ServeState>, v: Viewer, multipart: Multipart) -> Response {
+async fn upload_form(
+    State(s): State<ServeState>,
+    caller: Caller,
+    v: Viewer,
+    multipart: Multipart,
+) -> Response {
     let web = s.web.clone();
+    // Before the body is read: a refused upload stores nothing.
+    let actor = caller.actor();
+    if let Err(e) = web.campaigns.permit(&actor, Action::Upload, None).await {
+        return problem(&s, &v, e, "/");
+    }
     let up = match upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await {
         Ok(up) => up,
         Err(e) => return upload_refused(&s, &v, e, None),
@@ -316,7 +374,7 @@ async fn upload_form(State(s): State<ServeState>, v: Viewer, multipart: Multipar
     let name = up.form.name.clone();
     let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
     let typed = up.form.clone();
-    match web.campaigns.create(up.form).await {
+    match web.campaigns.create(up.form, &actor, &file_name).await {
         Ok(_) => Redirect::to(&format!("/campaigns/{}/check", enc(&name))).into_response(),
         Err(e) => upload_refused(
             &s,
@@ -349,6 +407,7 @@ fn upload_refused(
 
 async fn start_form(
     State(s): State<ServeState>,
+    caller: Caller,
     v: Viewer,
     Path(name): Path<String>,
     Query(q): Query<StartQuery>,
@@ -356,13 +415,14 @@ async fn start_form(
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
     let start_at = f.start_at.or(q.start_at);
+    let actor = caller.actor();
     let started = match (
         api::parse_in_doubt(q.in_doubt.as_deref()),
         api::parse_start_at(start_at.as_deref()),
     ) {
         (Err(e), _) | (_, Err(e)) => Err(e),
-        (Ok(_), Ok(Some(at))) => s.web.campaigns.schedule(&name, at).await,
-        (Ok(policy), Ok(None)) => s.web.campaigns.start(&name, policy).await,
+        (Ok(_), Ok(Some(at))) => s.web.campaigns.schedule(&name, at, &actor).await,
+        (Ok(policy), Ok(None)) => s.web.campaigns.start(&name, policy, Some(&actor)).await,
     };
     match started {
         Ok(()) => Redirect::to(&back).into_response(),
@@ -384,6 +444,7 @@ struct SendFields {
 /// run elsewhere since would change what "send N" means).
 async fn send_form(
     State(s): State<ServeState>,
+    caller: Caller,
     v: Viewer,
     Path(name): Path<String>,
     CsrfForm(f): CsrfForm<SendFields>,
@@ -420,10 +481,11 @@ async fn send_form(
         Ok(_) => {}
         Err(e) => return problem(&s, &v, e, &check),
     }
+    let actor = caller.actor();
     let started = match api::parse_start_at(f.start_at.as_deref()) {
         Err(e) => Err(e),
-        Ok(Some(at)) => s.web.campaigns.schedule(&name, at).await,
-        Ok(None) => s.web.campaigns.start(&name, None).await,
+        Ok(Some(at)) => s.web.campaigns.schedule(&name, at, &actor).await,
+        Ok(None) => s.web.campaigns.start(&name, None, Some(&actor)).await,
     };
     match started {
         Ok(()) => Redirect::to(&format!("/campaigns/{}", enc(&name))).into_response(),
@@ -461,6 +523,7 @@ struct TestForm {
 /// "Send a test": then the campaign's page, which lists the outcome.
 async fn test_form(
     State(s): State<ServeState>,
+    caller: Caller,
     v: Viewer,
     Path(name): Path<String>,
     CsrfForm(f): CsrfForm<TestForm>,
@@ -469,7 +532,7 @@ async fn test_form(
     let phones = crate::campaign::parse_test_phones(f.phones.as_deref().unwrap_or(""))
         .map_err(|e| WebError::BadRequest(e.to_string()));
     let sent = match phones {
-        Ok(p) => s.web.campaigns.send_test(&name, p).await,
+        Ok(p) => s.web.campaigns.send_test(&name, p, &caller.actor()).await,
         Err(e) => Err(e),
     };
     match sent {
@@ -480,12 +543,13 @@ async fn test_form(
 
 async fn pause_form(
     State(s): State<ServeState>,
+    caller: Caller,
     v: Viewer,
     Path(name): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
-    match s.web.campaigns.pause(&name, "a person").await {
+    match s.web.campaigns.pause(&name, &caller.actor()).await {
         Ok(()) => Redirect::to(&back).into_response(),
         Err(e) => problem(&s, &v, e, &back),
     }
@@ -496,14 +560,25 @@ async fn login_page(
     v: Viewer,
     caller: Result<Caller, Unauthorized>,
 ) -> Response {
-    if s.config.auth_token.is_none() || caller.is_ok() {
+    // Open (no token, no users) or signed in already: nothing to do here.
+    if caller.is_ok() {
         return Redirect::to("/").into_response();
     }
-    Html(pages::login(&s.web.csrf, v.lang, &v.here, None).into_string()).into_response()
+    let page = pages::login(
+        &s.web.csrf,
+        v.lang,
+        &v.here,
+        None,
+        s.config.auth_token.is_some(),
+    );
+    Html(page.into_string()).into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
 struct LoginForm {
+    /// A user's name and password, or else the access token.
+    name: Option<String>,
+    password: Option<String>,
     token: Option<String>,
 }
 
@@ -517,9 +592,10 @@ async fn login(
     jar: CookieJar,
     CsrfForm(f): CsrfForm<LoginForm>,
 ) -> Response {
-    let Some(expected) = &s.config.auth_token else {
+    let team = s.with_who_reader(|r| r.has_team()).await.unwrap_or(true);
+    if s.config.auth_token.is_none() && !team {
         return Redirect::to("/").into_response();
-    };
+    }
     let limits = &s.auth.sign_ins;
     if let Err(wait) = limits.attempt(addr) {
         let failures = limits.failed(addr);
@@ -534,6 +610,7 @@ async fn login(
             v.lang,
             "/login",
             Some(&t!("login.too_many", locale = v.lang.code(), secs = secs)),
+            s.config.auth_token.is_some(),
         );
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -542,23 +619,58 @@ async fn login(
         )
             .into_response();
     }
-    let given = f.token.unwrap_or_default();
-    if !auth::same_secret(given.trim(), expected.expose()) {
+    let name = f.name.as_deref().map(str::trim).unwrap_or("").to_string();
+    let who = if name.is_empty() {
+        let given = f.token.unwrap_or_default();
+        let right = s
+            .config
+            .auth_token
+            .as_ref()
+            .is_some_and(|e| auth::same_secret(given.trim(), e.expose()));
+        right.then_some((auth::SessionWho::AdminToken, "the access token".to_string()))
+    } else {
+        let password = f.password.unwrap_or_default();
+        match s
+            .web
+            .campaigns
+            .verify_password(name.clone(), password)
+            .await
+        {
+            Ok(Some((actor, generation))) => Some((
+                auth::SessionWho::User {
+                    name: actor.name.clone(),
+                    generation,
+                },
+                actor.label(),
+            )),
+            Ok(None) => None,
+            Err(e) => return problem(&s, &v, e, "/login"),
+        }
+    };
+    let Some((who, label)) = who else {
         let failures = limits.failed(addr);
+        // Never the password or the token tried; a name may be a typo'd
+        // password, so it is not logged either.
         tracing::info!(
-            "sign-in with a wrong token from {} ({failures} in a row)",
+            "sign-in with a wrong password or token from {} ({failures} in a row)",
             auth::masked(addr)
         );
+        let why = if name.is_empty() {
+            t!("login.wrong", locale = v.lang.code())
+        } else {
+            t!("login.wrong_password", locale = v.lang.code())
+        };
         let page = pages::login(
             &s.web.csrf,
             v.lang,
             "/login",
-            Some(&t!("login.wrong", locale = v.lang.code())),
+            Some(&why),
+            s.config.auth_token.is_some(),
         );
         return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
-    }
+    };
     limits.succeeded(addr);
-    tracing::info!("signed in from {}", auth::masked(addr));
+    tracing::info!("signed in as {label} from {}", auth::masked(addr));
     if let Some(old) = jar.get(auth::SESSION_COOKIE) {
         s.auth.sessions.close(old.value());
     }
@@ -567,7 +679,7 @@ async fn login(
         .public_url
         .as_deref()
         .is_some_and(|u| u.starts_with("https://"));
-    let jar = jar.add(auth::session_cookie(s.auth.sessions.open(), secure));
+    let jar = jar.add(auth::session_cookie(s.auth.sessions.open(who), secure));
     (jar, Redirect::to("/")).into_response()
 }
 

@@ -11,7 +11,7 @@ use super::pictures::{self, form_words};
 
 use crate::campaign::plan::Plan;
 use crate::campaign::summary::{CampaignStatusLine, ErrorLine};
-use crate::campaign::{DeliveryChart, OaMonth, RowView, TestSend};
+use crate::campaign::{AuditEntry, DeliveryChart, OaMonth, RowView, TestSend};
 use crate::serve::campaigns::NewCampaign;
 
 /// Rows per page of rejects.
@@ -37,6 +37,8 @@ pub fn enc(name: &str) -> String {
 pub struct Chrome<'a> {
     pub csrf: &'a str,
     pub sign_out: bool,
+    /// Who is signed in, as the header says it (none on an open console).
+    pub who: Option<&'a str>,
     pub lang: Lang,
     pub here: &'a str,
 }
@@ -89,6 +91,9 @@ pub fn layout(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
                                     href={"/lang/" (other.code()) "?next=" (next)} { (other.code().to_uppercase()) }
                             }
                         }
+                    }
+                    @if let Some(who) = chrome.who {
+                        span #signed-in-as.muted { (t!("nav.signed_in_as", locale = l, who = who)) }
                     }
                     @if chrome.sign_out {
                         form.signout method="post" action="/logout" {
@@ -441,6 +446,8 @@ pub struct CampaignPage<'a> {
     pub running_here: bool,
     pub top_errors: &'a [ErrorLine],
     pub in_doubt: &'a [RowView],
+    /// The newest audit entries about this campaign.
+    pub audit: &'a [AuditEntry],
     /// Newest first, phones masked.
     pub test_sends: &'a [TestSend],
     pub chrome: Chrome<'a>,
@@ -565,6 +572,18 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                     p.muted { (t!("campaign.delivery_help", locale = l)) }
                 }
                 (pictures::campaign_chart(c, p.chart, lang))
+                section #audit {
+                    h2 { (t!("audit.title", locale = l)) }
+                    @if p.audit.is_empty() {
+                        p.muted { (t!("audit.none", locale = l)) }
+                    } @else {
+                        table.plain {
+                            thead { tr { th { (t!("audit.when", locale = l)) } th { (t!("audit.who", locale = l)) } th { (t!("audit.action", locale = l)) } th { (t!("audit.detail", locale = l)) } th { (t!("audit.outcome", locale = l)) } } }
+                            tbody { @for a in p.audit { tr { td { (a.at) } td { (a.actor) } td { (a.action) } td { (a.detail) } td { (a.outcome) } } } }
+                        }
+                        p.muted { (t!("audit.whole_log", locale = l)) " " code { "zns-batch audit " (name) } " " (t!("audit.or", locale = l)) " " code { "GET /api/v1/audit?campaign=" (enc(name)) } "." }
+                    }
+                }
             }
         },
     )
@@ -596,12 +615,15 @@ fn rfc3339_ms(s: &str) -> Option<i64> {
         .map(crate::model::clock::to_ms)
 }
 
-pub fn login(csrf: &str, lang: Lang, here: &str, error: Option<&str>) -> Markup {
+/// The sign-in form: a user's name and password, or (when serve has one)
+/// the access token — one form, so either works with one button.
+pub fn login(csrf: &str, lang: Lang, here: &str, error: Option<&str>, with_token: bool) -> Markup {
     let chrome = Chrome {
         csrf,
         sign_out: false,
         lang,
         here,
+        who: None,
     };
     let l = lang.code();
     layout(
@@ -609,12 +631,17 @@ pub fn login(csrf: &str, lang: Lang, here: &str, error: Option<&str>) -> Markup 
         chrome,
         html! {
             h1 { (t!("login.title", locale = l)) }
-            p.lead { (t!("login.lead", locale = l)) " (" code { "ZNS_SERVE_TOKEN" } ")." }
+            p.lead { (t!("login.lead_users", locale = l)) " (" code { "zns-batch users add" } ")"
+                @if with_token { (t!("login.lead_token", locale = l)) " (" code { "ZNS_SERVE_TOKEN" } ")" } "." }
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form method="post" action="/login" {
                 input type="hidden" name="csrf" value=(csrf);
-                label { (t!("login.token", locale = l)) input type="password" name="token" required autocomplete="current-password"; }
-                button.primary type="submit" { (t!("login.submit", locale = l)) }
+                label { (t!("login.name", locale = l)) input type="text" name="name" autocomplete="username"; }
+                label { (t!("login.password", locale = l)) input type="password" name="password" autocomplete="current-password"; }
+                @if with_token {
+                    label { (t!("login.or_token", locale = l)) input type="password" name="token" autocomplete="off"; }
+                }
+                button.primary #sign-in type="submit" { (t!("login.submit", locale = l)) }
             }
         },
     )
@@ -645,6 +672,7 @@ mod tests {
         Chrome {
             csrf: "t",
             sign_out: false,
+            who: None,
             lang: Lang::En,
             here: "/",
         }

@@ -19,7 +19,9 @@ use super::lang::Viewer;
 use super::pages;
 use super::security::{CsrfForm, NoFields};
 use super::ServeState;
-use crate::campaign::{CoreError, OaStatus, REAUTHORIZE_HINT};
+use crate::campaign::{Action, CoreError, OaStatus, Role, REAUTHORIZE_HINT};
+use crate::serve::auth::Caller;
+use crate::serve::campaigns::WebError;
 
 /// Behind the sign-in, with the console's pages.
 pub fn routes() -> Router<ServeState> {
@@ -72,11 +74,13 @@ fn page(
     s: &ServeState,
     v: &Viewer,
     st: &OaStatus,
+    who: &Option<String>,
+    can_connect: bool,
     link: Option<&str>,
     error: Option<&str>,
 ) -> Markup {
     let l = v.lang.code();
-    let chrome = s.web.chrome(v);
+    let chrome = s.web.chrome_as(v, who);
     pages::layout(
         &t!("zalo.title", locale = l),
         chrome,
@@ -88,6 +92,8 @@ fn page(
             @if let Some(url) = link {
                 p { a #oa-authorize href=(url) rel="noreferrer" { (t!("zalo.open_zalo", locale = l)) } }
                 p.hint { (t!("zalo.link_once", locale = l)) }
+            } @else if !can_connect {
+                p.hint #oa-admin-only { (t!("zalo.admin_only", locale = l)) }
             } @else {
                 form method="post" action="/ui/zalo/connect" {
                     input type="hidden" name="csrf" value=(chrome.csrf);
@@ -113,17 +119,66 @@ async fn oa_status(s: &ServeState) -> OaStatus {
     })
 }
 
-async fn connect_page(State(s): State<ServeState>, v: Viewer) -> Response {
+/// A viewer may not see it; an operator sees the status; an admin
+/// connects (the connection sends every campaign's messages).
+async fn connect_page(State(s): State<ServeState>, caller: Caller, v: Viewer) -> Response {
+    let actor = caller.actor();
+    if actor.role < Role::Operator {
+        let l = v.lang.code();
+        let why = t!("zalo.viewer_refused", locale = l);
+        return small_page(
+            &s,
+            &v,
+            StatusCode::FORBIDDEN,
+            &t!("problem.forbidden", locale = l),
+            html! { h1 { (t!("problem.forbidden", locale = l)) } p.error role="alert" { (why) } },
+        );
+    }
     let st = oa_status(&s).await;
-    Html(page(&s, &v, &st, None, None).into_string()).into_response()
+    let can_connect = actor.role >= Action::ZaloConnect.needs();
+    Html(
+        page(
+            &s,
+            &v,
+            &st,
+            &super::signed_in_as(&caller, &v),
+            can_connect,
+            None,
+            None,
+        )
+        .into_string(),
+    )
+    .into_response()
 }
 
 async fn connect_form(
     State(s): State<ServeState>,
+    caller: Caller,
     v: Viewer,
     headers: HeaderMap,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
+    let actor = caller.actor();
+    // Refused (and audited as such) before anything is stored.
+    if let Err(e) = s
+        .web
+        .campaigns
+        .permit(&actor, Action::ZaloConnect, None)
+        .await
+    {
+        let l = v.lang.code();
+        let title = match e {
+            WebError::Forbidden(_) => t!("problem.forbidden", locale = l),
+            _ => t!("problem.internal", locale = l),
+        };
+        return small_page(
+            &s,
+            &v,
+            e.status(),
+            &title,
+            html! { h1 { (title) } p.error role="alert" { (e.public_message()) } },
+        );
+    }
     let uri = redirect_uri(&s, &headers);
     let started = s
         .web
@@ -132,11 +187,41 @@ async fn connect_form(
         .zalo_connect_start(Some(&uri));
     let st = oa_status(&s).await;
     match started {
-        Ok(start) => Html(page(&s, &v, &st, Some(&start.authorization_url), None).into_string())
-            .into_response(),
+        Ok(start) => {
+            // The link itself (its state) is not logged: it finishes the connection.
+            let ws = s.web.campaigns.base_workspace();
+            let detail = format!("authorization link made, back to {uri}");
+            if let Err(e) = ws.audit(&actor, Action::ZaloConnect, None, &detail) {
+                tracing::error!("cannot write the audit log: {e}");
+            }
+            Html(
+                page(
+                    &s,
+                    &v,
+                    &st,
+                    &super::signed_in_as(&caller, &v),
+                    true,
+                    Some(&start.authorization_url),
+                    None,
+                )
+                .into_string(),
+            )
+            .into_response()
+        }
         Err(e) => (
             StatusCode::BAD_REQUEST,
-            Html(page(&s, &v, &st, None, Some(&e.to_string())).into_string()),
+            Html(
+                page(
+                    &s,
+                    &v,
+                    &st,
+                    &super::signed_in_as(&caller, &v),
+                    true,
+                    None,
+                    Some(&e.to_string()),
+                )
+                .into_string(),
+            ),
         )
             .into_response(),
     }
@@ -204,6 +289,7 @@ async fn callback(State(s): State<ServeState>, v: Viewer, Query(q): Query<Callba
             let status = match e {
                 CoreError::Usage(_) => StatusCode::BAD_REQUEST,
                 CoreError::Fatal(_) => StatusCode::BAD_GATEWAY,
+                CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
             };
             tracing::warn!("Zalo OA callback refused: {e}");
             small_page(

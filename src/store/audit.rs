@@ -1,0 +1,116 @@
+//! The audit log: who did (or was refused) what, when, on which campaign.
+//! Appended only; the table is made by the users migration (users.rs).
+
+use rusqlite::params;
+
+use super::{Result, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at_ms: i64,
+    /// `user:anh`, `token:nightly`, `admin-token`, `os:root`, `local`.
+    pub actor: String,
+    pub action: String,
+    pub campaign: Option<String>,
+    pub detail: String,
+    /// `allowed` or `refused`.
+    pub outcome: String,
+}
+
+/// One entry to append.
+#[derive(Debug, Clone)]
+pub struct NewAudit<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub campaign: Option<&'a str>,
+    pub detail: &'a str,
+    pub outcome: &'a str,
+}
+
+impl Store {
+    pub fn append_audit(&mut self, a: &NewAudit<'_>) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO audit (at_ms, actor, action, campaign, detail, outcome) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    crate::model::clock::now_ms(),
+                    a.actor,
+                    a.action,
+                    a.campaign,
+                    a.detail,
+                    a.outcome
+                ],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Newest first: every entry, or one campaign's; `before` (an id)
+    /// pages back.
+    pub fn audit_page(
+        &self,
+        campaign: Option<&str>,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<AuditRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, at_ms, actor, action, campaign, detail, outcome FROM audit \
+                 WHERE (?1 IS NULL OR campaign = ?1) AND (?2 IS NULL OR id < ?2) \
+                 ORDER BY id DESC LIMIT ?3",
+            )
+            .map_err(|e| self.e(e))?;
+        let rows = stmt
+            .query_map(params![campaign, before, limit as i64], |r| {
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    campaign: r.get(4)?,
+                    detail: r.get(5)?,
+                    outcome: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.e(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.e(e))?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+    use super::NewAudit;
+
+    #[test]
+    fn newest_first_by_campaign_and_paged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        for (i, c) in [Some("a"), None, Some("a"), Some("b")].iter().enumerate() {
+            s.append_audit(&NewAudit {
+                actor: "user:anh",
+                action: "start",
+                campaign: *c,
+                detail: &i.to_string(),
+                outcome: "allowed",
+            })
+            .unwrap();
+        }
+        let all = s.audit_page(None, None, 10).unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].detail, "3");
+        let a = s.audit_page(Some("a"), None, 10).unwrap();
+        assert_eq!(
+            a.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>(),
+            ["2", "0"]
+        );
+        let older = s.audit_page(None, Some(all[1].id), 10).unwrap();
+        assert_eq!(older.len(), 2);
+        assert_eq!(older[0].detail, "1");
+    }
+}
