@@ -471,7 +471,7 @@ async fn send_form(
                     t!(
                         "charts.plan_changed",
                         locale = l,
-                        n = format::num(v.lang, p.messages_to_send as u64)
+                        n = format::num(v.lang, p.messages_to_send)
                     )
                     .into_owned(),
                 ),
