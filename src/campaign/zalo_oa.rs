@@ -112,7 +112,7 @@ fn state_hash(state: &str) -> String {
 }
 
 /// What `zalo status` and the console show: never a token.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct OaStatus {
     pub connected: bool,
     pub oa_id: Option<String>,
@@ -304,17 +304,7 @@ fn seal_pair(sealer: &Sealer, pair: &TokenPair) -> Result<Vec<u8>, CoreError> {
 
 fn status_of(t: Option<&OaTokens>, now: i64) -> OaStatus {
     match t {
-        None => OaStatus {
-            connected: false,
-            oa_id: None,
-            app_id: None,
-            connected_at: None,
-            access_expires_at: None,
-            access_expires_in_secs: None,
-            refresh_token_age_secs: None,
-            refreshes: 0,
-            needs_reauthorization: None,
-        },
+        None => OaStatus::default(),
         Some(t) => OaStatus {
             connected: true,
             oa_id: t.oa_id.clone(),

@@ -106,17 +106,7 @@ fn page(
 
 async fn oa_status(s: &ServeState) -> OaStatus {
     let ws = s.web.campaigns.base_workspace();
-    ws.zalo_status().unwrap_or(OaStatus {
-        connected: false,
-        oa_id: None,
-        app_id: None,
-        connected_at: None,
-        access_expires_at: None,
-        access_expires_in_secs: None,
-        refresh_token_age_secs: None,
-        refreshes: 0,
-        needs_reauthorization: None,
-    })
+    ws.zalo_status().unwrap_or_default()
 }
 
 /// A viewer may not see it; an operator sees the status; an admin

@@ -3,6 +3,10 @@
 //! status, report. Runs started here keep going when the browser closes;
 //! a person's "start" is remembered in the state database so a restarted
 //! `serve` carries on with it, and a person's "pause" forgets it.
+//!
+//! Beside it: `errors` (WebError → HTTP status), `later` (scheduled
+//! starts, test sends, auto-resume after quota/window pauses), `streams`
+//! (report and rejected rows in chunks).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,68 +32,13 @@ use crate::model::row_state::RowState;
 
 pub use crate::campaign::WebOptions;
 
-/// What a web request can fail with; each maps to one HTTP status.
-#[derive(Debug, thiserror::Error)]
-pub enum WebError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    TooLarge(String),
-    /// The caller's role may not (already in the audit log).
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0:#}")]
-    Internal(#[from] anyhow::Error),
-}
+mod errors;
+mod later;
+mod streams;
 
-impl WebError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            WebError::NotFound(_) => StatusCode::NOT_FOUND,
-            WebError::Conflict(_) => StatusCode::CONFLICT,
-            WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
-            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// What the client is told: an internal failure's detail (paths,
-    /// SQL) stays in the log.
-    pub fn public_message(&self) -> String {
-        match self {
-            WebError::Internal(_) => {
-                "something went wrong on the server; the details are in serve's log".into()
-            }
-            other => other.to_string(),
-        }
-    }
-}
-
-impl From<CoreError> for WebError {
-    fn from(e: CoreError) -> Self {
-        match e {
-            CoreError::Usage(m) => WebError::BadRequest(m),
-            CoreError::Fatal(e) => WebError::Internal(e),
-            CoreError::Forbidden(m) => WebError::Forbidden(m),
-        }
-    }
-}
-
-/// The API's error body: `{"error": "..."}`.
-impl IntoResponse for WebError {
-    fn into_response(self) -> Response {
-        if let WebError::Internal(e) = &self {
-            tracing::error!("web request failed: {e:#}");
-        }
-        let body = serde_json::json!({ "error": self.public_message() });
-        (self.status(), axum::Json(body)).into_response()
-    }
-}
+pub use errors::WebError;
+pub use later::auto_resume_poll;
+use later::Waiting;
 
 /// The upload form, already streamed to `csv`.
 #[derive(Debug, Clone, Default)]
@@ -189,6 +138,7 @@ impl Observer for LiveObserver {
         self.0.total.store(total, Ordering::Relaxed);
         *self.0.counters.lock().unwrap_or_else(|p| p.into_inner()) = Some(counters);
     }
+
     fn finished(&self) {
         self.0.done.store(true, Ordering::Relaxed);
     }
@@ -206,25 +156,6 @@ pub struct Campaigns {
     auto_resume: AtomicBool,
     /// Runs paused that way, waiting to go on (see `auto_resume_loop`).
     waiting: Mutex<HashMap<String, Waiting>>,
-}
-
-/// A run paused by the quota day or the send window, and when it stopped.
-#[derive(Debug, Clone)]
-struct Waiting {
-    reason: StopReason,
-    /// The OA's day it stopped on (a quota pause ends with that day).
-    day: String,
-}
-
-/// How often paused runs are looked at (env `ZNS_AUTO_RESUME_POLL_MS`,
-/// for tests; default 30 s, well inside a minute of the window opening).
-pub fn auto_resume_poll() -> Duration {
-    std::env::var("ZNS_AUTO_RESUME_POLL_MS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .map(Duration::from_millis)
-        .unwrap_or(Duration::from_secs(30))
 }
 
 /// An import under way, as the upload page polls it.
@@ -254,102 +185,6 @@ impl Campaigns {
             auto_resume: AtomicBool::new(true),
             waiting: Mutex::new(HashMap::new()),
         })
-    }
-
-    pub fn set_auto_resume(&self, on: bool) {
-        self.auto_resume.store(on, Ordering::Relaxed);
-    }
-
-    pub fn auto_resume(&self) -> bool {
-        self.auto_resume.load(Ordering::Relaxed)
-    }
-
-    /// When a run paused by the quota day or the send window will go on by
-    /// itself (the OA's local time, `dd/mm/yyyy HH:MM`); None when it will not.
-    pub fn resumes_at(&self, name: &str, send_window: Option<&str>) -> Option<String> {
-        if !self.auto_resume() {
-            return None;
-        }
-        let w = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()?;
-        let now = crate::model::clock::now();
-        let at = match w.reason {
-            StopReason::Quota => crate::model::clock::next_day_start(now),
-            _ => window_of(send_window)
-                .map(|win| win.next_open(now))
-                .unwrap_or(now),
-        };
-        Some(local_time(at))
-    }
-
-    /// Whether a waiting run may go on now.
-    fn ready(w: &Waiting, send_window: Option<&str>) -> bool {
-        match w.reason {
-            StopReason::Quota => crate::model::clock::today_key() != w.day,
-            _ => window_of(send_window).is_none_or(|win| win.contains(crate::model::clock::now())),
-        }
-    }
-
-    /// While serve runs: every `every`, start again the runs paused by the
-    /// quota day (once the next day began) or the send window (once it is
-    /// open), if the switch is on and nobody paused them since.
-    pub async fn auto_resume_loop(self: Arc<Self>, every: Duration) {
-        loop {
-            tokio::time::sleep(every).await;
-            if self.is_shutting_down() {
-                return;
-            }
-            if !self.auto_resume() {
-                continue;
-            }
-            let waiting: Vec<(String, Waiting)> = self
-                .waiting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|(n, w)| (n.clone(), w.clone()))
-                .collect();
-            for (name, w) in waiting {
-                let base = self.base.clone();
-                let n = name.clone();
-                let status = tokio::task::spawn_blocking(move || base.status(Some(&n))).await;
-                let line = match status {
-                    Ok(Ok(Some(lines))) => lines.into_iter().next(),
-                    _ => None,
-                };
-                let Some(line) = line else {
-                    self.waiting
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&name);
-                    continue;
-                };
-                if !Self::ready(&w, line.send_window.as_deref()) {
-                    continue;
-                }
-                self.waiting
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&name);
-                if self.running_here(&name) || line.status != "paused" {
-                    continue;
-                }
-                // Serve carries on a campaign a person started: no actor.
-                match self.start(&name, None, None).await {
-                    Ok(()) => {
-                        tracing::info!(campaign = %name, "resumed by itself: the {} allows sending again",
-                        if w.reason == StopReason::Quota { "new quota day" } else { "send window" })
-                    }
-                    Err(e) => {
-                        tracing::warn!(campaign = %name, "not resumed by itself: {}", e.public_message())
-                    }
-                }
-            }
-        }
     }
 
     pub fn state_path(&self) -> &Path {
@@ -761,154 +596,6 @@ impl Campaigns {
         Ok(())
     }
 
-    /// Start the campaign at `at_ms` (kept in the ledger; [`Self::run_scheduler`]
-    /// starts it then, also after a restart of `serve`).
-    pub async fn schedule(
-        self: &Arc<Self>,
-        name: &str,
-        at_ms: i64,
-        actor: &Actor,
-    ) -> Result<(), WebError> {
-        self.permit(actor, Action::Schedule, Some(name)).await?;
-        if self.running_here(name) {
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is already running in this server"
-            )));
-        }
-        let this = self.clone();
-        let name = name.to_string();
-        let actor = actor.clone();
-        tokio::task::spawn_blocking(move || {
-            let (ws, _) = this.resume_request(&name, None)?;
-            probe_lock(&ws.state, &name)?;
-            this.base
-                .set_schedule(&name, Some(at_ms))
-                .map_err(not_found)?;
-            let when = format!("at {}", campaign::fmt_when(at_ms));
-            ws.audit(&actor, Action::Schedule, Some(&name), &when)?;
-            tracing::info!(campaign = %name, at = %campaign::fmt_when(at_ms), "scheduled");
-            Ok(())
-        })
-        .await
-        .map_err(blocking_err)?
-    }
-
-    /// Cancel the campaign's scheduled start; whether it had one.
-    pub async fn unschedule(self: &Arc<Self>, name: &str) -> Result<bool, WebError> {
-        let base = self.base.clone();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || {
-            let had = base.schedules()?.iter().any(|s| s.campaign == name);
-            if had {
-                base.set_schedule(&name, None)?;
-                tracing::info!(campaign = %name, "schedule cancelled");
-            }
-            Ok::<_, CoreError>(had)
-        })
-        .await
-        .map_err(blocking_err)?
-        .map_err(not_found)
-    }
-
-    /// Send the first accepted row's data to each test phone (not while the
-    /// campaign runs); recorded apart from the campaign's rows.
-    pub async fn send_test(
-        self: &Arc<Self>,
-        name: &str,
-        phones: Vec<String>,
-        actor: &Actor,
-    ) -> Result<Vec<campaign::TestSend>, WebError> {
-        self.permit(actor, Action::TestSend, Some(name)).await?;
-        if self.is_shutting_down() {
-            return Err(WebError::Conflict("serve is stopping".into()));
-        }
-        if self.running_here(name) {
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is running: a test is sent before the campaign, not during it"
-            )));
-        }
-        let this = self.clone();
-        let owned = name.to_string();
-        let (ws, mut prepared) = tokio::task::spawn_blocking(move || {
-            let (ws, req) = this.resume_request(&owned, None)?;
-            probe_lock(&ws.state, &owned)?;
-            let prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
-            Ok::<_, WebError>((ws, prepared))
-        })
-        .await
-        .map_err(blocking_err)??;
-        if !prepared.import_done() {
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is not fully imported yet"
-            )));
-        }
-        let sent = ws.send_tests(&mut prepared, &phones).await?;
-        // The phones masked: the audit log is read by every viewer.
-        let to: Vec<_> = sent
-            .iter()
-            .map(|t| format!("{} {}", crate::model::phone::mask(&t.phone), t.outcome))
-            .collect();
-        let (ws2, name2, actor2) = (ws.clone(), name.to_string(), actor.clone());
-        tokio::task::spawn_blocking(move || {
-            ws2.audit(&actor2, Action::TestSend, Some(&name2), &to.join(", "))
-        })
-        .await
-        .map_err(blocking_err)??;
-        Ok(sent)
-    }
-
-    /// Start each scheduled campaign at its time, until serve stops. One
-    /// task per serve; the campaign lock keeps a start single (a CLI
-    /// waiting for the same time holds it, and wins).
-    pub async fn run_scheduler(self: Arc<Self>) {
-        let mut retry_at: HashMap<String, Instant> = HashMap::new();
-        while !self.is_shutting_down() {
-            let base = self.base.clone();
-            let due = tokio::task::spawn_blocking(move || base.schedules()).await;
-            let due = match due {
-                Ok(Ok(list)) => list,
-                Ok(Err(e)) => {
-                    tracing::error!("cannot read scheduled campaigns: {e}");
-                    Vec::new()
-                }
-                Err(e) => {
-                    tracing::error!("cannot read scheduled campaigns: {e}");
-                    Vec::new()
-                }
-            };
-            let now = crate::model::clock::now_ms();
-            for s in due.into_iter().filter(|s| s.start_at_ms <= now) {
-                if self.is_shutting_down() || self.running_here(&s.campaign) {
-                    continue;
-                }
-                if retry_at
-                    .get(&s.campaign)
-                    .is_some_and(|t| *t > Instant::now())
-                {
-                    continue;
-                }
-                // Permitted and audited when it was scheduled.
-                match self.start(&s.campaign, None, None).await {
-                    Ok(()) => {
-                        retry_at.remove(&s.campaign);
-                        tracing::info!(campaign = %s.campaign, "started: its scheduled time came");
-                    }
-                    // Another process holds it (a CLI started it at its
-                    // time): look again shortly; its start clears the schedule.
-                    Err(WebError::Conflict(why)) => {
-                        tracing::debug!(campaign = %s.campaign, "scheduled start waits: {why}");
-                    }
-                    Err(e) => {
-                        tracing::warn!(campaign = %s.campaign, "scheduled start failed (tried again in a minute): {e}");
-                        retry_at
-                            .insert(s.campaign.clone(), Instant::now() + Duration::from_secs(60));
-                    }
-                }
-            }
-            tokio::time::sleep(SCHEDULER_TICK).await;
-        }
-    }
-
     /// The import of an upload under way, if any.
     pub fn import_status(&self, name: &str) -> Option<ImportStatus> {
         self.imports
@@ -977,28 +664,6 @@ impl Campaigns {
     }
 }
 
-fn window_of(s: Option<&str>) -> Option<crate::model::window::SendWindow> {
-    s?.parse::<crate::model::window::WindowSetting>()
-        .ok()?
-        .window()
-}
-
-/// `dd/mm/yyyy HH:MM` in the OA's zone.
-fn local_time(t: time::OffsetDateTime) -> String {
-    let l = t.to_offset(crate::model::clock::OA_OFFSET);
-    format!(
-        "{:02}/{:02}/{} {:02}:{:02}",
-        l.day(),
-        u8::from(l.month()),
-        l.year(),
-        l.hour(),
-        l.minute()
-    )
-}
-
-/// How often the scheduler looks for campaigns whose time came.
-const SCHEDULER_TICK: Duration = Duration::from_millis(500);
-
 /// Read-side helpers (pages and API): they use serve's reading connection;
 /// a campaign that is not there is a 404.
 pub fn status_all(reader: &Reader) -> Result<Vec<CampaignStatusLine>, CoreError> {
@@ -1022,68 +687,6 @@ pub fn rows_page(
     reader
         .rows_page(name, state, offset, limit)?
         .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))
-}
-
-impl Campaigns {
-    /// The report (same CSV as `report`; `excel`: with a BOM for Excel),
-    /// streamed: written on a blocking thread with its own connection, sent
-    /// in chunks as it is written, so a million rows never sit in memory.
-    /// The campaign's rejected rows in their original columns, streamed
-    /// (see `Workspace::write_rejects`).
-    pub fn rejects_stream(
-        &self,
-        name: String,
-    ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
-        let base = self.base.clone();
-        tokio::task::spawn_blocking(move || {
-            let out = ChunkWriter { tx: tx.clone() };
-            if let Err(e) = base.write_rejects(&name, out) {
-                tracing::error!("rejected rows of `{name}` cut short: {e:#}");
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-            }
-        });
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
-    }
-
-    pub fn report_stream(
-        &self,
-        name: String,
-        excel: bool,
-    ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
-        let base = self.base.clone();
-        let format = if excel {
-            ReportFormat::Excel
-        } else {
-            ReportFormat::Csv
-        };
-        tokio::task::spawn_blocking(move || {
-            let out = ChunkWriter { tx: tx.clone() };
-            if let Err(e) = base.write_report(&name, out, format) {
-                tracing::error!("report of `{name}` cut short: {e:#}");
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-            }
-        });
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
-    }
-}
-
-/// Sends what is written as body chunks (the report buffers its writes).
-struct ChunkWriter {
-    tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
-}
-
-impl std::io::Write for ChunkWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tx
-            .blocking_send(Ok(buf.to_vec()))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn not_found(e: CoreError) -> WebError {
