@@ -251,10 +251,16 @@ pub enum ZaloCommand {
         #[arg(long, value_name = "URL")]
         redirect_uri: Option<String>,
         /// The code Zalo's redirect carried: exchange it and store the tokens.
-        #[arg(long, value_name = "CODE")]
+        // Codes and states are random base64url, so they may start with '-'.
+        #[arg(long, value_name = "CODE", allow_hyphen_values = true)]
         code: Option<String>,
         /// The redirect's `state`, if you have it (checked against the pending authorization).
-        #[arg(long, value_name = "STATE", requires = "code")]
+        #[arg(
+            long,
+            value_name = "STATE",
+            requires = "code",
+            allow_hyphen_values = true
+        )]
         auth_state: Option<String>,
         /// The redirect's `oa_id`, kept for `zalo status`.
         #[arg(long, value_name = "ID", requires = "code")]

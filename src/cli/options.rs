@@ -240,6 +240,32 @@ mod tests {
     }
 
     #[test]
+    fn an_oauth_code_or_state_may_start_with_a_dash() {
+        // Zalo's codes and our states are random base64url: '-' is a legal first byte.
+        let argv = [
+            "zns-batch",
+            "zalo",
+            "connect",
+            "--code",
+            "-Zc0de",
+            "--auth-state",
+            "-st",
+        ];
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Zalo(z) => match z.command {
+                crate::cli::ZaloCommand::Connect {
+                    code, auth_state, ..
+                } => {
+                    assert_eq!(code.as_deref(), Some("-Zc0de"));
+                    assert_eq!(auth_state.as_deref(), Some("-st"));
+                }
+                other => panic!("not connect: {other:?}"),
+            },
+            other => panic!("not zalo: {other:?}"),
+        }
+    }
+
+    #[test]
     fn the_command_line_is_consistent() {
         // Ids named by conflicts_with, defaults against their parsers, ...
         Cli::command().debug_assert();
