@@ -8,6 +8,9 @@ use zns_batch::cli::Cli;
 
 fn main() {
     let cli = Cli::parse();
+    if prints_for_a_pipe(&cli.command) {
+        restore_default_sigpipe();
+    }
     if let Err(e) = zns_batch::cli::logging::init(
         cli.verbose,
         cli.quiet,
@@ -54,4 +57,25 @@ fn main() {
     // Don't wait for lingering connection tasks on the way out.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     std::process::exit(code.code());
+}
+
+/// Commands that only print (status, report, audit, …): `| head` closing
+/// the pipe should end them quietly, as it ends `cat`. Rust ignores
+/// SIGPIPE, so each `println!` past the reader's exit would panic instead.
+/// The sending and serving commands keep ignoring it: they must never die
+/// on a write, and their output is a line or two at the end.
+fn prints_for_a_pipe(command: &zns_batch::cli::Command) -> bool {
+    use zns_batch::cli::Command::*;
+    !matches!(
+        command,
+        Run(_) | Resume(_) | Serve(_) | Sandbox(_) | Reconcile(_) | Zalo(_)
+    )
+}
+
+fn restore_default_sigpipe() {
+    // SAFETY: called first thing in main, before any other thread exists;
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -837,6 +837,34 @@ async fn completions_generate_for_bash_zsh_and_fish() {
     assert_eq!(r.code, 2, "{r}");
 }
 
+#[test]
+fn a_closed_pipe_ends_a_printing_command_quietly() {
+    // `zns-batch completions bash | head -1`: the reader is gone before the
+    // first write. It used to panic (exit 101, "failed printing to stdout").
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "--state",
+            env.state().to_str().unwrap(),
+            "completions",
+            "bash",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{:?} {stderr}",
+        out.status
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subcommand_help_has_a_worked_example() {
     let env = Env::new();
