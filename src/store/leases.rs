@@ -230,6 +230,10 @@ impl Store {
 
 /// The fence a claim passes inside the writer's transaction: is `fence`'s
 /// holder's lease still live? (No row, another holder, or lapsed: no.)
+/// SQLite runs one write transaction at a time, so a takeover commits
+/// wholly before or after the claim. On PostgreSQL the read must lock the
+/// lease row (`FOR SHARE`) so a concurrent takeover's UPDATE waits for the
+/// claim's commit, and the claim sees the takeover once it committed.
 pub(super) fn lease_live(tx: &Connection, fence: &LeaseFence) -> rusqlite::Result<bool> {
     tx.prepare_cached(
         "SELECT 1 FROM leases WHERE campaign = ?1 AND holder = ?2 AND expires_at_ms > ?3",
