@@ -43,11 +43,17 @@ async fn a_campaign_paused_by_the_send_window_resumes_when_it_opens() {
             .contains("window"),
         "{paused}"
     );
-    let page = web.get_text("/campaigns/morning").await.1;
-    assert!(
-        page.contains("Chiến dịch tự tiếp tục lúc 07/12/2026 07:00"),
-        "{page}"
-    );
+    // The status is stored before the run's end is handled (the lease
+    // given back, the wait noted): the page says so a moment later.
+    let t0 = std::time::Instant::now();
+    loop {
+        let page = web.get_text("/campaigns/morning").await.1;
+        if page.contains("Chiến dịch tự tiếp tục lúc 07/12/2026 07:00") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "{page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let done = web
         .wait_status("morning", "finished", Duration::from_secs(20))
         .await;

@@ -119,6 +119,10 @@ settings! {
     serve_request_timeout: Human<Duration>,
     /// `serve`: open connections at most; more wait to be accepted.
     max_connections: usize,
+    /// How long a campaign's lease lasts without a heartbeat (renewed every
+    /// third of it): after a holder dies elsewhere, the pause before another
+    /// process takes the campaign over. Default 15s, at least 1s.
+    lease_ttl: Human<Duration>,
 }
 
 /// A value written as text in the file (`"15s"`, `"07:00-22:00"`), parsed

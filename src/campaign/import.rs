@@ -2,7 +2,7 @@
 //! import (resumable after a kill).
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
@@ -34,13 +34,13 @@ pub enum CampaignError {
         given_path: String,
         given: String,
     },
-    #[error("campaign `{name}` is being run by another zns-batch process (lock {lock}); wait for it or stop it first")]
-    Locked { name: String, lock: PathBuf },
-    #[error("cannot create the lock file {path}: {source}")]
-    LockFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
+    #[error("campaign `{name}` is being run by another zns-batch process ({holder}); its lease lapses at {until} (in {secs}s) unless that process renews it; wait for it or stop it first")]
+    Locked {
+        name: String,
+        /// `host:pid:random` of the process holding the lease.
+        holder: String,
+        until: String,
+        secs: u64,
     },
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -49,7 +49,7 @@ pub use import::{
     open_or_import, resume_import, tracking_prefix, CampaignError, CampaignSpec, ImportProgress,
 };
 pub use ledger::{LedgerError, LedgerWriter};
-pub use lock::{lock, CampaignLock};
+pub use lock::{check_free, lock, lock_for, CampaignLock, DEFAULT_LEASE_TTL};
 pub use outcome::{ExitCode, Outcome, ReconcileResult, ValidateVerdict};
 pub use plan::ProviderQuota;
 pub use preflight::spec_from_info;
@@ -105,7 +105,6 @@ impl From<CampaignError> for CoreError {
     fn from(e: CampaignError) -> Self {
         match e {
             CampaignError::Store(e) => e.into(),
-            CampaignError::LockFile { .. } => CoreError::Fatal(e.into()),
             // The file, another file under the same name, a running twin: the user's to fix.
             other => CoreError::Usage(other.to_string()),
         }
@@ -199,6 +198,39 @@ impl Workspace {
         }
     }
 
+    /// How long a campaign's lease lasts without a heartbeat (config
+    /// `lease_ttl`).
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        self.config
+            .lease_ttl
+            .map(|h| h.0)
+            .unwrap_or(DEFAULT_LEASE_TTL)
+    }
+
+    /// Take the campaign's lease; a takeover of another holder's is
+    /// recorded (the audit log and the log) here, whoever takes it.
+    fn take_lease(&self, store: &mut Store, campaign: &str) -> Result<CampaignLock, CoreError> {
+        let lease = lock::lock_for(&self.state, campaign, self.lease_ttl())?;
+        if let Some(previous) = lease.taken_over() {
+            let detail = lock::takeover_detail(previous);
+            tracing::warn!(campaign = %campaign, holder = %lease.holder(), "{detail}");
+            store.append_audit(&crate::store::NewAudit {
+                actor: &format!("process:{}", lease.holder()),
+                action: "takeover",
+                campaign: Some(campaign),
+                detail: &detail,
+                outcome: "allowed",
+            })?;
+        }
+        Ok(lease)
+    }
+
+    /// Campaigns started from the web that the ledger says are running
+    /// but whose runner is gone (no live lease): for a `serve` to carry on.
+    pub fn orphaned_campaigns(&self) -> Result<Vec<String>, CoreError> {
+        Ok(lock::orphaned(&self.state)?)
+    }
+
     /// Open (creating if need be) the state database.
     fn open_store(&self) -> Result<Store, CoreError> {
         Ok(Store::open(&self.state)?)
@@ -268,7 +300,7 @@ impl Workspace {
             }
         };
         let settings = settings::resolve(req, self.config_source(), existing.as_ref())?;
-        let lock = lock::lock(&self.state, &req.campaign)?;
+        let lock = self.take_lease(&mut store, &req.campaign)?;
         let started = Instant::now();
         let spec = |csv| import::CampaignSpec {
             name: &settings.campaign,
@@ -381,6 +413,8 @@ impl Workspace {
             _lock,
             ..
         } = p;
+        // Lost lease (the heartbeat says, or a claim was refused): the run stops.
+        _lock.watch(stop.clone());
         // Through the open-rows index: a resume of a million-row campaign
         // must not count every row before its first send.
         let nothing_open = campaign.import_done && store.open_count(campaign.id, true)? == 0;
@@ -412,6 +446,7 @@ impl Workspace {
                     opts: settings.run.clone(),
                     stop: stop.clone(),
                     counters: counters.clone(),
+                    lease: Some(_lock.fence()),
                 },
                 observer,
             )
@@ -433,7 +468,15 @@ impl Workspace {
         let counts = store.state_counts(campaign.id)?;
         let stopped = stop.reason().zip(stop.message());
         let outcome = Outcome::decide(stopped, &counts, &campaign);
-        store.set_campaign_status(campaign.id, outcome.status(), outcome.message())?;
+        // A run that lost its lease to another process leaves the
+        // campaign's status to it (one whose lease merely lapsed says why
+        // it stopped).
+        let taken_over = store
+            .lease(&campaign.name)?
+            .is_some_and(|l| l.holder != _lock.holder());
+        if !taken_over {
+            store.set_campaign_status(campaign.id, outcome.status(), outcome.message())?;
+        }
         let summary = Summary::build(
             &store,
             &campaign,
@@ -535,7 +578,7 @@ impl Workspace {
                 campaign.name
             )));
         }
-        let _lock = lock::lock(&self.state, &campaign.name)?;
+        let _lock = self.take_lease(&mut store, &campaign.name)?;
         let conn = connect::connect(&settings, self).await?;
         let totals = reconcile::run(
             &mut store,

@@ -115,6 +115,16 @@ pub fn stop_for(e: &ProviderError, caller: Caller<'_>) -> Option<(StopReason, St
     Some(stop)
 }
 
+/// Why a run stopped when its claim found the campaign's lease gone: the
+/// words of the runner's and the heartbeat's stop alike.
+pub fn lease_lost(campaign: &str) -> String {
+    format!(
+        "this process lost its lease on campaign `{campaign}` (it lapsed, or another \
+         zns-batch process took the campaign over), so it stopped sending; nothing is lost: \
+         the holder carries on, and `zns-batch status` shows the campaign"
+    )
+}
+
 /// Why nothing more is sent today under `key`, and when that changes: the
 /// words of every quota stop (the provider's refusal, our claim refused, a
 /// run that starts on a used-up day).

@@ -30,6 +30,9 @@ pub enum StopReason {
     /// The Zalo OA's tokens could not be renewed: someone authorizes the
     /// OA again (`zns-batch zalo connect`), then resumes.
     Reauthorize = 10,
+    /// Another process took the campaign over (this one's lease lapsed or
+    /// was taken): it carries on, this one stops sending.
+    LeaseLost = 11,
 }
 
 impl StopReason {
@@ -45,6 +48,7 @@ impl StopReason {
             8 => Self::Paused,
             9 => Self::Template,
             10 => Self::Reauthorize,
+            11 => Self::LeaseLost,
             _ => return None,
         })
     }
@@ -167,6 +171,8 @@ mod tests {
             StopReason::Window,
             StopReason::Paused,
             StopReason::Template,
+            StopReason::Reauthorize,
+            StopReason::LeaseLost,
         ] {
             assert_eq!(StopReason::from_u8(r as u8), Some(r));
         }

@@ -378,6 +378,12 @@ pub async fn run(g: &Workspace, args: ServeOptions) -> Result<ExitCode, AppError
             .clone()
             .auto_resume_loop(campaigns::auto_resume_poll()),
     );
+    // Another serve's campaigns whose runner died are carried on here.
+    tokio::spawn(
+        campaigns
+            .clone()
+            .takeover_loop(campaigns::takeover_poll(campaigns.lease_ttl())),
+    );
     // Scheduled campaigns start at their time (the schedule is in the
     // ledger: a restart keeps it).
     tokio::spawn(campaigns.clone().run_scheduler());

@@ -88,6 +88,7 @@ impl Campaign {
             phone: phone.to_string(),
             not_after_ms: self.not_after_ms,
             min_interval_ms: self.min_interval_ms,
+            lease: None,
         }
     }
 
@@ -104,6 +105,10 @@ pub struct ClaimGate {
     pub phone: String,
     pub not_after_ms: Option<i64>,
     pub min_interval_ms: Option<i64>,
+    /// The claimer's lease on the campaign, when it runs under one: a
+    /// claim is refused once the lease is not live (see store/leases.rs).
+    /// (Shared: every claim of the run carries it.)
+    pub lease: Option<std::sync::Arc<super::LeaseFence>>,
 }
 
 pub struct NewCampaign<'a> {

@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 14;
+pub(super) const SCHEMA_VERSION: i64 = 15;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -155,6 +155,8 @@ const MIGRATIONS: &[&str] = &[
     super::series::SERIES_MIGRATION,
     // 14: team access — users, API tokens, the audit log (see store/users.rs)
     super::users::USERS_MIGRATION,
+    // 15: one runner per campaign across processes: leases (see store/leases.rs)
+    super::leases::LEASES_MIGRATION,
 ];
 
 impl Store {

@@ -37,8 +37,8 @@ use crate::engine::stop::{Stop, StopReason};
 use crate::model::clock;
 use crate::provider::{JourneyToken, Provider, ProviderError};
 use crate::store::{
-    Campaign, GroupWriter, QuotaKey, Store, StoreError, TokenKey, WorkRow, WriteOp, WriteResult,
-    Writer,
+    Campaign, GroupWriter, LeaseFence, QuotaKey, Store, StoreError, TokenKey, WorkRow, WriteOp,
+    WriteResult, Writer,
 };
 
 /// Where a run's tokens and quota units are booked.
@@ -135,6 +135,8 @@ struct Ctx {
     probation: Mutex<Option<failure::Probation>>,
     /// No send has succeeded yet: refusals go to `probation`.
     on_probation: AtomicBool,
+    /// The run's lease on the campaign, checked by every claim.
+    lease: Option<Arc<LeaseFence>>,
 }
 
 /// What the runner is given.
@@ -146,6 +148,9 @@ pub struct RunInput {
     pub opts: RunOptions,
     pub stop: Arc<Stop>,
     pub counters: Arc<RunCounters>,
+    /// The lease the run holds (see `store::leases`): a claim made after
+    /// it was lost is refused, and the run stops.
+    pub lease: Option<LeaseFence>,
 }
 
 /// Run a campaign's open rows to the end or to a stop.
@@ -158,6 +163,7 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         opts,
         stop,
         counters,
+        lease,
     } = input;
     let started = Instant::now();
     let (writer, writer_thread) = Writer::start(&state_path)?;
@@ -187,6 +193,7 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         window_wait_noted: AtomicBool::new(false),
         probation: Mutex::new(Some(failure::Probation::new(concurrency))),
         on_probation: AtomicBool::new(true),
+        lease: lease.map(Arc::new),
     });
 
     // Past the deadline before starting: nothing is claimed, all open rows expire.
@@ -288,9 +295,10 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
     } else {
         failure::end_probation(&ctx)
     };
-    // Rows the deadline caught before their claim: they expire now.
+    // Rows the deadline caught before their claim: they expire now (not
+    // by a run whose campaign another process took over: they are its).
     let expired_at_end = match stop.reason() {
-        Some(r) if r.is_fatal() => Ok(()),
+        Some(r) if r.is_fatal() || r == StopReason::LeaseLost => Ok(()),
         _ => expire_if_past_deadline(&ctx).await,
     };
     // The last grouped writes committed; the writer thread ends once the

@@ -26,7 +26,9 @@ use crate::model::row_state::RowState;
 use crate::provider::{
     ErrorClass, JourneyToken, ProviderError, SendOutcome, SendRequest, TokenCheck,
 };
-use crate::store::{QuotaKey, Setback, StoreError, WorkRow, WriteOp, WriteResult};
+use crate::store::{
+    ClaimGate, QuotaKey, Setback, StoreError, StoreErrorKind, WorkRow, WriteOp, WriteResult,
+};
 
 /// Error code stored on a row whose stored data cannot be sent.
 pub(super) const CORRUPT_ROW: &str = "corrupt_row";
@@ -316,10 +318,26 @@ pub(super) async fn claim<'a>(
             journey_id: tries.token.as_ref().map(|t| t.journey_id.clone()),
             quota: quota_key.clone(),
             limit: ctx.opts.daily_quota,
-            gate: ctx.campaign.claim_gate(&row.phone),
+            gate: ClaimGate {
+                lease: ctx.lease.clone(),
+                ..ctx.campaign.claim_gate(&row.phone)
+            },
             save_token,
         })
-        .await?;
+        .await;
+    let claimed = match claimed {
+        // Under a lease, a row settled by the process that took the
+        // campaign over (a reply it saw late) is its business, not a
+        // broken ledger: this run leaves it alone.
+        Err(e) if ctx.lease.is_some() && e.kind() == StoreErrorKind::IllegalMove => {
+            tracing::warn!(line = row.line, "row not claimed: {e}");
+            if let Some((lock, _slot)) = bought_lock {
+                token_stored(ctx, &lock.phone);
+            }
+            return Ok(None);
+        }
+        other => other?,
+    };
     // Stored (whatever the claim said): other rows may use it now.
     if let Some((lock, _slot)) = bought_lock {
         token_stored(ctx, &lock.phone);
@@ -332,6 +350,13 @@ pub(super) async fn claim<'a>(
         }
         r @ (WriteResult::Expired | WriteResult::Skipped) => {
             gate_settled(ctx, r, row);
+            Ok(None)
+        }
+        WriteResult::LeaseLost => {
+            ctx.stop.request(
+                StopReason::LeaseLost,
+                policy::lease_lost(&ctx.campaign.name),
+            );
             Ok(None)
         }
         WriteResult::Done | WriteResult::Count(_) => Ok(Some(quota_key)),

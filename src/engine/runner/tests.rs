@@ -111,6 +111,7 @@ async fn harness(
         window_wait_noted: AtomicBool::new(false),
         probation: Mutex::new(Some(super::failure::Probation::new(concurrency))),
         on_probation: AtomicBool::new(true),
+        lease: None,
     };
     Harness {
         _dir: dir,

@@ -35,10 +35,12 @@ pub use crate::campaign::WebOptions;
 mod errors;
 mod later;
 mod streams;
+mod takeover;
 
 pub use errors::WebError;
 pub use later::auto_resume_poll;
 use later::Waiting;
+pub use takeover::takeover_poll;
 
 /// The upload form, already streamed to `csv`.
 #[derive(Debug, Clone, Default)]
@@ -185,6 +187,11 @@ impl Campaigns {
             auto_resume: AtomicBool::new(true),
             waiting: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// How long a campaign's lease lasts without a heartbeat.
+    pub fn lease_ttl(&self) -> Duration {
+        self.base.lease_ttl()
     }
 
     pub fn state_path(&self) -> &Path {
@@ -697,13 +704,11 @@ fn not_found(e: CoreError) -> WebError {
     }
 }
 
-/// 409 when another process (the CLI) holds the campaign's lock.
+/// 409 when another process (the CLI, another serve) holds the
+/// campaign's lease. Takes nothing: the start that follows takes it.
 fn probe_lock(state: &Path, name: &str) -> Result<(), WebError> {
-    match campaign::lock(state, name) {
-        Ok(lock) => {
-            drop(lock);
-            Ok(())
-        }
+    match campaign::check_free(state, name) {
+        Ok(()) => Ok(()),
         Err(e @ CampaignError::Locked { .. }) => Err(WebError::Conflict(e.to_string())),
         Err(e) => Err(CoreError::from(e).into()),
     }

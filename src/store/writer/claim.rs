@@ -78,6 +78,12 @@ pub(super) fn mark_in_flight(
             op: "claimed for a send",
         }));
     };
+    // The fence first: a holder that lost its lease settles nothing either.
+    if let Some(fence) = &c.gate.lease {
+        if !crate::store::leases::lease_live(tx, fence)? {
+            return Ok(Ok(WriteResult::LeaseLost));
+        }
+    }
     if let Some(settled) = apply_gate(tx, c.row_id, c.gate, c.now)? {
         return Ok(Ok(settled));
     }

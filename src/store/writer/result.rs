@@ -11,6 +11,9 @@ pub enum WriteResult {
     Expired,
     /// The row is now `skipped`: its phone had a message too recently.
     Skipped,
+    /// `MarkInFlight` refused: the claimer's lease on the campaign is not
+    /// live (taken over, or lapsed); nothing was written.
+    LeaseLost,
     /// `ExpireOpen`: how many rows expired.
     Count(u64),
 }

@@ -81,6 +81,7 @@ fn claim(
             phone: phone.into(),
             not_after_ms,
             min_interval_ms: None,
+            lease: None,
         },
         save_token,
     }
