@@ -106,17 +106,16 @@ impl Workspace {
 
     /// Every scheduled campaign, soonest first (no state database: none).
     pub fn schedules(&self) -> Result<Vec<Scheduled>, CoreError> {
-        let Some(store) = self.existing_store()? else {
-            return Ok(Vec::new());
-        };
-        Ok(store
-            .schedules()?
-            .into_iter()
-            .map(|(campaign, start_at_ms)| Scheduled {
-                campaign,
-                start_at_ms,
-            })
-            .collect())
+        self.list_existing(|store| {
+            Ok(store
+                .schedules()?
+                .into_iter()
+                .map(|(campaign, start_at_ms)| Scheduled {
+                    campaign,
+                    start_at_ms,
+                })
+                .collect())
+        })
     }
 
     /// Send the first accepted row's data to each test phone through the
