@@ -162,6 +162,18 @@ fn problem(s: &ServeState, v: &Viewer, e: WebError, back: &str) -> Response {
         .into_response()
 }
 
+/// A page's reads on the reading connection; a failure is already the
+/// problem page (back to the list), for the handler to return with `?`.
+async fn page_read<T: Send + 'static>(
+    s: &ServeState,
+    v: &Viewer,
+    read: impl FnOnce(&crate::campaign::Reader) -> Result<T, WebError> + Send + 'static,
+) -> Result<T, Response> {
+    s.with_reader_web(read)
+        .await
+        .map_err(|e| problem(s, v, e, "/"))
+}
+
 /// What a person may read of a failure, in their language.
 fn public_message(v: &Viewer, e: &WebError) -> String {
     match e {
@@ -217,24 +229,18 @@ async fn check_page(
     v: Viewer,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
-) -> Response {
+) -> Result<Response, Response> {
     let page = q.page.unwrap_or(1).max(1);
     let n = name.clone();
-    let data = s
-        .with_reader_web(move |st| {
-            let status = campaigns::status_one(st, &n)?;
-            let offset = (page - 1) * pages::PAGE_ROWS;
-            let rejects =
-                campaigns::rows_page(st, &n, RowState::Rejected, offset, pages::PAGE_ROWS)?;
-            let preview = campaigns::rows_page(st, &n, RowState::Pending, 0, 3)?;
-            let keys = st.template_keys(&n)?.unwrap_or_default();
-            Ok((status, rejects, preview, keys))
-        })
-        .await;
-    let (status, rejects, preview, keys) = match data {
-        Ok(d) => d,
-        Err(e) => return problem(&s, &v, e, "/"),
-    };
+    let (status, rejects, preview, keys) = page_read(&s, &v, move |st| {
+        let status = campaigns::status_one(st, &n)?;
+        let offset = (page - 1) * pages::PAGE_ROWS;
+        let rejects = campaigns::rows_page(st, &n, RowState::Rejected, offset, pages::PAGE_ROWS)?;
+        let preview = campaigns::rows_page(st, &n, RowState::Pending, 0, 3)?;
+        let keys = st.template_keys(&n)?.unwrap_or_default();
+        Ok((status, rejects, preview, keys))
+    })
+    .await?;
     let plan = s.web.campaigns.plan(&name).await;
     let why;
     let plan_arg = match &plan {
@@ -254,7 +260,7 @@ async fn check_page(
         auto_resume: s.web.campaigns.auto_resume(),
         chrome: s.web.chrome_as(&v, &signed_in_as(&caller, &v)),
     });
-    Html(markup.into_string()).into_response()
+    Ok(Html(markup.into_string()).into_response())
 }
 
 /// Audit entries a campaign's page lists (the API pages further back).
@@ -265,33 +271,25 @@ async fn campaign_page(
     caller: Caller,
     v: Viewer,
     Path(name): Path<String>,
-) -> Response {
+) -> Result<Response, Response> {
     let n = name.clone();
-    let data = s
-        .with_reader_web(move |st| {
-            let status = campaigns::status_one(st, &n)?;
-            let errors = st
-                .top_errors(&n, 5)?
-                .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))?;
-            let in_doubt = campaigns::rows_page(st, &n, RowState::InDoubt, 0, 20)?;
-            let chart = st.delivery_chart(&n)?.unwrap_or_default();
-            let tests = st.test_sends(&n, 20)?.unwrap_or_default();
-            Ok((status, errors, in_doubt, tests, chart))
-        })
-        .await;
-    let (status, errors, in_doubt, tests, chart) = match data {
-        Ok(d) => d,
-        Err(e) => return problem(&s, &v, e, "/"),
-    };
-    let audit = match s
+    let (status, errors, in_doubt, tests, chart) = page_read(&s, &v, move |st| {
+        let status = campaigns::status_one(st, &n)?;
+        let errors = st
+            .top_errors(&n, 5)?
+            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))?;
+        let in_doubt = campaigns::rows_page(st, &n, RowState::InDoubt, 0, 20)?;
+        let chart = st.delivery_chart(&n)?.unwrap_or_default();
+        let tests = st.test_sends(&n, 20)?.unwrap_or_default();
+        Ok((status, errors, in_doubt, tests, chart))
+    })
+    .await?;
+    let audit = s
         .web
         .campaigns
         .audit_list(Some(name.clone()), None, PAGE_AUDIT)
         .await
-    {
-        Ok(a) => a,
-        Err(e) => return problem(&s, &v, e, "/"),
-    };
+        .map_err(|e| problem(&s, &v, e, "/"))?;
     let running_here = s.web.campaigns.live(&name).is_some_and(|l| l.running);
     let resumes_at = s
         .web
@@ -309,35 +307,26 @@ async fn campaign_page(
         test_sends: &tests,
         chrome: s.web.chrome_as(&v, &who),
     });
-    Html(markup.into_string()).into_response()
+    Ok(Html(markup.into_string()).into_response())
 }
 
 /// The rejected rows in the file's own columns plus `line` and `reason`,
 /// to fix and upload again.
-async fn rejects_csv(State(s): State<ServeState>, v: Viewer, Path(name): Path<String>) -> Response {
+async fn rejects_csv(
+    State(s): State<ServeState>,
+    v: Viewer,
+    Path(name): Path<String>,
+) -> Result<Response, Response> {
     let n = name.clone();
-    let known = s
-        .with_reader_web(move |st| {
-            st.exists(&n)?
-                .then_some(())
-                .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
-        })
-        .await;
-    if let Err(e) = known {
-        return problem(&s, &v, e, "/");
-    }
-    let file: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    page_read(&s, &v, move |st| {
+        st.exists(&n)?
+            .then_some(())
+            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
+    })
+    .await?;
+    let file = crate::model::file_name::file_stem(&name, '_');
     let body = axum::body::Body::from_stream(s.web.campaigns.rejects_stream(name));
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
@@ -347,7 +336,7 @@ async fn rejects_csv(State(s): State<ServeState>, v: Viewer, Path(name): Path<St
         ],
         body,
     )
-        .into_response()
+        .into_response())
 }
 
 /// The upload form without JavaScript: on success, to the Check page.
