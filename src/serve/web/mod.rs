@@ -162,6 +162,21 @@ fn problem(s: &ServeState, v: &Viewer, e: WebError, back: &str) -> Response {
         .into_response()
 }
 
+/// A form's answer: done, on to `to`; refused, the problem page (back to
+/// `back`).
+fn redirect_or_problem<T>(
+    s: &ServeState,
+    v: &Viewer,
+    done: Result<T, WebError>,
+    to: &str,
+    back: &str,
+) -> Response {
+    match done {
+        Ok(_) => Redirect::to(to).into_response(),
+        Err(e) => problem(s, v, e, back),
+    }
+}
+
 /// A page's reads on the reading connection; a failure is already the
 /// problem page (back to the list), for the handler to return with `?`.
 async fn page_read<T: Send + 'static>(
@@ -404,18 +419,26 @@ async fn start_form(
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
     let start_at = f.start_at.or(q.start_at);
-    let actor = caller.actor();
-    let started = match (
-        api::parse_in_doubt(q.in_doubt.as_deref()),
-        api::parse_start_at(start_at.as_deref()),
-    ) {
-        (Err(e), _) | (_, Err(e)) => Err(e),
-        (Ok(_), Ok(Some(at))) => s.web.campaigns.schedule(&name, at, &actor).await,
-        (Ok(policy), Ok(None)) => s.web.campaigns.start(&name, policy, Some(&actor)).await,
-    };
-    match started {
-        Ok(()) => Redirect::to(&back).into_response(),
-        Err(e) => problem(&s, &v, e, &back),
+    let started = async {
+        let policy = api::parse_in_doubt(q.in_doubt.as_deref())?;
+        start_or_schedule(&s, &name, start_at.as_deref(), policy, &caller.actor()).await
+    }
+    .await;
+    redirect_or_problem(&s, &v, started, &back, &back)
+}
+
+/// A form's "Send at": blank starts now (with `in_doubt`), a time
+/// schedules the start.
+async fn start_or_schedule(
+    s: &ServeState,
+    name: &str,
+    start_at: Option<&str>,
+    in_doubt: Option<crate::campaign::InDoubtPolicy>,
+    actor: &crate::campaign::Actor,
+) -> Result<(), WebError> {
+    match api::parse_start_at(start_at)? {
+        Some(at) => s.web.campaigns.schedule(name, at, actor).await,
+        None => s.web.campaigns.start(name, in_doubt, Some(actor)).await,
     }
 }
 
@@ -470,16 +493,9 @@ async fn send_form(
         Ok(_) => {}
         Err(e) => return problem(&s, &v, e, &check),
     }
-    let actor = caller.actor();
-    let started = match api::parse_start_at(f.start_at.as_deref()) {
-        Err(e) => Err(e),
-        Ok(Some(at)) => s.web.campaigns.schedule(&name, at, &actor).await,
-        Ok(None) => s.web.campaigns.start(&name, None, Some(&actor)).await,
-    };
-    match started {
-        Ok(()) => Redirect::to(&format!("/campaigns/{}", enc(&name))).into_response(),
-        Err(e) => problem(&s, &v, e, &check),
-    }
+    let started = start_or_schedule(&s, &name, f.start_at.as_deref(), None, &caller.actor()).await;
+    let to = format!("/campaigns/{}", enc(&name));
+    redirect_or_problem(&s, &v, started, &to, &check)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -524,10 +540,7 @@ async fn test_form(
         Ok(p) => s.web.campaigns.send_test(&name, p, &caller.actor()).await,
         Err(e) => Err(e),
     };
-    match sent {
-        Ok(_) => Redirect::to(&format!("{back}#test-sends")).into_response(),
-        Err(e) => problem(&s, &v, e, &back),
-    }
+    redirect_or_problem(&s, &v, sent, &format!("{back}#test-sends"), &back)
 }
 
 async fn pause_form(
@@ -538,10 +551,8 @@ async fn pause_form(
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
-    match s.web.campaigns.pause(&name, &caller.actor()).await {
-        Ok(()) => Redirect::to(&back).into_response(),
-        Err(e) => problem(&s, &v, e, &back),
-    }
+    let paused = s.web.campaigns.pause(&name, &caller.actor()).await;
+    redirect_or_problem(&s, &v, paused, &back, &back)
 }
 
 async fn login_page(
@@ -553,14 +564,19 @@ async fn login_page(
     if caller.is_ok() {
         return Redirect::to("/").into_response();
     }
+    sign_in_page(&s, &v, &v.here, None).into_response()
+}
+
+/// The sign-in page at `here`, with `why` above the form.
+fn sign_in_page(s: &ServeState, v: &Viewer, here: &str, why: Option<&str>) -> Html<String> {
     let page = pages::login(
         &s.web.csrf,
         v.lang,
-        &v.here,
-        None,
+        here,
+        why,
         s.config.auth_token.is_some(),
     );
-    Html(page.into_string()).into_response()
+    Html(page.into_string())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -594,17 +610,11 @@ async fn login(
              it may try again in {secs}s",
             auth::masked(addr)
         );
-        let page = pages::login(
-            &s.web.csrf,
-            v.lang,
-            "/login",
-            Some(&t!("login.too_many", locale = v.lang.code(), secs = secs)),
-            s.config.auth_token.is_some(),
-        );
+        let why = t!("login.too_many", locale = v.lang.code(), secs = secs);
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, secs.to_string())],
-            Html(page.into_string()),
+            sign_in_page(&s, &v, "/login", Some(&why)),
         )
             .into_response();
     }
@@ -649,14 +659,11 @@ async fn login(
         } else {
             t!("login.wrong_password", locale = v.lang.code())
         };
-        let page = pages::login(
-            &s.web.csrf,
-            v.lang,
-            "/login",
-            Some(&why),
-            s.config.auth_token.is_some(),
-        );
-        return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            sign_in_page(&s, &v, "/login", Some(&why)),
+        )
+            .into_response();
     };
     limits.succeeded(addr);
     tracing::info!("signed in as {label} from {}", auth::masked(addr));
