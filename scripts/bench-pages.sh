@@ -54,14 +54,7 @@ fi
 bench_workdir
 STATE="$WORK/state.sqlite"
 
-python3 - "$WORK/big.csv" "$ROWS" <<'PY'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-with open(path, "w", encoding="utf-8") as f:
-    f.write("phone,customer_name,invoice_no,amount,due_date,service\n")
-    for i in range(n):
-        f.write(f"09{i % 100000000:08d},Nguyễn Văn An,HD{i:09d},\"{100 + i % 900}.000 đ\",30/11/2026,Điện sinh hoạt\n")
-PY
+bench_csv "$WORK/big.csv" "$ROWS"
 
 echo "bench-pages: importing a $ROWS-row campaign (run --dry-run)"
 start=$(date +%s.%N)

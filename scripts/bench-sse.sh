@@ -47,14 +47,7 @@ bench_workdir
 # A campaign of $ROWS rows sent through the embedded sandbox (so the
 # status the pollers and the list read has sent rows and a ledger pass),
 # and a small one beside it.
-python3 - "$WORK/rows.csv" "$ROWS" <<'PY'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-with open(path, "w", encoding="utf-8") as f:
-    f.write("phone,customer_name,invoice_no,amount,due_date,service\n")
-    for i in range(n):
-        f.write(f"09{i % 100000000:08d},Nguyễn Văn An,HD{i:09d},\"{100 + i % 900}.000 đ\",30/11/2026,Điện sinh hoạt\n")
-PY
+bench_csv "$WORK/rows.csv" "$ROWS"
 echo "bench-sse: sending a $ROWS-row campaign through the embedded sandbox"
 "$BIN" --state "$WORK/state.sqlite" run "$WORK/rows.csv" --campaign sse \
     --template-id 246810 --rate 100000 --concurrency 64 >"$WORK/run.out" 2>"$WORK/run.err" \

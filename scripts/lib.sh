@@ -58,3 +58,16 @@ bench_serve() {
     BASE=$(sed -n 's/^listening on //p' "$WORK/serve.out" | head -1)
     [ -n "$BASE" ] || { echo "$NAME: serve did not start:" >&2; cat "$WORK/serve.err" >&2; exit 1; }
 }
+
+# bench_csv PATH ROWS: a billing-notice CSV of ROWS distinct rows (the
+# columns of samples/billing-notice.csv and its template).
+bench_csv() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+with open(path, "w", encoding="utf-8") as f:
+    f.write("phone,customer_name,invoice_no,amount,due_date,service\n")
+    for i in range(n):
+        f.write(f"09{i % 100000000:08d},Nguyễn Văn An,HD{i:09d},\"{100 + i % 900}.000 đ\",30/11/2026,Điện sinh hoạt\n")
+PY
+}

@@ -252,8 +252,7 @@ async fn a_profile_names_its_key_variable_and_the_key_is_never_shown() {
     let mut c = command(&env, &args(&["--profile", "billing", "resume", "open"]));
     c.env_remove("ZNS_API_KEY");
     let r = run_with(c).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("api_key_env"), "{r}");
+    r.assert_usage("api_key_env");
 }
 
 // ---------------------------------------------------------------------------
@@ -454,8 +453,7 @@ async fn send_window_pauses_outside_it_and_waits_with_wait() {
     assert_exactly_once(&sb.stats(), &tracking_ids_in_state(&rows, "sent"), 30);
 
     let r = run(&env, &run_plain(&csv, "x", "1", &["--send-window", "7-22"])).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("HH:MM-HH:MM"), "{r}");
+    r.assert_usage("HH:MM-HH:MM");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -644,11 +642,9 @@ async fn reconcile_says_clearly_where_the_provider_has_no_lookup() {
     c.env_remove("ZNS_API_KEY");
     assert_eq!(run_with(c).await.code, 0);
     let r = run(&env, &args(&["reconcile", "e"])).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("embedded sandbox"), "{r}");
+    r.assert_usage("embedded sandbox");
     let r = run(&env, &args(&["reconcile", "nope"])).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("known: e"), "{r}");
+    r.assert_usage("known: e");
 }
 
 // ---------------------------------------------------------------------------
@@ -793,8 +789,7 @@ async fn json_logs_go_to_the_log_file_with_phones_masked_and_no_key() {
         &args(&["--log-file", "/nonexistent-dir/x.log", "status"]),
     )
     .await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("--log-file"), "{r}");
+    r.assert_usage("--log-file");
 }
 
 // ---------------------------------------------------------------------------
@@ -907,6 +902,5 @@ async fn the_clock_override_is_checked() {
     let mut c = command(&env, &args(&["status"]));
     c.env("ZNS_BATCH_NOW", "tomorrow");
     let r = run_with(c).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("ZNS_BATCH_NOW"), "{r}");
+    r.assert_usage("ZNS_BATCH_NOW");
 }

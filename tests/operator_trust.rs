@@ -67,8 +67,7 @@ async fn report_out_never_overwrites_the_input_or_an_existing_file() {
     let other = env.path("other.csv");
     std::fs::write(&other, "keep me\n").unwrap();
     let r = run(&env, &args(&["report", "esc", "--out", "other.csv"])).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("--force"), "{r}");
+    r.assert_usage("--force");
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "keep me\n");
     let r = run(
         &env,
@@ -377,8 +376,7 @@ async fn resume_of_a_moved_csv_with_an_unfinished_import_names_csv() {
     std::fs::rename(&csv, &now_at).unwrap();
 
     let r = run(&env, &resume_args("m", &sb, P, &[])).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("zns-batch resume m --csv"), "{r}");
+    r.assert_usage("zns-batch resume m --csv");
     // And the way it names works.
     let r = run(
         &env,
@@ -414,8 +412,7 @@ async fn a_tab_delimiter_is_accepted_as_backslash_t_and_as_tab() {
 async fn an_empty_campaign_name_is_refused() {
     let (env, sb, csv, _) = setup(P, "c.csv", 2, |_| {}).await;
     let r = run(&env, &run_args(&csv, "", &sb, P, &["--dry-run"])).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("--campaign"), "{r}");
+    r.assert_usage("--campaign");
     assert_eq!(sb.stats().accepted, 0);
 }
 

@@ -48,14 +48,11 @@ async fn a_resume_past_the_deadline_sends_nothing_and_expires_the_rest() {
     let (env, sb, path, _) = setup(P, "bills.csv", 300, |_| {}).await;
     let t0 = morning();
     let deadline = (t0 + hours(6)).to_offset(time::macros::offset!(+7));
-    let deadline_arg = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}+07:00",
-        deadline.year(),
-        u8::from(deadline.month()),
-        deadline.day(),
-        deadline.hour(),
-        deadline.minute()
-    );
+    let deadline_arg = deadline
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]+07:00"
+        ))
+        .unwrap();
 
     // First night: the local quota stops it after 100 messages.
     let r = run_at(

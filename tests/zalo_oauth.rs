@@ -135,8 +135,7 @@ async fn connect_by_code_stores_the_pair_sealed_and_refuses_without_a_key() {
     write_config(&env, &sb);
 
     let r = run_with(zcmd(&env, &args(&["zalo", "connect"]), false)).await;
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("ZNS_SECRET_KEY"), "{r}");
+    r.assert_usage("ZNS_SECRET_KEY");
     assert_eq!(oa_status(&env).await["connected"], false);
 
     connect_by_code(&env).await;

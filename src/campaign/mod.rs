@@ -241,6 +241,18 @@ impl Workspace {
         Ok(Store::open_existing(&self.state)?)
     }
 
+    /// A list read from the state database; no database yet: an empty list
+    /// (listing never creates one).
+    fn list_existing<T>(
+        &self,
+        read: impl FnOnce(&Store) -> Result<Vec<T>, CoreError>,
+    ) -> Result<Vec<T>, CoreError> {
+        match self.existing_store()? {
+            Some(store) => read(&store),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The named campaign, or an error listing the ones there are. Never
     /// creates a state database.
     fn find(&self, name: &str) -> Result<(Store, Campaign), CoreError> {

@@ -106,17 +106,16 @@ impl Workspace {
 
     /// Every scheduled campaign, soonest first (no state database: none).
     pub fn schedules(&self) -> Result<Vec<Scheduled>, CoreError> {
-        let Some(store) = self.existing_store()? else {
-            return Ok(Vec::new());
-        };
-        Ok(store
-            .schedules()?
-            .into_iter()
-            .map(|(campaign, start_at_ms)| Scheduled {
-                campaign,
-                start_at_ms,
-            })
-            .collect())
+        self.list_existing(|store| {
+            Ok(store
+                .schedules()?
+                .into_iter()
+                .map(|(campaign, start_at_ms)| Scheduled {
+                    campaign,
+                    start_at_ms,
+                })
+                .collect())
+        })
     }
 
     /// Send the first accepted row's data to each test phone through the
@@ -195,14 +194,11 @@ mod tests {
         assert_eq!(parse_start_at(" ").unwrap(), None);
         let later = clock::now() + time::Duration::days(2);
         let l = later.to_offset(clock::OA_OFFSET);
-        let text = format!(
-            "{}-{:02}-{:02} {:02}:{:02}",
-            l.year(),
-            u8::from(l.month()),
-            l.day(),
-            l.hour(),
-            l.minute()
-        );
+        let text = l
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]"
+            ))
+            .unwrap();
         let ms = parse_start_at(&text).unwrap().unwrap();
         // Minutes only: the seconds are dropped, the offset is the OA's.
         assert_eq!(ms / 60_000, clock::to_ms(later) / 60_000);

@@ -174,17 +174,7 @@ pub fn next_step(
 /// A file name for the campaign's report that is neither its input file
 /// nor a file already here.
 pub fn report_file_name(campaign: &Campaign) -> String {
-    let stem: String = campaign
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let stem = crate::model::file_name::file_stem(&campaign.name, '-');
     let input = std::path::Path::new(&campaign.csv_path);
     let taken = |name: &str| {
         let p = std::path::Path::new(name);

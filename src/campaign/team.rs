@@ -17,7 +17,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{usage, CoreError, Reader, Workspace};
-use crate::store::{AuditRecord, NewAudit, Store, TokenRecord, UserRecord};
+use crate::store::{AuditRecord, NewAudit, Store, StoreError, TokenRecord, UserRecord};
 
 /// What a caller may do; each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -266,6 +266,27 @@ pub struct TokenLine {
     pub revoked: bool,
 }
 
+impl From<UserRecord> for UserLine {
+    fn from(u: UserRecord) -> Self {
+        UserLine {
+            name: u.name,
+            role: u.role,
+            created_ms: u.created_ms,
+        }
+    }
+}
+
+impl From<TokenRecord> for TokenLine {
+    fn from(t: TokenRecord) -> Self {
+        TokenLine {
+            name: t.name,
+            role: t.role,
+            created_ms: t.created_ms,
+            revoked: t.revoked_ms.is_some(),
+        }
+    }
+}
+
 /// The most entries one read returns.
 pub const AUDIT_MAX_LIMIT: u64 = 1000;
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -352,15 +373,7 @@ impl Workspace {
             actor.label(),
             actor.role
         );
-        let mut store = self.open_store()?;
-        write_audit(
-            &mut store,
-            actor,
-            action.as_str(),
-            campaign,
-            &why,
-            "refused",
-        )?;
+        self.record(actor, action, campaign, &why, "refused")?;
         tracing::warn!(actor = %actor.label(), action = action.as_str(), "refused: {why}");
         Err(CoreError::Forbidden(why))
     }
@@ -373,14 +386,24 @@ impl Workspace {
         campaign: Option<&str>,
         detail: &str,
     ) -> Result<(), CoreError> {
-        let mut store = self.open_store()?;
+        self.record(actor, action, campaign, detail, "allowed")
+    }
+
+    fn record(
+        &self,
+        actor: &Actor,
+        action: Action,
+        campaign: Option<&str>,
+        detail: &str,
+        outcome: &str,
+    ) -> Result<(), CoreError> {
         write_audit(
-            &mut store,
+            &mut self.open_store()?,
             actor,
             action.as_str(),
             campaign,
             detail,
-            "allowed",
+            outcome,
         )
     }
 
@@ -391,10 +414,22 @@ impl Workspace {
         before: Option<i64>,
         limit: u64,
     ) -> Result<Vec<AuditEntry>, CoreError> {
-        let Some(store) = self.existing_store()? else {
-            return Ok(Vec::new());
-        };
-        audit_page(&store, campaign, before, limit)
+        self.list_existing(|store| audit_page(store, campaign, before, limit))
+    }
+
+    /// The role check of a user or token change; what it returns makes the
+    /// change and writes its audit entry, under the same action.
+    fn permit_member<'a>(
+        &'a self,
+        actor: &'a Actor,
+        action: Action,
+    ) -> Result<MemberChange<'a>, CoreError> {
+        self.permit(actor, action, None)?;
+        Ok(MemberChange {
+            ws: self,
+            actor,
+            action,
+        })
     }
 
     pub fn add_user(
@@ -405,151 +440,80 @@ impl Workspace {
         password: &str,
     ) -> Result<(), CoreError> {
         check_member_name("user", name)?;
-        self.permit(actor, Action::UserAdd, None)?;
+        let permitted = self.permit_member(actor, Action::UserAdd)?;
         let hash = hash_password(password)?;
-        let mut store = self.open_store()?;
-        if !store.add_user(name, role.as_str(), &hash)? {
-            return Err(usage(format!(
-                "user `{name}` exists: `zns-batch users passwd {name}` sets a new password, \
-                 `users remove {name}` removes it"
-            )));
-        }
-        write_audit(
-            &mut store,
-            actor,
-            Action::UserAdd.as_str(),
-            None,
+        permitted.apply(
             &format!("{name} as {role}"),
-            "allowed",
+            |store| store.add_user(name, role.as_str(), &hash),
+            || {
+                format!(
+                    "user `{name}` exists: `zns-batch users passwd {name}` sets a new password, \
+                     `users remove {name}` removes it"
+                )
+            },
         )
     }
 
     pub fn users(&self) -> Result<Vec<UserLine>, CoreError> {
-        let Some(store) = self.existing_store()? else {
-            return Ok(Vec::new());
-        };
-        Ok(store
-            .users()?
-            .into_iter()
-            .map(|u: UserRecord| UserLine {
-                name: u.name,
-                role: u.role,
-                created_ms: u.created_ms,
-            })
-            .collect())
+        self.list_existing(|store| Ok(store.users()?.into_iter().map(UserLine::from).collect()))
     }
 
     /// Removing a user ends their sessions (each request checks the user).
     pub fn remove_user(&self, actor: &Actor, name: &str) -> Result<(), CoreError> {
-        self.permit(actor, Action::UserRemove, None)?;
-        let mut store = self.open_store()?;
-        if !store.remove_user(name)? {
-            return Err(usage(format!(
-                "no user `{name}` (see `zns-batch users list`)"
-            )));
-        }
-        write_audit(
-            &mut store,
-            actor,
-            Action::UserRemove.as_str(),
-            None,
+        self.permit_member(actor, Action::UserRemove)?.apply(
             name,
-            "allowed",
+            |store| store.remove_user(name),
+            || no_user(name),
         )
     }
 
     /// A new password ends the user's sessions (a new generation).
     pub fn set_password(&self, actor: &Actor, name: &str, password: &str) -> Result<(), CoreError> {
-        self.permit(actor, Action::UserPasswd, None)?;
+        let permitted = self.permit_member(actor, Action::UserPasswd)?;
         let hash = hash_password(password)?;
-        let mut store = self.open_store()?;
-        if !store.set_password(name, &hash)? {
-            return Err(usage(format!(
-                "no user `{name}` (see `zns-batch users list`)"
-            )));
-        }
-        write_audit(
-            &mut store,
-            actor,
-            Action::UserPasswd.as_str(),
-            None,
+        permitted.apply(
             name,
-            "allowed",
+            |store| store.set_password(name, &hash),
+            || no_user(name),
         )
     }
 
     /// A new role ends the user's sessions (they sign in again as it).
     pub fn set_role(&self, actor: &Actor, name: &str, role: Role) -> Result<(), CoreError> {
-        self.permit(actor, Action::UserRole, None)?;
-        let mut store = self.open_store()?;
-        if !store.set_role(name, role.as_str())? {
-            return Err(usage(format!(
-                "no user `{name}` (see `zns-batch users list`)"
-            )));
-        }
-        write_audit(
-            &mut store,
-            actor,
-            Action::UserRole.as_str(),
-            None,
+        self.permit_member(actor, Action::UserRole)?.apply(
             &format!("{name} as {role}"),
-            "allowed",
+            |store| store.set_role(name, role.as_str()),
+            || no_user(name),
         )
     }
 
     /// A new API token: its value, to be shown once.
     pub fn add_token(&self, actor: &Actor, name: &str, role: Role) -> Result<String, CoreError> {
         check_member_name("token", name)?;
-        self.permit(actor, Action::TokenAdd, None)?;
+        let permitted = self.permit_member(actor, Action::TokenAdd)?;
         let token = format!("{TOKEN_PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
-        let mut store = self.open_store()?;
-        if !store.add_token(name, role.as_str(), &token_digest(&token))? {
-            return Err(usage(format!(
-                "a token named `{name}` exists (revoked ones keep their name): choose another name"
-            )));
-        }
-        write_audit(
-            &mut store,
-            actor,
-            Action::TokenAdd.as_str(),
-            None,
+        permitted.apply(
             &format!("{name} as {role}"),
-            "allowed",
+            |store| store.add_token(name, role.as_str(), &token_digest(&token)),
+            || {
+                format!(
+                    "a token named `{name}` exists (revoked ones keep their name): \
+                     choose another name"
+                )
+            },
         )?;
         Ok(token)
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenLine>, CoreError> {
-        let Some(store) = self.existing_store()? else {
-            return Ok(Vec::new());
-        };
-        Ok(store
-            .tokens()?
-            .into_iter()
-            .map(|t: TokenRecord| TokenLine {
-                name: t.name,
-                role: t.role,
-                created_ms: t.created_ms,
-                revoked: t.revoked_ms.is_some(),
-            })
-            .collect())
+        self.list_existing(|store| Ok(store.tokens()?.into_iter().map(TokenLine::from).collect()))
     }
 
     pub fn revoke_token(&self, actor: &Actor, name: &str) -> Result<(), CoreError> {
-        self.permit(actor, Action::TokenRevoke, None)?;
-        let mut store = self.open_store()?;
-        if !store.revoke_token(name)? {
-            return Err(usage(format!(
-                "no live token `{name}` (see `zns-batch tokens list`)"
-            )));
-        }
-        write_audit(
-            &mut store,
-            actor,
-            Action::TokenRevoke.as_str(),
-            None,
+        self.permit_member(actor, Action::TokenRevoke)?.apply(
             name,
-            "allowed",
+            |store| store.revoke_token(name),
+            || format!("no live token `{name}` (see `zns-batch tokens list`)"),
         )
     }
 
@@ -582,6 +546,43 @@ impl Workspace {
         let role: Role = user.role.parse()?;
         Ok(Some((Actor::user(&user.name, role), user.generation)))
     }
+}
+
+/// A user or token change the actor's role allows (see
+/// [`Workspace::permit_member`]).
+struct MemberChange<'a> {
+    ws: &'a Workspace,
+    actor: &'a Actor,
+    action: Action,
+}
+
+impl MemberChange<'_> {
+    /// The store's change, then its audit entry. `change` answers false when
+    /// the name is not there (or already is): a usage error saying
+    /// `refusal`, and nothing recorded.
+    fn apply(
+        self,
+        detail: &str,
+        change: impl FnOnce(&mut Store) -> Result<bool, StoreError>,
+        refusal: impl FnOnce() -> String,
+    ) -> Result<(), CoreError> {
+        let mut store = self.ws.open_store()?;
+        if !change(&mut store)? {
+            return Err(usage(refusal()));
+        }
+        write_audit(
+            &mut store,
+            self.actor,
+            self.action.as_str(),
+            None,
+            detail,
+            "allowed",
+        )
+    }
+}
+
+fn no_user(name: &str) -> String {
+    format!("no user `{name}` (see `zns-batch users list`)")
 }
 
 fn audit_page(

@@ -205,7 +205,10 @@ async fn run_cmd(ws: &Workspace, face: &Face, args: RunArgs) -> Result<ExitCode,
         template_check: args.template_check.into(),
         template: None,
     };
-    let launch = Launch::parse(args.start_at.as_deref(), args.test_phones.as_deref())?;
+    let launch = Launch::parse(
+        args.launch.start_at.as_deref(),
+        args.launch.test_phones.as_deref(),
+    )?;
     send_cmd(ws, face, req, Mode::Run, args.dry_run, launch).await
 }
 
@@ -220,7 +223,10 @@ async fn resume_cmd(ws: &Workspace, face: &Face, args: ResumeArgs) -> Result<Exi
         template_id: args.template_id,
         ..Request::default()
     };
-    let launch = Launch::parse(args.start_at.as_deref(), args.test_phones.as_deref())?;
+    let launch = Launch::parse(
+        args.launch.start_at.as_deref(),
+        args.launch.test_phones.as_deref(),
+    )?;
     send_cmd(ws, face, req, Mode::Resume, false, launch).await
 }
 

@@ -318,15 +318,8 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "test_phones")]
     pub dry_run: bool,
 
-    /// Start at this time, OA local time (2026-12-07T08:00 or "2026-12-07 08:00"); waits for it
-    /// here, and `serve` starts it then if this process is gone. `now`: at once (cancels a schedule).
-    #[arg(long, value_name = "TIME")]
-    pub start_at: Option<String>,
-
-    /// Send the first accepted row's data to these phones only (comma-separated), then stop
-    /// without sending the campaign; `zns-batch resume CAMPAIGN` sends it.
-    #[arg(long, value_name = "PHONES", conflicts_with = "start_at")]
-    pub test_phones: Option<String>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
 
     #[command(flatten)]
     pub sending: SendingArgs,
@@ -349,6 +342,18 @@ pub struct ResumeArgs {
     #[arg(long, value_name = "ID")]
     pub template_id: Option<String>,
 
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+
+    #[command(flatten)]
+    pub sending: SendingArgs,
+    #[command(flatten)]
+    pub template_check: TemplateCheckArgs,
+}
+
+/// When `run` and `resume` send: later, or first to test phones only.
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
     /// Start at this time, OA local time (2026-12-07T08:00 or "2026-12-07 08:00"); waits for it
     /// here, and `serve` starts it then if this process is gone. `now`: at once (cancels a schedule).
     #[arg(long, value_name = "TIME")]
@@ -358,11 +363,6 @@ pub struct ResumeArgs {
     /// without sending the campaign; `zns-batch resume CAMPAIGN` sends it.
     #[arg(long, value_name = "PHONES", conflicts_with = "start_at")]
     pub test_phones: Option<String>,
-
-    #[command(flatten)]
-    pub sending: SendingArgs,
-    #[command(flatten)]
-    pub template_check: TemplateCheckArgs,
 }
 
 /// The flags `run` and `resume` share: the provider and how to reach it,

@@ -170,19 +170,13 @@ pub fn users_cmd(ws: &Workspace, json: bool, args: UsersArgs) -> Result<ExitCode
             ws.add_user(&me, &a.name, r, &pw)?;
             eprintln!("user `{}` added as {r}", a.name);
         }
-        UsersCommand::List => {
-            let list = ws.users()?;
-            if json {
-                printer::print_json(&list);
-            } else if list.is_empty() {
-                println!("No users: `zns-batch users add NAME --role operator` adds one.");
-            } else {
-                println!("{:<24} {:<9} created (UTC)", "name", "role");
-                for u in list {
-                    println!("{:<24} {:<9} {}", u.name, u.role, when(u.created_ms));
-                }
-            }
-        }
+        UsersCommand::List => print_list(
+            json,
+            &ws.users()?,
+            "No users: `zns-batch users add NAME --role operator` adds one.",
+            &format!("{:<24} {:<9} created (UTC)", "name", "role"),
+            |u| format!("{:<24} {:<9} {}", u.name, u.role, when(u.created_ms)),
+        ),
         UsersCommand::Remove(a) => {
             ws.remove_user(&me, &a.name)?;
             eprintln!("user `{}` removed", a.name);
@@ -220,32 +214,48 @@ pub fn tokens_cmd(ws: &Workspace, json: bool, args: TokensArgs) -> Result<ExitCo
                 a.name
             );
         }
-        TokensCommand::List => {
-            let list = ws.tokens()?;
-            if json {
-                printer::print_json(&list);
-            } else if list.is_empty() {
-                println!("No API tokens: `zns-batch tokens add NAME --role operator` makes one.");
-            } else {
-                println!("{:<24} {:<9} {:<8} created (UTC)", "name", "role", "state");
-                for t in list {
-                    let state = if t.revoked { "revoked" } else { "live" };
-                    println!(
-                        "{:<24} {:<9} {:<8} {}",
-                        t.name,
-                        t.role,
-                        state,
-                        when(t.created_ms)
-                    );
-                }
-            }
-        }
+        TokensCommand::List => print_list(
+            json,
+            &ws.tokens()?,
+            "No API tokens: `zns-batch tokens add NAME --role operator` makes one.",
+            &format!("{:<24} {:<9} {:<8} created (UTC)", "name", "role", "state"),
+            |t| {
+                let state = if t.revoked { "revoked" } else { "live" };
+                format!(
+                    "{:<24} {:<9} {:<8} {}",
+                    t.name,
+                    t.role,
+                    state,
+                    when(t.created_ms)
+                )
+            },
+        ),
         TokensCommand::Revoke(a) => {
             ws.revoke_token(&me, &a.name)?;
             eprintln!("token `{}` revoked", a.name);
         }
     }
     Ok(ExitCode::Finished)
+}
+
+/// A `list`: JSON, else `none` when it is empty, else a table.
+fn print_list<T: serde::Serialize>(
+    json: bool,
+    list: &[T],
+    none: &str,
+    header: &str,
+    line: impl Fn(&T) -> String,
+) {
+    if json {
+        printer::print_json(&list);
+    } else if list.is_empty() {
+        println!("{none}");
+    } else {
+        println!("{header}");
+        for item in list {
+            println!("{}", line(item));
+        }
+    }
 }
 
 pub fn audit_cmd(ws: &Workspace, json: bool, args: AuditArgs) -> Result<ExitCode, CoreError> {

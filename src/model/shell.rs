@@ -20,9 +20,13 @@ mod tests {
 
     #[test]
     fn shell_words_are_quoted_only_when_needed() {
-        assert_eq!(shell_word("bills-2026"), "bills-2026");
-        assert_eq!(shell_word("bills nov"), "'bills nov'");
-        assert_eq!(shell_word("it's"), "'it'\\''s'");
-        assert_eq!(shell_word("hóa-đơn"), "hóa-đơn");
+        for (word, quoted) in [
+            ("bills-2026", "bills-2026"),
+            ("bills nov", "'bills nov'"),
+            ("it's", "'it'\\''s'"),
+            ("hóa-đơn", "hóa-đơn"),
+        ] {
+            assert_eq!(shell_word(word), quoted, "{word:?}");
+        }
     }
 }

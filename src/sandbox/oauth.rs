@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 pub use super::state::OAuthFaults;
-use super::state::{Code, Shared};
+use super::state::{Code, Inner, Shared};
 
 /// The OA every authorization grants (as the zalo wire's).
 pub(crate) const OA_ID: &str = "3886651700907664415";
@@ -87,7 +87,7 @@ pub(crate) async fn permission(
 }
 
 /// A new pair, recorded.
-fn issue(shared: &Shared, g: &mut super::state::Inner) -> Value {
+fn issue(shared: &Shared, g: &mut Inner) -> Value {
     g.oauth.serial += 1;
     let n = g.oauth.serial;
     let access = format!("sbat-{n}-{}", hex::encode(rand::random::<[u8; 12]>()));
@@ -130,16 +130,16 @@ pub(crate) async fn access_token(
             };
             let mut g = shared.lock();
             let Some(c) = g.oauth.codes.remove(code) else {
-                g.stats.oauth_refused += 1;
-                return error(
+                return refused(
+                    &mut g,
                     -14019,
                     "Invalid code",
                     "authorization code is invalid or used",
                 );
             };
             if c.issued.elapsed() > Duration::from_secs(600) || pkce(verifier) != c.challenge {
-                g.stats.oauth_refused += 1;
-                return error(
+                return refused(
+                    &mut g,
                     -14019,
                     "Invalid code",
                     "code expired or code_verifier does not match",
@@ -158,18 +158,14 @@ pub(crate) async fn access_token(
                 g.stats.oauth_refresh_requests += 1;
                 match g.oauth.refresh.get(&rt) {
                     Some(false) => {}
-                    Some(true) => {
-                        g.stats.oauth_refresh_reuses += 1;
-                        g.stats.oauth_refused += 1;
-                        return error(
+                    Some(true) => return reused(&mut g),
+                    None => {
+                        return refused(
+                            &mut g,
                             -14020,
                             "Invalid refresh token",
-                            "refresh token has been used",
-                        );
-                    }
-                    None => {
-                        g.stats.oauth_refused += 1;
-                        return error(-14020, "Invalid refresh token", "refresh token is invalid");
+                            "refresh token is invalid",
+                        )
                     }
                 }
                 g.oauth_faults.clone()
@@ -183,15 +179,7 @@ pub(crate) async fn access_token(
                 let mut g = shared.lock();
                 match g.oauth.refresh.get_mut(&rt) {
                     Some(used @ false) => *used = true,
-                    _ => {
-                        g.stats.oauth_refresh_reuses += 1;
-                        g.stats.oauth_refused += 1;
-                        return error(
-                            -14020,
-                            "Invalid refresh token",
-                            "refresh token has been used",
-                        );
-                    }
+                    _ => return reused(&mut g),
                 }
                 g.stats.oauth_refreshes += 1;
                 let pair = issue(&shared, &mut g);
@@ -207,6 +195,24 @@ pub(crate) async fn access_token(
         }
         _ => error(-14002, "Invalid parameter", "unsupported grant_type"),
     }
+}
+
+/// A refused grant, counted.
+fn refused(g: &mut Inner, code: i64, name: &str, description: &str) -> Response {
+    g.stats.oauth_refused += 1;
+    error(code, name, description)
+}
+
+/// A refresh token presented again (each is good once), counted as a
+/// reuse too.
+fn reused(g: &mut Inner) -> Response {
+    g.stats.oauth_refresh_reuses += 1;
+    refused(
+        g,
+        -14020,
+        "Invalid refresh token",
+        "refresh token has been used",
+    )
 }
 
 /// A 200 whose body breaks off after its first half (as the server's

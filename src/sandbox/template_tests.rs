@@ -152,6 +152,16 @@ async fn esms_send(sb: &Sandbox, temp: &str, params: Value, request_id: &str) ->
     esms_post(sb, "/SendZaloMessage_V4_post_json", body).await
 }
 
+/// eSMS refused the send (code 110), its message naming `what`.
+#[track_caller]
+fn assert_refused(v: &Value, what: &str) {
+    assert_eq!(v["CodeResult"], "110", "{v}");
+    assert!(
+        v["ErrorMessage"].as_str().is_some_and(|m| m.contains(what)),
+        "{v}"
+    );
+}
+
 #[tokio::test]
 async fn esms_template_info_quota_and_enforcement() {
     let sb = start(with_quota(ProviderKind::Esms, 7)).await;
@@ -189,13 +199,7 @@ async fn esms_template_info_quota_and_enforcement() {
         "100"
     );
     let v = esms_send(&sb, "217489", json!(["toolong", "1"]), "r2").await;
-    assert_eq!(v["CodeResult"], "110", "{v}");
-    assert!(
-        v["ErrorMessage"]
-            .as_str()
-            .is_some_and(|m| m.contains("customer_name")),
-        "{v}"
-    );
+    assert_refused(&v, "customer_name");
     let missing = esms_send(&sb, "217489", json!(["An"]), "r3").await;
     assert_eq!(missing["CodeResult"], "110");
     let disabled = esms_send(&sb, "300", json!(["1"]), "r4").await;
@@ -295,12 +299,6 @@ async fn an_unknown_template_id_is_refused_as_the_provider_refuses_it() {
     })
     .await;
     let v = esms_send(&esms, "555", json!(["x"]), "e1").await;
-    assert_eq!(v["CodeResult"], "110", "{v}");
-    assert!(
-        v["ErrorMessage"]
-            .as_str()
-            .is_some_and(|m| m.contains("not a template of this OA")),
-        "{v}"
-    );
+    assert_refused(&v, "not a template of this OA");
     esms.stop().await;
 }

@@ -116,6 +116,13 @@ pub struct Run {
 }
 
 impl Run {
+    /// Refused as bad usage (exit 2) with `hint` in stderr.
+    #[track_caller]
+    pub fn assert_usage(&self, hint: &str) {
+        assert_eq!(self.code, 2, "{self}");
+        assert!(self.stderr.contains(hint), "no {hint:?} in stderr: {self}");
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(

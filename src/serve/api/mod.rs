@@ -264,13 +264,7 @@ async fn report(
     let excel = q.excel.is_some_and(|v| v != "0" && v != "false");
     let file = format!(
         "{}{}.csv",
-        name.chars()
-            .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            })
-            .collect::<String>(),
+        crate::model::file_name::file_stem(&name, '_'),
         if excel { "-excel" } else { "" }
     );
     // 404 before the stream starts.

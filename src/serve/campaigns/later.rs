@@ -186,24 +186,11 @@ impl Campaigns {
         actor: &Actor,
     ) -> Result<Vec<campaign::TestSend>, WebError> {
         self.permit(actor, Action::TestSend, Some(name)).await?;
-        if self.is_shutting_down() {
-            return Err(WebError::Conflict("serve is stopping".into()));
-        }
-        if self.running_here(name) {
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is running: a test is sent before the campaign, not during it"
-            )));
-        }
-        let this = self.clone();
-        let owned = name.to_string();
-        let (ws, mut prepared) = tokio::task::spawn_blocking(move || {
-            let (ws, req) = this.resume_request(&owned, None)?;
-            probe_lock(&ws.state, &owned)?;
-            let prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
-            Ok::<_, WebError>((ws, prepared))
-        })
-        .await
-        .map_err(blocking_err)??;
+        self.free_here(
+            name,
+            "is running: a test is sent before the campaign, not during it",
+        )?;
+        let (ws, mut prepared) = self.with_prepared(name, None, |ws, p| Ok((ws, p))).await?;
         if !prepared.import_done() {
             return Err(WebError::Conflict(format!(
                 "campaign `{name}` is not fully imported yet"
@@ -230,19 +217,9 @@ impl Campaigns {
     pub async fn run_scheduler(self: Arc<Self>) {
         let mut retry_at: HashMap<String, Instant> = HashMap::new();
         while !self.is_shutting_down() {
-            let base = self.base.clone();
-            let due = tokio::task::spawn_blocking(move || base.schedules()).await;
-            let due = match due {
-                Ok(Ok(list)) => list,
-                Ok(Err(e)) => {
-                    tracing::error!("cannot read scheduled campaigns: {e}");
-                    Vec::new()
-                }
-                Err(e) => {
-                    tracing::error!("cannot read scheduled campaigns: {e}");
-                    Vec::new()
-                }
-            };
+            let due = self
+                .base_list("scheduled campaigns", Workspace::schedules)
+                .await;
             let now = crate::model::clock::now_ms();
             for s in due.into_iter().filter(|s| s.start_at_ms <= now) {
                 if self.is_shutting_down() || self.running_here(&s.campaign) {

@@ -424,16 +424,8 @@ impl Campaigns {
         if self.live(name).is_some_and(|l| l.running) {
             return Err(WebError::Conflict(format!("campaign `{name}` is running")));
         }
-        let this = self.clone();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || {
-            let (ws, req) = this.resume_request(&name, None)?;
-            probe_lock(&ws.state, &name)?;
-            let prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
-            Ok(ws.plan(&prepared)?)
-        })
-        .await
-        .map_err(blocking_err)?
+        self.with_prepared(name, None, |ws, prepared| Ok(ws.plan(&prepared)?))
+            .await
     }
 
     /// Start or resume sending in the background. `actor`: who asked
@@ -452,39 +444,28 @@ impl Campaigns {
             }
         }
         let actor = actor.cloned();
-        if self.is_shutting_down() {
-            return Err(WebError::Conflict("serve is stopping".into()));
-        }
-        if self.running_here(name) {
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is already running in this server"
-            )));
-        }
-        let this = self.clone();
         let owned = name.to_string();
-        let (ws, prepared) = tokio::task::spawn_blocking(move || {
-            let (ws, req) = this.resume_request(&owned, in_doubt)?;
-            probe_lock(&ws.state, &owned)?;
-            let mut prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
-            prepared.set_wanted_running(true)?;
-            if let Some(a) = &actor {
-                ws.audit(a, Action::Start, Some(&owned), "")?;
-                if let Some(p) = in_doubt {
-                    let what = match p {
-                        InDoubtPolicy::Resend => "resend",
-                        InDoubtPolicy::Hold => "hold",
-                    };
-                    ws.audit(a, Action::InDoubt, Some(&owned), what)?;
+        self.free_here(name, "is already running in this server")?;
+        let (ws, prepared) = self
+            .with_prepared(name, in_doubt, move |ws, mut prepared| {
+                prepared.set_wanted_running(true)?;
+                if let Some(a) = &actor {
+                    ws.audit(a, Action::Start, Some(&owned), "")?;
+                    if let Some(p) = in_doubt {
+                        let what = match p {
+                            InDoubtPolicy::Resend => "resend",
+                            InDoubtPolicy::Hold => "hold",
+                        };
+                        ws.audit(a, Action::InDoubt, Some(&owned), what)?;
+                    }
                 }
-            }
-            // Started (now, or by the scheduler at its time): the schedule is done.
-            if prepared.start_at_ms().is_some() {
-                prepared.set_schedule(None)?;
-            }
-            Ok::<_, WebError>((ws, prepared))
-        })
-        .await
-        .map_err(blocking_err)??;
+                // Started (now, or by the scheduler at its time): the schedule is done.
+                if prepared.start_at_ms().is_some() {
+                    prepared.set_schedule(None)?;
+                }
+                Ok((ws, prepared))
+            })
+            .await?;
         let live = Arc::new(Live {
             stop: Arc::new(Stop::default()),
             total: AtomicU64::new(0),
@@ -557,6 +538,59 @@ impl Campaigns {
         Ok(())
     }
 
+    /// Sending from here may begin: serve is not stopping and the campaign
+    /// is not running in it (`busy` says why it may not then).
+    fn free_here(&self, name: &str, busy: &str) -> Result<(), WebError> {
+        if self.is_shutting_down() {
+            return Err(WebError::Conflict("serve is stopping".into()));
+        }
+        if self.running_here(name) {
+            return Err(WebError::Conflict(format!("campaign `{name}` {busy}")));
+        }
+        Ok(())
+    }
+
+    /// The campaign prepared to resume (its lock free), on a blocking
+    /// thread, and handed to `then` there.
+    async fn with_prepared<T: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        in_doubt: Option<InDoubtPolicy>,
+        then: impl FnOnce(Arc<Workspace>, campaign::Prepared) -> Result<T, WebError> + Send + 'static,
+    ) -> Result<T, WebError> {
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (ws, req) = this.resume_request(&name, in_doubt)?;
+            probe_lock(&ws.state, &name)?;
+            let prepared = ws.prepare(&req, Mode::Resume, Hooks::default())?;
+            then(ws, prepared)
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
+    /// A list serve's own workspace reads on a blocking thread; a failure
+    /// is logged and reads as an empty list.
+    async fn base_list<T: Send + 'static>(
+        &self,
+        what: &str,
+        read: impl FnOnce(&Workspace) -> Result<Vec<T>, CoreError> + Send + 'static,
+    ) -> Vec<T> {
+        let base = self.base.clone();
+        match tokio::task::spawn_blocking(move || read(&base)).await {
+            Ok(Ok(list)) => list,
+            Ok(Err(e)) => {
+                tracing::error!("cannot read {what}: {e}");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!("cannot read {what}: {e}");
+                Vec::new()
+            }
+        }
+    }
+
     fn running_here(&self, name: &str) -> bool {
         self.running
             .lock()
@@ -626,19 +660,9 @@ impl Campaigns {
 
     /// Campaigns a person started here and did not pause: start them again.
     pub async fn resume_wanted(self: &Arc<Self>) {
-        let base = self.base.clone();
-        let names = tokio::task::spawn_blocking(move || base.wanted_running()).await;
-        let names = match names {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
-                tracing::error!("cannot read campaigns to resume: {e}");
-                return;
-            }
-            Err(e) => {
-                tracing::error!("cannot read campaigns to resume: {e}");
-                return;
-            }
-        };
+        let names = self
+            .base_list("campaigns to resume", Workspace::wanted_running)
+            .await;
         for name in names {
             match self.start(&name, None, None).await {
                 Ok(()) => {

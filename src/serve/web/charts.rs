@@ -181,6 +181,26 @@ pub fn cost_bars(
 mod tests {
     use super::*;
 
+    /// A bar with these attributes is drawn.
+    #[track_caller]
+    fn assert_bar(svg: &str, series: &str, value: u64, x: &str, y: &str, width: &str) {
+        let bar = format!(
+            r#"data-series="{series}" data-value="{value}" x="{x}" y="{y}" width="{width}""#
+        );
+        assert!(svg.contains(&bar), "no {bar} in {svg}");
+    }
+
+    /// Parts labelled by their key.
+    fn parts(list: &[(&'static str, u64)]) -> Vec<Part<'static>> {
+        list.iter()
+            .map(|&(key, value)| Part {
+                key,
+                label: key,
+                value,
+            })
+            .collect()
+    }
+
     fn chart(values: Vec<Vec<u64>>) -> String {
         let keys = ["sent", "delivered", "seen"];
         line_chart(&LineChart {
@@ -261,61 +281,23 @@ mod tests {
         let svg = stacked_bar(
             Some("p"),
             "progress",
-            &[
-                Part {
-                    key: "sent",
-                    label: "sent",
-                    value: 30,
-                },
-                Part {
-                    key: "failed",
-                    label: "failed",
-                    value: 10,
-                },
-                Part {
-                    key: "rejected",
-                    label: "rejected",
-                    value: 0,
-                },
-            ],
+            &parts(&[("sent", 30), ("failed", 10), ("rejected", 0)]),
             80,
         )
         .into_string();
-        assert!(
-            svg.contains(r#"data-series="sent" data-value="30" x="0.00" y="0" width="37.50""#),
-            "{svg}"
-        );
-        assert!(
-            svg.contains(r#"data-series="failed" data-value="10" x="37.50" y="0" width="12.50""#),
-            "{svg}"
-        );
+        assert_bar(&svg, "sent", 30, "0.00", "0", "37.50");
+        assert_bar(&svg, "failed", 10, "37.50", "0", "12.50");
         assert!(!svg.contains(r#"data-series="rejected""#), "{svg}");
         // More done than the total (a stale total) never draws past the end.
-        let over = stacked_bar(
-            None,
-            "t",
-            &[Part {
-                key: "sent",
-                label: "sent",
-                value: 5,
-            }],
-            2,
-        )
-        .into_string();
+        let over = stacked_bar(None, "t", &parts(&[("sent", 5)]), 2).into_string();
         assert!(over.contains(r#"width="100.00""#), "{over}");
     }
 
     #[test]
     fn cost_so_far_is_drawn_against_the_plan() {
         let svg = cost_bars("cost", 4_000, Some(16_000), "spent", "plan").into_string();
-        assert!(
-            svg.contains(r#"data-series="plan" data-value="16000" x="0" y="0" width="100.00""#),
-            "{svg}"
-        );
-        assert!(
-            svg.contains(r#"data-series="spent" data-value="4000" x="0" y="8" width="25.00""#),
-            "{svg}"
-        );
+        assert_bar(&svg, "plan", 16000, "0", "0", "100.00");
+        assert_bar(&svg, "spent", 4000, "0", "8", "25.00");
         let no_plan = cost_bars("cost", 500, None, "spent", "plan").into_string();
         assert!(!no_plan.contains("data-series=\"plan\""), "{no_plan}");
         assert!(no_plan.contains(r#"width="100.00""#), "{no_plan}");

@@ -83,11 +83,16 @@ mod tests {
 
     #[test]
     fn days_and_times_in_the_oa_zone() {
-        assert_eq!(day_key("2026-12-06"), "06/12/2026");
-        assert_eq!(day_key("not a day"), "not a day");
-        // 17:30 UTC is 00:30 the next day in Vietnam.
-        assert_eq!(instant_text("2026-12-06T17:30:00Z"), "07/12/2026 00:30");
-        assert_eq!(instant_text("2026-12-01T08:00"), "01/12/2026 08:00");
-        assert_eq!(instant_text("soon"), "soon");
+        for (day, text) in [("2026-12-06", "06/12/2026"), ("not a day", "not a day")] {
+            assert_eq!(day_key(day), text, "{day:?}");
+        }
+        for (at, text) in [
+            // 17:30 UTC is 00:30 the next day in Vietnam.
+            ("2026-12-06T17:30:00Z", "07/12/2026 00:30"),
+            ("2026-12-01T08:00", "01/12/2026 08:00"),
+            ("soon", "soon"),
+        ] {
+            assert_eq!(instant_text(at), text, "{at:?}");
+        }
     }
 }

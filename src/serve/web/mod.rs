@@ -162,6 +162,33 @@ fn problem(s: &ServeState, v: &Viewer, e: WebError, back: &str) -> Response {
         .into_response()
 }
 
+/// A form's answer: done, on to `to`; refused, the problem page (back to
+/// `back`).
+fn redirect_or_problem<T>(
+    s: &ServeState,
+    v: &Viewer,
+    done: Result<T, WebError>,
+    to: &str,
+    back: &str,
+) -> Response {
+    match done {
+        Ok(_) => Redirect::to(to).into_response(),
+        Err(e) => problem(s, v, e, back),
+    }
+}
+
+/// A page's reads on the reading connection; a failure is already the
+/// problem page (back to the list), for the handler to return with `?`.
+async fn page_read<T: Send + 'static>(
+    s: &ServeState,
+    v: &Viewer,
+    read: impl FnOnce(&crate::campaign::Reader) -> Result<T, WebError> + Send + 'static,
+) -> Result<T, Response> {
+    s.with_reader_web(read)
+        .await
+        .map_err(|e| problem(s, v, e, "/"))
+}
+
 /// What a person may read of a failure, in their language.
 fn public_message(v: &Viewer, e: &WebError) -> String {
     match e {
@@ -217,24 +244,18 @@ async fn check_page(
     v: Viewer,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
-) -> Response {
+) -> Result<Response, Response> {
     let page = q.page.unwrap_or(1).max(1);
     let n = name.clone();
-    let data = s
-        .with_reader_web(move |st| {
-            let status = campaigns::status_one(st, &n)?;
-            let offset = (page - 1) * pages::PAGE_ROWS;
-            let rejects =
-                campaigns::rows_page(st, &n, RowState::Rejected, offset, pages::PAGE_ROWS)?;
-            let preview = campaigns::rows_page(st, &n, RowState::Pending, 0, 3)?;
-            let keys = st.template_keys(&n)?.unwrap_or_default();
-            Ok((status, rejects, preview, keys))
-        })
-        .await;
-    let (status, rejects, preview, keys) = match data {
-        Ok(d) => d,
-        Err(e) => return problem(&s, &v, e, "/"),
-    };
+    let (status, rejects, preview, keys) = page_read(&s, &v, move |st| {
+        let status = campaigns::status_one(st, &n)?;
+        let offset = (page - 1) * pages::PAGE_ROWS;
+        let rejects = campaigns::rows_page(st, &n, RowState::Rejected, offset, pages::PAGE_ROWS)?;
+        let preview = campaigns::rows_page(st, &n, RowState::Pending, 0, 3)?;
+        let keys = st.template_keys(&n)?.unwrap_or_default();
+        Ok((status, rejects, preview, keys))
+    })
+    .await?;
     let plan = s.web.campaigns.plan(&name).await;
     let why;
     let plan_arg = match &plan {
@@ -254,7 +275,7 @@ async fn check_page(
         auto_resume: s.web.campaigns.auto_resume(),
         chrome: s.web.chrome_as(&v, &signed_in_as(&caller, &v)),
     });
-    Html(markup.into_string()).into_response()
+    Ok(Html(markup.into_string()).into_response())
 }
 
 /// Audit entries a campaign's page lists (the API pages further back).
@@ -265,33 +286,25 @@ async fn campaign_page(
     caller: Caller,
     v: Viewer,
     Path(name): Path<String>,
-) -> Response {
+) -> Result<Response, Response> {
     let n = name.clone();
-    let data = s
-        .with_reader_web(move |st| {
-            let status = campaigns::status_one(st, &n)?;
-            let errors = st
-                .top_errors(&n, 5)?
-                .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))?;
-            let in_doubt = campaigns::rows_page(st, &n, RowState::InDoubt, 0, 20)?;
-            let chart = st.delivery_chart(&n)?.unwrap_or_default();
-            let tests = st.test_sends(&n, 20)?.unwrap_or_default();
-            Ok((status, errors, in_doubt, tests, chart))
-        })
-        .await;
-    let (status, errors, in_doubt, tests, chart) = match data {
-        Ok(d) => d,
-        Err(e) => return problem(&s, &v, e, "/"),
-    };
-    let audit = match s
+    let (status, errors, in_doubt, tests, chart) = page_read(&s, &v, move |st| {
+        let status = campaigns::status_one(st, &n)?;
+        let errors = st
+            .top_errors(&n, 5)?
+            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))?;
+        let in_doubt = campaigns::rows_page(st, &n, RowState::InDoubt, 0, 20)?;
+        let chart = st.delivery_chart(&n)?.unwrap_or_default();
+        let tests = st.test_sends(&n, 20)?.unwrap_or_default();
+        Ok((status, errors, in_doubt, tests, chart))
+    })
+    .await?;
+    let audit = s
         .web
         .campaigns
         .audit_list(Some(name.clone()), None, PAGE_AUDIT)
         .await
-    {
-        Ok(a) => a,
-        Err(e) => return problem(&s, &v, e, "/"),
-    };
+        .map_err(|e| problem(&s, &v, e, "/"))?;
     let running_here = s.web.campaigns.live(&name).is_some_and(|l| l.running);
     let resumes_at = s
         .web
@@ -309,35 +322,26 @@ async fn campaign_page(
         test_sends: &tests,
         chrome: s.web.chrome_as(&v, &who),
     });
-    Html(markup.into_string()).into_response()
+    Ok(Html(markup.into_string()).into_response())
 }
 
 /// The rejected rows in the file's own columns plus `line` and `reason`,
 /// to fix and upload again.
-async fn rejects_csv(State(s): State<ServeState>, v: Viewer, Path(name): Path<String>) -> Response {
+async fn rejects_csv(
+    State(s): State<ServeState>,
+    v: Viewer,
+    Path(name): Path<String>,
+) -> Result<Response, Response> {
     let n = name.clone();
-    let known = s
-        .with_reader_web(move |st| {
-            st.exists(&n)?
-                .then_some(())
-                .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
-        })
-        .await;
-    if let Err(e) = known {
-        return problem(&s, &v, e, "/");
-    }
-    let file: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    page_read(&s, &v, move |st| {
+        st.exists(&n)?
+            .then_some(())
+            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
+    })
+    .await?;
+    let file = crate::model::file_name::file_stem(&name, '_');
     let body = axum::body::Body::from_stream(s.web.campaigns.rejects_stream(name));
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
@@ -347,7 +351,7 @@ async fn rejects_csv(State(s): State<ServeState>, v: Viewer, Path(name): Path<St
         ],
         body,
     )
-        .into_response()
+        .into_response())
 }
 
 /// The upload form without JavaScript: on success, to the Check page.
@@ -415,18 +419,26 @@ async fn start_form(
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
     let start_at = f.start_at.or(q.start_at);
-    let actor = caller.actor();
-    let started = match (
-        api::parse_in_doubt(q.in_doubt.as_deref()),
-        api::parse_start_at(start_at.as_deref()),
-    ) {
-        (Err(e), _) | (_, Err(e)) => Err(e),
-        (Ok(_), Ok(Some(at))) => s.web.campaigns.schedule(&name, at, &actor).await,
-        (Ok(policy), Ok(None)) => s.web.campaigns.start(&name, policy, Some(&actor)).await,
-    };
-    match started {
-        Ok(()) => Redirect::to(&back).into_response(),
-        Err(e) => problem(&s, &v, e, &back),
+    let started = async {
+        let policy = api::parse_in_doubt(q.in_doubt.as_deref())?;
+        start_or_schedule(&s, &name, start_at.as_deref(), policy, &caller.actor()).await
+    }
+    .await;
+    redirect_or_problem(&s, &v, started, &back, &back)
+}
+
+/// A form's "Send at": blank starts now (with `in_doubt`), a time
+/// schedules the start.
+async fn start_or_schedule(
+    s: &ServeState,
+    name: &str,
+    start_at: Option<&str>,
+    in_doubt: Option<crate::campaign::InDoubtPolicy>,
+    actor: &crate::campaign::Actor,
+) -> Result<(), WebError> {
+    match api::parse_start_at(start_at)? {
+        Some(at) => s.web.campaigns.schedule(name, at, actor).await,
+        None => s.web.campaigns.start(name, in_doubt, Some(actor)).await,
     }
 }
 
@@ -481,16 +493,9 @@ async fn send_form(
         Ok(_) => {}
         Err(e) => return problem(&s, &v, e, &check),
     }
-    let actor = caller.actor();
-    let started = match api::parse_start_at(f.start_at.as_deref()) {
-        Err(e) => Err(e),
-        Ok(Some(at)) => s.web.campaigns.schedule(&name, at, &actor).await,
-        Ok(None) => s.web.campaigns.start(&name, None, Some(&actor)).await,
-    };
-    match started {
-        Ok(()) => Redirect::to(&format!("/campaigns/{}", enc(&name))).into_response(),
-        Err(e) => problem(&s, &v, e, &check),
-    }
+    let started = start_or_schedule(&s, &name, f.start_at.as_deref(), None, &caller.actor()).await;
+    let to = format!("/campaigns/{}", enc(&name));
+    redirect_or_problem(&s, &v, started, &to, &check)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -535,10 +540,7 @@ async fn test_form(
         Ok(p) => s.web.campaigns.send_test(&name, p, &caller.actor()).await,
         Err(e) => Err(e),
     };
-    match sent {
-        Ok(_) => Redirect::to(&format!("{back}#test-sends")).into_response(),
-        Err(e) => problem(&s, &v, e, &back),
-    }
+    redirect_or_problem(&s, &v, sent, &format!("{back}#test-sends"), &back)
 }
 
 async fn pause_form(
@@ -549,10 +551,8 @@ async fn pause_form(
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
-    match s.web.campaigns.pause(&name, &caller.actor()).await {
-        Ok(()) => Redirect::to(&back).into_response(),
-        Err(e) => problem(&s, &v, e, &back),
-    }
+    let paused = s.web.campaigns.pause(&name, &caller.actor()).await;
+    redirect_or_problem(&s, &v, paused, &back, &back)
 }
 
 async fn login_page(
@@ -564,14 +564,19 @@ async fn login_page(
     if caller.is_ok() {
         return Redirect::to("/").into_response();
     }
+    sign_in_page(&s, &v, &v.here, None).into_response()
+}
+
+/// The sign-in page at `here`, with `why` above the form.
+fn sign_in_page(s: &ServeState, v: &Viewer, here: &str, why: Option<&str>) -> Html<String> {
     let page = pages::login(
         &s.web.csrf,
         v.lang,
-        &v.here,
-        None,
+        here,
+        why,
         s.config.auth_token.is_some(),
     );
-    Html(page.into_string()).into_response()
+    Html(page.into_string())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -605,17 +610,11 @@ async fn login(
              it may try again in {secs}s",
             auth::masked(addr)
         );
-        let page = pages::login(
-            &s.web.csrf,
-            v.lang,
-            "/login",
-            Some(&t!("login.too_many", locale = v.lang.code(), secs = secs)),
-            s.config.auth_token.is_some(),
-        );
+        let why = t!("login.too_many", locale = v.lang.code(), secs = secs);
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, secs.to_string())],
-            Html(page.into_string()),
+            sign_in_page(&s, &v, "/login", Some(&why)),
         )
             .into_response();
     }
@@ -660,14 +659,11 @@ async fn login(
         } else {
             t!("login.wrong_password", locale = v.lang.code())
         };
-        let page = pages::login(
-            &s.web.csrf,
-            v.lang,
-            "/login",
-            Some(&why),
-            s.config.auth_token.is_some(),
-        );
-        return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            sign_in_page(&s, &v, "/login", Some(&why)),
+        )
+            .into_response();
     };
     limits.succeeded(addr);
     tracing::info!("signed in as {label} from {}", auth::masked(addr));

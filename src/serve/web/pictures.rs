@@ -112,40 +112,25 @@ pub fn campaign_chart(c: &CampaignStatusLine, chart: &DeliveryChart, lang: Lang)
 pub fn card_progress(c: &CampaignStatusLine, lang: Lang) -> Markup {
     let l = lang.code();
     let k = &c.counts;
-    let labels = [
-        t!("counts.sent", locale = l),
-        t!("counts.failed", locale = l),
-        t!("counts.in_doubt", locale = l),
-        t!("charts.expired_skipped", locale = l),
-        t!("counts.rejected", locale = l),
+    let counted = [
+        ("sent", t!("counts.sent", locale = l), k.sent),
+        ("failed", t!("counts.failed", locale = l), k.failed),
+        ("in_doubt", t!("counts.in_doubt", locale = l), k.in_doubt),
+        (
+            "expired",
+            t!("charts.expired_skipped", locale = l),
+            k.expired + k.skipped,
+        ),
+        ("rejected", t!("counts.rejected", locale = l), k.rejected),
     ];
-    let parts = [
-        Part {
-            key: "sent",
-            label: &labels[0],
-            value: k.sent,
-        },
-        Part {
-            key: "failed",
-            label: &labels[1],
-            value: k.failed,
-        },
-        Part {
-            key: "in_doubt",
-            label: &labels[2],
-            value: k.in_doubt,
-        },
-        Part {
-            key: "expired",
-            label: &labels[3],
-            value: k.expired + k.skipped,
-        },
-        Part {
-            key: "rejected",
-            label: &labels[4],
-            value: k.rejected,
-        },
-    ];
+    let parts: Vec<Part<'_>> = counted
+        .iter()
+        .map(|(key, label, value)| Part {
+            key,
+            label,
+            value: *value,
+        })
+        .collect();
     let num = |n: u64| format::num(lang, n);
     let title = t!(
         "charts.progress_alt",

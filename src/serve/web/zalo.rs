@@ -70,18 +70,20 @@ fn status_block(v: &Viewer, st: &OaStatus) -> Markup {
     }
 }
 
+/// The Connect OA page, as `caller` sees it.
 fn page(
     s: &ServeState,
     v: &Viewer,
+    caller: &Caller,
     st: &OaStatus,
-    who: &Option<String>,
     can_connect: bool,
     link: Option<&str>,
     error: Option<&str>,
-) -> Markup {
+) -> Html<String> {
     let l = v.lang.code();
-    let chrome = s.web.chrome_as(v, who);
-    pages::layout(
+    let who = super::signed_in_as(caller, v);
+    let chrome = s.web.chrome_as(v, &who);
+    let markup = pages::layout(
         &t!("zalo.title", locale = l),
         chrome,
         html! {
@@ -101,7 +103,8 @@ fn page(
                 }
             }
         },
-    )
+    );
+    Html(markup.into_string())
 }
 
 async fn oa_status(s: &ServeState) -> OaStatus {
@@ -126,19 +129,7 @@ async fn connect_page(State(s): State<ServeState>, caller: Caller, v: Viewer) ->
     }
     let st = oa_status(&s).await;
     let can_connect = actor.role >= Action::ZaloConnect.needs();
-    Html(
-        page(
-            &s,
-            &v,
-            &st,
-            &super::signed_in_as(&caller, &v),
-            can_connect,
-            None,
-            None,
-        )
-        .into_string(),
-    )
-    .into_response()
+    page(&s, &v, &caller, &st, can_connect, None, None).into_response()
 }
 
 async fn connect_form(
@@ -184,34 +175,20 @@ async fn connect_form(
             if let Err(e) = ws.audit(&actor, Action::ZaloConnect, None, &detail) {
                 tracing::error!("cannot write the audit log: {e}");
             }
-            Html(
-                page(
-                    &s,
-                    &v,
-                    &st,
-                    &super::signed_in_as(&caller, &v),
-                    true,
-                    Some(&start.authorization_url),
-                    None,
-                )
-                .into_string(),
+            page(
+                &s,
+                &v,
+                &caller,
+                &st,
+                true,
+                Some(&start.authorization_url),
+                None,
             )
             .into_response()
         }
         Err(e) => (
             StatusCode::BAD_REQUEST,
-            Html(
-                page(
-                    &s,
-                    &v,
-                    &st,
-                    &super::signed_in_as(&caller, &v),
-                    true,
-                    None,
-                    Some(&e.to_string()),
-                )
-                .into_string(),
-            ),
+            page(&s, &v, &caller, &st, true, None, Some(&e.to_string())),
         )
             .into_response(),
     }
