@@ -421,13 +421,52 @@ async fn start_form(
         api::parse_start_at(start_at.as_deref()),
     ) {
         (Err(e), _) | (_, Err(e)) => Err(e),
-        (Ok(_), Ok(Some(at))) => s.web.campaigns.schedule(&name, at, &actor).await,
+        // "Send at" confirms the count and the cost first, as Send does:
+        // the confirm page posts to `send_form`, which schedules.
+        (Ok(_), Ok(Some(at))) => {
+            return schedule_confirm(&s, &caller, &v, &name, start_at.as_deref(), at).await
+        }
         (Ok(policy), Ok(None)) => s.web.campaigns.start(&name, policy, Some(&actor)).await,
     };
     match started {
         Ok(()) => Redirect::to(&back).into_response(),
         Err(e) => problem(&s, &v, e, &back),
     }
+}
+
+/// The page between "Send at" and the schedule: the plan's count and
+/// cost at that time, to confirm. Schedules nothing.
+async fn schedule_confirm(
+    s: &ServeState,
+    caller: &Caller,
+    v: &Viewer,
+    name: &str,
+    typed: Option<&str>,
+    at_ms: i64,
+) -> Response {
+    let back = format!("/campaigns/{}", enc(name));
+    if let Err(e) = s
+        .web
+        .campaigns
+        .permit(&caller.actor(), Action::Schedule, Some(name))
+        .await
+    {
+        return problem(s, v, e, &back);
+    }
+    let plan = match s.web.campaigns.plan(name).await {
+        Ok(p) => p,
+        Err(e) => return problem(s, v, e, &back),
+    };
+    let who = signed_in_as(caller, v);
+    let page = pages::schedule_confirm(
+        name,
+        typed.unwrap_or_default(),
+        at_ms,
+        &plan,
+        s.web.campaigns.auto_resume(),
+        s.web.chrome_as(v, &who),
+    );
+    Html(page.into_string()).into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]
