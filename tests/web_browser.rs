@@ -926,9 +926,10 @@ async fn test_send_and_send_at_in_a_browser() {
     assert_eq!(b.text("#count-sent").await, "0");
     assert_eq!(sb.stats().accepted, 1);
 
-    // OA time (UTC+7), 8 s ahead, as the date-time input gives it.
+    // OA time (UTC+7), 15 s ahead (room for the confirm step on a busy
+    // machine), as the date-time input gives it.
     let at = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7))
-        + time::Duration::seconds(8);
+        + time::Duration::seconds(15);
     let value = format!(
         "{}-{:02}-{:02}T{:02}:{:02}:{:02}",
         at.year(),
@@ -956,6 +957,10 @@ async fn test_send_and_send_at_in_a_browser() {
     );
     assert_eq!(b.text("#schedule-confirm").await, what);
     b.shots("schedule-confirm").await;
+    // The language switch on a form's answer goes back to the campaign's
+    // page (the form's own route answers only POSTs).
+    let switch = attrs(&b, "#lang-vi", "href").await;
+    assert_eq!(switch, ["/lang/vi?next=/campaigns/later"]);
     let (_, line) = web.get_json("/api/v1/campaigns/later").await;
     assert!(
         line["scheduled_for"].is_null() && line["status"] != "scheduled",
