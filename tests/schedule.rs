@@ -343,7 +343,7 @@ async fn the_console_schedules_cancels_and_sends_a_test() {
         assert_eq!(sb.stats().accepted, 1);
         let (_, page) = web.get_text("/campaigns/console").await;
         assert!(page.contains("id=\"test-sends\""), "{page}");
-        assert!(page.contains("8491****678"), "{page}");
+        assert!(page.contains("0912****678"), "{page}");
         assert!(!page.contains("84912345678"), "masked: {page}");
         let (_, line) = web.get_json("/api/v1/campaigns/console").await;
         assert_eq!(line["counts"]["sent"], 0, "{line}");
@@ -362,13 +362,41 @@ async fn the_console_schedules_cancels_and_sends_a_test() {
         assert!(!body.to_string().contains("987654321"), "{body}");
         assert_eq!(sb.stats().accepted, 2);
 
-        // "Send at", then Cancel: the schedule comes and goes.
+        // "Send at" asks first (the count; nothing scheduled), the
+        // confirmed form schedules; then Cancel: the schedule comes and goes.
         let (at, _) = local_in(3600);
         let at = &at[..16];
         let r = web
             .post_form(
                 "/ui/campaigns/console/start",
                 &[("csrf", &csrf), ("start_at", at)],
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 200);
+        let confirm = r.text().await.unwrap();
+        assert!(
+            confirm.contains(r#"id="confirm-at""#)
+                && confirm.contains(r#"name="messages" value="5""#),
+            "{confirm}"
+        );
+        let (_, line) = web.get_json("/api/v1/campaigns/console").await;
+        assert!(line["scheduled_for"].is_null(), "{line}");
+        let r = web
+            .post_form(
+                "/ui/campaigns/console/send",
+                &[("csrf", &csrf), ("start_at", at)],
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 400, "unconfirmed");
+        let r = web
+            .post_form(
+                "/ui/campaigns/console/send",
+                &[
+                    ("csrf", &csrf),
+                    ("start_at", at),
+                    ("messages", "5"),
+                    ("confirm", "yes"),
+                ],
             )
             .await;
         assert_eq!(r.status().as_u16(), 303);

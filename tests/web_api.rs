@@ -270,3 +270,77 @@ async fn token_login_csrf_origin_and_escaping() {
     assert_eq!(r.status(), 303);
     web.stop().await;
 }
+
+/// The Check page's Send carries the count it showed: once the plan
+/// changed (here a `resume` from the command line sent the campaign in
+/// between), the stale form is refused with 409 and the plan's new count,
+/// sends nothing and schedules nothing; the page drawn again offers no Send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_is_refused_when_the_plan_changed_since_the_check_page() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let env = Env::new();
+        let sb = web_sandbox(&env, Duration::ZERO).await;
+        let web = start_web(&env, &[]).await;
+        let csv = env.path("six.csv");
+        write_csv(&csv, 0, 6);
+        assert_eq!(web.upload(&csv, "changed", &[]).await.0, 201);
+        let (code, check) = web.get_text("/campaigns/changed/check").await;
+        assert_eq!(code, 200);
+        assert!(
+            check.contains(r#"name="messages" value="6""#),
+            "the form carries the count it shows: {check}"
+        );
+        let csrf = csrf_of(&check).expect("csrf");
+
+        // Meanwhile, a run elsewhere: the command line sends all six.
+        let mut resume = command(&env, &args(&["resume", "changed"]));
+        resume.env(API_KEY_ENV, KEY);
+        let r = run_with(resume).await;
+        assert_eq!(r.code, 0, "{r}");
+        assert_eq!(sb.stats_summary().accepted, 6);
+
+        // The page's stale form, now and at a time: refused, nothing done.
+        let t = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7))
+            + time::Duration::hours(1);
+        let at = format!(
+            "{}-{:02}-{:02}T{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        );
+        for start_at in ["", at.as_str()] {
+            let r = web
+                .post_form(
+                    "/ui/campaigns/changed/send",
+                    &[
+                        ("csrf", &csrf),
+                        ("confirm", "yes"),
+                        ("messages", "6"),
+                        ("start_at", start_at),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status().as_u16(), 409, "start_at {start_at:?}");
+            let body = r.text().await.unwrap();
+            assert!(
+                body.contains("Kế hoạch đã thay đổi") && body.contains("giờ có 0 tin nhắn"),
+                "says why, in the console's language: {body}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(sb.stats_summary().accepted, 6, "nothing sent again");
+        let (_, line) = web.get_json("/api/v1/campaigns/changed").await;
+        assert!(line["scheduled_for"].is_null(), "{line}");
+        assert_eq!(line["counts"]["sent"], 6, "{line}");
+        let (_, check) = web.get_text("/campaigns/changed/check").await;
+        assert!(
+            !check.contains(r#"id="send""#),
+            "nothing left to send: {check}"
+        );
+        web.stop().await;
+    })
+    .await
+    .expect("test took too long");
+}

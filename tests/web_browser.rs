@@ -246,6 +246,29 @@ impl Browser {
         )
         .await;
     }
+    /// One screenshot at `size`, scrolled to `css` first (after the
+    /// resize, which would lose the place): target/screenshots/NAME.png.
+    async fn shot_at(&self, name: &str, (w, h): (u32, u32), css: &str) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        self.post("/window/rect", json!({ "width": w, "height": h }))
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.exec(
+            "document.querySelector(arguments[0]).scrollIntoView();",
+            json!([css]),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let png = self.get("/screenshot").await;
+        let bytes = base64_decode(png.as_str().expect("screenshot"));
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+        self.post(
+            "/window/rect",
+            json!({ "width": DESKTOP.0, "height": DESKTOP.1 }),
+        )
+        .await;
+    }
     async fn close(mut self) {
         let _ = self.http.delete(&self.session).send().await;
         let _ = self.driver.start_kill();
@@ -290,7 +313,8 @@ async fn upload_in_page(b: &Browser, web: &ServeHarness, file: &str, name: &str)
     b.type_in("#file", file).await;
     b.type_in("input[name=campaign]", name).await;
     b.type_in("input[name=template_id]", "246810").await;
-    b.click("button[type=submit]").await;
+    // The form's own button: signed in, the header's Sign out comes first.
+    b.click("#upload-form button[type=submit]").await;
 }
 
 /// Upload → check (40 accepted, the plan) → Send → finished, 40 sent →
@@ -874,13 +898,19 @@ async fn connect_the_zalo_oa_in_a_browser() {
 }
 
 /// Check page → "Send a test" (the campaign page lists it, phone masked,
-/// nothing of the campaign sent) → "Send at" a few seconds ahead (the page
-/// says "scheduled for", then shows the run when its time came).
+/// nothing of the campaign sent) → the campaign page's "Send at" a few
+/// seconds ahead, which first asks to confirm the count and the cost as
+/// Send does (nothing scheduled until the box is ticked) → the page says
+/// "scheduled for", then shows the run when its time came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_send_and_send_at_in_a_browser() {
     let Some(b) = browser("en").await else { return };
     let env = Env::new();
     let sb = web_sandbox(&env, Duration::ZERO).await;
+    let cfg = env.path("zns-batch.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("token_fee = 150\nmessage_fee = 200\n");
+    std::fs::write(&cfg, text).unwrap();
     let web = start_web(&env, &[]).await;
     let csv = env.path("later.csv");
     write_csv(&csv, 0, 12);
@@ -892,13 +922,14 @@ async fn test_send_and_send_at_in_a_browser() {
     b.wait_url("/campaigns/later#test-sends", Duration::from_secs(20))
         .await;
     let row = b.text("tr.test-send").await;
-    assert!(row.contains("8491****678") && row.contains("sent"), "{row}");
+    assert!(row.contains("0912****678") && row.contains("sent"), "{row}");
     assert_eq!(b.text("#count-sent").await, "0");
     assert_eq!(sb.stats().accepted, 1);
 
-    // OA time (UTC+7), 4 s ahead, as the date-time input gives it.
+    // OA time (UTC+7), 15 s ahead (room for the confirm step on a busy
+    // machine), as the date-time input gives it.
     let at = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7))
-        + time::Duration::seconds(4);
+        + time::Duration::seconds(15);
     let value = format!(
         "{}-{:02}-{:02}T{:02}:{:02}:{:02}",
         at.year(),
@@ -914,6 +945,34 @@ async fn test_send_and_send_at_in_a_browser() {
     )
     .await;
     b.click("#schedule").await;
+    // Confirm first: the plan's count and cost, nothing scheduled yet.
+    b.wait_text("#confirm-at-what", Duration::from_secs(10), |t| {
+        !t.is_empty()
+    })
+    .await;
+    let what = b.text("#confirm-at-what").await;
+    assert_eq!(
+        what, "Schedule 12 messages, ≈ 4,200 VND",
+        "12 × (150 + 200)"
+    );
+    assert_eq!(b.text("#schedule-confirm").await, what);
+    b.shots("schedule-confirm").await;
+    // The language switch on a form's answer goes back to the campaign's
+    // page (the form's own route answers only POSTs).
+    let switch = attrs(&b, "#lang-vi", "href").await;
+    assert_eq!(switch, ["/lang/vi?next=/campaigns/later"]);
+    let (_, line) = web.get_json("/api/v1/campaigns/later").await;
+    assert!(
+        line["scheduled_for"].is_null() && line["status"] != "scheduled",
+        "not scheduled before the confirm: {line}"
+    );
+    b.click("#schedule-confirm").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.find("#confirm-at").await.is_some(), "not sent unticked");
+    let (_, line) = web.get_json("/api/v1/campaigns/later").await;
+    assert!(line["scheduled_for"].is_null(), "{line}");
+    b.click("#confirm-at").await;
+    b.click("#schedule-confirm").await;
     b.wait_text("#status-badge", Duration::from_secs(10), |t| {
         t == "scheduled"
     })
@@ -1022,4 +1081,453 @@ async fn users_and_roles_in_a_browser() {
     b.close().await;
     let run = web.stop().await;
     assert!(!run.stderr.contains(PASSWORD));
+}
+
+/// A cell of a workbook the tests write.
+#[derive(Clone, Copy)]
+enum Cell {
+    Text(&'static str),
+    Number(f64),
+    Date(i32, u8, u8),
+}
+
+/// The upload of the whole-flow tests, as a person keeps it in Excel: a
+/// phone typed as text (its leading 0 kept), a date cell, whole numbers,
+/// and one bad phone on sheet row 4.
+const FLOW_ROWS: [[Cell; 4]; 5] = [
+    [
+        Cell::Text("phone"),
+        Cell::Text("customer_name"),
+        Cell::Text("due_date"),
+        Cell::Text("amount"),
+    ],
+    [
+        Cell::Text("0912000301"),
+        Cell::Text("Nguyễn An"),
+        Cell::Date(2026, 12, 1),
+        Cell::Number(150000.0),
+    ],
+    [
+        Cell::Text("0912000302"),
+        Cell::Text("Trần Bình"),
+        Cell::Date(2026, 12, 15),
+        Cell::Number(2000000.0),
+    ],
+    [
+        Cell::Text("12345"),
+        Cell::Text("Lê Chi"),
+        Cell::Date(2026, 12, 20),
+        Cell::Number(3.0),
+    ],
+    [
+        Cell::Text("0912000303"),
+        Cell::Text("Phạm Dũng"),
+        Cell::Date(2027, 1, 5),
+        Cell::Number(42000.0),
+    ],
+];
+
+fn xml_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A zip of `files` in order, stored (an .ods wants its `mimetype` first
+/// and uncompressed).
+fn write_zip(path: &Path, files: &[(&str, String)]) {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, body) in files {
+        z.start_file(*name, stored).unwrap();
+        z.write_all(body.as_bytes()).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+/// The smallest .xlsx Excel and calamine read: inline strings, numbers,
+/// dates as serial numbers in a cell styled with the built-in date format 14.
+fn write_xlsx(path: &Path, rows: &[[Cell; 4]]) {
+    const MAIN: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+    const REL: &str = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
+    const PKG: &str = "http://schemas.openxmlformats.org/package/2006/relationships";
+    let epoch = time::macros::date!(1899 - 12 - 30);
+    let mut sheet =
+        format!(r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{MAIN}"><sheetData>"#);
+    for (i, row) in rows.iter().enumerate() {
+        let r = i + 1;
+        sheet.push_str(&format!(r#"<row r="{r}">"#));
+        for (j, cell) in row.iter().enumerate() {
+            let at = format!("{}{r}", (b'A' + j as u8) as char);
+            sheet.push_str(&match *cell {
+                Cell::Text(t) => {
+                    format!(
+                        r#"<c r="{at}" t="inlineStr"><is><t>{}</t></is></c>"#,
+                        xml_text(t)
+                    )
+                }
+                Cell::Number(n) => format!(r#"<c r="{at}"><v>{n}</v></c>"#),
+                Cell::Date(y, m, d) => {
+                    let day = time::Date::from_calendar_date(y, m.try_into().unwrap(), d).unwrap();
+                    let serial = (day - epoch).whole_days();
+                    format!(r#"<c r="{at}" s="1"><v>{serial}</v></c>"#)
+                }
+            });
+        }
+        sheet.push_str("</row>");
+    }
+    sheet.push_str("</sheetData></worksheet>");
+    write_zip(
+        path,
+        &[
+            (
+                "[Content_Types].xml",
+                r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/><Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>"#.to_string(),
+            ),
+            (
+                "_rels/.rels",
+                format!(r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="{PKG}"><Relationship Id="rId1" Type="{REL}/officeDocument" Target="xl/workbook.xml"/></Relationships>"#),
+            ),
+            (
+                "xl/workbook.xml",
+                format!(r#"<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="{MAIN}" xmlns:r="{REL}"><sheets><sheet name="Khách hàng" sheetId="1" r:id="rId1"/></sheets></workbook>"#),
+            ),
+            (
+                "xl/_rels/workbook.xml.rels",
+                format!(r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="{PKG}"><Relationship Id="rId1" Type="{REL}/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="{REL}/styles" Target="styles.xml"/></Relationships>"#),
+            ),
+            (
+                "xl/styles.xml",
+                format!(r#"<?xml version="1.0" encoding="UTF-8"?><styleSheet xmlns="{MAIN}"><fonts count="1"><font/></fonts><fills count="1"><fill/></fills><borders count="1"><border/></borders><cellStyleXfs count="1"><xf/></cellStyleXfs><cellXfs count="2"><xf numFmtId="0"/><xf numFmtId="14" applyNumberFormat="1"/></cellXfs></styleSheet>"#),
+            ),
+            ("xl/worksheets/sheet1.xml", sheet),
+        ],
+    );
+}
+
+/// The smallest OpenDocument spreadsheet: typed cells in content.xml.
+fn write_ods(path: &Path, rows: &[[Cell; 4]]) {
+    const MIME: &str = "application/vnd.oasis.opendocument.spreadsheet";
+    let mut table = String::from(r#"<table:table table:name="Customers">"#);
+    for row in rows {
+        table.push_str("<table:table-row>");
+        for cell in row {
+            table.push_str(&match *cell {
+                Cell::Text(t) => format!(
+                    r#"<table:table-cell office:value-type="string"><text:p>{}</text:p></table:table-cell>"#,
+                    xml_text(t)
+                ),
+                Cell::Number(n) => format!(
+                    r#"<table:table-cell office:value-type="float" office:value="{n}"><text:p>{n}</text:p></table:table-cell>"#
+                ),
+                Cell::Date(y, m, d) => format!(
+                    r#"<table:table-cell office:value-type="date" office:date-value="{y:04}-{m:02}-{d:02}"><text:p>{d:02}/{m:02}/{y:04}</text:p></table:table-cell>"#
+                ),
+            });
+        }
+        table.push_str("</table:table-row>");
+    }
+    table.push_str("</table:table>");
+    write_zip(
+        path,
+        &[
+            ("mimetype", MIME.to_string()),
+            (
+                "META-INF/manifest.xml",
+                format!(
+                    r#"<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" manifest:media-type="{MIME}"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#
+                ),
+            ),
+            (
+                "content.xml",
+                format!(
+                    r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet>{table}</office:spreadsheet></office:body></office:document-content>"#
+                ),
+            ),
+        ],
+    );
+}
+
+/// What the whole-flow test reads on the pages, in one language.
+struct Words {
+    lang: &'static str,
+    campaigns: &'static str,
+    line: &'static str,
+    confirm: &'static str,
+    finished: &'static str,
+    chart_title: &'static str,
+    spent: &'static str,
+    money: &'static str,
+    month_title: &'static str,
+}
+
+const VI: Words = Words {
+    lang: "vi",
+    campaigns: "Chiến dịch",
+    line: "dòng",
+    confirm: "Gửi 3 tin nhắn, ≈ 1.050 ₫",
+    finished: "đã xong, 1 dòng bị loại",
+    chart_title: "Tin nhắn theo thời gian",
+    spent: "Đã chi đến nay",
+    money: "1.050 ₫",
+    month_title: "Tháng này theo OA",
+};
+
+const EN: Words = Words {
+    lang: "en",
+    campaigns: "Campaigns",
+    line: "line",
+    confirm: "Send 3 messages, ≈ 1,050 VND",
+    finished: "finished, 1 rejected",
+    chart_title: "Messages over time",
+    spent: "Spent so far",
+    money: "1,050 VND",
+    month_title: "This month per OA",
+};
+
+/// The whole console flow through the browser in one language: sign in
+/// (when serve has a token), upload the workbook, read the Check page as
+/// a person would, confirm and send, wait for the end, see the delivery
+/// chart (sent, delivered from the sandbox's callbacks, seen from a
+/// `reconcile`) and the cost, then the campaigns page's picture and the
+/// OA's month. Screenshots: target/screenshots/flow-LANG-*.png.
+async fn whole_flow(b: Browser, w: &Words, workbook: &str, name: &str, token: Option<&str>) {
+    let env = Env::new();
+    let port = free_port();
+    let hook = format!("http://127.0.0.1:{port}/webhooks/etelecom/hook-token-for-tests");
+    let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |c| {
+        c.callback_url = Some(hook);
+        c.callbacks.delay = Duration::from_millis(50);
+        c.callbacks.backoff = Duration::from_millis(200);
+        c.callbacks.attempts = 10;
+    })
+    .await;
+    write_web_config(&env, &sb);
+    let cfg = env.path("zns-batch.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("token_fee = 150\nmessage_fee = 200\n");
+    std::fs::write(&cfg, text).unwrap();
+    let mut envs = vec![
+        (API_KEY_ENV, KEY),
+        ("ZNS_WEBHOOK_TOKEN", "hook-token-for-tests"),
+    ];
+    if let Some(t) = token {
+        envs.push(("ZNS_SERVE_TOKEN", t));
+    }
+    let web = ServeOptions::default()
+        .listen(&format!("127.0.0.1:{port}"))
+        .envs(&envs)
+        .start(&env)
+        .await;
+    let file = env.path(workbook);
+    if workbook.ends_with(".ods") {
+        write_ods(&file, &FLOW_ROWS);
+    } else {
+        write_xlsx(&file, &FLOW_ROWS);
+    }
+    let shot = |what: &str| format!("flow-{}-{what}", w.lang);
+
+    // Sign in when the console asks for it.
+    b.goto(&web.url("/")).await;
+    if let Some(t) = token {
+        b.wait_url("/login", Duration::from_secs(10)).await;
+        assert_eq!(b.lang().await, w.lang);
+        b.type_in("input[name=token]", t).await;
+        b.click("button[type=submit]").await;
+    }
+    b.wait_text("h1", Duration::from_secs(10), |t| t == w.campaigns)
+        .await;
+    assert_eq!(b.lang().await, w.lang);
+
+    // The Check page: the cells as the person sees them in Excel.
+    upload_in_page(&b, &web, file.to_str().unwrap(), name).await;
+    b.wait_url("/check", Duration::from_secs(30)).await;
+    assert_eq!(b.lang().await, w.lang);
+    assert_eq!(b.text("#accepted").await, "3");
+    assert_eq!(b.text("#rejected").await, "1");
+    let heads = b.texts(".preview div.muted").await;
+    assert_eq!(
+        heads,
+        [
+            format!("{} 2 · 0912****301", w.line),
+            format!("{} 3 · 0912****302", w.line),
+            format!("{} 5 · 0912****303", w.line),
+        ],
+        "each row's sheet line and phone, masked as it was typed"
+    );
+    let values = b.texts(".preview dd").await;
+    assert_eq!(
+        values,
+        [
+            "Nguyễn An",
+            "01/12/2026",
+            "150000",
+            "Trần Bình",
+            "15/12/2026",
+            "2000000",
+            "Phạm Dũng",
+            "05/01/2027",
+            "42000",
+        ],
+        "dates as dd/mm/yyyy, whole numbers without .0"
+    );
+    assert_eq!(b.texts("tr.reject td.line").await, ["4"], "the sheet row");
+    assert_eq!(b.texts("tr.reject td:nth-child(2)").await, ["****"]);
+    let why = b.text("tr.reject td.why").await;
+    assert!(why.contains("12345"), "names the cell: {why}");
+    assert_eq!(b.text("#confirm-what").await, w.confirm);
+    assert_eq!(b.text("#send").await, w.confirm);
+    assert_eq!(b.text("#plan-fee").await, format!("≈ {}", w.money));
+    b.shots(&shot("check")).await;
+    b.shot_at(&shot("check-send-phone"), PHONE, "#send-step")
+        .await;
+
+    // Send: ticked, then the campaign's page until it is done.
+    b.click("#confirm").await;
+    b.click("#send").await;
+    b.wait_url(&enc(name), Duration::from_secs(10)).await;
+    b.wait_text("#status-badge", Duration::from_secs(60), |t| {
+        t == w.finished
+    })
+    .await;
+    assert_eq!(b.text("#count-sent").await, "3");
+    let sent_at = Instant::now();
+    assert_eq!(sb.stats_summary().accepted, 3);
+
+    // Delivered: the sandbox's callbacks, drawn once they are in.
+    let page = web.url(&format!("/campaigns/{}", enc(name)));
+    let last = |series: &'static str| {
+        let b = &b;
+        async move {
+            attrs(
+                b,
+                &format!("#delivery-chart polyline[data-series={series}]"),
+                "data-last",
+            )
+            .await
+        }
+    };
+    let t0 = Instant::now();
+    loop {
+        b.goto(&page).await;
+        if last("delivered").await.first().is_some_and(|d| d != "0") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no delivery drawn: {:?}",
+            last("delivered").await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Seen: the sandbox marks one in three seen 5 s after sending; a
+    // reconcile from the command line asks for it.
+    let wait = Duration::from_secs(6).saturating_sub(sent_at.elapsed());
+    tokio::time::sleep(wait).await;
+    let mut reconcile = command(&env, &args(&["reconcile", name]));
+    reconcile.env(API_KEY_ENV, KEY);
+    let r = run_with(reconcile).await;
+    assert_eq!(r.code, 0, "{r}");
+    b.goto(&page).await;
+    assert_eq!(b.lang().await, w.lang);
+    assert_eq!(
+        attrs(&b, "#delivery-chart polyline", "data-series").await,
+        ["sent", "delivered", "seen"]
+    );
+    assert_eq!(last("sent").await, ["3"]);
+    assert_eq!(last("delivered").await, ["3"]);
+    assert_eq!(last("seen").await, ["1"], "the third message was opened");
+    assert_eq!(b.text("#pictures h2").await, w.chart_title);
+    // The sandbox reports each message's fee to the reconcile.
+    let cost = b.text("#cost-text").await;
+    assert!(
+        cost.starts_with(w.spent) && cost.contains(w.money),
+        "{cost}"
+    );
+    assert_eq!(
+        attrs(&b, "#cost-chart rect[data-series=spent]", "data-value").await,
+        ["1050"]
+    );
+    b.shots(&shot("campaign")).await;
+    b.shot_at(&shot("chart-desktop"), DESKTOP, "#delivery")
+        .await;
+    b.shot_at(&shot("chart-phone"), PHONE, "#pictures").await;
+
+    // The campaigns page: the card's picture, the OA's month and its day.
+    b.goto(&web.url("/")).await;
+    assert_eq!(b.text("h1").await, w.campaigns);
+    let card = format!("a.card[data-campaign=\"{name}\"] svg.stack rect.part");
+    let parts: Vec<(String, String)> = attrs(&b, &card, "data-series")
+        .await
+        .into_iter()
+        .zip(attrs(&b, &card, "data-value").await)
+        .collect();
+    assert_eq!(
+        parts,
+        [("sent".into(), "3".into()), ("rejected".into(), "1".into())]
+    );
+    assert_eq!(b.text("#oa-month h2").await, w.month_title);
+    let month = b.texts("#oa-month tr.oa td").await;
+    assert_eq!(month.first().map(String::as_str), Some(OA), "{month:?}");
+    assert!(
+        month.get(1).is_some_and(|m| m.starts_with('3')),
+        "{month:?}"
+    );
+    assert_eq!(
+        month.get(2).map(String::as_str),
+        Some(format!("≈ {}", w.money).as_str()),
+        "{month:?}"
+    );
+    let today = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7));
+    assert_eq!(
+        b.text("#quota-day").await,
+        format!(
+            "{:02}/{:02}/{}",
+            today.day(),
+            u8::from(today.month()),
+            today.year()
+        ),
+        "the OA's quota day"
+    );
+    b.shots(&shot("campaigns")).await;
+    b.close().await;
+    web.stop().await;
+}
+
+/// The whole flow in Vietnamese (the browser asks for it) with an `.xlsx`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_flow_in_vietnamese_with_an_xlsx() {
+    let Some(b) = browser("vi-VN,vi").await else {
+        return;
+    };
+    tokio::time::timeout(
+        Duration::from_secs(150),
+        whole_flow(b, &VI, "khách hàng.xlsx", "Hóa đơn tháng 12", None),
+    )
+    .await
+    .expect("the flow took too long");
+}
+
+/// The whole flow in English with an `.ods`, on a console with an access
+/// token (signed in through the form first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_flow_in_english_with_an_ods() {
+    let Some(b) = browser("en-US,en").await else {
+        return;
+    };
+    tokio::time::timeout(
+        Duration::from_secs(150),
+        whole_flow(
+            b,
+            &EN,
+            "customers.ods",
+            "December bills",
+            Some("flow-token-DO-NOT-LEAK-5b1d"),
+        ),
+    )
+    .await
+    .expect("the flow took too long");
 }

@@ -70,7 +70,7 @@ fn reads_are_typed_and_a_missing_campaign_is_none() {
     let pending = r.rows_page("c", RowState::Pending, 0, 10).unwrap().unwrap();
     let lines: Vec<u64> = pending.iter().map(|row| row.line).collect();
     assert_eq!(lines, vec![2, 3]);
-    assert_eq!(pending[0].phone, "8491****678");
+    assert_eq!(pending[0].phone, "0912****678");
     assert!(pending.iter().all(|row| !row.phone.contains("12345")));
     let second = r.rows_page("c", RowState::Pending, 1, 1).unwrap().unwrap();
     assert_eq!(second.len(), 1);

@@ -140,7 +140,8 @@ impl Reader {
         Ok(self.campaign(name)?.is_some())
     }
 
-    /// One page of a campaign's rows in `state`, in file order, phones masked.
+    /// One page of a campaign's rows in `state`, in file order, phones masked
+    /// as people write them (`0912****678`).
     pub fn rows_page(
         &self,
         name: &str,
@@ -155,7 +156,7 @@ impl Reader {
             .store
             .rows_in_state(c.id, state.as_str(), offset, limit)?;
         for r in &mut rows {
-            r.phone = crate::model::phone::mask(&r.phone);
+            r.phone = crate::model::phone::mask_local(&r.phone);
         }
         Ok(Some(rows))
     }
@@ -176,7 +177,7 @@ impl Reader {
         };
         let mut list = self.store.test_sends(c.id, limit)?;
         for t in &mut list {
-            t.phone = crate::model::phone::mask(&t.phone);
+            t.phone = crate::model::phone::mask_local(&t.phone);
         }
         Ok(Some(list))
     }

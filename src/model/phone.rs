@@ -306,9 +306,27 @@ pub fn mask(phone: &str) -> String {
     format!("{head}****{tail}")
 }
 
+/// For the console's people: a stored `84912345678` as they wrote it,
+/// `0912****678`; anything else as [`mask`].
+pub fn mask_local(phone: &str) -> String {
+    match phone.strip_prefix("84") {
+        Some(national) if national.len() == 9 && national.bytes().all(|b| b.is_ascii_digit()) => {
+            mask(&format!("0{national}"))
+        }
+        _ => mask(phone),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_the_way_people_write_it() {
+        assert_eq!(mask_local("84912345678"), "0912****678");
+        assert_eq!(mask_local("12345"), "****");
+        assert_eq!(mask_local("8491234567x"), "8491****67x");
+    }
 
     fn ok(raw: &str) -> String {
         match normalize(raw) {

@@ -96,10 +96,28 @@ impl Viewer {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
+        let here = if parts.method == axum::http::Method::GET {
+            here
+        } else {
+            page_of_form(parts.uri.path())
+        };
         Viewer {
             lang: Lang::of(&parts.headers),
             here,
         }
+    }
+}
+
+/// The page a form's answer belongs to: the switch comes back with a GET,
+/// and `/ui/...` answers only POSTs (a 405 after switching the language).
+fn page_of_form(path: &str) -> String {
+    match path.strip_prefix("/ui/campaigns/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((name, _)) => format!("/campaigns/{name}"),
+            None => "/".into(),
+        },
+        None if path == "/ui/upload" => "/new".into(),
+        None => "/".into(),
     }
 }
 
@@ -152,6 +170,16 @@ pub async fn switch(Path(code): Path<String>, Query(q): Query<Next>, jar: Cookie
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_form_answer_switches_back_to_its_page() {
+        assert_eq!(
+            page_of_form("/ui/campaigns/h%C3%B3a/start"),
+            "/campaigns/h%C3%B3a"
+        );
+        assert_eq!(page_of_form("/ui/upload"), "/new");
+        assert_eq!(page_of_form("/login"), "/");
+    }
 
     #[test]
     fn accept_language_by_weight() {

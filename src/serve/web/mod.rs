@@ -421,9 +421,18 @@ async fn start_form(
     let start_at = f.start_at.or(q.start_at);
     let started = async {
         let policy = api::parse_in_doubt(q.in_doubt.as_deref())?;
-        start_or_schedule(&s, &name, start_at.as_deref(), policy, &caller.actor()).await
+        Ok((policy, api::parse_start_at(start_at.as_deref())?))
     }
     .await;
+    let started = match started {
+        // "Send at" confirms the count and the cost first, as Send does:
+        // the confirm page posts to `send_form`, which schedules.
+        Ok((_, Some(at))) => {
+            return schedule_confirm(&s, &caller, &v, &name, start_at.as_deref(), at).await
+        }
+        Ok((policy, None)) => start_or_schedule(&s, &name, None, policy, &caller.actor()).await,
+        Err(e) => Err(e),
+    };
     redirect_or_problem(&s, &v, started, &back, &back)
 }
 
@@ -440,6 +449,41 @@ async fn start_or_schedule(
         Some(at) => s.web.campaigns.schedule(name, at, actor).await,
         None => s.web.campaigns.start(name, in_doubt, Some(actor)).await,
     }
+}
+
+/// The page between "Send at" and the schedule: the plan's count and
+/// cost at that time, to confirm. Schedules nothing.
+async fn schedule_confirm(
+    s: &ServeState,
+    caller: &Caller,
+    v: &Viewer,
+    name: &str,
+    typed: Option<&str>,
+    at_ms: i64,
+) -> Response {
+    let back = format!("/campaigns/{}", enc(name));
+    if let Err(e) = s
+        .web
+        .campaigns
+        .permit(&caller.actor(), Action::Schedule, Some(name))
+        .await
+    {
+        return problem(s, v, e, &back);
+    }
+    let plan = match s.web.campaigns.plan(name).await {
+        Ok(p) => p,
+        Err(e) => return problem(s, v, e, &back),
+    };
+    let who = signed_in_as(caller, v);
+    let page = pages::schedule_confirm(
+        name,
+        typed.unwrap_or_default(),
+        at_ms,
+        &plan,
+        s.web.campaigns.auto_resume(),
+        s.web.chrome_as(v, &who),
+    );
+    Html(page.into_string()).into_response()
 }
 
 #[derive(Debug, Deserialize, Default)]

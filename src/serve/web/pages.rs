@@ -400,7 +400,7 @@ pub fn check(c: CheckPage<'_>) -> Markup {
                                 tr { th { (t!("plan.tokens_to_buy", locale = l)) } td { (n(p.tokens_to_buy)) } }
                                 tr { th { (t!("plan.tokens_to_reuse", locale = l)) } td { (n(p.tokens_to_reuse)) } }
                             }
-                            tr { th { (t!("plan.fee", locale = l)) } td #plan-fee { @if let Some(f) = &p.estimated_fees { "≈ " (fmt::money(lang, f.total)) } @else { (t!("plan.no_prices", locale = l)) } } }
+                            tr { th { (t!("plan.fee", locale = l)) } td #plan-fee { @if let Some(f) = &p.estimated_fees { span.money { "≈ " (fmt::money(lang, f.total)) } } @else { (t!("plan.no_prices", locale = l)) } } }
                             tr { th { (t!("charts.quota_today", locale = l)) } td #plan-quota { (pictures::quota_text(p.quota_used_today, pictures::plan_limit(p), lang)) } }
                             @if let Some(days) = p.quota_days_needed.filter(|d| *d > 1) { tr { th { (t!("plan.quota_days", locale = l)) } td { (n(days)) } } }
                             tr { th { (t!("plan.window", locale = l)) } td { (p.settings.send_window.clone().unwrap_or_else(|| t!("plan.window_none", locale = l).into_owned())) @if p.send_window_open_now == Some(false) { " " (t!("plan.window_closed", locale = l, at = or_dash(p.send_window_opens_at.as_deref().map(fmt::instant_text)))) } } }
@@ -577,10 +577,10 @@ pub fn campaign(p: CampaignPage<'_>) -> Markup {
                     @if p.audit.is_empty() {
                         p.muted { (t!("audit.none", locale = l)) }
                     } @else {
-                        table.plain {
+                        div.scroll { table.plain {
                             thead { tr { th { (t!("audit.when", locale = l)) } th { (t!("audit.who", locale = l)) } th { (t!("audit.action", locale = l)) } th { (t!("audit.detail", locale = l)) } th { (t!("audit.outcome", locale = l)) } } }
-                            tbody { @for a in p.audit { tr { td { (a.at) } td { (a.actor) } td { (a.action) } td { (a.detail) } td { (a.outcome) } } } }
-                        }
+                            tbody { @for a in p.audit { tr { td.when { (a.at) } td { (a.actor) } td { (a.action) } td { (a.detail) } td { (a.outcome) } } } }
+                        } }
                         p.muted { (t!("audit.whole_log", locale = l)) " " code { "zns-batch audit " (name) } " " (t!("audit.or", locale = l)) " " code { "GET /api/v1/audit?campaign=" (enc(name)) } "." }
                     }
                 }
@@ -606,6 +606,47 @@ fn later_or_test(lang: Lang, name: &str, csrf: &str) -> Markup {
             }
         }
     }
+}
+
+/// "Send at" asks before it schedules, as Send does: the count and the
+/// cost of the plan at the chosen time, a box to tick, then the Check
+/// page's send route (which checks the count again).
+pub fn schedule_confirm(
+    name: &str,
+    start_at: &str,
+    at_ms: i64,
+    plan: &Plan,
+    auto_resume: bool,
+    chrome: Chrome<'_>,
+) -> Markup {
+    let csrf = chrome.csrf;
+    let lang = chrome.lang;
+    let l = lang.code();
+    let what = pictures::send_what(plan, true, lang);
+    layout(
+        &t!("schedule.confirm_title", locale = l, name = name),
+        chrome,
+        html! {
+            h1 { (t!("schedule.confirm_heading", locale = l)) " " span.name { (name) } }
+            p.lead #schedule-when { (t!("schedule.confirm_lead", locale = l)) " " strong { (crate::campaign::fmt_when(at_ms)) } " " (t!("schedule.confirm_oa_time", locale = l, until = crate::campaign::fmt_until(at_ms))) }
+            @if let Some(later) = pictures::starts_later(plan, auto_resume, lang) { p.reason { (later) } }
+            @if plan.messages_to_send == 0 {
+                p.muted { (t!("charts.nothing_to_send", locale = l)) }
+            } @else {
+                form #schedule-confirm-form method="post" action={"/ui/campaigns/" (enc(name)) "/send"} {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="messages" value=(plan.messages_to_send);
+                    input type="hidden" name="start_at" value=(start_at);
+                    label.confirm {
+                        input #confirm-at type="checkbox" name="confirm" value="yes" required;
+                        " " (t!("schedule.confirm_box", locale = l)) strong #confirm-at-what { (what) } "."
+                    }
+                    button.primary #schedule-confirm type="submit" { (what) }
+                }
+            }
+            p { a.button #schedule-back href={"/campaigns/" (enc(name))} { (t!("common.back", locale = l)) } }
+        },
+    )
 }
 
 /// An RFC 3339 time the core wrote, as ms.

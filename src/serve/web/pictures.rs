@@ -97,8 +97,8 @@ pub fn campaign_chart(c: &CampaignStatusLine, chart: &DeliveryChart, lang: Lang)
                     (charts::cost_bars(&t!("charts.cost_alt", locale = l), spent, plan, &t!("charts.spent_label", locale = l), &t!("charts.plan_label", locale = l)))
                     p #cost-text {
                         @if chart.fees_reported.is_some() { (t!("charts.spent_reported", locale = l)) } @else { (t!("charts.spent_estimate", locale = l)) }
-                        strong { (format::money(lang, spent)) }
-                        @if let Some(p) = plan { (t!("charts.of_plan", locale = l)) strong { (format::money(lang, p)) } }
+                        strong.money { (format::money(lang, spent)) }
+                        @if let Some(p) = plan { (t!("charts.of_plan", locale = l)) strong.money { (format::money(lang, p)) } }
                     }
                 }
                 (None, _) => { p.muted #cost-text { (t!("charts.no_prices", locale = l)) } }
@@ -159,8 +159,10 @@ pub fn oa_month(months: &[OaMonth], lang: Lang) -> Markup {
         @if !months.is_empty() {
             section #oa-month {
                 h2 { (t!("charts.month_title", locale = l)) }
-                table.plain.figures {
-                    thead { tr { th { "OA" } th { (messages) } th { (t!("charts.month_cost", locale = l)) } th { (t!("charts.month_quota", locale = l)) } } }
+                div.scroll { table.plain.figures {
+                    // The quota day is the OA's (Asia/Ho_Chi_Minh): named, since a
+                    // reader elsewhere may already be on another date.
+                    thead { tr { th { "OA" } th { (messages) } th { (t!("charts.month_cost", locale = l)) } th { (t!("charts.month_quota", locale = l)) " " span.muted #quota-day { (format::date(crate::model::clock::oa_day(crate::model::clock::now()))) } } } }
                     tbody {
                         @for m in months {
                             tr.oa data-oa=(m.oa_id) {
@@ -170,12 +172,12 @@ pub fn oa_month(months: &[OaMonth], lang: Lang) -> Markup {
                                     (charts::stacked_bar(None, &t!("charts.month_alt", locale = l, n = num(m.messages)),
                                         &[Part { key: "sent", label: &messages, value: m.messages }], top))
                                 }
-                                td { @if let Some(c) = m.cost { "≈ " (format::money(lang, c)) } @else { span.muted { (t!("charts.no_prices_short", locale = l)) } } }
+                                td.money { @if let Some(c) = m.cost { "≈ " (format::money(lang, c)) } @else { span.muted { (t!("charts.no_prices_short", locale = l)) } } }
                                 td.quota { (quota_text(m.used_today, m.limit, lang)) }
                             }
                         }
                     }
-                }
+                } }
             }
         }
     }
@@ -236,7 +238,11 @@ pub fn starts_later(p: &Plan, auto_resume: bool, lang: Lang) -> Option<String> {
             t!(
                 "charts.window_closed",
                 locale = l,
-                at = p.send_window_opens_at.as_deref().unwrap_or(&later),
+                at = p
+                    .send_window_opens_at
+                    .as_deref()
+                    .map(format::instant_text)
+                    .unwrap_or_else(|| later.into_owned()),
                 then = then
             )
             .into_owned(),
@@ -245,22 +251,31 @@ pub fn starts_later(p: &Plan, auto_resume: bool, lang: Lang) -> Option<String> {
     None
 }
 
+/// "Send N messages, ≈ X" (or "Schedule N messages, ≈ X" when `later`):
+/// the words a person confirms, the count and the cost of the plan.
+pub fn send_what(p: &Plan, later: bool, lang: Lang) -> String {
+    let l = lang.code();
+    let n = format::num(lang, p.messages_to_send);
+    let cost = p
+        .estimated_fees
+        .as_ref()
+        .map(|f| format::money(lang, f.total));
+    match (later, cost) {
+        (false, Some(cost)) => t!("charts.send_what_cost", locale = l, n = n, cost = cost),
+        (false, None) => t!("charts.send_what", locale = l, n = n),
+        (true, Some(cost)) => t!("schedule.confirm_what_cost", locale = l, n = n, cost = cost),
+        (true, None) => t!("schedule.confirm_what", locale = l, n = n),
+    }
+    .into_owned()
+}
+
 /// The Check page's last step: what pressing Send will do, a box to tick
 /// (the browser will not submit without it; the server checks it too),
 /// and the button naming the count and the cost.
 pub fn send_step(action: &str, csrf: &str, p: &Plan, auto_resume: bool, lang: Lang) -> Markup {
     let l = lang.code();
     let n = p.messages_to_send;
-    let cost = p.estimated_fees.as_ref().map(|f| f.total);
-    let what = match cost {
-        Some(c) => t!(
-            "charts.send_what_cost",
-            locale = l,
-            n = format::num(lang, n),
-            cost = format::money(lang, c)
-        ),
-        None => t!("charts.send_what", locale = l, n = format::num(lang, n)),
-    };
+    let what = send_what(p, false, lang);
     html! {
         section #send-step {
             h2 { (t!("charts.send_title", locale = l)) }
