@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod phone;
+pub mod reason;
 pub mod row_state;
 pub mod shell;
 pub mod template_spec;

@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 14;
+pub(super) const SCHEMA_VERSION: i64 = 15;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -155,6 +155,11 @@ const MIGRATIONS: &[&str] = &[
     super::series::SERIES_MIGRATION,
     // 14: team access — users, API tokens, the audit log (see store/users.rs)
     super::users::USERS_MIGRATION,
+    // 15: a rejected row's reason as a code and its parameters beside the
+    // English text, so the console words it in the reader's language
+    // (model/reason.rs); rows from before keep only their text.
+    "ALTER TABLE rows ADD COLUMN reason_code TEXT; \
+     ALTER TABLE rows ADD COLUMN reason_params TEXT;",
 ];
 
 impl Store {

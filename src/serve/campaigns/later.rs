@@ -138,9 +138,7 @@ impl Campaigns {
     ) -> Result<(), WebError> {
         self.permit(actor, Action::Schedule, Some(name)).await?;
         if self.running_here(name) {
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is already running in this server"
-            )));
+            return Err(WebError::conflict("already_running", [("name", name)]));
         }
         let this = self.clone();
         let name = name.to_string();
@@ -187,12 +185,10 @@ impl Campaigns {
     ) -> Result<Vec<campaign::TestSend>, WebError> {
         self.permit(actor, Action::TestSend, Some(name)).await?;
         if self.is_shutting_down() {
-            return Err(WebError::Conflict("serve is stopping".into()));
+            return Err(WebError::conflict("stopping", NONE));
         }
         if self.running_here(name) {
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is running: a test is sent before the campaign, not during it"
-            )));
+            return Err(WebError::conflict("test_while_running", [("name", name)]));
         }
         let this = self.clone();
         let owned = name.to_string();
@@ -205,9 +201,7 @@ impl Campaigns {
         .await
         .map_err(blocking_err)??;
         if !prepared.import_done() {
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is not fully imported yet"
-            )));
+            return Err(WebError::conflict("not_imported", [("name", name)]));
         }
         let sent = ws.send_tests(&mut prepared, &phones).await?;
         // The phones masked: the audit log is read by every viewer.
