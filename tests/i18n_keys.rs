@@ -161,7 +161,9 @@ fn the_scan_sees_keys_and_refuses_computed_ones() {
 /// in both languages, and those words use only the code's parameters.
 #[test]
 fn every_reason_and_error_code_has_words_in_both_languages() {
-    let sets: [(&str, &[(&str, &[&str])]); 2] = [
+    // Each code with the parameters its words may use.
+    type Codes = &'static [(&'static str, &'static [&'static str])];
+    let sets: [(&str, Codes); 2] = [
         ("reject", zns_batch::campaign::REJECT_CODES),
         ("error", zns_batch::serve::words::ERROR_CODES),
     ];

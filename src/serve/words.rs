@@ -87,14 +87,17 @@ pub const ERROR_CODES: &[(&str, &[&str])] = &[
     ("profile", &["detail"]),
     ("campaign_name", &["detail"]),
     ("name_taken", &["name"]),
-    ("send_window", &["detail"]),
-    ("deadline", &["detail"]),
+    ("send_window", &["value"]),
+    ("deadline", &["value"]),
     ("running", &["name"]),
     ("not_running", &["name"]),
     ("locked", &["name"]),
     ("confirm_needed", &[]),
     ("plan_changed", &["n"]),
 ];
+
+/// The console's languages (locale codes).
+pub const LOCALES: [&str; 2] = ["vi", "en"];
 
 /// No blanks to fill.
 pub const NONE: [(&str, &str); 0] = [];

@@ -74,6 +74,9 @@ fn derived_tracking_id(prefix: &str, line: u64) -> String {
     format!("{prefix}-{line}")
 }
 
+/// A listed reject: line, phone, English reason, reason code when stored.
+pub type RejectListed = (u64, String, String, Option<String>);
+
 impl Store {
     /// Up to `limit` open rows after `after_id`, in file order, each with the
     /// stored token for its phone (one query per page, not per row).
@@ -293,12 +296,7 @@ impl Store {
 
     /// The first few rejects, for summaries and plans.
     /// `(line, phone, reason, reason code)` of the first `limit` rejects.
-    #[allow(clippy::type_complexity)]
-    pub fn rejects(
-        &self,
-        campaign_id: i64,
-        limit: usize,
-    ) -> Result<Vec<(u64, String, String, Option<String>)>> {
+    pub fn rejects(&self, campaign_id: i64, limit: usize) -> Result<Vec<RejectListed>> {
         if self.state_counts(campaign_id)?.rejected == 0 {
             return Ok(Vec::new());
         }

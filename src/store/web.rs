@@ -17,6 +17,10 @@ pub(super) const WEB_MIGRATION: &str = r#"
     );
 "#;
 
+/// A rejected row as the download reads it: line, English reason, reason
+/// code and parameters (JSON) when stored.
+pub type StoredReject = (u64, String, Option<String>, Option<String>);
+
 /// One row of a page listing (rejects, previews, in-doubt rows).
 #[derive(Debug, Clone)]
 pub struct WebRow {
@@ -84,7 +88,7 @@ impl Store {
         campaign_id: i64,
         after_line: u64,
         limit: u64,
-    ) -> Result<Vec<(u64, String, Option<String>, Option<String>)>> {
+    ) -> Result<Vec<StoredReject>> {
         let mut stmt = self
             .conn
             .prepare_cached(

@@ -1,7 +1,7 @@
 //! What a web request can fail with, and the HTTP status each maps to.
 
 use super::*;
-use crate::serve::words::Msg;
+use crate::serve::words::{Msg, LOCALES};
 use rust_i18n::t;
 
 /// What a web request can fail with; each maps to one HTTP status. The
@@ -126,13 +126,23 @@ impl From<CoreError> for WebError {
     }
 }
 
-/// The API's error body: `{"error": "...", "code": "..."}` (English).
+/// The API's error body: `{"error": "...", "code": "..."}` in English, and
+/// `messages` in each of the console's languages (its upload script shows
+/// the one of its page).
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         if let WebError::Internal(e) = &self {
             tracing::error!("web request failed: {e:#}");
         }
-        let body = serde_json::json!({ "error": self.public_message(), "code": self.code() });
+        let messages: serde_json::Map<String, serde_json::Value> = LOCALES
+            .iter()
+            .map(|l| (l.to_string(), self.message(l).into()))
+            .collect();
+        let body = serde_json::json!({
+            "error": self.public_message(),
+            "code": self.code(),
+            "messages": messages,
+        });
         (self.status(), axum::Json(body)).into_response()
     }
 }

@@ -335,13 +335,24 @@ impl Campaigns {
             .as_deref()
             .map(str::parse::<crate::model::window::WindowSetting>)
             .transpose()
-            .map_err(|e| WebError::bad("send_window", [("detail", e)]))?;
+            // Worded by the form (the core's words name flags and formats).
+            .map_err(|_| {
+                WebError::bad(
+                    "send_window",
+                    [("value", form.send_window.as_deref().unwrap_or(""))],
+                )
+            })?;
         let not_after = form
             .not_after
             .as_deref()
             .map(crate::model::clock::parse_local_instant)
             .transpose()
-            .map_err(|e| WebError::bad("deadline", [("detail", e)]))?;
+            .map_err(|_| {
+                WebError::bad(
+                    "deadline",
+                    [("value", form.not_after.as_deref().unwrap_or(""))],
+                )
+            })?;
         let req = Request {
             send: SendOpts {
                 daily_quota: form.daily_quota,
