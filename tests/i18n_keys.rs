@@ -156,3 +156,41 @@ fn the_scan_sees_keys_and_refuses_computed_ones() {
     let computed = std::panic::catch_unwind(|| keys_used("t!(key, locale = l)"));
     assert!(computed.is_err());
 }
+
+/// Every code a reject reason or a console error can carry has its words
+/// in both languages, and those words use only the code's parameters.
+#[test]
+fn every_reason_and_error_code_has_words_in_both_languages() {
+    // Each code with the parameters its words may use.
+    type Codes = &'static [(&'static str, &'static [&'static str])];
+    let sets: [(&str, Codes); 2] = [
+        ("reject", zns_batch::campaign::REJECT_CODES),
+        ("error", zns_batch::serve::words::ERROR_CODES),
+    ];
+    let locales: Vec<_> = LANGS.iter().map(|l| (*l, locale(l))).collect();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (prefix, codes) in sets {
+        for (code, params) in codes {
+            let key = format!("{prefix}.{code}");
+            for (lang, keys) in &locales {
+                checked += 1;
+                let Some(words) = keys.get(&key) else {
+                    problems.push(format!("`{key}` not in {lang}.yml"));
+                    continue;
+                };
+                let extra: Vec<_> = blanks(words)
+                    .into_iter()
+                    .filter(|b| !params.contains(&b.as_str()))
+                    .collect();
+                if !extra.is_empty() {
+                    problems.push(format!(
+                        "`{key}` in {lang}.yml uses {extra:?}, not parameters of the code"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} codes checked");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -86,7 +86,7 @@ fn assert_exactly_the_long_rows_rejected(store: &Store, c: &Campaign, long_lines
     let rejects = store.rejects(c.id, 1000).unwrap();
     let lines: Vec<u64> = rejects.iter().map(|r| r.0).collect();
     assert_eq!(lines, long_lines);
-    for (line, _, reason) in &rejects {
+    for (line, _, reason, _) in &rejects {
         assert_eq!(
             reason, "customer_name is 31 characters, longer than the template's 30: shorten it",
             "line {line}"
@@ -183,7 +183,7 @@ params = [
         .rejects(c.id, 10)
         .unwrap()
         .into_iter()
-        .map(|(line, _, reason)| (line, reason))
+        .map(|(line, _, reason, _)| (line, reason))
         .collect();
     // Line 2: an empty due_date is fine without --optional-columns.
     assert_eq!(

@@ -1531,3 +1531,127 @@ async fn whole_flow_in_english_with_an_ods() {
     .await
     .expect("the flow took too long");
 }
+
+/// Issue 23: the reasons of rejected rows and the errors of a refused
+/// upload in the page's language — on the Check page, in the rejected rows'
+/// download and above the form — worded for the form, never for flags,
+/// and naming no server path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasons_and_errors_in_each_language_in_a_browser() {
+    struct Words {
+        lang: &'static str,
+        letters: &'static str,
+        too_short: &'static str,
+        duplicate: &'static str,
+        few_fields: &'static str,
+        window: &'static str,
+        no_phone: &'static str,
+    }
+    let all = [
+        Words {
+            lang: "vi",
+            letters: "Số điện thoại `abc` có chứa chữ cái.",
+            too_short: "Quá ngắn: có 5 chữ số sau số 0 đầu, cần 9.",
+            duplicate: "Trùng số điện thoại với dòng 2: mỗi số chỉ nhận một tin, dòng này được bỏ qua.",
+            few_fields: "Dòng có 2 giá trị nhưng tiêu đề có 3 cột: hãy kiểm tra xem có thiếu dấu `,` hoặc có xuống dòng bên trong một giá trị không.",
+            window: "Khung giờ gửi `25:00-26:00` không hợp lệ",
+            no_phone: "no-phone.csv: Dòng tiêu đề không có cột `phone` (tìm thấy: name, amount): hãy đặt tên cột chứa số điện thoại là `phone`.",
+        },
+        Words {
+            lang: "en",
+            letters: "The phone `abc` contains letters.",
+            too_short: "Too short: 5 digits after the leading 0, expected 9.",
+            duplicate: "Same phone as line 2: one message per phone, this line is left out.",
+            few_fields: "The row has 2 values but the header has 3 columns: check for a missing `,` or a line break inside a value.",
+            window: "Send window `25:00-26:00` is not valid",
+            no_phone: "no-phone.csv: The header has no `phone` column (found: name, amount): name the column holding the phone numbers `phone`.",
+        },
+    ];
+    for w in all {
+        let Some(b) = browser(w.lang).await else {
+            return;
+        };
+        let env = Env::new();
+        let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |_| {}).await;
+        write_web_config(&env, &sb);
+        let web = start_web(&env, &[]).await;
+        let csv = env.path("bad-rows.csv");
+        std::fs::write(
+            &csv,
+            "phone,customer_name,amount\n\
+             0912000301,An,1000\n\
+             abc,Bình,2000\n\
+             091234,Chi,3000\n\
+             0912000301,An lần 2,4000\n\
+             0912000303,Dũng\n",
+        )
+        .unwrap();
+
+        // A form value the server refuses: the form again, the words in
+        // the page's language.
+        b.goto(&web.url("/new")).await;
+        b.type_in("#file", csv.to_str().unwrap()).await;
+        b.type_in("input[name=campaign]", "words-window").await;
+        b.type_in("input[name=template_id]", "246810").await;
+        b.type_in("input[name=send_window]", "25:00-26:00").await;
+        b.click("button[type=submit]").await;
+        let error = b
+            .wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
+            .await;
+        assert_eq!(b.lang().await, w.lang);
+        assert!(error.starts_with(w.window), "{}: {error}", w.lang);
+
+        // A file without the phone column: named as uploaded, no path.
+        let bad = env.path("no-phone.csv");
+        std::fs::write(&bad, "name,amount\nAn,1\n").unwrap();
+        b.goto(&web.url("/new")).await;
+        b.type_in("#file", bad.to_str().unwrap()).await;
+        b.type_in("input[name=campaign]", "words-no-phone").await;
+        b.type_in("input[name=template_id]", "246810").await;
+        b.click("button[type=submit]").await;
+        let error = b
+            .wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
+            .await;
+        assert_eq!(error, w.no_phone, "{}", w.lang);
+
+        // Rows with problems: each reason in the page's language.
+        upload_in_page(&b, &web, csv.to_str().unwrap(), "words-rows").await;
+        b.wait_url("/check", Duration::from_secs(30)).await;
+        assert_eq!(b.text("#rejected").await, "4", "{}", w.lang);
+        let lines = b.texts("tr.reject td.line").await;
+        let reasons = b.texts("tr.reject td.why").await;
+        assert_eq!(lines, ["3", "4", "5", "6"], "{}", w.lang);
+        assert_eq!(
+            reasons,
+            [w.letters, w.too_short, w.duplicate, w.few_fields],
+            "{}",
+            w.lang
+        );
+        b.shots(&format!("reject-reasons-{}", w.lang)).await;
+
+        // The download says them the same way.
+        let rejects = b.fetch_text("/campaigns/words-rows/rejects.csv").await;
+        for want in [w.letters, w.too_short, w.duplicate] {
+            assert!(rejects.contains(want), "{}: {want} in {rejects}", w.lang);
+        }
+
+        // The API keeps the English and adds a code scripts match on.
+        let (code, body) = web.upload(&bad, "words-api", &[]).await;
+        assert_eq!(code, 400, "{body}");
+        assert_eq!(body["code"], "file.no_phone_column", "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("no `phone` column"),
+            "{body}"
+        );
+        let (code, plan) = web.upload(&csv, "words-rows-api", &[]).await;
+        assert_eq!(code, 201, "{plan}");
+        let first = &plan["first_rejects"][0];
+        assert_eq!(first["reason_code"], "phone.letters", "{plan}");
+        assert_eq!(first["reason"], "phone `abc` contains letters", "{plan}");
+        b.close().await;
+        web.stop().await;
+    }
+}

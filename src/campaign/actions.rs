@@ -18,6 +18,7 @@ use super::{report, usage, CoreError, Hooks, Mode, Prepared, Request, Workspace}
 use crate::model::template_spec::{self, TemplateSpec};
 use crate::store::{Campaign, Store};
 
+use crate::model::reason::Reason;
 pub use crate::store::{DeliveryStatus, EventOutcome, NewEvent};
 
 /// How a report is written.
@@ -138,14 +139,20 @@ impl Workspace {
     /// file's own header and cells (read back from the campaign's file with
     /// the delimiter and sheet it was imported with), then `line` and
     /// `reason`. Written with the file's delimiter (a workbook: `,`), with a
-    /// byte-order mark so Excel reads Vietnamese right. The rows written.
-    pub fn write_rejects(&self, name: &str, out: impl Write) -> Result<u64, CoreError> {
+    /// byte-order mark so Excel reads Vietnamese right. `words` says each
+    /// reason in the reader's language. The rows written.
+    pub fn write_rejects(
+        &self,
+        name: &str,
+        out: impl Write,
+        words: &dyn Fn(&Reason) -> String,
+    ) -> Result<u64, CoreError> {
         let (store, campaign) = self.find(name)?;
         let opts: WebOptions = store
             .web_options(campaign.id)?
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
-        report::write_rejects(&store, &campaign, opts.delimiter, opts.sheet, out)
+        report::write_rejects(&store, &campaign, opts.delimiter, opts.sheet, out, words)
     }
 
     /// Whether an upload (and its sheet, for a workbook) is the input the
@@ -226,10 +233,11 @@ impl Workspace {
         let rejects = store
             .rejects(campaign.id, usize::MAX >> 1)?
             .into_iter()
-            .map(|(line, phone, reason)| RejectLine {
+            .map(|(line, phone, reason, reason_code)| RejectLine {
                 line,
                 phone,
                 reason,
+                reason_code,
             })
             .collect();
         let template_warning = template.as_ref().and_then(|t| {

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::{Digest, Sha256};
 
 use crate::csv_input::{self, CsvError, CsvItem, CsvOptions, CsvReader};
+use crate::model::reason::Reason;
 use crate::model::template_spec::{self, PreflightError, RowChecker, TemplateSpec};
 use crate::store::{Campaign, ImportCounts, ImportRow, NewCampaign, PhoneKeys, Store, StoreError};
 
@@ -273,7 +274,25 @@ struct Owned {
     phone: String,
     tracking: Option<String>,
     data: String,
-    reject: Option<String>,
+    reject: Option<Stored>,
+}
+
+/// A reject reason as the store keeps it: text, code, parameters (JSON).
+struct Stored {
+    text: String,
+    code: Option<String>,
+    params: Option<String>,
+}
+
+impl From<Reason> for Stored {
+    fn from(r: Reason) -> Self {
+        let code = r.code();
+        Stored {
+            text: r.text(),
+            params: code.is_some().then(|| r.params_json()),
+            code,
+        }
+    }
 }
 
 impl Owned {
@@ -282,7 +301,9 @@ impl Owned {
             Some(reason) => ImportRow::Rejected {
                 line: self.line,
                 raw_phone: &self.phone,
-                reason,
+                reason: &reason.text,
+                code: reason.code.as_deref(),
+                params: reason.params.as_deref(),
             },
             None => ImportRow::Accepted {
                 line: self.line,
@@ -332,7 +353,7 @@ fn read_batches(
                             phone: r.phone,
                             tracking: None,
                             data: String::new(),
-                            reject: Some(reason),
+                            reject: Some(reason.into()),
                         });
                         continue;
                     }
@@ -351,7 +372,7 @@ fn read_batches(
                         phone: r.raw_phone,
                         tracking: None,
                         data: String::new(),
-                        reject: Some(r.reason),
+                        reject: Some(r.reason.into()),
                     });
                 }
                 None => {

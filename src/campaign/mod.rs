@@ -82,12 +82,16 @@ pub enum CoreError {
     /// web face answers 403.
     #[error("{0}")]
     Forbidden(String),
+    /// The input file refused, with a code a face can word in its reader's
+    /// language (the text is the English of `Usage`): exit 2.
+    #[error("{0}")]
+    Refused(crate::model::reason::Reason),
 }
 
 impl CoreError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CoreError::Usage(_) => ExitCode::Usage,
+            CoreError::Usage(_) | CoreError::Refused(_) => ExitCode::Usage,
             CoreError::Fatal(_) => ExitCode::Fatal,
             // Only a role refuses; the command line acts as an admin.
             CoreError::Forbidden(_) => ExitCode::Fatal,
@@ -105,6 +109,10 @@ impl From<CampaignError> for CoreError {
     fn from(e: CampaignError) -> Self {
         match e {
             CampaignError::Store(e) => e.into(),
+            CampaignError::Csv(ref c) => match c.reason() {
+                Some(r) => CoreError::Refused(r),
+                None => CoreError::Usage(e.to_string()),
+            },
             // The file, another file under the same name, a running twin: the user's to fix.
             other => CoreError::Usage(other.to_string()),
         }
@@ -126,6 +134,9 @@ impl From<StoreError> for CoreError {
 pub fn detect_delimiter(path: &std::path::Path) -> Option<u8> {
     crate::csv_input::detect_delimiter(path)
 }
+
+/// A reject reason: code, parameters and English (see model/reason.rs).
+pub use crate::model::reason::{Part as ReasonPart, Reason, REJECT_CODES};
 
 pub fn usage(msg: impl Into<String>) -> CoreError {
     CoreError::Usage(msg.into())

@@ -214,6 +214,7 @@ pub(super) fn write_rejects(
     delimiter: Option<u8>,
     sheet: Option<String>,
     out: impl Write,
+    words: &dyn Fn(&crate::model::reason::Reason) -> String,
 ) -> Result<u64, super::CoreError> {
     use crate::csv_input::{CsvOptions, CsvReader};
     let delimiter = delimiter.unwrap_or(b',');
@@ -238,7 +239,7 @@ pub(super) fn write_rejects(
     w.write_record(&header).map_err(anyhow::Error::from)?;
     const PAGE: u64 = 1000;
     let (mut page, mut after, mut written) = (Vec::new().into_iter(), 0u64, 0u64);
-    let mut next: Option<(u64, String)> = None;
+    let mut next: Option<(u64, String, Option<String>, Option<String>)> = None;
     loop {
         if next.is_none() {
             next = page.next();
@@ -251,7 +252,7 @@ pub(super) fn write_rejects(
                 next = page.next();
             }
         }
-        let Some((line, reason)) = next.take() else {
+        let Some((line, text, code, params)) = next.take() else {
             break;
         };
         after = line;
@@ -266,7 +267,9 @@ pub(super) fn write_rejects(
             }
         };
         let mut record = cells.unwrap_or_else(|| vec![String::new(); header.len() - 2]);
-        record.extend([line.to_string(), reason]);
+        let reason =
+            crate::model::reason::Reason::from_stored(&text, code.as_deref(), params.as_deref());
+        record.extend([line.to_string(), words(&reason)]);
         w.write_record(&record).map_err(anyhow::Error::from)?;
         written += 1;
     }

@@ -40,7 +40,11 @@ pub struct Summary {
 pub struct RejectLine {
     pub line: u64,
     pub phone: String,
+    /// Today's English text.
     pub reason: String,
+    /// A stable code for scripts (`phone.too_short_0`; several joined by
+    /// `,`), null for a row rejected before codes were kept.
+    pub reason_code: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,10 +114,11 @@ impl Summary {
         let rejects = store
             .rejects(campaign_id, 5)?
             .into_iter()
-            .map(|(line, phone, reason)| RejectLine {
+            .map(|(line, phone, reason, reason_code)| RejectLine {
                 line,
                 phone: crate::model::phone::mask(&phone),
                 reason,
+                reason_code,
             })
             .collect();
         Ok((rejects, ErrorLine::top(store, campaign_id, 5)?))

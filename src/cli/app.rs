@@ -675,7 +675,7 @@ fn validate_cmd(ws: &Workspace, face: &Face, args: ValidateArgs) -> Result<ExitC
         let list: Vec<_> = v
             .rejects
             .iter()
-            .map(|r| serde_json::json!({"line": r.line, "phone": r.phone, "reason": r.reason}))
+            .map(|r| serde_json::json!({"line": r.line, "phone": r.phone, "reason": r.reason, "reason_code": r.reason_code}))
             .collect();
         printer::print_json(&serde_json::json!({
             "file": v.file.display().to_string(),

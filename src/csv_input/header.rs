@@ -64,6 +64,15 @@ pub(super) fn list_names<'a>(names: impl Iterator<Item = &'a str>, total: usize)
     out
 }
 
+/// `a, b, c, …`: names for a reason's words, in any language.
+pub(super) fn plain_names<'a>(names: impl Iterator<Item = &'a str>, total: usize) -> String {
+    let mut out: Vec<&str> = names.take(LISTED_COLUMNS).collect();
+    if total > LISTED_COLUMNS {
+        out.push("…");
+    }
+    out.join(", ")
+}
+
 pub(super) fn same_name(a: &str, b: &str) -> bool {
     a == b || a.to_lowercase() == b.to_lowercase()
 }
@@ -188,4 +197,83 @@ pub(super) fn analyse_header(
         template_fields,
         required,
     })
+}
+
+impl CsvError {
+    /// The problem as a code and parameters (no server path among them),
+    /// for a face that words it in its reader's language; None for a
+    /// failure that is not the file's (I/O, not found).
+    pub fn reason(&self) -> Option<Reason> {
+        let text = self.to_string();
+        let names = |v: &[String]| plain_names(v.iter().map(String::as_str), v.len());
+        let r = match self {
+            CsvError::NotFound(_) | CsvError::Io { .. } => return None,
+            CsvError::Workbook { reason, .. } => {
+                Reason::new("file.workbook", [("detail", reason)], text)
+            }
+            CsvError::UnknownSheet { wanted, found, .. } => Reason::new(
+                "file.unknown_sheet",
+                [("sheet", wanted.clone()), ("sheets", names(found))],
+                text,
+            ),
+            CsvError::SheetOnCsv { sheet, .. } => {
+                Reason::new("file.sheet_on_csv", [("sheet", sheet)], text)
+            }
+            CsvError::Binary { what, .. } => Reason::new("file.binary", [("what", what)], text),
+            CsvError::Empty { .. } => Reason::new("file.empty", NO_PARAMS, text),
+            CsvError::NoPhoneColumn { wanted, found, .. } => {
+                let mut parts = vec![Reason::new(
+                    "file.no_phone_column",
+                    [("wanted", wanted.clone()), ("found", names(found))],
+                    text,
+                )];
+                if let [only] = found.as_slice() {
+                    if let Some((_, shown)) = [(';', ";"), ('\t', "Tab"), ('|', "|")]
+                        .into_iter()
+                        .find(|(sep, _)| only.contains(*sep))
+                    {
+                        parts.push(Reason::new(
+                            "file.delimiter_hint",
+                            [("delimiter", shown)],
+                            "",
+                        ));
+                    }
+                }
+                if let Some(likely) = found.iter().find(|c| looks_like_phone_column(c)) {
+                    parts.push(Reason::new(
+                        "file.phone_column_hint",
+                        [("column", likely)],
+                        "",
+                    ));
+                }
+                Reason::join(parts)
+            }
+            CsvError::DuplicateColumn { name } => {
+                Reason::new("file.duplicate_column", [("name", name)], text)
+            }
+            CsvError::EmptyColumnName { position } => {
+                Reason::new("file.empty_column_name", [("position", position)], text)
+            }
+            CsvError::BadHeader { reason } => {
+                Reason::new("file.bad_header", [("detail", reason)], text)
+            }
+            CsvError::ReservedColumnOnly => {
+                Reason::new("file.no_template_columns", NO_PARAMS, text)
+            }
+            CsvError::RecordTooLarge { line, .. } => Reason::new(
+                "file.record_too_large",
+                [
+                    ("line", line.to_string()),
+                    ("mib", (MAX_RECORD_BYTES / (1024 * 1024)).to_string()),
+                ],
+                text,
+            ),
+            CsvError::UnknownOptionalColumns { unknown, found, .. } => Reason::new(
+                "file.unknown_optional",
+                [("names", names(unknown)), ("found", names(found))],
+                text,
+            ),
+        };
+        Some(r)
+    }
 }

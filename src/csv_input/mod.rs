@@ -92,8 +92,9 @@ pub struct RejectedRow {
     pub line: u64,
     /// The phone cell (lossy UTF-8, at most 64 chars), "" if there is none.
     pub raw_phone: String,
-    /// What is wrong and how to fix it (without the line number).
-    pub reason: String,
+    /// What is wrong and how to fix it (without the line number): a code
+    /// and its parameters, and the English text.
+    pub reason: Reason,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,9 +183,13 @@ mod sheet;
 #[cfg(test)]
 mod tests;
 
+pub use crate::model::reason::Reason;
 use file::{count_breaks, open_file, raw_phone_text, read_sample, sniff_binary, Tap};
 pub use file::{detect_delimiter, file_sha256, input_identity, short_identity};
-use header::{analyse_header, list_names, no_phone_column};
+use header::{analyse_header, list_names, no_phone_column, plain_names};
+
+/// A reason without parameters.
+const NO_PARAMS: [(&str, &str); 0] = [];
 
 /// Streaming reader; see the module docs.
 pub struct CsvReader {
@@ -337,7 +342,7 @@ impl CsvReader {
                     return Ok(Some(CsvItem::Rejected(RejectedRow {
                         line,
                         raw_phone: String::new(),
-                        reason,
+                        reason: Reason::new("row.unreadable", [("detail", &reason)], &reason),
                     })))
                 }
             },
@@ -420,7 +425,7 @@ impl CsvReader {
             .get(self.header.phone_index)
             .map(raw_phone_text)
             .unwrap_or_default();
-        let reject = |reason: String| {
+        let reject = |reason: Reason| {
             CsvItem::Rejected(RejectedRow {
                 line,
                 raw_phone: raw_phone.clone(),
@@ -429,14 +434,22 @@ impl CsvReader {
         };
 
         if let Some((col, err)) = &self.cell_error {
-            return reject(format!(
-                "column `{}` holds the spreadsheet error {err} (fix the formula or the value, \
-                 then save the file again)",
-                self.column_name(*col)
+            let column = self.column_name(*col);
+            return reject(Reason::new(
+                "cell.spreadsheet_error",
+                [("column", column.clone()), ("error", err.to_string())],
+                format!(
+                    "column `{column}` holds the spreadsheet error {err} (fix the formula or \
+                     the value, then save the file again)"
+                ),
             ));
         }
         if rec.iter().all(|f| f.trim_ascii().is_empty()) {
-            return reject("empty phone (the whole row is blank: delete it)".to_string());
+            return reject(Reason::new(
+                "row.blank",
+                NO_PARAMS,
+                "empty phone (the whole row is blank: delete it)",
+            ));
         }
 
         let named = self.header.columns.len();
@@ -446,31 +459,63 @@ impl CsvReader {
             .skip(named)
             .find(|(_, f)| !f.trim_ascii().is_empty());
         if let Some((i, _)) = extra_data.filter(|_| rec.len() <= self.header_width) {
-            return reject(format!(
-                "column {} has a value but no name in the header (name the column, or \
-                 delete the value)",
-                i + 1
+            return reject(Reason::new(
+                "column.unnamed_value",
+                [("position", i + 1)],
+                format!(
+                    "column {} has a value but no name in the header (name the column, or \
+                     delete the value)",
+                    i + 1
+                ),
             ));
         }
         if rec.len() < named || extra_data.is_some() {
             let delim = char::from(self.delimiter);
-            let hint = if rec.len() < named {
-                format!("check for a missing `{delim}` or a line break inside an unquoted value")
+            let (code, hint) = if rec.len() < named {
+                (
+                    "row.too_few_fields",
+                    format!(
+                        "check for a missing `{delim}` or a line break inside an unquoted value"
+                    ),
+                )
             } else {
-                format!("check for an unquoted `{delim}` in a value")
+                (
+                    "row.too_many_fields",
+                    format!("check for an unquoted `{delim}` in a value"),
+                )
             };
-            let mut reason = format!(
-                "has {} field{}, header has {named} ({hint})",
-                rec.len(),
-                if rec.len() == 1 { "" } else { "s" }
+            let shown = if delim == '\t' {
+                "Tab".to_string()
+            } else {
+                delim.to_string()
+            };
+            let mut reason = Reason::new(
+                code,
+                [
+                    ("fields", rec.len().to_string()),
+                    ("expected", named.to_string()),
+                    ("delimiter", shown),
+                ],
+                format!(
+                    "has {} field{}, header has {named} ({hint})",
+                    rec.len(),
+                    if rec.len() == 1 { "" } else { "s" }
+                ),
             );
             let inner_breaks: u64 = rec.iter().map(|f| count_breaks(0, f)).sum();
             if inner_breaks > 0 {
-                reason.push_str(&format!(
-                    "; the record spans lines {line}–{}: check for a quote (\") that is \
-                     not closed",
-                    line.saturating_add(inner_breaks)
-                ));
+                let to = line.saturating_add(inner_breaks);
+                reason = Reason::join([
+                    reason,
+                    Reason::new(
+                        "row.open_quote",
+                        [("from", line), ("to", to)],
+                        format!(
+                            "the record spans lines {line}–{to}: check for a quote (\") that \
+                             is not closed"
+                        ),
+                    ),
+                ]);
             }
             return reject(reason);
         }
@@ -481,25 +526,42 @@ impl CsvReader {
         for (i, field) in rec.iter().take(named).enumerate() {
             let column = || self.column_name(i);
             if field.len() > MAX_FIELD_BYTES {
-                return reject(format!(
-                    "value in column `{}` is {} bytes, limit {MAX_FIELD_BYTES}",
-                    column(),
-                    field.len()
+                return reject(Reason::new(
+                    "value.too_long",
+                    [
+                        ("column", column()),
+                        ("bytes", field.len().to_string()),
+                        ("max", MAX_FIELD_BYTES.to_string()),
+                    ],
+                    format!(
+                        "value in column `{}` is {} bytes, limit {MAX_FIELD_BYTES}",
+                        column(),
+                        field.len()
+                    ),
                 ));
             }
             if field.contains(&0) {
-                return reject(format!(
-                    "value in column `{}` contains a NUL byte (the file looks corrupt: \
-                     export it again)",
-                    column()
+                return reject(Reason::new(
+                    "value.nul",
+                    [("column", column())],
+                    format!(
+                        "value in column `{}` contains a NUL byte (the file looks corrupt: \
+                         export it again)",
+                        column()
+                    ),
                 ));
             }
             match std::str::from_utf8(field) {
                 Ok(text) => texts.push(text.trim_ascii()),
                 Err(_) => {
-                    return reject(format!(
-                        "value in column `{}` is not valid UTF-8 (save the file as \"CSV UTF-8\")",
-                        column()
+                    return reject(Reason::new(
+                        "value.not_utf8",
+                        [("column", column())],
+                        format!(
+                            "value in column `{}` is not valid UTF-8 (save the file as \
+                             \"CSV UTF-8\")",
+                            column()
+                        ),
                     ))
                 }
             }
@@ -512,7 +574,7 @@ impl CsvReader {
         let phone = match crate::model::phone::normalize(phone_cell) {
             Ok(p) => Some(p),
             Err(e) => {
-                problems.push(e.to_string());
+                problems.push(e.reason());
                 None
             }
         };
@@ -526,14 +588,25 @@ impl CsvReader {
             .collect();
         match empty_required.as_slice() {
             [] => {}
-            [one] => problems.push(format!(
-                "empty value in required column `{one}` (fill it in or list the column \
-                 in --optional-columns)"
+            [one] => problems.push(Reason::new(
+                "column.empty",
+                [("name", one)],
+                format!(
+                    "empty value in required column `{one}` (fill it in or list the column \
+                     in --optional-columns)"
+                ),
             )),
-            many => problems.push(format!(
-                "empty values in required columns {} (fill them in or list the columns \
-                 in --optional-columns)",
-                list_names(many.iter().copied(), many.len())
+            many => problems.push(Reason::new(
+                "column.empty_many",
+                [
+                    ("names", plain_names(many.iter().copied(), many.len())),
+                    ("count", many.len().to_string()),
+                ],
+                format!(
+                    "empty values in required columns {} (fill them in or list the columns \
+                     in --optional-columns)",
+                    list_names(many.iter().copied(), many.len())
+                ),
             )),
         }
 
@@ -557,7 +630,7 @@ impl CsvReader {
                     values,
                 })
             }
-            _ => reject(problems.join("; ")),
+            _ => reject(Reason::join(problems)),
         }
     }
 

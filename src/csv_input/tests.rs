@@ -52,7 +52,7 @@ fn reject_reason(bytes: &[u8], opts: &CsvOptions, want: &str) -> RejectedRow {
     assert_eq!(got.len(), 1, "{got:?}");
     let rej = rejected(&got[0]).clone();
     assert!(
-        rej.reason.contains(want),
+        rej.reason.text().contains(want),
         "reason {:?} lacks {want:?}",
         rej.reason
     );
@@ -322,7 +322,9 @@ fn rejection_reasons() {
     let last = rejected(&got[400]);
     assert_eq!(last.line, 402);
     assert!(
-        last.reason.contains("column `name` contains a NUL byte"),
+        last.reason
+            .text()
+            .contains("column `name` contains a NUL byte"),
         "{last:?}"
     );
 
@@ -333,6 +335,7 @@ fn rejection_reasons() {
     assert_eq!(got.len(), 2);
     assert!(rejected(&got[0])
         .reason
+        .text()
         .contains("value in column `name` is 1048576 bytes, limit 65536"));
     assert_eq!(row(&got[1]).line, 3);
 

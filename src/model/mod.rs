@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod file_name;
 pub mod phone;
+pub mod reason;
 pub mod row_state;
 pub mod shell;
 pub mod template_spec;

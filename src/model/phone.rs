@@ -67,6 +67,71 @@ pub enum PhoneError {
     NotMobile { digit: char },
 }
 
+impl PhoneError {
+    /// The reject reason: a stable code, its parameters and this English.
+    pub fn reason(&self) -> super::reason::Reason {
+        use super::reason::Reason;
+        let text = self.to_string();
+        let form = |f: &PhoneForm| match f {
+            PhoneForm::CountryCode => "84",
+            PhoneForm::Trunk => "0",
+            PhoneForm::Bare => "bare",
+        };
+        let no: [(&str, String); 0] = [];
+        match self {
+            PhoneError::Empty => Reason::new("phone.empty", no, text),
+            PhoneError::NoDigits { raw } => Reason::new("phone.no_digits", [("value", raw)], text),
+            PhoneError::Letters { raw } => Reason::new("phone.letters", [("value", raw)], text),
+            PhoneError::ScientificNotation { raw } => {
+                Reason::new("phone.scientific", [("value", raw)], text)
+            }
+            PhoneError::SeveralNumbers { raw, sep } => Reason::new(
+                "phone.several",
+                [("value", raw.clone()), ("sep", sep.to_string())],
+                text,
+            ),
+            PhoneError::RunTogether { raw } => {
+                Reason::new("phone.run_together", [("value", raw)], text)
+            }
+            PhoneError::MisplacedPlus { raw } => {
+                Reason::new("phone.misplaced_plus", [("value", raw)], text)
+            }
+            PhoneError::BadChar { raw, ch } => Reason::new(
+                "phone.bad_char",
+                [("value", raw.clone()), ("char", format!("{ch:?}"))],
+                text,
+            ),
+            PhoneError::NotVietnamese { country_code } => Reason::new(
+                "phone.not_vietnamese",
+                [("country_code", country_code)],
+                text,
+            ),
+            PhoneError::TooShort { digits, form: f } => Reason::new(
+                &format!("phone.too_short_{}", form(f)),
+                [("digits", digits)],
+                text,
+            ),
+            PhoneError::TooLong { digits, form: f } => Reason::new(
+                &format!("phone.too_long_{}", form(f)),
+                [("digits", digits)],
+                text,
+            ),
+            PhoneError::Landline { prefix } => {
+                Reason::new("phone.landline", [("prefix", prefix)], text)
+            }
+            PhoneError::ServiceNumber { prefix } => {
+                Reason::new("phone.service", [("prefix", prefix)], text)
+            }
+            PhoneError::UnknownOldPrefix { prefix } => {
+                Reason::new("phone.old_prefix", [("prefix", prefix)], text)
+            }
+            PhoneError::NotMobile { digit } => {
+                Reason::new("phone.not_mobile", [("digit", digit)], text)
+            }
+        }
+    }
+}
+
 fn length_detail(digits: &usize, form: &PhoneForm) -> String {
     match form {
         PhoneForm::CountryCode => {

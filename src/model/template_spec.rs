@@ -14,6 +14,7 @@
 //! [`TemplateSpec`] by whoever fetches it; the config file declares one
 //! (`[templates.<id>]`, see `config.rs`); the state database caches one.
 
+use super::reason::Reason;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
@@ -216,7 +217,7 @@ pub fn check_campaign(
 /// `None` when the row fits the template. `keys` and `values` are the CSV's
 /// template columns and this row's values, in the same order.
 pub fn check_row(spec: &TemplateSpec, keys: &[String], values: &[String]) -> Option<String> {
-    RowChecker::new(spec, keys).check(values)
+    RowChecker::new(spec, keys).check(values).map(|r| r.text())
 }
 
 /// [`check_row`] with the columns matched to parameters once, for an
@@ -246,36 +247,50 @@ impl RowChecker {
         self.checks.is_empty()
     }
 
-    pub fn check(&self, values: &[String]) -> Option<String> {
-        let problems: Vec<String> = self
+    pub fn check(&self, values: &[String]) -> Option<Reason> {
+        let problems: Vec<Reason> = self
             .checks
             .iter()
             .filter_map(|(at, p)| param_problem(p, values.get(*at).map_or("", String::as_str)))
             .collect();
-        (!problems.is_empty()).then(|| problems.join("; "))
+        (!problems.is_empty()).then(|| Reason::join(problems))
     }
 }
 
-fn param_problem(p: &ParamSpec, value: &str) -> Option<String> {
+fn param_problem(p: &ParamSpec, value: &str) -> Option<Reason> {
+    let name = p.name.as_str();
     if value.is_empty() {
         return (!p.accept_null).then(|| {
-            format!(
-                "{} is empty, and the template does not accept an empty value: fill it in",
-                p.name
+            Reason::new(
+                "template.empty",
+                [("name", name)],
+                format!(
+                    "{name} is empty, and the template does not accept an empty value: fill it in"
+                ),
             )
         });
     }
     let len = char_len(value);
     if let Some(max) = p.max_length.filter(|&m| len > u64::from(m)) {
-        return Some(format!(
-            "{} is {len} characters, longer than the template's {max}: shorten it",
-            p.name
+        return Some(Reason::new(
+            "template.too_long",
+            [
+                ("name", name.to_string()),
+                ("length", len.to_string()),
+                ("max", max.to_string()),
+            ],
+            format!("{name} is {len} characters, longer than the template's {max}: shorten it"),
         ));
     }
     if let Some(min) = p.min_length.filter(|&m| len < u64::from(m)) {
-        return Some(format!(
-            "{} is {len} characters, shorter than the template's {min}",
-            p.name
+        return Some(Reason::new(
+            "template.too_short",
+            [
+                ("name", name.to_string()),
+                ("length", len.to_string()),
+                ("min", min.to_string()),
+            ],
+            format!("{name} is {len} characters, shorter than the template's {min}"),
         ));
     }
     None

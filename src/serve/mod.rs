@@ -16,6 +16,7 @@ pub mod live;
 mod metrics;
 mod web;
 mod webhooks;
+pub mod words;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

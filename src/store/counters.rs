@@ -260,7 +260,7 @@ impl Store {
     }
 }
 
-/// Back to version 9 (tests of older databases set the version back and
+/// Back to version 9, the columns of 16 (reject reasons) too (tests of older databases set the version back and
 /// migrate again; this migration cannot run twice).
 #[cfg(test)]
 pub(super) const UNDO_COUNTERS_MIGRATION: &str = "\
@@ -268,7 +268,8 @@ pub(super) const UNDO_COUNTERS_MIGRATION: &str = "\
     DROP TRIGGER campaign_counted; DROP TABLE campaign_counts; \
     DROP INDEX delivery_events_unmatched; DROP INDEX rows_rejected; DROP INDEX rows_failed; DROP INDEX rows_in_doubt; \
     ALTER TABLE rows DROP COLUMN delivery_rank; \
-    ALTER TABLE delivery_events DROP COLUMN matched;";
+    ALTER TABLE delivery_events DROP COLUMN matched; \
+    ALTER TABLE rows DROP COLUMN reason_code; ALTER TABLE rows DROP COLUMN reason_params;";
 
 #[cfg(test)]
 mod tests {

@@ -35,7 +35,11 @@ pub enum ImportRow<'a> {
     Rejected {
         line: u64,
         raw_phone: &'a str,
+        /// The English text, and the code with its parameters (JSON) when
+        /// the reason has them (see model/reason.rs).
         reason: &'a str,
+        code: Option<&'a str>,
+        params: Option<&'a str>,
     },
 }
 
@@ -120,8 +124,9 @@ impl Store {
             let mut one = tx.prepare_cached(&INSERT_ONE_SQL).map_err(err)?;
             let mut reject = tx
                 .prepare_cached(
-                    "INSERT INTO rows (campaign_id, line, phone, state, error_code, error, updated_ms) \
-                     VALUES (?1, ?2, ?3, 'rejected', 'invalid_row', ?4, ?5)",
+                    "INSERT INTO rows (campaign_id, line, phone, state, error_code, error, updated_ms, \
+                     reason_code, reason_params) \
+                     VALUES (?1, ?2, ?3, 'rejected', 'invalid_row', ?4, ?5, ?6, ?7)",
                 )
                 .map_err(err)?;
             // Runs of accepted records go in ROWS_PER_INSERT at a time, in
@@ -157,11 +162,21 @@ impl Store {
                         line,
                         raw_phone,
                         reason,
+                        code,
+                        params,
                     } => {
                         insert_run(&mut many, &mut one, campaign_id, now, &run).map_err(err)?;
                         run.clear();
                         reject
-                            .execute(params![campaign_id, line as i64, raw_phone, reason, now])
+                            .execute(params![
+                                campaign_id,
+                                line as i64,
+                                raw_phone,
+                                reason,
+                                now,
+                                code,
+                                params
+                            ])
                             .map_err(err)?;
                         counts.rejected += 1;
                     }
@@ -297,6 +312,8 @@ mod tests {
                 line: 3,
                 raw_phone: "abc",
                 reason: "bad phone",
+                code: None,
+                params: None,
             },
             ImportRow::Accepted {
                 line: 4,

@@ -16,7 +16,7 @@ pub type PhoneKeys = Vec<(i64, u64)>;
 static REJECT_REPEAT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE rows SET state = '{}', error_code = ?3, error = ?4, \
-         dedup_key = NULL, tracking_id = NULL, data = NULL, updated_ms = ?5 \
+         reason_code = ?6, reason_params = ?7, dedup_key = NULL, tracking_id = NULL, data = NULL, updated_ms = ?5 \
          WHERE campaign_id = ?1 AND line = ?2 AND {}",
         RowState::Rejected.as_str(),
         Move::Repeated.guard_sql("")
@@ -37,7 +37,20 @@ pub(super) fn settle_repeats(
     let rejects = settle(contested);
     let mut reject = tx.prepare_cached(&REJECT_REPEAT)?;
     for (line, code, reason) in &rejects {
-        reject.execute(params![campaign_id, *line as i64, code, reason, now])?;
+        // The first line, for the console's words (model/reason.rs).
+        let (reason_code, first) = match *code {
+            "duplicate_phone" => ("duplicate.phone", reason.1),
+            _ => ("duplicate.tracking_id", reason.1),
+        };
+        reject.execute(params![
+            campaign_id,
+            *line as i64,
+            code,
+            reason.0,
+            now,
+            reason_code,
+            format!(r#"[{{"line":"{first}"}}]"#)
+        ])?;
     }
     Ok(rejects.len() as u64)
 }
@@ -93,7 +106,7 @@ fn contested_lines(
 /// as a per-row check would: a line is rejected when an earlier accepted
 /// line has its phone (checked first) or its tracking id; the reason names
 /// that line.
-fn settle(contested: BTreeMap<u64, Contested>) -> Vec<(u64, &'static str, String)> {
+fn settle(contested: BTreeMap<u64, Contested>) -> Vec<(u64, &'static str, (String, u64))> {
     let mut phones: HashMap<i64, u64> = HashMap::new();
     let mut tracking: HashMap<String, u64> = HashMap::new();
     let mut rejects = Vec::new();
@@ -102,7 +115,7 @@ fn settle(contested: BTreeMap<u64, Contested>) -> Vec<(u64, &'static str, String
             rejects.push((
                 line,
                 "duplicate_phone",
-                format!("duplicate phone: already at line {first} (use --allow-duplicate-phones to send to both)"),
+                (format!("duplicate phone: already at line {first} (use --allow-duplicate-phones to send to both)"), *first),
             ));
             continue;
         }
@@ -110,7 +123,10 @@ fn settle(contested: BTreeMap<u64, Contested>) -> Vec<(u64, &'static str, String
             rejects.push((
                 line,
                 "duplicate_tracking_id",
-                format!("duplicate tracking_id: already used at line {first}"),
+                (
+                    format!("duplicate tracking_id: already used at line {first}"),
+                    *first,
+                ),
             ));
             continue;
         }

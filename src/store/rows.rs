@@ -74,6 +74,9 @@ fn derived_tracking_id(prefix: &str, line: u64) -> String {
     format!("{prefix}-{line}")
 }
 
+/// A listed reject: line, phone, English reason, reason code when stored.
+pub type RejectListed = (u64, String, String, Option<String>);
+
 impl Store {
     /// Up to `limit` open rows after `after_id`, in file order, each with the
     /// stored token for its phone (one query per page, not per row).
@@ -292,20 +295,21 @@ impl Store {
     }
 
     /// The first few rejects, for summaries and plans.
-    pub fn rejects(&self, campaign_id: i64, limit: usize) -> Result<Vec<(u64, String, String)>> {
+    /// `(line, phone, reason, reason code)` of the first `limit` rejects.
+    pub fn rejects(&self, campaign_id: i64, limit: usize) -> Result<Vec<RejectListed>> {
         if self.state_counts(campaign_id)?.rejected == 0 {
             return Ok(Vec::new());
         }
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT line, phone, COALESCE(error, '') FROM rows \
+                "SELECT line, phone, COALESCE(error, ''), reason_code FROM rows \
                  WHERE campaign_id = ?1 AND state = 'rejected' ORDER BY line LIMIT ?2",
             )
             .map_err(|e| self.e(e))?;
         let out = stmt
             .query_map(params![campaign_id, limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .map_err(|e| self.e(e))?
             .collect::<Result<Vec<_>, _>>()

@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 15;
+pub(super) const SCHEMA_VERSION: i64 = 16;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -157,6 +157,11 @@ const MIGRATIONS: &[&str] = &[
     super::users::USERS_MIGRATION,
     // 15: one runner per campaign across processes: leases (see store/leases.rs)
     super::leases::LEASES_MIGRATION,
+    // 16: a rejected row's reason as a code and its parameters beside the
+    // English text, so the console words it in the reader's language
+    // (model/reason.rs); rows from before keep only their text.
+    "ALTER TABLE rows ADD COLUMN reason_code TEXT; \
+     ALTER TABLE rows ADD COLUMN reason_params TEXT;",
 ];
 
 impl Store {

@@ -17,6 +17,10 @@ pub(super) const WEB_MIGRATION: &str = r#"
     );
 "#;
 
+/// A rejected row as the download reads it: line, English reason, reason
+/// code and parameters (JSON) when stored.
+pub type StoredReject = (u64, String, Option<String>, Option<String>);
+
 /// One row of a page listing (rejects, previews, in-doubt rows).
 #[derive(Debug, Clone)]
 pub struct WebRow {
@@ -24,6 +28,9 @@ pub struct WebRow {
     pub phone: String,
     /// The reason (rejects, failures) or the template data as JSON (preview).
     pub text: String,
+    /// A reject's reason code and parameters (JSON), when stored.
+    pub reason_code: Option<String>,
+    pub reason_params: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -81,18 +88,18 @@ impl Store {
         campaign_id: i64,
         after_line: u64,
         limit: u64,
-    ) -> Result<Vec<(u64, String)>> {
+    ) -> Result<Vec<StoredReject>> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT line, COALESCE(error, '') FROM rows \
+                "SELECT line, COALESCE(error, ''), reason_code, reason_params FROM rows \
                  WHERE campaign_id = ?1 AND line > ?2 AND state = 'rejected' \
                  ORDER BY line LIMIT ?3",
             )
             .map_err(|e| self.e(e))?;
         let rows = stmt
             .query_map(params![campaign_id, after_line as i64, limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .map_err(|e| self.e(e))?
             .collect::<Result<Vec<_>, _>>()
@@ -136,7 +143,7 @@ impl Store {
         };
         // The state as a literal: a partial index on it (rejects) applies.
         let sql = format!(
-            "SELECT line, phone, {column} FROM rows WHERE campaign_id = ?1 AND state = '{}' \
+            "SELECT line, phone, {column}, reason_code, reason_params FROM rows WHERE campaign_id = ?1 AND state = '{}' \
              ORDER BY line, id LIMIT ?2 OFFSET ?3",
             state.as_str()
         );
@@ -147,6 +154,8 @@ impl Store {
                     line: r.get::<_, i64>(0)? as u64,
                     phone: r.get(1)?,
                     text: r.get(2)?,
+                    reason_code: r.get(3)?,
+                    reason_params: r.get(4)?,
                 })
             })
             .map_err(|e| self.e(e))?

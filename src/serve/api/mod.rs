@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::campaigns::{self, WebError};
+use super::words::{Msg, NONE};
 use super::ServeState;
 use crate::campaign::{Action, InDoubtPolicy};
 
@@ -79,7 +80,7 @@ async fn create(
 async fn import_status(State(s): State<ServeState>, Path(name): Path<String>) -> Response {
     match s.web.campaigns.import_status(&name) {
         Some(st) => Json(st).into_response(),
-        None => WebError::NotFound(format!("no import under way for `{name}`")).into_response(),
+        None => WebError::NotFound(Msg::new("no_import", [("name", &name)])).into_response(),
     }
 }
 
@@ -96,9 +97,7 @@ pub fn parse_in_doubt(v: Option<&str>) -> Result<Option<InDoubtPolicy>, WebError
         None => Ok(None),
         Some("resend") => Ok(Some(InDoubtPolicy::Resend)),
         Some("hold") => Ok(Some(InDoubtPolicy::Hold)),
-        Some(other) => Err(WebError::BadRequest(format!(
-            "in_doubt `{other}`: use resend or hold"
-        ))),
+        Some(other) => Err(WebError::bad("in_doubt", [("value", other)])),
     }
 }
 
@@ -136,9 +135,8 @@ async fn start(
 pub fn parse_start_at(v: Option<&str>) -> Result<Option<i64>, WebError> {
     match v {
         None => Ok(None),
-        Some(t) => {
-            crate::campaign::parse_start_at(t).map_err(|e| WebError::BadRequest(e.to_string()))
-        }
+        Some(t) => crate::campaign::parse_start_at(t)
+            .map_err(|e| WebError::bad("start_at", [("detail", e)])),
     }
 }
 
@@ -150,15 +148,12 @@ pub fn parse_phones(v: &serde_json::Value) -> Result<Vec<String>, WebError> {
             .iter()
             .map(|p| p.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| WebError::BadRequest("phones: give strings".into()))?
+            .ok_or_else(|| WebError::bad("phones_strings", NONE))?
             .join(","),
-        _ => {
-            return Err(WebError::BadRequest(
-                "phones: give a list such as [\"0912345678\"] or \"0912345678,0987654321\"".into(),
-            ))
-        }
+        _ => return Err(WebError::bad("phones_shape", NONE)),
     };
-    crate::campaign::parse_test_phones(&text).map_err(|e| WebError::BadRequest(e.to_string()))
+    crate::campaign::parse_test_phones(&text)
+        .map_err(|e| WebError::bad("test_phones", [("detail", e)]))
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,7 +169,7 @@ async fn test_send(
     Path(name): Path<String>,
     body: Result<Json<TestBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, WebError> {
-    let Json(body) = body.map_err(|e| WebError::BadRequest(format!("body: {e}")))?;
+    let Json(body) = body.map_err(|e| WebError::bad("body", [("detail", e)]))?;
     let phones = parse_phones(&body.phones)?;
     let sent = s
         .web
@@ -199,7 +194,7 @@ async fn test_list(
     let list = s
         .with_reader_web(move |st| {
             st.test_sends(&name, 100)?
-                .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))
+                .ok_or_else(|| WebError::no_campaign(&name))
         })
         .await?;
     Ok(Json(list).into_response())
@@ -236,10 +231,13 @@ async fn audit(
 ) -> Result<Response, WebError> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > crate::campaign::team::AUDIT_MAX_LIMIT {
-        return Err(WebError::BadRequest(format!(
-            "limit {limit}: give 1 to {}",
-            crate::campaign::team::AUDIT_MAX_LIMIT
-        )));
+        return Err(WebError::bad(
+            "audit_limit",
+            [
+                ("limit", limit.to_string()),
+                ("max", crate::campaign::team::AUDIT_MAX_LIMIT.to_string()),
+            ],
+        ));
     }
     let campaign = q.campaign.filter(|c| !c.is_empty());
     let list = s
@@ -291,7 +289,7 @@ async fn known_campaign(s: &ServeState, name: &str) -> Result<(), WebError> {
     s.with_reader_web(move |st| {
         st.exists(&n)?
             .then_some(())
-            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
+            .ok_or_else(|| WebError::no_campaign(&n))
     })
     .await
 }

@@ -14,6 +14,7 @@ use axum::extract::Multipart;
 use axum::http::StatusCode;
 
 use crate::serve::campaigns::{NewCampaign, WebError};
+use crate::serve::words::NONE;
 
 /// Default cap on an upload (a 1M-row CSV is well under it).
 pub const DEFAULT_UPLOAD_LIMIT: u64 = 512 * 1024 * 1024;
@@ -68,9 +69,9 @@ fn internal(what: &str, e: impl std::fmt::Display) -> WebError {
 
 fn bad_form(e: MultipartError) -> WebError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        WebError::TooLarge("the upload is larger than the upload limit".into())
+        WebError::too_large("upload_too_large", NONE)
     } else {
-        WebError::BadRequest(format!("the upload is not a valid multipart form: {e}"))
+        WebError::bad("upload_not_multipart", [("detail", e)])
     }
 }
 
@@ -122,9 +123,7 @@ async fn read_into(
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
             if seen_file {
-                return Err(WebError::BadRequest(
-                    "the upload has a second `file` part: send one CSV file per campaign".into(),
-                ));
+                return Err(WebError::bad("upload_second_file", NONE));
             }
             seen_file = true;
             up.file_name = field
@@ -137,11 +136,10 @@ async fn read_into(
                 size += chunk.len() as u64;
                 if size > limit {
                     drain(&mut field).await;
-                    return Err(WebError::TooLarge(format!(
-                        "the file is larger than the upload limit of {} MiB; split it into smaller campaigns \
-                         or send it with the command line (zns-batch run)",
-                        limit / (1024 * 1024)
-                    )));
+                    return Err(WebError::too_large(
+                        "file_too_large",
+                        [("mib", limit / (1024 * 1024))],
+                    ));
                 }
                 // Plain writes: chunks are small and land in the page cache.
                 file.write_all(&chunk)
@@ -167,18 +165,17 @@ async fn read_into(
                     None | Some("auto") => None,
                     Some(v) => Some(
                         crate::campaign::settings::parse_delimiter(v)
-                            .map_err(|e| WebError::BadRequest(format!("delimiter: {e}")))?,
+                            .map_err(|e| WebError::bad("delimiter", [("detail", e)]))?,
                     ),
                 }
             }
             "daily_quota" => {
                 f.daily_quota = match text(value) {
                     None => None,
-                    Some(v) => Some(v.parse().map_err(|_| {
-                        WebError::BadRequest(format!(
-                            "daily_quota `{v}` is not a whole number of messages, e.g. 5000"
-                        ))
-                    })?),
+                    Some(v) => Some(
+                        v.parse()
+                            .map_err(|_| WebError::bad("daily_quota", [("value", v)]))?,
+                    ),
                 }
             }
             "csrf" => up.csrf = Some(value),
@@ -187,14 +184,10 @@ async fn read_into(
         }
     }
     if !up.has_file {
-        return Err(WebError::BadRequest(
-            "no CSV file in the upload: attach it as the form field `file`".into(),
-        ));
+        return Err(WebError::bad("no_file", NONE));
     }
     if up.form.name.is_empty() {
-        return Err(WebError::BadRequest(
-            "no campaign name: fill in the field `campaign`, e.g. bills-2026-11".into(),
-        ));
+        return Err(WebError::bad("no_name", NONE));
     }
     Ok(up)
 }
@@ -205,19 +198,17 @@ async fn read_text(field: &mut Field<'_>, name: &str) -> Result<String, WebError
     while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
         if value.len() + chunk.len() > TEXT_FIELD_LIMIT {
             drain(field).await;
-            return Err(WebError::TooLarge(format!(
-                "the form field `{}` is longer than {TEXT_FIELD_LIMIT} bytes",
-                shown(name)
-            )));
+            return Err(WebError::too_large(
+                "field_too_long",
+                [
+                    ("field", shown(name)),
+                    ("max", TEXT_FIELD_LIMIT.to_string()),
+                ],
+            ));
         }
         value.extend_from_slice(&chunk);
     }
-    String::from_utf8(value).map_err(|_| {
-        WebError::BadRequest(format!(
-            "the form field `{}` is not UTF-8 text",
-            shown(name)
-        ))
-    })
+    String::from_utf8(value).map_err(|_| WebError::bad("field_not_utf8", [("field", shown(name))]))
 }
 
 /// Read on (discarding) a while past a limit, so that the client is still
@@ -240,7 +231,7 @@ pub fn by_upload_name(e: WebError, stored: &Path, file_name: &str) -> WebError {
         .rsplit_once(std::path::MAIN_SEPARATOR)
         .map_or("", |(d, _)| d)
         .to_string();
-    let fix = |m: String| {
+    let fix = |m: &str| {
         let m = m.replace(&stored, file_name);
         if dir.is_empty() {
             m
@@ -248,11 +239,5 @@ pub fn by_upload_name(e: WebError, stored: &Path, file_name: &str) -> WebError {
             m.replace(&dir, "uploads")
         }
     };
-    match e {
-        WebError::BadRequest(m) => WebError::BadRequest(fix(m)),
-        WebError::NotFound(m) => WebError::NotFound(fix(m)),
-        WebError::Conflict(m) => WebError::Conflict(fix(m)),
-        WebError::TooLarge(m) => WebError::TooLarge(fix(m)),
-        other @ (WebError::Internal(_) | WebError::Forbidden(_)) => other,
-    }
+    e.about_upload(fix, file_name)
 }

@@ -138,9 +138,7 @@ impl Campaigns {
     ) -> Result<(), WebError> {
         self.permit(actor, Action::Schedule, Some(name)).await?;
         if self.running_here(name) {
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is already running in this server"
-            )));
+            return Err(WebError::conflict("already_running", [("name", name)]));
         }
         let this = self.clone();
         let name = name.to_string();
@@ -186,15 +184,10 @@ impl Campaigns {
         actor: &Actor,
     ) -> Result<Vec<campaign::TestSend>, WebError> {
         self.permit(actor, Action::TestSend, Some(name)).await?;
-        self.free_here(
-            name,
-            "is running: a test is sent before the campaign, not during it",
-        )?;
+        self.free_here(name, "test_while_running")?;
         let (ws, mut prepared) = self.with_prepared(name, None, |ws, p| Ok((ws, p))).await?;
         if !prepared.import_done() {
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is not fully imported yet"
-            )));
+            return Err(WebError::conflict("not_imported", [("name", name)]));
         }
         let sent = ws.send_tests(&mut prepared, &phones).await?;
         // The phones masked: the audit log is read by every viewer.

@@ -37,6 +37,7 @@ mod later;
 mod streams;
 mod takeover;
 
+use crate::serve::words::{Msg, NONE};
 pub use errors::WebError;
 pub use later::auto_resume_poll;
 use later::Waiting;
@@ -213,12 +214,10 @@ impl Campaigns {
             return Ok(self.base.clone());
         };
         let Some(path) = self.base.config_path.as_deref() else {
-            return Err(WebError::BadRequest(format!(
-                "profile `{name}`: serve was started without a config file; start it with --config FILE"
-            )));
+            return Err(WebError::bad("profile_without_config", [("name", name)]));
         };
         let (config, path) = ConfigFile::load(Some(path), Some(name))
-            .map_err(|e| WebError::BadRequest(format!("profile: {e}")))?;
+            .map_err(|e| WebError::bad("profile", [("detail", e)]))?;
         Ok(Arc::new(Workspace::new(
             Some(self.base.state.clone()),
             config,
@@ -318,7 +317,8 @@ impl Campaigns {
         &self,
         form: &NewCampaign,
     ) -> Result<Option<crate::model::template_spec::TemplateSpec>, WebError> {
-        check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
+        check_campaign_name(&form.name)
+            .map_err(|e| WebError::bad("campaign_name", [("detail", e.0)]))?;
         let ws = self.workspace(form.profile.as_deref())?;
         let mut req = form.request();
         ws.preflight(&mut req, Mode::Run).await?;
@@ -330,13 +330,11 @@ impl Campaigns {
         form: &NewCampaign,
         template: Option<crate::model::template_spec::TemplateSpec>,
     ) -> Result<(Plan, PathBuf), WebError> {
-        check_campaign_name(&form.name).map_err(|e| WebError::BadRequest(e.0))?;
+        check_campaign_name(&form.name)
+            .map_err(|e| WebError::bad("campaign_name", [("detail", e.0)]))?;
         let ws = self.workspace(form.profile.as_deref())?;
         if ws.same_file(&form.name, &form.csv, form.sheet.as_deref())? == Some(false) {
-            return Err(WebError::Conflict(format!(
-                "campaign `{}` already exists with another file (or sheet); choose a new name for a new file",
-                form.name
-            )));
+            return Err(WebError::conflict("name_taken", [("name", &form.name)]));
         }
         probe_lock(&ws.state, &form.name)?;
         let send_window = form
@@ -344,13 +342,24 @@ impl Campaigns {
             .as_deref()
             .map(str::parse::<crate::model::window::WindowSetting>)
             .transpose()
-            .map_err(|e| WebError::BadRequest(format!("send window: {e}")))?;
+            // Worded by the form (the core's words name flags and formats).
+            .map_err(|_| {
+                WebError::bad(
+                    "send_window",
+                    [("value", form.send_window.as_deref().unwrap_or(""))],
+                )
+            })?;
         let not_after = form
             .not_after
             .as_deref()
             .map(crate::model::clock::parse_local_instant)
             .transpose()
-            .map_err(|e| WebError::BadRequest(format!("deadline: {e}")))?;
+            .map_err(|_| {
+                WebError::bad(
+                    "deadline",
+                    [("value", form.not_after.as_deref().unwrap_or(""))],
+                )
+            })?;
         let req = Request {
             send: SendOpts {
                 daily_quota: form.daily_quota,
@@ -422,7 +431,7 @@ impl Campaigns {
     /// The dry-run plan of an imported campaign (not while it runs).
     pub async fn plan(self: &Arc<Self>, name: &str) -> Result<Plan, WebError> {
         if self.live(name).is_some_and(|l| l.running) {
-            return Err(WebError::Conflict(format!("campaign `{name}` is running")));
+            return Err(WebError::conflict("running", [("name", name)]));
         }
         self.with_prepared(name, None, |ws, prepared| Ok(ws.plan(&prepared)?))
             .await
@@ -445,7 +454,7 @@ impl Campaigns {
         }
         let actor = actor.cloned();
         let owned = name.to_string();
-        self.free_here(name, "is already running in this server")?;
+        self.free_here(name, "already_running")?;
         let (ws, prepared) = self
             .with_prepared(name, in_doubt, move |ws, mut prepared| {
                 prepared.set_wanted_running(true)?;
@@ -476,9 +485,7 @@ impl Campaigns {
         {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             if running.contains_key(name) {
-                return Err(WebError::Conflict(format!(
-                    "campaign `{name}` is already running in this server"
-                )));
+                return Err(WebError::conflict("already_running", [("name", name)]));
             }
             running.insert(name.to_string(), live.clone());
         }
@@ -540,12 +547,12 @@ impl Campaigns {
 
     /// Sending from here may begin: serve is not stopping and the campaign
     /// is not running in it (`busy` says why it may not then).
-    fn free_here(&self, name: &str, busy: &str) -> Result<(), WebError> {
+    fn free_here(&self, name: &str, busy_code: &str) -> Result<(), WebError> {
         if self.is_shutting_down() {
-            return Err(WebError::Conflict("serve is stopping".into()));
+            return Err(WebError::conflict("stopping", NONE));
         }
         if self.running_here(name) {
-            return Err(WebError::Conflict(format!("campaign `{name}` {busy}")));
+            return Err(WebError::conflict(busy_code, [("name", name)]));
         }
         Ok(())
     }
@@ -617,9 +624,7 @@ impl Campaigns {
             if self.unschedule(name).await? {
                 return Ok(());
             }
-            return Err(WebError::Conflict(format!(
-                "campaign `{name}` is not running in this server"
-            )));
+            return Err(WebError::conflict("not_running", [("name", name)]));
         };
         live.stop.request(
             StopReason::Paused,
@@ -704,7 +709,7 @@ pub fn status_all(reader: &Reader) -> Result<Vec<CampaignStatusLine>, CoreError>
 pub fn status_one(reader: &Reader, name: &str) -> Result<CampaignStatusLine, WebError> {
     reader
         .status_of(name)?
-        .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))
+        .ok_or_else(|| WebError::no_campaign(name))
 }
 
 /// One page of a campaign's rows in `state` (phones masked).
@@ -717,14 +722,15 @@ pub fn rows_page(
 ) -> Result<Vec<RowView>, WebError> {
     reader
         .rows_page(name, state, offset, limit)?
-        .ok_or_else(|| WebError::NotFound(format!("no campaign `{name}`")))
+        .ok_or_else(|| WebError::no_campaign(name))
 }
 
 fn not_found(e: CoreError) -> WebError {
     match e {
-        CoreError::Usage(m) => WebError::NotFound(m),
+        CoreError::Usage(m) => WebError::NotFound(Msg::as_is("not_found", m)),
+        CoreError::Refused(r) => WebError::NotFound(Msg::refused(r)),
         CoreError::Fatal(e) => WebError::Internal(e),
-        CoreError::Forbidden(m) => WebError::Forbidden(m),
+        CoreError::Forbidden(m) => WebError::Forbidden(Msg::as_is("forbidden", m)),
     }
 }
 
@@ -733,7 +739,7 @@ fn not_found(e: CoreError) -> WebError {
 fn probe_lock(state: &Path, name: &str) -> Result<(), WebError> {
     match campaign::check_free(state, name) {
         Ok(()) => Ok(()),
-        Err(e @ CampaignError::Locked { .. }) => Err(WebError::Conflict(e.to_string())),
+        Err(CampaignError::Locked { .. }) => Err(WebError::conflict("locked", [("name", name)])),
         Err(e) => Err(CoreError::from(e).into()),
     }
 }

@@ -1,6 +1,7 @@
 //! The report and the rejected rows, streamed to the browser in chunks.
 
 use super::*;
+use crate::serve::words::reason_words;
 
 impl Campaigns {
     /// The report (same CSV as `report`; `excel`: with a BOM for Excel),
@@ -11,12 +12,14 @@ impl Campaigns {
     pub fn rejects_stream(
         &self,
         name: String,
+        locale: &'static str,
     ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
         let base = self.base.clone();
         tokio::task::spawn_blocking(move || {
             let out = ChunkWriter { tx: tx.clone() };
-            if let Err(e) = base.write_rejects(&name, out) {
+            let words = |r: &crate::campaign::Reason| reason_words(locale, r);
+            if let Err(e) = base.write_rejects(&name, out, &words) {
                 tracing::error!("rejected rows of `{name}` cut short: {e:#}");
                 let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
             }

@@ -191,12 +191,7 @@ async fn page_read<T: Send + 'static>(
 
 /// What a person may read of a failure, in their language.
 fn public_message(v: &Viewer, e: &WebError) -> String {
-    match e {
-        WebError::Internal(_) => {
-            t!("problem.internal_message", locale = v.lang.code()).into_owned()
-        }
-        other => other.public_message(),
-    }
+    e.message(v.lang.code())
 }
 
 async fn campaigns_page(State(s): State<ServeState>, caller: Caller, v: Viewer) -> Response {
@@ -292,7 +287,7 @@ async fn campaign_page(
         let status = campaigns::status_one(st, &n)?;
         let errors = st
             .top_errors(&n, 5)?
-            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))?;
+            .ok_or_else(|| WebError::no_campaign(&n))?;
         let in_doubt = campaigns::rows_page(st, &n, RowState::InDoubt, 0, 20)?;
         let chart = st.delivery_chart(&n)?.unwrap_or_default();
         let tests = st.test_sends(&n, 20)?.unwrap_or_default();
@@ -336,11 +331,11 @@ async fn rejects_csv(
     page_read(&s, &v, move |st| {
         st.exists(&n)?
             .then_some(())
-            .ok_or_else(|| WebError::NotFound(format!("no campaign `{n}`")))
+            .ok_or_else(|| WebError::no_campaign(&n))
     })
     .await?;
     let file = crate::model::file_name::file_stem(&name, '_');
-    let body = axum::body::Body::from_stream(s.web.campaigns.rejects_stream(name));
+    let body = axum::body::Body::from_stream(s.web.campaigns.rejects_stream(name, v.lang.code()));
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -505,13 +500,12 @@ async fn send_form(
     Path(name): Path<String>,
     CsrfForm(f): CsrfForm<SendFields>,
 ) -> Response {
-    let l = v.lang.code();
     let check = format!("/campaigns/{}/check", enc(&name));
     if f.confirm.as_deref() != Some("yes") {
         return problem(
             &s,
             &v,
-            WebError::BadRequest(t!("charts.confirm_needed", locale = l).into_owned()),
+            WebError::bad("confirm_needed", crate::serve::words::NONE),
             &check,
         );
     }
@@ -523,13 +517,9 @@ async fn send_form(
             return problem(
                 &s,
                 &v,
-                WebError::Conflict(
-                    t!(
-                        "charts.plan_changed",
-                        locale = l,
-                        n = format::num(v.lang, p.messages_to_send)
-                    )
-                    .into_owned(),
+                WebError::conflict(
+                    "plan_changed",
+                    [("n", format::num(v.lang, p.messages_to_send))],
                 ),
                 &check,
             )
@@ -579,7 +569,7 @@ async fn test_form(
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
     let phones = crate::campaign::parse_test_phones(f.phones.as_deref().unwrap_or(""))
-        .map_err(|e| WebError::BadRequest(e.to_string()));
+        .map_err(|e| WebError::bad("test_phones", [("detail", e)]));
     let sent = match phones {
         Ok(p) => s.web.campaigns.send_test(&name, p, &caller.actor()).await,
         Err(e) => Err(e),

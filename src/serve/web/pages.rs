@@ -7,12 +7,23 @@ use serde_json::Value;
 
 use super::format as fmt;
 use super::lang::Lang;
-use super::pictures::{self, form_words};
+use super::pictures;
+use crate::serve::words::reason_words as reject_reason_words;
 
 use crate::campaign::plan::Plan;
 use crate::campaign::summary::{CampaignStatusLine, ErrorLine};
 use crate::campaign::{AuditEntry, DeliveryChart, OaMonth, RowView, TestSend};
 use crate::serve::campaigns::NewCampaign;
+
+/// A listed reject's reason in the page's language.
+fn reject_words(locale: &str, r: &RowView) -> String {
+    let reason = crate::campaign::Reason::from_stored(
+        &r.text,
+        r.reason_code.as_deref(),
+        r.reason_params.as_deref(),
+    );
+    reject_reason_words(locale, &reason)
+}
 
 /// Rows per page of rejects.
 pub const PAGE_ROWS: u64 = 50;
@@ -378,7 +389,7 @@ pub fn check(c: CheckPage<'_>) -> Markup {
                         " " span.muted { (t!("charts.rejects_download_help", locale = l)) } }
                     table.plain.rejects {
                         thead { tr { th { (t!("common.line", locale = l)) } th { (t!("common.phone", locale = l)) } th { (t!("common.reason", locale = l)) } } }
-                        tbody { @for r in rejects { tr.reject { td.line { (r.line) } td { (r.phone) } td.why { (form_words(&r.text)) } } } }
+                        tbody { @for r in rejects { tr.reject { td.line { (r.line) } td { (r.phone) } td.why { (reject_words(l, r)) } } } }
                     }
                     @if pages > 1 {
                         nav.pager {

@@ -297,34 +297,6 @@ pub fn send_step(action: &str, csrf: &str, p: &Plan, auto_resume: bool, lang: La
     }
 }
 
-/// A reject reason as the core words it names command-line flags; on the
-/// console's form the fix is said the form's way.
-pub fn form_words(reason: &str) -> String {
-    let mut r = reason.to_string();
-    for (from, to) in [
-        (
-            " (use --allow-duplicate-phones to send to both)",
-            " (one message per phone: the later line is left out)",
-        ),
-        (
-            " (fill it in or list the column in --optional-columns)",
-            " (fill it in the file and upload it again)",
-        ),
-        (
-            " (fill them in or list the columns in --optional-columns)",
-            " (fill them in the file and upload it again)",
-        ),
-        (
-            "use --phone-column to name the column holding the phone numbers",
-            "name the column holding the phone numbers `phone`",
-        ),
-        ("set the delimiter to", "choose on the form the delimiter"),
-    ] {
-        r = r.replace(from, to);
-    }
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,17 +306,5 @@ mod tests {
         assert_eq!(quota_text(308, Some(1000), Lang::Vi), "308 / 1.000");
         assert_eq!(quota_text(308, Some(1000), Lang::En), "308 / 1,000");
         assert!(quota_text(3, None, Lang::En).contains("no limit"));
-    }
-
-    #[test]
-    fn reasons_name_the_form_not_flags() {
-        let r = form_words(
-            "duplicate phone: already at line 2 (use --allow-duplicate-phones to send to both)",
-        );
-        assert!(!r.contains("--"), "{r}");
-        let r = form_words("empty value in required column `name` (fill it in or list the column in --optional-columns)");
-        assert!(!r.contains("--") && r.contains("upload it again"), "{r}");
-        let r = form_words("no `phone` column in the header (found: `phone;name`); use --phone-column to name the column holding the phone numbers; the file seems to be separated by `;`, not `,`: set the delimiter to `;`");
-        assert!(!r.contains("--") && r.contains("on the form"), "{r}");
     }
 }

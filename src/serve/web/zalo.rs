@@ -254,7 +254,7 @@ async fn callback(State(s): State<ServeState>, v: Viewer, Query(q): Query<Callba
         ),
         Err(e) => {
             let status = match e {
-                CoreError::Usage(_) => StatusCode::BAD_REQUEST,
+                CoreError::Usage(_) | CoreError::Refused(_) => StatusCode::BAD_REQUEST,
                 CoreError::Fatal(_) => StatusCode::BAD_GATEWAY,
                 CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
             };

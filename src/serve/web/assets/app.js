@@ -59,7 +59,8 @@ function setupUpload() {
     xhr.onload = () => {
       if (xhr.status === 201) { window.location = "/campaigns/" + encodeURIComponent(name) + "/check"; return; }
       let msg = say("refused", { status: xhr.status });
-      try { msg = JSON.parse(xhr.responseText).error || msg; } catch (_) {}
+      // The server's words in this page's language, else its English.
+      try { const j = JSON.parse(xhr.responseText); msg = (j.messages || {})[document.documentElement.lang] || j.error || msg; } catch (_) {}
       error.textContent = msg; error.hidden = false; bar.hidden = true; status.textContent = "";
     };
     xhr.onerror = () => { error.textContent = say("offline"); error.hidden = false; bar.hidden = true; };

@@ -1,0 +1,266 @@
+//! Why a row was rejected, as a stable code with its parameters beside
+//! today's English text. The command line, `--json` and the API show the
+//! English (and the code, for scripts); the console words each code in the
+//! reader's language from the locale files (`reject.<code>`). A row can
+//! have several problems at once: one part each.
+
+use std::fmt;
+
+/// One problem: `phone.too_short {digits: 8}` and its English text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// Empty for a text without a code (a row stored before codes existed).
+    pub code: String,
+    pub params: Vec<(String, String)>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reason {
+    pub parts: Vec<Part>,
+}
+
+/// Every reject code and the parameters its words may use: the locale
+/// files must have `reject.<code>` in both languages (tests/i18n_keys.rs).
+pub const REJECT_CODES: &[(&str, &[&str])] = &[
+    ("row.blank", &[]),
+    ("row.unreadable", &["detail"]),
+    ("row.too_few_fields", &["fields", "expected", "delimiter"]),
+    ("row.too_many_fields", &["fields", "expected", "delimiter"]),
+    ("row.open_quote", &["from", "to"]),
+    ("cell.spreadsheet_error", &["column", "error"]),
+    ("column.unnamed_value", &["position"]),
+    ("column.empty", &["name"]),
+    ("column.empty_many", &["names", "count"]),
+    ("value.too_long", &["column", "bytes", "max"]),
+    ("value.nul", &["column"]),
+    ("value.not_utf8", &["column"]),
+    ("phone.empty", &[]),
+    ("phone.no_digits", &["value"]),
+    ("phone.letters", &["value"]),
+    ("phone.scientific", &["value"]),
+    ("phone.several", &["value", "sep"]),
+    ("phone.run_together", &["value"]),
+    ("phone.misplaced_plus", &["value"]),
+    ("phone.bad_char", &["value", "char"]),
+    ("phone.not_vietnamese", &["country_code"]),
+    ("phone.too_short_84", &["digits"]),
+    ("phone.too_short_0", &["digits"]),
+    ("phone.too_short_bare", &["digits"]),
+    ("phone.too_long_84", &["digits"]),
+    ("phone.too_long_0", &["digits"]),
+    ("phone.too_long_bare", &["digits"]),
+    ("phone.landline", &["prefix"]),
+    ("phone.service", &["prefix"]),
+    ("phone.old_prefix", &["prefix"]),
+    ("phone.not_mobile", &["digit"]),
+    ("template.empty", &["name"]),
+    ("template.too_long", &["name", "length", "max"]),
+    ("template.too_short", &["name", "length", "min"]),
+    ("duplicate.phone", &["line"]),
+    ("duplicate.tracking_id", &["line"]),
+    // The file as a whole (the upload is refused).
+    ("file.workbook", &["detail"]),
+    ("file.unknown_sheet", &["sheet", "sheets"]),
+    ("file.sheet_on_csv", &["sheet"]),
+    ("file.binary", &["what"]),
+    ("file.empty", &[]),
+    ("file.no_phone_column", &["wanted", "found"]),
+    ("file.delimiter_hint", &["delimiter"]),
+    ("file.phone_column_hint", &["column"]),
+    ("file.duplicate_column", &["name"]),
+    ("file.empty_column_name", &["position"]),
+    ("file.bad_header", &["detail"]),
+    ("file.no_template_columns", &[]),
+    ("file.record_too_large", &["line", "mib"]),
+    ("file.unknown_optional", &["names", "found"]),
+];
+
+impl Reason {
+    /// One coded problem. `params` are the blanks of its words.
+    pub fn new<K: Into<String>, V: ToString>(
+        code: &str,
+        params: impl IntoIterator<Item = (K, V)>,
+        text: impl Into<String>,
+    ) -> Reason {
+        debug_assert!(
+            REJECT_CODES.iter().any(|(c, _)| *c == code),
+            "reject code `{code}` is not in REJECT_CODES"
+        );
+        Reason {
+            parts: vec![Part {
+                code: code.to_string(),
+                params: params
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.to_string()))
+                    .collect(),
+                text: text.into(),
+            }],
+        }
+    }
+
+    /// A text without a code (shown as it is in every language).
+    pub fn plain(text: impl Into<String>) -> Reason {
+        Reason {
+            parts: vec![Part {
+                code: String::new(),
+                params: Vec::new(),
+                text: text.into(),
+            }],
+        }
+    }
+
+    /// Several problems of one row, in order.
+    pub fn join(reasons: impl IntoIterator<Item = Reason>) -> Reason {
+        Reason {
+            parts: reasons.into_iter().flat_map(|r| r.parts).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The English text: the parts joined by `; ` (as before codes).
+    pub fn text(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| p.text.as_str())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The codes joined by `,` (`phone.letters,column.empty`); None when
+    /// a part has no code.
+    pub fn code(&self) -> Option<String> {
+        if self.parts.is_empty() || self.parts.iter().any(|p| p.code.is_empty()) {
+            return None;
+        }
+        Some(
+            self.parts
+                .iter()
+                .map(|p| p.code.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+
+    /// The parameters as stored: a JSON array, one object per part.
+    pub fn params_json(&self) -> String {
+        let parts: Vec<serde_json::Map<String, serde_json::Value>> = self
+            .parts
+            .iter()
+            .map(|p| {
+                p.params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect()
+            })
+            .collect();
+        serde_json::to_string(&parts).unwrap_or_else(|_| "[]".into())
+    }
+
+    /// A reason read back: its code and parameters when they were stored
+    /// and agree, else the stored text alone (rows from before codes).
+    pub fn from_stored(text: &str, code: Option<&str>, params: Option<&str>) -> Reason {
+        let coded = code.zip(params).and_then(|(code, params)| {
+            let params: Vec<serde_json::Map<String, serde_json::Value>> =
+                serde_json::from_str(params).ok()?;
+            let codes: Vec<&str> = code.split(',').collect();
+            if codes.len() != params.len() || codes.iter().any(|c| c.is_empty()) {
+                return None;
+            }
+            // The English of each part is not stored apart: the whole text
+            // goes with the first part (only a code-less reader shows it).
+            Some(Reason {
+                parts: codes
+                    .into_iter()
+                    .zip(params)
+                    .enumerate()
+                    .map(|(i, (code, params))| Part {
+                        code: code.to_string(),
+                        params: params
+                            .into_iter()
+                            .map(|(k, v)| {
+                                let v = match v {
+                                    serde_json::Value::String(s) => s,
+                                    other => other.to_string(),
+                                };
+                                (k, v)
+                            })
+                            .collect(),
+                        text: if i == 0 {
+                            text.to_string()
+                        } else {
+                            String::new()
+                        },
+                    })
+                    .collect(),
+            })
+        });
+        coded.unwrap_or_else(|| Reason::plain(text))
+    }
+
+    /// The words of every part by `word` (None: the part's English), joined.
+    pub fn render(&self, word: impl Fn(&Part) -> Option<String>) -> String {
+        if let Some(words) = self
+            .parts
+            .iter()
+            .map(|p| (!p.code.is_empty()).then(|| word(p)).flatten())
+            .collect::<Option<Vec<String>>>()
+        {
+            return words.join("; ");
+        }
+        self.text()
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_and_read_back() {
+        let r = Reason::join([
+            Reason::new(
+                "phone.letters",
+                [("value", "abc")],
+                "phone `abc` contains letters",
+            ),
+            Reason::new("column.empty", [("name", "ten")], "empty value in `ten`"),
+        ]);
+        assert_eq!(r.code().as_deref(), Some("phone.letters,column.empty"));
+        assert_eq!(
+            r.text(),
+            "phone `abc` contains letters; empty value in `ten`"
+        );
+        let back = Reason::from_stored(&r.text(), r.code().as_deref(), Some(&r.params_json()));
+        assert_eq!(back.parts.len(), 2);
+        assert_eq!(
+            back.parts[1].params,
+            [("name".to_string(), "ten".to_string())]
+        );
+        assert_eq!(
+            back.render(|p| Some(format!("<{}>", p.code))),
+            "<phone.letters>; <column.empty>"
+        );
+        // A part without words: the English text of the whole.
+        assert_eq!(back.render(|_| None), r.text());
+    }
+
+    #[test]
+    fn old_rows_show_their_text() {
+        for (code, params) in [(None, None), (Some("phone.letters"), Some("not json"))] {
+            let r = Reason::from_stored("old words", code, params);
+            assert_eq!(r.code(), None);
+            assert_eq!(r.render(|_| Some("x".into())), "old words");
+        }
+    }
+}
