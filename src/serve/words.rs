@@ -91,7 +91,7 @@ pub const ERROR_CODES: &[(&str, &[&str])] = &[
     ("deadline", &["value"]),
     ("running", &["name"]),
     ("not_running", &["name"]),
-    ("locked", &["name"]),
+    ("locked", &["name", "holder", "secs"]),
     ("confirm_needed", &[]),
     ("plan_changed", &["n"]),
 ];

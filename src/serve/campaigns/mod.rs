@@ -739,7 +739,14 @@ fn not_found(e: CoreError) -> WebError {
 fn probe_lock(state: &Path, name: &str) -> Result<(), WebError> {
     match campaign::check_free(state, name) {
         Ok(()) => Ok(()),
-        Err(CampaignError::Locked { .. }) => Err(WebError::conflict("locked", [("name", name)])),
+        Err(CampaignError::Locked { holder, secs, .. }) => Err(WebError::conflict(
+            "locked",
+            [
+                ("name", name.to_string()),
+                ("holder", holder),
+                ("secs", secs.to_string()),
+            ],
+        )),
         Err(e) => Err(CoreError::from(e).into()),
     }
 }
