@@ -30,7 +30,8 @@ pub struct NewAudit<'a> {
 
 impl Store {
     pub fn append_audit(&mut self, a: &NewAudit<'_>) -> Result<i64> {
-        self.conn
+        self.db
+            .conn()
             .execute(
                 "INSERT INTO audit (at_ms, actor, action, campaign, detail, outcome) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -44,7 +45,7 @@ impl Store {
                 ],
             )
             .map_err(|e| self.e(e))?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.db.conn().last_insert_rowid())
     }
 
     /// Newest first: every entry, or one campaign's; `before` (an id)
@@ -56,7 +57,8 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<AuditRecord>> {
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(
                 "SELECT id, at_ms, actor, action, campaign, detail, outcome FROM audit \
                  WHERE (?1 IS NULL OR campaign = ?1) AND (?2 IS NULL OR id < ?2) \

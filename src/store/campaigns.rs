@@ -124,7 +124,8 @@ pub struct NewCampaign<'a> {
 
 impl Store {
     pub fn find_campaign(&self, name: &str) -> Result<Option<Campaign>> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 &format!("SELECT {CAMPAIGN_COLS} FROM campaigns WHERE name = ?1"),
                 [name],
@@ -140,7 +141,8 @@ impl Store {
 
     pub fn list_campaigns(&self) -> Result<Vec<Campaign>> {
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare(&format!(
                 "SELECT {CAMPAIGN_COLS} FROM campaigns ORDER BY id"
             ))
@@ -156,7 +158,7 @@ impl Store {
     pub fn create_campaign(&mut self, c: &NewCampaign<'_>) -> Result<Campaign> {
         let now = clock::now_ms();
         let keys = serde_json::to_string(c.template_keys).unwrap_or_else(|_| "[]".into());
-        self.conn
+        self.db.conn()
             .execute(
                 "INSERT INTO campaigns (name, csv_path, csv_sha256, template_keys, provider, base_url, \
                  oa_id, template_id, token_type, tracking_prefix, status, in_doubt_policy, created_ms, updated_ms, \
@@ -240,7 +242,7 @@ impl Store {
 impl Store {
     /// One UPDATE of a campaign's own row.
     fn update_campaign(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
-        self.conn.execute(sql, params).map_err(|e| self.e(e))?;
+        self.db.conn().execute(sql, params).map_err(|e| self.e(e))?;
         Ok(())
     }
 }
@@ -301,7 +303,8 @@ mod tests {
         let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let c = new_campaign(&mut store, "c1");
         store
-            .conn
+            .db
+            .conn()
             .execute(
                 "UPDATE campaigns SET status = 'sleeping' WHERE id = ?1",
                 [c.id],

@@ -163,7 +163,7 @@ const ROW_EXISTS_SQL: &str = row_exists_sql!("?1", "?2");
 fn err(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite {
         path: store.path.to_path_buf(),
-        source,
+        source: source.into(),
     }
 }
 
@@ -182,14 +182,15 @@ impl Store {
     /// transaction or earlier in `events`) changes nothing.
     pub fn record_events(&mut self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
         let path = self.path.to_path_buf();
-        let err = |source| StoreError::Sqlite {
+        let err = |source: rusqlite::Error| StoreError::Sqlite {
             path: path.clone(),
-            source,
+            source: source.into(),
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            self.db.conn(),
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(err)?;
         let mut out = Vec::with_capacity(events.len());
         for e in events {
             out.push(record_in(&tx, e).map_err(err)?);
@@ -202,7 +203,8 @@ impl Store {
     /// for it, unless that says it is enabled again.
     pub fn template_block(&self, template_id: &str) -> Result<Option<String>, StoreError> {
         let latest: Option<(Option<String>, Option<String>)> = self
-            .conn
+            .db
+            .conn()
             .query_row(
                 "SELECT detail, error FROM delivery_events \
                  WHERE template_id = ?1 AND kind = 'template_status' \
@@ -227,7 +229,8 @@ impl Store {
     /// The daily limit a provider last announced for an OA on `day`.
     pub fn announced_quota(&self, oa_id: &str, day: &str) -> Result<Option<u64>, StoreError> {
         let detail: Option<String> = self
-            .conn
+            .db
+            .conn()
             .query_row(
                 "SELECT detail FROM delivery_events WHERE kind = 'quota' AND oa_id = ?1 \
                  AND date(received_ms / 1000, 'unixepoch', '+7 hours') = ?2 \
@@ -244,7 +247,7 @@ impl Store {
     /// Messages counted per OA on `day`, every account summed (for metrics).
     pub fn quota_used_by_oa(&self, day: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let mut stmt = self
-            .conn
+            .db.conn()
             .prepare_cached(
                 "SELECT oa_id, SUM(used) FROM quota_days WHERE day = ?1 GROUP BY oa_id ORDER BY oa_id",
             )
@@ -265,7 +268,7 @@ impl Store {
         mut f: impl FnMut(RowDelivery),
     ) -> Result<(), StoreError> {
         let mut rows = self
-            .conn
+            .db.conn()
             .prepare_cached(
                 "SELECT r.id, r.line, COALESCE(r.tracking_id, c.tracking_prefix || '-' || r.line), \
                         r.state, r.msg_id, r.delivery_status, r.delivery_ms \
@@ -276,7 +279,8 @@ impl Store {
             )
             .map_err(err(self))?;
         let mut events = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(
                 "SELECT status, COALESCE(event_ms, received_ms), error_code, error \
                  FROM delivery_events WHERE status IS NOT NULL AND msg_id = ?1 \
@@ -339,7 +343,8 @@ impl Store {
 
     /// Whether a callback already reported this message's delivery.
     pub fn delivery_reported(&self, msg_id: &str) -> Result<bool, StoreError> {
-        self.conn
+        self.db
+            .conn()
             .prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM delivery_events \
                  WHERE msg_id = ?1 AND status IS NOT NULL)",
@@ -372,7 +377,8 @@ impl Store {
     /// Delivery events that match no row of any campaign (yet), as their
     /// `matched` flags say (a partial index: no scan).
     pub fn unmatched_events(&self) -> Result<u64, StoreError> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 "SELECT COUNT(*) FROM delivery_events WHERE kind = 'delivery' AND matched = 0",
                 [],
@@ -384,7 +390,8 @@ impl Store {
 
     /// The same, each event matched again (a pass over every event).
     fn recount_unmatched(&self) -> Result<u64, StoreError> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 &format!(
                     "SELECT COUNT(*) FROM delivery_events WHERE kind = 'delivery' AND NOT ({})",
@@ -401,7 +408,8 @@ impl Store {
 
     /// Every event stored, of any kind (tests, diagnostics).
     pub fn event_count(&self) -> Result<u64, StoreError> {
-        self.conn
+        self.db
+            .conn()
             .query_row("SELECT COUNT(*) FROM delivery_events", [], |r| {
                 r.get::<_, i64>(0)
             })
@@ -584,7 +592,8 @@ mod tests {
 
     fn plan(store: &Store, sql: &str) -> Vec<String> {
         let mut stmt = store
-            .conn
+            .db
+            .conn()
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap();
         stmt.query_map(params!["m-1", "t-1"], |r| r.get::<_, String>(3))

@@ -86,7 +86,8 @@ impl Store {
     /// fsyncs). A bulk import raises it for its own connection: a million
     /// rows then fsync a handful of times instead of some forty.
     pub fn set_wal_autocheckpoint(&self, pages: u32) -> Result<()> {
-        self.conn
+        self.db
+            .conn()
             .query_row(&format!("PRAGMA wal_autocheckpoint = {pages}"), [], |_| {
                 Ok(())
             })
@@ -112,7 +113,7 @@ impl Store {
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
         let now = clock::now_ms();
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.db.conn().unchecked_transaction().map_err(err)?;
         let mut counts = ImportCounts::default();
         let mut without_key = 0;
         {
@@ -198,7 +199,8 @@ impl Store {
     /// where a resumed import's `keys` start.
     pub fn loaded_phone_keys(&self, campaign_id: i64) -> Result<PhoneKeys> {
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare(
                 "SELECT dedup_key, line FROM rows \
                  WHERE campaign_id = ?1 AND dedup_key IS NOT NULL AND state = 'pending'",
@@ -345,7 +347,8 @@ mod tests {
     /// `(line, state, error)` of every row, by line.
     fn fates(store: &Store, campaign_id: i64) -> Vec<(i64, String, Option<String>)> {
         store
-            .conn
+            .db
+            .conn()
             .prepare("SELECT line, state, error FROM rows WHERE campaign_id = ?1 ORDER BY line")
             .unwrap()
             .query_map([campaign_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -390,7 +393,8 @@ mod tests {
             ]
         );
         let codes: Vec<Option<String>> = store
-            .conn
+            .db
+            .conn()
             .prepare("SELECT error_code FROM rows WHERE state = 'rejected' ORDER BY line")
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -455,7 +459,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let plan: Vec<String> = store
-            .conn
+            .db
+            .conn()
             .prepare(
                 "EXPLAIN QUERY PLAN SELECT tracking_id, line FROM rows INDEXED BY rows_tracking \
                  WHERE campaign_id = 1 AND tracking_id IS NOT NULL ORDER BY tracking_id",

@@ -61,7 +61,8 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<LookupRow>> {
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(&format!(
                 "SELECT id, line, phone, msg_id FROM rows WHERE {LOOKUP_CANDIDATE_SQL} AND id > ?3 \
                  ORDER BY id LIMIT ?4"
@@ -86,7 +87,8 @@ impl Store {
     }
 
     pub fn lookup_candidates_count(&self, campaign_id: i64, recheck_before_ms: i64) -> Result<u64> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 &format!("SELECT COUNT(*) FROM rows WHERE {LOOKUP_CANDIDATE_SQL}"),
                 params![campaign_id, recheck_before_ms],
@@ -100,7 +102,7 @@ impl Store {
     pub fn save_lookup_answers(&mut self, updates: &[LookupAnswer]) -> Result<()> {
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.db.conn().unchecked_transaction().map_err(err)?;
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -132,7 +134,8 @@ impl Store {
 
     /// The same counted from the sent rows (see `counters`).
     pub(super) fn recount_delivery(&self, campaign_id: i64) -> Result<DeliveryCounts> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 "SELECT COUNT(*), COALESCE(SUM(delivery_checked_ms IS NOT NULL), 0), \
                         COALESCE(SUM(delivery_status = 'unknown'), 0), \

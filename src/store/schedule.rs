@@ -43,12 +43,12 @@ impl Store {
     /// Set (Some) or drop (None) the campaign's scheduled start.
     pub fn set_schedule(&mut self, campaign_id: i64, start_at_ms: Option<i64>) -> Result<()> {
         match start_at_ms {
-            Some(at) => self.conn.execute(
+            Some(at) => self.db.conn().execute(
                 "INSERT INTO schedules (campaign_id, start_at_ms, set_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(campaign_id) DO UPDATE SET start_at_ms = ?2, set_ms = ?3",
                 params![campaign_id, at, clock::now_ms()],
             ),
-            None => self.conn.execute(
+            None => self.db.conn().execute(
                 "DELETE FROM schedules WHERE campaign_id = ?1",
                 [campaign_id],
             ),
@@ -58,7 +58,8 @@ impl Store {
     }
 
     pub fn schedule(&self, campaign_id: i64) -> Result<Option<i64>> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 "SELECT start_at_ms FROM schedules WHERE campaign_id = ?1",
                 [campaign_id],
@@ -71,7 +72,7 @@ impl Store {
     /// Every scheduled campaign: (name, start time), soonest first.
     pub fn schedules(&self) -> Result<Vec<(String, i64)>> {
         let mut stmt = self
-            .conn
+            .db.conn()
             .prepare(
                 "SELECT c.name, s.start_at_ms FROM schedules s JOIN campaigns c ON c.id = s.campaign_id \
                  ORDER BY s.start_at_ms, c.id",
@@ -87,7 +88,8 @@ impl Store {
 
     /// The template data (JSON) of the campaign's first accepted row.
     pub fn first_accepted_data(&self, campaign_id: i64) -> Result<Option<String>> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 "SELECT data FROM rows WHERE campaign_id = ?1 AND state <> 'rejected' \
                  AND data IS NOT NULL ORDER BY line, id LIMIT 1",
@@ -101,10 +103,11 @@ impl Store {
     /// Take one unit of the day's quota for a message that belongs to no
     /// row (a test send): false, and nothing taken, when there is no room.
     pub fn take_quota_unit(&mut self, key: &QuotaKey, limit: Option<u64>) -> Result<bool> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| super::errors::sql_err(&self.path, e))?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            self.db.conn(),
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(|e| super::errors::sql_err(&self.path, e))?;
         let path = self.path.clone();
         let err = |e| super::errors::sql_err(&path, e);
         tx.execute(
@@ -140,7 +143,7 @@ impl Store {
     /// Give back a unit taken by [`Self::take_quota_unit`] whose message
     /// surely never left.
     pub fn give_back_quota_unit(&mut self, key: &QuotaKey) -> Result<()> {
-        self.conn
+        self.db.conn()
             .execute(
                 "UPDATE quota_days SET used = MAX(used - 1, 0) WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
                 params![key.account, key.oa_id, key.day],
@@ -155,7 +158,7 @@ impl Store {
         key: &super::TokenKey,
         token: &crate::provider::JourneyToken,
     ) -> Result<()> {
-        self.conn
+        self.db.conn()
             .execute(
                 "INSERT INTO tokens (account, oa_id, phone, token_type, journey_id, provider_ref, token, expires_ms, status, created_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
@@ -180,7 +183,8 @@ impl Store {
     }
 
     pub fn add_test_send(&mut self, campaign_id: i64, t: &TestSend) -> Result<()> {
-        self.conn
+        self.db
+            .conn()
             .execute(
                 "INSERT INTO test_sends (campaign_id, phone, at_ms, outcome, msg_id, error) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -193,7 +197,8 @@ impl Store {
     /// The campaign's test sends, newest first (at most `limit`).
     pub fn test_sends(&self, campaign_id: i64, limit: usize) -> Result<Vec<TestSend>> {
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare(
                 "SELECT phone, at_ms, outcome, msg_id, error FROM test_sends \
                  WHERE campaign_id = ?1 ORDER BY id DESC LIMIT ?2",

@@ -27,7 +27,8 @@ impl Store {
     /// The first and the last send of a campaign (ms), if any was sent.
     pub fn sent_span(&self, campaign_id: i64) -> Result<Option<(i64, i64)>> {
         let (lo, hi): (Option<i64>, Option<i64>) = self
-            .conn
+            .db
+            .conn()
             .query_row(
                 "SELECT MIN(sent_ms), MAX(sent_ms) FROM rows \
                  WHERE campaign_id = ?1 AND sent_ms IS NOT NULL",
@@ -54,7 +55,8 @@ impl Store {
         let mut out: std::collections::BTreeMap<i64, BucketCounts> = Default::default();
         let at = |t: i64| ((t - start_ms).max(0)) / bucket_ms;
         let mut sent = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(
                 "SELECT MAX(sent_ms - ?2, 0) / ?3, COUNT(*) FROM rows \
                  WHERE campaign_id = ?1 AND sent_ms IS NOT NULL GROUP BY 1",
@@ -75,7 +77,8 @@ impl Store {
         }
         // Each row once: its first delivered time, its first seen time.
         let mut firsts = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(
                 "WITH ev(rid, st, t) AS ( \
                    SELECT r.id, e.status, COALESCE(e.event_ms, e.received_ms) \
@@ -127,7 +130,7 @@ impl Store {
     /// Provider-reported fees (fee_main + fee_token, VND) of a campaign's
     /// rows, and how many rows had one; (0, 0) when none was reported.
     pub fn reported_fees(&self, campaign_id: i64) -> Result<(u64, u64)> {
-        self.conn
+        self.db.conn()
             .query_row(
                 "SELECT COALESCE(SUM(COALESCE(fee_main, 0) + COALESCE(fee_token, 0)), 0), COUNT(*) \
                  FROM rows WHERE campaign_id = ?1 AND sent_ms IS NOT NULL \
@@ -142,7 +145,8 @@ impl Store {
     /// account summed: from the quota days, a row per OA and day.
     pub fn month_messages_by_oa(&self, month: &str) -> Result<Vec<(String, u64)>> {
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(
                 "SELECT oa_id, SUM(used) FROM quota_days \
                  WHERE day >= ?1 || '-01' AND day <= ?1 || '-31' GROUP BY oa_id ORDER BY oa_id",

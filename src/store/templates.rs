@@ -19,7 +19,8 @@ impl Store {
         template_id: &str,
     ) -> Result<Option<TemplateSpec>> {
         let row: Option<(String, i64)> = self
-            .conn
+            .db
+            .conn()
             .query_row(
                 "SELECT spec, fetched_ms FROM template_cache
                  WHERE account = ?1 AND template_id = ?2",
@@ -46,7 +47,8 @@ impl Store {
         stored.source = TemplateSource::Fetched { at_ms: fetched_ms };
         // Serialising plain strings, numbers and bools cannot fail.
         let json = serde_json::to_string(&stored).unwrap_or_default();
-        self.conn
+        self.db
+            .conn()
             .execute(
                 "INSERT INTO template_cache (account, template_id, spec, fetched_ms)
                  VALUES (?1, ?2, ?3, ?4)
@@ -105,7 +107,8 @@ mod tests {
 
         // A row this build cannot read is a cache miss, not an error.
         store
-            .conn
+            .db
+            .conn()
             .execute(
                 "UPDATE template_cache SET spec = '{\"old\":1}' WHERE account = 'zalo'",
                 [],

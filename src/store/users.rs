@@ -82,7 +82,7 @@ impl Store {
     /// A new user; false when the name is taken.
     pub fn add_user(&mut self, name: &str, role: &str, password_hash: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db.conn()
             .execute(
                 "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(name) DO NOTHING",
@@ -93,7 +93,7 @@ impl Store {
     }
 
     pub fn find_user(&self, name: &str) -> Result<Option<UserRecord>> {
-        self.conn
+        self.db.conn()
             .query_row(
                 "SELECT name, role, password_hash, generation, created_ms FROM users WHERE name = ?1",
                 [name],
@@ -105,7 +105,8 @@ impl Store {
 
     pub fn users(&self) -> Result<Vec<UserRecord>> {
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare(
                 "SELECT name, role, password_hash, generation, created_ms FROM users ORDER BY name",
             )
@@ -121,7 +122,8 @@ impl Store {
     /// False when there is no such user.
     pub fn remove_user(&mut self, name: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db
+            .conn()
             .execute("DELETE FROM users WHERE name = ?1", [name])
             .map_err(|e| self.e(e))?;
         Ok(n == 1)
@@ -130,7 +132,8 @@ impl Store {
     /// A new password (and a new generation); false when there is no such user.
     pub fn set_password(&mut self, name: &str, password_hash: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db
+            .conn()
             .execute(
                 "UPDATE users SET password_hash = ?2, generation = generation + 1 WHERE name = ?1",
                 params![name, password_hash],
@@ -143,7 +146,8 @@ impl Store {
     /// false when there is no such user.
     pub fn set_role(&mut self, name: &str, role: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db
+            .conn()
             .execute(
                 "UPDATE users SET role = ?2, generation = generation + 1 WHERE name = ?1",
                 params![name, role],
@@ -154,7 +158,8 @@ impl Store {
 
     /// Whether anyone must sign in: a user or a live API token exists.
     pub fn has_team(&self) -> Result<bool> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM users) \
                      OR EXISTS (SELECT 1 FROM api_tokens WHERE revoked_ms IS NULL)",
@@ -167,7 +172,7 @@ impl Store {
     /// A new token by the hash of its value; false when the name is taken.
     pub fn add_token(&mut self, name: &str, role: &str, token_sha256: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db.conn()
             .execute(
                 "INSERT INTO api_tokens (name, role, token_sha256, created_ms) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(name) DO NOTHING",
@@ -179,7 +184,8 @@ impl Store {
 
     /// The token with this hash, revoked or not.
     pub fn token_by_hash(&self, token_sha256: &str) -> Result<Option<TokenRecord>> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 "SELECT name, role, created_ms, revoked_ms FROM api_tokens WHERE token_sha256 = ?1",
                 [token_sha256],
@@ -191,7 +197,8 @@ impl Store {
 
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare("SELECT name, role, created_ms, revoked_ms FROM api_tokens ORDER BY name")
             .map_err(|e| self.e(e))?;
         let rows = stmt
@@ -205,7 +212,8 @@ impl Store {
     /// False when there is no live token of that name.
     pub fn revoke_token(&mut self, name: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db
+            .conn()
             .execute(
                 "UPDATE api_tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
                 params![name, now_ms()],

@@ -33,7 +33,8 @@ fn now_ms() -> i64 {
 impl Store {
     /// Remember the form's options (JSON) for the campaign.
     pub fn set_web_options(&mut self, campaign_id: i64, options: &str) -> Result<()> {
-        self.conn
+        self.db
+            .conn()
             .execute(
                 "INSERT INTO web_campaigns (campaign_id, options, updated_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(campaign_id) DO UPDATE SET options = ?2, updated_ms = ?3",
@@ -44,7 +45,8 @@ impl Store {
     }
 
     pub fn web_options(&self, campaign_id: i64) -> Result<Option<String>> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 "SELECT options FROM web_campaigns WHERE campaign_id = ?1",
                 [campaign_id],
@@ -56,7 +58,7 @@ impl Store {
 
     /// A person started (true) or paused (false) the campaign from the web.
     pub fn set_wanted_running(&mut self, campaign_id: i64, wanted: bool) -> Result<()> {
-        self.conn
+        self.db.conn()
             .execute(
                 "INSERT INTO web_campaigns (campaign_id, wanted_running, updated_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(campaign_id) DO UPDATE SET wanted_running = ?2, updated_ms = ?3",
@@ -83,7 +85,8 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<(u64, String)>> {
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(
                 "SELECT line, COALESCE(error, '') FROM rows \
                  WHERE campaign_id = ?1 AND line > ?2 AND state = 'rejected' \
@@ -140,7 +143,7 @@ impl Store {
              ORDER BY line, id LIMIT ?2 OFFSET ?3",
             state.as_str()
         );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.e(e))?;
+        let mut stmt = self.db.conn().prepare_cached(&sql).map_err(|e| self.e(e))?;
         let rows = stmt
             .query_map(params![campaign_id, limit as i64, offset as i64], |r| {
                 Ok(WebRow {

@@ -80,7 +80,11 @@ impl Store {
         redirect_uri: &str,
         now_ms: i64,
     ) -> Result<()> {
-        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+        let tx = self
+            .db
+            .conn()
+            .unchecked_transaction()
+            .map_err(|e| sql(&self.path, e))?;
         tx.execute(
             "DELETE FROM zalo_oa_pending WHERE created_ms < ?1",
             [now_ms - PENDING_TTL_MS],
@@ -102,7 +106,11 @@ impl Store {
         state_hash: Option<&str>,
         now_ms: i64,
     ) -> Result<Option<Pending>> {
-        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+        let tx = self
+            .db
+            .conn()
+            .unchecked_transaction()
+            .map_err(|e| sql(&self.path, e))?;
         let found: Option<(String, Vec<u8>, String)> = {
             let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
             match state_hash {
@@ -135,7 +143,7 @@ impl Store {
     }
 
     pub fn oa_tokens(&self) -> Result<Option<OaTokens>> {
-        self.conn
+        self.db.conn()
             .query_row(
                 "SELECT oa_id, app_id, sealed_pair, access_expires_ms, access_ttl_ms, refresh_issued_ms, \
                  connected_ms, generation, refreshes, broken FROM zalo_oa_tokens WHERE id = 1",
@@ -161,7 +169,7 @@ impl Store {
 
     /// A pair from an authorization (connect): replaces whatever was there.
     pub fn oa_connected(&mut self, p: &NewPair<'_>) -> Result<()> {
-        self.conn
+        self.db.conn()
             .execute(
                 "INSERT INTO zalo_oa_tokens (id, oa_id, app_id, sealed_pair, access_expires_ms, access_ttl_ms, \
                  refresh_issued_ms, connected_ms, generation, refreshes, broken, lease_holder, lease_until_ms) \
@@ -183,10 +191,9 @@ impl Store {
         until_ms: i64,
         now_ms: i64,
     ) -> Result<Option<i64>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| sql(&self.path, e))?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(self.db.conn(), TransactionBehavior::Immediate)
+                .map_err(|e| sql(&self.path, e))?;
         let taken = tx
             .execute(
                 "UPDATE zalo_oa_tokens SET lease_holder = ?1, lease_until_ms = ?2 \
@@ -210,7 +217,8 @@ impl Store {
     }
 
     pub fn oa_lease_release(&mut self, holder: &str) -> Result<()> {
-        self.conn
+        self.db
+            .conn()
             .execute(
                 "UPDATE zalo_oa_tokens SET lease_holder = NULL, lease_until_ms = NULL \
                  WHERE id = 1 AND lease_holder = ?1",
@@ -224,7 +232,7 @@ impl Store {
     /// in one commit. Stored even if our lease lapsed meanwhile: Zalo has
     /// rotated the pair, so this one is the only pair that works.
     pub fn oa_refreshed(&mut self, holder: &str, p: &NewPair<'_>) -> Result<()> {
-        self.conn
+        self.db.conn()
             .execute(
                 "UPDATE zalo_oa_tokens SET sealed_pair = ?2, access_expires_ms = ?3, access_ttl_ms = ?4, \
                  refresh_issued_ms = ?5, generation = generation + 1, refreshes = refreshes + 1, broken = NULL, \
@@ -240,7 +248,7 @@ impl Store {
     /// The pair cannot be renewed: say why (status, the console) until the
     /// next connect; the lease is released.
     pub fn oa_broken(&mut self, holder: &str, why: &str) -> Result<()> {
-        self.conn
+        self.db.conn()
             .execute(
                 "UPDATE zalo_oa_tokens SET broken = ?2, lease_holder = NULL, lease_until_ms = NULL \
                  WHERE id = 1 AND (lease_holder = ?1 OR lease_holder IS NULL)",
