@@ -221,17 +221,17 @@ pub struct Counters {
 
 /// Add an import batch's rows (inserted as `pending` or `rejected`).
 pub(super) fn add_imported(
-    tx: &Connection,
+    tx: &super::db::Db,
     campaign_id: i64,
     pending: u64,
     rejected: u64,
     without_key: u64,
-) -> rusqlite::Result<()> {
+) -> Result<(), super::db::DbError> {
     tx.prepare_cached(
         "UPDATE campaign_counts SET total = total + ?2 + ?3, pending = pending + ?2, \
          rejected = rejected + ?3, no_dedup_key = no_dedup_key + ?4 WHERE campaign_id = ?1",
     )?
-    .execute(params![
+    .execute(super::db::params![
         campaign_id,
         pending as i64,
         rejected as i64,
@@ -427,7 +427,7 @@ mod tests {
             ])
             .unwrap();
         assert_eq!(same(&store, &c).ledger.unmatched, 1);
-        let tx = store.db.conn().unchecked_transaction().unwrap();
+        let tx = store.db.transaction().unwrap();
         tx.execute(
             "UPDATE rows SET state = 'sent', msg_id = 'm1' WHERE id = ?1",
             [ids[0]],

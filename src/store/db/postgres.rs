@@ -49,16 +49,32 @@ impl PgBackend {
         }
         let text = placeholders(sql);
         let mut client = self.client.borrow_mut();
+        // A failed parse aborts the transaction it is in: a savepoint
+        // keeps the transaction when the first try is refused.
+        let in_tx = self.in_tx.get();
+        if in_tx {
+            client.batch_execute("SAVEPOINT zb_prepare")?;
+        }
         // PostgreSQL infers each parameter's type from where it stands; where
-        // it cannot (`?1 IS NOT NULL`), the values' own types decide.
+        // it cannot (`?1 IS NOT NULL`) or finds two (`x = ?3 … ?3 <> 0`),
+        // the values' own types decide.
         let stmt = match client.prepare(&text) {
             Ok(s) => s,
-            Err(e) if e.code() == Some(&SqlState::INDETERMINATE_DATATYPE) => {
+            Err(e)
+                if e.code() == Some(&SqlState::INDETERMINATE_DATATYPE)
+                    || e.code() == Some(&SqlState::AMBIGUOUS_PARAMETER) =>
+            {
+                if in_tx {
+                    client.batch_execute("ROLLBACK TO SAVEPOINT zb_prepare")?;
+                }
                 let types: Vec<Type> = params.iter().map(value_type).collect();
                 client.prepare_typed(&text, &types)?
             }
             Err(e) => return Err(e.into()),
         };
+        if in_tx {
+            client.batch_execute("RELEASE SAVEPOINT zb_prepare")?;
+        }
         if cached {
             let mut cache = self.statements.borrow_mut();
             if cache.len() >= STATEMENT_CACHE {
