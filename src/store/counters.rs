@@ -21,7 +21,7 @@
 //! counters replaced, the ledger joined event by event); the tests compare
 //! the two after every kind of work.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::events::LedgerCounts;

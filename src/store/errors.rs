@@ -91,31 +91,6 @@ impl StoreError {
     }
 }
 
-/// An unknown stored value, carried through rusqlite's conversion error out
-/// of a row-mapping closure and turned into [`StoreError::Corrupt`].
-#[derive(Debug)]
-pub(super) struct UnknownValue {
-    pub what: String,
-    pub value: String,
-}
-
-impl std::fmt::Display for UnknownValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} holds unknown value `{}`", self.what, self.value)
-    }
-}
-
-impl std::error::Error for UnknownValue {}
-
-/// The rusqlite error for an unknown value in column `col`.
-pub(super) fn unknown_value(col: usize, what: String, value: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        col,
-        rusqlite::types::Type::Text,
-        Box::new(UnknownValue { what, value }),
-    )
-}
-
 /// A database error as the store's: the same kinds on both databases
 /// (PostgreSQL's serialization failure, deadlock and lock timeout are Busy;
 /// a read-only transaction ReadOnly; disk full or I/O error Disk).
@@ -128,15 +103,6 @@ pub(super) fn sql_err(path: &Path, e: impl Into<DbError>) -> StoreError {
                 path,
                 what: what.clone(),
                 value: value.clone(),
-            }
-        }
-        DbError::Sqlite(rusqlite::Error::FromSqlConversionFailure(_, _, inner)) => {
-            if let Some(u) = inner.downcast_ref::<UnknownValue>() {
-                return StoreError::Corrupt {
-                    path,
-                    what: u.what.clone(),
-                    value: u.value.clone(),
-                };
             }
         }
         DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {

@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use super::db::{params, Db, DbError, Stmt, Value};
+use super::db::{params, DbError, Stmt, Value};
 
 use super::counters;
 use super::errors::sql_err;
