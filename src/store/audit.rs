@@ -1,7 +1,7 @@
 //! The audit log: who did (or was refused) what, when, on which campaign.
 //! Appended only; the table is made by the users migration (users.rs).
 
-use rusqlite::params;
+use super::db::params;
 
 use super::{Result, Store};
 
@@ -30,10 +30,11 @@ pub struct NewAudit<'a> {
 
 impl Store {
     pub fn append_audit(&mut self, a: &NewAudit<'_>) -> Result<i64> {
-        self.conn
-            .execute(
+        // RETURNING, not last_insert_rowid(): the same text on both.
+        self.db
+            .query_row(
                 "INSERT INTO audit (at_ms, actor, action, campaign, detail, outcome) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
                 params![
                     crate::model::clock::now_ms(),
                     a.actor,
@@ -42,9 +43,9 @@ impl Store {
                     a.detail,
                     a.outcome
                 ],
+                |r| r.get(0),
             )
-            .map_err(|e| self.e(e))?;
-        Ok(self.conn.last_insert_rowid())
+            .map_err(|e| self.e(e))
     }
 
     /// Newest first: every entry, or one campaign's; `before` (an id)
@@ -55,62 +56,70 @@ impl Store {
         before: Option<i64>,
         limit: u64,
     ) -> Result<Vec<AuditRecord>> {
-        let mut stmt = self
-            .conn
+        // The CASTs type `?1 IS NULL` for PostgreSQL (it cannot tell).
+        self.db
             .prepare_cached(
                 "SELECT id, at_ms, actor, action, campaign, detail, outcome FROM audit \
-                 WHERE (?1 IS NULL OR campaign = ?1) AND (?2 IS NULL OR id < ?2) \
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR campaign = ?1) \
+                   AND (CAST(?2 AS BIGINT) IS NULL OR id < ?2) \
                  ORDER BY id DESC LIMIT ?3",
             )
-            .map_err(|e| self.e(e))?;
-        let rows = stmt
-            .query_map(params![campaign, before, limit as i64], |r| {
-                Ok(AuditRecord {
-                    id: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    campaign: r.get(4)?,
-                    detail: r.get(5)?,
-                    outcome: r.get(6)?,
+            .and_then(|mut stmt| {
+                stmt.query_map(params![campaign, before, limit as i64], |r| {
+                    Ok(AuditRecord {
+                        id: r.get(0)?,
+                        at_ms: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        campaign: r.get(4)?,
+                        detail: r.get(5)?,
+                        outcome: r.get(6)?,
+                    })
                 })
             })
-            .map_err(|e| self.e(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.e(e))?;
-        Ok(rows)
+            .map_err(|e| self.e(e))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::*;
+    use super::super::test_pg::on_both;
     use super::NewAudit;
 
     #[test]
     fn newest_first_by_campaign_and_paged() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        for (i, c) in [Some("a"), None, Some("a"), Some("b")].iter().enumerate() {
-            s.append_audit(&NewAudit {
-                actor: "user:anh",
-                action: "start",
-                campaign: *c,
-                detail: &i.to_string(),
-                outcome: "allowed",
-            })
-            .unwrap();
-        }
-        let all = s.audit_page(None, None, 10).unwrap();
-        assert_eq!(all.len(), 4);
-        assert_eq!(all[0].detail, "3");
-        let a = s.audit_page(Some("a"), None, 10).unwrap();
-        assert_eq!(
-            a.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>(),
-            ["2", "0"]
-        );
-        let older = s.audit_page(None, Some(all[1].id), 10).unwrap();
-        assert_eq!(older.len(), 2);
-        assert_eq!(older[0].detail, "1");
+        on_both("newest_first_by_campaign_and_paged", |s, _| {
+            let mut ids = Vec::new();
+            for (i, c) in [Some("a"), None, Some("a"), Some("b")].iter().enumerate() {
+                ids.push(
+                    s.append_audit(&NewAudit {
+                        actor: "user:anh",
+                        action: "start",
+                        campaign: *c,
+                        detail: &i.to_string(),
+                        outcome: "allowed",
+                    })
+                    .unwrap(),
+                );
+            }
+            let all = s.audit_page(None, None, 10).unwrap();
+            assert_eq!(all.len(), 4);
+            assert_eq!(all[0].detail, "3");
+            // The ids returned are the entries' own.
+            assert_eq!(
+                all.iter().map(|r| r.id).collect::<Vec<_>>(),
+                ids.iter().rev().copied().collect::<Vec<_>>()
+            );
+            assert_eq!(all[2].campaign, None);
+            let a = s.audit_page(Some("a"), None, 10).unwrap();
+            assert_eq!(
+                a.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>(),
+                ["2", "0"]
+            );
+            let older = s.audit_page(None, Some(all[1].id), 10).unwrap();
+            assert_eq!(older.len(), 2);
+            assert_eq!(older[0].detail, "1");
+            assert_eq!(s.audit_page(None, None, 1).unwrap().len(), 1);
+        });
     }
 }

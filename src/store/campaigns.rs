@@ -1,10 +1,9 @@
 //! Campaigns: what a campaign sends, to whom, through which provider, and
 //! its lifecycle status.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, unknown_value, DbError, OptionalExtension, Params, Row};
 use serde::Serialize;
 
-use super::errors::unknown_value;
 use super::{Result, Store};
 use crate::model::clock;
 use crate::model::row_state;
@@ -129,7 +128,7 @@ pub struct NewCampaign<'a> {
 
 impl Store {
     pub fn find_campaign(&self, name: &str) -> Result<Option<Campaign>> {
-        self.conn
+        self.db
             .query_row(
                 &format!("SELECT {CAMPAIGN_COLS} FROM campaigns WHERE name = ?1"),
                 [name],
@@ -144,24 +143,19 @@ impl Store {
     }
 
     pub fn list_campaigns(&self) -> Result<Vec<Campaign>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {CAMPAIGN_COLS} FROM campaigns ORDER BY id"
-            ))
-            .map_err(|e| self.e(e))?;
-        let list = stmt
-            .query_map([], campaign_from_row)
-            .map_err(|e| self.e(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.e(e))?;
-        Ok(list)
+        self.db
+            .query_map(
+                &format!("SELECT {CAMPAIGN_COLS} FROM campaigns ORDER BY id"),
+                (),
+                campaign_from_row,
+            )
+            .map_err(|e| self.e(e))
     }
 
     pub fn create_campaign(&mut self, c: &NewCampaign<'_>) -> Result<Campaign> {
         let now = clock::now_ms();
         let keys = serde_json::to_string(c.template_keys).unwrap_or_else(|_| "[]".into());
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO campaigns (name, csv_path, csv_sha256, template_keys, provider, base_url, \
                  oa_id, template_id, token_type, tracking_prefix, status, in_doubt_policy, created_ms, updated_ms, \
@@ -186,7 +180,7 @@ impl Store {
             )
             .map_err(|e| self.e(e))?;
         self.find_campaign(c.name)?
-            .ok_or_else(|| self.e(rusqlite::Error::QueryReturnedNoRows))
+            .ok_or_else(|| self.e(DbError::NoRows))
     }
 
     /// Settings a resume may change (never what identifies the campaign).
@@ -244,8 +238,8 @@ impl Store {
 
 impl Store {
     /// One UPDATE of a campaign's own row.
-    fn update_campaign(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
-        self.conn.execute(sql, params).map_err(|e| self.e(e))?;
+    fn update_campaign(&self, sql: &str, params: impl Params) -> Result<()> {
+        self.db.execute(sql, params).map_err(|e| self.e(e))?;
         Ok(())
     }
 }
@@ -254,19 +248,15 @@ const CAMPAIGN_COLS: &str = "id, name, csv_path, csv_sha256, template_keys, prov
     template_id, token_type, tracking_prefix, import_done, imported_through_line, status, last_error, \
     in_doubt_policy, created_ms, updated_ms, not_after_ms, min_interval_ms, send_window";
 
-fn campaign_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
+fn campaign_from_row(r: &Row<'_>) -> Result<Campaign, DbError> {
     let id: i64 = r.get(0)?;
     let keys: String = r.get(4)?;
     // A stored value this build cannot read, named by campaign and column.
-    let bad = |col: usize, name: &str, value: String| {
-        unknown_value(
-            col,
-            format!("campaign {id} (table campaigns) {name}"),
-            value,
-        )
+    let bad = |name: &str, value: String| {
+        unknown_value(format!("campaign {id} (table campaigns) {name}"), value)
     };
     let template_keys =
-        serde_json::from_str(&keys).map_err(|_| bad(4, "template_keys", keys.clone()))?;
+        serde_json::from_str(&keys).map_err(|_| bad("template_keys", keys.clone()))?;
     Ok(Campaign {
         id,
         name: r.get(1)?,
@@ -279,11 +269,11 @@ fn campaign_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
         template_id: r.get(8)?,
         token_type: r.get(9)?,
         tracking_prefix: r.get(10)?,
-        import_done: r.get::<_, i64>(11)? != 0,
-        imported_through_line: r.get::<_, i64>(12)? as u64,
+        import_done: r.get::<i64>(11)? != 0,
+        imported_through_line: r.get::<i64>(12)? as u64,
         status: {
             let status: String = r.get(13)?;
-            CampaignStatus::parse(&status).ok_or_else(|| bad(13, "status", status))?
+            CampaignStatus::parse(&status).ok_or_else(|| bad("status", status))?
         },
         last_error: r.get(14)?,
         in_doubt_policy: r.get(15)?,
@@ -297,32 +287,91 @@ fn campaign_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_pg::on_both;
     use super::super::test_support::*;
     use super::super::*;
 
     #[test]
-    fn an_unknown_campaign_status_is_an_error_naming_the_campaign_and_the_value() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        let c = new_campaign(&mut store, "c1");
-        store
-            .conn
-            .execute(
-                "UPDATE campaigns SET status = 'sleeping' WHERE id = ?1",
-                [c.id],
-            )
-            .unwrap();
-        let e = store.find_campaign("c1").unwrap_err();
-        assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}");
-        let msg = e.to_string();
-        assert!(
-            msg.contains(&format!("campaign {} (table campaigns) status", c.id))
-                && msg.contains("`sleeping`"),
-            "{msg}"
+    fn store_campaigns_an_unknown_status_is_an_error_naming_the_campaign_and_the_value() {
+        on_both(
+            "store_campaigns_an_unknown_status_is_an_error_naming_the_campaign_and_the_value",
+            |store, _| {
+                let c = new_campaign(store, "c1");
+                store
+                    .db
+                    .execute(
+                        "UPDATE campaigns SET status = 'sleeping' WHERE id = ?1",
+                        [c.id],
+                    )
+                    .unwrap();
+                let e = store.find_campaign("c1").unwrap_err();
+                assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}");
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("campaign {} (table campaigns) status", c.id))
+                        && msg.contains("`sleeping`"),
+                    "{msg}"
+                );
+                assert_eq!(
+                    store.list_campaigns().unwrap_err().kind(),
+                    StoreErrorKind::Corrupt
+                );
+            },
         );
-        assert_eq!(
-            store.list_campaigns().unwrap_err().kind(),
-            StoreErrorKind::Corrupt
+    }
+
+    #[test]
+    fn store_campaigns_are_created_found_listed_and_updated() {
+        on_both(
+            "store_campaigns_are_created_found_listed_and_updated",
+            |store, _| {
+                let a = new_campaign(store, "a");
+                let b = new_campaign(store, "b");
+                assert!(b.id > a.id);
+                assert_eq!(a.template_keys, vec!["name", "amount"]);
+                assert_eq!(a.status, CampaignStatus::Importing);
+                assert!(!a.import_done);
+                store.update_run_safety(a.id, Some(99), None).unwrap();
+                store
+                    .set_campaign_send_window(a.id, Some("08:00-20:00"))
+                    .unwrap();
+                store
+                    .set_campaign_status(a.id, CampaignStatus::Paused, Some("why"))
+                    .unwrap();
+                store
+                    .set_campaign_status(a.id, CampaignStatus::Running, None)
+                    .unwrap();
+                let a = store.find_campaign("a").unwrap().unwrap();
+                assert_eq!(
+                    (a.not_after_ms, a.min_interval_ms, a.send_window.as_deref()),
+                    (Some(99), None, Some("08:00-20:00"))
+                );
+                assert_eq!(
+                    (a.status, a.last_error.as_deref()),
+                    (CampaignStatus::Running, Some("why"))
+                );
+                assert_eq!(store.campaign_names().unwrap(), vec!["a", "b"]);
+                assert_eq!(store.list_campaigns().unwrap().len(), 2);
+                assert!(store.find_campaign("nope").unwrap().is_none());
+                // A repeated name is refused by the UNIQUE constraint on both.
+                assert!(store
+                    .create_campaign(&NewCampaign {
+                        name: "a",
+                        csv_path: "x.csv",
+                        csv_sha256: "abc",
+                        template_keys: &[],
+                        provider: "sandbox",
+                        base_url: None,
+                        oa_id: "1",
+                        template_id: "100",
+                        token_type: "t",
+                        tracking_prefix: "p",
+                        in_doubt_policy: "resend",
+                        not_after_ms: None,
+                        min_interval_ms: None,
+                    })
+                    .is_err());
+            },
         );
     }
 }

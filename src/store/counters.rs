@@ -21,7 +21,7 @@
 //! counters replaced, the ledger joined event by event); the tests compare
 //! the two after every kind of work.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::events::LedgerCounts;
@@ -68,9 +68,18 @@ macro_rules! counters_sql {
     (@sums $($name:ident = $expr:literal;)+) => {
         concat!("campaign_id" $(, ", SUM(k * COALESCE((", $expr, "), 0)) AS ", stringify!($name))+)
     };
+    // PostgreSQL: a comparison is a boolean, not a number; zb_n() (see
+    // schema_pg) makes either an integer, so the expressions stay one text.
+    (@sums_pg $($name:ident = $expr:literal;)+) => {
+        concat!("campaign_id" $(, ", SUM(k * COALESCE(zb_n(", $expr, "), 0)) AS ", stringify!($name))+)
+    };
     (@adds $($name:ident = $expr:literal;)+) => {
         concat!("campaign_id = d.campaign_id"
             $(, ", ", stringify!($name), " = campaign_counts.", stringify!($name), " + d.", stringify!($name))+)
+    };
+    (@table_pg $($name:ident = $expr:literal;)+) => {
+        concat!("campaign_id BIGINT PRIMARY KEY REFERENCES campaigns(id)"
+            $(, ", ", stringify!($name), " BIGINT NOT NULL DEFAULT 0")+)
     };
     (@table $($name:ident = $expr:literal;)+) => {
         concat!("campaign_id INTEGER PRIMARY KEY REFERENCES campaigns(id)"
@@ -78,13 +87,19 @@ macro_rules! counters_sql {
     };
     // One row's values as the sums read them, `$k` its sign, `$r` the row.
     (@row $k:literal, $r:literal) => {
+        counters_sql!(@row_with "MAX", $k, $r)
+    };
+    (@row_pg $k:literal, $r:literal) => {
+        counters_sql!(@row_with "GREATEST", $k, $r)
+    };
+    (@row_with $max:literal, $k:literal, $r:literal) => {
         concat!(
             "SELECT ", $k, " AS k, ", $r, ".campaign_id AS campaign_id, ", $r, ".state AS state, ",
             $r, ".msg_id AS msg_id, ", $r, ".dedup_key AS dedup_key, ",
             $r, ".resent_after_doubt AS resent_after_doubt, ", $r, ".delivery_status AS delivery_status, ",
             $r, ".delivery_checked_ms AS delivery_checked_ms, ", $r, ".fee_main AS fee_main, ",
             $r, ".fee_token AS fee_token, ",
-            "MAX(COALESCE(", $r, ".delivery_rank, 0), CASE ", $r, ".delivery_status ",
+            $max, "(COALESCE(", $r, ".delivery_rank, 0), CASE ", $r, ".delivery_status ",
             "WHEN 'failed_delivery' THEN 1 WHEN 'received' THEN 2 WHEN 'seen' THEN 3 ELSE 0 END) AS best, ",
             "(", $r, ".msg_id IS NOT NULL OR ", $r, ".state IN ('sent', 'in_doubt', 'in_flight')) AS handed"
         )
@@ -150,6 +165,48 @@ pub(super) const COUNTERS_MIGRATION: &str = concat!(
     "
 );
 
+/// PostgreSQL's counters (part of its schema, see `schema_pg`): the same
+/// sums, the triggers as plpgsql functions.
+pub(super) const COUNTERS_PG: &str = concat!(
+    "CREATE TABLE campaign_counts (",
+    counters_sql!(table_pg),
+    ");
+    CREATE FUNCTION campaign_counted() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN
+        INSERT INTO campaign_counts (campaign_id) VALUES (NEW.id) ON CONFLICT DO NOTHING;
+        RETURN NULL;
+    END $f$;
+    CREATE TRIGGER campaign_counted AFTER INSERT ON campaigns
+        FOR EACH ROW EXECUTE FUNCTION campaign_counted();
+    CREATE FUNCTION rows_counted_update() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN
+        UPDATE campaign_counts SET ",
+    counters_sql!(adds),
+    " FROM (SELECT ",
+    counters_sql!(sums_pg),
+    " FROM (",
+    counters_sql!(@row_pg "1", "NEW"),
+    " UNION ALL ",
+    counters_sql!(@row_pg "-1", "OLD"),
+    ") AS v GROUP BY campaign_id) AS d WHERE campaign_counts.campaign_id = d.campaign_id;
+        RETURN NULL;
+    END $f$;
+    CREATE TRIGGER rows_counted_update AFTER UPDATE OF state, msg_id, dedup_key, resent_after_doubt,
+        delivery_status, delivery_checked_ms, fee_main, fee_token, delivery_rank ON rows
+        FOR EACH ROW EXECUTE FUNCTION rows_counted_update();
+    CREATE FUNCTION rows_counted_delete() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN
+        UPDATE campaign_counts SET ",
+    counters_sql!(adds),
+    " FROM (SELECT ",
+    counters_sql!(sums_pg),
+    " FROM (",
+    counters_sql!(@row_pg "-1", "OLD"),
+    ") AS v GROUP BY campaign_id) AS d WHERE campaign_counts.campaign_id = d.campaign_id;
+        RETURN NULL;
+    END $f$;
+    CREATE TRIGGER rows_counted_delete AFTER DELETE ON rows
+        FOR EACH ROW EXECUTE FUNCTION rows_counted_delete();
+    "
+);
+
 /// Everything counted for one campaign.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
@@ -164,17 +221,17 @@ pub struct Counters {
 
 /// Add an import batch's rows (inserted as `pending` or `rejected`).
 pub(super) fn add_imported(
-    tx: &Connection,
+    tx: &super::db::Db,
     campaign_id: i64,
     pending: u64,
     rejected: u64,
     without_key: u64,
-) -> rusqlite::Result<()> {
+) -> Result<(), super::db::DbError> {
     tx.prepare_cached(
         "UPDATE campaign_counts SET total = total + ?2 + ?3, pending = pending + ?2, \
          rejected = rejected + ?3, no_dedup_key = no_dedup_key + ?4 WHERE campaign_id = ?1",
     )?
-    .execute(params![
+    .execute(super::db::params![
         campaign_id,
         pending as i64,
         rejected as i64,
@@ -188,7 +245,8 @@ impl Store {
     /// is ledger-wide.
     pub fn counters(&self, campaign_id: i64) -> Result<Counters> {
         let found = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(&format!(
                 "SELECT {} FROM campaign_counts WHERE campaign_id = ?1",
                 counters_sql!(cols)
@@ -243,7 +301,8 @@ impl Store {
     /// pass over every row of the campaign): what the counters must equal.
     pub fn recount(&self, campaign_id: i64) -> Result<Counters> {
         let no_dedup_key = self
-            .conn
+            .db
+            .conn()
             .query_row(
                 "SELECT COUNT(*) FROM rows WHERE campaign_id = ?1 AND dedup_key IS NULL \
                  AND state <> 'rejected'",
@@ -318,7 +377,8 @@ mod tests {
                 &["84912345670", "84912345671", "84912345672"],
             );
             store
-                .conn
+                .db
+                .conn()
                 .execute_batch(&format!(
                     "UPDATE rows SET state = 'sent', msg_id = 'm0', fee_main = 300, \
                        delivery_checked_ms = 5, delivery_status = 'received' WHERE id = {}; \
@@ -335,7 +395,8 @@ mod tests {
                 .unwrap();
             // Back to version 9: no counters, no ranks, no flags.
             store
-                .conn
+                .db
+                .conn()
                 .execute_batch(&format!(
                     "{UNDO_COUNTERS_MIGRATION} PRAGMA user_version = 9;"
                 ))
@@ -367,7 +428,7 @@ mod tests {
             ])
             .unwrap();
         assert_eq!(same(&store, &c).ledger.unmatched, 1);
-        let tx = store.conn.transaction().unwrap();
+        let tx = store.db.transaction().unwrap();
         tx.execute(
             "UPDATE rows SET state = 'sent', msg_id = 'm1' WHERE id = ?1",
             [ids[0]],
@@ -404,7 +465,8 @@ mod tests {
         let ids = import_phones(&mut store, &c, &["84912345670"]);
         assert_eq!(store.unmatched_events().unwrap(), 0);
         store
-            .conn
+            .db
+            .conn()
             .execute(
                 "UPDATE rows SET state = 'in_flight' WHERE id = ?1",
                 [ids[0]],

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::db::DbError;
 use super::BUSY_TIMEOUT;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,7 +13,7 @@ pub enum StoreError {
     Sqlite {
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     #[error("state database {path}: cannot create its folder: {source}")]
     Dir {
@@ -34,7 +35,7 @@ pub enum StoreError {
     Disk {
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// A stored value this build does not know: never guessed at.
     #[error("state database {path}: {what} holds `{value}`, which this zns-batch does not know; the file was changed outside zns-batch (restore it, or fix the value with sqlite3)")]
@@ -90,70 +91,49 @@ impl StoreError {
     }
 }
 
-/// An unknown stored value, carried through rusqlite's conversion error out
-/// of a row-mapping closure and turned into [`StoreError::Corrupt`].
-#[derive(Debug)]
-pub(super) struct UnknownValue {
-    pub what: String,
-    pub value: String,
-}
-
-impl std::fmt::Display for UnknownValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} holds unknown value `{}`", self.what, self.value)
-    }
-}
-
-impl std::error::Error for UnknownValue {}
-
-/// The rusqlite error for an unknown value in column `col`.
-pub(super) fn unknown_value(col: usize, what: String, value: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        col,
-        rusqlite::types::Type::Text,
-        Box::new(UnknownValue { what, value }),
-    )
-}
-
-pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _)
-        if f.code == rusqlite::ErrorCode::DatabaseBusy || f.code == rusqlite::ErrorCode::DatabaseLocked)
-}
-
-pub(super) fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &e {
-        if let Some(u) = inner.downcast_ref::<UnknownValue>() {
+/// A database error as the store's: the same kinds on both databases
+/// (PostgreSQL's serialization failure, deadlock and lock timeout are Busy;
+/// a read-only transaction ReadOnly; disk full or I/O error Disk).
+pub(super) fn sql_err(path: &Path, e: impl Into<DbError>) -> StoreError {
+    let e = e.into();
+    let path = path.to_path_buf();
+    match &e {
+        DbError::Unknown { what, value } => {
             return StoreError::Corrupt {
-                path: path.to_path_buf(),
-                what: u.what.clone(),
-                value: u.value.clone(),
-            };
+                path,
+                what: what.clone(),
+                value: value.clone(),
+            }
         }
+        DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+            if f.code == rusqlite::ErrorCode::ReadOnly {
+                return StoreError::ReadOnly { path };
+            }
+            if f.code == rusqlite::ErrorCode::DiskFull
+                || f.code == rusqlite::ErrorCode::SystemIoFailure
+            {
+                return StoreError::Disk { path, source: e };
+            }
+        }
+        DbError::Pg(pg) => {
+            use postgres::error::SqlState;
+            match pg.code() {
+                Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => {
+                    return StoreError::ReadOnly { path }
+                }
+                Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::IO_ERROR => {
+                    return StoreError::Disk { path, source: e }
+                }
+                _ => {}
+            }
+        }
+        _ => {}
     }
-    if let rusqlite::Error::SqliteFailure(f, _) = &e {
-        if f.code == rusqlite::ErrorCode::DatabaseBusy
-            || f.code == rusqlite::ErrorCode::DatabaseLocked
-        {
-            return StoreError::Busy {
-                path: path.to_path_buf(),
-                secs: BUSY_TIMEOUT.as_secs(),
-            };
-        }
-        if f.code == rusqlite::ErrorCode::ReadOnly {
-            return StoreError::ReadOnly {
-                path: path.to_path_buf(),
-            };
-        }
-        if f.code == rusqlite::ErrorCode::DiskFull || f.code == rusqlite::ErrorCode::SystemIoFailure
-        {
-            return StoreError::Disk {
-                path: path.to_path_buf(),
-                source: e,
-            };
-        }
+    if super::db::is_busy(&e) {
+        return StoreError::Busy {
+            path,
+            secs: BUSY_TIMEOUT.as_secs(),
+        };
     }
-    StoreError::Sqlite {
-        path: path.to_path_buf(),
-        source: e,
-    }
+    StoreError::Sqlite { path, source: e }
 }

@@ -12,7 +12,7 @@
 //! earlier attempt), and a late `received` never hides `seen`. The time
 //! shown is the earliest event of the winning status.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::db::{params, Begin, Db, DbError, Dialect, OptionalExtension};
 use serde::Serialize;
 
 use super::{Store, StoreError};
@@ -160,7 +160,7 @@ pub struct LedgerCounts {
 /// searched by index.
 const ROW_EXISTS_SQL: &str = row_exists_sql!("?1", "?2");
 
-fn err(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+fn err(store: &Store) -> impl Fn(DbError) -> StoreError + '_ {
     move |source| StoreError::Sqlite {
         path: store.path.to_path_buf(),
         source,
@@ -182,14 +182,11 @@ impl Store {
     /// transaction or earlier in `events`) changes nothing.
     pub fn record_events(&mut self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
         let path = self.path.to_path_buf();
-        let err = |source| StoreError::Sqlite {
+        let err = |source: DbError| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = self.db.transaction_with(Begin::Immediate).map_err(err)?;
         let mut out = Vec::with_capacity(events.len());
         for e in events {
             out.push(record_in(&tx, e).map_err(err)?);
@@ -202,7 +199,7 @@ impl Store {
     /// for it, unless that says it is enabled again.
     pub fn template_block(&self, template_id: &str) -> Result<Option<String>, StoreError> {
         let latest: Option<(Option<String>, Option<String>)> = self
-            .conn
+            .db
             .query_row(
                 "SELECT detail, error FROM delivery_events \
                  WHERE template_id = ?1 AND kind = 'template_status' \
@@ -226,12 +223,20 @@ impl Store {
 
     /// The daily limit a provider last announced for an OA on `day`.
     pub fn announced_quota(&self, oa_id: &str, day: &str) -> Result<Option<u64>, StoreError> {
+        let day_sql = match self.db.dialect() {
+            Dialect::Sqlite => "date(received_ms / 1000, 'unixepoch', '+7 hours')",
+            Dialect::Postgres => {
+                "to_char(to_timestamp(received_ms / 1000 + 25200) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+        };
         let detail: Option<String> = self
-            .conn
+            .db
             .query_row(
-                "SELECT detail FROM delivery_events WHERE kind = 'quota' AND oa_id = ?1 \
-                 AND date(received_ms / 1000, 'unixepoch', '+7 hours') = ?2 \
-                 ORDER BY COALESCE(event_ms, received_ms) DESC, id DESC LIMIT 1",
+                &format!(
+                    "SELECT detail FROM delivery_events WHERE kind = 'quota' AND oa_id = ?1 \
+                     AND {day_sql} = ?2 \
+                     ORDER BY COALESCE(event_ms, received_ms) DESC, id DESC LIMIT 1"
+                ),
                 params![oa_id, day],
                 |r| r.get(0),
             )
@@ -243,18 +248,13 @@ impl Store {
 
     /// Messages counted per OA on `day`, every account summed (for metrics).
     pub fn quota_used_by_oa(&self, day: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut stmt = self
-            .conn
+        self.db
             .prepare_cached(
-                "SELECT oa_id, SUM(used) FROM quota_days WHERE day = ?1 GROUP BY oa_id ORDER BY oa_id",
+                "SELECT oa_id, CAST(SUM(used) AS BIGINT) FROM quota_days WHERE day = ?1 \
+                 GROUP BY oa_id ORDER BY oa_id",
             )
-            .map_err(err(self))?;
-        let out = stmt
-            .query_map([day], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
-            .map_err(err(self))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err(self))?;
-        Ok(out)
+            .and_then(|mut s| s.query_map([day], |r| Ok((r.get(0)?, r.get::<i64>(1)? as u64))))
+            .map_err(err(self))
     }
 
     /// Every row of a campaign that was handed to the provider (it has a
@@ -265,7 +265,7 @@ impl Store {
         mut f: impl FnMut(RowDelivery),
     ) -> Result<(), StoreError> {
         let mut rows = self
-            .conn
+            .db
             .prepare_cached(
                 "SELECT r.id, r.line, COALESCE(r.tracking_id, c.tracking_prefix || '-' || r.line), \
                         r.state, r.msg_id, r.delivery_status, r.delivery_ms \
@@ -276,7 +276,7 @@ impl Store {
             )
             .map_err(err(self))?;
         let mut events = self
-            .conn
+            .db
             .prepare_cached(
                 "SELECT status, COALESCE(event_ms, received_ms), error_code, error \
                  FROM delivery_events WHERE status IS NOT NULL AND msg_id = ?1 \
@@ -285,24 +285,20 @@ impl Store {
                  FROM delivery_events WHERE status IS NOT NULL AND tracking_id = ?2",
             )
             .map_err(err(self))?;
-        let mut q = rows.query([campaign_id]).map_err(err(self))?;
-        while let Some(r) = q.next().map_err(err(self))? {
-            let msg_id: Option<String> = r.get(4).map_err(err(self))?;
-            let tracking_id: String = r.get(2).map_err(err(self))?;
-            let reconciled: Option<String> = r.get(5).map_err(err(self))?;
+        rows.query_each([campaign_id], |r| {
+            let msg_id: Option<String> = r.get(4)?;
+            let tracking_id: String = r.get(2)?;
+            let reconciled: Option<String> = r.get(5)?;
             let mut best = reconciled
                 .as_deref()
                 .and_then(DeliveryStatus::parse)
-                .map(|s| (s, r.get::<_, Option<i64>>(6).ok().flatten(), None, None));
-            let mut found = events
-                .query(params![msg_id, tracking_id])
-                .map_err(err(self))?;
-            while let Some(ev) = found.next().map_err(err(self))? {
-                let status: String = ev.get(0).map_err(err(self))?;
+                .map(|s| (s, r.get::<Option<i64>>(6).ok().flatten(), None, None));
+            events.query_each(params![msg_id, tracking_id], |ev| {
+                let status: String = ev.get(0)?;
                 let Some(status) = DeliveryStatus::parse(&status) else {
-                    continue;
+                    return Ok(());
                 };
-                let at: Option<i64> = ev.get(1).map_err(err(self))?;
+                let at: Option<i64> = ev.get(1)?;
                 let better = match &best {
                     None => true,
                     Some((s, t, _, _)) => {
@@ -311,35 +307,32 @@ impl Store {
                     }
                 };
                 if better {
-                    best = Some((
-                        status,
-                        at,
-                        ev.get(2).map_err(err(self))?,
-                        ev.get(3).map_err(err(self))?,
-                    ));
+                    best = Some((status, at, ev.get(2)?, ev.get(3)?));
                 }
-            }
+                Ok(())
+            })?;
             let (status, at_ms, error_code, error) = match best {
                 Some((s, t, c, e)) => (Some(s), t, c, e),
                 None => (None, None, None, None),
             };
             f(RowDelivery {
-                row_id: r.get(0).map_err(err(self))?,
-                line: r.get::<_, i64>(1).map_err(err(self))? as u64,
+                row_id: r.get(0)?,
+                line: r.get::<i64>(1)? as u64,
                 tracking_id,
-                state: r.get(3).map_err(err(self))?,
+                state: r.get(3)?,
                 status,
                 at_ms,
                 error_code,
                 error,
             });
-        }
-        Ok(())
+            Ok(())
+        })
+        .map_err(err(self))
     }
 
     /// Whether a callback already reported this message's delivery.
     pub fn delivery_reported(&self, msg_id: &str) -> Result<bool, StoreError> {
-        self.conn
+        self.db
             .prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM delivery_events \
                  WHERE msg_id = ?1 AND status IS NOT NULL)",
@@ -372,11 +365,11 @@ impl Store {
     /// Delivery events that match no row of any campaign (yet), as their
     /// `matched` flags say (a partial index: no scan).
     pub fn unmatched_events(&self) -> Result<u64, StoreError> {
-        self.conn
+        self.db
             .query_row(
                 "SELECT COUNT(*) FROM delivery_events WHERE kind = 'delivery' AND matched = 0",
-                [],
-                |r| r.get::<_, i64>(0),
+                (),
+                |r| r.get::<i64>(0),
             )
             .map(|n| n as u64)
             .map_err(err(self))
@@ -384,7 +377,7 @@ impl Store {
 
     /// The same, each event matched again (a pass over every event).
     fn recount_unmatched(&self) -> Result<u64, StoreError> {
-        self.conn
+        self.db
             .query_row(
                 &format!(
                     "SELECT COUNT(*) FROM delivery_events WHERE kind = 'delivery' AND NOT ({})",
@@ -392,8 +385,8 @@ impl Store {
                         .replace("?1", "delivery_events.msg_id")
                         .replace("?2", "delivery_events.tracking_id")
                 ),
-                [],
-                |r| r.get::<_, i64>(0),
+                (),
+                |r| r.get::<i64>(0),
             )
             .map(|n| n as u64)
             .map_err(err(self))
@@ -401,9 +394,9 @@ impl Store {
 
     /// Every event stored, of any kind (tests, diagnostics).
     pub fn event_count(&self) -> Result<u64, StoreError> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM delivery_events", [], |r| {
-                r.get::<_, i64>(0)
+        self.db
+            .query_row("SELECT COUNT(*) FROM delivery_events", (), |r| {
+                r.get::<i64>(0)
             })
             .map(|n| n as u64)
             .map_err(err(self))
@@ -411,35 +404,39 @@ impl Store {
 }
 
 /// One event inside the caller's transaction.
-fn record_in(tx: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<EventOutcome> {
-    let inserted = tx
+fn record_in(tx: &Db, e: &NewEvent) -> Result<EventOutcome, DbError> {
+    // RETURNING: the new id on both databases, no row for a repeat.
+    let inserted: Option<i64> = tx
         .prepare_cached(
             "INSERT INTO delivery_events (provider, kind, msg_id, tracking_id, phone, status, \
              error_code, error, event_ms, oa_id, template_id, detail, raw, received_ms, dedup_key) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
-             ON CONFLICT(dedup_key) DO NOTHING",
+             ON CONFLICT(dedup_key) DO NOTHING RETURNING id",
         )?
-        .execute(params![
-            e.provider,
-            e.kind,
-            e.msg_id,
-            e.tracking_id,
-            e.phone,
-            e.status.map(DeliveryStatus::as_str),
-            e.error_code,
-            e.error,
-            e.event_ms,
-            e.oa_id,
-            e.template_id,
-            e.detail,
-            e.raw,
-            e.received_ms,
-            e.dedup_key,
-        ])?;
-    if inserted == 0 {
+        .query_row(
+            params![
+                e.provider,
+                e.kind,
+                e.msg_id,
+                e.tracking_id,
+                e.phone,
+                e.status.map(DeliveryStatus::as_str),
+                e.error_code,
+                e.error,
+                e.event_ms,
+                e.oa_id,
+                e.template_id,
+                e.detail,
+                e.raw,
+                e.received_ms,
+                e.dedup_key,
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(event_id) = inserted else {
         return Ok(EventOutcome::Repeat);
-    }
-    let event_id = tx.last_insert_rowid();
+    };
     // Whatever its kind, a status counts for the rows the event names.
     if let Some(status) = e.status {
         raise_rank(
@@ -498,11 +495,11 @@ pub(super) fn rank(s: DeliveryStatus) -> i64 {
 /// tracking id reports on (the rows `for_each_row_delivery` joins it to:
 /// same msg_id, or a tracking id equal to the row's, explicit or derived).
 pub(super) fn raise_rank(
-    tx: &Connection,
+    tx: &Db,
     msg_id: Option<&str>,
     tracking_id: Option<&str>,
     rank: i64,
-) -> rusqlite::Result<()> {
+) -> Result<(), DbError> {
     if let Some(m) = msg_id {
         tx.prepare_cached(
             "UPDATE rows SET delivery_rank = ?2 WHERE msg_id = ?1 AND COALESCE(delivery_rank, 0) < ?2",
@@ -528,18 +525,28 @@ pub(super) fn raise_rank(
 }
 
 /// A row just got its msg_id: the events that came for it first count now.
-pub(super) fn on_msg_id(tx: &Connection, row_id: i64, msg_id: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(&format!(
-        "UPDATE rows SET delivery_rank = best FROM ( \
-           SELECT MAX({EVENT_RANK_SQL}) AS best FROM delivery_events \
-           WHERE msg_id = ?2 AND status IS NOT NULL) \
-         WHERE id = ?1 AND best > COALESCE(delivery_rank, 0)"
-    ))?
-    .execute(params![row_id, msg_id])?;
-    tx.prepare_cached(
-        "UPDATE delivery_events SET matched = 1 WHERE msg_id = ?1 AND kind = 'delivery' AND matched = 0",
-    )?
-    .execute([msg_id])?;
+/// What [`on_msg_id`] runs (the writer, still on rusqlite, runs the same texts).
+pub(super) static ON_MSG_ID_SQL: std::sync::LazyLock<[String; 2]> =
+    std::sync::LazyLock::new(|| {
+        [
+            format!(
+                "UPDATE rows SET delivery_rank = best FROM ( \
+               SELECT MAX({EVENT_RANK_SQL}) AS best FROM delivery_events \
+               WHERE msg_id = ?2 AND status IS NOT NULL) AS e \
+             WHERE id = ?1 AND best > COALESCE(delivery_rank, 0)"
+            ),
+            "UPDATE delivery_events SET matched = 1 WHERE msg_id = ?1 AND kind = 'delivery' \
+         AND matched = 0"
+                .to_string(),
+        ]
+    });
+
+/// A row just got its msg_id: the events that came for it first count now.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(super) fn on_msg_id(tx: &Db, row_id: i64, msg_id: &str) -> Result<(), DbError> {
+    let [rank, matched] = &*ON_MSG_ID_SQL;
+    tx.prepare_cached(rank)?.execute(params![row_id, msg_id])?;
+    tx.prepare_cached(matched)?.execute([msg_id])?;
     Ok(())
 }
 
@@ -549,14 +556,13 @@ type Waiting = (i64, Option<String>, Option<String>, Option<String>);
 /// Rows were loaded: delivery events no row matched before may match one
 /// of them now (their tracking id names its line). Costs nothing when
 /// every event is matched (the usual case: one look at a partial index).
-pub(super) fn rematch_events(tx: &Connection) -> rusqlite::Result<()> {
+pub(super) fn rematch_events(tx: &Db) -> Result<(), DbError> {
     let waiting: Vec<Waiting> = tx
         .prepare_cached(
             "SELECT id, msg_id, tracking_id, status FROM delivery_events \
              WHERE kind = 'delivery' AND matched = 0",
         )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     for (id, msg_id, tracking_id, status) in waiting {
         let known: bool = tx
             .prepare_cached(&format!("SELECT {ROW_EXISTS_SQL}"))?
@@ -583,14 +589,14 @@ mod tests {
     use super::*;
 
     fn plan(store: &Store, sql: &str) -> Vec<String> {
-        let mut stmt = store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .unwrap();
-        stmt.query_map(params!["m-1", "t-1"], |r| r.get::<_, String>(3))
+        store
+            .db
+            .query_map(
+                &format!("EXPLAIN QUERY PLAN {sql}"),
+                params!["m-1", "t-1"],
+                |r| r.get::<String>(3),
+            )
             .unwrap()
-            .map(Result::unwrap)
-            .collect()
     }
 
     /// A callback's match must not scan `rows` (a campaign can hold 1M).

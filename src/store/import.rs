@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use rusqlite::{params, Statement};
+use super::db::{params, DbError, Stmt, Value};
 
 use super::counters;
 use super::errors::sql_err;
@@ -90,8 +90,11 @@ impl Store {
     /// fsyncs). A bulk import raises it for its own connection: a million
     /// rows then fsync a handful of times instead of some forty.
     pub fn set_wal_autocheckpoint(&self, pages: u32) -> Result<()> {
-        self.conn
-            .query_row(&format!("PRAGMA wal_autocheckpoint = {pages}"), [], |_| {
+        if self.db.is_postgres() {
+            return Ok(());
+        }
+        self.db
+            .query_row(&format!("PRAGMA wal_autocheckpoint = {pages}"), (), |_| {
                 Ok(())
             })
             .map_err(|e| self.e(e))
@@ -116,7 +119,7 @@ impl Store {
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
         let now = clock::now_ms();
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.db.transaction().map_err(err)?;
         let mut counts = ImportCounts::default();
         let mut without_key = 0;
         {
@@ -201,7 +204,7 @@ impl Store {
         events::rematch_events(&tx).map_err(err)?;
         tx.execute(
             "UPDATE campaigns SET imported_through_line = ?2, import_done = ?3, \
-             status = CASE WHEN ?3 THEN 'ready' ELSE status END, updated_ms = ?4 WHERE id = ?1",
+             status = CASE WHEN ?3 <> 0 THEN 'ready' ELSE status END, updated_ms = ?4 WHERE id = ?1",
             params![campaign_id, through_line as i64, done, now],
         )
         .map_err(err)?;
@@ -213,7 +216,7 @@ impl Store {
     /// where a resumed import's `keys` start.
     pub fn loaded_phone_keys(&self, campaign_id: i64) -> Result<PhoneKeys> {
         let mut stmt = self
-            .conn
+            .db
             .prepare(
                 "SELECT dedup_key, line FROM rows \
                  WHERE campaign_id = ?1 AND dedup_key IS NOT NULL AND state = 'pending'",
@@ -221,10 +224,8 @@ impl Store {
             .map_err(|e| self.e(e))?;
         let keys = stmt
             .query_map([campaign_id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+                Ok((r.get::<i64>(0)?, r.get::<i64>(1)? as u64))
             })
-            .map_err(|e| self.e(e))?
-            .collect::<rusqlite::Result<PhoneKeys>>()
             .map_err(|e| self.e(e))?;
         Ok(keys)
     }
@@ -255,12 +256,12 @@ impl Store {
 }
 
 fn insert_run(
-    many: &mut Statement<'_>,
-    one: &mut Statement<'_>,
+    many: &mut Stmt<'_>,
+    one: &mut Stmt<'_>,
     campaign_id: i64,
     now: i64,
     run: &[Loaded<'_>],
-) -> rusqlite::Result<()> {
+) -> Result<(), DbError> {
     let mut chunks = run.chunks_exact(ROWS_PER_INSERT);
     for chunk in &mut chunks {
         bind_and_insert(many, campaign_id, now, chunk)?;
@@ -272,22 +273,23 @@ fn insert_run(
 }
 
 fn bind_and_insert(
-    stmt: &mut Statement<'_>,
+    stmt: &mut Stmt<'_>,
     campaign_id: i64,
     now: i64,
     rows: &[Loaded<'_>],
-) -> rusqlite::Result<()> {
-    stmt.raw_bind_parameter(1, campaign_id)?;
-    stmt.raw_bind_parameter(2, now)?;
-    for (i, r) in rows.iter().enumerate() {
-        let p = 3 + i * 5;
-        stmt.raw_bind_parameter(p, r.line as i64)?;
-        stmt.raw_bind_parameter(p + 1, r.phone)?;
-        stmt.raw_bind_parameter(p + 2, r.key)?;
-        stmt.raw_bind_parameter(p + 3, r.tracking_id)?;
-        stmt.raw_bind_parameter(p + 4, r.data_json)?;
+) -> Result<(), DbError> {
+    let mut values = Vec::with_capacity(2 + rows.len() * 5);
+    values.extend([Value::Int(campaign_id), Value::Int(now)]);
+    for r in rows {
+        values.extend([
+            Value::Int(r.line as i64),
+            Value::Text(r.phone),
+            r.key.map_or(Value::Null, Value::Int),
+            r.tracking_id.map_or(Value::Null, Value::Text),
+            Value::Text(r.data_json),
+        ]);
     }
-    stmt.raw_execute()?;
+    stmt.execute(values)?;
     Ok(())
 }
 
@@ -295,6 +297,73 @@ fn bind_and_insert(
 mod tests {
     use super::super::test_support::*;
     use super::super::*;
+
+    #[test]
+    fn store_import_on_both_rejects_repeats_counts_and_marks_done() {
+        super::super::test_pg::on_both(
+            "store_import_on_both_rejects_repeats_counts_and_marks_done",
+            |store, _| {
+                let c = new_campaign(store, "c1");
+                let phones: Vec<String> = (0..150).map(|i| format!("849{:08}", i % 100)).collect();
+                let rows: Vec<ImportRow<'_>> = phones
+                    .iter()
+                    .enumerate()
+                    .map(|(i, phone)| ImportRow::Accepted {
+                        line: i as u64 + 2,
+                        phone,
+                        tracking_id: (i == 7 || i == 9).then_some("t-1"),
+                        data_json: "[]",
+                    })
+                    .chain([ImportRow::Rejected {
+                        line: 152,
+                        raw_phone: "abc",
+                        reason: "bad phone",
+                        code: None,
+                        params: None,
+                    }])
+                    .collect();
+                // Two batches: the repeat pass runs with the last.
+                store
+                    .import_batch(c.id, &rows[..70], 71, false, true)
+                    .unwrap();
+                let counts = store
+                    .import_batch(c.id, &rows[70..], 152, true, true)
+                    .unwrap();
+                // 49 later phones repeat an earlier one (lines 102–150) and line 11
+                // repeats line 9's tracking id (so line 111, its phone, stays).
+                assert_eq!((counts.accepted, counts.rejected), (30, 51));
+                let rejected: Vec<(i64, String)> = store
+                    .db
+                    .query_map(
+                        "SELECT line, error FROM rows WHERE campaign_id = ?1 AND state = 'rejected' \
+                         ORDER BY line",
+                        [c.id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .unwrap();
+                assert_eq!(rejected.len(), 51, "{rejected:?}");
+                assert!(rejected
+                    .iter()
+                    .any(|(l, e)| *l == 11 && e.contains("tracking_id")));
+                assert!(rejected
+                    .iter()
+                    .any(|(l, e)| *l == 102 && e.contains("line 2")));
+                let (total, pending, rej): (i64, i64, i64) = store
+                    .db
+                    .query_row(
+                        "SELECT total, pending, rejected FROM campaign_counts WHERE campaign_id = ?1",
+                        [c.id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .unwrap();
+                assert_eq!((total, pending, rej), (151, 100, 51));
+                let c = store.find_campaign("c1").unwrap().unwrap();
+                assert!(c.import_done);
+                assert_eq!(c.status, CampaignStatus::Ready);
+                assert_eq!(c.imported_through_line, 152);
+            },
+        );
+    }
 
     #[test]
     fn import_rejects_duplicates_with_the_first_line_and_keeps_every_row() {
@@ -362,12 +431,10 @@ mod tests {
     /// `(line, state, error)` of every row, by line.
     fn fates(store: &Store, campaign_id: i64) -> Vec<(i64, String, Option<String>)> {
         store
-            .conn
+            .db
             .prepare("SELECT line, state, error FROM rows WHERE campaign_id = ?1 ORDER BY line")
             .unwrap()
             .query_map([campaign_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
             .unwrap()
     }
 
@@ -407,12 +474,10 @@ mod tests {
             ]
         );
         let codes: Vec<Option<String>> = store
-            .conn
+            .db
             .prepare("SELECT error_code FROM rows WHERE state = 'rejected' ORDER BY line")
             .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
+            .query_map((), |r| r.get(0))
             .unwrap();
         let code = |s: &str| Some(s.to_string());
         assert_eq!(
@@ -472,15 +537,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let plan: Vec<String> = store
-            .conn
-            .prepare(
+            .db
+            .query_map(
                 "EXPLAIN QUERY PLAN SELECT tracking_id, line FROM rows INDEXED BY rows_tracking \
                  WHERE campaign_id = 1 AND tracking_id IS NOT NULL ORDER BY tracking_id",
+                (),
+                |r| r.get::<String>(3),
             )
-            .unwrap()
-            .query_map([], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
             .unwrap();
         assert!(plan.iter().all(|p| !p.contains("TEMP B-TREE")), "{plan:?}");
     }

@@ -14,7 +14,9 @@
 //! claimer's lease is still live (see `writer::claim`), so a process that
 //! was paused past its lease and woke up cannot send after a takeover.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension as _};
+
+use super::db::{params, DbError, OptionalExtension, Row};
 
 use super::{Result, Store};
 
@@ -75,7 +77,7 @@ pub fn real_now_ms() -> i64 {
 
 const LEASE_COLS: &str = "campaign, holder, taken_at_ms, renewed_at_ms, expires_at_ms";
 
-fn lease_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+fn lease_from_row(r: &Row<'_>) -> Result<Lease, DbError> {
     Ok(Lease {
         campaign: r.get(0)?,
         holder: r.get(1)?,
@@ -100,10 +102,10 @@ const TAKE: &str = "INSERT INTO leases (campaign, holder, taken_at_ms, renewed_a
 impl Store {
     /// The campaign's lease row, live or not.
     pub fn lease(&self, campaign: &str) -> Result<Option<Lease>> {
-        self.conn
+        self.db
             .query_row(
                 &format!("SELECT {LEASE_COLS} FROM leases WHERE campaign = ?1"),
-                [campaign],
+                params![campaign],
                 lease_from_row,
             )
             .optional()
@@ -131,7 +133,7 @@ impl Store {
                 _ => (None, false),
             };
             let n = self
-                .conn
+                .db
                 .prepare_cached(TAKE)
                 .and_then(|mut s| {
                     s.execute(params![
@@ -172,7 +174,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool> {
         let n = self
-            .conn
+            .db
             .prepare_cached(
                 "UPDATE leases SET renewed_at_ms = ?3, expires_at_ms = ?4 \
                  WHERE campaign = ?1 AND holder = ?2",
@@ -184,7 +186,7 @@ impl Store {
 
     /// Give the lease up (only ours: a lease taken over stays its new holder's).
     pub fn lease_release(&mut self, campaign: &str, holder: &str) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "DELETE FROM leases WHERE campaign = ?1 AND holder = ?2",
                 params![campaign, holder],
@@ -198,7 +200,7 @@ impl Store {
     /// holder is gone are for another `serve` to take over.
     pub fn running_wanted_leases(&self) -> Result<Vec<(String, Option<Lease>)>> {
         let mut stmt = self
-            .conn
+            .db
             .prepare_cached(
                 "SELECT c.name, l.campaign, l.holder, l.taken_at_ms, l.renewed_at_ms, l.expires_at_ms \
                  FROM web_campaigns w JOIN campaigns c ON c.id = w.campaign_id \
@@ -207,9 +209,9 @@ impl Store {
             )
             .map_err(|e| self.e(e))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params![], |r| {
                 let name: String = r.get(0)?;
-                let lease = match r.get::<_, Option<String>>(1)? {
+                let lease = match r.get::<Option<String>>(1)? {
                     Some(campaign) => Some(Lease {
                         campaign,
                         holder: r.get(2)?,
@@ -221,8 +223,6 @@ impl Store {
                 };
                 Ok((name, lease))
             })
-            .map_err(|e| self.e(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.e(e))?;
         Ok(rows)
     }
@@ -238,9 +238,10 @@ pub(super) fn lease_live(tx: &Connection, fence: &LeaseFence) -> rusqlite::Resul
     tx.prepare_cached(
         "SELECT 1 FROM leases WHERE campaign = ?1 AND holder = ?2 AND expires_at_ms > ?3",
     )?
-    .query_row(params![fence.campaign, fence.holder, real_now_ms()], |_| {
-        Ok(())
-    })
+    .query_row(
+        rusqlite::params![fence.campaign, fence.holder, real_now_ms()],
+        |_| Ok(()),
+    )
     .optional()
     .map(|found| found.is_some())
 }
@@ -407,8 +408,8 @@ mod tests {
         );
         // A lapsed lease, even one nobody took, fences its holder too.
         store
-            .conn
-            .execute("UPDATE leases SET expires_at_ms = 0", [])
+            .db
+            .execute("UPDATE leases SET expires_at_ms = 0", params![])
             .unwrap();
         assert_eq!(
             writer.write(claim(ids[2], "b:2:y")).await.unwrap(),
@@ -419,15 +420,17 @@ mod tests {
         let counts = store.state_counts(c.id).unwrap();
         assert_eq!(counts.in_flight, 2, "{counts:?}");
         let state: String = store
-            .conn
-            .query_row("SELECT state FROM rows WHERE id = ?1", [ids[2]], |r| {
-                r.get(0)
-            })
+            .db
+            .query_row(
+                "SELECT state FROM rows WHERE id = ?1",
+                params![ids[2]],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(state, RowState::Pending.as_str());
         let used: i64 = store
-            .conn
-            .query_row("SELECT used FROM quota_days", [], |r| r.get(0))
+            .db
+            .query_row("SELECT used FROM quota_days", params![], |r| r.get(0))
             .unwrap();
         assert_eq!(used, 2, "a refused claim takes no quota unit");
     }

@@ -48,6 +48,7 @@ macro_rules! row_exists_sql {
 mod audit;
 mod campaigns;
 mod counters;
+pub(crate) mod db;
 mod errors;
 mod events;
 mod import;
@@ -58,8 +59,11 @@ mod repeats;
 mod rows;
 mod schedule;
 mod schema;
+mod schema_pg;
 mod series;
 mod templates;
+#[cfg(test)]
+pub(crate) mod test_pg;
 mod tokens;
 mod users;
 mod web;
@@ -69,7 +73,9 @@ mod zalo_oauth;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
+
+use db::{Db, OptionalExtension};
 
 pub use crate::model::row_state::RowState;
 pub use audit::{AuditRecord, NewAudit};
@@ -91,7 +97,7 @@ pub use web::WebRow;
 pub use writer::{GroupWriter, Setback, WriteOp, WriteResult, Writer};
 pub use zalo_oauth::{NewPair, OaTokens, Pending};
 
-use errors::{is_busy, sql_err};
+use errors::sql_err;
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -99,7 +105,7 @@ type Result<T, E = StoreError> = std::result::Result<T, E>;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Store {
-    conn: Connection,
+    db: db::Db,
     path: PathBuf,
     /// Writer only: quota_days rows known to exist (they are never deleted),
     /// so a claim skips the INSERT that creates one.
@@ -129,16 +135,35 @@ impl Store {
         Store::ready(conn, path)
     }
 
+    /// Connect to a PostgreSQL database (a `postgres://` URL) and migrate.
+    /// Errors name the URL without its password.
+    pub fn open_postgres(url: &str) -> Result<Store> {
+        let path = PathBuf::from(db::redact_url(url));
+        let backend = db::PgBackend::connect(url, BUSY_TIMEOUT).map_err(|e| sql_err(&path, e))?;
+        let mut store = Store {
+            db: Db::new(Box::new(backend)),
+            path,
+            quota_rows: Default::default(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
     /// The connection configured and the schema brought up to date.
     fn ready(conn: Connection, path: &Path) -> Result<Store> {
         let mut store = Store {
-            conn,
+            db: Db::new(Box::new(db::SqliteBackend::new(conn))),
             path: path.to_path_buf(),
             quota_rows: Default::default(),
         };
         store.configure()?;
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Which database this store is on.
+    pub fn is_postgres(&self) -> bool {
+        self.db.is_postgres()
     }
 
     /// Open for commits that back an answer given to someone else (a
@@ -148,17 +173,24 @@ impl Store {
     pub fn open_durable(path: &Path) -> Result<Store> {
         let store = Store::open(path)?;
         store
-            .conn
+            .db
             .execute_batch("PRAGMA synchronous=FULL")
             .map_err(|e| store.e(e))?;
         Ok(store)
     }
 
-    /// This connection's `PRAGMA synchronous` (1 NORMAL, 2 FULL).
+    /// This connection's `PRAGMA synchronous` (1 NORMAL, 2 FULL); on
+    /// PostgreSQL 2 when `synchronous_commit` is on (each COMMIT is flushed).
     pub fn synchronous(&self) -> Result<i64> {
-        self.conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .map_err(|e| self.e(e))
+        match self.db.dialect() {
+            db::Dialect::Sqlite => self.db.query_row("PRAGMA synchronous", (), |r| r.get(0)),
+            db::Dialect::Postgres => self.db.query_row(
+                "SELECT CASE WHEN current_setting('synchronous_commit') = 'off' THEN 1 ELSE 2 END",
+                (),
+                |r| r.get(0),
+            ),
+        }
+        .map_err(|e| self.e(e))
     }
 
     /// Open an existing database without creating or migrating it.
@@ -177,7 +209,10 @@ impl Store {
     /// Cap this connection's page cache (KiB); memory stays flat whatever
     /// the campaign's size. A run holds four connections.
     pub fn set_cache_kib(&self, kib: u32) -> Result<()> {
-        self.conn
+        if self.db.is_postgres() {
+            return Ok(()); // the server's memory, not ours
+        }
+        self.db
             .execute_batch(&format!("PRAGMA cache_size = -{kib}"))
             .map_err(|e| self.e(e))
     }
@@ -185,32 +220,33 @@ impl Store {
     /// Give back the page cache (before a long phase that does not use
     /// this connection).
     pub fn release_memory(&self) -> Result<()> {
-        self.conn
-            .query_row("PRAGMA shrink_memory", [], |_| Ok(()))
+        if self.db.is_postgres() {
+            return Ok(());
+        }
+        self.db
+            .query_row("PRAGMA shrink_memory", (), |_| Ok(()))
             .optional()
             .map(|_| ())
             .map_err(|e| self.e(e))
     }
 
-    fn e(&self, e: rusqlite::Error) -> StoreError {
+    fn e(&self, e: impl Into<db::DbError>) -> StoreError {
         sql_err(&self.path, e)
     }
 
     /// The first column of every row a parameterless query returns, as text.
     fn texts(&self, sql: &str) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.e(e))?;
-        let texts = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(|e| self.e(e))?
-            .collect::<rusqlite::Result<Vec<String>>>()
-            .map_err(|e| self.e(e))?;
-        Ok(texts)
+        self.db
+            .query_map(sql, (), |r| r.get(0))
+            .map_err(|e| self.e(e))
     }
 
+    /// SQLite's settings (PostgreSQL's are the server's).
     fn configure(&mut self) -> Result<()> {
-        self.conn
-            .busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| self.e(e))?;
+        let Some(conn) = self.db.as_sqlite() else {
+            return Ok(());
+        };
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.e(e))?;
         // WAL: readers beside the one writer. Turning a new file to WAL
         // needs it alone for a moment, and a twin process opening the same
         // new file then gets BUSY at once (SQLite skips the busy handler for
@@ -218,11 +254,11 @@ impl Store {
         let started = std::time::Instant::now();
         loop {
             match self
-                .conn
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+                .db
+                .query_row("PRAGMA journal_mode=WAL", (), |r| r.get::<String>(0))
             {
                 Ok(_) => break,
-                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                Err(e) if db::is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => return Err(self.e(e)),
@@ -230,7 +266,7 @@ impl Store {
         }
         // NORMAL: a commit survives a killed process (the case we
         // guarantee); fsync happens at checkpoint.
-        self.conn
+        self.db
             .execute_batch(
                 "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
                  PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8000;",
@@ -288,7 +324,8 @@ pub(crate) mod test_support {
 
     pub fn assert_uses_open_rows_index(store: &Store, query: &str) {
         let plan: Vec<String> = store
-            .conn
+            .db
+            .conn()
             .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
             .unwrap()
             .query_map([], |r| r.get::<_, String>(3))

@@ -58,7 +58,7 @@ impl QuotaDay {
 impl Store {
     pub fn quota_day(&self, key: &QuotaKey) -> Result<QuotaDay> {
         let found = self
-            .conn
+            .db.conn()
             .query_row(
                 "SELECT used, provider_limit, exhausted FROM quota_days WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
                 params![key.account, key.oa_id, key.day],
@@ -90,7 +90,7 @@ impl Store {
     ) -> Result<()> {
         let used_by_provider = daily.saturating_sub(remaining).min(i64::MAX as u64) as i64;
         let daily = daily.min(i64::MAX as u64) as i64;
-        self.conn
+        self.db.conn()
             .execute(
                 "INSERT INTO quota_days (account, oa_id, day, used, provider_limit) VALUES (?1, ?2, ?3, ?5, ?4) \
                  ON CONFLICT (account, oa_id, day) DO UPDATE SET provider_limit = ?4, used = MAX(used, ?5), \
@@ -103,7 +103,8 @@ impl Store {
 
     /// Messages sent today by this OA through any campaign (for `status`).
     pub fn quota_used_on(&self, oa_id: &str, day: &str) -> Result<u64> {
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 "SELECT COALESCE(SUM(used), 0) FROM quota_days WHERE oa_id = ?1 AND day = ?2",
                 params![oa_id, day],

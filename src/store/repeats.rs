@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
-use rusqlite::{params, Transaction};
+use super::db::{params, Db, DbError, Dialect};
 
 use crate::model::row_state::{Move, RowState};
 
@@ -27,11 +27,11 @@ static REJECT_REPEAT: LazyLock<String> = LazyLock::new(|| {
 /// loaded rows) or of a repeated tracking id becomes a rejected row naming
 /// the line that has it. Returns how many.
 pub(super) fn settle_repeats(
-    tx: &Transaction<'_>,
+    tx: &Db,
     campaign_id: i64,
     mut keys: PhoneKeys,
     now: i64,
-) -> rusqlite::Result<u64> {
+) -> Result<u64, DbError> {
     let contested = contested_lines(tx, campaign_id, &mut keys)?;
     drop(keys);
     let rejects = settle(contested);
@@ -66,10 +66,10 @@ struct Contested {
 /// The lines sharing a phone key (one sort of `keys`) or a tracking id
 /// (one ordered walk of the tracking index), by line.
 fn contested_lines(
-    tx: &Transaction<'_>,
+    tx: &Db,
     campaign_id: i64,
     keys: &mut PhoneKeys,
-) -> rusqlite::Result<BTreeMap<u64, Contested>> {
+) -> Result<BTreeMap<u64, Contested>, DbError> {
     let mut contested: BTreeMap<u64, Contested> = BTreeMap::new();
     keys.sort_unstable();
     for group in keys.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
@@ -77,11 +77,17 @@ fn contested_lines(
             contested.entry(line).or_default().key = Some(key);
         }
     }
-    let mut stmt = tx.prepare(
-        "SELECT tracking_id, line FROM rows INDEXED BY rows_tracking \
-         WHERE campaign_id = ?1 AND tracking_id IS NOT NULL ORDER BY tracking_id",
-    )?;
-    let mut found = stmt.query([campaign_id])?;
+    // SQLite is told to walk the index (its planner would sort instead).
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => {
+            "SELECT tracking_id, line FROM rows INDEXED BY rows_tracking \
+             WHERE campaign_id = ?1 AND tracking_id IS NOT NULL ORDER BY tracking_id"
+        }
+        Dialect::Postgres => {
+            "SELECT tracking_id, line FROM rows \
+             WHERE campaign_id = ?1 AND tracking_id IS NOT NULL ORDER BY tracking_id COLLATE \"C\""
+        }
+    };
     let mut group: Option<(String, Vec<u64>)> = None;
     let close = |group: Option<(String, Vec<u64>)>, contested: &mut BTreeMap<u64, Contested>| {
         if let Some((id, lines)) = group.filter(|(_, lines)| lines.len() > 1) {
@@ -90,14 +96,15 @@ fn contested_lines(
             }
         }
     };
-    while let Some(r) = found.next()? {
+    tx.query_each(sql, [campaign_id], |r| {
         let id: String = r.get(0)?;
-        let line = r.get::<_, i64>(1)? as u64;
+        let line = r.get::<i64>(1)? as u64;
         match &mut group {
             Some((current, lines)) if *current == id => lines.push(line),
             _ => close(group.replace((id, vec![line])), &mut contested),
         }
-    }
+        Ok(())
+    })?;
     close(group, &mut contested);
     Ok(contested)
 }

@@ -90,7 +90,8 @@ impl Store {
     ) -> Result<Vec<WorkRow>> {
         let open_r = open_states_sql("r.");
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(&format!(
                 "SELECT r.id, r.line, r.phone, r.tracking_id, r.data, r.state, r.attempts, \
                         t.journey_id, t.provider_ref, t.token, t.expires_ms, t.status \
@@ -166,7 +167,8 @@ impl Store {
     pub fn open_count(&self, campaign_id: i64, include_in_doubt: bool) -> Result<u64> {
         let open = open_states_sql("");
         let (open, doubt): (i64, i64) = self
-            .conn
+            .db
+            .conn()
             .query_row(
                 &format!(
                     "SELECT COUNT(*), COALESCE(SUM(state = 'in_doubt'), 0) FROM rows \
@@ -188,7 +190,8 @@ impl Store {
         // Nobody had a message from the OA within the cap (a new OA, a
         // first campaign): nothing to skip, and no pass over the rows.
         let recent: bool = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM phone_sends WHERE oa_id = ?1 AND last_ms > ?2)",
             )
@@ -197,7 +200,7 @@ impl Store {
         if !recent {
             return Ok(0);
         }
-        self.conn
+        self.db.conn()
             .query_row(
                 &format!(
                     "SELECT COUNT(*) FROM rows r JOIN phone_sends p ON p.oa_id = ?2 AND p.phone = r.phone \
@@ -221,7 +224,7 @@ impl Store {
     /// sort (a GROUP BY over a million rows would sort them all, in memory).
     pub(super) fn recount_states(&self, campaign_id: i64) -> Result<StateCounts> {
         let mut stmt = self
-            .conn
+            .db.conn()
             .prepare_cached(
                 "SELECT COUNT(*), TOTAL(state = 'pending'), TOTAL(state = 'token_ready'), \
                         TOTAL(state = 'in_flight'), TOTAL(state = 'in_doubt'), TOTAL(state = 'sent'), \
@@ -276,7 +279,7 @@ impl Store {
             .iter()
             .map(|s| format!("'{}'", s.as_str()))
             .collect();
-        let found: rusqlite::Result<(i64, String)> = self.conn.query_row(
+        let found: rusqlite::Result<(i64, String)> = self.db.conn().query_row(
             &format!(
                 "SELECT id, state FROM rows WHERE campaign_id = ?1 AND state NOT IN ({}) LIMIT 1",
                 known.join(", ")
@@ -301,7 +304,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(
                 "SELECT line, phone, COALESCE(error, ''), reason_code FROM rows \
                  WHERE campaign_id = ?1 AND state = 'rejected' ORDER BY line LIMIT ?2",
@@ -323,7 +327,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut stmt = self
-            .conn
+            .db.conn()
             .prepare_cached(
                 "SELECT COALESCE(error_code, ''), COALESCE(error, ''), COUNT(*) AS n FROM rows \
                  WHERE campaign_id = ?1 AND state = 'failed' GROUP BY 1, 2 ORDER BY n DESC LIMIT ?2",
@@ -346,7 +350,8 @@ impl Store {
         mut f: impl FnMut(&ReportRow) -> std::io::Result<()>,
     ) -> Result<std::io::Result<()>> {
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare(
                 "SELECT line, phone, tracking_id, state, msg_id, error_code, error, attempts, \
                         resent_after_doubt, updated_ms, sent_ms, delivery_status, delivery_ms, \
@@ -416,7 +421,8 @@ mod tests {
         let ids = import_phones(&mut store, &c, &["84912345670", "84912345671"]);
         assert_eq!(store.state_counts(c.id).unwrap().pending, 2);
         store
-            .conn
+            .db
+            .conn()
             .execute("UPDATE rows SET state = 'snet' WHERE id = ?1", [ids[1]])
             .unwrap();
         let e = store.state_counts(c.id).unwrap_err();

@@ -1,7 +1,8 @@
 //! The schema and its migrations. A database is migrated forward one step
 //! at a time; a newer one than this build knows is refused.
 
-use super::errors::sql_err;
+use super::db::{Begin, Dialect};
+use super::schema_pg;
 use super::{Result, Store, StoreError};
 
 pub(super) const SCHEMA_VERSION: i64 = 16;
@@ -166,26 +167,33 @@ const MIGRATIONS: &[&str] = &[
 
 impl Store {
     pub(super) fn migrate(&mut self) -> Result<()> {
+        match self.db.dialect() {
+            Dialect::Sqlite => self.migrate_sqlite(),
+            Dialect::Postgres => self.migrate_postgres(),
+        }
+    }
+
+    fn migrate_sqlite(&mut self) -> Result<()> {
         // Each step reads the version and applies the next migration inside
         // one IMMEDIATE transaction, so two processes opening a new database
         // at the same moment cannot both create the schema: the second
         // waits (busy timeout), then finds it done. An up-to-date database
         // is only read (status and report work on a read-only file).
         let current: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .db
+            .query_row("PRAGMA user_version", (), |r| r.get(0))
             .map_err(|e| self.e(e))?;
         if current == SCHEMA_VERSION {
             return Ok(());
         }
         loop {
             let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| sql_err(&self.path, e))?;
+                .db
+                .transaction_with(Begin::Immediate)
+                .map_err(|e| self.e(e))?;
             let version: i64 = tx
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .map_err(|e| sql_err(&self.path, e))?;
+                .query_row("PRAGMA user_version", (), |r| r.get(0))
+                .map_err(|e| self.e(e))?;
             if version > SCHEMA_VERSION {
                 return Err(StoreError::TooNew {
                     path: self.path.clone(),
@@ -196,13 +204,62 @@ impl Store {
             let Some(sql) = MIGRATIONS.get(version as usize) else {
                 return Ok(());
             };
-            tx.execute_batch(sql).map_err(|e| sql_err(&self.path, e))?;
+            tx.execute_batch(sql).map_err(|e| self.e(e))?;
             tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
-                .map_err(|e| sql_err(&self.path, e))?;
-            tx.commit().map_err(|e| sql_err(&self.path, e))?;
+                .map_err(|e| self.e(e))?;
+            tx.commit().map_err(|e| self.e(e))?;
         }
     }
+
+    /// PostgreSQL: the version in `schema_version`; every process opening
+    /// the database takes one advisory lock for the check, so two never
+    /// create the schema at once.
+    fn migrate_postgres(&mut self) -> Result<()> {
+        let tx = self.db.transaction().map_err(|e| self.e(e))?;
+        tx.query_row("SELECT pg_advisory_xact_lock(7242001)", (), |_| Ok(()))
+            .map_err(|e| self.e(e))?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .map_err(|e| self.e(e))?;
+        let found: Option<i64> = tx
+            .query_row("SELECT MAX(version) FROM schema_version", (), |r| r.get(0))
+            .map_err(|e| self.e(e))?;
+        let mut version = found.unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version == SCHEMA_VERSION {
+            return tx.commit().map_err(|e| self.e(e));
+        }
+        for (i, texts) in schema_pg::MIGRATIONS.iter().enumerate() {
+            let to = schema_pg::FIRST_VERSION + i as i64;
+            if to <= version {
+                continue;
+            }
+            for sql in *texts {
+                tx.execute_batch(sql).map_err(|e| self.e(e))?;
+            }
+            version = to;
+        }
+        tx.execute("DELETE FROM schema_version", ())
+            .map_err(|e| self.e(e))?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [version],
+        )
+        .map_err(|e| self.e(e))?;
+        tx.commit().map_err(|e| self.e(e))
+    }
 }
+
+/// Both lists end at the same version.
+const _: () = assert!(
+    schema_pg::FIRST_VERSION + schema_pg::MIGRATIONS.len() as i64 - 1 == SCHEMA_VERSION
+        && MIGRATIONS.len() as i64 == SCHEMA_VERSION
+);
 
 #[cfg(test)]
 mod tests {
@@ -220,7 +277,8 @@ mod tests {
             let store = Store::open(&path).unwrap();
             // Put it back the way versions 1–3 left it.
             store
-                .conn
+                .db
+                .conn()
                 .execute_batch(&format!(
                     "{UNDO_COUNTERS_MIGRATION} DROP INDEX rows_open; \
                      CREATE INDEX rows_open ON rows(campaign_id, id) \
@@ -232,7 +290,8 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         let sql: String = store
-            .conn
+            .db
+            .conn()
             .query_row(
                 "SELECT sql FROM sqlite_master WHERE name = 'rows_open'",
                 [],
@@ -262,7 +321,8 @@ mod tests {
             let ids = import_phones(&mut store, &c, &["84912345670", "84912345671"]);
             // 2026-11-23 20:00 UTC is 2026-11-24 03:00 in Vietnam.
             store
-                .conn
+                .db
+                .conn()
                 .execute(
                     "UPDATE rows SET state = 'in_flight', updated_ms = 1795464000000 WHERE id = ?1",
                     [ids[0]],
@@ -270,7 +330,7 @@ mod tests {
                 .unwrap();
             // Put it back the way version 4 left it.
             store
-                .conn
+                .db.conn()
                 .execute_batch(&format!(
                     "{UNDO_COUNTERS_MIGRATION} ALTER TABLE rows DROP COLUMN quota_day; PRAGMA user_version = 4;"
                 ))
@@ -278,12 +338,14 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         let version: i64 = store
-            .conn
+            .db
+            .conn()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         let days: Vec<(String, Option<String>)> = store
-            .conn
+            .db
+            .conn()
             .prepare("SELECT state, quota_day FROM rows ORDER BY id")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -309,7 +371,7 @@ mod tests {
             import_phones(&mut store, &c, &["84912345670", "84912345671"]);
             // Put it back the way version 8 left it.
             store
-                .conn
+                .db.conn()
                 .execute_batch(&format!(
                     "{UNDO_COUNTERS_MIGRATION} DROP INDEX rows_tracking; \
                      CREATE UNIQUE INDEX rows_dedup ON rows(campaign_id, dedup_key) WHERE dedup_key IS NOT NULL; \
@@ -320,7 +382,8 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         let indexes: Vec<(String, i64)> = store
-            .conn
+            .db
+            .conn()
             .prepare("SELECT name, \"unique\" FROM pragma_index_list('rows') ORDER BY name")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

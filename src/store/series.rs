@@ -2,7 +2,7 @@
 //! delivered and seen per time bucket, and an OA's messages per month.
 //! Each answer is a handful of buckets, never rows: grouped in SQL.
 
-use rusqlite::params;
+use super::db::{params, Dialect};
 
 use super::{Result, Store};
 
@@ -12,6 +12,39 @@ pub(super) const SERIES_MIGRATION: &str = r#"
     CREATE INDEX IF NOT EXISTS rows_sent_ms ON rows(campaign_id, sent_ms)
         WHERE sent_ms IS NOT NULL;
 "#;
+
+/// Each row once with its first delivered and first seen time: events
+/// matched by msg_id, by explicit tracking id, or by a derived tracking id
+/// (`$prefix_match`: the event's id starts with `?2-`; `$line`: the line it
+/// names), and what `reconcile` stored.
+macro_rules! firsts_sql {
+    ($prefix_match:literal, $line:literal) => {
+        concat!(
+            "WITH ev(rid, st, t) AS ( \
+               SELECT r.id, e.status, COALESCE(e.event_ms, e.received_ms) \
+                 FROM delivery_events e JOIN rows r ON r.msg_id = e.msg_id \
+                WHERE r.campaign_id = ?1 AND e.status IN ('received', 'seen') \
+               UNION ALL \
+               SELECT r.id, e.status, COALESCE(e.event_ms, e.received_ms) \
+                 FROM delivery_events e JOIN rows r \
+                   ON r.campaign_id = ?1 AND r.tracking_id = e.tracking_id \
+                WHERE e.tracking_id IS NOT NULL AND e.status IN ('received', 'seen') \
+               UNION ALL \
+               SELECT r.id, e.status, COALESCE(e.event_ms, e.received_ms) \
+                 FROM delivery_events e JOIN rows r \
+                   ON r.campaign_id = ?1 AND r.tracking_id IS NULL AND r.line = ",
+            $line,
+            " WHERE ",
+            $prefix_match,
+            " AND e.status IN ('received', 'seen') \
+               UNION ALL \
+               SELECT id, delivery_status, delivery_ms FROM rows \
+                WHERE campaign_id = ?1 AND delivery_status IN ('received', 'seen') \
+                  AND delivery_ms IS NOT NULL) \
+             SELECT MIN(t), MIN(CASE WHEN st = 'seen' THEN t END) FROM ev GROUP BY rid"
+        )
+    };
+}
 
 /// How many rows were sent, first delivered and first seen in one bucket
 /// (`bucket` counts buckets from the first send).
@@ -27,7 +60,7 @@ impl Store {
     /// The first and the last send of a campaign (ms), if any was sent.
     pub fn sent_span(&self, campaign_id: i64) -> Result<Option<(i64, i64)>> {
         let (lo, hi): (Option<i64>, Option<i64>) = self
-            .conn
+            .db
             .query_row(
                 "SELECT MIN(sent_ms), MAX(sent_ms) FROM rows \
                  WHERE campaign_id = ?1 AND sent_ms IS NOT NULL",
@@ -53,20 +86,20 @@ impl Store {
         let bucket_ms = bucket_ms.max(1);
         let mut out: std::collections::BTreeMap<i64, BucketCounts> = Default::default();
         let at = |t: i64| ((t - start_ms).max(0)) / bucket_ms;
-        let mut sent = self
-            .conn
+        // CASE, not SQLite's two-argument MAX (PostgreSQL's is GREATEST).
+        let rows = self
+            .db
             .prepare_cached(
-                "SELECT MAX(sent_ms - ?2, 0) / ?3, COUNT(*) FROM rows \
-                 WHERE campaign_id = ?1 AND sent_ms IS NOT NULL GROUP BY 1",
+                "SELECT CASE WHEN sent_ms > ?2 THEN sent_ms - ?2 ELSE 0 END / ?3, COUNT(*) \
+                 FROM rows WHERE campaign_id = ?1 AND sent_ms IS NOT NULL GROUP BY 1",
             )
-            .map_err(|e| self.e(e))?;
-        let rows = sent
-            .query_map(params![campaign_id, start_ms, bucket_ms], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            .and_then(|mut sent| {
+                sent.query_map(params![campaign_id, start_ms, bucket_ms], |r| {
+                    Ok((r.get::<i64>(0)?, r.get::<i64>(1)?))
+                })
             })
             .map_err(|e| self.e(e))?;
-        for r in rows {
-            let (b, n) = r.map_err(|e| self.e(e))?;
+        for (b, n) in rows {
             let e = out.entry(b).or_insert(BucketCounts {
                 bucket: b,
                 ..Default::default()
@@ -74,39 +107,29 @@ impl Store {
             e.sent += n as u64;
         }
         // Each row once: its first delivered time, its first seen time.
-        let mut firsts = self
-            .conn
-            .prepare_cached(
-                "WITH ev(rid, st, t) AS ( \
-                   SELECT r.id, e.status, COALESCE(e.event_ms, e.received_ms) \
-                     FROM delivery_events e JOIN rows r ON r.msg_id = e.msg_id \
-                    WHERE r.campaign_id = ?1 AND e.status IN ('received', 'seen') \
-                   UNION ALL \
-                   SELECT r.id, e.status, COALESCE(e.event_ms, e.received_ms) \
-                     FROM delivery_events e JOIN rows r \
-                       ON r.campaign_id = ?1 AND r.tracking_id = e.tracking_id \
-                    WHERE e.tracking_id IS NOT NULL AND e.status IN ('received', 'seen') \
-                   UNION ALL \
-                   SELECT r.id, e.status, COALESCE(e.event_ms, e.received_ms) \
-                     FROM delivery_events e JOIN rows r \
-                       ON r.campaign_id = ?1 AND r.tracking_id IS NULL \
-                      AND r.line = CAST(substr(e.tracking_id, length(?2) + 2) AS INTEGER) \
-                    WHERE e.tracking_id >= ?2 || '-' AND e.tracking_id < ?2 || '.' \
-                      AND e.status IN ('received', 'seen') \
-                   UNION ALL \
-                   SELECT id, delivery_status, delivery_ms FROM rows \
-                    WHERE campaign_id = ?1 AND delivery_status IN ('received', 'seen') \
-                      AND delivery_ms IS NOT NULL) \
-                 SELECT MIN(t), MIN(CASE WHEN st = 'seen' THEN t END) FROM ev GROUP BY rid",
-            )
-            .map_err(|e| self.e(e))?;
-        let rows = firsts
-            .query_map(params![campaign_id, tracking_prefix], |r| {
-                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
+        let rows = self
+            .db
+            .prepare_cached(match self.db.dialect() {
+                Dialect::Sqlite => firsts_sql!(
+                    "e.tracking_id >= ?2 || '-' AND e.tracking_id < ?2 || '.'",
+                    "CAST(substr(e.tracking_id, length(?2) + 2) AS INTEGER)"
+                ),
+                // PostgreSQL's CAST fails on what is not a number (SQLite's
+                // reads the leading digits), and its text order follows the
+                // database's collation, where '-' and '.' may not count.
+                Dialect::Postgres => firsts_sql!(
+                    "substr(e.tracking_id, 1, length(?2) + 1) = ?2 || '-'",
+                    "CASE WHEN substr(e.tracking_id, length(?2) + 2) ~ '^[0-9]{1,18}$' \
+                     THEN CAST(substr(e.tracking_id, length(?2) + 2) AS BIGINT) END"
+                ),
+            })
+            .and_then(|mut firsts| {
+                firsts.query_map(params![campaign_id, tracking_prefix], |r| {
+                    Ok((r.get::<Option<i64>>(0)?, r.get::<Option<i64>>(1)?))
+                })
             })
             .map_err(|e| self.e(e))?;
-        for r in rows {
-            let (delivered, seen) = r.map_err(|e| self.e(e))?;
+        for (delivered, seen) in rows {
             for (t, is_seen) in [(delivered, false), (seen, true)] {
                 let Some(t) = t else { continue };
                 let b = at(t);
@@ -127,13 +150,13 @@ impl Store {
     /// Provider-reported fees (fee_main + fee_token, VND) of a campaign's
     /// rows, and how many rows had one; (0, 0) when none was reported.
     pub fn reported_fees(&self, campaign_id: i64) -> Result<(u64, u64)> {
-        self.conn
+        self.db
             .query_row(
-                "SELECT COALESCE(SUM(COALESCE(fee_main, 0) + COALESCE(fee_token, 0)), 0), COUNT(*) \
+                "SELECT CAST(COALESCE(SUM(COALESCE(fee_main, 0) + COALESCE(fee_token, 0)), 0) AS BIGINT), COUNT(*) \
                  FROM rows WHERE campaign_id = ?1 AND sent_ms IS NOT NULL \
                    AND (fee_main IS NOT NULL OR fee_token IS NOT NULL)",
                 [campaign_id],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                |r| Ok((r.get::<i64>(0)? as u64, r.get::<i64>(1)? as u64)),
             )
             .map_err(|e| self.e(e))
     }
@@ -141,18 +164,135 @@ impl Store {
     /// Messages counted per OA in a month (`YYYY-MM`, the OA's days), every
     /// account summed: from the quota days, a row per OA and day.
     pub fn month_messages_by_oa(&self, month: &str) -> Result<Vec<(String, u64)>> {
-        let mut stmt = self
-            .conn
+        self.db
             .prepare_cached(
-                "SELECT oa_id, SUM(used) FROM quota_days \
+                "SELECT oa_id, CAST(SUM(used) AS BIGINT) FROM quota_days \
                  WHERE day >= ?1 || '-01' AND day <= ?1 || '-31' GROUP BY oa_id ORDER BY oa_id",
             )
-            .map_err(|e| self.e(e))?;
-        let out = stmt
-            .query_map([month], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
-            .map_err(|e| self.e(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.e(e))?;
-        Ok(out)
+            .and_then(|mut stmt| {
+                stmt.query_map([month], |r| Ok((r.get(0)?, r.get::<i64>(1)? as u64)))
+            })
+            .map_err(|e| self.e(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::db::params;
+    use super::super::lookups::tests::{import, mark_sent};
+    use super::super::test_pg::on_both;
+    use super::super::test_support::new_campaign;
+    use super::BucketCounts;
+
+    fn bucket(bucket: i64, sent: u64, delivered: u64, seen: u64) -> BucketCounts {
+        BucketCounts {
+            bucket,
+            sent,
+            delivered,
+            seen,
+        }
+    }
+
+    #[test]
+    fn store_buckets_count_first_delivery_and_seen_by_msg_id_tracking_id_or_lookup() {
+        on_both(
+            "store_buckets_count_first_delivery_and_seen_by_msg_id_tracking_id_or_lookup",
+            |store, _| {
+                let c = new_campaign(store, "series");
+                let ids = import(store, &c, &[None, None, None, Some("T-9"), None]);
+                assert_eq!(store.sent_span(c.id).unwrap(), None);
+                mark_sent(store, ids[0], Some("m1"), 1000);
+                mark_sent(store, ids[1], Some("m2"), 2000);
+                mark_sent(store, ids[2], None, 3000);
+                mark_sent(store, ids[3], None, 3900);
+                assert_eq!(store.sent_span(c.id).unwrap(), Some((1000, 3900)));
+                // What reconcile stored for row 1; fees for rows 0 and 1.
+                store
+                    .db
+                    .execute(
+                        "UPDATE rows SET delivery_status = 'received', delivery_ms = 2200, \
+                         fee_main = 5 WHERE id = ?1",
+                        [ids[1]],
+                    )
+                    .unwrap();
+                store
+                    .db
+                    .execute(
+                        "UPDATE rows SET fee_main = 100, fee_token = 20 WHERE id = ?1",
+                        [ids[0]],
+                    )
+                    .unwrap();
+                let events: [(Option<&str>, Option<&str>, &str, i64); 6] = [
+                    (Some("m1"), None, "received", 1200),
+                    (Some("m1"), None, "seen", 2600),
+                    // Line 4 by the derived tracking id (row 2 has no msg_id).
+                    (None, Some("zb-test-4"), "received", 3500),
+                    (None, Some("T-9"), "seen", 4100),
+                    // Not a line: matches nothing, breaks nothing.
+                    (None, Some("zb-test-x4"), "seen", 1100),
+                    // Another campaign's prefix.
+                    (None, Some("zb-other-2"), "seen", 1100),
+                ];
+                for (i, (msg, tracking, status, at)) in events.iter().enumerate() {
+                    store
+                        .db
+                        .execute(
+                            "INSERT INTO delivery_events (provider, kind, msg_id, tracking_id, \
+                             status, event_ms, raw, received_ms, dedup_key) \
+                             VALUES ('sandbox', 'delivery', ?1, ?2, ?3, ?4, '{}', ?4, ?5)",
+                            params![msg, tracking, status, at, format!("k{i}")],
+                        )
+                        .unwrap();
+                }
+                assert_eq!(
+                    store
+                        .delivery_buckets(c.id, &c.tracking_prefix, 1000, 1000)
+                        .unwrap(),
+                    [
+                        bucket(0, 1, 1, 0),
+                        bucket(1, 1, 1, 1),
+                        bucket(2, 2, 1, 0),
+                        bucket(3, 0, 1, 1),
+                    ]
+                );
+                // Times before the start count in bucket 0.
+                assert_eq!(
+                    store
+                        .delivery_buckets(c.id, &c.tracking_prefix, 5000, 60_000)
+                        .unwrap(),
+                    [bucket(0, 4, 4, 2)]
+                );
+                assert_eq!(store.reported_fees(c.id).unwrap(), (125, 2));
+            },
+        );
+    }
+
+    #[test]
+    fn store_month_messages_sum_every_account_per_oa() {
+        on_both(
+            "store_month_messages_sum_every_account_per_oa",
+            |store, _| {
+                for (account, oa, day, used) in [
+                    ("a", "oa1", "2026-03-01", 3),
+                    ("b", "oa1", "2026-03-31", 4),
+                    ("a", "oa2", "2026-03-15", 1),
+                    ("a", "oa1", "2026-04-01", 9),
+                    ("a", "oa1", "2026-02-28", 9),
+                ] {
+                    store
+                    .db
+                    .execute(
+                        "INSERT INTO quota_days (account, oa_id, day, used) VALUES (?1, ?2, ?3, ?4)",
+                        params![account, oa, day, used],
+                    )
+                    .unwrap();
+                }
+                assert_eq!(
+                    store.month_messages_by_oa("2026-03").unwrap(),
+                    [("oa1".to_string(), 7), ("oa2".to_string(), 1)]
+                );
+                assert!(store.month_messages_by_oa("2025-03").unwrap().is_empty());
+            },
+        );
     }
 }

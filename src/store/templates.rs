@@ -3,7 +3,7 @@
 //! `validate --template-id` checks the file without calling the provider.
 //! `--refresh-template` fetches again and saves over it.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 
 use super::{Result, Store};
 use crate::model::template_spec::{TemplateSource, TemplateSpec};
@@ -19,7 +19,7 @@ impl Store {
         template_id: &str,
     ) -> Result<Option<TemplateSpec>> {
         let row: Option<(String, i64)> = self
-            .conn
+            .db
             .query_row(
                 "SELECT spec, fetched_ms FROM template_cache
                  WHERE account = ?1 AND template_id = ?2",
@@ -46,7 +46,7 @@ impl Store {
         stored.source = TemplateSource::Fetched { at_ms: fetched_ms };
         // Serialising plain strings, numbers and bools cannot fail.
         let json = serde_json::to_string(&stored).unwrap_or_default();
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO template_cache (account, template_id, spec, fetched_ms)
                  VALUES (?1, ?2, ?3, ?4)
@@ -61,6 +61,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_pg::on_both;
     use super::*;
     use crate::model::template_spec::ParamSpec;
 
@@ -82,35 +83,36 @@ mod tests {
 
     #[test]
     fn a_fetched_template_is_cached_per_account_and_replaced_on_refresh() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        let mut store = Store::open(&path).unwrap();
-        assert_eq!(store.cached_template("zalo", "217489").unwrap(), None);
+        on_both(
+            "a_fetched_template_is_cached_per_account_and_replaced_on_refresh",
+            |store, place| {
+                assert_eq!(store.cached_template("zalo", "217489").unwrap(), None);
 
-        store.save_template("zalo", &spec(30), 1_000).unwrap();
-        let got = store.cached_template("zalo", "217489").unwrap().unwrap();
-        assert_eq!(got.source, TemplateSource::Fetched { at_ms: 1_000 });
-        assert_eq!(got.params, spec(30).params);
-        assert_eq!(got.status.as_deref(), Some("ENABLE"));
-        assert_eq!(store.cached_template("esms", "217489").unwrap(), None);
-        assert_eq!(store.cached_template("zalo", "217490").unwrap(), None);
+                store.save_template("zalo", &spec(30), 1_000).unwrap();
+                let got = store.cached_template("zalo", "217489").unwrap().unwrap();
+                assert_eq!(got.source, TemplateSource::Fetched { at_ms: 1_000 });
+                assert_eq!(got.params, spec(30).params);
+                assert_eq!(got.status.as_deref(), Some("ENABLE"));
+                assert_eq!(store.cached_template("esms", "217489").unwrap(), None);
+                assert_eq!(store.cached_template("zalo", "217490").unwrap(), None);
 
-        store.save_template("zalo", &spec(40), 2_000).unwrap();
-        drop(store);
-        // Persisted, and the refresh replaced the first fetch.
-        let store = Store::open(&path).unwrap();
-        let got = store.cached_template("zalo", "217489").unwrap().unwrap();
-        assert_eq!(got.source, TemplateSource::Fetched { at_ms: 2_000 });
-        assert_eq!(got.params[0].max_length, Some(40));
+                store.save_template("zalo", &spec(40), 2_000).unwrap();
+                // Persisted, and the refresh replaced the first fetch.
+                let store = place.open();
+                let got = store.cached_template("zalo", "217489").unwrap().unwrap();
+                assert_eq!(got.source, TemplateSource::Fetched { at_ms: 2_000 });
+                assert_eq!(got.params[0].max_length, Some(40));
 
-        // A row this build cannot read is a cache miss, not an error.
-        store
-            .conn
-            .execute(
-                "UPDATE template_cache SET spec = '{\"old\":1}' WHERE account = 'zalo'",
-                [],
-            )
-            .unwrap();
-        assert_eq!(store.cached_template("zalo", "217489").unwrap(), None);
+                // A row this build cannot read is a cache miss, not an error.
+                store
+                    .db
+                    .execute(
+                        "UPDATE template_cache SET spec = '{\"old\":1}' WHERE account = 'zalo'",
+                        (),
+                    )
+                    .unwrap();
+                assert_eq!(store.cached_template("zalo", "217489").unwrap(), None);
+            },
+        );
     }
 }

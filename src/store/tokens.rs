@@ -44,7 +44,8 @@ impl Store {
         // lasting account): every phone to send buys one, counted from the
         // counters instead of a pass over the rows.
         let reusable_any: bool = self
-            .conn
+            .db
+            .conn()
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM tokens WHERE account = ?1 AND oa_id = ?2 \
                  AND token_type = ?3 AND expires_ms > ?4 AND COALESCE(status, '') <> 'N')",
@@ -87,7 +88,8 @@ impl Store {
                  WHERE r.campaign_id = ?4 AND {states}{not_skipped}"
             )
         };
-        self.conn
+        self.db
+            .conn()
             .query_row(
                 &sql,
                 params![
@@ -104,7 +106,8 @@ impl Store {
 
     /// The stored token for a key (checked again under the per-phone lock so
     pub fn token(&self, key: &TokenKey) -> Result<Option<JourneyToken>> {
-        self.conn
+        self.db
+            .conn()
             .prepare_cached(
                 "SELECT journey_id, provider_ref, token, expires_ms, status FROM tokens \
                  WHERE account = ?1 AND oa_id = ?2 AND phone = ?3 AND token_type = ?4",

@@ -3,7 +3,7 @@
 //! a fast hash is enough and a lookup is one indexed read). Hashing
 //! itself happens in the core; this file only keeps what it is given.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, DbError, OptionalExtension, Row};
 
 use super::{Result, Store};
 
@@ -59,7 +59,7 @@ fn now_ms() -> i64 {
     crate::model::clock::now_ms()
 }
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+fn user_row(r: &Row<'_>) -> Result<UserRecord, DbError> {
     Ok(UserRecord {
         name: r.get(0)?,
         role: r.get(1)?,
@@ -69,7 +69,7 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
     })
 }
 
-fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+fn token_row(r: &Row<'_>) -> Result<TokenRecord, DbError> {
     Ok(TokenRecord {
         name: r.get(0)?,
         role: r.get(1)?,
@@ -82,7 +82,7 @@ impl Store {
     /// A new user; false when the name is taken.
     pub fn add_user(&mut self, name: &str, role: &str, password_hash: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db
             .execute(
                 "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(name) DO NOTHING",
@@ -93,7 +93,7 @@ impl Store {
     }
 
     pub fn find_user(&self, name: &str) -> Result<Option<UserRecord>> {
-        self.conn
+        self.db
             .query_row(
                 "SELECT name, role, password_hash, generation, created_ms FROM users WHERE name = ?1",
                 [name],
@@ -104,24 +104,19 @@ impl Store {
     }
 
     pub fn users(&self) -> Result<Vec<UserRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT name, role, password_hash, generation, created_ms FROM users ORDER BY name",
+                (),
+                user_row,
             )
-            .map_err(|e| self.e(e))?;
-        let rows = stmt
-            .query_map([], user_row)
-            .map_err(|e| self.e(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.e(e))?;
-        Ok(rows)
+            .map_err(|e| self.e(e))
     }
 
     /// False when there is no such user.
     pub fn remove_user(&mut self, name: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db
             .execute("DELETE FROM users WHERE name = ?1", [name])
             .map_err(|e| self.e(e))?;
         Ok(n == 1)
@@ -130,7 +125,7 @@ impl Store {
     /// A new password (and a new generation); false when there is no such user.
     pub fn set_password(&mut self, name: &str, password_hash: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db
             .execute(
                 "UPDATE users SET password_hash = ?2, generation = generation + 1 WHERE name = ?1",
                 params![name, password_hash],
@@ -143,7 +138,7 @@ impl Store {
     /// false when there is no such user.
     pub fn set_role(&mut self, name: &str, role: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db
             .execute(
                 "UPDATE users SET role = ?2, generation = generation + 1 WHERE name = ?1",
                 params![name, role],
@@ -154,11 +149,11 @@ impl Store {
 
     /// Whether anyone must sign in: a user or a live API token exists.
     pub fn has_team(&self) -> Result<bool> {
-        self.conn
+        self.db
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM users) \
                      OR EXISTS (SELECT 1 FROM api_tokens WHERE revoked_ms IS NULL)",
-                [],
+                (),
                 |r| r.get(0),
             )
             .map_err(|e| self.e(e))
@@ -167,7 +162,7 @@ impl Store {
     /// A new token by the hash of its value; false when the name is taken.
     pub fn add_token(&mut self, name: &str, role: &str, token_sha256: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db
             .execute(
                 "INSERT INTO api_tokens (name, role, token_sha256, created_ms) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(name) DO NOTHING",
@@ -179,7 +174,7 @@ impl Store {
 
     /// The token with this hash, revoked or not.
     pub fn token_by_hash(&self, token_sha256: &str) -> Result<Option<TokenRecord>> {
-        self.conn
+        self.db
             .query_row(
                 "SELECT name, role, created_ms, revoked_ms FROM api_tokens WHERE token_sha256 = ?1",
                 [token_sha256],
@@ -190,22 +185,19 @@ impl Store {
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, role, created_ms, revoked_ms FROM api_tokens ORDER BY name")
-            .map_err(|e| self.e(e))?;
-        let rows = stmt
-            .query_map([], token_row)
-            .map_err(|e| self.e(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.e(e))?;
-        Ok(rows)
+        self.db
+            .query_map(
+                "SELECT name, role, created_ms, revoked_ms FROM api_tokens ORDER BY name",
+                (),
+                token_row,
+            )
+            .map_err(|e| self.e(e))
     }
 
     /// False when there is no live token of that name.
     pub fn revoke_token(&mut self, name: &str) -> Result<bool> {
         let n = self
-            .conn
+            .db
             .execute(
                 "UPDATE api_tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
                 params![name, now_ms()],
@@ -217,39 +209,63 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::*;
+    use super::super::test_pg::on_both;
 
     #[test]
     fn users_and_tokens_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        assert!(!s.has_team().unwrap());
-        assert!(s.add_user("anh", "operator", "$argon2id$x").unwrap());
-        assert!(
-            !s.add_user("anh", "admin", "$argon2id$y").unwrap(),
-            "name taken"
-        );
-        assert!(s.has_team().unwrap());
-        assert!(s.set_password("anh", "$argon2id$z").unwrap());
-        let u = s.find_user("anh").unwrap().unwrap();
-        assert_eq!((u.role.as_str(), u.generation), ("operator", 2));
-        assert!(s.remove_user("anh").unwrap());
-        assert!(!s.remove_user("anh").unwrap());
-        assert!(!s.has_team().unwrap());
+        on_both("users_and_tokens_round_trip", |s, _| {
+            assert!(!s.has_team().unwrap());
+            assert!(s.add_user("anh", "operator", "$argon2id$x").unwrap());
+            assert!(
+                !s.add_user("anh", "admin", "$argon2id$y").unwrap(),
+                "name taken"
+            );
+            assert!(s.add_user("binh", "viewer", "$argon2id$b").unwrap());
+            assert!(s.has_team().unwrap());
+            assert!(s.set_password("anh", "$argon2id$z").unwrap());
+            assert!(!s.set_password("nobody", "$argon2id$z").unwrap());
+            let u = s.find_user("anh").unwrap().unwrap();
+            assert_eq!(
+                (u.role.as_str(), u.password_hash.as_str(), u.generation),
+                ("operator", "$argon2id$z", 2)
+            );
+            assert!(s.set_role("anh", "admin").unwrap());
+            assert_eq!(s.find_user("anh").unwrap().unwrap().generation, 3);
+            assert_eq!(
+                s.users()
+                    .unwrap()
+                    .iter()
+                    .map(|u| (u.name.as_str(), u.role.as_str()))
+                    .collect::<Vec<_>>(),
+                [("anh", "admin"), ("binh", "viewer")]
+            );
+            assert!(s.remove_user("anh").unwrap());
+            assert!(!s.remove_user("anh").unwrap());
+            assert!(s.remove_user("binh").unwrap());
+            assert_eq!(s.find_user("anh").unwrap(), None);
+            assert!(!s.has_team().unwrap());
 
-        assert!(s.add_token("nightly", "operator", "ab12").unwrap());
-        assert_eq!(s.token_by_hash("ab12").unwrap().unwrap().name, "nightly");
-        assert!(s.revoke_token("nightly").unwrap());
-        assert!(!s.revoke_token("nightly").unwrap(), "already revoked");
-        assert!(s
-            .token_by_hash("ab12")
-            .unwrap()
-            .unwrap()
-            .revoked_ms
-            .is_some());
-        assert!(
-            !s.has_team().unwrap(),
-            "a revoked token asks for no sign-in"
-        );
+            assert!(s.add_token("nightly", "operator", "ab12").unwrap());
+            assert!(
+                !s.add_token("nightly", "admin", "cd34").unwrap(),
+                "name taken"
+            );
+            assert!(s.has_team().unwrap());
+            assert_eq!(s.token_by_hash("ab12").unwrap().unwrap().name, "nightly");
+            assert_eq!(s.token_by_hash("cd34").unwrap(), None);
+            assert!(s.revoke_token("nightly").unwrap());
+            assert!(!s.revoke_token("nightly").unwrap(), "already revoked");
+            assert!(s
+                .token_by_hash("ab12")
+                .unwrap()
+                .unwrap()
+                .revoked_ms
+                .is_some());
+            assert_eq!(s.tokens().unwrap().len(), 1);
+            assert!(
+                !s.has_team().unwrap(),
+                "a revoked token asks for no sign-in"
+            );
+        });
     }
 }

@@ -3,7 +3,7 @@
 //! given on its upload form that the campaign row does not keep (profile,
 //! daily quota). Never a secret: a profile names its key's variable only.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 
 use super::{Result, RowState, Store};
 
@@ -40,7 +40,7 @@ fn now_ms() -> i64 {
 impl Store {
     /// Remember the form's options (JSON) for the campaign.
     pub fn set_web_options(&mut self, campaign_id: i64, options: &str) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO web_campaigns (campaign_id, options, updated_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(campaign_id) DO UPDATE SET options = ?2, updated_ms = ?3",
@@ -51,7 +51,7 @@ impl Store {
     }
 
     pub fn web_options(&self, campaign_id: i64) -> Result<Option<String>> {
-        self.conn
+        self.db
             .query_row(
                 "SELECT options FROM web_campaigns WHERE campaign_id = ?1",
                 [campaign_id],
@@ -63,7 +63,7 @@ impl Store {
 
     /// A person started (true) or paused (false) the campaign from the web.
     pub fn set_wanted_running(&mut self, campaign_id: i64, wanted: bool) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO web_campaigns (campaign_id, wanted_running, updated_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(campaign_id) DO UPDATE SET wanted_running = ?2, updated_ms = ?3",
@@ -89,22 +89,18 @@ impl Store {
         after_line: u64,
         limit: u64,
     ) -> Result<Vec<StoredReject>> {
-        let mut stmt = self
-            .conn
+        self.db
             .prepare_cached(
                 "SELECT line, COALESCE(error, ''), reason_code, reason_params FROM rows \
                  WHERE campaign_id = ?1 AND line > ?2 AND state = 'rejected' \
                  ORDER BY line LIMIT ?3",
             )
-            .map_err(|e| self.e(e))?;
-        let rows = stmt
-            .query_map(params![campaign_id, after_line as i64, limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+            .and_then(|mut stmt| {
+                stmt.query_map(params![campaign_id, after_line as i64, limit as i64], |r| {
+                    Ok((r.get::<i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
             })
-            .map_err(|e| self.e(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.e(e))?;
-        Ok(rows)
+            .map_err(|e| self.e(e))
     }
 
     /// Rows of one state in file order, a page at a time: `text` is the
@@ -147,49 +143,129 @@ impl Store {
              ORDER BY line, id LIMIT ?2 OFFSET ?3",
             state.as_str()
         );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.e(e))?;
-        let rows = stmt
-            .query_map(params![campaign_id, limit as i64, offset as i64], |r| {
-                Ok(WebRow {
-                    line: r.get::<_, i64>(0)? as u64,
-                    phone: r.get(1)?,
-                    text: r.get(2)?,
-                    reason_code: r.get(3)?,
-                    reason_params: r.get(4)?,
+        self.db
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_map(params![campaign_id, limit as i64, offset as i64], |r| {
+                    Ok(WebRow {
+                        line: r.get::<i64>(0)? as u64,
+                        phone: r.get(1)?,
+                        text: r.get(2)?,
+                        reason_code: r.get(3)?,
+                        reason_params: r.get(4)?,
+                    })
                 })
             })
-            .map_err(|e| self.e(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.e(e))?;
-        Ok(rows)
+            .map_err(|e| self.e(e))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_pg::on_both;
     use super::super::test_support::*;
     use super::super::*;
 
     #[test]
     fn wanted_running_survives_reopening_and_pausing_clears_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        let id = {
-            let mut store = Store::open(&path).unwrap();
-            let c = new_campaign(&mut store, "web-a");
-            store.set_web_options(c.id, r#"{"daily_quota":5}"#).unwrap();
-            store.set_wanted_running(c.id, true).unwrap();
-            c.id
-        };
-        let mut store = Store::open(&path).unwrap();
-        assert_eq!(store.wanted_running().unwrap(), vec!["web-a".to_string()]);
-        assert_eq!(
-            store.web_options(id).unwrap().as_deref(),
-            Some(r#"{"daily_quota":5}"#)
+        on_both(
+            "wanted_running_survives_reopening_and_pausing_clears_it",
+            |store, place| {
+                let c = new_campaign(store, "web-a");
+                store.set_web_options(c.id, r#"{"daily_quota":5}"#).unwrap();
+                store.set_web_options(c.id, r#"{"daily_quota":6}"#).unwrap();
+                store.set_wanted_running(c.id, true).unwrap();
+                let mut store = place.open();
+                assert_eq!(store.wanted_running().unwrap(), vec!["web-a".to_string()]);
+                assert_eq!(
+                    store.web_options(c.id).unwrap().as_deref(),
+                    Some(r#"{"daily_quota":6}"#)
+                );
+                store.set_wanted_running(c.id, false).unwrap();
+                assert!(store.wanted_running().unwrap().is_empty());
+                // Options outlive the flag.
+                assert!(store.web_options(c.id).unwrap().is_some());
+                assert_eq!(store.web_options(c.id + 1).unwrap(), None);
+            },
         );
-        store.set_wanted_running(id, false).unwrap();
-        assert!(store.wanted_running().unwrap().is_empty());
-        // Options outlive the flag.
-        assert!(store.web_options(id).unwrap().is_some());
+    }
+
+    #[test]
+    fn store_pages_rows_by_state_and_rejects_after_a_line() {
+        on_both(
+            "store_pages_rows_by_state_and_rejects_after_a_line",
+            |store, _| {
+                let c = new_campaign(store, "web-b");
+                let rows = [
+                    ImportRow::Accepted {
+                        line: 2,
+                        phone: "84912345670",
+                        tracking_id: None,
+                        data_json: r#"["a"]"#,
+                    },
+                    ImportRow::Rejected {
+                        line: 3,
+                        raw_phone: "12",
+                        reason: "bad phone",
+                        code: None,
+                        params: None,
+                    },
+                    ImportRow::Accepted {
+                        line: 4,
+                        phone: "84912345671",
+                        tracking_id: None,
+                        data_json: r#"["b"]"#,
+                    },
+                    ImportRow::Rejected {
+                        line: 5,
+                        raw_phone: "",
+                        reason: "no phone",
+                        code: None,
+                        params: None,
+                    },
+                ];
+                store.import_batch(c.id, &rows, 5, true, true).unwrap();
+                // rows_in_state asks the counters first, which are not on
+                // Db yet (counters.rs): PostgreSQL gets to this half then.
+                if store.is_postgres() {
+                    println!("SKIPPED on postgres: rows_in_state (counters.rs not on Db yet)");
+                } else {
+                    let pending = store.rows_in_state(c.id, "pending", 0, 10).unwrap();
+                    assert_eq!(
+                        pending
+                            .iter()
+                            .map(|r| (r.line, r.phone.as_str(), r.text.as_str()))
+                            .collect::<Vec<_>>(),
+                        [
+                            (2, "84912345670", r#"["a"]"#),
+                            (4, "84912345671", r#"["b"]"#)
+                        ]
+                    );
+                    let second = store.rows_in_state(c.id, "pending", 1, 10).unwrap();
+                    assert_eq!(second.iter().map(|r| r.line).collect::<Vec<_>>(), [4]);
+                    let rejected = store.rows_in_state(c.id, "rejected", 0, 1).unwrap();
+                    assert_eq!(
+                        (rejected.len(), rejected[0].text.as_str()),
+                        (1, "bad phone")
+                    );
+                    assert!(store.rows_in_state(c.id, "sent", 0, 10).unwrap().is_empty());
+                    assert!(store
+                        .rows_in_state(c.id, "nonsense", 0, 10)
+                        .unwrap()
+                        .is_empty());
+                }
+                assert_eq!(
+                    store.rejects_after(c.id, 0, 10).unwrap(),
+                    [
+                        (3, "bad phone".to_string(), None, None),
+                        (5, "no phone".to_string(), None, None)
+                    ]
+                );
+                assert_eq!(
+                    store.rejects_after(c.id, 3, 10).unwrap(),
+                    [(5, "no phone".to_string(), None, None)]
+                );
+            },
+        );
     }
 }

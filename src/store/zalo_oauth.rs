@@ -6,7 +6,7 @@
 //! `lease_until_ms`) taken in a short IMMEDIATE transaction. A holder
 //! killed mid-refresh leaves a lease that lapses by itself.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use super::db::{params, Begin, DbError, OptionalExtension, Row};
 
 use super::{Result, Store};
 
@@ -80,15 +80,17 @@ impl Store {
         redirect_uri: &str,
         now_ms: i64,
     ) -> Result<()> {
-        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+        let tx = self.db.transaction().map_err(|e| sql(&self.path, e))?;
         tx.execute(
             "DELETE FROM zalo_oa_pending WHERE created_ms < ?1",
             [now_ms - PENDING_TTL_MS],
         )
         .map_err(|e| sql(&self.path, e))?;
         tx.execute(
-            "INSERT OR REPLACE INTO zalo_oa_pending (state_hash, sealed_verifier, redirect_uri, created_ms) \
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO zalo_oa_pending (state_hash, sealed_verifier, redirect_uri, created_ms) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (state_hash) DO UPDATE SET \
+             sealed_verifier = excluded.sealed_verifier, redirect_uri = excluded.redirect_uri, \
+             created_ms = excluded.created_ms",
             params![state_hash, sealed_verifier, redirect_uri, now_ms],
         )
         .map_err(|e| sql(&self.path, e))?;
@@ -102,9 +104,9 @@ impl Store {
         state_hash: Option<&str>,
         now_ms: i64,
     ) -> Result<Option<Pending>> {
-        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+        let tx = self.db.transaction().map_err(|e| sql(&self.path, e))?;
         let found: Option<(String, Vec<u8>, String)> = {
-            let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+            let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
             match state_hash {
                 Some(h) => tx.query_row(
                     "SELECT state_hash, sealed_verifier, redirect_uri FROM zalo_oa_pending \
@@ -125,9 +127,15 @@ impl Store {
         let Some((hash, sealed_verifier, redirect_uri)) = found else {
             return Ok(None);
         };
-        tx.execute("DELETE FROM zalo_oa_pending WHERE state_hash = ?1", [&hash])
+        let taken = tx
+            .execute("DELETE FROM zalo_oa_pending WHERE state_hash = ?1", [&hash])
             .map_err(|e| sql(&self.path, e))?;
         tx.commit().map_err(|e| sql(&self.path, e))?;
+        // Another process took it between our read and our delete (on
+        // PostgreSQL a plain read does not lock): a state works once.
+        if taken != 1 {
+            return Ok(None);
+        }
         Ok(Some(Pending {
             sealed_verifier,
             redirect_uri,
@@ -135,11 +143,11 @@ impl Store {
     }
 
     pub fn oa_tokens(&self) -> Result<Option<OaTokens>> {
-        self.conn
+        self.db
             .query_row(
                 "SELECT oa_id, app_id, sealed_pair, access_expires_ms, access_ttl_ms, refresh_issued_ms, \
                  connected_ms, generation, refreshes, broken FROM zalo_oa_tokens WHERE id = 1",
-                [],
+                (),
                 |r| {
                     Ok(OaTokens {
                         oa_id: r.get(0)?,
@@ -161,13 +169,14 @@ impl Store {
 
     /// A pair from an authorization (connect): replaces whatever was there.
     pub fn oa_connected(&mut self, p: &NewPair<'_>) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO zalo_oa_tokens (id, oa_id, app_id, sealed_pair, access_expires_ms, access_ttl_ms, \
                  refresh_issued_ms, connected_ms, generation, refreshes, broken, lease_holder, lease_until_ms) \
                  VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, 0, NULL, NULL, NULL) \
                  ON CONFLICT(id) DO UPDATE SET oa_id = ?1, app_id = ?2, sealed_pair = ?3, access_expires_ms = ?4, \
-                 access_ttl_ms = ?5, refresh_issued_ms = ?6, connected_ms = ?6, generation = generation + 1, \
+                 access_ttl_ms = ?5, refresh_issued_ms = ?6, connected_ms = ?6, \
+                 generation = zalo_oa_tokens.generation + 1, \
                  refreshes = 0, broken = NULL, lease_holder = NULL, lease_until_ms = NULL",
                 params![p.oa_id, p.app_id, p.sealed_pair, p.access_expires_ms, p.access_ttl_ms, p.now_ms],
             )
@@ -183,9 +192,11 @@ impl Store {
         until_ms: i64,
         now_ms: i64,
     ) -> Result<Option<i64>> {
+        // The UPDATE's WHERE decides: SQLite's IMMEDIATE holds the file,
+        // PostgreSQL re-checks the row once a concurrent taker commits.
         let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .db
+            .transaction_with(Begin::Immediate)
             .map_err(|e| sql(&self.path, e))?;
         let taken = tx
             .execute(
@@ -197,7 +208,7 @@ impl Store {
         let generation = if taken == 1 {
             tx.query_row(
                 "SELECT generation FROM zalo_oa_tokens WHERE id = 1",
-                [],
+                (),
                 |r| r.get(0),
             )
             .optional()
@@ -210,7 +221,7 @@ impl Store {
     }
 
     pub fn oa_lease_release(&mut self, holder: &str) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE zalo_oa_tokens SET lease_holder = NULL, lease_until_ms = NULL \
                  WHERE id = 1 AND lease_holder = ?1",
@@ -224,7 +235,7 @@ impl Store {
     /// in one commit. Stored even if our lease lapsed meanwhile: Zalo has
     /// rotated the pair, so this one is the only pair that works.
     pub fn oa_refreshed(&mut self, holder: &str, p: &NewPair<'_>) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE zalo_oa_tokens SET sealed_pair = ?2, access_expires_ms = ?3, access_ttl_ms = ?4, \
                  refresh_issued_ms = ?5, generation = generation + 1, refreshes = refreshes + 1, broken = NULL, \
@@ -240,7 +251,7 @@ impl Store {
     /// The pair cannot be renewed: say why (status, the console) until the
     /// next connect; the lease is released.
     pub fn oa_broken(&mut self, holder: &str, why: &str) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE zalo_oa_tokens SET broken = ?2, lease_holder = NULL, lease_until_ms = NULL \
                  WHERE id = 1 AND (lease_holder = ?1 OR lease_holder IS NULL)",
@@ -251,12 +262,13 @@ impl Store {
     }
 }
 
-fn sql(path: &std::path::Path, e: rusqlite::Error) -> super::StoreError {
+fn sql(path: &std::path::Path, e: DbError) -> super::StoreError {
     super::errors::sql_err(path, e)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_pg::on_both;
     use super::*;
 
     fn pair<'a>(sealed: &'a [u8], now: i64) -> NewPair<'a> {
@@ -272,32 +284,66 @@ mod tests {
 
     #[test]
     fn one_lease_holder_at_a_time_and_a_lapsed_lease_is_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        let mut a = Store::open(&path).unwrap();
-        let mut b = Store::open(&path).unwrap();
-        a.oa_connected(&pair(b"x", 100)).unwrap();
-        assert_eq!(a.oa_lease_take("a", 1100, 100).unwrap(), Some(1));
-        assert_eq!(b.oa_lease_take("b", 1200, 200).unwrap(), None);
-        // a dies; its lease lapses at 1100.
-        assert_eq!(b.oa_lease_take("b", 2200, 1200).unwrap(), Some(1));
-        b.oa_refreshed("b", &pair(b"z", 1300)).unwrap();
-        let t = a.oa_tokens().unwrap().unwrap();
-        assert_eq!(
-            (t.sealed_pair.as_slice(), t.generation, t.refreshes),
-            (&b"z"[..], 2, 1)
+        on_both(
+            "one_lease_holder_at_a_time_and_a_lapsed_lease_is_taken_over",
+            |a, place| {
+                let mut b = place.open();
+                assert!(a.oa_tokens().unwrap().is_none());
+                assert_eq!(a.oa_lease_take("a", 1100, 100).unwrap(), None, "no pair");
+                a.oa_connected(&pair(b"x", 100)).unwrap();
+                assert_eq!(a.oa_lease_take("a", 1100, 100).unwrap(), Some(1));
+                assert_eq!(b.oa_lease_take("b", 1200, 200).unwrap(), None);
+                // a dies; its lease lapses at 1100.
+                assert_eq!(b.oa_lease_take("b", 2200, 1200).unwrap(), Some(1));
+                b.oa_refreshed("b", &pair(b"z", 1300)).unwrap();
+                let t = a.oa_tokens().unwrap().unwrap();
+                assert_eq!(
+                    (t.sealed_pair.as_slice(), t.generation, t.refreshes),
+                    (&b"z"[..], 2, 1)
+                );
+                assert_eq!(
+                    (t.oa_id.as_deref(), t.access_expires_ms, t.broken),
+                    (Some("1"), 2300, None)
+                );
+                assert_eq!(a.oa_lease_take("a", 3000, 1400).unwrap(), Some(2));
+                a.oa_broken("a", "refresh refused").unwrap();
+                let t = b.oa_tokens().unwrap().unwrap();
+                assert_eq!(t.broken.as_deref(), Some("refresh refused"));
+                // A new connect clears it and counts a new generation.
+                b.oa_connected(&pair(b"n", 5000)).unwrap();
+                let t = a.oa_tokens().unwrap().unwrap();
+                assert_eq!(
+                    (t.broken, t.generation, t.refreshes, t.connected_ms),
+                    (None, 3, 0, 5000)
+                );
+                assert_eq!(b.oa_lease_take("b", 6000, 5000).unwrap(), Some(3));
+                b.oa_lease_release("b").unwrap();
+                assert_eq!(a.oa_lease_take("a", 6000, 5000).unwrap(), Some(3));
+            },
         );
-        assert_eq!(a.oa_lease_take("a", 3000, 1400).unwrap(), Some(2));
     }
 
     #[test]
     fn a_pending_state_is_taken_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        s.oa_pending_put("h1", b"v1", "http://cb", 10).unwrap();
-        assert!(s.oa_pending_take(Some("nope"), 20).unwrap().is_none());
-        let p = s.oa_pending_take(Some("h1"), 20).unwrap().unwrap();
-        assert_eq!(p.sealed_verifier, b"v1");
-        assert!(s.oa_pending_take(Some("h1"), 30).unwrap().is_none());
+        on_both("a_pending_state_is_taken_once", |s, _| {
+            s.oa_pending_put("h1", b"v1", "http://cb", 10).unwrap();
+            // Put again: replaced, not refused.
+            s.oa_pending_put("h1", b"v2", "http://cb2", 11).unwrap();
+            assert!(s.oa_pending_take(Some("nope"), 20).unwrap().is_none());
+            let p = s.oa_pending_take(Some("h1"), 20).unwrap().unwrap();
+            assert_eq!(
+                (p.sealed_verifier.as_slice(), p.redirect_uri.as_str()),
+                (&b"v2"[..], "http://cb2")
+            );
+            assert!(s.oa_pending_take(Some("h1"), 30).unwrap().is_none());
+            // No state: the latest still fresh one.
+            s.oa_pending_put("h2", b"old", "http://cb", 100).unwrap();
+            s.oa_pending_put("h3", b"new", "http://cb", 200).unwrap();
+            let p = s.oa_pending_take(None, 300).unwrap().unwrap();
+            assert_eq!(p.sealed_verifier, b"new");
+            // Stale ones are neither taken nor kept.
+            let later = 100 + super::PENDING_TTL_MS + 1;
+            assert!(s.oa_pending_take(Some("h2"), later).unwrap().is_none());
+        });
     }
 }

@@ -222,7 +222,9 @@ pub(super) fn apply_op(
             ])?;
             unchanged(n, *row_id, "MarkSent");
             if let (1, Some(m)) = (n, msg_id) {
-                crate::store::events::on_msg_id(tx, *row_id, m)?;
+                let [rank, matched] = &*crate::store::events::ON_MSG_ID_SQL;
+                tx.prepare_cached(rank)?.execute(params![*row_id, m])?;
+                tx.prepare_cached(matched)?.execute([m])?;
             }
             if let Some((q, info)) = provider_quota {
                 quota.write_back(tx)?;

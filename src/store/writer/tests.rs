@@ -131,7 +131,8 @@ fn in_doubt(row_id: i64) -> WriteOp {
 
 fn row_column(store: &Store, column: &str, row_id: i64) -> Option<String> {
     store
-        .conn
+        .db
+        .conn()
         .query_row(
             &format!("SELECT {column} FROM rows WHERE id = ?1"),
             [row_id],
@@ -301,7 +302,8 @@ async fn a_full_database_reaches_the_caller_as_a_disk_error() {
     let f = fixture(&["84912345670"]);
     let pages: i64 = f
         .store
-        .conn
+        .db
+        .conn()
         .query_row("PRAGMA page_count", [], |r| r.get(0))
         .unwrap();
     let (writer, thread) =

@@ -32,7 +32,7 @@ impl Store {
     /// One transaction for the whole batch (group commit). BEGIN and COMMIT
     /// are cached statements: the writer runs thousands a second.
     fn apply_batch(&mut self, batch: &mut [Pending]) -> Result<()> {
-        let conn = &self.conn;
+        let conn = &self.db.conn();
         let mut quota = QuotaTally::new(&mut self.quota_rows);
         let result = (|| -> rusqlite::Result<()> {
             conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
@@ -107,9 +107,11 @@ impl Checkpointer {
                     "PASSIVE"
                 };
                 // A failed checkpoint is retried next time (the WAL just grows).
-                let _ = store
-                    .conn
-                    .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
+                let _ = store.db.conn().query_row(
+                    &format!("PRAGMA wal_checkpoint({mode})"),
+                    [],
+                    |_| Ok(()),
+                );
                 if last {
                     return;
                 }
@@ -145,7 +147,8 @@ impl Writer {
     ) -> Result<(Writer, std::thread::JoinHandle<Result<()>>)> {
         let mut store = Store::open(path)?;
         store
-            .conn
+            .db
+            .conn()
             .execute_batch(pragmas)
             .map_err(|e| sql_err(path, e))?;
         // Checkpoints (and their fsyncs) run on a thread of their own, so a
