@@ -178,6 +178,16 @@ impl Db {
             .query(sql, &params.values(), false, &mut |r| f(r).map(|()| true))
     }
 
+    /// Rows handed to `f` in turn until it returns false (a walk that
+    /// may stop early, e.g. when its output fails).
+    pub fn query_while<P, F>(&self, sql: &str, params: P, mut f: F) -> Result<(), DbError>
+    where
+        P: Params,
+        F: FnMut(&Row<'_>) -> Result<bool, DbError>,
+    {
+        self.backend.query(sql, &params.values(), false, &mut f)
+    }
+
     /// A statement run once or a few times (not kept).
     pub fn prepare<'a>(&'a self, sql: &'a str) -> Result<Stmt<'a>, DbError> {
         Ok(Stmt {
