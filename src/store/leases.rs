@@ -14,9 +14,7 @@
 //! claimer's lease is still live (see `writer::claim`), so a process that
 //! was paused past its lease and woke up cannot send after a takeover.
 
-use rusqlite::{Connection, OptionalExtension as _};
-
-use super::db::{params, DbError, OptionalExtension, Row};
+use super::db::{params, Db, DbError, Dialect, OptionalExtension, Row};
 
 use super::{Result, Store};
 
@@ -234,16 +232,18 @@ impl Store {
 /// wholly before or after the claim. On PostgreSQL the read must lock the
 /// lease row (`FOR SHARE`) so a concurrent takeover's UPDATE waits for the
 /// claim's commit, and the claim sees the takeover once it committed.
-pub(super) fn lease_live(tx: &Connection, fence: &LeaseFence) -> rusqlite::Result<bool> {
-    tx.prepare_cached(
-        "SELECT 1 FROM leases WHERE campaign = ?1 AND holder = ?2 AND expires_at_ms > ?3",
-    )?
-    .query_row(
-        rusqlite::params![fence.campaign, fence.holder, real_now_ms()],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|found| found.is_some())
+pub(super) fn lease_live(tx: &Db, fence: &LeaseFence) -> Result<bool, DbError> {
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => {
+            "SELECT 1 FROM leases WHERE campaign = ?1 AND holder = ?2 AND expires_at_ms > ?3"
+        }
+        Dialect::Postgres => {
+            "SELECT 1 FROM leases WHERE campaign = ?1 AND holder = ?2 AND expires_at_ms > ?3 \
+             FOR SHARE"
+        }
+    };
+    tx.prepare_cached(sql)?
+        .exists(params![fence.campaign, fence.holder, real_now_ms()])
 }
 
 #[cfg(test)]
