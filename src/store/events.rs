@@ -449,6 +449,7 @@ fn record_in(tx: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<EventO
             rank(status),
         )?;
     }
+    super::series::note_event(tx, event_id, true)?;
     Ok(match e.kind.as_str() {
         "quota" => {
             if let (Some(oa), Some(limit)) = (&e.oa_id, &e.detail) {
@@ -536,6 +537,7 @@ pub(super) fn on_msg_id(tx: &Connection, row_id: i64, msg_id: &str) -> rusqlite:
          WHERE id = ?1 AND best > COALESCE(delivery_rank, 0)"
     ))?
     .execute(params![row_id, msg_id])?;
+    super::series::note_msg_id(tx, row_id, msg_id)?;
     tx.prepare_cached(
         "UPDATE delivery_events SET matched = 1 WHERE msg_id = ?1 AND kind = 'delivery' AND matched = 0",
     )?
@@ -569,6 +571,7 @@ pub(super) fn rematch_events(tx: &Connection) -> rusqlite::Result<()> {
         if let Some(s) = status.as_deref().and_then(DeliveryStatus::parse) {
             raise_rank(tx, None, tracking_id.as_deref(), rank(s))?;
         }
+        super::series::note_event(tx, id, false)?;
     }
     Ok(())
 }

@@ -82,7 +82,7 @@ pub use quota::{QuotaDay, QuotaKey};
 pub use repeats::PhoneKeys;
 pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use schedule::TestSend;
-pub use series::BucketCounts;
+pub use series::{BucketCounts, MinuteCounts};
 pub use tokens::TokenKey;
 pub use users::{TokenRecord, UserRecord};
 pub use web::WebRow;

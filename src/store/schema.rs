@@ -4,7 +4,7 @@
 use super::errors::sql_err;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 14;
+pub(super) const SCHEMA_VERSION: i64 = 15;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -155,6 +155,8 @@ const MIGRATIONS: &[&str] = &[
     super::series::SERIES_MIGRATION,
     // 14: team access — users, API tokens, the audit log (see store/users.rs)
     super::users::USERS_MIGRATION,
+    // 15: the charts' counts kept per campaign and minute, back-filled (see store/series.rs)
+    super::series::SERIES_COUNTERS_MIGRATION,
 ];
 
 impl Store {
@@ -200,6 +202,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::super::counters::UNDO_COUNTERS_MIGRATION;
+    use super::super::series::UNDO_SERIES_COUNTERS_MIGRATION;
     use super::super::test_support::*;
     use super::super::*;
     use super::SCHEMA_VERSION;
@@ -215,7 +218,7 @@ mod tests {
             store
                 .conn
                 .execute_batch(&format!(
-                    "{UNDO_COUNTERS_MIGRATION} DROP INDEX rows_open; \
+                    "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} DROP INDEX rows_open; \
                      CREATE INDEX rows_open ON rows(campaign_id, id) \
                        WHERE state IN ('pending','token_ready','in_flight','in_doubt'); \
                      ALTER TABLE rows DROP COLUMN quota_day; \
@@ -265,7 +268,7 @@ mod tests {
             store
                 .conn
                 .execute_batch(&format!(
-                    "{UNDO_COUNTERS_MIGRATION} ALTER TABLE rows DROP COLUMN quota_day; PRAGMA user_version = 4;"
+                    "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} ALTER TABLE rows DROP COLUMN quota_day; PRAGMA user_version = 4;"
                 ))
                 .unwrap();
         }
@@ -304,7 +307,7 @@ mod tests {
             store
                 .conn
                 .execute_batch(&format!(
-                    "{UNDO_COUNTERS_MIGRATION} DROP INDEX rows_tracking; \
+                    "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} DROP INDEX rows_tracking; \
                      CREATE UNIQUE INDEX rows_dedup ON rows(campaign_id, dedup_key) WHERE dedup_key IS NOT NULL; \
                      CREATE UNIQUE INDEX rows_tracking ON rows(campaign_id, tracking_id) WHERE tracking_id IS NOT NULL; \
                      PRAGMA user_version = 8;",
