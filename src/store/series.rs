@@ -602,7 +602,7 @@ mod tests {
     use super::super::db::params;
     use super::super::events::on_msg_id;
     use super::super::lookups::tests::{import, mark_sent as mark_sent_plain};
-    use super::super::test_pg::on_both;
+    use super::super::test_pg::{on_both, Place};
     use super::super::test_support::*;
     use super::super::*;
     use super::*;
@@ -838,75 +838,84 @@ mod tests {
         );
     }
 
-    /// SQLite only: it sets the version back with PRAGMA user_version.
+    /// Back to version 16 (no kept minutes, no ledger times), opened again:
+    /// the migration back-fills what a recount finds, on both databases.
     #[test]
     fn series_the_migration_back_fills_what_a_recount_finds() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        let c = {
-            let mut store = Store::open(&path).unwrap();
-            let c = new_campaign(&mut store, "c1");
-            let ids = import_phones(
-                &mut store,
-                &c,
-                &["84912345670", "84912345671", "84912345672"],
-            );
-            mark_sent(&mut store, ids[0], "m0", 100 * MIN);
-            mark_sent(&mut store, ids[1], "m1", 130 * MIN);
-            store
-                .record_events(&[
-                    event(Some("m0"), None, "seen", 140 * MIN, "a"),
-                    event(Some("m0"), None, "received", 135 * MIN, "b"),
-                    event(None, Some("zb-test-3"), "received", 131 * MIN, "c"),
-                ])
-                .unwrap();
-            store
-                .db
-                .execute(
-                    "UPDATE rows SET fee_token = 50, delivery_status = 'seen', delivery_ms = ?2 WHERE id = ?1",
-                    params![ids[1], 132 * MIN],
-                )
-                .unwrap();
-            // Back to version 16: no kept minutes, no ledger times.
-            store
-                .db
-                .conn()
-                .execute_batch(&format!(
-                    "{UNDO_SERIES_COUNTERS_MIGRATION} PRAGMA user_version = 16;"
-                ))
-                .unwrap();
-            c
-        };
-        let store = Store::open(&path).unwrap();
-        let kept = same(&store, &c);
-        let sums: Vec<_> = kept
-            .iter()
-            .map(|m| (m.minute, m.sent, m.delivered, m.seen, m.fees))
-            .collect();
-        assert_eq!(
-            sums,
-            vec![
-                (100, 1, 0, 0, 0),
-                (130, 1, 0, 0, 50),
-                (131, 0, 1, 0, 0),
-                (132, 0, 0, 1, 0),
-                (135, 0, 1, 0, 0),
-                (140, 0, 0, 1, 0)
-            ]
+        on_both(
+            "series_the_migration_back_fills_what_a_recount_finds",
+            |store, place| {
+                let c = new_campaign(store, "c1");
+                let ids = import(store, &c, &[None, None, None]);
+                mark_sent(store, ids[0], "m0", 100 * MIN);
+                mark_sent(store, ids[1], "m1", 130 * MIN);
+                store
+                    .record_events(&[
+                        event(Some("m0"), None, "seen", 140 * MIN, "a"),
+                        event(Some("m0"), None, "received", 135 * MIN, "b"),
+                        event(None, Some("zb-test-3"), "received", 131 * MIN, "c"),
+                    ])
+                    .unwrap();
+                store
+                    .db
+                    .execute(
+                        "UPDATE rows SET fee_token = 50, delivery_status = 'seen', delivery_ms = ?2 WHERE id = ?1",
+                        params![ids[1], 132 * MIN],
+                    )
+                    .unwrap();
+                match place {
+                    Place::Sqlite(_) => store
+                        .db
+                        .conn()
+                        .execute_batch(&format!(
+                            "{UNDO_SERIES_COUNTERS_MIGRATION} PRAGMA user_version = 16;"
+                        ))
+                        .unwrap(),
+                    Place::Postgres(_) => store
+                        .db
+                        .execute_batch(
+                            "DROP TRIGGER rows_series_update ON rows; \
+                             DROP TRIGGER rows_series_delete ON rows; \
+                             DROP FUNCTION rows_series_update(); DROP FUNCTION rows_series_delete(); \
+                             DROP TABLE campaign_series; \
+                             ALTER TABLE rows DROP COLUMN ledger_delivered_ms; \
+                             ALTER TABLE rows DROP COLUMN ledger_seen_ms; \
+                             DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES (16);",
+                        )
+                        .unwrap(),
+                }
+                let store = place.open();
+                let kept = same(&store, &c);
+                let sums: Vec<_> = kept
+                    .iter()
+                    .map(|m| (m.minute, m.sent, m.delivered, m.seen, m.fees))
+                    .collect();
+                assert_eq!(
+                    sums,
+                    vec![
+                        (100, 1, 0, 0, 0),
+                        (130, 1, 0, 0, 50),
+                        (131, 0, 1, 0, 0),
+                        (132, 0, 0, 1, 0),
+                        (135, 0, 1, 0, 0),
+                        (140, 0, 0, 1, 0)
+                    ]
+                );
+                // Older SQLite databases migrate through the counters and
+                // the minutes (PostgreSQL's start at version 14).
+                if let Place::Sqlite(_) = place {
+                    store
+                        .db
+                        .conn()
+                        .execute_batch(&format!(
+                            "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} PRAGMA user_version = 9;"
+                        ))
+                        .unwrap();
+                    drop(store);
+                    assert_eq!(same(&place.open(), &c), kept);
+                }
+            },
         );
-        // Older databases migrate through the counters and the minutes.
-        drop(store);
-        let store = Store::open(&path).unwrap();
-        store
-            .db
-            .conn()
-            .execute_batch(&format!(
-                "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} PRAGMA user_version = 9;"
-            ))
-            .unwrap();
-        drop(store);
-        let store = Store::open(&path).unwrap();
-        assert_eq!(same(&store, &c), kept);
     }
 
     /// The page's reads walk buckets, not rows (SQLite's plan).
