@@ -211,9 +211,7 @@ impl Reader {
         let bucket = bucket_for(last - first);
         // Buckets start on a whole bucket (a round time on the axis).
         let start = first - first.rem_euclid(bucket.min(3_600_000));
-        let counts = self
-            .store
-            .delivery_buckets(c.id, &c.tracking_prefix, start, bucket)?;
+        let counts = self.store.delivery_buckets(c.id, start, bucket)?;
         let n = counts
             .iter()
             .map(|b| b.bucket as usize + 1)

@@ -338,6 +338,7 @@ pub(super) const UNDO_COUNTERS_MIGRATION: &str = "\
 #[cfg(test)]
 mod tests {
     use super::super::events::on_msg_id;
+    use super::super::series::UNDO_SERIES_COUNTERS_MIGRATION;
     use super::super::test_support::*;
     use super::super::*;
     use super::*;
@@ -401,7 +402,7 @@ mod tests {
             store
                 .db
                 .execute_batch(&format!(
-                    "{UNDO_COUNTERS_MIGRATION} PRAGMA user_version = 9;"
+                    "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} PRAGMA user_version = 9;"
                 ))
                 .unwrap();
             c

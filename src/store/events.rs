@@ -446,6 +446,7 @@ fn record_in(tx: &Db, e: &NewEvent) -> Result<EventOutcome, DbError> {
             rank(status),
         )?;
     }
+    super::series::note_event(tx, event_id, true)?;
     Ok(match e.kind.as_str() {
         "quota" => {
             if let (Some(oa), Some(limit)) = (&e.oa_id, &e.detail) {
@@ -508,7 +509,7 @@ pub(super) fn raise_rank(
     }
     if let Some(t) = tracking_id {
         // CROSS JOIN: `campaigns` (a few) outside, `rows` searched by index.
-        tx.prepare_cached(
+        tx.prepare_cached(concat!(
             "UPDATE rows SET delivery_rank = ?2 WHERE COALESCE(delivery_rank, 0) < ?2 AND id IN ( \
                SELECT r.id FROM campaigns c CROSS JOIN rows r \
                WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
@@ -516,16 +517,18 @@ pub(super) fn raise_rank(
                SELECT r.id FROM campaigns c CROSS JOIN rows r \
                WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
                  AND r.campaign_id = c.id \
-                 AND r.line = CAST(substr(?1, length(c.tracking_prefix) + 2) AS INTEGER) \
-                 AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1)",
-        )?
+                 AND r.line = ",
+            line_of_sql!("?1"),
+            " AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1)"
+        ))?
         .execute(params![t, rank])?;
     }
     Ok(())
 }
 
 /// A row just got its msg_id: the events that came for it first count now.
-/// What [`on_msg_id`] runs (the writer, still on rusqlite, runs the same texts).
+/// What [`on_msg_id`] runs (the writer, still on rusqlite, runs the same texts
+/// and SQLite's `series::note_msg_id_sql` between them).
 pub(super) static ON_MSG_ID_SQL: std::sync::LazyLock<[String; 2]> =
     std::sync::LazyLock::new(|| {
         [
@@ -546,6 +549,7 @@ pub(super) static ON_MSG_ID_SQL: std::sync::LazyLock<[String; 2]> =
 pub(super) fn on_msg_id(tx: &Db, row_id: i64, msg_id: &str) -> Result<(), DbError> {
     let [rank, matched] = &*ON_MSG_ID_SQL;
     tx.prepare_cached(rank)?.execute(params![row_id, msg_id])?;
+    super::series::note_msg_id(tx, row_id, msg_id)?;
     tx.prepare_cached(matched)?.execute([msg_id])?;
     Ok(())
 }
@@ -575,6 +579,7 @@ pub(super) fn rematch_events(tx: &Db) -> Result<(), DbError> {
         if let Some(s) = status.as_deref().and_then(DeliveryStatus::parse) {
             raise_rank(tx, None, tracking_id.as_deref(), rank(s))?;
         }
+        super::series::note_event(tx, id, false)?;
     }
     Ok(())
 }

@@ -11,6 +11,26 @@
 //! COMMIT. Readers use their own connections (WAL lets them run beside the
 //! writer).
 
+/// The line a derived tracking id (`{prefix}-{line}`, `c` the campaign)
+/// names, NULL when its tail is not digits: one text on both databases
+/// (PostgreSQL's CAST fails on what is not a number, SQLite's read the
+/// leading digits; `trim(x, chars)` is btrim on PostgreSQL).
+macro_rules! line_of_sql {
+    ($tracking:literal) => {
+        concat!(
+            "CASE WHEN length(substr(",
+            $tracking,
+            ", length(c.tracking_prefix) + 2)) BETWEEN 1 AND 18 \
+               AND trim(substr(",
+            $tracking,
+            ", length(c.tracking_prefix) + 2), '0123456789') = '' \
+             THEN CAST(substr(",
+            $tracking,
+            ", length(c.tracking_prefix) + 2) AS BIGINT) END"
+        )
+    };
+}
+
 /// Does a row with this msg_id or tracking id (explicit, or derived as
 /// `{prefix}-{line}`) exist? Both given as SQL (parameters or columns;
 /// either may be NULL). CROSS JOIN keeps `campaigns` (a few) outside, so
@@ -37,9 +57,9 @@ macro_rules! row_exists_sql {
             $tracking,
             ", 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
                        AND r.campaign_id = c.id \
-                       AND r.line = CAST(substr(",
-            $tracking,
-            ", length(c.tracking_prefix) + 2) AS INTEGER) \
+                       AND r.line = ",
+            line_of_sql!($tracking),
+            " \
                        AND r.tracking_id IS NULL))"
         )
     };
@@ -90,7 +110,7 @@ pub use quota::{QuotaDay, QuotaKey};
 pub use repeats::PhoneKeys;
 pub use rows::{ReportRow, StateCounts, WorkRow};
 pub use schedule::TestSend;
-pub use series::BucketCounts;
+pub use series::{BucketCounts, MinuteCounts};
 pub use tokens::TokenKey;
 pub use users::{TokenRecord, UserRecord};
 pub use web::WebRow;

@@ -5,7 +5,7 @@ use super::db::{Begin, Dialect};
 use super::schema_pg;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 16;
+pub(super) const SCHEMA_VERSION: i64 = 17;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -163,6 +163,8 @@ const MIGRATIONS: &[&str] = &[
     // (model/reason.rs); rows from before keep only their text.
     "ALTER TABLE rows ADD COLUMN reason_code TEXT; \
      ALTER TABLE rows ADD COLUMN reason_params TEXT;",
+    // 17: the charts' counts kept per campaign and minute, back-filled (see store/series.rs)
+    super::series::SERIES_COUNTERS_MIGRATION,
 ];
 
 impl Store {
@@ -264,6 +266,7 @@ const _: () = assert!(
 #[cfg(test)]
 mod tests {
     use super::super::counters::UNDO_COUNTERS_MIGRATION;
+    use super::super::series::UNDO_SERIES_COUNTERS_MIGRATION;
     use super::super::test_support::*;
     use super::super::*;
     use super::SCHEMA_VERSION;
@@ -279,7 +282,7 @@ mod tests {
             store
                 .db
                 .execute_batch(&format!(
-                    "{UNDO_COUNTERS_MIGRATION} DROP INDEX rows_open; \
+                    "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} DROP INDEX rows_open; \
                      CREATE INDEX rows_open ON rows(campaign_id, id) \
                        WHERE state IN ('pending','token_ready','in_flight','in_doubt'); \
                      ALTER TABLE rows DROP COLUMN quota_day; \
@@ -329,7 +332,7 @@ mod tests {
             store
                 .db
                 .execute_batch(&format!(
-                    "{UNDO_COUNTERS_MIGRATION} ALTER TABLE rows DROP COLUMN quota_day; PRAGMA user_version = 4;"
+                    "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} ALTER TABLE rows DROP COLUMN quota_day; PRAGMA user_version = 4;"
                 ))
                 .unwrap();
         }
@@ -366,7 +369,7 @@ mod tests {
             store
                 .db
                 .execute_batch(&format!(
-                    "{UNDO_COUNTERS_MIGRATION} DROP INDEX rows_tracking; \
+                    "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} DROP INDEX rows_tracking; \
                      CREATE UNIQUE INDEX rows_dedup ON rows(campaign_id, dedup_key) WHERE dedup_key IS NOT NULL; \
                      CREATE UNIQUE INDEX rows_tracking ON rows(campaign_id, tracking_id) WHERE tracking_id IS NOT NULL; \
                      PRAGMA user_version = 8;",

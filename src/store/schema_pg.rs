@@ -24,6 +24,8 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE rows ADD COLUMN reason_code TEXT",
         "ALTER TABLE rows ADD COLUMN reason_params TEXT",
     ],
+    // 17: the charts' counts kept per campaign and minute (store/series.rs)
+    super::series::SERIES_COUNTERS_PG,
 ];
 
 /// Everything SQLite's migrations 1–14 built but the counters, at once.

@@ -158,7 +158,7 @@ mod tests {
                     tables.contains(&"campaign_counts".to_string()),
                     "{tables:?}"
                 );
-                assert_eq!(tables.len(), 17, "{tables:?}");
+                assert_eq!(tables.len(), 18, "{tables:?}");
             },
         );
     }
