@@ -224,13 +224,7 @@ pub(super) fn apply_op(
             ])?;
             unchanged(n, *row_id, "MarkSent");
             if let (1, Some(m)) = (n, msg_id) {
-                let [rank, matched] = &*crate::store::events::ON_MSG_ID_SQL;
-                tx.prepare_cached(rank)?.execute(params![*row_id, m])?;
-                tx.prepare_cached(crate::store::series::note_msg_id_sql(
-                    crate::store::db::Dialect::Sqlite,
-                ))?
-                .execute(params![*row_id, m])?;
-                tx.prepare_cached(matched)?.execute([m])?;
+                crate::store::events::on_msg_id(tx, *row_id, m)?;
             }
             if let Some((q, info)) = provider_quota {
                 quota.write_back(tx)?;
