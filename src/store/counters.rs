@@ -21,7 +21,7 @@
 //! counters replaced, the ledger joined event by event); the tests compare
 //! the two after every kind of work.
 
-use rusqlite::OptionalExtension;
+use super::db::{DbError, OptionalExtension};
 use serde::Serialize;
 
 use super::events::LedgerCounts;
@@ -244,50 +244,56 @@ impl Store {
     /// The campaign's counters (zeros for no such campaign). `ledger.unmatched`
     /// is ledger-wide.
     pub fn counters(&self, campaign_id: i64) -> Result<Counters> {
+        // Columns by name, in the order `counters_sql!(cols)` lists them.
+        const COLS: &str = counters_sql!(cols);
+        let at = |name: &str| {
+            COLS.split(", ")
+                .position(|c| c == name)
+                .unwrap_or(usize::MAX)
+        };
         let found = self
             .db
-            .conn()
             .prepare_cached(&format!(
-                "SELECT {} FROM campaign_counts WHERE campaign_id = ?1",
-                counters_sql!(cols)
+                "SELECT {COLS} FROM campaign_counts WHERE campaign_id = ?1"
             ))
-            .map_err(|e| self.e(e))?
-            .query_row([campaign_id], |r| {
-                let n = |name: &str| -> rusqlite::Result<u64> {
-                    Ok(r.get::<_, i64>(name)?.max(0) as u64)
-                };
-                Ok(Counters {
-                    states: StateCounts {
-                        total: n("total")?,
-                        pending: n("pending")?,
-                        token_ready: n("token_ready")?,
-                        in_flight: n("in_flight")?,
-                        in_doubt: n("in_doubt")?,
-                        sent: n("sent")?,
-                        failed: n("failed")?,
-                        rejected: n("rejected")?,
-                        expired: n("expired")?,
-                        skipped: n("skipped")?,
-                        resent_after_doubt: n("resent_after_doubt")?,
-                    },
-                    delivery: DeliveryCounts {
-                        sent: n("sent")?,
-                        checked: n("sent_checked")?,
-                        unknown: n("checked_unknown")?,
-                        received: n("checked_received")?,
-                        seen: n("checked_seen")?,
-                        no_msg_id: n("sent_no_msg_id")?,
-                        fee_main: r.get("fee_main")?,
-                        fee_token: r.get("fee_token")?,
-                    },
-                    ledger: LedgerCounts {
-                        received: n("received")?,
-                        seen: n("seen")?,
-                        failed_delivery: n("failed_delivery")?,
-                        unknown: n("unknown")?,
-                        unmatched: 0,
-                    },
-                    no_dedup_key: n("no_dedup_key")?,
+            .and_then(|mut stmt| {
+                stmt.query_row([campaign_id], |r| {
+                    let n = |name: &str| -> std::result::Result<u64, DbError> {
+                        Ok(r.get::<i64>(at(name))?.max(0) as u64)
+                    };
+                    Ok(Counters {
+                        states: StateCounts {
+                            total: n("total")?,
+                            pending: n("pending")?,
+                            token_ready: n("token_ready")?,
+                            in_flight: n("in_flight")?,
+                            in_doubt: n("in_doubt")?,
+                            sent: n("sent")?,
+                            failed: n("failed")?,
+                            rejected: n("rejected")?,
+                            expired: n("expired")?,
+                            skipped: n("skipped")?,
+                            resent_after_doubt: n("resent_after_doubt")?,
+                        },
+                        delivery: DeliveryCounts {
+                            sent: n("sent")?,
+                            checked: n("sent_checked")?,
+                            unknown: n("checked_unknown")?,
+                            received: n("checked_received")?,
+                            seen: n("checked_seen")?,
+                            no_msg_id: n("sent_no_msg_id")?,
+                            fee_main: r.get(at("fee_main"))?,
+                            fee_token: r.get(at("fee_token"))?,
+                        },
+                        ledger: LedgerCounts {
+                            received: n("received")?,
+                            seen: n("seen")?,
+                            failed_delivery: n("failed_delivery")?,
+                            unknown: n("unknown")?,
+                            unmatched: 0,
+                        },
+                        no_dedup_key: n("no_dedup_key")?,
+                    })
                 })
             })
             .optional()
@@ -302,12 +308,11 @@ impl Store {
     pub fn recount(&self, campaign_id: i64) -> Result<Counters> {
         let no_dedup_key = self
             .db
-            .conn()
             .query_row(
                 "SELECT COUNT(*) FROM rows WHERE campaign_id = ?1 AND dedup_key IS NULL \
                  AND state <> 'rejected'",
                 [campaign_id],
-                |r| r.get::<_, i64>(0),
+                |r| r.get::<i64>(0),
             )
             .map_err(|e| self.e(e))? as u64;
         Ok(Counters {
@@ -379,7 +384,6 @@ mod tests {
             );
             store
                 .db
-                .conn()
                 .execute_batch(&format!(
                     "UPDATE rows SET state = 'sent', msg_id = 'm0', fee_main = 300, \
                        delivery_checked_ms = 5, delivery_status = 'received' WHERE id = {}; \
@@ -397,7 +401,6 @@ mod tests {
             // Back to version 9: no counters, no ranks, no flags.
             store
                 .db
-                .conn()
                 .execute_batch(&format!(
                     "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} PRAGMA user_version = 9;"
                 ))
@@ -418,17 +421,22 @@ mod tests {
 
     #[test]
     fn events_before_the_send_reply_count_once_the_msg_id_is_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        let c = new_campaign(&mut store, "c1");
-        let ids = import_phones(&mut store, &c, &["84912345670", "84912345671"]);
+        test_pg::on_both(
+            "events_before_the_send_reply_count_once_the_msg_id_is_stored",
+            |store, _| events_before_the_send_reply(store),
+        );
+    }
+
+    fn events_before_the_send_reply(store: &mut Store) {
+        let c = new_campaign(store, "c1");
+        let ids = import_phones(store, &c, &["84912345670", "84912345671"]);
         store
             .record_events(&[
                 event("delivery", Some("m1"), None, "received", "a"),
                 event("delivery", None, Some("zb-test-3"), "failed_delivery", "b"),
             ])
             .unwrap();
-        assert_eq!(same(&store, &c).ledger.unmatched, 1);
+        assert_eq!(same(store, &c).ledger.unmatched, 1);
         let tx = store.db.transaction().unwrap();
         tx.execute(
             "UPDATE rows SET state = 'sent', msg_id = 'm1' WHERE id = ?1",
@@ -439,7 +447,7 @@ mod tests {
         tx.execute("UPDATE rows SET state = 'sent' WHERE id = ?1", [ids[1]])
             .unwrap();
         tx.commit().unwrap();
-        let kept = same(&store, &c);
+        let kept = same(store, &c);
         assert_eq!(
             (
                 kept.ledger.received,
@@ -451,28 +459,32 @@ mod tests {
         store
             .record_event(&event("delivery", Some("m1"), None, "seen", "c"))
             .unwrap();
-        assert_eq!(same(&store, &c).ledger.seen, 1);
+        assert_eq!(same(store, &c).ledger.seen, 1);
     }
 
     #[test]
     fn an_event_for_a_line_not_yet_imported_matches_once_it_is() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        let c = new_campaign(&mut store, "c1");
+        test_pg::on_both(
+            "an_event_for_a_line_not_yet_imported_matches_once_it_is",
+            |store, _| an_event_for_a_line_not_yet_imported(store),
+        );
+    }
+
+    fn an_event_for_a_line_not_yet_imported(store: &mut Store) {
+        let c = new_campaign(store, "c1");
         store
             .record_event(&event("delivery", None, Some("zb-test-2"), "seen", "a"))
             .unwrap();
         assert_eq!(store.unmatched_events().unwrap(), 1);
-        let ids = import_phones(&mut store, &c, &["84912345670"]);
+        let ids = import_phones(store, &c, &["84912345670"]);
         assert_eq!(store.unmatched_events().unwrap(), 0);
         store
             .db
-            .conn()
             .execute(
                 "UPDATE rows SET state = 'in_flight' WHERE id = ?1",
                 [ids[0]],
             )
             .unwrap();
-        assert_eq!(same(&store, &c).ledger.seen, 1);
+        assert_eq!(same(store, &c).ledger.seen, 1);
     }
 }

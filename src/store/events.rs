@@ -526,26 +526,23 @@ pub(super) fn raise_rank(
     Ok(())
 }
 
-/// A row just got its msg_id: the events that came for it first count now.
-/// What [`on_msg_id`] runs (the writer, still on rusqlite, runs the same texts
-/// and SQLite's `series::note_msg_id_sql` between them).
-pub(super) static ON_MSG_ID_SQL: std::sync::LazyLock<[String; 2]> =
-    std::sync::LazyLock::new(|| {
-        [
-            format!(
-                "UPDATE rows SET delivery_rank = best FROM ( \
+/// What [`on_msg_id`] runs, before and after the chart's note.
+static ON_MSG_ID_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    [
+        format!(
+            "UPDATE rows SET delivery_rank = best FROM ( \
                SELECT MAX({EVENT_RANK_SQL}) AS best FROM delivery_events \
                WHERE msg_id = ?2 AND status IS NOT NULL) AS e \
              WHERE id = ?1 AND best > COALESCE(delivery_rank, 0)"
-            ),
-            "UPDATE delivery_events SET matched = 1 WHERE msg_id = ?1 AND kind = 'delivery' \
+        ),
+        "UPDATE delivery_events SET matched = 1 WHERE msg_id = ?1 AND kind = 'delivery' \
          AND matched = 0"
-                .to_string(),
-        ]
-    });
+            .to_string(),
+    ]
+});
 
-/// A row just got its msg_id: the events that came for it first count now.
-#[cfg_attr(not(test), allow(dead_code))]
+/// A row just got its msg_id (the writer's MarkSent): the events that came
+/// for it first count now.
 pub(super) fn on_msg_id(tx: &Db, row_id: i64, msg_id: &str) -> Result<(), DbError> {
     let [rank, matched] = &*ON_MSG_ID_SQL;
     tx.prepare_cached(rank)?.execute(params![row_id, msg_id])?;

@@ -14,9 +14,7 @@
 //! claimer's lease is still live (see `writer::claim`), so a process that
 //! was paused past its lease and woke up cannot send after a takeover.
 
-use rusqlite::{Connection, OptionalExtension as _};
-
-use super::db::{params, DbError, OptionalExtension, Row};
+use super::db::{params, Db, DbError, Dialect, OptionalExtension, Row};
 
 use super::{Result, Store};
 
@@ -234,16 +232,18 @@ impl Store {
 /// wholly before or after the claim. On PostgreSQL the read must lock the
 /// lease row (`FOR SHARE`) so a concurrent takeover's UPDATE waits for the
 /// claim's commit, and the claim sees the takeover once it committed.
-pub(super) fn lease_live(tx: &Connection, fence: &LeaseFence) -> rusqlite::Result<bool> {
-    tx.prepare_cached(
-        "SELECT 1 FROM leases WHERE campaign = ?1 AND holder = ?2 AND expires_at_ms > ?3",
-    )?
-    .query_row(
-        rusqlite::params![fence.campaign, fence.holder, real_now_ms()],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|found| found.is_some())
+pub(super) fn lease_live(tx: &Db, fence: &LeaseFence) -> Result<bool, DbError> {
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => {
+            "SELECT 1 FROM leases WHERE campaign = ?1 AND holder = ?2 AND expires_at_ms > ?3"
+        }
+        Dialect::Postgres => {
+            "SELECT 1 FROM leases WHERE campaign = ?1 AND holder = ?2 AND expires_at_ms > ?3 \
+             FOR SHARE"
+        }
+    };
+    tx.prepare_cached(sql)?
+        .exists(params![fence.campaign, fence.holder, real_now_ms()])
 }
 
 #[cfg(test)]
@@ -352,86 +352,105 @@ mod tests {
         assert_eq!(store.lease("c").unwrap(), None);
     }
 
-    /// A claim by a holder that lost its lease is refused and writes nothing.
-    #[tokio::test]
+    /// A claim by a holder that lost its lease is refused and writes
+    /// nothing; on both databases (on PostgreSQL the fence reads the lease
+    /// FOR SHARE).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_claim_is_fenced_by_the_lease() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        let mut store = Store::open(&path).unwrap();
-        let c = new_campaign(&mut store, "c");
-        let ids = import_phones(
-            &mut store,
-            &c,
-            &["84912345670", "84912345671", "84912345672"],
-        );
-        let now = real_now_ms();
-        store
-            .lease_take("c", "a:1:x", 60_000, now, &nobody_gone)
-            .unwrap();
-        let (writer, thread) = Writer::start(&path).unwrap();
-        let key = QuotaKey::today("acct", "1");
-        let claim = |row_id: i64, holder: &str| WriteOp::MarkInFlight {
-            row_id,
-            journey_id: None,
-            quota: key.clone(),
-            limit: None,
-            gate: crate::store::ClaimGate {
-                lease: Some(std::sync::Arc::new(LeaseFence {
-                    campaign: "c".into(),
-                    holder: holder.into(),
-                })),
-                ..c.claim_gate("84912345670")
-            },
-            save_token: None,
-        };
-        assert_eq!(
-            writer.write(claim(ids[0], "a:1:x")).await.unwrap(),
-            WriteResult::Done
-        );
-        // Another holder (no lease of its own) may not claim.
-        assert_eq!(
-            writer.write(claim(ids[1], "b:2:y")).await.unwrap(),
-            WriteResult::LeaseLost
-        );
-        // b takes the campaign over (a's process is gone): a is fenced off.
-        let gone = |h: &str| h == "a:1:x";
-        store
-            .lease_take("c", "b:2:y", 60_000, real_now_ms(), &gone)
-            .unwrap();
-        assert_eq!(
-            writer.write(claim(ids[1], "a:1:x")).await.unwrap(),
-            WriteResult::LeaseLost
-        );
-        assert_eq!(
-            writer.write(claim(ids[1], "b:2:y")).await.unwrap(),
-            WriteResult::Done
-        );
-        // A lapsed lease, even one nobody took, fences its holder too.
-        store
-            .db
-            .execute("UPDATE leases SET expires_at_ms = 0", params![])
-            .unwrap();
-        assert_eq!(
-            writer.write(claim(ids[2], "b:2:y")).await.unwrap(),
-            WriteResult::LeaseLost
-        );
-        drop(writer);
-        thread.join().unwrap().unwrap();
-        let counts = store.state_counts(c.id).unwrap();
-        assert_eq!(counts.in_flight, 2, "{counts:?}");
-        let state: String = store
-            .db
-            .query_row(
-                "SELECT state FROM rows WHERE id = ?1",
-                params![ids[2]],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(state, RowState::Pending.as_str());
-        let used: i64 = store
-            .db
-            .query_row("SELECT used FROM quota_days", params![], |r| r.get(0))
-            .unwrap();
-        assert_eq!(used, 2, "a refused claim takes no quota unit");
+        // PostgreSQL's sync client runs a runtime of its own: its calls
+        // leave tokio's (block_in_place) in this async test.
+        use tokio::task::block_in_place as sync;
+        let name = "the_claim_is_fenced_by_the_lease";
+        for place in sync(|| super::super::test_pg::test_places(name)) {
+            eprintln!("{name}: on {}", place.name());
+            let mut store = sync(|| place.open());
+            let c = sync(|| new_campaign(&mut store, "c"));
+            let ids = sync(|| {
+                import_phones(
+                    &mut store,
+                    &c,
+                    &["84912345670", "84912345671", "84912345672"],
+                )
+            });
+            let now = real_now_ms();
+            sync(|| {
+                store
+                    .lease_take("c", "a:1:x", 60_000, now, &nobody_gone)
+                    .unwrap()
+            });
+            let (writer, thread) = sync(|| Writer::start_on(place.open()).unwrap());
+            let key = QuotaKey::today("acct", "1");
+            let claim = |row_id: i64, holder: &str| WriteOp::MarkInFlight {
+                row_id,
+                journey_id: None,
+                quota: key.clone(),
+                limit: None,
+                gate: crate::store::ClaimGate {
+                    lease: Some(std::sync::Arc::new(LeaseFence {
+                        campaign: "c".into(),
+                        holder: holder.into(),
+                    })),
+                    ..c.claim_gate("84912345670")
+                },
+                save_token: None,
+            };
+            assert_eq!(
+                writer.write(claim(ids[0], "a:1:x")).await.unwrap(),
+                WriteResult::Done
+            );
+            // Another holder (no lease of its own) may not claim.
+            assert_eq!(
+                writer.write(claim(ids[1], "b:2:y")).await.unwrap(),
+                WriteResult::LeaseLost
+            );
+            // b takes the campaign over (a's process is gone): a is fenced off.
+            let gone = |h: &str| h == "a:1:x";
+            sync(|| {
+                store
+                    .lease_take("c", "b:2:y", 60_000, real_now_ms(), &gone)
+                    .unwrap()
+            });
+            assert_eq!(
+                writer.write(claim(ids[1], "a:1:x")).await.unwrap(),
+                WriteResult::LeaseLost
+            );
+            assert_eq!(
+                writer.write(claim(ids[1], "b:2:y")).await.unwrap(),
+                WriteResult::Done
+            );
+            // A lapsed lease, even one nobody took, fences its holder too.
+            sync(|| {
+                store
+                    .db
+                    .execute("UPDATE leases SET expires_at_ms = 0", params![])
+                    .unwrap()
+            });
+            assert_eq!(
+                writer.write(claim(ids[2], "b:2:y")).await.unwrap(),
+                WriteResult::LeaseLost
+            );
+            drop(writer);
+            sync(|| thread.join().unwrap().unwrap());
+            sync(|| {
+                let counts = store.state_counts(c.id).unwrap();
+                assert_eq!(counts.in_flight, 2, "{counts:?}");
+                let state: String = store
+                    .db
+                    .query_row(
+                        "SELECT state FROM rows WHERE id = ?1",
+                        params![ids[2]],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(state, RowState::Pending.as_str());
+                let used: i64 = store
+                    .db
+                    .query_row("SELECT used FROM quota_days", params![], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(used, 2, "a refused claim takes no quota unit");
+                drop(store);
+                drop(place);
+            });
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The daily quota: units claimed per (account, OA, quota day), what the
 //! provider said its limit is, and whether it said the day is used up.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::{Result, Store};
@@ -58,16 +58,16 @@ impl QuotaDay {
 impl Store {
     pub fn quota_day(&self, key: &QuotaKey) -> Result<QuotaDay> {
         let found = self
-            .db.conn()
+            .db
             .query_row(
                 "SELECT used, provider_limit, exhausted FROM quota_days WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
                 params![key.account, key.oa_id, key.day],
                 |r| {
                     Ok(QuotaDay {
                         day: key.day.clone(),
-                        used: r.get::<_, i64>(0)? as u64,
-                        provider_limit: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
-                        exhausted: r.get::<_, i64>(2)? != 0,
+                        used: r.get::<i64>(0)? as u64,
+                        provider_limit: r.get::<Option<i64>>(1)?.map(|v| v as u64),
+                        exhausted: r.get::<i64>(2)? != 0,
                     })
                 },
             )
@@ -90,11 +90,14 @@ impl Store {
     ) -> Result<()> {
         let used_by_provider = daily.saturating_sub(remaining).min(i64::MAX as u64) as i64;
         let daily = daily.min(i64::MAX as u64) as i64;
-        self.db.conn()
+        // CASE, not SQLite's two-argument MAX (PostgreSQL has GREATEST);
+        // the old row named by its table (a bare `used` is ambiguous there).
+        self.db
             .execute(
                 "INSERT INTO quota_days (account, oa_id, day, used, provider_limit) VALUES (?1, ?2, ?3, ?5, ?4) \
-                 ON CONFLICT (account, oa_id, day) DO UPDATE SET provider_limit = ?4, used = MAX(used, ?5), \
-                 exhausted = CASE WHEN MAX(used, ?5) < ?4 THEN 0 ELSE exhausted END",
+                 ON CONFLICT (account, oa_id, day) DO UPDATE SET provider_limit = ?4, \
+                 used = CASE WHEN quota_days.used > ?5 THEN quota_days.used ELSE ?5 END, \
+                 exhausted = CASE WHEN quota_days.used < ?4 AND ?5 < ?4 THEN 0 ELSE quota_days.exhausted END",
                 params![key.account, key.oa_id, key.day, daily, used_by_provider],
             )
             .map_err(|e| self.e(e))?;
@@ -104,13 +107,112 @@ impl Store {
     /// Messages sent today by this OA through any campaign (for `status`).
     pub fn quota_used_on(&self, oa_id: &str, day: &str) -> Result<u64> {
         self.db
-            .conn()
             .query_row(
-                "SELECT COALESCE(SUM(used), 0) FROM quota_days WHERE oa_id = ?1 AND day = ?2",
+                "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) FROM quota_days WHERE oa_id = ?1 AND day = ?2",
                 params![oa_id, day],
-                |r| r.get::<_, i64>(0),
+                |r| r.get::<i64>(0),
             )
             .map(|v| v as u64)
             .map_err(|e| self.e(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_pg::on_both;
+    use super::super::test_support::*;
+    use super::super::ImportRow;
+    use super::*;
+    use crate::provider::JourneyToken;
+
+    #[test]
+    fn the_provider_quota_raises_used_and_a_new_limit_clears_exhausted_on_both() {
+        on_both(
+            "the_provider_quota_raises_used_and_a_new_limit_clears_exhausted_on_both",
+            |store, _| {
+                let key = QuotaKey {
+                    account: "a".into(),
+                    oa_id: "1".into(),
+                    day: "2026-12-07".into(),
+                };
+                assert_eq!(store.quota_day(&key).unwrap().used, 0);
+                store.record_provider_quota(&key, 10, 7).unwrap();
+                let d = store.quota_day(&key).unwrap();
+                assert_eq!(
+                    (d.used, d.provider_limit, d.exhausted),
+                    (3, Some(10), false)
+                );
+                // The provider counting fewer never lowers ours.
+                store.record_provider_quota(&key, 10, 9).unwrap();
+                assert_eq!(store.quota_day(&key).unwrap().used, 3);
+                store
+                    .db
+                    .execute("UPDATE quota_days SET exhausted = 1", ())
+                    .unwrap();
+                // Used up by the provider's count: still exhausted.
+                store.record_provider_quota(&key, 3, 0).unwrap();
+                assert!(store.quota_day(&key).unwrap().exhausted);
+                // A larger limit with room: no longer.
+                store.record_provider_quota(&key, 20, 17).unwrap();
+                let d = store.quota_day(&key).unwrap();
+                assert_eq!((d.used, d.exhausted, d.has_room(Some(4))), (3, false, true));
+                assert_eq!(store.quota_used_on("1", "2026-12-07").unwrap(), 3);
+                assert_eq!(store.quota_used_on("1", "2026-12-08").unwrap(), 0);
+            },
+        );
+    }
+
+    #[test]
+    fn a_stored_token_is_read_back_and_planned_as_reusable_on_both() {
+        on_both(
+            "a_stored_token_is_read_back_and_planned_as_reusable_on_both",
+            |store, _| {
+                let c = new_campaign(store, "c1");
+                import_phones(store, &c, &["84912345670", "84912345671"]);
+                assert_eq!(store.token_plan(&c, "a", 1000, true, 0).unwrap(), (2, 0));
+                let key = super::super::TokenKey {
+                    account: "a".into(),
+                    oa_id: "1".into(),
+                    phone: "84912345670".into(),
+                    token_type: c.token_type.clone(),
+                };
+                assert!(store.token(&key).unwrap().is_none());
+                let token = JourneyToken {
+                    journey_id: "j1".into(),
+                    provider_ref: Some("p1".into()),
+                    token: Some("t1".into()),
+                    expires_at: clock::from_ms(5_000_000),
+                    status: None,
+                };
+                store.save_token(&key, &token).unwrap();
+                let back = store.token(&key).unwrap().unwrap();
+                assert_eq!(
+                    (back.journey_id.as_str(), back.token.as_deref()),
+                    ("j1", Some("t1"))
+                );
+                assert_eq!(store.token_plan(&c, "a", 1000, true, 0).unwrap(), (1, 1));
+                // Expired by then: bought again.
+                assert_eq!(
+                    store.token_plan(&c, "a", 6_000_000, true, 0).unwrap(),
+                    (2, 0)
+                );
+                // A campaign allowing repeats counts phones (its GROUP BY
+                // branch): the known phone twice and a new one.
+                let r = new_campaign(store, "repeats");
+                let rows: Vec<ImportRow<'_>> = ["84912345670", "84912345670", "84912345672"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, phone)| ImportRow::Accepted {
+                        line: i as u64 + 2,
+                        phone,
+                        tracking_id: None,
+                        data_json: "[]",
+                    })
+                    .collect();
+                store.import_batch(r.id, &rows, 4, true, false).unwrap();
+                assert!(store.has_repeated_phones(r.id).unwrap());
+                assert_eq!(store.token_plan(&r, "a", 1000, true, 0).unwrap(), (1, 1));
+            },
+        );
     }
 }

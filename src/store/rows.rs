@@ -1,7 +1,7 @@
 //! Reading rows: open-row paging for the runner, counts, rejects and the
 //! report's rows.
 
-use rusqlite::params;
+use super::db::{params, unknown_value, DbError};
 use serde::Serialize;
 
 use super::{Campaign, Result, Store, StoreError};
@@ -89,70 +89,69 @@ impl Store {
         include_in_doubt: bool,
     ) -> Result<Vec<WorkRow>> {
         let open_r = open_states_sql("r.");
-        let mut stmt = self
-            .db
-            .conn()
-            .prepare_cached(&format!(
-                "SELECT r.id, r.line, r.phone, r.tracking_id, r.data, r.state, r.attempts, \
-                        t.journey_id, t.provider_ref, t.token, t.expires_ms, t.status \
-                 FROM rows r LEFT JOIN tokens t \
-                   ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
-                 WHERE r.campaign_id = ?4 AND {open_r} AND r.id > ?5 \
-                 ORDER BY r.id LIMIT ?6"
-            ))
-            .map_err(|e| self.e(e))?;
-        let mut rows = stmt
-            .query(params![
-                account,
-                campaign.oa_id,
-                campaign.token_type,
-                campaign.id,
-                after_id,
-                limit as i64
-            ])
-            .map_err(|e| self.e(e))?;
+        let sql = format!(
+            "SELECT r.id, r.line, r.phone, r.tracking_id, r.data, r.state, r.attempts, \
+                    t.journey_id, t.provider_ref, t.token, t.expires_ms, t.status \
+             FROM rows r LEFT JOIN tokens t \
+               ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
+             WHERE r.campaign_id = ?4 AND {open_r} AND r.id > ?5 \
+             ORDER BY r.id LIMIT ?6"
+        );
         let mut out = Vec::with_capacity(limit);
-        while let Some(r) = rows.next().map_err(|e| self.e(e))? {
-            let id: i64 = r.get(0).map_err(|e| self.e(e))?;
-            let state: String = r.get(5).map_err(|e| self.e(e))?;
-            let Some(state) = RowState::parse(&state) else {
-                return Err(StoreError::Corrupt {
-                    path: self.path.clone(),
-                    what: format!("row {id} (table rows) state"),
-                    value: state,
-                });
-            };
-            if state == RowState::InDoubt && !include_in_doubt {
-                continue;
-            }
-            let line: i64 = r.get(1).map_err(|e| self.e(e))?;
-            let tracking: Option<String> = r.get(3).map_err(|e| self.e(e))?;
-            let journey_id: Option<String> = r.get(7).map_err(|e| self.e(e))?;
-            let token = match journey_id {
-                Some(journey_id) => Some(JourneyToken {
-                    journey_id,
-                    provider_ref: r.get(8).map_err(|e| self.e(e))?,
-                    token: r.get(9).map_err(|e| self.e(e))?,
-                    expires_at: clock::from_ms(r.get(10).map_err(|e| self.e(e))?),
-                    status: r.get(11).map_err(|e| self.e(e))?,
-                }),
-                None => None,
-            };
-            out.push(WorkRow {
-                id,
-                line: line as u64,
-                phone: r.get(2).map_err(|e| self.e(e))?,
-                tracking_id: tracking
-                    .unwrap_or_else(|| derived_tracking_id(&campaign.tracking_prefix, line as u64)),
-                data_json: r
-                    .get::<_, Option<String>>(4)
-                    .map_err(|e| self.e(e))?
-                    .unwrap_or_default(),
-                state,
-                attempts: r.get::<_, i64>(6).map_err(|e| self.e(e))? as u32,
-                token,
-            });
-        }
+        self.db
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_each(
+                    params![
+                        account,
+                        campaign.oa_id,
+                        campaign.token_type,
+                        campaign.id,
+                        after_id,
+                        limit as i64
+                    ],
+                    |r| {
+                        let id: i64 = r.get(0)?;
+                        let state: String = r.get(5)?;
+                        let Some(state) = RowState::parse(&state) else {
+                            return Err(unknown_value(
+                                format!("row {id} (table rows) state"),
+                                state,
+                            ));
+                        };
+                        if state == RowState::InDoubt && !include_in_doubt {
+                            return Ok(());
+                        }
+                        let line: i64 = r.get(1)?;
+                        let tracking: Option<String> = r.get(3)?;
+                        let journey_id: Option<String> = r.get(7)?;
+                        let token = match journey_id {
+                            Some(journey_id) => Some(JourneyToken {
+                                journey_id,
+                                provider_ref: r.get(8)?,
+                                token: r.get(9)?,
+                                expires_at: clock::from_ms(r.get(10)?),
+                                status: r.get(11)?,
+                            }),
+                            None => None,
+                        };
+                        out.push(WorkRow {
+                            id,
+                            line: line as u64,
+                            phone: r.get(2)?,
+                            tracking_id: tracking.unwrap_or_else(|| {
+                                derived_tracking_id(&campaign.tracking_prefix, line as u64)
+                            }),
+                            data_json: r.get::<Option<String>>(4)?.unwrap_or_default(),
+                            state,
+                            attempts: r.get::<i64>(6)? as u32,
+                            token,
+                        });
+                        Ok(())
+                    },
+                )
+            })
+            .map_err(|e| self.e(e))?;
         Ok(out)
     }
 
@@ -166,13 +165,15 @@ impl Store {
     /// How many rows a run has left (cheap: counts the partial index).
     pub fn open_count(&self, campaign_id: i64, include_in_doubt: bool) -> Result<u64> {
         let open = open_states_sql("");
+        // CASE, not a sum of booleans (PostgreSQL sums no booleans), and
+        // CAST: PostgreSQL's SUM of BIGINT is NUMERIC.
         let (open, doubt): (i64, i64) = self
             .db
-            .conn()
             .query_row(
                 &format!(
-                    "SELECT COUNT(*), COALESCE(SUM(state = 'in_doubt'), 0) FROM rows \
-                     WHERE campaign_id = ?1 AND {open}"
+                    "SELECT COUNT(*), \
+                            CAST(COALESCE(SUM(CASE WHEN state = 'in_doubt' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                     FROM rows WHERE campaign_id = ?1 AND {open}"
                 ),
                 [campaign_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -191,16 +192,13 @@ impl Store {
         // first campaign): nothing to skip, and no pass over the rows.
         let recent: bool = self
             .db
-            .conn()
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM phone_sends WHERE oa_id = ?1 AND last_ms > ?2)",
-            )
-            .and_then(|mut s| s.query_row(params![campaign.oa_id, now_ms - interval], |r| r.get(0)))
+            .prepare_cached("SELECT 1 FROM phone_sends WHERE oa_id = ?1 AND last_ms > ?2 LIMIT 1")
+            .and_then(|mut s| s.exists(params![campaign.oa_id, now_ms - interval]))
             .map_err(|e| self.e(e))?;
         if !recent {
             return Ok(0);
         }
-        self.db.conn()
+        self.db
             .query_row(
                 &format!(
                     "SELECT COUNT(*) FROM rows r JOIN phone_sends p ON p.oa_id = ?2 AND p.phone = r.phone \
@@ -208,7 +206,7 @@ impl Store {
                     open_states_sql("r.")
                 ),
                 params![campaign.id, campaign.oa_id, now_ms - interval],
-                |r| r.get::<_, i64>(0),
+                |r| r.get::<i64>(0),
             )
             .map(|n| n as u64)
             .map_err(|e| self.e(e))
@@ -223,35 +221,48 @@ impl Store {
     /// Rows per state counted from the rows, in one pass that needs no
     /// sort (a GROUP BY over a million rows would sort them all, in memory).
     pub(super) fn recount_states(&self, campaign_id: i64) -> Result<StateCounts> {
-        let mut stmt = self
-            .db.conn()
-            .prepare_cached(
-                "SELECT COUNT(*), TOTAL(state = 'pending'), TOTAL(state = 'token_ready'), \
-                        TOTAL(state = 'in_flight'), TOTAL(state = 'in_doubt'), TOTAL(state = 'sent'), \
-                        TOTAL(state = 'failed'), TOTAL(state = 'expired'), TOTAL(state = 'skipped'), \
-                        TOTAL(resent_after_doubt), TOTAL(state = 'rejected') \
-                 FROM rows WHERE campaign_id = ?1",
-            )
+        // One text for both databases: sums of CASE (PostgreSQL has no
+        // TOTAL and sums no booleans), cast back from PostgreSQL's NUMERIC.
+        let n = |cond: &str| {
+            format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)")
+        };
+        let sql = format!(
+            "SELECT COUNT(*), {}, {}, {}, {}, {}, {}, {}, {}, {}, {} FROM rows WHERE campaign_id = ?1",
+            n("state = 'pending'"),
+            n("state = 'token_ready'"),
+            n("state = 'in_flight'"),
+            n("state = 'in_doubt'"),
+            n("state = 'sent'"),
+            n("state = 'failed'"),
+            n("state = 'expired'"),
+            n("state = 'skipped'"),
+            n("resent_after_doubt <> 0"),
+            n("state = 'rejected'"),
+        );
+        let c = self
+            .db
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_row([campaign_id], |r| {
+                    let n = |i: usize| -> std::result::Result<u64, DbError> {
+                        Ok(r.get::<i64>(i)? as u64)
+                    };
+                    Ok(StateCounts {
+                        total: n(0)?,
+                        pending: n(1)?,
+                        token_ready: n(2)?,
+                        in_flight: n(3)?,
+                        in_doubt: n(4)?,
+                        sent: n(5)?,
+                        failed: n(6)?,
+                        expired: n(7)?,
+                        skipped: n(8)?,
+                        rejected: n(10)?,
+                        resent_after_doubt: n(9)?,
+                    })
+                })
+            })
             .map_err(|e| self.e(e))?;
-        let counts = stmt.query_row([campaign_id], |r| {
-            let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, f64>(i)? as u64) };
-            let total = r.get::<_, i64>(0)? as u64;
-            let c = StateCounts {
-                total,
-                pending: n(1)?,
-                token_ready: n(2)?,
-                in_flight: n(3)?,
-                in_doubt: n(4)?,
-                sent: n(5)?,
-                failed: n(6)?,
-                expired: n(7)?,
-                skipped: n(8)?,
-                rejected: n(10)?,
-                resent_after_doubt: n(9)?,
-            };
-            Ok(c)
-        });
-        let c = counts.map_err(|e| self.e(e))?;
         self.all_known(campaign_id, c)
     }
 
@@ -279,13 +290,13 @@ impl Store {
             .iter()
             .map(|s| format!("'{}'", s.as_str()))
             .collect();
-        let found: rusqlite::Result<(i64, String)> = self.db.conn().query_row(
+        let found = self.db.query_row(
             &format!(
                 "SELECT id, state FROM rows WHERE campaign_id = ?1 AND state NOT IN ({}) LIMIT 1",
                 known.join(", ")
             ),
             [campaign_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?)),
         );
         match found {
             Ok((id, state)) => StoreError::Corrupt {
@@ -303,22 +314,17 @@ impl Store {
         if self.state_counts(campaign_id)?.rejected == 0 {
             return Ok(Vec::new());
         }
-        let mut stmt = self
-            .db
-            .conn()
+        self.db
             .prepare_cached(
                 "SELECT line, phone, COALESCE(error, ''), reason_code FROM rows \
                  WHERE campaign_id = ?1 AND state = 'rejected' ORDER BY line LIMIT ?2",
             )
-            .map_err(|e| self.e(e))?;
-        let out = stmt
-            .query_map(params![campaign_id, limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+            .and_then(|mut stmt| {
+                stmt.query_map(params![campaign_id, limit as i64], |r| {
+                    Ok((r.get::<i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
             })
-            .map_err(|e| self.e(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.e(e))?;
-        Ok(out)
+            .map_err(|e| self.e(e))
     }
 
     /// Most frequent failure reasons, for the summary.
@@ -326,21 +332,17 @@ impl Store {
         if self.state_counts(campaign_id)?.failed == 0 {
             return Ok(Vec::new());
         }
-        let mut stmt = self
-            .db.conn()
+        self.db
             .prepare_cached(
                 "SELECT COALESCE(error_code, ''), COALESCE(error, ''), COUNT(*) AS n FROM rows \
                  WHERE campaign_id = ?1 AND state = 'failed' GROUP BY 1, 2 ORDER BY n DESC LIMIT ?2",
             )
-            .map_err(|e| self.e(e))?;
-        let out = stmt
-            .query_map(params![campaign_id, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            .and_then(|mut stmt| {
+                stmt.query_map(params![campaign_id, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<i64>(2)? as u64))
+                })
             })
-            .map_err(|e| self.e(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.e(e))?;
-        Ok(out)
+            .map_err(|e| self.e(e))
     }
 
     /// Every row of a campaign in file order, streamed to `f`.
@@ -349,48 +351,47 @@ impl Store {
         campaign: &Campaign,
         mut f: impl FnMut(&ReportRow) -> std::io::Result<()>,
     ) -> Result<std::io::Result<()>> {
-        let mut stmt = self
-            .db
-            .conn()
-            .prepare(
+        let mut written = Ok(());
+        self.db
+            .query_while(
                 "SELECT line, phone, tracking_id, state, msg_id, error_code, error, attempts, \
                         resent_after_doubt, updated_ms, sent_ms, delivery_status, delivery_ms, \
                         fee_main, fee_token \
                  FROM rows WHERE campaign_id = ?1 ORDER BY line, id",
+                [campaign.id],
+                |r| {
+                    let line = r.get::<i64>(0)? as u64;
+                    let state: String = r.get(3)?;
+                    let tracking: Option<String> = r.get(2)?;
+                    let tracking_id = match tracking {
+                        Some(t) => t,
+                        None if state == "rejected" => String::new(),
+                        None => derived_tracking_id(&campaign.tracking_prefix, line),
+                    };
+                    let row = ReportRow {
+                        line,
+                        phone: r.get(1)?,
+                        tracking_id,
+                        state,
+                        msg_id: r.get(4)?,
+                        error_code: r.get(5)?,
+                        error: r.get(6)?,
+                        attempts: r.get::<i64>(7)? as u32,
+                        resent_after_doubt: r.get::<i64>(8)? != 0,
+                        updated_ms: r.get(9)?,
+                        sent_ms: r.get(10)?,
+                        delivery_status: r.get(11)?,
+                        delivery_ms: r.get(12)?,
+                        fee_main: r.get(13)?,
+                        fee_token: r.get(14)?,
+                    };
+                    // A failed write (a closed pipe) stops the walk.
+                    written = f(&row);
+                    Ok(written.is_ok())
+                },
             )
             .map_err(|e| self.e(e))?;
-        let mut rows = stmt.query([campaign.id]).map_err(|e| self.e(e))?;
-        while let Some(r) = rows.next().map_err(|e| self.e(e))? {
-            let line = r.get::<_, i64>(0).map_err(|e| self.e(e))? as u64;
-            let state: String = r.get(3).map_err(|e| self.e(e))?;
-            let tracking: Option<String> = r.get(2).map_err(|e| self.e(e))?;
-            let tracking_id = match tracking {
-                Some(t) => t,
-                None if state == "rejected" => String::new(),
-                None => derived_tracking_id(&campaign.tracking_prefix, line),
-            };
-            let row = ReportRow {
-                line,
-                phone: r.get(1).map_err(|e| self.e(e))?,
-                tracking_id,
-                state,
-                msg_id: r.get(4).map_err(|e| self.e(e))?,
-                error_code: r.get(5).map_err(|e| self.e(e))?,
-                error: r.get(6).map_err(|e| self.e(e))?,
-                attempts: r.get::<_, i64>(7).map_err(|e| self.e(e))? as u32,
-                resent_after_doubt: r.get::<_, i64>(8).map_err(|e| self.e(e))? != 0,
-                updated_ms: r.get(9).map_err(|e| self.e(e))?,
-                sent_ms: r.get(10).map_err(|e| self.e(e))?,
-                delivery_status: r.get(11).map_err(|e| self.e(e))?,
-                delivery_ms: r.get(12).map_err(|e| self.e(e))?,
-                fee_main: r.get(13).map_err(|e| self.e(e))?,
-                fee_token: r.get(14).map_err(|e| self.e(e))?,
-            };
-            if let Err(e) = f(&row) {
-                return Ok(Err(e));
-            }
-        }
-        Ok(Ok(()))
+        Ok(written)
     }
 }
 
@@ -415,14 +416,18 @@ mod tests {
 
     #[test]
     fn an_unknown_row_state_is_an_error_naming_the_row_and_the_value() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        let c = new_campaign(&mut store, "c1");
-        let ids = import_phones(&mut store, &c, &["84912345670", "84912345671"]);
+        test_pg::on_both(
+            "an_unknown_row_state_is_an_error_naming_the_row_and_the_value",
+            |store, _| an_unknown_row_state(store),
+        );
+    }
+
+    fn an_unknown_row_state(store: &mut Store) {
+        let c = new_campaign(store, "c1");
+        let ids = import_phones(store, &c, &["84912345670", "84912345671"]);
         assert_eq!(store.state_counts(c.id).unwrap().pending, 2);
         store
             .db
-            .conn()
             .execute("UPDATE rows SET state = 'snet' WHERE id = ?1", [ids[1]])
             .unwrap();
         let e = store.state_counts(c.id).unwrap_err();
@@ -431,6 +436,63 @@ mod tests {
         assert!(
             msg.contains(&format!("row {} (table rows) state", ids[1])) && msg.contains("`snet`"),
             "{msg}"
+        );
+        assert_eq!(
+            store.recount_states(c.id).unwrap_err().kind(),
+            StoreErrorKind::Corrupt
+        );
+    }
+
+    #[test]
+    fn counts_pages_and_the_report_read_the_rows_on_both() {
+        test_pg::on_both(
+            "counts_pages_and_the_report_read_the_rows_on_both",
+            |store, _| {
+                let c = new_campaign(store, "c1");
+                let ids = import_phones(store, &c, &["84912345670", "84912345671", "84912345672"]);
+                store
+                .db
+                .execute_batch(&format!(
+                    "UPDATE rows SET state = 'in_doubt' WHERE id = {}; \
+                     UPDATE rows SET state = 'failed', error_code = 'e1', error = 'bad' WHERE id = {};",
+                    ids[0], ids[1]
+                ))
+                .unwrap();
+                assert_eq!(store.open_count(c.id, true).unwrap(), 2);
+                assert_eq!(store.open_count(c.id, false).unwrap(), 1);
+                let page = store.open_rows_page(&c, "a", 0, 10, false).unwrap();
+                assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[2]]);
+                assert_eq!(page[0].tracking_id, "zb-test-4");
+                let counted = store.recount_states(c.id).unwrap();
+                assert_eq!(
+                    (counted.in_doubt, counted.failed, counted.pending),
+                    (1, 1, 1)
+                );
+                assert_eq!(counted, store.state_counts(c.id).unwrap());
+                assert_eq!(
+                    store.top_errors(c.id, 5).unwrap(),
+                    vec![("e1".to_string(), "bad".to_string(), 1)]
+                );
+                let mut lines = Vec::new();
+                store
+                    .for_each_report_row(&c, |r| {
+                        lines.push((r.line, r.state.clone()));
+                        Ok(())
+                    })
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(lines.len(), 3);
+                assert_eq!(lines[1], (3, "failed".to_string()));
+                // A failing output stops the walk after its first row.
+                let mut seen = 0;
+                let out = store
+                    .for_each_report_row(&c, |_| {
+                        seen += 1;
+                        Err(std::io::Error::other("closed"))
+                    })
+                    .unwrap();
+                assert!(out.is_err() && seen == 1);
+            },
         );
     }
 }

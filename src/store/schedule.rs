@@ -271,10 +271,7 @@ mod tests {
                     )
                     .unwrap();
                 assert_eq!(rows, 1);
-                // The counters are not on Db yet (counters.rs).
-                if !store.is_postgres() {
-                    assert_eq!(store.state_counts(c.id).unwrap().total, 1);
-                }
+                assert_eq!(store.state_counts(c.id).unwrap().total, 1);
                 assert_eq!(
                     store.first_accepted_data(c.id).unwrap().as_deref(),
                     Some("[]")

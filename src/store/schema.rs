@@ -281,7 +281,6 @@ mod tests {
             // Put it back the way versions 1–3 left it.
             store
                 .db
-                .conn()
                 .execute_batch(&format!(
                     "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} DROP INDEX rows_open; \
                      CREATE INDEX rows_open ON rows(campaign_id, id) \
@@ -294,10 +293,9 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let sql: String = store
             .db
-            .conn()
             .query_row(
                 "SELECT sql FROM sqlite_master WHERE name = 'rows_open'",
-                [],
+                (),
                 |r| r.get(0),
             )
             .unwrap();
@@ -325,7 +323,6 @@ mod tests {
             // 2026-11-23 20:00 UTC is 2026-11-24 03:00 in Vietnam.
             store
                 .db
-                .conn()
                 .execute(
                     "UPDATE rows SET state = 'in_flight', updated_ms = 1795464000000 WHERE id = ?1",
                     [ids[0]],
@@ -333,7 +330,7 @@ mod tests {
                 .unwrap();
             // Put it back the way version 4 left it.
             store
-                .db.conn()
+                .db
                 .execute_batch(&format!(
                     "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} ALTER TABLE rows DROP COLUMN quota_day; PRAGMA user_version = 4;"
                 ))
@@ -342,18 +339,14 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let version: i64 = store
             .db
-            .conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .query_row("PRAGMA user_version", (), |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         let days: Vec<(String, Option<String>)> = store
             .db
-            .conn()
-            .prepare("SELECT state, quota_day FROM rows ORDER BY id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
+            .query_map("SELECT state, quota_day FROM rows ORDER BY id", (), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .unwrap();
         assert_eq!(
             days,
@@ -374,7 +367,7 @@ mod tests {
             import_phones(&mut store, &c, &["84912345670", "84912345671"]);
             // Put it back the way version 8 left it.
             store
-                .db.conn()
+                .db
                 .execute_batch(&format!(
                     "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} DROP INDEX rows_tracking; \
                      CREATE UNIQUE INDEX rows_dedup ON rows(campaign_id, dedup_key) WHERE dedup_key IS NOT NULL; \
@@ -386,12 +379,11 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let indexes: Vec<(String, i64)> = store
             .db
-            .conn()
-            .prepare("SELECT name, \"unique\" FROM pragma_index_list('rows') ORDER BY name")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
+            .query_map(
+                "SELECT name, \"unique\" FROM pragma_index_list('rows') ORDER BY name",
+                (),
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         assert!(
             indexes.iter().all(|(name, _)| name != "rows_dedup"),

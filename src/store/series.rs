@@ -402,10 +402,9 @@ pub(super) fn note_event(tx: &Db, event_id: i64, by_msg_id: bool) -> Result<(), 
     Ok(())
 }
 
-/// What [`note_msg_id`] runs on each database (the writer, on rusqlite,
-/// runs SQLite's): a row just got its msg_id, the events that came for it
-/// first set its ledger times now.
-pub(super) fn note_msg_id_sql(d: Dialect) -> &'static str {
+/// What [`note_msg_id`] runs on each database: a row just got its msg_id,
+/// the events that came for it first set its ledger times now.
+fn note_msg_id_sql(d: Dialect) -> &'static str {
     macro_rules! note_msg_id_sql {
         ($min:literal) => {
             concat!(
@@ -866,7 +865,8 @@ mod tests {
                 match place {
                     Place::Sqlite(_) => store
                         .db
-                        .conn()
+                        .as_sqlite()
+                        .expect("a SQLite store")
                         .execute_batch(&format!(
                             "{UNDO_SERIES_COUNTERS_MIGRATION} PRAGMA user_version = 16;"
                         ))
@@ -906,7 +906,8 @@ mod tests {
                 if let Place::Sqlite(_) = place {
                     store
                         .db
-                        .conn()
+                        .as_sqlite()
+                        .expect("a SQLite store")
                         .execute_batch(&format!(
                             "{UNDO_SERIES_COUNTERS_MIGRATION} {UNDO_COUNTERS_MIGRATION} PRAGMA user_version = 9;"
                         ))
@@ -930,7 +931,8 @@ mod tests {
         ] {
             let plan: Vec<String> = store
                 .db
-                .conn()
+                .as_sqlite()
+                .expect("a SQLite store")
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .unwrap()
                 .query_map([], |r| r.get::<_, String>(3))

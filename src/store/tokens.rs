@@ -1,7 +1,7 @@
 //! Journey tokens: one per (account, OA, phone, token type), reused by
 //! every row and campaign that sends to the phone while it is valid.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 
 use super::{Campaign, Result, Store};
 use crate::model::clock;
@@ -45,16 +45,17 @@ impl Store {
         // counters instead of a pass over the rows.
         let reusable_any: bool = self
             .db
-            .conn()
             .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM tokens WHERE account = ?1 AND oa_id = ?2 \
-                 AND token_type = ?3 AND expires_ms > ?4 AND COALESCE(status, '') <> 'N')",
+                "SELECT 1 FROM tokens WHERE account = ?1 AND oa_id = ?2 \
+                 AND token_type = ?3 AND expires_ms > ?4 AND COALESCE(status, '') <> 'N' LIMIT 1",
             )
             .and_then(|mut s| {
-                s.query_row(
-                    params![account, campaign.oa_id, campaign.token_type, valid_after_ms],
-                    |r| r.get(0),
-                )
+                s.exists(params![
+                    account,
+                    campaign.oa_id,
+                    campaign.token_type,
+                    valid_after_ms
+                ])
             })
             .map_err(|e| self.e(e))?;
         if !reusable_any && !self.has_repeated_phones(campaign.id)? {
@@ -71,14 +72,18 @@ impl Store {
             None => String::new(),
         };
         // One row per phone unless the campaign allows repeats: then no
-        // GROUP BY (a sort of every open row, in memory).
+        // GROUP BY (a sort of every open row, in memory). Numbers, not
+        // booleans, and SUM cast from PostgreSQL's NUMERIC, so one text
+        // runs on both.
         let sql = if self.has_repeated_phones(campaign.id)? {
             format!(
-                "SELECT COALESCE(SUM(NOT reusable), 0), COALESCE(SUM(reusable), 0) FROM ( \
-                   SELECT r.phone, MAX(t.phone IS NOT NULL) AS reusable FROM rows r LEFT JOIN tokens t \
+                "SELECT CAST(COALESCE(SUM(1 - reusable), 0) AS BIGINT), \
+                        CAST(COALESCE(SUM(reusable), 0) AS BIGINT) FROM ( \
+                   SELECT r.phone, MAX(CASE WHEN t.phone IS NULL THEN 0 ELSE 1 END) AS reusable \
+                   FROM rows r LEFT JOIN tokens t \
                      ON t.account = ?1 AND t.oa_id = ?2 AND t.phone = r.phone AND t.token_type = ?3 \
                     AND t.expires_ms > ?5 AND COALESCE(t.status, '') <> 'N' \
-                   WHERE r.campaign_id = ?4 AND {states}{not_skipped} GROUP BY r.phone)"
+                   WHERE r.campaign_id = ?4 AND {states}{not_skipped} GROUP BY r.phone) AS per_phone"
             )
         } else {
             format!(
@@ -89,7 +94,6 @@ impl Store {
             )
         };
         self.db
-            .conn()
             .query_row(
                 &sql,
                 params![
@@ -99,7 +103,7 @@ impl Store {
                     campaign.id,
                     valid_after_ms
                 ],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                |r| Ok((r.get::<i64>(0)? as u64, r.get::<i64>(1)? as u64)),
             )
             .map_err(|e| self.e(e))
     }
@@ -107,24 +111,24 @@ impl Store {
     /// The stored token for a key (checked again under the per-phone lock so
     pub fn token(&self, key: &TokenKey) -> Result<Option<JourneyToken>> {
         self.db
-            .conn()
             .prepare_cached(
                 "SELECT journey_id, provider_ref, token, expires_ms, status FROM tokens \
                  WHERE account = ?1 AND oa_id = ?2 AND phone = ?3 AND token_type = ?4",
             )
-            .map_err(|e| self.e(e))?
-            .query_row(
-                params![key.account, key.oa_id, key.phone, key.token_type],
-                |r| {
-                    Ok(JourneyToken {
-                        journey_id: r.get(0)?,
-                        provider_ref: r.get(1)?,
-                        token: r.get(2)?,
-                        expires_at: clock::from_ms(r.get(3)?),
-                        status: r.get(4)?,
-                    })
-                },
-            )
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![key.account, key.oa_id, key.phone, key.token_type],
+                    |r| {
+                        Ok(JourneyToken {
+                            journey_id: r.get(0)?,
+                            provider_ref: r.get(1)?,
+                            token: r.get(2)?,
+                            expires_at: clock::from_ms(r.get(3)?),
+                            status: r.get(4)?,
+                        })
+                    },
+                )
+            })
             .optional()
             .map_err(|e| self.e(e))
     }

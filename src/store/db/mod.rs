@@ -130,13 +130,6 @@ impl Db {
         self.dialect() == Dialect::Postgres
     }
 
-    /// The SQLite connection of a module not yet written against `Db`
-    /// (only ever reached on SQLite; goes away with the last such module).
-    pub fn conn(&self) -> &rusqlite::Connection {
-        self.as_sqlite()
-            .expect("this store module still speaks SQLite only")
-    }
-
     /// The SQLite connection underneath (None on PostgreSQL).
     pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
         self.backend.as_sqlite()
@@ -178,6 +171,16 @@ impl Db {
             .query(sql, &params.values(), false, &mut |r| f(r).map(|()| true))
     }
 
+    /// Rows handed to `f` in turn until it returns false (a walk that
+    /// may stop early, e.g. when its output fails).
+    pub fn query_while<P, F>(&self, sql: &str, params: P, mut f: F) -> Result<(), DbError>
+    where
+        P: Params,
+        F: FnMut(&Row<'_>) -> Result<bool, DbError>,
+    {
+        self.backend.query(sql, &params.values(), false, &mut f)
+    }
+
     /// A statement run once or a few times (not kept).
     pub fn prepare<'a>(&'a self, sql: &'a str) -> Result<Stmt<'a>, DbError> {
         Ok(Stmt {
@@ -209,21 +212,17 @@ impl Db {
         })
     }
 
-    /// BEGIN/COMMIT/ROLLBACK by hand (the writer's batches, the next
-    /// module to move onto `Db`).
-    #[allow(dead_code)]
+    /// BEGIN/COMMIT/ROLLBACK by hand (the writer's batches, whose
+    /// transaction outlives any one borrow of the store).
     pub fn begin(&self, how: Begin) -> Result<(), DbError> {
         self.backend.begin(how)
     }
-    #[allow(dead_code)]
     pub fn commit(&self) -> Result<(), DbError> {
         self.backend.commit()
     }
-    #[allow(dead_code)]
     pub fn rollback(&self) -> Result<(), DbError> {
         self.backend.rollback()
     }
-    #[allow(dead_code)]
     pub fn is_autocommit(&self) -> bool {
         !self.backend.in_transaction()
     }
@@ -322,7 +321,6 @@ impl Stmt<'_> {
             })
     }
 
-    #[allow(dead_code)] // rows/tokens, not yet on Db
     pub fn exists<P: Params>(&mut self, params: P) -> Result<bool, DbError> {
         let mut found = false;
         self.db

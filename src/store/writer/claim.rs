@@ -9,7 +9,9 @@
 
 use std::sync::LazyLock;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, Db, DbError, Dialect, OptionalExtension};
+
+type DbResult<T> = std::result::Result<T, DbError>;
 
 use super::result::WriteResult;
 use super::tally::QuotaTally;
@@ -27,11 +29,32 @@ pub(super) struct HeldRow {
 }
 
 impl HeldRow {
-    pub fn read(tx: &Connection, row_id: i64) -> rusqlite::Result<Option<HeldRow>> {
-        tx.prepare_cached("SELECT state, phone, quota_day FROM rows WHERE id = ?1")?
+    pub fn read(tx: &Db, row_id: i64) -> DbResult<Option<HeldRow>> {
+        Self::read_sql(
+            tx,
+            "SELECT state, phone, quota_day FROM rows WHERE id = ?1",
+            row_id,
+        )
+    }
+
+    /// The row for a claim: on PostgreSQL locked until the batch commits,
+    /// and skipped (None) when another process's batch holds it — so two
+    /// writers never claim one row; SQLite's write lock already did that.
+    pub fn read_for_claim(tx: &Db, row_id: i64) -> DbResult<Option<HeldRow>> {
+        let sql = match tx.dialect() {
+            Dialect::Sqlite => "SELECT state, phone, quota_day FROM rows WHERE id = ?1",
+            Dialect::Postgres => {
+                "SELECT state, phone, quota_day FROM rows WHERE id = ?1 FOR UPDATE SKIP LOCKED"
+            }
+        };
+        Self::read_sql(tx, sql, row_id)
+    }
+
+    fn read_sql(tx: &Db, sql: &str, row_id: i64) -> DbResult<Option<HeldRow>> {
+        tx.prepare_cached(sql)?
             .query_row([row_id], |r| {
                 Ok(HeldRow {
-                    state: RowState::parse(&r.get::<_, String>(0)?),
+                    state: RowState::parse(&r.get::<String>(0)?),
                     phone: r.get(1)?,
                     quota_day: r.get(2)?,
                 })
@@ -62,11 +85,18 @@ static MARK_IN_FLIGHT: LazyLock<String> = LazyLock::new(|| {
 /// Gate, quota, then the row `in_flight`. The inner error refuses a claim
 /// of a row no claim may take (sent, failed, …): nothing is written.
 pub(super) fn mark_in_flight(
-    tx: &Connection,
+    tx: &Db,
     c: &Claim<'_>,
     quota: &mut QuotaTally<'_>,
-) -> rusqlite::Result<Result<WriteResult, StoreError>> {
-    let row = HeldRow::read(tx, c.row_id)?;
+) -> DbResult<Result<WriteResult, StoreError>> {
+    let row = HeldRow::read_for_claim(tx, c.row_id)?;
+    if row.is_none() && tx.is_postgres() && row_exists(tx, c.row_id)? {
+        return Ok(Err(StoreError::IllegalMove {
+            row_id: c.row_id,
+            state: "claimed by another writer".to_string(),
+            op: "claimed for a send",
+        }));
+    }
     let claimable = row
         .as_ref()
         .and_then(|r| r.state)
@@ -110,7 +140,12 @@ pub(super) fn mark_in_flight(
     Ok(Ok(WriteResult::Done))
 }
 
-fn state_name(tx: &Connection, row_id: i64) -> rusqlite::Result<String> {
+fn row_exists(tx: &Db, row_id: i64) -> DbResult<bool> {
+    tx.prepare_cached("SELECT 1 FROM rows WHERE id = ?1")?
+        .exists([row_id])
+}
+
+fn state_name(tx: &Db, row_id: i64) -> DbResult<String> {
     Ok(tx
         .prepare_cached("SELECT state FROM rows WHERE id = ?1")?
         .query_row([row_id], |r| r.get(0))
@@ -119,18 +154,16 @@ fn state_name(tx: &Connection, row_id: i64) -> rusqlite::Result<String> {
 }
 
 /// The phone's latest claimed send (for the frequency cap), keeping the one
-/// before so a refused claim can be taken back.
-fn record_phone_send(
-    tx: &Connection,
-    gate: &ClaimGate,
-    row_id: i64,
-    now: i64,
-) -> rusqlite::Result<()> {
+/// before so a refused claim can be taken back. The old row's columns are
+/// named by their table (bare, PostgreSQL finds them ambiguous).
+fn record_phone_send(tx: &Db, gate: &ClaimGate, row_id: i64, now: i64) -> DbResult<()> {
     tx.prepare_cached(
         "INSERT INTO phone_sends (oa_id, phone, last_ms, row_id) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (oa_id, phone) DO UPDATE SET \
-         prev_ms = CASE WHEN row_id = excluded.row_id THEN prev_ms ELSE last_ms END, \
-         prev_row_id = CASE WHEN row_id = excluded.row_id THEN prev_row_id ELSE row_id END, \
+         prev_ms = CASE WHEN phone_sends.row_id = excluded.row_id \
+           THEN phone_sends.prev_ms ELSE phone_sends.last_ms END, \
+         prev_row_id = CASE WHEN phone_sends.row_id = excluded.row_id \
+           THEN phone_sends.prev_row_id ELSE phone_sends.row_id END, \
          last_ms = excluded.last_ms, row_id = excluded.row_id",
     )?
     .execute(params![gate.oa_id, gate.phone, now, row_id])?;
@@ -140,15 +173,10 @@ fn record_phone_send(
 /// Give back what a claim took when the provider did not accept the
 /// message: the quota unit the row holds (of the day it was claimed), and
 /// the phone's "last message" mark.
-pub(super) fn release_claim(
-    tx: &Connection,
-    row_id: i64,
-    key: &QuotaKey,
-    held: &HeldRow,
-) -> rusqlite::Result<()> {
+pub(super) fn release_claim(tx: &Db, row_id: i64, key: &QuotaKey, held: &HeldRow) -> DbResult<()> {
     if let Some(day) = &held.quota_day {
         tx.prepare_cached(
-            "UPDATE quota_days SET used = MAX(used - 1, 0) WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
+            "UPDATE quota_days SET used = CASE WHEN used > 0 THEN used - 1 ELSE 0 END WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
         )?
         .execute(params![key.account, key.oa_id, day])?;
         tx.prepare_cached("UPDATE rows SET quota_day = NULL WHERE id = ?1")?
@@ -195,12 +223,7 @@ static EXPIRE_CAMPAIGN: LazyLock<String> = LazyLock::new(|| expire_sql("campaign
 
 /// The deadline passed: the row, or every open row of the campaign, becomes
 /// `expired`, saying so. Returns how many rows expired.
-pub(super) fn expire(
-    tx: &Connection,
-    scope: Expire,
-    deadline_ms: i64,
-    now: i64,
-) -> rusqlite::Result<u64> {
+pub(super) fn expire(tx: &Db, scope: Expire, deadline_ms: i64, now: i64) -> DbResult<u64> {
     let (sql, id) = match scope {
         Expire::Row(id) => (&*EXPIRE_ROW, id),
         Expire::Campaign(id) => (&*EXPIRE_CAMPAIGN, id),
@@ -225,11 +248,11 @@ static SKIP_ROW: LazyLock<String> = LazyLock::new(|| {
 /// The deadline and frequency-cap checks of a claim. `Some` means the row
 /// was settled (`expired` / `skipped`) instead of claimed.
 pub(super) fn apply_gate(
-    tx: &Connection,
+    tx: &Db,
     row_id: i64,
     gate: &ClaimGate,
     now: i64,
-) -> rusqlite::Result<Option<WriteResult>> {
+) -> DbResult<Option<WriteResult>> {
     if let Some(deadline) = gate
         .not_after_ms
         .filter(|_| row_state::deadline_passed(gate.not_after_ms, now))

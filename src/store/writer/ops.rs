@@ -4,7 +4,9 @@
 
 use std::sync::LazyLock;
 
-use rusqlite::{params, Connection};
+use crate::store::db::{params, Db, DbError};
+
+type DbResult<T> = std::result::Result<T, DbError>;
 
 use super::claim::{self, HeldRow};
 use super::result::WriteResult;
@@ -104,7 +106,7 @@ impl Setback {
 static MARK_SENT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE rows SET state = '{}', msg_id = ?2, error_code = NULL, error = NULL, \
-         resent_after_doubt = resent_after_doubt OR ?3, updated_ms = ?4, sent_ms = ?4 \
+         resent_after_doubt = CASE WHEN ?3 <> 0 THEN 1 ELSE resent_after_doubt END, updated_ms = ?4, sent_ms = ?4 \
          WHERE id = ?1 AND {}",
         RowState::Sent.as_str(),
         Move::Accepted.guard_sql("")
@@ -154,10 +156,10 @@ static TOKEN_READY: LazyLock<String> = LazyLock::new(|| {
 /// database's (the batch rolls back); the inner one refuses this write
 /// alone (nothing of it was written).
 pub(super) fn apply_op(
-    tx: &Connection,
+    tx: &Db,
     op: &WriteOp,
     quota: &mut QuotaTally<'_>,
-) -> rusqlite::Result<Result<WriteResult, StoreError>> {
+) -> DbResult<Result<WriteResult, StoreError>> {
     let now = clock::now_ms();
     let done = Ok(Ok(WriteResult::Done));
     match op {
@@ -222,19 +224,14 @@ pub(super) fn apply_op(
             ])?;
             unchanged(n, *row_id, "MarkSent");
             if let (1, Some(m)) = (n, msg_id) {
-                let [rank, matched] = &*crate::store::events::ON_MSG_ID_SQL;
-                tx.prepare_cached(rank)?.execute(params![*row_id, m])?;
-                tx.prepare_cached(crate::store::series::note_msg_id_sql(
-                    crate::store::db::Dialect::Sqlite,
-                ))?
-                .execute(params![*row_id, m])?;
-                tx.prepare_cached(matched)?.execute([m])?;
+                crate::store::events::on_msg_id(tx, *row_id, m)?;
             }
             if let Some((q, info)) = provider_quota {
                 quota.write_back(tx)?;
                 let used_by_provider = info.daily.saturating_sub(info.remaining) as i64;
                 tx.prepare_cached(
-                    "UPDATE quota_days SET provider_limit = ?4, used = MAX(used, ?5) \
+                    "UPDATE quota_days SET provider_limit = ?4, \
+                     used = CASE WHEN used > ?5 THEN used ELSE ?5 END \
                      WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
                 )?
                 .execute(params![
@@ -294,13 +291,13 @@ pub(super) fn apply_op(
 /// not accept the message — the quota unit and the frequency-cap mark given
 /// back.
 fn settle(
-    tx: &Connection,
+    tx: &Db,
     quota: &mut QuotaTally<'_>,
     op: &str,
     sql: &str,
     back: &Setback,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> DbResult<()> {
     let row_id = back.row_id;
     let n = tx
         .prepare_cached(sql)?
@@ -329,12 +326,7 @@ fn unchanged(n: usize, row_id: i64, op: &str) {
     }
 }
 
-fn store_token(
-    tx: &Connection,
-    key: &TokenKey,
-    token: &JourneyToken,
-    now: i64,
-) -> rusqlite::Result<()> {
+fn store_token(tx: &Db, key: &TokenKey, token: &JourneyToken, now: i64) -> DbResult<()> {
     tx.prepare_cached(
         "INSERT INTO tokens (account, oa_id, phone, token_type, journey_id, provider_ref, token, expires_ms, status, created_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
@@ -359,12 +351,7 @@ fn store_token(
 
 /// A pending row with a token for it waits as `token_ready`; in any other
 /// state the row is left as it is (the token is stored for the phone).
-fn row_token_ready(
-    tx: &Connection,
-    row_id: i64,
-    token: &JourneyToken,
-    now: i64,
-) -> rusqlite::Result<()> {
+fn row_token_ready(tx: &Db, row_id: i64, token: &JourneyToken, now: i64) -> DbResult<()> {
     tx.prepare_cached(&TOKEN_READY)?
         .execute(params![row_id, token.journey_id, now])?;
     Ok(())

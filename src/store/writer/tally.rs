@@ -1,13 +1,17 @@
 //! The day's quota within one batch: each counter the batch touches is read
 //! once, claims are counted against it in memory, and what they took is
 //! written back with one UPDATE before the commit — instead of one UPDATE
-//! per claim. The batch's transaction (BEGIN IMMEDIATE) holds the database's
-//! write lock from the read to the write-back, so no other process can
-//! claim from the counter in between: the limit holds across processes.
+//! per claim. On SQLite the batch's transaction (BEGIN IMMEDIATE) holds the
+//! database's write lock from the read to the write-back; on PostgreSQL the
+//! read locks the counter's row (FOR UPDATE) until the commit. Either way no
+//! other process can claim from the counter in between: the limit holds
+//! across processes.
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{params, Connection};
+use crate::store::db::{params, Db, DbError, Dialect};
+
+type DbResult<T> = std::result::Result<T, DbError>;
 
 use crate::store::quota::has_room;
 use crate::store::QuotaKey;
@@ -38,12 +42,7 @@ impl<'a> QuotaTally<'a> {
 
     /// Take one unit of the day's quota; false when it is used up (by our
     /// `limit`, the provider's, or the provider saying so).
-    pub(super) fn claim(
-        &mut self,
-        tx: &Connection,
-        q: &QuotaKey,
-        limit: Option<u64>,
-    ) -> rusqlite::Result<bool> {
+    pub(super) fn claim(&mut self, tx: &Db, q: &QuotaKey, limit: Option<u64>) -> DbResult<bool> {
         if !self.open.contains_key(q) {
             let counter = self.read(tx, q)?;
             self.open.insert(q.clone(), counter);
@@ -59,7 +58,7 @@ impl<'a> QuotaTally<'a> {
         Ok(room)
     }
 
-    fn read(&mut self, tx: &Connection, q: &QuotaKey) -> rusqlite::Result<Counter> {
+    fn read(&mut self, tx: &Db, q: &QuotaKey) -> DbResult<Counter> {
         if !self.known.contains(q) {
             tx.prepare_cached(
                 "INSERT INTO quota_days (account, oa_id, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
@@ -67,25 +66,34 @@ impl<'a> QuotaTally<'a> {
             .execute(params![q.account, q.oa_id, q.day])?;
             self.known.insert(q.clone());
         }
-        tx.prepare_cached(
-            "SELECT used, exhausted, provider_limit FROM quota_days \
-             WHERE account = ?1 AND oa_id = ?2 AND day = ?3",
-        )?
-        .query_row(params![q.account, q.oa_id, q.day], |r| {
-            // Never negative: a release stops at zero.
-            Ok(Counter {
-                used: r.get::<_, i64>(0)? as u64,
-                exhausted: r.get(1)?,
-                provider_limit: r.get::<_, Option<i64>>(2)?.map(|l| l as u64),
-                taken: 0,
+        let read = match tx.dialect() {
+            Dialect::Sqlite => {
+                "SELECT used, exhausted, provider_limit FROM quota_days \
+                 WHERE account = ?1 AND oa_id = ?2 AND day = ?3"
+            }
+            // Locked until the batch commits: another process's batch
+            // waits here, then reads what this one wrote back.
+            Dialect::Postgres => {
+                "SELECT used, exhausted, provider_limit FROM quota_days \
+                 WHERE account = ?1 AND oa_id = ?2 AND day = ?3 FOR UPDATE"
+            }
+        };
+        tx.prepare_cached(read)?
+            .query_row(params![q.account, q.oa_id, q.day], |r| {
+                // Never negative: a release stops at zero.
+                Ok(Counter {
+                    used: r.get::<i64>(0)? as u64,
+                    exhausted: r.get(1)?,
+                    provider_limit: r.get::<Option<i64>>(2)?.map(|l| l as u64),
+                    taken: 0,
+                })
             })
-        })
     }
 
     /// Write the units taken back to `quota_days` and forget the counters
     /// (read again at the next claim). Called before any other statement
     /// reads or changes `quota_days` in the batch, and before the commit.
-    pub(crate) fn write_back(&mut self, tx: &Connection) -> rusqlite::Result<()> {
+    pub(crate) fn write_back(&mut self, tx: &Db) -> DbResult<()> {
         for (q, c) in self.open.drain() {
             if c.taken > 0 {
                 tx.prepare_cached(

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ops::{apply_op, WriteOp};
 use super::result::WriteResult;
 use super::tally::QuotaTally;
+use crate::store::db::{Begin, DbError};
 use crate::store::errors::sql_err;
 use crate::store::{CampaignStatus, Result, Store, StoreError};
 
@@ -30,12 +31,14 @@ type GroupResult = std::result::Result<Vec<OpResult>, Arc<StoreError>>;
 
 impl Store {
     /// One transaction for the whole batch (group commit). BEGIN and COMMIT
-    /// are cached statements: the writer runs thousands a second.
+    /// are cached statements on SQLite: the writer runs thousands a second.
+    /// BEGIN IMMEDIATE there (the file's write lock at once); a plain BEGIN
+    /// on PostgreSQL, where the claim locks its row and quota counter.
     fn apply_batch(&mut self, batch: &mut [Pending]) -> Result<()> {
-        let conn = &self.db.conn();
+        let conn = &self.db;
         let mut quota = QuotaTally::new(&mut self.quota_rows);
-        let result = (|| -> rusqlite::Result<()> {
-            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let result = (|| -> std::result::Result<(), DbError> {
+            conn.begin(Begin::Immediate)?;
             for p in batch.iter_mut() {
                 p.results.clear();
                 for op in &p.ops {
@@ -44,12 +47,12 @@ impl Store {
             }
             // The units claimed in memory, written back inside the transaction.
             quota.write_back(conn)?;
-            conn.prepare_cached("COMMIT")?.execute([])?;
+            conn.commit()?;
             Ok(())
         })();
         result.map_err(|e| {
             if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = conn.rollback();
             }
             // A quota row created in the rolled-back batch is gone again;
             // forgetting them all only costs a harmless INSERT each.
@@ -107,11 +110,9 @@ impl Checkpointer {
                     "PASSIVE"
                 };
                 // A failed checkpoint is retried next time (the WAL just grows).
-                let _ = store.db.conn().query_row(
-                    &format!("PRAGMA wal_checkpoint({mode})"),
-                    [],
-                    |_| Ok(()),
-                );
+                let _ = store
+                    .db
+                    .query_row(&format!("PRAGMA wal_checkpoint({mode})"), (), |_| Ok(()));
                 if last {
                     return;
                 }
@@ -145,16 +146,28 @@ impl Writer {
         path: &Path,
         pragmas: &str,
     ) -> Result<(Writer, std::thread::JoinHandle<Result<()>>)> {
-        let mut store = Store::open(path)?;
-        store
-            .db
-            .conn()
-            .execute_batch(pragmas)
-            .map_err(|e| sql_err(path, e))?;
-        // Checkpoints (and their fsyncs) run on a thread of their own, so a
-        // commit never waits for the disk: the writer only appends to the WAL.
-        store.set_wal_autocheckpoint(0)?;
-        let checkpointer = Checkpointer::start(path)?;
+        let store = Store::open(path)?;
+        if !pragmas.is_empty() {
+            store
+                .db
+                .execute_batch(pragmas)
+                .map_err(|e| sql_err(path, e))?;
+        }
+        Self::start_on(store)
+    }
+
+    /// Start the writer on `store`'s connection (either database). On
+    /// SQLite checkpoints (and their fsyncs) run on a thread of their own,
+    /// so a commit never waits for the disk: the writer only appends to the
+    /// WAL. PostgreSQL has no WAL of ours to checkpoint: nothing beside it.
+    pub fn start_on(store: Store) -> Result<(Writer, std::thread::JoinHandle<Result<()>>)> {
+        let mut store = store;
+        let checkpointer = if store.is_postgres() {
+            None
+        } else {
+            store.set_wal_autocheckpoint(0)?;
+            Some(Checkpointer::start(&store.path)?)
+        };
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
         let handle = std::thread::Builder::new()
             .name("zns-state-writer".into())
