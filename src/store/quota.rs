@@ -31,6 +31,27 @@ impl QuotaKey {
 /// Whether a quota day has room for one more message: the provider has not
 /// said it is used up, and it is under our `limit` and the provider's. The
 /// one rule, for the claim (unit by unit) and the check before a run.
+/// The day's quota row created if missing (a no-op when it exists).
+pub(super) const ENSURE_ROW_SQL: &str =
+    "INSERT INTO quota_days (account, oa_id, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+
+/// What a claim reads of the day's row: used, exhausted, provider_limit.
+/// On PostgreSQL the row stays locked until the transaction ends, so two
+/// processes taking the last unit at once cannot both see room (SQLite's
+/// IMMEDIATE transaction already holds the whole file).
+pub(super) fn read_for_claim_sql(d: super::db::Dialect) -> &'static str {
+    match d {
+        super::db::Dialect::Sqlite => {
+            "SELECT used, exhausted, provider_limit FROM quota_days \
+             WHERE account = ?1 AND oa_id = ?2 AND day = ?3"
+        }
+        super::db::Dialect::Postgres => {
+            "SELECT used, exhausted, provider_limit FROM quota_days \
+             WHERE account = ?1 AND oa_id = ?2 AND day = ?3 FOR UPDATE"
+        }
+    }
+}
+
 pub(super) fn has_room(
     used: u64,
     exhausted: bool,

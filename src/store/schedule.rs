@@ -3,7 +3,7 @@
 //! so a restart keeps them. Test sends are kept apart from the campaign's
 //! rows: they are never counted in its totals, counts or report.
 
-use super::db::{params, Begin, Dialect, OptionalExtension};
+use super::db::{params, Begin, OptionalExtension};
 use serde::Serialize;
 
 use super::{QuotaKey, Result, Store};
@@ -100,23 +100,11 @@ impl Store {
         let err = |e| super::errors::sql_err(&path, e);
         let tx = self.db.transaction_with(Begin::Immediate).map_err(err)?;
         tx.execute(
-            "INSERT INTO quota_days (account, oa_id, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            super::quota::ENSURE_ROW_SQL,
             params![key.account, key.oa_id, key.day],
         )
         .map_err(err)?;
-        // On PostgreSQL the row is locked until COMMIT: two processes
-        // taking the last unit at once would both see room (SQLite's
-        // IMMEDIATE transaction already holds the whole file).
-        let read = match tx.dialect() {
-            Dialect::Sqlite => {
-                "SELECT used, exhausted, provider_limit FROM quota_days \
-                 WHERE account = ?1 AND oa_id = ?2 AND day = ?3"
-            }
-            Dialect::Postgres => {
-                "SELECT used, exhausted, provider_limit FROM quota_days \
-                 WHERE account = ?1 AND oa_id = ?2 AND day = ?3 FOR UPDATE"
-            }
-        };
+        let read = super::quota::read_for_claim_sql(tx.dialect());
         let (used, exhausted, provider_limit): (i64, i64, Option<i64>) = tx
             .query_row(read, params![key.account, key.oa_id, key.day], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::store::db::{params, Db, DbError, Dialect};
+use crate::store::db::{params, Db, DbError};
 
 type DbResult<T> = std::result::Result<T, DbError>;
 
@@ -60,24 +60,11 @@ impl<'a> QuotaTally<'a> {
 
     fn read(&mut self, tx: &Db, q: &QuotaKey) -> DbResult<Counter> {
         if !self.known.contains(q) {
-            tx.prepare_cached(
-                "INSERT INTO quota_days (account, oa_id, day) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![q.account, q.oa_id, q.day])?;
+            tx.prepare_cached(crate::store::quota::ENSURE_ROW_SQL)?
+                .execute(params![q.account, q.oa_id, q.day])?;
             self.known.insert(q.clone());
         }
-        let read = match tx.dialect() {
-            Dialect::Sqlite => {
-                "SELECT used, exhausted, provider_limit FROM quota_days \
-                 WHERE account = ?1 AND oa_id = ?2 AND day = ?3"
-            }
-            // Locked until the batch commits: another process's batch
-            // waits here, then reads what this one wrote back.
-            Dialect::Postgres => {
-                "SELECT used, exhausted, provider_limit FROM quota_days \
-                 WHERE account = ?1 AND oa_id = ?2 AND day = ?3 FOR UPDATE"
-            }
-        };
+        let read = crate::store::quota::read_for_claim_sql(tx.dialect());
         tx.prepare_cached(read)?
             .query_row(params![q.account, q.oa_id, q.day], |r| {
                 // Never negative: a release stops at zero.
