@@ -597,19 +597,7 @@ async fn charts_confirm_step_and_rejects_in_a_browser() {
     let Some(b) = browser("en").await else { return };
     let env = Env::new();
     let port = free_port();
-    let hook = format!("http://127.0.0.1:{port}/webhooks/etelecom/hook-token-for-tests");
-    let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |c| {
-        c.callback_url = Some(hook);
-        c.callbacks.delay = Duration::from_millis(50);
-        c.callbacks.backoff = Duration::from_millis(200);
-        c.callbacks.attempts = 10;
-    })
-    .await;
-    write_web_config(&env, &sb);
-    let cfg = env.path("zns-batch.toml");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str("token_fee = 150\nmessage_fee = 200\n");
-    std::fs::write(&cfg, text).unwrap();
+    let sb = priced_sandbox_with_callbacks(&env, port).await;
     let web = ServeOptions::default()
         .listen(&format!("127.0.0.1:{port}"))
         .envs(&[
@@ -1297,19 +1285,7 @@ const EN: Words = Words {
 async fn whole_flow(b: Browser, w: &Words, workbook: &str, name: &str, token: Option<&str>) {
     let env = Env::new();
     let port = free_port();
-    let hook = format!("http://127.0.0.1:{port}/webhooks/etelecom/hook-token-for-tests");
-    let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |c| {
-        c.callback_url = Some(hook);
-        c.callbacks.delay = Duration::from_millis(50);
-        c.callbacks.backoff = Duration::from_millis(200);
-        c.callbacks.attempts = 10;
-    })
-    .await;
-    write_web_config(&env, &sb);
-    let cfg = env.path("zns-batch.toml");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str("token_fee = 150\nmessage_fee = 200\n");
-    std::fs::write(&cfg, text).unwrap();
+    let sb = priced_sandbox_with_callbacks(&env, port).await;
     let mut envs = vec![
         (API_KEY_ENV, KEY),
         ("ZNS_WEBHOOK_TOKEN", "hook-token-for-tests"),
@@ -1654,4 +1630,23 @@ async fn reasons_and_errors_in_each_language_in_a_browser() {
         b.close().await;
         web.stop().await;
     }
+}
+
+/// An eTelecom sandbox that posts delivery callbacks to the console on
+/// `port`, and a config with its prices (token 150 ₫, message 200 ₫).
+async fn priced_sandbox_with_callbacks(env: &Env, port: u16) -> zns_batch::sandbox::Sandbox {
+    let hook = format!("http://127.0.0.1:{port}/webhooks/etelecom/hook-token-for-tests");
+    let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |c| {
+        c.callback_url = Some(hook);
+        c.callbacks.delay = Duration::from_millis(50);
+        c.callbacks.backoff = Duration::from_millis(200);
+        c.callbacks.attempts = 10;
+    })
+    .await;
+    write_web_config(env, &sb);
+    let cfg = env.path("zns-batch.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("token_fee = 150\nmessage_fee = 200\n");
+    std::fs::write(&cfg, text).unwrap();
+    sb
 }
