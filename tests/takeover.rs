@@ -1,6 +1,7 @@
 //! Several `serve` processes on one ledger: one runner per campaign by a
 //! lease, and a campaign taken over when its holder dies. Two real `serve`
-//! processes on one SQLite file, the eTelecom-protocol sandbox on
+//! processes on one SQLite file, and on one PostgreSQL database when
+//! `ZNS_TEST_PG` names a server, the eTelecom-protocol sandbox on
 //! 127.0.0.1, its delivery callbacks through a small forwarder that deals
 //! them out to both processes (to the survivor alone after the kill).
 
@@ -112,8 +113,7 @@ async fn takeover_entry(web: &ServeHarness, campaign: &str, limit: Duration) -> 
 }
 
 fn ledger_count(env: &Env, sql: &str) -> i64 {
-    let db = rusqlite::Connection::open(env.state()).unwrap();
-    db.query_row(sql, [], |r| r.get(0)).unwrap()
+    env.ledger_i64(sql)
 }
 
 /// Wait for `check`, polling; panics with `what` after `limit`.
@@ -127,7 +127,19 @@ async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_serve_s_campaign_is_finished_by_the_other_exactly_once() {
-    let env = Env::new();
+    killed_serve_finished_by_the_other(Env::new(), "SQLite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_killed_serve_s_campaign_is_finished_by_the_other_exactly_once() {
+    let test = "on_postgres_a_killed_serve_s_campaign_is_finished_by_the_other_exactly_once";
+    let Some((env, _db)) = Env::postgres(test) else {
+        return;
+    };
+    killed_serve_finished_by_the_other(env, "PostgreSQL").await;
+}
+
+async fn killed_serve_finished_by_the_other(env: Env, ledger: &str) {
     let targets = Arc::new(Targets::default());
     let forwarder = start_forwarder(targets.clone()).await;
     let sb = sandbox(ProviderKind::Etelecom, |c| {
@@ -212,7 +224,10 @@ async fn a_killed_serve_s_campaign_is_finished_by_the_other_exactly_once() {
     assert!(stats.deliveries.values().all(|n| *n == 1));
     // The quota used is the messages, once each.
     assert_eq!(
-        ledger_count(&env, "SELECT COALESCE(SUM(used), 0) FROM quota_days"),
+        ledger_count(
+            &env,
+            "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) FROM quota_days"
+        ),
         ROWS as i64
     );
     assert_eq!(
@@ -241,7 +256,7 @@ async fn a_killed_serve_s_campaign_is_finished_by_the_other_exactly_once() {
     assert_eq!(
         ledger_count(
             &env,
-            "SELECT COUNT(*) FROM (SELECT msg_id FROM delivery_events GROUP BY msg_id HAVING COUNT(*) > 1)"
+            "SELECT COUNT(*) FROM (SELECT msg_id FROM delivery_events GROUP BY msg_id HAVING COUNT(*) > 1) AS twice"
         ),
         0
     );
@@ -259,7 +274,7 @@ async fn a_killed_serve_s_campaign_is_finished_by_the_other_exactly_once() {
         "every row sent with its delivery status"
     );
     eprintln!(
-        "measured: {ROWS} rows, A killed at {at_kill} accepted; takeover recorded {:.1}s after the kill, \
+        "measured ({ledger}): {ROWS} rows, A killed at {at_kill} accepted; takeover recorded {:.1}s after the kill, \
          finished {:.1}s after it; callbacks before the kill {before_kill:?}, in all {:?}; detail: {detail}",
         taken_over_after.as_secs_f64(),
         finished_after.as_secs_f64(),

@@ -56,7 +56,7 @@ async fn upload_plan_conflicts_and_bad_requests() {
     assert_eq!(web.get_json("/api/v1/campaigns/nope").await.0, 404);
     // While another process (the CLI) holds the campaign's lock: 409.
     {
-        let _cli = zns_batch::campaign::lock(&env.state(), "nov").unwrap();
+        let _cli = zns_batch::campaign::lock(&env.state().into(), "nov").unwrap();
         let (code, body) = web.post("/api/v1/campaigns/nov/start").await;
         assert_eq!(code, 409, "{body}");
         assert!(body["error"]

@@ -14,7 +14,7 @@ use super::ledger::LedgerWriter;
 use super::outcome::ValidateVerdict;
 use super::settings::{self, CsvOpts};
 use super::summary::{report_file_name, RejectLine};
-use super::{report, usage, CoreError, Hooks, Mode, Prepared, Request, Workspace};
+use super::{report, usage, CoreError, Hooks, Location, Mode, Prepared, Request, Workspace};
 use crate::model::template_spec::{self, TemplateSpec};
 use crate::store::{Campaign, Store};
 
@@ -210,7 +210,7 @@ impl Workspace {
     ) -> Result<Validation, CoreError> {
         let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
         let scratch = Workspace::new(
-            Some(dir.path().join("validate.sqlite")),
+            Some(Location::Sqlite(dir.path().join("validate.sqlite"))),
             ConfigFile {
                 settings: self.config.settings.clone(),
                 ..ConfigFile::default()

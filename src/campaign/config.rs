@@ -46,7 +46,7 @@ macro_rules! settings {
 }
 
 settings! {
-    /// SQLite checkpoint database.
+    /// The ledger: a SQLite file or a `postgres://` URL.
     state: PathBuf,
     /// sandbox | etelecom | zalo | esms
     provider: ProviderKind,

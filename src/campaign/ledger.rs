@@ -6,13 +6,12 @@
 //! arrive while one transaction commits make the next one, and each is
 //! answered only after the transaction holding it committed.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{EventOutcome, NewEvent, Store, StoreError};
+use crate::store::{EventOutcome, Location, NewEvent, Store, StoreError};
 
 /// Most callbacks in one transaction: bounds how long the first of them
 /// waits for its answer.
@@ -45,8 +44,8 @@ pub enum LedgerError {
 }
 
 impl LedgerWriter {
-    pub fn start(path: &Path) -> Result<LedgerWriter, StoreError> {
-        let store = Store::open_durable(path)?;
+    pub fn start(at: impl Into<Location>) -> Result<LedgerWriter, StoreError> {
+        let store = Store::open_durable(at)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let counted = commits.clone();

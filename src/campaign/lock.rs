@@ -20,7 +20,7 @@ use super::CampaignError;
 use crate::engine::policy;
 use crate::engine::stop::{Stop, StopReason};
 use crate::model::clock;
-use crate::store::{real_now_ms, Lease, LeaseFence, Store, Take};
+use crate::store::{real_now_ms, Lease, LeaseFence, Location, Store, Take};
 
 /// How long a lease lasts without a heartbeat (config `lease_ttl`).
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
@@ -84,14 +84,14 @@ impl Drop for CampaignLock {
 }
 
 /// Take the campaign's lease with the default ttl.
-pub fn lock(state: &Path, campaign: &str) -> Result<CampaignLock, CampaignError> {
+pub fn lock(state: &Location, campaign: &str) -> Result<CampaignLock, CampaignError> {
     lock_for(state, campaign, DEFAULT_LEASE_TTL)
 }
 
 /// Take the campaign's lease for `ttl` (renewed every `ttl / 3`), or say
 /// who holds it and until when.
 pub fn lock_for(
-    state: &Path,
+    state: &Location,
     campaign: &str,
     ttl: Duration,
 ) -> Result<CampaignLock, CampaignError> {
@@ -135,7 +135,7 @@ pub fn lock_for(
 
 /// Refused if another process holds a live lease on the campaign; takes
 /// nothing (the start that follows takes it, and records a takeover).
-pub fn check_free(state: &Path, campaign: &str) -> Result<(), CampaignError> {
+pub fn check_free(state: &Location, campaign: &str) -> Result<(), CampaignError> {
     let Some(store) = Store::open_existing(state)? else {
         return Ok(());
     };
@@ -148,7 +148,7 @@ pub fn check_free(state: &Path, campaign: &str) -> Result<(), CampaignError> {
 /// The leases of campaigns a person started from the web, that the ledger
 /// says are running, and whose holder is gone (lapsed, or its process
 /// ended on this host) or that have none: a `serve` takes them over.
-pub fn orphaned(state: &Path) -> Result<Vec<String>, CampaignError> {
+pub fn orphaned(state: &Location) -> Result<Vec<String>, CampaignError> {
     let Some(store) = Store::open_existing(state)? else {
         return Ok(Vec::new());
     };
@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn a_second_lock_on_the_same_campaign_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("s.sqlite");
+        let state = Location::from(dir.path().join("s.sqlite"));
         let first = lock(&state, "c").unwrap();
         match lock(&state, "c") {
             Err(e @ CampaignError::Locked { .. }) => {
@@ -320,10 +320,11 @@ mod tests {
     #[test]
     fn the_same_file_through_a_symlink_is_the_same_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("s.sqlite");
+        let state = Location::from(dir.path().join("s.sqlite"));
         Store::open(&state).unwrap();
         let link = dir.path().join("link.sqlite");
-        std::os::unix::fs::symlink(&state, &link).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("s.sqlite"), &link).unwrap();
+        let link = Location::from(link);
         let _first = lock(&state, "c").unwrap();
         assert!(matches!(
             lock(&link, "c"),
@@ -351,7 +352,7 @@ mod tests {
     #[test]
     fn the_heartbeat_renews_and_tells_a_loss() {
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("s.sqlite");
+        let state = Location::from(dir.path().join("s.sqlite"));
         let held = lock_for(&state, "c", Duration::from_secs(1)).unwrap();
         let stop = Arc::new(Stop::default());
         held.watch(stop.clone());

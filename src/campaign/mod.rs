@@ -41,6 +41,8 @@ pub use crate::engine::reconcile::ReconcileOptions;
 pub use crate::engine::runner::{Observer, RunCounters};
 pub use crate::engine::stop::{Stop, StopReason, INTERRUPTED};
 pub use crate::model::shell::shell_word;
+/// Where the ledger lives: a SQLite file or a PostgreSQL URL.
+pub use crate::store::Location;
 pub use actions::{
     DeliveryStatus, EventOutcome, NewEvent, Report, ReportFormat, Validation, WebOptions,
 };
@@ -144,7 +146,7 @@ pub fn usage(msg: impl Into<String>) -> CoreError {
 
 /// Where campaigns live (the state database) and how they are configured.
 pub struct Workspace {
-    pub state: PathBuf,
+    pub state: Location,
     pub config: ConfigFile,
     /// The config file read, if any (shown in the dry-run plan).
     pub config_path: Option<PathBuf>,
@@ -191,10 +193,15 @@ pub struct Hooks<'a> {
 }
 
 impl Workspace {
-    pub fn new(state: Option<PathBuf>, config: ConfigFile, config_path: Option<PathBuf>) -> Self {
+    pub fn new(
+        state: Option<impl Into<Location>>,
+        config: ConfigFile,
+        config_path: Option<PathBuf>,
+    ) -> Self {
         let state = state
-            .or_else(|| config.state.clone())
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE));
+            .map(Into::into)
+            .or_else(|| config.state.as_ref().map(Location::from))
+            .unwrap_or_else(|| Location::from(DEFAULT_STATE));
         Workspace {
             state,
             config,
@@ -462,7 +469,7 @@ impl Workspace {
             store.set_campaign_status(campaign.id, CampaignStatus::Running, None)?;
             let result = runner::run(
                 RunInput {
-                    state_path: self.state.clone(),
+                    state: self.state.clone(),
                     campaign: campaign.clone(),
                     accounts,
                     provider: conn.provider.clone(),

@@ -69,7 +69,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
     }
     let (config, config_path) = ConfigFile::load(cli.config.as_deref(), cli.profile.as_deref())
         .map_err(|e| usage(e.to_string()))?;
-    let ws = Workspace::new(cli.state.clone(), config, config_path);
+    let ws = Workspace::new(cli.state.as_ref(), config, config_path);
     match cli.command {
         Command::Run(args) => run_cmd(&ws, &face, args).await,
         Command::Resume(args) => resume_cmd(&ws, &face, args).await,

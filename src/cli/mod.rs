@@ -58,8 +58,9 @@ Exit codes: 0 finished · 1 fatal (auth rejected, state unusable) · 2 bad usage
 #[derive(Debug, Parser)]
 #[command(name = "zns-batch", version, about = ABOUT, after_help = EXAMPLES, propagate_version = true)]
 pub struct Cli {
-    /// SQLite checkpoint database.
-    #[arg(long, global = true, env = "ZNS_STATE", value_name = "PATH")]
+    /// The ledger: a SQLite file (default state/zns-batch.sqlite), or a
+    /// PostgreSQL URL (postgres://user@host/db) that several processes share.
+    #[arg(long, global = true, env = "ZNS_STATE", value_name = "PATH|URL")]
     pub state: Option<PathBuf>,
 
     /// TOML config file (default: ./zns-batch.toml if present). Flags override it.

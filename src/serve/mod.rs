@@ -19,7 +19,6 @@ mod webhooks;
 pub mod words;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +27,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
 use crate::campaign::{
-    CoreError as AppError, EventOutcome, ExitCode, LedgerWriter, NewEvent, Reader, Workspace,
+    CoreError as AppError, EventOutcome, ExitCode, LedgerWriter, Location, NewEvent, Reader,
+    Workspace,
 };
 pub use crate::provider::Secret;
 
@@ -61,7 +61,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub public_url: Option<String>,
-    pub state: PathBuf,
+    pub state: Location,
     pub zalo_app_id: Option<String>,
     pub zalo_secret: Option<Secret>,
     pub webhook_token: Option<Secret>,

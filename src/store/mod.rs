@@ -73,6 +73,7 @@ mod errors;
 mod events;
 mod import;
 mod leases;
+mod location;
 mod lookups;
 mod quota;
 mod repeats;
@@ -82,8 +83,10 @@ mod schema;
 mod schema_pg;
 mod series;
 mod templates;
-#[cfg(test)]
-pub(crate) mod test_pg;
+/// Fresh PostgreSQL databases for the tests (unit and integration); the
+/// product never calls it.
+#[doc(hidden)]
+pub mod test_pg;
 mod tokens;
 mod users;
 mod web;
@@ -105,6 +108,7 @@ pub use errors::{StoreError, StoreErrorKind};
 pub use events::*;
 pub use import::{ImportCounts, ImportRow};
 pub use leases::{real_now_ms, Lease, LeaseFence, Take};
+pub use location::{Location, PgUrl};
 pub use lookups::{DeliveryCounts, LookupAnswer, LookupRow};
 pub use quota::{QuotaDay, QuotaKey};
 pub use repeats::PhoneKeys;
@@ -133,8 +137,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (creating if needed) and migrate.
-    pub fn open(path: &Path) -> Result<Store> {
+    /// Open (creating if needed) and migrate: a SQLite file, or a
+    /// PostgreSQL database when the location is a `postgres://` URL.
+    pub fn open(at: impl Into<Location>) -> Result<Store> {
+        match at.into() {
+            Location::Sqlite(path) => Store::open_sqlite(&path),
+            Location::Postgres(url) => Store::open_postgres(url.connect_string()),
+        }
+    }
+
+    fn open_sqlite(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
                 path: path.to_path_buf(),
@@ -190,8 +202,11 @@ impl Store {
     /// webhook's 2xx): `synchronous=FULL`, so each COMMIT fsyncs the WAL
     /// and survives a power loss, not only a killed process. Other
     /// connections keep NORMAL (their work is redone after a crash).
-    pub fn open_durable(path: &Path) -> Result<Store> {
-        let store = Store::open(path)?;
+    pub fn open_durable(at: impl Into<Location>) -> Result<Store> {
+        let store = Store::open(at)?;
+        if store.is_postgres() {
+            return Ok(store); // synchronous_commit is on: a COMMIT is flushed
+        }
         store
             .db
             .execute_batch("PRAGMA synchronous=FULL")
@@ -213,8 +228,14 @@ impl Store {
         .map_err(|e| self.e(e))
     }
 
-    /// Open an existing database without creating or migrating it.
-    pub fn open_existing(path: &Path) -> Result<Option<Store>> {
+    /// Open an existing database without creating it (a PostgreSQL
+    /// database exists once its URL is given: it is connected to).
+    pub fn open_existing(at: impl Into<Location>) -> Result<Option<Store>> {
+        let path = match at.into() {
+            Location::Sqlite(path) => path,
+            pg @ Location::Postgres(_) => return Store::open(pg).map(Some),
+        };
+        let path = path.as_path();
         if !path.exists() {
             return Ok(None);
         }

@@ -40,11 +40,8 @@ fn with_database(url: &str, name: &str) -> String {
 impl PgDatabase {
     pub fn create(admin_url: &str) -> PgDatabase {
         let name = format!("zt_{:016x}", rand::random::<u64>());
-        let mut admin = postgres::Client::connect(admin_url, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("ZNS_TEST_PG: cannot connect: {e}"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
+        admin_statement(admin_url, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("ZNS_TEST_PG: cannot create a database: {e}"));
         PgDatabase {
             admin_url: admin_url.to_string(),
             url: with_database(admin_url, &name),
@@ -55,13 +52,21 @@ impl PgDatabase {
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
+        let _ = admin_statement(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
     }
+}
+
+/// One statement on the server, on a thread of its own: the sync client
+/// may not block a thread that drives async tasks (the tests' own runtime).
+fn admin_statement(admin_url: &str, sql: &str) -> Result<(), postgres::Error> {
+    std::thread::scope(|s| {
+        s.spawn(|| postgres::Client::connect(admin_url, postgres::NoTls)?.batch_execute(sql))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// Where a test's store lives; kept alive as long as the test runs.

@@ -28,19 +28,27 @@ pub fn bin() -> &'static str {
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// Set: the ledger is this PostgreSQL database (see [`Env::postgres`]).
+    ledger_url: Option<String>,
 }
 
 impl Env {
     pub fn new() -> Self {
         Env {
             dir: tempfile::tempdir().expect("tempdir"),
+            ledger_url: None,
         }
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+    /// What `--state` is given: the SQLite file in the temp dir, or the
+    /// PostgreSQL URL.
     pub fn state(&self) -> PathBuf {
-        self.path("state.sqlite")
+        match &self.ledger_url {
+            Some(url) => PathBuf::from(url),
+            None => self.path("state.sqlite"),
+        }
     }
 }
 
@@ -583,4 +591,45 @@ pub async fn assert_report_exactly_once(
         expected_rows,
     );
     rows
+}
+
+/// A ledger on PostgreSQL for the test: a fresh database on the server
+/// `ZNS_TEST_PG` names (see scripts/pg-throwaway.sh), dropped after.
+pub use zns_batch::store::test_pg::PgDatabase;
+
+impl Env {
+    /// An Env whose ledger (`--state`) is a fresh PostgreSQL database, or
+    /// None without `ZNS_TEST_PG` (then a line says `test` was skipped).
+    pub fn postgres(test: &str) -> Option<(Env, PgDatabase)> {
+        let Some(url) = zns_batch::store::test_pg::pg_url() else {
+            println!("SKIPPED on postgres: {test} (set ZNS_TEST_PG, see scripts/pg-throwaway.sh)");
+            return None;
+        };
+        let db = PgDatabase::create(&url);
+        let env = Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+            ledger_url: Some(db.url.clone()),
+        };
+        Some((env, db))
+    }
+
+    /// One number from the ledger, whichever database it is on (a query
+    /// both dialects read alike; a SUM is CAST to BIGINT for PostgreSQL).
+    pub fn ledger_i64(&self, sql: &str) -> i64 {
+        match &self.ledger_url {
+            // A thread of its own: the sync client may not block an async test's thread.
+            Some(url) => std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut db = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+                    db.query_one(sql, &[]).expect(sql).get(0)
+                })
+                .join()
+                .expect("the ledger query")
+            }),
+            None => {
+                let db = rusqlite::Connection::open(self.state()).expect("open the ledger");
+                db.query_row(sql, [], |r| r.get(0)).expect(sql)
+            }
+        }
+    }
 }

@@ -22,7 +22,6 @@ mod tests;
 mod tokens;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,8 +36,8 @@ use crate::engine::stop::{Stop, StopReason};
 use crate::model::clock;
 use crate::provider::{JourneyToken, Provider, ProviderError};
 use crate::store::{
-    Campaign, GroupWriter, LeaseFence, QuotaKey, Store, StoreError, TokenKey, WorkRow, WriteOp,
-    WriteResult, Writer,
+    Campaign, GroupWriter, LeaseFence, Location, QuotaKey, Store, StoreError, TokenKey, WorkRow,
+    WriteOp, WriteResult, Writer,
 };
 
 /// Where a run's tokens and quota units are booked.
@@ -141,7 +140,7 @@ struct Ctx {
 
 /// What the runner is given.
 pub struct RunInput {
-    pub state_path: PathBuf,
+    pub state: Location,
     pub campaign: Campaign,
     pub accounts: Accounts,
     pub provider: Arc<dyn Provider>,
@@ -156,7 +155,7 @@ pub struct RunInput {
 /// Run a campaign's open rows to the end or to a stop.
 pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, RunError> {
     let RunInput {
-        state_path,
+        state,
         campaign,
         accounts,
         provider,
@@ -166,8 +165,8 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
         lease,
     } = input;
     let started = Instant::now();
-    let (writer, writer_thread) = Writer::start(&state_path)?;
-    let reader = Store::open(&state_path)?;
+    let (writer, writer_thread) = Writer::start(&state)?;
+    let reader = Store::open(&state)?;
     reader.set_cache_kib(READER_CACHE_KIB)?;
     let repeated_phones = reader.has_repeated_phones(campaign.id)?;
     let caps = provider.capabilities();
@@ -205,7 +204,7 @@ pub async fn run(input: RunInput, observer: &dyn Observer) -> Result<RunReport, 
     let (row_tx, row_rx) = mpsc::channel::<Vec<WorkRow>>(2);
     let reader_ctx = ctx.clone();
     let include_in_doubt = ctx.opts.in_doubt.takes_up_doubtful_rows(ctx.lookup);
-    let reader_path = state_path.clone();
+    let reader_path = state.clone();
     let reader_task = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         let store = Store::open(&reader_path)?;
         store.set_cache_kib(READER_CACHE_KIB)?;

@@ -65,7 +65,7 @@ async fn create(
     // Before the body is read: a refused upload stores nothing.
     let actor = caller.actor();
     web.campaigns.permit(&actor, Action::Upload, None).await?;
-    let up = upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await?;
+    let up = upload::read(multipart, web.campaigns.state(), web.upload_limit).await?;
     let (stored, file_name) = (up.form.csv.clone(), up.file_name.clone());
     let plan = web
         .campaigns

@@ -13,6 +13,7 @@ use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::Multipart;
 use axum::http::StatusCode;
 
+use crate::campaign::Location;
 use crate::serve::campaigns::{NewCampaign, WebError};
 use crate::serve::words::NONE;
 
@@ -35,18 +36,16 @@ pub struct Upload {
     pub file_name: String,
 }
 
-/// Where uploads live: `uploads/` beside the state database.
-pub fn upload_dir(state: &Path) -> PathBuf {
-    state
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join("uploads")
+/// Where uploads live: `uploads/` beside the state database (`state/`
+/// for a PostgreSQL ledger). An upload is imported into the ledger before
+/// its Check page answers, so any `serve` on a shared ledger can start it.
+pub fn upload_dir(state: &Location) -> PathBuf {
+    state.files_dir().join("uploads")
 }
 
 /// At `serve` start: remove the uploads a killed `serve` left half
 /// written. Returns how many went.
-pub fn remove_incomplete(state: &Path) -> usize {
+pub fn remove_incomplete(state: &Location) -> usize {
     let Ok(entries) = std::fs::read_dir(upload_dir(state)) else {
         return 0;
     };
@@ -86,7 +85,11 @@ fn shown(name: &str) -> String {
 
 /// Read the form; the file goes to disk chunk by chunk. On any error, or
 /// if the request is dropped, the partial file is removed.
-pub async fn read(mut multipart: Multipart, state: &Path, limit: u64) -> Result<Upload, WebError> {
+pub async fn read(
+    mut multipart: Multipart,
+    state: &Location,
+    limit: u64,
+) -> Result<Upload, WebError> {
     let dir = upload_dir(state);
     std::fs::create_dir_all(&dir)
         .map_err(|e| internal(&format!("cannot create {}", dir.display()), e))?;

@@ -9,7 +9,7 @@
 //! (report and rejected rows in chunks).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use crate::campaign::config::ConfigFile;
 use crate::campaign::plan::Plan;
 use crate::campaign::settings::{check_campaign_name, CsvOpts, SafetyOpts, SendOpts};
 use crate::campaign::summary::CampaignStatusLine;
-use crate::campaign::{self, CampaignError, CoreError, Hooks, Mode, Request, Workspace};
+use crate::campaign::{self, CampaignError, CoreError, Hooks, Location, Mode, Request, Workspace};
 use crate::campaign::{Action, Actor, AuditEntry};
 use crate::campaign::{
     InDoubtPolicy, Observer, Reader, ReportFormat, RowView, RunCounters, Stop, StopReason,
@@ -195,7 +195,7 @@ impl Campaigns {
         self.base.lease_ttl()
     }
 
-    pub fn state_path(&self) -> &Path {
+    pub fn state(&self) -> &Location {
         &self.base.state
     }
 
@@ -736,7 +736,7 @@ fn not_found(e: CoreError) -> WebError {
 
 /// 409 when another process (the CLI, another serve) holds the
 /// campaign's lease. Takes nothing: the start that follows takes it.
-fn probe_lock(state: &Path, name: &str) -> Result<(), WebError> {
+fn probe_lock(state: &Location, name: &str) -> Result<(), WebError> {
     match campaign::check_free(state, name) {
         Ok(()) => Ok(()),
         Err(CampaignError::Locked { holder, secs, .. }) => Err(WebError::conflict(

@@ -362,7 +362,7 @@ async fn upload_form(
     if let Err(e) = web.campaigns.permit(&actor, Action::Upload, None).await {
         return problem(&s, &v, e, "/");
     }
-    let up = match upload::read(multipart, web.campaigns.state_path(), web.upload_limit).await {
+    let up = match upload::read(multipart, web.campaigns.state(), web.upload_limit).await {
         Ok(up) => up,
         Err(e) => return upload_refused(&s, &v, e, None),
     };

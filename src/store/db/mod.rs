@@ -25,8 +25,8 @@ pub enum Dialect {
 }
 
 /// How a transaction starts. `Immediate` takes SQLite's write lock at once
-/// (two writers never deadlock on an upgrade); PostgreSQL locks rows as it
-/// goes, so both are a plain BEGIN there.
+/// (two writers never deadlock on an upgrade); on PostgreSQL it takes an
+/// advisory lock first, for the same reason (see `postgres.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {
     Deferred,

@@ -2,7 +2,7 @@
 //! database is expected on a trusted network or a local socket), statements
 //! prepared once per text with their `?N` placeholders rewritten to `$N`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -12,12 +12,17 @@ use postgres::{Client, NoTls, Statement};
 
 use super::{Backend, Begin, DbError, Dialect, EachRow, Row, Value};
 
+/// `Begin::Immediate`: a transaction-scoped advisory lock, the same key
+/// for every zns-batch process on the database (0x7A6E73, "zns" in ASCII).
+const WRITE_LOCK_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(8023667)";
+
 /// Prepared statements kept per connection; past this the cache starts
 /// over (texts built with values in them would otherwise pile up).
 const STATEMENT_CACHE: usize = 512;
 
 pub struct PgBackend {
-    client: RefCell<Client>,
+    /// None only while being dropped.
+    client: RefCell<Option<Client>>,
     statements: RefCell<HashMap<String, Statement>>,
     in_tx: Cell<bool>,
 }
@@ -26,13 +31,16 @@ impl PgBackend {
     /// Connect; a lock held by another process is waited for at most
     /// `lock_wait` (then the error is the store's Busy, as on SQLite).
     pub fn connect(url: &str, lock_wait: Duration) -> Result<PgBackend, DbError> {
-        let mut client = Client::connect(url, NoTls)?;
-        client.batch_execute(&format!(
-            "SET lock_timeout = {}; SET client_min_messages = warning",
-            lock_wait.as_millis()
-        ))?;
+        let client = off_async(|| -> Result<Client, DbError> {
+            let mut client = Client::connect(url, NoTls)?;
+            client.batch_execute(&format!(
+                "SET lock_timeout = {}; SET client_min_messages = warning",
+                lock_wait.as_millis()
+            ))?;
+            Ok(client)
+        })?;
         Ok(PgBackend {
-            client: RefCell::new(client),
+            client: RefCell::new(Some(client)),
             statements: RefCell::new(HashMap::new()),
             in_tx: Cell::new(false),
         })
@@ -48,33 +56,37 @@ impl PgBackend {
             return Ok(s.clone());
         }
         let text = placeholders(sql);
-        let mut client = self.client.borrow_mut();
-        // A failed parse aborts the transaction it is in: a savepoint
-        // keeps the transaction when the first try is refused.
+        let types: Vec<Type> = params.iter().map(value_type).collect();
         let in_tx = self.in_tx.get();
-        if in_tx {
-            client.batch_execute("SAVEPOINT zb_prepare")?;
-        }
-        // PostgreSQL infers each parameter's type from where it stands; where
-        // it cannot (`?1 IS NOT NULL`) or finds two (`x = ?3 … ?3 <> 0`),
-        // the values' own types decide.
-        let stmt = match client.prepare(&text) {
-            Ok(s) => s,
-            Err(e)
-                if e.code() == Some(&SqlState::INDETERMINATE_DATATYPE)
-                    || e.code() == Some(&SqlState::AMBIGUOUS_PARAMETER) =>
-            {
-                if in_tx {
-                    client.batch_execute("ROLLBACK TO SAVEPOINT zb_prepare")?;
-                }
-                let types: Vec<Type> = params.iter().map(value_type).collect();
-                client.prepare_typed(&text, &types)?
+        let mut client = self.client();
+        let client = &mut *client;
+        let stmt = off_async(move || -> Result<Statement, DbError> {
+            // A failed parse aborts the transaction it is in: a savepoint
+            // keeps the transaction when the first try is refused.
+            if in_tx {
+                client.batch_execute("SAVEPOINT zb_prepare")?;
             }
-            Err(e) => return Err(e.into()),
-        };
-        if in_tx {
-            client.batch_execute("RELEASE SAVEPOINT zb_prepare")?;
-        }
+            // PostgreSQL infers each parameter's type from where it stands; where
+            // it cannot (`?1 IS NOT NULL`) or finds two (`x = ?3 … ?3 <> 0`),
+            // the values' own types decide.
+            let stmt = match client.prepare(&text) {
+                Ok(s) => s,
+                Err(e)
+                    if e.code() == Some(&SqlState::INDETERMINATE_DATATYPE)
+                        || e.code() == Some(&SqlState::AMBIGUOUS_PARAMETER) =>
+                {
+                    if in_tx {
+                        client.batch_execute("ROLLBACK TO SAVEPOINT zb_prepare")?;
+                    }
+                    client.prepare_typed(&text, &types)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if in_tx {
+                client.batch_execute("RELEASE SAVEPOINT zb_prepare")?;
+            }
+            Ok(stmt)
+        })?;
         if cached {
             let mut cache = self.statements.borrow_mut();
             if cache.len() >= STATEMENT_CACHE {
@@ -83,6 +95,43 @@ impl PgBackend {
             cache.insert(sql.to_string(), stmt.clone());
         }
         Ok(stmt)
+    }
+}
+
+impl PgBackend {
+    fn client(&self) -> RefMut<'_, Client> {
+        RefMut::map(self.client.borrow_mut(), |c| {
+            c.as_mut().expect("the client is only taken by drop")
+        })
+    }
+}
+
+/// The client closes its connection and its runtime on a thread where
+/// tokio allows blocking.
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.get_mut().take() {
+            off_async(move || drop(client));
+        }
+    }
+}
+
+/// The sync client blocks on a runtime of its own, which tokio refuses on
+/// a thread that drives async tasks (it panics): there the call is made
+/// with `block_in_place` (a multi-thread runtime) or on a thread of its own
+/// (a current-thread runtime). Elsewhere — a plain or `spawn_blocking`
+/// thread — it is made as it is.
+fn off_async<R: Send>(call: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => call(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        Ok(_) => std::thread::scope(|s| match s.spawn(call).join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
     }
 }
 
@@ -237,7 +286,9 @@ fn refs<'a>(params: &'a [Value<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
 
 impl PgBackend {
     fn tx_statement(&self, sql: &str) -> Result<(), DbError> {
-        self.client.borrow_mut().batch_execute(sql)?;
+        let mut client = self.client();
+        let client = &mut *client;
+        off_async(move || client.batch_execute(sql))?;
         Ok(())
     }
 }
@@ -249,7 +300,9 @@ impl Backend for PgBackend {
 
     fn execute(&self, sql: &str, params: &[Value<'_>], cached: bool) -> Result<usize, DbError> {
         let stmt = self.statement(sql, params, cached)?;
-        let n = self.client.borrow_mut().execute(&stmt, &refs(params))?;
+        let mut client = self.client();
+        let client = &mut *client;
+        let n = off_async(move || client.execute(&stmt, &refs(params)))?;
         Ok(n as usize)
     }
 
@@ -263,7 +316,11 @@ impl Backend for PgBackend {
         each: &mut EachRow<'_>,
     ) -> Result<(), DbError> {
         let stmt = self.statement(sql, params, cached)?;
-        let rows = self.client.borrow_mut().query(&stmt, &refs(params))?;
+        let rows = {
+            let mut client = self.client();
+            let client = &mut *client;
+            off_async(move || client.query(&stmt, &refs(params)))?
+        };
         for r in &rows {
             if !each(&Row::Pg(r))? {
                 break;
@@ -276,9 +333,16 @@ impl Backend for PgBackend {
         self.tx_statement(sql)
     }
 
-    fn begin(&self, _how: Begin) -> Result<(), DbError> {
-        // No IMMEDIATE here: rows are locked as they are read FOR UPDATE.
-        self.tx_statement("BEGIN")?;
+    fn begin(&self, how: Begin) -> Result<(), DbError> {
+        // IMMEDIATE is SQLite's one writer at a time, here a lock every
+        // process's writing transactions take first: the state writer's
+        // batch and a batch of callbacks both change rows and the same
+        // campaign's counters, and in two orders they would deadlock.
+        // Reads and claims lock rows as they go (FOR UPDATE SKIP LOCKED).
+        self.tx_statement(match how {
+            Begin::Deferred => "BEGIN",
+            Begin::Immediate => WRITE_LOCK_BEGIN,
+        })?;
         self.in_tx.set(true);
         Ok(())
     }

@@ -135,13 +135,16 @@ impl Drop for Checkpointer {
 }
 
 impl Writer {
-    /// Start the writer on its own connection to `path`.
-    pub fn start(path: &Path) -> Result<(Writer, std::thread::JoinHandle<Result<()>>)> {
-        Self::start_with(path, "")
+    /// Start the writer on its own connection to the ledger at `at`.
+    pub fn start(
+        at: impl Into<crate::store::Location>,
+    ) -> Result<(Writer, std::thread::JoinHandle<Result<()>>)> {
+        Self::start_on(Store::open(at)?)
     }
 
     /// [`Writer::start`], running `pragmas` on the writer's connection
     /// first (tests: a database that fills up).
+    #[cfg(test)]
     pub(crate) fn start_with(
         path: &Path,
         pragmas: &str,
