@@ -18,7 +18,11 @@ async fn run_on(env: &Env, state: &Path, argv: &[String]) -> Run {
 
 async fn migrate(env: &Env, from: &Path, to: &str) -> Run {
     let mut cmd = tokio::process::Command::new(bin());
-    cmd.arg("migrate").arg("--from").arg(from).arg("--to").arg(to);
+    cmd.arg("migrate")
+        .arg("--from")
+        .arg(from)
+        .arg("--to")
+        .arg(to);
     cmd.current_dir(env.dir.path()).kill_on_drop(true);
     run_with(cmd).await
 }
@@ -44,7 +48,11 @@ fn rand_tag() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_paused_by_the_quota_finishes_from_the_copy_each_row_once() {
     let (env, sb, csv, _) = setup(P, "c.csv", 300, |_| {}).await;
-    let r = run(&env, &run_args(&csv, "q", &sb, P, &["--daily-quota", "120"])).await;
+    let r = run(
+        &env,
+        &run_args(&csv, "q", &sb, P, &["--daily-quota", "120"]),
+    )
+    .await;
     assert_eq!(r.code, 3, "{r}");
     assert_eq!(sb.stats().accepted, 120);
 
@@ -55,7 +63,10 @@ async fn a_campaign_paused_by_the_quota_finishes_from_the_copy_each_row_once() {
         m.stdout.contains("18 tables") && m.stdout.contains("rows in"),
         "{m}"
     );
-    assert!(m.stderr.contains("campaigns") && m.stderr.contains("300 rows"), "{m}");
+    assert!(
+        m.stderr.contains("campaigns") && m.stderr.contains("300 rows"),
+        "{m}"
+    );
 
     // The copy says what the source says.
     let status = |state: std::path::PathBuf| {
@@ -63,13 +74,16 @@ async fn a_campaign_paused_by_the_quota_finishes_from_the_copy_each_row_once() {
         async move {
             let r = run_on(env, &state, &args(&["--json", "status", "q"])).await;
             assert_eq!(r.code, 0, "{r}");
-            r.json()
+            r.json()[0].clone()
         }
     };
     let (was, copied) = (status(env.state()).await, status(copy.clone()).await);
     assert_eq!(copied, was);
     assert_eq!(copied["counts"]["sent"], 120, "{copied}");
-    assert_eq!(report_at(&env, &copy, "q").await, report_at(&env, &env.state(), "q").await);
+    assert_eq!(
+        report_at(&env, &copy, "q").await,
+        report_at(&env, &env.state(), "q").await
+    );
 
     // The next day the copy carries the campaign to its end.
     let mut cmd = command_with_state(
@@ -104,7 +118,8 @@ async fn migrate_refuses_what_it_cannot_copy_and_says_why() {
 
     // A flag missing or unknown: exit 2 with clap's hint.
     let mut cmd = tokio::process::Command::new(bin());
-    cmd.args(["migrate", "--from", "x.sqlite"]).kill_on_drop(true);
+    cmd.args(["migrate", "--from", "x.sqlite"])
+        .kill_on_drop(true);
     run_with(cmd).await.assert_usage("--to");
 
     // The source itself as the target.
@@ -132,8 +147,22 @@ async fn migrate_refuses_what_it_cannot_copy_and_says_why() {
     let url = format!("postgres://zns:hunter2-DO-NOT-LEAK@127.0.0.1:{port}/zns");
     let m = migrate(&env, &state, &url).await;
     assert_eq!(m.code, 1, "{m}");
-    assert!(!m.stderr.contains("hunter2") && !m.stdout.contains("hunter2"), "{m}");
+    assert!(
+        !m.stderr.contains("hunter2") && !m.stdout.contains("hunter2"),
+        "{m}"
+    );
     assert!(m.stderr.contains("127.0.0.1"), "{m}");
+
+    // Only from a SQLite file; the URL's password is not repeated.
+    let m = migrate(
+        &env,
+        Path::new("postgres://zns:hunter2-DO-NOT-LEAK@db/zns"),
+        "x.sqlite",
+    )
+    .await;
+    m.assert_usage("migrate copies from a SQLite state file");
+    assert!(!m.stderr.contains("hunter2"), "{m}");
+    assert!(!env.path("x.sqlite").exists());
 
     // --help shows examples.
     let mut cmd = tokio::process::Command::new(bin());
@@ -145,10 +174,7 @@ async fn migrate_refuses_what_it_cannot_copy_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_running_now_is_not_copied_until_it_stops() {
-    let (env, sb, csv, _) = setup(P, "c.csv", 400, |c| {
-        c.latency = Duration::from_millis(40)
-    })
-    .await;
+    let (env, sb, csv, _) = setup(P, "c.csv", 400, |c| c.latency = Duration::from_millis(40)).await;
     let mut child = spawn_captured(command(
         &env,
         &run_args(&csv, "live", &sb, P, &["--concurrency", "1"]),

@@ -62,15 +62,20 @@ pub fn migrate(
     progress: &mut dyn FnMut(&MigrateProgress),
 ) -> Result<MigrateSummary, CoreError> {
     let started = Instant::now();
+    if let MigrateTarget::Postgres(url) = MigrateTarget::parse(&from.to_string_lossy()) {
+        return Err(usage(format!(
+            "migrate: --from {} is a PostgreSQL URL; migrate copies from a SQLite state file",
+            crate::store::db::redact_url(&url)
+        )));
+    }
     if !from.is_file() {
         return Err(usage(format!(
             "migrate: no ledger at {} (--from names the SQLite state file to copy)",
             from.display()
         )));
     }
-    let source = Store::open_existing(from)?.ok_or_else(|| {
-        usage(format!("migrate: no ledger at {}", from.display()))
-    })?;
+    let source = Store::open_existing(from)?
+        .ok_or_else(|| usage(format!("migrate: no ledger at {}", from.display())))?;
     let created = match to {
         MigrateTarget::Sqlite(path) => {
             if same_file(from, path) {

@@ -66,7 +66,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
             return Ok(ExitCode::Finished);
         }
         // A copy between two ledgers: no config file, no --state.
-        Command::Migrate(args) => return migrate_cmd(&face, args),
+        Command::Migrate(args) => return migrate_cmd(&face, args).await,
         _ => {}
     }
     let (config, config_path) = ConfigFile::load(cli.config.as_deref(), cli.profile.as_deref())
@@ -92,30 +92,38 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
 
 // ----- migrate ----------------------------------------------------------------
 
-fn migrate_cmd(
+async fn migrate_cmd(
     face: &Face,
     args: crate::cli::options::MigrateArgs,
 ) -> Result<ExitCode, AppError> {
     use crate::campaign::{migrate, MigrateTarget};
     let to = MigrateTarget::parse(&args.to);
-    if face.chatty() {
-        eprintln!("migrate {} -> {}", args.from.display(), to.shown());
+    let chatty = face.chatty();
+    if chatty {
+        // A URL given here by mistake is shown without its password.
+        let from = MigrateTarget::parse(&args.from.to_string_lossy()).shown();
+        eprintln!("migrate {from} -> {}", to.shown());
     }
-    // A line per table when it is done, and one every few seconds while a
-    // long one is copied.
-    let mut last = std::time::Instant::now();
-    let mut progress = |p: &crate::campaign::MigrateProgress| {
-        if !face.chatty() || (!p.done && last.elapsed() < std::time::Duration::from_secs(2)) {
-            return;
-        }
-        last = std::time::Instant::now();
-        if p.done {
-            eprintln!("  {:<16} {:>10} rows", p.table, p.copied);
-        } else {
-            eprintln!("  {:<16} {:>10} / {} rows …", p.table, p.copied, p.total);
-        }
-    };
-    let s = migrate(&args.from, &to, &mut progress)?;
+    // The PostgreSQL client is synchronous (it blocks on its own runtime):
+    // off the async thread. A line per table when it is done, and one every
+    // few seconds while a long one is copied.
+    let s = tokio::task::spawn_blocking(move || {
+        let mut last = std::time::Instant::now();
+        let mut progress = |p: &crate::campaign::MigrateProgress| {
+            if !chatty || (!p.done && last.elapsed() < std::time::Duration::from_secs(2)) {
+                return;
+            }
+            last = std::time::Instant::now();
+            if p.done {
+                eprintln!("  {:<16} {:>10} rows", p.table, p.copied);
+            } else {
+                eprintln!("  {:<16} {:>10} / {} rows …", p.table, p.copied, p.total);
+            }
+        };
+        migrate(&args.from, &to, &mut progress)
+    })
+    .await
+    .map_err(|e| AppError::Fatal(anyhow::anyhow!("migrate stopped: {e}")))??;
     if face.json {
         println!(
             "{}",

@@ -193,10 +193,12 @@ impl Store {
                     .map_err(|e| target.e(e))?;
             }
             let cols = same_columns(src, &tx, table).map_err(|f| f.at(self, target))?;
-            let copied = copy_table(src, &tx, table, key, &cols, total, progress)
-                .map_err(|(side, e)| match side {
-                    Side::Source => self.e(e),
-                    Side::Target => target.e(e),
+            let copied =
+                copy_table(src, &tx, table, key, &cols, total, progress).map_err(|(side, e)| {
+                    match side {
+                        Side::Source => self.e(e),
+                        Side::Target => target.e(e),
+                    }
                 })?;
             let in_target = count(&tx, table).map_err(|e| target.e(e))?;
             if copied != total || in_target != total {
@@ -297,12 +299,11 @@ impl Fail {
 fn schema_version(db: &Db) -> std::result::Result<i64, DbError> {
     match db.dialect() {
         Dialect::Sqlite => db.query_row("PRAGMA user_version", (), |r| r.get(0)),
-        Dialect::Postgres => {
-            db.query_row("SELECT MAX(version) FROM schema_version", (), |r| {
+        Dialect::Postgres => db
+            .query_row("SELECT MAX(version) FROM schema_version", (), |r| {
                 r.get::<Option<i64>>(0)
             })
-            .map(|v| v.unwrap_or(0))
-        }
+            .map(|v| v.unwrap_or(0)),
     }
 }
 
@@ -438,7 +439,9 @@ fn copy_table(
             Ok(())
         };
         let got = match &last {
-            None => src.prepare(&first).and_then(|mut s| s.query_each((), &mut read)),
+            None => src
+                .prepare(&first)
+                .and_then(|mut s| s.query_each((), &mut read)),
             Some(k) => {
                 let params: Vec<Value<'_>> = k.iter().map(Owned::value).collect();
                 src.prepare_cached(&after)
