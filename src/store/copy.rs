@@ -15,7 +15,7 @@
 //!   identity sequences are set past the copied ids.
 
 use super::db::{Db, DbError, Dialect, Value};
-use super::{Result as StoreResult, Store, StoreError};
+use super::{Store, StoreError};
 
 /// Every table of the schema with the columns of its key (the order pages
 /// are read in), parents before the tables that reference them.
@@ -257,11 +257,6 @@ impl Store {
             }),
             None => Ok(()),
         }
-    }
-
-    /// The schema version recorded in the database itself.
-    pub fn schema_version(&self) -> StoreResult<i64> {
-        schema_version(&self.db).map_err(|e| self.e(e))
     }
 }
 
