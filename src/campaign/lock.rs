@@ -271,7 +271,7 @@ fn hostname() -> &'static str {
 /// Is `holder`'s process known to be gone? Only on this host (same host
 /// name) and where `/proc` tells; anything else counts as alive, so only
 /// its lease's lapse frees it.
-fn holder_gone(holder: &str) -> bool {
+pub(super) fn holder_gone(holder: &str) -> bool {
     let mut parts = holder.rsplitn(3, ':');
     let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
         return false;

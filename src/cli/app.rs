@@ -65,6 +65,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
             clap_complete::generate(args.shell, &mut cmd, "zns-batch", &mut std::io::stdout());
             return Ok(ExitCode::Finished);
         }
+        // A copy between two ledgers: no config file, no --state.
+        Command::Migrate(args) => return migrate_cmd(&face, args).await,
         _ => {}
     }
     let (config, config_path) = ConfigFile::load(cli.config.as_deref(), cli.profile.as_deref())
@@ -82,8 +84,62 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Tokens(args) => crate::cli::team::tokens_cmd(&ws, cli.json, args),
         Command::Audit(args) => crate::cli::team::audit_cmd(&ws, cli.json, args),
         Command::Zalo(args) => zalo_cmd(&ws, &face, args).await,
-        Command::Sandbox(_) | Command::Completions(_) => Ok(ExitCode::Finished),
+        Command::Sandbox(_) | Command::Completions(_) | Command::Migrate(_) => {
+            Ok(ExitCode::Finished)
+        }
     }
+}
+
+// ----- migrate ----------------------------------------------------------------
+
+async fn migrate_cmd(
+    face: &Face,
+    args: crate::cli::options::MigrateArgs,
+) -> Result<ExitCode, AppError> {
+    use crate::campaign::{migrate, MigrateTarget};
+    let to = MigrateTarget::parse(&args.to);
+    let chatty = face.chatty();
+    if chatty {
+        // A URL given here by mistake is shown without its password.
+        let from = MigrateTarget::parse(&args.from.to_string_lossy()).shown();
+        eprintln!("migrate {from} -> {}", to.shown());
+    }
+    // The PostgreSQL client is synchronous (it blocks on its own runtime):
+    // off the async thread. A line per table when it is done, and one every
+    // few seconds while a long one is copied.
+    let s = tokio::task::spawn_blocking(move || {
+        let mut last = std::time::Instant::now();
+        let mut progress = |p: &crate::campaign::MigrateProgress| {
+            if !chatty || (!p.done && last.elapsed() < std::time::Duration::from_secs(2)) {
+                return;
+            }
+            last = std::time::Instant::now();
+            if p.done {
+                eprintln!("  {:<16} {:>10} rows", p.table, p.copied);
+            } else {
+                eprintln!("  {:<16} {:>10} / {} rows …", p.table, p.copied, p.total);
+            }
+        };
+        migrate(&args.from, &to, &mut progress)
+    })
+    .await
+    .map_err(|e| AppError::Fatal(anyhow::anyhow!("migrate stopped: {e}")))??;
+    if face.json {
+        println!(
+            "{}",
+            serde_json::to_string(&s).map_err(|e| AppError::Fatal(e.into()))?
+        );
+    } else {
+        println!(
+            "migrated {} -> {}: {} tables, {} rows in {:.1} s",
+            s.from,
+            s.to,
+            s.tables.len(),
+            s.rows,
+            s.secs
+        );
+    }
+    Ok(ExitCode::Finished)
 }
 
 // ----- zalo -------------------------------------------------------------------

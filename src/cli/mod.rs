@@ -235,6 +235,20 @@ Needs `zalo_app_id` in the config file, ZNS_ZALO_APP_SECRET (the app secret) and
 (the key the tokens are encrypted with in the state database). With `serve` running at the
 redirect URI, its /oauth/zalo/callback finishes the connection by itself.")]
     Zalo(ZaloArgs),
+    /// Copy a whole ledger (the SQLite state file) into PostgreSQL, or into a new SQLite file.
+    #[command(after_help = "\
+Examples:
+  zns-batch migrate --from state/zns-batch.sqlite --to postgres://zns@db.internal/zns
+  zns-batch migrate --from state/zns-batch.sqlite --to postgresql://zns:PASSWORD@10.0.0.5:5432/zns
+  zns-batch migrate --from state/zns-batch.sqlite --to state/compacted.sqlite   # a SQLite copy
+
+Everything is copied: campaigns and their rows, counts, tokens, quota days, delivery
+events, schedules, test sends, users, API tokens, the audit log and the Zalo OA's tokens
+(still encrypted). Ids are kept. The copy is one transaction: if anything fails, the target
+is left as it was; afterwards every table's rows are counted on both sides. The target
+must hold no campaign yet, and no campaign may be running on the source (stop it first).
+Progress goes to stderr, the summary to stdout; a password in the URL is never printed.")]
+    Migrate(crate::cli::options::MigrateArgs),
 }
 
 #[derive(Debug, Args)]

@@ -325,3 +325,16 @@ mod tests {
         );
     }
 }
+
+/// `migrate`: the ledger to copy and where it goes.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The SQLite state file to copy (its data is left as it is).
+    #[arg(long, value_name = "PATH")]
+    pub from: std::path::PathBuf,
+
+    /// Where to: postgres://USER[:PASSWORD]@HOST[:PORT]/DB (postgresql:// too), or a
+    /// SQLite file path (a compacted copy). It must hold no campaign yet.
+    #[arg(long, value_name = "URL_OR_PATH")]
+    pub to: String,
+}

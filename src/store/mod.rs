@@ -67,6 +67,7 @@ macro_rules! row_exists_sql {
 
 mod audit;
 mod campaigns;
+mod copy;
 mod counters;
 pub(crate) mod db;
 mod errors;
@@ -103,6 +104,7 @@ use db::{Db, OptionalExtension};
 pub use crate::model::row_state::RowState;
 pub use audit::{AuditRecord, NewAudit};
 pub use campaigns::{Campaign, CampaignStatus, ClaimGate, NewCampaign};
+pub use copy::{CopyError, CopyReport, TableCopy};
 pub use counters::Counters;
 pub use errors::{StoreError, StoreErrorKind};
 pub use events::*;
