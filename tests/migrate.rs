@@ -1,6 +1,7 @@
 //! `zns-batch migrate`: a ledger copied into another one by the real
-//! binary, SQLite to SQLite (the store's tests cover PostgreSQL), and the
-//! campaign carried on from the copy — every row sent exactly once.
+//! binary, SQLite to SQLite and, when `ZNS_TEST_PG` names a server, SQLite
+//! to PostgreSQL, and the campaign carried on from the copy (`--state` the
+//! copy) — every row sent exactly once.
 
 mod common;
 
@@ -47,6 +48,23 @@ fn rand_tag() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_paused_by_the_quota_finishes_from_the_copy_each_row_once() {
+    paused_campaign_finishes_from_the_copy(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_campaign_paused_by_the_quota_finishes_from_the_copy_each_row_once() {
+    let test = "on_postgres_a_campaign_paused_by_the_quota_finishes_from_the_copy_each_row_once";
+    let Some(url) = zns_batch::store::test_pg::pg_url() else {
+        println!("SKIPPED on postgres: {test} (set ZNS_TEST_PG, see scripts/pg-throwaway.sh)");
+        return;
+    };
+    let target = PgDatabase::create(&url);
+    paused_campaign_finishes_from_the_copy(Some(&target.url)).await;
+}
+
+/// Run, pause on the quota, copy into `to` (a fresh SQLite file when
+/// None), and finish from the copy.
+async fn paused_campaign_finishes_from_the_copy(to: Option<&str>) {
     let (env, sb, csv, _) = setup(P, "c.csv", 300, |_| {}).await;
     let r = run(
         &env,
@@ -56,7 +74,7 @@ async fn a_campaign_paused_by_the_quota_finishes_from_the_copy_each_row_once() {
     assert_eq!(r.code, 3, "{r}");
     assert_eq!(sb.stats().accepted, 120);
 
-    let copy = env.path("copy.sqlite");
+    let copy = to.map_or_else(|| env.path("copy.sqlite"), std::path::PathBuf::from);
     let m = migrate(&env, &env.state(), copy.to_str().unwrap()).await;
     assert_eq!(m.code, 0, "{m}");
     assert!(

@@ -7,38 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::store::{real_now_ms, CopyError, Store, TableCopy};
+use crate::store::{real_now_ms, CopyError, Location, Store, TableCopy};
 
 use super::{lock, usage, CoreError};
-
-/// Where a copy goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MigrateTarget {
-    Sqlite(PathBuf),
-    /// The URL as given (with its password: used to connect, never shown).
-    Postgres(String),
-}
-
-impl MigrateTarget {
-    /// A `postgres://` or `postgresql://` URL selects PostgreSQL; anything
-    /// else is a SQLite path.
-    pub fn parse(to: &str) -> MigrateTarget {
-        let lower = to.to_ascii_lowercase();
-        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            MigrateTarget::Postgres(to.to_string())
-        } else {
-            MigrateTarget::Sqlite(PathBuf::from(to))
-        }
-    }
-
-    /// For a message or a summary: a URL without its password.
-    pub fn shown(&self) -> String {
-        match self {
-            MigrateTarget::Sqlite(p) => p.display().to_string(),
-            MigrateTarget::Postgres(url) => crate::store::db::redact_url(url),
-        }
-    }
-}
 
 /// A table's progress, told as the copy goes.
 pub type MigrateProgress = TableCopy;
@@ -58,14 +29,13 @@ pub struct MigrateSummary {
 /// (which must hold no campaign yet).
 pub fn migrate(
     from: &Path,
-    to: &MigrateTarget,
+    to: &Location,
     progress: &mut dyn FnMut(&MigrateProgress),
 ) -> Result<MigrateSummary, CoreError> {
     let started = Instant::now();
-    if let MigrateTarget::Postgres(url) = MigrateTarget::parse(&from.to_string_lossy()) {
+    if let from @ Location::Postgres(_) = Location::from(from) {
         return Err(usage(format!(
-            "migrate: --from {} is a PostgreSQL URL; migrate copies from a SQLite state file",
-            crate::store::db::redact_url(&url)
+            "migrate: --from {from} is a PostgreSQL URL; migrate copies from a SQLite state file"
         )));
     }
     if !from.is_file() {
@@ -77,7 +47,7 @@ pub fn migrate(
     let source = Store::open_existing(from)?
         .ok_or_else(|| usage(format!("migrate: no ledger at {}", from.display())))?;
     let created = match to {
-        MigrateTarget::Sqlite(path) => {
+        Location::Sqlite(path) => {
             if same_file(from, path) {
                 return Err(usage(format!(
                     "migrate: --to {} is the --from ledger itself; name another file or a postgres:// URL",
@@ -86,7 +56,7 @@ pub fn migrate(
             }
             !path.exists()
         }
-        MigrateTarget::Postgres(_) => false,
+        Location::Postgres(_) => false,
     };
     let copied = open_target(to).and_then(|mut target| {
         source
@@ -97,7 +67,7 @@ pub fn migrate(
         Ok(r) => r,
         Err(e) => {
             // A SQLite file this command made holds nothing worth keeping.
-            if let (true, MigrateTarget::Sqlite(path)) = (created, to) {
+            if let (true, Location::Sqlite(path)) = (created, to) {
                 for end in ["", "-wal", "-shm"] {
                     let mut p = path.as_os_str().to_owned();
                     p.push(end);
@@ -109,7 +79,7 @@ pub fn migrate(
     };
     Ok(MigrateSummary {
         from: from.display().to_string(),
-        to: to.shown(),
+        to: to.to_string(),
         rows: report.rows(),
         tables: report
             .tables
@@ -120,11 +90,8 @@ pub fn migrate(
     })
 }
 
-fn open_target(to: &MigrateTarget) -> Result<Store, CoreError> {
-    Ok(match to {
-        MigrateTarget::Sqlite(path) => Store::open(path)?,
-        MigrateTarget::Postgres(url) => Store::open_postgres(url)?,
-    })
+fn open_target(to: &Location) -> Result<Store, CoreError> {
+    Ok(Store::open(to)?)
 }
 
 /// A refusal is the user's to fix (exit 2); a failed or undone copy is not.
@@ -150,23 +117,5 @@ fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_postgres_url_selects_postgres_and_is_shown_without_its_password() {
-        for url in ["postgres://u:pw@h/db", "PostgreSQL://u:pw@h:5432/db"] {
-            let t = MigrateTarget::parse(url);
-            assert_eq!(t, MigrateTarget::Postgres(url.to_string()));
-            assert!(!t.shown().contains("pw"), "{}", t.shown());
-        }
-        assert_eq!(
-            MigrateTarget::parse("state/copy.sqlite"),
-            MigrateTarget::Sqlite(PathBuf::from("state/copy.sqlite"))
-        );
     }
 }

@@ -53,7 +53,7 @@ pub use import::{
 };
 pub use ledger::{LedgerError, LedgerWriter};
 pub use lock::{check_free, lock, lock_for, CampaignLock, DEFAULT_LEASE_TTL};
-pub use migrate::{migrate, MigrateProgress, MigrateSummary, MigrateTarget};
+pub use migrate::{migrate, MigrateProgress, MigrateSummary};
 pub use outcome::{ExitCode, Outcome, ReconcileResult, ValidateVerdict};
 pub use plan::ProviderQuota;
 pub use preflight::spec_from_info;

@@ -96,13 +96,12 @@ async fn migrate_cmd(
     face: &Face,
     args: crate::cli::options::MigrateArgs,
 ) -> Result<ExitCode, AppError> {
-    use crate::campaign::{migrate, MigrateTarget};
-    let to = MigrateTarget::parse(&args.to);
+    use crate::campaign::{migrate, Location};
+    let to = Location::from(args.to.as_str());
     let chatty = face.chatty();
     if chatty {
         // A URL given here by mistake is shown without its password.
-        let from = MigrateTarget::parse(&args.from.to_string_lossy()).shown();
-        eprintln!("migrate {from} -> {}", to.shown());
+        eprintln!("migrate {} -> {to}", Location::from(&args.from));
     }
     // The PostgreSQL client is synchronous (it blocks on its own runtime):
     // off the async thread. A line per table when it is done, and one every
