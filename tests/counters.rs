@@ -21,7 +21,7 @@ fn counted(env: &Env, campaign: &str, step: &str) -> Counters {
 /// The counters and the chart's minutes summed (sent, delivered, seen,
 /// rows with a fee), each checked against a recount.
 fn counted_with_chart(env: &Env, campaign: &str, step: &str) -> (Counters, [i64; 4]) {
-    let store = Store::open(&env.state()).unwrap();
+    let store = Store::open(env.state()).unwrap();
     let c = store
         .find_campaign(campaign)
         .unwrap()

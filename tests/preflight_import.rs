@@ -76,7 +76,7 @@ fn thousand_rows() -> (tempfile::TempDir, PathBuf, Vec<u64>, Store) {
     }
     let path = dir.path().join("bills.csv");
     std::fs::write(&path, text).unwrap();
-    let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let store = Store::open(dir.path().join("s.sqlite")).unwrap();
     (dir, path, long_lines, store)
 }
 
@@ -106,7 +106,7 @@ fn rows_that_break_the_template_are_rejected_at_import_with_line_and_reason() {
     assert_exactly_the_long_rows_rejected(&store, &c, &long_lines);
 
     // Without the template the same file is accepted whole.
-    let mut plain = Store::open(&dir.path().join("plain.sqlite")).unwrap();
+    let mut plain = Store::open(dir.path().join("plain.sqlite")).unwrap();
     let (_, counts, _) = open_or_import(&mut plain, &spec(&csv, &opts, None, None)).unwrap();
     assert_eq!((counts.accepted, counts.rejected), (1000, 0));
 }
@@ -135,7 +135,7 @@ fn a_missing_required_column_refuses_the_campaign_before_it_exists() {
     std::fs::write(&csv, "phone,customer_name,note\n0912000001,An,x\n").unwrap();
     let template = declared_template();
     let opts = CsvOptions::default();
-    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let mut store = Store::open(dir.path().join("s.sqlite")).unwrap();
     let e = open_or_import(&mut store, &spec(&csv, &opts, Some(&template), None)).unwrap_err();
     let msg = e.to_string();
     assert!(
@@ -177,7 +177,7 @@ params = [
     .remove("217489")
     .unwrap();
     let opts = CsvOptions::default();
-    let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let mut store = Store::open(dir.path().join("s.sqlite")).unwrap();
     let (c, _, _) = open_or_import(&mut store, &spec(&csv, &opts, Some(&template), None)).unwrap();
     let rejects: Vec<(u64, String)> = store
         .rejects(c.id, 10)

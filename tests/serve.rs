@@ -67,7 +67,7 @@ async fn campaign(env: &Env, p: ProviderKind, name: &str, n: usize) -> Vec<serde
 
 /// (line → status, time) for every row with a delivery status.
 fn ledger(env: &Env, campaign: &str) -> BTreeMap<u64, (DeliveryStatus, Option<i64>)> {
-    let store = Store::open_existing(&env.state()).unwrap().unwrap();
+    let store = Store::open_existing(env.state()).unwrap().unwrap();
     let c = store.find_campaign(campaign).unwrap().unwrap();
     let mut out = BTreeMap::new();
     store
@@ -81,7 +81,7 @@ fn ledger(env: &Env, campaign: &str) -> BTreeMap<u64, (DeliveryStatus, Option<i6
 }
 
 fn event_count(env: &Env) -> u64 {
-    Store::open_existing(&env.state())
+    Store::open_existing(env.state())
         .unwrap()
         .unwrap()
         .event_count()
@@ -143,7 +143,7 @@ async fn zalo_signature_ping_quota_template_health_metrics() {
     .to_string();
     assert_eq!(s.zalo(&tpl, Some(sign(&tpl, "3"))).await, 200);
     {
-        let store = Store::open_existing(&env.state()).unwrap().unwrap();
+        let store = Store::open_existing(env.state()).unwrap().unwrap();
         let block = store.template_block("246810").unwrap().expect("blocked");
         assert!(
             block.contains("DISABLE") && block.contains("low quality"),
@@ -157,7 +157,7 @@ async fn zalo_signature_ping_quota_template_health_metrics() {
         .replace("\"DISABLE\"", "\"ENABLE\"")
         .replace("\"3\"", "\"4\"");
     assert_eq!(s.zalo(&enabled, Some(sign(&enabled, "4"))).await, 200);
-    let store = Store::open_existing(&env.state()).unwrap().unwrap();
+    let store = Store::open_existing(env.state()).unwrap().unwrap();
     assert_eq!(
         store.template_block("246810").unwrap(),
         None,
@@ -301,7 +301,7 @@ async fn esms_token_statuses_and_bad_requests_store_nothing() {
         200
     );
 
-    let store = Store::open_existing(&env.state()).unwrap().unwrap();
+    let store = Store::open_existing(env.state()).unwrap().unwrap();
     let c = store.find_campaign("e1").unwrap().unwrap();
     let counts = store.ledger_counts(c.id).unwrap();
     assert_eq!(
@@ -490,7 +490,7 @@ async fn callback_before_the_send_applies_once_the_row_exists() {
         got.get(&4),
         Some(&(DeliveryStatus::Received, Some(1_700_000_100_002)))
     );
-    let store = Store::open_existing(&env.state()).unwrap().unwrap();
+    let store = Store::open_existing(env.state()).unwrap().unwrap();
     let c = store.find_campaign("early").unwrap().unwrap();
     let counts = store.ledger_counts(c.id).unwrap();
     assert_eq!(

@@ -202,7 +202,7 @@ mod tests {
 
     fn campaign() -> Campaign {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = crate::store::Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut store = crate::store::Store::open(dir.path().join("s.sqlite")).unwrap();
         let mut c = store
             .create_campaign(&crate::store::NewCampaign {
                 name: "c",

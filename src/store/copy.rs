@@ -553,7 +553,7 @@ mod tests {
     /// lease), an empty campaign, tokens, quota, users, an API token, the
     /// audit log, the OA's sealed tokens, a pending authorization.
     fn ledger(dir: &tempfile::TempDir) -> Store {
-        let mut s = Store::open(&dir.path().join("source.sqlite")).unwrap();
+        let mut s = Store::open(dir.path().join("source.sqlite")).unwrap();
         let c = new_campaign(&mut s, "c1");
         new_campaign(&mut s, "empty");
         let phones: Vec<String> = (0..7).map(|i| format!("8491234567{i}")).collect();
@@ -861,7 +861,7 @@ mod tests {
     #[test]
     fn long_tables_are_copied_page_by_page() {
         let dir = tempfile::tempdir().unwrap();
-        let mut source = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut source = Store::open(dir.path().join("s.sqlite")).unwrap();
         let c = new_campaign(&mut source, "big");
         let phones: Vec<String> = (0..1234).map(|i| format!("849{i:08}")).collect();
         let refs: Vec<&str> = phones.iter().map(String::as_str).collect();

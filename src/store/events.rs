@@ -605,7 +605,7 @@ mod tests {
     #[test]
     fn matching_an_event_uses_indexes_not_a_scan_of_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let store = Store::open(dir.path().join("s.sqlite")).unwrap();
         let p = plan(&store, &format!("SELECT {ROW_EXISTS_SQL}"));
         assert!(
             p.iter().all(|s| !s.starts_with("SCAN r")),

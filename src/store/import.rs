@@ -368,7 +368,7 @@ mod tests {
     #[test]
     fn import_rejects_duplicates_with_the_first_line_and_keeps_every_row() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut store = Store::open(dir.path().join("s.sqlite")).unwrap();
         let c = new_campaign(&mut store, "c1");
         let rows = [
             ImportRow::Accepted {
@@ -441,7 +441,7 @@ mod tests {
     #[test]
     fn repeats_are_settled_line_by_line_as_a_per_row_check_would() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut store = Store::open(dir.path().join("s.sqlite")).unwrap();
         let c = new_campaign(&mut store, "c1");
         let (a, b, cc) = ("84912345671", "84912345672", "84912345673");
         let rows = [
@@ -493,7 +493,7 @@ mod tests {
     #[test]
     fn a_load_stopped_before_the_pass_is_not_done_and_resumes_to_the_same_fates() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut store = Store::open(dir.path().join("s.sqlite")).unwrap();
         let phones: Vec<String> = (0..300).map(|i| format!("8491{:07}", i % 120)).collect();
         let tracking: Vec<String> = (0..300).map(|i| format!("t{}", i % 170)).collect();
         let rows: Vec<ImportRow<'_>> = (0..300)
@@ -535,7 +535,7 @@ mod tests {
     #[test]
     fn the_tracking_pass_walks_the_tracking_index() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let store = Store::open(dir.path().join("s.sqlite")).unwrap();
         let plan: Vec<String> = store
             .db
             .query_map(

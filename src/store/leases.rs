@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn a_lapsed_lease_is_taken_over_a_live_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut store = Store::open(dir.path().join("s.sqlite")).unwrap();
         let t0 = 1_000_000;
         assert_eq!(
             store

@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn open_rows_query_uses_the_partial_index() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let store = Store::open(dir.path().join("s.sqlite")).unwrap();
         assert_uses_open_rows_index(
             &store,
             &format!(

@@ -923,7 +923,7 @@ mod tests {
     #[test]
     fn series_the_charts_reads_do_not_scan_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let store = Store::open(dir.path().join("s.sqlite")).unwrap();
         for sql in [
             "SELECT (SELECT MIN(sent_ms) FROM rows WHERE campaign_id = 1 AND sent_ms IS NOT NULL), \
                     (SELECT MAX(sent_ms) FROM rows WHERE campaign_id = 1 AND sent_ms IS NOT NULL)",

@@ -78,7 +78,7 @@ pub enum Place {
 impl Place {
     pub fn open(&self) -> Store {
         match self {
-            Place::Sqlite(dir) => Store::open(&self.sqlite_path(dir)).unwrap(),
+            Place::Sqlite(dir) => Store::open(self.sqlite_path(dir)).unwrap(),
             Place::Postgres(db) => Store::open_postgres(&db.url).unwrap(),
         }
     }
