@@ -492,6 +492,27 @@ pub(super) fn rank(s: DeliveryStatus) -> i64 {
     }
 }
 
+/// The ids of the rows tracking id `?1` names, explicit or derived as
+/// `{prefix}-{line}`: what `raise_rank` and the chart's ledger times
+/// (series.rs) both match. CROSS JOIN: `campaigns` (a few) outside, `rows`
+/// searched by index.
+macro_rules! rows_of_tracking_id_sql {
+    () => {
+        concat!(
+            "SELECT r.id FROM campaigns c CROSS JOIN rows r \
+               WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
+             UNION ALL \
+             SELECT r.id FROM campaigns c CROSS JOIN rows r \
+               WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
+                 AND r.campaign_id = c.id \
+                 AND r.line = ",
+            line_of_sql!("?1"),
+            " AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1"
+        )
+    };
+}
+pub(super) use rows_of_tracking_id_sql;
+
 /// Raise the delivery rank of the rows an event with this msg_id or
 /// tracking id reports on (the rows `for_each_row_delivery` joins it to:
 /// same msg_id, or a tracking id equal to the row's, explicit or derived).
@@ -508,18 +529,10 @@ pub(super) fn raise_rank(
         .execute(params![m, rank])?;
     }
     if let Some(t) = tracking_id {
-        // CROSS JOIN: `campaigns` (a few) outside, `rows` searched by index.
         tx.prepare_cached(concat!(
-            "UPDATE rows SET delivery_rank = ?2 WHERE COALESCE(delivery_rank, 0) < ?2 AND id IN ( \
-               SELECT r.id FROM campaigns c CROSS JOIN rows r \
-               WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
-               UNION ALL \
-               SELECT r.id FROM campaigns c CROSS JOIN rows r \
-               WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
-                 AND r.campaign_id = c.id \
-                 AND r.line = ",
-            line_of_sql!("?1"),
-            " AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1)"
+            "UPDATE rows SET delivery_rank = ?2 WHERE COALESCE(delivery_rank, 0) < ?2 AND id IN (",
+            rows_of_tracking_id_sql!(),
+            ")"
         ))?
         .execute(params![t, rank])?;
     }

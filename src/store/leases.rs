@@ -15,6 +15,7 @@
 //! was paused past its lease and woke up cannot send after a takeover.
 
 use super::db::{params, Db, DbError, Dialect, OptionalExtension, Row};
+use super::rows::from_row;
 
 use super::{Result, Store};
 
@@ -76,13 +77,7 @@ pub fn real_now_ms() -> i64 {
 const LEASE_COLS: &str = "campaign, holder, taken_at_ms, renewed_at_ms, expires_at_ms";
 
 fn lease_from_row(r: &Row<'_>) -> Result<Lease, DbError> {
-    Ok(Lease {
-        campaign: r.get(0)?,
-        holder: r.get(1)?,
-        taken_at_ms: r.get(2)?,
-        renewed_at_ms: r.get(3)?,
-        expires_at_ms: r.get(4)?,
-    })
+    Ok(from_row!(r => Lease { campaign, holder, taken_at_ms, renewed_at_ms, expires_at_ms }))
 }
 
 /// Insert, or take over a row that is still exactly the one read before

@@ -9,6 +9,22 @@ use crate::model::clock;
 use crate::model::row_state::{open_states_sql, RowState};
 use crate::provider::JourneyToken;
 
+/// A struct read from a query row's columns in their order: `from_row!(r
+/// => Lease { campaign, holder })` is `Lease { campaign: r.get(0)?,
+/// holder: r.get(1)? }`, the column numbers counted once here rather than
+/// by hand in every read.
+macro_rules! from_row {
+    ($r:ident => $ty:ident { $($field:ident),+ $(,)? }) => {{
+        let mut next = 0;
+        let mut col = || {
+            next += 1;
+            next - 1
+        };
+        $ty { $($field: $r.get(col())?),+ }
+    }};
+}
+pub(super) use from_row;
+
 /// An open row, with the stored token for its phone if there is one.
 #[derive(Debug, Clone)]
 pub struct WorkRow {

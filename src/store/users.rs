@@ -4,6 +4,7 @@
 //! itself happens in the core; this file only keeps what it is given.
 
 use super::db::{params, DbError, OptionalExtension, Row};
+use super::rows::from_row;
 
 use super::{Result, Store};
 
@@ -60,22 +61,11 @@ fn now_ms() -> i64 {
 }
 
 fn user_row(r: &Row<'_>) -> Result<UserRecord, DbError> {
-    Ok(UserRecord {
-        name: r.get(0)?,
-        role: r.get(1)?,
-        password_hash: r.get(2)?,
-        generation: r.get(3)?,
-        created_ms: r.get(4)?,
-    })
+    Ok(from_row!(r => UserRecord { name, role, password_hash, generation, created_ms }))
 }
 
 fn token_row(r: &Row<'_>) -> Result<TokenRecord, DbError> {
-    Ok(TokenRecord {
-        name: r.get(0)?,
-        role: r.get(1)?,
-        created_ms: r.get(2)?,
-        revoked_ms: r.get(3)?,
-    })
+    Ok(from_row!(r => TokenRecord { name, role, created_ms, revoked_ms }))
 }
 
 impl Store {
