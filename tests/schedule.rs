@@ -11,13 +11,7 @@ use zns_batch::provider::ProviderKind;
 
 /// `secs` from now as an operator writes it: OA local time, no offset.
 fn local_in(secs: i64) -> (String, Instant) {
-    let t = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7))
-        + time::Duration::seconds(secs);
-    let text = t
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second]"
-        ))
-        .unwrap();
+    let text = oa_local_input(time::Duration::seconds(secs), true);
     // Whole seconds: the time may be up to 1 s earlier than `secs`.
     let due = Instant::now() + Duration::from_secs(secs as u64) - Duration::from_secs(1);
     (text, due)

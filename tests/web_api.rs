@@ -300,16 +300,7 @@ async fn send_is_refused_when_the_plan_changed_since_the_check_page() {
         assert_eq!(sb.stats_summary().accepted, 6);
 
         // The page's stale form, now and at a time: refused, nothing done.
-        let t = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7))
-            + time::Duration::hours(1);
-        let at = format!(
-            "{}-{:02}-{:02}T{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute()
-        );
+        let at = oa_local_input(time::Duration::hours(1), false);
         for start_at in ["", at.as_str()] {
             let r = web
                 .post_form(
