@@ -352,9 +352,7 @@ async fn upload_check_send_report_in_a_browser() {
     let Some(b) = browser("vi-VN,vi").await else {
         return;
     };
-    let env = Env::new();
-    let sb = web_sandbox(&env, Duration::ZERO).await;
-    let web = start_web(&env, &[]).await;
+    let (env, sb, web) = web_setup(Duration::ZERO).await;
     let t0 = Instant::now();
 
     // Vietnamese, as the browser asks.
@@ -477,9 +475,7 @@ async fn pause_and_resume_in_a_browser() {
     let Some(b) = browser("en-US,en").await else {
         return;
     };
-    let env = Env::new();
-    let sb = web_sandbox(&env, Duration::from_millis(80)).await;
-    let web = start_web(&env, &[]).await;
+    let (env, sb, web) = web_setup(Duration::from_millis(80)).await;
     let csv = env.path("slow.csv");
     write_csv(&csv, 0, 300);
     assert_eq!(web.upload(&csv, "slow", &[]).await.0, 201);
@@ -609,14 +605,15 @@ async fn attrs(b: &Browser, css: &str, attr: &str) -> Vec<String> {
         .collect()
 }
 
-/// The parts of a campaign card's picture on the campaigns page: (series,
-/// value) each.
-async fn card_parts(b: &Browser, name: &str) -> Vec<(String, String)> {
+/// The parts of a campaign card's picture on the campaigns page: [series,
+/// value] each.
+async fn card_parts(b: &Browser, name: &str) -> Vec<[String; 2]> {
     let card = format!("a.card[data-campaign=\"{name}\"] svg.stack rect.part");
     attrs(b, &card, "data-series")
         .await
         .into_iter()
         .zip(attrs(b, &card, "data-value").await)
+        .map(|(series, value)| [series, value])
         .collect()
 }
 
@@ -762,7 +759,7 @@ async fn charts_confirm_step_and_rejects_in_a_browser() {
     b.goto(&web.url("/")).await;
     assert_eq!(
         card_parts(&b, name).await,
-        [("sent", "3"), ("rejected", "2")]
+        [["sent", "3"], ["rejected", "2"]]
     );
     let month = b.texts("#oa-month tr.oa td").await;
     assert_eq!(month.first().map(String::as_str), Some(OA), "{month:?}");
@@ -1453,7 +1450,7 @@ async fn whole_flow_in(b: Browser, w: &Words, workbook: &str, name: &str, token:
     assert_eq!(b.text("h1").await, w.campaigns);
     assert_eq!(
         card_parts(&b, name).await,
-        [("sent", "3"), ("rejected", "1")]
+        [["sent", "3"], ["rejected", "1"]]
     );
     assert_eq!(b.text("#oa-month h2").await, w.month_title);
     let month = b.texts("#oa-month tr.oa td").await;

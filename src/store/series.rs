@@ -49,6 +49,21 @@ macro_rules! first_event_sql {
     };
 }
 
+/// Reconcile's answer's time for row `$r` when it is one of `$statuses`.
+macro_rules! reconciled_sql {
+    ($r:literal, $statuses:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $r,
+            ".delivery_status IN (",
+            $statuses,
+            ") THEN ",
+            $r,
+            ".delivery_ms END"
+        )
+    };
+}
+
 /// The earlier (`$min`: the two-argument minimum) of a ledger time and
 /// reconcile's answer when it is one of `$statuses` (NULL when neither).
 macro_rules! earliest_sql {
@@ -58,21 +73,13 @@ macro_rules! earliest_sql {
             $min,
             "(",
             $ledger,
-            ", CASE WHEN ",
-            $r,
-            ".delivery_status IN (",
-            $statuses,
-            ") THEN ",
-            $r,
-            ".delivery_ms END), ",
+            ", ",
+            reconciled_sql!($r, $statuses),
+            "), ",
             $ledger,
-            ", CASE WHEN ",
-            $r,
-            ".delivery_status IN (",
-            $statuses,
-            ") THEN ",
-            $r,
-            ".delivery_ms END)"
+            ", ",
+            reconciled_sql!($r, $statuses),
+            ")"
         )
     };
 }

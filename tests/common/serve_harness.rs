@@ -230,8 +230,23 @@ impl ServeHarness {
         json_of(req.send().await.expect("upload")).await
     }
 
-    /// `rows` test phones (see `write_csv`) uploaded as `campaign` and
-    /// started: both must be accepted (201, 202).
+    /// `rows` test phones (see `write_csv`) written to `csv` and uploaded
+    /// as `campaign`: accepted (201), the plan.
+    pub async fn upload_rows(
+        &self,
+        csv: &Path,
+        rows: usize,
+        campaign: &str,
+        extra: &[(&str, &str)],
+    ) -> serde_json::Value {
+        super::write_csv(csv, 0, rows);
+        let (code, plan) = self.upload(csv, campaign, extra).await;
+        assert_eq!(code, 201, "{plan}");
+        plan
+    }
+
+    /// `rows` test phones uploaded as `campaign` (see [`Self::upload_rows`])
+    /// and started: accepted (202).
     pub async fn upload_and_start(
         &self,
         env: &Env,
@@ -240,9 +255,7 @@ impl ServeHarness {
         extra: &[(&str, &str)],
     ) {
         let csv = env.path(&format!("{campaign}.csv"));
-        super::write_csv(&csv, 0, rows);
-        let (code, plan) = self.upload(&csv, campaign, extra).await;
-        assert_eq!(code, 201, "{plan}");
+        self.upload_rows(&csv, rows, campaign, extra).await;
         let start = format!("/api/v1/campaigns/{campaign}/start");
         assert_eq!(self.post(&start).await.0, 202);
     }
@@ -392,6 +405,15 @@ pub async fn web_sandbox(env: &Env, latency: Duration) -> Sandbox {
     .await;
     write_web_config(env, &sb);
     sb
+}
+
+/// What most web tests start from: a fresh env, its web sandbox (see
+/// [`web_sandbox`]) and `serve` on it (see [`start_web`]).
+pub async fn web_setup(latency: Duration) -> (Env, Sandbox, ServeHarness) {
+    let env = Env::new();
+    let sb = web_sandbox(&env, latency).await;
+    let web = start_web(&env, &[]).await;
+    (env, sb, web)
 }
 
 /// `serve` for the web tests (see [`write_web_config`]): the key in its
