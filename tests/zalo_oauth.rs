@@ -39,8 +39,9 @@ async fn connected(faults: OAuthFaults) -> (Sandbox, Env) {
     (sb, env)
 }
 
-/// `resume` of `campaign` (20/s) run to success: the sandbox's stats then.
-async fn resumed_to_the_end(env: &Env, sb: &Sandbox, campaign: &str) -> Stats {
+/// `resume` of `campaign` (20/s) run to success: its output and the
+/// sandbox's stats then.
+async fn resumed_to_the_end(env: &Env, sb: &Sandbox, campaign: &str) -> (Run, Stats) {
     let r = run_with(zcmd(
         env,
         &resume_args(campaign, sb, P, &["--rate", "20"]),
@@ -48,7 +49,8 @@ async fn resumed_to_the_end(env: &Env, sb: &Sandbox, campaign: &str) -> Stats {
     ))
     .await;
     assert_eq!(r.code, 0, "{r}");
-    sb.stats()
+    let stats = sb.stats();
+    (r, stats)
 }
 
 /// The config file the binary finds in its working directory.
@@ -273,7 +275,7 @@ async fn killed_during_a_refresh_then_resumed_finishes_without_locking_the_oa_ou
     assert_eq!(sb.stats_summary().oauth_refreshes, 0);
 
     sb.set_oauth_faults(OAuthFaults::default());
-    let stats = resumed_to_the_end(&env, &sb, "killed").await;
+    let (r, stats) = resumed_to_the_end(&env, &sb, "killed").await;
     assert_eq!(stats.oauth_refresh_reuses, 0, "{stats:?}");
     assert!(stats.oauth_refreshes >= 1, "{stats:?}");
     let rows = report_rows(&env, "killed").await;
@@ -313,7 +315,7 @@ async fn a_lost_refresh_reply_pauses_with_the_reauthorization_hint() {
 
     // Authorized again: the resume finishes every row once.
     connect_by_code(&env).await;
-    let stats = resumed_to_the_end(&env, &sb, "lost").await;
+    let (_, stats) = resumed_to_the_end(&env, &sb, "lost").await;
     let rows = report_rows(&env, "lost").await;
     assert_exactly_once(&stats, &tracking_ids_in_state(&rows, "sent"), 300);
 }

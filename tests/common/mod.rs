@@ -292,6 +292,19 @@ pub async fn report_rows(env: &Env, campaign: &str) -> Vec<csv::StringRecord> {
     rdr.records().map(|r| r.expect("report record")).collect()
 }
 
+/// The run paused (exit 3) on a quota with exactly `accepted` messages
+/// accepted and the provider never refusing one: the sandbox's stats.
+pub fn assert_paused_within_quota(r: &Run, sb: &Sandbox, accepted: u64) -> Stats {
+    assert_eq!(r.code, 3, "paused on the quota: {r}");
+    let stats = sb.stats();
+    assert_eq!(stats.accepted, accepted, "exactly the quota: {stats:?}");
+    assert_eq!(
+        stats.quota_rejections, 0,
+        "stopped before the provider refused: {stats:?}"
+    );
+    stats
+}
+
 /// The exactly-once check: every tracking id of a sent row was delivered
 /// exactly once, nothing else was delivered, and no good row is missing.
 pub fn assert_exactly_once(
