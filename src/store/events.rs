@@ -13,6 +13,7 @@
 //! shown is the earliest event of the winning status.
 
 use super::db::{params, Begin, Db, DbError, Dialect, OptionalExtension};
+use super::rows::rows_of_tracking_id_sql;
 use serde::Serialize;
 
 use super::{Store, StoreError};
@@ -491,27 +492,6 @@ pub(super) fn rank(s: DeliveryStatus) -> i64 {
         DeliveryStatus::Seen => 3,
     }
 }
-
-/// The ids of the rows tracking id `?1` names, explicit or derived as
-/// `{prefix}-{line}`: what `raise_rank` and the chart's ledger times
-/// (series.rs) both match. CROSS JOIN: `campaigns` (a few) outside, `rows`
-/// searched by index.
-macro_rules! rows_of_tracking_id_sql {
-    () => {
-        concat!(
-            "SELECT r.id FROM campaigns c CROSS JOIN rows r \
-               WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
-             UNION ALL \
-             SELECT r.id FROM campaigns c CROSS JOIN rows r \
-               WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
-                 AND r.campaign_id = c.id \
-                 AND r.line = ",
-            line_of_sql!("?1"),
-            " AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1"
-        )
-    };
-}
-pub(super) use rows_of_tracking_id_sql;
 
 /// Raise the delivery rank of the rows an event with this msg_id or
 /// tracking id reports on (the rows `for_each_row_delivery` joins it to:

@@ -25,6 +25,27 @@ macro_rules! from_row {
 }
 pub(super) use from_row;
 
+/// The ids of the rows tracking id `?1` names, explicit or derived as
+/// `{prefix}-{line}`: what an event's `raise_rank` (events.rs) and the
+/// chart's ledger times (series.rs) both match. CROSS JOIN: `campaigns`
+/// (a few) outside, `rows` searched by index.
+macro_rules! rows_of_tracking_id_sql {
+    () => {
+        concat!(
+            "SELECT r.id FROM campaigns c CROSS JOIN rows r \
+               WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
+             UNION ALL \
+             SELECT r.id FROM campaigns c CROSS JOIN rows r \
+               WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
+                 AND r.campaign_id = c.id \
+                 AND r.line = ",
+            line_of_sql!("?1"),
+            " AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1"
+        )
+    };
+}
+pub(super) use rows_of_tracking_id_sql;
+
 /// An open row, with the stored token for its phone if there is one.
 #[derive(Debug, Clone)]
 pub struct WorkRow {

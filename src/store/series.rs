@@ -28,8 +28,8 @@
 //! PostgreSQL, see schema_pg).
 
 use super::db::{params, Db, DbError, Dialect};
-use super::events::rows_of_tracking_id_sql;
 use super::rows::from_row;
+use super::rows::rows_of_tracking_id_sql;
 
 use super::{Result, Store};
 
