@@ -19,22 +19,49 @@ async fn serve_at(env: &Env, now: &str) -> ServeHarness {
     .await
 }
 
+/// Serve with its clock at `now`; `campaign` (name, rows) uploaded with
+/// `extra` and started: back once it paused (within `limit`), with its
+/// status.
+async fn started_until_paused(
+    env: &Env,
+    now: &str,
+    (campaign, rows): (&str, usize),
+    extra: &[(&str, &str)],
+    limit: Duration,
+) -> (ServeHarness, serde_json::Value) {
+    let web = serve_at(env, now).await;
+    web.upload_and_start(env, campaign, rows, extra).await;
+    let paused = web.wait_status(campaign, "paused", limit).await;
+    (web, paused)
+}
+
+/// The paused campaign resumes by itself and finishes: every row sent once.
+async fn finishes_by_itself(
+    web: &ServeHarness,
+    sb: &zns_batch::sandbox::Sandbox,
+    campaign: &str,
+    rows: u64,
+) {
+    let done = web
+        .wait_status(campaign, "finished", Duration::from_secs(20))
+        .await;
+    assert_eq!(done["counts"]["sent"], rows, "{done}");
+    assert_eq!(sb.stats_summary().accepted, rows);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_paused_by_the_send_window_resumes_when_it_opens() {
     let env = Env::new();
     let sb = web_sandbox(&env, Duration::ZERO).await;
     // Three seconds before the window opens (Asia/Ho_Chi_Minh).
-    let web = serve_at(&env, "2026-12-07T06:59:57+07:00").await;
-    let csv = env.path("w.csv");
-    write_csv(&csv, 0, 5);
-    let (code, plan) = web
-        .upload(&csv, "morning", &[("send_window", "07:00-22:00")])
-        .await;
-    assert_eq!(code, 201, "{plan}");
-    assert_eq!(web.post("/api/v1/campaigns/morning/start").await.0, 202);
-    let paused = web
-        .wait_status("morning", "paused", Duration::from_secs(3))
-        .await;
+    let (web, paused) = started_until_paused(
+        &env,
+        "2026-12-07T06:59:57+07:00",
+        ("morning", 5),
+        &[("send_window", "07:00-22:00")],
+        Duration::from_secs(3),
+    )
+    .await;
     assert_eq!(paused["counts"]["sent"], 0, "{paused}");
     assert!(
         paused["last_error"]
@@ -54,11 +81,7 @@ async fn a_campaign_paused_by_the_send_window_resumes_when_it_opens() {
         assert!(t0.elapsed() < Duration::from_secs(2), "{page}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let done = web
-        .wait_status("morning", "finished", Duration::from_secs(20))
-        .await;
-    assert_eq!(done["counts"]["sent"], 5, "{done}");
-    assert_eq!(sb.stats_summary().accepted, 5);
+    finishes_by_itself(&web, &sb, "morning", 5).await;
     web.stop().await;
 }
 
@@ -67,15 +90,14 @@ async fn a_campaign_paused_by_the_daily_quota_resumes_on_the_next_quota_day() {
     let env = Env::new();
     let sb = web_sandbox(&env, Duration::ZERO).await;
     // Ten seconds before midnight: two messages today, the rest tomorrow.
-    let web = serve_at(&env, "2026-12-07T23:59:50+07:00").await;
-    let csv = env.path("q.csv");
-    write_csv(&csv, 0, 4);
-    let (code, plan) = web.upload(&csv, "nightly", &[("daily_quota", "2")]).await;
-    assert_eq!(code, 201, "{plan}");
-    assert_eq!(web.post("/api/v1/campaigns/nightly/start").await.0, 202);
-    let paused = web
-        .wait_status("nightly", "paused", Duration::from_secs(8))
-        .await;
+    let (web, paused) = started_until_paused(
+        &env,
+        "2026-12-07T23:59:50+07:00",
+        ("nightly", 4),
+        &[("daily_quota", "2")],
+        Duration::from_secs(8),
+    )
+    .await;
     assert_eq!(paused["counts"]["sent"], 2, "{paused}");
     // The Check page says the quota as used / limit and when sending starts.
     let check = web.get_text("/campaigns/nightly/check").await.1;
@@ -84,10 +106,6 @@ async fn a_campaign_paused_by_the_daily_quota_resumes_on_the_next_quota_day() {
         check.contains("Hôm nay không gửi được nữa") && check.contains("08/12/2026 00:00"),
         "{check}"
     );
-    let done = web
-        .wait_status("nightly", "finished", Duration::from_secs(20))
-        .await;
-    assert_eq!(done["counts"]["sent"], 4, "{done}");
-    assert_eq!(sb.stats_summary().accepted, 4);
+    finishes_by_itself(&web, &sb, "nightly", 4).await;
     web.stop().await;
 }

@@ -260,12 +260,9 @@ async fn a_profile_names_its_key_variable_and_the_key_is_never_shown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_prints_the_plan_and_makes_zero_provider_calls() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
     let p = ProviderKind::Etelecom;
     // An earlier campaign bought tokens for phones 0..30.
-    let first = env.path("first.csv");
-    write_csv(&first, 0, 30);
+    let (env, sb, first, _) = setup(p, "first.csv", 30, |_| {}).await;
     let r = run(&env, &run_args(&first, "earlier", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
 
@@ -394,14 +391,8 @@ async fn the_readme_newcomer_flow_with_the_sample_config() {
         "{r}"
     );
     assert!(r.stdout.contains("next reset"), "{r}");
-    let out = env.path("demo.csv");
-    let r = run(
-        &env,
-        &args(&["report", "demo", "--excel", "--out", out.to_str().unwrap()]),
-    )
-    .await;
-    assert_eq!(r.code, 0, "{r}");
-    assert!(std::fs::read(&out).unwrap().starts_with(b"\xEF\xBB\xBF"));
+    let excel = report_file(&env, "demo", &["--excel"], "demo.csv").await;
+    assert!(excel.starts_with(b"\xEF\xBB\xBF"));
 }
 
 // ---------------------------------------------------------------------------
@@ -458,12 +449,9 @@ async fn send_window_pauses_outside_it_and_waits_with_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_closing_mid_run_stops_sending_and_resume_finishes_next_morning() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
     let p = ProviderKind::Etelecom;
-    let csv = env.path("c.csv");
     let n = 200;
-    write_csv(&csv, 0, n);
+    let (env, sb, csv, _) = setup(p, "c.csv", n, |_| {}).await;
     // 21:59:57: three seconds of window left; 400 calls at 50/s take eight.
     let window = ["--send-window", "07:00-22:00", "--rate", "50"];
     let a = run_args(&csv, "late", &sb, p, &window);
@@ -502,12 +490,9 @@ fn sandbox_delivery(i: usize) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_fills_delivery_status_bounded_and_resumable() {
-    let env = Env::new();
-    let sb = sandbox(ProviderKind::Etelecom, |_| {}).await;
     let p = ProviderKind::Etelecom;
-    let csv = env.path("c.csv");
     let n = 100;
-    write_csv(&csv, 0, n);
+    let (env, sb, csv, _) = setup(p, "c.csv", n, |_| {}).await;
     let r = run(&env, &run_args(&csv, "r", &sb, p, &[])).await;
     assert_eq!(r.code, 0, "{r}");
     // A day later on the sandbox's clock: every message has had its chance.
@@ -549,14 +534,8 @@ async fn reconcile_fills_delivery_status_bounded_and_resumable() {
     assert_eq!(d["fee_token"], 100 * 150, "one new token per message");
 
     // The report carries it row by row.
-    let out = env.path("r.csv");
-    let r = run(
-        &env,
-        &args(&["report", "r", "--out", out.to_str().unwrap()]),
-    )
-    .await;
-    assert_eq!(r.code, 0, "{r}");
-    let mut rdr = csv::Reader::from_path(&out).unwrap();
+    let report = report_file(&env, "r", &[], "r.csv").await;
+    let mut rdr = csv::Reader::from_reader(&report[..]);
     let h = rdr.headers().unwrap().clone();
     let col = |name: &str| h.iter().position(|c| c == name).unwrap();
     let (ds, dt, fm) = (
@@ -675,14 +654,7 @@ async fn report_is_spreadsheet_safe_with_one_line_per_row() {
     assert_eq!(r.code, 0, "{r}");
     let rows_in_file = 8;
 
-    let out = env.path("r.csv");
-    let r = run(
-        &env,
-        &args(&["report", "x", "--out", out.to_str().unwrap()]),
-    )
-    .await;
-    assert_eq!(r.code, 0, "{r}");
-    let bytes = std::fs::read(&out).unwrap();
+    let bytes = report_file(&env, "x", &[], "r.csv").await;
     let text = String::from_utf8(bytes.clone()).unwrap();
     assert_eq!(
         text.lines().count(),
@@ -711,14 +683,7 @@ async fn report_is_spreadsheet_safe_with_one_line_per_row() {
     assert!(!bytes.starts_with(b"\xEF\xBB\xBF"));
 
     // --excel: the same bytes behind a UTF-8 BOM.
-    let xl = env.path("x.csv");
-    let r = run(
-        &env,
-        &args(&["report", "x", "--excel", "--out", xl.to_str().unwrap()]),
-    )
-    .await;
-    assert_eq!(r.code, 0, "{r}");
-    let xl_bytes = std::fs::read(&xl).unwrap();
+    let xl_bytes = report_file(&env, "x", &["--excel"], "x.csv").await;
     assert_eq!(&xl_bytes[..3], b"\xEF\xBB\xBF");
     assert_eq!(&xl_bytes[3..], &bytes[..]);
 

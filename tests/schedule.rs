@@ -11,13 +11,7 @@ use zns_batch::provider::ProviderKind;
 
 /// `secs` from now as an operator writes it: OA local time, no offset.
 fn local_in(secs: i64) -> (String, Instant) {
-    let t = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7))
-        + time::Duration::seconds(secs);
-    let text = t
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second]"
-        ))
-        .unwrap();
+    let text = oa_local_input(time::Duration::seconds(secs), true);
     // Whole seconds: the time may be up to 1 s earlier than `secs`.
     let due = Instant::now() + Duration::from_secs(secs as u64) - Duration::from_secs(1);
     (text, due)
@@ -32,13 +26,10 @@ async fn status_of(env: &Env, name: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_scheduled_through_serve_starts_by_itself_after_a_restart() {
     tokio::time::timeout(Duration::from_secs(150), async {
-        let env = Env::new();
-        let sb = web_sandbox(&env, Duration::ZERO).await;
-        let csv = env.path("bills.csv");
-        write_csv(&csv, 0, 20);
-        let serve = start_web(&env, &[]).await;
-        let (code, plan) = serve.upload(&csv, "nightly", &[]).await;
-        assert_eq!(code, 201, "{plan}");
+        let (env, sb, serve) = web_setup(Duration::ZERO).await;
+        serve
+            .upload_rows(&env.path("bills.csv"), 20, "nightly", &[])
+            .await;
 
         // Malformed or past: 400, nothing stored.
         for bad in ["tomorrow", "2020-01-01T08:00"] {
@@ -309,13 +300,9 @@ async fn a_test_send_reaches_the_sandbox_and_is_not_counted_as_the_campaigns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_schedules_cancels_and_sends_a_test() {
     tokio::time::timeout(Duration::from_secs(150), async {
-        let env = Env::new();
-        let sb = web_sandbox(&env, Duration::ZERO).await;
-        let csv = env.path("bills.csv");
-        write_csv(&csv, 0, 5);
-        let web = start_web(&env, &[]).await;
-        let (code, plan) = web.upload(&csv, "console", &[]).await;
-        assert_eq!(code, 201, "{plan}");
+        let (env, sb, web) = web_setup(Duration::ZERO).await;
+        web.upload_rows(&env.path("bills.csv"), 5, "console", &[])
+            .await;
         let (code, check) = web.get_text("/campaigns/console/check").await;
         assert_eq!(code, 200);
         assert!(

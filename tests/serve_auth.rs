@@ -42,6 +42,16 @@ async fn csrf(http: &reqwest::Client, s: &Serve) -> String {
     field(&page(http, s, "/login").await, "csrf")
 }
 
+/// A fresh serve (config `toml`, the access token) and a client from
+/// 127.0.0.1 at its sign-in form: the form's CSRF token.
+async fn at_the_sign_in_form(toml: &str) -> (Env, Serve, reqwest::Client, String) {
+    let env = Env::new();
+    let s = serve(&env, toml, Some(TOKEN)).await;
+    let http = client("127.0.0.1");
+    let csrf = csrf(&http, &s).await;
+    (env, s, http, csrf)
+}
+
 /// GET `path` without a cookie: the body text.
 async fn page(http: &reqwest::Client, s: &Serve, path: &str) -> String {
     http.get(s.url(path))
@@ -133,10 +143,7 @@ async fn post_with(
 /// trusted; another address signs in meanwhile.
 #[tokio::test]
 async fn sign_in_attempts_are_limited_per_address() {
-    let env = Env::new();
-    let s = serve(&env, "", Some(TOKEN)).await;
-    let one = client("127.0.0.1");
-    let csrf = csrf(&one, &s).await;
+    let (_env, s, one, csrf) = at_the_sign_in_form("").await;
     for i in 0..5 {
         // A forged X-Forwarded-For does not make a new client.
         let xff = format!("198.51.100.{i}");
@@ -175,10 +182,7 @@ async fn sign_in_attempts_are_limited_per_address() {
 /// client prepends itself changes nothing.
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_address_is_limited() {
-    let env = Env::new();
-    let s = serve(&env, "trust_forwarded_for = true\n", Some(TOKEN)).await;
-    let proxy = client("127.0.0.1");
-    let csrf = csrf(&proxy, &s).await;
+    let (_env, s, proxy, csrf) = at_the_sign_in_form("trust_forwarded_for = true\n").await;
     let client_a = [("x-forwarded-for", "203.0.113.9")];
     for _ in 0..5 {
         assert_eq!(sign_in(&proxy, &s, &csrf, WRONG, &client_a).await.0, 401);
@@ -199,10 +203,7 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_limited() {
 /// no longer opens anything.
 #[tokio::test]
 async fn sessions_rotate_and_sign_out_ends_them() {
-    let env = Env::new();
-    let s = serve(&env, "", Some(TOKEN)).await;
-    let http = client("127.0.0.1");
-    let csrf = csrf(&http, &s).await;
+    let (_env, s, http, csrf) = at_the_sign_in_form("").await;
     let (code, h) = sign_in(&http, &s, &csrf, TOKEN, &[]).await;
     assert_eq!(code, 303);
     assert_eq!(h[LOCATION], "/");

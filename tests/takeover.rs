@@ -125,6 +125,26 @@ async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
     }
 }
 
+/// `rows` phones uploaded as `campaign` through `web` and started there;
+/// back once `accepted` of them reached the sandbox.
+async fn start_through(
+    env: &Env,
+    sb: &zns_batch::sandbox::Sandbox,
+    web: &ServeHarness,
+    campaign: &str,
+    rows: u64,
+    accepted: u64,
+) {
+    web.upload_and_start(env, campaign, rows as usize, &[])
+        .await;
+    wait_for(
+        &format!("{accepted} accepted through A"),
+        Duration::from_secs(60),
+        || sb.stats_summary().accepted >= accepted,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_serve_s_campaign_is_finished_by_the_other_exactly_once() {
     killed_serve_finished_by_the_other(Env::new(), "SQLite").await;
@@ -162,15 +182,7 @@ async fn killed_serve_finished_by_the_other(env: Env, ledger: &str) {
     *targets.bases.lock().unwrap() = vec![a.base.clone(), b.base.clone()];
     let (a_pid, a_base) = (a.pid(), a.base.clone());
 
-    let csv = env.path("big.csv");
-    write_csv(&csv, 0, ROWS as usize);
-    let (code, plan) = a.upload(&csv, "big", &[]).await;
-    assert_eq!(code, 201, "{plan}");
-    assert_eq!(a.post("/api/v1/campaigns/big/start").await.0, 202);
-    wait_for("1500 accepted through A", Duration::from_secs(60), || {
-        sb.stats_summary().accepted >= 1500
-    })
-    .await;
+    start_through(&env, &sb, &a, "big", ROWS, 1500).await;
 
     // B refuses to start it while A runs, naming A's lease; so does the CLI.
     let (code, body) = b.post("/api/v1/campaigns/big/start").await;
@@ -297,15 +309,7 @@ async fn a_holder_on_another_machine_is_taken_over_once_its_lease_lapses() {
     write_config(&env, &sb, 200);
     let a = start_web(&env, &[("ZNS_LEASE_HOST", "machine-a")]).await;
     let b = start_web(&env, &[("ZNS_LEASE_HOST", "machine-b")]).await;
-    let csv = env.path("far.csv");
-    write_csv(&csv, 0, N as usize);
-    let (code, plan) = a.upload(&csv, "far", &[]).await;
-    assert_eq!(code, 201, "{plan}");
-    assert_eq!(a.post("/api/v1/campaigns/far/start").await.0, 202);
-    wait_for("200 accepted through A", Duration::from_secs(60), || {
-        sb.stats_summary().accepted >= 200
-    })
-    .await;
+    start_through(&env, &sb, &a, "far", N, 200).await;
     let at_kill = sb.stats_summary().accepted;
     let killed = Instant::now();
     a.kill_9().await;

@@ -67,8 +67,17 @@ async fn bearer_json(
         .send()
         .await
         .expect("request");
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(serde_json::Value::Null))
+    json_of(r).await
+}
+
+/// GET as the API client holding `token`.
+async fn get_as(web: &ServeHarness, path: &str, token: &str) -> (u16, serde_json::Value) {
+    bearer_json(web, reqwest::Method::GET, path, token).await
+}
+
+/// POST (no body) as the API client holding `token`.
+async fn post_as(web: &ServeHarness, path: &str, token: &str) -> (u16, serde_json::Value) {
+    bearer_json(web, reqwest::Method::POST, path, token).await
 }
 
 async fn upload_as(
@@ -77,31 +86,13 @@ async fn upload_as(
     csv: &std::path::Path,
     name: &str,
 ) -> (u16, serde_json::Value) {
-    let fields = [("campaign", name), ("template_id", "246810")];
-    let (ctype, body) = multipart(&fields, &std::fs::read(csv).expect("read CSV"));
-    let r = web
-        .http
-        .post(web.url("/api/v1/campaigns"))
-        .bearer_auth(token)
-        .header("content-type", ctype)
-        .body(body)
-        .send()
-        .await
-        .expect("upload");
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(serde_json::Value::Null))
+    web.upload_bearer(csv, name, &[], Some(token)).await
 }
 
 async fn wait_finished(web: &ServeHarness, token: &str, name: &str) -> serde_json::Value {
     let t0 = Instant::now();
     loop {
-        let (code, body) = bearer_json(
-            web,
-            reqwest::Method::GET,
-            &format!("/api/v1/campaigns/{name}"),
-            token,
-        )
-        .await;
+        let (code, body) = get_as(web, &format!("/api/v1/campaigns/{name}"), token).await;
         if code == 200 && body["status"] == "finished" {
             return body;
         }
@@ -171,7 +162,7 @@ async fn api_tokens_roles_and_the_audit_log() {
     // Users or tokens exist: loopback asks who calls too.
     let (code, _) = web.get_json("/api/v1/campaigns").await;
     assert_eq!(code, 401);
-    let (code, _) = bearer_json(&web, reqwest::Method::GET, "/api/v1/campaigns", "zns_nope").await;
+    let (code, _) = get_as(&web, "/api/v1/campaigns", "zns_nope").await;
     assert_eq!(code, 401, "an unknown token");
 
     let (code, body) = upload_as(&web, &viewer, &csv, "nov").await;
@@ -185,41 +176,22 @@ async fn api_tokens_roles_and_the_audit_log() {
 
     let (code, plan) = upload_as(&web, &operator, &csv, "nov").await;
     assert_eq!(code, 201, "{plan}");
-    let (code, body) = bearer_json(
-        &web,
-        reqwest::Method::POST,
-        "/api/v1/campaigns/nov/start",
-        &viewer,
-    )
-    .await;
+    let (code, body) = post_as(&web, "/api/v1/campaigns/nov/start", &viewer).await;
     assert_eq!(code, 403, "{body}");
-    let (code, list) =
-        bearer_json(&web, reqwest::Method::GET, "/api/v1/campaigns/nov", &viewer).await;
+    let (code, list) = get_as(&web, "/api/v1/campaigns/nov", &viewer).await;
     assert_eq!(
         (code, list["status"].as_str()),
         (200, Some("ready")),
         "a viewer reads, nothing started"
     );
 
-    let (code, body) = bearer_json(
-        &web,
-        reqwest::Method::POST,
-        "/api/v1/campaigns/nov/start",
-        &operator,
-    )
-    .await;
+    let (code, body) = post_as(&web, "/api/v1/campaigns/nov/start", &operator).await;
     assert_eq!(code, 202, "{body}");
     let done = wait_finished(&web, &viewer, "nov").await;
     assert_eq!(done["counts"]["sent"], 30);
     assert_eq!(sb.stats_summary().accepted, 30);
 
-    let (code, log) = bearer_json(
-        &web,
-        reqwest::Method::GET,
-        "/api/v1/audit?campaign=nov&limit=50",
-        &viewer,
-    )
-    .await;
+    let (code, log) = get_as(&web, "/api/v1/audit?campaign=nov&limit=50", &viewer).await;
     assert_eq!(code, 200, "{log}");
     let api = entries(&log);
     assert!(has(&api, "token:peek", "start", "refused"), "{log}");
@@ -235,20 +207,14 @@ async fn api_tokens_roles_and_the_audit_log() {
         .position(|e| e.0 == "token:peek" && e.1 == "start");
     assert!(start < refused, "{log}");
     // The refused upload named no campaign: it is in the whole log.
-    let (_, all) = bearer_json(&web, reqwest::Method::GET, "/api/v1/audit", &viewer).await;
+    let (_, all) = get_as(&web, "/api/v1/audit", &viewer).await;
     assert!(
         has(&entries(&all), "token:peek", "upload", "refused"),
         "{all}"
     );
-    let (code, _) = bearer_json(
-        &web,
-        reqwest::Method::GET,
-        "/api/v1/audit?limit=100000",
-        &viewer,
-    )
-    .await;
+    let (code, _) = get_as(&web, "/api/v1/audit?limit=100000", &viewer).await;
     assert_eq!(code, 400, "the page size is bounded");
-    let (code, _) = bearer_json(&web, reqwest::Method::GET, "/metrics", &viewer).await;
+    let (code, _) = get_as(&web, "/metrics", &viewer).await;
     assert_eq!(code, 200, "a named token of any role may scrape");
 
     let cli_log = cli(&env, &["--json", "audit", "nov"], None).await;
@@ -266,7 +232,7 @@ async fn api_tokens_roles_and_the_audit_log() {
     assert!(listed.stdout.contains("nightly") && listed.stdout.contains("peek"));
     let revoke = cli(&env, &["tokens", "revoke", "peek"], None).await;
     assert_eq!(revoke.code, 0, "{revoke}");
-    let (code, _) = bearer_json(&web, reqwest::Method::GET, "/api/v1/campaigns", &viewer).await;
+    let (code, _) = get_as(&web, "/api/v1/campaigns", &viewer).await;
     assert_eq!(code, 401, "a revoked token");
     let json_list = cli(&env, &["--json", "tokens", "list"], None).await;
     let revoked: Vec<_> = json_list

@@ -12,9 +12,7 @@ use common::*;
 /// requests (and nothing stored); start 202 then 409 while it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_plan_conflicts_and_bad_requests() {
-    let env = Env::new();
-    let sb = web_sandbox(&env, Duration::from_millis(30)).await;
-    let web = start_web(&env, &[]).await;
+    let (env, sb, web) = web_setup(Duration::from_millis(30)).await;
     let csv = env.path("a.csv");
     write_csv(&csv, 0, 60);
     let other = env.path("b.csv");
@@ -278,9 +276,7 @@ async fn token_login_csrf_origin_and_escaping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_is_refused_when_the_plan_changed_since_the_check_page() {
     tokio::time::timeout(Duration::from_secs(120), async {
-        let env = Env::new();
-        let sb = web_sandbox(&env, Duration::ZERO).await;
-        let web = start_web(&env, &[]).await;
+        let (env, sb, web) = web_setup(Duration::ZERO).await;
         let csv = env.path("six.csv");
         write_csv(&csv, 0, 6);
         assert_eq!(web.upload(&csv, "changed", &[]).await.0, 201);
@@ -300,16 +296,7 @@ async fn send_is_refused_when_the_plan_changed_since_the_check_page() {
         assert_eq!(sb.stats_summary().accepted, 6);
 
         // The page's stale form, now and at a time: refused, nothing done.
-        let t = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7))
-            + time::Duration::hours(1);
-        let at = format!(
-            "{}-{:02}-{:02}T{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute()
-        );
+        let at = oa_local_input(time::Duration::hours(1), false);
         for start_at in ["", at.as_str()] {
             let r = web
                 .post_form(

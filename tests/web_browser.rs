@@ -206,6 +206,11 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    /// Wait (10 s at most) for the page whose heading is `want`.
+    async fn wait_heading(&self, want: &str) {
+        self.wait_text("h1", Duration::from_secs(10), |t| t == want)
+            .await;
+    }
     async fn wait_url(&self, suffix: &str, limit: Duration) {
         let t0 = Instant::now();
         while !self.url().await.ends_with(suffix) {
@@ -228,46 +233,43 @@ impl Browser {
         let v = self.get("/alert/text").await;
         v.as_str().is_some()
     }
-    /// Screenshots at desktop and phone width: target/screenshots/NAME-{desktop,phone}.png.
-    async fn shots(&self, name: &str) {
+    /// The window resized to `(w, h)`; `settle`: then given a moment to lay
+    /// out (for a screenshot).
+    async fn resize(&self, (w, h): (u32, u32), settle: bool) {
+        self.post("/window/rect", json!({ "width": w, "height": h }))
+            .await;
+        if settle {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    /// The page as it shows now: target/screenshots/FILE.png.
+    async fn save_screenshot(&self, file: &str) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
-        for (label, (w, h)) in [("desktop", DESKTOP), ("phone", PHONE)] {
-            self.post("/window/rect", json!({ "width": w, "height": h }))
-                .await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let png = self.get("/screenshot").await;
-            let bytes = base64_decode(png.as_str().expect("screenshot"));
-            std::fs::write(dir.join(format!("{name}-{label}.png")), bytes).unwrap();
+        let png = self.get("/screenshot").await;
+        let bytes = base64_decode(png.as_str().expect("screenshot"));
+        std::fs::write(dir.join(format!("{file}.png")), bytes).unwrap();
+    }
+    /// Screenshots at desktop and phone width: target/screenshots/NAME-{desktop,phone}.png.
+    async fn shots(&self, name: &str) {
+        for (label, size) in [("desktop", DESKTOP), ("phone", PHONE)] {
+            self.resize(size, true).await;
+            self.save_screenshot(&format!("{name}-{label}")).await;
         }
-        self.post(
-            "/window/rect",
-            json!({ "width": DESKTOP.0, "height": DESKTOP.1 }),
-        )
-        .await;
+        self.resize(DESKTOP, false).await;
     }
     /// One screenshot at `size`, scrolled to `css` first (after the
     /// resize, which would lose the place): target/screenshots/NAME.png.
-    async fn shot_at(&self, name: &str, (w, h): (u32, u32), css: &str) {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        self.post("/window/rect", json!({ "width": w, "height": h }))
-            .await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    async fn shot_at(&self, name: &str, size: (u32, u32), css: &str) {
+        self.resize(size, true).await;
         self.exec(
             "document.querySelector(arguments[0]).scrollIntoView();",
             json!([css]),
         )
         .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let png = self.get("/screenshot").await;
-        let bytes = base64_decode(png.as_str().expect("screenshot"));
-        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
-        self.post(
-            "/window/rect",
-            json!({ "width": DESKTOP.0, "height": DESKTOP.1 }),
-        )
-        .await;
+        self.save_screenshot(name).await;
+        self.resize(DESKTOP, false).await;
     }
     async fn close(mut self) {
         let _ = self.http.delete(&self.session).send().await;
@@ -307,14 +309,39 @@ fn sample(name: &str) -> String {
         .to_string()
 }
 
-/// Fill the New campaign form and submit it.
-async fn upload_in_page(b: &Browser, web: &ServeHarness, file: &str, name: &str) {
+/// Open the New campaign form and fill in the file, the campaign's name,
+/// the template id and `more` inputs (by name).
+async fn fill_new_form(
+    b: &Browser,
+    web: &ServeHarness,
+    (file, name, template_id): (&str, &str, &str),
+    more: &[(&str, &str)],
+) {
     b.goto(&web.url("/new")).await;
     b.type_in("#file", file).await;
     b.type_in("input[name=campaign]", name).await;
-    b.type_in("input[name=template_id]", "246810").await;
-    // The form's own button: signed in, the header's Sign out comes first.
+    b.type_in("input[name=template_id]", template_id).await;
+    for (input, value) in more {
+        b.type_in(&format!("input[name={input}]"), value).await;
+    }
+}
+
+/// Submit the New campaign form with its own button (signed in, the
+/// header's Sign out comes first).
+async fn submit_new_form(b: &Browser) {
     b.click("#upload-form button[type=submit]").await;
+}
+
+/// Fill the New campaign form and submit it.
+async fn upload_in_page(b: &Browser, web: &ServeHarness, file: &str, name: &str) {
+    fill_new_form(b, web, (file, name, "246810"), &[]).await;
+    submit_new_form(b).await;
+}
+
+/// The refused upload's error above the form, once it is there.
+async fn upload_error(b: &Browser) -> String {
+    b.wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
+        .await
 }
 
 /// Upload → check (40 accepted, the plan) → Send → finished, 40 sent →
@@ -325,9 +352,7 @@ async fn upload_check_send_report_in_a_browser() {
     let Some(b) = browser("vi-VN,vi").await else {
         return;
     };
-    let env = Env::new();
-    let sb = web_sandbox(&env, Duration::ZERO).await;
-    let web = start_web(&env, &[]).await;
+    let (env, sb, web) = web_setup(Duration::ZERO).await;
     let t0 = Instant::now();
 
     // Vietnamese, as the browser asks.
@@ -437,8 +462,7 @@ async fn upload_check_send_report_in_a_browser() {
     b.shots("campaigns").await;
     // And back to Vietnamese.
     b.click("#lang-vi").await;
-    b.wait_text("h1", Duration::from_secs(10), |t| t == "Chiến dịch")
-        .await;
+    b.wait_heading("Chiến dịch").await;
     assert_eq!(b.lang().await, "vi");
     eprintln!("browser flow took {:?}", t0.elapsed());
     b.close().await;
@@ -451,9 +475,7 @@ async fn pause_and_resume_in_a_browser() {
     let Some(b) = browser("en-US,en").await else {
         return;
     };
-    let env = Env::new();
-    let sb = web_sandbox(&env, Duration::from_millis(80)).await;
-    let web = start_web(&env, &[]).await;
+    let (env, sb, web) = web_setup(Duration::from_millis(80)).await;
     let csv = env.path("slow.csv");
     write_csv(&csv, 0, 300);
     assert_eq!(web.upload(&csv, "slow", &[]).await.0, 201);
@@ -522,8 +544,7 @@ async fn token_and_csrf_in_a_browser() {
     .await;
     b.type_in("input[name=token]", TOKEN).await;
     b.click("button[type=submit]").await;
-    b.wait_text("h1", Duration::from_secs(10), |t| t == "Campaigns")
-        .await;
+    b.wait_heading("Campaigns").await;
     let cookie_visible = b.exec("return document.cookie;", json!([])).await;
     assert_eq!(cookie_visible, json!(""), "the session cookie is HttpOnly");
 
@@ -540,8 +561,7 @@ async fn token_and_csrf_in_a_browser() {
     b.type_in("#file", csv.to_str().unwrap()).await;
     b.type_in("input[name=campaign]", "no-csrf").await;
     b.click("button[type=submit]").await;
-    b.wait_text("h1", Duration::from_secs(10), |t| t == "Form expired")
-        .await;
+    b.wait_heading("Form expired").await;
     let (code, list) = {
         let r = web.get_bearer("/api/v1/campaigns", TOKEN).await;
         (r.status().as_u16(), r.json::<Value>().await.unwrap())
@@ -553,8 +573,7 @@ async fn token_and_csrf_in_a_browser() {
     b.goto(&web.url("/")).await;
     b.shots("signed-in").await;
     b.click("#sign-out").await;
-    b.wait_text("h1", Duration::from_secs(10), |t| t == "Sign in")
-        .await;
+    b.wait_heading("Sign in").await;
     b.goto(&web.url("/new")).await;
     assert!(b.url().await.ends_with("/login"), "signed out");
     b.close().await;
@@ -583,6 +602,18 @@ async fn attrs(b: &Browser, css: &str, attr: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|s| s.as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The parts of a campaign card's picture on the campaigns page: [series,
+/// value] each.
+async fn card_parts(b: &Browser, name: &str) -> Vec<[String; 2]> {
+    let card = format!("a.card[data-campaign=\"{name}\"] svg.stack rect.part");
+    attrs(b, &card, "data-series")
+        .await
+        .into_iter()
+        .zip(attrs(b, &card, "data-value").await)
+        .map(|(series, value)| [series, value])
         .collect()
 }
 
@@ -726,15 +757,9 @@ async fn charts_confirm_step_and_rejects_in_a_browser() {
 
     // The campaigns page: a picture per campaign, rejects in it; the OA's month.
     b.goto(&web.url("/")).await;
-    let card = format!("a.card[data-campaign=\"{name}\"] svg.stack rect.part");
-    let parts: Vec<(String, String)> = attrs(&b, &card, "data-series")
-        .await
-        .into_iter()
-        .zip(attrs(&b, &card, "data-value").await)
-        .collect();
     assert_eq!(
-        parts,
-        vec![("sent".into(), "3".into()), ("rejected".into(), "2".into())]
+        card_parts(&b, name).await,
+        [["sent", "3"], ["rejected", "2"]]
     );
     let month = b.texts("#oa-month tr.oa td").await;
     assert_eq!(month.first().map(String::as_str), Some(OA), "{month:?}");
@@ -764,20 +789,16 @@ async fn refused_upload_keeps_values_and_unknown_template_is_refused_in_a_browse
     // No phone column: refused, the form comes back filled in.
     let bad = env.path("no-phone.csv");
     std::fs::write(&bad, "name;amount\nAn;1\n").unwrap();
-    b.goto(&web.url("/new")).await;
-    b.type_in("#file", bad.to_str().unwrap()).await;
-    b.type_in("input[name=campaign]", "giữ lại").await;
-    b.type_in("input[name=template_id]", "999999").await;
-    b.type_in("input[name=send_window]", "07:00-22:00").await;
+    let file = bad.to_str().unwrap();
+    let send_window = [("send_window", "07:00-22:00")];
+    fill_new_form(&b, &web, (file, "giữ lại", "999999"), &send_window).await;
     b.exec(
         "document.getElementById('delimiter').value = ';';",
         json!([]),
     )
     .await;
-    b.click("button[type=submit]").await;
-    b.wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
-        .await;
-    let error = b.text("#upload-error").await;
+    submit_new_form(&b).await;
+    let error = upload_error(&b).await;
     let state_dir = env.path("").display().to_string();
     assert!(
         !error.contains(&state_dir) && !error.contains("upload-") && !error.contains("/tmp"),
@@ -798,11 +819,9 @@ async fn refused_upload_keeps_values_and_unknown_template_is_refused_in_a_browse
     b.shots("upload-refused-kept").await;
 
     // An unknown template: the sandbox refuses it as the provider does.
-    b.goto(&web.url("/new")).await;
-    b.type_in("#file", &sample("billing-notice.csv")).await;
-    b.type_in("input[name=campaign]", "unknown-template").await;
-    b.type_in("input[name=template_id]", "999999").await;
-    b.click("button[type=submit]").await;
+    let file = sample("billing-notice.csv");
+    fill_new_form(&b, &web, (&file, "unknown-template", "999999"), &[]).await;
+    submit_new_form(&b).await;
     b.wait_url("/check", Duration::from_secs(30)).await;
     b.click("#confirm").await;
     b.click("#send").await;
@@ -916,17 +935,7 @@ async fn test_send_and_send_at_in_a_browser() {
 
     // OA time (UTC+7), 15 s ahead (room for the confirm step on a busy
     // machine), as the date-time input gives it.
-    let at = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7))
-        + time::Duration::seconds(15);
-    let value = format!(
-        "{}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    );
+    let value = oa_local_input(time::Duration::seconds(15), true);
     b.exec(
         "document.getElementById('start-at').value = arguments[0];",
         json!([value]),
@@ -1017,7 +1026,8 @@ async fn users_and_roles_in_a_browser() {
     assert_eq!(r.code, 0, "{r}");
     let web = start_web(&env, &[]).await;
 
-    let sign_in = |name: &'static str| {
+    // Each user signs in through the form and presses Resume.
+    let sign_in_and_resume = |name: &'static str, role: &'static str| {
         let b = &b;
         let web = &web;
         async move {
@@ -1026,27 +1036,22 @@ async fn users_and_roles_in_a_browser() {
             b.type_in("input[name=name]", name).await;
             b.type_in("input[name=password]", PASSWORD).await;
             b.click("#sign-in").await;
-            b.wait_text("h1", Duration::from_secs(10), |t| t == "Campaigns")
-                .await;
+            b.wait_heading("Campaigns").await;
+            let who = format!("Signed in as {name} ({role})");
+            assert_eq!(b.text("#signed-in-as").await, who);
+            b.goto(&web.url("/campaigns/team-web")).await;
+            b.click("#resume").await;
         }
     };
-    sign_in("vy").await;
-    assert_eq!(b.text("#signed-in-as").await, "Signed in as vy (viewer)");
-    b.goto(&web.url("/campaigns/team-web")).await;
-    b.click("#resume").await;
-    b.wait_text("h1", Duration::from_secs(10), |t| t == "Not allowed")
-        .await;
+    sign_in_and_resume("vy", "viewer").await;
+    b.wait_heading("Not allowed").await;
     assert!(b.text("p.error").await.contains("operator role"));
     b.shots("team-refused").await;
     b.goto(&web.url("/")).await;
     b.click("#sign-out").await;
-    b.wait_text("h1", Duration::from_secs(10), |t| t == "Sign in")
-        .await;
+    b.wait_heading("Sign in").await;
 
-    sign_in("an").await;
-    assert_eq!(b.text("#signed-in-as").await, "Signed in as an (operator)");
-    b.goto(&web.url("/campaigns/team-web")).await;
-    b.click("#resume").await;
+    sign_in_and_resume("an", "operator").await;
     b.wait_text("#status-badge", Duration::from_secs(60), |t| {
         t == "finished"
     })
@@ -1089,31 +1094,26 @@ const FLOW_ROWS: [[Cell; 4]; 5] = [
         Cell::Text("due_date"),
         Cell::Text("amount"),
     ],
-    [
-        Cell::Text("0912000301"),
-        Cell::Text("Nguyễn An"),
-        Cell::Date(2026, 12, 1),
-        Cell::Number(150000.0),
-    ],
-    [
-        Cell::Text("0912000302"),
-        Cell::Text("Trần Bình"),
-        Cell::Date(2026, 12, 15),
-        Cell::Number(2000000.0),
-    ],
-    [
-        Cell::Text("12345"),
-        Cell::Text("Lê Chi"),
-        Cell::Date(2026, 12, 20),
-        Cell::Number(3.0),
-    ],
-    [
-        Cell::Text("0912000303"),
-        Cell::Text("Phạm Dũng"),
-        Cell::Date(2027, 1, 5),
-        Cell::Number(42000.0),
-    ],
+    bill("0912000301", "Nguyễn An", (2026, 12, 1), 150000.0),
+    bill("0912000302", "Trần Bình", (2026, 12, 15), 2000000.0),
+    bill("12345", "Lê Chi", (2026, 12, 20), 3.0),
+    bill("0912000303", "Phạm Dũng", (2027, 1, 5), 42000.0),
 ];
+
+/// One row of [`FLOW_ROWS`]: phone and name as text, the due date, the amount.
+const fn bill(
+    phone: &'static str,
+    name: &'static str,
+    (y, m, d): (i32, u8, u8),
+    amount: f64,
+) -> [Cell; 4] {
+    [
+        Cell::Text(phone),
+        Cell::Text(name),
+        Cell::Date(y, m, d),
+        Cell::Number(amount),
+    ]
+}
 
 fn xml_text(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -1282,7 +1282,21 @@ const EN: Words = Words {
 /// chart (sent, delivered from the sandbox's callbacks, seen from a
 /// `reconcile`) and the cost, then the campaigns page's picture and the
 /// OA's month. Screenshots: target/screenshots/flow-LANG-*.png.
-async fn whole_flow(b: Browser, w: &Words, workbook: &str, name: &str, token: Option<&str>) {
+///
+/// In a browser asking for `accept`, bounded in time.
+async fn whole_flow(accept: &str, w: &Words, workbook: &str, name: &str, token: Option<&str>) {
+    let Some(b) = browser(accept).await else {
+        return;
+    };
+    tokio::time::timeout(
+        Duration::from_secs(150),
+        whole_flow_in(b, w, workbook, name, token),
+    )
+    .await
+    .expect("the flow took too long");
+}
+
+async fn whole_flow_in(b: Browser, w: &Words, workbook: &str, name: &str, token: Option<&str>) {
     let env = Env::new();
     let port = free_port();
     let sb = priced_sandbox_with_callbacks(&env, port).await;
@@ -1314,8 +1328,7 @@ async fn whole_flow(b: Browser, w: &Words, workbook: &str, name: &str, token: Op
         b.type_in("input[name=token]", t).await;
         b.click("button[type=submit]").await;
     }
-    b.wait_text("h1", Duration::from_secs(10), |t| t == w.campaigns)
-        .await;
+    b.wait_heading(w.campaigns).await;
     assert_eq!(b.lang().await, w.lang);
 
     // The Check page: the cells as the person sees them in Excel.
@@ -1435,15 +1448,9 @@ async fn whole_flow(b: Browser, w: &Words, workbook: &str, name: &str, token: Op
     // The campaigns page: the card's picture, the OA's month and its day.
     b.goto(&web.url("/")).await;
     assert_eq!(b.text("h1").await, w.campaigns);
-    let card = format!("a.card[data-campaign=\"{name}\"] svg.stack rect.part");
-    let parts: Vec<(String, String)> = attrs(&b, &card, "data-series")
-        .await
-        .into_iter()
-        .zip(attrs(&b, &card, "data-value").await)
-        .collect();
     assert_eq!(
-        parts,
-        [("sent".into(), "3".into()), ("rejected".into(), "1".into())]
+        card_parts(&b, name).await,
+        [["sent", "3"], ["rejected", "1"]]
     );
     assert_eq!(b.text("#oa-month h2").await, w.month_title);
     let month = b.texts("#oa-month tr.oa td").await;
@@ -1476,36 +1483,15 @@ async fn whole_flow(b: Browser, w: &Words, workbook: &str, name: &str, token: Op
 /// The whole flow in Vietnamese (the browser asks for it) with an `.xlsx`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_flow_in_vietnamese_with_an_xlsx() {
-    let Some(b) = browser("vi-VN,vi").await else {
-        return;
-    };
-    tokio::time::timeout(
-        Duration::from_secs(150),
-        whole_flow(b, &VI, "khách hàng.xlsx", "Hóa đơn tháng 12", None),
-    )
-    .await
-    .expect("the flow took too long");
+    whole_flow("vi-VN,vi", &VI, "khách hàng.xlsx", "Hóa đơn tháng 12", None).await;
 }
 
 /// The whole flow in English with an `.ods`, on a console with an access
 /// token (signed in through the form first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_flow_in_english_with_an_ods() {
-    let Some(b) = browser("en-US,en").await else {
-        return;
-    };
-    tokio::time::timeout(
-        Duration::from_secs(150),
-        whole_flow(
-            b,
-            &EN,
-            "customers.ods",
-            "December bills",
-            Some("flow-token-DO-NOT-LEAK-5b1d"),
-        ),
-    )
-    .await
-    .expect("the flow took too long");
+    let token = Some("flow-token-DO-NOT-LEAK-5b1d");
+    whole_flow("en-US,en", &EN, "customers.ods", "December bills", token).await;
 }
 
 /// Issue 23: the reasons of rejected rows and the errors of a refused
@@ -1565,29 +1551,19 @@ async fn reasons_and_errors_in_each_language_in_a_browser() {
 
         // A form value the server refuses: the form again, the words in
         // the page's language.
-        b.goto(&web.url("/new")).await;
-        b.type_in("#file", csv.to_str().unwrap()).await;
-        b.type_in("input[name=campaign]", "words-window").await;
-        b.type_in("input[name=template_id]", "246810").await;
-        b.type_in("input[name=send_window]", "25:00-26:00").await;
-        b.click("button[type=submit]").await;
-        let error = b
-            .wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
-            .await;
+        let file = csv.to_str().unwrap();
+        let send_window = [("send_window", "25:00-26:00")];
+        fill_new_form(&b, &web, (file, "words-window", "246810"), &send_window).await;
+        submit_new_form(&b).await;
+        let error = upload_error(&b).await;
         assert_eq!(b.lang().await, w.lang);
         assert!(error.starts_with(w.window), "{}: {error}", w.lang);
 
         // A file without the phone column: named as uploaded, no path.
         let bad = env.path("no-phone.csv");
         std::fs::write(&bad, "name,amount\nAn,1\n").unwrap();
-        b.goto(&web.url("/new")).await;
-        b.type_in("#file", bad.to_str().unwrap()).await;
-        b.type_in("input[name=campaign]", "words-no-phone").await;
-        b.type_in("input[name=template_id]", "246810").await;
-        b.click("button[type=submit]").await;
-        let error = b
-            .wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
-            .await;
+        upload_in_page(&b, &web, bad.to_str().unwrap(), "words-no-phone").await;
+        let error = upload_error(&b).await;
         assert_eq!(error, w.no_phone, "{}", w.lang);
 
         // Rows with problems: each reason in the page's language.

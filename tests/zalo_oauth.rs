@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use zns_batch::provider::ProviderKind;
-use zns_batch::sandbox::{OAuthFaults, Sandbox, DEFAULT_ZALO_APP_ID, DEFAULT_ZALO_APP_SECRET};
+use zns_batch::sandbox::{
+    OAuthFaults, Sandbox, Stats, DEFAULT_ZALO_APP_ID, DEFAULT_ZALO_APP_SECRET,
+};
 
 const P: ProviderKind = ProviderKind::Zalo;
 const SECRET_KEY: &str = "test-at-rest-key-0123456789abcdef";
@@ -18,6 +20,37 @@ const TOKEN_PREFIXES: [&str; 2] = ["sbat-", "sbrt-"];
 
 async fn oauth_sandbox() -> Sandbox {
     sandbox(P, |c| c.access_token_ttl = Duration::from_secs(3)).await
+}
+
+/// The OAuth sandbox and a fresh env whose config points at it.
+async fn oauth_env() -> (Sandbox, Env) {
+    let sb = oauth_sandbox().await;
+    let env = Env::new();
+    write_config(&env, &sb);
+    (sb, env)
+}
+
+/// [`oauth_env`] with the OA connected (see [`connect_by_code`]), the
+/// sandbox's refreshes answered as `faults` says.
+async fn connected(faults: OAuthFaults) -> (Sandbox, Env) {
+    let (sb, env) = oauth_env().await;
+    connect_by_code(&env).await;
+    sb.set_oauth_faults(faults);
+    (sb, env)
+}
+
+/// `resume` of `campaign` (20/s) run to success: its output and the
+/// sandbox's stats then.
+async fn resumed_to_the_end(env: &Env, sb: &Sandbox, campaign: &str) -> (Run, Stats) {
+    let r = run_with(zcmd(
+        env,
+        &resume_args(campaign, sb, P, &["--rate", "20"]),
+        true,
+    ))
+    .await;
+    assert_eq!(r.code, 0, "{r}");
+    let stats = sb.stats();
+    (r, stats)
 }
 
 /// The config file the binary finds in its working directory.
@@ -130,9 +163,7 @@ fn campaign_args(env: &Env, sb: &Sandbox, name: &str, rows: usize) -> Vec<String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_by_code_stores_the_pair_sealed_and_refuses_without_a_key() {
-    let sb = oauth_sandbox().await;
-    let env = Env::new();
-    write_config(&env, &sb);
+    let (sb, env) = oauth_env().await;
 
     let r = run_with(zcmd(&env, &args(&["zalo", "connect"]), false)).await;
     r.assert_usage("ZNS_SECRET_KEY");
@@ -158,9 +189,7 @@ async fn connect_by_code_stores_the_pair_sealed_and_refuses_without_a_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_through_serve_callback_and_a_state_works_once() {
-    let sb = oauth_sandbox().await;
-    let env = Env::new();
-    write_config(&env, &sb);
+    let (sb, env) = oauth_env().await;
     let serve = ServeOptions::default()
         .envs(&[
             ("ZNS_SECRET_KEY", SECRET_KEY),
@@ -198,10 +227,7 @@ async fn connect_through_serve_callback_and_a_state_works_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_300_row_campaign_outlives_3s_tokens_using_each_refresh_token_once() {
-    let sb = oauth_sandbox().await;
-    let env = Env::new();
-    write_config(&env, &sb);
-    connect_by_code(&env).await;
+    let (sb, env) = connected(OAuthFaults::default()).await;
 
     let t0 = Instant::now();
     let r = run_with(zcmd(&env, &campaign_args(&env, &sb, "nightly", 300), true)).await;
@@ -224,15 +250,12 @@ async fn a_300_row_campaign_outlives_3s_tokens_using_each_refresh_token_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_during_a_refresh_then_resumed_finishes_without_locking_the_oa_out() {
-    let sb = oauth_sandbox().await;
-    let env = Env::new();
-    write_config(&env, &sb);
-    connect_by_code(&env).await;
     // Every refresh's reply is held back 4 s: the kill lands inside one.
-    sb.set_oauth_faults(OAuthFaults {
+    let (sb, env) = connected(OAuthFaults {
         refresh_delay: Duration::from_secs(4),
         lose_refresh_reply: false,
-    });
+    })
+    .await;
     let mut child = spawn_captured(zcmd(&env, &campaign_args(&env, &sb, "killed", 300), true));
     let t0 = Instant::now();
     while sb.stats_summary().oauth_refresh_requests == 0 {
@@ -252,14 +275,7 @@ async fn killed_during_a_refresh_then_resumed_finishes_without_locking_the_oa_ou
     assert_eq!(sb.stats_summary().oauth_refreshes, 0);
 
     sb.set_oauth_faults(OAuthFaults::default());
-    let r = run_with(zcmd(
-        &env,
-        &resume_args("killed", &sb, P, &["--rate", "20"]),
-        true,
-    ))
-    .await;
-    assert_eq!(r.code, 0, "{r}");
-    let stats = sb.stats();
+    let (r, stats) = resumed_to_the_end(&env, &sb, "killed").await;
     assert_eq!(stats.oauth_refresh_reuses, 0, "{stats:?}");
     assert!(stats.oauth_refreshes >= 1, "{stats:?}");
     let rows = report_rows(&env, "killed").await;
@@ -271,14 +287,11 @@ async fn killed_during_a_refresh_then_resumed_finishes_without_locking_the_oa_ou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_refresh_reply_pauses_with_the_reauthorization_hint() {
-    let sb = oauth_sandbox().await;
-    let env = Env::new();
-    write_config(&env, &sb);
-    connect_by_code(&env).await;
-    sb.set_oauth_faults(OAuthFaults {
+    let (sb, env) = connected(OAuthFaults {
         refresh_delay: Duration::ZERO,
         lose_refresh_reply: true,
-    });
+    })
+    .await;
     let r = run_with(zcmd(
         &env,
         &human(campaign_args(&env, &sb, "lost", 300)),
@@ -302,14 +315,7 @@ async fn a_lost_refresh_reply_pauses_with_the_reauthorization_hint() {
 
     // Authorized again: the resume finishes every row once.
     connect_by_code(&env).await;
-    let r = run_with(zcmd(
-        &env,
-        &resume_args("lost", &sb, P, &["--rate", "20"]),
-        true,
-    ))
-    .await;
-    assert_eq!(r.code, 0, "{r}");
-    let stats = sb.stats();
+    let (_, stats) = resumed_to_the_end(&env, &sb, "lost").await;
     let rows = report_rows(&env, "lost").await;
     assert_exactly_once(&stats, &tracking_ids_in_state(&rows, "sent"), 300);
 }

@@ -342,37 +342,37 @@ impl ConfigFile {
 mod tests {
     use super::*;
 
-    #[test]
-    fn inline_keys_and_unknown_fields_are_refused_with_the_fix() {
+    /// The error loading a config file that holds `text`.
+    fn load_err(text: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "api_key = \"SECRET-VALUE\"\n").unwrap();
-        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        std::fs::write(&p, text).unwrap();
+        ConfigFile::load(Some(&p), None).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn inline_keys_and_unknown_fields_are_refused_with_the_fix() {
+        let e = load_err("api_key = \"SECRET-VALUE\"\n");
         assert!(e.contains("api_key_env"), "{e}");
         assert!(!e.contains("SECRET-VALUE"), "{e}");
 
-        std::fs::write(&p, "[profiles.x]\nsecret_key = \"SECRET-VALUE\"\n").unwrap();
-        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        let e = load_err("[profiles.x]\nsecret_key = \"SECRET-VALUE\"\n");
         assert!(e.contains("profiles.x") && e.contains("api_key_env"), "{e}");
         assert!(!e.contains("SECRET-VALUE"), "{e}");
 
-        std::fs::write(&p, "concurency = 3\n").unwrap();
-        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        let e = load_err("concurency = 3\n");
         assert!(e.contains("concurency"), "{e}");
 
-        std::fs::write(&p, "[profiles.billing]\nconcurency = 3\n").unwrap();
-        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        let e = load_err("[profiles.billing]\nconcurency = 3\n");
         assert!(
             e.contains("profiles.billing") && e.contains("concurency"),
             "{e}"
         );
 
-        std::fs::write(&p, "outage_after = \"soon\"\n").unwrap();
-        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        let e = load_err("outage_after = \"soon\"\n");
         assert!(e.contains("outage_after"), "{e}");
 
-        std::fs::write(&p, "send_window = \"7-22\"\n").unwrap();
-        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        let e = load_err("send_window = \"7-22\"\n");
         assert!(e.contains("send_window") && e.contains("HH:MM"), "{e}");
     }
 
@@ -504,25 +504,13 @@ rate = 1
 
     #[test]
     fn a_malformed_templates_section_names_the_key_at_fault() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.toml");
-        std::fs::write(
-            &p,
-            "[templates.217489]\nparams = [{ name = \"a\" }, { name = \"b\", max_length = \"30\" }]\n",
-        )
-        .unwrap();
-        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        let e = load_err("[templates.217489]\nparams = [{ name = \"a\" }, { name = \"b\", max_length = \"30\" }]\n");
         assert!(
             e.contains("templates.217489.params[1].max_length: expected a number"),
             "{e}"
         );
         // A bad section in a profile that is not selected is still refused.
-        std::fs::write(
-            &p,
-            "[profiles.x.templates.9]\nparams = [{ name = \"a\", required = 1 }]\n",
-        )
-        .unwrap();
-        let e = ConfigFile::load(Some(&p), None).unwrap_err().to_string();
+        let e = load_err("[profiles.x.templates.9]\nparams = [{ name = \"a\", required = 1 }]\n");
         assert!(
             e.contains("[profiles.x] templates.9.params[0].required: expected true or false"),
             "{e}"

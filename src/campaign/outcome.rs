@@ -111,22 +111,22 @@ impl Outcome {
         self.status().as_str()
     }
 
-    pub fn status(&self) -> CampaignStatus {
+    /// The status it stores and the exit code it gives, side by side.
+    fn status_and_exit(&self) -> (CampaignStatus, ExitCode) {
         match self {
-            Outcome::Finished => CampaignStatus::Finished,
-            Outcome::Paused { .. } => CampaignStatus::Paused,
-            Outcome::Expired { .. } => CampaignStatus::Expired,
-            Outcome::Aborted { .. } => CampaignStatus::Aborted,
+            Outcome::Finished => (CampaignStatus::Finished, ExitCode::Finished),
+            Outcome::Paused { .. } => (CampaignStatus::Paused, ExitCode::Paused),
+            Outcome::Expired { .. } => (CampaignStatus::Expired, ExitCode::Expired),
+            Outcome::Aborted { .. } => (CampaignStatus::Aborted, ExitCode::Fatal),
         }
     }
 
+    pub fn status(&self) -> CampaignStatus {
+        self.status_and_exit().0
+    }
+
     pub fn exit_code(&self) -> ExitCode {
-        match self {
-            Outcome::Finished => ExitCode::Finished,
-            Outcome::Paused { .. } => ExitCode::Paused,
-            Outcome::Expired { .. } => ExitCode::Expired,
-            Outcome::Aborted { .. } => ExitCode::Fatal,
-        }
+        self.status_and_exit().1
     }
 
     pub fn stop_reason(&self) -> Option<StopReason> {

@@ -2,6 +2,7 @@
 //! Appended only; the table is made by the users migration (users.rs).
 
 use super::db::params;
+use super::rows::from_row;
 
 use super::{Result, Store};
 
@@ -66,15 +67,7 @@ impl Store {
             )
             .and_then(|mut stmt| {
                 stmt.query_map(params![campaign, before, limit as i64], |r| {
-                    Ok(AuditRecord {
-                        id: r.get(0)?,
-                        at_ms: r.get(1)?,
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        campaign: r.get(4)?,
-                        detail: r.get(5)?,
-                        outcome: r.get(6)?,
-                    })
+                    Ok(from_row!(r => AuditRecord { id, at_ms, actor, action, campaign, detail, outcome }))
                 })
             })
             .map_err(|e| self.e(e))

@@ -13,6 +13,7 @@
 //! shown is the earliest event of the winning status.
 
 use super::db::{params, Begin, Db, DbError, Dialect, OptionalExtension};
+use super::rows::rows_of_tracking_id_sql;
 use serde::Serialize;
 
 use super::{Store, StoreError};
@@ -508,18 +509,10 @@ pub(super) fn raise_rank(
         .execute(params![m, rank])?;
     }
     if let Some(t) = tracking_id {
-        // CROSS JOIN: `campaigns` (a few) outside, `rows` searched by index.
         tx.prepare_cached(concat!(
-            "UPDATE rows SET delivery_rank = ?2 WHERE COALESCE(delivery_rank, 0) < ?2 AND id IN ( \
-               SELECT r.id FROM campaigns c CROSS JOIN rows r \
-               WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
-               UNION ALL \
-               SELECT r.id FROM campaigns c CROSS JOIN rows r \
-               WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
-                 AND r.campaign_id = c.id \
-                 AND r.line = ",
-            line_of_sql!("?1"),
-            " AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1)"
+            "UPDATE rows SET delivery_rank = ?2 WHERE COALESCE(delivery_rank, 0) < ?2 AND id IN (",
+            rows_of_tracking_id_sql!(),
+            ")"
         ))?
         .execute(params![t, rank])?;
     }

@@ -294,7 +294,7 @@ fn bind_and_insert(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::test_support::*;
     use super::super::*;
 
@@ -308,11 +308,8 @@ mod tests {
                 let rows: Vec<ImportRow<'_>> = phones
                     .iter()
                     .enumerate()
-                    .map(|(i, phone)| ImportRow::Accepted {
-                        line: i as u64 + 2,
-                        phone,
-                        tracking_id: (i == 7 || i == 9).then_some("t-1"),
-                        data_json: "[]",
+                    .map(|(i, phone)| {
+                        accepted(i as u64 + 2, phone, (i == 7 || i == 9).then_some("t-1"))
                     })
                     .chain([ImportRow::Rejected {
                         line: 152,
@@ -419,7 +416,12 @@ mod tests {
         assert_eq!(page[1].tracking_id, "t-1");
     }
 
-    fn accepted<'a>(line: u64, phone: &'a str, tracking_id: Option<&'a str>) -> ImportRow<'a> {
+    /// An accepted row with no template data (the store's tests' rows).
+    pub(in crate::store) fn accepted<'a>(
+        line: u64,
+        phone: &'a str,
+        tracking_id: Option<&'a str>,
+    ) -> ImportRow<'a> {
         ImportRow::Accepted {
             line,
             phone,

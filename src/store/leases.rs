@@ -15,6 +15,7 @@
 //! was paused past its lease and woke up cannot send after a takeover.
 
 use super::db::{params, Db, DbError, Dialect, OptionalExtension, Row};
+use super::rows::from_row;
 
 use super::{Result, Store};
 
@@ -76,13 +77,7 @@ pub fn real_now_ms() -> i64 {
 const LEASE_COLS: &str = "campaign, holder, taken_at_ms, renewed_at_ms, expires_at_ms";
 
 fn lease_from_row(r: &Row<'_>) -> Result<Lease, DbError> {
-    Ok(Lease {
-        campaign: r.get(0)?,
-        holder: r.get(1)?,
-        taken_at_ms: r.get(2)?,
-        renewed_at_ms: r.get(3)?,
-        expires_at_ms: r.get(4)?,
-    })
+    Ok(from_row!(r => Lease { campaign, holder, taken_at_ms, renewed_at_ms, expires_at_ms }))
 }
 
 /// Insert, or take over a row that is still exactly the one read before
@@ -394,15 +389,14 @@ mod tests {
                 },
                 save_token: None,
             };
-            assert_eq!(
-                writer.write(claim(ids[0], "a:1:x")).await.unwrap(),
-                WriteResult::Done
-            );
+            let claimed = |row_id: i64, holder: &str| {
+                let op = claim(row_id, holder);
+                let writer = &writer;
+                async move { writer.write(op).await.unwrap() }
+            };
+            assert_eq!(claimed(ids[0], "a:1:x").await, WriteResult::Done);
             // Another holder (no lease of its own) may not claim.
-            assert_eq!(
-                writer.write(claim(ids[1], "b:2:y")).await.unwrap(),
-                WriteResult::LeaseLost
-            );
+            assert_eq!(claimed(ids[1], "b:2:y").await, WriteResult::LeaseLost);
             // b takes the campaign over (a's process is gone): a is fenced off.
             let gone = |h: &str| h == "a:1:x";
             sync(|| {
@@ -410,14 +404,8 @@ mod tests {
                     .lease_take("c", "b:2:y", 60_000, real_now_ms(), &gone)
                     .unwrap()
             });
-            assert_eq!(
-                writer.write(claim(ids[1], "a:1:x")).await.unwrap(),
-                WriteResult::LeaseLost
-            );
-            assert_eq!(
-                writer.write(claim(ids[1], "b:2:y")).await.unwrap(),
-                WriteResult::Done
-            );
+            assert_eq!(claimed(ids[1], "a:1:x").await, WriteResult::LeaseLost);
+            assert_eq!(claimed(ids[1], "b:2:y").await, WriteResult::Done);
             // A lapsed lease, even one nobody took, fences its holder too.
             sync(|| {
                 store
@@ -425,10 +413,7 @@ mod tests {
                     .execute("UPDATE leases SET expires_at_ms = 0", params![])
                     .unwrap()
             });
-            assert_eq!(
-                writer.write(claim(ids[2], "b:2:y")).await.unwrap(),
-                WriteResult::LeaseLost
-            );
+            assert_eq!(claimed(ids[2], "b:2:y").await, WriteResult::LeaseLost);
             drop(writer);
             sync(|| thread.join().unwrap().unwrap());
             sync(|| {

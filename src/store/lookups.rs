@@ -3,6 +3,7 @@
 //! `events`.
 
 use super::db::params;
+use super::rows::from_row;
 use serde::Serialize;
 
 use super::errors::sql_err;
@@ -69,14 +70,7 @@ impl Store {
             .and_then(|mut stmt| {
                 stmt.query_map(
                     params![campaign_id, recheck_before_ms, after_id, limit as i64],
-                    |r| {
-                        Ok(LookupRow {
-                            id: r.get(0)?,
-                            line: r.get(1)?,
-                            phone: r.get(2)?,
-                            msg_id: r.get(3)?,
-                        })
-                    },
+                    |r| Ok(from_row!(r => LookupRow { id, line, phone, msg_id })),
                 )
             })
             .map_err(|e| self.e(e))
@@ -166,6 +160,7 @@ const LOOKUP_CANDIDATE_SQL: &str = "campaign_id = ?1 AND state = 'sent' AND msg_
 #[cfg(test)]
 pub(super) mod tests {
     use super::super::db::params;
+    use super::super::import::tests::accepted;
     use super::super::test_pg::on_both;
     use super::super::test_support::new_campaign;
     use super::super::{Campaign, ImportRow, Store};
@@ -185,12 +180,7 @@ pub(super) mod tests {
             .iter()
             .zip(&phones)
             .enumerate()
-            .map(|(i, (t, phone))| ImportRow::Accepted {
-                line: i as u64 + 2,
-                phone,
-                tracking_id: *t,
-                data_json: "[]",
-            })
+            .map(|(i, (t, phone))| accepted(i as u64 + 2, phone, *t))
             .collect();
         store
             .import_batch(c.id, &rows, rows.len() as u64 + 1, true, true)

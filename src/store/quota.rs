@@ -140,6 +140,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::super::import::tests::accepted;
     use super::super::test_pg::on_both;
     use super::super::test_support::*;
     use super::super::ImportRow;
@@ -223,12 +224,7 @@ mod tests {
                 let rows: Vec<ImportRow<'_>> = ["84912345670", "84912345670", "84912345672"]
                     .iter()
                     .enumerate()
-                    .map(|(i, phone)| ImportRow::Accepted {
-                        line: i as u64 + 2,
-                        phone,
-                        tracking_id: None,
-                        data_json: "[]",
-                    })
+                    .map(|(i, phone)| accepted(i as u64 + 2, phone, None))
                     .collect();
                 store.import_batch(r.id, &rows, 4, true, false).unwrap();
                 assert!(store.has_repeated_phones(r.id).unwrap());

@@ -9,6 +9,43 @@ use crate::model::clock;
 use crate::model::row_state::{open_states_sql, RowState};
 use crate::provider::JourneyToken;
 
+/// A struct read from a query row's columns in their order: `from_row!(r
+/// => Lease { campaign, holder })` is `Lease { campaign: r.get(0)?,
+/// holder: r.get(1)? }`, the column numbers counted once here rather than
+/// by hand in every read.
+macro_rules! from_row {
+    ($r:ident => $ty:ident { $($field:ident),+ $(,)? }) => {{
+        let mut next = 0;
+        let mut col = || {
+            next += 1;
+            next - 1
+        };
+        $ty { $($field: $r.get(col())?),+ }
+    }};
+}
+pub(super) use from_row;
+
+/// The ids of the rows tracking id `?1` names, explicit or derived as
+/// `{prefix}-{line}`: what an event's `raise_rank` (events.rs) and the
+/// chart's ledger times (series.rs) both match. CROSS JOIN: `campaigns`
+/// (a few) outside, `rows` searched by index.
+macro_rules! rows_of_tracking_id_sql {
+    () => {
+        concat!(
+            "SELECT r.id FROM campaigns c CROSS JOIN rows r \
+               WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
+             UNION ALL \
+             SELECT r.id FROM campaigns c CROSS JOIN rows r \
+               WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
+                 AND r.campaign_id = c.id \
+                 AND r.line = ",
+            line_of_sql!("?1"),
+            " AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1"
+        )
+    };
+}
+pub(super) use rows_of_tracking_id_sql;
+
 /// An open row, with the stored token for its phone if there is one.
 #[derive(Debug, Clone)]
 pub struct WorkRow {

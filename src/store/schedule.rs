@@ -4,6 +4,7 @@
 //! rows: they are never counted in its totals, counts or report.
 
 use super::db::{params, Begin, OptionalExtension};
+use super::rows::from_row;
 use serde::Serialize;
 
 use super::{QuotaKey, Result, Store};
@@ -147,27 +148,7 @@ impl Store {
         key: &super::TokenKey,
         token: &crate::provider::JourneyToken,
     ) -> Result<()> {
-        self.db
-            .execute(
-                "INSERT INTO tokens (account, oa_id, phone, token_type, journey_id, provider_ref, token, expires_ms, status, created_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-                 ON CONFLICT (account, oa_id, phone, token_type) DO UPDATE SET \
-                 journey_id = excluded.journey_id, provider_ref = excluded.provider_ref, token = excluded.token, \
-                 expires_ms = excluded.expires_ms, status = excluded.status, created_ms = excluded.created_ms",
-                params![
-                    key.account,
-                    key.oa_id,
-                    key.phone,
-                    key.token_type,
-                    token.journey_id,
-                    token.provider_ref,
-                    token.token,
-                    clock::to_ms(token.expires_at),
-                    token.status,
-                    clock::now_ms()
-                ],
-            )
-            .map_err(|e| self.e(e))?;
+        super::tokens::store_token(&self.db, key, token, clock::now_ms()).map_err(|e| self.e(e))?;
         Ok(())
     }
 
@@ -189,15 +170,7 @@ impl Store {
                 "SELECT phone, at_ms, outcome, msg_id, error FROM test_sends \
                  WHERE campaign_id = ?1 ORDER BY id DESC LIMIT ?2",
                 params![campaign_id, limit as i64],
-                |r| {
-                    Ok(TestSend {
-                        phone: r.get(0)?,
-                        at_ms: r.get(1)?,
-                        outcome: r.get(2)?,
-                        msg_id: r.get(3)?,
-                        error: r.get(4)?,
-                    })
-                },
+                |r| Ok(from_row!(r => TestSend { phone, at_ms, outcome, msg_id, error })),
             )
             .map_err(|e| self.e(e))
     }

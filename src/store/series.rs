@@ -28,6 +28,8 @@
 //! PostgreSQL, see schema_pg).
 
 use super::db::{params, Db, DbError, Dialect};
+use super::rows::from_row;
+use super::rows::rows_of_tracking_id_sql;
 
 use super::{Result, Store};
 
@@ -47,6 +49,21 @@ macro_rules! first_event_sql {
     };
 }
 
+/// Reconcile's answer's time for row `$r` when it is one of `$statuses`.
+macro_rules! reconciled_sql {
+    ($r:literal, $statuses:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $r,
+            ".delivery_status IN (",
+            $statuses,
+            ") THEN ",
+            $r,
+            ".delivery_ms END"
+        )
+    };
+}
+
 /// The earlier (`$min`: the two-argument minimum) of a ledger time and
 /// reconcile's answer when it is one of `$statuses` (NULL when neither).
 macro_rules! earliest_sql {
@@ -56,21 +73,13 @@ macro_rules! earliest_sql {
             $min,
             "(",
             $ledger,
-            ", CASE WHEN ",
-            $r,
-            ".delivery_status IN (",
-            $statuses,
-            ") THEN ",
-            $r,
-            ".delivery_ms END), ",
+            ", ",
+            reconciled_sql!($r, $statuses),
+            "), ",
             $ledger,
-            ", CASE WHEN ",
-            $r,
-            ".delivery_status IN (",
-            $statuses,
-            ") THEN ",
-            $r,
-            ".delivery_ms END)"
+            ", ",
+            reconciled_sql!($r, $statuses),
+            ")"
         )
     };
 }
@@ -151,6 +160,48 @@ macro_rules! add_sql {
     };
 }
 
+/// A trigger's or the back-fill's marks of `$r` (NEW, OLD, or the table
+/// `rows`) from its own ledger times, `$min` / `$n` the dialect's words:
+/// the SQL both databases' migration 17 share.
+macro_rules! ledger_marks_sql {
+    ($min:literal, $n:literal, $k:literal, $r:literal, $from:literal) => {
+        marks_sql!(
+            $min,
+            $n,
+            $k,
+            $r,
+            $from,
+            concat!($r, ".ledger_delivered_ms"),
+            concat!($r, ".ledger_seen_ms")
+        )
+    };
+}
+
+/// Every row's marks added (the back-fill).
+macro_rules! backfill_marks_sql {
+    ($min:literal, $n:literal) => {
+        add_sql!(ledger_marks_sql!($min, $n, "1", "rows", " FROM rows"))
+    };
+}
+
+/// An UPDATE trigger's body: the new marks in, the old ones out.
+macro_rules! update_marks_sql {
+    ($min:literal, $n:literal) => {
+        add_sql!(concat!(
+            ledger_marks_sql!($min, $n, "1", "NEW", ""),
+            " UNION ALL ",
+            ledger_marks_sql!($min, $n, "-1", "OLD", "")
+        ))
+    };
+}
+
+/// A DELETE trigger's body: the old marks out.
+macro_rules! delete_marks_sql {
+    ($min:literal, $n:literal) => {
+        add_sql!(ledger_marks_sql!($min, $n, "-1", "OLD", ""))
+    };
+}
+
 /// The index that lets `sent_span` find a campaign's first and last send
 /// without touching the table (appended to MIGRATIONS, number 13).
 pub(super) const SERIES_MIGRATION: &str = r#"
@@ -190,15 +241,7 @@ pub(super) const SERIES_COUNTERS_MIGRATION: &str = concat!(
     ) WITHOUT ROWID;
     ",
     backfill_sql!(),
-    add_sql!(marks_sql!(
-        "MIN",
-        "",
-        "1",
-        "rows",
-        " FROM rows",
-        "rows.ledger_delivered_ms",
-        "rows.ledger_seen_ms"
-    )),
+    backfill_marks_sql!("MIN", ""),
     "
     CREATE TRIGGER rows_series_update AFTER UPDATE OF sent_ms, fee_main, fee_token,
         delivery_status, delivery_ms, ledger_delivered_ms, ledger_seen_ms ON rows
@@ -208,38 +251,10 @@ pub(super) const SERIES_COUNTERS_MIGRATION: &str = concat!(
         OR OLD.ledger_delivered_ms IS NOT NEW.ledger_delivered_ms
         OR OLD.ledger_seen_ms IS NOT NEW.ledger_seen_ms
     BEGIN ",
-    add_sql!(concat!(
-        marks_sql!(
-            "MIN",
-            "",
-            "1",
-            "NEW",
-            "",
-            "NEW.ledger_delivered_ms",
-            "NEW.ledger_seen_ms"
-        ),
-        " UNION ALL ",
-        marks_sql!(
-            "MIN",
-            "",
-            "-1",
-            "OLD",
-            "",
-            "OLD.ledger_delivered_ms",
-            "OLD.ledger_seen_ms"
-        )
-    )),
+    update_marks_sql!("MIN", ""),
     " END;
     CREATE TRIGGER rows_series_delete AFTER DELETE ON rows BEGIN ",
-    add_sql!(marks_sql!(
-        "MIN",
-        "",
-        "-1",
-        "OLD",
-        "",
-        "OLD.ledger_delivered_ms",
-        "OLD.ledger_seen_ms"
-    )),
+    delete_marks_sql!("MIN", ""),
     " END;
     "
 );
@@ -272,38 +287,10 @@ pub(super) const SERIES_COUNTERS_PG: &[&str] = &[
         PRIMARY KEY (campaign_id, minute)
     );",
     backfill_sql!(),
-    add_sql!(marks_sql!(
-        "LEAST",
-        "zb_n",
-        "1",
-        "rows",
-        " FROM rows",
-        "rows.ledger_delivered_ms",
-        "rows.ledger_seen_ms"
-    )),
+    backfill_marks_sql!("LEAST", "zb_n"),
     concat!(
         "CREATE FUNCTION rows_series_update() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN ",
-        add_sql!(concat!(
-            marks_sql!(
-                "LEAST",
-                "zb_n",
-                "1",
-                "NEW",
-                "",
-                "NEW.ledger_delivered_ms",
-                "NEW.ledger_seen_ms"
-            ),
-            " UNION ALL ",
-            marks_sql!(
-                "LEAST",
-                "zb_n",
-                "-1",
-                "OLD",
-                "",
-                "OLD.ledger_delivered_ms",
-                "OLD.ledger_seen_ms"
-            )
-        )),
+        update_marks_sql!("LEAST", "zb_n"),
         " RETURN NULL; END $f$;
         CREATE TRIGGER rows_series_update AFTER UPDATE OF sent_ms, fee_main, fee_token,
             delivery_status, delivery_ms, ledger_delivered_ms, ledger_seen_ms ON rows
@@ -311,15 +298,7 @@ pub(super) const SERIES_COUNTERS_PG: &[&str] = &[
         changed_pg!(),
         ") EXECUTE FUNCTION rows_series_update();
         CREATE FUNCTION rows_series_delete() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN ",
-        add_sql!(marks_sql!(
-            "LEAST",
-            "zb_n",
-            "-1",
-            "OLD",
-            "",
-            "OLD.ledger_delivered_ms",
-            "OLD.ledger_seen_ms"
-        )),
+        delete_marks_sql!("LEAST", "zb_n"),
         " RETURN NULL; END $f$;
         CREATE TRIGGER rows_series_delete AFTER DELETE ON rows
             FOR EACH ROW EXECUTE FUNCTION rows_series_delete();"
@@ -383,19 +362,15 @@ pub(super) fn note_event(tx: &Db, event_id: i64, by_msg_id: bool) -> Result<(), 
         .execute(params![m, t, seen])?;
     }
     if let Some(tr) = tracking_id {
-        // The rows `raise_rank` finds for a tracking id (campaigns outside,
-        // rows by index).
-        let line = line_of_sql!("?1");
+        // The rows `raise_rank` finds for a tracking id.
         tx.prepare_cached(&format!(
-            "UPDATE rows SET {set} WHERE {earlier} AND id IN ( \
-               SELECT r.id FROM campaigns c CROSS JOIN rows r \
-               WHERE r.campaign_id = c.id AND r.tracking_id = ?1 \
-               UNION ALL \
-               SELECT r.id FROM campaigns c CROSS JOIN rows r \
-               WHERE substr(?1, 1, length(c.tracking_prefix) + 1) = c.tracking_prefix || '-' \
-                 AND r.campaign_id = c.id \
-                 AND r.line = {line} \
-                 AND r.tracking_id IS NULL AND c.tracking_prefix || '-' || r.line = ?1)"
+            concat!(
+                "UPDATE rows SET {set} WHERE {earlier} AND id IN (",
+                rows_of_tracking_id_sql!(),
+                ")"
+            ),
+            set = set,
+            earlier = earlier
         ))?
         .execute(params![tr, t, seen])?;
     }
@@ -568,14 +543,7 @@ impl Store {
     fn minutes(&self, sql: &str, campaign_id: i64) -> Result<Vec<MinuteCounts>> {
         self.db
             .query_map(sql, [campaign_id], |r| {
-                Ok(MinuteCounts {
-                    minute: r.get(0)?,
-                    sent: r.get(1)?,
-                    delivered: r.get(2)?,
-                    seen: r.get(3)?,
-                    fees: r.get(4)?,
-                    with_fee: r.get(5)?,
-                })
+                Ok(from_row!(r => MinuteCounts { minute, sent, delivered, seen, fees, with_fee }))
             })
             .map_err(|e| self.e(e))
     }

@@ -1,7 +1,7 @@
 //! Journey tokens: one per (account, OA, phone, token type), reused by
 //! every row and campaign that sends to the phone while it is valid.
 
-use super::db::{params, OptionalExtension};
+use super::db::{params, Db, DbError, OptionalExtension};
 
 use super::{Campaign, Result, Store};
 use crate::model::clock;
@@ -132,4 +132,34 @@ impl Store {
             .optional()
             .map_err(|e| self.e(e))
     }
+}
+
+/// Store (or replace) the token for its key: what a run's writer and a
+/// test send both do with a token they bought.
+pub(super) fn store_token(
+    tx: &Db,
+    key: &TokenKey,
+    token: &JourneyToken,
+    now: i64,
+) -> Result<(), DbError> {
+    tx.prepare_cached(
+        "INSERT INTO tokens (account, oa_id, phone, token_type, journey_id, provider_ref, token, expires_ms, status, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (account, oa_id, phone, token_type) DO UPDATE SET \
+         journey_id = excluded.journey_id, provider_ref = excluded.provider_ref, token = excluded.token, \
+         expires_ms = excluded.expires_ms, status = excluded.status, created_ms = excluded.created_ms",
+    )?
+    .execute(params![
+        key.account,
+        key.oa_id,
+        key.phone,
+        key.token_type,
+        token.journey_id,
+        token.provider_ref,
+        token.token,
+        clock::to_ms(token.expires_at),
+        token.status,
+        now
+    ])?;
+    Ok(())
 }

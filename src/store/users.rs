@@ -3,7 +3,8 @@
 //! a fast hash is enough and a lookup is one indexed read). Hashing
 //! itself happens in the core; this file only keeps what it is given.
 
-use super::db::{params, DbError, OptionalExtension, Row};
+use super::db::{params, DbError, OptionalExtension, Params, Row};
+use super::rows::from_row;
 
 use super::{Result, Store};
 
@@ -60,36 +61,27 @@ fn now_ms() -> i64 {
 }
 
 fn user_row(r: &Row<'_>) -> Result<UserRecord, DbError> {
-    Ok(UserRecord {
-        name: r.get(0)?,
-        role: r.get(1)?,
-        password_hash: r.get(2)?,
-        generation: r.get(3)?,
-        created_ms: r.get(4)?,
-    })
+    Ok(from_row!(r => UserRecord { name, role, password_hash, generation, created_ms }))
 }
 
 fn token_row(r: &Row<'_>) -> Result<TokenRecord, DbError> {
-    Ok(TokenRecord {
-        name: r.get(0)?,
-        role: r.get(1)?,
-        created_ms: r.get(2)?,
-        revoked_ms: r.get(3)?,
-    })
+    Ok(from_row!(r => TokenRecord { name, role, created_ms, revoked_ms }))
 }
 
 impl Store {
+    /// Run a statement that changes one row at most: whether it did.
+    fn changed_one<P: Params>(&self, sql: &str, params: P) -> Result<bool> {
+        let n = self.db.execute(sql, params).map_err(|e| self.e(e))?;
+        Ok(n == 1)
+    }
+
     /// A new user; false when the name is taken.
     pub fn add_user(&mut self, name: &str, role: &str, password_hash: &str) -> Result<bool> {
-        let n = self
-            .db
-            .execute(
-                "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4) \
+        self.changed_one(
+            "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(name) DO NOTHING",
-                params![name, role, password_hash, now_ms()],
-            )
-            .map_err(|e| self.e(e))?;
-        Ok(n == 1)
+            params![name, role, password_hash, now_ms()],
+        )
     }
 
     pub fn find_user(&self, name: &str) -> Result<Option<UserRecord>> {
@@ -115,36 +107,24 @@ impl Store {
 
     /// False when there is no such user.
     pub fn remove_user(&mut self, name: &str) -> Result<bool> {
-        let n = self
-            .db
-            .execute("DELETE FROM users WHERE name = ?1", [name])
-            .map_err(|e| self.e(e))?;
-        Ok(n == 1)
+        self.changed_one("DELETE FROM users WHERE name = ?1", [name])
     }
 
     /// A new password (and a new generation); false when there is no such user.
     pub fn set_password(&mut self, name: &str, password_hash: &str) -> Result<bool> {
-        let n = self
-            .db
-            .execute(
-                "UPDATE users SET password_hash = ?2, generation = generation + 1 WHERE name = ?1",
-                params![name, password_hash],
-            )
-            .map_err(|e| self.e(e))?;
-        Ok(n == 1)
+        self.changed_one(
+            "UPDATE users SET password_hash = ?2, generation = generation + 1 WHERE name = ?1",
+            params![name, password_hash],
+        )
     }
 
     /// A new role (and a new generation: the user signs in again);
     /// false when there is no such user.
     pub fn set_role(&mut self, name: &str, role: &str) -> Result<bool> {
-        let n = self
-            .db
-            .execute(
-                "UPDATE users SET role = ?2, generation = generation + 1 WHERE name = ?1",
-                params![name, role],
-            )
-            .map_err(|e| self.e(e))?;
-        Ok(n == 1)
+        self.changed_one(
+            "UPDATE users SET role = ?2, generation = generation + 1 WHERE name = ?1",
+            params![name, role],
+        )
     }
 
     /// Whether anyone must sign in: a user or a live API token exists.
@@ -161,15 +141,9 @@ impl Store {
 
     /// A new token by the hash of its value; false when the name is taken.
     pub fn add_token(&mut self, name: &str, role: &str, token_sha256: &str) -> Result<bool> {
-        let n = self
-            .db
-            .execute(
-                "INSERT INTO api_tokens (name, role, token_sha256, created_ms) VALUES (?1, ?2, ?3, ?4) \
+        self.changed_one("INSERT INTO api_tokens (name, role, token_sha256, created_ms) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(name) DO NOTHING",
-                params![name, role, token_sha256, now_ms()],
-            )
-            .map_err(|e| self.e(e))?;
-        Ok(n == 1)
+                params![name, role, token_sha256, now_ms()],)
     }
 
     /// The token with this hash, revoked or not.
@@ -196,14 +170,10 @@ impl Store {
 
     /// False when there is no live token of that name.
     pub fn revoke_token(&mut self, name: &str) -> Result<bool> {
-        let n = self
-            .db
-            .execute(
-                "UPDATE api_tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
-                params![name, now_ms()],
-            )
-            .map_err(|e| self.e(e))?;
-        Ok(n == 1)
+        self.changed_one(
+            "UPDATE api_tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
+            params![name, now_ms()],
+        )
     }
 }
 

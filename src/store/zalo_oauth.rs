@@ -7,6 +7,7 @@
 //! killed mid-refresh leaves a lease that lapses by itself.
 
 use super::db::{params, Begin, DbError, OptionalExtension, Row};
+use super::rows::from_row;
 
 use super::{Result, Store};
 
@@ -149,18 +150,7 @@ impl Store {
                  connected_ms, generation, refreshes, broken FROM zalo_oa_tokens WHERE id = 1",
                 (),
                 |r| {
-                    Ok(OaTokens {
-                        oa_id: r.get(0)?,
-                        app_id: r.get(1)?,
-                        sealed_pair: r.get(2)?,
-                        access_expires_ms: r.get(3)?,
-                        access_ttl_ms: r.get(4)?,
-                        refresh_issued_ms: r.get(5)?,
-                        connected_ms: r.get(6)?,
-                        generation: r.get(7)?,
-                        refreshes: r.get(8)?,
-                        broken: r.get(9)?,
-                    })
+                    Ok(from_row!(r => OaTokens { oa_id, app_id, sealed_pair, access_expires_ms, access_ttl_ms, refresh_issued_ms, connected_ms, generation, refreshes, broken }))
                 },
             )
             .optional()

@@ -26,6 +26,25 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_zns-batch")
 }
 
+/// `after` from now as a date-time input holds it: OA local time (UTC+7),
+/// no offset, to the minute or (`seconds`) to the second.
+pub fn oa_local_input(after: time::Duration, seconds: bool) -> String {
+    let t = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7)) + after;
+    let minute = format!(
+        "{}-{:02}-{:02}T{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    );
+    if seconds {
+        format!("{minute}:{:02}", t.second())
+    } else {
+        minute
+    }
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     /// Set: the ledger is this PostgreSQL database (see [`Env::postgres`]).
@@ -262,17 +281,36 @@ pub async fn report_json(env: &Env, name: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `report CAMPAIGN [extra…] --out FILE` (in the env) run to success: the
+/// file's bytes.
+pub async fn report_file(env: &Env, campaign: &str, extra: &[&str], file: &str) -> Vec<u8> {
+    let out = env.path(file);
+    let mut argv = vec!["report", campaign];
+    argv.extend_from_slice(extra);
+    argv.extend(["--out", out.to_str().unwrap()]);
+    let r = run(env, &args(&argv)).await;
+    assert_eq!(r.code, 0, "{r}");
+    std::fs::read(&out).expect("read report")
+}
+
 /// Tracking ids of the report's rows in a given state.
 pub async fn report_rows(env: &Env, campaign: &str) -> Vec<csv::StringRecord> {
-    let out = env.path(&format!("{campaign}-report.csv"));
-    let r = run(
-        env,
-        &args(&["report", campaign, "--out", out.to_str().unwrap()]),
-    )
-    .await;
-    assert_eq!(r.code, 0, "{r}");
-    let mut rdr = csv::Reader::from_path(&out).expect("read report");
+    let bytes = report_file(env, campaign, &[], &format!("{campaign}-report.csv")).await;
+    let mut rdr = csv::Reader::from_reader(&bytes[..]);
     rdr.records().map(|r| r.expect("report record")).collect()
+}
+
+/// The run paused (exit 3) on a quota with exactly `accepted` messages
+/// accepted and the provider never refusing one: the sandbox's stats.
+pub fn assert_paused_within_quota(r: &Run, sb: &Sandbox, accepted: u64) -> Stats {
+    assert_eq!(r.code, 3, "paused on the quota: {r}");
+    let stats = sb.stats();
+    assert_eq!(stats.accepted, accepted, "exactly the quota: {stats:?}");
+    assert_eq!(
+        stats.quota_rejections, 0,
+        "stopped before the provider refused: {stats:?}"
+    );
+    stats
 }
 
 /// The exactly-once check: every tracking id of a sent row was delivered

@@ -204,18 +204,60 @@ impl ServeHarness {
         campaign: &str,
         extra: &[(&str, &str)],
     ) -> (u16, serde_json::Value) {
+        self.upload_bearer(csv, campaign, extra, None).await
+    }
+
+    /// POST /api/v1/campaigns as the API client holding `token` (None:
+    /// this client's own session): (status, JSON body).
+    pub async fn upload_bearer(
+        &self,
+        csv: &Path,
+        campaign: &str,
+        extra: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
         let mut fields = vec![("campaign", campaign), ("template_id", "246810")];
         fields.extend_from_slice(extra);
         let (ctype, body) = multipart(&fields, &std::fs::read(csv).expect("read CSV"));
-        let r = self
+        let mut req = self
             .http
             .post(self.url("/api/v1/campaigns"))
             .header("content-type", ctype)
-            .body(body)
-            .send()
-            .await
-            .expect("upload");
-        json_of(r).await
+            .body(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        json_of(req.send().await.expect("upload")).await
+    }
+
+    /// `rows` test phones (see `write_csv`) written to `csv` and uploaded
+    /// as `campaign`: accepted (201), the plan.
+    pub async fn upload_rows(
+        &self,
+        csv: &Path,
+        rows: usize,
+        campaign: &str,
+        extra: &[(&str, &str)],
+    ) -> serde_json::Value {
+        super::write_csv(csv, 0, rows);
+        let (code, plan) = self.upload(csv, campaign, extra).await;
+        assert_eq!(code, 201, "{plan}");
+        plan
+    }
+
+    /// `rows` test phones uploaded as `campaign` (see [`Self::upload_rows`])
+    /// and started: accepted (202).
+    pub async fn upload_and_start(
+        &self,
+        env: &Env,
+        campaign: &str,
+        rows: usize,
+        extra: &[(&str, &str)],
+    ) {
+        let csv = env.path(&format!("{campaign}.csv"));
+        self.upload_rows(&csv, rows, campaign, extra).await;
+        let start = format!("/api/v1/campaigns/{campaign}/start");
+        assert_eq!(self.post(&start).await.0, 202);
     }
 
     /// Wait until the campaign's status is `want` (panics after `limit`).
@@ -326,7 +368,8 @@ fn keep_lines_of<R: AsyncRead + Unpin + Send + 'static>(
     })
 }
 
-async fn json_of(r: reqwest::Response) -> (u16, serde_json::Value) {
+/// (status, JSON body or null) of a response.
+pub async fn json_of(r: reqwest::Response) -> (u16, serde_json::Value) {
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
@@ -362,6 +405,15 @@ pub async fn web_sandbox(env: &Env, latency: Duration) -> Sandbox {
     .await;
     write_web_config(env, &sb);
     sb
+}
+
+/// What most web tests start from: a fresh env, its web sandbox (see
+/// [`web_sandbox`]) and `serve` on it (see [`start_web`]).
+pub async fn web_setup(latency: Duration) -> (Env, Sandbox, ServeHarness) {
+    let env = Env::new();
+    let sb = web_sandbox(&env, latency).await;
+    let web = start_web(&env, &[]).await;
+    (env, sb, web)
 }
 
 /// `serve` for the web tests (see [`write_web_config`]): the key in its

@@ -14,6 +14,7 @@ use super::tally::QuotaTally;
 use crate::model::clock;
 use crate::model::row_state::{Move, RowState};
 use crate::provider::{JourneyToken, QuotaInfo};
+use crate::store::tokens::store_token;
 use crate::store::{CampaignStatus, ClaimGate, QuotaKey, StoreError, TokenKey};
 
 /// A row transition or bookkeeping write.
@@ -324,29 +325,6 @@ fn unchanged(n: usize, row_id: i64, op: &str) {
             "{op} ignored: not a legal move from the row's state"
         );
     }
-}
-
-fn store_token(tx: &Db, key: &TokenKey, token: &JourneyToken, now: i64) -> DbResult<()> {
-    tx.prepare_cached(
-        "INSERT INTO tokens (account, oa_id, phone, token_type, journey_id, provider_ref, token, expires_ms, status, created_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-         ON CONFLICT (account, oa_id, phone, token_type) DO UPDATE SET \
-         journey_id = excluded.journey_id, provider_ref = excluded.provider_ref, token = excluded.token, \
-         expires_ms = excluded.expires_ms, status = excluded.status, created_ms = excluded.created_ms",
-    )?
-    .execute(params![
-        key.account,
-        key.oa_id,
-        key.phone,
-        key.token_type,
-        token.journey_id,
-        token.provider_ref,
-        token.token,
-        clock::to_ms(token.expires_at),
-        token.status,
-        now
-    ])?;
-    Ok(())
 }
 
 /// A pending row with a token for it waits as `token_ready`; in any other
