@@ -31,9 +31,7 @@ pub const SANDBOX_OA_ID: &str = "1000000000000000001";
 pub const SANDBOX_KEY: &str = "sandbox-key";
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn bad(msg: impl Into<String>) -> SettingsError {
-    SettingsError(msg.into())
-}
+use super::request::{bad, coded};
 
 // ----- the resolved value ------------------------------------------------------
 
@@ -161,17 +159,27 @@ pub fn resolve(
     let c = cfg.file;
     let template_id = match (stored, &req.template_id) {
         (Some(s), Some(t)) if *t != s.template_id => {
-            return Err(bad(format!(
-                "campaign `{}` exists with template {}; a campaign's template cannot change. Use a new --campaign name",
-                s.name, s.template_id
-            )))
+            return Err(coded(
+                "campaign.template_changed",
+                [("name", &s.name), ("template_id", &s.template_id)],
+                format!(
+                    "campaign `{}` exists with template {}; a campaign's template cannot change. Use a new --campaign name",
+                    s.name, s.template_id
+                ),
+            ))
         }
         (Some(s), _) => s.template_id.clone(),
         (None, Some(t)) => t.clone(),
         (None, None) => c
             .template_id
             .clone()
-            .ok_or_else(|| bad("--template-id is required (or template_id in the config file)"))?,
+            .ok_or_else(|| {
+                coded(
+                    "settings.template_required",
+                    super::request::NO_PARAMS,
+                    "--template-id is required (or template_id in the config file)",
+                )
+            })?,
     };
     let token_type = stored
         .map(|s| s.token_type.clone())
@@ -334,11 +342,12 @@ fn resolve_safety(o: &SafetyOpts) -> Result<(Option<i64>, Option<i64>), Settings
         (None, None) => None,
     };
     if let Some(t) = not_after.filter(|t| *t <= now) {
-        return Err(bad(format!(
-            "--not-after {} is already past (now {}); give a later time or leave it out",
-            clock::fmt_local(t),
-            clock::fmt_local(now)
-        )));
+        let (at, now) = (clock::fmt_local(t), clock::fmt_local(now));
+        return Err(coded(
+            "settings.deadline_past",
+            [("at", &at), ("now", &now)],
+            format!("--not-after {at} is already past (now {now}); give a later time or leave it out"),
+        ));
     }
     let interval = o
         .min_interval_per_phone
@@ -517,17 +526,17 @@ mod tests {
             file: &file,
             path: None,
         };
-        let e = resolve(&request(""), src(), None).unwrap_err().0;
+        let e = resolve(&request(""), src(), None).unwrap_err().text();
         assert!(e.contains("--campaign"), "{e}");
-        let e = resolve(&request("a/b"), src(), None).unwrap_err().0;
+        let e = resolve(&request("a/b"), src(), None).unwrap_err().text();
         assert!(e.contains("--campaign"), "{e}");
         let mut req = request("c");
         req.template_id = None;
-        let e = resolve(&req, src(), None).unwrap_err().0;
+        let e = resolve(&req, src(), None).unwrap_err().text();
         assert!(e.contains("--template-id"), "{e}");
         let mut req = request("c");
         req.provider.provider = Some(ProviderKind::Zalo);
-        let e = resolve(&req, src(), None).unwrap_err().0;
+        let e = resolve(&req, src(), None).unwrap_err().text();
         assert!(e.contains("--oa-id"), "{e}");
         let bad_codes = cfg("[error_codes.etelecom]\n\"-1\" = \"retyr\"\n");
         let e = resolve(
@@ -539,7 +548,7 @@ mod tests {
             None,
         )
         .unwrap_err()
-        .0;
+        .text();
         assert!(e.contains("retyr"), "{e}");
     }
 

@@ -72,10 +72,8 @@ pub const ERROR_CODES: &[(&str, &[&str])] = &[
     ("field_not_utf8", &["field"]),
     ("no_import", &["name"]),
     ("in_doubt", &["value"]),
-    ("start_at", &["detail"]),
     ("phones_strings", &[]),
     ("phones_shape", &[]),
-    ("test_phones", &["detail"]),
     ("body", &["detail"]),
     ("no_campaign", &["name"]),
     ("audit_limit", &["limit", "max"]),
@@ -84,8 +82,6 @@ pub const ERROR_CODES: &[(&str, &[&str])] = &[
     ("test_while_running", &["name"]),
     ("not_imported", &["name"]),
     ("profile_without_config", &["name"]),
-    ("profile", &["detail"]),
-    ("campaign_name", &["detail"]),
     ("name_taken", &["name"]),
     ("send_window", &["value"]),
     ("deadline", &["value"]),
@@ -207,9 +203,10 @@ impl Msg {
         self
     }
 
-    /// A refused file's words name it `file` (as the person knows it).
+    /// A refused file's words name it `file` (as the person knows it);
+    /// a refused field (the campaign's name, a profile) is not the file's.
     pub fn about(mut self, file: &str) -> Msg {
-        if matches!(self.words, Words::Reason(_)) {
+        if matches!(&self.words, Words::Reason(r) if !r.is_about_request()) {
             self.subject = Some(file.to_string());
         }
         self
