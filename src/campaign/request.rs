@@ -174,7 +174,11 @@ pub fn check_campaign_name(name: &str) -> Result<(), SettingsError> {
         } else {
             coded(
                 "campaign.name_invisible",
-                [("name", shown_name(name)), ("char", char), ("position", position)],
+                [
+                    ("name", shown_name(name)),
+                    ("char", char),
+                    ("position", position),
+                ],
                 text,
             )
         });
@@ -183,7 +187,9 @@ pub fn check_campaign_name(name: &str) -> Result<(), SettingsError> {
         return Err(coded(
             "campaign.name_dots",
             [("name", name)],
-            format!("--campaign `{name}` is a directory name; use letters, digits, spaces, - and _"),
+            format!(
+                "--campaign `{name}` is a directory name; use letters, digits, spaces, - and _"
+            ),
         ));
     }
     if name != name.trim() {
@@ -317,7 +323,10 @@ mod tests {
                 "campaign.name_invisible"
             };
             assert_eq!(r.code().as_deref(), Some(want), "{name:?}");
-            assert!(r.parts[0].params.iter().all(|(_, v)| v.chars().all(|c| !c.is_control())));
+            assert!(r.parts[0]
+                .params
+                .iter()
+                .all(|(_, v)| v.chars().all(|c| !c.is_control())));
             let e = r.text();
             assert!(
                 e.contains(code) && e.contains(&format!("position {pos}")),

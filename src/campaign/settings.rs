@@ -346,7 +346,9 @@ fn resolve_safety(o: &SafetyOpts) -> Result<(Option<i64>, Option<i64>), Settings
         return Err(coded(
             "settings.deadline_past",
             [("at", &at), ("now", &now)],
-            format!("--not-after {at} is already past (now {now}); give a later time or leave it out"),
+            format!(
+                "--not-after {at} is already past (now {now}); give a later time or leave it out"
+            ),
         ));
     }
     let interval = o

@@ -81,7 +81,10 @@ pub const REJECT_CODES: &[(&str, &[&str])] = &[
     ("file.unknown_optional", &["names", "found"]),
     // The template against the file's header (the campaign is refused).
     ("preflight.not_enabled", &["template_id", "status"]),
-    ("preflight.missing_columns", &["template_id", "names", "found"]),
+    (
+        "preflight.missing_columns",
+        &["template_id", "names", "found"],
+    ),
     ("preflight.rename", &["renames"]),
     ("preflight.add_column", &[]),
     // What was asked (a form's field, a flag): refused before anything is read.
@@ -107,11 +110,23 @@ pub const REJECT_CODES: &[(&str, &[&str])] = &[
     ("test_phones.too_many", &["count", "max"]),
     ("start_at.unreadable", &["value"]),
     ("start_at.past", &["value", "at", "now"]),
+    ("zalo.secret_key_missing", &["env"]),
+    ("zalo.app_id_missing", &[]),
+    ("zalo.app_secret_missing", &["env"]),
+    ("zalo.code_bad", &[]),
+    ("zalo.state_unknown", &[]),
 ];
 
 /// Codes about what was asked rather than the file: a face that points at
 /// its help (the command line) does so after them.
-const REQUEST_CODES: [&str; 5] = ["campaign.", "settings.", "config.", "test_phones.", "start_at."];
+const REQUEST_CODES: [&str; 6] = [
+    "campaign.",
+    "settings.",
+    "config.",
+    "test_phones.",
+    "start_at.",
+    "zalo.",
+];
 
 impl Reason {
     /// One coded problem. `params` are the blanks of its words.
@@ -258,7 +273,11 @@ impl Reason {
             let mut out = String::new();
             for w in words {
                 if !out.is_empty() {
-                    out.push_str(if out.ends_with(['.', '!', '?']) { " " } else { "; " });
+                    out.push_str(if out.ends_with(['.', '!', '?']) {
+                        " "
+                    } else {
+                        "; "
+                    });
                 }
                 out.push_str(&w);
             }

@@ -216,8 +216,8 @@ impl Campaigns {
         let Some(path) = self.base.config_path.as_deref() else {
             return Err(WebError::bad("profile_without_config", [("name", name)]));
         };
-        let (config, path) = ConfigFile::load(Some(path), Some(name))
-            .map_err(|e| CoreError::Refused(e.reason()))?;
+        let (config, path) =
+            ConfigFile::load(Some(path), Some(name)).map_err(|e| CoreError::Refused(e.reason()))?;
         Ok(Arc::new(Workspace::new(
             Some(self.base.state.clone()),
             config,
