@@ -245,6 +245,29 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_field_is_not_said_of_the_file() {
+        let name = Reason::new("campaign.name_empty", NONE, "--campaign must not be empty");
+        let m = Msg::refused(name).about("bills.csv");
+        assert_eq!(m.code(), "campaign.name_empty");
+        assert_eq!(m.english(), "--campaign must not be empty");
+        let vi = m.text("vi");
+        assert!(
+            vi.starts_with("Tên chiến dịch") && !vi.contains("bills.csv"),
+            "{vi}"
+        );
+        let header = Reason::new(
+            "preflight.not_enabled",
+            [("template_id", "1"), ("status", "PENDING")],
+            "template 1 is not enabled",
+        );
+        let en = Msg::refused(header).about("bills.csv").text("en");
+        assert!(
+            en.starts_with("bills.csv: Template 1 is not enabled"),
+            "{en}"
+        );
+    }
+
+    #[test]
     fn coded_reasons_are_worded_and_old_ones_lose_their_flags() {
         let r = Reason::new(
             "duplicate.phone",
