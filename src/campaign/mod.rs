@@ -79,9 +79,9 @@ pub enum CoreError {
     #[error("{0:#}")]
     Fatal(#[from] anyhow::Error),
     /// The caller's role may not do this (recorded in the audit log): a
-    /// web face answers 403.
+    /// web face answers 403, worded by its code.
     #[error("{0}")]
-    Forbidden(String),
+    Forbidden(crate::model::reason::Reason),
     /// The input file or the request refused, with a code a face can word
     /// in its reader's language (the text is the English of `Usage`): exit 2.
     #[error("{0}")]

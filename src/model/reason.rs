@@ -115,6 +115,8 @@ pub const REJECT_CODES: &[(&str, &[&str])] = &[
     ("zalo.app_secret_missing", &["env"]),
     ("zalo.code_bad", &[]),
     ("zalo.state_unknown", &[]),
+    // The caller's role may not (the API's code stays `forbidden`).
+    ("forbidden", &["action", "needs", "who", "role"]),
 ];
 
 /// Codes about what was asked rather than the file: a face that points at

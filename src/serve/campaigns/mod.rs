@@ -728,7 +728,7 @@ fn not_found(e: CoreError) -> WebError {
         CoreError::Usage(m) => WebError::NotFound(Msg::as_is("not_found", m)),
         CoreError::Refused(r) => WebError::NotFound(Msg::refused(r)),
         CoreError::Fatal(e) => WebError::Internal(e),
-        CoreError::Forbidden(m) => WebError::Forbidden(Msg::as_is("forbidden", m)),
+        CoreError::Forbidden(r) => WebError::Forbidden(Msg::refused(r)),
     }
 }
 
