@@ -376,13 +376,17 @@ impl Workspace {
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(&c.csv_path));
                 if !csv.exists() {
-                    return Err(usage(format!(
-                        "campaign `{}` was imported from {}, which is not there any more, and its import is unfinished; \
-                         point at the file where it is now: zns-batch resume {} --csv NEW/PATH.csv",
-                        c.name,
-                        c.csv_path,
-                        shell_word(&c.name)
-                    )));
+                    return Err(refused(
+                        "campaign.file_gone",
+                        [("name", &c.name)],
+                        format!(
+                            "campaign `{}` was imported from {}, which is not there any more, and its import is unfinished; \
+                             point at the file where it is now: zns-batch resume {} --csv NEW/PATH.csv",
+                            c.name,
+                            c.csv_path,
+                            shell_word(&c.name)
+                        ),
+                    ));
                 }
                 let (c, counts) = import::resume_import(&mut store, &c, &spec(&csv))?;
                 (c, counts, true)

@@ -383,18 +383,26 @@ fn resolve_provider(
     };
     if let Some(s) = stored {
         if s.provider != kind.as_str() {
-            return Err(bad(format!(
-                "campaign `{}` was started with provider {}; it cannot switch to {} (tokens and tracking ids belong to the first)",
-                s.name, s.provider, kind
-            )));
+            return Err(coded(
+                "campaign.provider_changed",
+                [("name", s.name.clone()), ("provider", s.provider.clone()), ("new", kind.to_string())],
+                format!(
+                    "campaign `{}` was started with provider {}; it cannot switch to {} (tokens and tracking ids belong to the first)",
+                    s.name, s.provider, kind
+                ),
+            ));
         }
     }
     let oa_id = match (stored, &o.oa_id) {
         (Some(s), Some(oa)) if *oa != s.oa_id => {
-            return Err(bad(format!(
-                "campaign `{}` sends for OA {}; --oa-id {} cannot change that. Use a new --campaign name",
-                s.name, s.oa_id, oa
-            )))
+            return Err(coded(
+                "campaign.oa_changed",
+                [("name", &s.name), ("oa_id", &s.oa_id)],
+                format!(
+                    "campaign `{}` sends for OA {}; --oa-id {} cannot change that. Use a new --campaign name",
+                    s.name, s.oa_id, oa
+                ),
+            ))
         }
         (Some(s), _) => s.oa_id.clone(),
         (None, Some(oa)) => oa.clone(),
@@ -405,7 +413,13 @@ fn resolve_provider(
                 (kind == ProviderKind::Sandbox || o.embedded_sandbox)
                     .then(|| SANDBOX_OA_ID.to_string())
             })
-            .ok_or_else(|| bad(format!("--provider {kind} needs --oa-id (or ZNS_OA_ID, or oa_id in the config file)")))?,
+            .ok_or_else(|| {
+                coded(
+                    "settings.oa_id_missing",
+                    [("provider", kind.to_string())],
+                    format!("--provider {kind} needs --oa-id (or ZNS_OA_ID, or oa_id in the config file)"),
+                )
+            })?,
     };
     let base_url = o
         .base_url
@@ -417,15 +431,32 @@ fn resolve_provider(
     let endpoint = if embedded {
         Endpoint::Embedded
     } else {
-        let url = base_url.ok_or_else(|| bad(format!("--provider {kind} needs --base-url")))?;
+        let url = base_url.ok_or_else(|| {
+            coded(
+                "settings.base_url_missing",
+                [("provider", kind.to_string())],
+                format!("--provider {kind} needs --base-url"),
+            )
+        })?;
         match reqwest::Url::parse(&url) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            _ => return Err(bad(format!("--base-url `{url}` is not an http(s) URL"))),
+            _ => {
+                return Err(coded(
+                    "settings.base_url_bad",
+                    [("url", &url)],
+                    format!("--base-url `{url}` is not an http(s) URL"),
+                ))
+            }
         }
         Endpoint::Url(url)
     };
-    let codes =
-        ErrorTable::with_overrides(&c.error_codes).map_err(|e| bad(format!("config: {e}")))?;
+    let codes = ErrorTable::with_overrides(&c.error_codes).map_err(|e| {
+        coded(
+            "config.invalid",
+            [("detail", e.to_string())],
+            format!("config: {e}"),
+        )
+    })?;
     Ok(ProviderChoice {
         kind,
         endpoint,
@@ -456,9 +487,13 @@ impl RunSettings {
             (None, _, Endpoint::Embedded) | (None, ProviderKind::Sandbox, _) => {
                 Ok(Secret::new(SANDBOX_KEY))
             }
-            (None, kind, _) => Err(bad(format!(
-                "--provider {kind} needs an API key: pass --api-key, set ZNS_API_KEY, or name a variable with api_key_env in the config file"
-            ))),
+            (None, kind, _) => Err(coded(
+                "settings.api_key_missing",
+                [("provider", kind.to_string())],
+                format!(
+                    "--provider {kind} needs an API key: pass --api-key, set ZNS_API_KEY, or name a variable with api_key_env in the config file"
+                ),
+            )),
         }
     }
 }
