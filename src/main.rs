@@ -48,7 +48,13 @@ fn main() {
                 // Cron keeps the log file: the reason belongs there too.
                 tracing::error!("{e}");
             }
-            if let CoreError::Usage(_) = e {
+            let about_request = match &e {
+                CoreError::Usage(_) => true,
+                // A refused file's fix is in the file, not in the flags.
+                CoreError::Refused(r) => !r.code().is_some_and(|c| c.starts_with("file.")),
+                _ => false,
+            };
+            if about_request {
                 eprintln!("(see `zns-batch --help`, or `zns-batch <command> --help` for examples)");
             }
             e.exit_code()

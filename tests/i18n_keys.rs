@@ -194,3 +194,67 @@ fn every_reason_and_error_code_has_words_in_both_languages() {
     assert!(checked > 100, "only {checked} codes checked");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The code literals a source text passes to `Reason::new(`, `refused(`
+/// or `coded(` (the three ways a coded refusal is made).
+fn codes_used(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for call in ["Reason::new(", "refused(", "coded("] {
+        let mut rest = src;
+        while let Some(i) = rest.find(call) {
+            let before = rest[..i].chars().last();
+            rest = &rest[i + call.len()..];
+            // `refused(`, not the end of another name (`is_refused(`).
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let Some(args) = rest.trim_start().strip_prefix('"') else {
+                continue;
+            };
+            if let Some(end) = args.find('"') {
+                out.push(args[..end].to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Every code the core makes a refusal with is listed (so the check above
+/// covers its words); the list is only checked at run time otherwise.
+#[test]
+fn every_code_the_code_uses_is_listed() {
+    assert_eq!(
+        codes_used(
+            "Reason::new(\"a.b\", x); refused(\n  \"c.d\", y); coded(name); is_refused(\"z\")"
+        ),
+        ["a.b", "c.d"]
+    );
+    let listed: BTreeSet<&str> = zns_batch::campaign::REJECT_CODES
+        .iter()
+        .map(|(c, _)| *c)
+        .collect();
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut used = BTreeSet::new();
+    let mut unlisted = Vec::new();
+    for f in &files {
+        let src = std::fs::read_to_string(f).unwrap();
+        for code in codes_used(&src) {
+            if !listed.contains(code.as_str()) {
+                unlisted.push(format!("{}: `{code}`", f.display()));
+            }
+            used.insert(code);
+        }
+    }
+    // The request's codes (issue 23) are among them.
+    for code in [
+        "campaign.name_separator",
+        "preflight.missing_columns",
+        "test_phones.bad",
+        "start_at.past",
+        "zalo.state_unknown",
+    ] {
+        assert!(used.contains(code), "`{code}` no longer made anywhere?");
+    }
+    assert!(unlisted.is_empty(), "{}", unlisted.join("\n"));
+}

@@ -1626,3 +1626,121 @@ async fn priced_sandbox_with_callbacks(env: &Env, port: u16) -> zns_batch::sandb
     std::fs::write(&cfg, text).unwrap();
     sb
 }
+
+/// The core's own refusals of what a person typed (issue 23), in each
+/// language: a campaign name with a `/`, a file whose header misses a
+/// parameter of the template (named as uploaded, with the rename), a bad
+/// test phone (with what is wrong with it), a start time already past.
+/// The API keeps the English and a code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cores_refusals_in_each_language_in_a_browser() {
+    struct Said {
+        lang: &'static str,
+        name: &'static str,
+        header: &'static str,
+        phone: &'static str,
+        past: &'static str,
+    }
+    let all = [
+        Said {
+            lang: "vi",
+            name: "Tên chiến dịch có dấu `/` ở vị trí 6: tên không được chứa / hoặc \\. Hãy dùng chữ cái, chữ số, dấu cách, - và _.",
+            header: "words-header.csv: Mẫu tin 246810 cần một cột cho customer_name, nhưng tệp không có (các cột tìm thấy: Customer_Name, amount). Tên cột phải trùng khớp với tên tham số: hãy đổi tên `Customer_Name` → `customer_name`.",
+            phone: "Số điện thoại thử `0912345` không phải số di động Việt Nam. Quá ngắn: có 6 chữ số sau số 0 đầu, cần 9.",
+            past: "Thời điểm gửi 01/01/2020 08:00 đã qua (bây giờ là ",
+        },
+        Said {
+            lang: "en",
+            name: "The campaign name has `/` at position 6: a name may not contain / or \\. Use letters, digits, spaces, - and _.",
+            header: "words-header.csv: Template 246810 needs a column for customer_name, which the file does not have (columns found: Customer_Name, amount). Column names must match the parameters exactly: rename `Customer_Name` → `customer_name`.",
+            phone: "The test phone `0912345` is not a Vietnamese mobile number. Too short: 6 digits after the leading 0, expected 9.",
+            past: "The send time 01/01/2020 08:00 is in the past (it is now ",
+        },
+    ];
+    for w in all {
+        let Some(b) = browser(w.lang).await else {
+            return;
+        };
+        let env = Env::new();
+        let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |_| {}).await;
+        write_web_config(&env, &sb);
+        // The template's parameters, declared: the header is checked
+        // against them before anything is imported.
+        let cfg = env.path("zns-batch.toml");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(
+            "[templates.246810]\nparams = [ { name = \"customer_name\", required = true }, \
+             { name = \"amount\", required = true } ]\n",
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let web = start_web(&env, &[]).await;
+        let good = env.path("words-good.csv");
+        std::fs::write(&good, "phone,customer_name,amount\n0912000301,An,1000\n").unwrap();
+
+        // The campaign-name rule, on the form: its own words, no file name.
+        upload_in_page(&b, &web, good.to_str().unwrap(), "bills/11").await;
+        let error = b
+            .wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
+            .await;
+        assert_eq!(b.lang().await, w.lang);
+        assert_eq!(error, w.name, "{}", w.lang);
+        b.shots(&format!("refused-name-{}", w.lang)).await;
+
+        // The header against the template: the file named as uploaded.
+        let header = env.path("words-header.csv");
+        std::fs::write(&header, "phone,Customer_Name,amount\n0912000301,An,1000\n").unwrap();
+        upload_in_page(&b, &web, header.to_str().unwrap(), "words-header").await;
+        let error = b
+            .wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
+            .await;
+        assert_eq!(error, w.header, "{}", w.lang);
+        b.shots(&format!("refused-header-{}", w.lang)).await;
+
+        // A bad test phone on the Check page: the problem page says why.
+        assert_eq!(web.upload(&good, "words-test", &[]).await.0, 201);
+        b.goto(&web.url("/campaigns/words-test/check")).await;
+        b.type_in("#test-phones", "0912345").await;
+        b.click("#send-test").await;
+        let error = b
+            .wait_text("p.error", Duration::from_secs(20), |t| !t.is_empty())
+            .await;
+        assert_eq!(error, w.phone, "{}", w.lang);
+        b.shots(&format!("refused-test-phone-{}", w.lang)).await;
+
+        // "Send at" a time already past: refused, nothing scheduled.
+        b.goto(&web.url("/campaigns/words-test/check")).await;
+        b.exec(
+            "document.getElementById('start-at').value = '2020-01-01T08:00';",
+            json!([]),
+        )
+        .await;
+        b.click("#schedule").await;
+        let error = b
+            .wait_text("p.error", Duration::from_secs(20), |t| !t.is_empty())
+            .await;
+        assert!(error.starts_with(w.past), "{}: {error}", w.lang);
+        let (_, line) = web.get_json("/api/v1/campaigns/words-test").await;
+        assert!(line["scheduled_for"].is_null(), "{line}");
+        assert_eq!(sb.stats_summary().accepted, 0, "nothing sent");
+
+        // The API: today's English and a code to match on.
+        let (code, body) = web.upload(&good, "bills/11", &[]).await;
+        assert_eq!(code, 400, "{body}");
+        assert_eq!(body["code"], "campaign.name_separator", "{body}");
+        let english = body["error"].as_str().unwrap_or_default();
+        assert!(
+            english.starts_with("--campaign `bills/11` has U+002F"),
+            "{body}"
+        );
+        let (code, body) = web.upload(&header, "words-header-api", &[]).await;
+        assert_eq!(code, 400, "{body}");
+        assert_eq!(body["code"], "preflight.missing_columns", "{body}");
+        let english = body["error"].as_str().unwrap_or_default();
+        assert!(
+            english.starts_with("template 246810 needs the parameter `customer_name`"),
+            "{body}"
+        );
+        b.close().await;
+        web.stop().await;
+    }
+}

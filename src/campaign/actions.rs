@@ -168,8 +168,10 @@ impl Workspace {
         let Some(existing) = store.find_campaign(name)? else {
             return Ok(None);
         };
-        let hash =
-            crate::csv_input::input_identity(csv, sheet).map_err(|e| usage(e.to_string()))?;
+        let hash = crate::csv_input::input_identity(csv, sheet).map_err(|e| match e.reason() {
+            Some(r) => CoreError::Refused(r),
+            None => usage(e.to_string()),
+        })?;
         Ok(Some(hash == existing.csv_sha256))
     }
 

@@ -134,7 +134,10 @@ fn the_report_is_written_in_each_format_and_never_over_its_input() {
     assert!(report.file_name().ends_with("-report.csv"));
 
     let missing = ws.write_report("nope", Vec::new(), ReportFormat::Csv);
-    assert!(matches!(missing, Err(CoreError::Usage(m)) if m.contains("no campaign `nope`")));
+    let e = missing.unwrap_err();
+    assert!(e.to_string().contains("no campaign `nope`"), "{e}");
+    // Coded: the console names the campaign, not the state file.
+    assert!(matches!(&e, CoreError::Refused(r) if r.code().as_deref() == Some("campaign.unknown")));
 }
 
 #[test]
@@ -154,7 +157,7 @@ fn wanted_running_and_web_options_are_kept_with_the_campaign() {
     let kept = ws.web_options("c").unwrap();
     assert_eq!(kept.profile.as_deref(), Some("demo"));
     assert_eq!(kept.daily_quota, Some(500));
-    assert!(matches!(ws.web_options("nope"), Err(CoreError::Usage(_))));
+    assert!(matches!(ws.web_options("nope"), Err(CoreError::Refused(_))));
 
     assert_eq!(ws.wanted_running().unwrap(), vec!["c".to_string()]);
     ws.set_wanted_running("c", false).unwrap();

@@ -46,9 +46,9 @@ pub fn resolve(
                 Ok(p) if p.scheme() == "http" || p.scheme() == "https" => {}
                 // The value may carry a token: the message does not repeat it.
                 _ => {
-                    return Err(SettingsError(
+                    return Err(SettingsError::from(
                         "--callback-url is not an http(s) URL: give e.g. https://zns.example.vn/webhooks/esms/TOKEN"
-                            .into(),
+                            .to_string(),
                     ))
                 }
             }
@@ -77,7 +77,7 @@ fn from_public_url(kind: ProviderKind, c: &ConfigFile) -> Result<Option<Secret>,
         .unwrap_or_else(|| DEFAULT_WEBHOOK_TOKEN_ENV.to_string());
     let Some(token) = env_value(&token_env) else {
         if kind == ProviderKind::Esms {
-            return Err(SettingsError(format!(
+            return Err(SettingsError::from(format!(
                 "public_url is configured, so eSMS would report delivery to `serve`, but the webhook \
                  token is not set: set the environment variable {token_env} (config \
                  `webhook_token_env`) to the token `serve` uses, or pass --callback-url"
@@ -140,7 +140,7 @@ mod tests {
             "public_url = \"https://zns.example.vn\"\nwebhook_token_env = \"ZNS_TEST_DELIVERY_TOKEN_UNSET\"\n",
         );
         let e = resolve(None, ProviderKind::Esms, &c).unwrap_err();
-        assert!(e.0.contains("ZNS_TEST_DELIVERY_TOKEN_UNSET"), "{e}");
+        assert!(e.text().contains("ZNS_TEST_DELIVERY_TOKEN_UNSET"), "{e}");
         // eTelecom registers its webhook once: no token, no per-run URL.
         assert!(resolve(None, ProviderKind::Etelecom, &c)
             .unwrap()
@@ -148,7 +148,7 @@ mod tests {
             .is_none());
         let e = resolve(Some("ftp://x/secret-tok"), ProviderKind::Esms, &c).unwrap_err();
         assert!(
-            e.0.contains("--callback-url") && !e.0.contains("secret-tok"),
+            e.text().contains("--callback-url") && !e.text().contains("secret-tok"),
             "{e}"
         );
     }

@@ -187,6 +187,26 @@ pub enum ConfigError {
     NoFileForProfile { name: String },
 }
 
+impl ConfigError {
+    /// The refusal with a code, worded by the console without the file's
+    /// path (the server's); the English keeps it.
+    pub fn reason(&self) -> crate::model::reason::Reason {
+        use crate::model::reason::Reason;
+        let text = self.to_string();
+        match self {
+            ConfigError::Read { source, .. } => {
+                Reason::new("config.invalid", [("detail", source.to_string())], text)
+            }
+            ConfigError::Invalid { message, .. } => {
+                Reason::new("config.invalid", [("detail", message)], text)
+            }
+            ConfigError::NoFileForProfile { name } => {
+                Reason::new("config.no_file", [("name", name)], text)
+            }
+        }
+    }
+}
+
 type CodeTable = HashMap<String, HashMap<String, String>>;
 type Templates = HashMap<String, TemplateSpec>;
 

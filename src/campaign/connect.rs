@@ -99,7 +99,9 @@ pub async fn connect(settings: &RunSettings, ws: &Workspace) -> Result<Connectio
         Endpoint::Url(url) if kind.protocol() == ProviderKind::Zalo && p.api_key.is_none() => {
             // No key given: the OA's stored pair, renewed as needed.
             let Some(source) = ws.stored_access()? else {
-                return Err(super::usage(
+                return Err(super::refused(
+                    "zalo.not_connected",
+                    std::iter::empty::<(&str, &str)>(),
                     "--provider zalo needs the OA's access token: connect the OA once with `zns-batch zalo connect` \
                      (then tokens renew themselves), or pass --api-key / ZNS_API_KEY",
                 ));

@@ -83,11 +83,11 @@ pub enum CoreError {
     #[error("{0:#}")]
     Fatal(#[from] anyhow::Error),
     /// The caller's role may not do this (recorded in the audit log): a
-    /// web face answers 403.
+    /// web face answers 403, worded by its code.
     #[error("{0}")]
-    Forbidden(String),
-    /// The input file refused, with a code a face can word in its reader's
-    /// language (the text is the English of `Usage`): exit 2.
+    Forbidden(crate::model::reason::Reason),
+    /// The input file or the request refused, with a code a face can word
+    /// in its reader's language (the text is the English of `Usage`): exit 2.
     #[error("{0}")]
     Refused(crate::model::reason::Reason),
 }
@@ -105,7 +105,10 @@ impl CoreError {
 
 impl From<SettingsError> for CoreError {
     fn from(e: SettingsError) -> Self {
-        CoreError::Usage(e.0)
+        match e.0.code() {
+            Some(_) => CoreError::Refused(e.0),
+            None => CoreError::Usage(e.0.text()),
+        }
     }
 }
 
@@ -117,6 +120,7 @@ impl From<CampaignError> for CoreError {
                 Some(r) => CoreError::Refused(r),
                 None => CoreError::Usage(e.to_string()),
             },
+            CampaignError::Preflight(p) => CoreError::Refused(p.reason()),
             // The file, another file under the same name, a running twin: the user's to fix.
             other => CoreError::Usage(other.to_string()),
         }
@@ -144,6 +148,16 @@ pub use crate::model::reason::{Part as ReasonPart, Reason, REJECT_CODES};
 
 pub fn usage(msg: impl Into<String>) -> CoreError {
     CoreError::Usage(msg.into())
+}
+
+/// A usage error with a code (a face words it in its reader's language);
+/// `text` is its English, as the command line and the API show it.
+pub fn refused<K: Into<String>, V: ToString>(
+    code: &str,
+    params: impl IntoIterator<Item = (K, V)>,
+    text: impl Into<String>,
+) -> CoreError {
+    CoreError::Refused(Reason::new(code, params, text))
 }
 
 /// Where campaigns live (the state database) and how they are configured.
@@ -277,10 +291,14 @@ impl Workspace {
     /// creates a state database.
     fn find(&self, name: &str) -> Result<(Store, Campaign), CoreError> {
         let Some(store) = self.existing_store()? else {
-            return Err(usage(format!(
-                "no campaign `{name}`: there is no state database at {} yet (run a campaign first, or pass --state)",
-                self.state.display()
-            )));
+            return Err(refused(
+                "campaign.unknown",
+                [("name", name)],
+                format!(
+                    "no campaign `{name}`: there is no state database at {} yet (run a campaign first, or pass --state)",
+                    self.state.display()
+                ),
+            ));
         };
         match store.find_campaign(name)? {
             Some(c) => Ok((store, c)),
@@ -289,17 +307,19 @@ impl Workspace {
     }
 
     fn unknown_campaign(&self, store: &Store, name: &str) -> CoreError {
-        match store.campaign_names() {
-            Ok(names) if !names.is_empty() => usage(format!(
+        // The console names only the campaign: the path is the server's.
+        let text = match store.campaign_names() {
+            Ok(names) if !names.is_empty() => format!(
                 "no campaign `{name}` in {}; known: {}",
                 self.state.display(),
                 names.join(", ")
-            )),
-            _ => usage(format!(
+            ),
+            _ => format!(
                 "no campaign `{name}` in {} (it has none yet)",
                 self.state.display()
-            )),
-        }
+            ),
+        };
+        refused("campaign.unknown", [("name", name)], text)
     }
 
     /// Resolve the request, lock the campaign, import (or finish importing)
@@ -365,13 +385,17 @@ impl Workspace {
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(&c.csv_path));
                 if !csv.exists() {
-                    return Err(usage(format!(
-                        "campaign `{}` was imported from {}, which is not there any more, and its import is unfinished; \
-                         point at the file where it is now: zns-batch resume {} --csv NEW/PATH.csv",
-                        c.name,
-                        c.csv_path,
-                        shell_word(&c.name)
-                    )));
+                    return Err(refused(
+                        "campaign.file_gone",
+                        [("name", &c.name)],
+                        format!(
+                            "campaign `{}` was imported from {}, which is not there any more, and its import is unfinished; \
+                             point at the file where it is now: zns-batch resume {} --csv NEW/PATH.csv",
+                            c.name,
+                            c.csv_path,
+                            shell_word(&c.name)
+                        ),
+                    ));
                 }
                 let (c, counts) = import::resume_import(&mut store, &c, &spec(&csv))?;
                 (c, counts, true)
@@ -383,7 +407,7 @@ impl Workspace {
         // without a template) is checked against the template now.
         if let Some(spec) = &settings.template {
             crate::model::template_spec::check_campaign(spec, &campaign.template_keys)
-                .map_err(|e| usage(e.to_string()))?;
+                .map_err(|e| CoreError::Refused(e.reason()))?;
         }
         // What this request says about the campaign's lasting settings.
         if (settings.not_after_ms, settings.min_interval_ms) != (None, None) {

@@ -47,10 +47,14 @@ fn fetch_failed(s: &RunSettings, e: &ProviderError) -> CoreError {
     let id = &s.template_id;
     let skip = "or pass --skip-template-check to send without the pre-flight (rows the template refuses then fail at the provider, after their token is bought)";
     match e.class {
-        ErrorClass::AbortConfig | ErrorClass::FailRow => usage(format!(
-            "{kind} does not know template {id} for OA {}: {e}. Check --template-id, {skip}",
-            s.provider.oa_id
-        )),
+        ErrorClass::AbortConfig | ErrorClass::FailRow => super::refused(
+            "settings.unknown_template",
+            [("template_id", id.to_string()), ("provider", kind.to_string())],
+            format!(
+                "{kind} does not know template {id} for OA {}: {e}. Check --template-id, {skip}",
+                s.provider.oa_id
+            ),
+        ),
         // The message says how to authorize the OA again.
         ErrorClass::Reauthorize => CoreError::Fatal(anyhow::anyhow!("{e}")),
         ErrorClass::AbortAuth => CoreError::Fatal(anyhow::anyhow!(
@@ -96,7 +100,7 @@ pub(super) fn mended(
             c.name, c.provider
         ))
     })?;
-    kind.check_template_id(new).map_err(usage)?;
+    kind.check_template_id(new).map_err(CoreError::Refused)?;
     let mut mended = c.clone();
     mended.template_id = new.to_string();
     Ok(Some(mended))

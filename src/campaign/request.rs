@@ -9,6 +9,7 @@ use std::time::Duration;
 
 // Part of a request's vocabulary: faces name it through the core.
 pub use crate::engine::runner::InDoubtPolicy;
+use crate::model::reason::Reason;
 use crate::model::template_spec::TemplateSpec;
 use crate::model::window::WindowSetting;
 use crate::provider::ProviderKind;
@@ -17,13 +18,42 @@ use crate::provider::ProviderKind;
 const MAX_CAMPAIGN_NAME: usize = 100;
 
 /// A request that cannot be carried out as given: the message names the
-/// flag (or config key) and the fix. A face shows it (exit 2, or a 400).
+/// flag (or config key) and the fix. A face shows it (exit 2, or a 400);
+/// with a code, the console words it in its reader's language.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct SettingsError(pub String);
+pub struct SettingsError(pub Reason);
 
-fn bad(msg: impl Into<String>) -> SettingsError {
-    SettingsError(msg.into())
+impl SettingsError {
+    /// The English text.
+    pub fn text(&self) -> String {
+        self.0.text()
+    }
+}
+
+impl From<String> for SettingsError {
+    fn from(text: String) -> Self {
+        SettingsError(Reason::plain(text))
+    }
+}
+
+impl From<Reason> for SettingsError {
+    fn from(r: Reason) -> Self {
+        SettingsError(r)
+    }
+}
+
+pub(super) fn bad(msg: impl Into<String>) -> SettingsError {
+    SettingsError(Reason::plain(msg))
+}
+
+/// A refusal with a code and its English `text`.
+pub(super) fn coded<V: ToString>(
+    code: &str,
+    params: impl IntoIterator<Item = (&'static str, V)>,
+    text: impl Into<String>,
+) -> SettingsError {
+    SettingsError(Reason::new(code, params, text))
 }
 
 /// The provider and how to reach it.
@@ -109,40 +139,71 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
 /// the API and the console.
 pub fn check_campaign_name(name: &str) -> Result<(), SettingsError> {
     if name.trim().is_empty() {
-        return Err(bad(
+        return Err(coded(
+            "campaign.name_empty",
+            NO_PARAMS,
             "--campaign must not be empty: give the campaign a name, e.g. --campaign bills-2026-11",
         ));
     }
-    if name.chars().count() > MAX_CAMPAIGN_NAME {
-        return Err(bad(format!(
-            "--campaign is {} characters long; keep it to {MAX_CAMPAIGN_NAME}",
-            name.chars().count()
-        )));
+    let length = name.chars().count();
+    if length > MAX_CAMPAIGN_NAME {
+        return Err(coded(
+            "campaign.name_too_long",
+            [("length", length), ("max", MAX_CAMPAIGN_NAME)],
+            format!("--campaign is {length} characters long; keep it to {MAX_CAMPAIGN_NAME}"),
+        ));
     }
     if let Some((i, c, what)) = name
         .chars()
         .enumerate()
         .find_map(|(i, c)| refused_in_name(c).map(|what| (i + 1, c, what)))
     {
-        return Err(bad(format!(
+        let text = format!(
             "--campaign `{}` has U+{:04X} ({what}) at position {i}, which a campaign name may not; \
              use letters, digits, spaces, - and _",
             shown_name(name),
             c as u32
-        )));
+        );
+        let (char, position) = (format!("U+{:04X}", c as u32), i.to_string());
+        return Err(if c == '/' || c == '\\' {
+            coded(
+                "campaign.name_separator",
+                [("char", c.to_string()), ("position", position)],
+                text,
+            )
+        } else {
+            coded(
+                "campaign.name_invisible",
+                [
+                    ("name", shown_name(name)),
+                    ("char", char),
+                    ("position", position),
+                ],
+                text,
+            )
+        });
     }
     if name == "." || name == ".." {
-        return Err(bad(format!(
-            "--campaign `{name}` is a directory name; use letters, digits, spaces, - and _"
-        )));
+        return Err(coded(
+            "campaign.name_dots",
+            [("name", name)],
+            format!(
+                "--campaign `{name}` is a directory name; use letters, digits, spaces, - and _"
+            ),
+        ));
     }
     if name != name.trim() {
-        return Err(bad(format!(
-            "--campaign `{name}` starts or ends with a space; remove it"
-        )));
+        return Err(coded(
+            "campaign.name_spaces",
+            [("name", name)],
+            format!("--campaign `{name}` starts or ends with a space; remove it"),
+        ));
     }
     Ok(())
 }
+
+/// No blanks to fill.
+pub(super) const NO_PARAMS: [(&str, &str); 0] = [];
 
 /// Why `c` may not be in a campaign name, if it may not.
 fn refused_in_name(c: char) -> Option<&'static str> {
@@ -253,7 +314,20 @@ mod tests {
             ("x\u{7F}", "U+007F", 2),
             ("soft\u{AD}hy", "U+00AD", 5),
         ] {
-            let e = check_campaign_name(name).unwrap_err().0;
+            let r = check_campaign_name(name).unwrap_err().0;
+            // Coded for the console: a separator apart from invisibles,
+            // whose name is shown escaped there too.
+            let want = if pos == 2 && (name == "a/b" || name == "a\\b") {
+                "campaign.name_separator"
+            } else {
+                "campaign.name_invisible"
+            };
+            assert_eq!(r.code().as_deref(), Some(want), "{name:?}");
+            assert!(r.parts[0]
+                .params
+                .iter()
+                .all(|(_, v)| v.chars().all(|c| !c.is_control())));
+            let e = r.text();
             assert!(
                 e.contains(code) && e.contains(&format!("position {pos}")),
                 "{name:?}: {e}"
@@ -265,7 +339,7 @@ mod tests {
             }
         }
         for dots in [".", ".."] {
-            let e = check_campaign_name(dots).unwrap_err().0;
+            let e = check_campaign_name(dots).unwrap_err().text();
             assert!(e.contains("directory name"), "{e}");
         }
         assert!(check_campaign_name(" x").is_err());

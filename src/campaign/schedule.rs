@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{connect, usage, CoreError, Prepared, Workspace};
+use super::{connect, refused, CoreError, Prepared, Reason, Workspace};
 use crate::engine::test_send::{self, TestInput};
 use crate::model::{clock, phone};
 
@@ -18,17 +18,24 @@ pub fn parse_start_at(text: &str) -> Result<Option<i64>, CoreError> {
         return Ok(None);
     }
     let at = clock::parse_local_instant(t).map_err(|e| {
-        usage(format!(
-            "start time {e}, e.g. --start-at 2026-12-07T08:00 or \"2026-12-07 08:00\" (OA local time), or `now`"
-        ))
+        refused(
+            "start_at.unreadable",
+            [("value", t)],
+            format!(
+                "start time {e}, e.g. --start-at 2026-12-07T08:00 or \"2026-12-07 08:00\" (OA local time), or `now`"
+            ),
+        )
     })?;
     let now = clock::now();
     if at <= now {
-        return Err(usage(format!(
-            "start time `{t}` ({}) is in the past: it is now {}; give a later time, or `now` to start at once",
-            fmt_when(clock::to_ms(at)),
-            fmt_when(clock::now_ms())
-        )));
+        let (when, now) = (fmt_when(clock::to_ms(at)), fmt_when(clock::now_ms()));
+        return Err(refused(
+            "start_at.past",
+            [("value", t), ("at", when.as_str()), ("now", now.as_str())],
+            format!(
+                "start time `{t}` ({when}) is in the past: it is now {now}; give a later time, or `now` to start at once"
+            ),
+        ));
     }
     Ok(Some(clock::to_ms(at)))
 }
@@ -41,25 +48,44 @@ pub fn parse_test_phones(text: &str) -> Result<Vec<String>, CoreError> {
         if raw.is_empty() {
             continue;
         }
-        let p = phone::normalize(raw)
-            .map_err(|e| usage(format!("test phone `{raw}` is not a Vietnamese mobile number: {e}; give e.g. --test-phones 0912345678,0987654321")))?;
+        // The phone's own reason (coded) says what is wrong with it.
+        let p = phone::normalize(raw).map_err(|e| {
+            let text = format!("test phone `{raw}` is not a Vietnamese mobile number: {e}; give e.g. --test-phones 0912345678,0987654321");
+            let mut why = e.reason();
+            for part in &mut why.parts {
+                part.text.clear();
+            }
+            CoreError::Refused(Reason::join([
+                Reason::new("test_phones.bad", [("value", raw)], text),
+                why,
+            ]))
+        })?;
         if !out.contains(&p) {
             out.push(p);
         }
     }
     if out.is_empty() {
-        return Err(usage(
+        return Err(refused(
+            "test_phones.none",
+            NO_PARAMS,
             "no test phone given: e.g. --test-phones 0912345678,0987654321",
         ));
     }
     if out.len() > MAX_TEST_PHONES {
-        return Err(usage(format!(
-            "{} test phones: a test goes to at most {MAX_TEST_PHONES}",
-            out.len()
-        )));
+        return Err(refused(
+            "test_phones.too_many",
+            [("count", out.len()), ("max", MAX_TEST_PHONES)],
+            format!(
+                "{} test phones: a test goes to at most {MAX_TEST_PHONES}",
+                out.len()
+            ),
+        ));
     }
     Ok(out)
 }
+
+/// No blanks to fill.
+const NO_PARAMS: [(&str, &str); 0] = [];
 
 /// A test is a few messages to the team's own phones, not a campaign.
 pub const MAX_TEST_PHONES: usize = 10;
@@ -127,10 +153,14 @@ impl Workspace {
     ) -> Result<Vec<TestSend>, CoreError> {
         let c = &p.campaign;
         let Some(data) = p.store.first_accepted_data(c.id)? else {
-            return Err(usage(format!(
-                "campaign `{}` has no accepted row: there is nothing to send as a test",
-                c.name
-            )));
+            return Err(refused(
+                "campaign.no_accepted_row",
+                [("name", &c.name)],
+                format!(
+                    "campaign `{}` has no accepted row: there is nothing to send as a test",
+                    c.name
+                ),
+            ));
         };
         let values: Vec<String> = serde_json::from_str(&data).map_err(|e| {
             CoreError::Fatal(anyhow::anyhow!(
@@ -206,7 +236,9 @@ mod tests {
         assert_eq!(with_t, Some(ms));
         for bad in ["2020-01-01T08:00", "08:00", "tomorrow", "2026-13-40 08:00"] {
             let e = parse_start_at(bad).unwrap_err();
-            assert!(matches!(e, CoreError::Usage(_)), "{bad}: {e}");
+            let coded = matches!(&e, CoreError::Refused(r)
+                if r.code().is_some_and(|c| c.starts_with("start_at.")));
+            assert!(coded, "{bad}: {e}");
         }
         let e = parse_start_at("2020-01-01T08:00").unwrap_err().to_string();
         assert!(e.contains("in the past"), "{e}");
@@ -218,10 +250,15 @@ mod tests {
             parse_test_phones("0912345678, +84 987 654 321,0912345678").unwrap(),
             vec!["84912345678".to_string(), "84987654321".to_string()]
         );
-        let e = parse_test_phones("0912345678,09x1")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("`09x1`"), "{e}");
+        let e = parse_test_phones("0912345678,09x1").unwrap_err();
+        let CoreError::Refused(r) = &e else {
+            panic!("not coded: {e}")
+        };
+        // The phone's own reason follows, for the console's words.
+        let code = r.code().unwrap_or_default();
+        assert!(code.starts_with("test_phones.bad,phone."), "{code}");
+        let e = e.to_string();
+        assert!(e.contains("`09x1`") && e.starts_with("test phone"), "{e}");
         assert!(parse_test_phones(" , ").is_err());
         let many: Vec<String> = (0..11).map(|i| format!("09123456{i:02}")).collect();
         assert!(parse_test_phones(&many.join(",")).is_err());

@@ -31,9 +31,7 @@ pub const SANDBOX_OA_ID: &str = "1000000000000000001";
 pub const SANDBOX_KEY: &str = "sandbox-key";
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn bad(msg: impl Into<String>) -> SettingsError {
-    SettingsError(msg.into())
-}
+use super::request::{bad, coded};
 
 // ----- the resolved value ------------------------------------------------------
 
@@ -161,17 +159,27 @@ pub fn resolve(
     let c = cfg.file;
     let template_id = match (stored, &req.template_id) {
         (Some(s), Some(t)) if *t != s.template_id => {
-            return Err(bad(format!(
-                "campaign `{}` exists with template {}; a campaign's template cannot change. Use a new --campaign name",
-                s.name, s.template_id
-            )))
+            return Err(coded(
+                "campaign.template_changed",
+                [("name", &s.name), ("template_id", &s.template_id)],
+                format!(
+                    "campaign `{}` exists with template {}; a campaign's template cannot change. Use a new --campaign name",
+                    s.name, s.template_id
+                ),
+            ))
         }
         (Some(s), _) => s.template_id.clone(),
         (None, Some(t)) => t.clone(),
         (None, None) => c
             .template_id
             .clone()
-            .ok_or_else(|| bad("--template-id is required (or template_id in the config file)"))?,
+            .ok_or_else(|| {
+                coded(
+                    "settings.template_required",
+                    super::request::NO_PARAMS,
+                    "--template-id is required (or template_id in the config file)",
+                )
+            })?,
     };
     let token_type = stored
         .map(|s| s.token_type.clone())
@@ -334,11 +342,14 @@ fn resolve_safety(o: &SafetyOpts) -> Result<(Option<i64>, Option<i64>), Settings
         (None, None) => None,
     };
     if let Some(t) = not_after.filter(|t| *t <= now) {
-        return Err(bad(format!(
-            "--not-after {} is already past (now {}); give a later time or leave it out",
-            clock::fmt_local(t),
-            clock::fmt_local(now)
-        )));
+        let (at, now) = (clock::fmt_local(t), clock::fmt_local(now));
+        return Err(coded(
+            "settings.deadline_past",
+            [("at", &at), ("now", &now)],
+            format!(
+                "--not-after {at} is already past (now {now}); give a later time or leave it out"
+            ),
+        ));
     }
     let interval = o
         .min_interval_per_phone
@@ -372,18 +383,26 @@ fn resolve_provider(
     };
     if let Some(s) = stored {
         if s.provider != kind.as_str() {
-            return Err(bad(format!(
-                "campaign `{}` was started with provider {}; it cannot switch to {} (tokens and tracking ids belong to the first)",
-                s.name, s.provider, kind
-            )));
+            return Err(coded(
+                "campaign.provider_changed",
+                [("name", s.name.clone()), ("provider", s.provider.clone()), ("new", kind.to_string())],
+                format!(
+                    "campaign `{}` was started with provider {}; it cannot switch to {} (tokens and tracking ids belong to the first)",
+                    s.name, s.provider, kind
+                ),
+            ));
         }
     }
     let oa_id = match (stored, &o.oa_id) {
         (Some(s), Some(oa)) if *oa != s.oa_id => {
-            return Err(bad(format!(
-                "campaign `{}` sends for OA {}; --oa-id {} cannot change that. Use a new --campaign name",
-                s.name, s.oa_id, oa
-            )))
+            return Err(coded(
+                "campaign.oa_changed",
+                [("name", &s.name), ("oa_id", &s.oa_id)],
+                format!(
+                    "campaign `{}` sends for OA {}; --oa-id {} cannot change that. Use a new --campaign name",
+                    s.name, s.oa_id, oa
+                ),
+            ))
         }
         (Some(s), _) => s.oa_id.clone(),
         (None, Some(oa)) => oa.clone(),
@@ -394,7 +413,13 @@ fn resolve_provider(
                 (kind == ProviderKind::Sandbox || o.embedded_sandbox)
                     .then(|| SANDBOX_OA_ID.to_string())
             })
-            .ok_or_else(|| bad(format!("--provider {kind} needs --oa-id (or ZNS_OA_ID, or oa_id in the config file)")))?,
+            .ok_or_else(|| {
+                coded(
+                    "settings.oa_id_missing",
+                    [("provider", kind.to_string())],
+                    format!("--provider {kind} needs --oa-id (or ZNS_OA_ID, or oa_id in the config file)"),
+                )
+            })?,
     };
     let base_url = o
         .base_url
@@ -406,15 +431,32 @@ fn resolve_provider(
     let endpoint = if embedded {
         Endpoint::Embedded
     } else {
-        let url = base_url.ok_or_else(|| bad(format!("--provider {kind} needs --base-url")))?;
+        let url = base_url.ok_or_else(|| {
+            coded(
+                "settings.base_url_missing",
+                [("provider", kind.to_string())],
+                format!("--provider {kind} needs --base-url"),
+            )
+        })?;
         match reqwest::Url::parse(&url) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            _ => return Err(bad(format!("--base-url `{url}` is not an http(s) URL"))),
+            _ => {
+                return Err(coded(
+                    "settings.base_url_bad",
+                    [("url", &url)],
+                    format!("--base-url `{url}` is not an http(s) URL"),
+                ))
+            }
         }
         Endpoint::Url(url)
     };
-    let codes =
-        ErrorTable::with_overrides(&c.error_codes).map_err(|e| bad(format!("config: {e}")))?;
+    let codes = ErrorTable::with_overrides(&c.error_codes).map_err(|e| {
+        coded(
+            "config.invalid",
+            [("detail", e.to_string())],
+            format!("config: {e}"),
+        )
+    })?;
     Ok(ProviderChoice {
         kind,
         endpoint,
@@ -445,9 +487,13 @@ impl RunSettings {
             (None, _, Endpoint::Embedded) | (None, ProviderKind::Sandbox, _) => {
                 Ok(Secret::new(SANDBOX_KEY))
             }
-            (None, kind, _) => Err(bad(format!(
-                "--provider {kind} needs an API key: pass --api-key, set ZNS_API_KEY, or name a variable with api_key_env in the config file"
-            ))),
+            (None, kind, _) => Err(coded(
+                "settings.api_key_missing",
+                [("provider", kind.to_string())],
+                format!(
+                    "--provider {kind} needs an API key: pass --api-key, set ZNS_API_KEY, or name a variable with api_key_env in the config file"
+                ),
+            )),
         }
     }
 }
@@ -517,17 +563,17 @@ mod tests {
             file: &file,
             path: None,
         };
-        let e = resolve(&request(""), src(), None).unwrap_err().0;
+        let e = resolve(&request(""), src(), None).unwrap_err().text();
         assert!(e.contains("--campaign"), "{e}");
-        let e = resolve(&request("a/b"), src(), None).unwrap_err().0;
+        let e = resolve(&request("a/b"), src(), None).unwrap_err().text();
         assert!(e.contains("--campaign"), "{e}");
         let mut req = request("c");
         req.template_id = None;
-        let e = resolve(&req, src(), None).unwrap_err().0;
+        let e = resolve(&req, src(), None).unwrap_err().text();
         assert!(e.contains("--template-id"), "{e}");
         let mut req = request("c");
         req.provider.provider = Some(ProviderKind::Zalo);
-        let e = resolve(&req, src(), None).unwrap_err().0;
+        let e = resolve(&req, src(), None).unwrap_err().text();
         assert!(e.contains("--oa-id"), "{e}");
         let bad_codes = cfg("[error_codes.etelecom]\n\"-1\" = \"retyr\"\n");
         let e = resolve(
@@ -539,7 +585,7 @@ mod tests {
             None,
         )
         .unwrap_err()
-        .0;
+        .text();
         assert!(e.contains("retyr"), "{e}");
     }
 

@@ -375,7 +375,17 @@ impl Workspace {
         );
         self.record(actor, action, campaign, &why, "refused")?;
         tracing::warn!(actor = %actor.label(), action = action.as_str(), "refused: {why}");
-        Err(CoreError::Forbidden(why))
+        // The code stays `forbidden`: the API's scripts match on it.
+        Err(CoreError::Forbidden(crate::model::reason::Reason::new(
+            "forbidden",
+            [
+                ("action", action.as_str().to_string()),
+                ("needs", action.needs().to_string()),
+                ("who", actor.label()),
+                ("role", actor.role.to_string()),
+            ],
+            why,
+        )))
     }
 
     /// Record an action that was allowed and done.

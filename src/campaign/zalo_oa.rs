@@ -27,7 +27,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{usage, CoreError, Workspace};
+use super::{refused, usage, CoreError, Workspace};
 use crate::model::clock;
 use crate::provider::zalo_oauth::{self, AccessTokens, OAuthApp, OAuthError, TokenPair};
 use crate::provider::{ErrorClass, ProviderError, Secret};
@@ -55,14 +55,21 @@ struct Sealer {
     cipher: ChaCha20Poly1305,
 }
 
+/// No blanks to fill.
+const NO_PARAMS: [(&str, &str); 0] = [];
+
 impl Sealer {
     fn from_env() -> Result<Self, CoreError> {
         let raw = std::env::var(SECRET_KEY_ENV).unwrap_or_default();
         if raw.trim().len() < 16 {
-            return Err(usage(format!(
-                "{SECRET_KEY_ENV} is not set (or shorter than 16 characters): the Zalo OA's tokens are stored encrypted with a key derived from it, \
-                 so nothing is stored without it. Set it, e.g. {SECRET_KEY_ENV}=$(openssl rand -base64 32), and keep it with the state database's backups"
-            )));
+            return Err(refused(
+                "zalo.secret_key_missing",
+                [("env", SECRET_KEY_ENV)],
+                format!(
+                    "{SECRET_KEY_ENV} is not set (or shorter than 16 characters): the Zalo OA's tokens are stored encrypted with a key derived from it, \
+                     so nothing is stored without it. Set it, e.g. {SECRET_KEY_ENV}=$(openssl rand -base64 32), and keep it with the state database's backups"
+                ),
+            ));
         }
         let mut h = Sha256::new();
         h.update(b"zns-batch zalo oa tokens v1\0");
@@ -147,7 +154,11 @@ impl Workspace {
 
     fn zalo_app_id(&self) -> Result<String, CoreError> {
         self.config.zalo_app_id.clone().ok_or_else(|| {
-            usage("connecting a Zalo OA needs the app's id: set `zalo_app_id` in the config file")
+            refused(
+                "zalo.app_id_missing",
+                NO_PARAMS,
+                "connecting a Zalo OA needs the app's id: set `zalo_app_id` in the config file",
+            )
         })
     }
 
@@ -156,9 +167,13 @@ impl Workspace {
             .ok()
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| {
-                usage(format!(
-                    "the Zalo app secret is needed to exchange and renew OA tokens: set {APP_SECRET_ENV}"
-                ))
+                refused(
+                    "zalo.app_secret_missing",
+                    [("env", APP_SECRET_ENV)],
+                    format!(
+                        "the Zalo app secret is needed to exchange and renew OA tokens: set {APP_SECRET_ENV}"
+                    ),
+                )
             })?;
         OAuthApp::new(&self.oauth_url(), &self.zalo_app_id()?, Secret::new(secret))
             .map_err(CoreError::Fatal)
@@ -221,17 +236,21 @@ impl Workspace {
         let sealer = Sealer::from_env()?;
         let app = self.oauth_app()?;
         if code.trim().is_empty() || code.len() > 2048 {
-            return Err(usage("the authorization code is empty or too long"));
+            return Err(refused(
+                "zalo.code_bad",
+                NO_PARAMS,
+                "the authorization code is empty or too long",
+            ));
         }
         let mut store = Store::open_durable(&self.state)?;
         let now = clock::now_ms();
         let pending = store
             .oa_pending_take(state.map(state_hash).as_deref(), now)?
             .ok_or_else(|| {
-                usage(match state {
-                    Some(_) => "this authorization is unknown or expired (a state works once, within an hour): start again with `zns-batch zalo connect`",
-                    None => "no authorization is pending: run `zns-batch zalo connect` first, open its URL, then pass the code it gives with --code",
-                })
+                match state {
+                    Some(_) => refused("zalo.state_unknown", NO_PARAMS, "this authorization is unknown or expired (a state works once, within an hour): start again with `zns-batch zalo connect`"),
+                    None => usage("no authorization is pending: run `zns-batch zalo connect` first, open its URL, then pass the code it gives with --code"),
+                }
             })?;
         let verifier = sealer
             .open(VERIFIER_AAD, &pending.sealed_verifier)

@@ -3,6 +3,11 @@
 //! English (and the code, for scripts); the console words each code in the
 //! reader's language from the locale files (`reject.<code>`). A row can
 //! have several problems at once: one part each.
+//!
+//! The same codes word a request the core refuses as a whole (a campaign
+//! name, test phones, a start time, a template the file's header does not
+//! fit): `CoreError::Refused` carries them, and the console words them as
+//! it words a refused file.
 
 use std::fmt;
 
@@ -74,6 +79,63 @@ pub const REJECT_CODES: &[(&str, &[&str])] = &[
     ("file.no_template_columns", &[]),
     ("file.record_too_large", &["line", "mib"]),
     ("file.unknown_optional", &["names", "found"]),
+    // The template against the file's header (the campaign is refused).
+    ("preflight.not_enabled", &["template_id", "status"]),
+    (
+        "preflight.missing_columns",
+        &["template_id", "names", "found"],
+    ),
+    ("preflight.rename", &["renames"]),
+    ("preflight.add_column", &[]),
+    // What was asked (a form's field, a flag): refused before anything is read.
+    ("campaign.name_empty", &[]),
+    ("campaign.name_too_long", &["length", "max"]),
+    ("campaign.name_separator", &["char", "position"]),
+    ("campaign.name_invisible", &["name", "char", "position"]),
+    ("campaign.name_dots", &["name"]),
+    ("campaign.name_spaces", &["name"]),
+    ("campaign.unknown", &["name"]),
+    ("campaign.no_accepted_row", &["name"]),
+    ("campaign.template_changed", &["name", "template_id"]),
+    ("settings.template_required", &[]),
+    ("settings.template_id_empty", &[]),
+    ("settings.template_id_spaces", &["value"]),
+    ("settings.template_id_digits", &["value", "provider"]),
+    ("settings.deadline_past", &["at", "now"]),
+    ("settings.unknown_template", &["template_id", "provider"]),
+    ("settings.oa_id_missing", &["provider"]),
+    ("settings.base_url_missing", &["provider"]),
+    ("settings.base_url_bad", &["url"]),
+    ("settings.api_key_missing", &["provider"]),
+    ("campaign.provider_changed", &["name", "provider", "new"]),
+    ("campaign.oa_changed", &["name", "oa_id"]),
+    ("campaign.file_gone", &["name"]),
+    ("zalo.not_connected", &[]),
+    ("config.no_file", &["name"]),
+    ("config.invalid", &["detail"]),
+    ("test_phones.bad", &["value"]),
+    ("test_phones.none", &[]),
+    ("test_phones.too_many", &["count", "max"]),
+    ("start_at.unreadable", &["value"]),
+    ("start_at.past", &["value", "at", "now"]),
+    ("zalo.secret_key_missing", &["env"]),
+    ("zalo.app_id_missing", &[]),
+    ("zalo.app_secret_missing", &["env"]),
+    ("zalo.code_bad", &[]),
+    ("zalo.state_unknown", &[]),
+    // The caller's role may not (the API's code stays `forbidden`).
+    ("forbidden", &["action", "needs", "who", "role"]),
+];
+
+/// Codes about what was asked rather than the file: a face that points at
+/// its help (the command line) does so after them.
+const REQUEST_CODES: [&str; 6] = [
+    "campaign.",
+    "settings.",
+    "config.",
+    "test_phones.",
+    "start_at.",
+    "zalo.",
 ];
 
 impl Reason {
@@ -119,6 +181,13 @@ impl Reason {
 
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
+    }
+
+    /// About what was asked (a field, a flag), not the file's contents.
+    pub fn is_about_request(&self) -> bool {
+        self.parts
+            .first()
+            .is_some_and(|p| REQUEST_CODES.iter().any(|c| p.code.starts_with(c)))
     }
 
     /// The English text: the parts joined by `; ` (as before codes).
@@ -210,7 +279,19 @@ impl Reason {
             .map(|p| (!p.code.is_empty()).then(|| word(p)).flatten())
             .collect::<Option<Vec<String>>>()
         {
-            return words.join("; ");
+            // Words are sentences: `; ` only after one without its stop.
+            let mut out = String::new();
+            for w in words {
+                if !out.is_empty() {
+                    out.push_str(if out.ends_with(['.', '!', '?']) {
+                        " "
+                    } else {
+                        "; "
+                    });
+                }
+                out.push_str(&w);
+            }
+            return out;
         }
         self.text()
     }

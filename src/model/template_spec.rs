@@ -108,8 +108,71 @@ pub struct ColumnCheck {
 pub enum PreflightError {
     #[error("template {template_id} is not enabled (status {status}): the provider refuses every message for it. Wait for its approval or use an enabled template (--template-id)")]
     NotEnabled { template_id: String, status: String },
-    #[error("{0}")]
-    MissingColumns(String),
+    #[error("{}", .0.text)]
+    MissingColumns(MissingColumns),
+}
+
+/// Required parameters with no column, what the file has, and the likely
+/// renames; `text` is the English.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingColumns {
+    pub template_id: String,
+    pub missing: Vec<String>,
+    pub found: Vec<String>,
+    /// (column in the file, parameter) differing only in case or spaces.
+    pub renames: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl PreflightError {
+    /// The refusal with a code a face words in its reader's language.
+    pub fn reason(&self) -> Reason {
+        let text = self.to_string();
+        match self {
+            PreflightError::NotEnabled {
+                template_id,
+                status,
+            } => Reason::new(
+                "preflight.not_enabled",
+                [("template_id", template_id), ("status", status)],
+                text,
+            ),
+            PreflightError::MissingColumns(m) => {
+                let mut parts = vec![Reason::new(
+                    "preflight.missing_columns",
+                    [
+                        ("template_id", m.template_id.clone()),
+                        ("names", plain(&m.missing)),
+                        ("found", plain(&m.found)),
+                    ],
+                    text,
+                )];
+                parts.push(if m.renames.is_empty() {
+                    Reason::new("preflight.add_column", NO_PARAMS, "")
+                } else {
+                    let renames: Vec<String> = m
+                        .renames
+                        .iter()
+                        .map(|(from, to)| format!("`{from}` → `{to}`"))
+                        .collect();
+                    Reason::new("preflight.rename", [("renames", renames.join(", "))], "")
+                });
+                Reason::join(parts)
+            }
+        }
+    }
+}
+
+/// No blanks to fill.
+const NO_PARAMS: [(&str, &str); 0] = [];
+
+/// Names as a list to read: `a, b and 3 more` (no quotes).
+fn plain(names: &[String]) -> String {
+    let mut out: Vec<String> = names.iter().take(LISTED_NAMES).cloned().collect();
+    if names.len() > LISTED_NAMES {
+        out.push(format!("+{}", names.len() - LISTED_NAMES));
+    }
+    out.join(", ")
 }
 
 /// Compare the CSV's template columns (the header without the phone and
@@ -136,7 +199,7 @@ impl ColumnCheck {
     /// The refusal for missing required parameters, naming them and the
     /// columns found (with a hint where a column differs only in case or
     /// spaces); `None` when nothing required is missing.
-    pub fn refusal(&self, spec: &TemplateSpec, csv_columns: &[String]) -> Option<String> {
+    pub fn refusal(&self, spec: &TemplateSpec, csv_columns: &[String]) -> Option<MissingColumns> {
         if self.missing_required.is_empty() {
             return None;
         }
@@ -155,22 +218,32 @@ impl ColumnCheck {
                 list(csv_columns)
             }
         );
-        let near: Vec<String> = self
+        let renames: Vec<(String, String)> = self
             .missing_required
             .iter()
             .filter_map(|want| {
                 csv_columns
                     .iter()
                     .find(|c| loose(c) == loose(want))
-                    .map(|c| format!("rename `{c}` to `{want}`"))
+                    .map(|c| (c.clone(), want.clone()))
             })
             .collect();
-        if near.is_empty() {
+        if renames.is_empty() {
             msg.push_str(". Add the column (named exactly like the parameter) to the file");
         } else {
+            let near: Vec<String> = renames
+                .iter()
+                .map(|(c, want)| format!("rename `{c}` to `{want}`"))
+                .collect();
             msg.push_str(&format!(". Names must match exactly: {}", near.join(", ")));
         }
-        Some(msg)
+        Some(MissingColumns {
+            template_id: spec.template_id.clone(),
+            missing: self.missing_required.clone(),
+            found: csv_columns.to_vec(),
+            renames,
+            text: msg,
+        })
     }
 
     /// The plan's warning for columns the template does not know.
@@ -208,7 +281,7 @@ pub fn check_campaign(
     }
     let check = check_columns(spec, csv_columns);
     match check.refusal(spec, csv_columns) {
-        Some(msg) => Err(PreflightError::MissingColumns(msg)),
+        Some(m) => Err(PreflightError::MissingColumns(m)),
         None => Ok(check),
     }
 }
@@ -414,7 +487,7 @@ mod tests {
         let check = check_columns(&s, &found);
         assert_eq!(check.missing_required, ["customer_name", "amount"]);
         assert_eq!(check.unknown_columns, ["Customer_Name", "note"]);
-        let msg = check.refusal(&s, &found).unwrap();
+        let msg = check.refusal(&s, &found).unwrap().text;
         assert!(
             msg.contains("template 217489")
                 && msg.contains("`customer_name`, `amount`")
@@ -426,6 +499,21 @@ mod tests {
 
         let err = check_campaign(&s, &found).unwrap_err();
         assert!(matches!(err, PreflightError::MissingColumns(_)), "{err}");
+        // Coded for the console: the missing names, the file's, the rename.
+        let r = err.reason();
+        assert_eq!(
+            r.code().as_deref(),
+            Some("preflight.missing_columns,preflight.rename")
+        );
+        assert_eq!(r.text(), err.to_string());
+        assert_eq!(
+            r.parts[0].params[1..],
+            [
+                ("names".to_string(), "customer_name, amount".to_string()),
+                ("found".to_string(), "Customer_Name, note".to_string())
+            ]
+        );
+        assert_eq!(r.parts[1].params[0].1, "`Customer_Name` → `customer_name`");
 
         // The optional due_date may be absent; nothing to refuse or warn.
         let fine = cols(&["customer_name", "amount"]);

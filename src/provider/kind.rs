@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::reason::Reason;
+
 /// Which provider protocol a campaign speaks.
 /// Named as in [`ProviderKind::as_str`]; [`ProviderKind::about`] says what each is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -141,16 +143,22 @@ impl ProviderKind {
     /// Refuse a template id the provider's API would reject for every row,
     /// before anything is bought. eTelecom (`template_id: int`, seed 001) and
     /// Zalo (seed 003's `"template_id":217489`) take int64 ids.
-    pub fn check_template_id(self, id: &str) -> Result<(), String> {
+    pub fn check_template_id(self, id: &str) -> Result<(), Reason> {
         let name = match self.protocol() {
             ProviderKind::Etelecom => "eTelecom",
             ProviderKind::Zalo => "Zalo",
             _ => {
                 return if id.trim().is_empty() {
-                    Err("--template-id is empty: give the template id from the eSMS account".into())
+                    Err(Reason::new(
+                        "settings.template_id_empty",
+                        std::iter::empty::<(&str, &str)>(),
+                        "--template-id is empty: give the template id from the eSMS account",
+                    ))
                 } else if id.trim() != id {
-                    Err(format!(
-                        "--template-id {id:?}: remove the spaces around the template id"
+                    Err(Reason::new(
+                        "settings.template_id_spaces",
+                        [("value", id)],
+                        format!("--template-id {id:?}: remove the spaces around the template id"),
                     ))
                 } else {
                     Ok(())
@@ -163,9 +171,13 @@ impl ProviderKind {
         if whole {
             Ok(())
         } else {
-            Err(format!(
-                "--template-id {id:?}: {name} template ids are whole numbers \
-                 (1 to 9223372036854775807, digits only, e.g. 217489)"
+            Err(Reason::new(
+                "settings.template_id_digits",
+                [("value", id), ("provider", name)],
+                format!(
+                    "--template-id {id:?}: {name} template ids are whole numbers \
+                     (1 to 9223372036854775807, digits only, e.g. 217489)"
+                ),
             ))
         }
     }
@@ -210,16 +222,20 @@ mod tests {
                 "1.5",
                 "9223372036854775808",
             ] {
-                let err = kind.check_template_id(bad).unwrap_err();
+                let err = kind.check_template_id(bad).unwrap_err().text();
                 assert!(err.starts_with("--template-id"), "{err}");
                 assert!(err.contains("whole numbers"), "{err}");
             }
         }
-        let err = ProviderKind::Etelecom.check_template_id("12a").unwrap_err();
+        let err = ProviderKind::Etelecom
+            .check_template_id("12a")
+            .unwrap_err()
+            .text();
         assert!(err.contains("\"12a\"") && err.contains("eTelecom"), "{err}");
         let err = ProviderKind::Zalo
             .check_template_id("7895417a")
-            .unwrap_err();
+            .unwrap_err()
+            .text();
         assert!(err.contains("Zalo"), "{err}");
     }
 
@@ -231,6 +247,7 @@ mod tests {
         assert!(ProviderKind::Esms
             .check_template_id(" 217489")
             .unwrap_err()
+            .text()
             .contains("spaces"));
     }
 

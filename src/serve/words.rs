@@ -72,10 +72,8 @@ pub const ERROR_CODES: &[(&str, &[&str])] = &[
     ("field_not_utf8", &["field"]),
     ("no_import", &["name"]),
     ("in_doubt", &["value"]),
-    ("start_at", &["detail"]),
     ("phones_strings", &[]),
     ("phones_shape", &[]),
-    ("test_phones", &["detail"]),
     ("body", &["detail"]),
     ("no_campaign", &["name"]),
     ("audit_limit", &["limit", "max"]),
@@ -84,8 +82,6 @@ pub const ERROR_CODES: &[(&str, &[&str])] = &[
     ("test_while_running", &["name"]),
     ("not_imported", &["name"]),
     ("profile_without_config", &["name"]),
-    ("profile", &["detail"]),
-    ("campaign_name", &["detail"]),
     ("name_taken", &["name"]),
     ("send_window", &["value"]),
     ("deadline", &["value"]),
@@ -207,9 +203,10 @@ impl Msg {
         self
     }
 
-    /// A refused file's words name it `file` (as the person knows it).
+    /// A refused file's words name it `file` (as the person knows it);
+    /// a refused field (the campaign's name, a profile) is not the file's.
     pub fn about(mut self, file: &str) -> Msg {
-        if matches!(self.words, Words::Reason(_)) {
+        if matches!(&self.words, Words::Reason(r) if !r.is_about_request()) {
             self.subject = Some(file.to_string());
         }
         self
@@ -245,6 +242,29 @@ mod tests {
         assert!(m.english().contains("bills"), "{}", m.english());
         let vi = m.text("vi");
         assert!(vi.contains("bills") && vi != m.english(), "{vi}");
+    }
+
+    #[test]
+    fn a_refused_field_is_not_said_of_the_file() {
+        let name = Reason::new("campaign.name_empty", NONE, "--campaign must not be empty");
+        let m = Msg::refused(name).about("bills.csv");
+        assert_eq!(m.code(), "campaign.name_empty");
+        assert_eq!(m.english(), "--campaign must not be empty");
+        let vi = m.text("vi");
+        assert!(
+            vi.starts_with("Tên chiến dịch") && !vi.contains("bills.csv"),
+            "{vi}"
+        );
+        let header = Reason::new(
+            "preflight.not_enabled",
+            [("template_id", "1"), ("status", "PENDING")],
+            "template 1 is not enabled",
+        );
+        let en = Msg::refused(header).about("bills.csv").text("en");
+        assert!(
+            en.starts_with("bills.csv: Template 1 is not enabled"),
+            "{en}"
+        );
     }
 
     #[test]

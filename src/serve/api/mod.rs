@@ -135,8 +135,7 @@ async fn start(
 pub fn parse_start_at(v: Option<&str>) -> Result<Option<i64>, WebError> {
     match v {
         None => Ok(None),
-        Some(t) => crate::campaign::parse_start_at(t)
-            .map_err(|e| WebError::bad("start_at", [("detail", e)])),
+        Some(t) => crate::campaign::parse_start_at(t).map_err(WebError::from),
     }
 }
 
@@ -152,8 +151,7 @@ pub fn parse_phones(v: &serde_json::Value) -> Result<Vec<String>, WebError> {
             .join(","),
         _ => return Err(WebError::bad("phones_shape", NONE)),
     };
-    crate::campaign::parse_test_phones(&text)
-        .map_err(|e| WebError::bad("test_phones", [("detail", e)]))
+    crate::campaign::parse_test_phones(&text).map_err(WebError::from)
 }
 
 #[derive(Debug, Deserialize)]

@@ -121,7 +121,7 @@ impl From<CoreError> for WebError {
             CoreError::Usage(m) => WebError::BadRequest(Msg::as_is("bad_request", m)),
             CoreError::Refused(r) => WebError::BadRequest(Msg::refused(r)),
             CoreError::Fatal(e) => WebError::Internal(e),
-            CoreError::Forbidden(m) => WebError::Forbidden(Msg::as_is("forbidden", m)),
+            CoreError::Forbidden(r) => WebError::Forbidden(Msg::refused(r)),
         }
     }
 }

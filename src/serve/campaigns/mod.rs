@@ -216,8 +216,8 @@ impl Campaigns {
         let Some(path) = self.base.config_path.as_deref() else {
             return Err(WebError::bad("profile_without_config", [("name", name)]));
         };
-        let (config, path) = ConfigFile::load(Some(path), Some(name))
-            .map_err(|e| WebError::bad("profile", [("detail", e)]))?;
+        let (config, path) =
+            ConfigFile::load(Some(path), Some(name)).map_err(|e| CoreError::Refused(e.reason()))?;
         Ok(Arc::new(Workspace::new(
             Some(self.base.state.clone()),
             config,
@@ -317,8 +317,7 @@ impl Campaigns {
         &self,
         form: &NewCampaign,
     ) -> Result<Option<crate::model::template_spec::TemplateSpec>, WebError> {
-        check_campaign_name(&form.name)
-            .map_err(|e| WebError::bad("campaign_name", [("detail", e.0)]))?;
+        check_campaign_name(&form.name).map_err(CoreError::from)?;
         let ws = self.workspace(form.profile.as_deref())?;
         let mut req = form.request();
         ws.preflight(&mut req, Mode::Run).await?;
@@ -330,8 +329,7 @@ impl Campaigns {
         form: &NewCampaign,
         template: Option<crate::model::template_spec::TemplateSpec>,
     ) -> Result<(Plan, PathBuf), WebError> {
-        check_campaign_name(&form.name)
-            .map_err(|e| WebError::bad("campaign_name", [("detail", e.0)]))?;
+        check_campaign_name(&form.name).map_err(CoreError::from)?;
         let ws = self.workspace(form.profile.as_deref())?;
         if ws.same_file(&form.name, &form.csv, form.sheet.as_deref())? == Some(false) {
             return Err(WebError::conflict("name_taken", [("name", &form.name)]));
@@ -730,7 +728,7 @@ fn not_found(e: CoreError) -> WebError {
         CoreError::Usage(m) => WebError::NotFound(Msg::as_is("not_found", m)),
         CoreError::Refused(r) => WebError::NotFound(Msg::refused(r)),
         CoreError::Fatal(e) => WebError::Internal(e),
-        CoreError::Forbidden(m) => WebError::Forbidden(Msg::as_is("forbidden", m)),
+        CoreError::Forbidden(r) => WebError::Forbidden(Msg::refused(r)),
     }
 }
 

@@ -569,7 +569,7 @@ async fn test_form(
 ) -> Response {
     let back = format!("/campaigns/{}", enc(&name));
     let phones = crate::campaign::parse_test_phones(f.phones.as_deref().unwrap_or(""))
-        .map_err(|e| WebError::bad("test_phones", [("detail", e)]));
+        .map_err(WebError::from);
     let sent = match phones {
         Ok(p) => s.web.campaigns.send_test(&name, p, &caller.actor()).await,
         Err(e) => Err(e),

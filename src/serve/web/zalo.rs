@@ -188,9 +188,26 @@ async fn connect_form(
         }
         Err(e) => (
             StatusCode::BAD_REQUEST,
-            page(&s, &v, &caller, &st, true, None, Some(&e.to_string())),
+            page(
+                &s,
+                &v,
+                &caller,
+                &st,
+                true,
+                None,
+                Some(&said(e, v.lang.code())),
+            ),
         )
             .into_response(),
+    }
+}
+
+/// A refusal in the reader's language; a provider's or the server's
+/// failure as it is (what Zalo answered is worth reading).
+fn said(e: CoreError, locale: &str) -> String {
+    match e {
+        CoreError::Usage(_) | CoreError::Refused(_) => WebError::from(e).message(locale),
+        other => other.to_string(),
     }
 }
 
@@ -259,12 +276,13 @@ async fn callback(State(s): State<ServeState>, v: Viewer, Query(q): Query<Callba
                 CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
             };
             tracing::warn!("Zalo OA callback refused: {e}");
+            let why = said(e, l);
             small_page(
                 &s,
                 &v,
                 status,
                 &not_connected,
-                html! { h1 { (not_connected) } p.error { (e.to_string()) } p { a href="/zalo" { (t!("zalo.try_again", locale = l)) } } },
+                html! { h1 { (not_connected) } p.error { (why) } p { a href="/zalo" { (t!("zalo.try_again", locale = l)) } } },
             )
         }
     }
