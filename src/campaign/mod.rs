@@ -80,7 +80,7 @@ pub enum CoreError {
     #[error("{0}")]
     Usage(String),
     /// Unusable state, rejected credentials, anything unexpected: exit 1.
-    #[error("{0:#}")]
+    #[error("{}", causes(.0))]
     Fatal(#[from] anyhow::Error),
     /// The caller's role may not do this (recorded in the audit log): a
     /// web face answers 403, worded by its code.
@@ -90,6 +90,24 @@ pub enum CoreError {
     /// in its reader's language (the text is the English of `Usage`): exit 2.
     #[error("{0}")]
     Refused(crate::model::reason::Reason),
+}
+
+/// The error and its causes on one line, each said once: a message that
+/// already quotes its cause (`state database X: <cause>`) is not followed
+/// by the cause again.
+fn causes(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 impl CoreError {
@@ -131,7 +149,7 @@ impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         CoreError::Fatal(
             anyhow::Error::new(e).context(
-                "the state database is unusable (check the path, permissions and free disk)",
+                "the state database is unusable (check the path or URL, the server, permissions and free disk)",
             ),
         )
     }
