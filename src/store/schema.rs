@@ -5,7 +5,7 @@ use super::db::{Begin, Dialect};
 use super::schema_pg;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 18;
+pub(super) const SCHEMA_VERSION: i64 = 19;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -167,6 +167,8 @@ const MIGRATIONS: &[&str] = &[
     super::series::SERIES_COUNTERS_MIGRATION,
     // 18: the counters' triggers without a temporary b-tree per row (see store/counters.rs)
     super::counters::COUNTED_TRIGGERS_MIGRATION,
+    // 19: the quota events by OA, for the campaigns page (see store/events.rs)
+    super::events::QUOTA_EVENTS_INDEX_MIGRATION,
 ];
 
 impl Store {

@@ -28,6 +28,8 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     super::series::SERIES_COUNTERS_PG,
     // 18: the counters' triggers as one UPDATE by key each (store/counters.rs)
     &[super::counters::COUNTED_TRIGGERS_PG],
+    // 19: the quota events by OA (store/events.rs)
+    &[super::events::QUOTA_EVENTS_INDEX_MIGRATION],
 ];
 
 /// Everything SQLite's migrations 1–14 built but the counters, at once.
