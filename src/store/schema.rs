@@ -5,7 +5,7 @@ use super::db::{Begin, Dialect};
 use super::schema_pg;
 use super::{Result, Store, StoreError};
 
-pub(super) const SCHEMA_VERSION: i64 = 17;
+pub(super) const SCHEMA_VERSION: i64 = 19;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial schema
@@ -165,6 +165,10 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE rows ADD COLUMN reason_params TEXT;",
     // 17: the charts' counts kept per campaign and minute, back-filled (see store/series.rs)
     super::series::SERIES_COUNTERS_MIGRATION,
+    // 18: the counters' triggers without a temporary b-tree per row (see store/counters.rs)
+    super::counters::COUNTED_TRIGGERS_MIGRATION,
+    // 19: the quota events by OA, for the campaigns page (see store/events.rs)
+    super::events::QUOTA_EVENTS_INDEX_MIGRATION,
 ];
 
 impl Store {

@@ -26,6 +26,10 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     ],
     // 17: the charts' counts kept per campaign and minute (store/series.rs)
     super::series::SERIES_COUNTERS_PG,
+    // 18: the counters' triggers as one UPDATE by key each (store/counters.rs)
+    &[super::counters::COUNTED_TRIGGERS_PG],
+    // 19: the quota events by OA (store/events.rs)
+    &[super::events::QUOTA_EVENTS_INDEX_MIGRATION],
 ];
 
 /// Everything SQLite's migrations 1–14 built but the counters, at once.
