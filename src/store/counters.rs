@@ -597,7 +597,7 @@ mod tests {
     #[test]
     fn counted_triggers_open_no_temporary_btree_per_row() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let store = Store::open(dir.path().join("s.sqlite")).unwrap();
         for sql in [
             "UPDATE rows SET state = 'sent', msg_id = 'm', fee_main = 5 WHERE id = 1",
             "DELETE FROM rows WHERE id = 1",

@@ -633,7 +633,7 @@ mod tests {
     #[test]
     fn the_announced_quota_reads_the_quota_events_only() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let store = Store::open(dir.path().join("s.sqlite")).unwrap();
         let p = plan(&store, &announced_quota_sql(Dialect::Sqlite));
         assert!(
             p.iter().any(|s| s.contains("delivery_events_quota"))
