@@ -210,3 +210,34 @@ async fn a_campaign_running_now_is_not_copied_until_it_stops() {
     let m = migrate(&env, &env.state(), target.to_str().unwrap()).await;
     assert_eq!(m.code, 0, "{m}");
 }
+
+/// A PostgreSQL URL's password (in `--state` or `ZNS_STATE`) is never
+/// printed: not by `--help` (which shows environment values), not in the
+/// error of a server that cannot be reached.
+#[tokio::test]
+async fn a_password_in_the_state_url_is_never_printed() {
+    const PASSWORD: &str = "pg-pass-DO-NOT-LEAK-4d1e";
+    let env = Env::new();
+    // Port 1 on loopback: nothing listens there.
+    let url = format!("postgres://zns:{PASSWORD}@127.0.0.1:1/zns");
+    for argv in [vec!["--help"], vec!["status"], vec!["serve", "--help"]] {
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.args(&argv)
+            .env("ZNS_STATE", &url)
+            .current_dir(env.dir.path())
+            .kill_on_drop(true);
+        let r = run_with(cmd).await;
+        assert!(
+            !r.stdout.contains(PASSWORD) && !r.stderr.contains(PASSWORD),
+            "{argv:?} printed the password: {r}"
+        );
+        if argv == ["status"] {
+            assert_eq!(r.code, 1, "{r}");
+            assert!(
+                r.stderr.contains("postgres://zns@127.0.0.1:1/zns")
+                    && r.stderr.contains("the state database is unusable"),
+                "{r}"
+            );
+        }
+    }
+}

@@ -60,7 +60,14 @@ Exit codes: 0 finished · 1 fatal (auth rejected, state unusable) · 2 bad usage
 pub struct Cli {
     /// The ledger: a SQLite file (default state/zns-batch.sqlite), or a
     /// PostgreSQL URL (postgres://user@host/db) that several processes share.
-    #[arg(long, global = true, env = "ZNS_STATE", value_name = "PATH|URL")]
+    // Hidden in --help: a URL may hold a password.
+    #[arg(
+        long,
+        global = true,
+        env = "ZNS_STATE",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     pub state: Option<PathBuf>,
 
     /// TOML config file (default: ./zns-batch.toml if present). Flags override it.
