@@ -65,11 +65,7 @@ fn deliveries(store: &Store, campaign: &Campaign) -> anyhow::Result<HashMap<Stri
     let mut map = HashMap::new();
     store.for_each_row_delivery(campaign.id, |d: RowDelivery| {
         let Some(status) = d.status else { return };
-        let error = match (d.error_code, d.error) {
-            (Some(c), Some(e)) => Some(format!("{c}: {e}")),
-            (Some(c), None) => Some(c),
-            (None, e) => e,
-        };
+        let error = d.note.joined();
         map.insert(
             d.tracking_id,
             Delivery {
@@ -163,8 +159,8 @@ pub(crate) fn write_report(
             &spreadsheet_safe(&r.tracking_id),
             &r.state,
             &spreadsheet_safe(r.msg_id.as_deref().unwrap_or("")),
-            &spreadsheet_safe(r.error_code.as_deref().unwrap_or("")),
-            &spreadsheet_safe(r.error.as_deref().unwrap_or("")),
+            &spreadsheet_safe(r.note.error_code.as_deref().unwrap_or("")),
+            &spreadsheet_safe(r.note.error.as_deref().unwrap_or("")),
             &r.attempts.to_string(),
             if r.resent_after_doubt { "yes" } else { "" },
             &fmt_ms(r.updated_ms),

@@ -3,6 +3,7 @@
 //! template specs. Nothing here reaches up into another layer.
 
 pub mod clock;
+pub mod error_note;
 pub mod fees;
 pub mod file_name;
 pub mod phone;

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{Campaign, Result, Store, StoreError};
 use crate::model::clock;
+use crate::model::error_note::ErrorNote;
 use crate::model::fees::MessageFees;
 use crate::model::row_state::{open_states_sql, RowState};
 use crate::provider::JourneyToken;
@@ -95,8 +96,8 @@ pub struct ReportRow {
     pub tracking_id: String,
     pub state: String,
     pub msg_id: Option<String>,
-    pub error_code: Option<String>,
-    pub error: Option<String>,
+    #[serde(flatten)]
+    pub note: ErrorNote,
     pub attempts: u32,
     pub resent_after_doubt: bool,
     #[serde(rename = "updated_at", serialize_with = "rfc3339")]
@@ -421,8 +422,10 @@ impl Store {
                         tracking_id,
                         state,
                         msg_id: r.get(4)?,
-                        error_code: r.get(5)?,
-                        error: r.get(6)?,
+                        note: ErrorNote {
+                            error_code: r.get(5)?,
+                            error: r.get(6)?,
+                        },
                         attempts: r.get::<i64>(7)? as u32,
                         resent_after_doubt: r.get::<i64>(8)? != 0,
                         updated_ms: r.get(9)?,
