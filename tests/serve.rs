@@ -318,7 +318,7 @@ async fn esms_token_statuses_and_bad_requests_store_nothing() {
     store
         .for_each_row_delivery(c.id, |d| {
             if d.status == Some(DeliveryStatus::FailedDelivery) {
-                failed = Some((d.line, d.error_code, d.error));
+                failed = Some((d.line, d.note.error_code, d.note.error));
             }
         })
         .unwrap();

@@ -344,6 +344,28 @@ async fn upload_error(b: &Browser) -> String {
         .await
 }
 
+/// The problem page's words, once it shows.
+async fn problem_error(b: &Browser) -> String {
+    b.wait_text("p.error", Duration::from_secs(20), |t| !t.is_empty())
+        .await
+}
+
+/// A temp dir with a console config for a fresh eTelecom sandbox.
+async fn etelecom_console_env() -> (Env, zns_batch::sandbox::Sandbox) {
+    let env = Env::new();
+    let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |_| {}).await;
+    write_web_config(&env, &sb);
+    (env, sb)
+}
+
+/// Adds lines to the console's config file.
+fn add_to_config(env: &Env, more: &str) {
+    let cfg = env.path("zns-batch.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(more);
+    std::fs::write(&cfg, text).unwrap();
+}
+
 /// Upload → check (40 accepted, the plan) → Send → finished, 40 sent →
 /// the report has 40 lines; bad rows each with their line; markup in a
 /// CSV shows as text.
@@ -914,10 +936,7 @@ async fn test_send_and_send_at_in_a_browser() {
     let Some(b) = browser("en").await else { return };
     let env = Env::new();
     let sb = web_sandbox(&env, Duration::ZERO).await;
-    let cfg = env.path("zns-batch.toml");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str("token_fee = 150\nmessage_fee = 200\n");
-    std::fs::write(&cfg, text).unwrap();
+    add_to_config(&env, "token_fee = 150\nmessage_fee = 200\n");
     let web = start_web(&env, &[]).await;
     let csv = env.path("later.csv");
     write_csv(&csv, 0, 12);
@@ -1535,9 +1554,7 @@ async fn reasons_and_errors_in_each_language_in_a_browser() {
         let Some(b) = browser(w.lang).await else {
             return;
         };
-        let env = Env::new();
-        let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |_| {}).await;
-        write_web_config(&env, &sb);
+        let (env, _sb) = etelecom_console_env().await;
         let web = start_web(&env, &[]).await;
         let csv = env.path("bad-rows.csv");
         std::fs::write(
@@ -1622,10 +1639,7 @@ async fn priced_sandbox_with_callbacks(env: &Env, port: u16) -> zns_batch::sandb
     })
     .await;
     write_web_config(env, &sb);
-    let cfg = env.path("zns-batch.toml");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str("token_fee = 150\nmessage_fee = 200\n");
-    std::fs::write(&cfg, text).unwrap();
+    add_to_config(env, "token_fee = 150\nmessage_fee = 200\n");
     sb
 }
 
@@ -1663,27 +1677,21 @@ async fn the_cores_refusals_in_each_language_in_a_browser() {
         let Some(b) = browser(w.lang).await else {
             return;
         };
-        let env = Env::new();
-        let sb = sandbox(zns_batch::provider::ProviderKind::Etelecom, |_| {}).await;
-        write_web_config(&env, &sb);
+        let (env, sb) = etelecom_console_env().await;
         // The template's parameters, declared: the header is checked
         // against them before anything is imported.
-        let cfg = env.path("zns-batch.toml");
-        let mut text = std::fs::read_to_string(&cfg).unwrap();
-        text.push_str(
+        add_to_config(
+            &env,
             "[templates.246810]\nparams = [ { name = \"customer_name\", required = true }, \
              { name = \"amount\", required = true } ]\n",
         );
-        std::fs::write(&cfg, text).unwrap();
         let web = start_web(&env, &[]).await;
         let good = env.path("words-good.csv");
         std::fs::write(&good, "phone,customer_name,amount\n0912000301,An,1000\n").unwrap();
 
         // The campaign-name rule, on the form: its own words, no file name.
         upload_in_page(&b, &web, good.to_str().unwrap(), "bills/11").await;
-        let error = b
-            .wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
-            .await;
+        let error = upload_error(&b).await;
         assert_eq!(b.lang().await, w.lang);
         assert_eq!(error, w.name, "{}", w.lang);
         b.shots(&format!("refused-name-{}", w.lang)).await;
@@ -1692,9 +1700,7 @@ async fn the_cores_refusals_in_each_language_in_a_browser() {
         let header = env.path("words-header.csv");
         std::fs::write(&header, "phone,Customer_Name,amount\n0912000301,An,1000\n").unwrap();
         upload_in_page(&b, &web, header.to_str().unwrap(), "words-header").await;
-        let error = b
-            .wait_text("#upload-error", Duration::from_secs(20), |t| !t.is_empty())
-            .await;
+        let error = upload_error(&b).await;
         assert_eq!(error, w.header, "{}", w.lang);
         b.shots(&format!("refused-header-{}", w.lang)).await;
 
@@ -1703,9 +1709,7 @@ async fn the_cores_refusals_in_each_language_in_a_browser() {
         b.goto(&web.url("/campaigns/words-test/check")).await;
         b.type_in("#test-phones", "0912345").await;
         b.click("#send-test").await;
-        let error = b
-            .wait_text("p.error", Duration::from_secs(20), |t| !t.is_empty())
-            .await;
+        let error = problem_error(&b).await;
         assert_eq!(error, w.phone, "{}", w.lang);
         b.shots(&format!("refused-test-phone-{}", w.lang)).await;
 
@@ -1717,9 +1721,7 @@ async fn the_cores_refusals_in_each_language_in_a_browser() {
         )
         .await;
         b.click("#schedule").await;
-        let error = b
-            .wait_text("p.error", Duration::from_secs(20), |t| !t.is_empty())
-            .await;
+        let error = problem_error(&b).await;
         assert!(error.starts_with(w.past), "{}: {error}", w.lang);
         let (_, line) = web.get_json("/api/v1/campaigns/words-test").await;
         assert!(line["scheduled_for"].is_null(), "{line}");

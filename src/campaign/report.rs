@@ -65,11 +65,7 @@ fn deliveries(store: &Store, campaign: &Campaign) -> anyhow::Result<HashMap<Stri
     let mut map = HashMap::new();
     store.for_each_row_delivery(campaign.id, |d: RowDelivery| {
         let Some(status) = d.status else { return };
-        let error = match (d.error_code, d.error) {
-            (Some(c), Some(e)) => Some(format!("{c}: {e}")),
-            (Some(c), None) => Some(c),
-            (None, e) => e,
-        };
+        let error = d.note.joined();
         map.insert(
             d.tracking_id,
             Delivery {
@@ -95,30 +91,15 @@ fn delivery_of(map: &HashMap<String, Delivery>, r: &ReportRow) -> Delivery {
 }
 
 /// One report row as `report --json` writes it (one object per line): the
-/// CSV's columns, unescaped, with times in RFC 3339.
+/// CSV's columns, unescaped, with times in RFC 3339 (the row's own
+/// serialization: one list of its fields).
 #[derive(Debug, Serialize)]
 pub struct JsonReportRow<'a> {
-    pub line: u64,
-    pub phone: &'a str,
-    pub tracking_id: &'a str,
-    pub state: &'a str,
-    pub msg_id: Option<&'a str>,
-    pub error_code: Option<&'a str>,
-    pub error: Option<&'a str>,
-    pub attempts: u32,
-    pub resent_after_doubt: bool,
-    pub updated_at: Option<String>,
-    pub sent_at: Option<String>,
-    pub delivery_status: Option<String>,
-    pub delivery_time: Option<String>,
-    pub fee_main: Option<i64>,
-    pub fee_token: Option<i64>,
+    /// The row with the ledger's delivery applied (see [`delivery_of`]).
+    #[serde(flatten)]
+    pub row: &'a ReportRow,
     /// A failed delivery's `code: message`.
     pub delivery_error: Option<String>,
-}
-
-fn fmt_opt_ms(ms: Option<i64>) -> Option<String> {
-    ms.map(|m| clock::fmt_rfc3339(clock::from_ms(m)))
 }
 
 /// `report --json`: one JSON object per input row, in file order.
@@ -133,22 +114,13 @@ pub(crate) fn write_report_json(
     let written = store.for_each_report_row(campaign, |r: &ReportRow| {
         n += 1;
         let d = delivery_of(&delivered, r);
-        let row = JsonReportRow {
-            line: r.line,
-            phone: &r.phone,
-            tracking_id: &r.tracking_id,
-            state: &r.state,
-            msg_id: r.msg_id.as_deref(),
-            error_code: r.error_code.as_deref(),
-            error: r.error.as_deref(),
-            attempts: r.attempts,
-            resent_after_doubt: r.resent_after_doubt,
-            updated_at: fmt_opt_ms(r.updated_ms),
-            sent_at: fmt_opt_ms(r.sent_ms),
+        let row = ReportRow {
             delivery_status: d.status,
-            delivery_time: fmt_opt_ms(d.at_ms),
-            fee_main: r.fee_main,
-            fee_token: r.fee_token,
+            delivery_ms: d.at_ms,
+            ..r.clone()
+        };
+        let row = JsonReportRow {
+            row: &row,
             delivery_error: d.error,
         };
         serde_json::to_writer(&mut out, &row).map_err(std::io::Error::other)?;
@@ -187,16 +159,16 @@ pub(crate) fn write_report(
             &spreadsheet_safe(&r.tracking_id),
             &r.state,
             &spreadsheet_safe(r.msg_id.as_deref().unwrap_or("")),
-            &spreadsheet_safe(r.error_code.as_deref().unwrap_or("")),
-            &spreadsheet_safe(r.error.as_deref().unwrap_or("")),
+            &spreadsheet_safe(r.note.error_code.as_deref().unwrap_or("")),
+            &spreadsheet_safe(r.note.error.as_deref().unwrap_or("")),
             &r.attempts.to_string(),
             if r.resent_after_doubt { "yes" } else { "" },
             &fmt_ms(r.updated_ms),
             &fmt_ms(r.sent_ms),
             d.status.as_deref().unwrap_or(""),
             &fmt_ms(d.at_ms),
-            &r.fee_main.map(|f| f.to_string()).unwrap_or_default(),
-            &r.fee_token.map(|f| f.to_string()).unwrap_or_default(),
+            &r.fees.fee_main.map(|f| f.to_string()).unwrap_or_default(),
+            &r.fees.fee_token.map(|f| f.to_string()).unwrap_or_default(),
             &spreadsheet_safe(d.error.as_deref().unwrap_or("")),
         ])
         .map_err(std::io::Error::other)

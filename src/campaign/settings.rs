@@ -157,29 +157,21 @@ pub fn resolve(
 ) -> Result<RunSettings, SettingsError> {
     check_campaign_name(&req.campaign)?;
     let c = cfg.file;
-    let template_id = match (stored, &req.template_id) {
-        (Some(s), Some(t)) if *t != s.template_id => {
-            return Err(coded(
-                "campaign.template_changed",
-                [("name", &s.name), ("template_id", &s.template_id)],
-                format!(
-                    "campaign `{}` exists with template {}; a campaign's template cannot change. Use a new --campaign name",
-                    s.name, s.template_id
-                ),
-            ))
-        }
-        (Some(s), _) => s.template_id.clone(),
-        (None, Some(t)) => t.clone(),
-        (None, None) => c
-            .template_id
-            .clone()
-            .ok_or_else(|| {
-                coded(
-                    "settings.template_required",
-                    super::request::NO_PARAMS,
-                    "--template-id is required (or template_id in the config file)",
-                )
-            })?,
+    let kept_template = kept(
+        stored,
+        &req.template_id,
+        |s| &s.template_id,
+        template_changed,
+    )?;
+    let template_id = match kept_template {
+        Some(t) => t,
+        None => c.template_id.clone().ok_or_else(|| {
+            coded(
+                "settings.template_required",
+                super::request::NO_PARAMS,
+                "--template-id is required (or template_id in the config file)",
+            )
+        })?,
     };
     let token_type = stored
         .map(|s| s.token_type.clone())
@@ -223,6 +215,45 @@ pub fn resolve(
         template_note,
         template_id,
     })
+}
+
+/// A stored campaign's value wins; a different one given again is refused
+/// (`changed` says why). `None`: no campaign stored and nothing given.
+fn kept(
+    stored: Option<&Campaign>,
+    given: &Option<String>,
+    field: fn(&Campaign) -> &String,
+    changed: impl FnOnce(&Campaign) -> SettingsError,
+) -> Result<Option<String>, SettingsError> {
+    match (stored, given) {
+        (Some(s), Some(g)) if g != field(s) => Err(changed(s)),
+        (Some(s), _) => Ok(Some(field(s).clone())),
+        (None, g) => Ok(g.clone()),
+    }
+}
+
+fn template_changed(s: &Campaign) -> SettingsError {
+    coded(
+        "campaign.template_changed",
+        [("name", &s.name), ("template_id", &s.template_id)],
+        format!(
+            "campaign `{}` exists with template {}; a campaign's template cannot change. Use a new --campaign name",
+            s.name, s.template_id
+        ),
+    )
+}
+
+fn oa_changed(s: &Campaign, given: &Option<String>) -> SettingsError {
+    coded(
+        "campaign.oa_changed",
+        [("name", &s.name), ("oa_id", &s.oa_id)],
+        format!(
+            "campaign `{}` sends for OA {}; --oa-id {} cannot change that. Use a new --campaign name",
+            s.name,
+            s.oa_id,
+            given.as_deref().unwrap_or_default()
+        ),
+    )
 }
 
 /// The template to check rows against: none with `--skip-template-check`,
@@ -393,20 +424,10 @@ fn resolve_provider(
             ));
         }
     }
-    let oa_id = match (stored, &o.oa_id) {
-        (Some(s), Some(oa)) if *oa != s.oa_id => {
-            return Err(coded(
-                "campaign.oa_changed",
-                [("name", &s.name), ("oa_id", &s.oa_id)],
-                format!(
-                    "campaign `{}` sends for OA {}; --oa-id {} cannot change that. Use a new --campaign name",
-                    s.name, s.oa_id, oa
-                ),
-            ))
-        }
-        (Some(s), _) => s.oa_id.clone(),
-        (None, Some(oa)) => oa.clone(),
-        (None, None) => c
+    let kept_oa = kept(stored, &o.oa_id, |s| &s.oa_id, |s| oa_changed(s, &o.oa_id))?;
+    let oa_id = match kept_oa {
+        Some(oa) => oa,
+        None => c
             .oa_id
             .clone()
             .or_else(|| {

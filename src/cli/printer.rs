@@ -121,11 +121,10 @@ impl Observer for ProgressObserver {
 }
 
 pub fn print_summary(summary: &Summary, json: bool) {
-    let this = summary;
-    if json {
-        print_json(this);
-        return;
-    }
+    print_text_or_json(summary, json, summary_text);
+}
+
+fn summary_text(this: &Summary) -> String {
     let c = &this.counts;
     let t = &this.this_run;
     let mut out = String::new();
@@ -220,16 +219,14 @@ pub fn print_summary(summary: &Summary, json: bool) {
     if let Some(next) = &this.next_step {
         out.push_str(&format!("  next        {next}\n"));
     }
-    print!("{out}");
-    let _ = std::io::stdout().flush();
+    out
 }
 
 pub fn print_plan(plan: &Plan, json: bool) {
-    let this = plan;
-    if json {
-        print_json(this);
-        return;
-    }
+    print_text_or_json(plan, json, plan_text);
+}
+
+fn plan_text(this: &Plan) -> String {
     let s = &this.settings;
     let mut o = String::new();
     o.push_str(&format!(
@@ -339,7 +336,7 @@ pub fn print_plan(plan: &Plan, json: bool) {
             .unwrap_or_else(|| "unlimited".into())
     ));
     o.push_str(&format!("  next         {}\n", this.next_step));
-    print!("{o}");
+    o
 }
 
 pub fn print_reconcile(s: &ReconcileSummary) {
@@ -383,6 +380,16 @@ pub fn print_reconcile(s: &ReconcileSummary) {
 }
 
 /// `--json` output: one pretty JSON document on stdout.
+/// `--json`: the value as JSON; else the text made of it.
+fn print_text_or_json<T: Serialize>(value: &T, json: bool, text: fn(&T) -> String) {
+    if json {
+        print_json(value);
+    } else {
+        print!("{}", text(value));
+        let _ = std::io::stdout().flush();
+    }
+}
+
 pub fn print_json(value: &impl Serialize) {
     println!(
         "{}",

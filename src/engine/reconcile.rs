@@ -118,8 +118,7 @@ fn answer_from(row: &LookupRow, info: &MessageInfo, checked_ms: i64) -> LookupAn
         row_id: row.id,
         status: Some(status.to_string()),
         delivery_ms,
-        fee_main: info.fee_main,
-        fee_token: info.fee_token,
+        fees: info.fees,
         checked_ms,
     }
 }
@@ -294,6 +293,7 @@ async fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fees::MessageFees;
 
     #[test]
     fn statuses_are_normalised_and_zero_times_dropped() {
@@ -311,13 +311,16 @@ mod tests {
             msg_id: "m".into(),
             delivery_status: Some("received".into()),
             delivery_time: Some("0001-01-01T00:00:00Z".into()),
-            fee_main: Some(200),
+            fees: MessageFees {
+                fee_main: Some(200),
+                ..MessageFees::default()
+            },
             ..MessageInfo::default()
         };
         let u = answer_from(&row, &info, 5);
         assert_eq!(u.status.as_deref(), Some("received"));
         assert_eq!(u.delivery_ms, None);
-        assert_eq!(u.fee_main, Some(200));
+        assert_eq!(u.fees.fee_main, Some(200));
         let info = MessageInfo {
             delivery_time: Some("2026-11-24T01:00:00Z".into()),
             ..info

@@ -3,6 +3,8 @@
 //! template specs. Nothing here reaches up into another layer.
 
 pub mod clock;
+pub mod error_note;
+pub mod fees;
 pub mod file_name;
 pub mod phone;
 pub mod reason;

@@ -345,28 +345,43 @@ fn param_problem(p: &ParamSpec, value: &str) -> Option<Reason> {
     }
     let len = char_len(value);
     if let Some(max) = p.max_length.filter(|&m| len > u64::from(m)) {
-        return Some(Reason::new(
+        let text =
+            format!("{name} is {len} characters, longer than the template's {max}: shorten it");
+        return Some(length_reason(
             "template.too_long",
-            [
-                ("name", name.to_string()),
-                ("length", len.to_string()),
-                ("max", max.to_string()),
-            ],
-            format!("{name} is {len} characters, longer than the template's {max}: shorten it"),
+            name,
+            len,
+            ("max", max),
+            text,
         ));
     }
     if let Some(min) = p.min_length.filter(|&m| len < u64::from(m)) {
-        return Some(Reason::new(
+        let text = format!("{name} is {len} characters, shorter than the template's {min}");
+        return Some(length_reason(
             "template.too_short",
-            [
-                ("name", name.to_string()),
-                ("length", len.to_string()),
-                ("min", min.to_string()),
-            ],
-            format!("{name} is {len} characters, shorter than the template's {min}"),
+            name,
+            len,
+            ("min", min),
+            text,
         ));
     }
     None
+}
+
+/// A value too long or too short: its name, its length and the bound.
+fn length_reason(
+    code: &'static str,
+    name: &str,
+    len: u64,
+    (bound, limit): (&'static str, u32),
+    text: String,
+) -> Reason {
+    let params = [
+        ("name", name.to_string()),
+        ("length", len.to_string()),
+        (bound, limit.to_string()),
+    ];
+    Reason::new(code, params, text)
 }
 
 /// Length as the provider counts it: characters after NFC.

@@ -9,6 +9,8 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::model::fees::MessageFees;
+
 use super::common::{names_campaign_field, TemplateData, TemplateId, Unchecked};
 use super::http::{self, lenient, Endpoint, RawReply, JSON};
 use super::timestamp::parse_time;
@@ -120,8 +122,10 @@ impl Reply<'_> {
             tracking_id: owned(self.tracking_id),
             delivery_status: owned(self.delivery_status),
             delivery_time: owned(self.delivery_time),
-            fee_main: self.fee_main.and_then(|f| f.parse().ok()),
-            fee_token: self.fee_token.and_then(|f| f.parse().ok()),
+            fees: MessageFees {
+                fee_main: self.fee_main.and_then(|f| f.parse().ok()),
+                fee_token: self.fee_token.and_then(|f| f.parse().ok()),
+            },
         }
     }
 }

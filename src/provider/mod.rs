@@ -20,6 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::model::fees::MessageFees;
+
 pub use codes::{ErrorClass, ErrorTable};
 pub use kind::{Capabilities, Dedup, ProviderKind};
 pub use template::{TemplateInfo, TemplateParam};
@@ -144,8 +146,7 @@ pub struct MessageInfo {
     pub tracking_id: Option<String>,
     pub delivery_status: Option<String>,
     pub delivery_time: Option<String>,
-    pub fee_main: Option<i64>,
-    pub fee_token: Option<i64>,
+    pub fees: MessageFees,
 }
 
 #[async_trait]

@@ -16,6 +16,8 @@ use super::db::{params, Begin, Db, DbError, Dialect, OptionalExtension};
 use super::rows::rows_of_tracking_id_sql;
 use serde::Serialize;
 
+use crate::model::error_note::ErrorNote;
+
 use super::{Store, StoreError};
 
 /// The table and its indexes: appended to the store's MIGRATIONS.
@@ -89,8 +91,7 @@ pub struct NewEvent {
     /// As the provider sent it (the state database holds full phones anyway).
     pub phone: Option<String>,
     pub status: Option<DeliveryStatus>,
-    pub error_code: Option<String>,
-    pub error: Option<String>,
+    pub note: ErrorNote,
     /// When it happened by the provider's clock (ms), if it said.
     pub event_ms: Option<i64>,
     pub oa_id: Option<String>,
@@ -139,8 +140,8 @@ pub struct RowDelivery {
     pub state: String,
     pub status: Option<DeliveryStatus>,
     pub at_ms: Option<i64>,
-    pub error_code: Option<String>,
-    pub error: Option<String>,
+    #[serde(flatten)]
+    pub note: ErrorNote,
 }
 
 /// A campaign's delivery counts from the ledger (and `reconcile`).
@@ -336,8 +337,7 @@ impl Store {
                 state: r.get(3)?,
                 status,
                 at_ms,
-                error_code,
-                error,
+                note: ErrorNote { error_code, error },
             });
             Ok(())
         })
@@ -435,8 +435,8 @@ fn record_in(tx: &Db, e: &NewEvent) -> Result<EventOutcome, DbError> {
                 e.tracking_id,
                 e.phone,
                 e.status.map(DeliveryStatus::as_str),
-                e.error_code,
-                e.error,
+                e.note.error_code,
+                e.note.error,
                 e.event_ms,
                 e.oa_id,
                 e.template_id,

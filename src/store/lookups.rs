@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::errors::sql_err;
 use super::{Result, Store};
+use crate::model::fees::MessageFees;
 
 /// A sent row to look up with the provider.
 #[derive(Debug, Clone)]
@@ -24,8 +25,7 @@ pub struct LookupAnswer {
     pub row_id: i64,
     pub status: Option<String>,
     pub delivery_ms: Option<i64>,
-    pub fee_main: Option<i64>,
-    pub fee_token: Option<i64>,
+    pub fees: MessageFees,
     pub checked_ms: i64,
 }
 
@@ -105,8 +105,8 @@ impl Store {
                     u.row_id,
                     u.status,
                     u.delivery_ms,
-                    u.fee_main,
-                    u.fee_token,
+                    u.fees.fee_main,
+                    u.fees.fee_token,
                     u.checked_ms
                 ])
                 .map_err(err)?;
@@ -165,6 +165,7 @@ pub(super) mod tests {
     use super::super::test_support::new_campaign;
     use super::super::{Campaign, ImportRow, Store};
     use super::LookupAnswer;
+    use crate::model::fees::MessageFees;
 
     /// Import one row per entry (lines 2, 3, …; an explicit tracking id
     /// where given) and return their ids in file order.
@@ -245,8 +246,10 @@ pub(super) mod tests {
                     .save_lookup_answers(&[
                         LookupAnswer {
                             delivery_ms: Some(1500),
-                            fee_main: Some(100),
-                            fee_token: Some(20),
+                            fees: MessageFees {
+                                fee_main: Some(100),
+                                fee_token: Some(20),
+                            },
                             ..answer(ids[0], Some("seen"), 5000)
                         },
                         answer(ids[1], Some("received"), 5000),

@@ -6,6 +6,8 @@ use serde::Serialize;
 
 use super::{Campaign, Result, Store, StoreError};
 use crate::model::clock;
+use crate::model::error_note::ErrorNote;
+use crate::model::fees::MessageFees;
 use crate::model::row_state::{open_states_sql, RowState};
 use crate::provider::JourneyToken;
 
@@ -86,7 +88,7 @@ impl StateCounts {
     }
 }
 
-/// One line of the report.
+/// One line of the report; serialized as a line of `report --json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReportRow {
     pub line: u64,
@@ -94,17 +96,26 @@ pub struct ReportRow {
     pub tracking_id: String,
     pub state: String,
     pub msg_id: Option<String>,
-    pub error_code: Option<String>,
-    pub error: Option<String>,
+    #[serde(flatten)]
+    pub note: ErrorNote,
     pub attempts: u32,
     pub resent_after_doubt: bool,
+    #[serde(rename = "updated_at", serialize_with = "rfc3339")]
     pub updated_ms: Option<i64>,
+    #[serde(rename = "sent_at", serialize_with = "rfc3339")]
     pub sent_ms: Option<i64>,
     /// From `reconcile`: unknown | received | seen; None if never looked up.
     pub delivery_status: Option<String>,
+    #[serde(rename = "delivery_time", serialize_with = "rfc3339")]
     pub delivery_ms: Option<i64>,
-    pub fee_main: Option<i64>,
-    pub fee_token: Option<i64>,
+    #[serde(flatten)]
+    pub fees: MessageFees,
+}
+
+/// The report's times, as `report --json` writes them.
+fn rfc3339<S: serde::Serializer>(ms: &Option<i64>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    ms.map(|m| clock::fmt_rfc3339(clock::from_ms(m)))
+        .serialize(s)
 }
 
 fn derived_tracking_id(prefix: &str, line: u64) -> String {
@@ -411,16 +422,20 @@ impl Store {
                         tracking_id,
                         state,
                         msg_id: r.get(4)?,
-                        error_code: r.get(5)?,
-                        error: r.get(6)?,
+                        note: ErrorNote {
+                            error_code: r.get(5)?,
+                            error: r.get(6)?,
+                        },
                         attempts: r.get::<i64>(7)? as u32,
                         resent_after_doubt: r.get::<i64>(8)? != 0,
                         updated_ms: r.get(9)?,
                         sent_ms: r.get(10)?,
                         delivery_status: r.get(11)?,
                         delivery_ms: r.get(12)?,
-                        fee_main: r.get(13)?,
-                        fee_token: r.get(14)?,
+                        fees: MessageFees {
+                            fee_main: r.get(13)?,
+                            fee_token: r.get(14)?,
+                        },
                     };
                     // A failed write (a closed pipe) stops the walk.
                     written = f(&row);

@@ -724,11 +724,11 @@ pub fn rows_page(
 }
 
 fn not_found(e: CoreError) -> WebError {
+    // What the user named is not there; the rest as any other refusal.
     match e {
         CoreError::Usage(m) => WebError::NotFound(Msg::as_is("not_found", m)),
         CoreError::Refused(r) => WebError::NotFound(Msg::refused(r)),
-        CoreError::Fatal(e) => WebError::Internal(e),
-        CoreError::Forbidden(r) => WebError::Forbidden(Msg::refused(r)),
+        other => WebError::from(other),
     }
 }
 

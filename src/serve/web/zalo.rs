@@ -167,7 +167,8 @@ async fn connect_form(
         .base_workspace()
         .zalo_connect_start(Some(&uri));
     let st = oa_status(&s).await;
-    match started {
+    // One page either way: the link to follow, or why there is none.
+    let (status, link, error) = match started {
         Ok(start) => {
             // The link itself (its state) is not logged: it finishes the connection.
             let ws = s.web.campaigns.base_workspace();
@@ -175,31 +176,20 @@ async fn connect_form(
             if let Err(e) = ws.audit(&actor, Action::ZaloConnect, None, &detail) {
                 tracing::error!("cannot write the audit log: {e}");
             }
-            page(
-                &s,
-                &v,
-                &caller,
-                &st,
-                true,
-                Some(&start.authorization_url),
-                None,
-            )
-            .into_response()
+            (StatusCode::OK, Some(start.authorization_url), None)
         }
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            page(
-                &s,
-                &v,
-                &caller,
-                &st,
-                true,
-                None,
-                Some(&said(e, v.lang.code())),
-            ),
-        )
-            .into_response(),
-    }
+        Err(e) => (StatusCode::BAD_REQUEST, None, Some(said(e, v.lang.code()))),
+    };
+    let html = page(
+        &s,
+        &v,
+        &caller,
+        &st,
+        true,
+        link.as_deref(),
+        error.as_deref(),
+    );
+    (status, html).into_response()
 }
 
 /// A refusal in the reader's language; a provider's or the server's

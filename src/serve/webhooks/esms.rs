@@ -8,6 +8,7 @@ use axum::response::Response;
 
 use super::{refuse, sha256_hex, store_and_answer, wrong_path_token};
 use crate::campaign::{DeliveryStatus, NewEvent};
+use crate::model::error_note::ErrorNote;
 use crate::serve::ServeState;
 
 const PROVIDER: &str = "esms";
@@ -85,8 +86,7 @@ fn event_from(
         tracking_id: request_id.map(str::to_string),
         phone: field(pairs, "phonenumber").map(str::to_string),
         status,
-        error_code,
-        error,
+        note: ErrorNote { error_code, error },
         event_ms: None,
         oa_id: field(pairs, "oaid").map(str::to_string),
         template_id: None,
@@ -133,8 +133,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(bad.status, Some(DeliveryStatus::FailedDelivery));
-        assert_eq!(bad.error_code.as_deref(), Some("-114"));
-        assert_eq!(bad.error.as_deref(), Some("blocked"));
+        assert_eq!(bad.note.error_code.as_deref(), Some("-114"));
+        assert_eq!(bad.note.error.as_deref(), Some("blocked"));
         let waiting = event_from(&pairs("SMSID=s3&SendStatus=7"), String::new(), 1).unwrap();
         assert_eq!((waiting.kind.as_str(), waiting.status), ("progress", None));
         assert!(event_from(&pairs("SendStatus=5"), String::new(), 1).is_err());

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{json_body, sha256_hex, store_and_answer, text, wrong_path_token};
 use crate::campaign::{DeliveryStatus, NewEvent};
+use crate::model::error_note::ErrorNote;
 use crate::provider::timestamp::parse_time;
 use crate::serve::ServeState;
 
@@ -72,8 +73,10 @@ fn event_from(json: &Value, body: &[u8], now_ms: i64) -> NewEvent {
         kind: "delivery".to_string(),
         status,
         phone: get("phone"),
-        error_code: get("error_code"),
-        error: get("error"),
+        note: ErrorNote {
+            error_code: get("error_code"),
+            error: get("error"),
+        },
         oa_id: get("oa_id"),
         event_ms: ["delivery_time", "timestamp", "time"].iter().find_map(|k| {
             get(k)

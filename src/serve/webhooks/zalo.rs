@@ -114,7 +114,7 @@ fn event_from(json: &Value, body: &[u8], zns_server: Option<bool>, now_ms: i64) 
             e.kind = "template_status".into();
             e.template_id = text(json.get("template_id"));
             e.detail = text(json.pointer("/status/new_status"));
-            e.error = text(json.get("reason"));
+            e.note.error = text(json.get("reason"));
         }
         _ => {}
     }
