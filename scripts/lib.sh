@@ -70,7 +70,8 @@ bench_pg() {
 bench_state() {
     if [ -z "$PG" ]; then echo "$WORK/$1.sqlite"; return; fi
     local db="zns_bench_$$_${1//[^a-zA-Z0-9]/_}"
-    "$PSQL" -Atq -d "$PG" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+    PGOPTIONS='-c client_min_messages=warning' "$PSQL" -Atq -d "$PG" \
+        -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
     python3 - "$PG" "$db" <<'PY'
 import sys, urllib.parse as u
 url = u.urlsplit(sys.argv[1])
