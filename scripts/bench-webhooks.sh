@@ -6,9 +6,12 @@
 #
 #   scripts/bench-webhooks.sh                 20,000 callbacks, concurrency 64
 #   scripts/bench-webhooks.sh -n 5000 -c 16   other sizes
+#   scripts/bench-webhooks.sh --pg postgres://postgres@127.0.0.1:5432/postgres
+#                                             the same on a fresh PostgreSQL database
 #
-# Options: -n N (callbacks), -c N (connections), --no-build, --debug (the
-# debug build: checks the script; the figures mean nothing), --keep.
+# Options: -n N (callbacks), -c N (connections), --pg URL (a server where the
+# script may create a database), --no-build, --debug (the debug build:
+# checks the script; the figures mean nothing), --keep.
 # Every callback names a distinct SMSID, so each is a new event; serve
 # commits them durably (synchronous=FULL: the WAL is fsynced before the
 # 2xx), the callbacks that arrive during one commit sharing the next
@@ -26,6 +29,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         -n) N="$2"; shift ;;
         -c) CONNS="$2"; shift ;;
+        --pg) bench_pg "${2:-}"; shift ;;
         *) bench_opt "$1" ;;
     esac
     shift
@@ -38,6 +42,7 @@ bench_workdir
 # The path token is made up per run; it never reaches the output.
 ZNS_WEBHOOK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 export ZNS_WEBHOOK_TOKEN
+STATE=$(bench_state state)
 bench_serve
 
 THREADS=4
@@ -86,38 +91,23 @@ echo "bench-webhooks: $N eSMS callbacks, $CONNS connections, $PROFILE serve at 1
 # (it then prints its summary) once the ledger holds the burst.
 wrk -t"$THREADS" -c"$CONNS" -d300s --timeout 10s -s "$WORK/esms.lua" "$BASE" >"$WORK/wrk.out" 2>&1 &
 WRK_PID=$!
-python3 - "$WORK/state.sqlite" "$N" "$WRK_PID" <<'PY'
-import os, sqlite3, sys, time
-path, n, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-t0 = time.time()
-while time.time() - t0 < 300:
-    time.sleep(0.2)
-    try:
-        got = sqlite3.connect(path).execute("SELECT COUNT(*) FROM delivery_events").fetchone()[0]
-    except sqlite3.Error:
-        continue
-    if got >= n:
-        break
-time.sleep(0.3)
-os.kill(pid, 2)
-PY
+deadline=$((SECONDS + 300))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    sleep 0.5
+    got=$(bench_sql "$STATE" "SELECT COUNT(*) FROM delivery_events" 2>/dev/null || echo 0)
+    [ "${got:-0}" -ge "$N" ] && break
+done
+sleep 0.3
+kill -INT "$WRK_PID" 2>/dev/null || true
 wait "$WRK_PID" || true
 RESULT=$(grep '^RESULT ' "$WORK/wrk.out" || true)
 [ -n "$RESULT" ] || { cat "$WORK/wrk.out" >&2; exit 1; }
 
 # wrk may have a few requests in flight when a thread stops: count what it
 # says was answered against what the ledger holds.
-STORED=$(python3 - "$WORK/state.sqlite" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-total, distinct, first, last = db.execute(
-    "SELECT COUNT(*), COUNT(DISTINCT msg_id), MIN(received_ms), MAX(received_ms) "
-    "FROM delivery_events WHERE provider = 'esms'").fetchone()
 # Absorbed per second, first commit to last (wrk's own clock includes the wait).
-rate = total * 1000 / max(last - first, 1)
-print(f"{total} {distinct} {rate:.0f}")
-PY
-)
+STORED=$(bench_sql "$STATE" "SELECT COUNT(*), COUNT(DISTINCT msg_id), COALESCE(MAX(received_ms) - MIN(received_ms), 0)
+    FROM delivery_events WHERE provider = 'esms'" | awk '{m = ($3 > 1) ? $3 : 1; printf "%d %d %.0f\n", $1, $2, $1 * 1000 / m}')
 read -r TOTAL DISTINCT RATE <<<"$STORED"
 # Transactions that stored them (no token set: /metrics is open on loopback).
 COMMITS=$(python3 - "$BASE" <<'PY'
@@ -126,16 +116,16 @@ body = urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=10).read().decod
 print(next((l.split()[1] for l in body.splitlines() if l.startswith("zns_webhook_commits_total ")), "0"))
 PY
 )
-SYNC=$(python3 - "$WORK/state.sqlite" <<'PY'
-import sqlite3, sys
-print(sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode").fetchone()[0])
-PY
-)
+if [ -n "$PG" ]; then
+    SYNC="PostgreSQL: fsync $(bench_sql "$STATE" "SHOW fsync"), synchronous_commit $(bench_sql "$STATE" "SHOW synchronous_commit")"
+else
+    SYNC="synchronous=FULL, journal $(bench_sql "$STATE" "PRAGMA journal_mode")"
+fi
 eval "$(echo "$RESULT" | sed 's/^RESULT //' | tr ' ' '\n' | sed 's/^/W_/')"
 printf '%-22s %s\n' "callbacks answered" "$W_requests (errors: $W_errors)" \
     "in the ledger" "$TOTAL events, $DISTINCT distinct (each once)" \
     "callbacks/s" "$RATE (committed, first to last; target ≥ 5000 at c=64: $([ "$RATE" -ge 5000 ] && echo met || echo MISSED))" \
-    "commits (fsyncs)" "$COMMITS, $(python3 -c "print(f'{$TOTAL / max($COMMITS, 1):.1f}')") callbacks each (synchronous=FULL, journal $SYNC)" \
+    "commits (fsyncs)" "$COMMITS, $(python3 -c "print(f'{$TOTAL / max($COMMITS, 1):.1f}')") callbacks each ($SYNC)" \
     "latency p50 / p90" "$W_p50_ms / $W_p90_ms ms" \
     "latency p99 / max" "$W_p99_ms / $W_max_ms ms"
 if [ "$TOTAL" != "$DISTINCT" ] || [ "$TOTAL" -lt "$(( W_requests - W_errors ))" ]; then

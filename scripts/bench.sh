@@ -4,8 +4,11 @@
 #
 #   scripts/bench.sh            full run (10k / 100k / 1M rows), ~10 minutes
 #   scripts/bench.sh --smoke    10k rows everywhere, ~1 minute
+#   scripts/bench.sh --pg URL   the same with every store a fresh database on the
+#                               PostgreSQL server at URL (the role may CREATE DATABASE)
 #
-# Options: --out FILE (also write the result table as Markdown),
+# Options: --nginx (figures 2c/2d alone: the runs against the cheapest
+#          provider, first run and rerun), --out FILE (also write the result table as Markdown),
 #          --keep (keep target/bench/ afterwards), --no-build,
 #          --debug (the debug build: checks the script and the results, the
 #          figures mean nothing; CI runs --smoke --debug, sharing the tests'
@@ -16,15 +19,15 @@
 # there can be, so that runner ÷ wrk measures the client alone.
 # Needs: cargo, python3, and wrk + nginx + GNU time (installed from Debian if
 # missing; the smoke run goes on without wrk or nginx, saying so).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh" bench
 
 MODE=full
 OUT=""
 KEEP=0
 BUILD=1
 PROFILE=release
+ONLY_NGINX=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) MODE=smoke ;;
@@ -32,7 +35,9 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1 ;;
         --no-build) BUILD=0 ;;
         --debug) PROFILE=debug ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --pg) bench_pg "${2:-}"; shift ;;
+        --nginx) ONLY_NGINX=1 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "bench: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -56,6 +61,7 @@ cleanup() {
     if [ -n "$SANDBOX_PID" ]; then kill -INT "$SANDBOX_PID" 2>/dev/null || true; wait "$SANDBOX_PID" 2>/dev/null || true; fi
     if [ -n "$NGINX_PID" ]; then kill -QUIT "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; fi
     if [ "$KEEP" = 0 ]; then rm -rf "$WORK"; fi
+    bench_drop_states
 }
 trap cleanup EXIT
 
@@ -106,12 +112,25 @@ fi
 rm -rf "$WORK"
 mkdir -p "$WORK"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ -n "$PG" ]; then
+    STORE="PostgreSQL $("$PSQL" -Atq -d "$PG" -c 'SHOW server_version') (fsync $("$PSQL" -Atq -d "$PG" -c 'SHOW fsync'), a fresh database per store)"
+else
+    STORE="SQLite files"
+fi
 
 # ---- helpers ------------------------------------------------------------------
 # json FILE EXPR: evaluate a Python expression over the parsed JSON `d`.
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 # calc EXPR: arithmetic in Python.
 calc() { python3 -c "from math import nan; print($1)"; }
+# verdict COND: met / MISSED / n/a (a figure that could not be measured).
+verdict() {
+    case "$1" in *nan*) echo "n/a"; return ;; esac
+    if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then echo "met"; else echo "MISSED"; fi
+}
+machine() {
+    echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(rustc --version | cut -d' ' -f1-2)"
+}
 
 # gen_csv N FILE: N recipients, Vietnamese template values, phones in the
 # formats people really type. Row i is the same phone in every file, so a
@@ -269,51 +288,11 @@ stop_nginx() {
 }
 
 # ---- the data ---------------------------------------------------------------------
-for n in $SIZES $E2E_ROWS $LAT_ROWS; do
+DATA_SIZES="$SIZES $E2E_ROWS $LAT_ROWS"
+[ "$ONLY_NGINX" = 0 ] || DATA_SIZES=$E2E_ROWS
+for n in $DATA_SIZES; do
     [ -f "$WORK/rows-$n.csv" ] || { say "generating rows-$n.csv"; gen_csv "$n" "$WORK/rows-$n.csv"; }
 done
-
-start_sandbox
-say "sandbox on $ADDR (zero latency)"
-
-# ---- 1. import ------------------------------------------------------------------
-say "import: $BIG rows (run --dry-run: hash, parse, normalise, insert, plan)"
-rc=$(timed import "$WORK/import.sqlite" run "$WORK/rows-$BIG.csv" --campaign import --template-id 246810 --dry-run)
-[ "$rc" = 0 ] || die "import failed ($rc): $(cat "$WORK/import.err")"
-[ "$(json "$WORK/import.json" 'd["accepted"]')" = "$BIG" ] || die "import accepted $(json "$WORK/import.json" 'd["accepted"]') of $BIG rows"
-# The import alone (the plan's queries after it are not import); the whole
-# command's wall time beside it.
-IMPORT_S=$(json "$WORK/import.json" 'round(d["import_secs"], 3)')
-IMPORT_WALL=$(wall_s import)
-IMPORT_RPS=$(calc "round($BIG / $IMPORT_S)")
-IMPORT_MB=$(peak_mb import)
-
-# ---- 2. end-to-end throughput vs raw ---------------------------------------------
-E2E_STATE="$WORK/e2e.sqlite"
-e2e() {
-    local name=$1 campaign=$2
-    local rc
-    rc=$(timed "$name" "$E2E_STATE" run "$WORK/rows-$E2E_ROWS.csv" --campaign "$campaign" --template-id 246810 \
-        $(SEND_FLAGS) --concurrency "$CONC")
-    [ "$rc" = 0 ] || die "$name: exit $rc: $(tail -5 "$WORK/$name.err")"
-    [ "$(json "$WORK/$name.json" 'd["counts"]["sent"]')" = "$E2E_ROWS" ] || die "$name: not every row was sent"
-    json "$WORK/$name.json" 'round(d["this_run"]["requests"] / d["this_run"]["send_secs"])'
-}
-say "end-to-end, first run: $E2E_ROWS rows, tokens created, --concurrency $CONC"
-cpu0=$(sandbox_cpu)
-FIRST_RPS=$(e2e e2e-first first)
-FIRST_SB_CPU=$(calc "round($(sandbox_cpu) - $cpu0, 2)")
-FIRST_TOKENS=$(json "$WORK/e2e-first.json" 'd["this_run"]["tokens_created"]')
-say "raw: wrk -t1 -c$CONC -d${WRK_SECS}s on SendZNSJourney"
-FIRST_RAW=$(raw_rps first)
-say "end-to-end, rerun to the same phones: tokens reused"
-REUSE_RPS=$(e2e e2e-rerun rerun)
-REUSE_REUSED=$(json "$WORK/e2e-rerun.json" 'd["this_run"]["tokens_reused"]')
-REUSE_CREATED=$(json "$WORK/e2e-rerun.json" 'd["this_run"]["tokens_created"]')
-[ "$REUSE_CREATED" = 0 ] || die "the rerun bought $REUSE_CREATED tokens; it should reuse them all"
-REUSE_RAW=$(raw_rps rerun)
-FIRST_RATIO=$(calc "round($FIRST_RPS / $FIRST_RAW, 2)")
-REUSE_RATIO=$(calc "round($REUSE_RPS / $REUSE_RAW, 2)")
 
 # ---- 2c/2d. the same against the cheapest provider (nginx, fixed replies) -------
 # The provider costs next to nothing here, so runner ÷ wrk is the client's
@@ -322,7 +301,7 @@ NG_FIRST_RPS=nan; NG_FIRST_RAW=nan; NG_REUSE_RPS=nan; NG_REUSE_RAW=nan
 if [ "$HAVE_NGINX" = 1 ]; then
     start_nginx
     say "nginx (fixed eTelecom replies) on ${NGINX_BASE#http://}"
-    NG_STATE="$WORK/nginx.sqlite"
+    NG_STATE=$(bench_state nginx)
     ng_run() {
         local name=$1 campaign=$2 rc
         rc=$(timed "$name" "$NG_STATE" run "$WORK/rows-$E2E_ROWS.csv" --campaign "$campaign" --template-id 246810 \
@@ -348,6 +327,67 @@ fi
 NG_FIRST_RATIO=$(calc "round($NG_FIRST_RPS / $NG_FIRST_RAW, 2)")
 NG_REUSE_RATIO=$(calc "round($NG_REUSE_RPS / $NG_REUSE_RAW, 2)")
 
+if [ "$ONLY_NGINX" = 1 ]; then
+    [ "$HAVE_NGINX" = 1 ] || die "--nginx needs nginx"
+    table=$(cat <<EOF
+| # | figure | result | target | |
+|---|---|---|---|---|
+| 2c | cheapest provider (nginx, fixed eTelecom replies), first run ($E2E_ROWS rows), c=$CONC | runner $NG_FIRST_RPS req/s · wrk $NG_FIRST_RAW req/s · ratio **$NG_FIRST_RATIO** | ≥ 0.4 | $(verdict "$NG_FIRST_RATIO >= 0.4") |
+| 2d | cheapest provider, rerun (tokens reused), c=$CONC | runner $NG_REUSE_RPS req/s · wrk $NG_REUSE_RAW req/s · ratio **$NG_REUSE_RATIO** | ≥ 0.5 | $(verdict "$NG_REUSE_RATIO >= 0.5") |
+EOF
+)
+    notes=$(cat <<EOF
+- mode: $MODE, $PROFILE build, figures 2c/2d alone; store: $STORE; machine: $(machine); load average before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg)
+- whole commands: first run $(wall_s ng-first) s, rerun $(wall_s ng-rerun) s (import + tokens + sends); runner CPU per request (import included): $(calc "'%.0f µs first run, %.0f µs rerun' % ($NG_FIRST_CPU / $NG_FIRST_REQ * 1e6, $NG_REUSE_CPU / $NG_REUSE_REQ * 1e6)")
+EOF
+)
+    printf '\n%s\n\n%s\n' "$table" "$notes"
+    [ -z "$OUT" ] || printf '%s\n\n%s\n' "$table" "$notes" >"$OUT"
+    exit 0
+fi
+
+start_sandbox
+say "sandbox on $ADDR (zero latency)"
+
+# ---- 1. import ------------------------------------------------------------------
+say "import: $BIG rows (run --dry-run: hash, parse, normalise, insert, plan)"
+rc=$(timed import "$(bench_state import)" run "$WORK/rows-$BIG.csv" --campaign import --template-id 246810 --dry-run)
+[ "$rc" = 0 ] || die "import failed ($rc): $(cat "$WORK/import.err")"
+[ "$(json "$WORK/import.json" 'd["accepted"]')" = "$BIG" ] || die "import accepted $(json "$WORK/import.json" 'd["accepted"]') of $BIG rows"
+# The import alone (the plan's queries after it are not import); the whole
+# command's wall time beside it.
+IMPORT_S=$(json "$WORK/import.json" 'round(d["import_secs"], 3)')
+IMPORT_WALL=$(wall_s import)
+IMPORT_RPS=$(calc "round($BIG / $IMPORT_S)")
+IMPORT_MB=$(peak_mb import)
+
+# ---- 2. end-to-end throughput vs raw ---------------------------------------------
+E2E_STATE=$(bench_state e2e)
+e2e() {
+    local name=$1 campaign=$2
+    local rc
+    rc=$(timed "$name" "$E2E_STATE" run "$WORK/rows-$E2E_ROWS.csv" --campaign "$campaign" --template-id 246810 \
+        $(SEND_FLAGS) --concurrency "$CONC")
+    [ "$rc" = 0 ] || die "$name: exit $rc: $(tail -5 "$WORK/$name.err")"
+    [ "$(json "$WORK/$name.json" 'd["counts"]["sent"]')" = "$E2E_ROWS" ] || die "$name: not every row was sent"
+    json "$WORK/$name.json" 'round(d["this_run"]["requests"] / d["this_run"]["send_secs"])'
+}
+say "end-to-end, first run: $E2E_ROWS rows, tokens created, --concurrency $CONC"
+cpu0=$(sandbox_cpu)
+FIRST_RPS=$(e2e e2e-first first)
+FIRST_SB_CPU=$(calc "round($(sandbox_cpu) - $cpu0, 2)")
+FIRST_TOKENS=$(json "$WORK/e2e-first.json" 'd["this_run"]["tokens_created"]')
+say "raw: wrk -t1 -c$CONC -d${WRK_SECS}s on SendZNSJourney"
+FIRST_RAW=$(raw_rps first)
+say "end-to-end, rerun to the same phones: tokens reused"
+REUSE_RPS=$(e2e e2e-rerun rerun)
+REUSE_REUSED=$(json "$WORK/e2e-rerun.json" 'd["this_run"]["tokens_reused"]')
+REUSE_CREATED=$(json "$WORK/e2e-rerun.json" 'd["this_run"]["tokens_created"]')
+[ "$REUSE_CREATED" = 0 ] || die "the rerun bought $REUSE_CREATED tokens; it should reuse them all"
+REUSE_RAW=$(raw_rps rerun)
+FIRST_RATIO=$(calc "round($FIRST_RPS / $FIRST_RAW, 2)")
+REUSE_RATIO=$(calc "round($REUSE_RPS / $REUSE_RAW, 2)")
+
 # ---- 3. latency-bound ----------------------------------------------------------------
 say "latency-bound: sandbox latency ${LATENCY_MS} ms, --concurrency $CONC, tokens cached ($LAT_ROWS rows)"
 control "{\"latency_ms\": $LATENCY_MS}"
@@ -368,12 +408,13 @@ stop_sandbox
 # fresh state. The biggest leaves $LEFT rows open (our daily quota) for the
 # resume figure.
 start_sandbox
-declare -A MEM RUN_RPS
+declare -A MEM RUN_RPS MEM_STATE
 for n in $SIZES; do
     quota=()
     [ "$n" = "$BIG" ] && quota=(--daily-quota $((n - LEFT)))
     say "memory: full run of $n rows${quota:+ (daily quota $((n - LEFT)): $LEFT rows left for the resume)}"
-    rc=$(timed "mem-$n" "$WORK/mem-$n.sqlite" run "$WORK/rows-$n.csv" --campaign "mem-$n" --template-id 246810 \
+    MEM_STATE[$n]=$(bench_state "mem-$n")
+    rc=$(timed "mem-$n" "${MEM_STATE[$n]}" run "$WORK/rows-$n.csv" --campaign "mem-$n" --template-id 246810 \
         $(SEND_FLAGS) --concurrency "$CONC" "${quota[@]}")
     want=0
     [ "$n" = "$BIG" ] && want=3
@@ -387,7 +428,7 @@ open=$(json "$WORK/mem-$BIG.json" 'd["counts"]["pending"] + d["counts"]["token_r
 say "resume: $BIG-row campaign with $LEFT rows left"
 t0=$(date +%s.%N)
 rc=0
-ZNS_LOG=zns_batch=debug "$BIN" --state "$WORK/mem-$BIG.sqlite" --json resume "mem-$BIG" \
+ZNS_LOG=zns_batch=debug "$BIN" --state "${MEM_STATE[$BIG]}" --json resume "mem-$BIG" \
     --daily-quota $((BIG * 2)) $(SEND_FLAGS) --concurrency "$CONC" >"$WORK/resume.json" 2>"$WORK/resume.err" || rc=$?
 t1=$(date +%s.%N)
 [ "$rc" = 0 ] || die "resume: exit $rc: $(tail -5 "$WORK/resume.err")"
@@ -413,10 +454,6 @@ stop_sandbox
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the table ------------------------------------------------------------------------
-verdict() {
-    case "$1" in *nan*) echo "n/a"; return ;; esac
-    if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then echo "met"; else echo "MISSED"; fi
-}
 mem_list=""
 for n in $SIZES; do mem_list="$mem_list ${MEM[$n]} MB ($n)"; done
 # Flat: past the first size (where the page caches are still filling), the
@@ -427,7 +464,7 @@ mem_mid=${MEM[$(echo "$SIZES" | awk '{print (NF > 1) ? $(NF - 1) : $NF}')]}
 table=$(cat <<EOF
 | # | figure | result | target | |
 |---|---|---|---|---|
-| 1 | import, $BIG rows (CSV → SQLite, \`run --dry-run\`) | $IMPORT_RPS rows/s ($IMPORT_S s; whole dry run $IMPORT_WALL s), peak RSS $IMPORT_MB MB | ≥ 300000 rows/s, ≤ 64 MB | $(verdict "$IMPORT_RPS >= 300000 and $IMPORT_MB <= 64") |
+| 1 | import, $BIG rows (CSV → store, \`run --dry-run\`) | $IMPORT_RPS rows/s ($IMPORT_S s; whole dry run $IMPORT_WALL s), peak RSS $IMPORT_MB MB | ≥ 300000 rows/s, ≤ 64 MB | $(verdict "$IMPORT_RPS >= 300000 and $IMPORT_MB <= 64") |
 | 2a | end-to-end, first run ($E2E_ROWS rows, $FIRST_TOKENS tokens bought), c=$CONC | runner $FIRST_RPS req/s · wrk $FIRST_RAW req/s · ratio **$FIRST_RATIO** | — (the sandbox's own CPU dominates; see 2c) | |
 | 2b | end-to-end, rerun ($REUSE_REUSED tokens reused), c=$CONC | runner $REUSE_RPS req/s · wrk $REUSE_RAW req/s · ratio **$REUSE_RATIO** | — (see 2d) | |
 | 2c | cheapest provider (nginx, fixed eTelecom replies), first run ($E2E_ROWS rows), c=$CONC | runner $NG_FIRST_RPS req/s · wrk $NG_FIRST_RAW req/s · ratio **$NG_FIRST_RATIO** | ≥ 0.4 | $(verdict "$NG_FIRST_RATIO >= 0.4") |
@@ -437,9 +474,8 @@ table=$(cat <<EOF
 | 5 | resume, $BIG-row campaign, $LEFT rows left | first send after **$FIRST_SEND s** (whole resume $RESUME_TOTAL s) | ≤ 1 s | $(verdict "$FIRST_SEND <= 1") |
 EOF
 )
-machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(rustc --version | cut -d' ' -f1-2)"
 notes=$(cat <<EOF
-- mode: $MODE, $PROFILE build; machine: $machine; load average before $LOAD_BEFORE, after $LOAD_AFTER
+- mode: $MODE, $PROFILE build; store: $STORE; machine: $(machine); load average before $LOAD_BEFORE, after $LOAD_AFTER
 - runner req/s = (token + send calls) / send-phase seconds from the run's JSON summary; every \`in_flight\` and token write committed before its request leaves
 - full-run throughput (first runs, zero latency):$(for n in $SIZES; do printf ' %s req/s (%s rows);' "${RUN_RPS[$n]}" "$n"; done)
 - runner CPU per request against nginx (whole command, import included): $(if [ "$HAVE_NGINX" = 1 ]; then calc "'%.0f µs first run, %.0f µs rerun' % ($NG_FIRST_CPU / $NG_FIRST_REQ * 1e6, $NG_REUSE_CPU / $NG_REUSE_REQ * 1e6)"; else echo "n/a (no nginx)"; fi)

@@ -1,5 +1,6 @@
 # Shared by the bench scripts (sourced, not run): the binary, a work dir
-# cleaned at exit, and a loopback serve. Sourced as
+# cleaned at exit, the stores (SQLite files, or PostgreSQL databases with
+# --pg), and a loopback serve. Sourced as
 # `. "$(dirname "$0")/lib.sh" NAME` (NAME: the script's, for messages); it
 # sets strict mode and runs from the repo root.
 set -euo pipefail
@@ -10,6 +11,7 @@ ROOT=$(pwd)
 BUILD=1
 PROFILE=release
 KEEP=0
+PG=""
 
 # bench_opt ARG: the options every bench script takes (the caller's own are
 # matched before it); help prints the script's header comment.
@@ -18,6 +20,7 @@ bench_opt() {
         --no-build) BUILD=0 ;;
         --debug) PROFILE=debug ;;
         --keep) KEEP=1 ;;
+        --pg) echo "$NAME: --pg wants a URL (--pg postgres://USER@HOST:PORT/DB)" >&2; exit 2 ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "$NAME: unknown option $1" >&2; exit 2 ;;
     esac
@@ -43,12 +46,64 @@ bench_workdir() {
 bench_cleanup() {
     [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
     [ "$KEEP" = 1 ] && echo "kept $WORK" || rm -rf "$WORK"
+    bench_drop_states
+}
+
+# ---- the stores: SQLite files in $WORK, or fresh PostgreSQL databases ----------
+# bench_pg URL (the scripts' --pg URL): every store the script makes is a
+# new database on that server (the role needs CREATEDB), so each run starts
+# empty as a new SQLite file does. The URL may hold a password: it is never
+# printed.
+bench_pg() {
+    case "${1:-}" in
+        postgres://*|postgresql://*) ;;
+        *) echo "$NAME: --pg wants a postgres:// URL" >&2; exit 2 ;;
+    esac
+    PG=$1
+    PSQL=$(command -v psql || ls -d /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -1 || true)
+    [ -n "$PSQL" ] && [ -x "$PSQL" ] || { echo "$NAME: --pg needs psql (apt-get install postgresql-client)" >&2; exit 2; }
+    "$PSQL" -Atq -d "$PG" -c 'SELECT 1' >/dev/null || { echo "$NAME: the --pg server did not answer" >&2; exit 2; }
+}
+
+# bench_state NAME: prints the --state of a fresh, empty store: $WORK/NAME.sqlite,
+# or with --pg a new database zns_bench_<pid>_NAME (dropped at exit unless --keep).
+bench_state() {
+    if [ -z "$PG" ]; then echo "$WORK/$1.sqlite"; return; fi
+    local db="zns_bench_$$_${1//[^a-zA-Z0-9]/_}"
+    PGOPTIONS='-c client_min_messages=warning' "$PSQL" -Atq -d "$PG" \
+        -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+    python3 - "$PG" "$db" <<'PY'
+import sys, urllib.parse as u
+url = u.urlsplit(sys.argv[1])
+print(u.urlunsplit(url._replace(path="/" + sys.argv[2])))
+PY
+}
+
+# bench_drop_states: drop this run's databases (nothing to do for SQLite:
+# the files go with $WORK).
+bench_drop_states() {
+    [ -n "$PG" ] && [ "$KEEP" = 0 ] || return 0
+    local db
+    for db in $("$PSQL" -Atq -d "$PG" -c "SELECT datname FROM pg_database WHERE datname LIKE 'zns\_bench\_$$\_%'" 2>/dev/null); do
+        "$PSQL" -Atq -d "$PG" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+}
+
+# bench_sql STATE SQL: the rows of a query on a store, one a line, columns
+# separated by a space (sqlite3 for a file, psql for a URL).
+bench_sql() {
+    case "$1" in
+        postgres://*|postgresql://*) "$PSQL" -Atq -F ' ' -d "$1" -c "$2" ;;
+        *) python3 -c 'import sqlite3, sys
+for row in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print(*row)' "$1" "$2" ;;
+    esac
 }
 
 # bench_serve: `serve` on 127.0.0.1:0 from $WORK (so its zns-batch.toml
-# applies), without a sign-in token; sets SERVE_PID and BASE.
+# applies) on the store $STATE (default $WORK/state.sqlite), without a
+# sign-in token; sets SERVE_PID and BASE.
 bench_serve() {
-    (cd "$WORK" && exec env -u ZNS_SERVE_TOKEN "$BIN" --state "$WORK/state.sqlite" serve --listen 127.0.0.1:0 \
+    (cd "$WORK" && exec env -u ZNS_SERVE_TOKEN "$BIN" --state "${STATE:-$WORK/state.sqlite}" serve --listen 127.0.0.1:0 \
         >"$WORK/serve.out" 2>"$WORK/serve.err") &
     SERVE_PID=$!
     for _ in $(seq 1 200); do
