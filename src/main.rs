@@ -50,8 +50,9 @@ fn main() {
             }
             let about_request = match &e {
                 CoreError::Usage(_) => true,
-                // A refused file's fix is in the file, not in the flags.
-                CoreError::Refused(r) => !r.code().is_some_and(|c| c.starts_with("file.")),
+                // A refused file's fix is in the file, not in the flags:
+                // the same rule the console words its messages by.
+                CoreError::Refused(r) => r.is_about_request(),
                 _ => false,
             };
             if about_request {
