@@ -111,16 +111,13 @@ pub(crate) fn write_report_json(
     let mut out = std::io::BufWriter::new(out);
     let mut n = 0u64;
     let delivered = deliveries(store, campaign)?;
-    let written = store.for_each_report_row(campaign, |r: &ReportRow| {
+    let written = store.for_each_report_row(campaign, |r: &mut ReportRow| {
         n += 1;
         let d = delivery_of(&delivered, r);
-        let row = ReportRow {
-            delivery_status: d.status,
-            delivery_ms: d.at_ms,
-            ..r.clone()
-        };
+        r.delivery_status = d.status;
+        r.delivery_ms = d.at_ms;
         let row = JsonReportRow {
-            row: &row,
+            row: r,
             delivery_error: d.error,
         };
         serde_json::to_writer(&mut out, &row).map_err(std::io::Error::other)?;
@@ -150,7 +147,8 @@ pub(crate) fn write_report(
             .unwrap_or_default()
     };
     let delivered = deliveries(store, campaign)?;
-    let written = store.for_each_report_row(campaign, |r: &ReportRow| {
+    let written = store.for_each_report_row(campaign, |r: &mut ReportRow| {
+        let r = &*r;
         n += 1;
         let d = delivery_of(&delivered, r);
         w.write_record([

@@ -397,7 +397,7 @@ impl Store {
     pub fn for_each_report_row(
         &self,
         campaign: &Campaign,
-        mut f: impl FnMut(&ReportRow) -> std::io::Result<()>,
+        mut f: impl FnMut(&mut ReportRow) -> std::io::Result<()>,
     ) -> Result<std::io::Result<()>> {
         let mut written = Ok(());
         self.db
@@ -416,7 +416,7 @@ impl Store {
                         None if state == "rejected" => String::new(),
                         None => derived_tracking_id(&campaign.tracking_prefix, line),
                     };
-                    let row = ReportRow {
+                    let mut row = ReportRow {
                         line,
                         phone: r.get(1)?,
                         tracking_id,
@@ -437,8 +437,9 @@ impl Store {
                             fee_token: r.get(14)?,
                         },
                     };
-                    // A failed write (a closed pipe) stops the walk.
-                    written = f(&row);
+                    // A failed write (a closed pipe) stops the walk. Handed
+                    // over `&mut`: a writer may adjust it without a copy.
+                    written = f(&mut row);
                     Ok(written.is_ok())
                 },
             )
